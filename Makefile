@@ -1,0 +1,59 @@
+# Pulseboard developer entry points. Local tools (Java, DynamoDB Local, s3s-fs, and for
+# `template` a Python venv with cfn-lint/sam/cargo-lambda) are installed on demand by
+# scripts/tools.sh into $PULSEBOARD_CACHE (default ~/.cache/pulseboard), outside the clone.
+# See docs/TOOLING.md.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# Extra arguments, e.g.  make test TEST_ARGS='-p shared -- --nocapture'
+TEST_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: help tools run test bench lint fmt template ci clean-local
+
+help:
+	@echo "make run          pulseboard serve --local (embedded DynamoDB Local + S3 under .pulseboard/)"
+	@echo "make test         cargo test --workspace --all-targets against a throw-away local stack"
+	@echo "make bench        pulseboard bench (release build) against a throw-away local stack"
+	@echo "make lint         cargo fmt --check + clippy -D warnings"
+	@echo "make fmt          cargo fmt --all"
+	@echo "make template     cfn-lint + sam validate --lint on template.yaml"
+	@echo "make ci           everything CI runs (.ci/run)"
+	@echo "make tools        install/check the local tools and print their export lines"
+	@echo "make clean-local  remove .pulseboard/ (local data of 'make run')"
+
+tools:
+	@scripts/tools.sh --ci-tools
+
+run:
+	@env="$$(scripts/tools.sh)"; eval "$$env"; \
+	exec cargo run -p pulseboard-cli --bin pulseboard -- serve --local
+
+test:
+	scripts/local-stack.sh cargo test --workspace --all-targets $(TEST_ARGS)
+
+bench:
+	scripts/local-stack.sh cargo run --release -p pulseboard-cli --bin pulseboard -- bench $(BENCH_ARGS)
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+# Both checks run offline and need no AWS credentials (plain `sam validate` does too).
+template:
+	@env="$$(scripts/tools.sh --ci-tools)"; eval "$$env"; \
+	export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0; \
+	set -x; \
+	"$$PULSEBOARD_VENV/bin/cfn-lint" template.yaml; \
+	"$$PULSEBOARD_VENV/bin/sam" validate --lint -t template.yaml
+
+ci:
+	.ci/run
+
+clean-local:
+	rm -rf .pulseboard

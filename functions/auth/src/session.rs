@@ -1,0 +1,378 @@
+//! Login, refresh, logout, verify, profile and usage.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::Extension;
+use serde::{Deserialize, Serialize};
+use shared::auth::records::{Company, EmailClaim, User};
+use shared::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
+use shared::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::store::{db_error, keys, put_new, s, to_item};
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState};
+
+/// A user as the API shows it (never the password hash).
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub company_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub external_id: Option<String>,
+    pub date_created: String,
+    pub last_updated: String,
+    pub date_last_login: Option<String>,
+    pub is_locked_out: bool,
+}
+
+impl UserView {
+    pub fn of(user: &User, now: chrono::DateTime<chrono::Utc>) -> Self {
+        UserView {
+            id: user.id.clone(),
+            company_id: user.company_id.clone(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            roles: user.roles.clone(),
+            groups: user.groups.clone(),
+            external_id: user.external_id.clone(),
+            date_created: user.date_created.clone(),
+            last_updated: user.last_updated.clone(),
+            date_last_login: user.date_last_login.clone(),
+            is_locked_out: check_lockout(user, now).is_err(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CompanyView {
+    id: String,
+    name: String,
+    plan: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    refresh: String,
+}
+
+/// A refresh token as stored: single use, in a family that one login starts.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct RefreshRecord {
+    jti: String,
+    family: String,
+    user_id: String,
+    company_id: String,
+    used: bool,
+    revoked: bool,
+    expires_at: String,
+    ttl: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct FamilyRecord {
+    family: String,
+    user_id: String,
+    revoked: bool,
+    ttl: i64,
+}
+
+#[derive(Serialize)]
+struct TokenPair {
+    access: String,
+    refresh: String,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+/// Signs a new access + refresh pair and the refresh token's record (written by the caller).
+fn token_pair(
+    state: &AppState,
+    user: &str,
+    company: &str,
+    family: &str,
+) -> ApiResult<(TokenPair, RefreshRecord)> {
+    let now = state.clock.now();
+    let access = TokenKeys::new_claims(user, company, "access", None, now);
+    let refresh = TokenKeys::new_claims(user, company, "refresh", Some(family.to_owned()), now);
+    let record = refresh_record(&refresh, family);
+    Ok((
+        TokenPair {
+            access: state.tokens.issue(&access)?,
+            refresh: state.tokens.issue(&refresh)?,
+            token_type: "Bearer",
+            expires_in: ACCESS_TTL_SECS,
+        },
+        record,
+    ))
+}
+
+fn refresh_record(claims: &Claims, family: &str) -> RefreshRecord {
+    RefreshRecord {
+        jti: claims.jti.clone(),
+        family: family.to_owned(),
+        user_id: claims.sub.clone(),
+        company_id: claims.cid.clone(),
+        used: false,
+        revoked: false,
+        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0)
+            .map(rfc3339)
+            .unwrap_or_default(),
+        ttl: claims.exp + 86_400,
+    }
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    params: Params,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let now = state.clock.now();
+    let email = body.email.trim().to_lowercase();
+    let claim: Option<EmailClaim> = state.store.get(&keys::email(&email)).await?;
+    let found = match claim {
+        Some(c) => {
+            let (user, company) = tokio::try_join!(
+                state
+                    .store
+                    .get::<User>(keys::user(&c.company_id, &c.user_id)),
+                state.store.get::<Company>(keys::company(&c.company_id)),
+            )?;
+            user.zip(company)
+        }
+        None => None,
+    };
+    let Some((user, company)) = found else {
+        return Err(record_failed_login(&state, &email, None, now).await);
+    };
+    check_lockout(&user, now)?;
+    if !password::verify(&body.password, &user.password_hash).await? {
+        return Err(record_failed_login(&state, &email, Some(&user), now).await);
+    }
+    if company.status == "disabled" {
+        return Err(ApiError::Forbidden("client account disabled".into()));
+    }
+    let family = shared::ids::new_id();
+    let (pair, record) = token_pair(&state, &user.id, &company.id, &family)?;
+    let table = &state.store.table;
+    let family_record = FamilyRecord {
+        family: family.clone(),
+        user_id: user.id.clone(),
+        revoked: false,
+        ttl: record.ttl,
+    };
+    state
+        .store
+        .transact(
+            vec![
+                put_new(table, to_item(&keys::refresh(&record.jti), &record)?)?,
+                put_new(table, to_item(&keys::family(&family), &family_record)?)?,
+            ],
+            "token collision; retry",
+        )
+        .await?;
+    let last_login = rfc3339(now);
+    state
+        .store
+        .db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(keys::user(&company.id, &user.id).to_item()))
+        .update_expression("SET date_last_login = :now REMOVE locked_until")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":now", s(&last_login))
+        .send()
+        .await
+        .map_err(|e| db_error("UpdateItem", e))?;
+    let mut user = user;
+    user.date_last_login = Some(last_login);
+    Ok(envelope::ok(serde_json::json!({
+        "access": pair.access,
+        "refresh": pair.refresh,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+        "user": UserView::of(&user, now),
+        "company": CompanyView { id: company.id, name: company.name, plan: company.plan },
+    })))
+}
+
+/// Marks a refresh token used; on a second use, revokes its whole family.
+async fn consume(state: &AppState, claims: &Claims) -> ApiResult<()> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+    let result = state
+        .store
+        .db
+        .update_item()
+        .table_name(&state.store.table)
+        .set_key(Some(keys::refresh(&claims.jti).to_item()))
+        .update_expression("SET used = :t")
+        .condition_expression("attribute_exists(pk) AND used = :f AND revoked = :f")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .expression_attribute_values(":f", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                let old: Option<RefreshRecord> = failed
+                    .item
+                    .clone()
+                    .and_then(|i| shared::store::from_item(i).ok());
+                match old {
+                    Some(old) if old.used && !old.revoked => {
+                        revoke_family(state, &old.family).await?;
+                        Err(ApiError::Unauthorized(
+                            "refresh token already used; every token of this login is now revoked"
+                                .into(),
+                        ))
+                    }
+                    Some(_) => Err(ApiError::Unauthorized("refresh token revoked".into())),
+                    None => Err(ApiError::Unauthorized("invalid refresh token".into())),
+                }
+            }
+            _ => Err(db_error("UpdateItem", e)),
+        },
+    }
+}
+
+async fn revoke_family(state: &AppState, family: &str) -> ApiResult<()> {
+    state
+        .store
+        .db
+        .update_item()
+        .table_name(&state.store.table)
+        .set_key(Some(keys::family(family).to_item()))
+        .update_expression("SET revoked = :t")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .send()
+        .await
+        .map(|_| ())
+        .or_else(|e| match e.as_service_error() {
+            Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
+            _ => Err(db_error("UpdateItem", e)),
+        })
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    params: Params,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let now = state.clock.now();
+    let claims = state.tokens.verify(&body.refresh, "refresh", now)?;
+    let family = claims
+        .fam
+        .clone()
+        .ok_or_else(|| ApiError::Unauthorized("invalid refresh token".into()))?;
+    let (consumed, family_record, user) = tokio::join!(
+        consume(&state, &claims),
+        state.store.get::<FamilyRecord>(keys::family(&family)),
+        state
+            .store
+            .get::<User>(keys::user(&claims.cid, &claims.sub)),
+    );
+    consumed?;
+    if family_record?.is_none_or(|f| f.revoked) {
+        return Err(ApiError::Unauthorized("refresh token revoked".into()));
+    }
+    let user = user?
+        .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
+    let (pair, record) = token_pair(&state, &user.id, &claims.cid, &family)?;
+    state
+        .store
+        .transact(
+            vec![put_new(
+                &state.store.table,
+                to_item(&keys::refresh(&record.jti), &record)?,
+            )?],
+            "token collision; retry",
+        )
+        .await?;
+    Ok(envelope::ok(pair))
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    params: Params,
+    JsonBody(body): JsonBody<RefreshBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let claims = state
+        .tokens
+        .verify(&body.refresh, "refresh", state.clock.now())?;
+    let family = claims
+        .fam
+        .clone()
+        .ok_or_else(|| ApiError::Unauthorized("invalid refresh token".into()))?;
+    revoke_family(&state, &family).await?;
+    state
+        .store
+        .db
+        .update_item()
+        .table_name(&state.store.table)
+        .set_key(Some(keys::refresh(&claims.jti).to_item()))
+        .update_expression("SET revoked = :t")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .send()
+        .await
+        .map_err(|e| match e.as_service_error() {
+            Some(se) if se.is_conditional_check_failed_exception() => {
+                ApiError::Unauthorized("invalid refresh token".into())
+            }
+            _ => db_error("UpdateItem", e),
+        })?;
+    Ok(envelope::deleted())
+}
+
+pub async fn verify(caller: Caller, params: Params) -> ApiResult<Response> {
+    params.only(&[])?;
+    Ok(envelope::ok(serde_json::json!({
+        "valid": true,
+        "method": caller.method,
+        "api_key": caller.api_key,
+        "company": caller.company,
+        "user": {"id": caller.user.id, "email": caller.user.email},
+    })))
+}
+
+pub async fn profile(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    params.only(&["full"])?;
+    let mut view = serde_json::to_value(UserView::of(&caller.user, state.clock.now()))?;
+    if params.flag("full")? {
+        view["permissions"] = serde_json::to_value(&caller.permissions)?;
+        view["company"] = serde_json::to_value(&caller.company)?;
+    }
+    Ok(envelope::ok(view))
+}
+
+pub async fn usage(
+    params: Params,
+    Extension(RequestUsage(usage)): Extension<RequestUsage>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    Ok(envelope::ok(usage))
+}

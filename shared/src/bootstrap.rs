@@ -1,0 +1,118 @@
+//! Creating a company with its first admin and API key (`pulseboard bootstrap`, the demo
+//! company of `serve --local`, and every test's own company).
+
+use crate::auth::apikeys::{self, KeySpec};
+use crate::auth::password;
+use crate::auth::records::{Company, EmailClaim, User, PLANS};
+use crate::error::{ApiError, ApiResult};
+use crate::ids::new_id;
+use crate::state::AppState;
+use crate::store::{keys, put_new, to_item};
+use crate::time::rfc3339;
+use serde::Serialize;
+
+#[derive(Clone, Debug)]
+pub struct NewCompany {
+    pub company: String,
+    pub email: String,
+    pub password: String,
+    pub plan: String,
+    pub daily_limit: Option<u64>,
+    pub per_second_limit: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Bootstrapped {
+    pub company_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub api_key: String,
+}
+
+pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstrapped> {
+    if !PLANS.contains(&input.plan.as_str()) {
+        return Err(ApiError::field(
+            "plan",
+            format!("must be one of {}", PLANS.join(", ")),
+        ));
+    }
+    if input.company.trim().is_empty() {
+        return Err(ApiError::field("company", "must not be empty"));
+    }
+    if !input.email.contains('@') {
+        return Err(ApiError::field("email", "must be an email address"));
+    }
+    password::check_policy(&input.password, &input.email)?;
+    let now = state.clock.now();
+    let company = Company {
+        id: new_id(),
+        name: input.company,
+        plan: input.plan.clone(),
+        status: if input.plan == "trial" {
+            "trial".into()
+        } else {
+            "active".into()
+        },
+        parent_id: None,
+        per_second_limit: input.per_second_limit,
+        daily_limit: input.daily_limit,
+        date_created: rfc3339(now),
+        last_updated: rfc3339(now),
+    };
+    let email = input.email.trim().to_lowercase();
+    let user = User {
+        id: new_id(),
+        company_id: company.id.clone(),
+        email: email.clone(),
+        first_name: String::new(),
+        last_name: String::new(),
+        password_hash: password::hash(&input.password).await?,
+        roles: vec!["admin".into()],
+        groups: vec![],
+        external_id: None,
+        date_created: rfc3339(now),
+        last_updated: rfc3339(now),
+        date_last_login: None,
+        locked_until: None,
+    };
+    let key = apikeys::issue(
+        KeySpec {
+            company_id: company.id.clone(),
+            user_id: user.id.clone(),
+            created_by: user.id.clone(),
+            name: "bootstrap".into(),
+            description: Some("created by pulseboard bootstrap".into()),
+            expires_in_days: None,
+            scopes: None,
+        },
+        now,
+    )?;
+    let table = &state.store.table;
+    let mut items = vec![
+        put_new(table, to_item(&keys::company(&company.id), &company)?)?,
+        put_new(table, to_item(&keys::user(&company.id, &user.id), &user)?)?,
+        put_new(
+            table,
+            to_item(
+                &keys::email(&email),
+                &EmailClaim {
+                    company_id: company.id.clone(),
+                    user_id: user.id.clone(),
+                },
+            )?,
+        )?,
+    ];
+    for (_, item) in key.items {
+        items.push(put_new(table, item)?);
+    }
+    state
+        .store
+        .transact(items, &format!("email '{email}' is already registered"))
+        .await?;
+    Ok(Bootstrapped {
+        company_id: company.id,
+        user_id: user.id,
+        email,
+        api_key: key.secret,
+    })
+}

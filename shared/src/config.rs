@@ -1,0 +1,85 @@
+//! Configuration from the environment (API.md §7), read once per process.
+
+use std::net::IpAddr;
+
+/// What every binary reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub table_name: String,
+    pub bucket_name: String,
+    pub jwt_secret: String,
+    /// `DATASOURCE_ALLOWED_NETWORKS`: IPs or CIDRs a URL connector may reach although private.
+    pub allowed_networks: Vec<(IpAddr, u8)>,
+    pub port: u16,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let jwt_secret = match var("JWT_SECRET") {
+            Some(s) if s.len() >= 16 => s,
+            Some(_) => return Err("JWT_SECRET must be at least 16 characters".into()),
+            None => {
+                tracing::warn!("JWT_SECRET is not set; using an insecure development secret");
+                "pulseboard-insecure-development-secret".into()
+            }
+        };
+        let port = match var("PORT") {
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("PORT is not a port number: {p}"))?,
+            None => 3000,
+        };
+        let allowed_networks = match var("DATASOURCE_ALLOWED_NETWORKS") {
+            Some(list) => parse_networks(&list)?,
+            None => Vec::new(),
+        };
+        Ok(Config {
+            table_name: var("TABLE_NAME").unwrap_or_else(|| "pulseboard".into()),
+            bucket_name: var("BUCKET_NAME").unwrap_or_else(|| "pulseboard".into()),
+            jwt_secret,
+            allowed_networks,
+            port,
+        })
+    }
+}
+
+/// Parses `10.0.0.0/8, 127.0.0.1` into (network, prefix length) pairs.
+pub fn parse_networks(list: &str) -> Result<Vec<(IpAddr, u8)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            let (ip, len) = match entry.split_once('/') {
+                Some((ip, len)) => (ip, Some(len)),
+                None => (entry, None),
+            };
+            let ip: IpAddr = ip.parse().map_err(|_| {
+                format!("DATASOURCE_ALLOWED_NETWORKS: '{entry}' is not an IP or CIDR")
+            })?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
+                    format!("DATASOURCE_ALLOWED_NETWORKS: bad prefix in '{entry}'")
+                })?,
+                None => max,
+            };
+            Ok((ip, len))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_and_reject() {
+        let n = parse_networks("127.0.0.1, 10.0.0.0/8").unwrap();
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[0].1, 32);
+        assert_eq!(n[1].1, 8);
+        assert!(parse_networks("10.0.0.0/33").is_err());
+        assert!(parse_networks("nope").is_err());
+    }
+}

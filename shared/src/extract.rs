@@ -1,0 +1,213 @@
+//! Extractors that turn a request into typed input or a precise 400/413/415.
+//!
+//! `JsonBody<T>` reads a JSON body (415 for other media types, 413 over 1 MiB, `invalid_json`
+//! for syntax, `validation_failed` naming the field for wrong types and unknown fields).
+//! `Params` holds the query string and the path the caller used, and rejects parameters the
+//! endpoint does not know.
+
+use crate::error::{ApiError, FieldError};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use serde::de::DeserializeOwned;
+
+/// JSON bodies above this are refused with 413 (data uploads have their own limit).
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+pub struct JsonBody<T>(pub T);
+
+/// True for `application/json` and any `application/*+json` (the date-versioned types).
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = axum::body::to_bytes(req.into_body(), JSON_BODY_LIMIT)
+            .await
+            .map_err(|_| {
+                ApiError::PayloadTooLarge(format!("request body exceeds {JSON_BODY_LIMIT} bytes"))
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::InvalidJson(
+                "request body is empty; expected a JSON object".into(),
+            ));
+        }
+        match content_type.as_deref() {
+            Some(ct) if is_json_media_type(ct) => {}
+            Some(ct) => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "content type '{ct}' is not supported; send application/json"
+                )))
+            }
+            None => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "missing Content-Type; send application/json".into(),
+                ))
+            }
+        }
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Deserialises `bytes`, naming the offending field on type errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ApiError::InvalidJson(format!("request body is not valid JSON: {inner}"))
+            }
+            _ => {
+                let message = strip_position(&inner.to_string());
+                let field = if path == "." {
+                    unknown_field_name(&message).unwrap_or("body".into())
+                } else {
+                    path
+                };
+                ApiError::validation(vec![FieldError::new(field, message)])
+            }
+        }
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// The path as the caller wrote it (before version prefixes and aliases were stripped), for
+/// paging links.
+#[derive(Clone, Debug)]
+pub struct CallerPath(pub String);
+
+/// Query parameters; every endpoint says which it knows (`client_id` is known everywhere).
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pub pairs: Vec<(String, String)>,
+    pub caller_path: String,
+}
+
+/// Parameters every endpoint accepts.
+const GLOBAL_PARAMS: &[&str] = &["client_id"];
+
+impl Params {
+    pub fn from_query(query: Option<&str>, caller_path: &str) -> Self {
+        let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        Params {
+            pairs,
+            caller_path: caller_path.to_owned(),
+        }
+    }
+
+    /// 400 naming the first parameter not in `known` (or repeated).
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        for (i, (name, _)) in self.pairs.iter().enumerate() {
+            if !known.contains(&name.as_str()) && !GLOBAL_PARAMS.contains(&name.as_str()) {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter '{name}'"
+                )));
+            }
+            if self.pairs[..i].iter().any(|(n, _)| n == name) {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter '{name}' is repeated"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `true|false|1|0`, absent is false.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "query parameter '{name}' must be true or false, not '{other}'"
+            ))),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let caller_path = parts
+            .extensions
+            .get::<CallerPath>()
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| parts.uri.path().to_owned());
+        Ok(Params::from_query(parts.uri.query(), &caller_path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        days: Option<u32>,
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        match parse_json::<Body>(br#"{"name":"a","days":"x"}"#) {
+            Err(ApiError::Validation { details, .. }) => assert_eq!(details[0].field, "days"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Body>(br#"{"name":"a","colour":1}"#) {
+            Err(ApiError::Validation { details, .. }) => assert_eq!(details[0].field, "colour"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_json::<Body>(b"{\"name\":"),
+            Err(ApiError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(is_json_media_type("application/json; charset=utf-8"));
+        assert!(is_json_media_type(
+            "application/vnd.pulseboard.20261122+json"
+        ));
+        assert!(!is_json_media_type("text/csv"));
+    }
+}

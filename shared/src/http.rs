@@ -1,0 +1,338 @@
+//! The edge every function's router sits behind (API.md §1 and §4): addressing and aliases,
+//! date versions, request ids, JSONP, error JSON for everything axum and tower-http answer on
+//! their own (unknown route 404, 405 with `Allow`, 413), and a 500 for a panicking handler.
+
+use crate::error::{ApiError, InternalMarker, RenderedError, RequestId};
+use crate::extract::CallerPath;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// The API's date version (Kippt-style); earlier dates are refused.
+pub const API_VERSION: &str = "2026-11-22";
+const API_VERSION_COMPACT: &str = "20261122";
+
+/// Any request body above this is refused before a handler runs (data uploads are 5 MiB).
+pub const MAX_BODY: usize = 6 * 1024 * 1024;
+
+/// Wraps a function's routes (state already applied) in the edge layers.
+pub fn app(routes: Router) -> Router {
+    let inner = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(edge))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("handler panicked").into_response()
+        }))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .service(routes);
+    Router::new().fallback_service(inner)
+}
+
+/// The route path for the path a caller used, or the error to answer.
+pub fn route_path(path: &str) -> Result<String, ApiError> {
+    let trimmed = path.trim_end_matches('/');
+    let mut segments: Vec<&str> = trimmed.split('/').skip(1).collect();
+    if segments.first() != Some(&"api") {
+        return Err(ApiError::NotFound(format!(
+            "no route for {path}; the API lives under /api/v1/"
+        )));
+    }
+    segments.remove(0);
+    match segments.first().copied() {
+        Some("1.0" | "1" | "v1") => {
+            segments.remove(0);
+        }
+        // clariBI's unversioned auth paths.
+        Some("auth") => {}
+        other => {
+            return Err(ApiError::UnsupportedVersion {
+                status: StatusCode::NOT_FOUND,
+                message: format!(
+                    "API version '{}' is not supported; use /api/1.0/, /api/1/ or /api/v1/",
+                    other.unwrap_or("")
+                ),
+            })
+        }
+    }
+    match segments.first_mut() {
+        Some(first) if *first == "tabs" => *first = "dashboards",
+        Some(first) if *first == "data-sources" => *first = "datasources",
+        _ => {}
+    }
+    // clariBI spells refresh `auth/token/refresh`.
+    if segments.len() == 3 && segments[..] == ["auth", "token", "refresh"] {
+        segments.remove(1);
+    }
+    // `{collection}/{id}/@/{operation}` = `{collection}/{id}/{operation}`; a collection's own
+    // operations (`datasources/@/refresh`) keep their `@`.
+    if segments.len() >= 4 && segments[2] == "@" {
+        segments.remove(2);
+    }
+    Ok(format!("/{}", segments.join("/")))
+}
+
+/// Refuses date versions before the API's own (`Accept`/`Content-Type`
+/// `application/vnd.pulseboard.YYYYMMDD+json`, or `X-API-Version: YYYY-MM-DD`).
+pub fn check_date_version(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let unsupported = |message: String| ApiError::UnsupportedVersion {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    };
+    for name in [header::ACCEPT, header::CONTENT_TYPE] {
+        for value in headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            for media in value.split(',') {
+                let essence = media
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                let Some(rest) = essence.strip_prefix("application/vnd.pulseboard.") else {
+                    continue;
+                };
+                let date = rest.strip_suffix("+json").unwrap_or(rest);
+                if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(unsupported(format!(
+                        "malformed version media type '{essence}'; use application/vnd.pulseboard.YYYYMMDD+json"
+                    )));
+                }
+                if date < API_VERSION_COMPACT {
+                    return Err(unsupported(format!("API version {date} is not supported; the earliest is {API_VERSION_COMPACT}")));
+                }
+            }
+        }
+    }
+    if let Some(value) = headers.get("x-api-version") {
+        let text = value.to_str().unwrap_or("").trim();
+        if chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_err() {
+            return Err(unsupported(format!(
+                "X-API-Version must be YYYY-MM-DD, not '{text}'"
+            )));
+        }
+        if text < API_VERSION {
+            return Err(unsupported(format!(
+                "API version {text} is not supported; the earliest is {API_VERSION}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `callback=` of a JSONP GET: `Ok(None)` when absent, 400 when not `[A-Za-z0-9_]{1,64}`.
+fn jsonp_callback(method: &Method, query: Option<&str>) -> Result<Option<String>, ApiError> {
+    if method != Method::GET {
+        return Ok(None);
+    }
+    let Some(callback) = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "callback")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return Ok(None);
+    };
+    let valid = (1..=64).contains(&callback.len())
+        && callback
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(ApiError::BadRequest(
+            "callback must be 1 to 64 letters, digits or underscores".into(),
+        ));
+    }
+    Ok(Some(callback))
+}
+
+fn without_param(query: &str, name: &str) -> String {
+    let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k != name)
+        .collect();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish()
+}
+
+fn request_id(req: &Request) -> String {
+    use lambda_http::RequestExt;
+    req.lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(crate::ids::new_id)
+}
+
+async fn edge(mut req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    let caller_path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let mut callback = None;
+    let prepared = (|| {
+        check_date_version(req.headers())?;
+        callback = jsonp_callback(&method, req.uri().query())?;
+        let path = route_path(&caller_path)?;
+        let query = match (req.uri().query(), &callback) {
+            (Some(q), Some(_)) => Some(without_param(q, "callback")),
+            (q, _) => q.map(str::to_owned),
+        };
+        let uri = match query.filter(|q| !q.is_empty()) {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        uri.parse::<Uri>()
+            .map_err(|_| ApiError::BadRequest("malformed request path".into()))
+    })();
+    let response = match prepared {
+        Ok(uri) => {
+            *req.uri_mut() = uri;
+            req.extensions_mut().insert(CallerPath(caller_path.clone()));
+            req.extensions_mut().insert(RequestId(id.clone()));
+            next.run(req).await
+        }
+        Err(e) => e.render(Some(&id)),
+    };
+    let response = render_errors(response, &method, &caller_path, &id).await;
+    let mut response = match callback {
+        Some(name) => jsonp(response, &name).await,
+        None => response,
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert("x-request-id", v);
+    }
+    headers.insert("x-api-version", HeaderValue::from_static(API_VERSION));
+    response
+}
+
+/// Gives every 4xx/5xx that is not already Pulseboard error JSON the error JSON of its status.
+async fn render_errors(response: Response, method: &Method, path: &str, id: &str) -> Response {
+    let status = response.status();
+    if status.as_u16() < 400 {
+        return response;
+    }
+    if response.extensions().get::<InternalMarker>().is_some() {
+        return ApiError::Internal("see the log line above".into()).render(Some(id));
+    }
+    if response.extensions().get::<RenderedError>().is_some() {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound(format!("no route for {method} {path}")),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow: response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "request body exceeds the limit of {MAX_BODY} bytes"
+        )),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("unsupported content type".into())
+        }
+        s if s.is_client_error() => ApiError::BadRequest(format!("bad request ({s})")),
+        s => ApiError::Internal(format!("unrendered {s}")),
+    };
+    error.render(Some(id))
+}
+
+/// Wraps the JSON body as `callback(<json>);`.
+async fn jsonp(response: Response, callback: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::internal(format!("reading body for JSONP: {e}")).into_response()
+        }
+    };
+    let mut wrapped = Vec::with_capacity(bytes.len() + callback.len() + 3);
+    wrapped.extend_from_slice(callback.as_bytes());
+    wrapped.push(b'(');
+    wrapped.extend_from_slice(if bytes.is_empty() { b"null" } else { &bytes });
+    wrapped.extend_from_slice(b");");
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/javascript; charset=utf-8"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(wrapped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(route_path("/api/1.0/dashboards").unwrap(), "/dashboards");
+        assert_eq!(route_path("/api/1/dashboards/").unwrap(), "/dashboards");
+        assert_eq!(
+            route_path("/api/v1/tabs/abc/@/refresh").unwrap(),
+            "/dashboards/abc/refresh"
+        );
+        assert_eq!(
+            route_path("/api/v1/data-sources/@/refresh").unwrap(),
+            "/datasources/@/refresh"
+        );
+        assert_eq!(route_path("/api/auth/login/").unwrap(), "/auth/login");
+        assert_eq!(
+            route_path("/api/auth/token/refresh/").unwrap(),
+            "/auth/refresh"
+        );
+        let err = route_path("/api/v2/dashboards").unwrap_err();
+        assert_eq!(
+            (err.status(), err.code()),
+            (StatusCode::NOT_FOUND, "unsupported_version")
+        );
+        assert_eq!(route_path("/nope").unwrap_err().code(), "not_found");
+    }
+
+    #[test]
+    fn date_versions() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.pulseboard.20261122+json"),
+        );
+        assert!(check_date_version(&h).is_ok());
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.pulseboard.20260101+json"),
+        );
+        assert_eq!(
+            check_date_version(&h).unwrap_err().code(),
+            "unsupported_version"
+        );
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("x-api-version", HeaderValue::from_static("2027-01-01"));
+        assert!(check_date_version(&h).is_ok());
+        h.insert("x-api-version", HeaderValue::from_static("2026-11-21"));
+        assert!(check_date_version(&h).is_err());
+        h.insert("x-api-version", HeaderValue::from_static("yesterday"));
+        assert!(check_date_version(&h).is_err());
+    }
+
+    #[test]
+    fn callbacks() {
+        assert_eq!(
+            jsonp_callback(&Method::GET, Some("callback=cb_1"))
+                .unwrap()
+                .as_deref(),
+            Some("cb_1")
+        );
+        assert!(jsonp_callback(&Method::GET, Some("callback=alert(1)")).is_err());
+        assert!(jsonp_callback(&Method::GET, Some("callback=")).is_err());
+        assert_eq!(
+            jsonp_callback(&Method::POST, Some("callback=x")).unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! Lists (API.md §5): offset/limit or page/page_size, `q`, `sort`, `since`, and the `meta`
+//! with `count`, `total`, `limit`, `offset`, `next`, `previous` (and `page`, `page_size`),
+//! whose links keep the caller's other parameters.
+
+use crate::error::ApiError;
+use crate::extract::Params;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Map, Value};
+
+pub const MAX_PAGE: usize = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Offset,
+    Page,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortField {
+    Name,
+    DateCreated,
+    LastUpdated,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Paging {
+    pub style: Style,
+    pub offset: usize,
+    pub limit: usize,
+    pub q: Option<String>,
+    pub sort: SortField,
+    pub descending: bool,
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// What a listed item offers to `q`, `sort` and `since`.
+pub trait Listed {
+    fn name(&self) -> &str;
+    /// RFC 3339; compares correctly as text because every timestamp is UTC with `Z`.
+    fn date_created(&self) -> &str;
+    fn last_updated(&self) -> &str;
+}
+
+const PAGING_PARAMS: &[&str] = &["offset", "limit", "page", "page_size", "q", "sort", "since"];
+
+fn positive(params: &Params, name: &str, allow_zero: bool) -> Result<Option<usize>, ApiError> {
+    let Some(raw) = params.get(name) else {
+        return Ok(None);
+    };
+    let n: i64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{name} must be a whole number, not '{raw}'")))?;
+    if n < 0 || (n == 0 && !allow_zero) {
+        let least = if allow_zero { 0 } else { 1 };
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be at least {least}"
+        )));
+    }
+    if name != "offset" && name != "page" && n as usize > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be at most {MAX_PAGE} (the maximum)"
+        )));
+    }
+    Ok(Some(n as usize))
+}
+
+impl Paging {
+    /// Validates the paging parameters and that every parameter is one the endpoint knows
+    /// (`extra` are its resource filters).
+    pub fn from_params(params: &Params, extra: &[&str]) -> Result<Self, ApiError> {
+        let known: Vec<&str> = PAGING_PARAMS.iter().chain(extra).copied().collect();
+        params.only(&known)?;
+        let offset = positive(params, "offset", true)?;
+        let limit = positive(params, "limit", false)?;
+        let page = positive(params, "page", false)?;
+        let page_size = positive(params, "page_size", false)?;
+        let offset_style = offset.is_some() || limit.is_some();
+        let page_style = page.is_some() || page_size.is_some();
+        if offset_style && page_style {
+            return Err(ApiError::BadRequest(
+                "use either offset/limit or page/page_size, not both".into(),
+            ));
+        }
+        let (style, offset, limit) = if page_style {
+            let size = page_size.unwrap_or(20);
+            let page = page.unwrap_or(1);
+            (Style::Page, (page - 1).saturating_mul(size), size)
+        } else {
+            (Style::Offset, offset.unwrap_or(0), limit.unwrap_or(25))
+        };
+        let (descending, sort) = match params.get("sort") {
+            None => (false, SortField::DateCreated),
+            Some(raw) => {
+                let (desc, field) = match raw.strip_prefix('-') {
+                    Some(f) => (true, f),
+                    None => (false, raw),
+                };
+                let field = match field {
+                    "name" => SortField::Name,
+                    "date_created" => SortField::DateCreated,
+                    "last_updated" => SortField::LastUpdated,
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "sort must be one of name, date_created, last_updated (optionally with a '-' prefix), not '{raw}'"
+                        )))
+                    }
+                };
+                (desc, field)
+            }
+        };
+        let since = params.get("since").map(parse_since).transpose()?;
+        let q = params
+            .get("q")
+            .map(str::to_lowercase)
+            .filter(|q| !q.is_empty());
+        Ok(Paging {
+            style,
+            offset,
+            limit,
+            q,
+            sort,
+            descending,
+            since,
+        })
+    }
+
+    /// Filters by `q`/`since`, sorts, and cuts the page; answers the page and the total.
+    pub fn apply<T: Listed>(&self, mut items: Vec<T>) -> (Vec<T>, usize) {
+        if let Some(q) = &self.q {
+            items.retain(|i| i.name().to_lowercase().contains(q));
+        }
+        if let Some(since) = self.since {
+            let since = crate::time::rfc3339(since);
+            items.retain(|i| i.last_updated() >= since.as_str());
+        }
+        items.sort_by(|a, b| {
+            let ord = match self.sort {
+                SortField::Name => a.name().to_lowercase().cmp(&b.name().to_lowercase()),
+                SortField::DateCreated => a.date_created().cmp(b.date_created()),
+                SortField::LastUpdated => a.last_updated().cmp(b.last_updated()),
+            };
+            if self.descending {
+                ord.reverse()
+            } else {
+                ord
+            }
+        });
+        let total = items.len();
+        let page = items
+            .into_iter()
+            .skip(self.offset)
+            .take(self.limit)
+            .collect();
+        (page, total)
+    }
+
+    /// The list `meta`: counts and links in the caller's style, keeping their other params.
+    pub fn meta(&self, params: &Params, count: usize, total: usize) -> Map<String, Value> {
+        let mut meta = Map::new();
+        meta.insert("count".into(), json!(count));
+        meta.insert("total".into(), json!(total));
+        meta.insert("limit".into(), json!(self.limit));
+        meta.insert("offset".into(), json!(self.offset));
+        let next = (self.offset + self.limit < total).then(|| self.offset + self.limit);
+        let previous = (self.offset > 0).then(|| self.offset.saturating_sub(self.limit));
+        let link = |offset: usize| Value::String(self.link(params, offset));
+        meta.insert("next".into(), next.map(link).unwrap_or(Value::Null));
+        meta.insert("previous".into(), previous.map(link).unwrap_or(Value::Null));
+        if self.style == Style::Page {
+            meta.insert("page".into(), json!(self.offset / self.limit + 1));
+            meta.insert("page_size".into(), json!(self.limit));
+        }
+        meta
+    }
+
+    fn link(&self, params: &Params, offset: usize) -> String {
+        let (first, second) = match self.style {
+            Style::Offset => (("offset", offset), ("limit", self.limit)),
+            Style::Page => (("page", offset / self.limit + 1), ("page_size", self.limit)),
+        };
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        let mut wrote = (false, false);
+        for (name, value) in &params.pairs {
+            if name == first.0 {
+                query.append_pair(name, &first.1.to_string());
+                wrote.0 = true;
+            } else if name == second.0 {
+                query.append_pair(name, &second.1.to_string());
+                wrote.1 = true;
+            } else {
+                query.append_pair(name, value);
+            }
+        }
+        if !wrote.0 {
+            query.append_pair(first.0, &first.1.to_string());
+        }
+        if !wrote.1 {
+            query.append_pair(second.0, &second.1.to_string());
+        }
+        format!("{}?{}", params.caller_path, query.finish())
+    }
+}
+
+/// `since=` as RFC 3339 or Unix seconds.
+fn parse_since(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(secs) = raw.parse::<i64>() {
+        if let Some(t) = Utc.timestamp_opt(secs, 0).single() {
+            return Ok(t);
+        }
+    }
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "since must be RFC 3339 or Unix seconds, not '{raw}'"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &str) -> Params {
+        Params::from_query(Some(q), "/api/v1/api-keys/")
+    }
+
+    struct Item(&'static str, &'static str);
+    impl Listed for Item {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn date_created(&self) -> &str {
+            self.1
+        }
+        fn last_updated(&self) -> &str {
+            self.1
+        }
+    }
+
+    #[test]
+    fn defaults_and_limits() {
+        let p = Paging::from_params(&params(""), &[]).unwrap();
+        assert_eq!((p.offset, p.limit, p.style), (0, 25, Style::Offset));
+        let p = Paging::from_params(&params("page=3"), &[]).unwrap();
+        assert_eq!((p.offset, p.limit, p.style), (40, 20, Style::Page));
+        for bad in [
+            "limit=101",
+            "page_size=500",
+            "limit=0",
+            "offset=-1",
+            "limit=ten",
+            "page=0",
+            "limit=5&page=2",
+            "colour=red",
+            "sort=size",
+            "since=yesterday",
+        ] {
+            assert!(
+                Paging::from_params(&params(bad), &[]).is_err(),
+                "{bad} should fail"
+            );
+        }
+        let err = Paging::from_params(&params("limit=101"), &[]).unwrap_err();
+        assert!(err.to_string().contains("100"), "{err}");
+        assert!(Paging::from_params(&params("status=active"), &["status"]).is_ok());
+    }
+
+    #[test]
+    fn links_keep_other_parameters() {
+        let p = params("q=a&limit=2&sort=-name");
+        let paging = Paging::from_params(&p, &[]).unwrap();
+        let (page, total) = paging.apply(vec![
+            Item("ab", "1"),
+            Item("ba", "2"),
+            Item("c", "3"),
+            Item("AA", "4"),
+        ]);
+        assert_eq!(total, 3);
+        assert_eq!(
+            page.iter().map(|i| i.0).collect::<Vec<_>>(),
+            vec!["ba", "ab"]
+        );
+        let meta = paging.meta(&p, page.len(), total);
+        assert_eq!(
+            meta["next"],
+            "/api/v1/api-keys/?q=a&limit=2&sort=-name&offset=2"
+        );
+        assert_eq!(meta["previous"], Value::Null);
+
+        let p = params("page=2&page_size=1");
+        let paging = Paging::from_params(&p, &[]).unwrap();
+        let meta = paging.meta(&p, 1, 3);
+        assert_eq!(meta["next"], "/api/v1/api-keys/?page=3&page_size=1");
+        assert_eq!(meta["previous"], "/api/v1/api-keys/?page=1&page_size=1");
+        assert_eq!(meta["page"], 2);
+    }
+}

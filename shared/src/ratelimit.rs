@@ -1,0 +1,310 @@
+//! Per-company rate limits (API.md §3) on DynamoDB atomic counters.
+//!
+//! Each authenticated request adds 1 to two counter items of its company, in parallel and in
+//! parallel with the credential checks: the current Unix second (`S#<second>`) and the current
+//! New York day (`D#<date>`). The limit is compared with the counts that come back, so no
+//! read precedes the write. A request over either limit is refused and its day increment
+//! given back, so refused requests never use daily quota; admission never over-admits because
+//! a request is only admitted when its own increment is within the limit.
+//!
+//! Once a company is over its per-second limit, this instance refuses the rest of that second
+//! from memory (a failed or refused write still costs a write, and one item takes at most
+//! 1,000 writes/s).
+
+use crate::error::ApiError;
+use crate::store::{keys, Store};
+use crate::time::{rfc3339, NewYorkDay};
+use axum::http::{HeaderMap, HeaderValue};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The three `X-RateLimit-*` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: i64,
+}
+
+impl RateHeaders {
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset));
+    }
+}
+
+/// What the counters said for one request.
+#[derive(Clone, Copy, Debug)]
+pub struct Counted {
+    pub second: i64,
+    pub in_second: i64,
+    pub day: NewYorkDay,
+    pub today: i64,
+}
+
+/// `GET /usage`, as of the request that asks.
+#[derive(Clone, Debug, serde::Serialize, PartialEq)]
+pub struct Usage {
+    pub date: String,
+    pub per_second_limit: u64,
+    pub daily_limit: u64,
+    pub used_today: u64,
+    pub remaining_today: u64,
+    pub reset_at: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    Admit(RateHeaders),
+    /// Refused; the day increment must be given back.
+    Refuse {
+        error: ApiError,
+        headers: RateHeaders,
+        per_second: bool,
+    },
+}
+
+/// The admission rule, pure so the day boundaries can be unit-tested with any instant.
+pub fn decide(
+    counted: &Counted,
+    per_second_limit: u64,
+    daily_limit: u64,
+    now: DateTime<Utc>,
+) -> Decision {
+    let reset = counted.day.end.timestamp();
+    let today = counted.today.max(0) as u64;
+    if counted.in_second > per_second_limit as i64 {
+        let headers = RateHeaders {
+            limit: daily_limit,
+            remaining: daily_limit.saturating_sub(today.saturating_sub(1)),
+            reset,
+        };
+        return Decision::Refuse {
+            error: ApiError::RateLimited {
+                message: format!("rate limit exceeded: at most {per_second_limit} requests per second for this company"),
+                retry_after: 1,
+            },
+            headers,
+            per_second: true,
+        };
+    }
+    if today > daily_limit {
+        let headers = RateHeaders {
+            limit: daily_limit,
+            remaining: 0,
+            reset,
+        };
+        return Decision::Refuse {
+            error: ApiError::RateLimited {
+                message: format!(
+                    "daily limit exceeded: at most {daily_limit} requests per day for this company; it resets at 00:00 America/New_York"
+                ),
+                retry_after: counted.day.seconds_left(now),
+            },
+            headers,
+            per_second: false,
+        };
+    }
+    Decision::Admit(RateHeaders {
+        limit: daily_limit,
+        remaining: daily_limit - today,
+        reset,
+    })
+}
+
+impl PartialEq for ApiError {
+    fn eq(&self, other: &Self) -> bool {
+        self.code() == other.code() && self.to_string() == other.to_string()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    /// company → the Unix second it is refused until the end of.
+    blocked: Mutex<HashMap<String, (i64, RateHeaders)>>,
+}
+
+impl RateLimiter {
+    /// A refusal from memory when this instance already saw the company over its per-second
+    /// limit in this very second.
+    pub fn refused_from_memory(
+        &self,
+        company: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(ApiError, RateHeaders)> {
+        let blocked = self.blocked.lock().ok()?;
+        let (second, headers) = blocked.get(company)?;
+        (*second == now.timestamp()).then(|| {
+            (
+                ApiError::RateLimited {
+                    message: "rate limit exceeded: too many requests per second for this company"
+                        .into(),
+                    retry_after: 1,
+                },
+                *headers,
+            )
+        })
+    }
+
+    /// Adds this request to the company's second and day counters.
+    pub async fn count(
+        &self,
+        store: &Store,
+        company: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Counted, ApiError> {
+        let second = now.timestamp();
+        let day = NewYorkDay::containing(now);
+        let date = day.date.to_string();
+        let second_key = keys::rate_second(company, second);
+        let day_key = keys::rate_day(company, &date);
+        let (in_second, today) = tokio::try_join!(
+            store.add_to_counter(&second_key, 1, second + 120),
+            store.add_to_counter(&day_key, 1, day.end.timestamp() + 3 * 86_400),
+        )?;
+        Ok(Counted {
+            second,
+            in_second,
+            day,
+            today,
+        })
+    }
+
+    /// Gives back the day increment of a request that was refused or did not authenticate.
+    pub async fn refund(&self, store: &Store, company: &str, counted: &Counted) {
+        let key = keys::rate_day(company, &counted.day.date.to_string());
+        if let Err(e) = store
+            .add_to_counter(&key, -1, counted.day.end.timestamp() + 3 * 86_400)
+            .await
+        {
+            tracing::warn!(company, error = %e, "could not give back a day increment");
+        }
+    }
+
+    /// Applies the decision: remembers a per-second refusal and refunds refused requests.
+    pub async fn settle(
+        &self,
+        store: &Store,
+        company: &str,
+        counted: &Counted,
+        per_second_limit: u64,
+        daily_limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<RateHeaders, (ApiError, RateHeaders)> {
+        match decide(counted, per_second_limit, daily_limit, now) {
+            Decision::Admit(headers) => Ok(headers),
+            Decision::Refuse {
+                error,
+                headers,
+                per_second,
+            } => {
+                if per_second {
+                    if let Ok(mut blocked) = self.blocked.lock() {
+                        blocked.retain(|_, (s, _)| *s >= counted.second);
+                        blocked.insert(company.to_owned(), (counted.second, headers));
+                    }
+                }
+                self.refund(store, company, counted).await;
+                Err((error, headers))
+            }
+        }
+    }
+}
+
+impl Usage {
+    pub fn new(counted: &Counted, per_second_limit: u64, daily_limit: u64) -> Self {
+        let used = counted.today.max(0) as u64;
+        Usage {
+            date: counted.day.date.to_string(),
+            per_second_limit,
+            daily_limit,
+            used_today: used,
+            remaining_today: daily_limit.saturating_sub(used),
+            reset_at: rfc3339(counted.day.end),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn counted(now: DateTime<Utc>, in_second: i64, today: i64) -> Counted {
+        Counted {
+            second: now.timestamp(),
+            in_second,
+            day: NewYorkDay::containing(now),
+            today,
+        }
+    }
+
+    #[test]
+    fn admits_up_to_the_limits() {
+        let now = at("2026-11-23T15:00:00Z");
+        match decide(&counted(now, 5, 10), 5, 10, now) {
+            Decision::Admit(h) => assert_eq!((h.limit, h.remaining), (10, 0)),
+            other => panic!("{other:?}"),
+        }
+        match decide(&counted(now, 6, 3), 5, 10, now) {
+            Decision::Refuse {
+                per_second,
+                error:
+                    ApiError::RateLimited {
+                        retry_after,
+                        message,
+                    },
+                ..
+            } => {
+                assert!(per_second);
+                assert_eq!(retry_after, 1);
+                assert!(message.contains("per second"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn daily_refusal_waits_for_new_york_midnight_on_the_short_day() {
+        // 2026-03-08 is 23 hours long; at 22:00 EDT (02:00Z on the 9th) two hours remain.
+        let now = at("2026-03-09T02:00:00Z");
+        match decide(&counted(now, 1, 11), 5, 10, now) {
+            Decision::Refuse {
+                per_second: false,
+                error:
+                    ApiError::RateLimited {
+                        retry_after,
+                        message,
+                    },
+                headers,
+            } => {
+                assert_eq!(retry_after, 7200);
+                assert!(message.contains("daily"));
+                assert_eq!(headers.reset, at("2026-03-09T04:00:00Z").timestamp());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn daily_refusal_on_the_long_day() {
+        // 2026-11-01 is 25 hours long: from 00:30 EDT (04:30Z) the reset is 24.5 h away.
+        let now = at("2026-11-01T04:30:00Z");
+        match decide(&counted(now, 1, 11), 5, 10, now) {
+            Decision::Refuse {
+                error: ApiError::RateLimited { retry_after, .. },
+                headers,
+                ..
+            } => {
+                assert_eq!(retry_after, 24 * 3600 + 1800);
+                assert_eq!(headers.reset, at("2026-11-02T05:00:00Z").timestamp());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! What a function's handlers share: configuration, the store, the clock, token keys, the
+//! rate limiter and the auth memory. Built once per process (per Lambda instance).
+
+use crate::auth::tokens::TokenKeys;
+use crate::auth::AuthMemory;
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use crate::time::{SharedClock, SystemClock};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Inner {
+    pub config: Config,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub tokens: TokenKeys,
+    pub limiter: RateLimiter,
+    pub auth_memory: AuthMemory,
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store, clock: SharedClock) -> Self {
+        AppState(Arc::new(Inner {
+            tokens: TokenKeys::new(&config.jwt_secret),
+            config,
+            store,
+            clock,
+            limiter: RateLimiter::default(),
+            auth_memory: AuthMemory::default(),
+        }))
+    }
+
+    /// Configuration and clients from the environment, with one warm-up call so the first
+    /// request does not pay the TLS handshake.
+    pub async fn from_env() -> Result<Self, String> {
+        let config = Config::from_env()?;
+        let store = crate::store::connect(&config.table_name, &config.bucket_name).await;
+        store.warm_up().await;
+        Ok(AppState::new(config, store, Arc::new(SystemClock)))
+    }
+}

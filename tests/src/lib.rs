@@ -1,0 +1,188 @@
+//! The test harness: `TestApp` serves the same router `pulseboard serve` mounts, on a free
+//! port, against the DynamoDB Local and s3s-fs that `make test` started, and gives each test
+//! a company of its own.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use shared::bootstrap::{bootstrap, Bootstrapped, NewCompany};
+use shared::config::Config;
+use shared::time::Clock;
+use shared::AppState;
+use std::sync::{Arc, Mutex};
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+/// System time plus an offset the test can move forward (key expiry, token expiry, lockout).
+#[derive(Debug, Default)]
+pub struct ShiftClock(Mutex<Duration>);
+
+impl Clock for ShiftClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.0.lock().unwrap()
+    }
+}
+
+pub struct Options {
+    pub plan: &'static str,
+    pub daily_limit: Option<u64>,
+    pub per_second_limit: Option<u64>,
+}
+
+impl Default for Options {
+    /// A generous per-second limit, so tests that are not about limits never meet them.
+    fn default() -> Self {
+        Options {
+            plan: "standard",
+            daily_limit: None,
+            per_second_limit: Some(10_000),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub company: Bootstrapped,
+    pub clock: Arc<ShiftClock>,
+}
+
+fn config() -> Config {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").is_ok(),
+        "AWS_ENDPOINT_URL_DYNAMODB is not set: run the tests with `make test`, which starts DynamoDB Local and s3s-fs"
+    );
+    Config::from_env().expect("test configuration")
+}
+
+/// A state on the test stack with a movable clock.
+pub async fn test_state(clock: Arc<ShiftClock>) -> AppState {
+    let config = config();
+    let store = shared::store::connect(&config.table_name, &config.bucket_name).await;
+    shared::table::create_table(&store.db, &store.table)
+        .await
+        .expect("create table");
+    AppState::new(config, store, clock)
+}
+
+/// Serves `router` on a free loopback port; answers its base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@example.test", shared::ids::new_id())
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let clock = Arc::new(ShiftClock::default());
+        let state = test_state(clock.clone()).await;
+        let company = bootstrap(
+            &state,
+            NewCompany {
+                company: "Test Co".into(),
+                email: unique_email("admin"),
+                password: PASSWORD.into(),
+                plan: options.plan.into(),
+                daily_limit: options.daily_limit,
+                per_second_limit: options.per_second_limit,
+            },
+        )
+        .await
+        .expect("bootstrap");
+        let base = serve(pulseboard_cli::all_routes(state.clone())).await;
+        TestApp {
+            base,
+            state,
+            http: reqwest::Client::new(),
+            company,
+            clock,
+        }
+    }
+
+    /// Moves this app's clock forward.
+    pub fn advance(&self, by: Duration) {
+        *self.clock.0.lock().unwrap() += by;
+    }
+
+    /// `/api/v1` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    pub fn key(&self) -> &str {
+        &self.company.api_key
+    }
+
+    /// A GET with the company's bootstrap key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .header("kf-api-key", self.key())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("kf-api-key", self.key())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs the admin in; answers the `data` of the login response.
+    pub async fn login(&self) -> Value {
+        let response = self
+            .http
+            .post(self.url("/auth/login"))
+            .json(&serde_json::json!({"email": self.company.email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()["data"].clone()
+    }
+
+    /// Creates an API key with `body`; answers the created key object (with its secret).
+    pub async fn create_key(&self, body: Value) -> Value {
+        let response = self.post("/api-keys", body).await;
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json::<Value>().await.unwrap()["data"].clone()
+    }
+}
+
+/// Status and JSON body.
+pub async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    (status, body)
+}
+
+/// Asserts the API.md §4 error shape and answers the body.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let (got, body) = json(response).await;
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["meta"]["success"], false, "{body}");
+    assert_eq!(body["meta"]["status"], status, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}

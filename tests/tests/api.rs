@@ -1,0 +1,14 @@
+//! End-to-end tests over HTTP against DynamoDB Local and s3s-fs (`make test` starts them).
+//! One test binary; each test bootstraps a company of its own.
+
+mod api {
+    mod addressing;
+    mod credentials;
+    mod errors;
+    mod events;
+    mod keys;
+    mod limits;
+    mod paging;
+    mod table;
+    mod tokens;
+}

@@ -1,0 +1,196 @@
+//! API.md §4 error JSON for what axum and tower-http answer themselves, bad bodies, panics,
+//! and a database that is down.
+
+use axum::routing::get;
+use pulseboard_tests::{expect_error, json, serve, TestApp};
+use serde_json::json;
+
+#[tokio::test]
+async fn unknown_routes_are_404_json() {
+    let app = TestApp::spawn().await;
+    let body = expect_error(app.get("/no-such-thing").await, 404, "not_found").await;
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("/api/v1/no-such-thing"));
+    expect_error(
+        app.http.get(format!("{}/", app.base)).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .put(app.url("/auth/verify"))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap();
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET"), "{allow}");
+    expect_error(response, 405, "method_not_allowed").await;
+    let response = app.http.get(app.url("/auth/login")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
+    expect_error(response, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_precise_errors_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let post = |body: &'static str, content_type: &'static str| {
+        app.http
+            .post(app.url("/api-keys"))
+            .header("kf-api-key", app.key())
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    expect_error(
+        post("{\"name\": ", "application/json").await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    expect_error(
+        post("", "application/json").await.unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    let body = expect_error(
+        post(r#"{"name": 5}"#, "application/json").await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["details"][0]["field"], "name");
+    let body = expect_error(
+        post(r#"{"name": "a", "colour": "red"}"#, "application/json")
+            .await
+            .unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["details"][0]["field"], "colour");
+    let body = expect_error(
+        post(r#"{"name": "a", "expires_in_days": 7}"#, "application/json")
+            .await
+            .unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["details"][0]["field"], "expires_in_days");
+    expect_error(
+        post(r#"{"name": "a"}"#, "text/plain").await.unwrap(),
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+
+    // Over the JSON limit (1 MiB) and over the request limit (6 MiB).
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let r = app
+        .http
+        .post(app.url("/api-keys"))
+        .header("kf-api-key", app.key())
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 413, "payload_too_large").await;
+    let huge = "x".repeat(7 * 1024 * 1024);
+    let r = app
+        .http
+        .post(app.url("/api-keys"))
+        .header("kf-api-key", app.key())
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 413, "payload_too_large").await;
+
+    // Nothing was created: only the bootstrap key exists.
+    let (_, list) = json(app.get("/api-keys").await).await;
+    assert_eq!(list["meta"]["total"], 1, "{list}");
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_are_400() {
+    let app = TestApp::spawn().await;
+    let body = expect_error(app.get("/profile?fulll=true").await, 400, "bad_request").await;
+    assert!(body["message"].as_str().unwrap().contains("fulll"));
+    expect_error(app.get("/profile?full=maybe").await, 400, "bad_request").await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_with_only_a_request_id() {
+    // The edge strips the version prefix before routing, as for every function.
+    let router = shared::http::app(axum::Router::new().route(
+        "/boom",
+        get(|| async {
+            let secret: Vec<u8> = Vec::new();
+            format!("{}", secret[1])
+        }),
+    ));
+    let base = serve(router).await;
+    let response = reqwest::get(format!("{base}/api/v1/boom")).await.unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = expect_error(response, 500, "internal_error").await;
+    assert_eq!(body["request_id"], id.as_str());
+    let text = body.to_string();
+    assert!(
+        text.contains(&id) && !text.contains("index out of bounds") && !text.contains("secret"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_is_503_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    // The same app, but its store points at a port where no database listens.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{dead}"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .load()
+        .await;
+    let mut store = app.state.store.clone();
+    store.db = aws_sdk_dynamodb::Client::new(&sdk);
+    let down = shared::AppState::new(app.state.config.clone(), store, app.clock.clone());
+    let base = serve(pulseboard_cli::all_routes(down)).await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/api-keys"))
+        .header("kf-api-key", app.key())
+        .json(&json!({"name": "never stored"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["retry-after"], "1");
+    expect_error(response, 503, "service_unavailable").await;
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": app.company.email, "password": pulseboard_tests::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 503, "service_unavailable").await;
+    let (_, list) = json(app.get("/api-keys").await).await;
+    assert_eq!(list["meta"]["total"], 1);
+}

@@ -1,0 +1,180 @@
+//! API keys: create (shown once, hashed at rest), show, list, `users/{id}/api-key`, and
+//! other tenants' ids.
+
+use pulseboard_tests::{expect_error, json, TestApp};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_created_key_is_shown_once_and_stored_only_as_a_hash() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post(
+            "/api-keys",
+            json!({"name": "ci", "description": "for CI", "expires_in_days": 365}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let (_, body) = json(response).await;
+    let key = &body["data"];
+    let secret = key["key"].as_str().unwrap();
+    assert!(secret.starts_with("pb_live_") && secret.len() >= 40);
+    assert_eq!(
+        location,
+        format!("/api/1.0/api-keys/{}", key["id"].as_str().unwrap())
+    );
+    assert_eq!(body["meta"]["location"], location.as_str());
+    assert_eq!(body["meta"]["status"], 201);
+    assert_eq!(key["status"], "active");
+    assert_eq!(key["expires_in_days"], 365);
+
+    let (status, shown) = json(
+        app.get(&format!("/api-keys/{}", key["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(shown["data"].get("key").is_none());
+    assert_eq!(shown["data"]["prefix"], &secret[..12]);
+
+    // Nothing in the table holds the secret itself.
+    let scan = app
+        .state
+        .store
+        .db
+        .scan()
+        .table_name(&app.state.store.table)
+        .send()
+        .await
+        .unwrap();
+    let dump = format!("{:?}", scan.items());
+    assert!(!dump.contains(secret));
+}
+
+#[tokio::test]
+async fn users_api_key_creates_a_key_for_self_or_a_404_for_strangers() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(app.url(&format!("/users/{}/api-key", app.company.user_id)))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["user_id"], app.company.user_id.as_str());
+    let secret = body["data"]["key"].as_str().unwrap();
+    assert_eq!(
+        app.http
+            .get(app.url("/profile"))
+            .header("kf-api-key", secret)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let response = app
+        .post(
+            "/users/self/api-key",
+            json!({"name": "mine", "expires_in_days": 30}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+
+    let other = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(app.url(&format!("/users/{}/api-key", other.company.user_id)))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn other_companies_keys_are_404_never_a_leak() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
+    let foreign = other.create_key(json!({"name": "theirs"})).await;
+    let id = foreign["id"].as_str().unwrap();
+    expect_error(app.get(&format!("/api-keys/{id}")).await, 404, "not_found").await;
+    let r = app
+        .http
+        .delete(app.url(&format!("/api-keys/{id}")))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "not_found").await;
+    expect_error(
+        app.post(&format!("/api-keys/{id}/rotate"), json!({})).await,
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(app.get("/api-keys/not-an-id").await, 404, "not_found").await;
+    // Their key still works.
+    let secret = foreign["key"].as_str().unwrap();
+    assert_eq!(
+        other
+            .http
+            .get(other.url("/profile"))
+            .header("kf-api-key", secret)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // And listing another company's user is a 404 too.
+    expect_error(
+        app.get(&format!("/api-keys?user_id={}", other.company.user_id))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_permission_table_is_enforced_for_every_protected_route() {
+    // A key with no scopes at all has no permissions: every route the table gives a
+    // permission must answer 403 naming it, and every other route must not.
+    let app = TestApp::spawn().await;
+    let key = app
+        .create_key(json!({"name": "nothing", "scopes": []}))
+        .await;
+    let secret = key["key"].as_str().unwrap();
+    let key_id = key["id"].as_str().unwrap();
+    for rule in pulseboard_auth::RULES {
+        let path = rule.path.replace(
+            "{id}",
+            if rule.path.starts_with("/users") {
+                &app.company.user_id
+            } else {
+                key_id
+            },
+        );
+        let method = reqwest::Method::from_bytes(rule.method.as_bytes()).unwrap();
+        let response = app
+            .http
+            .request(method, app.url(&path))
+            .header("kf-api-key", secret)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(response).await;
+        match rule.permission {
+            Some(permission) => {
+                assert_eq!(status, 403, "{} {path}: {body}", rule.method);
+                assert_eq!(body["message"], format!("missing permission {permission}"));
+            }
+            None => assert!(status < 400, "{} {path}: {body}", rule.method),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! API.md §3: per-company per-second and daily limits on DynamoDB atomic counters.
+
+use chrono::{TimeZone, Utc};
+use chrono_tz::America::New_York;
+use pulseboard_tests::{expect_error, json, Options, TestApp};
+use serde_json::json;
+
+/// Unix seconds of the next 00:00 in New York, computed here independently of the server.
+fn next_new_york_midnight() -> i64 {
+    let today = Utc::now().with_timezone(&New_York).date_naive();
+    let midnight = today.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap();
+    New_York
+        .from_local_datetime(&midnight)
+        .earliest()
+        .unwrap()
+        .timestamp()
+}
+
+fn header(r: &reqwest::Response, name: &str) -> i64 {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing {name}"))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_admits_exactly_the_per_second_limit() {
+    let app = TestApp::spawn_with(Options {
+        per_second_limit: Some(5),
+        ..Options::default()
+    })
+    .await;
+    app.get("/profile").await; // resolve the key once, outside the measured second
+    for attempt in 0..5 {
+        // Start just after a second boundary so the burst fits in one second window.
+        let now = Utc::now();
+        let wait = 1_000 - now.timestamp_subsec_millis() as u64 + 20;
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let started = Utc::now().timestamp();
+        let responses = futures::future::join_all((0..30).map(|_| app.get("/api-keys"))).await;
+        if Utc::now().timestamp() != started {
+            eprintln!("burst {attempt} crossed a second boundary; trying again");
+            continue;
+        }
+        let admitted = responses.iter().filter(|r| r.status() == 200).count();
+        assert_eq!(
+            admitted,
+            5,
+            "statuses: {:?}",
+            responses
+                .iter()
+                .map(|r| r.status().as_u16())
+                .collect::<Vec<_>>()
+        );
+        for r in responses.into_iter().filter(|r| r.status() != 200) {
+            assert_eq!(r.headers()["retry-after"], "1");
+            assert!(r.headers().contains_key("x-ratelimit-limit"));
+            let body = expect_error(r, 429, "rate_limited").await;
+            assert!(
+                body["message"].as_str().unwrap().contains("per second"),
+                "{body}"
+            );
+        }
+        // Refused requests used no daily quota: 1 + 5 admitted + this one.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let (_, usage) = json(app.get("/usage").await).await;
+        assert_eq!(usage["data"]["used_today"], 7, "{usage}");
+        return;
+    }
+    panic!("every burst crossed a second boundary");
+}
+
+#[tokio::test]
+async fn the_eleventh_request_of_a_ten_request_day_is_refused_until_new_york_midnight() {
+    let app = TestApp::spawn_with(Options {
+        daily_limit: Some(10),
+        ..Options::default()
+    })
+    .await;
+    let reset = next_new_york_midnight();
+    let (status, usage) = json(app.get("/usage").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(usage["data"]["daily_limit"], 10);
+    assert_eq!(usage["data"]["used_today"], 1);
+    assert_eq!(usage["data"]["remaining_today"], 9);
+    assert_eq!(usage["data"]["per_second_limit"], 10_000);
+    let reset_at =
+        chrono::DateTime::parse_from_rfc3339(usage["data"]["reset_at"].as_str().unwrap()).unwrap();
+    assert_eq!(reset_at.timestamp(), reset);
+    assert_eq!(
+        usage["data"]["date"],
+        Utc::now().with_timezone(&New_York).date_naive().to_string()
+    );
+    for expected_remaining in (0..9).rev() {
+        let r = app.get("/profile").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-ratelimit-limit"), 10);
+        assert_eq!(header(&r, "x-ratelimit-remaining"), expected_remaining);
+        assert_eq!(header(&r, "x-ratelimit-reset"), reset);
+    }
+    for _ in 0..2 {
+        let r = app.get("/profile").await;
+        let retry_after = header(&r, "retry-after");
+        let expected = reset - Utc::now().timestamp();
+        assert!(
+            (retry_after - expected).abs() <= 2,
+            "Retry-After {retry_after}, expected about {expected}"
+        );
+        assert_eq!(header(&r, "x-ratelimit-remaining"), 0);
+        let body = expect_error(r, 429, "rate_limited").await;
+        assert!(
+            body["message"].as_str().unwrap().contains("daily"),
+            "{body}"
+        );
+    }
+    // Refused requests did not use quota: the stored day counter stays at the limit.
+    let date = Utc::now().with_timezone(&New_York).date_naive().to_string();
+    let key = shared::store::keys::rate_day(&app.company.company_id, &date);
+    let item = app
+        .state
+        .store
+        .db
+        .get_item()
+        .table_name(&app.state.store.table)
+        .set_key(Some(key.to_item()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shared::store::number(item.item().unwrap(), "n"), Some(10));
+}
+
+#[tokio::test]
+async fn two_companies_never_share_counters() {
+    let a = TestApp::spawn_with(Options {
+        daily_limit: Some(3),
+        ..Options::default()
+    })
+    .await;
+    let b = TestApp::spawn_with(Options {
+        daily_limit: Some(3),
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(a.get("/profile").await.status(), 200);
+    }
+    expect_error(a.get("/profile").await, 429, "rate_limited").await;
+    let r = b.get("/profile").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ratelimit-remaining"), 2);
+}
+
+#[tokio::test]
+async fn rate_headers_are_on_every_authenticated_response() {
+    let app = TestApp::spawn_with(Options {
+        daily_limit: Some(100),
+        ..Options::default()
+    })
+    .await;
+    let scoped = app.create_key(json!({"name": "none", "scopes": []})).await;
+    let responses = vec![
+        app.get("/profile").await,
+        app.get("/api-keys/00000000000000000000000000000000").await,
+        app.get("/api-keys?limit=1000").await,
+        app.http
+            .post(app.url("/api-keys"))
+            .header("kf-api-key", scoped["key"].as_str().unwrap())
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap(),
+        app.post("/api-keys", json!({"name": 1})).await,
+    ];
+    let mut last_remaining = i64::MAX;
+    for r in &responses {
+        let remaining = header(r, "x-ratelimit-remaining");
+        assert_eq!(header(r, "x-ratelimit-limit"), 100);
+        assert_eq!(header(r, "x-ratelimit-reset"), next_new_york_midnight());
+        assert!(
+            remaining < last_remaining,
+            "every authenticated request counts, whatever its outcome"
+        );
+        last_remaining = remaining;
+    }
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    // The key creation above counted too (one request between the first two checks).
+    assert_eq!(statuses, vec![200, 404, 400, 403, 400]);
+    // An unauthenticated response has none.
+    let r = app.http.get(app.url("/profile")).send().await.unwrap();
+    assert!(r.headers().get("x-ratelimit-limit").is_none());
+}

@@ -1,0 +1,173 @@
+//! JWT access/refresh: expiry, tampering, `alg: none`, wrong secret, rotation, reuse
+//! detection, logout, and failed-login lockout.
+
+use base64::Engine;
+use pulseboard_tests::{expect_error, json, TestApp, PASSWORD};
+use serde_json::json;
+use shared::auth::tokens::TokenKeys;
+
+#[tokio::test]
+async fn login_answers_tokens_user_and_company() {
+    let app = TestApp::spawn().await;
+    let data = app.login().await;
+    assert_eq!(data["token_type"], "Bearer");
+    assert_eq!(data["expires_in"], 3600);
+    assert_eq!(data["user"]["email"], app.company.email.as_str());
+    assert!(data["user"].get("password_hash").is_none());
+    assert_eq!(data["company"]["id"], app.company.company_id.as_str());
+    assert!(data["user"]["date_last_login"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn bad_access_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let access = app.login().await["access"].as_str().unwrap().to_owned();
+    let get = |token: String| app.http.get(app.url("/profile")).bearer_auth(token).send();
+    assert_eq!(get(access.clone()).await.unwrap().status(), 200);
+
+    // Tampered payload (claims another user), same signature.
+    let parts: Vec<&str> = access.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = json!(shared::ids::new_id());
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    expect_error(get(tampered).await.unwrap(), 401, "unauthorized").await;
+
+    // alg: none.
+    let none = format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        parts[1]
+    );
+    expect_error(get(none).await.unwrap(), 401, "unauthorized").await;
+
+    // Signed with another secret.
+    let claims: shared::auth::tokens::Claims =
+        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    let forged = TokenKeys::new("some-other-secret-of-32-characters!")
+        .issue(&claims)
+        .unwrap();
+    expect_error(get(forged).await.unwrap(), 401, "unauthorized").await;
+
+    // A refresh token is not an access token.
+    let refresh = app.login().await["refresh"].as_str().unwrap().to_owned();
+    expect_error(get(refresh).await.unwrap(), 401, "unauthorized").await;
+
+    // Expired after an hour.
+    app.advance(chrono::Duration::seconds(3601));
+    let body = expect_error(get(access).await.unwrap(), 401, "unauthorized").await;
+    assert!(body["message"].as_str().unwrap().contains("expired"));
+}
+
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/auth/refresh"))
+        .json(&json!({"refresh": token}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let app = TestApp::spawn().await;
+    let first = app.login().await["refresh"].as_str().unwrap().to_owned();
+    let (status, body) = json(refresh(&app, &first).await).await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["data"]["refresh"].as_str().unwrap().to_owned();
+    let access = body["data"]["access"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(
+        app.http
+            .get(app.url("/profile"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // The old token is spent; presenting it again revokes the whole family.
+    let body = expect_error(refresh(&app, &first).await, 401, "unauthorized").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
+    expect_error(refresh(&app, &second).await, 401, "unauthorized").await;
+
+    // Another login is another family and is unaffected.
+    let other = app.login().await["refresh"].as_str().unwrap().to_owned();
+    assert_eq!(refresh(&app, &other).await.status(), 200);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_refresh_token() {
+    let app = TestApp::spawn().await;
+    let token = app.login().await["refresh"].as_str().unwrap().to_owned();
+    let response = app
+        .http
+        .post(app.url("/auth/logout"))
+        .json(&json!({"refresh": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    expect_error(refresh(&app, &token).await, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_expire_after_seven_days() {
+    let app = TestApp::spawn().await;
+    let token = app.login().await["refresh"].as_str().unwrap().to_owned();
+    app.advance(chrono::Duration::days(7) + chrono::Duration::seconds(1));
+    expect_error(refresh(&app, &token).await, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn ten_failed_logins_lock_the_user_out_for_fifteen_minutes() {
+    let app = TestApp::spawn().await;
+    let attempt = |password: &'static str| {
+        app.http
+            .post(app.url("/auth/login"))
+            .json(&json!({"email": app.company.email, "password": password}))
+            .send()
+    };
+    for _ in 0..9 {
+        expect_error(
+            attempt("wrong-password-x").await.unwrap(),
+            401,
+            "unauthorized",
+        )
+        .await;
+    }
+    let response = attempt("wrong-password-x").await.unwrap();
+    assert!(response.headers().get("retry-after").is_some());
+    expect_error(response, 429, "too_many_attempts").await;
+    // Even the right password is refused while locked, and so is Basic.
+    expect_error(attempt(PASSWORD).await.unwrap(), 429, "too_many_attempts").await;
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{PASSWORD}", app.company.email));
+    let r = app
+        .http
+        .get(app.url("/profile"))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 429, "too_many_attempts").await;
+    // The profile shows the lockout (API keys still work).
+    let (_, profile) = json(app.get("/profile").await).await;
+    assert_eq!(profile["data"]["is_locked_out"], true);
+
+    app.advance(chrono::Duration::minutes(16));
+    assert_eq!(attempt(PASSWORD).await.unwrap().status(), 200);
+    let (_, profile) = json(app.get("/profile").await).await;
+    assert_eq!(profile["data"]["is_locked_out"], false);
+}
