@@ -4,5 +4,9 @@
 use shared::AppState;
 
 pub fn all_routes(state: AppState) -> axum::Router {
-    shared::http::app(pulseboard_auth::router(state))
+    shared::http::app(
+        pulseboard_auth::router(state.clone())
+            .merge(pulseboard_users::router(state.clone()))
+            .merge(pulseboard_clients::router(state)),
+    )
 }

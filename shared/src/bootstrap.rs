@@ -44,21 +44,21 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
     }
     password::check_policy(&input.password, &input.email)?;
     let now = state.clock.now();
-    let company = Company {
-        id: new_id(),
-        name: input.company,
-        plan: input.plan.clone(),
-        status: if input.plan == "trial" {
-            "trial".into()
-        } else {
-            "active".into()
-        },
-        parent_id: None,
-        per_second_limit: input.per_second_limit,
-        daily_limit: input.daily_limit,
-        date_created: rfc3339(now),
-        last_updated: rfc3339(now),
+    let status = if input.plan == "trial" {
+        "trial"
+    } else {
+        "active"
     };
+    let mut company = Company::new(
+        new_id(),
+        input.company,
+        input.plan.clone(),
+        status.into(),
+        &rfc3339(now),
+    );
+    company.per_second_limit = input.per_second_limit;
+    company.daily_limit = input.daily_limit;
+    company.user_count = 1;
     let email = input.email.trim().to_lowercase();
     let user = User {
         id: new_id(),

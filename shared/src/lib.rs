@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod ids;
+pub mod klip;
 pub mod paging;
 pub mod ratelimit;
 pub mod state;

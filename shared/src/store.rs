@@ -12,7 +12,10 @@
 //! | token family | `FAMILY#<family>` | `FAMILY` | revoked when a used refresh token returns |
 //! | rate counter | `RATE#<company>` | `S#<unix second>` / `D#<NY date>` | atomic `ADD n`; `ttl` |
 //! | login failures | `LOGINFAIL#<email>` | `W#<15-min window>` | atomic `ADD n`; `ttl` |
-//! | client account | (company item) | | `gsi1pk = PARTNER#<partner>`, `gsi1sk = <created>` |
+//! | custom role | `C#<company>` | `ROLE#<role>` | name, permissions |
+//! | group | `C#<company>` | `GROUP#<group>` | name; members are users whose `groups` hold it |
+//! | reset token | `RESET#<sha256>` | `RESET` | one-time password reset; `ttl` |
+//! | client account | `C#<client>` | `COMPANY` | a company with `parent_id`; `gsi1pk = PARTNER#<partner>`, `gsi1sk = <created>#<id>` |
 //!
 //! Access patterns: everything a company owns is one `Query` on its partition (begins_with on
 //! the sort key); credentials resolve with `GetItem` on their own partitions; a partner lists
@@ -82,6 +85,18 @@ pub mod keys {
     }
     pub fn rate_day(company: &str, ny_date: &str) -> Key {
         Key::new(format!("RATE#{company}"), format!("D#{ny_date}"))
+    }
+    pub fn role(company: &str, role: &str) -> Key {
+        Key::new(company_pk(company), format!("ROLE#{role}"))
+    }
+    pub fn group(company: &str, group: &str) -> Key {
+        Key::new(company_pk(company), format!("GROUP#{group}"))
+    }
+    pub fn reset_token(hash: &str) -> Key {
+        Key::new(format!("RESET#{hash}"), "RESET")
+    }
+    pub fn partner_index(partner: &str) -> String {
+        format!("PARTNER#{partner}")
     }
     pub fn login_failures(email: &str, window: i64) -> Key {
         Key::new(
@@ -200,13 +215,20 @@ impl Store {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut query = self
                 .db
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(prefix))
+                .expression_attribute_values(":pk", s(pk));
+            // An empty prefix reads the whole partition (begins_with refuses "").
+            query = if prefix.is_empty() {
+                query.key_condition_expression("pk = :pk")
+            } else {
+                query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix))
+            };
+            let page = query
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -316,6 +338,18 @@ impl Store {
         items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
         conflict: &str,
     ) -> Result<(), ApiError> {
+        self.transact_with(items, |_| ApiError::Conflict(conflict.to_owned()))
+            .await
+    }
+
+    /// Writes all or nothing; when a condition fails, `on_conflict` gets the index of the
+    /// first item whose condition failed and says what to answer.
+    pub async fn transact_with(
+        &self,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        on_conflict: impl Fn(usize) -> ApiError,
+    ) -> Result<(), ApiError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         match self
             .db
             .transact_write_items()
@@ -325,21 +359,121 @@ impl Store {
         {
             Ok(_) => Ok(()),
             Err(e) => {
-                let conditional = e
-                    .as_service_error()
-                    .and_then(|s| match s {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-                            Some(c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or(false);
-                if conditional {
-                    Err(ApiError::Conflict(conflict.to_owned()))
-                } else {
-                    Err(db_error("TransactWriteItems", e))
+                let failed = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .position(|r| r.code() == Some("ConditionalCheckFailed")),
+                    _ => None,
+                };
+                match failed {
+                    Some(index) => Err(on_conflict(index)),
+                    None => Err(db_error("TransactWriteItems", e)),
                 }
             }
         }
+    }
+}
+
+/// An update inside a transaction.
+pub fn update(
+    table: &str,
+    key: &Key,
+    expression: &str,
+    condition: Option<&str>,
+    names: &[(&str, &str)],
+    values: Vec<(&str, AttributeValue)>,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    let mut builder = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .set_key(Some(key.to_item()))
+        .update_expression(expression)
+        .set_condition_expression(condition.map(str::to_owned));
+    for (k, v) in names {
+        builder = builder.expression_attribute_names(*k, *v);
+    }
+    for (k, v) in values {
+        builder = builder.expression_attribute_values(k, v);
+    }
+    let update = builder.build().map_err(ApiError::internal)?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .update(update)
+        .build())
+}
+
+/// A delete inside a transaction (optionally conditional).
+pub fn delete(
+    table: &str,
+    key: &Key,
+    condition: Option<&str>,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    let delete = aws_sdk_dynamodb::types::Delete::builder()
+        .table_name(table)
+        .set_key(Some(key.to_item()))
+        .set_condition_expression(condition.map(str::to_owned))
+        .build()
+        .map_err(ApiError::internal)?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .delete(delete)
+        .build())
+}
+
+/// A put inside a transaction that replaces the item only if `condition` holds.
+pub fn put_if(
+    table: &str,
+    item: Item,
+    condition: &str,
+    values: Vec<(&str, AttributeValue)>,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
+    let mut builder = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression(condition);
+    for (k, v) in values {
+        builder = builder.expression_attribute_values(k, v);
+    }
+    let put = builder.build().map_err(ApiError::internal)?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .put(put)
+        .build())
+}
+
+impl Store {
+    /// Every item of a `gsi1` partition (eventually consistent, as every GSI read).
+    pub async fn query_index<T: DeserializeOwned>(&self, gsi1pk: &str) -> Result<Vec<T>, ApiError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .db
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", s(gsi1pk))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(from_item(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Deletes one item (no error when absent).
+    pub async fn delete(&self, key: &Key) -> Result<(), ApiError> {
+        self.db
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .send()
+            .await
+            .map_err(|e| db_error("DeleteItem", e))?;
+        Ok(())
     }
 }

@@ -155,6 +155,52 @@ impl TestApp {
         response.json::<Value>().await.unwrap()["data"].clone()
     }
 
+    /// A request with `key` (any method, JSON body).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("kf-api-key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Creates a user with `roles` through the API (as the admin, or inside a client with
+    /// `client`); answers the user object and an API key of that user.
+    pub async fn user_with_key(&self, roles: &[&str], client: Option<&str>) -> (Value, String) {
+        let suffix = client
+            .map(|c| format!("?client_id={c}"))
+            .unwrap_or_default();
+        let response = self
+            .call("POST", &format!("/users{suffix}"), self.key(), Some(serde_json::json!({
+                "email": unique_email("user"), "password": PASSWORD, "roles": roles, "first_name": "Test",
+            })))
+            .await;
+        let (status, body) = json(response).await;
+        assert_eq!(status, 201, "{body}");
+        let user = body["data"].clone();
+        let response = self
+            .call(
+                "POST",
+                &format!("/users/{}/api-key{suffix}", user["id"].as_str().unwrap()),
+                self.key(),
+                None,
+            )
+            .await;
+        let (status, body) = json(response).await;
+        assert_eq!(status, 201, "{body}");
+        (user, body["data"]["key"].as_str().unwrap().to_owned())
+    }
+
     /// Creates an API key with `body`; answers the created key object (with its secret).
     pub async fn create_key(&self, body: Value) -> Value {
         let response = self.post("/api-keys", body).await;

@@ -2,13 +2,16 @@
 //! One test binary; each test bootstraps a company of its own.
 
 mod api {
+    mod accounts;
     mod addressing;
+    mod clients;
     mod credentials;
     mod errors;
     mod events;
     mod keys;
     mod limits;
     mod paging;
+    mod permissions;
     mod table;
     mod tokens;
 }

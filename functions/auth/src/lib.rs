@@ -6,7 +6,7 @@ mod session;
 
 use axum::routing::{get, post};
 use axum::Router;
-use shared::auth::{authenticate, read, write, Guard, Rule};
+use shared::auth::{read, write, FunctionRoutes, Rule};
 use shared::AppState;
 
 /// Every protected route of this function and the permission it needs.
@@ -23,30 +23,18 @@ pub const RULES: &[Rule] = &[
     write("POST", "/users/{id}/api-key", Some("api_key.manage")),
 ];
 
-/// Routes that need no credentials.
-pub const PUBLIC: &[(&str, &str)] = &[
-    ("POST", "/auth/login"),
-    ("POST", "/auth/refresh"),
-    ("POST", "/auth/logout"),
-];
-
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/auth/verify", get(session::verify))
-        .route("/profile", get(session::profile))
-        .route("/usage", get(session::usage))
-        .route("/api-keys", get(keys::list).post(keys::create))
-        .route("/api-keys/{id}", get(keys::show).delete(keys::revoke))
-        .route("/api-keys/{id}/rotate", post(keys::rotate))
-        .route("/users/{id}/api-key", post(keys::create_for_user))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Guard::new(state.clone(), RULES),
-            authenticate,
-        ));
-    Router::new()
-        .route("/auth/login", post(session::login))
-        .route("/auth/refresh", post(session::refresh))
-        .route("/auth/logout", post(session::logout))
-        .merge(protected)
-        .with_state(state)
+    FunctionRoutes::new(state, RULES)
+        .public("/auth/login", post(session::login))
+        .public("/auth/refresh", post(session::refresh))
+        .public("/auth/logout", post(session::logout))
+        .public("/auth/reset-password", post(session::reset_password))
+        .protected("/auth/verify", get(session::verify))
+        .protected("/profile", get(session::profile))
+        .protected("/usage", get(session::usage))
+        .protected("/api-keys", get(keys::list).post(keys::create))
+        .protected("/api-keys/{id}", get(keys::show).delete(keys::revoke))
+        .protected("/api-keys/{id}/rotate", post(keys::rotate))
+        .protected("/users/{id}/api-key", post(keys::create_for_user))
+        .build()
 }

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
 use serde::{Deserialize, Serialize};
-use shared::auth::records::{Company, EmailClaim, User};
+use shared::auth::records::{Company, EmailClaim, User, UserView};
 use shared::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
 use shared::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
 use shared::envelope;
@@ -12,42 +12,6 @@ use shared::extract::{JsonBody, Params};
 use shared::store::{db_error, keys, put_new, s, to_item};
 use shared::time::rfc3339;
 use shared::{ApiError, ApiResult, AppState};
-
-/// A user as the API shows it (never the password hash).
-#[derive(Serialize)]
-pub struct UserView {
-    pub id: String,
-    pub company_id: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub roles: Vec<String>,
-    pub groups: Vec<String>,
-    pub external_id: Option<String>,
-    pub date_created: String,
-    pub last_updated: String,
-    pub date_last_login: Option<String>,
-    pub is_locked_out: bool,
-}
-
-impl UserView {
-    pub fn of(user: &User, now: chrono::DateTime<chrono::Utc>) -> Self {
-        UserView {
-            id: user.id.clone(),
-            company_id: user.company_id.clone(),
-            email: user.email.clone(),
-            first_name: user.first_name.clone(),
-            last_name: user.last_name.clone(),
-            roles: user.roles.clone(),
-            groups: user.groups.clone(),
-            external_id: user.external_id.clone(),
-            date_created: user.date_created.clone(),
-            last_updated: user.last_updated.clone(),
-            date_last_login: user.date_last_login.clone(),
-            is_locked_out: check_lockout(user, now).is_err(),
-        }
-    }
-}
 
 #[derive(Serialize)]
 struct CompanyView {
@@ -375,4 +339,63 @@ pub async fn usage(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     Ok(envelope::ok(usage))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    token: String,
+    password: String,
+}
+
+/// `POST /auth/reset-password {token, password}`: spends a one-time token from
+/// `POST /users/{id}/reset-password` and sets the password (and ends a lockout).
+pub async fn reset_password(
+    State(state): State<AppState>,
+    params: Params,
+    JsonBody(body): JsonBody<ResetBody>,
+) -> ApiResult<Response> {
+    use shared::auth::records::ResetRecord;
+    params.only(&[])?;
+    let now = rfc3339(state.clock.now());
+    let invalid = || ApiError::Unauthorized("invalid or expired reset token".into());
+    let key = keys::reset_token(&shared::ids::ApiKeyHash::of(&body.token).0);
+    let record: ResetRecord = state.store.get(&key).await?.ok_or_else(invalid)?;
+    if record.used || record.expires_at <= now {
+        return Err(invalid());
+    }
+    let user: User = state
+        .store
+        .get(keys::user(&record.company_id, &record.user_id))
+        .await?
+        .ok_or_else(invalid)?;
+    password::check_policy(&body.password, &user.email)?;
+    let hash = password::hash(&body.password).await?;
+    let table = &state.store.table;
+    let writes = vec![
+        shared::store::update(
+            table,
+            &key,
+            "SET used = :t",
+            Some("attribute_exists(pk) AND used = :f AND expires_at > :now"),
+            &[],
+            vec![
+                (":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
+                (":f", aws_sdk_dynamodb::types::AttributeValue::Bool(false)),
+                (":now", s(&now)),
+            ],
+        )?,
+        shared::store::update(
+            table,
+            &keys::user(&user.company_id, &user.id),
+            "SET password_hash = :h, last_updated = :now REMOVE locked_until",
+            Some("attribute_exists(pk)"),
+            &[],
+            vec![(":h", s(hash)), (":now", s(&now))],
+        )?,
+    ];
+    state.store.transact_with(writes, |_| invalid()).await?;
+    Ok(envelope::ok(
+        serde_json::json!({"password_reset": true, "user_id": user.id}),
+    ))
 }

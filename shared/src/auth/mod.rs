@@ -28,7 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use records::{ApiKeyRecord, Company, EmailClaim, KeyHashRecord, User};
+use records::{ApiKeyRecord, Company, EmailClaim, KeyHashRecord, Role, User};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -48,9 +48,33 @@ pub struct CompanySummary {
     pub name: String,
     pub plan: String,
     #[serde(skip)]
+    pub status: String,
+    #[serde(skip)]
+    pub parent_id: Option<String>,
+    #[serde(skip)]
     pub per_second_limit: u64,
     #[serde(skip)]
     pub daily_limit: u64,
+    #[serde(skip)]
+    pub features: std::collections::BTreeMap<String, bool>,
+    #[serde(skip)]
+    pub timezone: Option<String>,
+}
+
+impl CompanySummary {
+    pub fn of(company: &Company) -> Self {
+        CompanySummary {
+            id: company.id.clone(),
+            name: company.name.clone(),
+            plan: company.plan.clone(),
+            status: company.status.clone(),
+            parent_id: company.parent_id.clone(),
+            per_second_limit: company.per_second_limit(),
+            daily_limit: company.daily_limit(),
+            features: company.effective_features(),
+            timezone: company.timezone.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -65,7 +89,11 @@ pub struct KeySummary {
 /// The authenticated caller, as handlers see it (an extractor).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Caller {
+    /// The company the request acts in: the caller's own, or with `client_id=` one of its
+    /// client accounts (whose limits it then counts against).
     pub company: CompanySummary,
+    /// With `client_id=`: the partner company the user belongs to.
+    pub partner: Option<CompanySummary>,
     pub user: User,
     pub permissions: BTreeSet<String>,
     pub api_key: Option<KeySummary>,
@@ -80,6 +108,25 @@ impl Caller {
         } else {
             Err(ApiError::missing_permission(permission))
         }
+    }
+
+    /// 403 naming the feature when the company has it switched off.
+    pub fn require_feature(&self, feature: &str) -> ApiResult<()> {
+        if self.company.features.get(feature).copied().unwrap_or(true) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "feature {feature} is not enabled for this company"
+            )))
+        }
+    }
+
+    /// The company the user belongs to (the partner when acting inside a client).
+    pub fn home_company_id(&self) -> &str {
+        self.partner
+            .as_ref()
+            .map(|p| p.id.as_str())
+            .unwrap_or(&self.company.id)
     }
 
     pub fn can(&self, permission: &str) -> bool {
@@ -379,25 +426,24 @@ pub async fn record_failed_login(
     ApiError::Unauthorized("invalid email or password".into())
 }
 
-/// Builds the caller from the stored user, company and (for keys) key record.
+/// Builds the caller from the stored user, company, custom roles and (for keys) key record.
 pub fn caller_from(
     company: &Company,
     user: User,
+    roles: &[Role],
     key: Option<&ApiKeyRecord>,
     method: AuthMethod,
 ) -> Caller {
     let mut permissions = permissions::permissions_of(&user.roles);
+    for role in roles.iter().filter(|r| user.roles.contains(&r.id)) {
+        permissions.extend(role.permissions.iter().cloned());
+    }
     if let Some(scopes) = key.and_then(|k| k.scopes.as_ref()) {
         permissions.retain(|p| scopes.contains(p));
     }
     Caller {
-        company: CompanySummary {
-            id: company.id.clone(),
-            name: company.name.clone(),
-            plan: company.plan.clone(),
-            per_second_limit: company.per_second_limit(),
-            daily_limit: company.daily_limit(),
-        },
+        company: CompanySummary::of(company),
+        partner: None,
         user,
         permissions,
         api_key: key.map(|k| KeySummary {
@@ -411,11 +457,30 @@ pub fn caller_from(
     }
 }
 
-/// Checks the credential against the store: everything that can change is read again.
+/// The custom roles among `role_ids` (built-ins are in code), read consistently.
+pub async fn custom_roles(
+    state: &AppState,
+    company: &str,
+    role_ids: &[String],
+) -> ApiResult<Vec<Role>> {
+    let reads = role_ids
+        .iter()
+        .filter(|r| permissions::builtin_role(r).is_none())
+        .map(|r| state.store.get::<Role>(keys::role(company, r)));
+    Ok(futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// Checks the credential against the store: everything that can change is read again. With
+/// `client` (`client_id=`), the caller acts inside that client account of its company.
 async fn verify(
     state: &AppState,
     credential: &Credential,
     claimed: &Claimed,
+    client: Option<&str>,
     now: DateTime<Utc>,
 ) -> ApiResult<Caller> {
     let store = &state.store;
@@ -425,14 +490,21 @@ async fn verify(
             None => Ok(None),
         }
     };
+    let client_read = async {
+        match client {
+            Some(id) => store.get::<Company>(keys::company(id)).await,
+            None => Ok(None),
+        }
+    };
     let (user_key, company_key) = (
         keys::user(&claimed.company_id, &claimed.user_id),
         keys::company(&claimed.company_id),
     );
-    let (user, company, key) = tokio::try_join!(
+    let (user, company, key, client_company) = tokio::try_join!(
         store.get::<User>(&user_key),
         store.get::<Company>(&company_key),
         key,
+        client_read,
     )?;
     let user = user.ok_or_else(|| {
         ApiError::Unauthorized("the user of these credentials no longer exists".into())
@@ -454,7 +526,23 @@ async fn verify(
     if company.status == "disabled" {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
-    Ok(caller_from(&company, user, key.as_ref(), method))
+    // Custom roles cost one more read, only for users who have them.
+    let roles = custom_roles(state, &company.id, &user.roles).await?;
+    let mut caller = caller_from(&company, user, &roles, key.as_ref(), method);
+    if let Some(client_id) = client {
+        caller.require("client.access")?;
+        let client_company = client_company
+            .filter(|c| c.parent_id.as_deref() == Some(company.id.as_str()))
+            .ok_or_else(|| ApiError::not_found("client", client_id))?;
+        if client_company.status == "disabled" {
+            return Err(ApiError::Forbidden("client account disabled".into()));
+        }
+        caller.partner = Some(std::mem::replace(
+            &mut caller.company,
+            CompanySummary::of(&client_company),
+        ));
+    }
+    Ok(caller)
 }
 
 /// One protected route: the permission it needs (checked here, for every function, before
@@ -536,7 +624,20 @@ pub async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) 
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let company = claimed.company_id.clone();
+    let client = crate::extract::Params::from_query(req.uri().query(), "")
+        .get("client_id")
+        .map(str::to_owned);
+    if let Some(id) = client.as_deref().filter(|id| !crate::ids::is_id(id)) {
+        return ApiError::not_found("client", id).into_response();
+    }
+    // Requests acting inside a client account count against the client's limits.
+    let company = client.clone().unwrap_or_else(|| claimed.company_id.clone());
+    // The remembered caller depends on the client acted in, too.
+    let mut claimed = claimed;
+    if let (Some(fingerprint), Some(client)) = (claimed.fingerprint.as_mut(), client.as_deref()) {
+        fingerprint.push('@');
+        fingerprint.push_str(client);
+    }
     if let Some((error, headers)) = state.limiter.refused_from_memory(&company, now) {
         return with_rate_headers(error.into_response(), &headers);
     }
@@ -553,7 +654,7 @@ pub async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) 
 
     let checks = async {
         tokio::join!(
-            verify(&state, &credential, &claimed, now),
+            verify(&state, &credential, &claimed, client.as_deref(), now),
             state.limiter.count(&state.store, &company, now)
         )
     };
@@ -594,9 +695,10 @@ pub async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) 
             }
             if let Some(fingerprint) = &claimed.fingerprint {
                 state.auth_memory.forget_caller(fingerprint);
-                if let (Some(hash), ApiError::Unauthorized(_)) =
-                    (fingerprint.strip_prefix("key:"), &error)
-                {
+                let hash = fingerprint
+                    .strip_prefix("key:")
+                    .map(|f| f.split('@').next().unwrap_or(f));
+                if let (Some(hash), ApiError::Unauthorized(_)) = (hash, &error) {
                     state.auth_memory.forget_key(hash);
                 }
             }
@@ -657,4 +759,50 @@ enum Pending {
 fn with_rate_headers(mut response: Response, headers: &RateHeaders) -> Response {
     headers.apply(response.headers_mut());
     response
+}
+
+/// Builds a function's router so that every protected route is in its permission table: a
+/// route without a rule panics when the router is built, so every test fails.
+pub struct FunctionRoutes {
+    state: AppState,
+    rules: &'static [Rule],
+    public: axum::Router<AppState>,
+    protected: axum::Router<AppState>,
+}
+
+impl FunctionRoutes {
+    pub fn new(state: AppState, rules: &'static [Rule]) -> Self {
+        FunctionRoutes {
+            state,
+            rules,
+            public: axum::Router::new(),
+            protected: axum::Router::new(),
+        }
+    }
+
+    /// A route that needs no credentials.
+    pub fn public(mut self, path: &str, route: axum::routing::MethodRouter<AppState>) -> Self {
+        self.public = self.public.route(path, route);
+        self
+    }
+
+    /// A route behind `authenticate`; its methods must be in the permission table.
+    pub fn protected(mut self, path: &str, route: axum::routing::MethodRouter<AppState>) -> Self {
+        assert!(
+            self.rules.iter().any(|r| r.path == path),
+            "route {path} has no entry in its function's permission table"
+        );
+        self.protected = self.protected.route(path, route);
+        self
+    }
+
+    pub fn build(self) -> axum::Router {
+        let guard = Guard::new(self.state.clone(), self.rules);
+        self.public
+            .merge(
+                self.protected
+                    .route_layer(axum::middleware::from_fn_with_state(guard, authenticate)),
+            )
+            .with_state(self.state)
+    }
 }

@@ -1,6 +1,25 @@
 //! The stored shapes of companies, users and API keys, as the auth layer reads them.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Company features a plan or partner can switch off (Klipfolio's names plus ours); every
+/// feature is on unless the company's `features` says otherwise.
+pub const FEATURES: &[&str] = &[
+    "downloadable_reports",
+    "embeds",
+    "public_dashboards",
+    "scheduled_emails",
+    "scheduled_reports",
+];
+
+/// Client-account resources (API.md §6 clients).
+pub const RESOURCES: &[&str] = &[
+    "api.requests.perDay",
+    "api.requests.perSecond",
+    "company.seats",
+    "dashboard.combined.total",
+];
 
 /// Daily request quota of a plan (API.md §3).
 pub fn plan_daily_limit(plan: &str) -> u64 {
@@ -31,9 +50,64 @@ pub struct Company {
     pub daily_limit: Option<u64>,
     pub date_created: String,
     pub last_updated: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// `company.seats`: users allowed (-1 or absent = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<i64>,
+    /// Users that exist, kept by the same transactions that create and delete them.
+    #[serde(default)]
+    pub user_count: i64,
+    /// `dashboard.combined.total`: dashboards allowed (-1 or absent = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_limit: Option<i64>,
+    #[serde(default)]
+    pub features: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, serde_json::Value>,
+    /// IANA zone for Klip ranges; America/New_York when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 impl Company {
+    /// A company with nothing but its name, plan and status set.
+    pub fn new(id: String, name: String, plan: String, status: String, now: &str) -> Self {
+        Company {
+            id,
+            name,
+            plan,
+            status,
+            parent_id: None,
+            per_second_limit: None,
+            daily_limit: None,
+            date_created: now.to_owned(),
+            last_updated: now.to_owned(),
+            description: None,
+            external_id: None,
+            seats: None,
+            user_count: 0,
+            dashboard_limit: None,
+            features: BTreeMap::new(),
+            properties: BTreeMap::new(),
+            timezone: None,
+        }
+    }
+
+    pub fn feature_enabled(&self, name: &str) -> bool {
+        self.features.get(name).copied().unwrap_or(true)
+    }
+
+    /// Every feature with its effective state.
+    pub fn effective_features(&self) -> BTreeMap<String, bool> {
+        FEATURES
+            .iter()
+            .map(|f| (f.to_string(), self.feature_enabled(f)))
+            .collect()
+    }
+
     pub fn daily_limit(&self) -> u64 {
         self.daily_limit
             .unwrap_or_else(|| plan_daily_limit(&self.plan))
@@ -109,4 +183,63 @@ pub struct KeyHashRecord {
     pub company_id: String,
     pub key_id: String,
     pub user_id: String,
+}
+
+/// A custom role of a company (the built-ins live in code).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Role {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub permissions: Vec<String>,
+    pub date_created: String,
+    pub last_updated: String,
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub company_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub external_id: Option<String>,
+    pub date_created: String,
+    pub last_updated: String,
+    pub date_last_login: Option<String>,
+    pub is_locked_out: bool,
+}
+
+impl UserView {
+    pub fn of(user: &User, now: chrono::DateTime<chrono::Utc>) -> Self {
+        UserView {
+            id: user.id.clone(),
+            company_id: user.company_id.clone(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            roles: user.roles.clone(),
+            groups: user.groups.clone(),
+            external_id: user.external_id.clone(),
+            date_created: user.date_created.clone(),
+            last_updated: user.last_updated.clone(),
+            date_last_login: user.date_last_login.clone(),
+            is_locked_out: super::check_lockout(user, now).is_err(),
+        }
+    }
+}
+
+/// A one-time password reset token, stored by the SHA-256 of the token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ResetRecord {
+    pub company_id: String,
+    pub user_id: String,
+    pub used: bool,
+    pub expires_at: String,
+    pub ttl: i64,
 }

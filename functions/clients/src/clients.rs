@@ -1,0 +1,514 @@
+//! Client accounts: CRUD, `properties`, `resources` (limits and seats) and `features`, in
+//! Klipfolio's shapes.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::auth::records::{Company, FEATURES, PLANS, RESOURCES};
+use shared::auth::Caller;
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::ids::{is_id, new_id};
+use shared::paging::{Listed, Paging};
+use shared::store::{keys, put_if, put_new, s, to_item, Item};
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState, FieldError};
+
+const STATUSES: &[&str] = &["active", "trial", "setup", "disabled"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientBody {
+    name: Option<String>,
+    description: Option<String>,
+    status: Option<String>,
+    seats: Option<i64>,
+    external_id: Option<String>,
+    plan: Option<String>,
+}
+
+struct Listable(Company);
+
+impl Listed for Listable {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+    fn date_created(&self) -> &str {
+        &self.0.date_created
+    }
+    fn last_updated(&self) -> &str {
+        &self.0.last_updated
+    }
+}
+
+fn view(c: &Company) -> Value {
+    json!({
+        "id": c.id, "name": c.name, "description": c.description, "status": c.status,
+        "seats": c.seats.unwrap_or(-1), "external_id": c.external_id, "plan": c.plan,
+        "parent_id": c.parent_id, "user_count": c.user_count,
+        "date_created": c.date_created, "last_updated": c.last_updated,
+    })
+}
+
+/// The item of a client account, with its place in the partner's `gsi1` list.
+fn client_item(client: &Company) -> ApiResult<Item> {
+    let mut item = to_item(&keys::company(&client.id), client)?;
+    if let Some(partner) = &client.parent_id {
+        item.insert("gsi1pk".into(), s(keys::partner_index(partner)));
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{}#{}", client.date_created, client.id)),
+        );
+    }
+    Ok(item)
+}
+
+/// A client account of the caller's company; any other id is 404.
+async fn find_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Company> {
+    let found = if is_id(id) {
+        state.store.get::<Company>(keys::company(id)).await?
+    } else {
+        None
+    };
+    found
+        .filter(|c| c.parent_id.as_deref() == Some(caller.company_id()))
+        .ok_or_else(|| ApiError::not_found("client", id))
+}
+
+/// Saves `new` if nobody changed the client since `old` was read.
+async fn save(state: &AppState, old: &Company, new: &Company) -> ApiResult<()> {
+    let write = put_if(
+        &state.store.table,
+        client_item(new)?,
+        "attribute_exists(pk) AND last_updated = :seen",
+        vec![(":seen", s(&old.last_updated))],
+    )?;
+    state
+        .store
+        .transact(
+            vec![write],
+            "the client changed meanwhile; read it again and retry",
+        )
+        .await
+}
+
+fn validate(body: &ClientBody, creating: bool) -> ApiResult<()> {
+    let mut problems = Vec::new();
+    match body.name.as_deref().map(str::trim) {
+        None if creating => problems.push(FieldError::new("name", "is required")),
+        Some(n) if n.is_empty() || n.chars().count() > 200 => {
+            problems.push(FieldError::new("name", "must be 1 to 200 characters"))
+        }
+        _ => {}
+    }
+    if let Some(status) = body.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        problems.push(FieldError::new(
+            "status",
+            format!("must be one of {}, not '{status}'", STATUSES.join(", ")),
+        ));
+    }
+    if let Some(plan) = body.plan.as_deref().filter(|p| !PLANS.contains(p)) {
+        problems.push(FieldError::new(
+            "plan",
+            format!("must be one of {}, not '{plan}'", PLANS.join(", ")),
+        ));
+    }
+    if body.seats.is_some_and(|s| s < -1) {
+        problems.push(FieldError::new("seats", "must be -1 (unlimited) or more"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &["status", "external_id"])?;
+    if let Some(bad) = params.get("status").filter(|s| !STATUSES.contains(s)) {
+        return Err(ApiError::BadRequest(format!(
+            "status must be one of {}, not '{bad}'",
+            STATUSES.join(", ")
+        )));
+    }
+    let clients: Vec<Listable> = state
+        .store
+        .query_index::<Company>(&keys::partner_index(caller.company_id()))
+        .await?
+        .into_iter()
+        .filter(|c| params.get("status").is_none_or(|s| c.status == s))
+        .filter(|c| {
+            params
+                .get("external_id")
+                .is_none_or(|x| c.external_id.as_deref() == Some(x))
+        })
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(clients);
+    let views: Vec<Value> = page.iter().map(|c| view(&c.0)).collect();
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("clients", views, meta))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&["full"])?;
+    let client = find_client(&state, &caller, &id).await?;
+    let mut value = view(&client);
+    if params.flag("full")? {
+        value["properties"] = serde_json::to_value(&client.properties)?;
+        value["resources"] = resource_list(&client);
+        value["features"] = feature_list(&client);
+    }
+    Ok(envelope::ok(value))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<ClientBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    if caller.company.parent_id.is_some() {
+        return Err(ApiError::Forbidden(
+            "a client account cannot have client accounts of its own".into(),
+        ));
+    }
+    validate(&body, true)?;
+    let now = rfc3339(state.clock.now());
+    let status = body.status.unwrap_or_else(|| "active".into());
+    // A trial client gets the trial plan's limits unless a plan or override says otherwise.
+    let plan = body.plan.unwrap_or_else(|| {
+        if status == "trial" {
+            "trial".into()
+        } else {
+            "standard".into()
+        }
+    });
+    let mut client = Company::new(
+        new_id(),
+        body.name.unwrap_or_default().trim().to_owned(),
+        plan,
+        status,
+        &now,
+    );
+    client.parent_id = Some(caller.company_id().to_owned());
+    client.description = body.description;
+    client.external_id = body.external_id;
+    client.seats = body.seats.filter(|s| *s >= 0);
+    state
+        .store
+        .transact(
+            vec![put_new(&state.store.table, client_item(&client)?)?],
+            "client id collision; retry",
+        )
+        .await?;
+    Ok(envelope::created(
+        &envelope::location("clients", &client.id),
+        view(&client),
+    ))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ClientBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    validate(&body, false)?;
+    let old = find_client(&state, &caller, &id).await?;
+    let mut client = old.clone();
+    if let Some(v) = body.name {
+        client.name = v.trim().to_owned();
+    }
+    if body.description.is_some() {
+        client.description = body.description;
+    }
+    if let Some(v) = body.status {
+        client.status = v;
+    }
+    if let Some(v) = body.seats {
+        client.seats = (v >= 0).then_some(v);
+    }
+    if body.external_id.is_some() {
+        client.external_id = body.external_id;
+    }
+    if let Some(v) = body.plan {
+        client.plan = v;
+    }
+    client.last_updated = rfc3339(state.clock.now());
+    save(&state, &old, &client).await?;
+    Ok(envelope::ok(view(&client)))
+}
+
+/// Deletes the client account and everything it owns (users, keys, assets); its users' emails
+/// become free again.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let client = find_client(&state, &caller, &id).await?;
+    let pk = keys::company_pk(&client.id);
+    let items: Vec<serde_json::Map<String, Value>> = state.store.query_prefix(&pk, "").await?;
+    for item in items {
+        let sk = item
+            .get("sk")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if sk == "COMPANY" {
+            continue;
+        }
+        if sk.starts_with("USER#") {
+            if let Some(email) = item.get("email").and_then(Value::as_str) {
+                state.store.delete(&keys::email(email)).await?;
+            }
+        }
+        state
+            .store
+            .delete(&shared::store::Key::new(pk.clone(), sk))
+            .await?;
+    }
+    state.store.delete(&keys::company(&client.id)).await?;
+    Ok(envelope::deleted())
+}
+
+pub async fn properties(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let client = find_client(&state, &caller, &id).await?;
+    Ok(envelope::ok(json!({"properties": client.properties})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropertiesBody {
+    properties: serde_json::Map<String, Value>,
+}
+
+/// Upserts the given properties (others stay).
+pub async fn put_properties(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PropertiesBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let mut problems = Vec::new();
+    for (k, v) in &body.properties {
+        if k.is_empty() || k.len() > 100 {
+            problems.push(FieldError::new(
+                format!("properties.{k}"),
+                "names must be 1 to 100 characters",
+            ));
+        }
+        if v.is_object() || v.is_array() {
+            problems.push(FieldError::new(
+                format!("properties.{k}"),
+                "values must be strings, numbers, booleans or null",
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let old = find_client(&state, &caller, &id).await?;
+    let mut client = old.clone();
+    client.properties.extend(body.properties);
+    client.last_updated = rfc3339(state.clock.now());
+    save(&state, &old, &client).await?;
+    Ok(envelope::ok(json!({"properties": client.properties})))
+}
+
+/// `DELETE {id}/properties?name=` removes one property.
+pub async fn delete_property(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&["name"])?;
+    let name = params
+        .get("name")
+        .ok_or_else(|| ApiError::BadRequest("query parameter 'name' is required".into()))?
+        .to_owned();
+    let old = find_client(&state, &caller, &id).await?;
+    if !old.properties.contains_key(&name) {
+        return Err(ApiError::not_found("property", &name));
+    }
+    let mut client = old.clone();
+    client.properties.remove(&name);
+    client.last_updated = rfc3339(state.clock.now());
+    save(&state, &old, &client).await?;
+    Ok(envelope::deleted())
+}
+
+fn resource_list(c: &Company) -> Value {
+    json!([
+        {"name": "api.requests.perDay", "value": c.daily_limit()},
+        {"name": "api.requests.perSecond", "value": c.per_second_limit()},
+        {"name": "company.seats", "value": c.seats.unwrap_or(-1)},
+        {"name": "dashboard.combined.total", "value": c.dashboard_limit.unwrap_or(-1)},
+    ])
+}
+
+pub async fn resources(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let client = find_client(&state, &caller, &id).await?;
+    Ok(envelope::ok(json!({"resources": resource_list(&client)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    name: String,
+    /// null goes back to the plan's default.
+    value: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesBody {
+    resources: Vec<Resource>,
+}
+
+/// Sets limits; a new daily or per-second limit applies from the client's next request.
+pub async fn put_resources(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ResourcesBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old = find_client(&state, &caller, &id).await?;
+    let mut client = old.clone();
+    let mut problems = Vec::new();
+    for (i, r) in body.resources.iter().enumerate() {
+        let field = format!("resources[{i}].value");
+        let positive = |v: Option<i64>| {
+            v.map(|v| if v >= 1 { Ok(v as u64) } else { Err(()) })
+                .transpose()
+        };
+        let limited = |v: Option<i64>| v.map(|v| if v >= -1 { Ok(v) } else { Err(()) }).transpose();
+        match r.name.as_str() {
+            "api.requests.perDay" => match positive(r.value) {
+                Ok(v) => client.daily_limit = v,
+                Err(()) => problems.push(FieldError::new(field, "must be at least 1")),
+            },
+            "api.requests.perSecond" => match positive(r.value) {
+                Ok(v) => client.per_second_limit = v,
+                Err(()) => problems.push(FieldError::new(field, "must be at least 1")),
+            },
+            "company.seats" => match limited(r.value) {
+                Ok(v) => client.seats = v.filter(|v| *v >= 0),
+                Err(()) => problems.push(FieldError::new(field, "must be -1 (unlimited) or more")),
+            },
+            "dashboard.combined.total" => match limited(r.value) {
+                Ok(v) => client.dashboard_limit = v.filter(|v| *v >= 0),
+                Err(()) => problems.push(FieldError::new(field, "must be -1 (unlimited) or more")),
+            },
+            other => problems.push(FieldError::new(
+                format!("resources[{i}].name"),
+                format!("'{other}' is not one of {}", RESOURCES.join(", ")),
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    client.last_updated = rfc3339(state.clock.now());
+    save(&state, &old, &client).await?;
+    Ok(envelope::ok(json!({"resources": resource_list(&client)})))
+}
+
+fn feature_list(c: &Company) -> Value {
+    Value::Array(
+        c.effective_features()
+            .into_iter()
+            .map(|(name, enabled)| json!({"name": name, "enabled": enabled}))
+            .collect(),
+    )
+}
+
+pub async fn features(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let client = find_client(&state, &caller, &id).await?;
+    Ok(envelope::ok(json!({"features": feature_list(&client)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feature {
+    name: String,
+    enabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeaturesBody {
+    features: Vec<Feature>,
+}
+
+pub async fn put_features(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<FeaturesBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let problems: Vec<FieldError> = body
+        .features
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !FEATURES.contains(&f.name.as_str()))
+        .map(|(i, f)| {
+            FieldError::new(
+                format!("features[{i}].name"),
+                format!("'{}' is not one of {}", f.name, FEATURES.join(", ")),
+            )
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let old = find_client(&state, &caller, &id).await?;
+    let mut client = old.clone();
+    for f in body.features {
+        client.features.insert(f.name, f.enabled);
+    }
+    client.last_updated = rfc3339(state.clock.now());
+    save(&state, &old, &client).await?;
+    Ok(envelope::ok(json!({"features": feature_list(&client)})))
+}

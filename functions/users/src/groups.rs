@@ -1,0 +1,309 @@
+//! Groups and their members (the users whose `groups` hold the group); share rights name
+//! groups.
+
+use crate::users::{all_users, find_user, update_user};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shared::auth::records::{User, UserView};
+use shared::auth::Caller;
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::ids::{is_id, new_id};
+use shared::paging::{Listed, Paging};
+use shared::store::{keys, put_new, to_item};
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState, FieldError};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Group {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    pub date_created: String,
+    pub last_updated: String,
+}
+
+impl Listed for Group {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn date_created(&self) -> &str {
+        &self.date_created
+    }
+    fn last_updated(&self) -> &str {
+        &self.last_updated
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBody {
+    name: Option<String>,
+    description: Option<String>,
+    external_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersBody {
+    users: Vec<String>,
+}
+
+async fn find_group(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Group> {
+    if !is_id(id) {
+        return Err(ApiError::not_found("group", id));
+    }
+    state
+        .store
+        .get::<Group>(keys::group(caller.company_id(), id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("group", id))
+}
+
+fn check_name(name: Option<&str>, required: bool) -> ApiResult<()> {
+    match name.map(str::trim) {
+        None if required => Err(ApiError::field("name", "is required")),
+        Some(n) if n.is_empty() || n.chars().count() > 100 => {
+            Err(ApiError::field("name", "must be 1 to 100 characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &["external_id"])?;
+    let external = params.get("external_id");
+    let groups: Vec<Group> = state
+        .store
+        .query_prefix::<Group>(&keys::company_pk(caller.company_id()), "GROUP#")
+        .await?
+        .into_iter()
+        .filter(|g| external.is_none_or(|x| g.external_id.as_deref() == Some(x)))
+        .collect();
+    let (page, total) = paging.apply(groups);
+    let views = page
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("groups", views, meta))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    Ok(envelope::ok(find_group(&state, &caller, &id).await?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<GroupBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    check_name(body.name.as_deref(), true)?;
+    let now = rfc3339(state.clock.now());
+    let group = Group {
+        id: new_id(),
+        company_id: caller.company_id().to_owned(),
+        name: body.name.unwrap_or_default().trim().to_owned(),
+        description: body.description,
+        external_id: body.external_id,
+        date_created: now.clone(),
+        last_updated: now,
+    };
+    let key = keys::group(&group.company_id, &group.id);
+    state
+        .store
+        .transact(
+            vec![put_new(&state.store.table, to_item(&key, &group)?)?],
+            "group id collision; retry",
+        )
+        .await?;
+    Ok(envelope::created(
+        &envelope::location("groups", &group.id),
+        group,
+    ))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<GroupBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    check_name(body.name.as_deref(), false)?;
+    let mut group = find_group(&state, &caller, &id).await?;
+    if let Some(name) = body.name {
+        group.name = name.trim().to_owned();
+    }
+    if body.description.is_some() {
+        group.description = body.description;
+    }
+    if body.external_id.is_some() {
+        group.external_id = body.external_id;
+    }
+    group.last_updated = rfc3339(state.clock.now());
+    state
+        .store
+        .put(&keys::group(&group.company_id, &group.id), &group)
+        .await?;
+    Ok(envelope::ok(group))
+}
+
+/// Deletes the group and takes it out of every member's `groups`.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let group = find_group(&state, &caller, &id).await?;
+    for user in all_users(&state, &group.company_id)
+        .await?
+        .into_iter()
+        .filter(|u| u.groups.contains(&group.id))
+    {
+        set_membership(&state, &user, &group.id, false).await?;
+    }
+    state
+        .store
+        .delete(&keys::group(&group.company_id, &group.id))
+        .await?;
+    Ok(envelope::deleted())
+}
+
+async fn set_membership(
+    state: &AppState,
+    user: &User,
+    group: &str,
+    member: bool,
+) -> ApiResult<User> {
+    let mut new = user.clone();
+    new.groups.retain(|g| g != group);
+    if member {
+        new.groups.push(group.to_owned());
+    }
+    if new.groups == user.groups {
+        return Ok(new);
+    }
+    new.last_updated = rfc3339(state.clock.now());
+    update_user(state, user, &new).await?;
+    Ok(new)
+}
+
+pub async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &[])?;
+    let group = find_group(&state, &caller, &id).await?;
+    let now = state.clock.now();
+    let members: Vec<Member> = all_users(&state, &group.company_id)
+        .await?
+        .into_iter()
+        .filter(|u| u.groups.contains(&group.id))
+        .map(Member)
+        .collect();
+    let (page, total) = paging.apply(members);
+    let views = page
+        .iter()
+        .map(|m| serde_json::to_value(UserView::of(&m.0, now)))
+        .collect::<Result<Vec<Value>, _>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("members", views, meta))
+}
+
+struct Member(User);
+
+impl Listed for Member {
+    fn name(&self) -> &str {
+        &self.0.email
+    }
+    fn date_created(&self) -> &str {
+        &self.0.date_created
+    }
+    fn last_updated(&self) -> &str {
+        &self.0.last_updated
+    }
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path((id, user_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let group = find_group(&state, &caller, &id).await?;
+    let user = find_user(&state, &caller, &user_id).await?;
+    let user = set_membership(&state, &user, &group.id, true).await?;
+    Ok(envelope::ok(UserView::of(&user, state.clock.now())))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path((id, user_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let group = find_group(&state, &caller, &id).await?;
+    let user = find_user(&state, &caller, &user_id).await?;
+    set_membership(&state, &user, &group.id, false).await?;
+    Ok(envelope::deleted())
+}
+
+/// `POST /groups/{id}/members {"users":[ids]}` adds several users at once.
+pub async fn add_members(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<MembersBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let group = find_group(&state, &caller, &id).await?;
+    let mut users = Vec::new();
+    let mut problems = Vec::new();
+    for user_id in &body.users {
+        match find_user(&state, &caller, user_id).await {
+            Ok(u) => users.push(u),
+            Err(ApiError::NotFound(_)) => problems.push(FieldError::new(
+                "users",
+                format!("user '{user_id}' does not exist"),
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let now = state.clock.now();
+    let mut views = Vec::new();
+    for user in users {
+        let user = set_membership(&state, &user, &group.id, true).await?;
+        views.push(serde_json::to_value(UserView::of(&user, now))?);
+    }
+    Ok(envelope::ok(serde_json::json!({"members": views})))
+}

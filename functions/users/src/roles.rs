@@ -1,0 +1,233 @@
+//! Roles: the three built-ins (read-only) and custom roles with any set of permissions. A
+//! change applies to every token and key of the role's users on their next request, because
+//! the auth layer reads the roles on every request.
+
+use crate::users::all_users;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::auth::permissions::{builtin_role, BUILTIN_ROLES, PERMISSIONS};
+use shared::auth::records::Role;
+use shared::auth::Caller;
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::ids::{is_id, new_id};
+use shared::paging::{Listed, Paging};
+use shared::store::{keys, put_new, to_item};
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState, FieldError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleBody {
+    name: Option<String>,
+    description: Option<String>,
+    permissions: Option<Vec<String>>,
+}
+
+struct Listable(Value);
+
+impl Listed for Listable {
+    fn name(&self) -> &str {
+        self.0["name"].as_str().unwrap_or_default()
+    }
+    fn date_created(&self) -> &str {
+        self.0["date_created"].as_str().unwrap_or_default()
+    }
+    fn last_updated(&self) -> &str {
+        self.0["last_updated"].as_str().unwrap_or_default()
+    }
+}
+
+fn builtin_view(id: &str) -> Value {
+    let permissions: Vec<String> = builtin_role(id).unwrap_or_default().into_iter().collect();
+    json!({"id": id, "name": id, "description": format!("built-in {id} role"), "permissions": permissions,
+           "builtin": true, "date_created": "2026-11-22T00:00:00Z", "last_updated": "2026-11-22T00:00:00Z"})
+}
+
+fn custom_view(role: &Role) -> Value {
+    json!({"id": role.id, "name": role.name, "description": role.description, "permissions": role.permissions,
+           "builtin": false, "date_created": role.date_created, "last_updated": role.last_updated})
+}
+
+async fn find_custom(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Role> {
+    if builtin_role(id).is_some() {
+        return Err(ApiError::Forbidden(format!(
+            "built-in role '{id}' cannot be changed or deleted"
+        )));
+    }
+    if !is_id(id) {
+        return Err(ApiError::not_found("role", id));
+    }
+    state
+        .store
+        .get::<Role>(keys::role(caller.company_id(), id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("role", id))
+}
+
+fn validate(body: &RoleBody, creating: bool) -> ApiResult<()> {
+    let mut problems = Vec::new();
+    match body.name.as_deref().map(str::trim) {
+        None if creating => problems.push(FieldError::new("name", "is required")),
+        Some(n) if n.is_empty() || n.chars().count() > 100 => {
+            problems.push(FieldError::new("name", "must be 1 to 100 characters"))
+        }
+        Some(n) if BUILTIN_ROLES.contains(&n) => {
+            problems.push(FieldError::new("name", "is the name of a built-in role"))
+        }
+        _ => {}
+    }
+    match &body.permissions {
+        None if creating => problems.push(FieldError::new("permissions", "is required")),
+        Some(list) => {
+            for p in list.iter().filter(|p| !PERMISSIONS.contains(&p.as_str())) {
+                problems.push(FieldError::new(
+                    "permissions",
+                    format!("'{p}' is not a permission name"),
+                ));
+            }
+        }
+        None => {}
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+fn normalized(mut permissions: Vec<String>) -> Vec<String> {
+    permissions.sort();
+    permissions.dedup();
+    permissions
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &[])?;
+    let custom: Vec<Role> = state
+        .store
+        .query_prefix(&keys::company_pk(caller.company_id()), "ROLE#")
+        .await?;
+    let roles: Vec<Listable> = BUILTIN_ROLES
+        .iter()
+        .map(|r| builtin_view(r))
+        .chain(custom.iter().map(custom_view))
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(roles);
+    let views: Vec<Value> = page.into_iter().map(|l| l.0).collect();
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("roles", views, meta))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    if builtin_role(&id).is_some() {
+        return Ok(envelope::ok(builtin_view(&id)));
+    }
+    if !is_id(&id) {
+        return Err(ApiError::not_found("role", &id));
+    }
+    let role: Role = state
+        .store
+        .get(keys::role(caller.company_id(), &id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("role", &id))?;
+    Ok(envelope::ok(custom_view(&role)))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<RoleBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    validate(&body, true)?;
+    let now = rfc3339(state.clock.now());
+    let role = Role {
+        id: new_id(),
+        company_id: caller.company_id().to_owned(),
+        name: body.name.unwrap_or_default().trim().to_owned(),
+        description: body.description,
+        permissions: normalized(body.permissions.unwrap_or_default()),
+        date_created: now.clone(),
+        last_updated: now,
+    };
+    let item = to_item(&keys::role(&role.company_id, &role.id), &role)?;
+    state
+        .store
+        .transact(
+            vec![put_new(&state.store.table, item)?],
+            "role id collision; retry",
+        )
+        .await?;
+    Ok(envelope::created(
+        &envelope::location("roles", &role.id),
+        custom_view(&role),
+    ))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RoleBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let mut role = find_custom(&state, &caller, &id).await?;
+    validate(&body, false)?;
+    if let Some(name) = body.name {
+        role.name = name.trim().to_owned();
+    }
+    if body.description.is_some() {
+        role.description = body.description;
+    }
+    if let Some(p) = body.permissions {
+        role.permissions = normalized(p);
+    }
+    role.last_updated = rfc3339(state.clock.now());
+    state
+        .store
+        .put(&keys::role(&role.company_id, &role.id), &role)
+        .await?;
+    Ok(envelope::ok(custom_view(&role)))
+}
+
+/// A role still held by users cannot be deleted (409 naming how many).
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let role = find_custom(&state, &caller, &id).await?;
+    let holders = all_users(&state, &role.company_id)
+        .await?
+        .into_iter()
+        .filter(|u| u.roles.contains(&role.id))
+        .count();
+    if holders > 0 {
+        return Err(ApiError::Conflict(format!(
+            "role '{id}' is held by {holders} user(s); take it away from them first"
+        )));
+    }
+    state
+        .store
+        .delete(&keys::role(&role.company_id, &role.id))
+        .await?;
+    Ok(envelope::deleted())
+}

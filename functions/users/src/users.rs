@@ -1,0 +1,533 @@
+//! Users: CRUD with unique case-insensitive emails, the password policy, seats, the last
+//! admin, one-time reset tokens and unlocking.
+
+use crate::groups::Group;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::auth::permissions::builtin_role;
+use shared::auth::records::{ApiKeyRecord, Company, EmailClaim, ResetRecord, Role, User, UserView};
+use shared::auth::{password, Caller};
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::ids::{is_id, new_id, ApiKeyHash};
+use shared::paging::{Listed, Paging};
+use shared::store::{keys, n, put_if, put_new, s, to_item};
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState, FieldError};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    roles: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    external_id: Option<String>,
+}
+
+struct Listable(User);
+
+impl Listed for Listable {
+    fn name(&self) -> &str {
+        &self.0.email
+    }
+    fn date_created(&self) -> &str {
+        &self.0.date_created
+    }
+    fn last_updated(&self) -> &str {
+        &self.0.last_updated
+    }
+}
+
+pub async fn all_users(state: &AppState, company: &str) -> ApiResult<Vec<User>> {
+    state
+        .store
+        .query_prefix(&keys::company_pk(company), "USER#")
+        .await
+}
+
+/// `self`, or a user of the caller's company; anything else is 404.
+pub async fn find_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<User> {
+    if id == "self" {
+        if caller.partner.is_some() {
+            return Err(ApiError::not_found("user", id));
+        }
+        return state
+            .store
+            .get::<User>(keys::user(caller.company_id(), caller.user_id()))
+            .await?
+            .ok_or_else(|| ApiError::not_found("user", id));
+    }
+    if !is_id(id) {
+        return Err(ApiError::not_found("user", id));
+    }
+    state
+        .store
+        .get::<User>(keys::user(caller.company_id(), id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("user", id))
+}
+
+/// The view, with roles and groups as objects when asked to include them.
+async fn view(state: &AppState, caller: &Caller, user: &User, params: &Params) -> ApiResult<Value> {
+    let mut value = serde_json::to_value(UserView::of(user, state.clock.now()))?;
+    if params.flag("include_roles")? {
+        let roles: Vec<Value> = futures::future::try_join_all(
+            user.roles
+                .iter()
+                .map(|r| role_summary(state, caller.company_id(), r)),
+        )
+        .await?;
+        value["roles"] = Value::Array(roles);
+    }
+    if params.flag("include_groups")? {
+        let mut groups = Vec::new();
+        for g in &user.groups {
+            if let Some(group) = state
+                .store
+                .get::<Group>(keys::group(caller.company_id(), g))
+                .await?
+            {
+                groups.push(json!({"id": group.id, "name": group.name}));
+            }
+        }
+        value["groups"] = Value::Array(groups);
+    }
+    Ok(value)
+}
+
+async fn role_summary(state: &AppState, company: &str, id: &str) -> ApiResult<Value> {
+    if builtin_role(id).is_some() {
+        return Ok(json!({"id": id, "name": id}));
+    }
+    let role: Option<Role> = state.store.get(keys::role(company, id)).await?;
+    Ok(json!({"id": id, "name": role.map(|r| r.name).unwrap_or_default()}))
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+}
+
+/// Checks the fields given; `current` is the user being updated.
+async fn validate(
+    state: &AppState,
+    caller: &Caller,
+    body: &UserBody,
+    current: Option<&User>,
+) -> ApiResult<()> {
+    let mut problems = Vec::new();
+    if current.is_none() && body.email.is_none() {
+        problems.push(FieldError::new("email", "is required"));
+    }
+    if let Some(email) = &body.email {
+        if !valid_email(email.trim()) {
+            problems.push(FieldError::new("email", "must be an email address"));
+        }
+    }
+    for (field, value) in [
+        ("first_name", &body.first_name),
+        ("last_name", &body.last_name),
+        ("external_id", &body.external_id),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 100) {
+            problems.push(FieldError::new(field, "must be at most 100 characters"));
+        }
+    }
+    if let Some(password) = &body.password {
+        let email = body
+            .email
+            .as_deref()
+            .or(current.map(|u| u.email.as_str()))
+            .unwrap_or("");
+        if let Err(ApiError::Validation { details, .. }) = password::check_policy(password, email) {
+            problems.extend(details);
+        }
+    }
+    if let Some(roles) = &body.roles {
+        if roles.is_empty() {
+            problems.push(FieldError::new("roles", "must name at least one role"));
+        }
+        for role in roles {
+            let exists = builtin_role(role).is_some()
+                || (is_id(role)
+                    && state
+                        .store
+                        .get::<Role>(keys::role(caller.company_id(), role))
+                        .await?
+                        .is_some());
+            if !exists {
+                problems.push(FieldError::new(
+                    "roles",
+                    format!("role '{role}' does not exist"),
+                ));
+            }
+        }
+    }
+    if let Some(groups) = &body.groups {
+        for group in groups {
+            let exists = is_id(group)
+                && state
+                    .store
+                    .get::<Group>(keys::group(caller.company_id(), group))
+                    .await?
+                    .is_some();
+            if !exists {
+                problems.push(FieldError::new(
+                    "groups",
+                    format!("group '{group}' does not exist"),
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(
+        &params,
+        &["email", "external_id", "include_roles", "include_groups"],
+    )?;
+    let email = params.get("email").map(str::to_lowercase);
+    let external = params.get("external_id");
+    let users: Vec<Listable> = all_users(&state, caller.company_id())
+        .await?
+        .into_iter()
+        .filter(|u| email.as_ref().is_none_or(|e| &u.email == e))
+        .filter(|u| external.is_none_or(|x| u.external_id.as_deref() == Some(x)))
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(users);
+    let mut views = Vec::with_capacity(page.len());
+    for u in &page {
+        views.push(view(&state, &caller, &u.0, &params).await?);
+    }
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("users", views, meta))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&["include_roles", "include_groups"])?;
+    let user = find_user(&state, &caller, &id).await?;
+    Ok(envelope::ok(view(&state, &caller, &user, &params).await?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<UserBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    validate(&state, &caller, &body, None).await?;
+    let now = rfc3339(state.clock.now());
+    let email = body.email.clone().unwrap_or_default().trim().to_lowercase();
+    let password_hash = match &body.password {
+        Some(p) => password::hash(p).await?,
+        // No password: the user sets one with a reset token before logging in.
+        None => "!".into(),
+    };
+    let company_id = caller.company_id().to_owned();
+    let user = User {
+        id: new_id(),
+        company_id: company_id.clone(),
+        email: email.clone(),
+        first_name: body.first_name.unwrap_or_default(),
+        last_name: body.last_name.unwrap_or_default(),
+        password_hash,
+        roles: body.roles.unwrap_or_else(|| vec!["viewer".into()]),
+        groups: body.groups.unwrap_or_default(),
+        external_id: body.external_id,
+        date_created: now.clone(),
+        last_updated: now.clone(),
+        date_last_login: None,
+        locked_until: None,
+    };
+    let table = &state.store.table;
+    let writes = vec![
+        shared::store::update(
+            table,
+            &keys::company(&company_id),
+            "ADD user_count :one",
+            Some("attribute_exists(pk) AND (attribute_not_exists(seats) OR seats < :zero OR attribute_not_exists(user_count) OR user_count < seats)"),
+            &[],
+            vec![(":one", n(1)), (":zero", n(0))],
+        )?,
+        put_new(table, to_item(&keys::user(&company_id, &user.id), &user)?)?,
+        put_new(table, to_item(&keys::email(&email), &EmailClaim { company_id: company_id.clone(), user_id: user.id.clone() })?)?,
+    ];
+    let seats = async {
+        let company: Option<Company> = state
+            .store
+            .get(keys::company(&company_id))
+            .await
+            .ok()
+            .flatten();
+        company.and_then(|c| c.seats).unwrap_or(0)
+    };
+    let result = state
+        .store
+        .transact_with(writes, |index| match index {
+            0 => ApiError::Forbidden(String::new()),
+            _ => ApiError::Conflict(format!("email '{email}' is already registered")),
+        })
+        .await;
+    match result {
+        Err(ApiError::Forbidden(_)) => {
+            return Err(ApiError::Forbidden(format!(
+                "company.seats limit reached: this company has {} seats",
+                seats.await
+            )))
+        }
+        other => other?,
+    }
+    let location = envelope::location("users", &user.id);
+    Ok(envelope::created(
+        &location,
+        view(&state, &caller, &user, &params).await?,
+    ))
+}
+
+fn is_admin(user: &User) -> bool {
+    user.roles.iter().any(|r| r == "admin")
+}
+
+/// 409 when `user` is the company's only admin.
+async fn ensure_not_last_admin(state: &AppState, user: &User, action: &str) -> ApiResult<()> {
+    if !is_admin(user) {
+        return Ok(());
+    }
+    let admins = all_users(state, &user.company_id)
+        .await?
+        .into_iter()
+        .filter(is_admin)
+        .count();
+    if admins <= 1 {
+        return Err(ApiError::Conflict(format!(
+            "user '{}' is the last admin and cannot {action}",
+            user.id
+        )));
+    }
+    Ok(())
+}
+
+pub async fn update_user(state: &AppState, old: &User, new: &User) -> ApiResult<()> {
+    let table = &state.store.table;
+    let mut writes = vec![put_if(
+        table,
+        to_item(&keys::user(&new.company_id, &new.id), new)?,
+        "attribute_exists(pk) AND last_updated = :seen",
+        vec![(":seen", s(&old.last_updated))],
+    )?];
+    if old.email != new.email {
+        writes.push(shared::store::delete(
+            table,
+            &keys::email(&old.email),
+            None,
+        )?);
+        writes.push(put_new(
+            table,
+            to_item(
+                &keys::email(&new.email),
+                &EmailClaim {
+                    company_id: new.company_id.clone(),
+                    user_id: new.id.clone(),
+                },
+            )?,
+        )?);
+    }
+    let email = new.email.clone();
+    state
+        .store
+        .transact_with(writes, |index| match index {
+            0 => ApiError::Conflict("the user changed meanwhile; read it again and retry".into()),
+            _ => ApiError::Conflict(format!("email '{email}' is already registered")),
+        })
+        .await
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UserBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old = find_user(&state, &caller, &id).await?;
+    validate(&state, &caller, &body, Some(&old)).await?;
+    let mut user = old.clone();
+    if let Some(roles) = body.roles.clone() {
+        if is_admin(&old) && !roles.iter().any(|r| r == "admin") {
+            ensure_not_last_admin(&state, &old, "lose the admin role").await?;
+        }
+        user.roles = roles;
+    }
+    if let Some(v) = body.first_name {
+        user.first_name = v;
+    }
+    if let Some(v) = body.last_name {
+        user.last_name = v;
+    }
+    if let Some(v) = body.email {
+        user.email = v.trim().to_lowercase();
+    }
+    if let Some(v) = body.groups {
+        user.groups = v;
+    }
+    if let Some(v) = body.external_id {
+        user.external_id = Some(v);
+    }
+    if let Some(p) = body.password {
+        user.password_hash = password::hash(&p).await?;
+    }
+    user.last_updated = rfc3339(state.clock.now());
+    update_user(&state, &old, &user).await?;
+    Ok(envelope::ok(view(&state, &caller, &user, &params).await?))
+}
+
+/// Deletes the user, frees the email and the seat, and revokes the user's keys; tokens fail on
+/// their next request because the user is gone. Their assets remain.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let user = find_user(&state, &caller, &id).await?;
+    ensure_not_last_admin(&state, &user, "be deleted").await?;
+    let table = &state.store.table;
+    let writes = vec![
+        shared::store::delete(
+            table,
+            &keys::user(&user.company_id, &user.id),
+            Some("attribute_exists(pk)"),
+        )?,
+        shared::store::delete(table, &keys::email(&user.email), None)?,
+        shared::store::update(
+            table,
+            &keys::company(&user.company_id),
+            "ADD user_count :minus",
+            None,
+            &[],
+            vec![(":minus", n(-1))],
+        )?,
+    ];
+    state
+        .store
+        .transact(writes, &format!("user '{id}' was deleted meanwhile"))
+        .await?;
+    let now = rfc3339(state.clock.now());
+    let keys_of_user: Vec<ApiKeyRecord> = state
+        .store
+        .query_prefix(&keys::company_pk(&user.company_id), "APIKEY#")
+        .await?;
+    for key in keys_of_user
+        .into_iter()
+        .filter(|k| k.user_id == user.id && k.revoked_at.is_none())
+    {
+        let revoke = state
+            .store
+            .db
+            .update_item()
+            .table_name(table)
+            .set_key(Some(keys::api_key(&key.company_id, &key.id).to_item()))
+            .update_expression("SET revoked_at = :now, last_updated = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":now", s(&now))
+            .send()
+            .await;
+        if let Err(e) = revoke {
+            tracing::warn!(key = key.id, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "revoking a deleted user's key");
+        }
+    }
+    Ok(envelope::deleted())
+}
+
+pub const RESET_TOKEN_TTL_SECS: i64 = 3600;
+
+/// A one-time reset token for the user (valid an hour), for `POST /auth/reset-password`.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let user = find_user(&state, &caller, &id).await?;
+    let now = state.clock.now();
+    let token = format!("{}{}", new_id(), new_id());
+    let expires = now + chrono::Duration::seconds(RESET_TOKEN_TTL_SECS);
+    let record = ResetRecord {
+        company_id: user.company_id.clone(),
+        user_id: user.id.clone(),
+        used: false,
+        expires_at: rfc3339(expires),
+        ttl: expires.timestamp() + 86_400,
+    };
+    state
+        .store
+        .put(&keys::reset_token(&ApiKeyHash::of(&token).0), &record)
+        .await?;
+    Ok(envelope::ok(
+        json!({"user_id": user.id, "token": token, "expires_at": record.expires_at}),
+    ))
+}
+
+/// Ends a failed-login lockout at once.
+pub async fn unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let user = find_user(&state, &caller, &id).await?;
+    let now = state.clock.now();
+    state
+        .store
+        .db
+        .update_item()
+        .table_name(&state.store.table)
+        .set_key(Some(keys::user(&user.company_id, &user.id).to_item()))
+        .update_expression("REMOVE locked_until")
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await
+        .map_err(|e| shared::store::db_error("UpdateItem", e))?;
+    let window = now
+        .timestamp()
+        .div_euclid(shared::auth::LOCKOUT_WINDOW_SECS);
+    state
+        .store
+        .delete(&keys::login_failures(&user.email, window))
+        .await?;
+    let mut user = user;
+    user.locked_until = None;
+    Ok(envelope::ok(view(&state, &caller, &user, &params).await?))
+}

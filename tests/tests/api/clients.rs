@@ -1,0 +1,356 @@
+//! The clients function and `client_id=`: client accounts are companies of their own with
+//! their own counters; a disabled client is locked out at once.
+
+use pulseboard_tests::{expect_error, json, TestApp};
+use serde_json::json;
+
+fn header(r: &reqwest::Response, name: &str) -> i64 {
+    r.headers()[name].to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_client_with_a_daily_limit_of_twenty_is_limited_alone_and_disabling_it_locks_it_out() {
+    let partner = TestApp::spawn().await;
+    let (status, client) = json(
+        partner
+            .post(
+                "/clients",
+                json!({"name": "Acme", "status": "active", "external_id": "acme-1", "seats": 5}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let cid = client["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(client["data"]["seats"], 5);
+    let (status, resources) = json(partner.call("PUT", &format!("/clients/{cid}/resources"), partner.key(), Some(json!({"resources": [{"name": "api.requests.perDay", "value": 20}, {"name": "api.requests.perSecond", "value": 1000}]}))).await).await;
+    assert_eq!(status, 200, "{resources}");
+    assert_eq!(
+        resources["data"]["resources"][0],
+        json!({"name": "api.requests.perDay", "value": 20})
+    );
+
+    // The partner creates a user inside the client (2 requests against the client's day).
+    let (_, client_key) = partner.user_with_key(&["editor"], Some(&cid)).await;
+    let (_, before) = json(partner.get("/usage").await).await;
+    let partner_used = before["data"]["used_today"].as_i64().unwrap();
+
+    let mut last = None;
+    for _ in 0..17 {
+        let r = partner.call("GET", "/profile", &client_key, None).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-ratelimit-limit"), 20);
+        last = Some(header(&r, "x-ratelimit-remaining"));
+    }
+    assert_eq!(last, Some(1));
+    // The partner acting in the client counts against the client: the 20th request.
+    let r = partner
+        .call(
+            "GET",
+            &format!("/users?client_id={cid}"),
+            partner.key(),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-ratelimit-remaining"), 0);
+    // The 21st, from the client's user and from the partner acting in it.
+    expect_error(
+        partner.call("GET", "/profile", &client_key, None).await,
+        429,
+        "rate_limited",
+    )
+    .await;
+    expect_error(
+        partner
+            .call(
+                "GET",
+                &format!("/users?client_id={cid}"),
+                partner.key(),
+                None,
+            )
+            .await,
+        429,
+        "rate_limited",
+    )
+    .await;
+    // The partner's own counter is untouched (only its own /usage calls).
+    let (_, after) = json(partner.get("/usage").await).await;
+    assert_eq!(
+        after["data"]["used_today"].as_i64().unwrap(),
+        partner_used + 1
+    );
+
+    // Disabling the client locks its keys out at once.
+    let (status, _) = json(
+        partner
+            .call(
+                "PUT",
+                &format!("/clients/{cid}"),
+                partner.key(),
+                Some(json!({"status": "disabled"})),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body = expect_error(
+        partner.call("GET", "/profile", &client_key, None).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(body["message"], "client account disabled");
+}
+
+#[tokio::test]
+async fn client_accounts_crud_properties_resources_features() {
+    let partner = TestApp::spawn().await;
+    let (_, trial) = json(
+        partner
+            .post("/clients", json!({"name": "Trial Co", "status": "trial"}))
+            .await,
+    )
+    .await;
+    let tid = trial["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(trial["data"]["plan"], "trial");
+    let (_, resources) = json(partner.get(&format!("/clients/{tid}/resources")).await).await;
+    assert_eq!(
+        resources["data"]["resources"][0],
+        json!({"name": "api.requests.perDay", "value": 1000})
+    );
+    assert_eq!(
+        resources["data"]["resources"][1],
+        json!({"name": "api.requests.perSecond", "value": 5})
+    );
+
+    let (status, _) = json(
+        partner
+            .post(
+                "/clients",
+                json!({"name": "Other", "status": "setup", "plan": "professional"}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, list) = json(partner.get("/clients?status=trial").await).await;
+    assert_eq!(list["meta"]["total"], 1);
+    assert_eq!(list["data"]["clients"][0]["id"], tid.as_str());
+    let (_, list) = json(partner.get("/clients?sort=name").await).await;
+    assert_eq!(list["meta"]["total"], 2);
+    expect_error(
+        partner
+            .post("/clients", json!({"name": "x", "status": "paused"}))
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    expect_error(
+        partner.post("/clients", json!({"status": "active"})).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+
+    // Properties: PUT upserts, GET answers the same shape, DELETE ?name= removes one.
+    let path = format!("/clients/{tid}/properties");
+    let (status, props) = json(
+        partner
+            .call(
+                "PUT",
+                &path,
+                partner.key(),
+                Some(json!({"properties": {"region": "emea", "tier": 2}})),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        props["data"],
+        json!({"properties": {"region": "emea", "tier": 2}})
+    );
+    partner
+        .call(
+            "PUT",
+            &path,
+            partner.key(),
+            Some(json!({"properties": {"region": "apac"}})),
+        )
+        .await;
+    let (_, props) = json(partner.get(&path).await).await;
+    assert_eq!(
+        props["data"],
+        json!({"properties": {"region": "apac", "tier": 2}})
+    );
+    assert_eq!(
+        partner
+            .call("DELETE", &format!("{path}?name=tier"), partner.key(), None)
+            .await
+            .status(),
+        200
+    );
+    let (_, props) = json(partner.get(&path).await).await;
+    assert_eq!(props["data"], json!({"properties": {"region": "apac"}}));
+    expect_error(
+        partner
+            .call("DELETE", &format!("{path}?name=tier"), partner.key(), None)
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // Features: all on by default; switching one off shows, and shared code checks it.
+    let path = format!("/clients/{tid}/features");
+    let (_, features) = json(partner.get(&path).await).await;
+    assert!(features["data"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["enabled"] == true));
+    let (status, features) = json(
+        partner
+            .call(
+                "PUT",
+                &path,
+                partner.key(),
+                Some(json!({"features": [{"name": "public_dashboards", "enabled": false}]})),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let public = features["data"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "public_dashboards")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        public,
+        json!({"name": "public_dashboards", "enabled": false})
+    );
+    expect_error(
+        partner
+            .call(
+                "PUT",
+                &path,
+                partner.key(),
+                Some(json!({"features": [{"name": "teleport", "enabled": true}]})),
+            )
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    expect_error(
+        partner
+            .call(
+                "PUT",
+                &format!("/clients/{tid}/resources"),
+                partner.key(),
+                Some(json!({"resources": [{"name": "api.requests.perDay", "value": 0}]})),
+            )
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+
+    // Seats: a client with one seat takes one user.
+    partner
+        .call(
+            "PUT",
+            &format!("/clients/{tid}/resources"),
+            partner.key(),
+            Some(json!({"resources": [{"name": "company.seats", "value": 1}]})),
+        )
+        .await;
+    partner.user_with_key(&["viewer"], Some(&tid)).await;
+    let response = partner
+        .call(
+            "POST",
+            &format!("/users?client_id={tid}"),
+            partner.key(),
+            Some(json!({"email": pulseboard_tests::unique_email("x")})),
+        )
+        .await;
+    let body = expect_error(response, 403, "forbidden").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("company.seats"),
+        "{body}"
+    );
+
+    // Deleting the client removes it and its users.
+    assert_eq!(
+        partner
+            .call("DELETE", &format!("/clients/{tid}"), partner.key(), None)
+            .await
+            .status(),
+        200
+    );
+    expect_error(
+        partner.get(&format!("/clients/{tid}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn other_partners_clients_are_404_and_client_id_needs_client_access() {
+    let partner = TestApp::spawn().await;
+    let stranger = TestApp::spawn().await;
+    let (_, client) = json(partner.post("/clients", json!({"name": "Mine"})).await).await;
+    let cid = client["data"]["id"].as_str().unwrap();
+    expect_error(
+        stranger.get(&format!("/clients/{cid}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        stranger.get(&format!("/profile?client_id={cid}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        stranger.get("/profile?client_id=nope").await,
+        404,
+        "not_found",
+    )
+    .await;
+    let (_, editor_key) = partner.user_with_key(&["editor"], None).await;
+    let body = expect_error(
+        partner
+            .call(
+                "GET",
+                &format!("/profile?client_id={cid}"),
+                &editor_key,
+                None,
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(body["message"], "missing permission client.access");
+    // Acting in the client, the partner sees the client's company.
+    let (_, verify) = json(partner.get(&format!("/auth/verify?client_id={cid}")).await).await;
+    assert_eq!(verify["data"]["company"]["id"], cid);
+    // A client cannot have clients.
+    let response = partner
+        .call(
+            "POST",
+            &format!("/clients?client_id={cid}"),
+            partner.key(),
+            Some(json!({"name": "nested"})),
+        )
+        .await;
+    expect_error(response, 403, "forbidden").await;
+}
