@@ -1,8 +1,8 @@
 //! Per-company rate limits (API.md §3) on DynamoDB atomic counters.
 //!
-//! Each authenticated request adds 1 to two counter items of its company, in parallel and in
-//! parallel with the credential checks: the current Unix second (`S#<second>`) and the current
-//! New York day (`D#<date>`). The limit is compared with the counts that come back, so no
+//! Each authenticated request adds 1, in parallel with the credential checks, to its
+//! company's counter item for the current New York day (`D#<date>`), which counts both the
+//! day and the current Unix second in one conditional `UpdateItem`. The limit is compared with the counts that come back, so no
 //! read precedes the write. A request over either limit is refused and its day increment
 //! given back, so refused requests never use daily quota; admission never over-admits because
 //! a request is only admitted when its own increment is within the limit.
@@ -12,7 +12,7 @@
 //! 1,000 writes/s).
 
 use crate::error::ApiError;
-use crate::store::{keys, Store};
+use crate::store::{db_error, keys, n, number, Store};
 use crate::time::{rfc3339, NewYorkDay};
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
@@ -124,6 +124,8 @@ impl PartialEq for ApiError {
 pub struct RateLimiter {
     /// company → the Unix second it is refused until the end of.
     blocked: Mutex<HashMap<String, (i64, RateHeaders)>>,
+    /// company → the last second this instance counted it in (a guess, checked by DynamoDB).
+    seconds: Mutex<HashMap<String, i64>>,
 }
 
 impl RateLimiter {
@@ -148,28 +150,85 @@ impl RateLimiter {
         })
     }
 
-    /// Adds this request to the company's second and day counters.
-    pub async fn count(
-        &self,
-        store: &Store,
-        company: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Counted, ApiError> {
+    /// Adds this request to the company's day counter item, which also counts the current
+    /// second: `n` (requests today), `s` (the second being counted) and `c` (requests in
+    /// it). One conditional `UpdateItem` does both: it adds to `c` when `s` is this second,
+    /// or starts the second over when `s` is older. This instance guesses which from the
+    /// last second it saw for the company, and the failed condition's old item corrects a
+    /// wrong guess.
+    pub async fn count(&self, store: &Store, company: &str, now: DateTime<Utc>) -> Result<Counted, ApiError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
         let second = now.timestamp();
         let day = NewYorkDay::containing(now);
-        let date = day.date.to_string();
-        let second_key = keys::rate_second(company, second);
-        let day_key = keys::rate_day(company, &date);
-        let (in_second, today) = tokio::try_join!(
-            store.add_to_counter(&second_key, 1, second + 120),
-            store.add_to_counter(&day_key, 1, day.end.timestamp() + 3 * 86_400),
-        )?;
-        Ok(Counted {
-            second,
-            in_second,
-            day,
-            today,
-        })
+        let key = keys::rate_day(company, &day.date.to_string());
+        let ttl = day.end.timestamp() + 3 * 86_400;
+        let mut counted_second = second;
+        let mut same_second = self.last_second(company) == Some(second);
+        for _ in 0..3 {
+            let request = store
+                .db
+                .update_item()
+                .table_name(&store.table)
+                .set_key(Some(key.to_item()))
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":s", n(counted_second))
+                .expression_attribute_values(":ttl", n(ttl))
+                .return_values(ReturnValue::UpdatedNew)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            let request = if same_second {
+                request.update_expression("ADD n :one, c :one SET #ttl = :ttl").condition_expression("s = :s")
+            } else {
+                request
+                    .update_expression("SET s = :s, c = :one, #ttl = :ttl ADD n :one")
+                    .condition_expression("attribute_not_exists(s) OR s < :s")
+            };
+            match request.send().await {
+                Ok(out) => {
+                    let attributes = out.attributes.unwrap_or_default();
+                    self.remember_second(company, counted_second);
+                    return Ok(Counted {
+                        second: counted_second,
+                        in_second: number(&attributes, "c").unwrap_or(1),
+                        day,
+                        today: number(&attributes, "n").unwrap_or(1),
+                    });
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                        let old_second = failed.item.as_ref().and_then(|i| number(i, "s"));
+                        match old_second {
+                            // Another instance (whose clock may run ahead) already counts a
+                            // later second: count this request in it.
+                            Some(s) if s >= second => {
+                                counted_second = s;
+                                same_second = true;
+                            }
+                            _ => {
+                                counted_second = second;
+                                same_second = false;
+                            }
+                        }
+                    }
+                    _ => return Err(db_error("UpdateItem", e)),
+                },
+            }
+        }
+        Err(ApiError::Unavailable("the rate counter is contended; retry shortly".into()))
+    }
+
+    fn last_second(&self, company: &str) -> Option<i64> {
+        self.seconds.lock().ok()?.get(company).copied()
+    }
+
+    fn remember_second(&self, company: &str, second: i64) {
+        if let Ok(mut seconds) = self.seconds.lock() {
+            if seconds.len() >= 10_000 {
+                seconds.clear();
+            }
+            seconds.insert(company.to_owned(), second);
+        }
     }
 
     /// Gives back the day increment of a request that was refused or did not authenticate.

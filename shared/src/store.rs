@@ -10,7 +10,7 @@
 //! | key hash | `KEYHASH#<sha256>` | `KEYHASH` | immutable hash → (company, key, user) map |
 //! | refresh token | `REFRESH#<jti>` | `REFRESH` | family, used, revoked; `ttl` |
 //! | token family | `FAMILY#<family>` | `FAMILY` | revoked when a used refresh token returns |
-//! | rate counter | `RATE#<company>` | `S#<unix second>` / `D#<NY date>` | atomic `ADD n`; `ttl` |
+//! | rate counter | `RATE#<company>` | `D#<NY date>` | `n` today, `c` in second `s`; conditional atomic `ADD`; `ttl` |
 //! | login failures | `LOGINFAIL#<email>` | `W#<15-min window>` | atomic `ADD n`; `ttl` |
 //! | custom role | `C#<company>` | `ROLE#<role>` | name, permissions |
 //! | group | `C#<company>` | `GROUP#<group>` | name; members are users whose `groups` hold it |
@@ -79,9 +79,6 @@ pub mod keys {
     }
     pub fn family(family: &str) -> Key {
         Key::new(format!("FAMILY#{family}"), "FAMILY")
-    }
-    pub fn rate_second(company: &str, unix_second: i64) -> Key {
-        Key::new(format!("RATE#{company}"), format!("S#{unix_second}"))
     }
     pub fn rate_day(company: &str, ny_date: &str) -> Key {
         Key::new(format!("RATE#{company}"), format!("D#{ny_date}"))
@@ -166,6 +163,13 @@ pub fn s(value: impl Into<String>) -> AttributeValue {
 
 pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+pub fn string(item: &Item, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => String::new(),
+    }
 }
 
 pub fn number(item: &Item, name: &str) -> Option<i64> {
@@ -439,6 +443,46 @@ pub fn put_if(
 }
 
 impl Store {
+    /// Strongly consistent reads of several items in one `BatchGetItem`, in the order of
+    /// `keys` (absent items are `None`). Unprocessed keys are asked for again.
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, ApiError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let mut found: HashMap<(String, String), Item> = HashMap::new();
+        let mut pending: Vec<Item> = keys.iter().map(Key::to_item).collect();
+        pending.dedup();
+        for _ in 0..5 {
+            if pending.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(ApiError::internal)?;
+            let out = self
+                .db
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| db_error("BatchGetItem", e))?;
+            for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                let id = (string(&item, "pk"), string(&item, "sk"));
+                found.insert(id, item);
+            }
+            pending = out
+                .unprocessed_keys
+                .unwrap_or_default()
+                .remove(&self.table)
+                .map(|k| k.keys)
+                .unwrap_or_default();
+        }
+        if !pending.is_empty() {
+            return Err(ApiError::Unavailable("the database is busy; retry shortly".into()));
+        }
+        Ok(keys.iter().map(|k| found.get(&(k.pk.clone(), k.sk.clone())).cloned()).collect())
+    }
+
     /// Every item of a `gsi1` partition (eventually consistent, as every GSI read).
     pub async fn query_index<T: DeserializeOwned>(&self, gsi1pk: &str) -> Result<Vec<T>, ApiError> {
         let mut out = Vec::new();

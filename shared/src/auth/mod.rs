@@ -490,22 +490,21 @@ async fn verify(
             None => Ok(None),
         }
     };
-    let client_read = async {
-        match client {
-            Some(id) => store.get::<Company>(keys::company(id)).await,
-            None => Ok(None),
-        }
-    };
-    let (user_key, company_key) = (
+    // User, company and (with client_id) client in one consistent BatchGetItem, alongside
+    // the key's usage update.
+    let mut wanted = vec![
         keys::user(&claimed.company_id, &claimed.user_id),
         keys::company(&claimed.company_id),
-    );
-    let (user, company, key, client_company) = tokio::try_join!(
-        store.get::<User>(&user_key),
-        store.get::<Company>(&company_key),
-        key,
-        client_read,
-    )?;
+    ];
+    if let Some(id) = client {
+        wanted.push(keys::company(id));
+    }
+    let (found, key) = tokio::try_join!(store.get_many(&wanted), key)?;
+    let mut found = found.into_iter();
+    let mut next = || found.next().flatten();
+    let user: Option<User> = next().map(crate::store::from_item).transpose()?;
+    let company: Option<Company> = next().map(crate::store::from_item).transpose()?;
+    let client_company: Option<Company> = next().map(crate::store::from_item).transpose()?;
     let user = user.ok_or_else(|| {
         ApiError::Unauthorized("the user of these credentials no longer exists".into())
     })?;
