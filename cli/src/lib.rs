@@ -7,6 +7,9 @@ pub fn all_routes(state: AppState) -> axum::Router {
     shared::http::app(
         pulseboard_auth::router(state.clone())
             .merge(pulseboard_users::router(state.clone()))
-            .merge(pulseboard_clients::router(state)),
+            .merge(pulseboard_clients::router(state.clone()))
+            .merge(pulseboard_datasources::router(state.clone()))
+            .merge(pulseboard_klips::router(state.clone()))
+            .merge(pulseboard_dashboards::router(state)),
     )
 }

@@ -277,6 +277,10 @@ pub async fn bench(requests: usize) -> Result<(), String> {
     let url = format!("{base}/api/v1/api-keys/{key_id}");
     let item_key = shared::store::keys::api_key(&made.company_id, &key_id);
 
+    let counter_key = shared::store::Key::new(format!("BENCH#{}", made.company_id), "COUNTER");
+    let unrouted = format!("{base}/api/v1/bench-no-such-route");
+    let mut write_baseline = Vec::with_capacity(requests);
+    let mut http_only = Vec::with_capacity(requests);
     let mut baseline = Vec::with_capacity(requests);
     let mut with_key = Vec::with_capacity(requests);
     let mut with_jwt = Vec::with_capacity(requests);
@@ -307,6 +311,21 @@ pub async fn bench(requests: usize) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         r.bytes().await.map_err(|e| e.to_string())?;
         let jwt_read = t.elapsed();
+        let t = Instant::now();
+        state
+            .store
+            .add_to_counter(&counter_key, 1, 0)
+            .await
+            .map_err(|e| e.to_string())?;
+        let counter_write = t.elapsed();
+        let t = Instant::now();
+        let r = http
+            .get(&unrouted)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        r.bytes().await.map_err(|e| e.to_string())?;
+        let no_database = t.elapsed();
         if !status.is_success() {
             return Err(format!("bench read answered {status}"));
         }
@@ -314,6 +333,8 @@ pub async fn bench(requests: usize) -> Result<(), String> {
             baseline.push(getitem);
             with_key.push(key_read);
             with_jwt.push(jwt_read);
+            write_baseline.push(counter_write);
+            http_only.push(no_database);
         }
     }
     let base50 = percentile(&mut baseline, 0.5);
@@ -326,6 +347,17 @@ pub async fn bench(requests: usize) -> Result<(), String> {
         "baseline  GetItem (one round trip)        p50 {:7.3} ms   1.00x",
         ms(base50)
     );
+    for (name, samples) in [
+        ("UpdateItem ADD (one counter write)", &mut write_baseline),
+        ("HTTP only (unrouted 404, no database)", &mut http_only),
+    ] {
+        let p50 = percentile(samples, 0.5);
+        println!(
+            "reference {name:38} p50 {:7.3} ms   {:.2}x",
+            ms(p50),
+            p50.as_secs_f64() / base50.as_secs_f64()
+        );
+    }
     for (name, samples) in [("API key", &mut with_key), ("JWT", &mut with_jwt)] {
         let p50 = percentile(samples, 0.5);
         let p99 = percentile(samples, 0.99);

@@ -63,6 +63,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A JSON body that may be absent: an empty body is `None`; anything else follows the rules
+/// of `JsonBody`.
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty_declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0");
+        let no_type = req.headers().get(header::CONTENT_TYPE).is_none();
+        if empty_declared || no_type {
+            // No body was sent (or it is not declared JSON): only an empty body is fine.
+            let bytes = axum::body::to_bytes(req.into_body(), JSON_BODY_LIMIT)
+                .await
+                .map_err(|_| {
+                    ApiError::PayloadTooLarge(format!(
+                        "request body exceeds {JSON_BODY_LIMIT} bytes"
+                    ))
+                })?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJsonBody(None));
+            }
+            return Err(ApiError::UnsupportedMediaType(
+                "missing Content-Type; send application/json".into(),
+            ));
+        }
+        match JsonBody::<T>::from_request(req, state).await {
+            Ok(JsonBody(v)) => Ok(OptionalJsonBody(Some(v))),
+            Err(ApiError::InvalidJson(m)) if m.starts_with("request body is empty") => {
+                Ok(OptionalJsonBody(None))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Deserialises `bytes`, naming the offending field on type errors.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

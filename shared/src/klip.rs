@@ -221,7 +221,8 @@ pub struct KlipValue {
 }
 
 impl KlipValue {
-    fn failed(message: String, computed_at: String) -> Self {
+    /// A value that could not be computed, and why.
+    pub fn failed(message: String, computed_at: String) -> Self {
         KlipValue {
             current: None,
             previous: None,

@@ -5,6 +5,7 @@
 //! JSON, body limits, panics), and `auth::authenticate` (a route layer) does credentials,
 //! permissions and per-company rate limits once for every protected route.
 
+pub mod assets;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;

@@ -156,7 +156,12 @@ impl RateLimiter {
     /// or starts the second over when `s` is older. This instance guesses which from the
     /// last second it saw for the company, and the failed condition's old item corrects a
     /// wrong guess.
-    pub async fn count(&self, store: &Store, company: &str, now: DateTime<Utc>) -> Result<Counted, ApiError> {
+    pub async fn count(
+        &self,
+        store: &Store,
+        company: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Counted, ApiError> {
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
         let second = now.timestamp();
@@ -176,9 +181,13 @@ impl RateLimiter {
                 .expression_attribute_values(":s", n(counted_second))
                 .expression_attribute_values(":ttl", n(ttl))
                 .return_values(ReturnValue::UpdatedNew)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
             let request = if same_second {
-                request.update_expression("ADD n :one, c :one SET #ttl = :ttl").condition_expression("s = :s")
+                request
+                    .update_expression("ADD n :one, c :one SET #ttl = :ttl")
+                    .condition_expression("s = :s")
             } else {
                 request
                     .update_expression("SET s = :s, c = :one, #ttl = :ttl ADD n :one")
@@ -215,7 +224,9 @@ impl RateLimiter {
                 },
             }
         }
-        Err(ApiError::Unavailable("the rate counter is contended; retry shortly".into()))
+        Err(ApiError::Unavailable(
+            "the rate counter is contended; retry shortly".into(),
+        ))
     }
 
     fn last_second(&self, company: &str) -> Option<i64> {

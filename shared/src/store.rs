@@ -427,12 +427,16 @@ pub fn put_if(
     table: &str,
     item: Item,
     condition: &str,
+    names: &[(&str, &str)],
     values: Vec<(&str, AttributeValue)>,
 ) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
     let mut builder = aws_sdk_dynamodb::types::Put::builder()
         .table_name(table)
         .set_item(Some(item))
         .condition_expression(condition);
+    for (k, v) in names {
+        builder = builder.expression_attribute_names(*k, *v);
+    }
     for (k, v) in values {
         builder = builder.expression_attribute_values(k, v);
     }
@@ -466,7 +470,12 @@ impl Store {
                 .send()
                 .await
                 .map_err(|e| db_error("BatchGetItem", e))?;
-            for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
                 let id = (string(&item, "pk"), string(&item, "sk"));
                 found.insert(id, item);
             }
@@ -478,9 +487,14 @@ impl Store {
                 .unwrap_or_default();
         }
         if !pending.is_empty() {
-            return Err(ApiError::Unavailable("the database is busy; retry shortly".into()));
+            return Err(ApiError::Unavailable(
+                "the database is busy; retry shortly".into(),
+            ));
         }
-        Ok(keys.iter().map(|k| found.get(&(k.pk.clone(), k.sk.clone())).cloned()).collect())
+        Ok(keys
+            .iter()
+            .map(|k| found.get(&(k.pk.clone(), k.sk.clone())).cloned())
+            .collect())
     }
 
     /// Every item of a `gsi1` partition (eventually consistent, as every GSI read).

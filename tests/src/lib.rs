@@ -26,6 +26,8 @@ pub struct Options {
     pub plan: &'static str,
     pub daily_limit: Option<u64>,
     pub per_second_limit: Option<u64>,
+    /// `DATASOURCE_ALLOWED_NETWORKS` for this app (tests serve data from 127.0.0.1).
+    pub allowed_networks: Vec<(std::net::IpAddr, u8)>,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             plan: "standard",
             daily_limit: None,
             per_second_limit: Some(10_000),
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -57,7 +60,16 @@ fn config() -> Config {
 
 /// A state on the test stack with a movable clock.
 pub async fn test_state(clock: Arc<ShiftClock>) -> AppState {
-    let config = config();
+    test_state_with(clock, Vec::new()).await
+}
+
+/// A state on the test stack with a movable clock and allowed private networks.
+pub async fn test_state_with(
+    clock: Arc<ShiftClock>,
+    allowed_networks: Vec<(std::net::IpAddr, u8)>,
+) -> AppState {
+    let mut config = config();
+    config.allowed_networks = allowed_networks;
     let store = shared::store::connect(&config.table_name, &config.bucket_name).await;
     shared::table::create_table(&store.db, &store.table)
         .await
@@ -84,7 +96,7 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> Self {
         let clock = Arc::new(ShiftClock::default());
-        let state = test_state(clock.clone()).await;
+        let state = test_state_with(clock.clone(), options.allowed_networks).await;
         let company = bootstrap(
             &state,
             NewCompany {

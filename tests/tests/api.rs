@@ -6,9 +6,12 @@ mod api {
     mod addressing;
     mod clients;
     mod credentials;
+    mod dashboards;
+    mod datasources;
     mod errors;
     mod events;
     mod keys;
+    mod klips;
     mod limits;
     mod paging;
     mod permissions;

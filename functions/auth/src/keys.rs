@@ -1,7 +1,6 @@
 //! API keys: list, create (the secret shown once), show, revoke, rotate, and Klipfolio's
 //! `POST /users/{id}/api-key`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -10,7 +9,7 @@ use shared::auth::permissions::PERMISSIONS;
 use shared::auth::records::{ApiKeyRecord, User};
 use shared::auth::Caller;
 use shared::envelope;
-use shared::extract::{parse_json, JsonBody, Params};
+use shared::extract::{JsonBody, OptionalJsonBody, Params};
 use shared::paging::{Listed, Paging};
 use shared::store::{keys, put_new, s};
 use shared::time::rfc3339;
@@ -64,14 +63,18 @@ impl Listed for Listable {
     }
 }
 
-fn view(record: ApiKeyRecord, secret: Option<String>, now: &str) -> KeyView {
-    let status = if record.revoked_at.is_some() {
+fn key_status(record: &ApiKeyRecord, now: &str) -> &'static str {
+    if record.revoked_at.is_some() {
         "revoked"
     } else if record.expires_at.as_deref().is_some_and(|e| e <= now) {
         "expired"
     } else {
         "active"
-    };
+    }
+}
+
+fn view(record: ApiKeyRecord, secret: Option<String>, now: &str) -> KeyView {
+    let status = key_status(&record, now);
     KeyView {
         id: record.id,
         name: record.name,
@@ -138,19 +141,18 @@ pub async fn list(
     }
     let records: Vec<ApiKeyRecord> = state
         .store
-        .query_prefix(&keys::company_pk(caller.company_id()), "APIKEY#")
+        .query_prefix(&keys::company_pk(&user.company_id), "APIKEY#")
         .await?;
     let mine: Vec<Listable> = records
         .into_iter()
         .filter(|r| r.user_id == user.id)
+        .filter(|r| status.is_none_or(|s| s == key_status(r, &now)))
         .map(Listable)
         .collect();
     let (page, total) = paging.apply(mine);
     let views: Vec<serde_json::Value> = page
         .into_iter()
-        .map(|l| view(l.0, None, &now))
-        .filter(|v| status.is_none_or(|s| s == v.status))
-        .map(serde_json::to_value)
+        .map(|l| serde_json::to_value(view(l.0, None, &now)))
         .collect::<Result<_, _>>()?;
     let meta = paging.meta(&params, views.len(), total);
     Ok(envelope::list("api_keys", views, meta))
@@ -235,7 +237,9 @@ async fn issue_for(
     let now = state.clock.now();
     let issued = apikeys::issue(
         KeySpec {
-            company_id: caller.company_id().to_owned(),
+            // A key lives in its user's company (a partner's own key stays the partner's
+            // even when it was made while acting inside a client).
+            company_id: user.company_id.clone(),
             user_id: user.id.clone(),
             created_by: caller.user_id().to_owned(),
             name: choice.name,
@@ -278,14 +282,10 @@ pub async fn create_for_user(
     caller: Caller,
     params: Params,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<NewKeyBody>,
 ) -> ApiResult<Response> {
     params.only(&[])?;
-    let body: NewKeyBody = if body.iter().all(u8::is_ascii_whitespace) {
-        NewKeyBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body = body.unwrap_or_default();
     let user = target_user(&state, &caller, &id).await?;
     let choice = validate(&body, &caller, &format!("API key for {}", user.email))?;
     issue_for(&state, &caller, &user, choice).await

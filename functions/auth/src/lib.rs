@@ -23,8 +23,17 @@ pub const RULES: &[Rule] = &[
     write("POST", "/users/{id}/api-key", Some("api_key.manage")),
 ];
 
+/// Routes that need no credentials.
+pub const PUBLIC: &[(&str, &str)] = &[
+    ("POST", "/auth/login"),
+    ("POST", "/auth/refresh"),
+    ("POST", "/auth/logout"),
+    ("POST", "/auth/reset-password"),
+];
+
 pub fn router(state: AppState) -> Router {
     FunctionRoutes::new(state, RULES)
+        .with_public(PUBLIC)
         .public("/auth/login", post(session::login))
         .public("/auth/refresh", post(session::refresh))
         .public("/auth/logout", post(session::logout))

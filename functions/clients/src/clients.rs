@@ -82,6 +82,7 @@ async fn save(state: &AppState, old: &Company, new: &Company) -> ApiResult<()> {
         &state.store.table,
         client_item(new)?,
         "attribute_exists(pk) AND last_updated = :seen",
+        &[],
         vec![(":seen", s(&old.last_updated))],
     )?;
     state

@@ -341,6 +341,7 @@ pub async fn update_user(state: &AppState, old: &User, new: &User) -> ApiResult<
         table,
         to_item(&keys::user(&new.company_id, &new.id), new)?,
         "attribute_exists(pk) AND last_updated = :seen",
+        &[],
         vec![(":seen", s(&old.last_updated))],
     )?];
     if old.email != new.email {

@@ -755,7 +755,34 @@ enum Pending {
     },
 }
 
-fn with_rate_headers(mut response: Response, headers: &RateHeaders) -> Response {
+/// Counts an unauthenticated request (a published dashboard) against the owner company's
+/// limits, exactly as an authenticated one; a refusal comes back as the response to send.
+pub async fn admit_for(state: &AppState, company: &Company) -> Result<RateHeaders, Response> {
+    let now = state.clock.now();
+    if let Some((error, headers)) = state.limiter.refused_from_memory(&company.id, now) {
+        return Err(with_rate_headers(error.into_response(), &headers));
+    }
+    let counted = state
+        .limiter
+        .count(&state.store, &company.id, now)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    state
+        .limiter
+        .settle(
+            &state.store,
+            &company.id,
+            &counted,
+            company.per_second_limit(),
+            company.daily_limit(),
+            now,
+        )
+        .await
+        .map_err(|(error, headers)| with_rate_headers(error.into_response(), &headers))
+}
+
+/// Adds the `X-RateLimit-*` headers to a response.
+pub fn with_rate_headers(mut response: Response, headers: &RateHeaders) -> Response {
     headers.apply(response.headers_mut());
     response
 }
@@ -765,6 +792,7 @@ fn with_rate_headers(mut response: Response, headers: &RateHeaders) -> Response 
 pub struct FunctionRoutes {
     state: AppState,
     rules: &'static [Rule],
+    public_routes: &'static [(&'static str, &'static str)],
     public: axum::Router<AppState>,
     protected: axum::Router<AppState>,
 }
@@ -774,13 +802,25 @@ impl FunctionRoutes {
         FunctionRoutes {
             state,
             rules,
+            public_routes: &[],
             public: axum::Router::new(),
             protected: axum::Router::new(),
         }
     }
 
+    /// The function's routes that need no credentials, as (method, path): every `public`
+    /// route must be listed, so the list (which the OpenAPI drift test reads) stays true.
+    pub fn with_public(mut self, routes: &'static [(&'static str, &'static str)]) -> Self {
+        self.public_routes = routes;
+        self
+    }
+
     /// A route that needs no credentials.
     pub fn public(mut self, path: &str, route: axum::routing::MethodRouter<AppState>) -> Self {
+        assert!(
+            self.public_routes.iter().any(|(_, p)| *p == path),
+            "public route {path} is not in its function's PUBLIC list"
+        );
         self.public = self.public.route(path, route);
         self
     }
@@ -797,11 +837,12 @@ impl FunctionRoutes {
 
     pub fn build(self) -> axum::Router {
         let guard = Guard::new(self.state.clone(), self.rules);
-        self.public
-            .merge(
-                self.protected
-                    .route_layer(axum::middleware::from_fn_with_state(guard, authenticate)),
-            )
-            .with_state(self.state)
+        let protected = if self.rules.is_empty() {
+            self.protected
+        } else {
+            self.protected
+                .route_layer(axum::middleware::from_fn_with_state(guard, authenticate))
+        };
+        self.public.merge(protected).with_state(self.state)
     }
 }

@@ -12,6 +12,9 @@ const FUNCTIONS: &[(&str, &[Rule])] = &[
     ("auth", pulseboard_auth::RULES),
     ("users", pulseboard_users::RULES),
     ("clients", pulseboard_clients::RULES),
+    ("datasources", pulseboard_datasources::RULES),
+    ("klips", pulseboard_klips::RULES),
+    ("dashboards", pulseboard_dashboards::RULES),
 ];
 
 #[tokio::test]

@@ -1,0 +1,574 @@
+//! Dashboard handlers: CRUD, layout, Klip instances, share rights, favourites, refresh.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::assets::records::{Dashboard, Datasource, Klip, KlipInstance, Layout};
+use shared::assets::refresh::refresh_source;
+use shared::assets::{
+    self, check_common, check_if_match, data, find, ok_with_etag, view, Kind, Listable, Meta,
+    ShareBody,
+};
+use shared::auth::records::Company;
+use shared::auth::Caller;
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::paging::Paging;
+use shared::store::{keys, Key};
+use shared::{ApiError, ApiResult, AppState, FieldError};
+use std::collections::HashMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardBody {
+    name: Option<String>,
+    description: Option<String>,
+    slug: Option<String>,
+    layout: Option<Layout>,
+}
+
+fn favorite_key(company: &str, user: &str, dashboard: &str) -> Key {
+    Key::new(keys::company_pk(company), format!("FAV#{user}#{dashboard}"))
+}
+
+/// The ids of the caller's favourite dashboards.
+async fn favorites(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> {
+    let marks: Vec<Value> = state
+        .store
+        .query_prefix(
+            &keys::company_pk(caller.company_id()),
+            &format!("FAV#{}#", caller.user_id()),
+        )
+        .await?;
+    Ok(marks
+        .iter()
+        .filter_map(|m| m["dashboard_id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The dashboard as the API shows it: its widgets carry their Klips' stored values
+/// (`full` inlines each Klip).
+pub async fn render(
+    state: &AppState,
+    dashboard: &Dashboard,
+    is_favorite: Option<bool>,
+    full: bool,
+) -> ApiResult<Value> {
+    let klips: HashMap<String, Klip> = assets::all_of::<Klip>(state, &dashboard.meta.company_id)
+        .await?
+        .into_iter()
+        .map(|k| (k.meta.id.clone(), k))
+        .collect();
+    let mut instances = dashboard.klip_instances.clone();
+    instances.sort_by(|a, b| (a.region.as_str(), a.position).cmp(&(b.region.as_str(), b.position)));
+    let widgets = instances
+        .iter()
+        .map(|i| {
+            let mut widget = json!({"id": i.id, "klip_id": i.klip_id, "region": i.region, "position": i.position});
+            if let Some(klip) = klips.get(&i.klip_id) {
+                widget["name"] = json!(klip.meta.name);
+                widget["type"] = json!(klip.kind);
+                widget["value"] = json!(klip.value);
+                if full {
+                    widget["klip"] = view(klip)?;
+                }
+            }
+            Ok(widget)
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let mut out = view(dashboard)?;
+    out["klip_instances"] = Value::Array(widgets);
+    if let Some(obj) = out.as_object_mut() {
+        obj.remove("favorites");
+        let links: Vec<Value> = dashboard
+            .published_links
+            .iter()
+            .map(
+                |l| json!({"id": l.id, "expires_at": l.expires_at, "date_created": l.date_created}),
+            )
+            .collect();
+        obj.insert("published_links".into(), Value::Array(links));
+        if let Some(f) = is_favorite {
+            obj.insert("is_favorite".into(), json!(f));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &["is_favorite"])?;
+    let favorite_filter = match params.get("is_favorite") {
+        None => None,
+        Some(_) => Some(params.flag("is_favorite")?),
+    };
+    let favorite_ids = favorites(&state, &caller).await?;
+    let dashboards: Vec<Listable<Dashboard>> = assets::all_visible::<Dashboard>(&state, &caller)
+        .await?
+        .into_iter()
+        .filter(|d| favorite_filter.is_none_or(|f| favorite_ids.contains(&d.meta.id) == f))
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(dashboards);
+    let views = page
+        .iter()
+        .map(|d| {
+            let mut v = view(&d.0)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("favorites");
+                obj.remove("published_links");
+                obj.insert("klip_instances".into(), json!(d.0.klip_instances));
+                obj.insert(
+                    "is_favorite".into(),
+                    json!(favorite_ids.contains(&d.0.meta.id)),
+                );
+            }
+            Ok(v)
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("dashboards", views, meta))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&["full"])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    let favorite = state
+        .store
+        .get::<Value>(favorite_key(
+            caller.company_id(),
+            caller.user_id(),
+            &dashboard.meta.id,
+        ))
+        .await?
+        .is_some();
+    let body = render(&state, &dashboard, Some(favorite), params.flag("full")?).await?;
+    Ok(ok_with_etag(&headers, dashboard.meta.version, body))
+}
+
+fn check_layout(layout: &Layout, problems: &mut Vec<FieldError>) {
+    if layout.kind.trim().is_empty() || layout.kind.len() > 50 {
+        problems.push(FieldError::new("layout.type", "must be 1 to 50 characters"));
+    }
+    if !layout.state.is_object() {
+        problems.push(FieldError::new("layout.state", "must be an object"));
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<DashboardBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let mut problems = check_common(
+        body.name.as_deref(),
+        body.description.as_deref(),
+        body.slug.as_deref(),
+        true,
+    );
+    if let Some(layout) = &body.layout {
+        check_layout(layout, &mut problems);
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    // `dashboard.combined.total`: how many dashboards the company may have.
+    let company: Option<Company> = state.store.get(keys::company(caller.company_id())).await?;
+    if let Some(limit) = company.and_then(|c| c.dashboard_limit) {
+        let count = assets::all_of::<Dashboard>(&state, caller.company_id())
+            .await?
+            .len() as i64;
+        if count >= limit {
+            return Err(ApiError::Forbidden(format!(
+                "dashboard.combined.total limit reached: this company may have {limit} dashboards"
+            )));
+        }
+    }
+    let dashboard = Dashboard {
+        meta: Meta::new(
+            &caller,
+            body.name.unwrap_or_default().trim().to_owned(),
+            body.description,
+            body.slug,
+        ),
+        layout: body.layout.unwrap_or_default(),
+        klip_instances: Vec::new(),
+        favorites: Vec::new(),
+        published_links: Vec::new(),
+    };
+    let dashboard = assets::create(&state, dashboard).await?;
+    let body = render(&state, &dashboard, Some(false), false).await?;
+    Ok(envelope::created(
+        &envelope::location("dashboards", &dashboard.meta.id),
+        body,
+    ))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DashboardBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Dashboard = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut problems = check_common(
+        body.name.as_deref(),
+        body.description.as_deref(),
+        body.slug.as_deref(),
+        false,
+    );
+    if let Some(layout) = &body.layout {
+        check_layout(layout, &mut problems);
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let mut dashboard = old.clone();
+    if let Some(v) = body.name {
+        dashboard.meta.name = v.trim().to_owned();
+    }
+    if body.description.is_some() {
+        dashboard.meta.description = body.description;
+    }
+    if let Some(v) = body.slug {
+        dashboard.meta.slug = v;
+    }
+    if let Some(v) = body.layout {
+        dashboard.layout = v;
+    }
+    let dashboard = assets::save(&state, &old, dashboard).await?;
+    Ok(envelope::ok(render(&state, &dashboard, None, false).await?))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &dashboard.meta)?;
+    assets::remove(&state, &dashboard).await?;
+    for link in &dashboard.published_links {
+        state
+            .store
+            .delete(&crate::published::link_key(&link.token_hash))
+            .await?;
+    }
+    Ok(envelope::deleted())
+}
+
+pub async fn layout(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    Ok(ok_with_etag(
+        &headers,
+        dashboard.meta.version,
+        json!(dashboard.layout),
+    ))
+}
+
+/// Klipfolio's rule: a layout PUT sends the whole layout (`type` and `state`).
+pub async fn put_layout(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(layout): JsonBody<Layout>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let mut problems = Vec::new();
+    check_layout(&layout, &mut problems);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let old: Dashboard = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut dashboard = old.clone();
+    dashboard.layout = layout;
+    let dashboard = assets::save(&state, &old, dashboard).await?;
+    Ok(envelope::ok(json!(dashboard.layout)))
+}
+
+pub async fn instances(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    let rendered = render(&state, &dashboard, None, false).await?;
+    let list = rendered["klip_instances"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut meta = serde_json::Map::new();
+    meta.insert("count".into(), json!(list.len()));
+    meta.insert("total".into(), json!(list.len()));
+    Ok(envelope::list("klip_instances", list, meta))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInstance {
+    klip_id: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    position: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstancesBody {
+    klips: Vec<NewInstance>,
+}
+
+pub const MAX_INSTANCES: usize = 100;
+
+/// Klipfolio's `PUT {id}/klip-instances {"klips":[{klip_id, region, position}]}` adds them.
+pub async fn add_instances(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<InstancesBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Dashboard = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut dashboard = old.clone();
+    let mut problems = Vec::new();
+    for (i, new) in body.klips.iter().enumerate() {
+        match find::<Klip>(&state, &caller, &new.klip_id).await {
+            Ok(klip) => {
+                let region = new.region.clone().unwrap_or_else(|| "main".into());
+                if region.is_empty() || region.len() > 50 {
+                    problems.push(FieldError::new(
+                        format!("klips[{i}].region"),
+                        "must be 1 to 50 characters",
+                    ));
+                }
+                let position = new.position.unwrap_or_else(|| {
+                    dashboard
+                        .klip_instances
+                        .iter()
+                        .filter(|k| k.region == region)
+                        .count() as u32
+                });
+                dashboard.klip_instances.push(KlipInstance {
+                    id: shared::ids::new_id(),
+                    klip_id: klip.meta.id,
+                    region,
+                    position,
+                });
+            }
+            Err(ApiError::NotFound(_)) => problems.push(FieldError::new(
+                format!("klips[{i}].klip_id"),
+                format!("klip '{}' does not exist", new.klip_id),
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    if dashboard.klip_instances.len() > MAX_INSTANCES {
+        problems.push(FieldError::new(
+            "klips",
+            format!("a dashboard holds at most {MAX_INSTANCES} Klips"),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let dashboard = assets::save(&state, &old, dashboard).await?;
+    let rendered = render(&state, &dashboard, None, false).await?;
+    Ok(envelope::ok(
+        json!({"klip_instances": rendered["klip_instances"]}),
+    ))
+}
+
+pub async fn remove_instance(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path((id, instance_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Dashboard = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    if !old.klip_instances.iter().any(|i| i.id == instance_id) {
+        return Err(ApiError::not_found("klip instance", &instance_id));
+    }
+    let mut dashboard = old.clone();
+    dashboard.klip_instances.retain(|i| i.id != instance_id);
+    assets::save(&state, &old, dashboard).await?;
+    Ok(envelope::deleted())
+}
+
+pub async fn share_rights(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    Ok(envelope::ok(json!({"groups": dashboard.meta.share_rights})))
+}
+
+pub async fn put_share_rights(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ShareBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Dashboard = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let rights = assets::check_share_rights(&state, &caller, &body.groups).await?;
+    let mut dashboard = old.clone();
+    dashboard.meta.share_rights = rights;
+    let dashboard = assets::save(&state, &old, dashboard).await?;
+    Ok(envelope::ok(json!({"groups": dashboard.meta.share_rights})))
+}
+
+pub async fn favorite(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    let key = favorite_key(caller.company_id(), caller.user_id(), &dashboard.meta.id);
+    state
+        .store
+        .put(
+            &key,
+            &json!({"dashboard_id": dashboard.meta.id, "user_id": caller.user_id()}),
+        )
+        .await?;
+    Ok(envelope::ok(
+        json!({"id": dashboard.meta.id, "is_favorite": true}),
+    ))
+}
+
+pub async fn unfavorite(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    state
+        .store
+        .delete(&favorite_key(
+            caller.company_id(),
+            caller.user_id(),
+            &dashboard.meta.id,
+        ))
+        .await?;
+    Ok(envelope::ok(
+        json!({"id": dashboard.meta.id, "is_favorite": false}),
+    ))
+}
+
+/// Refreshes the data sources the dashboard's Klips use (URL connectors fetch again) and
+/// recomputes every Klip on it; answers the refreshed dashboard.
+pub async fn refresh(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&["full"])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    let company = caller.company_id();
+    let klips: Vec<Klip> = assets::all_of::<Klip>(&state, company)
+        .await?
+        .into_iter()
+        .filter(|k| {
+            dashboard
+                .klip_instances
+                .iter()
+                .any(|i| i.klip_id == k.meta.id)
+        })
+        .collect();
+    let tz = data::timezone(caller.company.timezone.as_deref());
+    let mut sources: Vec<String> = klips
+        .iter()
+        .filter_map(|k| k.datasource_id.clone())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let mut refreshed = Vec::new();
+    for source in &sources {
+        let Some(ds) = state
+            .store
+            .get::<Datasource>(Kind::Datasource.key(company, source))
+            .await?
+        else {
+            continue;
+        };
+        if ds.disabled {
+            refreshed.push(
+                json!({"id": ds.meta.id, "status": "skipped", "error": "data source is disabled"}),
+            );
+            continue;
+        }
+        let (_, outcome) = refresh_source(&state, tz, ds.clone()).await?;
+        let mut entry = outcome.to_json();
+        entry["id"] = json!(ds.meta.id);
+        refreshed.push(entry);
+    }
+    // Klips whose data source did not change (or has none) are recomputed too.
+    for klip in &klips {
+        let rows = match &klip.datasource_id {
+            Some(ds_id) => match state
+                .store
+                .get::<Datasource>(Kind::Datasource.key(company, ds_id))
+                .await?
+            {
+                Some(ds) => data::rows(&state, &ds).await?,
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        data::store_value(&state, klip, &rows, tz).await?;
+    }
+    let dashboard: Dashboard = find(&state, &caller, &dashboard.meta.id).await?;
+    let mut body = render(&state, &dashboard, None, params.flag("full")?).await?;
+    body["refreshed_datasources"] = Value::Array(refreshed);
+    Ok(envelope::ok(body))
+}

@@ -1,0 +1,209 @@
+//! Published links: a token that shows one dashboard without credentials, counted against
+//! the owner company's limits, until it expires or is revoked. Needs the company's
+//! `public_dashboards` feature.
+
+use crate::dashboards::render;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::assets::records::{Dashboard, PublishedLink};
+use shared::assets::{self, check_if_match, find, Kind};
+use shared::auth::records::Company;
+use shared::auth::{admit_for, with_rate_headers, Caller};
+use shared::envelope;
+use shared::extract::{OptionalJsonBody, Params};
+use shared::ids::{new_id, ApiKeyHash};
+use shared::store::{keys, put_new, to_item, Key};
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState};
+
+/// Where a token's hash leads.
+#[derive(Serialize, Deserialize)]
+struct LinkRecord {
+    company_id: String,
+    dashboard_id: String,
+    link_id: String,
+    expires_at: Option<String>,
+}
+
+pub fn link_key(token_hash: &str) -> Key {
+    Key::new(format!("PUBLINK#{token_hash}"), "PUBLINK")
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    /// 1 to 365 days, or null for a link that never expires.
+    expires_in_days: Option<u32>,
+}
+
+fn link_view(link: &PublishedLink) -> serde_json::Value {
+    json!({"id": link.id, "expires_at": link.expires_at, "created_by": link.created_by, "date_created": link.date_created})
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    let links: Vec<_> = dashboard.published_links.iter().map(link_view).collect();
+    let mut meta = serde_json::Map::new();
+    meta.insert("count".into(), json!(links.len()));
+    meta.insert("total".into(), json!(links.len()));
+    Ok(envelope::list("published_links", links, meta))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<LinkBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    caller.require_feature("public_dashboards")?;
+    let body = body.unwrap_or_default();
+    if body
+        .expires_in_days
+        .is_some_and(|d| !(1..=365).contains(&d))
+    {
+        return Err(ApiError::field(
+            "expires_in_days",
+            "must be 1 to 365, or null for a link that never expires",
+        ));
+    }
+    let old: Dashboard = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let now = state.clock.now();
+    let token = format!("pbp_{}{}", new_id(), new_id());
+    let token_hash = ApiKeyHash::of(&token).0;
+    let link = PublishedLink {
+        id: new_id(),
+        token_hash: token_hash.clone(),
+        expires_at: body
+            .expires_in_days
+            .map(|d| rfc3339(now + chrono::Duration::days(d as i64))),
+        created_by: caller.user_id().to_owned(),
+        date_created: rfc3339(now),
+    };
+    let record = LinkRecord {
+        company_id: old.meta.company_id.clone(),
+        dashboard_id: old.meta.id.clone(),
+        link_id: link.id.clone(),
+        expires_at: link.expires_at.clone(),
+    };
+    state
+        .store
+        .transact(
+            vec![put_new(
+                &state.store.table,
+                to_item(&link_key(&token_hash), &record)?,
+            )?],
+            "token collision; retry",
+        )
+        .await?;
+    let mut dashboard = old.clone();
+    dashboard.published_links.push(link.clone());
+    if let Err(e) = assets::save(&state, &old, dashboard).await {
+        state.store.delete(&link_key(&token_hash)).await?;
+        return Err(e);
+    }
+    let mut view = link_view(&link);
+    view["token"] = json!(token);
+    view["url"] = json!(format!("/api/1.0/public/dashboards/{token}"));
+    let location = format!(
+        "{}/published-links/{}",
+        envelope::location("dashboards", &old.meta.id),
+        link.id
+    );
+    Ok(envelope::created(&location, view))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path((id, link_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Dashboard = find(&state, &caller, &id).await?;
+    let link = old
+        .published_links
+        .iter()
+        .find(|l| l.id == link_id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("published link", &link_id))?;
+    // The lookup goes first: from this moment the token answers 404.
+    state.store.delete(&link_key(&link.token_hash)).await?;
+    let mut dashboard = old.clone();
+    dashboard.published_links.retain(|l| l.id != link_id);
+    assets::save(&state, &old, dashboard).await?;
+    Ok(envelope::deleted())
+}
+
+/// `GET /public/dashboards/{token}`: no credentials; counts against the owner's limits;
+/// 404 once revoked or expired (or when the owner switched `public_dashboards` off).
+pub async fn show_public(
+    State(state): State<AppState>,
+    params: Params,
+    Path(token): Path<String>,
+) -> Response {
+    match public(&state, &params, &token).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn public(state: &AppState, params: &Params, token: &str) -> ApiResult<Response> {
+    params.only(&[])?;
+    let not_found = || {
+        ApiError::NotFound(
+            "published dashboard not found (revoked or expired links answer this too)".into(),
+        )
+    };
+    let record: LinkRecord = state
+        .store
+        .get(link_key(&ApiKeyHash::of(token).0))
+        .await?
+        .ok_or_else(not_found)?;
+    let now = rfc3339(state.clock.now());
+    if record
+        .expires_at
+        .as_deref()
+        .is_some_and(|e| e <= now.as_str())
+    {
+        return Err(not_found());
+    }
+    let (company, dashboard) = tokio::try_join!(
+        state
+            .store
+            .get::<Company>(keys::company(&record.company_id)),
+        state
+            .store
+            .get::<Dashboard>(Kind::Dashboard.key(&record.company_id, &record.dashboard_id)),
+    )?;
+    let (Some(company), Some(dashboard)) = (company, dashboard) else {
+        return Err(not_found());
+    };
+    if company.status == "disabled" || !company.feature_enabled("public_dashboards") {
+        return Err(not_found());
+    }
+    let headers = match admit_for(state, &company).await {
+        Ok(h) => h,
+        Err(refused) => return Ok(refused),
+    };
+    let mut body = render(state, &dashboard, None, false).await?;
+    if let Some(obj) = body.as_object_mut() {
+        // What a visitor needs, not who built it or how it is shared.
+        for private in ["share_rights", "published_links", "created_by"] {
+            obj.remove(private);
+        }
+    }
+    Ok(with_rate_headers(envelope::ok(body), &headers))
+}

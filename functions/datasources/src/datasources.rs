@@ -1,0 +1,538 @@
+//! Data sources themselves: list, create, read, update, delete, `properties`, enable and
+//! disable, and share rights. Their data is in `content`, refreshing in `refresh`.
+
+use crate::content;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::Response;
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value};
+use shared::assets::connector::valid_json_path;
+use shared::assets::records::{Datasource, DatasourceProperties, Klip};
+use shared::assets::{
+    all_of, all_visible, check_common, check_if_match, check_share_rights, check_slug,
+    create as create_asset, find, ok_with_etag, remove, save, view, Listable, Meta, ShareBody,
+};
+use shared::auth::Caller;
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::ids::is_id;
+use shared::paging::Paging;
+use shared::{ApiError, ApiResult, AppState, FieldError};
+use std::collections::BTreeMap;
+
+pub const CONNECTORS: &[&str] = &["push", "url"];
+pub const FORMATS: &[&str] = &["csv", "json"];
+/// The longest automatic refresh interval, in seconds (a week).
+const MAX_REFRESH_INTERVAL: u64 = 7 * 24 * 3600;
+const MAX_HEADERS: usize = 20;
+/// Headers the connector sets itself (or that would break the request).
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+];
+
+/// The data source named by an id or slug in the caller's company, if the caller may see
+/// it. Anything that is neither an id nor a slug is a 404 at once (it could not be stored,
+/// and would be too long for a key).
+pub async fn lookup(state: &AppState, caller: &Caller, id_or_slug: &str) -> ApiResult<Datasource> {
+    if !is_id(id_or_slug) && check_slug(id_or_slug).is_err() {
+        return Err(ApiError::not_found("datasource", id_or_slug));
+    }
+    find::<Datasource>(state, caller, id_or_slug).await
+}
+
+/// 200 with the data source and its `ETag`.
+pub fn respond(ds: &Datasource) -> ApiResult<Response> {
+    Ok(ok_with_etag(&HeaderMap::new(), ds.meta.version, view(ds)?))
+}
+
+/// A disabled data source takes no data and no refreshes: 409.
+pub fn usable(ds: &Datasource) -> ApiResult<()> {
+    if ds.disabled {
+        Err(ApiError::Conflict(format!(
+            "data source '{}' is disabled; enable it with POST /datasources/{}/enable first",
+            ds.meta.slug, ds.meta.id
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// `Some(None)` for an explicit `null`, so an update can clear the field.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasourceBody {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    slug: Option<String>,
+    connector: Option<String>,
+    format: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    refresh_interval: Option<Option<u64>>,
+    properties: Option<DatasourceProperties>,
+}
+
+fn one_of(problems: &mut Vec<FieldError>, field: &str, value: Option<&str>, allowed: &[&str]) {
+    if let Some(v) = value.filter(|v| !allowed.contains(v)) {
+        problems.push(FieldError::new(
+            field,
+            format!("must be one of {}, not '{v}'", allowed.join(", ")),
+        ));
+    }
+}
+
+fn check_body(body: &DatasourceBody, creating: bool) -> Vec<FieldError> {
+    let description = body.description.as_ref().and_then(|d| d.as_deref());
+    let mut problems = check_common(
+        body.name.as_deref(),
+        description,
+        body.slug.as_deref(),
+        creating,
+    );
+    one_of(
+        &mut problems,
+        "connector",
+        body.connector.as_deref(),
+        CONNECTORS,
+    );
+    one_of(&mut problems, "format", body.format.as_deref(), FORMATS);
+    if let Some(Some(n)) = body.refresh_interval {
+        if n != 0 && !(60..=MAX_REFRESH_INTERVAL).contains(&n) {
+            problems.push(FieldError::new(
+                "refresh_interval",
+                format!("must be 0 (no automatic refresh) or 60 to {MAX_REFRESH_INTERVAL} seconds"),
+            ));
+        }
+    }
+    problems
+}
+
+/// What every data source must satisfy after a change: valid properties, and an
+/// `endpoint_url` for URL connectors.
+fn check_source(ds: &Datasource) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    let p = &ds.properties;
+    if let Some(url) = &p.endpoint_url {
+        let parsed = reqwest::Url::parse(url);
+        match parsed {
+            _ if url.len() > 2048 => problems.push(FieldError::new(
+                "properties.endpoint_url",
+                "must be at most 2048 characters",
+            )),
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(u) => problems.push(FieldError::new(
+                "properties.endpoint_url",
+                format!(
+                    "must be an http or https URL with a host, not {}:",
+                    u.scheme()
+                ),
+            )),
+            Err(e) => problems.push(FieldError::new(
+                "properties.endpoint_url",
+                format!("is not a valid URL: {e}"),
+            )),
+        }
+    } else if ds.connector == "url" {
+        problems.push(FieldError::new(
+            "properties.endpoint_url",
+            "is required for a url data source",
+        ));
+    }
+    if p.headers.len() > MAX_HEADERS {
+        problems.push(FieldError::new(
+            "properties.headers",
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    for (name, value) in &p.headers {
+        let field = format!("properties.headers.{name}");
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.push(FieldError::new(field, "is not a valid header name"));
+        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            problems.push(FieldError::new(field, "is set by the connector itself"));
+        } else if HeaderValue::from_str(value).is_err() {
+            problems.push(FieldError::new(field, "is not a valid header value"));
+        }
+    }
+    if let Some(path) = p.json_path.as_deref().filter(|p| !valid_json_path(p)) {
+        problems.push(FieldError::new(
+            "properties.json_path",
+            format!("must be '$' or a dot path such as '$.items' or '$.data.rows', not '{path}'"),
+        ));
+    }
+    problems
+}
+
+fn fail_on(problems: Vec<FieldError>) -> ApiResult<()> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+/// `GET /datasources`: visible data sources, with `connector`, `format` and `disabled`
+/// filters.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &["connector", "format", "disabled"])?;
+    let mut problems = Vec::new();
+    one_of(
+        &mut problems,
+        "connector",
+        params.get("connector"),
+        CONNECTORS,
+    );
+    one_of(&mut problems, "format", params.get("format"), FORMATS);
+    if let Some(bad) = problems.first() {
+        return Err(ApiError::BadRequest(format!(
+            "{} {}",
+            bad.field, bad.message
+        )));
+    }
+    let disabled = params
+        .get("disabled")
+        .map(|_| params.flag("disabled"))
+        .transpose()?;
+    let sources: Vec<Listable<Datasource>> = all_visible::<Datasource>(&state, &caller)
+        .await?
+        .into_iter()
+        .filter(|d| params.get("connector").is_none_or(|c| d.connector == c))
+        .filter(|d| params.get("format").is_none_or(|f| d.format == f))
+        .filter(|d| disabled.is_none_or(|x| d.disabled == x))
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(sources);
+    let views = page
+        .iter()
+        .map(|d| view(&d.0))
+        .collect::<ApiResult<Vec<Value>>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("datasources", views, meta))
+}
+
+/// `POST /datasources`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<DatasourceBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    fail_on(check_body(&body, true))?;
+    let name = body.name.unwrap_or_default().trim().to_owned();
+    let ds = Datasource {
+        meta: Meta::new(&caller, name, body.description.flatten(), body.slug),
+        connector: body.connector.unwrap_or_else(|| "push".into()),
+        format: body.format.unwrap_or_else(|| "csv".into()),
+        refresh_interval: body.refresh_interval.flatten(),
+        properties: body.properties.unwrap_or_default(),
+        disabled: false,
+        columns: Vec::new(),
+        row_count: 0,
+        data_size: 0,
+        date_last_refresh: None,
+        refresh_fail_count: 0,
+        last_error: None,
+    };
+    fail_on(check_source(&ds))?;
+    let ds = create_asset(&state, ds).await?;
+    Ok(envelope::created(
+        &envelope::location("datasources", &ds.meta.id),
+        view(&ds)?,
+    ))
+}
+
+/// `GET /datasources/{id}`, with `ETag` and 304 for `If-None-Match`.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let ds = lookup(&state, &caller, &id).await?;
+    Ok(ok_with_etag(&headers, ds.meta.version, view(&ds)?))
+}
+
+/// `PUT /datasources/{id}`: a partial update honouring `If-Match`.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<DatasourceBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    fail_on(check_body(&body, false))?;
+    let old = lookup(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut ds = old.clone();
+    if let Some(name) = body.name {
+        ds.meta.name = name.trim().to_owned();
+    }
+    if let Some(description) = body.description {
+        ds.meta.description = description;
+    }
+    if let Some(slug) = body.slug {
+        ds.meta.slug = slug;
+    }
+    if let Some(connector) = body.connector {
+        ds.connector = connector;
+    }
+    if let Some(format) = body.format {
+        ds.format = format;
+    }
+    if let Some(interval) = body.refresh_interval {
+        ds.refresh_interval = interval;
+    }
+    if let Some(properties) = body.properties {
+        ds.properties = properties;
+    }
+    fail_on(check_source(&ds))?;
+    if ds.format != old.format && old.data_size > 0 {
+        // The stored file follows the format, so `format=raw` keeps answering what it says.
+        ds.data_size = content::reencode(&state, &ds, &ds.columns).await? as u64;
+    }
+    let ds = save(&state, &old, ds).await?;
+    respond(&ds)
+}
+
+/// `DELETE /datasources/{id}[?force=true]`: 409 naming the Klips that use it, unless forced;
+/// its data goes too.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&["force"])?;
+    let force = params.flag("force")?;
+    let ds = lookup(&state, &caller, &id).await?;
+    check_if_match(&headers, &ds.meta)?;
+    if !force {
+        let users: Vec<Klip> = all_of::<Klip>(&state, &ds.meta.company_id)
+            .await?
+            .into_iter()
+            .filter(|k| k.datasource_id.as_deref() == Some(ds.meta.id.as_str()))
+            .collect();
+        if !users.is_empty() {
+            let names: Vec<String> = users
+                .iter()
+                .map(|k| format!("'{}' ({})", k.meta.name, k.meta.id))
+                .collect();
+            return Err(ApiError::Conflict(format!(
+                "data source '{}' is used by {} Klip{}: {}; delete or change them first, or delete with ?force=true",
+                ds.meta.slug,
+                users.len(),
+                if users.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            )));
+        }
+    }
+    remove(&state, &ds).await?;
+    // The item is gone, so the request succeeded; data left behind is only logged.
+    if let Err(error) = shared::assets::data::forget(&state, &ds).await {
+        tracing::warn!(datasource = %ds.meta.id, %error, "deleting the data of a deleted data source failed");
+    }
+    Ok(envelope::deleted())
+}
+
+/// `GET /datasources/{id}/properties`, Klipfolio's shape.
+pub async fn properties(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let ds = lookup(&state, &caller, &id).await?;
+    Ok(envelope::ok(json!({"properties": ds.properties})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PropertiesBody {
+    properties: Map<String, Value>,
+}
+
+/// Merges the given properties into `current`; `null` removes one.
+fn merge_properties(
+    current: &DatasourceProperties,
+    given: Map<String, Value>,
+) -> ApiResult<DatasourceProperties> {
+    let mut out = current.clone();
+    let mut problems = Vec::new();
+    for (key, value) in given {
+        let field = format!("properties.{key}");
+        match (key.as_str(), value) {
+            ("endpoint_url", Value::Null) => out.endpoint_url = None,
+            ("endpoint_url", Value::String(s)) => out.endpoint_url = Some(s),
+            ("json_path", Value::Null) => out.json_path = None,
+            ("json_path", Value::String(s)) => out.json_path = Some(s),
+            ("headers", Value::Null) => out.headers.clear(),
+            ("headers", Value::Object(map)) => {
+                let mut headers = BTreeMap::new();
+                for (name, v) in map {
+                    match v {
+                        Value::String(s) => {
+                            headers.insert(name, s);
+                        }
+                        _ => problems.push(FieldError::new(
+                            format!("{field}.{name}"),
+                            "must be a string",
+                        )),
+                    }
+                }
+                out.headers = headers;
+            }
+            ("endpoint_url" | "json_path", _) => {
+                problems.push(FieldError::new(field, "must be a string or null"))
+            }
+            ("headers", _) => problems.push(FieldError::new(
+                field,
+                "must be an object of strings or null",
+            )),
+            _ => problems.push(FieldError::new(
+                field,
+                "is not a data source property; use endpoint_url, headers or json_path",
+            )),
+        }
+    }
+    fail_on(problems)?;
+    Ok(out)
+}
+
+/// `PUT /datasources/{id}/properties {"properties":{..}}`: merges the given keys.
+pub async fn put_properties(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PropertiesBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old = lookup(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut ds = old.clone();
+    ds.properties = merge_properties(&old.properties, body.properties)?;
+    fail_on(check_source(&ds))?;
+    let ds = save(&state, &old, ds).await?;
+    Ok(envelope::ok(json!({"properties": ds.properties})))
+}
+
+async fn set_disabled(
+    state: &AppState,
+    caller: &Caller,
+    params: &Params,
+    id: &str,
+    disabled: bool,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old = lookup(state, caller, id).await?;
+    if old.disabled == disabled {
+        return respond(&old);
+    }
+    let mut ds = old.clone();
+    ds.disabled = disabled;
+    respond(&save(state, &old, ds).await?)
+}
+
+/// `POST /datasources/{id}/enable`.
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_disabled(&state, &caller, &params, &id, false).await
+}
+
+/// `POST /datasources/{id}/disable`: data pushes and refreshes answer 409 until enabled.
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_disabled(&state, &caller, &params, &id, true).await
+}
+
+/// `GET /datasources/{id}/share-rights`.
+pub async fn share_rights(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let ds = lookup(&state, &caller, &id).await?;
+    Ok(envelope::ok(json!({"groups": ds.meta.share_rights})))
+}
+
+/// `PUT /datasources/{id}/share-rights {"groups":[{group_id, can_edit}]}`: replaces them.
+pub async fn put_share_rights(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ShareBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old = lookup(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let rights = check_share_rights(&state, &caller, &body.groups).await?;
+    let mut ds = old.clone();
+    ds.meta.share_rights = rights;
+    let ds = save(&state, &old, ds).await?;
+    Ok(envelope::ok(json!({"groups": ds.meta.share_rights})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_merge_and_refuse_unknown_keys() {
+        let current = DatasourceProperties {
+            endpoint_url: Some("https://a.example/x".into()),
+            headers: BTreeMap::from([("X-Token".into(), "1".into())]),
+            json_path: Some("$.items".into()),
+        };
+        let given = json!({"json_path": null, "headers": {"Authorization": "Bearer t"}});
+        let merged = merge_properties(&current, given.as_object().unwrap().clone()).unwrap();
+        assert_eq!(merged.endpoint_url, current.endpoint_url);
+        assert_eq!(merged.json_path, None);
+        assert_eq!(merged.headers.len(), 1);
+        assert_eq!(merged.headers["Authorization"], "Bearer t");
+        let bad = json!({"colour": "red", "endpoint_url": 3});
+        match merge_properties(&current, bad.as_object().unwrap().clone()) {
+            Err(ApiError::Validation { details, .. }) => {
+                let fields: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
+                assert_eq!(fields, ["properties.colour", "properties.endpoint_url"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

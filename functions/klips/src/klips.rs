@@ -1,0 +1,531 @@
+//! Klip handlers: parse → authorize (the route table) → one store call → envelope.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shared::assets::records::{Annotation, Dashboard, Datasource, Klip, KLIP_TYPES};
+use shared::assets::{
+    self, check_common, check_if_match, data, find, ok_with_etag, view, Listable, Meta, ShareBody,
+};
+use shared::auth::Caller;
+use shared::envelope;
+use shared::extract::{JsonBody, Params};
+use shared::klip::{Display, KlipValue, Query};
+use shared::paging::Paging;
+use shared::time::rfc3339;
+use shared::{ApiError, ApiResult, AppState, FieldError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KlipBody {
+    name: Option<String>,
+    description: Option<String>,
+    slug: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    datasource_id: Option<String>,
+    query: Option<Query>,
+    display: Option<Display>,
+}
+
+/// `GET|PUT {id}/schema`: the query and display spec (PUT sends all of it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaBody {
+    #[serde(rename = "type")]
+    kind: String,
+    datasource_id: Option<String>,
+    query: Query,
+    #[serde(default)]
+    display: Display,
+}
+
+fn schema_of(klip: &Klip) -> Value {
+    json!({"type": klip.kind, "datasource_id": klip.datasource_id, "query": klip.query, "display": klip.display})
+}
+
+fn check_schema(
+    kind: Option<&str>,
+    query: Option<&Query>,
+    display: Option<&Display>,
+    problems: &mut Vec<FieldError>,
+) {
+    if let Some(kind) = kind.filter(|k| !KLIP_TYPES.contains(k)) {
+        problems.push(FieldError::new(
+            "type",
+            format!("must be one of {}, not '{kind}'", KLIP_TYPES.join(", ")),
+        ));
+    }
+    let default_display = Display::default();
+    if let Some(query) = query {
+        if let Err(found) = shared::klip::validate(query, display.unwrap_or(&default_display)) {
+            problems.extend(
+                found
+                    .into_iter()
+                    .map(|(field, message)| FieldError::new(field, message)),
+            );
+        }
+    }
+}
+
+/// The data source a Klip names (id or slug, visible to the caller), as its id.
+async fn datasource_id(state: &AppState, caller: &Caller, given: &str) -> ApiResult<String> {
+    match find::<Datasource>(state, caller, given).await {
+        Ok(ds) => Ok(ds.meta.id),
+        Err(ApiError::NotFound(_)) => Err(ApiError::field(
+            "datasource_id",
+            format!("data source '{given}' does not exist"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Computes and stores the Klip's value from its data source's rows.
+pub async fn compute(state: &AppState, caller: &Caller, klip: &mut Klip) -> ApiResult<()> {
+    let tz = data::timezone(caller.company.timezone.as_deref());
+    let rows = match &klip.datasource_id {
+        Some(id) => match state
+            .store
+            .get::<Datasource>(shared::assets::Kind::Datasource.key(&klip.meta.company_id, id))
+            .await?
+        {
+            Some(ds) => data::rows(state, &ds).await?,
+            None => {
+                let message = format!("data source '{id}' no longer exists");
+                klip.value = Some(KlipValue::failed(message, rfc3339(state.clock.now())));
+                return Ok(());
+            }
+        },
+        None => Vec::new(),
+    };
+    klip.value = Some(data::store_value(state, klip, &rows, tz).await?);
+    Ok(())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &["datasource_id", "type"])?;
+    let klips: Vec<Listable<Klip>> = assets::all_visible::<Klip>(&state, &caller)
+        .await?
+        .into_iter()
+        .filter(|k| {
+            params
+                .get("datasource_id")
+                .is_none_or(|d| k.datasource_id.as_deref() == Some(d))
+        })
+        .filter(|k| params.get("type").is_none_or(|t| k.kind == t))
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(klips);
+    let views = page
+        .iter()
+        .map(|k| view(&k.0))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("klips", views, meta))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let klip: Klip = find(&state, &caller, &id).await?;
+    Ok(ok_with_etag(&headers, klip.meta.version, view(&klip)?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    JsonBody(body): JsonBody<KlipBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let mut problems = check_common(
+        body.name.as_deref(),
+        body.description.as_deref(),
+        body.slug.as_deref(),
+        true,
+    );
+    if body.kind.is_none() {
+        problems.push(FieldError::new("type", "is required"));
+    }
+    if body.query.is_none() {
+        problems.push(FieldError::new("query", "is required"));
+    }
+    check_schema(
+        body.kind.as_deref(),
+        body.query.as_ref(),
+        body.display.as_ref(),
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let datasource = match &body.datasource_id {
+        Some(given) => Some(datasource_id(&state, &caller, given).await?),
+        None => None,
+    };
+    let klip = Klip {
+        meta: Meta::new(
+            &caller,
+            body.name.unwrap_or_default().trim().to_owned(),
+            body.description,
+            body.slug,
+        ),
+        kind: body.kind.unwrap_or_default(),
+        datasource_id: datasource,
+        query: body.query.unwrap_or_default(),
+        display: body.display.unwrap_or_default(),
+        value: None,
+        annotations: Vec::new(),
+    };
+    let mut klip = assets::create(&state, klip).await?;
+    compute(&state, &caller, &mut klip).await?;
+    Ok(envelope::created(
+        &envelope::location("klips", &klip.meta.id),
+        view(&klip)?,
+    ))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<KlipBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Klip = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut problems = check_common(
+        body.name.as_deref(),
+        body.description.as_deref(),
+        body.slug.as_deref(),
+        false,
+    );
+    let display = body.display.clone().unwrap_or_else(|| old.display.clone());
+    check_schema(
+        body.kind.as_deref(),
+        Some(body.query.as_ref().unwrap_or(&old.query)),
+        Some(&display),
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let mut klip = old.clone();
+    if let Some(v) = body.name {
+        klip.meta.name = v.trim().to_owned();
+    }
+    if body.description.is_some() {
+        klip.meta.description = body.description;
+    }
+    if let Some(v) = body.slug {
+        klip.meta.slug = v;
+    }
+    if let Some(v) = body.kind {
+        klip.kind = v;
+    }
+    if let Some(given) = body.datasource_id {
+        klip.datasource_id = Some(datasource_id(&state, &caller, &given).await?);
+    }
+    if let Some(q) = body.query {
+        klip.query = q;
+    }
+    klip.display = display;
+    let recompute = klip.query != old.query
+        || klip.display != old.display
+        || klip.datasource_id != old.datasource_id;
+    let mut klip = assets::save(&state, &old, klip).await?;
+    if recompute {
+        compute(&state, &caller, &mut klip).await?;
+    }
+    Ok(envelope::ok(view(&klip)?))
+}
+
+/// Deletes the Klip and removes its instances from every dashboard.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let klip: Klip = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &klip.meta)?;
+    assets::remove(&state, &klip).await?;
+    let dashboards: Vec<Dashboard> = assets::all_of(&state, &klip.meta.company_id).await?;
+    for old in dashboards
+        .into_iter()
+        .filter(|d| d.klip_instances.iter().any(|i| i.klip_id == klip.meta.id))
+    {
+        let mut new = old.clone();
+        new.klip_instances.retain(|i| i.klip_id != klip.meta.id);
+        // A concurrent edit of that dashboard wins; try once more from a fresh read.
+        if let Err(ApiError::PreconditionFailed(_)) = assets::save(&state, &old, new).await {
+            if let Some(fresh) = state
+                .store
+                .get::<Dashboard>(
+                    shared::assets::Kind::Dashboard.key(&old.meta.company_id, &old.meta.id),
+                )
+                .await?
+            {
+                let mut again = fresh.clone();
+                again.klip_instances.retain(|i| i.klip_id != klip.meta.id);
+                assets::save(&state, &fresh, again).await?;
+            }
+        }
+    }
+    Ok(envelope::deleted())
+}
+
+pub async fn schema(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let klip: Klip = find(&state, &caller, &id).await?;
+    Ok(ok_with_etag(&headers, klip.meta.version, schema_of(&klip)))
+}
+
+pub async fn put_schema(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SchemaBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Klip = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut problems = Vec::new();
+    check_schema(
+        Some(&body.kind),
+        Some(&body.query),
+        Some(&body.display),
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let mut klip = old.clone();
+    klip.kind = body.kind;
+    klip.datasource_id = match body.datasource_id {
+        Some(given) => Some(datasource_id(&state, &caller, &given).await?),
+        None => None,
+    };
+    klip.query = body.query;
+    klip.display = body.display;
+    let mut klip = assets::save(&state, &old, klip).await?;
+    compute(&state, &caller, &mut klip).await?;
+    Ok(envelope::ok(schema_of(&klip)))
+}
+
+pub async fn share_rights(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let klip: Klip = find(&state, &caller, &id).await?;
+    Ok(envelope::ok(json!({"groups": klip.meta.share_rights})))
+}
+
+pub async fn put_share_rights(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ShareBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Klip = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let rights = assets::check_share_rights(&state, &caller, &body.groups).await?;
+    let mut klip = old.clone();
+    klip.meta.share_rights = rights;
+    let klip = assets::save(&state, &old, klip).await?;
+    Ok(envelope::ok(json!({"groups": klip.meta.share_rights})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationBody {
+    date: Option<String>,
+    text: Option<String>,
+}
+
+fn check_annotation(body: &AnnotationBody, creating: bool) -> ApiResult<()> {
+    let mut problems = Vec::new();
+    match body.date.as_deref() {
+        None if creating => problems.push(FieldError::new("date", "is required")),
+        Some(d)
+            if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
+                && chrono::DateTime::parse_from_rfc3339(d).is_err() =>
+        {
+            problems.push(FieldError::new("date", "must be YYYY-MM-DD or RFC 3339"))
+        }
+        _ => {}
+    }
+    match body.text.as_deref().map(str::trim) {
+        None if creating => problems.push(FieldError::new("text", "is required")),
+        Some(t) if t.is_empty() || t.chars().count() > 2000 => {
+            problems.push(FieldError::new("text", "must be 1 to 2000 characters"))
+        }
+        _ => {}
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+pub async fn annotations(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let klip: Klip = find(&state, &caller, &id).await?;
+    let mut list = klip.annotations.clone();
+    list.sort_by(|a, b| a.date.cmp(&b.date));
+    let count = list.len();
+    let mut meta = serde_json::Map::new();
+    meta.insert("count".into(), json!(count));
+    meta.insert("total".into(), json!(count));
+    Ok(envelope::list(
+        "annotations",
+        list.into_iter().map(|a| json!(a)).collect(),
+        meta,
+    ))
+}
+
+fn find_annotation<'a>(klip: &'a Klip, annotation_id: &str) -> ApiResult<&'a Annotation> {
+    klip.annotations
+        .iter()
+        .find(|a| a.id == annotation_id)
+        .ok_or_else(|| ApiError::not_found("annotation", annotation_id))
+}
+
+pub async fn annotation(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path((id, annotation_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let klip: Klip = find(&state, &caller, &id).await?;
+    Ok(envelope::ok(find_annotation(&klip, &annotation_id)?))
+}
+
+pub const MAX_ANNOTATIONS: usize = 500;
+
+pub async fn add_annotation(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AnnotationBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    check_annotation(&body, true)?;
+    let old: Klip = find(&state, &caller, &id).await?;
+    if old.annotations.len() >= MAX_ANNOTATIONS {
+        return Err(ApiError::Conflict(format!(
+            "a Klip holds at most {MAX_ANNOTATIONS} annotations"
+        )));
+    }
+    let note = Annotation {
+        id: shared::ids::new_id(),
+        date: body.date.unwrap_or_default(),
+        text: body.text.unwrap_or_default().trim().to_owned(),
+        created_by: caller.user_id().to_owned(),
+        date_created: rfc3339(state.clock.now()),
+    };
+    let mut klip = old.clone();
+    klip.annotations.push(note.clone());
+    let klip = assets::save(&state, &old, klip).await?;
+    let location = format!(
+        "{}/annotations/{}",
+        envelope::location("klips", &klip.meta.id),
+        note.id
+    );
+    Ok(envelope::created(&location, note))
+}
+
+pub async fn update_annotation(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path((id, annotation_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<AnnotationBody>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    check_annotation(&body, false)?;
+    let old: Klip = find(&state, &caller, &id).await?;
+    find_annotation(&old, &annotation_id)?;
+    let mut klip = old.clone();
+    let mut updated = None;
+    for note in klip
+        .annotations
+        .iter_mut()
+        .filter(|a| a.id == annotation_id)
+    {
+        if let Some(d) = &body.date {
+            note.date = d.clone();
+        }
+        if let Some(t) = &body.text {
+            note.text = t.trim().to_owned();
+        }
+        updated = Some(note.clone());
+    }
+    assets::save(&state, &old, klip).await?;
+    Ok(envelope::ok(updated))
+}
+
+pub async fn delete_annotation(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path((id, annotation_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let old: Klip = find(&state, &caller, &id).await?;
+    find_annotation(&old, &annotation_id)?;
+    let mut klip = old.clone();
+    klip.annotations.retain(|a| a.id != annotation_id);
+    assets::save(&state, &old, klip).await?;
+    Ok(envelope::deleted())
+}
+
+/// Recomputes the value from the data source's current rows.
+pub async fn refresh(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let mut klip: Klip = find(&state, &caller, &id).await?;
+    compute(&state, &caller, &mut klip).await?;
+    Ok(envelope::ok(view(&klip)?))
+}

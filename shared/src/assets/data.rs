@@ -1,0 +1,441 @@
+//! Data source data: parsing pushed CSV or JSON (with precise errors naming the line or
+//! field), inferring column types, keeping the raw file and the parsed rows in S3, and
+//! recomputing the Klips that use a data source when its data changes.
+
+use super::records::{Column, Datasource, Klip};
+use super::Asset;
+use crate::error::{ApiError, ApiResult};
+use crate::klip::{evaluate, KlipValue};
+use crate::state::AppState;
+use crate::store::db_error;
+use serde_json::{Map, Number, Value};
+
+/// Pushed data above this is refused with 413, and so is data that would grow past it.
+pub const MAX_DATA_BYTES: usize = 5 * 1024 * 1024;
+
+pub type Row = Map<String, Value>;
+
+/// Parsed data: its columns (with inferred types) and its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Row>,
+}
+
+/// `csv` or `json` from a request's Content-Type; 415 for anything else.
+pub fn format_of(content_type: Option<&str>) -> ApiResult<&'static str> {
+    let essence = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/csv" | "application/csv" => Ok("csv"),
+        e if crate::extract::is_json_media_type(e) => Ok("json"),
+        "" => Err(ApiError::UnsupportedMediaType(
+            "missing Content-Type; send text/csv or application/json".into(),
+        )),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content type '{other}' is not supported; send text/csv or application/json"
+        ))),
+    }
+}
+
+/// Parses a CSV or JSON body into a table.
+pub fn parse(format: &str, bytes: &[u8]) -> ApiResult<Table> {
+    let (names, rows) = match format {
+        "csv" => parse_csv(bytes)?,
+        _ => parse_json(bytes)?,
+    };
+    Ok(Table {
+        columns: infer_columns(&names, &rows),
+        rows,
+    })
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::BadRequest(message)
+}
+
+fn parse_csv(bytes: &[u8]) -> ApiResult<(Vec<String>, Vec<Row>)> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(bytes);
+    let headers = reader
+        .headers()
+        .map_err(|e| bad(format!("CSV header: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .collect::<Vec<_>>();
+    if headers.is_empty() || headers.iter().all(String::is_empty) {
+        return Err(bad("CSV has no header row".into()));
+    }
+    for (i, name) in headers.iter().enumerate() {
+        if name.is_empty() {
+            return Err(bad(format!("line 1: column {} has no name", i + 1)));
+        }
+        if headers[..i].contains(name) {
+            return Err(bad(format!("line 1: column '{name}' appears twice")));
+        }
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            match e.kind() {
+                csv::ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } => bad(format!(
+                    "line {line}: expected {expected_len} fields like the header, found {len}"
+                )),
+                csv::ErrorKind::Utf8 { .. } => bad(format!("line {line}: not valid UTF-8")),
+                _ => bad(format!("line {line}: {e}")),
+            }
+        })?;
+        let mut row = Row::new();
+        for (name, cell) in headers.iter().zip(record.iter()) {
+            row.insert(name.clone(), typed_cell(cell));
+        }
+        rows.push(row);
+    }
+    Ok((headers, rows))
+}
+
+/// A CSV cell as JSON: numbers and booleans typed, empty as null, the rest text.
+fn typed_cell(cell: &str) -> Value {
+    let trimmed = cell.trim();
+    if trimmed.is_empty() {
+        return Value::Null;
+    }
+    if let Some(n) = as_number(trimmed) {
+        return Value::Number(n);
+    }
+    match trimmed.to_ascii_lowercase().as_str() {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(cell.to_owned()),
+    }
+}
+
+fn as_number(text: &str) -> Option<Number> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .and_then(Number::from_f64)
+}
+
+fn parse_json(bytes: &[u8]) -> ApiResult<(Vec<String>, Vec<Row>)> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidJson(format!("data is not valid JSON: {e}")))?;
+    let Value::Array(items) = value else {
+        return Err(bad("JSON data must be an array of objects".into()));
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let index = i + 1;
+        let Value::Object(row) = item else {
+            return Err(bad(format!("row {index}: must be an object")));
+        };
+        if i == 0 {
+            names = row.keys().cloned().collect();
+        } else {
+            if let Some(missing) = names.iter().find(|n| !row.contains_key(*n)) {
+                return Err(bad(format!("row {index}: field '{missing}' is missing (every row needs the fields of row 1)")));
+            }
+            if let Some(extra) = row.keys().find(|k| !names.contains(k)) {
+                return Err(bad(format!("row {index}: field '{extra}' is not in row 1")));
+            }
+        }
+        if let Some((field, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
+            return Err(bad(format!(
+                "row {index}: field '{field}' must be a string, number, boolean or null"
+            )));
+        }
+        rows.push(row);
+    }
+    Ok((names, rows))
+}
+
+/// The type of each column from its non-empty cells: number, datetime, boolean or text.
+pub fn infer_columns(names: &[String], rows: &[Row]) -> Vec<Column> {
+    names
+        .iter()
+        .map(|name| {
+            let cells: Vec<&Value> = rows
+                .iter()
+                .filter_map(|r| r.get(name))
+                .filter(|v| !v.is_null())
+                .collect();
+            let all = |f: &dyn Fn(&Value) -> bool| !cells.is_empty() && cells.iter().all(|v| f(v));
+            let kind = if all(&|v| {
+                v.is_number() || v.as_str().is_some_and(|s| as_number(s.trim()).is_some())
+            }) {
+                "number"
+            } else if all(&|v| v.is_boolean()) {
+                "boolean"
+            } else if all(&|v| v.as_str().is_some_and(looks_like_time)) {
+                "datetime"
+            } else {
+                "text"
+            };
+            Column {
+                name: name.clone(),
+                kind: kind.into(),
+            }
+        })
+        .collect()
+}
+
+fn looks_like_time(text: &str) -> bool {
+    let t = text.trim();
+    chrono::DateTime::parse_from_rfc3339(t).is_ok()
+        || chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M").is_ok()
+        || chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").is_ok()
+}
+
+/// Appending needs the same columns, by name (and for CSV in the same order).
+pub fn check_same_columns(existing: &[Column], new: &[Column], format: &str) -> ApiResult<()> {
+    let a: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
+    let b: Vec<&str> = new.iter().map(|c| c.name.as_str()).collect();
+    let same = if format == "csv" {
+        a == b
+    } else {
+        let (mut a2, mut b2) = (a.clone(), b.clone());
+        a2.sort();
+        b2.sort();
+        a2 == b2
+    };
+    if same || existing.is_empty() {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "appended rows must have the columns [{}], not [{}]",
+            a.join(", "),
+            b.join(", ")
+        )))
+    }
+}
+
+fn raw_key(company: &str, id: &str) -> String {
+    format!("{company}/datasources/{id}/raw")
+}
+
+fn rows_key(company: &str, id: &str) -> String {
+    format!("{company}/datasources/{id}/rows.json")
+}
+
+/// Writes the raw file and the parsed rows; the metadata item is written by the caller after
+/// this succeeds, so a failure leaves the previous data and metadata as they were.
+pub async fn store(state: &AppState, ds: &Datasource, raw: Vec<u8>, rows: &[Row]) -> ApiResult<()> {
+    let s3 = &state.store.s3;
+    let bucket = &state.store.bucket;
+    let content_type = if ds.format == "csv" {
+        "text/csv"
+    } else {
+        "application/json"
+    };
+    let rows_json = serde_json::to_vec(rows)?;
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let raw_put = s3
+        .put_object()
+        .bucket(bucket)
+        .key(raw_key(company, id))
+        .content_type(content_type)
+        .body(raw.into())
+        .send();
+    let rows_put = s3
+        .put_object()
+        .bucket(bucket)
+        .key(rows_key(company, id))
+        .content_type("application/json")
+        .body(rows_json.into())
+        .send();
+    let (a, b) = tokio::join!(raw_put, rows_put);
+    a.map_err(|e| db_error("PutObject", e))?;
+    b.map_err(|e| db_error("PutObject", e))?;
+    Ok(())
+}
+
+async fn read_object(state: &AppState, key: &str) -> ApiResult<Option<Vec<u8>>> {
+    match state
+        .store
+        .s3
+        .get_object()
+        .bucket(&state.store.bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?;
+            Ok(Some(bytes.into_bytes().to_vec()))
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(db_error("GetObject", e)),
+    }
+}
+
+/// The parsed rows of a data source (none yet: empty).
+pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
+    match read_object(state, &rows_key(&ds.meta.company_id, &ds.meta.id)).await? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::internal(format!("stored rows: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The raw file as pushed or fetched.
+pub async fn raw(state: &AppState, ds: &Datasource) -> ApiResult<Option<Vec<u8>>> {
+    read_object(state, &raw_key(&ds.meta.company_id, &ds.meta.id)).await
+}
+
+/// Removes the stored data of a data source.
+pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
+    for key in [
+        raw_key(&ds.meta.company_id, &ds.meta.id),
+        rows_key(&ds.meta.company_id, &ds.meta.id),
+    ] {
+        state
+            .store
+            .s3
+            .delete_object()
+            .bucket(&state.store.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| db_error("DeleteObject", e))?;
+    }
+    Ok(())
+}
+
+/// The time zone Klip ranges use: the company's, or America/New_York.
+pub fn timezone(name: Option<&str>) -> chrono_tz::Tz {
+    name.and_then(|n| n.parse().ok())
+        .unwrap_or(chrono_tz::America::New_York)
+}
+
+/// Evaluates a Klip over rows and stores the value (without changing the Klip's version:
+/// the value is derived from its data, not an edit).
+pub async fn store_value(
+    state: &AppState,
+    klip: &Klip,
+    rows: &[Row],
+    tz: chrono_tz::Tz,
+) -> ApiResult<KlipValue> {
+    let value = evaluate(rows, &klip.query, &klip.display, tz, state.clock.now());
+    let item = serde_dynamo::to_attribute_value(&value)
+        .map_err(|e| ApiError::internal(format!("encoding value: {e}")))?;
+    let result = state
+        .store
+        .db
+        .update_item()
+        .table_name(&state.store.table)
+        .set_key(Some(
+            Klip::KIND
+                .key(&klip.meta.company_id, &klip.meta.id)
+                .to_item(),
+        ))
+        .update_expression("SET #value = :value")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_names("#value", "value")
+        .expression_attribute_values(":value", item)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(value),
+        // Deleted meanwhile: nothing to store.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(value)
+        }
+        Err(e) => Err(db_error("UpdateItem", e)),
+    }
+}
+
+/// Recomputes every Klip of the company that uses `ds`, from `rows`.
+pub async fn recompute_klips(
+    state: &AppState,
+    ds: &Datasource,
+    rows: &[Row],
+    tz: chrono_tz::Tz,
+) -> ApiResult<usize> {
+    let klips: Vec<Klip> = super::all_of(state, &ds.meta.company_id).await?;
+    let mut count = 0;
+    for klip in klips
+        .iter()
+        .filter(|k| k.datasource_id.as_deref() == Some(ds.meta.id.as_str()))
+    {
+        store_value(state, klip, rows, tz).await?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_types_and_errors() {
+        let t = parse(
+            "csv",
+            b"date,region,sales,ok\n2026-11-01,EMEA,10.5,true\n2026-11-02,APAC,,false\n",
+        )
+        .unwrap();
+        let kinds: Vec<&str> = t.columns.iter().map(|c| c.kind.as_str()).collect();
+        assert_eq!(kinds, ["datetime", "text", "number", "boolean"]);
+        assert_eq!(t.rows[0]["sales"], serde_json::json!(10.5));
+        assert!(t.rows[1]["sales"].is_null());
+        let err = parse("csv", b"a,b\n1,2\n3,4,5\n").unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(parse("csv", b"a,a\n1,2\n")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        assert!(parse("csv", b"").is_err());
+    }
+
+    #[test]
+    fn json_rows_must_agree() {
+        let t = parse("json", br#"[{"a":1,"b":"x"},{"b":"y","a":2}]"#).unwrap();
+        assert_eq!(t.columns.len(), 2);
+        assert!(parse("json", br#"[{"a":1},{"b":2}]"#)
+            .unwrap_err()
+            .to_string()
+            .contains("row 2"));
+        assert!(parse("json", br#"[{"a":{"x":1}}]"#)
+            .unwrap_err()
+            .to_string()
+            .contains("field 'a'"));
+        assert!(matches!(
+            parse("json", b"[{"),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(parse("json", br#"{"a":1}"#).is_err());
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(format_of(Some("text/csv; charset=utf-8")).unwrap(), "csv");
+        assert_eq!(format_of(Some("application/json")).unwrap(), "json");
+        assert!(matches!(
+            format_of(Some("text/plain")),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+    }
+}

@@ -1,0 +1,498 @@
+//! Assets — data sources, Klips, dashboards (and later reports) — and what they share:
+//! ids or slugs in paths, a `version` with `ETag`/`If-Match`/`If-None-Match`, share rights,
+//! who may see what, and tenant isolation (another company's id or slug is a 404).
+//!
+//! Stored as one item per asset in its company's partition (`C#<company>`,
+//! `<PREFIX><id>`), plus a slug claim (`SLUG#<PREFIX><slug>` → id) written in the same
+//! transaction, so slugs are unique per company and kind.
+
+pub mod connector;
+pub mod data;
+pub mod egress;
+pub mod records;
+pub mod refresh;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::ids::{is_id, new_id, slugify};
+use crate::state::AppState;
+use crate::store::{delete, keys, n, put_if, put_new, to_item, Key};
+use crate::time::rfc3339;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Datasource,
+    Klip,
+    Dashboard,
+    Report,
+}
+
+impl Kind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Datasource => "DS#",
+            Kind::Klip => "KLIP#",
+            Kind::Dashboard => "DASH#",
+            Kind::Report => "REPORT#",
+        }
+    }
+    /// The singular name, as in messages and permission names (`klip.edit`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Datasource => "datasource",
+            Kind::Klip => "klip",
+            Kind::Dashboard => "dashboard",
+            Kind::Report => "report",
+        }
+    }
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::Datasource => "datasources",
+            Kind::Klip => "klips",
+            Kind::Dashboard => "dashboards",
+            Kind::Report => "reports",
+        }
+    }
+    pub fn key(self, company: &str, id: &str) -> Key {
+        Key::new(keys::company_pk(company), format!("{}{id}", self.prefix()))
+    }
+    fn slug_key(self, company: &str, slug: &str) -> Key {
+        Key::new(
+            keys::company_pk(company),
+            format!("SLUG#{}{slug}", self.prefix()),
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShareRight {
+    pub group_id: String,
+    pub can_edit: bool,
+}
+
+/// What every asset has.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub slug: String,
+    pub version: u64,
+    pub created_by: String,
+    pub date_created: String,
+    pub last_updated: String,
+    #[serde(default)]
+    pub share_rights: Vec<ShareRight>,
+}
+
+impl Meta {
+    /// A new asset's meta; `create` fills id, slug and version.
+    pub fn new(
+        caller: &Caller,
+        name: String,
+        description: Option<String>,
+        slug: Option<String>,
+    ) -> Self {
+        Meta {
+            id: String::new(),
+            company_id: caller.company_id().to_owned(),
+            name,
+            description,
+            slug: slug.unwrap_or_default(),
+            version: 0,
+            created_by: caller.user_id().to_owned(),
+            date_created: String::new(),
+            last_updated: String::new(),
+            share_rights: Vec::new(),
+        }
+    }
+}
+
+/// A stored asset: the record with its meta.
+pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    const KIND: Kind;
+    fn meta(&self) -> &Meta;
+    fn meta_mut(&mut self) -> &mut Meta;
+}
+
+/// Listing support for any asset.
+pub struct Listable<A>(pub A);
+
+impl<A: Asset> crate::paging::Listed for Listable<A> {
+    fn name(&self) -> &str {
+        &self.0.meta().name
+    }
+    fn date_created(&self) -> &str {
+        &self.0.meta().date_created
+    }
+    fn last_updated(&self) -> &str {
+        &self.0.meta().last_updated
+    }
+}
+
+/// Callers who hold `<kind>.edit` see every asset of that kind in their company; others
+/// (viewers, narrowly scoped keys) see what they created or what is shared with one of
+/// their groups.
+pub fn visible<A: Asset>(caller: &Caller, asset: &A) -> bool {
+    let meta = asset.meta();
+    caller.can(&format!("{}.edit", A::KIND.name()))
+        || meta.created_by == caller.user_id()
+        || meta
+            .share_rights
+            .iter()
+            .any(|r| caller.user.groups.contains(&r.group_id))
+}
+
+/// The asset named by `id_or_slug` in the caller's company, if the caller may see it;
+/// otherwise 404 (never a hint that it exists elsewhere).
+pub async fn find<A: Asset>(state: &AppState, caller: &Caller, id_or_slug: &str) -> ApiResult<A> {
+    let company = caller.company_id();
+    let not_found = || ApiError::not_found(A::KIND.name(), id_or_slug);
+    let id = if is_id(id_or_slug) {
+        id_or_slug.to_owned()
+    } else if check_slug(id_or_slug).is_err() {
+        // Neither an id nor a slug (say, 2,000 characters): not found, without asking.
+        return Err(not_found());
+    } else {
+        let claim: Option<SlugClaim> = state
+            .store
+            .get(A::KIND.slug_key(company, id_or_slug))
+            .await?;
+        claim.ok_or_else(not_found)?.id
+    };
+    let asset: A = state
+        .store
+        .get(A::KIND.key(company, &id))
+        .await?
+        .ok_or_else(not_found)?;
+    if !visible(caller, &asset) {
+        return Err(not_found());
+    }
+    Ok(asset)
+}
+
+/// Every asset of the kind in the caller's company that the caller may see.
+pub async fn all_visible<A: Asset>(state: &AppState, caller: &Caller) -> ApiResult<Vec<A>> {
+    let all: Vec<A> = state
+        .store
+        .query_prefix(&keys::company_pk(caller.company_id()), A::KIND.prefix())
+        .await?;
+    Ok(all.into_iter().filter(|a| visible(caller, a)).collect())
+}
+
+/// Every asset of the kind in a company (for internal work such as recomputing Klips).
+pub async fn all_of<A: Asset>(state: &AppState, company: &str) -> ApiResult<Vec<A>> {
+    state
+        .store
+        .query_prefix(&keys::company_pk(company), A::KIND.prefix())
+        .await
+}
+
+#[derive(Serialize, Deserialize)]
+struct SlugClaim {
+    id: String,
+}
+
+/// Checks a slug the caller chose.
+pub fn check_slug(slug: &str) -> Result<(), FieldError> {
+    let ok = (1..=64).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !is_id(slug);
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "slug",
+            "must be 1 to 64 of a-z, 0-9 and '-' (and not look like an id)",
+        ))
+    }
+}
+
+/// Stores a new asset with a fresh id, version 1, and a slug unique in its company: the one
+/// given (409 when taken) or one derived from the name (with `-2`, `-3`, ... when taken).
+pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
+    let now = rfc3339(state.clock.now());
+    let given = !asset.meta().slug.is_empty();
+    let base = if given {
+        asset.meta().slug.clone()
+    } else {
+        let s = slugify(&asset.meta().name);
+        let s = if s.is_empty() || is_id(&s) {
+            A::KIND.name().to_owned()
+        } else {
+            s
+        };
+        s.chars()
+            .take(58)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_owned()
+    };
+    {
+        let meta = asset.meta_mut();
+        meta.id = new_id();
+        meta.version = 1;
+        meta.date_created = now.clone();
+        meta.last_updated = now;
+    }
+    for attempt in 1..=12 {
+        // `name`, `name-2` ... `name-5`, then a random suffix, so many assets of one name
+        // never run out of slugs.
+        let slug = match attempt {
+            1 => base.clone(),
+            2..=5 => format!("{base}-{attempt}"),
+            _ => format!("{base}-{}", &new_id()[..6]),
+        };
+        asset.meta_mut().slug = slug.clone();
+        let meta = asset.meta();
+        let table = &state.store.table;
+        let writes = vec![
+            put_new(
+                table,
+                to_item(&A::KIND.key(&meta.company_id, &meta.id), &asset)?,
+            )?,
+            put_new(
+                table,
+                to_item(
+                    &A::KIND.slug_key(&meta.company_id, &slug),
+                    &SlugClaim {
+                        id: meta.id.clone(),
+                    },
+                )?,
+            )?,
+        ];
+        match state
+            .store
+            .transact_with(writes, |i| ApiError::Conflict(i.to_string()))
+            .await
+        {
+            Ok(()) => return Ok(asset),
+            Err(ApiError::Conflict(i)) if i == "1" && !given => continue,
+            Err(ApiError::Conflict(i)) if i == "1" => {
+                return Err(ApiError::Conflict(format!(
+                    "slug '{slug}' is already used by another {}",
+                    A::KIND.name()
+                )))
+            }
+            Err(ApiError::Conflict(_)) => {
+                return Err(ApiError::Conflict("id collision; retry".into()))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict(format!(
+        "could not find a free slug for '{base}'; choose one"
+    )))
+}
+
+/// Saves `new` over `old` if nobody saved in between (412 otherwise), as version + 1.
+pub async fn save<A: Asset>(state: &AppState, old: &A, mut new: A) -> ApiResult<A> {
+    let now = rfc3339(state.clock.now());
+    {
+        let meta = new.meta_mut();
+        meta.version = old.meta().version + 1;
+        meta.last_updated = now;
+    }
+    let (old_meta, meta) = (old.meta(), new.meta());
+    let table = &state.store.table;
+    let mut writes = vec![put_if(
+        table,
+        to_item(&A::KIND.key(&meta.company_id, &meta.id), &new)?,
+        "attribute_exists(pk) AND #meta.#version = :v",
+        &[("#meta", "meta"), ("#version", "version")],
+        vec![(":v", n(old_meta.version))],
+    )?];
+    if meta.slug != old_meta.slug {
+        writes.push(delete(
+            table,
+            &A::KIND.slug_key(&meta.company_id, &old_meta.slug),
+            None,
+        )?);
+        writes.push(put_new(
+            table,
+            to_item(
+                &A::KIND.slug_key(&meta.company_id, &meta.slug),
+                &SlugClaim {
+                    id: meta.id.clone(),
+                },
+            )?,
+        )?);
+    }
+    let (kind, id, version, slug) = (
+        A::KIND.name(),
+        meta.id.clone(),
+        old_meta.version,
+        meta.slug.clone(),
+    );
+    state
+        .store
+        .transact_with(writes, |i| match i {
+            0 => ApiError::PreconditionFailed(format!(
+                "{kind} '{id}' changed since version {version}; read it again"
+            )),
+            _ => ApiError::Conflict(format!("slug '{slug}' is already used by another {kind}")),
+        })
+        .await?;
+    Ok(new)
+}
+
+/// Deletes the asset and its slug claim.
+pub async fn remove<A: Asset>(state: &AppState, asset: &A) -> ApiResult<()> {
+    let meta = asset.meta();
+    let table = &state.store.table;
+    let writes = vec![
+        delete(
+            table,
+            &A::KIND.key(&meta.company_id, &meta.id),
+            Some("attribute_exists(pk)"),
+        )?,
+        delete(table, &A::KIND.slug_key(&meta.company_id, &meta.slug), None)?,
+    ];
+    state
+        .store
+        .transact(
+            writes,
+            &format!("{} '{}' was deleted meanwhile", A::KIND.name(), meta.id),
+        )
+        .await
+}
+
+/// `If-Match`: 412 unless it names the asset's current version (`*` matches anything).
+/// ETags are `"v<version>-<digest>"`; only the version is compared for writes.
+pub fn check_if_match(headers: &HeaderMap, meta: &Meta) -> ApiResult<()> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or("");
+    let matches = text
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || etag_version(tag) == Some(meta.version));
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed(format!(
+            "If-Match {text} does not match the current version {} of '{}'",
+            meta.version, meta.id
+        )))
+    }
+}
+
+fn etag_version(tag: &str) -> Option<u64> {
+    let tag = tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"');
+    tag.strip_prefix('v')?.split('-').next()?.parse().ok()
+}
+
+/// A 200 envelope with an `ETag` of the version and the body; 304 when `If-None-Match`
+/// already names it.
+pub fn ok_with_etag(headers: &HeaderMap, version: u64, data: Value) -> Response {
+    use sha2::Digest;
+    let body = data.to_string();
+    let digest = hex::encode(&sha2::Sha256::digest(body.as_bytes())[..6]);
+    let etag = format!("\"v{version}-{digest}\"");
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        crate::envelope::ok(data)
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// A view: the meta's fields first, then the record's own (without `meta`).
+pub fn view<A: Asset>(asset: &A) -> ApiResult<Value> {
+    let mut value = serde_json::to_value(asset)?;
+    let mut out = serde_json::to_value(asset.meta())?;
+    if let (Some(fields), Some(out)) = (value.as_object_mut(), out.as_object_mut()) {
+        fields.remove("meta");
+        out.remove("company_id");
+        for (k, v) in std::mem::take(fields) {
+            out.insert(k, v);
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareBody {
+    pub groups: Vec<ShareRight>,
+}
+
+/// Validates share rights: every group must exist in the company.
+pub async fn check_share_rights(
+    state: &AppState,
+    caller: &Caller,
+    rights: &[ShareRight],
+) -> ApiResult<Vec<ShareRight>> {
+    let mut problems = Vec::new();
+    let mut out: Vec<ShareRight> = Vec::new();
+    for (i, right) in rights.iter().enumerate() {
+        let exists = is_id(&right.group_id)
+            && state
+                .store
+                .get::<Value>(Key::new(
+                    keys::company_pk(caller.company_id()),
+                    format!("GROUP#{}", right.group_id),
+                ))
+                .await?
+                .is_some();
+        if !exists {
+            problems.push(FieldError::new(
+                format!("groups[{i}].group_id"),
+                format!("group '{}' does not exist", right.group_id),
+            ));
+        } else if !out.iter().any(|r| r.group_id == right.group_id) {
+            out.push(right.clone());
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ApiError::validation(problems))
+    }
+}
+
+/// Name, description and slug of a create or update body.
+pub fn check_common(
+    name: Option<&str>,
+    description: Option<&str>,
+    slug: Option<&str>,
+    creating: bool,
+) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    match name.map(str::trim) {
+        None if creating => problems.push(FieldError::new("name", "is required")),
+        Some(n) if n.is_empty() || n.chars().count() > 200 => {
+            problems.push(FieldError::new("name", "must be 1 to 200 characters"))
+        }
+        _ => {}
+    }
+    if description.is_some_and(|d| d.chars().count() > 2000) {
+        problems.push(FieldError::new(
+            "description",
+            "must be at most 2000 characters",
+        ));
+    }
+    if let Some(slug) = slug {
+        if let Err(e) = check_slug(slug) {
+            problems.push(e);
+        }
+    }
+    problems
+}

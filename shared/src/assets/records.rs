@@ -1,0 +1,160 @@
+//! The stored records of data sources, Klips and dashboards.
+
+use super::{Asset, Kind, Meta};
+use crate::klip::{Display, KlipValue, Query};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// number | datetime | boolean | text
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasourceProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Dot path to the array of rows in a JSON answer, e.g. `$.items`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Datasource {
+    pub meta: Meta,
+    /// push | url
+    pub connector: String,
+    /// csv | json
+    pub format: String,
+    #[serde(default)]
+    pub refresh_interval: Option<u64>,
+    #[serde(default)]
+    pub properties: DatasourceProperties,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub columns: Vec<Column>,
+    #[serde(default)]
+    pub row_count: u64,
+    #[serde(default)]
+    pub data_size: u64,
+    #[serde(default)]
+    pub date_last_refresh: Option<String>,
+    #[serde(default)]
+    pub refresh_fail_count: u64,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+impl Asset for Datasource {
+    const KIND: Kind = Kind::Datasource;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Annotation {
+    pub id: String,
+    /// The date (or time) on the Klip's axis the note is about.
+    pub date: String,
+    pub text: String,
+    pub created_by: String,
+    pub date_created: String,
+}
+
+pub const KLIP_TYPES: &[&str] = &["number", "line", "bar", "pie", "table", "gauge"];
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Klip {
+    pub meta: Meta,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub datasource_id: Option<String>,
+    pub query: Query,
+    pub display: Display,
+    /// The latest computed value, stored so reading a dashboard does not recompute.
+    #[serde(default)]
+    pub value: Option<KlipValue>,
+    #[serde(default)]
+    pub annotations: Vec<Annotation>,
+}
+
+impl Asset for Klip {
+    const KIND: Kind = Kind::Klip;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub state: Value,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            kind: "grid".into(),
+            state: Value::Object(Default::default()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KlipInstance {
+    pub id: String,
+    pub klip_id: String,
+    pub region: String,
+    pub position: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PublishedLink {
+    pub id: String,
+    /// SHA-256 of the token; the token itself is shown once.
+    pub token_hash: String,
+    pub expires_at: Option<String>,
+    pub created_by: String,
+    pub date_created: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Dashboard {
+    pub meta: Meta,
+    #[serde(default)]
+    pub layout: Layout,
+    #[serde(default)]
+    pub klip_instances: Vec<KlipInstance>,
+    /// Users who marked it a favourite.
+    #[serde(default)]
+    pub favorites: Vec<String>,
+    #[serde(default)]
+    pub published_links: Vec<PublishedLink>,
+}
+
+impl Asset for Dashboard {
+    const KIND: Kind = Kind::Dashboard;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+}

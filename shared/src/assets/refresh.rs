@@ -1,0 +1,144 @@
+//! Refreshing a data source — a URL connector fetches its endpoint (behind the SSRF guard
+//! of `egress`) and stores what it got like a push; a failed fetch counts in
+//! `refresh_fail_count` and `last_error` and keeps the last good data; a push source has
+//! nothing to fetch and only recomputes its Klips. Shared by the datasources function and
+//! dashboard refresh.
+
+use super::data::{self, Table};
+use super::records::Datasource;
+use super::{save, Asset};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::time::rfc3339;
+use serde_json::{json, Value};
+
+/// The media type of a format, as stored and served.
+pub fn media_type(format: &str) -> &'static str {
+    if format == "csv" {
+        "text/csv"
+    } else {
+        "application/json"
+    }
+}
+
+/// A table as a file of `format` (when the format changes, or fetched CSV feeds a JSON
+/// source).
+pub fn encode(format: &str, table: &Table) -> Result<Vec<u8>, String> {
+    if format != "csv" {
+        return serde_json::to_vec(&table.rows).map_err(|e| e.to_string());
+    }
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| format!("writing CSV: {e}");
+    writer
+        .write_record(table.columns.iter().map(|c| c.name.as_str()))
+        .map_err(fail)?;
+    for row in &table.rows {
+        let cells = table.columns.iter().map(|c| match row.get(&c.name) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        });
+        writer.write_record(cells).map_err(fail)?;
+    }
+    writer.into_inner().map_err(|e| format!("writing CSV: {e}"))
+}
+
+/// Saves a change to the item, re-reading and re-applying it when someone else saved in
+/// between — unless the caller sent `If-Match`, whose 412 then stands.
+pub async fn save_retrying(
+    state: &AppState,
+    mut current: Datasource,
+    strict: bool,
+    apply: impl Fn(&mut Datasource),
+) -> ApiResult<Datasource> {
+    for attempt in 1..=3 {
+        let mut new = current.clone();
+        apply(&mut new);
+        match save(state, &current, new).await {
+            Err(ApiError::PreconditionFailed(_)) if !strict && attempt < 3 => {
+                let key = Datasource::KIND.key(&current.meta.company_id, &current.meta.id);
+                current = state
+                    .store
+                    .get(key)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("datasource", &current.meta.id))?;
+            }
+            other => return other,
+        }
+    }
+    Err(ApiError::Conflict(
+        "the data source is changing too often; retry".into(),
+    ))
+}
+
+/// Stores new data for `ds` (S3 first, then the item as version + 1) and answers the saved
+/// data source. `apply` adds further changes to the item (refresh counters).
+pub async fn commit(
+    state: &AppState,
+    ds: Datasource,
+    strict: bool,
+    raw: Vec<u8>,
+    table: &Table,
+    apply: impl Fn(&mut Datasource),
+) -> ApiResult<Datasource> {
+    let size = raw.len() as u64;
+    data::store(state, &ds, raw, &table.rows).await?;
+    let now = rfc3339(state.clock.now());
+    save_retrying(state, ds, strict, |d| {
+        d.columns = table.columns.clone();
+        d.row_count = table.rows.len() as u64;
+        d.data_size = size;
+        d.date_last_refresh = Some(now.clone());
+        apply(d);
+    })
+    .await
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Outcome::Succeeded => json!({"status": "succeeded"}),
+            Outcome::Failed(error) => json!({"status": "failed", "error": error}),
+        }
+    }
+}
+
+/// Refreshes one usable data source; answers it as saved and how the refresh went. An `Err`
+/// is a failure of our own storage, not of the endpoint.
+pub async fn refresh_source(
+    state: &AppState,
+    tz: chrono_tz::Tz,
+    ds: Datasource,
+) -> ApiResult<(Datasource, Outcome)> {
+    if ds.connector != "url" {
+        let rows = data::rows(state, &ds).await?;
+        data::recompute_klips(state, &ds, &rows, tz).await?;
+        return Ok((ds, Outcome::Succeeded));
+    }
+    match super::connector::fetch(&ds, &state.config.allowed_networks).await {
+        Ok(fetched) => {
+            let ds = commit(state, ds, false, fetched.raw, &fetched.table, |d| {
+                d.refresh_fail_count = 0;
+                d.last_error = None;
+            })
+            .await?;
+            data::recompute_klips(state, &ds, &fetched.table.rows, tz).await?;
+            Ok((ds, Outcome::Succeeded))
+        }
+        Err(error) => {
+            tracing::info!(datasource = %ds.meta.id, %error, "URL data source refresh failed");
+            let ds = save_retrying(state, ds, false, |d| {
+                d.refresh_fail_count += 1;
+                d.last_error = Some(error.clone());
+            })
+            .await?;
+            Ok((ds, Outcome::Failed(error)))
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! The dashboards function, and the end-to-end path of the asset API: data → Klips →
+//! dashboard values that match hand-computed numbers, then new rows and a refresh.
+
+use chrono::{Duration, Utc};
+use chrono_tz::America::New_York;
+use pulseboard_tests::{expect_error, json, TestApp};
+use serde_json::{json, Value};
+
+async fn created(app: &TestApp, path: &str, body: Value) -> Value {
+    let (status, created) = json(app.post(path, body).await).await;
+    assert_eq!(status, 201, "{path}: {created}");
+    created["data"].clone()
+}
+
+fn approx(value: &Value, expected: f64) {
+    let got = value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"));
+    assert!(
+        (got - expected).abs() < 1e-9,
+        "expected {expected}, got {got}"
+    );
+}
+
+/// Daily sales for the last ten New York days: EMEA sells 10·(d+1), APAC 5·(d+1) on the day
+/// `d` days ago.
+fn sales_csv() -> String {
+    let today = Utc::now().with_timezone(&New_York).date_naive();
+    let mut csv = String::from("date,region,amount\n");
+    for d in 0..10i64 {
+        let day = today - Duration::days(d);
+        csv.push_str(&format!(
+            "{day},EMEA,{}\n{day},APAC,{}\n",
+            10 * (d + 1),
+            5 * (d + 1)
+        ));
+    }
+    csv
+}
+
+#[tokio::test]
+async fn data_to_klips_to_a_dashboard_with_hand_computed_values() {
+    let app = TestApp::spawn().await;
+    let ds = created(
+        &app,
+        "/datasources",
+        json!({"name": "Daily sales", "format": "csv"}),
+    )
+    .await;
+    let ds_id = ds["id"].as_str().unwrap().to_owned();
+    let r = app
+        .http
+        .put(app.url(&format!("/datasources/{ds_id}/data")))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body(sales_csv())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["row_count"], 20);
+
+    // A number with a target, a daily line, a bar chart by region.
+    let number = created(&app, "/klips", json!({"name": "Sales this week", "type": "number", "datasource_id": ds_id,
+        "query": {"value": "amount", "aggregate": "sum", "time_column": "date", "range": "last_7_days"},
+        "display": {"format": "currency", "target": 450, "higher_is_better": true}})).await;
+    let line = created(&app, "/klips", json!({"name": "Daily sales", "type": "line", "datasource_id": "daily-sales",
+        "query": {"value": "amount", "aggregate": "sum", "time_column": "date", "time_bucket": "day", "range": "last_7_days"}})).await;
+    let bar = created(
+        &app,
+        "/klips",
+        json!({"name": "By region", "type": "bar", "datasource_id": ds_id,
+        "query": {"value": "amount", "aggregate": "sum", "group_by": "region", "sort": "-value"}}),
+    )
+    .await;
+
+    let dash = created(&app, "/dashboards", json!({"name": "Sales overview"})).await;
+    let dash_id = dash["id"].as_str().unwrap().to_owned();
+    let body = json!({"klips": [
+        {"klip_id": number["id"], "region": "top", "position": 0},
+        {"klip_id": line["slug"], "region": "main", "position": 0},
+        {"klip_id": bar["id"], "region": "main", "position": 1},
+    ]});
+    let (status, added) = json(
+        app.call(
+            "PUT",
+            &format!("/dashboards/{dash_id}/klip-instances"),
+            app.key(),
+            Some(body),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+
+    let widgets = |body: &Value| body["data"]["klip_instances"].as_array().unwrap().clone();
+    let (status, shown) = json(app.get(&format!("/tabs/{dash_id}")).await).await;
+    assert_eq!(status, 200, "{shown}");
+    let w = widgets(&shown);
+    assert_eq!(w.len(), 3);
+    // Sorted by region then position: main/0 line, main/1 bar, top/0 number.
+    let (line_w, bar_w, number_w) = (&w[0], &w[1], &w[2]);
+    assert_eq!(number_w["klip_id"], number["id"]);
+    // Last 7 days (today included): 15·(1+…+7) = 420; the 7 before: days 7..9 only, 15·(8+9+10) = 405.
+    approx(&number_w["value"]["current"], 420.0);
+    approx(&number_w["value"]["previous"], 405.0);
+    approx(&number_w["value"]["change"], 15.0);
+    approx(&number_w["value"]["change_pct"], 15.0 / 405.0 * 100.0);
+    assert_eq!(
+        number_w["value"]["status"], "warning",
+        "420 is within 10% under the 450 target"
+    );
+    let series = line_w["value"]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 7);
+    let today = Utc::now().with_timezone(&New_York).date_naive();
+    assert_eq!(series[6]["x"], today.to_string());
+    approx(&series[6]["y"], 15.0);
+    assert_eq!(series[0]["x"], (today - Duration::days(6)).to_string());
+    approx(&series[0]["y"], 105.0);
+    assert_eq!(
+        bar_w["value"]["groups"],
+        json!([{"key": "EMEA", "value": 550.0}, {"key": "APAC", "value": 275.0}])
+    );
+
+    // New rows: EMEA sells 100 more today. Pushing recomputes; refresh answers the dashboard.
+    let today_row = format!("date,region,amount\n{today},EMEA,100\n");
+    let r = app
+        .http
+        .post(app.url(&format!("/datasources/{ds_id}/data")))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body(today_row)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let (status, refreshed) = json(
+        app.call(
+            "POST",
+            &format!("/dashboards/{dash_id}/@/refresh"),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let w = widgets(&refreshed);
+    approx(&w[2]["value"]["current"], 520.0);
+    assert_eq!(w[2]["value"]["status"], "good");
+    approx(&w[0]["value"]["series"][6]["y"], 115.0);
+    assert_eq!(
+        w[1]["value"]["groups"][0],
+        json!({"key": "EMEA", "value": 650.0})
+    );
+
+    // full=true inlines each Klip.
+    let (_, full) = json(app.get(&format!("/dashboards/{dash_id}?full=true")).await).await;
+    assert_eq!(widgets(&full)[2]["klip"]["query"]["range"], "last_7_days");
+}
+
+#[tokio::test]
+async fn dashboards_layout_instances_favorites_and_deleted_klips() {
+    let app = TestApp::spawn().await;
+    let dash = created(
+        &app,
+        "/dashboards",
+        json!({"name": "Ops", "layout": {"type": "grid", "state": {"columns": 3}}}),
+    )
+    .await;
+    let id = dash["id"].as_str().unwrap().to_owned();
+    assert_eq!(dash["slug"], "ops");
+    assert_eq!(dash["is_favorite"], false);
+
+    // The layout PUT sends the whole layout.
+    expect_error(
+        app.call(
+            "PUT",
+            &format!("/dashboards/{id}/layout"),
+            app.key(),
+            Some(json!({"type": "grid"})),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    let (status, layout) = json(
+        app.call(
+            "PUT",
+            &format!("/dashboards/{id}/layout"),
+            app.key(),
+            Some(json!({"type": "columns", "state": {"widths": [1, 2]}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        layout["data"],
+        json!({"type": "columns", "state": {"widths": [1, 2]}})
+    );
+
+    // Favourites are per caller.
+    assert_eq!(
+        app.call(
+            "PUT",
+            &format!("/dashboards/{id}/favorite"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    let (_, shown) = json(app.get("/dashboards/ops").await).await;
+    assert_eq!(shown["data"]["is_favorite"], true);
+    let (_, editor_key) = app.user_with_key(&["editor"], None).await;
+    let (_, theirs) = json(app.call("GET", "/dashboards/ops", &editor_key, None).await).await;
+    assert_eq!(theirs["data"]["is_favorite"], false);
+    let (_, favs) = json(app.get("/dashboards?is_favorite=true").await).await;
+    assert_eq!(favs["meta"]["total"], 1);
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/dashboards/{id}/favorite"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+
+    // Instances: unknown Klips are named; deleting a Klip removes its instances.
+    let klip = created(
+        &app,
+        "/klips",
+        json!({"name": "Count", "type": "number", "query": {"aggregate": "count"}}),
+    )
+    .await;
+    let body = expect_error(
+        app.call(
+            "PUT",
+            &format!("/dashboards/{id}/klip-instances"),
+            app.key(),
+            Some(json!({"klips": [{"klip_id": "missing"}]})),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["details"][0]["field"], "klips[0].klip_id");
+    app.call(
+        "PUT",
+        &format!("/dashboards/{id}/klip-instances"),
+        app.key(),
+        Some(json!({"klips": [{"klip_id": klip["id"], "region": "main", "position": 0}]})),
+    )
+    .await;
+    let (_, list) = json(app.get(&format!("/dashboards/{id}/klip-instances")).await).await;
+    assert_eq!(list["meta"]["total"], 1);
+    let instance = list["data"]["klip_instances"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(list["data"]["klip_instances"][0]["name"], "Count");
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/klips/{}", klip["id"].as_str().unwrap()),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    let (_, list) = json(app.get(&format!("/dashboards/{id}/klip-instances")).await).await;
+    assert_eq!(list["meta"]["total"], 0);
+    expect_error(
+        app.call(
+            "DELETE",
+            &format!("/dashboards/{id}/klip-instances/{instance}"),
+            app.key(),
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // Stale If-Match on delete: 412, still there; then deleted.
+    let r = app
+        .http
+        .delete(app.url(&format!("/dashboards/{id}")))
+        .header("kf-api-key", app.key())
+        .header("if-match", "\"v1-000000000000\"")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 412, "precondition_failed").await;
+    assert_eq!(
+        app.call("DELETE", &format!("/dashboards/{id}"), app.key(), None)
+            .await
+            .status(),
+        200
+    );
+    expect_error(
+        app.get(&format!("/dashboards/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn published_links_need_no_credentials_count_for_the_owner_and_stop_when_revoked_or_expired()
+{
+    let app = TestApp::spawn().await;
+    let dash = created(&app, "/dashboards", json!({"name": "Public KPIs"})).await;
+    let id = dash["id"].as_str().unwrap().to_owned();
+    let (status, link) = json(
+        app.call(
+            "POST",
+            &format!("/dashboards/{id}/published-links"),
+            app.key(),
+            Some(json!({"expires_in_days": 7})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    let token = link["data"]["token"].as_str().unwrap().to_owned();
+    let link_id = link["data"]["id"].as_str().unwrap().to_owned();
+    assert!(link["data"]["expires_at"].as_str().is_some());
+    assert_eq!(
+        link["data"]["url"],
+        format!("/api/1.0/public/dashboards/{token}")
+    );
+
+    let (_, before) = json(app.get("/usage").await).await;
+    let public = app
+        .http
+        .get(app.url(&format!("/public/dashboards/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 200);
+    assert!(public.headers().contains_key("x-ratelimit-remaining"));
+    let (_, body) = json(public).await;
+    assert_eq!(body["data"]["name"], "Public KPIs");
+    assert!(body["data"].get("share_rights").is_none());
+    // JSONP works there too.
+    let text = app
+        .http
+        .get(app.url(&format!("/public/dashboards/{token}?callback=kpis")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with("kpis({"), "{text}");
+    // Both public reads counted against the owner (plus the /usage call itself).
+    let (_, after) = json(app.get("/usage").await).await;
+    assert_eq!(
+        after["data"]["used_today"].as_i64().unwrap(),
+        before["data"]["used_today"].as_i64().unwrap() + 3
+    );
+
+    // Expired after 7 days.
+    app.advance(chrono::Duration::days(8));
+    expect_error(
+        app.http
+            .get(app.url(&format!("/public/dashboards/{token}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+
+    // A link without expiry works until revoked.
+    let (_, forever) = json(
+        app.call(
+            "POST",
+            &format!("/dashboards/{id}/published-links"),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    let token2 = forever["data"]["token"].as_str().unwrap().to_owned();
+    assert!(forever["data"]["expires_at"].is_null());
+    assert_eq!(
+        app.http
+            .get(app.url(&format!("/public/dashboards/{token2}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let link2 = forever["data"]["id"].as_str().unwrap();
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/dashboards/{id}/published-links/{link2}"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    expect_error(
+        app.http
+            .get(app.url(&format!("/public/dashboards/{token2}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.call(
+            "DELETE",
+            &format!("/dashboards/{id}/published-links/{link_id}-x"),
+            app.key(),
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.http
+            .get(app.url("/public/dashboards/not-a-token"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn publishing_needs_the_public_dashboards_feature() {
+    let partner = TestApp::spawn().await;
+    let (_, client) = json(partner.post("/clients", json!({"name": "No public"})).await).await;
+    let cid = client["data"]["id"].as_str().unwrap().to_owned();
+    partner
+        .call(
+            "PUT",
+            &format!("/clients/{cid}/features"),
+            partner.key(),
+            Some(json!({"features": [{"name": "public_dashboards", "enabled": false}]})),
+        )
+        .await;
+    let (status, dash) = json(
+        partner
+            .call(
+                "POST",
+                &format!("/dashboards?client_id={cid}"),
+                partner.key(),
+                Some(json!({"name": "Inside"})),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{dash}");
+    let id = dash["data"]["id"].as_str().unwrap();
+    let r = partner
+        .call(
+            "POST",
+            &format!("/dashboards/{id}/published-links?client_id={cid}"),
+            partner.key(),
+            Some(json!({})),
+        )
+        .await;
+    let body = expect_error(r, 403, "forbidden").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("public_dashboards"),
+        "{body}"
+    );
+    // The client's dashboard is invisible from the partner's own company.
+    expect_error(
+        partner.get(&format!("/dashboards/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    // And its dashboard.combined.total limit holds.
+    partner
+        .call(
+            "PUT",
+            &format!("/clients/{cid}/resources"),
+            partner.key(),
+            Some(json!({"resources": [{"name": "dashboard.combined.total", "value": 1}]})),
+        )
+        .await;
+    let body = expect_error(
+        partner
+            .call(
+                "POST",
+                &format!("/dashboards?client_id={cid}"),
+                partner.key(),
+                Some(json!({"name": "Second"})),
+            )
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("dashboard.combined.total"));
+}

@@ -1,0 +1,1328 @@
+//! The datasources function: CRUD with slugs, pushed CSV and JSON data kept in S3 (with the
+//! old data intact on every error), paging and raw downloads, versions, enable/disable,
+//! deletes blocked by Klips, tenant isolation and visibility, URL connectors served by a
+//! local HTTP server, the SSRF guard, and bulk refresh.
+
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use pulseboard_tests::{expect_error, json, serve, Options, TestApp};
+use serde_json::{json, Value};
+use shared::assets::records::Klip;
+use shared::assets::{create, Meta};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const SALES_CSV: &str = "day,region,sales,promo\n2026-11-01,EMEA,10.5,true\n2026-11-02,APAC,20,false\n2026-11-03,EMEA,,true\n";
+
+async fn create_source(app: &TestApp, body: Value) -> Value {
+    let (status, created) = json(app.post("/datasources", body).await).await;
+    assert_eq!(status, 201, "{created}");
+    created["data"].clone()
+}
+
+/// A request with a raw body and content type, as the bootstrap admin.
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    app.http
+        .request(method, app.url(path))
+        .header("kf-api-key", app.key())
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn push_csv(app: &TestApp, id: &str, csv: &str) -> Value {
+    let (status, body) = json(
+        send(
+            app,
+            "PUT",
+            &format!("/datasources/{id}/data"),
+            "text/csv",
+            csv.to_owned(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+async fn rows(app: &TestApp, id: &str) -> Value {
+    let (status, body) = json(app.get(&format!("/datasources/{id}/data?limit=100")).await).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["rows"].clone()
+}
+
+async fn raw(app: &TestApp, id: &str) -> (String, String) {
+    let response = app.get(&format!("/datasources/{id}/data?format=raw")).await;
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (content_type, response.text().await.unwrap())
+}
+
+/// A local HTTP endpoint for URL connectors, counting the requests it sees.
+struct Endpoint {
+    base: String,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn endpoint() -> Endpoint {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new()
+        .route(
+            "/json",
+            get(|| async {
+                axum::Json(json!({"data": {"rows": [
+                    {"day": "2026-11-01", "sales": 10},
+                    {"day": "2026-11-02", "sales": 12.5},
+                ]}, "count": 2}))
+            }),
+        )
+        .route(
+            "/csv",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/csv")],
+                    "day,sales\n2026-11-01,3\n2026-11-02,4\n2026-11-03,5\n",
+                )
+            }),
+        )
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route(
+            "/garbage",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    "<html>not json</html>",
+                )
+            }),
+        )
+        .route(
+            "/secret",
+            get(|headers: HeaderMap| async move {
+                match headers.get("x-token").and_then(|v| v.to_str().ok()) {
+                    Some("s3cret") => axum::Json(json!([{"n": 1}])).into_response(),
+                    _ => (StatusCode::UNAUTHORIZED, "no token").into_response(),
+                }
+            }),
+        )
+        .route("/to-json", get(|| async { Redirect::temporary("/json") }))
+        .route(
+            "/to-metadata",
+            get(|| async { Redirect::temporary("http://169.254.169.254/latest/meta-data/") }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    next.run(req).await
+                }
+            },
+        ));
+    Endpoint {
+        base: serve(router).await,
+        hits,
+    }
+}
+
+fn local() -> Options {
+    Options {
+        allowed_networks: vec![("127.0.0.1".parse().unwrap(), 32)],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn crud_with_slugs_unique_slugs_filters_and_validation() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post(
+            "/datasources",
+            json!({"name": "Daily Sales", "description": "by region"}),
+        )
+        .await;
+    let location = response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (status, created) = json(response).await;
+    assert_eq!(status, 201, "{created}");
+    let ds = created["data"].clone();
+    let id = ds["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/api/1.0/datasources/{id}"));
+    assert_eq!(created["meta"]["location"], location);
+    assert_eq!(ds["slug"], "daily-sales");
+    assert_eq!(ds["connector"], "push");
+    assert_eq!(ds["format"], "csv");
+    assert_eq!(ds["version"], 1);
+    assert_eq!(ds["row_count"], 0);
+    assert_eq!(ds["columns"], json!([]));
+    assert_eq!(ds["disabled"], false);
+    assert_eq!(ds["refresh_fail_count"], 0);
+    assert_eq!(ds["last_error"], Value::Null);
+    assert_eq!(ds["created_by"], app.company.user_id);
+    for field in [
+        "name",
+        "description",
+        "date_created",
+        "last_updated",
+        "share_rights",
+        "refresh_interval",
+        "properties",
+        "data_size",
+        "date_last_refresh",
+    ] {
+        assert!(ds.get(field).is_some(), "{field} missing: {ds}");
+    }
+    assert!(ds.get("company_id").is_none());
+
+    // By id, by slug, and through the alias.
+    for path in [
+        format!("/datasources/{id}"),
+        "/datasources/daily-sales".into(),
+        "/data-sources/daily-sales/".into(),
+    ] {
+        let (status, got) = json(app.get(&path).await).await;
+        assert_eq!(status, 200, "{path}: {got}");
+        assert_eq!(got["data"]["id"], id);
+    }
+
+    // Slugs: a chosen one taken is 409; a derived one gets a suffix.
+    expect_error(
+        app.post(
+            "/datasources",
+            json!({"name": "Other", "slug": "daily-sales"}),
+        )
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    let twin = create_source(&app, json!({"name": "Daily Sales"})).await;
+    assert_eq!(twin["slug"], "daily-sales-2");
+
+    // Partial update; renaming the slug frees the old one.
+    let (status, updated) = json(
+        app.call(
+            "PUT",
+            &format!("/datasources/{id}"),
+            app.key(),
+            Some(json!({"slug": "sales", "refresh_interval": 3600})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["version"], 2);
+    assert_eq!(updated["data"]["name"], "Daily Sales");
+    assert_eq!(updated["data"]["description"], "by region");
+    assert_eq!(updated["data"]["refresh_interval"], 3600);
+    expect_error(app.get("/datasources/daily-sales").await, 404, "not_found").await;
+    assert_eq!(app.get("/datasources/sales").await.status(), 200);
+
+    // A URL source, and what a create must get right.
+    let url = create_source(&app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": "https://example.com/feed", "json_path": "$.items", "headers": {"X-Token": "t"}}})).await;
+    assert_eq!(url["properties"]["headers"]["X-Token"], "t");
+    let body = expect_error(
+        app.post(
+            "/datasources",
+            json!({"name": "No URL", "connector": "url"}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(
+        body["details"][0]["field"], "properties.endpoint_url",
+        "{body}"
+    );
+    let body = expect_error(app.post("/datasources", json!({"name": "FTP", "connector": "url", "properties": {"endpoint_url": "ftp://example.com/x"}})).await, 400, "validation_failed").await;
+    assert!(body["message"].as_str().unwrap().contains("http"), "{body}");
+    let body = expect_error(
+        app.post(
+            "/datasources",
+            json!({"name": "X", "connector": "pull", "format": "xml"}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["details"].as_array().unwrap().len(), 2, "{body}");
+    expect_error(
+        app.post(
+            "/datasources",
+            json!({"name": "X", "properties": {"json_path": "items"}}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    expect_error(
+        app.post("/datasources", json!({"name": "X", "colour": "red"}))
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    expect_error(
+        app.post("/datasources", json!({"description": "no name"}))
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+
+    // Lists, filters and paging.
+    let (_, list) = json(app.get("/datasources").await).await;
+    assert_eq!(list["meta"]["total"], 3);
+    let (_, list) = json(app.get("/datasources?connector=url").await).await;
+    assert_eq!(list["meta"]["total"], 1);
+    assert_eq!(list["data"]["datasources"][0]["id"], url["id"]);
+    let (_, list) = json(
+        app.get("/datasources?format=csv&disabled=false&limit=1")
+            .await,
+    )
+    .await;
+    assert_eq!(list["meta"]["total"], 2);
+    assert_eq!(list["meta"]["count"], 1);
+    assert!(
+        list["meta"]["next"].as_str().unwrap().contains("offset=1"),
+        "{list}"
+    );
+    let (_, list) = json(app.get("/datasources?q=feed").await).await;
+    assert_eq!(list["meta"]["total"], 1);
+    expect_error(
+        app.get("/datasources?connector=ftp").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    expect_error(app.get("/datasources?colour=red").await, 400, "bad_request").await;
+
+    // Properties: Klipfolio's shape, merged; unknown keys refused.
+    let url_id = url["id"].as_str().unwrap();
+    let (_, props) = json(app.get(&format!("/datasources/{url_id}/properties")).await).await;
+    assert_eq!(props["data"]["properties"]["json_path"], "$.items");
+    let (status, props) = json(
+        app.call(
+            "PUT",
+            &format!("/datasources/{url_id}/properties"),
+            app.key(),
+            Some(json!({"properties": {"json_path": "$.data.rows"}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{props}");
+    assert_eq!(
+        props["data"]["properties"],
+        json!({"endpoint_url": "https://example.com/feed", "json_path": "$.data.rows", "headers": {"X-Token": "t"}})
+    );
+    let body = expect_error(
+        app.call(
+            "PUT",
+            &format!("/datasources/{url_id}/properties"),
+            app.key(),
+            Some(json!({"properties": {"colour": "red"}})),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["details"][0]["field"], "properties.colour");
+    expect_error(
+        app.call(
+            "PUT",
+            &format!("/datasources/{url_id}/properties"),
+            app.key(),
+            Some(json!({"properties": {"endpoint_url": null}})),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+
+    // Delete.
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/datasources/{}", twin["id"].as_str().unwrap()),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    expect_error(
+        app.get(&format!("/datasources/{}", twin["id"].as_str().unwrap()))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.get(&format!("/datasources/{}", "x".repeat(2000))).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
+    let app = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Sales"})).await;
+    let id = ds["id"].as_str().unwrap();
+    let pushed = push_csv(&app, id, SALES_CSV).await;
+    assert_eq!(pushed["row_count"], 3);
+    assert_eq!(pushed["data_size"], SALES_CSV.len());
+    assert_eq!(pushed["version"], 2);
+    assert!(pushed["date_last_refresh"].is_string());
+    assert_eq!(
+        pushed["columns"],
+        json!([{"name": "day", "type": "datetime"}, {"name": "region", "type": "text"}, {"name": "sales", "type": "number"}, {"name": "promo", "type": "boolean"}])
+    );
+    let got = rows(&app, id).await;
+    assert_eq!(
+        got[0],
+        json!({"day": "2026-11-01", "region": "EMEA", "sales": 10.5, "promo": true})
+    );
+    assert_eq!(got[2]["sales"], Value::Null);
+
+    // CSV append: same columns, one file with one header.
+    let (status, appended) = json(
+        send(
+            &app,
+            "POST",
+            &format!("/datasources/{id}/data"),
+            "text/csv; charset=utf-8",
+            "day,region,sales,promo\n2026-11-04,AMER,7,false\n",
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{appended}");
+    assert_eq!(appended["data"]["row_count"], 4);
+    let (content_type, file) = raw(&app, id).await;
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    assert_eq!(file.matches("day,region").count(), 1, "{file}");
+    assert!(file.ends_with("2026-11-04,AMER,7,false\n"), "{file}");
+    assert_eq!(appended["data"]["data_size"], file.len());
+    let body = expect_error(
+        send(
+            &app,
+            "POST",
+            &format!("/datasources/{id}/data"),
+            "text/csv",
+            "day,sales\n2026-11-05,1\n",
+        )
+        .await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("day, region, sales, promo"),
+        "{body}"
+    );
+    assert_eq!(rows(&app, id).await.as_array().unwrap().len(), 4);
+
+    // JSON: replace, then append.
+    let ds = create_source(&app, json!({"name": "Events", "format": "json"})).await;
+    let id = ds["id"].as_str().unwrap();
+    let (status, pushed) = json(send(&app, "PUT", &format!("/datasources/{id}/data"), "application/json", r#"[{"at":"2026-11-01T10:00:00Z","n":1,"ok":true},{"at":"2026-11-02T10:00:00Z","n":2.5,"ok":false}]"#).await).await;
+    assert_eq!(status, 200, "{pushed}");
+    assert_eq!(pushed["data"]["row_count"], 2);
+    let types: Vec<(&str, &str)> = pushed["data"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        types,
+        [("at", "datetime"), ("n", "number"), ("ok", "boolean")]
+    );
+    let (status, appended) = json(
+        send(
+            &app,
+            "POST",
+            &format!("/datasources/{id}/data"),
+            "application/json",
+            r#"[{"n":3,"ok":null,"at":"2026-11-03T10:00:00Z"}]"#,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{appended}");
+    assert_eq!(appended["data"]["row_count"], 3);
+    let (content_type, file) = raw(&app, id).await;
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let file: Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(file.as_array().unwrap().len(), 3);
+    assert_eq!(rows(&app, id).await[2]["n"], 3);
+    let body = expect_error(
+        send(
+            &app,
+            "POST",
+            &format!("/datasources/{id}/data"),
+            "application/json",
+            r#"[{"n":4,"ok":true}]"#,
+        )
+        .await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("columns"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
+    let app = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Sales"})).await;
+    let id = ds["id"].as_str().unwrap();
+    let before = push_csv(&app, id, SALES_CSV).await;
+    let rows_before = rows(&app, id).await;
+    let raw_before = raw(&app, id).await;
+
+    let path = format!("/datasources/{id}/data");
+    let body = expect_error(
+        send(&app, "PUT", &path, "text/csv", "a,b\n1,2\n3,4,5\n").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("line 3"),
+        "{body}"
+    );
+    let body = expect_error(
+        send(&app, "PUT", &path, "application/json", "[{\"a\":1}]").await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("text/csv"),
+        "{body}"
+    );
+    expect_error(
+        send(&app, "PUT", &path, "text/plain", "a\n1\n").await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    let mut big = String::from("a,b\n");
+    while big.len() <= 5 * 1024 * 1024 + 100 {
+        big.push_str("1234567890,abcdefghijklmnopqrstuvwxyz\n");
+    }
+    let body = expect_error(
+        send(&app, "PUT", &path, "text/csv", big.clone()).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("5 MiB"),
+        "{body}"
+    );
+    // Appending past the limit is refused too.
+    let half = big[..3 * 1024 * 1024]
+        .rsplit_once('\n')
+        .unwrap()
+        .0
+        .to_owned()
+        + "\n";
+    let half_source = create_source(&app, json!({"name": "Big"})).await;
+    let half_id = half_source["id"].as_str().unwrap();
+    push_csv(&app, half_id, &half).await;
+    expect_error(
+        send(
+            &app,
+            "POST",
+            &format!("/datasources/{half_id}/data"),
+            "text/csv",
+            half.clone(),
+        )
+        .await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+
+    let after = json(app.get(&format!("/datasources/{id}")).await).await.1["data"].clone();
+    assert_eq!(after["version"], before["version"]);
+    assert_eq!(after["row_count"], 3);
+    assert_eq!(rows(&app, id).await, rows_before);
+    assert_eq!(raw(&app, id).await, raw_before);
+
+    let ds = create_source(&app, json!({"name": "Events", "format": "json"})).await;
+    let jid = ds["id"].as_str().unwrap();
+    let path = format!("/datasources/{jid}/data");
+    send(&app, "PUT", &path, "application/json", r#"[{"a":1}]"#).await;
+    let body = expect_error(
+        send(&app, "PUT", &path, "application/json", r#"[{"a":1},"#).await,
+        400,
+        "invalid_json",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("line 1"),
+        "{body}"
+    );
+    let body = expect_error(
+        send(
+            &app,
+            "PUT",
+            &path,
+            "application/json",
+            r#"[{"a":1},{"b":2}]"#,
+        )
+        .await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("row 2"),
+        "{body}"
+    );
+    let body = expect_error(
+        send(
+            &app,
+            "PUT",
+            &path,
+            "application/json",
+            r#"[{"a":{"deep":1}}]"#,
+        )
+        .await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("field 'a'"),
+        "{body}"
+    );
+    expect_error(
+        send(&app, "PUT", &path, "text/csv", "a\n1\n").await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_eq!(rows(&app, jid).await, json!([{"a": 1}]));
+}
+
+#[tokio::test]
+async fn data_pages_with_links_and_downloads_raw() {
+    let app = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Counts", "slug": "counts"})).await;
+    let id = ds["id"].as_str().unwrap();
+    expect_error(
+        app.get("/datasources/counts/data?format=raw").await,
+        404,
+        "not_found",
+    )
+    .await;
+    let (_, empty) = json(app.get("/datasources/counts/data").await).await;
+    assert_eq!(empty["data"]["rows"], json!([]));
+    let mut csv = String::from("i,label\n");
+    for i in 1..=30 {
+        csv.push_str(&format!("{i},row {i}\n"));
+    }
+    push_csv(&app, id, &csv).await;
+
+    let (status, page) = json(app.get("/datasources/counts/data?limit=10&offset=10").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["meta"]["count"], 10);
+    assert_eq!(page["meta"]["total"], 30);
+    assert_eq!(page["data"]["rows"][0], json!({"i": 11, "label": "row 11"}));
+    assert_eq!(
+        page["meta"]["next"],
+        "/api/v1/datasources/counts/data?limit=10&offset=20"
+    );
+    assert_eq!(
+        page["meta"]["previous"],
+        "/api/v1/datasources/counts/data?limit=10&offset=0"
+    );
+    let (_, page) = json(
+        app.get("/datasources/counts/data?page=3&page_size=12")
+            .await,
+    )
+    .await;
+    assert_eq!(page["meta"]["count"], 6);
+    assert_eq!(page["meta"]["page"], 3);
+    assert_eq!(page["meta"]["next"], Value::Null);
+    assert_eq!(page["data"]["rows"][0]["i"], 25);
+    let (_, page) = json(app.get("/datasources/counts/data").await).await;
+    assert_eq!(page["meta"]["count"], 25);
+
+    let response = app.get("/datasources/counts/data?format=raw").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(response.headers()[header::CONTENT_DISPOSITION]
+        .to_str()
+        .unwrap()
+        .contains("counts.csv"));
+    assert_eq!(response.text().await.unwrap(), csv);
+
+    expect_error(
+        app.get("/datasources/counts/data?format=raw&limit=5").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        app.get("/datasources/counts/data?format=xml").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        app.get("/datasources/counts/data?sort=name").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        app.get("/datasources/counts/data?limit=101").await,
+        400,
+        "bad_request",
+    )
+    .await;
+    expect_error(
+        app.get("/datasources/counts/data?colour=red").await,
+        400,
+        "bad_request",
+    )
+    .await;
+
+    // Changing the format rewrites the file; the rows stay.
+    let (status, changed) = json(
+        app.call(
+            "PUT",
+            "/datasources/counts",
+            app.key(),
+            Some(json!({"format": "json"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    let (content_type, file) = raw(&app, id).await;
+    assert!(content_type.starts_with("application/json"));
+    let file: Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(file[29], json!({"i": 30, "label": "row 30"}));
+    assert_eq!(
+        changed["data"]["data_size"],
+        serde_json::to_vec(&file).unwrap().len()
+    );
+}
+
+#[tokio::test]
+async fn versions_etags_and_enable_disable() {
+    let app = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Sales"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    let path = format!("/datasources/{id}");
+    let response = app.get(&path).await;
+    let etag = response.headers()[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(etag.starts_with("\"v1-"), "{etag}");
+    let again = app
+        .http
+        .get(app.url(&path))
+        .header("kf-api-key", app.key())
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+
+    let put = |body: Value, tag: &str| {
+        app.http
+            .put(app.url(&path))
+            .header("kf-api-key", app.key())
+            .header(header::IF_MATCH, tag)
+            .json(&body)
+            .send()
+    };
+    let response = put(json!({"name": "Renamed"}), &etag).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let new_etag = response.headers()[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(new_etag.starts_with("\"v2-"), "{new_etag}");
+    let body = expect_error(
+        put(json!({"name": "Stale"}), &etag).await.unwrap(),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("version 2"),
+        "{body}"
+    );
+    let stale_push = app
+        .http
+        .put(app.url(&format!("{path}/data")))
+        .header("kf-api-key", app.key())
+        .header(header::IF_MATCH, &etag)
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(SALES_CSV)
+        .send()
+        .await
+        .unwrap();
+    expect_error(stale_push, 412, "precondition_failed").await;
+    let (_, now) = json(app.get(&path).await).await;
+    assert_eq!(now["data"]["name"], "Renamed");
+    assert_eq!(now["data"]["version"], 2);
+    assert_eq!(now["data"]["row_count"], 0);
+    // The old ETag no longer answers 304.
+    let again = app
+        .http
+        .get(app.url(&path))
+        .header("kf-api-key", app.key())
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+
+    // Disabled: no pushes, no refreshes (409), both spellings of the operation.
+    let (status, disabled) = json(
+        app.call(
+            "POST",
+            &format!("/datasources/{id}/@/disable"),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{disabled}");
+    assert_eq!(disabled["data"]["disabled"], true);
+    let body = expect_error(
+        send(&app, "PUT", &format!("{path}/data"), "text/csv", SALES_CSV).await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("disabled"),
+        "{body}"
+    );
+    expect_error(
+        send(&app, "POST", &format!("{path}/data"), "text/csv", SALES_CSV).await,
+        409,
+        "conflict",
+    )
+    .await;
+    expect_error(
+        app.call("POST", &format!("{path}/refresh"), app.key(), None)
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    let (_, list) = json(app.get("/datasources?disabled=true").await).await;
+    assert_eq!(list["meta"]["total"], 1);
+    let (status, enabled) = json(
+        app.call("POST", &format!("{path}/enable"), app.key(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(enabled["data"]["disabled"], false);
+    push_csv(&app, &id, SALES_CSV).await;
+    let (status, refreshed) = json(
+        app.call("POST", &format!("{path}/@/refresh"), app.key(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(refreshed["data"]["refresh"], json!({"status": "succeeded"}));
+}
+
+fn klip_using(app: &TestApp, datasource_id: &str, name: &str) -> Klip {
+    Klip {
+        meta: Meta {
+            id: String::new(),
+            company_id: app.company.company_id.clone(),
+            name: name.into(),
+            description: None,
+            slug: String::new(),
+            version: 0,
+            created_by: app.company.user_id.clone(),
+            date_created: String::new(),
+            last_updated: String::new(),
+            share_rights: Vec::new(),
+        },
+        kind: "number".into(),
+        datasource_id: Some(datasource_id.into()),
+        query: Default::default(),
+        display: Default::default(),
+        value: None,
+        annotations: vec![],
+    }
+}
+
+#[tokio::test]
+async fn a_source_used_by_klips_is_only_deleted_with_force_and_pushes_recompute_them() {
+    let app = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Sales"})).await;
+    let id = ds["id"].as_str().unwrap();
+    let klip = create(&app.state, klip_using(&app, id, "Revenue tile"))
+        .await
+        .unwrap();
+    push_csv(&app, id, SALES_CSV).await;
+    let key = shared::assets::Kind::Klip.key(&app.company.company_id, &klip.meta.id);
+    let stored: Klip = app.state.store.get(key).await.unwrap().unwrap();
+    assert!(
+        stored.value.is_some(),
+        "a push recomputes the Klips that use the source"
+    );
+
+    let body = expect_error(
+        app.call("DELETE", &format!("/datasources/{id}"), app.key(), None)
+            .await,
+        409,
+        "conflict",
+    )
+    .await;
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("Revenue tile") && message.contains(&klip.meta.id),
+        "{message}"
+    );
+    assert_eq!(app.get(&format!("/datasources/{id}")).await.status(), 200);
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/datasources/{id}?force=true"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    expect_error(
+        app.get(&format!("/datasources/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    // Its data went with it.
+    let s3 = &app.state.store.s3;
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&app.state.store.bucket)
+        .prefix(format!("{}/datasources/{id}/", app.company.company_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 0);
+}
+
+#[tokio::test]
+async fn other_companies_get_404_and_viewers_see_only_what_is_shared_with_them() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Shared", "slug": "shared"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    let hidden = create_source(&app, json!({"name": "Hidden", "slug": "hidden"})).await;
+    push_csv(&app, &id, SALES_CSV).await;
+
+    for target in [id.as_str(), "shared"] {
+        for (method, path) in [
+            ("GET", format!("/datasources/{target}")),
+            ("PUT", format!("/datasources/{target}")),
+            ("DELETE", format!("/datasources/{target}")),
+            ("GET", format!("/datasources/{target}/data")),
+            ("GET", format!("/datasources/{target}/properties")),
+            ("POST", format!("/datasources/{target}/refresh")),
+            ("POST", format!("/datasources/{target}/disable")),
+            ("GET", format!("/datasources/{target}/share-rights")),
+        ] {
+            let body = (method != "GET" && method != "DELETE").then(|| json!({}));
+            let response = other.call(method, &path, other.key(), body).await;
+            expect_error(response, 404, "not_found").await;
+        }
+    }
+    let (_, list) = json(other.call("GET", "/datasources", other.key(), None).await).await;
+    assert_eq!(list["meta"]["total"], 0);
+    assert_eq!(app.get("/datasources/shared").await.status(), 200);
+
+    // Share with a group; a viewer in it sees that source only.
+    let (_, group) = json(app.post("/groups", json!({"name": "Sales team"})).await).await;
+    let gid = group["data"]["id"].as_str().unwrap().to_owned();
+    let body = expect_error(app.call("PUT", &format!("/datasources/{id}/share-rights"), app.key(), Some(json!({"groups": [{"group_id": "0123456789abcdef0123456789abcdef", "can_edit": false}]}))).await, 400, "validation_failed").await;
+    assert_eq!(body["details"][0]["field"], "groups[0].group_id");
+    let (status, shared) = json(
+        app.call(
+            "PUT",
+            &format!("/datasources/{id}/share-rights"),
+            app.key(),
+            Some(json!({"groups": [{"group_id": gid, "can_edit": false}]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{shared}");
+    assert_eq!(
+        shared["data"],
+        json!({"groups": [{"group_id": gid, "can_edit": false}]})
+    );
+    let (_, rights) = json(app.get(&format!("/datasources/{id}/share-rights")).await).await;
+    assert_eq!(rights["data"], shared["data"]);
+    let (viewer, viewer_key) = app.user_with_key(&["viewer"], None).await;
+    let uid = viewer["id"].as_str().unwrap();
+    assert_eq!(
+        app.call(
+            "PUT",
+            &format!("/groups/{gid}/members/{uid}"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+
+    let (_, list) = json(app.call("GET", "/datasources", &viewer_key, None).await).await;
+    assert_eq!(list["meta"]["total"], 1, "{list}");
+    assert_eq!(list["data"]["datasources"][0]["id"], id);
+    assert_eq!(
+        app.call("GET", "/datasources/shared", &viewer_key, None)
+            .await
+            .status(),
+        200
+    );
+    expect_error(
+        app.call("GET", "/datasources/hidden", &viewer_key, None)
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.call(
+            "GET",
+            &format!("/datasources/{}", hidden["id"].as_str().unwrap()),
+            &viewer_key,
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    let body = expect_error(
+        app.call("GET", &format!("/datasources/{id}/data"), &viewer_key, None)
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(body["message"], "missing permission datasource.download");
+    let body = expect_error(
+        app.call(
+            "PUT",
+            &format!("/datasources/{id}"),
+            &viewer_key,
+            Some(json!({"name": "x"})),
+        )
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(body["message"], "missing permission datasource.edit");
+
+    // An editor sees everything of the company.
+    let (_, editor_key) = app.user_with_key(&["editor"], None).await;
+    let (_, list) = json(app.call("GET", "/datasources", &editor_key, None).await).await;
+    assert_eq!(list["meta"]["total"], 2);
+}
+
+#[tokio::test]
+async fn url_connector_fetches_json_and_csv_and_keeps_the_last_good_data_on_failure() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let ds = create_source(&app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/to-json", server.base), "json_path": "$.data.rows"}})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    let refresh_path = format!("/datasources/{id}/refresh");
+    let refresh = || app.call("POST", &refresh_path, app.key(), None);
+
+    let (status, body) = json(refresh().await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["refresh"],
+        json!({"status": "succeeded"}),
+        "{body}"
+    );
+    assert_eq!(body["data"]["row_count"], 2);
+    assert_eq!(body["data"]["refresh_fail_count"], 0);
+    assert!(body["data"]["date_last_refresh"].is_string());
+    let good = rows(&app, &id).await;
+    assert_eq!(
+        good,
+        json!([{"day": "2026-11-01", "sales": 10}, {"day": "2026-11-02", "sales": 12.5}])
+    );
+    let (_, file) = raw(&app, &id).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&file).unwrap(),
+        good,
+        "the raw file is the picked array"
+    );
+
+    for (path, fails, expected) in [("/fail", 1, "500"), ("/garbage", 2, "not valid JSON")] {
+        let (status, _) = json(
+            app.call(
+                "PUT",
+                &format!("/datasources/{id}/properties"),
+                app.key(),
+                Some(json!({"properties": {"endpoint_url": format!("{}{path}", server.base)}})),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, body) = json(refresh().await).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["refresh"]["status"], "failed", "{body}");
+        assert_eq!(body["data"]["refresh_fail_count"], fails);
+        let error = body["data"]["last_error"].as_str().unwrap();
+        assert!(error.contains(expected), "{error}");
+        assert_eq!(body["data"]["refresh"]["error"], error);
+        assert_eq!(body["data"]["row_count"], 2);
+        assert_eq!(rows(&app, &id).await, good);
+    }
+    // A json_path that misses fails clearly, too.
+    app.call("PUT", &format!("/datasources/{id}/properties"), app.key(), Some(json!({"properties": {"endpoint_url": format!("{}/json", server.base), "json_path": "$.data.cols"}}))).await;
+    let (_, body) = json(refresh().await).await;
+    assert!(
+        body["data"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("$.data has no 'cols'"),
+        "{body}"
+    );
+    // Back to a good endpoint: the counters reset.
+    app.call(
+        "PUT",
+        &format!("/datasources/{id}/properties"),
+        app.key(),
+        Some(json!({"properties": {"json_path": "$.data.rows"}})),
+    )
+    .await;
+    let (_, body) = json(refresh().await).await;
+    assert_eq!(body["data"]["refresh"]["status"], "succeeded", "{body}");
+    assert_eq!(body["data"]["refresh_fail_count"], 0);
+    assert_eq!(body["data"]["last_error"], Value::Null);
+
+    // CSV, by the source's format.
+    let csv = create_source(&app, json!({"name": "CSV feed", "connector": "url", "properties": {"endpoint_url": format!("{}/csv", server.base)}})).await;
+    let (_, body) = json(
+        app.call(
+            "POST",
+            &format!("/datasources/{}/refresh", csv["id"].as_str().unwrap()),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["data"]["refresh"]["status"], "succeeded", "{body}");
+    assert_eq!(body["data"]["row_count"], 3);
+    assert_eq!(
+        body["data"]["columns"][1],
+        json!({"name": "sales", "type": "number"})
+    );
+
+    // Configured headers are sent.
+    let secret = create_source(&app, json!({"name": "Secret", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/secret", server.base), "headers": {"X-Token": "s3cret"}}})).await;
+    let (_, body) = json(
+        app.call(
+            "POST",
+            &format!("/datasources/{}/refresh", secret["id"].as_str().unwrap()),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["data"]["refresh"]["status"], "succeeded", "{body}");
+    assert_eq!(body["data"]["row_count"], 1);
+}
+
+#[tokio::test]
+async fn the_connector_refuses_private_addresses_before_connecting_and_on_redirects() {
+    let server = endpoint().await;
+    // Nothing allowed: loopback is refused, by IP and by name, without a request.
+    let app = TestApp::spawn().await;
+    for url in [
+        format!("{}/json", server.base),
+        server.base.replace("127.0.0.1", "localhost") + "/json",
+    ] {
+        let ds = create_source(&app, json!({"name": "Local", "connector": "url", "format": "json", "properties": {"endpoint_url": url, "json_path": "$.data.rows"}})).await;
+        let (status, body) = json(
+            app.call(
+                "POST",
+                &format!("/datasources/{}/refresh", ds["id"].as_str().unwrap()),
+                app.key(),
+                None,
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["refresh"]["status"], "failed");
+        let error = body["data"]["last_error"].as_str().unwrap();
+        assert!(
+            error.contains("loopback") && error.contains("DATASOURCE_ALLOWED_NETWORKS"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        0,
+        "the local server saw no request"
+    );
+
+    // Loopback allowed: a redirect to the metadata service is still refused.
+    let app = TestApp::spawn_with(local()).await;
+    let ds = create_source(&app, json!({"name": "Redirect", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/to-metadata", server.base)}})).await;
+    let (_, body) = json(
+        app.call(
+            "POST",
+            &format!("/datasources/{}/refresh", ds["id"].as_str().unwrap()),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["data"]["refresh"]["status"], "failed", "{body}");
+    let error = body["data"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("169.254.169.254") && error.contains("link-local"),
+        "{error}"
+    );
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        1,
+        "only the redirecting request was made"
+    );
+}
+
+#[tokio::test]
+async fn bulk_refresh_reports_each_source_and_unknown_ones_are_not_fatal() {
+    let app = TestApp::spawn_with(local()).await;
+    let other = TestApp::spawn().await;
+    let server = endpoint().await;
+    let url = create_source(&app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/json", server.base), "json_path": "$.data.rows"}})).await;
+    let push = create_source(&app, json!({"name": "Pushed", "slug": "pushed"})).await;
+    push_csv(&app, push["id"].as_str().unwrap(), SALES_CSV).await;
+    let broken = create_source(&app, json!({"name": "Broken", "connector": "url", "properties": {"endpoint_url": format!("{}/fail", server.base)}})).await;
+    let foreign = create_source(&other, json!({"name": "Theirs"})).await;
+    let unknown = "0123456789abcdef0123456789abcdef";
+    let url_id = url["id"].as_str().unwrap();
+    let broken_id = broken["id"].as_str().unwrap();
+    let foreign_id = foreign["id"].as_str().unwrap();
+
+    let response = app
+        .post(
+            "/data-sources/@/refresh",
+            json!({"datasources": [url_id, "pushed", unknown, foreign_id, broken_id]}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()[header::LOCATION], "/api/1.0/datasources");
+    let (_, body) = json(response).await;
+    let data = &body["data"];
+    assert_eq!(data["total_datasources_requested"], 5);
+    assert_eq!(data["total_refreshed"], 2);
+    let statuses: Vec<(&str, &str)> = data["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (url_id, "succeeded"),
+            (push["id"].as_str().unwrap(), "succeeded"),
+            (unknown, "not_found"),
+            (foreign_id, "not_found"),
+            (broken_id, "failed")
+        ]
+    );
+    let failed = data["failed_results"].as_object().unwrap();
+    assert_eq!(failed.len(), 3);
+    assert!(failed[unknown].as_str().unwrap().contains("not found"));
+    assert!(failed[foreign_id].as_str().unwrap().contains("not found"));
+    assert!(failed[broken_id].as_str().unwrap().contains("500"));
+    let (_, got) = json(app.get(&format!("/datasources/{url_id}")).await).await;
+    assert_eq!(got["data"]["row_count"], 2);
+    // The other company's source was not touched.
+    let (_, theirs) = json(other.get(&format!("/datasources/{foreign_id}")).await).await;
+    assert_eq!(theirs["data"]["version"], 1);
+
+    expect_error(
+        app.post("/datasources/@/refresh", json!({"datasources": []}))
+            .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    expect_error(
+        app.post("/datasources/@/refresh", json!({})).await,
+        400,
+        "validation_failed",
+    )
+    .await;
+}

@@ -1,0 +1,275 @@
+//! The klips function: CRUD with slugs, schema, versions, share rights and visibility,
+//! annotations, and values that follow the data.
+
+use pulseboard_tests::{expect_error, json, TestApp};
+use serde_json::{json, Value};
+
+async fn new_klip(app: &TestApp, body: Value) -> Value {
+    let (status, created) = json(app.post("/klips", body).await).await;
+    assert_eq!(status, 201, "{created}");
+    created["data"].clone()
+}
+
+#[tokio::test]
+async fn klips_crud_with_slugs_versions_and_etags() {
+    let app = TestApp::spawn().await;
+    let klip = new_klip(&app, json!({"name": "Q3 Revenue", "type": "number", "query": {"value": "amount", "aggregate": "sum"}, "display": {"format": "currency", "target": 100}})).await;
+    let id = klip["id"].as_str().unwrap().to_owned();
+    assert_eq!(klip["slug"], "q3-revenue");
+    assert_eq!(klip["version"], 1);
+    assert_eq!(klip["value"]["current"], 0.0, "{klip}");
+    assert_eq!(klip["value"]["status"], "bad");
+    // Slugs are unique per company: a second one gets a suffix, a chosen taken one is a 409.
+    let again = new_klip(
+        &app,
+        json!({"name": "Q3 revenue", "type": "number", "query": {"aggregate": "count"}}),
+    )
+    .await;
+    assert_eq!(again["slug"], "q3-revenue-2");
+    expect_error(app.post("/klips", json!({"name": "x", "slug": "q3-revenue", "type": "number", "query": {"aggregate": "count"}})).await, 409, "conflict").await;
+
+    // By id or slug, with an ETag; If-None-Match answers 304.
+    let response = app.get("/klips/q3-revenue").await;
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let (_, shown) = json(response).await;
+    assert_eq!(shown["data"]["id"], id.as_str());
+    let r = app
+        .http
+        .get(app.url(&format!("/klips/{id}")))
+        .header("kf-api-key", app.key())
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
+    // A PUT with the current ETag succeeds; a stale one is 412 and changes nothing.
+    let put = |tag: &str, body: Value| {
+        app.http
+            .put(app.url(&format!("/klips/{id}")))
+            .header("kf-api-key", app.key())
+            .header("if-match", tag.to_owned())
+            .json(&body)
+            .send()
+    };
+    let (status, updated) = json(
+        put(&etag, json!({"name": "Q3 Revenue (EUR)"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["version"], 2);
+    let body = expect_error(
+        put(&etag, json!({"name": "lost update"})).await.unwrap(),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    assert!(body["message"].as_str().unwrap().contains("version"));
+    let (_, shown) = json(app.get(&format!("/klips/{id}")).await).await;
+    assert_eq!(shown["data"]["name"], "Q3 Revenue (EUR)");
+
+    // Validation names the field.
+    let body = expect_error(
+        app.post(
+            "/klips",
+            json!({"name": "bad", "type": "donut", "query": {"aggregate": "sum"}}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"type") && fields.contains(&"query.value"),
+        "{body}"
+    );
+    let body = expect_error(app.post("/klips", json!({"name": "bad", "type": "line", "query": {"aggregate": "sum", "value": "x", "colour": 1}})).await, 400, "validation_failed").await;
+    assert!(
+        body["details"][0]["field"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{body}"
+    );
+    expect_error(app.post("/klips", json!({"name": "bad", "type": "line", "datasource_id": "nope", "query": {"aggregate": "count"}})).await, 400, "validation_failed").await;
+
+    // Schema GET/PUT.
+    let (_, schema) = json(app.get(&format!("/klips/{id}/schema")).await).await;
+    assert_eq!(schema["data"]["type"], "number");
+    let (status, _) = json(
+        app.call(
+            "PUT",
+            &format!("/klips/{id}/schema"),
+            app.key(),
+            Some(
+                json!({"type": "gauge", "query": {"aggregate": "count"}, "display": {"target": 0}}),
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, shown) = json(app.get(&format!("/klips/{id}")).await).await;
+    assert_eq!(shown["data"]["type"], "gauge");
+    assert_eq!(shown["data"]["version"], 3);
+
+    // Delete, then 404; another company never sees it.
+    let other = TestApp::spawn().await;
+    expect_error(other.get(&format!("/klips/{id}")).await, 404, "not_found").await;
+    expect_error(other.get("/klips/q3-revenue-2").await, 404, "not_found").await;
+    assert_eq!(
+        app.call("DELETE", &format!("/klips/{id}"), app.key(), None)
+            .await
+            .status(),
+        200
+    );
+    expect_error(app.get(&format!("/klips/{id}")).await, 404, "not_found").await;
+    let (_, list) = json(app.get("/klips").await).await;
+    assert_eq!(list["meta"]["total"], 1);
+}
+
+#[tokio::test]
+async fn viewers_see_what_is_shared_with_their_groups_or_theirs() {
+    let app = TestApp::spawn().await;
+    let (_, group) = json(app.post("/groups", json!({"name": "Sales"})).await).await;
+    let gid = group["data"]["id"].as_str().unwrap().to_owned();
+    let (viewer, viewer_key) = app.user_with_key(&["viewer"], None).await;
+    let shared = new_klip(
+        &app,
+        json!({"name": "Shared", "type": "number", "query": {"aggregate": "count"}}),
+    )
+    .await;
+    let hidden = new_klip(
+        &app,
+        json!({"name": "Hidden", "type": "number", "query": {"aggregate": "count"}}),
+    )
+    .await;
+    let sid = shared["id"].as_str().unwrap();
+    let (status, rights) = json(
+        app.call(
+            "PUT",
+            &format!("/klips/{sid}/share-rights"),
+            app.key(),
+            Some(json!({"groups": [{"group_id": gid, "can_edit": false}]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{rights}");
+    assert_eq!(rights["data"]["groups"][0]["group_id"], gid.as_str());
+    expect_error(app.call("PUT", &format!("/klips/{sid}/share-rights"), app.key(), Some(json!({"groups": [{"group_id": "0123456789abcdef0123456789abcdef", "can_edit": true}]}))).await, 400, "validation_failed").await;
+
+    // Not yet in the group: sees nothing.
+    let (_, list) = json(app.call("GET", "/klips", &viewer_key, None).await).await;
+    assert_eq!(list["meta"]["total"], 0);
+    app.call(
+        "PUT",
+        &format!("/groups/{gid}/members/{}", viewer["id"].as_str().unwrap()),
+        app.key(),
+        None,
+    )
+    .await;
+    let (_, list) = json(app.call("GET", "/klips", &viewer_key, None).await).await;
+    assert_eq!(list["meta"]["total"], 1);
+    assert_eq!(list["data"]["klips"][0]["id"], sid);
+    expect_error(
+        app.call(
+            "GET",
+            &format!("/klips/{}", hidden["id"].as_str().unwrap()),
+            &viewer_key,
+            None,
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+    // Viewers cannot edit, even what they see.
+    let body = expect_error(
+        app.call(
+            "PUT",
+            &format!("/klips/{sid}"),
+            &viewer_key,
+            Some(json!({"name": "x"})),
+        )
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(body["message"], "missing permission klip.edit");
+}
+
+#[tokio::test]
+async fn annotations_crud() {
+    let app = TestApp::spawn().await;
+    let klip = new_klip(
+        &app,
+        json!({"name": "Sales", "type": "line", "query": {"aggregate": "count"}}),
+    )
+    .await;
+    let id = klip["id"].as_str().unwrap();
+    let path = format!("/klips/{id}/annotations");
+    let (status, note) = json(
+        app.call(
+            "POST",
+            &path,
+            app.key(),
+            Some(json!({"date": "2026-11-20", "text": "Black Friday starts"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{note}");
+    let nid = note["data"]["id"].as_str().unwrap().to_owned();
+    app.call(
+        "POST",
+        &path,
+        app.key(),
+        Some(json!({"date": "2026-11-01", "text": "DST ends"})),
+    )
+    .await;
+    let (_, list) = json(app.get(&path).await).await;
+    assert_eq!(list["meta"]["total"], 2);
+    assert_eq!(list["data"]["annotations"][0]["text"], "DST ends");
+    let (status, updated) = json(
+        app.call(
+            "PUT",
+            &format!("{path}/{nid}"),
+            app.key(),
+            Some(json!({"text": "Black Friday"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(updated["data"]["text"], "Black Friday");
+    expect_error(
+        app.call(
+            "POST",
+            &path,
+            app.key(),
+            Some(json!({"date": "soon", "text": ""})),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(
+        app.call("DELETE", &format!("{path}/{nid}"), app.key(), None)
+            .await
+            .status(),
+        200
+    );
+    expect_error(app.get(&format!("{path}/{nid}")).await, 404, "not_found").await;
+}
