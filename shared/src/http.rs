@@ -246,6 +246,15 @@ async fn render_errors(response: Response, method: &Method, path: &str, id: &str
 
 /// Wraps the JSON body as `callback(<json>);`.
 async fn jsonp(response: Response, callback: &str) -> Response {
+    // Only JSON is wrapped: a 304 has no body, and a raw CSV download stays a file.
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::extract::is_json_media_type);
+    if !is_json || response.status() == StatusCode::NOT_MODIFIED {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,

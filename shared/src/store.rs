@@ -271,16 +271,18 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// One cheap call during init so the first request does not pay the TLS handshake.
+    /// One cheap call per service during init, concurrently, so the first request does not
+    /// pay the TLS handshakes.
     pub async fn warm_up(&self) {
-        if let Err(e) = self
-            .db
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
+        let (table, bucket) = tokio::join!(
+            self.db.describe_table().table_name(&self.table).send(),
+            self.s3.head_bucket().bucket(&self.bucket).send(),
+        );
+        if let Err(e) = table {
             tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "warm-up DescribeTable failed");
+        }
+        if let Err(e) = bucket {
+            tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "warm-up HeadBucket failed");
         }
     }
 }

@@ -13,6 +13,7 @@ mod api {
     mod keys;
     mod klips;
     mod limits;
+    mod openapi;
     mod paging;
     mod permissions;
     mod table;

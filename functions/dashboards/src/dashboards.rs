@@ -9,7 +9,6 @@ use shared::assets::records::{Dashboard, Datasource, Klip, KlipInstance, Layout}
 use shared::assets::refresh::refresh_source;
 use shared::assets::{
     self, check_common, check_if_match, data, find, ok_with_etag, view, Kind, Listable, Meta,
-    ShareBody,
 };
 use shared::auth::records::Company;
 use shared::auth::Caller;
@@ -33,6 +32,18 @@ fn favorite_key(company: &str, user: &str, dashboard: &str) -> Key {
     Key::new(keys::company_pk(company), format!("FAV#{user}#{dashboard}"))
 }
 
+async fn is_favorite(state: &AppState, caller: &Caller, dashboard: &str) -> ApiResult<bool> {
+    Ok(state
+        .store
+        .get::<Value>(favorite_key(
+            caller.company_id(),
+            caller.user_id(),
+            dashboard,
+        ))
+        .await?
+        .is_some())
+}
+
 /// The ids of the caller's favourite dashboards.
 async fn favorites(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> {
     let marks: Vec<Value> = state
@@ -54,7 +65,7 @@ pub async fn render(
     state: &AppState,
     dashboard: &Dashboard,
     is_favorite: Option<bool>,
-    full: bool,
+    full: Option<&Caller>,
 ) -> ApiResult<Value> {
     let klips: HashMap<String, Klip> = assets::all_of::<Klip>(state, &dashboard.meta.company_id)
         .await?
@@ -71,7 +82,9 @@ pub async fn render(
                 widget["name"] = json!(klip.meta.name);
                 widget["type"] = json!(klip.kind);
                 widget["value"] = json!(klip.value);
-                if full {
+                // `full` inlines the Klips the caller may see on their own; the others show
+                // only what the dashboard shows (name, type, value).
+                if full.is_some_and(|caller| assets::visible(caller, klip)) {
                     widget["klip"] = view(klip)?;
                 }
             }
@@ -85,9 +98,7 @@ pub async fn render(
         let links: Vec<Value> = dashboard
             .published_links
             .iter()
-            .map(
-                |l| json!({"id": l.id, "expires_at": l.expires_at, "date_created": l.date_created}),
-            )
+            .map(crate::published::link_view)
             .collect();
         obj.insert("published_links".into(), Value::Array(links));
         if let Some(f) = is_favorite {
@@ -153,7 +164,13 @@ pub async fn show(
         ))
         .await?
         .is_some();
-    let body = render(&state, &dashboard, Some(favorite), params.flag("full")?).await?;
+    let body = render(
+        &state,
+        &dashboard,
+        Some(favorite),
+        params.flag("full")?.then_some(&caller),
+    )
+    .await?;
     Ok(ok_with_etag(&headers, dashboard.meta.version, body))
 }
 
@@ -210,7 +227,7 @@ pub async fn create(
         published_links: Vec::new(),
     };
     let dashboard = assets::create(&state, dashboard).await?;
-    let body = render(&state, &dashboard, Some(false), false).await?;
+    let body = render(&state, &dashboard, Some(false), None).await?;
     Ok(envelope::created(
         &envelope::location("dashboards", &dashboard.meta.id),
         body,
@@ -254,7 +271,10 @@ pub async fn update(
         dashboard.layout = v;
     }
     let dashboard = assets::save(&state, &old, dashboard).await?;
-    Ok(envelope::ok(render(&state, &dashboard, None, false).await?))
+    let favorite = is_favorite(&state, &caller, &dashboard.meta.id).await?;
+    Ok(envelope::ok(
+        render(&state, &dashboard, Some(favorite), None).await?,
+    ))
 }
 
 pub async fn delete(
@@ -324,7 +344,7 @@ pub async fn instances(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    let rendered = render(&state, &dashboard, None, false).await?;
+    let rendered = render(&state, &dashboard, None, None).await?;
     let list = rendered["klip_instances"]
         .as_array()
         .cloned()
@@ -408,7 +428,7 @@ pub async fn add_instances(
         return Err(ApiError::validation(problems));
     }
     let dashboard = assets::save(&state, &old, dashboard).await?;
-    let rendered = render(&state, &dashboard, None, false).await?;
+    let rendered = render(&state, &dashboard, None, None).await?;
     Ok(envelope::ok(
         json!({"klip_instances": rendered["klip_instances"]}),
     ))
@@ -431,35 +451,6 @@ pub async fn remove_instance(
     dashboard.klip_instances.retain(|i| i.id != instance_id);
     assets::save(&state, &old, dashboard).await?;
     Ok(envelope::deleted())
-}
-
-pub async fn share_rights(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: Params,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    params.only(&[])?;
-    let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    Ok(envelope::ok(json!({"groups": dashboard.meta.share_rights})))
-}
-
-pub async fn put_share_rights(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: Params,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<ShareBody>,
-) -> ApiResult<Response> {
-    params.only(&[])?;
-    let old: Dashboard = find(&state, &caller, &id).await?;
-    check_if_match(&headers, &old.meta)?;
-    let rights = assets::check_share_rights(&state, &caller, &body.groups).await?;
-    let mut dashboard = old.clone();
-    dashboard.meta.share_rights = rights;
-    let dashboard = assets::save(&state, &old, dashboard).await?;
-    Ok(envelope::ok(json!({"groups": dashboard.meta.share_rights})))
 }
 
 pub async fn favorite(
@@ -499,9 +490,7 @@ pub async fn unfavorite(
             &dashboard.meta.id,
         ))
         .await?;
-    Ok(envelope::ok(
-        json!({"id": dashboard.meta.id, "is_favorite": false}),
-    ))
+    Ok(envelope::deleted())
 }
 
 /// Refreshes the data sources the dashboard's Klips use (URL connectors fetch again) and
@@ -547,6 +536,12 @@ pub async fn refresh(
             );
             continue;
         }
+        if ds.connector == "url" && !caller.can("datasource.refresh") {
+            // Fetching endpoints is the data source's business: without the permission the
+            // Klips are recomputed from the data already stored.
+            refreshed.push(json!({"id": ds.meta.id, "status": "skipped", "error": "missing permission datasource.refresh"}));
+            continue;
+        }
         let (_, outcome) = refresh_source(&state, tz, ds.clone()).await?;
         let mut entry = outcome.to_json();
         entry["id"] = json!(ds.meta.id);
@@ -568,7 +563,14 @@ pub async fn refresh(
         data::store_value(&state, klip, &rows, tz).await?;
     }
     let dashboard: Dashboard = find(&state, &caller, &dashboard.meta.id).await?;
-    let mut body = render(&state, &dashboard, None, params.flag("full")?).await?;
+    let favorite = is_favorite(&state, &caller, &dashboard.meta.id).await?;
+    let mut body = render(
+        &state,
+        &dashboard,
+        Some(favorite),
+        params.flag("full")?.then_some(&caller),
+    )
+    .await?;
     body["refreshed_datasources"] = Value::Array(refreshed);
     Ok(envelope::ok(body))
 }

@@ -7,6 +7,8 @@ mod published;
 
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+use shared::assets::records::Dashboard;
+use shared::assets::{put_share_rights_handler, share_rights_handler};
 use shared::auth::{read, write, FunctionRoutes, Rule};
 use shared::AppState;
 
@@ -47,6 +49,7 @@ pub const RULES: &[Rule] = &[
         "/dashboards/{id}/published-links",
         Some("dashboard.publish"),
     ),
+    read("/dashboards/{id}/published-links/{link_id}"),
     write(
         "DELETE",
         "/dashboards/{id}/published-links/{link_id}",
@@ -85,7 +88,7 @@ pub fn router(state: AppState) -> Router {
         )
         .protected(
             "/dashboards/{id}/share-rights",
-            get(dashboards::share_rights).put(dashboards::put_share_rights),
+            get(share_rights_handler::<Dashboard>).put(put_share_rights_handler::<Dashboard>),
         )
         .protected(
             "/dashboards/{id}/favorite",
@@ -98,7 +101,7 @@ pub fn router(state: AppState) -> Router {
         )
         .protected(
             "/dashboards/{id}/published-links/{link_id}",
-            delete(published::revoke),
+            get(published::show).delete(published::revoke),
         )
         .build()
 }

@@ -39,7 +39,7 @@ pub struct LinkBody {
     expires_in_days: Option<u32>,
 }
 
-fn link_view(link: &PublishedLink) -> serde_json::Value {
+pub fn link_view(link: &PublishedLink) -> serde_json::Value {
     json!({"id": link.id, "expires_at": link.expires_at, "created_by": link.created_by, "date_created": link.date_created})
 }
 
@@ -125,6 +125,22 @@ pub async fn create(
     Ok(envelope::created(&location, view))
 }
 
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path((id, link_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let dashboard: Dashboard = find(&state, &caller, &id).await?;
+    let link = dashboard
+        .published_links
+        .iter()
+        .find(|l| l.id == link_id)
+        .ok_or_else(|| ApiError::not_found("published link", &link_id))?;
+    Ok(envelope::ok(link_view(link)))
+}
+
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,7 +214,7 @@ async fn public(state: &AppState, params: &Params, token: &str) -> ApiResult<Res
         Ok(h) => h,
         Err(refused) => return Ok(refused),
     };
-    let mut body = render(state, &dashboard, None, false).await?;
+    let mut body = render(state, &dashboard, None, None).await?;
     if let Some(obj) = body.as_object_mut() {
         // What a visitor needs, not who built it or how it is shared.
         for private in ["share_rights", "published_links", "created_by"] {

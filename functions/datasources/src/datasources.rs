@@ -10,13 +10,12 @@ use serde_json::{json, Map, Value};
 use shared::assets::connector::valid_json_path;
 use shared::assets::records::{Datasource, DatasourceProperties, Klip};
 use shared::assets::{
-    all_of, all_visible, check_common, check_if_match, check_share_rights, check_slug,
-    create as create_asset, find, ok_with_etag, remove, save, view, Listable, Meta, ShareBody,
+    all_of, all_visible, check_common, check_if_match, create as create_asset, find, ok_with_etag,
+    remove, save, view, Listable, Meta,
 };
 use shared::auth::Caller;
 use shared::envelope;
 use shared::extract::{JsonBody, Params};
-use shared::ids::is_id;
 use shared::paging::Paging;
 use shared::{ApiError, ApiResult, AppState, FieldError};
 use std::collections::BTreeMap;
@@ -41,9 +40,6 @@ const RESERVED_HEADERS: &[&str] = &[
 /// it. Anything that is neither an id nor a slug is a 404 at once (it could not be stored,
 /// and would be too long for a key).
 pub async fn lookup(state: &AppState, caller: &Caller, id_or_slug: &str) -> ApiResult<Datasource> {
-    if !is_id(id_or_slug) && check_slug(id_or_slug).is_err() {
-        return Err(ApiError::not_found("datasource", id_or_slug));
-    }
     find::<Datasource>(state, caller, id_or_slug).await
 }
 
@@ -476,37 +472,6 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     set_disabled(&state, &caller, &params, &id, true).await
-}
-
-/// `GET /datasources/{id}/share-rights`.
-pub async fn share_rights(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: Params,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    params.only(&[])?;
-    let ds = lookup(&state, &caller, &id).await?;
-    Ok(envelope::ok(json!({"groups": ds.meta.share_rights})))
-}
-
-/// `PUT /datasources/{id}/share-rights {"groups":[{group_id, can_edit}]}`: replaces them.
-pub async fn put_share_rights(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: Params,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<ShareBody>,
-) -> ApiResult<Response> {
-    params.only(&[])?;
-    let old = lookup(&state, &caller, &id).await?;
-    check_if_match(&headers, &old.meta)?;
-    let rights = check_share_rights(&state, &caller, &body.groups).await?;
-    let mut ds = old.clone();
-    ds.meta.share_rights = rights;
-    let ds = save(&state, &old, ds).await?;
-    Ok(envelope::ok(json!({"groups": ds.meta.share_rights})))
 }
 
 #[cfg(test)]

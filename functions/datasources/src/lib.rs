@@ -11,6 +11,8 @@ mod refresh;
 
 use axum::routing::{get, post};
 use axum::Router;
+use shared::assets::records::Datasource;
+use shared::assets::{put_share_rights_handler, share_rights_handler};
 use shared::auth::{read, write, FunctionRoutes, Rule};
 use shared::AppState;
 
@@ -75,7 +77,7 @@ pub fn router(state: AppState) -> Router {
         .protected("/datasources/{id}/refresh", post(refresh::refresh))
         .protected(
             "/datasources/{id}/share-rights",
-            get(datasources::share_rights).put(datasources::put_share_rights),
+            get(share_rights_handler::<Datasource>).put(put_share_rights_handler::<Datasource>),
         )
         .build()
 }

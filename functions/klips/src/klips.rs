@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::assets::records::{Annotation, Dashboard, Datasource, Klip, KLIP_TYPES};
 use shared::assets::{
-    self, check_common, check_if_match, data, find, ok_with_etag, view, Listable, Meta, ShareBody,
+    self, check_common, check_if_match, data, find, ok_with_etag, view, Listable, Meta,
 };
 use shared::auth::Caller;
 use shared::envelope;
@@ -110,13 +110,22 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<Response> {
     let paging = Paging::from_params(&params, &["datasource_id", "type"])?;
+    // `datasource_id=` takes an id or a slug, like Klip bodies do; an unknown one matches none.
+    let source = match params.get("datasource_id") {
+        Some(given) => Some(match find::<Datasource>(&state, &caller, given).await {
+            Ok(ds) => ds.meta.id,
+            Err(ApiError::NotFound(_)) => given.to_owned(),
+            Err(e) => return Err(e),
+        }),
+        None => None,
+    };
     let klips: Vec<Listable<Klip>> = assets::all_visible::<Klip>(&state, &caller)
         .await?
         .into_iter()
         .filter(|k| {
-            params
-                .get("datasource_id")
-                .is_none_or(|d| k.datasource_id.as_deref() == Some(d))
+            source
+                .as_ref()
+                .is_none_or(|d| k.datasource_id.as_ref() == Some(d))
         })
         .filter(|k| params.get("type").is_none_or(|t| k.kind == t))
         .map(Listable)
@@ -334,35 +343,6 @@ pub async fn put_schema(
     let mut klip = assets::save(&state, &old, klip).await?;
     compute(&state, &caller, &mut klip).await?;
     Ok(envelope::ok(schema_of(&klip)))
-}
-
-pub async fn share_rights(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: Params,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    params.only(&[])?;
-    let klip: Klip = find(&state, &caller, &id).await?;
-    Ok(envelope::ok(json!({"groups": klip.meta.share_rights})))
-}
-
-pub async fn put_share_rights(
-    State(state): State<AppState>,
-    caller: Caller,
-    params: Params,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<ShareBody>,
-) -> ApiResult<Response> {
-    params.only(&[])?;
-    let old: Klip = find(&state, &caller, &id).await?;
-    check_if_match(&headers, &old.meta)?;
-    let rights = assets::check_share_rights(&state, &caller, &body.groups).await?;
-    let mut klip = old.clone();
-    klip.meta.share_rights = rights;
-    let klip = assets::save(&state, &old, klip).await?;
-    Ok(envelope::ok(json!({"groups": klip.meta.share_rights})))
 }
 
 #[derive(Deserialize)]

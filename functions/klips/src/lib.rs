@@ -6,6 +6,8 @@ mod klips;
 
 use axum::routing::{get, post};
 use axum::Router;
+use shared::assets::records::Klip;
+use shared::assets::{put_share_rights_handler, share_rights_handler};
 use shared::auth::{read, write, FunctionRoutes, Rule};
 use shared::AppState;
 
@@ -50,7 +52,7 @@ pub fn router(state: AppState) -> Router {
         )
         .protected(
             "/klips/{id}/share-rights",
-            get(klips::share_rights).put(klips::put_share_rights),
+            get(share_rights_handler::<Klip>).put(put_share_rights_handler::<Klip>),
         )
         .protected(
             "/klips/{id}/annotations",

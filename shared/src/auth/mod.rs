@@ -605,9 +605,26 @@ pub async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) 
         r.path == matched
             && (r.method == method.as_str() || (r.method == "GET" && method == Method::HEAD))
     }) else {
-        if guard.rules.iter().any(|r| r.path == matched) {
-            // A method the path does not serve: the router answers 405 with `Allow`.
-            return next.run(req).await;
+        let allowed: Vec<&str> = guard
+            .rules
+            .iter()
+            .filter(|r| r.path == matched)
+            .flat_map(|r| {
+                if r.method == "GET" {
+                    vec!["GET", "HEAD"]
+                } else {
+                    vec![r.method]
+                }
+            })
+            .collect();
+        if !allowed.is_empty() {
+            // A method the table does not list for this path is not allowed, even if a
+            // handler were mounted for it: only the table opens routes.
+            return ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: allowed.join(","),
+            }
+            .into_response();
         }
         return ApiError::internal(format!(
             "route {method} {matched} is missing from its function's permission table"

@@ -194,3 +194,33 @@ async fn a_database_that_is_down_is_503_and_writes_nothing() {
     let (_, list) = json(app.get("/api-keys").await).await;
     assert_eq!(list["meta"]["total"], 1);
 }
+
+#[tokio::test]
+async fn a_handler_mounted_without_a_permission_rule_never_runs() {
+    use shared::auth::{read, FunctionRoutes, Rule};
+    const RULES: &[Rule] = &[read("/gadgets")];
+    let app = TestApp::spawn().await;
+    let routes = FunctionRoutes::new(app.state.clone(), RULES)
+        .protected(
+            "/gadgets",
+            get(|| async { "listed" }).post(|| async { "this must not run" }),
+        )
+        .build();
+    let base = serve(shared::http::app(routes)).await;
+    let client = reqwest::Client::new();
+    let listed = client
+        .get(format!("{base}/api/v1/gadgets"))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.text().await.unwrap(), "listed");
+    let response = client
+        .post(format!("{base}/api/v1/gadgets"))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["allow"], "GET,HEAD");
+    expect_error(response, 405, "method_not_allowed").await;
+}

@@ -21,6 +21,7 @@ const EVENTS: &[(&str, &str, u16)] = &[
     ("auth", "api-keys-revoke", 200),
     ("auth", "api-keys-rotate", 201),
     ("auth", "users-api-key", 201),
+    ("auth", "auth-reset-password", 200),
     ("auth", "unknown-route", 404),
     ("klips", "klips-list", 200),
     ("klips", "klips-create", 201),
@@ -80,6 +81,15 @@ async fn placeholders(app: &TestApp, name: &str) -> Vec<(&'static str, String)> 
     let key = app
         .create_key(json!({"name": format!("event {name}")}))
         .await;
+    let reset: Value = app
+        .post(
+            &format!("/users/{}/reset-password", app.company.user_id),
+            json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let refresh = app.login().await["refresh"].as_str().unwrap().to_owned();
     let ds: Value = app
         .post("/datasources", json!({"name": "Event source"}))
@@ -136,6 +146,10 @@ async fn placeholders(app: &TestApp, name: &str) -> Vec<(&'static str, String)> 
         ("{{REFRESH}}", refresh),
         ("{{KEY_ID}}", key["id"].as_str().unwrap().to_owned()),
         ("{{USER_ID}}", app.company.user_id.clone()),
+        (
+            "{{RESET_TOKEN}}",
+            reset["data"]["token"].as_str().unwrap().to_owned(),
+        ),
         ("{{KLIP_ID}}", klip_id),
         (
             "{{ANNOTATION_ID}}",
