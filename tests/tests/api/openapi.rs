@@ -6,7 +6,14 @@ use serde_yaml::Value;
 use shared::auth::Rule;
 use std::collections::BTreeSet;
 
-const FUNCTIONS: &[(&str, &[Rule], &[(&str, &str)])] = &[
+/// A function's name, permission table and public routes.
+type Function = (
+    &'static str,
+    &'static [Rule],
+    &'static [(&'static str, &'static str)],
+);
+
+const FUNCTIONS: &[Function] = &[
     ("auth", pulseboard_auth::RULES, pulseboard_auth::PUBLIC),
     ("users", pulseboard_users::RULES, &[]),
     ("clients", pulseboard_clients::RULES, &[]),
