@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use shared::assets::check_if_match;
 use shared::assets::data::{self, Row, Table, MAX_DATA_BYTES};
-use shared::assets::records::{Column, Datasource};
+use shared::assets::records::Datasource;
 use shared::assets::refresh::{commit, encode, media_type};
 use shared::auth::Caller;
 use shared::envelope;
@@ -132,10 +132,42 @@ pub async fn append(
     body: Body,
 ) -> ApiResult<Response> {
     params.only(&[])?;
-    let ds = lookup(&state, &caller, &id).await?;
+    let first = lookup(&state, &caller, &id).await?;
+    let body = read_body(&first, &headers, body).await?;
+    let strict = headers.contains_key(header::IF_MATCH);
+    // Another writer committing in between would make this append's merge stale: start over
+    // from the new data (unless the caller pinned a version with If-Match), so no rows are lost.
+    let mut ds = first;
+    const ATTEMPTS: u32 = 10;
+    for attempt in 1..=ATTEMPTS {
+        match append_once(&state, &caller, &headers, ds.clone(), &body).await {
+            Err(ApiError::PreconditionFailed(_)) if !strict && attempt < ATTEMPTS => {
+                // A short random pause spreads out writers that keep colliding.
+                let pause =
+                    5 + u64::from(shared::ids::new_id().as_bytes()[0] % 20) * attempt as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                ds = lookup(&state, &caller, &id).await?;
+            }
+            other => return other,
+        }
+    }
+    Err(ApiError::Conflict(
+        "the data source is changing too often; retry".into(),
+    ))
+}
+
+/// One append: merge the new rows into the current copy and commit it, strictly on the
+/// version read.
+async fn append_once(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    ds: Datasource,
+    body: &[u8],
+) -> ApiResult<Response> {
     usable(&ds)?;
-    check_if_match(&headers, &ds.meta)?;
-    let body = read_body(&ds, &headers, body).await?;
+    check_if_match(headers, &ds.meta)?;
+    let body = body.to_vec();
     let new = data::parse(&ds.format, &body)?;
     if !new.columns.is_empty() {
         data::check_same_columns(&ds.columns, &new.columns, &ds.format)?;
@@ -143,7 +175,7 @@ pub async fn append(
     if new.rows.is_empty() && !ds.columns.is_empty() {
         return respond(&ds);
     }
-    let (old_rows, old_raw) = tokio::try_join!(data::rows(&state, &ds), data::raw(&state, &ds))?;
+    let (old_rows, old_raw) = tokio::try_join!(data::rows(state, &ds), data::raw(state, &ds))?;
     let names: Vec<String> = if ds.columns.is_empty() {
         &new.columns
     } else {
@@ -177,16 +209,8 @@ pub async fn append(
             raw.len()
         )));
     }
-    let ds = commit(
-        &state,
-        ds,
-        headers.contains_key(header::IF_MATCH),
-        raw,
-        &table,
-        |_| {},
-    )
-    .await?;
-    recompute_after_push(&state, &caller, &ds, &table.rows).await;
+    let ds = commit(state, ds, true, raw, &table, |_| {}).await?;
+    recompute_after_push(state, caller, &ds, &table.rows).await;
     respond(&ds)
 }
 
@@ -261,18 +285,19 @@ pub async fn show(
     Ok(envelope::list("rows", page, meta))
 }
 
-/// Rewrites the stored file in the data source's (new) format, the rows as they are; answers
-/// the new file's size.
-pub async fn reencode(state: &AppState, ds: &Datasource, columns: &[Column]) -> ApiResult<usize> {
+/// Rewrites the stored file in the data source's (new) format, the rows as they are, as a new
+/// copy that `ds` now points at (committed when the caller saves `ds`); answers the copy's id.
+pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String> {
     let rows = data::rows(state, ds).await?;
     let table = Table {
-        columns: columns.to_vec(),
+        columns: ds.columns.clone(),
         rows,
     };
     let raw = encode(&ds.format, &table).map_err(ApiError::internal)?;
-    let size = raw.len();
-    data::store(state, ds, raw, &table.rows).await?;
-    Ok(size)
+    ds.data_size = raw.len() as u64;
+    let data_id = data::store(state, ds, raw, &table.rows).await?;
+    ds.previous_data_id = ds.data_id.replace(data_id.clone());
+    Ok(data_id)
 }
 
 #[cfg(test)]

@@ -246,6 +246,8 @@ pub async fn create(
         date_last_refresh: None,
         refresh_fail_count: 0,
         last_error: None,
+        data_id: None,
+        previous_data_id: None,
     };
     fail_on(check_source(&ds))?;
     let ds = create_asset(&state, ds).await?;
@@ -304,12 +306,24 @@ pub async fn update(
         ds.properties = properties;
     }
     fail_on(check_source(&ds))?;
+    let mut new_copy = None;
     if ds.format != old.format && old.data_size > 0 {
         // The stored file follows the format, so `format=raw` keeps answering what it says.
-        ds.data_size = content::reencode(&state, &ds, &ds.columns).await? as u64;
+        new_copy = Some(content::reencode(&state, &mut ds).await?);
     }
-    let ds = save(&state, &old, ds).await?;
-    respond(&ds)
+    let saved = save(&state, &old, ds.clone()).await;
+    match (saved, new_copy) {
+        (Ok(saved), Some(_)) => {
+            shared::assets::data::prune(&state, &saved).await;
+            respond(&saved)
+        }
+        (Ok(saved), None) => respond(&saved),
+        (Err(e), Some(copy)) => {
+            shared::assets::data::discard(&state, &ds, &copy).await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// `DELETE /datasources/{id}[?force=true]`: 409 naming the Klips that use it, unless forced;

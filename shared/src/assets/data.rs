@@ -225,17 +225,30 @@ pub fn check_same_columns(existing: &[Column], new: &[Column], format: &str) -> 
     }
 }
 
-fn raw_key(company: &str, id: &str) -> String {
-    format!("{company}/datasources/{id}/raw")
+/// Where one stored copy of a data source's data lives. Every write goes to a fresh
+/// `data_id`, and the item's `data_id` points at the current copy: saving the item (with its
+/// version check) is what commits new data, so concurrent writers never overwrite each
+/// other's files, and a failed write leaves the current copy untouched.
+fn data_prefix(company: &str, id: &str) -> String {
+    format!("{company}/datasources/{id}/")
 }
 
-fn rows_key(company: &str, id: &str) -> String {
-    format!("{company}/datasources/{id}/rows.json")
+fn raw_key(company: &str, id: &str, data_id: &str) -> String {
+    format!("{}{data_id}/raw", data_prefix(company, id))
 }
 
-/// Writes the raw file and the parsed rows; the metadata item is written by the caller after
-/// this succeeds, so a failure leaves the previous data and metadata as they were.
-pub async fn store(state: &AppState, ds: &Datasource, raw: Vec<u8>, rows: &[Row]) -> ApiResult<()> {
+fn rows_key(company: &str, id: &str, data_id: &str) -> String {
+    format!("{}{data_id}/rows.json", data_prefix(company, id))
+}
+
+/// Writes the raw file and the parsed rows as a new copy and answers its `data_id`; the
+/// caller commits it by saving the item with `data_id` set (or discards it).
+pub async fn store(
+    state: &AppState,
+    ds: &Datasource,
+    raw: Vec<u8>,
+    rows: &[Row],
+) -> ApiResult<String> {
     let s3 = &state.store.s3;
     let bucket = &state.store.bucket;
     let content_type = if ds.format == "csv" {
@@ -245,24 +258,95 @@ pub async fn store(state: &AppState, ds: &Datasource, raw: Vec<u8>, rows: &[Row]
     };
     let rows_json = serde_json::to_vec(rows)?;
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let data_id = crate::ids::new_id();
     let raw_put = s3
         .put_object()
         .bucket(bucket)
-        .key(raw_key(company, id))
+        .key(raw_key(company, id, &data_id))
         .content_type(content_type)
         .body(raw.into())
         .send();
     let rows_put = s3
         .put_object()
         .bucket(bucket)
-        .key(rows_key(company, id))
+        .key(rows_key(company, id, &data_id))
         .content_type("application/json")
         .body(rows_json.into())
         .send();
     let (a, b) = tokio::join!(raw_put, rows_put);
-    a.map_err(|e| db_error("PutObject", e))?;
-    b.map_err(|e| db_error("PutObject", e))?;
-    Ok(())
+    if let Err(e) = a
+        .map_err(|e| db_error("PutObject", e))
+        .and(b.map_err(|e| db_error("PutObject", e)))
+    {
+        discard(state, ds, &data_id).await;
+        return Err(e);
+    }
+    Ok(data_id)
+}
+
+/// Deletes one copy (an uncommitted write); failures are only logged.
+pub async fn discard(state: &AppState, ds: &Datasource, data_id: &str) {
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    for key in [
+        raw_key(company, id, data_id),
+        rows_key(company, id, data_id),
+    ] {
+        if let Err(e) = state
+            .store
+            .s3
+            .delete_object()
+            .bucket(&state.store.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "discarding data");
+        }
+    }
+}
+
+/// After a commit: deletes every stored copy but the current and the previous one (a reader
+/// that fetched the item just before the commit may still be reading the previous copy).
+pub async fn prune(state: &AppState, ds: &Datasource) {
+    let keep: Vec<&str> = [ds.data_id.as_deref(), ds.previous_data_id.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let prefix = data_prefix(&ds.meta.company_id, &ds.meta.id);
+    let listed = state
+        .store
+        .s3
+        .list_objects_v2()
+        .bucket(&state.store.bucket)
+        .prefix(&prefix)
+        .send()
+        .await;
+    let objects = match listed {
+        Ok(out) => out.contents.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(prefix, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "listing data to prune");
+            return;
+        }
+    };
+    for key in objects.into_iter().filter_map(|o| o.key) {
+        let data_id = key
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        if !keep.contains(&data_id) {
+            if let Err(e) = state
+                .store
+                .s3
+                .delete_object()
+                .bucket(&state.store.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "pruning data");
+            }
+        }
+    }
 }
 
 async fn read_object(state: &AppState, key: &str) -> ApiResult<Option<Vec<u8>>> {
@@ -290,7 +374,10 @@ async fn read_object(state: &AppState, key: &str) -> ApiResult<Option<Vec<u8>>> 
 
 /// The parsed rows of a data source (none yet: empty).
 pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
-    match read_object(state, &rows_key(&ds.meta.company_id, &ds.meta.id)).await? {
+    let Some(data_id) = &ds.data_id else {
+        return Ok(Vec::new());
+    };
+    match read_object(state, &rows_key(&ds.meta.company_id, &ds.meta.id, data_id)).await? {
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::internal(format!("stored rows: {e}"))),
         None => Ok(Vec::new()),
@@ -299,25 +386,18 @@ pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
 
 /// The raw file as pushed or fetched.
 pub async fn raw(state: &AppState, ds: &Datasource) -> ApiResult<Option<Vec<u8>>> {
-    read_object(state, &raw_key(&ds.meta.company_id, &ds.meta.id)).await
+    let Some(data_id) = &ds.data_id else {
+        return Ok(None);
+    };
+    read_object(state, &raw_key(&ds.meta.company_id, &ds.meta.id, data_id)).await
 }
 
-/// Removes the stored data of a data source.
+/// Removes every stored copy of a data source's data.
 pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
-    for key in [
-        raw_key(&ds.meta.company_id, &ds.meta.id),
-        rows_key(&ds.meta.company_id, &ds.meta.id),
-    ] {
-        state
-            .store
-            .s3
-            .delete_object()
-            .bucket(&state.store.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| db_error("DeleteObject", e))?;
-    }
+    let mut gone = ds.clone();
+    gone.data_id = None;
+    gone.previous_data_id = None;
+    prune(state, &gone).await;
     Ok(())
 }
 

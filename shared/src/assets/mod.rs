@@ -118,6 +118,8 @@ impl Meta {
 /// A stored asset: the record with its meta.
 pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const KIND: Kind;
+    /// Stored fields the API does not show.
+    const HIDDEN: &'static [&'static str] = &[];
     fn meta(&self) -> &Meta;
     fn meta_mut(&mut self) -> &mut Meta;
 }
@@ -420,6 +422,9 @@ pub fn view<A: Asset>(asset: &A) -> ApiResult<Value> {
     let mut out = serde_json::to_value(asset.meta())?;
     if let (Some(fields), Some(out)) = (value.as_object_mut(), out.as_object_mut()) {
         fields.remove("meta");
+        for hidden in A::HIDDEN {
+            fields.remove(*hidden);
+        }
         out.remove("company_id");
         for (k, v) in std::mem::take(fields) {
             out.insert(k, v);

@@ -51,10 +51,17 @@ pub struct Datasource {
     pub refresh_fail_count: u64,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The stored copy of the data that is current (see `data::store`), and the one before
+    /// it, kept for readers that fetched the item just before a commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_data_id: Option<String>,
 }
 
 impl Asset for Datasource {
     const KIND: Kind = Kind::Datasource;
+    const HIDDEN: &'static [&'static str] = &["data_id", "previous_data_id"];
     fn meta(&self) -> &Meta {
         &self.meta
     }

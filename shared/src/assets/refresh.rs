@@ -71,8 +71,9 @@ pub async fn save_retrying(
     ))
 }
 
-/// Stores new data for `ds` (S3 first, then the item as version + 1) and answers the saved
-/// data source. `apply` adds further changes to the item (refresh counters).
+/// Stores new data for `ds` as a new copy, then commits it by saving the item (version + 1)
+/// pointing at it; answers the saved data source. `apply` adds further changes to the item
+/// (refresh counters). A save that fails discards the copy, so nothing half-written stays.
 pub async fn commit(
     state: &AppState,
     ds: Datasource,
@@ -82,16 +83,28 @@ pub async fn commit(
     apply: impl Fn(&mut Datasource),
 ) -> ApiResult<Datasource> {
     let size = raw.len() as u64;
-    data::store(state, &ds, raw, &table.rows).await?;
+    let data_id = data::store(state, &ds, raw, &table.rows).await?;
     let now = rfc3339(state.clock.now());
-    save_retrying(state, ds, strict, |d| {
+    let saved = save_retrying(state, ds.clone(), strict, |d| {
+        d.previous_data_id = d.data_id.take();
+        d.data_id = Some(data_id.clone());
         d.columns = table.columns.clone();
         d.row_count = table.rows.len() as u64;
         d.data_size = size;
         d.date_last_refresh = Some(now.clone());
         apply(d);
     })
-    .await
+    .await;
+    match saved {
+        Ok(saved) => {
+            data::prune(state, &saved).await;
+            Ok(saved)
+        }
+        Err(e) => {
+            data::discard(state, &ds, &data_id).await;
+            Err(e)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

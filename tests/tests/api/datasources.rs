@@ -1326,3 +1326,68 @@ async fn bulk_refresh_reports_each_source_and_unknown_ones_are_not_fatal() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_appends_lose_no_rows_and_old_copies_are_pruned() {
+    let app = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Busy", "format": "csv"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    push_csv(&app, &id, "n,who\n0,seed\n").await;
+    // Eight producers append at once; every row must arrive exactly once.
+    let appends = (1..=8).map(|i| {
+        let path = format!("/datasources/{id}/data");
+        let app = &app;
+        async move {
+            send(
+                app,
+                "POST",
+                &path,
+                "text/csv",
+                format!("n,who\n{i},producer\n"),
+            )
+            .await
+        }
+    });
+    for response in futures::future::join_all(appends).await {
+        let status = response.status();
+        assert_eq!(status, 200, "{:?}", response.text().await);
+    }
+    let all = rows(&app, &id).await;
+    let mut seen: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, (0..=8).collect::<Vec<_>>());
+    let (_, shown) = json(app.get(&format!("/datasources/{id}")).await).await;
+    assert_eq!(shown["data"]["row_count"], 9);
+    assert!(
+        shown["data"].get("data_id").is_none(),
+        "internal pointers stay internal"
+    );
+    // Only the current and the previous copy stay in the bucket.
+    let prefix = format!("{}/datasources/{id}/", app.company.company_id);
+    let listed = app
+        .state
+        .store
+        .s3
+        .list_objects_v2()
+        .bucket(&app.state.store.bucket)
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    let copies: std::collections::BTreeSet<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| {
+            o.key()
+                .and_then(|k| k.strip_prefix(&prefix))
+                .and_then(|k| k.split('/').next())
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(copies.len() <= 2, "{copies:?}");
+}
