@@ -113,11 +113,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 ApiError::InvalidJson(format!("request body is not valid JSON: {inner}"))
             }
             _ => {
-                let message = strip_position(&inner.to_string());
-                let field = if path == "." {
-                    unknown_field_name(&message).unwrap_or("body".into())
-                } else {
-                    path
+                let message = humanize(&strip_position(&inner.to_string()));
+                let named = unknown_field_name(&message).or_else(|| missing_field_name(&message));
+                let field = match (path.as_str(), named) {
+                    (".", Some(name)) => name,
+                    (".", None) => "body".into(),
+                    (_, Some(name)) if message.starts_with("missing field") => {
+                        format!("{path}.{name}")
+                    }
+                    _ => path,
                 };
                 ApiError::validation(vec![FieldError::new(field, message)])
             }
@@ -130,6 +134,37 @@ fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
+}
+
+fn missing_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// serde's words for JSON types, in the words of a JSON API ("expected struct LoginBody" is
+/// "expected a JSON object").
+fn humanize(message: &str) -> String {
+    let mut out = message.to_owned();
+    if let Some(i) = out.find("expected struct ") {
+        out.replace_range(i.., "expected a JSON object");
+    }
+    for (rust, json) in [
+        ("expected u8", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a JSON array"),
+        ("expected a map", "expected a JSON object"),
+    ] {
+        if out.ends_with(rust) {
+            out.truncate(out.len() - rust.len());
+            out.push_str(json);
+        }
+    }
+    out
 }
 
 fn unknown_field_name(message: &str) -> Option<String> {
@@ -150,7 +185,8 @@ pub struct Params {
 }
 
 /// Parameters every endpoint accepts.
-const GLOBAL_PARAMS: &[&str] = &["client_id"];
+/// (`callback` is checked by the edge: JSONP for GETs.)
+const GLOBAL_PARAMS: &[&str] = &["client_id", "callback"];
 
 impl Params {
     pub fn from_query(query: Option<&str>, caller_path: &str) -> Self {

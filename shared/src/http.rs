@@ -99,7 +99,7 @@ pub fn check_date_version(headers: &axum::http::HeaderMap) -> Result<(), ApiErro
                     continue;
                 };
                 let date = rest.strip_suffix("+json").unwrap_or(rest);
-                if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+                if chrono::NaiveDate::parse_from_str(date, "%Y%m%d").is_err() || date.len() != 8 {
                     return Err(unsupported(format!(
                         "malformed version media type '{essence}'; use application/vnd.pulseboard.YYYYMMDD+json"
                     )));
@@ -149,16 +149,6 @@ fn jsonp_callback(method: &Method, query: Option<&str>) -> Result<Option<String>
     Ok(Some(callback))
 }
 
-fn without_param(query: &str, name: &str) -> String {
-    let kept: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .filter(|(k, _)| k != name)
-        .collect();
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(kept)
-        .finish()
-}
-
 fn request_id(req: &Request) -> String {
     use lambda_http::RequestExt;
     req.lambda_context_ref()
@@ -176,10 +166,8 @@ async fn edge(mut req: Request, next: Next) -> Response {
         check_date_version(req.headers())?;
         callback = jsonp_callback(&method, req.uri().query())?;
         let path = route_path(&caller_path)?;
-        let query = match (req.uri().query(), &callback) {
-            (Some(q), Some(_)) => Some(without_param(q, "callback")),
-            (q, _) => q.map(str::to_owned),
-        };
+        // `callback` stays in the query: every endpoint knows it, and paging links keep it.
+        let query = req.uri().query().map(str::to_owned);
         let uri = match query.filter(|q| !q.is_empty()) {
             Some(q) => format!("{path}?{q}"),
             None => path,

@@ -356,6 +356,26 @@ pub fn evaluate(
     }
 }
 
+/// Every column the query names must be in the data (when there is data): a misspelt column
+/// is a clear per-Klip error rather than a silent 0.
+fn check_columns(rows: &[Map<String, Value>], query: &Query) -> Result<(), String> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let named = query
+        .value
+        .iter()
+        .chain(&query.group_by)
+        .chain(&query.time_column)
+        .chain(query.filters.iter().map(|f| &f.column));
+    for column in named {
+        if !rows.iter().any(|r| r.contains_key(column)) {
+            return Err(format!("column '{column}' is not in the data"));
+        }
+    }
+    Ok(())
+}
+
 /// A row that passed the filters and falls in a period being aggregated.
 struct Sample<'a> {
     /// 0-based position in the input.
@@ -387,6 +407,7 @@ fn compute(
             .collect();
         return Err(format!("invalid klip: {}", listed.join("; ")));
     }
+    check_columns(rows, query)?;
     let periods =
         match query.range {
             Some(range) => Some(Periods::of(range, tz, now).ok_or_else(|| {
@@ -1043,10 +1064,23 @@ mod tests {
         );
         assert_eq!(value.current, None);
 
-        let missing = table(json!([{"v": 1}]));
+        let missing = table(json!([{"date": "2026-05-01", "v": 1}, {"v": 1}]));
         assert_eq!(
             run(&missing, &q).error.as_deref(),
-            Some("row 1: column 'date' has no value, expected a date or time")
+            Some("row 2: column 'date' has no value, expected a date or time")
+        );
+        // A column in no row at all is a misspelling, named as such.
+        let absent = table(json!([{"v": 1}]));
+        assert_eq!(
+            run(&absent, &q).error.as_deref(),
+            Some("column 'date' is not in the data")
+        );
+        let typo = query(
+            json!({"value": "revenue", "filters": [{"column": "v", "op": "gt", "value": 0}]}),
+        );
+        assert_eq!(
+            run(&absent, &typo).error.as_deref(),
+            Some("column 'revenue' is not in the data")
         );
         let impossible = table(json!([{"date": "2026-02-30", "v": 1}]));
         assert_eq!(

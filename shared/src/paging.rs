@@ -125,6 +125,34 @@ impl Paging {
         })
     }
 
+    /// Paging for a list that is neither searched nor sorted (a resource's sub-list, data
+    /// rows): `q`, `sort` and `since` are refused by name.
+    pub fn plain(params: &Params, extra: &[&str]) -> Result<Self, ApiError> {
+        let paging = Self::from_params(params, extra)?;
+        if let Some(name) = ["q", "sort", "since"]
+            .into_iter()
+            .find(|n| params.get(n).is_some())
+        {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter '{name}' is not supported on this list"
+            )));
+        }
+        Ok(paging)
+    }
+
+    /// Cuts the page out of items kept in their own order; answers the page and the total.
+    pub fn slice<T>(&self, items: Vec<T>) -> (Vec<T>, usize) {
+        let total = items.len();
+        (
+            items
+                .into_iter()
+                .skip(self.offset)
+                .take(self.limit)
+                .collect(),
+            total,
+        )
+    }
+
     /// Filters by `q`/`since`, sorts, and cuts the page; answers the page and the total.
     pub fn apply<T: Listed>(&self, mut items: Vec<T>) -> (Vec<T>, usize) {
         if let Some(q) = &self.q {

@@ -15,7 +15,14 @@
 //! | custom role | `C#<company>` | `ROLE#<role>` | name, permissions |
 //! | group | `C#<company>` | `GROUP#<group>` | name; members are users whose `groups` hold it |
 //! | reset token | `RESET#<sha256>` | `RESET` | one-time password reset; `ttl` |
+//! | data source / Klip / dashboard | `C#<company>` | `DS#<id>` / `KLIP#<id>` / `DASH#<id>` | `meta` (name, slug, version, share rights) + the record |
+//! | slug claim | `C#<company>` | `SLUG#<PREFIX><slug>` | → id; written with the asset, so slugs are unique |
+//! | favourite | `C#<company>` | `FAV#<user>#<dashboard>` | one per user and dashboard |
+//! | published link | `PUBLINK#<sha256 of token>` | `PUBLINK` | → company, dashboard, expiry |
 //! | client account | `C#<client>` | `COMPANY` | a company with `parent_id`; `gsi1pk = PARTNER#<partner>`, `gsi1sk = <created>#<id>` |
+//!
+//! Data source files live in S3 under `<company>/datasources/<id>/<data_id>/` (`raw`,
+//! `rows.json`); the item's `data_id` names the current copy.
 //!
 //! Access patterns: everything a company owns is one `Query` on its partition (begins_with on
 //! the sort key); credentials resolve with `GetItem` on their own partitions; a partner lists

@@ -158,7 +158,14 @@ pub async fn list(
     Ok(envelope::list("api_keys", views, meta))
 }
 
-fn validate(body: &NewKeyBody, caller: &Caller, default_name: &str) -> ApiResult<KeyChoice> {
+/// Checks a key request. `owner` is the permissions of the key's user when that is not the
+/// caller: a scope must be held by both.
+fn validate(
+    body: &NewKeyBody,
+    caller: &Caller,
+    owner: Option<&std::collections::BTreeSet<String>>,
+    default_name: &str,
+) -> ApiResult<KeyChoice> {
     let mut problems = Vec::new();
     let name = body
         .name
@@ -199,6 +206,11 @@ fn validate(body: &NewKeyBody, caller: &Caller, default_name: &str) -> ApiResult
                     problems.push(FieldError::new(
                         "scopes",
                         format!("you do not hold '{scope}', so a key of yours cannot"),
+                    ));
+                } else if owner.is_some_and(|held| !held.contains(scope)) {
+                    problems.push(FieldError::new(
+                        "scopes",
+                        format!("the key's user does not hold '{scope}', so their key cannot"),
                     ));
                 }
             }
@@ -270,7 +282,7 @@ pub async fn create(
     JsonBody(body): JsonBody<NewKeyBody>,
 ) -> ApiResult<Response> {
     params.only(&[])?;
-    let choice = validate(&body, &caller, "")?;
+    let choice = validate(&body, &caller, None, "")?;
     let user = caller.user.clone();
     issue_for(&state, &caller, &user, choice).await
 }
@@ -287,7 +299,25 @@ pub async fn create_for_user(
     params.only(&[])?;
     let body = body.unwrap_or_default();
     let user = target_user(&state, &caller, &id).await?;
-    let choice = validate(&body, &caller, &format!("API key for {}", user.email))?;
+    let owner = if user.id == caller.user_id() {
+        None
+    } else {
+        let roles = shared::auth::custom_roles(&state, &user.company_id, &user.roles).await?;
+        let mut held = shared::auth::permissions::permissions_of(&user.roles);
+        held.extend(
+            roles
+                .iter()
+                .filter(|r| user.roles.contains(&r.id))
+                .flat_map(|r| r.permissions.iter().cloned()),
+        );
+        Some(held)
+    };
+    let choice = validate(
+        &body,
+        &caller,
+        owner.as_ref(),
+        &format!("API key for {}", user.email),
+    )?;
     issue_for(&state, &caller, &user, choice).await
 }
 

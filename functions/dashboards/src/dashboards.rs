@@ -342,17 +342,17 @@ pub async fn instances(
     params: Params,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
+    let paging = Paging::plain(&params, &[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     let rendered = render(&state, &dashboard, None, None).await?;
-    let list = rendered["klip_instances"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut meta = serde_json::Map::new();
-    meta.insert("count".into(), json!(list.len()));
-    meta.insert("total".into(), json!(list.len()));
-    Ok(envelope::list("klip_instances", list, meta))
+    let (page, total) = paging.slice(
+        rendered["klip_instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let meta = paging.meta(&params, page.len(), total);
+    Ok(envelope::list("klip_instances", page, meta))
 }
 
 #[derive(Deserialize)]
@@ -397,12 +397,15 @@ pub async fn add_instances(
                         "must be 1 to 50 characters",
                     ));
                 }
+                // Without a position: after the last one in its region.
                 let position = new.position.unwrap_or_else(|| {
                     dashboard
                         .klip_instances
                         .iter()
                         .filter(|k| k.region == region)
-                        .count() as u32
+                        .map(|k| k.position + 1)
+                        .max()
+                        .unwrap_or(0)
                 });
                 dashboard.klip_instances.push(KlipInstance {
                     id: shared::ids::new_id(),
@@ -549,18 +552,7 @@ pub async fn refresh(
     }
     // Klips whose data source did not change (or has none) are recomputed too.
     for klip in &klips {
-        let rows = match &klip.datasource_id {
-            Some(ds_id) => match state
-                .store
-                .get::<Datasource>(Kind::Datasource.key(company, ds_id))
-                .await?
-            {
-                Some(ds) => data::rows(&state, &ds).await?,
-                None => Vec::new(),
-            },
-            None => Vec::new(),
-        };
-        data::store_value(&state, klip, &rows, tz).await?;
+        data::recompute_klip(&state, klip, tz).await?;
     }
     let dashboard: Dashboard = find(&state, &caller, &dashboard.meta.id).await?;
     let favorite = is_favorite(&state, &caller, &dashboard.meta.id).await?;

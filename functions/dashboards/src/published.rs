@@ -49,13 +49,11 @@ pub async fn list(
     params: Params,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
+    let paging = shared::paging::Paging::plain(&params, &[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    let links: Vec<_> = dashboard.published_links.iter().map(link_view).collect();
-    let mut meta = serde_json::Map::new();
-    meta.insert("count".into(), json!(links.len()));
-    meta.insert("total".into(), json!(links.len()));
-    Ok(envelope::list("published_links", links, meta))
+    let (page, total) = paging.slice(dashboard.published_links.iter().map(link_view).collect());
+    let meta = paging.meta(&params, page.len(), total);
+    Ok(envelope::list("published_links", page, meta))
 }
 
 pub async fn create(

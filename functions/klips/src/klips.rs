@@ -12,7 +12,7 @@ use shared::assets::{
 use shared::auth::Caller;
 use shared::envelope;
 use shared::extract::{JsonBody, Params};
-use shared::klip::{Display, KlipValue, Query};
+use shared::klip::{Display, Query};
 use shared::paging::Paging;
 use shared::time::rfc3339;
 use shared::{ApiError, ApiResult, AppState, FieldError};
@@ -85,22 +85,7 @@ async fn datasource_id(state: &AppState, caller: &Caller, given: &str) -> ApiRes
 /// Computes and stores the Klip's value from its data source's rows.
 pub async fn compute(state: &AppState, caller: &Caller, klip: &mut Klip) -> ApiResult<()> {
     let tz = data::timezone(caller.company.timezone.as_deref());
-    let rows = match &klip.datasource_id {
-        Some(id) => match state
-            .store
-            .get::<Datasource>(shared::assets::Kind::Datasource.key(&klip.meta.company_id, id))
-            .await?
-        {
-            Some(ds) => data::rows(state, &ds).await?,
-            None => {
-                let message = format!("data source '{id}' no longer exists");
-                klip.value = Some(KlipValue::failed(message, rfc3339(state.clock.now())));
-                return Ok(());
-            }
-        },
-        None => Vec::new(),
-    };
-    klip.value = Some(data::store_value(state, klip, &rows, tz).await?);
+    klip.value = Some(data::recompute_klip(state, klip, tz).await?);
     Ok(())
 }
 
@@ -384,17 +369,15 @@ pub async fn annotations(
     params: Params,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
+    let paging = Paging::plain(&params, &[])?;
     let klip: Klip = find(&state, &caller, &id).await?;
     let mut list = klip.annotations.clone();
     list.sort_by(|a, b| a.date.cmp(&b.date));
-    let count = list.len();
-    let mut meta = serde_json::Map::new();
-    meta.insert("count".into(), json!(count));
-    meta.insert("total".into(), json!(count));
+    let (page, total) = paging.slice(list);
+    let meta = paging.meta(&params, page.len(), total);
     Ok(envelope::list(
         "annotations",
-        list.into_iter().map(|a| json!(a)).collect(),
+        page.into_iter().map(|a| json!(a)).collect(),
         meta,
     ))
 }

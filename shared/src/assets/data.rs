@@ -59,7 +59,60 @@ fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
 }
 
+/// RFC 4180 quoting, which the `csv` crate forgives: a quote inside an unquoted field, text
+/// after a closing quote, or a quote never closed is a 400 naming its line.
+fn check_quotes(bytes: &[u8]) -> ApiResult<()> {
+    #[derive(PartialEq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut state = State::FieldStart;
+    let (mut line, mut opened_at) = (1usize, 1usize);
+    for &b in bytes {
+        state = match (state, b) {
+            (State::FieldStart, b'"') => {
+                opened_at = line;
+                State::Quoted
+            }
+            (State::FieldStart | State::Unquoted, b',' | b'\r') => State::FieldStart,
+            (State::FieldStart | State::Unquoted, b'\n') => {
+                line += 1;
+                State::FieldStart
+            }
+            (State::Unquoted, b'"') => {
+                return Err(bad(format!("line {line}: a quote inside an unquoted field (quote the whole field and double the quote)")))
+            }
+            (State::FieldStart | State::Unquoted, _) => State::Unquoted,
+            (State::Quoted, b'"') => State::QuoteInQuoted,
+            (State::Quoted, b'\n') => {
+                line += 1;
+                State::Quoted
+            }
+            (State::Quoted, _) => State::Quoted,
+            (State::QuoteInQuoted, b'"') => State::Quoted,
+            (State::QuoteInQuoted, b',' | b'\r') => State::FieldStart,
+            (State::QuoteInQuoted, b'\n') => {
+                line += 1;
+                State::FieldStart
+            }
+            (State::QuoteInQuoted, _) => {
+                return Err(bad(format!("line {line}: text after a closing quote")))
+            }
+        };
+    }
+    if state == State::Quoted {
+        return Err(bad(format!(
+            "line {opened_at}: a quoted field is never closed"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_csv(bytes: &[u8]) -> ApiResult<(Vec<String>, Vec<Row>)> {
+    check_quotes(bytes)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -416,6 +469,11 @@ pub async fn store_value(
     tz: chrono_tz::Tz,
 ) -> ApiResult<KlipValue> {
     let value = evaluate(rows, &klip.query, &klip.display, tz, state.clock.now());
+    save_value(state, klip, value).await
+}
+
+/// Stores a Klip's value as it is (also a failure such as a deleted data source).
+pub async fn save_value(state: &AppState, klip: &Klip, value: KlipValue) -> ApiResult<KlipValue> {
     let item = serde_dynamo::to_attribute_value(&value)
         .map_err(|e| ApiError::internal(format!("encoding value: {e}")))?;
     let result = state
@@ -445,6 +503,31 @@ pub async fn store_value(
         }
         Err(e) => Err(db_error("UpdateItem", e)),
     }
+}
+
+/// Recomputes one Klip from its data source's current rows and stores the value; a Klip
+/// whose data source is gone gets that as its error.
+pub async fn recompute_klip(
+    state: &AppState,
+    klip: &Klip,
+    tz: chrono_tz::Tz,
+) -> ApiResult<KlipValue> {
+    let rows = match &klip.datasource_id {
+        Some(id) => match state
+            .store
+            .get::<Datasource>(Datasource::KIND.key(&klip.meta.company_id, id))
+            .await?
+        {
+            Some(ds) => rows(state, &ds).await?,
+            None => {
+                let message = format!("data source '{id}' no longer exists");
+                let now = crate::time::rfc3339(state.clock.now());
+                return save_value(state, klip, KlipValue::failed(message, now)).await;
+            }
+        },
+        None => Vec::new(),
+    };
+    store_value(state, klip, &rows, tz).await
 }
 
 /// Recomputes every Klip of the company that uses `ds`, from `rows`.
@@ -488,6 +571,21 @@ mod tests {
             .to_string()
             .contains("twice"));
         assert!(parse("csv", b"").is_err());
+        // Quoting mistakes the csv crate would forgive.
+        for (body, line) in [
+            (&b"a,\"b\n1,2\n"[..], "line 1"),
+            (b"a,b\n1,\"open\n", "line 2"),
+            (b"a,b\n1,x\"y\"z\n", "line 2"),
+            (b"a,b\n1,\"x\"y\n", "line 2"),
+        ] {
+            let err = parse("csv", body).unwrap_err().to_string();
+            assert!(err.contains(line), "{err}");
+        }
+        let ok = parse("csv", b"a,b\n1,\"x, \"\"quoted\"\"\nnext line\"\n").unwrap();
+        assert_eq!(
+            ok.rows[0]["b"],
+            serde_json::json!("x, \"quoted\"\nnext line")
+        );
     }
 
     #[test]

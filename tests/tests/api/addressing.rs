@@ -110,6 +110,15 @@ async fn date_versions_pick_the_api_or_are_refused() {
         "unsupported_version",
     )
     .await;
+    expect_error(
+        get("application/vnd.pulseboard.20261350+json")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "unsupported_version",
+    )
+    .await;
 
     let with_header = |v: &'static str| {
         app.http
@@ -214,4 +223,27 @@ async fn jsonp_wraps_gets_and_refuses_bad_callbacks() {
             .unwrap();
         expect_error(response, 400, "bad_request").await;
     }
+}
+
+#[tokio::test]
+async fn jsonp_paging_links_keep_the_callback() {
+    let app = TestApp::spawn().await;
+    for name in ["a", "b", "c"] {
+        app.create_key(serde_json::json!({"name": name})).await;
+    }
+    let text = app
+        .get("/api-keys?limit=2&callback=page")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let inner = text
+        .strip_prefix("page(")
+        .and_then(|t| t.strip_suffix(");"))
+        .expect(&text);
+    let body: serde_json::Value = serde_json::from_str(inner).unwrap();
+    assert_eq!(
+        body["meta"]["next"],
+        "/api/v1/api-keys?limit=2&callback=page&offset=2"
+    );
 }

@@ -139,3 +139,36 @@ async fn other_companies_keys_are_404_never_a_leak() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_key_for_another_user_cannot_carry_scopes_that_user_lacks() {
+    let app = TestApp::spawn().await;
+    let (viewer, _) = app.user_with_key(&["viewer"], None).await;
+    let path = format!("/users/{}/api-key", viewer["id"].as_str().unwrap());
+    let body = expect_error(
+        app.post(
+            &path,
+            json!({"name": "too strong", "scopes": ["user.manage"]}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user.manage"),
+        "{body}"
+    );
+    assert_eq!(
+        app.post(
+            &path,
+            json!({"name": "fine", "scopes": ["report.download"]})
+        )
+        .await
+        .status(),
+        201
+    );
+}

@@ -273,3 +273,119 @@ async fn annotations_crud() {
     );
     expect_error(app.get(&format!("{path}/{nid}")).await, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn refresh_stores_the_error_of_a_deleted_data_source_and_sub_lists_page() {
+    let app = TestApp::spawn().await;
+    let (status, ds) = json(
+        app.post(
+            "/datasources",
+            json!({"name": "Gone soon", "format": "csv"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{ds}");
+    let ds_id = ds["data"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .http
+        .put(app.url(&format!("/datasources/{ds_id}/data")))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body("v\n1\n2\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let klip = new_klip(&app, json!({"name": "Total", "type": "number", "datasource_id": ds_id, "query": {"value": "v", "aggregate": "sum"}})).await;
+    assert_eq!(klip["value"]["current"], 3.0);
+    let id = klip["id"].as_str().unwrap().to_owned();
+    // A misspelt column is the Klip's error, not a silent 0.
+    let (_, typo) = json(
+        app.call(
+            "PUT",
+            &format!("/klips/{id}"),
+            app.key(),
+            Some(json!({"query": {"value": "vv", "aggregate": "sum"}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        typo["data"]["value"]["error"],
+        "column 'vv' is not in the data"
+    );
+    app.call(
+        "PUT",
+        &format!("/klips/{id}"),
+        app.key(),
+        Some(json!({"query": {"value": "v", "aggregate": "sum"}})),
+    )
+    .await;
+
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/datasources/{ds_id}?force=true"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+    let (status, refreshed) = json(
+        app.call("POST", &format!("/klips/{id}/@/refresh"), app.key(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(refreshed["data"]["value"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no longer exists"));
+    // Stored, so every later read shows it too.
+    let response = app.get(&format!("/klips/{id}")).await;
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let (_, shown) = json(response).await;
+    assert!(shown["data"]["value"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no longer exists"));
+    assert!(shown["data"]["value"]["current"].is_null());
+    // A weak validator matches too.
+    let r = app
+        .http
+        .get(app.url(&format!("/klips/{id}")))
+        .header("kf-api-key", app.key())
+        .header("if-none-match", format!("W/{etag}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
+    // Sub-lists page like every list.
+    for day in ["2026-11-01", "2026-11-02", "2026-11-03"] {
+        app.call(
+            "POST",
+            &format!("/klips/{id}/annotations"),
+            app.key(),
+            Some(json!({"date": day, "text": day})),
+        )
+        .await;
+    }
+    let (status, page) = json(app.get(&format!("/klips/{id}/annotations?limit=2")).await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["meta"]["total"], 3);
+    assert_eq!(page["meta"]["count"], 2);
+    assert_eq!(
+        page["meta"]["next"],
+        format!("/api/v1/klips/{id}/annotations?limit=2&offset=2")
+    );
+    expect_error(
+        app.get(&format!("/klips/{id}/annotations?sort=name")).await,
+        400,
+        "bad_request",
+    )
+    .await;
+}
