@@ -112,12 +112,16 @@ pub fn check_date_version(headers: &axum::http::HeaderMap) -> Result<(), ApiErro
     }
     if let Some(value) = headers.get("x-api-version") {
         let text = value.to_str().unwrap_or("").trim();
-        if chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_err() {
+        let (Ok(asked), Ok(earliest)) = (
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d"),
+            chrono::NaiveDate::parse_from_str(API_VERSION, "%Y-%m-%d"),
+        ) else {
             return Err(unsupported(format!(
                 "X-API-Version must be YYYY-MM-DD, not '{text}'"
             )));
-        }
-        if text < API_VERSION {
+        };
+        // Compared as dates: "2026-11-3" is before 2026-11-22, whatever the text says.
+        if asked < earliest {
             return Err(unsupported(format!(
                 "API version {text} is not supported; the earliest is {API_VERSION}"
             )));
@@ -164,7 +168,20 @@ async fn edge(mut req: Request, next: Next) -> Response {
     let mut callback = None;
     let prepared = (|| {
         check_date_version(req.headers())?;
-        callback = jsonp_callback(&method, req.uri().query())?;
+        let asked = jsonp_callback(&method, req.uri().query())?;
+        // Browsers replay cached Basic credentials on a <script> tag from any site: JSONP
+        // with them would hand a company's data to that site.
+        let basic = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
+        if asked.is_some() && basic {
+            return Err(ApiError::BadRequest(
+                "JSONP cannot be used with Basic credentials; send an API key or access token in a header".into(),
+            ));
+        }
+        callback = asked;
         let path = route_path(&caller_path)?;
         // `callback` stays in the query: every endpoint knows it, and paging links keep it.
         let query = req.uri().query().map(str::to_owned);
@@ -194,6 +211,10 @@ async fn edge(mut req: Request, next: Next) -> Response {
         headers.insert("x-request-id", v);
     }
     headers.insert("x-api-version", HeaderValue::from_static(API_VERSION));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -313,6 +334,11 @@ mod tests {
         assert!(check_date_version(&h).is_ok());
         h.insert("x-api-version", HeaderValue::from_static("2026-11-21"));
         assert!(check_date_version(&h).is_err());
+        h.insert("x-api-version", HeaderValue::from_static("2026-11-3"));
+        assert!(
+            check_date_version(&h).is_err(),
+            "unpadded dates compare as dates"
+        );
         h.insert("x-api-version", HeaderValue::from_static("yesterday"));
         assert!(check_date_version(&h).is_err());
     }

@@ -253,6 +253,37 @@ impl RateLimiter {
         }
     }
 
+    /// Gives back both increments of a request that did not authenticate: it must not use the
+    /// company's quota, nor its per-second allowance (or anyone could block a company by
+    /// sending bad credentials in its name). The second's count is only given back while
+    /// that second is still the one counted.
+    pub async fn refund_unauthenticated(&self, store: &Store, company: &str, counted: &Counted) {
+        let key = keys::rate_day(company, &counted.day.date.to_string());
+        let both = store
+            .db
+            .update_item()
+            .table_name(&store.table)
+            .set_key(Some(key.to_item()))
+            .update_expression("ADD n :minus, c :minus")
+            .condition_expression("s = :s")
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":s", n(counted.second))
+            .send()
+            .await;
+        match both {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                self.refund(store, company, counted).await
+            }
+            Err(e) => {
+                tracing::warn!(company, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "could not give back increments")
+            }
+        }
+    }
+
     /// Applies the decision: remembers a per-second refusal and refunds refused requests.
     pub async fn settle(
         &self,

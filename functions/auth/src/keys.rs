@@ -109,6 +109,27 @@ async fn target_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<U
         .ok_or_else(|| ApiError::not_found("user", id))
 }
 
+/// A scoped key may only revoke or rotate keys whose permissions are within its own scopes;
+/// otherwise it could trade itself for a stronger key.
+fn check_not_stronger(caller: &Caller, target: &ApiKeyRecord) -> ApiResult<()> {
+    let Some(mine) = caller.api_key.as_ref().and_then(|k| k.scopes.as_ref()) else {
+        return Ok(());
+    };
+    let within = target
+        .scopes
+        .as_ref()
+        .is_some_and(|theirs| theirs.iter().all(|s| mine.contains(s)));
+    if within {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "a key scoped to [{}] cannot manage key '{}', which can do more",
+            mine.join(", "),
+            target.id
+        )))
+    }
+}
+
 /// A key of the caller's company the caller may see: their own, or any with `user.manage`.
 async fn visible_key(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ApiKeyRecord> {
     let record = if shared::ids::is_id(id) {
@@ -366,6 +387,7 @@ pub async fn revoke(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let record = visible_key(&state, &caller, &id).await?;
+    check_not_stronger(&caller, &record)?;
     if record.revoked_at.is_some() {
         return Ok(envelope::deleted());
     }
@@ -389,6 +411,7 @@ pub async fn rotate(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let record = visible_key(&state, &caller, &id).await?;
+    check_not_stronger(&caller, &record)?;
     if record.revoked_at.is_some() {
         return Err(ApiError::Conflict(format!(
             "api key '{id}' is revoked; create a new one"

@@ -77,13 +77,18 @@ async fn find_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<C
 }
 
 /// Saves `new` if nobody changed the client since `old` was read.
+/// Saves the whole client item, so it also checks `user_count` (which user creation and
+/// deletion change atomically without touching `last_updated`): a count that moved is not
+/// written back stale.
 async fn save(state: &AppState, old: &Company, new: &Company) -> ApiResult<()> {
+    let mut new = new.clone();
+    new.user_count = old.user_count;
     let write = put_if(
         &state.store.table,
-        client_item(new)?,
-        "attribute_exists(pk) AND last_updated = :seen",
+        client_item(&new)?,
+        "attribute_exists(pk) AND last_updated = :seen AND (attribute_not_exists(user_count) OR user_count = :users)",
         &[],
-        vec![(":seen", s(&old.last_updated))],
+        vec![(":seen", s(&old.last_updated)), (":users", shared::store::n(old.user_count))],
     )?;
     state
         .store

@@ -403,7 +403,7 @@ pub async fn add_instances(
                         .klip_instances
                         .iter()
                         .filter(|k| k.region == region)
-                        .map(|k| k.position + 1)
+                        .map(|k| k.position.saturating_add(1))
                         .max()
                         .unwrap_or(0)
                 });

@@ -148,6 +148,8 @@ pub async fn append(
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 ds = lookup(&state, &caller, &id).await?;
             }
+            // Without If-Match a lost race is not the caller's precondition: 409.
+            Err(ApiError::PreconditionFailed(_)) if !strict => break,
             other => return other,
         }
     }

@@ -314,7 +314,10 @@ pub async fn update(
     let saved = save(&state, &old, ds.clone()).await;
     match (saved, new_copy) {
         (Ok(saved), Some(_)) => {
-            shared::assets::data::prune(&state, &saved).await;
+            // Only the copy this save pushed out goes; others may be another writer's.
+            if let Some(pushed_out) = &old.previous_data_id {
+                shared::assets::data::discard_unless_current(&state, &saved, pushed_out).await;
+            }
             respond(&saved)
         }
         (Ok(saved), None) => respond(&saved),

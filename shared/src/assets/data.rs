@@ -358,13 +358,15 @@ pub async fn discard(state: &AppState, ds: &Datasource, data_id: &str) {
     }
 }
 
-/// After a commit: deletes every stored copy but the current and the previous one (a reader
-/// that fetched the item just before the commit may still be reading the previous copy).
-pub async fn prune(state: &AppState, ds: &Datasource) {
-    let keep: Vec<&str> = [ds.data_id.as_deref(), ds.previous_data_id.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
+/// Deletes a copy a commit pushed out, unless the item still points at it.
+pub async fn discard_unless_current(state: &AppState, ds: &Datasource, data_id: &str) {
+    if ds.data_id.as_deref() != Some(data_id) && ds.previous_data_id.as_deref() != Some(data_id) {
+        discard(state, ds, data_id).await;
+    }
+}
+
+/// Deletes every stored copy of a data source (when the data source itself goes).
+async fn delete_all(state: &AppState, ds: &Datasource) -> ApiResult<()> {
     let prefix = data_prefix(&ds.meta.company_id, &ds.meta.id);
     let listed = state
         .store
@@ -373,33 +375,25 @@ pub async fn prune(state: &AppState, ds: &Datasource) {
         .bucket(&state.store.bucket)
         .prefix(&prefix)
         .send()
-        .await;
-    let objects = match listed {
-        Ok(out) => out.contents.unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!(prefix, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "listing data to prune");
-            return;
-        }
-    };
-    for key in objects.into_iter().filter_map(|o| o.key) {
-        let data_id = key
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default();
-        if !keep.contains(&data_id) {
-            if let Err(e) = state
-                .store
-                .s3
-                .delete_object()
-                .bucket(&state.store.bucket)
-                .key(&key)
-                .send()
-                .await
-            {
-                tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "pruning data");
-            }
-        }
+        .await
+        .map_err(|e| db_error("ListObjectsV2", e))?;
+    for key in listed
+        .contents
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.key)
+    {
+        state
+            .store
+            .s3
+            .delete_object()
+            .bucket(&state.store.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| db_error("DeleteObject", e))?;
     }
+    Ok(())
 }
 
 async fn read_object(state: &AppState, key: &str) -> ApiResult<Option<Vec<u8>>> {
@@ -447,11 +441,7 @@ pub async fn raw(state: &AppState, ds: &Datasource) -> ApiResult<Option<Vec<u8>>
 
 /// Removes every stored copy of a data source's data.
 pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
-    let mut gone = ds.clone();
-    gone.data_id = None;
-    gone.previous_data_id = None;
-    prune(state, &gone).await;
-    Ok(())
+    delete_all(state, ds).await
 }
 
 /// The time zone Klip ranges use: the company's, or America/New_York.

@@ -55,7 +55,8 @@ pub async fn save_retrying(
         let mut new = current.clone();
         apply(&mut new);
         match save(state, &current, new).await {
-            Err(ApiError::PreconditionFailed(_)) if !strict && attempt < 3 => {
+            Err(ApiError::PreconditionFailed(_)) if !strict && attempt == 3 => break,
+            Err(ApiError::PreconditionFailed(_)) if !strict => {
                 let key = Datasource::KIND.key(&current.meta.company_id, &current.meta.id);
                 current = state
                     .store
@@ -85,7 +86,13 @@ pub async fn commit(
     let size = raw.len() as u64;
     let data_id = data::store(state, &ds, raw, &table.rows).await?;
     let now = rfc3339(state.clock.now());
+    // The copy this commit pushes out of the item (the one before the previous) is the only
+    // one it may delete: any other copy may be another writer's, about to be committed.
+    let dropped = std::sync::Mutex::new(None::<String>);
     let saved = save_retrying(state, ds.clone(), strict, |d| {
+        if let Ok(mut slot) = dropped.lock() {
+            slot.clone_from(&d.previous_data_id);
+        }
         d.previous_data_id = d.data_id.take();
         d.data_id = Some(data_id.clone());
         d.columns = table.columns.clone();
@@ -97,7 +104,9 @@ pub async fn commit(
     .await;
     match saved {
         Ok(saved) => {
-            data::prune(state, &saved).await;
+            if let Some(old) = dropped.into_inner().ok().flatten() {
+                data::discard_unless_current(state, &saved, &old).await;
+            }
             Ok(saved)
         }
         Err(e) => {

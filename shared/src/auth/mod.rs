@@ -668,11 +668,26 @@ pub async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) 
         })
         .flatten();
 
+    // Counting goes alongside verification when the credential itself proves the company
+    // (a key's hash or a signed token). A password, or a client account not yet shown to be
+    // the caller's, is checked first: nobody may spend a company's allowance by naming it.
+    let count_after = matches!(credential, Credential::Basic { .. }) || client.is_some();
     let checks = async {
-        tokio::join!(
-            verify(&state, &credential, &claimed, client.as_deref(), now),
-            state.limiter.count(&state.store, &company, now)
-        )
+        if count_after {
+            let verified = verify(&state, &credential, &claimed, client.as_deref(), now).await;
+            let counted = match &verified {
+                Ok(_) => state.limiter.count(&state.store, &company, now).await,
+                Err(_) => Err(ApiError::internal(
+                    "not counted: the credential did not hold",
+                )),
+            };
+            (verified, counted)
+        } else {
+            tokio::join!(
+                verify(&state, &credential, &claimed, client.as_deref(), now),
+                state.limiter.count(&state.store, &company, now)
+            )
+        }
     };
     let (verified, counted, pending) = match speculative {
         Some(guess) => {
@@ -707,7 +722,10 @@ pub async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) 
         Ok(caller) => caller,
         Err(error) => {
             if let Ok(counted) = &counted {
-                state.limiter.refund(&state.store, &company, counted).await;
+                state
+                    .limiter
+                    .refund_unauthenticated(&state.store, &company, counted)
+                    .await;
             }
             if let Some(fingerprint) = &claimed.fingerprint {
                 state.auth_memory.forget_caller(fingerprint);

@@ -22,8 +22,10 @@ pub async fn hash(password: &str) -> Result<String, ApiError> {
 pub async fn verify(password: &str, phc: &str) -> Result<bool, ApiError> {
     let (password, phc) = (password.to_owned(), phc.to_owned());
     tokio::task::spawn_blocking(move || {
-        let parsed =
-            PasswordHash::new(&phc).map_err(|e| ApiError::internal(format!("stored hash: {e}")))?;
+        // A user created without a password has no parsable hash: no password matches it.
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            return Ok(false);
+        };
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())

@@ -362,3 +362,70 @@ async fn usage_count_and_last_used_are_kept() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_scoped_key_cannot_trade_itself_for_a_stronger_one() {
+    let app = TestApp::spawn().await;
+    let scoped = app
+        .create_key(json!({"name": "integration", "scopes": ["api_key.manage", "dashboard.build"]}))
+        .await;
+    let secret = scoped["key"].as_str().unwrap();
+    let full = app.create_key(json!({"name": "full"})).await;
+    let full_id = full["id"].as_str().unwrap();
+    let body = expect_error(
+        app.call("POST", &format!("/api-keys/{full_id}/rotate"), secret, None)
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("can do more"),
+        "{body}"
+    );
+    expect_error(
+        app.call("DELETE", &format!("/api-keys/{full_id}"), secret, None)
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // The full key still works; the scoped key may rotate itself (same scopes).
+    assert_eq!(
+        app.call("GET", "/profile", full["key"].as_str().unwrap(), None)
+            .await
+            .status(),
+        200
+    );
+    let (status, rotated) = json(
+        app.call(
+            "POST",
+            &format!("/api-keys/{}/rotate", scoped["id"].as_str().unwrap()),
+            secret,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{rotated}");
+    assert_eq!(
+        rotated["data"]["scopes"],
+        json!(["api_key.manage", "dashboard.build"])
+    );
+}
+
+#[tokio::test]
+async fn jsonp_is_refused_with_basic_credentials() {
+    let app = TestApp::spawn().await;
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{PASSWORD}", app.company.email));
+    let r = app
+        .http
+        .get(app.url("/profile?callback=steal"))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    expect_error(r, 400, "bad_request").await;
+}

@@ -193,3 +193,83 @@ async fn rate_headers_are_on_every_authenticated_response() {
     let r = app.http.get(app.url("/profile")).send().await.unwrap();
     assert!(r.headers().get("x-ratelimit-limit").is_none());
 }
+
+/// The day counter item of a company today: (requests today, requests in its second).
+async fn counters(app: &TestApp, company: &str) -> (i64, i64) {
+    let date = Utc::now().with_timezone(&New_York).date_naive().to_string();
+    let key = shared::store::keys::rate_day(company, &date);
+    let out = app
+        .state
+        .store
+        .db
+        .get_item()
+        .table_name(&app.state.store.table)
+        .set_key(Some(key.to_item()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    match out.item() {
+        Some(item) => (
+            shared::store::number(item, "n").unwrap_or(0),
+            shared::store::number(item, "c").unwrap_or(0),
+        ),
+        None => (0, 0),
+    }
+}
+
+#[tokio::test]
+async fn requests_that_do_not_authenticate_spend_nothing_of_the_company_they_name() {
+    use base64::Engine;
+    let victim = TestApp::spawn_with(Options {
+        per_second_limit: Some(5),
+        ..Options::default()
+    })
+    .await;
+    let outsider = TestApp::spawn().await;
+    // Wrong passwords in the name of the victim's admin.
+    let wrong = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:not-the-password", victim.company.email));
+    for _ in 0..6 {
+        let r = victim
+            .http
+            .get(victim.url("/profile"))
+            .header("authorization", format!("Basic {wrong}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status() == 401 || r.status() == 429, "{}", r.status());
+    }
+    // Another company naming the victim as its client account.
+    for _ in 0..6 {
+        let r = outsider
+            .get(&format!("/profile?client_id={}", victim.company.company_id))
+            .await;
+        assert_eq!(r.status(), 404);
+    }
+    assert_eq!(counters(&victim, &victim.company.company_id).await, (0, 0));
+    // A revoked key of the victim: counted alongside its check, then given back.
+    let key = victim.create_key(json!({"name": "old"})).await;
+    victim
+        .call(
+            "DELETE",
+            &format!("/api-keys/{}", key["id"].as_str().unwrap()),
+            victim.key(),
+            None,
+        )
+        .await;
+    let (day_before, _) = counters(&victim, &victim.company.company_id).await;
+    for _ in 0..3 {
+        assert_eq!(
+            victim
+                .call("GET", "/profile", key["key"].as_str().unwrap(), None)
+                .await
+                .status(),
+            401
+        );
+    }
+    let (day_after, _) = counters(&victim, &victim.company.company_id).await;
+    assert_eq!(day_after, day_before, "refused credentials use no quota");
+    // The victim itself is not blocked.
+    assert_eq!(victim.get("/profile").await.status(), 200);
+}
