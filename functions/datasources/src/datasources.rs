@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 use shared::assets::connector::valid_json_path;
-use shared::assets::records::{Datasource, DatasourceProperties, Klip};
+use shared::assets::records::{Datasource, DatasourceProperties, Klip, HEADER_MASK};
 use shared::assets::{
     all_of, all_visible, check_common, check_if_match, create as create_asset, find, ok_with_etag,
     remove, save, view, Listable, Meta,
@@ -302,7 +302,8 @@ pub async fn update(
     if let Some(interval) = body.refresh_interval {
         ds.refresh_interval = interval;
     }
-    if let Some(properties) = body.properties {
+    if let Some(mut properties) = body.properties {
+        properties.keep_masked(&old.properties);
         ds.properties = properties;
     }
     fail_on(check_source(&ds))?;
@@ -379,7 +380,7 @@ pub async fn properties(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let ds = lookup(&state, &caller, &id).await?;
-    Ok(envelope::ok(json!({"properties": ds.properties})))
+    Ok(envelope::ok(json!({"properties": ds.properties.shown()})))
 }
 
 #[derive(Deserialize)]
@@ -407,6 +408,12 @@ fn merge_properties(
                 let mut headers = BTreeMap::new();
                 for (name, v) in map {
                     match v {
+                        // The mask shown for a stored value keeps that value.
+                        Value::String(s) if s == HEADER_MASK => {
+                            if let Some(stored) = current.headers.get(&name) {
+                                headers.insert(name, stored.clone());
+                            }
+                        }
                         Value::String(s) => {
                             headers.insert(name, s);
                         }
@@ -451,7 +458,7 @@ pub async fn put_properties(
     ds.properties = merge_properties(&old.properties, body.properties)?;
     fail_on(check_source(&ds))?;
     let ds = save(&state, &old, ds).await?;
-    Ok(envelope::ok(json!({"properties": ds.properties})))
+    Ok(envelope::ok(json!({"properties": ds.properties.shown()})))
 }
 
 async fn set_disabled(

@@ -120,6 +120,8 @@ pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const KIND: Kind;
     /// Stored fields the API does not show.
     const HIDDEN: &'static [&'static str] = &[];
+    /// Masks what the API shows but never gives back (secrets), in the view.
+    fn redact(_view: &mut Value) {}
     fn meta(&self) -> &Meta;
     fn meta_mut(&mut self) -> &mut Meta;
 }
@@ -435,6 +437,7 @@ pub fn view<A: Asset>(asset: &A) -> ApiResult<Value> {
             out.insert(k, v);
         }
     }
+    A::redact(&mut out);
     Ok(out)
 }
 

@@ -26,6 +26,32 @@ pub struct DatasourceProperties {
     pub json_path: Option<String>,
 }
 
+/// What the API shows instead of a stored header value: headers often hold credentials
+/// for the endpoint, so they are write-only. Sending the mask back keeps the stored value.
+pub const HEADER_MASK: &str = "********";
+
+impl DatasourceProperties {
+    /// Puts back stored header values where `self` (from a request) holds the mask.
+    pub fn keep_masked(&mut self, stored: &DatasourceProperties) {
+        for (name, value) in self.headers.iter_mut() {
+            if value == HEADER_MASK {
+                if let Some(old) = stored.headers.get(name) {
+                    value.clone_from(old);
+                }
+            }
+        }
+    }
+
+    /// As shown: header values masked.
+    pub fn shown(&self) -> DatasourceProperties {
+        let mut out = self.clone();
+        for value in out.headers.values_mut() {
+            *value = HEADER_MASK.to_owned();
+        }
+        out
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Datasource {
     pub meta: Meta,
@@ -62,6 +88,16 @@ pub struct Datasource {
 impl Asset for Datasource {
     const KIND: Kind = Kind::Datasource;
     const HIDDEN: &'static [&'static str] = &["data_id", "previous_data_id"];
+    fn redact(value: &mut Value) {
+        if let Some(headers) = value
+            .pointer_mut("/properties/headers")
+            .and_then(Value::as_object_mut)
+        {
+            for v in headers.values_mut() {
+                *v = Value::String(HEADER_MASK.to_owned());
+            }
+        }
+    }
     fn meta(&self) -> &Meta {
         &self.meta
     }

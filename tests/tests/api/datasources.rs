@@ -241,7 +241,8 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
 
     // A URL source, and what a create must get right.
     let url = create_source(&app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": "https://example.com/feed", "json_path": "$.items", "headers": {"X-Token": "t"}}})).await;
-    assert_eq!(url["properties"]["headers"]["X-Token"], "t");
+    // Header values are write-only: shown masked.
+    assert_eq!(url["properties"]["headers"]["X-Token"], "********");
     let body = expect_error(
         app.post(
             "/datasources",
@@ -338,7 +339,7 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
     assert_eq!(status, 200, "{props}");
     assert_eq!(
         props["data"]["properties"],
-        json!({"endpoint_url": "https://example.com/feed", "json_path": "$.data.rows", "headers": {"X-Token": "t"}})
+        json!({"endpoint_url": "https://example.com/feed", "json_path": "$.data.rows", "headers": {"X-Token": "********"}})
     );
     let body = expect_error(
         app.call(
@@ -1196,6 +1197,43 @@ async fn url_connector_fetches_json_and_csv_and_keeps_the_last_good_data_on_fail
     .await;
     assert_eq!(body["data"]["refresh"]["status"], "succeeded", "{body}");
     assert_eq!(body["data"]["row_count"], 1);
+    // The token is never shown, and sending the mask back keeps it.
+    let sid = secret["id"].as_str().unwrap();
+    assert_eq!(body["data"]["properties"]["headers"]["X-Token"], "********");
+    let (_, shown) = json(app.get(&format!("/datasources/{sid}/properties")).await).await;
+    assert_eq!(
+        shown["data"]["properties"]["headers"]["X-Token"],
+        "********"
+    );
+    let put = app
+        .call(
+            "PUT",
+            &format!("/datasources/{sid}/properties"),
+            app.key(),
+            Some(json!({"properties": {"headers": {"X-Token": "********"}}})),
+        )
+        .await;
+    assert_eq!(put.status(), 200);
+    let put = app
+        .call(
+            "PUT",
+            &format!("/datasources/{sid}"),
+            app.key(),
+            Some(json!({"properties": shown["data"]["properties"]})),
+        )
+        .await;
+    assert_eq!(put.status(), 200);
+    let (_, again) = json(
+        app.call(
+            "POST",
+            &format!("/datasources/{sid}/refresh"),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(again["data"]["refresh"]["status"], "succeeded", "{again}");
 }
 
 #[tokio::test]
