@@ -281,6 +281,7 @@ pub async fn bench(requests: usize) -> Result<(), String> {
     let unrouted = format!("{base}/api/v1/bench-no-such-route");
     let mut write_baseline = Vec::with_capacity(requests);
     let mut http_only = Vec::with_capacity(requests);
+    let mut three_parallel = Vec::with_capacity(requests);
     let mut baseline = Vec::with_capacity(requests);
     let mut with_key = Vec::with_capacity(requests);
     let mut with_jwt = Vec::with_capacity(requests);
@@ -318,6 +319,15 @@ pub async fn bench(requests: usize) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let counter_write = t.elapsed();
+        // Three GetItems at once: how well the database serves concurrent calls.
+        let t = Instant::now();
+        let (a, b, c) = tokio::join!(
+            state.store.get::<serde_json::Value>(&item_key),
+            state.store.get::<serde_json::Value>(&item_key),
+            state.store.get::<serde_json::Value>(&item_key),
+        );
+        a.and(b).and(c).map_err(|e| e.to_string())?;
+        let parallel = t.elapsed();
         let t = Instant::now();
         let r = http
             .get(&unrouted)
@@ -335,6 +345,7 @@ pub async fn bench(requests: usize) -> Result<(), String> {
             with_jwt.push(jwt_read);
             write_baseline.push(counter_write);
             http_only.push(no_database);
+            three_parallel.push(parallel);
         }
     }
     let base50 = percentile(&mut baseline, 0.5);
@@ -350,6 +361,7 @@ pub async fn bench(requests: usize) -> Result<(), String> {
     for (name, samples) in [
         ("UpdateItem ADD (one counter write)", &mut write_baseline),
         ("HTTP only (unrouted 404, no database)", &mut http_only),
+        ("3 concurrent GetItems (parallelism)", &mut three_parallel),
     ] {
         let p50 = percentile(samples, 0.5);
         println!(
