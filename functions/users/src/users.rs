@@ -337,12 +337,28 @@ async fn ensure_not_last_admin(state: &AppState, user: &User, action: &str) -> A
 
 pub async fn update_user(state: &AppState, old: &User, new: &User) -> ApiResult<()> {
     let table = &state.store.table;
+    // Logins and lockouts change `date_last_login` and `locked_until` in place, without
+    // touching `last_updated`: the whole-item write must not put stale values back.
+    let mut condition = String::from("attribute_exists(pk) AND last_updated = :seen");
+    let mut values = vec![(":seen", s(&old.last_updated))];
+    for (attribute, placeholder, seen) in [
+        ("locked_until", ":locked", &old.locked_until),
+        ("date_last_login", ":login", &old.date_last_login),
+    ] {
+        match seen {
+            Some(v) => {
+                condition.push_str(&format!(" AND {attribute} = {placeholder}"));
+                values.push((placeholder, s(v)));
+            }
+            None => condition.push_str(&format!(" AND attribute_not_exists({attribute})")),
+        }
+    }
     let mut writes = vec![put_if(
         table,
         to_item(&keys::user(&new.company_id, &new.id), new)?,
-        "attribute_exists(pk) AND last_updated = :seen",
+        &condition,
         &[],
-        vec![(":seen", s(&old.last_updated))],
+        values,
     )?];
     if old.email != new.email {
         writes.push(shared::store::delete(
