@@ -10,7 +10,7 @@ use shared::auth::records::{ApiKeyRecord, User};
 use shared::auth::Caller;
 use shared::envelope;
 use shared::extract::{JsonBody, OptionalJsonBody, Params};
-use shared::paging::{Listed, Paging};
+use shared::paging::Paging;
 use shared::store::{keys, put_new, s};
 use shared::time::rfc3339;
 use shared::{ApiError, ApiResult, AppState, FieldError};
@@ -47,20 +47,6 @@ struct KeyView {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
-}
-
-struct Listable(ApiKeyRecord);
-
-impl Listed for Listable {
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    fn date_created(&self) -> &str {
-        &self.0.date_created
-    }
-    fn last_updated(&self) -> &str {
-        &self.0.last_updated
-    }
 }
 
 fn key_status(record: &ApiKeyRecord, now: &str) -> &'static str {
@@ -164,16 +150,15 @@ pub async fn list(
         .store
         .query_prefix(&keys::company_pk(&user.company_id), "APIKEY#")
         .await?;
-    let mine: Vec<Listable> = records
+    let mine: Vec<ApiKeyRecord> = records
         .into_iter()
         .filter(|r| r.user_id == user.id)
         .filter(|r| status.is_none_or(|s| s == key_status(r, &now)))
-        .map(Listable)
         .collect();
     let (page, total) = paging.apply(mine);
     let views: Vec<serde_json::Value> = page
         .into_iter()
-        .map(|l| serde_json::to_value(view(l.0, None, &now)))
+        .map(|r| serde_json::to_value(view(r, None, &now)))
         .collect::<Result<_, _>>()?;
     let meta = paging.meta(&params, views.len(), total);
     Ok(envelope::list("api_keys", views, meta))

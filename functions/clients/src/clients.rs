@@ -10,7 +10,7 @@ use shared::auth::Caller;
 use shared::envelope;
 use shared::extract::{JsonBody, Params};
 use shared::ids::{is_id, new_id};
-use shared::paging::{Listed, Paging};
+use shared::paging::Paging;
 use shared::store::{keys, put_if, put_new, s, to_item, Item};
 use shared::time::rfc3339;
 use shared::{ApiError, ApiResult, AppState, FieldError};
@@ -26,20 +26,6 @@ pub struct ClientBody {
     seats: Option<i64>,
     external_id: Option<String>,
     plan: Option<String>,
-}
-
-struct Listable(Company);
-
-impl Listed for Listable {
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-    fn date_created(&self) -> &str {
-        &self.0.date_created
-    }
-    fn last_updated(&self) -> &str {
-        &self.0.last_updated
-    }
 }
 
 fn view(c: &Company) -> Value {
@@ -142,7 +128,7 @@ pub async fn list(
             STATUSES.join(", ")
         )));
     }
-    let clients: Vec<Listable> = state
+    let clients: Vec<Company> = state
         .store
         .query_index::<Company>(&keys::partner_index(caller.company_id()))
         .await?
@@ -153,10 +139,9 @@ pub async fn list(
                 .get("external_id")
                 .is_none_or(|x| c.external_id.as_deref() == Some(x))
         })
-        .map(Listable)
         .collect();
     let (page, total) = paging.apply(clients);
-    let views: Vec<Value> = page.iter().map(|c| view(&c.0)).collect();
+    let views: Vec<Value> = page.iter().map(view).collect();
     let meta = paging.meta(&params, views.len(), total);
     Ok(envelope::list("clients", views, meta))
 }

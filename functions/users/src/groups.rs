@@ -219,33 +219,18 @@ pub async fn members(
     let paging = Paging::from_params(&params, &[])?;
     let group = find_group(&state, &caller, &id).await?;
     let now = state.clock.now();
-    let members: Vec<Member> = all_users(&state, &group.company_id)
+    let members: Vec<User> = all_users(&state, &group.company_id)
         .await?
         .into_iter()
         .filter(|u| u.groups.contains(&group.id))
-        .map(Member)
         .collect();
     let (page, total) = paging.apply(members);
     let views = page
         .iter()
-        .map(|m| serde_json::to_value(UserView::of(&m.0, now)))
+        .map(|m| serde_json::to_value(UserView::of(m, now)))
         .collect::<Result<Vec<Value>, _>>()?;
     let meta = paging.meta(&params, views.len(), total);
     Ok(envelope::list("members", views, meta))
-}
-
-struct Member(User);
-
-impl Listed for Member {
-    fn name(&self) -> &str {
-        &self.0.email
-    }
-    fn date_created(&self) -> &str {
-        &self.0.date_created
-    }
-    fn last_updated(&self) -> &str {
-        &self.0.last_updated
-    }
 }
 
 pub async fn add_member(

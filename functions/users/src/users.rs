@@ -12,7 +12,7 @@ use shared::auth::{password, Caller};
 use shared::envelope;
 use shared::extract::{JsonBody, Params};
 use shared::ids::{is_id, new_id, ApiKeyHash};
-use shared::paging::{Listed, Paging};
+use shared::paging::Paging;
 use shared::store::{keys, n, put_if, put_new, s, to_item};
 use shared::time::rfc3339;
 use shared::{ApiError, ApiResult, AppState, FieldError};
@@ -27,20 +27,6 @@ pub struct UserBody {
     roles: Option<Vec<String>>,
     groups: Option<Vec<String>>,
     external_id: Option<String>,
-}
-
-struct Listable(User);
-
-impl Listed for Listable {
-    fn name(&self) -> &str {
-        &self.0.email
-    }
-    fn date_created(&self) -> &str {
-        &self.0.date_created
-    }
-    fn last_updated(&self) -> &str {
-        &self.0.last_updated
-    }
 }
 
 pub async fn all_users(state: &AppState, company: &str) -> ApiResult<Vec<User>> {
@@ -209,17 +195,16 @@ pub async fn list(
     )?;
     let email = params.get("email").map(str::to_lowercase);
     let external = params.get("external_id");
-    let users: Vec<Listable> = all_users(&state, caller.company_id())
+    let users: Vec<User> = all_users(&state, caller.company_id())
         .await?
         .into_iter()
         .filter(|u| email.as_ref().is_none_or(|e| &u.email == e))
         .filter(|u| external.is_none_or(|x| u.external_id.as_deref() == Some(x)))
-        .map(Listable)
         .collect();
     let (page, total) = paging.apply(users);
     let mut views = Vec::with_capacity(page.len());
     for u in &page {
-        views.push(view(&state, &caller, &u.0, &params).await?);
+        views.push(view(&state, &caller, u, &params).await?);
     }
     let meta = paging.meta(&params, views.len(), total);
     Ok(envelope::list("users", views, meta))

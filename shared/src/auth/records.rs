@@ -243,3 +243,25 @@ pub struct ResetRecord {
     pub expires_at: String,
     pub ttl: i64,
 }
+
+/// Lists of companies (client accounts), users and keys page, search and sort like any list
+/// (a user's `name` for `q` and `sort=name` is their email).
+macro_rules! listed {
+    ($type:ty, $name:ident) => {
+        impl crate::paging::Listed for $type {
+            fn name(&self) -> &str {
+                &self.$name
+            }
+            fn date_created(&self) -> &str {
+                &self.date_created
+            }
+            fn last_updated(&self) -> &str {
+                &self.last_updated
+            }
+        }
+    };
+}
+
+listed!(Company, name);
+listed!(User, email);
+listed!(ApiKeyRecord, name);
