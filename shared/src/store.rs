@@ -99,6 +99,9 @@ pub mod keys {
     pub fn reset_token(hash: &str) -> Key {
         Key::new(format!("RESET#{hash}"), "RESET")
     }
+    pub fn published_link(token_hash: &str) -> Key {
+        Key::new(format!("PUBLINK#{token_hash}"), "PUBLINK")
+    }
     pub fn partner_index(partner: &str) -> String {
         format!("PARTNER#{partner}")
     }

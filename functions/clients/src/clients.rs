@@ -5,13 +5,15 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shared::assets::records::{Dashboard, Datasource};
+use shared::assets::{data, Kind};
 use shared::auth::records::{Company, FEATURES, PLANS, RESOURCES};
 use shared::auth::Caller;
 use shared::envelope;
 use shared::extract::{JsonBody, Params};
 use shared::ids::{is_id, new_id};
 use shared::paging::Paging;
-use shared::store::{keys, put_if, put_new, s, to_item, Item};
+use shared::store::{keys, put_if, put_new, s, to_item, Item, Key};
 use shared::time::rfc3339;
 use shared::{ApiError, ApiResult, AppState, FieldError};
 
@@ -265,15 +267,32 @@ pub async fn delete(
         if sk == "COMPANY" {
             continue;
         }
+        // What lives outside the client's partition goes with it: email claims, key
+        // hashes, published-link lookups and data source files.
         if sk.starts_with("USER#") {
             if let Some(email) = item.get("email").and_then(Value::as_str) {
                 state.store.delete(&keys::email(email)).await?;
             }
+        } else if sk.starts_with("APIKEY#") {
+            if let Some(hash) = item.get("hash").and_then(Value::as_str) {
+                state.store.delete(&keys::key_hash(hash)).await?;
+            }
+        } else if sk.starts_with(Kind::Dashboard.prefix()) {
+            if let Ok(dashboard) = serde_json::from_value::<Dashboard>(Value::Object(item.clone()))
+            {
+                for link in &dashboard.published_links {
+                    state
+                        .store
+                        .delete(&keys::published_link(&link.token_hash))
+                        .await?;
+                }
+            }
+        } else if sk.starts_with(Kind::Datasource.prefix()) {
+            if let Ok(ds) = serde_json::from_value::<Datasource>(Value::Object(item.clone())) {
+                data::forget(&state, &ds).await?;
+            }
         }
-        state
-            .store
-            .delete(&shared::store::Key::new(pk.clone(), sk))
-            .await?;
+        state.store.delete(&Key::new(pk.clone(), sk)).await?;
     }
     state.store.delete(&keys::company(&client.id)).await?;
     Ok(envelope::deleted())

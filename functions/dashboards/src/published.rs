@@ -29,7 +29,7 @@ struct LinkRecord {
 }
 
 pub fn link_key(token_hash: &str) -> Key {
-    Key::new(format!("PUBLINK#{token_hash}"), "PUBLINK")
+    keys::published_link(token_hash)
 }
 
 #[derive(Deserialize, Default)]

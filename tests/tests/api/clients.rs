@@ -285,7 +285,81 @@ async fn client_accounts_crud_properties_resources_features() {
         "{body}"
     );
 
-    // Deleting the client removes it and its users.
+    // Deleting the client removes it, its users, and what lives outside its partition:
+    // key hashes, published links, data source files.
+    partner
+        .call(
+            "PUT",
+            &format!("/clients/{tid}/resources"),
+            partner.key(),
+            Some(json!({"resources": [{"name": "api.requests.perSecond", "value": 1000}]})),
+        )
+        .await;
+    partner
+        .call(
+            "PUT",
+            &format!("/clients/{tid}/features"),
+            partner.key(),
+            Some(json!({"features": [{"name": "public_dashboards", "enabled": true}]})),
+        )
+        .await;
+    let (status, ds) = json(
+        partner
+            .call(
+                "POST",
+                &format!("/datasources?client_id={tid}"),
+                partner.key(),
+                Some(json!({"name": "Client data"})),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{ds}");
+    let ds_id = ds["data"]["id"].as_str().unwrap().to_owned();
+    let r = partner
+        .http
+        .put(partner.url(&format!("/datasources/{ds_id}/data?client_id={tid}")))
+        .header("kf-api-key", partner.key())
+        .header("content-type", "text/csv")
+        .body("v\n1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, dash) = json(
+        partner
+            .call(
+                "POST",
+                &format!("/dashboards?client_id={tid}"),
+                partner.key(),
+                Some(json!({"name": "Client board"})),
+            )
+            .await,
+    )
+    .await;
+    let dash_id = dash["data"]["id"].as_str().unwrap().to_owned();
+    let (_, link) = json(
+        partner
+            .call(
+                "POST",
+                &format!("/dashboards/{dash_id}/published-links?client_id={tid}"),
+                partner.key(),
+                Some(json!({})),
+            )
+            .await,
+    )
+    .await;
+    let token = link["data"]["token"].as_str().unwrap().to_owned();
+    let prefix = format!("{tid}/datasources/");
+    let s3 = &partner.state.store.s3;
+    let stored = s3
+        .list_objects_v2()
+        .bucket(&partner.state.store.bucket)
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    assert!(!stored.contents().is_empty());
     assert_eq!(
         partner
             .call("DELETE", &format!("/clients/{tid}"), partner.key(), None)
@@ -299,6 +373,23 @@ async fn client_accounts_crud_properties_resources_features() {
         "not_found",
     )
     .await;
+    let stored = s3
+        .list_objects_v2()
+        .bucket(&partner.state.store.bucket)
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.contents().is_empty(), "data source files are gone");
+    let link_item: Option<serde_json::Value> = partner
+        .state
+        .store
+        .get(shared::store::keys::published_link(
+            &shared::ids::ApiKeyHash::of(&token).0,
+        ))
+        .await
+        .unwrap();
+    assert!(link_item.is_none(), "published link lookups are gone");
 }
 
 #[tokio::test]
