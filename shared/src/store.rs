@@ -463,40 +463,53 @@ impl Store {
     /// `keys` (absent items are `None`). Unprocessed keys are asked for again.
     pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, ApiError> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
+        /// What one BatchGetItem request may name.
+        const BATCH: usize = 100;
         let mut found: HashMap<(String, String), Item> = HashMap::new();
-        let mut pending: Vec<Item> = keys.iter().map(Key::to_item).collect();
-        pending.dedup();
-        for _ in 0..5 {
-            if pending.is_empty() {
+        // BatchGetItem refuses a key named twice.
+        let mut unique: Vec<&Key> = Vec::new();
+        for key in keys {
+            if !unique.contains(&key) {
+                unique.push(key);
+            }
+        }
+        let mut pending: Vec<Item> = Vec::new();
+        for chunk in unique.chunks(BATCH) {
+            pending = chunk.iter().map(|k| k.to_item()).collect();
+            for _ in 0..5 {
+                if pending.is_empty() {
+                    break;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(ApiError::internal)?;
+                let out = self
+                    .db
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| db_error("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default()
+                {
+                    found.insert((string(&item, "pk"), string(&item, "sk")), item);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
                 break;
             }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut pending)))
-                .consistent_read(true)
-                .build()
-                .map_err(ApiError::internal)?;
-            let out = self
-                .db
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| db_error("BatchGetItem", e))?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                let id = (string(&item, "pk"), string(&item, "sk"));
-                found.insert(id, item);
-            }
-            pending = out
-                .unprocessed_keys
-                .unwrap_or_default()
-                .remove(&self.table)
-                .map(|k| k.keys)
-                .unwrap_or_default();
         }
         if !pending.is_empty() {
             return Err(ApiError::Unavailable(

@@ -67,8 +67,20 @@ pub async fn render(
     is_favorite: Option<bool>,
     full: Option<&Caller>,
 ) -> ApiResult<Value> {
-    let klips: HashMap<String, Klip> = assets::all_of::<Klip>(state, &dashboard.meta.company_id)
+    // Only the dashboard's own Klips, in one consistent BatchGetItem (not the company's all).
+    let wanted: Vec<shared::store::Key> = dashboard
+        .klip_instances
+        .iter()
+        .map(|i| Kind::Klip.key(&dashboard.meta.company_id, &i.klip_id))
+        .collect();
+    let klips: HashMap<String, Klip> = state
+        .store
+        .get_many(&wanted)
         .await?
+        .into_iter()
+        .flatten()
+        .map(shared::store::from_item::<Klip>)
+        .collect::<ApiResult<Vec<_>>>()?
         .into_iter()
         .map(|k| (k.meta.id.clone(), k))
         .collect();
@@ -258,15 +270,7 @@ pub async fn update(
         return Err(ApiError::validation(problems));
     }
     let mut dashboard = old.clone();
-    if let Some(v) = body.name {
-        dashboard.meta.name = v.trim().to_owned();
-    }
-    if body.description.is_some() {
-        dashboard.meta.description = body.description;
-    }
-    if let Some(v) = body.slug {
-        dashboard.meta.slug = v;
-    }
+    dashboard.meta.apply(body.name, body.description, body.slug);
     if let Some(v) = body.layout {
         dashboard.layout = v;
     }

@@ -218,15 +218,7 @@ pub async fn update(
         return Err(ApiError::validation(problems));
     }
     let mut klip = old.clone();
-    if let Some(v) = body.name {
-        klip.meta.name = v.trim().to_owned();
-    }
-    if body.description.is_some() {
-        klip.meta.description = body.description;
-    }
-    if let Some(v) = body.slug {
-        klip.meta.slug = v;
-    }
+    klip.meta.apply(body.name, body.description, body.slug);
     if let Some(v) = body.kind {
         klip.kind = v;
     }

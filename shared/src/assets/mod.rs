@@ -115,6 +115,26 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// An update body's name, description and slug (absent ones stay as they are).
+    pub fn apply(
+        &mut self,
+        name: Option<String>,
+        description: Option<String>,
+        slug: Option<String>,
+    ) {
+        if let Some(name) = name {
+            self.name = name.trim().to_owned();
+        }
+        if description.is_some() {
+            self.description = description;
+        }
+        if let Some(slug) = slug {
+            self.slug = slug;
+        }
+    }
+}
+
 /// A stored asset: the record with its meta.
 pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const KIND: Kind;

@@ -267,6 +267,37 @@ async fn dashboards_layout_instances_favorites_and_deleted_klips() {
         .unwrap()
         .to_owned();
     assert_eq!(list["data"]["klip_instances"][0]["name"], "Count");
+    // The same Klip twice: both widgets carry it (it is read once).
+    app.call(
+        "PUT",
+        &format!("/dashboards/{id}/klip-instances"),
+        app.key(),
+        Some(json!({"klips": [{"klip_id": klip["id"]}]})),
+    )
+    .await;
+    let (_, twice) = json(app.get(&format!("/dashboards/{id}")).await).await;
+    let names: Vec<&str> = twice["data"]["klip_instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Count", "Count"]);
+    let second = twice["data"]["klip_instances"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call(
+            "DELETE",
+            &format!("/dashboards/{id}/klip-instances/{second}"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
     assert_eq!(
         app.call(
             "DELETE",
