@@ -12,13 +12,35 @@ use std::sync::{Arc, Mutex};
 
 pub const PASSWORD: &str = "correct-horse-battery";
 
-/// System time plus an offset the test can move forward (key expiry, token expiry, lockout).
+/// System time plus an offset the test can move forward (key expiry, token expiry, lockout),
+/// or, once frozen, one instant that only `advance` moves (tests that must not race the
+/// wall clock, such as a burst that has to fall in one rate-limit second).
 #[derive(Debug, Default)]
-pub struct ShiftClock(Mutex<Duration>);
+pub struct ShiftClock {
+    offset: Mutex<Duration>,
+    frozen: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl ShiftClock {
+    /// Stops the clock at `at`.
+    pub fn freeze(&self, at: DateTime<Utc>) {
+        *self.frozen.lock().unwrap() = Some(at);
+    }
+
+    pub fn advance(&self, by: Duration) {
+        if let Some(at) = self.frozen.lock().unwrap().as_mut() {
+            *at += by;
+        }
+        *self.offset.lock().unwrap() += by;
+    }
+}
 
 impl Clock for ShiftClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.0.lock().unwrap()
+        match *self.frozen.lock().unwrap() {
+            Some(at) => at,
+            None => Utc::now() + *self.offset.lock().unwrap(),
+        }
     }
 }
 
@@ -122,7 +144,12 @@ impl TestApp {
 
     /// Moves this app's clock forward.
     pub fn advance(&self, by: Duration) {
-        *self.clock.0.lock().unwrap() += by;
+        self.clock.advance(by);
+    }
+
+    /// Stops this app's clock at `at` (see [`ShiftClock`]).
+    pub fn freeze(&self, at: DateTime<Utc>) {
+        self.clock.freeze(at);
     }
 
     /// `/api/v1` + path.

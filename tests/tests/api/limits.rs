@@ -26,6 +26,16 @@ fn header(r: &reqwest::Response, name: &str) -> i64 {
         .unwrap()
 }
 
+/// Noon in New York today: an instant far from both a second and a day boundary.
+fn new_york_noon_today() -> chrono::DateTime<Utc> {
+    let today = Utc::now().with_timezone(&New_York).date_naive();
+    New_York
+        .from_local_datetime(&today.and_hms_milli_opt(12, 0, 0, 500).unwrap())
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 #[tokio::test]
 async fn a_burst_admits_exactly_the_per_second_limit() {
     let app = TestApp::spawn_with(Options {
@@ -33,44 +43,37 @@ async fn a_burst_admits_exactly_the_per_second_limit() {
         ..Options::default()
     })
     .await;
+    // The server's clock stands still, so the whole burst falls in one rate-limit second
+    // whatever the machine's load (racing the wall clock made this test flaky).
+    app.freeze(new_york_noon_today());
     app.get("/profile").await; // resolve the key once, outside the measured second
-    for attempt in 0..5 {
-        // Start just after a second boundary so the burst fits in one second window.
-        let now = Utc::now();
-        let wait = 1_000 - now.timestamp_subsec_millis() as u64 + 20;
-        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-        let started = Utc::now().timestamp();
-        let responses = futures::future::join_all((0..30).map(|_| app.get("/api-keys"))).await;
-        if Utc::now().timestamp() != started {
-            eprintln!("burst {attempt} crossed a second boundary; trying again");
-            continue;
-        }
-        let admitted = responses.iter().filter(|r| r.status() == 200).count();
-        assert_eq!(
-            admitted,
-            5,
-            "statuses: {:?}",
-            responses
-                .iter()
-                .map(|r| r.status().as_u16())
-                .collect::<Vec<_>>()
+    app.advance(chrono::Duration::seconds(1));
+    let responses = futures::future::join_all((0..30).map(|_| app.get("/api-keys"))).await;
+    let admitted = responses.iter().filter(|r| r.status() == 200).count();
+    assert_eq!(
+        admitted,
+        5,
+        "statuses: {:?}",
+        responses
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect::<Vec<_>>()
+    );
+    for r in responses.into_iter().filter(|r| r.status() != 200) {
+        assert_eq!(r.headers()["retry-after"], "1");
+        assert!(r.headers().contains_key("x-ratelimit-limit"));
+        let body = expect_error(r, 429, "rate_limited").await;
+        assert!(
+            body["message"].as_str().unwrap().contains("per second"),
+            "{body}"
         );
-        for r in responses.into_iter().filter(|r| r.status() != 200) {
-            assert_eq!(r.headers()["retry-after"], "1");
-            assert!(r.headers().contains_key("x-ratelimit-limit"));
-            let body = expect_error(r, 429, "rate_limited").await;
-            assert!(
-                body["message"].as_str().unwrap().contains("per second"),
-                "{body}"
-            );
-        }
-        // Refused requests used no daily quota: 1 + 5 admitted + this one.
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let (_, usage) = json(app.get("/usage").await).await;
-        assert_eq!(usage["data"]["used_today"], 7, "{usage}");
-        return;
     }
-    panic!("every burst crossed a second boundary");
+    // The next second admits again, and refused requests used no daily quota:
+    // 1 + 5 admitted + this one.
+    app.advance(chrono::Duration::seconds(1));
+    let (status, usage) = json(app.get("/usage").await).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["data"]["used_today"], 7, "{usage}");
 }
 
 #[tokio::test]
