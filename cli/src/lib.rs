@@ -1,10 +1,20 @@
 //! The routes `pulseboard serve` mounts: every function's router behind the shared edge, as
 //! API Gateway routes them. Tests serve exactly this.
 
-use shared::AppState;
+use platform::AppState;
+
+/// Every function, in the order API Gateway's `$default` route falls back (auth first).
+pub const FUNCTIONS: &[platform::routes::Function] = &[
+    pulseboard_auth::FUNCTION,
+    pulseboard_users::FUNCTION,
+    pulseboard_clients::FUNCTION,
+    pulseboard_datasources::FUNCTION,
+    pulseboard_klips::FUNCTION,
+    pulseboard_dashboards::FUNCTION,
+];
 
 pub fn all_routes(state: AppState) -> axum::Router {
-    shared::http::app(
+    platform::http::app(
         pulseboard_auth::router(state.clone())
             .merge(pulseboard_users::router(state.clone()))
             .merge(pulseboard_clients::router(state.clone()))

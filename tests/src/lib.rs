@@ -3,11 +3,11 @@
 //! a company of its own.
 
 use chrono::{DateTime, Duration, Utc};
+use platform::bootstrap::{bootstrap, Bootstrapped, NewCompany};
+use platform::config::Config;
+use platform::time::Clock;
+use platform::AppState;
 use serde_json::Value;
-use shared::bootstrap::{bootstrap, Bootstrapped, NewCompany};
-use shared::config::Config;
-use shared::time::Clock;
-use shared::AppState;
 use std::sync::{Arc, Mutex};
 
 pub const PASSWORD: &str = "correct-horse-battery";
@@ -92,8 +92,8 @@ pub async fn test_state_with(
 ) -> AppState {
     let mut config = config();
     config.allowed_networks = allowed_networks;
-    let store = shared::store::connect(&config.table_name, &config.bucket_name).await;
-    shared::table::create_table(&store.db, &store.table)
+    let store = platform::store::connect(&config.table_name, &config.bucket_name).await;
+    platform::table::create_table(&store.db, &store.table)
         .await
         .expect("create table");
     AppState::new(config, store, clock)
@@ -108,7 +108,7 @@ pub async fn serve(router: axum::Router) -> String {
 }
 
 pub fn unique_email(tag: &str) -> String {
-    format!("{tag}-{}@example.test", shared::ids::new_id())
+    format!("{tag}-{}@example.test", domain::ids::new_id())
 }
 
 impl TestApp {

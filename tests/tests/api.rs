@@ -17,5 +17,6 @@ mod api {
     mod paging;
     mod permissions;
     mod table;
+    mod template;
     mod tokens;
 }

@@ -3,17 +3,17 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use platform::auth::apikeys::{self, KeySpec, EXPIRY_CHOICES};
+use platform::auth::permissions::PERMISSIONS;
+use platform::auth::records::{ApiKeyRecord, User};
+use platform::auth::{Caller, CallerUser};
+use platform::envelope;
+use platform::extract::{JsonBody, OptionalJsonBody, Params};
+use platform::paging::Paging;
+use platform::store::{keys, put_new, s};
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::{Deserialize, Serialize};
-use shared::auth::apikeys::{self, KeySpec, EXPIRY_CHOICES};
-use shared::auth::permissions::PERMISSIONS;
-use shared::auth::records::{ApiKeyRecord, User};
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, OptionalJsonBody, Params};
-use shared::paging::Paging;
-use shared::store::{keys, put_new, s};
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState, FieldError};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +83,7 @@ fn view(record: ApiKeyRecord, secret: Option<String>, now: &str) -> KeyView {
 
 /// The user whose keys a request concerns: the caller, or (with `user.manage`) another user
 /// of the same company. Unknown and foreign users are 404.
-async fn target_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<User> {
+async fn target_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<CallerUser> {
     if id == "self" || id == caller.user_id() {
         return Ok(caller.user.clone());
     }
@@ -92,6 +92,7 @@ async fn target_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<U
         .store
         .get::<User>(&keys::user(caller.company_id(), id))
         .await?
+        .map(CallerUser::of)
         .ok_or_else(|| ApiError::not_found("user", id))
 }
 
@@ -118,7 +119,7 @@ fn check_not_stronger(caller: &Caller, target: &ApiKeyRecord) -> ApiResult<()> {
 
 /// A key of the caller's company the caller may see: their own, or any with `user.manage`.
 async fn visible_key(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ApiKeyRecord> {
-    let record = if shared::ids::is_id(id) {
+    let record = if domain::ids::is_id(id) {
         state
             .store
             .get::<ApiKeyRecord>(&keys::api_key(caller.company_id(), id))
@@ -249,7 +250,7 @@ struct KeyChoice {
 async fn issue_for(
     state: &AppState,
     caller: &Caller,
-    user: &User,
+    user: &CallerUser,
     choice: KeyChoice,
 ) -> ApiResult<Response> {
     let now = state.clock.now();
@@ -308,8 +309,8 @@ pub async fn create_for_user(
     let owner = if user.id == caller.user_id() {
         None
     } else {
-        let roles = shared::auth::custom_roles(&state, &user.company_id, &user.roles).await?;
-        let mut held = shared::auth::permissions::permissions_of(&user.roles);
+        let roles = platform::auth::custom_roles(&state, &user.company_id, &user.roles).await?;
+        let mut held = platform::auth::permissions::permissions_of(&user.roles);
         held.extend(
             roles
                 .iter()

@@ -4,46 +4,60 @@
 mod keys;
 mod session;
 
-use axum::routing::{get, post};
 use axum::Router;
-use shared::auth::{read, write, FunctionRoutes, Rule};
-use shared::AppState;
+use platform::routes::{route, Access, Function, Route, DELETE, GET, POST};
+use platform::AppState;
 
-/// Every protected route of this function and the permission it needs.
-pub const RULES: &[Rule] = &[
-    read("/auth/verify"),
-    read("/profile"),
-    // Never speculative: it reports this very request's counts.
-    write("GET", "/usage", None),
-    read("/api-keys"),
-    write("POST", "/api-keys", Some("api_key.manage")),
-    read("/api-keys/{id}"),
-    write("DELETE", "/api-keys/{id}", Some("api_key.manage")),
-    write("POST", "/api-keys/{id}/rotate", Some("api_key.manage")),
-    write("POST", "/users/{id}/api-key", Some("api_key.manage")),
-];
+pub const FUNCTION: Function = Function {
+    name: "auth",
+    routes,
+};
 
-/// Routes that need no credentials.
-pub const PUBLIC: &[(&str, &str)] = &[
-    ("POST", "/auth/login"),
-    ("POST", "/auth/refresh"),
-    ("POST", "/auth/logout"),
-    ("POST", "/auth/reset-password"),
-];
+/// Every route of this function, each declared once.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(POST, "/auth/login", session::login, Access::public()),
+        route(POST, "/auth/refresh", session::refresh, Access::public()),
+        route(POST, "/auth/logout", session::logout, Access::public()),
+        route(
+            POST,
+            "/auth/reset-password",
+            session::reset_password,
+            Access::public(),
+        ),
+        route(GET, "/auth/verify", session::verify, Access::read()),
+        route(GET, "/profile", session::profile, Access::read()),
+        // Never speculative: it reports this very request's counts.
+        route(GET, "/usage", session::usage, Access::caller()),
+        route(GET, "/api-keys", keys::list, Access::read()),
+        route(
+            POST,
+            "/api-keys",
+            keys::create,
+            Access::needs("api_key.manage"),
+        ),
+        route(GET, "/api-keys/{id}", keys::show, Access::read()),
+        route(
+            DELETE,
+            "/api-keys/{id}",
+            keys::revoke,
+            Access::needs("api_key.manage"),
+        ),
+        route(
+            POST,
+            "/api-keys/{id}/rotate",
+            keys::rotate,
+            Access::needs("api_key.manage"),
+        ),
+        route(
+            POST,
+            "/users/{id}/api-key",
+            keys::create_for_user,
+            Access::needs("api_key.manage"),
+        ),
+    ]
+}
 
 pub fn router(state: AppState) -> Router {
-    FunctionRoutes::new(state, RULES)
-        .with_public(PUBLIC)
-        .public("/auth/login", post(session::login))
-        .public("/auth/refresh", post(session::refresh))
-        .public("/auth/logout", post(session::logout))
-        .public("/auth/reset-password", post(session::reset_password))
-        .protected("/auth/verify", get(session::verify))
-        .protected("/profile", get(session::profile))
-        .protected("/usage", get(session::usage))
-        .protected("/api-keys", get(keys::list).post(keys::create))
-        .protected("/api-keys/{id}", get(keys::show).delete(keys::revoke))
-        .protected("/api-keys/{id}/rotate", post(keys::rotate))
-        .protected("/users/{id}/api-key", post(keys::create_for_user))
-        .build()
+    platform::routes::router(state, routes())
 }

@@ -3,15 +3,15 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
+use platform::auth::records::{Company, EmailClaim, User, UserView};
+use platform::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
+use platform::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::store::{db_error, keys, put_new, s, to_item};
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
-use shared::auth::records::{Company, EmailClaim, User, UserView};
-use shared::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
-use shared::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::store::{db_error, keys, put_new, s, to_item};
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState};
 
 #[derive(Serialize)]
 struct CompanyView {
@@ -123,14 +123,14 @@ pub async fn login(
     let Some((user, company)) = found else {
         return Err(record_failed_login(&state, &email, None, now).await);
     };
-    check_lockout(&user, now)?;
+    check_lockout(user.locked_until.as_deref(), now)?;
     if !password::verify(&body.password, &user.password_hash).await? {
         return Err(record_failed_login(&state, &email, Some(&user), now).await);
     }
     if company.status == "disabled" {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
-    let family = shared::ids::new_id();
+    let family = domain::ids::new_id();
     let (pair, record) = token_pair(&state, &user.id, &company.id, &family)?;
     let table = &state.store.table;
     let family_record = FamilyRecord {
@@ -198,7 +198,7 @@ async fn consume(state: &AppState, claims: &Claims) -> ApiResult<()> {
                 let old: Option<RefreshRecord> = failed
                     .item
                     .clone()
-                    .and_then(|i| shared::store::from_item(i).ok());
+                    .and_then(|i| platform::store::from_item(i).ok());
                 match old {
                     Some(old) if old.used && !old.revoked => {
                         revoke_family(state, &old.family).await?;
@@ -325,7 +325,7 @@ pub async fn profile(
     params: Params,
 ) -> ApiResult<Response> {
     params.only(&["full"])?;
-    let mut view = serde_json::to_value(UserView::of(&caller.user, state.clock.now()))?;
+    let mut view = serde_json::to_value(UserView::of_caller(&caller.user, state.clock.now()))?;
     if params.flag("full")? {
         view["permissions"] = serde_json::to_value(&caller.permissions)?;
         view["company"] = serde_json::to_value(&caller.company)?;
@@ -355,11 +355,11 @@ pub async fn reset_password(
     params: Params,
     JsonBody(body): JsonBody<ResetBody>,
 ) -> ApiResult<Response> {
-    use shared::auth::records::ResetRecord;
+    use platform::auth::records::ResetRecord;
     params.only(&[])?;
     let now = rfc3339(state.clock.now());
     let invalid = || ApiError::Unauthorized("invalid or expired reset token".into());
-    let key = keys::reset_token(&shared::ids::ApiKeyHash::of(&body.token).0);
+    let key = keys::reset_token(&domain::ids::ApiKeyHash::of(&body.token).0);
     let record: ResetRecord = state.store.get(&key).await?.ok_or_else(invalid)?;
     if record.used || record.expires_at <= now {
         return Err(invalid());
@@ -373,7 +373,7 @@ pub async fn reset_password(
     let hash = password::hash(&body.password).await?;
     let table = &state.store.table;
     let writes = vec![
-        shared::store::update(
+        platform::store::update(
             table,
             &key,
             "SET used = :t",
@@ -385,7 +385,7 @@ pub async fn reset_password(
                 (":now", s(&now)),
             ],
         )?,
-        shared::store::update(
+        platform::store::update(
             table,
             &keys::user(&user.company_id, &user.id),
             "SET password_hash = :h, last_updated = :now REMOVE locked_until",

@@ -3,19 +3,19 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use domain::ids::{is_id, new_id};
+use domain::records::{Dashboard, Datasource};
+use platform::assets::{stored, Kind};
+use platform::auth::records::{Company, FEATURES, PLANS, RESOURCES};
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::paging::Paging;
+use platform::store::{keys, put_if, put_new, s, to_item, Item, Key};
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::assets::records::{Dashboard, Datasource};
-use shared::assets::{data, Kind};
-use shared::auth::records::{Company, FEATURES, PLANS, RESOURCES};
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::ids::{is_id, new_id};
-use shared::paging::Paging;
-use shared::store::{keys, put_if, put_new, s, to_item, Item, Key};
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState, FieldError};
 
 const STATUSES: &[&str] = &["active", "trial", "setup", "disabled"];
 
@@ -76,7 +76,7 @@ async fn save(state: &AppState, old: &Company, new: &Company) -> ApiResult<()> {
         client_item(&new)?,
         "attribute_exists(pk) AND last_updated = :seen AND (attribute_not_exists(user_count) OR user_count = :users)",
         &[],
-        vec![(":seen", s(&old.last_updated)), (":users", shared::store::n(old.user_count))],
+        vec![(":seen", s(&old.last_updated)), (":users", platform::store::n(old.user_count))],
     )?;
     state
         .store
@@ -289,7 +289,7 @@ pub async fn delete(
             }
         } else if sk.starts_with(Kind::Datasource.prefix()) {
             if let Ok(ds) = serde_json::from_value::<Datasource>(Value::Object(item.clone())) {
-                data::forget(&state, &ds).await?;
+                stored::forget(&state, &ds).await?;
             }
         }
         state.store.delete(&Key::new(pk.clone(), sk)).await?;

@@ -4,50 +4,56 @@
 
 mod clients;
 
-use axum::routing::get;
 use axum::Router;
-use shared::auth::{write, FunctionRoutes, Rule};
-use shared::AppState;
+use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
+use platform::AppState;
 
-/// Every protected route of this function and the permission it needs. Reading client
-/// accounts is partner business, so reads need `client.access` too.
-pub const RULES: &[Rule] = &[
-    write("GET", "/clients", Some("client.access")),
-    write("POST", "/clients", Some("client.build")),
-    write("GET", "/clients/{id}", Some("client.access")),
-    write("PUT", "/clients/{id}", Some("client.edit")),
-    write("DELETE", "/clients/{id}", Some("client.delete")),
-    write("GET", "/clients/{id}/properties", Some("client.access")),
-    write("PUT", "/clients/{id}/properties", Some("client.edit")),
-    write("DELETE", "/clients/{id}/properties", Some("client.edit")),
-    write("GET", "/clients/{id}/resources", Some("client.access")),
-    write("PUT", "/clients/{id}/resources", Some("client.edit")),
-    write("GET", "/clients/{id}/features", Some("client.access")),
-    write("PUT", "/clients/{id}/features", Some("client.edit")),
-];
+pub const FUNCTION: Function = Function {
+    name: "clients",
+    routes,
+};
+
+/// Every route of this function, each declared once. Reading client accounts is partner
+/// business, so reads need `client.access` too.
+pub fn routes() -> Vec<Route> {
+    let access = Access::needs("client.access");
+    let edit = Access::needs("client.edit");
+    vec![
+        route(GET, "/clients", clients::list, access),
+        route(
+            POST,
+            "/clients",
+            clients::create,
+            Access::needs("client.build"),
+        ),
+        route(GET, "/clients/{id}", clients::show, access),
+        route(PUT, "/clients/{id}", clients::update, edit),
+        route(
+            DELETE,
+            "/clients/{id}",
+            clients::delete,
+            Access::needs("client.delete"),
+        ),
+        route(GET, "/clients/{id}/properties", clients::properties, access),
+        route(
+            PUT,
+            "/clients/{id}/properties",
+            clients::put_properties,
+            edit,
+        ),
+        route(
+            DELETE,
+            "/clients/{id}/properties",
+            clients::delete_property,
+            edit,
+        ),
+        route(GET, "/clients/{id}/resources", clients::resources, access),
+        route(PUT, "/clients/{id}/resources", clients::put_resources, edit),
+        route(GET, "/clients/{id}/features", clients::features, access),
+        route(PUT, "/clients/{id}/features", clients::put_features, edit),
+    ]
+}
 
 pub fn router(state: AppState) -> Router {
-    FunctionRoutes::new(state, RULES)
-        .protected("/clients", get(clients::list).post(clients::create))
-        .protected(
-            "/clients/{id}",
-            get(clients::show)
-                .put(clients::update)
-                .delete(clients::delete),
-        )
-        .protected(
-            "/clients/{id}/properties",
-            get(clients::properties)
-                .put(clients::put_properties)
-                .delete(clients::delete_property),
-        )
-        .protected(
-            "/clients/{id}/resources",
-            get(clients::resources).put(clients::put_resources),
-        )
-        .protected(
-            "/clients/{id}/features",
-            get(clients::features).put(clients::put_features),
-        )
-        .build()
+    platform::routes::router(state, routes())
 }

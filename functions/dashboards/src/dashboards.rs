@@ -3,20 +3,20 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use domain::records::{Dashboard, Datasource, Klip, KlipInstance, Layout};
+use platform::assets::ingest::refresh_source;
+use platform::assets::{
+    self, check_common, check_if_match, find, ok_with_etag, view, Kind, Listable, Meta,
+};
+use platform::auth::records::Company;
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::paging::Paging;
+use platform::store::{keys, Key};
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::assets::records::{Dashboard, Datasource, Klip, KlipInstance, Layout};
-use shared::assets::refresh::refresh_source;
-use shared::assets::{
-    self, check_common, check_if_match, data, find, ok_with_etag, view, Kind, Listable, Meta,
-};
-use shared::auth::records::Company;
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::paging::Paging;
-use shared::store::{keys, Key};
-use shared::{ApiError, ApiResult, AppState, FieldError};
 use std::collections::HashMap;
 
 #[derive(Deserialize)]
@@ -68,10 +68,10 @@ pub async fn render(
     full: Option<&Caller>,
 ) -> ApiResult<Value> {
     // Only the dashboard's own Klips, in one consistent BatchGetItem (not the company's all).
-    let wanted: Vec<shared::store::Key> = dashboard
+    let wanted: Vec<platform::store::Key> = dashboard
         .klip_instances
         .iter()
-        .map(|i| Kind::Klip.key(&dashboard.meta.company_id, &i.klip_id))
+        .map(|i| keys::asset(Kind::Klip, &dashboard.meta.company_id, &i.klip_id))
         .collect();
     let klips: HashMap<String, Klip> = state
         .store
@@ -79,7 +79,7 @@ pub async fn render(
         .await?
         .into_iter()
         .flatten()
-        .map(shared::store::from_item::<Klip>)
+        .map(platform::store::from_item::<Klip>)
         .collect::<ApiResult<Vec<_>>>()?
         .into_iter()
         .map(|k| (k.meta.id.clone(), k))
@@ -228,7 +228,8 @@ pub async fn create(
     }
     let dashboard = Dashboard {
         meta: Meta::new(
-            &caller,
+            caller.company_id(),
+            caller.user_id(),
             body.name.unwrap_or_default().trim().to_owned(),
             body.description,
             body.slug,
@@ -412,7 +413,7 @@ pub async fn add_instances(
                         .unwrap_or(0)
                 });
                 dashboard.klip_instances.push(KlipInstance {
-                    id: shared::ids::new_id(),
+                    id: domain::ids::new_id(),
                     klip_id: klip.meta.id,
                     region,
                     position,
@@ -521,7 +522,7 @@ pub async fn refresh(
                 .any(|i| i.klip_id == k.meta.id)
         })
         .collect();
-    let tz = data::timezone(caller.company.timezone.as_deref());
+    let tz = domain::data::timezone(caller.company.timezone.as_deref());
     let mut sources: Vec<String> = klips
         .iter()
         .filter_map(|k| k.datasource_id.clone())
@@ -532,7 +533,7 @@ pub async fn refresh(
     for source in &sources {
         let Some(ds) = state
             .store
-            .get::<Datasource>(Kind::Datasource.key(company, source))
+            .get::<Datasource>(keys::asset(Kind::Datasource, company, source))
             .await?
         else {
             continue;
@@ -556,7 +557,7 @@ pub async fn refresh(
     }
     // Klips whose data source did not change (or has none) are recomputed too.
     for klip in &klips {
-        data::recompute_klip(&state, klip, tz).await?;
+        platform::assets::stored::recompute_klip(&state, klip, tz).await?;
     }
     let dashboard: Dashboard = find(&state, &caller, &dashboard.meta.id).await?;
     let favorite = is_favorite(&state, &caller, &dashboard.meta.id).await?;

@@ -5,103 +5,127 @@
 mod dashboards;
 mod published;
 
-use axum::routing::{delete, get, post, put};
 use axum::Router;
-use shared::assets::records::Dashboard;
-use shared::assets::{put_share_rights_handler, share_rights_handler};
-use shared::auth::{read, write, FunctionRoutes, Rule};
-use shared::AppState;
+use domain::records::Dashboard;
+use platform::assets::{put_share_rights_handler, share_rights_handler};
+use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
+use platform::AppState;
 
-/// Every protected route of this function and the permission it needs.
-pub const RULES: &[Rule] = &[
-    read("/dashboards"),
-    write("POST", "/dashboards", Some("dashboard.build")),
-    read("/dashboards/{id}"),
-    write("PUT", "/dashboards/{id}", Some("dashboard.edit")),
-    write("DELETE", "/dashboards/{id}", Some("dashboard.delete")),
-    read("/dashboards/{id}/layout"),
-    write("PUT", "/dashboards/{id}/layout", Some("dashboard.edit")),
-    read("/dashboards/{id}/klip-instances"),
-    write(
-        "PUT",
-        "/dashboards/{id}/klip-instances",
-        Some("dashboard.edit"),
-    ),
-    write(
-        "DELETE",
-        "/dashboards/{id}/klip-instances/{instance_id}",
-        Some("dashboard.edit"),
-    ),
-    read("/dashboards/{id}/share-rights"),
-    write(
-        "PUT",
-        "/dashboards/{id}/share-rights",
-        Some("dashboard.share"),
-    ),
-    // A favourite is the caller's own mark on what they can see.
-    write("PUT", "/dashboards/{id}/favorite", None),
-    write("DELETE", "/dashboards/{id}/favorite", None),
-    // Refreshing recomputes what the caller can already see.
-    write("POST", "/dashboards/{id}/refresh", None),
-    read("/dashboards/{id}/published-links"),
-    write(
-        "POST",
-        "/dashboards/{id}/published-links",
-        Some("dashboard.publish"),
-    ),
-    read("/dashboards/{id}/published-links/{link_id}"),
-    write(
-        "DELETE",
-        "/dashboards/{id}/published-links/{link_id}",
-        Some("dashboard.publish"),
-    ),
-];
+pub const FUNCTION: Function = Function {
+    name: "dashboards",
+    routes,
+};
 
-/// Routes that need no credentials.
-pub const PUBLIC: &[(&str, &str)] = &[("GET", "/public/dashboards/{token}")];
+/// Every route of this function, each declared once.
+pub fn routes() -> Vec<Route> {
+    let edit = Access::needs("dashboard.edit");
+    let publish = Access::needs("dashboard.publish");
+    vec![
+        route(
+            GET,
+            "/public/dashboards/{token}",
+            published::show_public,
+            Access::published_link(published::resolve),
+        ),
+        route(GET, "/dashboards", dashboards::list, Access::read()),
+        route(
+            POST,
+            "/dashboards",
+            dashboards::create,
+            Access::needs("dashboard.build"),
+        ),
+        route(GET, "/dashboards/{id}", dashboards::show, Access::read()),
+        route(PUT, "/dashboards/{id}", dashboards::update, edit),
+        route(
+            DELETE,
+            "/dashboards/{id}",
+            dashboards::delete,
+            Access::needs("dashboard.delete"),
+        ),
+        route(
+            GET,
+            "/dashboards/{id}/layout",
+            dashboards::layout,
+            Access::read(),
+        ),
+        route(PUT, "/dashboards/{id}/layout", dashboards::put_layout, edit),
+        route(
+            GET,
+            "/dashboards/{id}/klip-instances",
+            dashboards::instances,
+            Access::read(),
+        ),
+        route(
+            PUT,
+            "/dashboards/{id}/klip-instances",
+            dashboards::add_instances,
+            edit,
+        ),
+        route(
+            DELETE,
+            "/dashboards/{id}/klip-instances/{instance_id}",
+            dashboards::remove_instance,
+            edit,
+        ),
+        route(
+            GET,
+            "/dashboards/{id}/share-rights",
+            share_rights_handler::<Dashboard>,
+            Access::read(),
+        ),
+        route(
+            PUT,
+            "/dashboards/{id}/share-rights",
+            put_share_rights_handler::<Dashboard>,
+            Access::needs("dashboard.share"),
+        ),
+        // A favourite is the caller's own mark on what they can see.
+        route(
+            PUT,
+            "/dashboards/{id}/favorite",
+            dashboards::favorite,
+            Access::caller(),
+        ),
+        route(
+            DELETE,
+            "/dashboards/{id}/favorite",
+            dashboards::unfavorite,
+            Access::caller(),
+        ),
+        // Refreshing recomputes what the caller can already see.
+        route(
+            POST,
+            "/dashboards/{id}/refresh",
+            dashboards::refresh,
+            Access::caller(),
+        ),
+        route(
+            GET,
+            "/dashboards/{id}/published-links",
+            published::list,
+            Access::read(),
+        ),
+        route(
+            POST,
+            "/dashboards/{id}/published-links",
+            published::create,
+            publish,
+        ),
+        route(
+            GET,
+            "/dashboards/{id}/published-links/{link_id}",
+            published::show,
+            Access::read(),
+        ),
+        route(
+            DELETE,
+            "/dashboards/{id}/published-links/{link_id}",
+            published::revoke,
+            publish,
+        ),
+    ]
+}
 
 pub fn router(state: AppState) -> Router {
-    FunctionRoutes::new(state, RULES)
-        .with_public(PUBLIC)
-        .public("/public/dashboards/{token}", get(published::show_public))
-        .protected(
-            "/dashboards",
-            get(dashboards::list).post(dashboards::create),
-        )
-        .protected(
-            "/dashboards/{id}",
-            get(dashboards::show)
-                .put(dashboards::update)
-                .delete(dashboards::delete),
-        )
-        .protected(
-            "/dashboards/{id}/layout",
-            get(dashboards::layout).put(dashboards::put_layout),
-        )
-        .protected(
-            "/dashboards/{id}/klip-instances",
-            get(dashboards::instances).put(dashboards::add_instances),
-        )
-        .protected(
-            "/dashboards/{id}/klip-instances/{instance_id}",
-            delete(dashboards::remove_instance),
-        )
-        .protected(
-            "/dashboards/{id}/share-rights",
-            get(share_rights_handler::<Dashboard>).put(put_share_rights_handler::<Dashboard>),
-        )
-        .protected(
-            "/dashboards/{id}/favorite",
-            put(dashboards::favorite).delete(dashboards::unfavorite),
-        )
-        .protected("/dashboards/{id}/refresh", post(dashboards::refresh))
-        .protected(
-            "/dashboards/{id}/published-links",
-            get(published::list).post(published::create),
-        )
-        .protected(
-            "/dashboards/{id}/published-links/{link_id}",
-            get(published::show).delete(published::revoke),
-        )
-        .build()
+    platform::routes::router(state, routes())
 }

@@ -3,21 +3,22 @@
 //! `public_dashboards` feature.
 
 use crate::dashboards::render;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use domain::ids::{new_id, ApiKeyHash};
+use domain::records::{Dashboard, PublishedLink};
+use platform::admission::LinkOwner;
+use platform::assets::{self, check_if_match, find, Kind};
+use platform::auth::records::Company;
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{OptionalJsonBody, Params};
+use platform::store::{keys, put_new, to_item, Key};
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared::assets::records::{Dashboard, PublishedLink};
-use shared::assets::{self, check_if_match, find, Kind};
-use shared::auth::records::Company;
-use shared::auth::{admit_for, with_rate_headers, Caller};
-use shared::envelope;
-use shared::extract::{OptionalJsonBody, Params};
-use shared::ids::{new_id, ApiKeyHash};
-use shared::store::{keys, put_new, to_item, Key};
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState};
 
 /// Where a token's hash leads.
 #[derive(Serialize, Deserialize)]
@@ -49,7 +50,7 @@ pub async fn list(
     params: Params,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let paging = shared::paging::Paging::plain(&params, &[])?;
+    let paging = platform::paging::Paging::plain(&params, &[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     let (page, total) = paging.slice(dashboard.published_links.iter().map(link_view).collect());
     let meta = paging.meta(&params, page.len(), total);
@@ -161,63 +162,75 @@ pub async fn revoke(
     Ok(envelope::deleted())
 }
 
-/// `GET /public/dashboards/{token}`: no credentials; counts against the owner's limits;
-/// 404 once revoked or expired (or when the owner switched `public_dashboards` off).
+/// The dashboard a published link shows, as the admission pipeline's resolver read it.
+#[derive(Clone)]
+pub struct PublishedDashboard(Dashboard);
+
+/// Resolves a published link's token for the admission pipeline: the owner company (whose
+/// limits the request counts against) and the dashboard, read together; 404 once revoked or
+/// expired, or when the owner switched `public_dashboards` off.
+pub fn resolve<'a>(
+    state: &'a AppState,
+    token: &'a str,
+) -> futures::future::BoxFuture<'a, ApiResult<LinkOwner>> {
+    Box::pin(async move {
+        let not_found = || {
+            ApiError::NotFound(
+                "published dashboard not found (revoked or expired links answer this too)".into(),
+            )
+        };
+        let record: LinkRecord = state
+            .store
+            .get(link_key(&ApiKeyHash::of(token).0))
+            .await?
+            .ok_or_else(not_found)?;
+        let now = rfc3339(state.clock.now());
+        if record
+            .expires_at
+            .as_deref()
+            .is_some_and(|e| e <= now.as_str())
+        {
+            return Err(not_found());
+        }
+        let (company, dashboard) = tokio::try_join!(
+            state
+                .store
+                .get::<Company>(keys::company(&record.company_id)),
+            state.store.get::<Dashboard>(keys::asset(
+                Kind::Dashboard,
+                &record.company_id,
+                &record.dashboard_id
+            )),
+        )?;
+        let (Some(company), Some(dashboard)) = (company, dashboard) else {
+            return Err(not_found());
+        };
+        if company.status == "disabled" || !company.feature_enabled("public_dashboards") {
+            return Err(not_found());
+        }
+        let mut extensions = http::Extensions::new();
+        extensions.insert(PublishedDashboard(dashboard));
+        Ok(LinkOwner {
+            company,
+            extensions,
+        })
+    })
+}
+
+/// `GET /public/dashboards/{token}`: no credentials; admission resolved the link and counted
+/// the request against the owner's limits.
 pub async fn show_public(
     State(state): State<AppState>,
     params: Params,
-    Path(token): Path<String>,
-) -> Response {
-    match public(&state, &params, &token).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn public(state: &AppState, params: &Params, token: &str) -> ApiResult<Response> {
+    Extension(PublishedDashboard(dashboard)): Extension<PublishedDashboard>,
+) -> ApiResult<Response> {
     params.only(&[])?;
-    let not_found = || {
-        ApiError::NotFound(
-            "published dashboard not found (revoked or expired links answer this too)".into(),
-        )
-    };
-    let record: LinkRecord = state
-        .store
-        .get(link_key(&ApiKeyHash::of(token).0))
-        .await?
-        .ok_or_else(not_found)?;
-    let now = rfc3339(state.clock.now());
-    if record
-        .expires_at
-        .as_deref()
-        .is_some_and(|e| e <= now.as_str())
-    {
-        return Err(not_found());
-    }
-    let (company, dashboard) = tokio::try_join!(
-        state
-            .store
-            .get::<Company>(keys::company(&record.company_id)),
-        state
-            .store
-            .get::<Dashboard>(Kind::Dashboard.key(&record.company_id, &record.dashboard_id)),
-    )?;
-    let (Some(company), Some(dashboard)) = (company, dashboard) else {
-        return Err(not_found());
-    };
-    if company.status == "disabled" || !company.feature_enabled("public_dashboards") {
-        return Err(not_found());
-    }
-    let headers = match admit_for(state, &company).await {
-        Ok(h) => h,
-        Err(refused) => return Ok(refused),
-    };
-    let mut body = render(state, &dashboard, None, None).await?;
+    let mut body = render(&state, &dashboard, None, None).await?;
     if let Some(obj) = body.as_object_mut() {
         // What a visitor needs, not who built it or how it is shared.
         for private in ["share_rights", "published_links", "created_by"] {
             obj.remove(private);
         }
     }
-    Ok(with_rate_headers(envelope::ok(body), &headers))
+    Ok(envelope::ok(body))
 }

@@ -1,7 +1,7 @@
 //! A data source's data: `PUT {id}/data` replaces it, `POST {id}/data` appends rows,
 //! `GET {id}/data` pages through the rows or answers the raw file.
 //!
-//! The data lives in S3 (`shared::assets::data`), its description (`columns`, `row_count`,
+//! The data lives in S3 (`platform::assets::stored`), its description (`columns`, `row_count`,
 //! `data_size`, `date_last_refresh`) on the data source's item. New data is written to S3
 //! first and the item saved after, so any error before that — a bad body, a failed upload —
 //! leaves the previous data and its description as they were. Then the Klips that use the
@@ -12,16 +12,18 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use domain::data::{self, Row, Table, MAX_DATA_BYTES};
+use domain::data::{encode, media_type};
+use domain::records::Datasource;
+use platform::assets::check_if_match;
+use platform::assets::ingest::commit;
+use platform::assets::stored;
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::Params;
+use platform::paging::Paging;
+use platform::{ApiError, ApiResult, AppState};
 use serde_json::Value;
-use shared::assets::check_if_match;
-use shared::assets::data::{self, Row, Table, MAX_DATA_BYTES};
-use shared::assets::records::Datasource;
-use shared::assets::refresh::{commit, encode, media_type};
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::Params;
-use shared::paging::Paging;
-use shared::{ApiError, ApiResult, AppState};
 
 /// Appends the records of `new` (without its header) to the CSV file `old`.
 fn append_csv(old: &[u8], new: &[u8]) -> Vec<u8> {
@@ -89,7 +91,7 @@ pub async fn recompute_after_push(
     rows: &[Row],
 ) {
     let tz = data::timezone(caller.company.timezone.as_deref());
-    if let Err(error) = data::recompute_klips(state, ds, rows, tz).await {
+    if let Err(error) = stored::recompute_klips(state, ds, rows, tz).await {
         tracing::warn!(datasource = %ds.meta.id, %error, "recomputing Klips after a data push failed");
     }
 }
@@ -144,7 +146,7 @@ pub async fn append(
             Err(ApiError::PreconditionFailed(_)) if !strict && attempt < ATTEMPTS => {
                 // A short random pause spreads out writers that keep colliding.
                 let pause =
-                    5 + u64::from(shared::ids::new_id().as_bytes()[0] % 20) * attempt as u64;
+                    5 + u64::from(domain::ids::new_id().as_bytes()[0] % 20) * attempt as u64;
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 ds = lookup(&state, &caller, &id).await?;
             }
@@ -177,7 +179,7 @@ async fn append_once(
     if new.rows.is_empty() && !ds.columns.is_empty() {
         return respond(&ds);
     }
-    let (old_rows, old_raw) = tokio::try_join!(data::rows(state, &ds), data::raw(state, &ds))?;
+    let (old_rows, old_raw) = tokio::try_join!(stored::rows(state, &ds), stored::raw(state, &ds))?;
     let names: Vec<String> = if ds.columns.is_empty() {
         &new.columns
     } else {
@@ -254,7 +256,7 @@ pub async fn show(
     }
     let ds = lookup(&state, &caller, &id).await?;
     if raw {
-        let file = data::raw(&state, &ds).await?.ok_or_else(|| {
+        let file = stored::raw(&state, &ds).await?.ok_or_else(|| {
             ApiError::NotFound(format!(
                 "data source '{}' has no data yet; send some with PUT .../data",
                 ds.meta.slug
@@ -275,7 +277,7 @@ pub async fn show(
         }
         return Ok(response);
     }
-    let rows = data::rows(&state, &ds).await?;
+    let rows = stored::rows(&state, &ds).await?;
     let total = rows.len();
     let page: Vec<Value> = rows
         .into_iter()
@@ -290,14 +292,14 @@ pub async fn show(
 /// Rewrites the stored file in the data source's (new) format, the rows as they are, as a new
 /// copy that `ds` now points at (committed when the caller saves `ds`); answers the copy's id.
 pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String> {
-    let rows = data::rows(state, ds).await?;
+    let rows = stored::rows(state, ds).await?;
     let table = Table {
         columns: ds.columns.clone(),
         rows,
     };
     let raw = encode(&ds.format, &table).map_err(ApiError::internal)?;
     ds.data_size = raw.len() as u64;
-    let data_id = data::store(state, ds, raw, &table.rows).await?;
+    let data_id = stored::store(state, ds, raw, &table.rows).await?;
     ds.previous_data_id = ds.data_id.replace(data_id.clone());
     Ok(data_id)
 }

@@ -5,19 +5,19 @@ use crate::content;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Map, Value};
-use shared::assets::connector::valid_json_path;
-use shared::assets::records::{Datasource, DatasourceProperties, Klip, HEADER_MASK};
-use shared::assets::{
+use domain::connector::valid_json_path;
+use domain::records::{Datasource, DatasourceProperties, Klip, HEADER_MASK};
+use platform::assets::{
     all_of, all_visible, check_common, check_if_match, create as create_asset, find, ok_with_etag,
     remove, save, view, Listable, Meta,
 };
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::paging::Paging;
-use shared::{ApiError, ApiResult, AppState, FieldError};
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::paging::Paging;
+use platform::{ApiError, ApiResult, AppState, FieldError};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 pub const CONNECTORS: &[&str] = &["push", "url"];
@@ -234,7 +234,13 @@ pub async fn create(
     fail_on(check_body(&body, true))?;
     let name = body.name.unwrap_or_default().trim().to_owned();
     let ds = Datasource {
-        meta: Meta::new(&caller, name, body.description.flatten(), body.slug),
+        meta: Meta::new(
+            caller.company_id(),
+            caller.user_id(),
+            name,
+            body.description.flatten(),
+            body.slug,
+        ),
         connector: body.connector.unwrap_or_else(|| "push".into()),
         format: body.format.unwrap_or_else(|| "csv".into()),
         refresh_interval: body.refresh_interval.flatten(),
@@ -317,13 +323,13 @@ pub async fn update(
         (Ok(saved), Some(_)) => {
             // Only the copy this save pushed out goes; others may be another writer's.
             if let Some(pushed_out) = &old.previous_data_id {
-                shared::assets::data::discard_unless_current(&state, &saved, pushed_out).await;
+                platform::assets::stored::discard_unless_current(&state, &saved, pushed_out).await;
             }
             respond(&saved)
         }
         (Ok(saved), None) => respond(&saved),
         (Err(e), Some(copy)) => {
-            shared::assets::data::discard(&state, &ds, &copy).await;
+            platform::assets::stored::discard(&state, &ds, &copy).await;
             Err(e)
         }
         (Err(e), None) => Err(e),
@@ -365,7 +371,7 @@ pub async fn delete(
     }
     remove(&state, &ds).await?;
     // The item is gone, so the request succeeded; data left behind is only logged.
-    if let Err(error) = shared::assets::data::forget(&state, &ds).await {
+    if let Err(error) = platform::assets::stored::forget(&state, &ds).await {
         tracing::warn!(datasource = %ds.meta.id, %error, "deleting the data of a deleted data source failed");
     }
     Ok(envelope::deleted())

@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::init_tracing();
-    let state = shared::AppState::from_env().await?;
-    lambda_http::run(shared::http::app(pulseboard_datasources::router(state))).await
+    platform::init_tracing();
+    let state = platform::AppState::from_env().await?;
+    lambda_http::run(platform::http::app(pulseboard_datasources::router(state))).await
 }

@@ -9,15 +9,15 @@
 use crate::datasources::{lookup, usable};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use domain::data;
+use platform::assets::ingest::{refresh_source, Outcome};
+use platform::assets::view;
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use shared::assets::data;
-use shared::assets::refresh::{refresh_source, Outcome};
-use shared::assets::view;
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::{ApiError, ApiResult, AppState, FieldError};
 
 /// The most data sources one bulk request may name (they are refreshed one after another
 /// within the request, each fetch allowed up to `connector::TIMEOUT`).

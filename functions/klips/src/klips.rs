@@ -3,19 +3,19 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use domain::klip::{Display, Query};
+use domain::records::{Annotation, Dashboard, Datasource, Klip, KLIP_TYPES};
+use platform::assets::{
+    self, check_common, check_if_match, find, ok_with_etag, view, Listable, Meta,
+};
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::paging::Paging;
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::assets::records::{Annotation, Dashboard, Datasource, Klip, KLIP_TYPES};
-use shared::assets::{
-    self, check_common, check_if_match, data, find, ok_with_etag, view, Listable, Meta,
-};
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::klip::{Display, Query};
-use shared::paging::Paging;
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState, FieldError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +60,7 @@ fn check_schema(
     }
     let default_display = Display::default();
     if let Some(query) = query {
-        if let Err(found) = shared::klip::validate(query, display.unwrap_or(&default_display)) {
+        if let Err(found) = domain::klip::validate(query, display.unwrap_or(&default_display)) {
             problems.extend(
                 found
                     .into_iter()
@@ -84,8 +84,8 @@ async fn datasource_id(state: &AppState, caller: &Caller, given: &str) -> ApiRes
 
 /// Computes and stores the Klip's value from its data source's rows.
 pub async fn compute(state: &AppState, caller: &Caller, klip: &mut Klip) -> ApiResult<()> {
-    let tz = data::timezone(caller.company.timezone.as_deref());
-    klip.value = Some(data::recompute_klip(state, klip, tz).await?);
+    let tz = domain::data::timezone(caller.company.timezone.as_deref());
+    klip.value = Some(platform::assets::stored::recompute_klip(state, klip, tz).await?);
     Ok(())
 }
 
@@ -170,7 +170,8 @@ pub async fn create(
     };
     let klip = Klip {
         meta: Meta::new(
-            &caller,
+            caller.company_id(),
+            caller.user_id(),
             body.name.unwrap_or_default().trim().to_owned(),
             body.description,
             body.slug,
@@ -262,9 +263,11 @@ pub async fn delete(
         if let Err(ApiError::PreconditionFailed(_)) = assets::save(&state, &old, new).await {
             if let Some(fresh) = state
                 .store
-                .get::<Dashboard>(
-                    shared::assets::Kind::Dashboard.key(&old.meta.company_id, &old.meta.id),
-                )
+                .get::<Dashboard>(platform::store::keys::asset(
+                    platform::assets::Kind::Dashboard,
+                    &old.meta.company_id,
+                    &old.meta.id,
+                ))
                 .await?
             {
                 let mut again = fresh.clone();
@@ -410,7 +413,7 @@ pub async fn add_annotation(
         )));
     }
     let note = Annotation {
-        id: shared::ids::new_id(),
+        id: domain::ids::new_id(),
         date: body.date.unwrap_or_default(),
         text: body.text.unwrap_or_default().trim().to_owned(),
         created_by: caller.user_id().to_owned(),

@@ -4,66 +4,80 @@
 
 mod klips;
 
-use axum::routing::{get, post};
 use axum::Router;
-use shared::assets::records::Klip;
-use shared::assets::{put_share_rights_handler, share_rights_handler};
-use shared::auth::{read, write, FunctionRoutes, Rule};
-use shared::AppState;
+use domain::records::Klip;
+use platform::assets::{put_share_rights_handler, share_rights_handler};
+use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
+use platform::AppState;
 
-/// Every protected route of this function and the permission it needs.
-pub const RULES: &[Rule] = &[
-    read("/klips"),
-    write("POST", "/klips", Some("klip.build")),
-    read("/klips/{id}"),
-    write("PUT", "/klips/{id}", Some("klip.edit")),
-    write("DELETE", "/klips/{id}", Some("klip.delete")),
-    read("/klips/{id}/schema"),
-    write("PUT", "/klips/{id}/schema", Some("klip.edit")),
-    read("/klips/{id}/share-rights"),
-    write("PUT", "/klips/{id}/share-rights", Some("klip.share")),
-    read("/klips/{id}/annotations"),
-    write("POST", "/klips/{id}/annotations", Some("klip.edit")),
-    read("/klips/{id}/annotations/{annotation_id}"),
-    write(
-        "PUT",
-        "/klips/{id}/annotations/{annotation_id}",
-        Some("klip.edit"),
-    ),
-    write(
-        "DELETE",
-        "/klips/{id}/annotations/{annotation_id}",
-        Some("klip.edit"),
-    ),
-    // Recomputing a value anyone may see is not an edit.
-    write("POST", "/klips/{id}/refresh", None),
-];
+pub const FUNCTION: Function = Function {
+    name: "klips",
+    routes,
+};
+
+/// Every route of this function, each declared once.
+pub fn routes() -> Vec<Route> {
+    let edit = Access::needs("klip.edit");
+    vec![
+        route(GET, "/klips", klips::list, Access::read()),
+        route(POST, "/klips", klips::create, Access::needs("klip.build")),
+        route(GET, "/klips/{id}", klips::show, Access::read()),
+        route(PUT, "/klips/{id}", klips::update, edit),
+        route(
+            DELETE,
+            "/klips/{id}",
+            klips::delete,
+            Access::needs("klip.delete"),
+        ),
+        route(GET, "/klips/{id}/schema", klips::schema, Access::read()),
+        route(PUT, "/klips/{id}/schema", klips::put_schema, edit),
+        route(
+            GET,
+            "/klips/{id}/share-rights",
+            share_rights_handler::<Klip>,
+            Access::read(),
+        ),
+        route(
+            PUT,
+            "/klips/{id}/share-rights",
+            put_share_rights_handler::<Klip>,
+            Access::needs("klip.share"),
+        ),
+        route(
+            GET,
+            "/klips/{id}/annotations",
+            klips::annotations,
+            Access::read(),
+        ),
+        route(POST, "/klips/{id}/annotations", klips::add_annotation, edit),
+        route(
+            GET,
+            "/klips/{id}/annotations/{annotation_id}",
+            klips::annotation,
+            Access::read(),
+        ),
+        route(
+            PUT,
+            "/klips/{id}/annotations/{annotation_id}",
+            klips::update_annotation,
+            edit,
+        ),
+        route(
+            DELETE,
+            "/klips/{id}/annotations/{annotation_id}",
+            klips::delete_annotation,
+            edit,
+        ),
+        // Recomputing a value anyone may see is not an edit.
+        route(
+            POST,
+            "/klips/{id}/refresh",
+            klips::refresh,
+            Access::caller(),
+        ),
+    ]
+}
 
 pub fn router(state: AppState) -> Router {
-    FunctionRoutes::new(state, RULES)
-        .protected("/klips", get(klips::list).post(klips::create))
-        .protected(
-            "/klips/{id}",
-            get(klips::show).put(klips::update).delete(klips::delete),
-        )
-        .protected(
-            "/klips/{id}/schema",
-            get(klips::schema).put(klips::put_schema),
-        )
-        .protected(
-            "/klips/{id}/share-rights",
-            get(share_rights_handler::<Klip>).put(put_share_rights_handler::<Klip>),
-        )
-        .protected(
-            "/klips/{id}/annotations",
-            get(klips::annotations).post(klips::add_annotation),
-        )
-        .protected(
-            "/klips/{id}/annotations/{annotation_id}",
-            get(klips::annotation)
-                .put(klips::update_annotation)
-                .delete(klips::delete_annotation),
-        )
-        .protected("/klips/{id}/refresh", post(klips::refresh))
-        .build()
+    platform::routes::router(state, routes())
 }

@@ -4,17 +4,17 @@
 use crate::users::{all_users, find_user, update_user};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use domain::ids::{is_id, new_id};
+use platform::auth::records::{User, UserView};
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::paging::{Listed, Paging};
+use platform::store::{keys, put_new, to_item};
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::auth::records::{User, UserView};
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::ids::{is_id, new_id};
-use shared::paging::{Listed, Paging};
-use shared::store::{keys, put_new, to_item};
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState, FieldError};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Group {

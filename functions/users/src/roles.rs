@@ -5,18 +5,18 @@
 use crate::users::all_users;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use domain::ids::{is_id, new_id};
+use platform::auth::permissions::{builtin_role, BUILTIN_ROLES, PERMISSIONS};
+use platform::auth::records::Role;
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::paging::{Listed, Paging};
+use platform::store::{keys, put_new, to_item};
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::auth::permissions::{builtin_role, BUILTIN_ROLES, PERMISSIONS};
-use shared::auth::records::Role;
-use shared::auth::Caller;
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::ids::{is_id, new_id};
-use shared::paging::{Listed, Paging};
-use shared::store::{keys, put_new, to_item};
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState, FieldError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,18 +4,20 @@
 use crate::groups::Group;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use domain::ids::{is_id, new_id, ApiKeyHash};
+use platform::auth::permissions::builtin_role;
+use platform::auth::records::{
+    ApiKeyRecord, Company, EmailClaim, ResetRecord, Role, User, UserView,
+};
+use platform::auth::{password, Caller};
+use platform::envelope;
+use platform::extract::{JsonBody, Params};
+use platform::paging::Paging;
+use platform::store::{keys, n, put_if, put_new, s, to_item};
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::auth::permissions::builtin_role;
-use shared::auth::records::{ApiKeyRecord, Company, EmailClaim, ResetRecord, Role, User, UserView};
-use shared::auth::{password, Caller};
-use shared::envelope;
-use shared::extract::{JsonBody, Params};
-use shared::ids::{is_id, new_id, ApiKeyHash};
-use shared::paging::Paging;
-use shared::store::{keys, n, put_if, put_new, s, to_item};
-use shared::time::rfc3339;
-use shared::{ApiError, ApiResult, AppState, FieldError};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -254,7 +256,7 @@ pub async fn create(
     };
     let table = &state.store.table;
     let writes = vec![
-        shared::store::update(
+        platform::store::update(
             table,
             &keys::company(&company_id),
             "ADD user_count :one",
@@ -346,7 +348,7 @@ pub async fn update_user(state: &AppState, old: &User, new: &User) -> ApiResult<
         values,
     )?];
     if old.email != new.email {
-        writes.push(shared::store::delete(
+        writes.push(platform::store::delete(
             table,
             &keys::email(&old.email),
             None,
@@ -425,13 +427,13 @@ pub async fn delete(
     ensure_not_last_admin(&state, &user, "be deleted").await?;
     let table = &state.store.table;
     let writes = vec![
-        shared::store::delete(
+        platform::store::delete(
             table,
             &keys::user(&user.company_id, &user.id),
             Some("attribute_exists(pk)"),
         )?,
-        shared::store::delete(table, &keys::email(&user.email), None)?,
-        shared::store::update(
+        platform::store::delete(table, &keys::email(&user.email), None)?,
+        platform::store::update(
             table,
             &keys::company(&user.company_id),
             "ADD user_count :minus",
@@ -521,10 +523,10 @@ pub async fn unlock(
         .condition_expression("attribute_exists(pk)")
         .send()
         .await
-        .map_err(|e| shared::store::db_error("UpdateItem", e))?;
+        .map_err(|e| platform::store::db_error("UpdateItem", e))?;
     let window = now
         .timestamp()
-        .div_euclid(shared::auth::LOCKOUT_WINDOW_SECS);
+        .div_euclid(platform::auth::LOCKOUT_WINDOW_SECS);
     state
         .store
         .delete(&keys::login_failures(&user.email, window))

@@ -384,8 +384,8 @@ async fn client_accounts_crud_properties_resources_features() {
     let link_item: Option<serde_json::Value> = partner
         .state
         .store
-        .get(shared::store::keys::published_link(
-            &shared::ids::ApiKeyHash::of(&token).0,
+        .get(platform::store::keys::published_link(
+            &domain::ids::ApiKeyHash::of(&token).0,
         ))
         .await
         .unwrap();

@@ -67,7 +67,7 @@ async fn missing_wrong_and_malformed_credentials_are_401() {
         "authentication required",
     )
     .await;
-    let unknown = shared::ids::new_api_key().secret;
+    let unknown = domain::ids::new_api_key().secret;
     expect_401(
         app.http
             .get(&url)
@@ -310,7 +310,7 @@ async fn scoped_key_has_only_its_scopes() {
 async fn a_deleted_user_loses_keys_and_tokens() {
     let app = TestApp::spawn().await;
     let access = app.login().await["access"].as_str().unwrap().to_owned();
-    let key = shared::store::keys::user(&app.company.company_id, &app.company.user_id);
+    let key = platform::store::keys::user(&app.company.company_id, &app.company.user_id);
     app.state
         .store
         .db

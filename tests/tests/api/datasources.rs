@@ -8,10 +8,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
+use domain::records::Klip;
+use platform::assets::{create, Meta};
 use pulseboard_tests::{expect_error, json, serve, Options, TestApp};
 use serde_json::{json, Value};
-use shared::assets::records::Klip;
-use shared::assets::{create, Meta};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -918,7 +918,11 @@ async fn a_source_used_by_klips_is_only_deleted_with_force_and_pushes_recompute_
         .await
         .unwrap();
     push_csv(&app, id, SALES_CSV).await;
-    let key = shared::assets::Kind::Klip.key(&app.company.company_id, &klip.meta.id);
+    let key = platform::store::keys::asset(
+        platform::assets::Kind::Klip,
+        &app.company.company_id,
+        &klip.meta.id,
+    );
     let stored: Klip = app.state.store.get(key).await.unwrap().unwrap();
     assert!(
         stored.value.is_some(),

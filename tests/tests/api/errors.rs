@@ -134,7 +134,7 @@ async fn unknown_query_parameters_are_400() {
 #[tokio::test]
 async fn a_panicking_handler_answers_500_with_only_a_request_id() {
     // The edge strips the version prefix before routing, as for every function.
-    let router = shared::http::app(axum::Router::new().route(
+    let router = platform::http::app(axum::Router::new().route(
         "/boom",
         get(|| async {
             let secret: Vec<u8> = Vec::new();
@@ -173,7 +173,7 @@ async fn a_database_that_is_down_is_503_and_writes_nothing() {
         .await;
     let mut store = app.state.store.clone();
     store.db = aws_sdk_dynamodb::Client::new(&sdk);
-    let down = shared::AppState::new(app.state.config.clone(), store, app.clock.clone());
+    let down = platform::AppState::new(app.state.config.clone(), store, app.clock.clone());
     let base = serve(pulseboard_cli::all_routes(down)).await;
     let response = reqwest::Client::new()
         .post(format!("{base}/api/v1/api-keys"))
@@ -196,17 +196,20 @@ async fn a_database_that_is_down_is_503_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn a_handler_mounted_without_a_permission_rule_never_runs() {
-    use shared::auth::{read, FunctionRoutes, Rule};
-    const RULES: &[Rule] = &[read("/gadgets")];
+async fn a_method_a_path_does_not_declare_answers_405_without_running_anything() {
+    use platform::routes::{route, Access, GET};
     let app = TestApp::spawn().await;
-    let routes = FunctionRoutes::new(app.state.clone(), RULES)
-        .protected(
-            "/gadgets",
-            get(|| async { "listed" }).post(|| async { "this must not run" }),
-        )
-        .build();
-    let base = serve(shared::http::app(routes)).await;
+    let routes = vec![route(
+        GET,
+        "/gadgets",
+        || async { "listed" },
+        Access::read(),
+    )];
+    let base = serve(platform::http::app(platform::routes::router(
+        app.state.clone(),
+        routes,
+    )))
+    .await;
     let client = reqwest::Client::new();
     let listed = client
         .get(format!("{base}/api/v1/gadgets"))

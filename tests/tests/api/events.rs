@@ -228,5 +228,5 @@ fn function_app(function: &str, app: &TestApp) -> axum::Router {
         "dashboards" => pulseboard_dashboards::router(state),
         other => panic!("no function {other}"),
     };
-    shared::http::app(routes)
+    platform::http::app(routes)
 }

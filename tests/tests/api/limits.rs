@@ -121,7 +121,7 @@ async fn the_eleventh_request_of_a_ten_request_day_is_refused_until_new_york_mid
     }
     // Refused requests did not use quota: the stored day counter stays at the limit.
     let date = Utc::now().with_timezone(&New_York).date_naive().to_string();
-    let key = shared::store::keys::rate_day(&app.company.company_id, &date);
+    let key = platform::store::keys::rate_day(&app.company.company_id, &date);
     let item = app
         .state
         .store
@@ -133,7 +133,7 @@ async fn the_eleventh_request_of_a_ten_request_day_is_refused_until_new_york_mid
         .send()
         .await
         .unwrap();
-    assert_eq!(shared::store::number(item.item().unwrap(), "n"), Some(10));
+    assert_eq!(platform::store::number(item.item().unwrap(), "n"), Some(10));
 }
 
 #[tokio::test]
@@ -200,7 +200,7 @@ async fn rate_headers_are_on_every_authenticated_response() {
 /// The day counter item of a company today: (requests today, requests in its second).
 async fn counters(app: &TestApp, company: &str) -> (i64, i64) {
     let date = Utc::now().with_timezone(&New_York).date_naive().to_string();
-    let key = shared::store::keys::rate_day(company, &date);
+    let key = platform::store::keys::rate_day(company, &date);
     let out = app
         .state
         .store
@@ -214,8 +214,8 @@ async fn counters(app: &TestApp, company: &str) -> (i64, i64) {
         .unwrap();
     match out.item() {
         Some(item) => (
-            shared::store::number(item, "n").unwrap_or(0),
-            shared::store::number(item, "c").unwrap_or(0),
+            platform::store::number(item, "n").unwrap_or(0),
+            platform::store::number(item, "c").unwrap_or(0),
         ),
         None => (0, 0),
     }

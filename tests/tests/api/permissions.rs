@@ -1,21 +1,11 @@
 //! The permission matrix: every protected route of every function, walked with a viewer, an
 //! editor, an admin and a scoped API key, answers 403 naming the permission exactly where its
-//! function's table says so.
+//! declaration says so.
 
+use platform::auth::permissions::builtin_role;
 use pulseboard_tests::{json, TestApp};
 use serde_json::json;
-use shared::auth::permissions::builtin_role;
-use shared::auth::Rule;
 use std::collections::BTreeSet;
-
-const FUNCTIONS: &[(&str, &[Rule])] = &[
-    ("auth", pulseboard_auth::RULES),
-    ("users", pulseboard_users::RULES),
-    ("clients", pulseboard_clients::RULES),
-    ("datasources", pulseboard_datasources::RULES),
-    ("klips", pulseboard_klips::RULES),
-    ("dashboards", pulseboard_dashboards::RULES),
-];
 
 #[tokio::test]
 async fn every_route_of_every_function_enforces_its_table() {
@@ -45,47 +35,43 @@ async fn every_route_of_every_function_enforces_its_table() {
     ];
     let dummy = "0123456789abcdef0123456789abcdef";
     let mut checked = 0;
-    for (function, rules) in FUNCTIONS {
-        for rule in rules.iter() {
+    for function in pulseboard_cli::FUNCTIONS {
+        let name = function.name;
+        for route in (function.routes)()
+            .into_iter()
+            .filter(|r| !r.access.is_public())
+        {
+            let (method, permission) = (route.method.as_str(), route.access.permission());
             // `users/{id}/api-key` for oneself, everything else with an id that does not exist.
-            let path = if rule.path == "/users/{id}/api-key" {
+            let path = if route.path == "/users/{id}/api-key" {
                 "/users/self/api-key".to_owned()
             } else {
-                rule.path.replace("{id}", dummy).replace("{user_id}", dummy)
+                route
+                    .path
+                    .replace("{id}", dummy)
+                    .replace("{user_id}", dummy)
             };
             for (who, key, held) in &principals {
-                let body = (rule.method != "GET" && rule.method != "DELETE").then(|| json!({}));
-                let response = app.call(rule.method, &path, key, body).await;
+                let body = (method != "GET" && method != "DELETE").then(|| json!({}));
+                let response = app.call(method, &path, key, body).await;
                 let (status, body) = json(response).await;
-                match rule.permission {
+                match permission {
                     Some(p) if !held.contains(p) => {
-                        assert_eq!(
-                            status, 403,
-                            "{function}: {who} {} {path}: {body}",
-                            rule.method
-                        );
+                        assert_eq!(status, 403, "{name}: {who} {} {path}: {body}", method);
                         assert_eq!(
                             body["message"],
                             format!("missing permission {p}"),
-                            "{function}: {who} {} {path}",
-                            rule.method
+                            "{name}: {who} {} {path}",
+                            method
                         );
                     }
-                    _ => assert_ne!(
-                        status, 403,
-                        "{function}: {who} {} {path}: {body}",
-                        rule.method
-                    ),
+                    _ => assert_ne!(status, 403, "{name}: {who} {} {path}: {body}", method),
                 }
-                assert_ne!(
-                    status, 500,
-                    "{function}: {who} {} {path}: {body}",
-                    rule.method
-                );
+                assert_ne!(status, 500, "{name}: {who} {} {path}: {body}", method);
                 assert_ne!(
                     status, 405,
-                    "{function}: {} {path} is in the table but not routed",
-                    rule.method
+                    "{name}: {} {path} is in the table but not routed",
+                    method
                 );
                 checked += 1;
             }

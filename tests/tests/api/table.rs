@@ -7,7 +7,7 @@ fn template_table_matches_create_table() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
     let template: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let props = &template["Resources"]["Table"]["Properties"];
-    let def = shared::table::definition();
+    let def = platform::table::definition();
 
     let key_schema = |v: &Value| -> Vec<(String, String)> {
         v.as_sequence()

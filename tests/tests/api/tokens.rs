@@ -2,9 +2,9 @@
 //! detection, logout, and failed-login lockout.
 
 use base64::Engine;
+use platform::auth::tokens::TokenKeys;
 use pulseboard_tests::{expect_error, json, TestApp, PASSWORD};
 use serde_json::json;
-use shared::auth::tokens::TokenKeys;
 
 #[tokio::test]
 async fn login_answers_tokens_user_and_company() {
@@ -30,7 +30,7 @@ async fn bad_access_tokens_are_refused() {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut claims: serde_json::Value =
         serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
-    claims["sub"] = json!(shared::ids::new_id());
+    claims["sub"] = json!(domain::ids::new_id());
     let tampered = format!(
         "{}.{}.{}",
         parts[0],
@@ -48,7 +48,7 @@ async fn bad_access_tokens_are_refused() {
     expect_error(get(none).await.unwrap(), 401, "unauthorized").await;
 
     // Signed with another secret.
-    let claims: shared::auth::tokens::Claims =
+    let claims: platform::auth::tokens::Claims =
         serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
     let forged = TokenKeys::new("some-other-secret-of-32-characters!")
         .issue(&claims)

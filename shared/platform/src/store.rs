@@ -105,6 +105,17 @@ pub mod keys {
     pub fn partner_index(partner: &str) -> String {
         format!("PARTNER#{partner}")
     }
+    /// A data source, Klip or dashboard.
+    pub fn asset(kind: domain::asset::Kind, company: &str, id: &str) -> Key {
+        Key::new(company_pk(company), format!("{}{id}", kind.prefix()))
+    }
+    /// The claim of a slug among a company's assets of one kind (value: the id).
+    pub fn slug(kind: domain::asset::Kind, company: &str, slug: &str) -> Key {
+        Key::new(company_pk(company), format!("SLUG#{}{slug}", kind.prefix()))
+    }
+    pub fn favorite(company: &str, user: &str, dashboard: &str) -> Key {
+        Key::new(company_pk(company), format!("FAV#{user}#{dashboard}"))
+    }
     pub fn login_failures(email: &str, window: i64) -> Key {
         Key::new(
             format!("LOGINFAIL#{}", email.to_lowercase()),

@@ -1,47 +1,18 @@
-//! Refreshing a data source — a URL connector fetches its endpoint (behind the SSRF guard
+//! Ingesting data: committing a new copy of a data source's data, and refreshing a data
+//! source — a URL connector fetches its endpoint (behind the SSRF guard
 //! of `egress`) and stores what it got like a push; a failed fetch counts in
 //! `refresh_fail_count` and `last_error` and keeps the last good data; a push source has
 //! nothing to fetch and only recomputes its Klips. Shared by the datasources function and
 //! dashboard refresh.
 
-use super::data::{self, Table};
-use super::records::Datasource;
+use super::stored;
 use super::{save, Asset};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::time::rfc3339;
+use domain::data::Table;
+use domain::records::Datasource;
 use serde_json::{json, Value};
-
-/// The media type of a format, as stored and served.
-pub fn media_type(format: &str) -> &'static str {
-    if format == "csv" {
-        "text/csv"
-    } else {
-        "application/json"
-    }
-}
-
-/// A table as a file of `format` (when the format changes, or fetched CSV feeds a JSON
-/// source).
-pub fn encode(format: &str, table: &Table) -> Result<Vec<u8>, String> {
-    if format != "csv" {
-        return serde_json::to_vec(&table.rows).map_err(|e| e.to_string());
-    }
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    let fail = |e: csv::Error| format!("writing CSV: {e}");
-    writer
-        .write_record(table.columns.iter().map(|c| c.name.as_str()))
-        .map_err(fail)?;
-    for row in &table.rows {
-        let cells = table.columns.iter().map(|c| match row.get(&c.name) {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        });
-        writer.write_record(cells).map_err(fail)?;
-    }
-    writer.into_inner().map_err(|e| format!("writing CSV: {e}"))
-}
 
 /// Saves a change to the item, re-reading and re-applying it when someone else saved in
 /// between — unless the caller sent `If-Match`, whose 412 then stands.
@@ -57,7 +28,11 @@ pub async fn save_retrying(
         match save(state, &current, new).await {
             Err(ApiError::PreconditionFailed(_)) if !strict && attempt == 3 => break,
             Err(ApiError::PreconditionFailed(_)) if !strict => {
-                let key = Datasource::KIND.key(&current.meta.company_id, &current.meta.id);
+                let key = crate::store::keys::asset(
+                    Datasource::KIND,
+                    &current.meta.company_id,
+                    &current.meta.id,
+                );
                 current = state
                     .store
                     .get(key)
@@ -84,7 +59,7 @@ pub async fn commit(
     apply: impl Fn(&mut Datasource),
 ) -> ApiResult<Datasource> {
     let size = raw.len() as u64;
-    let data_id = data::store(state, &ds, raw, &table.rows).await?;
+    let data_id = stored::store(state, &ds, raw, &table.rows).await?;
     let now = rfc3339(state.clock.now());
     // The copy this commit pushes out of the item (the one before the previous) is the only
     // one it may delete: any other copy may be another writer's, about to be committed.
@@ -105,12 +80,12 @@ pub async fn commit(
     match saved {
         Ok(saved) => {
             if let Some(old) = dropped.into_inner().ok().flatten() {
-                data::discard_unless_current(state, &saved, &old).await;
+                stored::discard_unless_current(state, &saved, &old).await;
             }
             Ok(saved)
         }
         Err(e) => {
-            data::discard(state, &ds, &data_id).await;
+            stored::discard(state, &ds, &data_id).await;
             Err(e)
         }
     }
@@ -139,18 +114,18 @@ pub async fn refresh_source(
     ds: Datasource,
 ) -> ApiResult<(Datasource, Outcome)> {
     if ds.connector != "url" {
-        let rows = data::rows(state, &ds).await?;
-        data::recompute_klips(state, &ds, &rows, tz).await?;
+        let rows = stored::rows(state, &ds).await?;
+        stored::recompute_klips(state, &ds, &rows, tz).await?;
         return Ok((ds, Outcome::Succeeded));
     }
-    match super::connector::fetch(&ds, &state.config.allowed_networks).await {
+    match domain::connector::fetch(&ds, &state.config.allowed_networks).await {
         Ok(fetched) => {
             let ds = commit(state, ds, false, fetched.raw, &fetched.table, |d| {
                 d.refresh_fail_count = 0;
                 d.last_error = None;
             })
             .await?;
-            data::recompute_klips(state, &ds, &fetched.table.rows, tz).await?;
+            stored::recompute_klips(state, &ds, &fetched.table.rows, tz).await?;
             Ok((ds, Outcome::Succeeded))
         }
         Err(error) => {

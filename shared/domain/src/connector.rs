@@ -8,9 +8,9 @@
 //! fetch has one deadline and the body one size cap. Failures are plain sentences: they become
 //! the data source's `last_error`.
 
-use super::data::{self, Table, MAX_DATA_BYTES};
-use super::egress;
-use super::records::Datasource;
+use crate::data::{self, Table, MAX_DATA_BYTES};
+use crate::egress;
+use crate::records::Datasource;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
 use serde_json::Value;
@@ -58,7 +58,7 @@ pub async fn fetch(ds: &Datasource, allowed: &[(IpAddr, u8)]) -> Result<Fetched,
         let raw = if ds.format == "csv" {
             body
         } else {
-            super::refresh::encode(&ds.format, &table)?
+            data::encode(&ds.format, &table)?
         };
         return Ok(Fetched { raw, table });
     }

@@ -1,10 +1,14 @@
-//! `shared`: everything every Pulseboard function needs and nothing resource-specific.
+//! `platform`: what every Pulseboard function stands on (what the design card calls the
+//! shared crate): the edge, admission, rate limits, the store, errors and paging. What the
+//! resources *are* lives in the `domain` crate, which knows nothing of HTTP.
 //!
-//! A function's `router()` lists its routes and handlers; `http::app` wraps it in the
-//! cross-cutting layers of API.md §1–§5 (addressing, date versions, request ids, JSONP, error
-//! JSON, body limits, panics), and `auth::authenticate` (a route layer) does credentials,
-//! permissions and per-company rate limits once for every protected route.
+//! A function declares each of its routes once ([`routes::route`]); [`routes::router`]
+//! mounts them, each non-public one behind the admission pipeline ([`admission`]), which does
+//! credentials, permissions and per-company rate limits once for every route; `http::app`
+//! wraps the whole in the cross-cutting layers of API.md §1–§5 (addressing, date versions,
+//! request ids, JSONP, error JSON, body limits, panics).
 
+pub mod admission;
 pub mod assets;
 pub mod auth;
 pub mod bootstrap;
@@ -13,10 +17,9 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod http;
-pub mod ids;
-pub mod klip;
 pub mod paging;
 pub mod ratelimit;
+pub mod routes;
 pub mod state;
 pub mod store;
 pub mod table;

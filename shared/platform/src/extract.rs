@@ -15,17 +15,7 @@ pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
 
 pub struct JsonBody<T>(pub T);
 
-/// True for `application/json` and any `application/*+json` (the date-versioned types).
-pub fn is_json_media_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
+pub use domain::data::is_json_media_type;
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;

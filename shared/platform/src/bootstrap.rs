@@ -5,10 +5,10 @@ use crate::auth::apikeys::{self, KeySpec};
 use crate::auth::password;
 use crate::auth::records::{Company, EmailClaim, User, PLANS};
 use crate::error::{ApiError, ApiResult};
-use crate::ids::new_id;
 use crate::state::AppState;
 use crate::store::{keys, put_new, to_item};
 use crate::time::rfc3339;
+use domain::ids::new_id;
 use serde::Serialize;
 
 #[derive(Clone, Debug)]

@@ -6,23 +6,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-/// One field-level problem in a `validation_failed` error.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use domain::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -241,3 +226,15 @@ impl From<serde_json::Error> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<domain::DataError> for ApiError {
+    fn from(error: domain::DataError) -> Self {
+        match error {
+            domain::DataError::Invalid(message) => ApiError::BadRequest(message),
+            domain::DataError::InvalidJson(message) => ApiError::InvalidJson(message),
+            domain::DataError::UnsupportedMediaType(message) => {
+                ApiError::UnsupportedMediaType(message)
+            }
+        }
+    }
+}

@@ -216,6 +216,24 @@ pub struct UserView {
 }
 
 impl UserView {
+    /// The view of the caller's own user (the caller carries no password hash).
+    pub fn of_caller(user: &super::CallerUser, now: chrono::DateTime<chrono::Utc>) -> Self {
+        UserView {
+            id: user.id.clone(),
+            company_id: user.company_id.clone(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            roles: user.roles.clone(),
+            groups: user.groups.clone(),
+            external_id: user.external_id.clone(),
+            date_created: user.date_created.clone(),
+            last_updated: user.last_updated.clone(),
+            date_last_login: user.date_last_login.clone(),
+            is_locked_out: super::check_lockout(user.locked_until.as_deref(), now).is_err(),
+        }
+    }
+
     pub fn of(user: &User, now: chrono::DateTime<chrono::Utc>) -> Self {
         UserView {
             id: user.id.clone(),
@@ -229,7 +247,7 @@ impl UserView {
             date_created: user.date_created.clone(),
             last_updated: user.last_updated.clone(),
             date_last_login: user.date_last_login.clone(),
-            is_locked_out: super::check_lockout(user, now).is_err(),
+            is_locked_out: super::check_lockout(user.locked_until.as_deref(), now).is_err(),
         }
     }
 }

@@ -2,10 +2,10 @@
 
 use super::records::{ApiKeyRecord, KeyHashRecord};
 use crate::error::ApiResult;
-use crate::ids::{new_api_key, new_id};
 use crate::store::{keys, to_item, Item, Key};
 use crate::time::rfc3339;
 use chrono::{DateTime, Duration, Utc};
+use domain::ids::{new_api_key, new_id};
 
 pub const EXPIRY_CHOICES: &[u32] = &[30, 90, 365];
 

@@ -1,6 +1,6 @@
 //! The stored records of data sources, Klips and dashboards.
 
-use super::{Asset, Kind, Meta};
+use crate::asset::{Asset, Kind, Meta};
 use crate::klip::{Display, KlipValue, Query};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

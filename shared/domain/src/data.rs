@@ -1,14 +1,12 @@
-//! Data source data: parsing pushed CSV or JSON (with precise errors naming the line or
-//! field), inferring column types, keeping the raw file and the parsed rows in S3, and
-//! recomputing the Klips that use a data source when its data changes.
+//! Data source data as tables: parsing pushed or fetched CSV or JSON (with precise errors
+//! naming the line or field), inferring column types, and writing a table back as a file.
+//! Where the files are kept is the platform's business.
 
-use super::records::{Column, Datasource, Klip};
-use super::Asset;
-use crate::error::{ApiError, ApiResult};
-use crate::klip::{evaluate, KlipValue};
-use crate::state::AppState;
-use crate::store::db_error;
+use crate::error::DataError;
+use crate::records::Column;
 use serde_json::{Map, Number, Value};
+
+type DataResult<T> = Result<T, DataError>;
 
 /// Pushed data above this is refused with 413, and so is data that would grow past it.
 pub const MAX_DATA_BYTES: usize = 5 * 1024 * 1024;
@@ -23,7 +21,7 @@ pub struct Table {
 }
 
 /// `csv` or `json` from a request's Content-Type; 415 for anything else.
-pub fn format_of(content_type: Option<&str>) -> ApiResult<&'static str> {
+pub fn format_of(content_type: Option<&str>) -> DataResult<&'static str> {
     let essence = content_type
         .unwrap_or("")
         .split(';')
@@ -33,18 +31,18 @@ pub fn format_of(content_type: Option<&str>) -> ApiResult<&'static str> {
         .to_ascii_lowercase();
     match essence.as_str() {
         "text/csv" | "application/csv" => Ok("csv"),
-        e if crate::extract::is_json_media_type(e) => Ok("json"),
-        "" => Err(ApiError::UnsupportedMediaType(
+        e if is_json_media_type(e) => Ok("json"),
+        "" => Err(DataError::UnsupportedMediaType(
             "missing Content-Type; send text/csv or application/json".into(),
         )),
-        other => Err(ApiError::UnsupportedMediaType(format!(
+        other => Err(DataError::UnsupportedMediaType(format!(
             "content type '{other}' is not supported; send text/csv or application/json"
         ))),
     }
 }
 
 /// Parses a CSV or JSON body into a table.
-pub fn parse(format: &str, bytes: &[u8]) -> ApiResult<Table> {
+pub fn parse(format: &str, bytes: &[u8]) -> DataResult<Table> {
     let (names, rows) = match format {
         "csv" => parse_csv(bytes)?,
         _ => parse_json(bytes)?,
@@ -55,13 +53,13 @@ pub fn parse(format: &str, bytes: &[u8]) -> ApiResult<Table> {
     })
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError::BadRequest(message)
+fn bad(message: String) -> DataError {
+    DataError::Invalid(message)
 }
 
 /// RFC 4180 quoting, which the `csv` crate forgives: a quote inside an unquoted field, text
 /// after a closing quote, or a quote never closed is a 400 naming its line.
-fn check_quotes(bytes: &[u8]) -> ApiResult<()> {
+fn check_quotes(bytes: &[u8]) -> DataResult<()> {
     #[derive(PartialEq)]
     enum State {
         FieldStart,
@@ -111,7 +109,7 @@ fn check_quotes(bytes: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
-fn parse_csv(bytes: &[u8]) -> ApiResult<(Vec<String>, Vec<Row>)> {
+fn parse_csv(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
     check_quotes(bytes)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -183,9 +181,9 @@ fn as_number(text: &str) -> Option<Number> {
         .and_then(Number::from_f64)
 }
 
-fn parse_json(bytes: &[u8]) -> ApiResult<(Vec<String>, Vec<Row>)> {
+fn parse_json(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
     let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::InvalidJson(format!("data is not valid JSON: {e}")))?;
+        .map_err(|e| DataError::InvalidJson(format!("data is not valid JSON: {e}")))?;
     let Value::Array(items) = value else {
         return Err(bad("JSON data must be an array of objects".into()));
     };
@@ -256,7 +254,7 @@ fn looks_like_time(text: &str) -> bool {
 }
 
 /// Appending needs the same columns, by name (and for CSV in the same order).
-pub fn check_same_columns(existing: &[Column], new: &[Column], format: &str) -> ApiResult<()> {
+pub fn check_same_columns(existing: &[Column], new: &[Column], format: &str) -> DataResult<()> {
     let a: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
     let b: Vec<&str> = new.iter().map(|c| c.name.as_str()).collect();
     let same = if format == "csv" {
@@ -278,265 +276,53 @@ pub fn check_same_columns(existing: &[Column], new: &[Column], format: &str) -> 
     }
 }
 
-/// Where one stored copy of a data source's data lives. Every write goes to a fresh
-/// `data_id`, and the item's `data_id` points at the current copy: saving the item (with its
-/// version check) is what commits new data, so concurrent writers never overwrite each
-/// other's files, and a failed write leaves the current copy untouched.
-fn data_prefix(company: &str, id: &str) -> String {
-    format!("{company}/datasources/{id}/")
+/// True for `application/json` and any `application/*+json` (the date-versioned types).
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn raw_key(company: &str, id: &str, data_id: &str) -> String {
-    format!("{}{data_id}/raw", data_prefix(company, id))
-}
-
-fn rows_key(company: &str, id: &str, data_id: &str) -> String {
-    format!("{}{data_id}/rows.json", data_prefix(company, id))
-}
-
-/// Writes the raw file and the parsed rows as a new copy and answers its `data_id`; the
-/// caller commits it by saving the item with `data_id` set (or discards it).
-pub async fn store(
-    state: &AppState,
-    ds: &Datasource,
-    raw: Vec<u8>,
-    rows: &[Row],
-) -> ApiResult<String> {
-    let s3 = &state.store.s3;
-    let bucket = &state.store.bucket;
-    let content_type = if ds.format == "csv" {
+/// The media type of a format, as stored and served.
+pub fn media_type(format: &str) -> &'static str {
+    if format == "csv" {
         "text/csv"
     } else {
         "application/json"
-    };
-    let rows_json = serde_json::to_vec(rows)?;
-    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
-    let data_id = crate::ids::new_id();
-    let raw_put = s3
-        .put_object()
-        .bucket(bucket)
-        .key(raw_key(company, id, &data_id))
-        .content_type(content_type)
-        .body(raw.into())
-        .send();
-    let rows_put = s3
-        .put_object()
-        .bucket(bucket)
-        .key(rows_key(company, id, &data_id))
-        .content_type("application/json")
-        .body(rows_json.into())
-        .send();
-    let (a, b) = tokio::join!(raw_put, rows_put);
-    if let Err(e) = a
-        .map_err(|e| db_error("PutObject", e))
-        .and(b.map_err(|e| db_error("PutObject", e)))
-    {
-        discard(state, ds, &data_id).await;
-        return Err(e);
-    }
-    Ok(data_id)
-}
-
-/// Deletes one copy (an uncommitted write); failures are only logged.
-pub async fn discard(state: &AppState, ds: &Datasource, data_id: &str) {
-    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
-    for key in [
-        raw_key(company, id, data_id),
-        rows_key(company, id, data_id),
-    ] {
-        if let Err(e) = state
-            .store
-            .s3
-            .delete_object()
-            .bucket(&state.store.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "discarding data");
-        }
     }
 }
 
-/// Deletes a copy a commit pushed out, unless the item still points at it.
-pub async fn discard_unless_current(state: &AppState, ds: &Datasource, data_id: &str) {
-    if ds.data_id.as_deref() != Some(data_id) && ds.previous_data_id.as_deref() != Some(data_id) {
-        discard(state, ds, data_id).await;
+/// A table as a file of `format` (when the format changes, or fetched CSV feeds a JSON
+/// source).
+pub fn encode(format: &str, table: &Table) -> Result<Vec<u8>, String> {
+    if format != "csv" {
+        return serde_json::to_vec(&table.rows).map_err(|e| e.to_string());
     }
-}
-
-/// Deletes every stored copy of a data source (when the data source itself goes).
-async fn delete_all(state: &AppState, ds: &Datasource) -> ApiResult<()> {
-    let prefix = data_prefix(&ds.meta.company_id, &ds.meta.id);
-    let listed = state
-        .store
-        .s3
-        .list_objects_v2()
-        .bucket(&state.store.bucket)
-        .prefix(&prefix)
-        .send()
-        .await
-        .map_err(|e| db_error("ListObjectsV2", e))?;
-    for key in listed
-        .contents
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|o| o.key)
-    {
-        state
-            .store
-            .s3
-            .delete_object()
-            .bucket(&state.store.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| db_error("DeleteObject", e))?;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| format!("writing CSV: {e}");
+    writer
+        .write_record(table.columns.iter().map(|c| c.name.as_str()))
+        .map_err(fail)?;
+    for row in &table.rows {
+        let cells = table.columns.iter().map(|c| match row.get(&c.name) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        });
+        writer.write_record(cells).map_err(fail)?;
     }
-    Ok(())
-}
-
-async fn read_object(state: &AppState, key: &str) -> ApiResult<Option<Vec<u8>>> {
-    match state
-        .store
-        .s3
-        .get_object()
-        .bucket(&state.store.bucket)
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?;
-            Ok(Some(bytes.into_bytes().to_vec()))
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(db_error("GetObject", e)),
-    }
-}
-
-/// The parsed rows of a data source (none yet: empty).
-pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
-    let Some(data_id) = &ds.data_id else {
-        return Ok(Vec::new());
-    };
-    match read_object(state, &rows_key(&ds.meta.company_id, &ds.meta.id, data_id)).await? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::internal(format!("stored rows: {e}"))),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// The raw file as pushed or fetched.
-pub async fn raw(state: &AppState, ds: &Datasource) -> ApiResult<Option<Vec<u8>>> {
-    let Some(data_id) = &ds.data_id else {
-        return Ok(None);
-    };
-    read_object(state, &raw_key(&ds.meta.company_id, &ds.meta.id, data_id)).await
-}
-
-/// Removes every stored copy of a data source's data.
-pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
-    delete_all(state, ds).await
+    writer.into_inner().map_err(|e| format!("writing CSV: {e}"))
 }
 
 /// The time zone Klip ranges use: the company's, or America/New_York.
 pub fn timezone(name: Option<&str>) -> chrono_tz::Tz {
     name.and_then(|n| n.parse().ok())
         .unwrap_or(chrono_tz::America::New_York)
-}
-
-/// Evaluates a Klip over rows and stores the value (without changing the Klip's version:
-/// the value is derived from its data, not an edit).
-pub async fn store_value(
-    state: &AppState,
-    klip: &Klip,
-    rows: &[Row],
-    tz: chrono_tz::Tz,
-) -> ApiResult<KlipValue> {
-    let value = evaluate(rows, &klip.query, &klip.display, tz, state.clock.now());
-    save_value(state, klip, value).await
-}
-
-/// Stores a Klip's value as it is (also a failure such as a deleted data source).
-pub async fn save_value(state: &AppState, klip: &Klip, value: KlipValue) -> ApiResult<KlipValue> {
-    let item = serde_dynamo::to_attribute_value(&value)
-        .map_err(|e| ApiError::internal(format!("encoding value: {e}")))?;
-    let result = state
-        .store
-        .db
-        .update_item()
-        .table_name(&state.store.table)
-        .set_key(Some(
-            Klip::KIND
-                .key(&klip.meta.company_id, &klip.meta.id)
-                .to_item(),
-        ))
-        .update_expression("SET #value = :value")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_names("#value", "value")
-        .expression_attribute_values(":value", item)
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(value),
-        // Deleted meanwhile: nothing to store.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-        {
-            Ok(value)
-        }
-        Err(e) => Err(db_error("UpdateItem", e)),
-    }
-}
-
-/// Recomputes one Klip from its data source's current rows and stores the value; a Klip
-/// whose data source is gone gets that as its error.
-pub async fn recompute_klip(
-    state: &AppState,
-    klip: &Klip,
-    tz: chrono_tz::Tz,
-) -> ApiResult<KlipValue> {
-    let rows = match &klip.datasource_id {
-        Some(id) => match state
-            .store
-            .get::<Datasource>(Datasource::KIND.key(&klip.meta.company_id, id))
-            .await?
-        {
-            Some(ds) => rows(state, &ds).await?,
-            None => {
-                let message = format!("data source '{id}' no longer exists");
-                let now = crate::time::rfc3339(state.clock.now());
-                return save_value(state, klip, KlipValue::failed(message, now)).await;
-            }
-        },
-        None => Vec::new(),
-    };
-    store_value(state, klip, &rows, tz).await
-}
-
-/// Recomputes every Klip of the company that uses `ds`, from `rows`.
-pub async fn recompute_klips(
-    state: &AppState,
-    ds: &Datasource,
-    rows: &[Row],
-    tz: chrono_tz::Tz,
-) -> ApiResult<usize> {
-    let klips: Vec<Klip> = super::all_of(state, &ds.meta.company_id).await?;
-    let mut count = 0;
-    for klip in klips
-        .iter()
-        .filter(|k| k.datasource_id.as_deref() == Some(ds.meta.id.as_str()))
-    {
-        store_value(state, klip, rows, tz).await?;
-        count += 1;
-    }
-    Ok(count)
 }
 
 #[cfg(test)]
@@ -592,7 +378,7 @@ mod tests {
             .contains("field 'a'"));
         assert!(matches!(
             parse("json", b"[{"),
-            Err(ApiError::InvalidJson(_))
+            Err(DataError::InvalidJson(_))
         ));
         assert!(parse("json", br#"{"a":1}"#).is_err());
     }
@@ -603,7 +389,7 @@ mod tests {
         assert_eq!(format_of(Some("application/json")).unwrap(), "json");
         assert!(matches!(
             format_of(Some("text/plain")),
-            Err(ApiError::UnsupportedMediaType(_))
+            Err(DataError::UnsupportedMediaType(_))
         ));
     }
 }

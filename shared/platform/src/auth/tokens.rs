@@ -93,7 +93,7 @@ impl TokenKeys {
             sub: user.to_owned(),
             cid: company.to_owned(),
             typ: typ.to_owned(),
-            jti: crate::ids::new_id(),
+            jti: domain::ids::new_id(),
             fam: family,
             iat: now.timestamp(),
             exp: now.timestamp() + ttl,

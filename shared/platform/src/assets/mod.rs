@@ -1,150 +1,28 @@
-//! Assets — data sources, Klips, dashboards (and later reports) — and what they share:
-//! ids or slugs in paths, a `version` with `ETag`/`If-Match`/`If-None-Match`, share rights,
-//! who may see what, and tenant isolation (another company's id or slug is a 404).
+//! Assets — data sources, Klips, dashboards — as the API serves and stores them: ids or slugs
+//! in paths, a `version` with `ETag`/`If-Match`/`If-None-Match`, share rights, who may see
+//! what, and tenant isolation (another company's id or slug is a 404). What an asset *is*
+//! lives in the domain crate (`domain::asset`).
 //!
 //! Stored as one item per asset in its company's partition (`C#<company>`,
 //! `<PREFIX><id>`), plus a slug claim (`SLUG#<PREFIX><slug>` → id) written in the same
 //! transaction, so slugs are unique per company and kind.
 
-pub mod connector;
-pub mod data;
-pub mod egress;
-pub mod records;
-pub mod refresh;
+pub mod ingest;
+pub mod stored;
+
+pub use domain::asset::{check_common, check_slug, Asset, Kind, Meta, ShareRight};
+pub use domain::records;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::ids::{is_id, new_id, slugify};
 use crate::state::AppState;
 use crate::store::{delete, keys, n, put_if, put_new, to_item, Key};
 use crate::time::rfc3339;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
+use domain::ids::{is_id, new_id, slugify};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Datasource,
-    Klip,
-    Dashboard,
-    Report,
-}
-
-impl Kind {
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Kind::Datasource => "DS#",
-            Kind::Klip => "KLIP#",
-            Kind::Dashboard => "DASH#",
-            Kind::Report => "REPORT#",
-        }
-    }
-    /// The singular name, as in messages and permission names (`klip.edit`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Datasource => "datasource",
-            Kind::Klip => "klip",
-            Kind::Dashboard => "dashboard",
-            Kind::Report => "report",
-        }
-    }
-    pub fn plural(self) -> &'static str {
-        match self {
-            Kind::Datasource => "datasources",
-            Kind::Klip => "klips",
-            Kind::Dashboard => "dashboards",
-            Kind::Report => "reports",
-        }
-    }
-    pub fn key(self, company: &str, id: &str) -> Key {
-        Key::new(keys::company_pk(company), format!("{}{id}", self.prefix()))
-    }
-    fn slug_key(self, company: &str, slug: &str) -> Key {
-        Key::new(
-            keys::company_pk(company),
-            format!("SLUG#{}{slug}", self.prefix()),
-        )
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShareRight {
-    pub group_id: String,
-    pub can_edit: bool,
-}
-
-/// What every asset has.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Meta {
-    pub id: String,
-    pub company_id: String,
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    pub slug: String,
-    pub version: u64,
-    pub created_by: String,
-    pub date_created: String,
-    pub last_updated: String,
-    #[serde(default)]
-    pub share_rights: Vec<ShareRight>,
-}
-
-impl Meta {
-    /// A new asset's meta; `create` fills id, slug and version.
-    pub fn new(
-        caller: &Caller,
-        name: String,
-        description: Option<String>,
-        slug: Option<String>,
-    ) -> Self {
-        Meta {
-            id: String::new(),
-            company_id: caller.company_id().to_owned(),
-            name,
-            description,
-            slug: slug.unwrap_or_default(),
-            version: 0,
-            created_by: caller.user_id().to_owned(),
-            date_created: String::new(),
-            last_updated: String::new(),
-            share_rights: Vec::new(),
-        }
-    }
-}
-
-impl Meta {
-    /// An update body's name, description and slug (absent ones stay as they are).
-    pub fn apply(
-        &mut self,
-        name: Option<String>,
-        description: Option<String>,
-        slug: Option<String>,
-    ) {
-        if let Some(name) = name {
-            self.name = name.trim().to_owned();
-        }
-        if description.is_some() {
-            self.description = description;
-        }
-        if let Some(slug) = slug {
-            self.slug = slug;
-        }
-    }
-}
-
-/// A stored asset: the record with its meta.
-pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
-    const KIND: Kind;
-    /// Stored fields the API does not show.
-    const HIDDEN: &'static [&'static str] = &[];
-    /// Masks what the API shows but never gives back (secrets), in the view.
-    fn redact(_view: &mut Value) {}
-    fn meta(&self) -> &Meta;
-    fn meta_mut(&mut self) -> &mut Meta;
-}
 
 /// Listing support for any asset.
 pub struct Listable<A>(pub A);
@@ -187,13 +65,13 @@ pub async fn find<A: Asset>(state: &AppState, caller: &Caller, id_or_slug: &str)
     } else {
         let claim: Option<SlugClaim> = state
             .store
-            .get(A::KIND.slug_key(company, id_or_slug))
+            .get(keys::slug(A::KIND, company, id_or_slug))
             .await?;
         claim.ok_or_else(not_found)?.id
     };
     let asset: A = state
         .store
-        .get(A::KIND.key(company, &id))
+        .get(keys::asset(A::KIND, company, &id))
         .await?
         .ok_or_else(not_found)?;
     if !visible(caller, &asset) {
@@ -222,23 +100,6 @@ pub async fn all_of<A: Asset>(state: &AppState, company: &str) -> ApiResult<Vec<
 #[derive(Serialize, Deserialize)]
 struct SlugClaim {
     id: String,
-}
-
-/// Checks a slug the caller chose.
-pub fn check_slug(slug: &str) -> Result<(), FieldError> {
-    let ok = (1..=64).contains(&slug.len())
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !is_id(slug);
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            "slug",
-            "must be 1 to 64 of a-z, 0-9 and '-' (and not look like an id)",
-        ))
-    }
 }
 
 /// Stores a new asset with a fresh id, version 1, and a slug unique in its company: the one
@@ -282,12 +143,12 @@ pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
         let writes = vec![
             put_new(
                 table,
-                to_item(&A::KIND.key(&meta.company_id, &meta.id), &asset)?,
+                to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), &asset)?,
             )?,
             put_new(
                 table,
                 to_item(
-                    &A::KIND.slug_key(&meta.company_id, &slug),
+                    &keys::slug(A::KIND, &meta.company_id, &slug),
                     &SlugClaim {
                         id: meta.id.clone(),
                     },
@@ -330,7 +191,7 @@ pub async fn save<A: Asset>(state: &AppState, old: &A, mut new: A) -> ApiResult<
     let table = &state.store.table;
     let mut writes = vec![put_if(
         table,
-        to_item(&A::KIND.key(&meta.company_id, &meta.id), &new)?,
+        to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), &new)?,
         "attribute_exists(pk) AND #meta.#version = :v",
         &[("#meta", "meta"), ("#version", "version")],
         vec![(":v", n(old_meta.version))],
@@ -338,13 +199,13 @@ pub async fn save<A: Asset>(state: &AppState, old: &A, mut new: A) -> ApiResult<
     if meta.slug != old_meta.slug {
         writes.push(delete(
             table,
-            &A::KIND.slug_key(&meta.company_id, &old_meta.slug),
+            &keys::slug(A::KIND, &meta.company_id, &old_meta.slug),
             None,
         )?);
         writes.push(put_new(
             table,
             to_item(
-                &A::KIND.slug_key(&meta.company_id, &meta.slug),
+                &keys::slug(A::KIND, &meta.company_id, &meta.slug),
                 &SlugClaim {
                     id: meta.id.clone(),
                 },
@@ -376,10 +237,14 @@ pub async fn remove<A: Asset>(state: &AppState, asset: &A) -> ApiResult<()> {
     let writes = vec![
         delete(
             table,
-            &A::KIND.key(&meta.company_id, &meta.id),
+            &keys::asset(A::KIND, &meta.company_id, &meta.id),
             Some("attribute_exists(pk)"),
         )?,
-        delete(table, &A::KIND.slug_key(&meta.company_id, &meta.slug), None)?,
+        delete(
+            table,
+            &keys::slug(A::KIND, &meta.company_id, &meta.slug),
+            None,
+        )?,
     ];
     state
         .store
@@ -499,35 +364,6 @@ pub async fn check_share_rights(
     } else {
         Err(ApiError::validation(problems))
     }
-}
-
-/// Name, description and slug of a create or update body.
-pub fn check_common(
-    name: Option<&str>,
-    description: Option<&str>,
-    slug: Option<&str>,
-    creating: bool,
-) -> Vec<FieldError> {
-    let mut problems = Vec::new();
-    match name.map(str::trim) {
-        None if creating => problems.push(FieldError::new("name", "is required")),
-        Some(n) if n.is_empty() || n.chars().count() > 200 => {
-            problems.push(FieldError::new("name", "must be 1 to 200 characters"))
-        }
-        _ => {}
-    }
-    if description.is_some_and(|d| d.chars().count() > 2000) {
-        problems.push(FieldError::new(
-            "description",
-            "must be at most 2000 characters",
-        ));
-    }
-    if let Some(slug) = slug {
-        if let Err(e) = check_slug(slug) {
-            problems.push(e);
-        }
-    }
-    problems
 }
 
 /// `GET {id}/share-rights` for any asset: `{"groups":[{group_id, can_edit}]}`.

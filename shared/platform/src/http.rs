@@ -158,7 +158,7 @@ fn request_id(req: &Request) -> String {
     req.lambda_context_ref()
         .map(|c| c.request_id.clone())
         .filter(|id| !id.is_empty())
-        .unwrap_or_else(crate::ids::new_id)
+        .unwrap_or_else(domain::ids::new_id)
 }
 
 async fn edge(mut req: Request, next: Next) -> Response {

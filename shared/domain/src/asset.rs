@@ -1,0 +1,160 @@
+//! What every asset (data source, Klip, dashboard) has: a kind, a [`Meta`] (id, slug, name,
+//! version, share rights) and the rules for the fields people choose (name, description,
+//! slug). Storing assets is the platform's business.
+
+use crate::error::FieldError;
+use crate::ids::is_id;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Datasource,
+    Klip,
+    Dashboard,
+}
+
+impl Kind {
+    /// The sort-key prefix of its items (and of its slug claims, after `SLUG#`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Datasource => "DS#",
+            Kind::Klip => "KLIP#",
+            Kind::Dashboard => "DASH#",
+        }
+    }
+    /// The singular name, as in messages and permission names (`klip.edit`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Datasource => "datasource",
+            Kind::Klip => "klip",
+            Kind::Dashboard => "dashboard",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShareRight {
+    pub group_id: String,
+    pub can_edit: bool,
+}
+
+/// What every asset has.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub slug: String,
+    pub version: u64,
+    pub created_by: String,
+    pub date_created: String,
+    pub last_updated: String,
+    #[serde(default)]
+    pub share_rights: Vec<ShareRight>,
+}
+
+impl Meta {
+    /// A new asset's meta in `company_id`, made by `created_by`; creating it fills id,
+    /// slug and version.
+    pub fn new(
+        company_id: &str,
+        created_by: &str,
+        name: String,
+        description: Option<String>,
+        slug: Option<String>,
+    ) -> Self {
+        Meta {
+            id: String::new(),
+            company_id: company_id.to_owned(),
+            name,
+            description,
+            slug: slug.unwrap_or_default(),
+            version: 0,
+            created_by: created_by.to_owned(),
+            date_created: String::new(),
+            last_updated: String::new(),
+            share_rights: Vec::new(),
+        }
+    }
+}
+
+impl Meta {
+    /// An update body's name, description and slug (absent ones stay as they are).
+    pub fn apply(
+        &mut self,
+        name: Option<String>,
+        description: Option<String>,
+        slug: Option<String>,
+    ) {
+        if let Some(name) = name {
+            self.name = name.trim().to_owned();
+        }
+        if description.is_some() {
+            self.description = description;
+        }
+        if let Some(slug) = slug {
+            self.slug = slug;
+        }
+    }
+}
+
+/// A stored asset: the record with its meta.
+pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    const KIND: Kind;
+    /// Stored fields the API does not show.
+    const HIDDEN: &'static [&'static str] = &[];
+    /// Masks what the API shows but never gives back (secrets), in the view.
+    fn redact(_view: &mut Value) {}
+    fn meta(&self) -> &Meta;
+    fn meta_mut(&mut self) -> &mut Meta;
+}
+
+/// Checks a slug the caller chose.
+pub fn check_slug(slug: &str) -> Result<(), FieldError> {
+    let ok = (1..=64).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !is_id(slug);
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "slug",
+            "must be 1 to 64 of a-z, 0-9 and '-' (and not look like an id)",
+        ))
+    }
+}
+
+/// Name, description and slug of a create or update body.
+pub fn check_common(
+    name: Option<&str>,
+    description: Option<&str>,
+    slug: Option<&str>,
+    creating: bool,
+) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    match name.map(str::trim) {
+        None if creating => problems.push(FieldError::new("name", "is required")),
+        Some(n) if n.is_empty() || n.chars().count() > 200 => {
+            problems.push(FieldError::new("name", "must be 1 to 200 characters"))
+        }
+        _ => {}
+    }
+    if description.is_some_and(|d| d.chars().count() > 2000) {
+        problems.push(FieldError::new(
+            "description",
+            "must be at most 2000 characters",
+        ));
+    }
+    if let Some(slug) = slug {
+        if let Err(e) = check_slug(slug) {
+            problems.push(e);
+        }
+    }
+    problems
+}

@@ -1,0 +1,24 @@
+//! `domain`: what Pulseboard's resources are and compute, knowing nothing of HTTP requests,
+//! credentials or where things are stored.
+//!
+//! - [`asset`]: what every data source, Klip and dashboard has (kind, meta, share rights)
+//!   and the rules for the fields people choose;
+//! - [`records`]: the data source, Klip and dashboard records;
+//! - [`klip`]: the Klip engine, one pure computation from rows to a Klip's value;
+//! - [`data`]: CSV and JSON data as tables (parsing, column types, writing back);
+//! - [`connector`] and [`egress`]: fetching a URL data source without reaching private
+//!   addresses;
+//! - [`ids`]: ids, slugs and API key secrets;
+//! - [`error`]: the problems these report ([`FieldError`], [`DataError`]), which the
+//!   platform renders as API errors.
+
+pub mod asset;
+pub mod connector;
+pub mod data;
+pub mod egress;
+pub mod error;
+pub mod ids;
+pub mod klip;
+pub mod records;
+
+pub use error::{DataError, FieldError};

@@ -1,0 +1,369 @@
+//! Admission: the route layer every non-public route sits behind (see [`crate::routes`]).
+//!
+//! For a caller's route the request passes these steps, each a small function below:
+//! 1. **present**: read the credential from the headers (401 when there is none);
+//! 2. **claim**: who the credential claims to be, without the database where possible;
+//! 3. **act in**: the company the request acts in (`client_id=` names one of the caller's
+//!    client accounts, whose limits it then counts against); a company this instance already
+//!    saw over its per-second limit in this second is refused from memory;
+//! 4. **verify and count**: the credential is checked against the store (see
+//!    [`crate::auth::verify`]) and the request counted on the company's counters
+//!    ([`crate::ratelimit`]), *concurrently* when the credential itself proves the company (a
+//!    key's hash or a signed token), so admission costs one round trip; a password or a
+//!    client account not yet shown to be the caller's is verified first, so nobody can spend
+//!    a company's allowance by naming it;
+//! 5. **speculate** (routes that opt in, [`Access::read`]): the handler runs alongside step 4
+//!    with the caller this instance verified last time for the same credential. This is
+//!    safe because such handlers write nothing and their answer depends only on the caller
+//!    and stored data; the answer is kept only when verification yields the very same caller
+//!    (every field compared), and otherwise thrown away and the handler run again;
+//! 6. **settle**: a request that did not authenticate gives its counts back; one over a
+//!    limit is refused (429 with `X-RateLimit-*`) and gives its day count back; then the
+//!    route's permission is checked (403) and the handler runs with the [`Caller`].
+//!
+//! A published link's route ([`Access::PublishedLink`]) resolves its `{token}` to the owner
+//! company with its function's [`ResolveLink`] and counts the request against that
+//! company's limits, the same way (a visitor has no credential to verify).
+
+use crate::auth::credential::{claim, credential, Claimed, Credential};
+use crate::auth::records::Company;
+use crate::auth::verify::verify;
+use crate::auth::{Caller, RequestUsage};
+use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::{Counted, RateHeaders, Usage};
+use crate::routes::Access;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+
+/// The state of the admission layer of one route: the app and the route's access.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    state: AppState,
+    access: Access,
+}
+
+impl Gate {
+    pub fn new(state: AppState, access: Access) -> Self {
+        Gate { state, access }
+    }
+}
+
+/// The route layer (see the module documentation for the steps).
+pub async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    match gate.access {
+        Access::Public => next.run(req).await,
+        Access::PublishedLink(resolve) => {
+            match admit_published(&gate.state, resolve, req, next).await {
+                Ok(response) | Err(response) => response,
+            }
+        }
+        Access::Caller { .. } => match admit_caller(&gate, req, next).await {
+            Ok(response) | Err(response) => response,
+        },
+    }
+}
+
+/// The counting side of admission for one company and one instant.
+struct Admission<'a> {
+    state: &'a AppState,
+    company: String,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Admission<'a> {
+    fn new(state: &'a AppState, company: String, now: DateTime<Utc>) -> Self {
+        Admission {
+            state,
+            company,
+            now,
+        }
+    }
+
+    /// 429 without a database call when this instance already refused the company in this
+    /// very second.
+    fn refused_from_memory(&self) -> Result<(), Response> {
+        match self
+            .state
+            .limiter
+            .refused_from_memory(&self.company, self.now)
+        {
+            Some((error, headers)) => Err(with_rate_headers(error.into_response(), &headers)),
+            None => Ok(()),
+        }
+    }
+
+    async fn count(&self) -> ApiResult<Counted> {
+        self.state
+            .limiter
+            .count(&self.state.store, &self.company, self.now)
+            .await
+    }
+
+    /// Gives back the counts of a request that did not authenticate.
+    async fn refund_unauthenticated(&self, counted: &Counted) {
+        self.state
+            .limiter
+            .refund_unauthenticated(&self.state.store, &self.company, counted)
+            .await
+    }
+
+    /// Admits within the company's limits, or answers the refusal to send.
+    async fn settle(
+        &self,
+        counted: &Counted,
+        per_second: u64,
+        daily: u64,
+    ) -> Result<RateHeaders, Response> {
+        self.state
+            .limiter
+            .settle(
+                &self.state.store,
+                &self.company,
+                counted,
+                per_second,
+                daily,
+                self.now,
+            )
+            .await
+            .map_err(|(error, headers)| with_rate_headers(error.into_response(), &headers))
+    }
+}
+
+/// Step 3: the client account named by `client_id=`, if any (404 for something that is no
+/// id at all, before anything is counted).
+fn acting_in(req: &Request) -> ApiResult<Option<String>> {
+    let client = crate::extract::Params::from_query(req.uri().query(), "")
+        .get("client_id")
+        .map(str::to_owned);
+    match client {
+        Some(id) if !domain::ids::is_id(&id) => Err(ApiError::not_found("client", &id)),
+        other => Ok(other),
+    }
+}
+
+/// What step 4 found.
+struct Checked {
+    verified: ApiResult<Caller>,
+    counted: ApiResult<Counted>,
+}
+
+/// Step 4: verification and counting, concurrently only when the credential proves the
+/// company by itself.
+async fn verify_and_count(
+    admission: &Admission<'_>,
+    credential: &Credential,
+    claimed: &Claimed,
+    client: Option<&str>,
+) -> Checked {
+    let state = admission.state;
+    let count_after = matches!(credential, Credential::Basic { .. }) || client.is_some();
+    if count_after {
+        let verified = verify(state, credential, claimed, client, admission.now).await;
+        let counted = match &verified {
+            Ok(_) => admission.count().await,
+            Err(_) => Err(ApiError::internal(
+                "not counted: the credential did not hold",
+            )),
+        };
+        Checked { verified, counted }
+    } else {
+        let (verified, counted) = tokio::join!(
+            verify(state, credential, claimed, client, admission.now),
+            admission.count()
+        );
+        Checked { verified, counted }
+    }
+}
+
+/// The request still to answer after verification.
+enum Pending {
+    Request(Request),
+    /// The handler already ran with the remembered caller; `response` is kept only when this
+    /// request verified as that same caller. `spare` re-runs it otherwise.
+    Speculated {
+        spare: Request,
+        response: Option<Response>,
+    },
+}
+
+/// Step 5: runs the handler with `guess` while `checks` run; keeps its answer only when the
+/// verified caller equals the guess.
+async fn speculate(
+    guess: Caller,
+    permission: Option<&'static str>,
+    req: Request,
+    next: Next,
+    checks: impl std::future::Future<Output = Checked>,
+) -> (Checked, Pending) {
+    let (parts, body) = req.into_parts();
+    let spare = Request::from_parts(parts.clone(), Body::empty());
+    let mut first = Request::from_parts(parts, body);
+    first.extensions_mut().insert(guess.clone());
+    let run = async {
+        match permission.map(|p| guess.require(p)) {
+            Some(Err(e)) => e.into_response(),
+            _ => next.run(first).await,
+        }
+    };
+    let (checked, response) = tokio::join!(checks, run);
+    let same = checked.verified.as_ref().is_ok_and(|v| *v == guess);
+    (
+        checked,
+        Pending::Speculated {
+            spare,
+            response: same.then_some(response),
+        },
+    )
+}
+
+/// Steps 1–6 for a caller's route; `Err` is a refusal.
+async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response, Response> {
+    let state = &gate.state;
+    let now = state.clock.now();
+    let credential = credential(req.headers()).map_err(IntoResponse::into_response)?;
+    let mut claimed = claim(state, &credential, now)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let client = acting_in(&req).map_err(IntoResponse::into_response)?;
+    let admission = Admission::new(
+        state,
+        client.clone().unwrap_or_else(|| claimed.company_id.clone()),
+        now,
+    );
+    // The remembered caller depends on the client acted in, too.
+    if let (Some(fingerprint), Some(client)) = (claimed.fingerprint.as_mut(), client.as_deref()) {
+        fingerprint.push('@');
+        fingerprint.push_str(client);
+    }
+    admission.refused_from_memory()?;
+
+    let guess = claimed
+        .fingerprint
+        .as_deref()
+        .filter(|_| gate.access.speculative())
+        .and_then(|f| state.auth_memory.caller(f));
+    let checks = verify_and_count(&admission, &credential, &claimed, client.as_deref());
+    let (checked, pending) = match guess {
+        Some(guess) => speculate(guess, gate.access.permission(), req, next.clone(), checks).await,
+        None => (checks.await, Pending::Request(req)),
+    };
+
+    let caller = match checked.verified {
+        Ok(caller) => caller,
+        Err(error) => {
+            if let Ok(counted) = &checked.counted {
+                admission.refund_unauthenticated(counted).await;
+            }
+            forget(state, &claimed, &error);
+            return Err(error.into_response());
+        }
+    };
+    let counted = checked.counted.map_err(IntoResponse::into_response)?;
+    let (per_second, daily) = (caller.company.per_second_limit, caller.company.daily_limit);
+    let headers = admission.settle(&counted, per_second, daily).await?;
+    if let Some(fingerprint) = &claimed.fingerprint {
+        state.auth_memory.remember_caller(fingerprint, &caller);
+    }
+    if let Some(permission) = gate.access.permission() {
+        if let Err(error) = caller.require(permission) {
+            return Err(with_rate_headers(error.into_response(), &headers));
+        }
+    }
+    let response = match pending {
+        Pending::Speculated {
+            response: Some(response),
+            ..
+        } => response,
+        Pending::Speculated {
+            spare: mut req,
+            response: None,
+        }
+        | Pending::Request(mut req) => {
+            req.extensions_mut().insert(caller);
+            req.extensions_mut()
+                .insert(RequestUsage(Usage::new(&counted, per_second, daily)));
+            next.run(req).await
+        }
+    };
+    Ok(with_rate_headers(response, &headers))
+}
+
+/// After a failed verification this instance stops guessing the caller of the credential,
+/// and forgets a key hash whose key no longer holds.
+fn forget(state: &AppState, claimed: &Claimed, error: &ApiError) {
+    let Some(fingerprint) = &claimed.fingerprint else {
+        return;
+    };
+    state.auth_memory.forget_caller(fingerprint);
+    let hash = fingerprint
+        .strip_prefix("key:")
+        .map(|f| f.split('@').next().unwrap_or(f));
+    if let (Some(hash), ApiError::Unauthorized(_)) = (hash, error) {
+        state.auth_memory.forget_key(hash);
+    }
+}
+
+/// The owner of a published link, as its function's resolver found it, and what the
+/// resolver read on the way (the platform knows nothing of dashboards): `extensions` are
+/// added to the request, where the handler finds them.
+#[derive(Debug)]
+pub struct LinkOwner {
+    pub company: Company,
+    pub extensions: http::Extensions,
+}
+
+/// Finds the owner of the published link whose token is in the path; 404 when the link is
+/// unknown, revoked, expired or switched off.
+pub type ResolveLink =
+    for<'a> fn(&'a AppState, &'a str) -> futures::future::BoxFuture<'a, ApiResult<LinkOwner>>;
+
+/// Admission of a published link's request: resolve the path's `{token}`, then count
+/// against the owner's limits exactly as an authenticated request.
+async fn admit_published(
+    state: &AppState,
+    resolve: ResolveLink,
+    req: Request,
+    next: Next,
+) -> Result<Response, Response> {
+    use axum::extract::FromRequestParts;
+    let (mut parts, body) = req.into_parts();
+    let params = axum::extract::RawPathParams::from_request_parts(&mut parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let token = params
+        .iter()
+        .find(|(name, _)| *name == "token")
+        .map(|(_, value)| value.to_owned())
+        .ok_or_else(|| {
+            ApiError::internal("published-link route without {token}").into_response()
+        })?;
+    let owner = resolve(state, &token)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let admission = Admission::new(state, owner.company.id.clone(), state.clock.now());
+    admission.refused_from_memory()?;
+    let counted = admission
+        .count()
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let headers = admission
+        .settle(
+            &counted,
+            owner.company.per_second_limit(),
+            owner.company.daily_limit(),
+        )
+        .await?;
+    parts.extensions.extend(owner.extensions);
+    let req = Request::from_parts(parts, body);
+    Ok(with_rate_headers(next.run(req).await, &headers))
+}
+
+/// Adds the `X-RateLimit-*` headers to a response.
+pub fn with_rate_headers(mut response: Response, headers: &RateHeaders) -> Response {
+    headers.apply(response.headers_mut());
+    response
+}

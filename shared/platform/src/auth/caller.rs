@@ -1,0 +1,215 @@
+//! The authenticated caller, as handlers see it: who acts, in which company, with which
+//! permissions. It carries no secrets (no password hash, no key secret), so nothing a
+//! handler logs or returns can leak one.
+
+use super::permissions;
+use super::records::{ApiKeyRecord, Company, Role, User};
+use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::Usage;
+use crate::state::AppState;
+use crate::store::keys;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// How the caller authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ApiKey,
+    Jwt,
+    Basic,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CompanySummary {
+    pub id: String,
+    pub name: String,
+    pub plan: String,
+    #[serde(skip)]
+    pub status: String,
+    #[serde(skip)]
+    pub parent_id: Option<String>,
+    #[serde(skip)]
+    pub per_second_limit: u64,
+    #[serde(skip)]
+    pub daily_limit: u64,
+    #[serde(skip)]
+    pub features: std::collections::BTreeMap<String, bool>,
+    #[serde(skip)]
+    pub timezone: Option<String>,
+}
+
+impl CompanySummary {
+    pub fn of(company: &Company) -> Self {
+        CompanySummary {
+            id: company.id.clone(),
+            name: company.name.clone(),
+            plan: company.plan.clone(),
+            status: company.status.clone(),
+            parent_id: company.parent_id.clone(),
+            per_second_limit: company.per_second_limit(),
+            daily_limit: company.daily_limit(),
+            features: company.effective_features(),
+            timezone: company.timezone.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KeySummary {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Option<Vec<String>>,
+    pub expires_at: Option<String>,
+}
+
+/// The user behind a caller: the stored user without its password hash.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallerUser {
+    pub id: String,
+    pub company_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub external_id: Option<String>,
+    pub date_created: String,
+    pub last_updated: String,
+    pub date_last_login: Option<String>,
+    pub locked_until: Option<String>,
+}
+
+impl CallerUser {
+    pub fn of(user: User) -> Self {
+        CallerUser {
+            id: user.id,
+            company_id: user.company_id,
+            email: user.email,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            roles: user.roles,
+            groups: user.groups,
+            external_id: user.external_id,
+            date_created: user.date_created,
+            last_updated: user.last_updated,
+            date_last_login: user.date_last_login,
+            locked_until: user.locked_until,
+        }
+    }
+}
+
+/// The authenticated caller, as handlers see it (an extractor).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caller {
+    /// The company the request acts in: the caller's own, or with `client_id=` one of its
+    /// client accounts (whose limits it then counts against).
+    pub company: CompanySummary,
+    /// With `client_id=`: the partner company the user belongs to.
+    pub partner: Option<CompanySummary>,
+    pub user: CallerUser,
+    pub permissions: BTreeSet<String>,
+    pub api_key: Option<KeySummary>,
+    pub method: AuthMethod,
+}
+
+impl Caller {
+    /// 403 naming the permission when the caller lacks it.
+    pub fn require(&self, permission: &str) -> ApiResult<()> {
+        if self.permissions.contains(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::missing_permission(permission))
+        }
+    }
+
+    /// 403 naming the feature when the company has it switched off.
+    pub fn require_feature(&self, feature: &str) -> ApiResult<()> {
+        if self.company.features.get(feature).copied().unwrap_or(true) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "feature {feature} is not enabled for this company"
+            )))
+        }
+    }
+
+    pub fn can(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub fn company_id(&self) -> &str {
+        &self.company.id
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.user.id
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("route has no authenticate layer"))
+    }
+}
+
+/// The counts of this request, for `GET /usage` (absent when the handler ran speculatively).
+#[derive(Clone, Debug)]
+pub struct RequestUsage(pub Usage);
+
+/// Builds the caller from the stored user, company, custom roles and (for keys) key record.
+pub fn caller_from(
+    company: &Company,
+    user: User,
+    roles: &[Role],
+    key: Option<&ApiKeyRecord>,
+    method: AuthMethod,
+) -> Caller {
+    let mut permissions = permissions::permissions_of(&user.roles);
+    for role in roles.iter().filter(|r| user.roles.contains(&r.id)) {
+        permissions.extend(role.permissions.iter().cloned());
+    }
+    if let Some(scopes) = key.and_then(|k| k.scopes.as_ref()) {
+        permissions.retain(|p| scopes.contains(p));
+    }
+    Caller {
+        company: CompanySummary::of(company),
+        partner: None,
+        user: CallerUser::of(user),
+        permissions,
+        api_key: key.map(|k| KeySummary {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            scopes: k.scopes.clone(),
+            expires_at: k.expires_at.clone(),
+        }),
+        method,
+    }
+}
+
+/// The custom roles among `role_ids` (built-ins are in code), read consistently.
+pub async fn custom_roles(
+    state: &AppState,
+    company: &str,
+    role_ids: &[String],
+) -> ApiResult<Vec<Role>> {
+    let reads = role_ids
+        .iter()
+        .filter(|r| permissions::builtin_role(r).is_none())
+        .map(|r| state.store.get::<Role>(keys::role(company, r)));
+    Ok(futures::future::try_join_all(reads)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}

@@ -1,0 +1,70 @@
+//! Login lockout: ten failed logins for one email lock its user out for 15 minutes.
+
+use super::records::User;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{db_error, keys, s};
+use crate::time::rfc3339;
+use chrono::{DateTime, Duration, Utc};
+
+/// 429 `too_many_attempts` while the user is locked out.
+pub fn check_lockout(locked_until: Option<&str>, now: DateTime<Utc>) -> ApiResult<()> {
+    if let Some(until) = locked_until.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) {
+        let until = until.with_timezone(&Utc);
+        if until > now {
+            return Err(ApiError::TooManyAttempts {
+                message: "too many failed logins; this user is locked out for 15 minutes".into(),
+                retry_after: (until - now).num_seconds().max(1) as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+pub const LOCKOUT_FAILURES: i64 = 10;
+pub const LOCKOUT_WINDOW_SECS: i64 = 15 * 60;
+
+/// Counts a failed login for `email` (atomic counter per 15-minute window); the 10th failure
+/// locks the user out for 15 minutes. Answers the error to send.
+pub async fn record_failed_login(
+    state: &AppState,
+    email: &str,
+    user: Option<&User>,
+    now: DateTime<Utc>,
+) -> ApiError {
+    let window = now.timestamp().div_euclid(LOCKOUT_WINDOW_SECS);
+    let failures = match state
+        .store
+        .add_to_counter(
+            &keys::login_failures(email, window),
+            1,
+            now.timestamp() + 2 * LOCKOUT_WINDOW_SECS,
+        )
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    if let (true, Some(user)) = (failures >= LOCKOUT_FAILURES, user) {
+        let until = rfc3339(now + Duration::seconds(LOCKOUT_WINDOW_SECS));
+        let locked = state
+            .store
+            .db
+            .update_item()
+            .table_name(&state.store.table)
+            .set_key(Some(keys::user(&user.company_id, &user.id).to_item()))
+            .update_expression("SET locked_until = :until")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":until", s(until))
+            .send()
+            .await;
+        if let Err(e) = locked {
+            return db_error("UpdateItem", e);
+        }
+        return ApiError::TooManyAttempts {
+            message: "too many failed logins; this user is locked out for 15 minutes".into(),
+            retry_after: LOCKOUT_WINDOW_SECS as u64,
+        };
+    }
+    ApiError::Unauthorized("invalid email or password".into())
+}

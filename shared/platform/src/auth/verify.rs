@@ -1,0 +1,124 @@
+//! Verification: everything about a claimed caller that can change (the key's revocation
+//! and expiry, the user, the company, a client account, the password) is read again, in
+//! one round trip alongside the key's usage update.
+
+use super::caller::{caller_from, custom_roles, AuthMethod, Caller, CompanySummary};
+use super::credential::{Claimed, Credential};
+use super::lockout::{check_lockout, record_failed_login};
+use super::password;
+use super::records::{ApiKeyRecord, Company, KeyHashRecord, User};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{db_error, keys, n, s};
+use crate::time::rfc3339;
+use chrono::{DateTime, Utc};
+
+/// Records a use of an API key and answers its record, failing when it is revoked or expired.
+async fn use_key(
+    state: &AppState,
+    key: &KeyHashRecord,
+    now: DateTime<Utc>,
+) -> ApiResult<ApiKeyRecord> {
+    use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+    let now_text = rfc3339(now);
+    let result = state
+        .store
+        .db
+        .update_item()
+        .table_name(&state.store.table)
+        .set_key(Some(keys::api_key(&key.company_id, &key.key_id).to_item()))
+        .update_expression("SET last_used_at = :now ADD usage_count :one")
+        .condition_expression(
+            "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+        )
+        .expression_attribute_values(":now", s(&now_text))
+        .expression_attribute_values(":one", n(1))
+        .return_values(ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(out) => crate::store::from_item(out.attributes.unwrap_or_default()),
+        Err(e) => match e.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                let old: Option<ApiKeyRecord> = failed.item.clone().and_then(|i| crate::store::from_item(i).ok());
+                Err(ApiError::Unauthorized(match old {
+                    Some(k) if k.revoked_at.is_some() => "API key revoked".into(),
+                    Some(_) => "API key expired".into(),
+                    None => "invalid API key".into(),
+                }))
+            }
+            _ => Err(db_error("UpdateItem", e)),
+        },
+    }
+}
+
+/// Checks the credential against the store: everything that can change is read again. With
+/// `client` (`client_id=`), the caller acts inside that client account of its company.
+pub async fn verify(
+    state: &AppState,
+    credential: &Credential,
+    claimed: &Claimed,
+    client: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<Caller> {
+    let store = &state.store;
+    let key = async {
+        match &claimed.key {
+            Some(k) => use_key(state, k, now).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    // User, company and (with client_id) client in one consistent BatchGetItem, alongside
+    // the key's usage update.
+    let mut wanted = vec![
+        keys::user(&claimed.company_id, &claimed.user_id),
+        keys::company(&claimed.company_id),
+    ];
+    if let Some(id) = client {
+        wanted.push(keys::company(id));
+    }
+    let (found, key) = tokio::try_join!(store.get_many(&wanted), key)?;
+    let mut found = found.into_iter();
+    let mut next = || found.next().flatten();
+    let user: Option<User> = next().map(crate::store::from_item).transpose()?;
+    let company: Option<Company> = next().map(crate::store::from_item).transpose()?;
+    let client_company: Option<Company> = next().map(crate::store::from_item).transpose()?;
+    let user = user.ok_or_else(|| {
+        ApiError::Unauthorized("the user of these credentials no longer exists".into())
+    })?;
+    let company = company.ok_or_else(|| {
+        ApiError::Unauthorized("the company of these credentials no longer exists".into())
+    })?;
+    let method = match credential {
+        Credential::ApiKey(_) => AuthMethod::ApiKey,
+        Credential::Jwt(_) => AuthMethod::Jwt,
+        Credential::Basic { email, password } => {
+            check_lockout(user.locked_until.as_deref(), now)?;
+            if !password::verify(password, &user.password_hash).await? {
+                return Err(record_failed_login(state, email, Some(&user), now).await);
+            }
+            AuthMethod::Basic
+        }
+    };
+    if company.status == "disabled" {
+        return Err(ApiError::Forbidden("client account disabled".into()));
+    }
+    // Custom roles cost one more read, only for users who have them.
+    let roles = custom_roles(state, &company.id, &user.roles).await?;
+    let mut caller = caller_from(&company, user, &roles, key.as_ref(), method);
+    if let Some(client_id) = client {
+        caller.require("client.access")?;
+        let client_company = client_company
+            .filter(|c| c.parent_id.as_deref() == Some(company.id.as_str()))
+            .ok_or_else(|| ApiError::not_found("client", client_id))?;
+        if client_company.status == "disabled" {
+            return Err(ApiError::Forbidden("client account disabled".into()));
+        }
+        caller.partner = Some(std::mem::replace(
+            &mut caller.company,
+            CompanySummary::of(&client_company),
+        ));
+    }
+    Ok(caller)
+}

@@ -1,0 +1,169 @@
+//! Routes, each declared once.
+//!
+//! A function lists its routes as [`Route`]s:
+//!
+//! ```ignore
+//! route(GET, "/dashboards/{id}", dashboards::show, Access::read())
+//! ```
+//!
+//! and that one line is everything the rest of the code knows about the route: [`router`]
+//! mounts the handler and puts the admission pipeline ([`crate::admission`]) in front of it
+//! with the route's [`Access`]; the OpenAPI test, the permission-matrix test, the template
+//! test and `docs/API.md`'s test read the same declarations. A method a path does not
+//! declare is answered by axum's own 405 (with `Allow`), rendered as error JSON by the edge.
+
+use crate::admission::{self, Gate};
+use crate::state::AppState;
+use axum::handler::Handler;
+use axum::routing::{on, MethodFilter, MethodRouter};
+use http::Method;
+
+pub use http::Method as HttpMethod;
+pub const GET: Method = Method::GET;
+pub const POST: Method = Method::POST;
+pub const PUT: Method = Method::PUT;
+pub const DELETE: Method = Method::DELETE;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug)]
+pub enum Access {
+    /// No credentials (login, refresh, reset).
+    Public,
+    /// No credentials; the path's `{token}` names a published link, which the resolver turns
+    /// into the owner company the request counts against (see [`crate::admission`]).
+    PublishedLink(crate::admission::ResolveLink),
+    /// An authenticated caller, holding `permission` when there is one.
+    Caller {
+        permission: Option<&'static str>,
+        /// The handler may run while the credential is being verified, with the caller this
+        /// instance verified last time for the same credential. Only for handlers that
+        /// write nothing and whose answer depends only on the caller and stored data: the
+        /// answer is kept only when verification yields the very same caller (see
+        /// [`crate::admission`]).
+        speculate: bool,
+    },
+}
+
+impl Access {
+    pub const fn public() -> Self {
+        Access::Public
+    }
+
+    pub const fn published_link(resolve: crate::admission::ResolveLink) -> Self {
+        Access::PublishedLink(resolve)
+    }
+
+    /// A read any authenticated caller may make (what it shows is scoped to the caller);
+    /// speculative.
+    pub const fn read() -> Self {
+        Access::Caller {
+            permission: None,
+            speculate: true,
+        }
+    }
+
+    /// Any authenticated caller, never speculative (writes on the caller's own things, and
+    /// reads that report this very request, such as `GET /usage`).
+    pub const fn caller() -> Self {
+        Access::Caller {
+            permission: None,
+            speculate: false,
+        }
+    }
+
+    /// An authenticated caller holding `permission`; never speculative.
+    pub const fn needs(permission: &'static str) -> Self {
+        Access::Caller {
+            permission: Some(permission),
+            speculate: false,
+        }
+    }
+
+    /// The permission the route needs, if any.
+    pub const fn permission(&self) -> Option<&'static str> {
+        match self {
+            Access::Caller { permission, .. } => *permission,
+            _ => None,
+        }
+    }
+
+    /// Whether anyone may call the route without a credential.
+    pub const fn is_public(&self) -> bool {
+        !self.needs_credentials()
+    }
+
+    /// Whether a credential is needed.
+    pub const fn needs_credentials(&self) -> bool {
+        matches!(self, Access::Caller { .. })
+    }
+
+    pub const fn speculative(&self) -> bool {
+        matches!(
+            self,
+            Access::Caller {
+                speculate: true,
+                ..
+            }
+        )
+    }
+}
+
+/// One route: method, path (axum syntax, after the edge's rewriting), handler and access.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+/// Declares a route. Panics for a method axum cannot route (a programming error that every
+/// test meets, since every test builds the routers).
+pub fn route<H, T>(method: Method, path: &'static str, handler: H, access: Access) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone())
+        .unwrap_or_else(|_| panic!("{method} {path}: not a method axum routes"));
+    Route {
+        method,
+        path,
+        access,
+        handler: on(filter, handler),
+    }
+}
+
+/// A Lambda function: its binary name (the template's `BuildProperties.Binary`) and routes.
+#[derive(Clone, Copy, Debug)]
+pub struct Function {
+    pub name: &'static str,
+    pub routes: fn() -> Vec<Route>,
+}
+
+/// Mounts `routes`, each behind the admission pipeline its access asks for.
+pub fn router(state: AppState, routes: Vec<Route>) -> axum::Router {
+    let mut router = axum::Router::new();
+    for route in routes {
+        let handler = match route.access {
+            Access::Public => route.handler,
+            access => route
+                .handler
+                .route_layer(axum::middleware::from_fn_with_state(
+                    Gate::new(state.clone(), access),
+                    admission::admit,
+                )),
+        };
+        router = router.route(route.path, handler);
+    }
+    router.with_state(state)
+}

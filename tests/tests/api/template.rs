@@ -1,0 +1,172 @@
+//! `template.yaml` routes every declared route to the function that declares it: each
+//! route's path (in its canonical form, under `/api/1.0/`, and in the aliases the edge
+//! rewrites) is matched against the template's HttpApi events the way API Gateway HTTP APIs
+//! pick a route (the most specific one: literal segments before `{variables}` before a
+//! greedy `{proxy+}`), and the function whose event wins must be the one that declares the
+//! route. No event of the template leads to a function that serves nothing under it.
+
+use pulseboard_cli::FUNCTIONS;
+use serde_yaml::Value;
+
+/// One HttpApi event: the binary of its function and its path (`None` for `$default`).
+struct Event {
+    binary: String,
+    path: Option<String>,
+}
+
+fn events() -> Vec<Event> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for (_, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("every function names its Binary")
+            .to_owned();
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, event) in events {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let properties = &event["Properties"];
+            if let Some(method) = properties["Method"].as_str() {
+                assert_eq!(
+                    method, "ANY",
+                    "{binary}: methods are the function's business"
+                );
+            }
+            out.push(Event {
+                binary: binary.clone(),
+                path: properties["Path"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    out
+}
+
+/// How specifically `pattern` matches `path`: one rank per segment (0 literal, 1 variable,
+/// 2 greedy), or `None` when it does not match.
+fn specificity(pattern: &str, path: &str) -> Option<Vec<u8>> {
+    let pattern: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
+    let path: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut ranks = Vec::new();
+    for (i, segment) in pattern.iter().enumerate() {
+        if segment.ends_with("+}") {
+            return (path.len() > i).then(|| {
+                ranks.push(2);
+                ranks
+            });
+        }
+        let actual = path.get(i)?;
+        if segment.starts_with('{') {
+            ranks.push(1);
+        } else if segment == actual {
+            ranks.push(0);
+        } else {
+            return None;
+        }
+    }
+    (pattern.len() == path.len()).then_some(ranks)
+}
+
+/// The binary API Gateway sends `path` to.
+fn routed_to<'a>(events: &'a [Event], path: &str) -> &'a str {
+    let best = events
+        .iter()
+        .filter_map(|e| Some((specificity(e.path.as_deref()?, path)?, e)))
+        .min_by(|(a, _), (b, _)| a.cmp(b));
+    match best {
+        Some((_, event)) => &event.binary,
+        None => events
+            .iter()
+            .find(|e| e.path.is_none())
+            .map(|e| e.binary.as_str())
+            .expect("a $default route"),
+    }
+}
+
+/// The request paths a caller may use for a declared route (API.md §1 addressing).
+fn spellings(route_path: &str) -> Vec<String> {
+    let id = "0123456789abcdef0123456789abcdef";
+    let concrete = route_path
+        .split('/')
+        .map(|s| if s.starts_with('{') { id } else { s })
+        .collect::<Vec<_>>()
+        .join("/");
+    let mut out = vec![format!("/api/v1{concrete}"), format!("/api/1.0{concrete}")];
+    if let Some(rest) = concrete.strip_prefix("/auth/") {
+        out.push(format!("/api/auth/{rest}"));
+    }
+    for (alias, canonical) in [("tabs", "dashboards"), ("data-sources", "datasources")] {
+        if let Some(rest) = concrete.strip_prefix(&format!("/{canonical}")) {
+            out.push(format!("/api/v1/{alias}{rest}"));
+        }
+    }
+    // `{collection}/{id}/@/{operation}`.
+    let segments: Vec<&str> = concrete.trim_start_matches('/').split('/').collect();
+    if segments.len() >= 3 && segments[1] == id {
+        let mut with_at = segments.clone();
+        with_at.insert(2, "@");
+        out.push(format!("/api/v1/{}", with_at.join("/")));
+    }
+    out
+}
+
+#[test]
+fn the_template_routes_every_declared_route_to_its_own_function() {
+    let events = events();
+    let mut checked = 0;
+    for function in FUNCTIONS {
+        for route in (function.routes)() {
+            for path in spellings(route.path) {
+                assert_eq!(
+                    routed_to(&events, &path),
+                    function.name,
+                    "{} {} (as {path}) is declared by {} but template.yaml routes it elsewhere",
+                    route.method,
+                    route.path,
+                    function.name
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}
+
+#[test]
+fn every_event_of_the_template_leads_to_routes_of_its_function() {
+    for event in events() {
+        let function = FUNCTIONS
+            .iter()
+            .find(|f| f.name == event.binary)
+            .unwrap_or_else(|| {
+                panic!(
+                    "template function {} is not a workspace function",
+                    event.binary
+                )
+            });
+        let Some(path) = event.path else {
+            assert_eq!(
+                event.binary, "auth",
+                "the $default route answers unknown paths"
+            );
+            continue;
+        };
+        let served = (function.routes)().iter().any(|route| {
+            spellings(route.path)
+                .iter()
+                .any(|p| specificity(&path, p).is_some())
+        });
+        assert!(
+            served,
+            "{}: template path {path} leads to no route of the function",
+            event.binary
+        );
+    }
+}
