@@ -224,7 +224,7 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 /// one DynamoDB `GetItem` measured in the same run, printed as ratios.
 pub async fn bench(requests: usize) -> Result<(), String> {
     let state = AppState::from_env().await?;
-    platform::table::create_table(&state.store.db, &state.store.table).await?;
+    state.store.create_table().await?;
     let made = bootstrap(
         &state,
         NewCompany {

@@ -62,11 +62,11 @@ async fn main() {
 }
 
 async fn ensure_storage(state: &AppState) -> Result<(), String> {
-    if platform::table::create_table(&state.store.db, &state.store.table).await? {
-        eprintln!("created table {}", state.store.table);
+    if state.store.create_table().await? {
+        eprintln!("created table {}", state.store.table());
     }
-    if platform::table::create_bucket(&state.store.s3, &state.store.bucket).await? {
-        eprintln!("created bucket {}", state.store.bucket);
+    if state.store.create_bucket().await? {
+        eprintln!("created bucket {}", state.store.bucket());
     }
     Ok(())
 }

@@ -93,9 +93,7 @@ pub async fn test_state_with(
     let mut config = config();
     config.allowed_networks = allowed_networks;
     let store = platform::store::connect(&config.table_name, &config.bucket_name).await;
-    platform::table::create_table(&store.db, &store.table)
-        .await
-        .expect("create table");
+    store.create_table().await.expect("create table");
     AppState::new(config, store, clock)
 }
 

@@ -10,7 +10,7 @@ use platform::auth::{Caller, CallerUser};
 use platform::envelope;
 use platform::extract::{JsonBody, OptionalJsonBody, Params};
 use platform::paging::Paging;
-use platform::store::{keys, put_new, s};
+use platform::store::keys;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::{Deserialize, Serialize};
@@ -268,13 +268,7 @@ async fn issue_for(
         },
         now,
     )?;
-    let table = &state.store.table;
-    let writes = issued
-        .items
-        .into_iter()
-        .map(|(_, item)| put_new(table, item))
-        .collect::<ApiResult<Vec<_>>>()?;
-    state.store.transact(writes, "key collision; retry").await?;
+    state.store.api_keys().create(&issued).await?;
     let location = envelope::location("api-keys", &issued.record.id);
     Ok(envelope::created(
         &location,
@@ -343,28 +337,6 @@ pub async fn show(
     )))
 }
 
-/// The write that revokes a key. Every request with a key updates its record under the
-/// condition that it is not revoked, so the key fails on its very next request everywhere;
-/// its hash entry stays, so the caller is told "revoked" rather than "invalid".
-fn revocation(
-    state: &AppState,
-    record: &ApiKeyRecord,
-    now: &str,
-) -> ApiResult<Vec<aws_sdk_dynamodb::types::TransactWriteItem>> {
-    use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
-    let update = Update::builder()
-        .table_name(&state.store.table)
-        .set_key(Some(
-            keys::api_key(&record.company_id, &record.id).to_item(),
-        ))
-        .update_expression("SET revoked_at = :now, last_updated = :now")
-        .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
-        .expression_attribute_values(":now", s(now))
-        .build()
-        .map_err(ApiError::internal)?;
-    Ok(vec![TransactWriteItem::builder().update(update).build()])
-}
-
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -378,12 +350,12 @@ pub async fn revoke(
         return Ok(envelope::deleted());
     }
     let now = rfc3339(state.clock.now());
+    // The key's record is updated on every use under the condition that it is not revoked,
+    // so it fails on its very next request everywhere.
     state
         .store
-        .transact(
-            revocation(&state, &record, &now)?,
-            "the key was revoked meanwhile",
-        )
+        .api_keys()
+        .revoke(&record, &now, "the key was revoked meanwhile")
         .await?;
     Ok(envelope::deleted())
 }
@@ -417,13 +389,10 @@ pub async fn rotate(
         },
         now_time,
     )?;
-    let mut writes = revocation(&state, &record, &now)?;
-    for (_, item) in issued.items {
-        writes.push(put_new(&state.store.table, item)?);
-    }
     state
         .store
-        .transact(writes, "the key was revoked meanwhile")
+        .api_keys()
+        .rotate(&record, &issued, &now)
         .await?;
     let location = envelope::location("api-keys", &issued.record.id);
     Ok(envelope::created(

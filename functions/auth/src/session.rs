@@ -3,12 +3,13 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
-use platform::auth::records::{Company, EmailClaim, User, UserView};
+use platform::auth::records::{Company, EmailClaim, FamilyRecord, RefreshRecord, User, UserView};
 use platform::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
 use platform::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
 use platform::envelope;
 use platform::extract::{JsonBody, Params};
-use platform::store::{db_error, keys, put_new, s, to_item};
+use platform::store::sessions::NotConsumed;
+use platform::store::{keys, WriteError};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
@@ -31,27 +32,6 @@ pub struct LoginBody {
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     refresh: String,
-}
-
-/// A refresh token as stored: single use, in a family that one login starts.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-struct RefreshRecord {
-    jti: String,
-    family: String,
-    user_id: String,
-    company_id: String,
-    used: bool,
-    revoked: bool,
-    expires_at: String,
-    ttl: i64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-struct FamilyRecord {
-    family: String,
-    user_id: String,
-    revoked: bool,
-    ttl: i64,
 }
 
 #[derive(Serialize)]
@@ -132,7 +112,6 @@ pub async fn login(
     }
     let family = domain::ids::new_id();
     let (pair, record) = token_pair(&state, &user.id, &company.id, &family)?;
-    let table = &state.store.table;
     let family_record = FamilyRecord {
         family: family.clone(),
         user_id: user.id.clone(),
@@ -141,27 +120,11 @@ pub async fn login(
     };
     state
         .store
-        .transact(
-            vec![
-                put_new(table, to_item(&keys::refresh(&record.jti), &record)?)?,
-                put_new(table, to_item(&keys::family(&family), &family_record)?)?,
-            ],
-            "token collision; retry",
-        )
+        .refresh_tokens()
+        .start_family(&record, &family_record)
         .await?;
     let last_login = rfc3339(now);
-    state
-        .store
-        .db
-        .update_item()
-        .table_name(table)
-        .set_key(Some(keys::user(&company.id, &user.id).to_item()))
-        .update_expression("SET date_last_login = :now REMOVE locked_until")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":now", s(&last_login))
-        .send()
-        .await
-        .map_err(|e| db_error("UpdateItem", e))?;
+    state.store.users().record_login(&user, &last_login).await?;
     let mut user = user;
     user.date_last_login = Some(last_login);
     Ok(envelope::ok(serde_json::json!({
@@ -176,63 +139,23 @@ pub async fn login(
 
 /// Marks a refresh token used; on a second use, revokes its whole family.
 async fn consume(state: &AppState, claims: &Claims) -> ApiResult<()> {
-    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-    use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
-    let result = state
-        .store
-        .db
-        .update_item()
-        .table_name(&state.store.table)
-        .set_key(Some(keys::refresh(&claims.jti).to_item()))
-        .update_expression("SET used = :t")
-        .condition_expression("attribute_exists(pk) AND used = :f AND revoked = :f")
-        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
-        .expression_attribute_values(":f", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) => match e.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                let old: Option<RefreshRecord> = failed
-                    .item
-                    .clone()
-                    .and_then(|i| platform::store::from_item(i).ok());
-                match old {
-                    Some(old) if old.used && !old.revoked => {
-                        revoke_family(state, &old.family).await?;
-                        Err(ApiError::Unauthorized(
-                            "refresh token already used; every token of this login is now revoked"
-                                .into(),
-                        ))
-                    }
-                    Some(_) => Err(ApiError::Unauthorized("refresh token revoked".into())),
-                    None => Err(ApiError::Unauthorized("invalid refresh token".into())),
-                }
-            }
-            _ => Err(db_error("UpdateItem", e)),
-        },
+    let tokens = state.store.refresh_tokens();
+    match tokens.consume(&claims.jti).await {
+        Ok(()) => Ok(()),
+        Err(WriteError::Refused(NotConsumed::Reused { family })) => {
+            tokens.revoke_family(&family).await?;
+            Err(ApiError::Unauthorized(
+                "refresh token already used; every token of this login is now revoked".into(),
+            ))
+        }
+        Err(WriteError::Refused(NotConsumed::Revoked)) => {
+            Err(ApiError::Unauthorized("refresh token revoked".into()))
+        }
+        Err(WriteError::Refused(NotConsumed::Unknown)) => {
+            Err(ApiError::Unauthorized("invalid refresh token".into()))
+        }
+        Err(WriteError::Failed(e)) => Err(e),
     }
-}
-
-async fn revoke_family(state: &AppState, family: &str) -> ApiResult<()> {
-    state
-        .store
-        .db
-        .update_item()
-        .table_name(&state.store.table)
-        .set_key(Some(keys::family(family).to_item()))
-        .update_expression("SET revoked = :t")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
-        .send()
-        .await
-        .map(|_| ())
-        .or_else(|e| match e.as_service_error() {
-            Some(se) if se.is_conditional_check_failed_exception() => Ok(()),
-            _ => Err(db_error("UpdateItem", e)),
-        })
 }
 
 pub async fn refresh(
@@ -261,16 +184,7 @@ pub async fn refresh(
     let user = user?
         .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
     let (pair, record) = token_pair(&state, &user.id, &claims.cid, &family)?;
-    state
-        .store
-        .transact(
-            vec![put_new(
-                &state.store.table,
-                to_item(&keys::refresh(&record.jti), &record)?,
-            )?],
-            "token collision; retry",
-        )
-        .await?;
+    state.store.refresh_tokens().add(&record).await?;
     Ok(envelope::ok(pair))
 }
 
@@ -287,24 +201,11 @@ pub async fn logout(
         .fam
         .clone()
         .ok_or_else(|| ApiError::Unauthorized("invalid refresh token".into()))?;
-    revoke_family(&state, &family).await?;
-    state
-        .store
-        .db
-        .update_item()
-        .table_name(&state.store.table)
-        .set_key(Some(keys::refresh(&claims.jti).to_item()))
-        .update_expression("SET revoked = :t")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
-        .send()
-        .await
-        .map_err(|e| match e.as_service_error() {
-            Some(se) if se.is_conditional_check_failed_exception() => {
-                ApiError::Unauthorized("invalid refresh token".into())
-            }
-            _ => db_error("UpdateItem", e),
-        })?;
+    let tokens = state.store.refresh_tokens();
+    tokens.revoke_family(&family).await?;
+    if !tokens.revoke(&claims.jti).await? {
+        return Err(ApiError::Unauthorized("invalid refresh token".into()));
+    }
     Ok(envelope::deleted())
 }
 
@@ -371,30 +272,12 @@ pub async fn reset_password(
         .ok_or_else(invalid)?;
     password::check_policy(&body.password, &user.email)?;
     let hash = password::hash(&body.password).await?;
-    let table = &state.store.table;
-    let writes = vec![
-        platform::store::update(
-            table,
-            &key,
-            "SET used = :t",
-            Some("attribute_exists(pk) AND used = :f AND expires_at > :now"),
-            &[],
-            vec![
-                (":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
-                (":f", aws_sdk_dynamodb::types::AttributeValue::Bool(false)),
-                (":now", s(&now)),
-            ],
-        )?,
-        platform::store::update(
-            table,
-            &keys::user(&user.company_id, &user.id),
-            "SET password_hash = :h, last_updated = :now REMOVE locked_until",
-            Some("attribute_exists(pk)"),
-            &[],
-            vec![(":h", s(hash)), (":now", s(&now))],
-        )?,
-    ];
-    state.store.transact_with(writes, |_| invalid()).await?;
+    state
+        .store
+        .users()
+        .reset_password(&key, &user, &hash, &now)
+        .await
+        .map_err(|e| e.into_api(|()| invalid()))?;
     Ok(envelope::ok(
         serde_json::json!({"password_reset": true, "user_id": user.id}),
     ))

@@ -11,7 +11,7 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, Params};
 use platform::paging::Paging;
-use platform::store::{keys, put_if, put_new, s, to_item, Item, Key};
+use platform::store::{keys, Key};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
@@ -39,19 +39,6 @@ fn view(c: &Company) -> Value {
     })
 }
 
-/// The item of a client account, with its place in the partner's `gsi1` list.
-fn client_item(client: &Company) -> ApiResult<Item> {
-    let mut item = to_item(&keys::company(&client.id), client)?;
-    if let Some(partner) = &client.parent_id {
-        item.insert("gsi1pk".into(), s(keys::partner_index(partner)));
-        item.insert(
-            "gsi1sk".into(),
-            s(format!("{}#{}", client.date_created, client.id)),
-        );
-    }
-    Ok(item)
-}
-
 /// A client account of the caller's company; any other id is 404.
 async fn find_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Company> {
     let found = if is_id(id) {
@@ -69,22 +56,7 @@ async fn find_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<C
 /// deletion change atomically without touching `last_updated`): a count that moved is not
 /// written back stale.
 async fn save(state: &AppState, old: &Company, new: &Company) -> ApiResult<()> {
-    let mut new = new.clone();
-    new.user_count = old.user_count;
-    let write = put_if(
-        &state.store.table,
-        client_item(&new)?,
-        "attribute_exists(pk) AND last_updated = :seen AND (attribute_not_exists(user_count) OR user_count = :users)",
-        &[],
-        vec![(":seen", s(&old.last_updated)), (":users", platform::store::n(old.user_count))],
-    )?;
-    state
-        .store
-        .transact(
-            vec![write],
-            "the client changed meanwhile; read it again and retry",
-        )
-        .await
+    state.store.companies().replace(old, new).await
 }
 
 fn validate(body: &ClientBody, creating: bool) -> ApiResult<()> {
@@ -199,13 +171,7 @@ pub async fn create(
     client.description = body.description;
     client.external_id = body.external_id;
     client.seats = body.seats.filter(|s| *s >= 0);
-    state
-        .store
-        .transact(
-            vec![put_new(&state.store.table, client_item(&client)?)?],
-            "client id collision; retry",
-        )
-        .await?;
+    state.store.companies().create_client(&client).await?;
     Ok(envelope::created(
         &envelope::location("clients", &client.id),
         view(&client),

@@ -14,7 +14,7 @@ use platform::auth::records::Company;
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{OptionalJsonBody, Params};
-use platform::store::{keys, put_new, to_item, Key};
+use platform::store::{keys, Key};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
@@ -99,13 +99,7 @@ pub async fn create(
     };
     state
         .store
-        .transact(
-            vec![put_new(
-                &state.store.table,
-                to_item(&link_key(&token_hash), &record)?,
-            )?],
-            "token collision; retry",
-        )
+        .create(&link_key(&token_hash), &record, "token collision; retry")
         .await?;
     let mut dashboard = old.clone();
     dashboard.published_links.push(link.clone());

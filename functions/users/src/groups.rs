@@ -10,7 +10,7 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, Params};
 use platform::paging::{Listed, Paging};
-use platform::store::{keys, put_new, to_item};
+use platform::store::keys;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::{Deserialize, Serialize};
@@ -130,10 +130,7 @@ pub async fn create(
     let key = keys::group(&group.company_id, &group.id);
     state
         .store
-        .transact(
-            vec![put_new(&state.store.table, to_item(&key, &group)?)?],
-            "group id collision; retry",
-        )
+        .create(&key, &group, "group id collision; retry")
         .await?;
     Ok(envelope::created(
         &envelope::location("groups", &group.id),

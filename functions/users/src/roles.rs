@@ -12,7 +12,7 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, Params};
 use platform::paging::{Listed, Paging};
-use platform::store::{keys, put_new, to_item};
+use platform::store::{keys, to_item};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
@@ -168,10 +168,7 @@ pub async fn create(
     let item = to_item(&keys::role(&role.company_id, &role.id), &role)?;
     state
         .store
-        .transact(
-            vec![put_new(&state.store.table, item)?],
-            "role id collision; retry",
-        )
+        .create_item(item, "role id collision; retry")
         .await?;
     Ok(envelope::created(
         &envelope::location("roles", &role.id),

@@ -6,14 +6,13 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use domain::ids::{is_id, new_id, ApiKeyHash};
 use platform::auth::permissions::builtin_role;
-use platform::auth::records::{
-    ApiKeyRecord, Company, EmailClaim, ResetRecord, Role, User, UserView,
-};
+use platform::auth::records::{ApiKeyRecord, Company, ResetRecord, Role, User, UserView};
 use platform::auth::{password, Caller};
 use platform::envelope;
 use platform::extract::{JsonBody, Params};
 use platform::paging::Paging;
-use platform::store::{keys, n, put_if, put_new, s, to_item};
+use platform::store::accounts::{NewUserRefused, UserChangeRefused};
+use platform::store::{keys, WriteError};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
@@ -254,19 +253,6 @@ pub async fn create(
         date_last_login: None,
         locked_until: None,
     };
-    let table = &state.store.table;
-    let writes = vec![
-        platform::store::update(
-            table,
-            &keys::company(&company_id),
-            "ADD user_count :one",
-            Some("attribute_exists(pk) AND (attribute_not_exists(seats) OR seats < :zero OR attribute_not_exists(user_count) OR user_count < seats)"),
-            &[],
-            vec![(":one", n(1)), (":zero", n(0))],
-        )?,
-        put_new(table, to_item(&keys::user(&company_id, &user.id), &user)?)?,
-        put_new(table, to_item(&keys::email(&email), &EmailClaim { company_id: company_id.clone(), user_id: user.id.clone() })?)?,
-    ];
     let seats = async {
         let company: Option<Company> = state
             .store
@@ -276,21 +262,20 @@ pub async fn create(
             .flatten();
         company.and_then(|c| c.seats).unwrap_or(0)
     };
-    let result = state
-        .store
-        .transact_with(writes, |index| match index {
-            0 => ApiError::Forbidden(String::new()),
-            _ => ApiError::Conflict(format!("email '{email}' is already registered")),
-        })
-        .await;
-    match result {
-        Err(ApiError::Forbidden(_)) => {
+    match state.store.users().create(&user).await {
+        Ok(()) => {}
+        Err(WriteError::Refused(NewUserRefused::NoSeat)) => {
             return Err(ApiError::Forbidden(format!(
                 "company.seats limit reached: this company has {} seats",
                 seats.await
             )))
         }
-        other => other?,
+        Err(WriteError::Refused(NewUserRefused::EmailTaken)) => {
+            return Err(ApiError::Conflict(format!(
+                "email '{email}' is already registered"
+            )))
+        }
+        Err(WriteError::Failed(e)) => return Err(e),
     }
     let location = envelope::location("users", &user.id);
     Ok(envelope::created(
@@ -322,56 +307,19 @@ async fn ensure_not_last_admin(state: &AppState, user: &User, action: &str) -> A
     Ok(())
 }
 
+/// Saves `new` over `old` (409 when someone saved the user meanwhile, or the new email is
+/// taken).
 pub async fn update_user(state: &AppState, old: &User, new: &User) -> ApiResult<()> {
-    let table = &state.store.table;
-    // Logins and lockouts change `date_last_login` and `locked_until` in place, without
-    // touching `last_updated`: the whole-item write must not put stale values back.
-    let mut condition = String::from("attribute_exists(pk) AND last_updated = :seen");
-    let mut values = vec![(":seen", s(&old.last_updated))];
-    for (attribute, placeholder, seen) in [
-        ("locked_until", ":locked", &old.locked_until),
-        ("date_last_login", ":login", &old.date_last_login),
-    ] {
-        match seen {
-            Some(v) => {
-                condition.push_str(&format!(" AND {attribute} = {placeholder}"));
-                values.push((placeholder, s(v)));
+    state.store.users().replace(old, new).await.map_err(|e| {
+        e.into_api(|reason| match reason {
+            UserChangeRefused::Changed => {
+                ApiError::Conflict("the user changed meanwhile; read it again and retry".into())
             }
-            None => condition.push_str(&format!(" AND attribute_not_exists({attribute})")),
-        }
-    }
-    let mut writes = vec![put_if(
-        table,
-        to_item(&keys::user(&new.company_id, &new.id), new)?,
-        &condition,
-        &[],
-        values,
-    )?];
-    if old.email != new.email {
-        writes.push(platform::store::delete(
-            table,
-            &keys::email(&old.email),
-            None,
-        )?);
-        writes.push(put_new(
-            table,
-            to_item(
-                &keys::email(&new.email),
-                &EmailClaim {
-                    company_id: new.company_id.clone(),
-                    user_id: new.id.clone(),
-                },
-            )?,
-        )?);
-    }
-    let email = new.email.clone();
-    state
-        .store
-        .transact_with(writes, |index| match index {
-            0 => ApiError::Conflict("the user changed meanwhile; read it again and retry".into()),
-            _ => ApiError::Conflict(format!("email '{email}' is already registered")),
+            UserChangeRefused::EmailTaken => {
+                ApiError::Conflict(format!("email '{}' is already registered", new.email))
+            }
         })
-        .await
+    })
 }
 
 pub async fn update(
@@ -425,26 +373,10 @@ pub async fn delete(
     params.only(&[])?;
     let user = find_user(&state, &caller, &id).await?;
     ensure_not_last_admin(&state, &user, "be deleted").await?;
-    let table = &state.store.table;
-    let writes = vec![
-        platform::store::delete(
-            table,
-            &keys::user(&user.company_id, &user.id),
-            Some("attribute_exists(pk)"),
-        )?,
-        platform::store::delete(table, &keys::email(&user.email), None)?,
-        platform::store::update(
-            table,
-            &keys::company(&user.company_id),
-            "ADD user_count :minus",
-            None,
-            &[],
-            vec![(":minus", n(-1))],
-        )?,
-    ];
     state
         .store
-        .transact(writes, &format!("user '{id}' was deleted meanwhile"))
+        .users()
+        .delete(&user, &format!("user '{id}' was deleted meanwhile"))
         .await?;
     let now = rfc3339(state.clock.now());
     let keys_of_user: Vec<ApiKeyRecord> = state
@@ -457,17 +389,11 @@ pub async fn delete(
     {
         let revoke = state
             .store
-            .db
-            .update_item()
-            .table_name(table)
-            .set_key(Some(keys::api_key(&key.company_id, &key.id).to_item()))
-            .update_expression("SET revoked_at = :now, last_updated = :now")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
-            .expression_attribute_values(":now", s(&now))
-            .send()
+            .api_keys()
+            .revoke(&key, &now, "the key was revoked meanwhile")
             .await;
         if let Err(e) = revoke {
-            tracing::warn!(key = key.id, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "revoking a deleted user's key");
+            tracing::warn!(key = key.id, error = %e, "revoking a deleted user's key");
         }
     }
     Ok(envelope::deleted())
@@ -513,17 +439,7 @@ pub async fn unlock(
     params.only(&[])?;
     let user = find_user(&state, &caller, &id).await?;
     let now = state.clock.now();
-    state
-        .store
-        .db
-        .update_item()
-        .table_name(&state.store.table)
-        .set_key(Some(keys::user(&user.company_id, &user.id).to_item()))
-        .update_expression("REMOVE locked_until")
-        .condition_expression("attribute_exists(pk)")
-        .send()
-        .await
-        .map_err(|e| platform::store::db_error("UpdateItem", e))?;
+    state.store.users().unlock(&user).await?;
     let window = now
         .timestamp()
         .div_euclid(platform::auth::LOCKOUT_WINDOW_SECS);

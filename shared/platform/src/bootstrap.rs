@@ -6,7 +6,7 @@ use crate::auth::password;
 use crate::auth::records::{Company, EmailClaim, User, PLANS};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{keys, put_new, to_item};
+use crate::store::keys;
 use crate::time::rfc3339;
 use domain::ids::new_id;
 use serde::Serialize;
@@ -87,27 +87,20 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
         },
         now,
     )?;
-    let table = &state.store.table;
-    let mut items = vec![
-        put_new(table, to_item(&keys::company(&company.id), &company)?)?,
-        put_new(table, to_item(&keys::user(&company.id, &user.id), &user)?)?,
-        put_new(
-            table,
-            to_item(
-                &keys::email(&email),
-                &EmailClaim {
-                    company_id: company.id.clone(),
-                    user_id: user.id.clone(),
-                },
-            )?,
-        )?,
-    ];
-    for (_, item) in key.items {
-        items.push(put_new(table, item)?);
+    let mut tx = state.store.transaction();
+    tx.create(&keys::company(&company.id), &company)?;
+    tx.create(&keys::user(&company.id, &user.id), &user)?;
+    tx.create(
+        &keys::email(&email),
+        &EmailClaim {
+            company_id: company.id.clone(),
+            user_id: user.id.clone(),
+        },
+    )?;
+    for item in key.to_items() {
+        tx.create_item(item)?;
     }
-    state
-        .store
-        .transact(items, &format!("email '{email}' is already registered"))
+    tx.commit_or_conflict(&format!("email '{email}' is already registered"))
         .await?;
     Ok(Bootstrapped {
         company_id: company.id,

@@ -12,7 +12,7 @@
 //! 1,000 writes/s).
 
 use crate::error::ApiError;
-use crate::store::{db_error, keys, n, number, Store};
+use crate::store::{keys, Store, WriteError};
 use crate::time::{rfc3339, NewYorkDay};
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
@@ -162,8 +162,6 @@ impl RateLimiter {
         company: &str,
         now: DateTime<Utc>,
     ) -> Result<Counted, ApiError> {
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
         let second = now.timestamp();
         let day = NewYorkDay::containing(now);
         let key = keys::rate_day(company, &day.date.to_string());
@@ -171,57 +169,31 @@ impl RateLimiter {
         let mut counted_second = second;
         let mut same_second = self.last_second(company) == Some(second);
         for _ in 0..3 {
-            let request = store
-                .db
-                .update_item()
-                .table_name(&store.table)
-                .set_key(Some(key.to_item()))
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":s", n(counted_second))
-                .expression_attribute_values(":ttl", n(ttl))
-                .return_values(ReturnValue::UpdatedNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            let request = if same_second {
-                request
-                    .update_expression("ADD n :one, c :one SET #ttl = :ttl")
-                    .condition_expression("s = :s")
-            } else {
-                request
-                    .update_expression("SET s = :s, c = :one, #ttl = :ttl ADD n :one")
-                    .condition_expression("attribute_not_exists(s) OR s < :s")
-            };
-            match request.send().await {
-                Ok(out) => {
-                    let attributes = out.attributes.unwrap_or_default();
+            match store
+                .rate_counters()
+                .add(&key, counted_second, same_second, ttl)
+                .await
+            {
+                Ok(counts) => {
                     self.remember_second(company, counted_second);
                     return Ok(Counted {
                         second: counted_second,
-                        in_second: number(&attributes, "c").unwrap_or(1),
+                        in_second: counts.in_second,
                         day,
-                        today: number(&attributes, "n").unwrap_or(1),
+                        today: counts.today,
                     });
                 }
-                Err(e) => match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                        let old_second = failed.item.as_ref().and_then(|i| number(i, "s"));
-                        match old_second {
-                            // Another instance (whose clock may run ahead) already counts a
-                            // later second: count this request in it.
-                            Some(s) if s >= second => {
-                                counted_second = s;
-                                same_second = true;
-                            }
-                            _ => {
-                                counted_second = second;
-                                same_second = false;
-                            }
-                        }
-                    }
-                    _ => return Err(db_error("UpdateItem", e)),
-                },
+                // Another instance (whose clock may run ahead) already counts a later
+                // second: count this request in it.
+                Err(WriteError::Refused(Some(s))) if s >= second => {
+                    counted_second = s;
+                    same_second = true;
+                }
+                Err(WriteError::Refused(_)) => {
+                    counted_second = second;
+                    same_second = false;
+                }
+                Err(WriteError::Failed(e)) => return Err(e),
             }
         }
         Err(ApiError::Unavailable(
@@ -246,7 +218,8 @@ impl RateLimiter {
     pub async fn refund(&self, store: &Store, company: &str, counted: &Counted) {
         let key = keys::rate_day(company, &counted.day.date.to_string());
         if let Err(e) = store
-            .add_to_counter(&key, -1, counted.day.end.timestamp() + 3 * 86_400)
+            .rate_counters()
+            .give_back_day(&key, counted.day.end.timestamp() + 3 * 86_400)
             .await
         {
             tracing::warn!(company, error = %e, "could not give back a day increment");
@@ -259,28 +232,14 @@ impl RateLimiter {
     /// that second is still the one counted.
     pub async fn refund_unauthenticated(&self, store: &Store, company: &str, counted: &Counted) {
         let key = keys::rate_day(company, &counted.day.date.to_string());
-        let both = store
-            .db
-            .update_item()
-            .table_name(&store.table)
-            .set_key(Some(key.to_item()))
-            .update_expression("ADD n :minus, c :minus")
-            .condition_expression("s = :s")
-            .expression_attribute_values(":minus", n(-1))
-            .expression_attribute_values(":s", n(counted.second))
-            .send()
-            .await;
-        match both {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                self.refund(store, company, counted).await
-            }
-            Err(e) => {
-                tracing::warn!(company, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "could not give back increments")
-            }
+        match store
+            .rate_counters()
+            .give_back_both(&key, counted.second)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => self.refund(store, company, counted).await,
+            Err(e) => tracing::warn!(company, error = %e, "could not give back increments"),
         }
     }
 

@@ -351,15 +351,8 @@ async fn client_accounts_crud_properties_resources_features() {
     .await;
     let token = link["data"]["token"].as_str().unwrap().to_owned();
     let prefix = format!("{tid}/datasources/");
-    let s3 = &partner.state.store.s3;
-    let stored = s3
-        .list_objects_v2()
-        .bucket(&partner.state.store.bucket)
-        .prefix(&prefix)
-        .send()
-        .await
-        .unwrap();
-    assert!(!stored.contents().is_empty());
+    let stored = partner.state.store.files().list(&prefix).await.unwrap();
+    assert!(!stored.is_empty());
     assert_eq!(
         partner
             .call("DELETE", &format!("/clients/{tid}"), partner.key(), None)
@@ -373,14 +366,8 @@ async fn client_accounts_crud_properties_resources_features() {
         "not_found",
     )
     .await;
-    let stored = s3
-        .list_objects_v2()
-        .bucket(&partner.state.store.bucket)
-        .prefix(&prefix)
-        .send()
-        .await
-        .unwrap();
-    assert!(stored.contents().is_empty(), "data source files are gone");
+    let stored = partner.state.store.files().list(&prefix).await.unwrap();
+    assert!(stored.is_empty(), "data source files are gone");
     let link_item: Option<serde_json::Value> = partner
         .state
         .store

@@ -311,15 +311,7 @@ async fn a_deleted_user_loses_keys_and_tokens() {
     let app = TestApp::spawn().await;
     let access = app.login().await["access"].as_str().unwrap().to_owned();
     let key = platform::store::keys::user(&app.company.company_id, &app.company.user_id);
-    app.state
-        .store
-        .db
-        .delete_item()
-        .table_name(&app.state.store.table)
-        .set_key(Some(key.to_item()))
-        .send()
-        .await
-        .unwrap();
+    app.state.store.delete(&key).await.unwrap();
     expect_401(app.get("/profile").await, "no longer exists").await;
     expect_401(
         app.http

@@ -960,15 +960,14 @@ async fn a_source_used_by_klips_is_only_deleted_with_force_and_pushes_recompute_
     )
     .await;
     // Its data went with it.
-    let s3 = &app.state.store.s3;
-    let listed = s3
-        .list_objects_v2()
-        .bucket(&app.state.store.bucket)
-        .prefix(format!("{}/datasources/{id}/", app.company.company_id))
-        .send()
+    let listed = app
+        .state
+        .store
+        .files()
+        .list(&format!("{}/datasources/{id}/", app.company.company_id))
         .await
         .unwrap();
-    assert_eq!(listed.contents().len(), 0);
+    assert_eq!(listed.len(), 0);
 }
 
 #[tokio::test]
@@ -1411,22 +1410,11 @@ async fn concurrent_appends_lose_no_rows_and_old_copies_are_pruned() {
     );
     // Only the current and the previous copy stay in the bucket.
     let prefix = format!("{}/datasources/{id}/", app.company.company_id);
-    let listed = app
-        .state
-        .store
-        .s3
-        .list_objects_v2()
-        .bucket(&app.state.store.bucket)
-        .prefix(&prefix)
-        .send()
-        .await
-        .unwrap();
+    let listed = app.state.store.files().list(&prefix).await.unwrap();
     let copies: std::collections::BTreeSet<String> = listed
-        .contents()
         .iter()
-        .filter_map(|o| {
-            o.key()
-                .and_then(|k| k.strip_prefix(&prefix))
+        .filter_map(|k| {
+            k.strip_prefix(&prefix)
                 .and_then(|k| k.split('/').next())
                 .map(str::to_owned)
         })

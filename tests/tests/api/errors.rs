@@ -171,8 +171,7 @@ async fn a_database_that_is_down_is_503_and_writes_nothing() {
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
         .load()
         .await;
-    let mut store = app.state.store.clone();
-    store.db = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = app.state.store.clone().with_dynamodb(&sdk);
     let down = platform::AppState::new(app.state.config.clone(), store, app.clock.clone());
     let base = serve(pulseboard_cli::all_routes(down)).await;
     let response = reqwest::Client::new()

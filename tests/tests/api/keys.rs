@@ -38,16 +38,8 @@ async fn a_created_key_is_shown_once_and_stored_only_as_a_hash() {
     assert_eq!(shown["data"]["prefix"], &secret[..12]);
 
     // Nothing in the table holds the secret itself.
-    let scan = app
-        .state
-        .store
-        .db
-        .scan()
-        .table_name(&app.state.store.table)
-        .send()
-        .await
-        .unwrap();
-    let dump = format!("{:?}", scan.items());
+    let items = app.state.store.scan_all().await.unwrap();
+    let dump = format!("{items:?}");
     assert!(!dump.contains(secret));
 }
 

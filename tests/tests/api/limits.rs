@@ -122,18 +122,8 @@ async fn the_eleventh_request_of_a_ten_request_day_is_refused_until_new_york_mid
     // Refused requests did not use quota: the stored day counter stays at the limit.
     let date = Utc::now().with_timezone(&New_York).date_naive().to_string();
     let key = platform::store::keys::rate_day(&app.company.company_id, &date);
-    let item = app
-        .state
-        .store
-        .db
-        .get_item()
-        .table_name(&app.state.store.table)
-        .set_key(Some(key.to_item()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(platform::store::number(item.item().unwrap(), "n"), Some(10));
+    let item = app.state.store.raw_item(&key).await.unwrap().unwrap();
+    assert_eq!(platform::store::number(&item, "n"), Some(10));
 }
 
 #[tokio::test]
@@ -201,18 +191,8 @@ async fn rate_headers_are_on_every_authenticated_response() {
 async fn counters(app: &TestApp, company: &str) -> (i64, i64) {
     let date = Utc::now().with_timezone(&New_York).date_naive().to_string();
     let key = platform::store::keys::rate_day(company, &date);
-    let out = app
-        .state
-        .store
-        .db
-        .get_item()
-        .table_name(&app.state.store.table)
-        .set_key(Some(key.to_item()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    match out.item() {
+    let out = app.state.store.raw_item(&key).await.unwrap();
+    match out.as_ref() {
         Some(item) => (
             platform::store::number(item, "n").unwrap_or(0),
             platform::store::number(item, "c").unwrap_or(0),

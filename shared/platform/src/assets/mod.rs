@@ -16,12 +16,13 @@ pub use domain::records;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::state::AppState;
-use crate::store::{delete, keys, n, put_if, put_new, to_item, Key};
+use crate::store::assets::AssetRefused;
+use crate::store::{keys, WriteError};
 use crate::time::rfc3339;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::ids::{is_id, new_id, slugify};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Listing support for any asset.
@@ -63,11 +64,12 @@ pub async fn find<A: Asset>(state: &AppState, caller: &Caller, id_or_slug: &str)
         // Neither an id nor a slug (say, 2,000 characters): not found, without asking.
         return Err(not_found());
     } else {
-        let claim: Option<SlugClaim> = state
+        state
             .store
-            .get(keys::slug(A::KIND, company, id_or_slug))
-            .await?;
-        claim.ok_or_else(not_found)?.id
+            .assets()
+            .id_of_slug::<A>(company, id_or_slug)
+            .await?
+            .ok_or_else(not_found)?
     };
     let asset: A = state
         .store
@@ -95,11 +97,6 @@ pub async fn all_of<A: Asset>(state: &AppState, company: &str) -> ApiResult<Vec<
         .store
         .query_prefix(&keys::company_pk(company), A::KIND.prefix())
         .await
-}
-
-#[derive(Serialize, Deserialize)]
-struct SlugClaim {
-    id: String,
 }
 
 /// Stores a new asset with a fresh id, version 1, and a slug unique in its company: the one
@@ -138,40 +135,19 @@ pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
             _ => format!("{base}-{}", &new_id()[..6]),
         };
         asset.meta_mut().slug = slug.clone();
-        let meta = asset.meta();
-        let table = &state.store.table;
-        let writes = vec![
-            put_new(
-                table,
-                to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), &asset)?,
-            )?,
-            put_new(
-                table,
-                to_item(
-                    &keys::slug(A::KIND, &meta.company_id, &slug),
-                    &SlugClaim {
-                        id: meta.id.clone(),
-                    },
-                )?,
-            )?,
-        ];
-        match state
-            .store
-            .transact_with(writes, |i| ApiError::Conflict(i.to_string()))
-            .await
-        {
+        match state.store.assets().create(&asset).await {
             Ok(()) => return Ok(asset),
-            Err(ApiError::Conflict(i)) if i == "1" && !given => continue,
-            Err(ApiError::Conflict(i)) if i == "1" => {
+            Err(WriteError::Refused(AssetRefused::SlugTaken)) if !given => continue,
+            Err(WriteError::Refused(AssetRefused::SlugTaken)) => {
                 return Err(ApiError::Conflict(format!(
                     "slug '{slug}' is already used by another {}",
                     A::KIND.name()
                 )))
             }
-            Err(ApiError::Conflict(_)) => {
+            Err(WriteError::Refused(_)) => {
                 return Err(ApiError::Conflict("id collision; retry".into()))
             }
-            Err(e) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(e),
         }
     }
     Err(ApiError::Conflict(format!(
@@ -187,72 +163,37 @@ pub async fn save<A: Asset>(state: &AppState, old: &A, mut new: A) -> ApiResult<
         meta.version = old.meta().version + 1;
         meta.last_updated = now;
     }
-    let (old_meta, meta) = (old.meta(), new.meta());
-    let table = &state.store.table;
-    let mut writes = vec![put_if(
-        table,
-        to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), &new)?,
-        "attribute_exists(pk) AND #meta.#version = :v",
-        &[("#meta", "meta"), ("#version", "version")],
-        vec![(":v", n(old_meta.version))],
-    )?];
-    if meta.slug != old_meta.slug {
-        writes.push(delete(
-            table,
-            &keys::slug(A::KIND, &meta.company_id, &old_meta.slug),
-            None,
-        )?);
-        writes.push(put_new(
-            table,
-            to_item(
-                &keys::slug(A::KIND, &meta.company_id, &meta.slug),
-                &SlugClaim {
-                    id: meta.id.clone(),
-                },
-            )?,
-        )?);
-    }
     let (kind, id, version, slug) = (
         A::KIND.name(),
-        meta.id.clone(),
-        old_meta.version,
-        meta.slug.clone(),
+        new.meta().id.clone(),
+        old.meta().version,
+        new.meta().slug.clone(),
     );
-    state
-        .store
-        .transact_with(writes, |i| match i {
-            0 => ApiError::PreconditionFailed(format!(
+    state.store.assets().replace(old, &new).await.map_err(|e| {
+        e.into_api(|reason| match reason {
+            AssetRefused::SlugTaken => {
+                ApiError::Conflict(format!("slug '{slug}' is already used by another {kind}"))
+            }
+            _ => ApiError::PreconditionFailed(format!(
                 "{kind} '{id}' changed since version {version}; read it again"
             )),
-            _ => ApiError::Conflict(format!("slug '{slug}' is already used by another {kind}")),
         })
-        .await?;
+    })?;
     Ok(new)
 }
 
 /// Deletes the asset and its slug claim.
 pub async fn remove<A: Asset>(state: &AppState, asset: &A) -> ApiResult<()> {
     let meta = asset.meta();
-    let table = &state.store.table;
-    let writes = vec![
-        delete(
-            table,
-            &keys::asset(A::KIND, &meta.company_id, &meta.id),
-            Some("attribute_exists(pk)"),
-        )?,
-        delete(
-            table,
-            &keys::slug(A::KIND, &meta.company_id, &meta.slug),
-            None,
-        )?,
-    ];
-    state
-        .store
-        .transact(
-            writes,
-            &format!("{} '{}' was deleted meanwhile", A::KIND.name(), meta.id),
-        )
-        .await
+    state.store.assets().delete(asset).await.map_err(|e| {
+        e.into_api(|_| {
+            ApiError::Conflict(format!(
+                "{} '{}' was deleted meanwhile",
+                A::KIND.name(),
+                meta.id
+            ))
+        })
+    })
 }
 
 /// `If-Match`: 412 unless it names the asset's current version (`*` matches anything).
@@ -344,10 +285,7 @@ pub async fn check_share_rights(
         let exists = is_id(&right.group_id)
             && state
                 .store
-                .get::<Value>(Key::new(
-                    keys::company_pk(caller.company_id()),
-                    format!("GROUP#{}", right.group_id),
-                ))
+                .get::<Value>(keys::group(caller.company_id(), &right.group_id))
                 .await?
                 .is_some();
         if !exists {

@@ -5,7 +5,6 @@
 use super::Asset;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::db_error;
 use domain::data::Row;
 use domain::klip::{evaluate, KlipValue};
 use domain::records::{Datasource, Klip};
@@ -14,7 +13,7 @@ use domain::records::{Datasource, Klip};
 /// `data_id`, and the item's `data_id` points at the current copy: saving the item (with its
 /// version check) is what commits new data, so concurrent writers never overwrite each
 /// other's files, and a failed write leaves the current copy untouched.
-fn data_prefix(company: &str, id: &str) -> String {
+pub fn data_prefix(company: &str, id: &str) -> String {
     format!("{company}/datasources/{id}/")
 }
 
@@ -34,35 +33,17 @@ pub async fn store(
     raw: Vec<u8>,
     rows: &[Row],
 ) -> ApiResult<String> {
-    let s3 = &state.store.s3;
-    let bucket = &state.store.bucket;
-    let content_type = if ds.format == "csv" {
-        "text/csv"
-    } else {
-        "application/json"
-    };
     let rows_json = serde_json::to_vec(rows)?;
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     let data_id = domain::ids::new_id();
-    let raw_put = s3
-        .put_object()
-        .bucket(bucket)
-        .key(raw_key(company, id, &data_id))
-        .content_type(content_type)
-        .body(raw.into())
-        .send();
-    let rows_put = s3
-        .put_object()
-        .bucket(bucket)
-        .key(rows_key(company, id, &data_id))
-        .content_type("application/json")
-        .body(rows_json.into())
-        .send();
-    let (a, b) = tokio::join!(raw_put, rows_put);
-    if let Err(e) = a
-        .map_err(|e| db_error("PutObject", e))
-        .and(b.map_err(|e| db_error("PutObject", e)))
-    {
+    let files = state.store.files();
+    let raw_key = raw_key(company, id, &data_id);
+    let rows_key = rows_key(company, id, &data_id);
+    let (a, b) = tokio::join!(
+        files.put(&raw_key, domain::data::media_type(&ds.format), raw),
+        files.put(&rows_key, "application/json", rows_json),
+    );
+    if let Err(e) = a.and(b) {
         discard(state, ds, &data_id).await;
         return Err(e);
     }
@@ -76,16 +57,8 @@ pub async fn discard(state: &AppState, ds: &Datasource, data_id: &str) {
         raw_key(company, id, data_id),
         rows_key(company, id, data_id),
     ] {
-        if let Err(e) = state
-            .store
-            .s3
-            .delete_object()
-            .bucket(&state.store.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            tracing::warn!(key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "discarding data");
+        if let Err(e) = state.store.files().delete(&key).await {
+            tracing::warn!(key, error = %e, "discarding data");
         }
     }
 }
@@ -97,66 +70,13 @@ pub async fn discard_unless_current(state: &AppState, ds: &Datasource, data_id: 
     }
 }
 
-/// Deletes every stored copy of a data source (when the data source itself goes).
-async fn delete_all(state: &AppState, ds: &Datasource) -> ApiResult<()> {
-    let prefix = data_prefix(&ds.meta.company_id, &ds.meta.id);
-    let listed = state
-        .store
-        .s3
-        .list_objects_v2()
-        .bucket(&state.store.bucket)
-        .prefix(&prefix)
-        .send()
-        .await
-        .map_err(|e| db_error("ListObjectsV2", e))?;
-    for key in listed
-        .contents
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|o| o.key)
-    {
-        state
-            .store
-            .s3
-            .delete_object()
-            .bucket(&state.store.bucket)
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| db_error("DeleteObject", e))?;
-    }
-    Ok(())
-}
-
-async fn read_object(state: &AppState, key: &str) -> ApiResult<Option<Vec<u8>>> {
-    match state
-        .store
-        .s3
-        .get_object()
-        .bucket(&state.store.bucket)
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?;
-            Ok(Some(bytes.into_bytes().to_vec()))
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(db_error("GetObject", e)),
-    }
-}
-
 /// The parsed rows of a data source (none yet: empty).
 pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
     let Some(data_id) = &ds.data_id else {
         return Ok(Vec::new());
     };
-    match read_object(state, &rows_key(&ds.meta.company_id, &ds.meta.id, data_id)).await? {
+    let key = rows_key(&ds.meta.company_id, &ds.meta.id, data_id);
+    match state.store.files().get(&key).await? {
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::internal(format!("stored rows: {e}"))),
         None => Ok(Vec::new()),
@@ -168,12 +88,20 @@ pub async fn raw(state: &AppState, ds: &Datasource) -> ApiResult<Option<Vec<u8>>
     let Some(data_id) = &ds.data_id else {
         return Ok(None);
     };
-    read_object(state, &raw_key(&ds.meta.company_id, &ds.meta.id, data_id)).await
+    let key = raw_key(&ds.meta.company_id, &ds.meta.id, data_id);
+    state.store.files().get(&key).await
 }
 
-/// Removes every stored copy of a data source's data.
+/// Removes every stored copy of a data source's data (when the data source itself goes).
 pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
-    delete_all(state, ds).await
+    let files = state.store.files();
+    for key in files
+        .list(&data_prefix(&ds.meta.company_id, &ds.meta.id))
+        .await?
+    {
+        files.delete(&key).await?;
+    }
+    Ok(())
 }
 
 /// Evaluates a Klip over rows and stores the value (without changing the Klip's version:
@@ -190,33 +118,8 @@ pub async fn store_value(
 
 /// Stores a Klip's value as it is (also a failure such as a deleted data source).
 pub async fn save_value(state: &AppState, klip: &Klip, value: KlipValue) -> ApiResult<KlipValue> {
-    let item = serde_dynamo::to_attribute_value(&value)
-        .map_err(|e| ApiError::internal(format!("encoding value: {e}")))?;
-    let result = state
-        .store
-        .db
-        .update_item()
-        .table_name(&state.store.table)
-        .set_key(Some(
-            crate::store::keys::asset(Klip::KIND, &klip.meta.company_id, &klip.meta.id).to_item(),
-        ))
-        .update_expression("SET #value = :value")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_names("#value", "value")
-        .expression_attribute_values(":value", item)
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(value),
-        // Deleted meanwhile: nothing to store.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-        {
-            Ok(value)
-        }
-        Err(e) => Err(db_error("UpdateItem", e)),
-    }
+    state.store.assets().set_klip_value(klip, &value).await?;
+    Ok(value)
 }
 
 /// Recomputes one Klip from its data source's current rows and stores the value; a Klip

@@ -27,6 +27,13 @@ pub struct IssuedKey {
     pub items: Vec<(Key, Item)>,
 }
 
+impl IssuedKey {
+    /// The items to create, keys included.
+    pub fn to_items(&self) -> Vec<Item> {
+        self.items.iter().map(|(_, item)| item.clone()).collect()
+    }
+}
+
 pub fn issue(spec: KeySpec, now: DateTime<Utc>) -> ApiResult<IssuedKey> {
     let generated = new_api_key();
     let id = new_id();

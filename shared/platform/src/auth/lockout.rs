@@ -3,7 +3,7 @@
 use super::records::User;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{db_error, keys, s};
+use crate::store::keys;
 use crate::time::rfc3339;
 use chrono::{DateTime, Duration, Utc};
 
@@ -47,19 +47,8 @@ pub async fn record_failed_login(
     };
     if let (true, Some(user)) = (failures >= LOCKOUT_FAILURES, user) {
         let until = rfc3339(now + Duration::seconds(LOCKOUT_WINDOW_SECS));
-        let locked = state
-            .store
-            .db
-            .update_item()
-            .table_name(&state.store.table)
-            .set_key(Some(keys::user(&user.company_id, &user.id).to_item()))
-            .update_expression("SET locked_until = :until")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":until", s(until))
-            .send()
-            .await;
-        if let Err(e) = locked {
-            return db_error("UpdateItem", e);
+        if let Err(e) = state.store.users().lock_until(user, &until).await {
+            return e;
         }
         return ApiError::TooManyAttempts {
             message: "too many failed logins; this user is locked out for 15 minutes".into(),

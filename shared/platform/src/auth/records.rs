@@ -283,3 +283,25 @@ macro_rules! listed {
 listed!(Company, name);
 listed!(User, email);
 listed!(ApiKeyRecord, name);
+
+/// A refresh token as stored: single use, in a family that one login starts.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RefreshRecord {
+    pub jti: String,
+    pub family: String,
+    pub user_id: String,
+    pub company_id: String,
+    pub used: bool,
+    pub revoked: bool,
+    pub expires_at: String,
+    pub ttl: i64,
+}
+
+/// A login's family of refresh tokens: revoked as a whole on logout or on reuse.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct FamilyRecord {
+    pub family: String,
+    pub user_id: String,
+    pub revoked: bool,
+    pub ttl: i64,
+}

@@ -9,7 +9,8 @@ use super::password;
 use super::records::{ApiKeyRecord, Company, KeyHashRecord, User};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{db_error, keys, n, s};
+use crate::store::accounts::KeyRefused;
+use crate::store::keys;
 use crate::time::rfc3339;
 use chrono::{DateTime, Utc};
 
@@ -19,38 +20,23 @@ async fn use_key(
     key: &KeyHashRecord,
     now: DateTime<Utc>,
 ) -> ApiResult<ApiKeyRecord> {
-    use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-    let now_text = rfc3339(now);
-    let result = state
+    state
         .store
-        .db
-        .update_item()
-        .table_name(&state.store.table)
-        .set_key(Some(keys::api_key(&key.company_id, &key.key_id).to_item()))
-        .update_expression("SET last_used_at = :now ADD usage_count :one")
-        .condition_expression(
-            "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
-        )
-        .expression_attribute_values(":now", s(&now_text))
-        .expression_attribute_values(":one", n(1))
-        .return_values(ReturnValue::AllNew)
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    match result {
-        Ok(out) => crate::store::from_item(out.attributes.unwrap_or_default()),
-        Err(e) => match e.as_service_error() {
-            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                let old: Option<ApiKeyRecord> = failed.item.clone().and_then(|i| crate::store::from_item(i).ok());
-                Err(ApiError::Unauthorized(match old {
-                    Some(k) if k.revoked_at.is_some() => "API key revoked".into(),
-                    Some(_) => "API key expired".into(),
-                    None => "invalid API key".into(),
-                }))
-            }
-            _ => Err(db_error("UpdateItem", e)),
-        },
-    }
+        .api_keys()
+        .record_use(key, &rfc3339(now))
+        .await
+        .map_err(|e| {
+            e.into_api(|reason| {
+                ApiError::Unauthorized(
+                    match reason {
+                        KeyRefused::Revoked => "API key revoked",
+                        KeyRefused::Expired => "API key expired",
+                        KeyRefused::Unknown => "invalid API key",
+                    }
+                    .into(),
+                )
+            })
+        })
 }
 
 /// Checks the credential against the store: everything that can change is read again. With

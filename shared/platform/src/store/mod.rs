@@ -28,6 +28,13 @@
 //! the sort key); credentials resolve with `GetItem` on their own partitions; a partner lists
 //! its client accounts through `gsi1`. `ttl` only garbage-collects: nothing relies on it.
 
+pub mod accounts;
+pub mod assets;
+pub mod counters;
+pub mod files;
+pub mod keys;
+pub mod sessions;
+
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -59,78 +66,16 @@ impl Key {
     }
 }
 
-/// Every key the store writes, in one place.
-pub mod keys {
-    use super::Key;
-
-    pub fn company_pk(company: &str) -> String {
-        format!("C#{company}")
-    }
-    pub fn company(company: &str) -> Key {
-        Key::new(company_pk(company), "COMPANY")
-    }
-    pub fn user(company: &str, user: &str) -> Key {
-        Key::new(company_pk(company), format!("USER#{user}"))
-    }
-    pub fn email(email: &str) -> Key {
-        Key::new(format!("EMAIL#{}", email.to_lowercase()), "EMAIL")
-    }
-    pub fn api_key(company: &str, key: &str) -> Key {
-        Key::new(company_pk(company), format!("APIKEY#{key}"))
-    }
-    pub fn key_hash(hash: &str) -> Key {
-        Key::new(format!("KEYHASH#{hash}"), "KEYHASH")
-    }
-    pub fn refresh(jti: &str) -> Key {
-        Key::new(format!("REFRESH#{jti}"), "REFRESH")
-    }
-    pub fn family(family: &str) -> Key {
-        Key::new(format!("FAMILY#{family}"), "FAMILY")
-    }
-    pub fn rate_day(company: &str, ny_date: &str) -> Key {
-        Key::new(format!("RATE#{company}"), format!("D#{ny_date}"))
-    }
-    pub fn role(company: &str, role: &str) -> Key {
-        Key::new(company_pk(company), format!("ROLE#{role}"))
-    }
-    pub fn group(company: &str, group: &str) -> Key {
-        Key::new(company_pk(company), format!("GROUP#{group}"))
-    }
-    pub fn reset_token(hash: &str) -> Key {
-        Key::new(format!("RESET#{hash}"), "RESET")
-    }
-    pub fn published_link(token_hash: &str) -> Key {
-        Key::new(format!("PUBLINK#{token_hash}"), "PUBLINK")
-    }
-    pub fn partner_index(partner: &str) -> String {
-        format!("PARTNER#{partner}")
-    }
-    /// A data source, Klip or dashboard.
-    pub fn asset(kind: domain::asset::Kind, company: &str, id: &str) -> Key {
-        Key::new(company_pk(company), format!("{}{id}", kind.prefix()))
-    }
-    /// The claim of a slug among a company's assets of one kind (value: the id).
-    pub fn slug(kind: domain::asset::Kind, company: &str, slug: &str) -> Key {
-        Key::new(company_pk(company), format!("SLUG#{}{slug}", kind.prefix()))
-    }
-    pub fn favorite(company: &str, user: &str, dashboard: &str) -> Key {
-        Key::new(company_pk(company), format!("FAV#{user}#{dashboard}"))
-    }
-    pub fn login_failures(email: &str, window: i64) -> Key {
-        Key::new(
-            format!("LOGINFAIL#{}", email.to_lowercase()),
-            format!("W#{window}"),
-        )
-    }
-}
-
-/// The DynamoDB and S3 clients, built once per process, and the names they work on.
+/// The DynamoDB and S3 clients, built once per process, and the names they work on. The
+/// clients stay inside the store: everything else reads and writes through its methods and
+/// the repositories ([`Store::users`], [`Store::api_keys`], ...), which name what each
+/// expression does.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub db: aws_sdk_dynamodb::Client,
-    pub s3: aws_sdk_s3::Client,
-    pub table: String,
-    pub bucket: String,
+    db: aws_sdk_dynamodb::Client,
+    s3: aws_sdk_s3::Client,
+    table: String,
+    bucket: String,
 }
 
 /// Maps an SDK failure to the API's error: throttling, timeouts and an unreachable database
@@ -342,45 +287,139 @@ pub async fn connect(table: &str, bucket: &str) -> Store {
     }
 }
 
-/// A put that fails when the item already exists.
-pub fn put_new(
-    table: &str,
-    item: Item,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    let put = aws_sdk_dynamodb::types::Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .build()
-        .map_err(ApiError::internal)?;
-    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-        .put(put)
-        .build())
+/// Why a write did not happen: refused for a reason the caller can act on (a typed
+/// conflict such as a taken slug), or failed (the database is down, a bug).
+#[derive(Debug)]
+pub enum WriteError<R> {
+    Refused(R),
+    Failed(ApiError),
 }
 
-impl Store {
-    /// Writes all or nothing; a failed condition becomes 409 with `conflict`.
-    pub async fn transact(
-        &self,
-        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
-        conflict: &str,
-    ) -> Result<(), ApiError> {
-        self.transact_with(items, |_| ApiError::Conflict(conflict.to_owned()))
-            .await
+impl<R> From<ApiError> for WriteError<R> {
+    fn from(error: ApiError) -> Self {
+        WriteError::Failed(error)
+    }
+}
+
+impl<R> WriteError<R> {
+    /// The API error for a refusal, using `answer`.
+    pub fn into_api(self, answer: impl FnOnce(R) -> ApiError) -> ApiError {
+        match self {
+            WriteError::Refused(reason) => answer(reason),
+            WriteError::Failed(error) => error,
+        }
+    }
+}
+
+/// Writes that happen together or not at all (`TransactWriteItems`), built step by step by
+/// the repositories. A failed condition is reported as the index of its step.
+pub struct Transaction<'a> {
+    store: &'a Store,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+}
+
+impl<'a> Transaction<'a> {
+    /// Writes `value` under `key`; the step fails if the item exists.
+    pub fn create<T: Serialize>(&mut self, key: &Key, value: &T) -> Result<usize, ApiError> {
+        self.create_item(to_item(key, value)?)
     }
 
-    /// Writes all or nothing; when a condition fails, `on_conflict` gets the index of the
-    /// first item whose condition failed and says what to answer.
-    pub async fn transact_with(
-        &self,
-        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
-        on_conflict: impl Fn(usize) -> ApiError,
-    ) -> Result<(), ApiError> {
+    /// Writes a whole item (keys included); the step fails if it exists.
+    pub fn create_item(&mut self, item: Item) -> Result<usize, ApiError> {
+        self.put_item_if(item, "attribute_not_exists(pk)", &[], Vec::new())
+    }
+
+    /// Deletes `key` (nothing happens when it is absent).
+    pub fn delete(&mut self, key: &Key) -> Result<usize, ApiError> {
+        self.delete_if(key, None)
+    }
+
+    /// Deletes `key`; the step fails if it is absent.
+    pub fn delete_existing(&mut self, key: &Key) -> Result<usize, ApiError> {
+        self.delete_if(key, Some("attribute_exists(pk)"))
+    }
+
+    fn delete_if(&mut self, key: &Key, condition: Option<&str>) -> Result<usize, ApiError> {
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.store.table)
+            .set_key(Some(key.to_item()))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(ApiError::internal)?;
+        self.push(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .delete(delete)
+                .build(),
+        )
+    }
+
+    /// Replaces a whole item only if `condition` holds (repositories only: conditions are
+    /// named by the repository method that uses them).
+    fn put_item_if(
+        &mut self,
+        item: Item,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<usize, ApiError> {
+        let mut builder = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.store.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (k, v) in names {
+            builder = builder.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            builder = builder.expression_attribute_values(k, v);
+        }
+        let put = builder.build().map_err(ApiError::internal)?;
+        self.push(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .put(put)
+                .build(),
+        )
+    }
+
+    /// An update expression on `key` (repositories only).
+    fn update(
+        &mut self,
+        key: &Key,
+        expression: &str,
+        condition: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<usize, ApiError> {
+        let mut builder = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(&self.store.table)
+            .set_key(Some(key.to_item()))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_owned));
+        for (k, v) in values {
+            builder = builder.expression_attribute_values(k, v);
+        }
+        let update = builder.build().map_err(ApiError::internal)?;
+        self.push(
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .update(update)
+                .build(),
+        )
+    }
+
+    fn push(
+        &mut self,
+        item: aws_sdk_dynamodb::types::TransactWriteItem,
+    ) -> Result<usize, ApiError> {
+        self.items.push(item);
+        Ok(self.items.len() - 1)
+    }
+
+    /// Writes all or nothing; `Refused(i)` names the first step whose condition failed.
+    pub async fn commit(self) -> Result<(), WriteError<usize>> {
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         match self
+            .store
             .db
             .transact_write_items()
-            .set_transact_items(Some(items))
+            .set_transact_items(Some(self.items))
             .send()
             .await
         {
@@ -394,79 +433,156 @@ impl Store {
                     _ => None,
                 };
                 match failed {
-                    Some(index) => Err(on_conflict(index)),
-                    None => Err(db_error("TransactWriteItems", e)),
+                    Some(index) => Err(WriteError::Refused(index)),
+                    None => Err(WriteError::Failed(db_error("TransactWriteItems", e))),
                 }
             }
         }
     }
+
+    /// Writes all or nothing; any failed condition is 409 with `conflict`.
+    pub async fn commit_or_conflict(self, conflict: &str) -> Result<(), ApiError> {
+        self.commit()
+            .await
+            .map_err(|e| e.into_api(|_| ApiError::Conflict(conflict.to_owned())))
+    }
 }
 
-/// An update inside a transaction.
-pub fn update(
-    table: &str,
-    key: &Key,
-    expression: &str,
-    condition: Option<&str>,
-    names: &[(&str, &str)],
-    values: Vec<(&str, AttributeValue)>,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    let mut builder = aws_sdk_dynamodb::types::Update::builder()
-        .table_name(table)
-        .set_key(Some(key.to_item()))
-        .update_expression(expression)
-        .set_condition_expression(condition.map(str::to_owned));
-    for (k, v) in names {
-        builder = builder.expression_attribute_names(*k, *v);
+impl Store {
+    /// A transaction to build and commit.
+    pub fn transaction(&self) -> Transaction<'_> {
+        Transaction {
+            store: self,
+            items: Vec::new(),
+        }
     }
-    for (k, v) in values {
-        builder = builder.expression_attribute_values(k, v);
-    }
-    let update = builder.build().map_err(ApiError::internal)?;
-    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-        .update(update)
-        .build())
-}
 
-/// A delete inside a transaction (optionally conditional).
-pub fn delete(
-    table: &str,
-    key: &Key,
-    condition: Option<&str>,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    let delete = aws_sdk_dynamodb::types::Delete::builder()
-        .table_name(table)
-        .set_key(Some(key.to_item()))
-        .set_condition_expression(condition.map(str::to_owned))
-        .build()
-        .map_err(ApiError::internal)?;
-    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-        .delete(delete)
-        .build())
-}
+    /// Writes `value` under `key` if nothing is there; 409 with `conflict` otherwise.
+    pub async fn create<T: Serialize>(
+        &self,
+        key: &Key,
+        value: &T,
+        conflict: &str,
+    ) -> Result<(), ApiError> {
+        self.create_item(to_item(key, value)?, conflict).await
+    }
 
-/// A put inside a transaction that replaces the item only if `condition` holds.
-pub fn put_if(
-    table: &str,
-    item: Item,
-    condition: &str,
-    names: &[(&str, &str)],
-    values: Vec<(&str, AttributeValue)>,
-) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, ApiError> {
-    let mut builder = aws_sdk_dynamodb::types::Put::builder()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression(condition);
-    for (k, v) in names {
-        builder = builder.expression_attribute_names(*k, *v);
+    /// Writes a whole item (keys included) if nothing is there; 409 with `conflict`
+    /// otherwise.
+    pub async fn create_item(&self, item: Item, conflict: &str) -> Result<(), ApiError> {
+        let result = self
+            .db
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(ApiError::Conflict(conflict.to_owned()))
+            }
+            Err(e) => Err(db_error("PutItem", e)),
+        }
     }
-    for (k, v) in values {
-        builder = builder.expression_attribute_values(k, v);
+
+    /// A conditional single-item update that reports whether the condition held (the
+    /// repositories' building block).
+    async fn update_if(
+        &self,
+        key: &Key,
+        expression: &str,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, ApiError> {
+        let mut request = self
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .update_expression(expression)
+            .condition_expression(condition);
+        for (k, v) in names {
+            request = request.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            request = request.expression_attribute_values(k, v);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(db_error("UpdateItem", e)),
+        }
     }
-    let put = builder.build().map_err(ApiError::internal)?;
-    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
-        .put(put)
-        .build())
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Creates the table if it does not exist; answers whether it did.
+    pub async fn create_table(&self) -> Result<bool, String> {
+        crate::table::create_table(&self.db, &self.table).await
+    }
+
+    /// Creates the bucket if it does not exist; answers whether it did.
+    pub async fn create_bucket(&self) -> Result<bool, String> {
+        crate::table::create_bucket(&self.s3, &self.bucket).await
+    }
+
+    /// The same store talking to another DynamoDB endpoint (tests: a database that is down).
+    pub fn with_dynamodb(mut self, sdk: &aws_config::SdkConfig) -> Self {
+        self.db = aws_sdk_dynamodb::Client::new(sdk);
+        self
+    }
+
+    /// One item as stored, all attributes (tests and tools).
+    pub async fn raw_item(&self, key: &Key) -> Result<Option<Item>, ApiError> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| db_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Every item of the table (tests: what is stored, e.g. that no secret is).
+    pub async fn scan_all(&self) -> Result<Vec<Item>, ApiError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .db
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Scan", e))?;
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
 }
 
 impl Store {

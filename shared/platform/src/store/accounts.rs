@@ -1,0 +1,353 @@
+//! Repositories of accounts: users (with their email claims and the company's seat count),
+//! API keys, reset tokens and client companies. Each method names one write and keeps its
+//! condition next to the reason for it.
+
+use super::{keys, n, s, Key, Store, WriteError};
+use crate::auth::apikeys::IssuedKey;
+use crate::auth::records::{ApiKeyRecord, Company, EmailClaim, KeyHashRecord, User};
+use crate::error::ApiError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// Users, their email claims and the seats they take.
+pub struct Users<'a>(&'a Store);
+
+/// API keys: their records and immutable hash entries.
+pub struct ApiKeys<'a>(&'a Store);
+
+/// Companies and client accounts.
+pub struct Companies<'a>(&'a Store);
+
+impl Store {
+    pub fn users(&self) -> Users<'_> {
+        Users(self)
+    }
+    pub fn api_keys(&self) -> ApiKeys<'_> {
+        ApiKeys(self)
+    }
+    pub fn companies(&self) -> Companies<'_> {
+        Companies(self)
+    }
+}
+
+/// Why a new user was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewUserRefused {
+    /// Every seat of the company (`company.seats`) is taken.
+    NoSeat,
+    EmailTaken,
+}
+
+/// Why a user's replacement was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChangeRefused {
+    /// Someone saved the user since it was read.
+    Changed,
+    EmailTaken,
+}
+
+/// Why an API key could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefused {
+    Revoked,
+    Expired,
+    Unknown,
+}
+
+impl Users<'_> {
+    /// Stores a new user and its email claim, and takes one of the company's seats, all or
+    /// nothing.
+    pub async fn create(&self, user: &User) -> Result<(), WriteError<NewUserRefused>> {
+        let mut tx = self.0.transaction();
+        let seat = tx.update(
+            &keys::company(&user.company_id),
+            "ADD user_count :one",
+            Some("attribute_exists(pk) AND (attribute_not_exists(seats) OR seats < :zero OR attribute_not_exists(user_count) OR user_count < seats)"),
+            vec![(":one", n(1)), (":zero", n(0))],
+        )?;
+        tx.create(&keys::user(&user.company_id, &user.id), user)?;
+        tx.create(
+            &keys::email(&user.email),
+            &EmailClaim {
+                company_id: user.company_id.clone(),
+                user_id: user.id.clone(),
+            },
+        )?;
+        tx.commit().await.map_err(|e| match e {
+            WriteError::Refused(i) if i == seat => WriteError::Refused(NewUserRefused::NoSeat),
+            WriteError::Refused(_) => WriteError::Refused(NewUserRefused::EmailTaken),
+            WriteError::Failed(e) => WriteError::Failed(e),
+        })
+    }
+
+    /// Replaces `old` with `new` unless someone saved it in between. Logins and lockouts
+    /// change `date_last_login` and `locked_until` in place, without touching
+    /// `last_updated`, so those are compared too: the whole-item write must not put stale
+    /// values back. A changed email moves the email claim.
+    pub async fn replace(
+        &self,
+        old: &User,
+        new: &User,
+    ) -> Result<(), WriteError<UserChangeRefused>> {
+        let mut condition = String::from("attribute_exists(pk) AND last_updated = :seen");
+        let mut values = vec![(":seen", s(&old.last_updated))];
+        for (attribute, placeholder, seen) in [
+            ("locked_until", ":locked", &old.locked_until),
+            ("date_last_login", ":login", &old.date_last_login),
+        ] {
+            match seen {
+                Some(v) => {
+                    condition.push_str(&format!(" AND {attribute} = {placeholder}"));
+                    values.push((placeholder, s(v)));
+                }
+                None => condition.push_str(&format!(" AND attribute_not_exists({attribute})")),
+            }
+        }
+        let mut tx = self.0.transaction();
+        let user = tx.put_item_if(
+            super::to_item(&keys::user(&new.company_id, &new.id), new)?,
+            &condition,
+            &[],
+            values,
+        )?;
+        if old.email != new.email {
+            tx.delete(&keys::email(&old.email))?;
+            tx.create(
+                &keys::email(&new.email),
+                &EmailClaim {
+                    company_id: new.company_id.clone(),
+                    user_id: new.id.clone(),
+                },
+            )?;
+        }
+        tx.commit().await.map_err(|e| match e {
+            WriteError::Refused(i) if i == user => WriteError::Refused(UserChangeRefused::Changed),
+            WriteError::Refused(_) => WriteError::Refused(UserChangeRefused::EmailTaken),
+            WriteError::Failed(e) => WriteError::Failed(e),
+        })
+    }
+
+    /// Deletes the user and its email claim and frees its seat; 409 with `conflict` when the
+    /// user is already gone.
+    pub async fn delete(&self, user: &User, conflict: &str) -> Result<(), ApiError> {
+        let mut tx = self.0.transaction();
+        tx.delete_existing(&keys::user(&user.company_id, &user.id))?;
+        tx.delete(&keys::email(&user.email))?;
+        tx.update(
+            &keys::company(&user.company_id),
+            "ADD user_count :minus",
+            None,
+            vec![(":minus", n(-1))],
+        )?;
+        tx.commit_or_conflict(conflict).await
+    }
+
+    /// A successful login: its time, and the end of any lockout.
+    pub async fn record_login(&self, user: &User, at: &str) -> Result<(), ApiError> {
+        self.0
+            .update_if(
+                &keys::user(&user.company_id, &user.id),
+                "SET date_last_login = :now REMOVE locked_until",
+                "attribute_exists(pk)",
+                &[],
+                vec![(":now", s(at))],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Locks the user out until `until` (RFC 3339).
+    pub async fn lock_until(&self, user: &User, until: &str) -> Result<(), ApiError> {
+        self.0
+            .update_if(
+                &keys::user(&user.company_id, &user.id),
+                "SET locked_until = :until",
+                "attribute_exists(pk)",
+                &[],
+                vec![(":until", s(until))],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Ends a lockout.
+    pub async fn unlock(&self, user: &User) -> Result<(), ApiError> {
+        self.0
+            .update_if(
+                &keys::user(&user.company_id, &user.id),
+                "REMOVE locked_until",
+                "attribute_exists(pk)",
+                &[],
+                Vec::new(),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Spends a one-time reset token and sets the user's password (ending any lockout), all
+    /// or nothing; refused when the token was used or expired meanwhile, or the user is gone.
+    pub async fn reset_password(
+        &self,
+        token: &Key,
+        user: &User,
+        password_hash: &str,
+        now: &str,
+    ) -> Result<(), WriteError<()>> {
+        let mut tx = self.0.transaction();
+        tx.update(
+            token,
+            "SET used = :t",
+            Some("attribute_exists(pk) AND used = :f AND expires_at > :now"),
+            vec![
+                (":t", AttributeValue::Bool(true)),
+                (":f", AttributeValue::Bool(false)),
+                (":now", s(now)),
+            ],
+        )?;
+        tx.update(
+            &keys::user(&user.company_id, &user.id),
+            "SET password_hash = :h, last_updated = :now REMOVE locked_until",
+            Some("attribute_exists(pk)"),
+            vec![(":h", s(password_hash)), (":now", s(now))],
+        )?;
+        tx.commit().await.map_err(|e| match e {
+            WriteError::Refused(_) => WriteError::Refused(()),
+            WriteError::Failed(e) => WriteError::Failed(e),
+        })
+    }
+}
+
+impl ApiKeys<'_> {
+    /// Records a use of the key and answers its record; refused when it is revoked or
+    /// expired. Every request with a key makes this write, so a revocation holds on the very
+    /// next request everywhere.
+    pub async fn record_use(
+        &self,
+        key: &KeyHashRecord,
+        now: &str,
+    ) -> Result<ApiKeyRecord, WriteError<KeyRefused>> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let store = self.0;
+        let result = store
+            .db
+            .update_item()
+            .table_name(&store.table)
+            .set_key(Some(keys::api_key(&key.company_id, &key.key_id).to_item()))
+            .update_expression("SET last_used_at = :now ADD usage_count :one")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+            )
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(super::from_item(out.attributes.unwrap_or_default())?),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let old: Option<ApiKeyRecord> =
+                        failed.item.clone().and_then(|i| super::from_item(i).ok());
+                    Err(WriteError::Refused(match old {
+                        Some(k) if k.revoked_at.is_some() => KeyRefused::Revoked,
+                        Some(_) => KeyRefused::Expired,
+                        None => KeyRefused::Unknown,
+                    }))
+                }
+                _ => Err(WriteError::Failed(super::db_error("UpdateItem", e))),
+            },
+        }
+    }
+
+    /// Stores a newly issued key (record and hash entry).
+    pub async fn create(&self, issued: &IssuedKey) -> Result<(), ApiError> {
+        let mut tx = self.0.transaction();
+        for item in issued.to_items() {
+            tx.create_item(item)?;
+        }
+        tx.commit_or_conflict("key collision; retry").await
+    }
+
+    /// Revokes `old` and stores its replacement, all or nothing; 409 when `old` was revoked
+    /// meanwhile.
+    pub async fn rotate(
+        &self,
+        old: &ApiKeyRecord,
+        new: &IssuedKey,
+        now: &str,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.0.transaction();
+        revocation(&mut tx, old, now)?;
+        for item in new.to_items() {
+            tx.create_item(item)?;
+        }
+        tx.commit_or_conflict("the key was revoked meanwhile").await
+    }
+
+    /// Revokes a key; its hash entry stays, so its holder is told "revoked" rather than
+    /// "invalid". 409 with `conflict` when it was revoked meanwhile.
+    pub async fn revoke(
+        &self,
+        record: &ApiKeyRecord,
+        now: &str,
+        conflict: &str,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.0.transaction();
+        revocation(&mut tx, record, now)?;
+        tx.commit_or_conflict(conflict).await
+    }
+}
+
+fn revocation(
+    tx: &mut super::Transaction<'_>,
+    record: &ApiKeyRecord,
+    now: &str,
+) -> Result<usize, ApiError> {
+    tx.update(
+        &keys::api_key(&record.company_id, &record.id),
+        "SET revoked_at = :now, last_updated = :now",
+        Some("attribute_exists(pk) AND attribute_not_exists(revoked_at)"),
+        vec![(":now", s(now))],
+    )
+}
+
+/// The item of a company; a client account also gets its place in its partner's `gsi1`
+/// list.
+fn company_item(company: &Company) -> Result<super::Item, ApiError> {
+    let mut item = super::to_item(&keys::company(&company.id), company)?;
+    if let Some(partner) = &company.parent_id {
+        item.insert("gsi1pk".into(), s(keys::partner_index(partner)));
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{}#{}", company.date_created, company.id)),
+        );
+    }
+    Ok(item)
+}
+
+impl Companies<'_> {
+    /// Stores a new client account.
+    pub async fn create_client(&self, client: &Company) -> Result<(), ApiError> {
+        self.0
+            .create_item(company_item(client)?, "client id collision; retry")
+            .await
+    }
+
+    /// Replaces a client company unless it changed since it was read; its user count is
+    /// kept by the user transactions, so it must not have moved either (`new` keeps
+    /// `old`'s).
+    pub async fn replace(&self, old: &Company, new: &Company) -> Result<(), ApiError> {
+        let mut new = new.clone();
+        new.user_count = old.user_count;
+        let mut tx = self.0.transaction();
+        tx.put_item_if(
+            company_item(&new)?,
+            "attribute_exists(pk) AND last_updated = :seen AND (attribute_not_exists(user_count) OR user_count = :users)",
+            &[],
+            vec![(":seen", s(&old.last_updated)), (":users", n(old.user_count))],
+        )?;
+        tx.commit_or_conflict("the client changed meanwhile; read it again and retry")
+            .await
+    }
+}

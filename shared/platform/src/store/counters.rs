@@ -1,0 +1,94 @@
+//! The repository of counters: the per-company rate counter items (see
+//! [`crate::ratelimit`] for how they are used).
+
+use super::{db_error, n, number, Key, Store, WriteError};
+use crate::error::ApiError;
+
+pub struct RateCounters<'a>(&'a Store);
+
+impl Store {
+    pub fn rate_counters(&self) -> RateCounters<'_> {
+        RateCounters(self)
+    }
+}
+
+/// The counts after adding one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Requests in the counted second.
+    pub in_second: i64,
+    /// Requests today.
+    pub today: i64,
+}
+
+impl RateCounters<'_> {
+    /// Adds one request to the day counter item `key` and to its second: with
+    /// `same_second`, to the second `second` the item already counts; otherwise the item
+    /// starts counting `second` (only if it counts an older one). Refused with the second
+    /// the item counts when that guess was wrong.
+    pub async fn add(
+        &self,
+        key: &Key,
+        second: i64,
+        same_second: bool,
+        ttl: i64,
+    ) -> Result<Counts, WriteError<Option<i64>>> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let store = self.0;
+        let request = store
+            .db
+            .update_item()
+            .table_name(&store.table)
+            .set_key(Some(key.to_item()))
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":s", n(second))
+            .expression_attribute_values(":ttl", n(ttl))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let request = if same_second {
+            request
+                .update_expression("ADD n :one, c :one SET #ttl = :ttl")
+                .condition_expression("s = :s")
+        } else {
+            request
+                .update_expression("SET s = :s, c = :one, #ttl = :ttl ADD n :one")
+                .condition_expression("attribute_not_exists(s) OR s < :s")
+        };
+        match request.send().await {
+            Ok(out) => {
+                let attributes = out.attributes.unwrap_or_default();
+                Ok(Counts {
+                    in_second: number(&attributes, "c").unwrap_or(1),
+                    today: number(&attributes, "n").unwrap_or(1),
+                })
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Err(
+                    WriteError::Refused(failed.item.as_ref().and_then(|i| number(i, "s"))),
+                ),
+                _ => Err(WriteError::Failed(db_error("UpdateItem", e))),
+            },
+        }
+    }
+
+    /// Takes one request off the day count.
+    pub async fn give_back_day(&self, key: &Key, ttl: i64) -> Result<(), ApiError> {
+        self.0.add_to_counter(key, -1, ttl).await.map(|_| ())
+    }
+
+    /// Takes one request off the day count and off second `second`, if the item still
+    /// counts that second; answers whether it did.
+    pub async fn give_back_both(&self, key: &Key, second: i64) -> Result<bool, ApiError> {
+        self.0
+            .update_if(
+                key,
+                "ADD n :minus, c :minus",
+                "s = :s",
+                &[],
+                vec![(":minus", n(-1)), (":s", n(second))],
+            )
+            .await
+    }
+}

@@ -1,0 +1,93 @@
+//! The repository of files in the bucket (data source data copies today). S3 failures are
+//! reported as the storage being unavailable (503), like the database's.
+
+use super::Store;
+use crate::error::ApiError;
+
+pub struct Files<'a>(&'a Store);
+
+impl Store {
+    pub fn files(&self) -> Files<'_> {
+        Files(self)
+    }
+}
+
+/// Maps an S3 failure like [`super::db_error`] maps DynamoDB's.
+fn s3_error<E, R>(operation: &str, err: aws_sdk_s3::error::SdkError<E, R>) -> ApiError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    super::db_error(operation, err)
+}
+
+impl Files<'_> {
+    pub async fn put(&self, key: &str, content_type: &str, body: Vec<u8>) -> Result<(), ApiError> {
+        self.0
+            .s3
+            .put_object()
+            .bucket(&self.0.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| s3_error("PutObject", e))
+    }
+
+    /// The file's bytes, or `None` when there is no such file.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        match self
+            .0
+            .s3
+            .get_object()
+            .bucket(&self.0.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(s3_error("GetObject", e)),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), ApiError> {
+        self.0
+            .s3
+            .delete_object()
+            .bucket(&self.0.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| s3_error("DeleteObject", e))
+    }
+
+    /// The keys of every file under `prefix` (the first 1,000).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let listed = self
+            .0
+            .s3
+            .list_objects_v2()
+            .bucket(&self.0.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| s3_error("ListObjectsV2", e))?;
+        Ok(listed
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+            .collect())
+    }
+}

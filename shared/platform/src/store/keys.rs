@@ -1,0 +1,64 @@
+//! Every key the store reads or writes, in one place (the key design is in the store's
+//! module documentation).
+
+use super::Key;
+
+pub fn company_pk(company: &str) -> String {
+    format!("C#{company}")
+}
+pub fn company(company: &str) -> Key {
+    Key::new(company_pk(company), "COMPANY")
+}
+pub fn user(company: &str, user: &str) -> Key {
+    Key::new(company_pk(company), format!("USER#{user}"))
+}
+pub fn email(email: &str) -> Key {
+    Key::new(format!("EMAIL#{}", email.to_lowercase()), "EMAIL")
+}
+pub fn api_key(company: &str, key: &str) -> Key {
+    Key::new(company_pk(company), format!("APIKEY#{key}"))
+}
+pub fn key_hash(hash: &str) -> Key {
+    Key::new(format!("KEYHASH#{hash}"), "KEYHASH")
+}
+pub fn refresh(jti: &str) -> Key {
+    Key::new(format!("REFRESH#{jti}"), "REFRESH")
+}
+pub fn family(family: &str) -> Key {
+    Key::new(format!("FAMILY#{family}"), "FAMILY")
+}
+pub fn rate_day(company: &str, ny_date: &str) -> Key {
+    Key::new(format!("RATE#{company}"), format!("D#{ny_date}"))
+}
+pub fn role(company: &str, role: &str) -> Key {
+    Key::new(company_pk(company), format!("ROLE#{role}"))
+}
+pub fn group(company: &str, group: &str) -> Key {
+    Key::new(company_pk(company), format!("GROUP#{group}"))
+}
+pub fn reset_token(hash: &str) -> Key {
+    Key::new(format!("RESET#{hash}"), "RESET")
+}
+pub fn published_link(token_hash: &str) -> Key {
+    Key::new(format!("PUBLINK#{token_hash}"), "PUBLINK")
+}
+pub fn partner_index(partner: &str) -> String {
+    format!("PARTNER#{partner}")
+}
+/// A data source, Klip or dashboard.
+pub fn asset(kind: domain::asset::Kind, company: &str, id: &str) -> Key {
+    Key::new(company_pk(company), format!("{}{id}", kind.prefix()))
+}
+/// The claim of a slug among a company's assets of one kind (value: the id).
+pub fn slug(kind: domain::asset::Kind, company: &str, slug: &str) -> Key {
+    Key::new(company_pk(company), format!("SLUG#{}{slug}", kind.prefix()))
+}
+pub fn favorite(company: &str, user: &str, dashboard: &str) -> Key {
+    Key::new(company_pk(company), format!("FAV#{user}#{dashboard}"))
+}
+pub fn login_failures(email: &str, window: i64) -> Key {
+    Key::new(
+        format!("LOGINFAIL#{}", email.to_lowercase()),
+        format!("W#{window}"),
+    )
+}
