@@ -8,7 +8,7 @@ use platform::auth::permissions::PERMISSIONS;
 use platform::auth::records::{ApiKeyRecord, User};
 use platform::auth::{Caller, CallerUser};
 use platform::envelope;
-use platform::extract::{JsonBody, OptionalJsonBody, Params};
+use platform::extract::{JsonBody, NoParams, OptionalJsonBody, Params};
 use platform::paging::Paging;
 use platform::store::keys;
 use platform::time::rfc3339;
@@ -279,10 +279,9 @@ async fn issue_for(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<NewKeyBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let choice = validate(&body, &caller, None, "")?;
     let user = caller.user.clone();
     issue_for(&state, &caller, &user, choice).await
@@ -293,11 +292,10 @@ pub async fn create(
 pub async fn create_for_user(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<NewKeyBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let body = body.unwrap_or_default();
     let user = target_user(&state, &caller, &id).await?;
     let owner = if user.id == caller.user_id() {
@@ -325,10 +323,9 @@ pub async fn create_for_user(
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let record = visible_key(&state, &caller, &id).await?;
     Ok(envelope::ok(view(
         record,
@@ -340,10 +337,9 @@ pub async fn show(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let record = visible_key(&state, &caller, &id).await?;
     check_not_stronger(&caller, &record)?;
     if record.revoked_at.is_some() {
@@ -364,10 +360,9 @@ pub async fn revoke(
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let record = visible_key(&state, &caller, &id).await?;
     check_not_stronger(&caller, &record)?;
     if record.revoked_at.is_some() {

@@ -7,7 +7,7 @@ use platform::auth::records::{Company, EmailClaim, FamilyRecord, RefreshRecord, 
 use platform::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
 use platform::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::store::sessions::NotConsumed;
 use platform::store::{keys, WriteError};
 use platform::time::rfc3339;
@@ -81,10 +81,9 @@ fn refresh_record(claims: &Claims, family: &str) -> RefreshRecord {
 
 pub async fn login(
     State(state): State<AppState>,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let now = state.clock.now();
     let email = body.email.trim().to_lowercase();
     let claim: Option<EmailClaim> = state.store.get(&keys::email(&email)).await?;
@@ -107,7 +106,7 @@ pub async fn login(
     if !password::verify(&body.password, &user.password_hash).await? {
         return Err(record_failed_login(&state, &email, Some(&user), now).await);
     }
-    if company.status == "disabled" {
+    if company.status == domain::CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
     let family = domain::ids::new_id();
@@ -160,10 +159,9 @@ async fn consume(state: &AppState, claims: &Claims) -> ApiResult<()> {
 
 pub async fn refresh(
     State(state): State<AppState>,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let now = state.clock.now();
     let claims = state.tokens.verify(&body.refresh, "refresh", now)?;
     let family = claims
@@ -190,10 +188,9 @@ pub async fn refresh(
 
 pub async fn logout(
     State(state): State<AppState>,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let claims = state
         .tokens
         .verify(&body.refresh, "refresh", state.clock.now())?;
@@ -235,10 +232,9 @@ pub async fn profile(
 }
 
 pub async fn usage(
-    params: Params,
+    _: NoParams,
     Extension(RequestUsage(usage)): Extension<RequestUsage>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     Ok(envelope::ok(usage))
 }
 
@@ -253,11 +249,10 @@ pub struct ResetBody {
 /// `POST /users/{id}/reset-password` and sets the password (and ends a lockout).
 pub async fn reset_password(
     State(state): State<AppState>,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<ResetBody>,
 ) -> ApiResult<Response> {
     use platform::auth::records::ResetRecord;
-    params.only(&[])?;
     let now = rfc3339(state.clock.now());
     let invalid = || ApiError::Unauthorized("invalid or expired reset token".into());
     let key = keys::reset_token(&domain::ids::ApiKeyHash::of(&body.token).0);

@@ -5,11 +5,12 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use domain::ids::{is_id, new_id};
 use domain::records::{Dashboard, Datasource};
+use domain::CompanyStatus;
 use platform::assets::{stored, Kind};
 use platform::auth::records::{Company, FEATURES, PLANS, RESOURCES};
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::store::{keys, Key};
 use platform::time::rfc3339;
@@ -17,7 +18,7 @@ use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-const STATUSES: &[&str] = &["active", "trial", "setup", "disabled"];
+const STATUSES: &[&str] = CompanyStatus::NAMES;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,7 +108,7 @@ pub async fn list(
         .query_index::<Company>(&keys::partner_index(caller.company_id()))
         .await?
         .into_iter()
-        .filter(|c| params.get("status").is_none_or(|s| c.status == s))
+        .filter(|c| params.get("status").is_none_or(|s| c.status.as_str() == s))
         .filter(|c| {
             params
                 .get("external_id")
@@ -140,10 +141,9 @@ pub async fn show(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<ClientBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     if caller.company.parent_id.is_some() {
         return Err(ApiError::Forbidden(
             "a client account cannot have client accounts of its own".into(),
@@ -151,10 +151,14 @@ pub async fn create(
     }
     validate(&body, true)?;
     let now = rfc3339(state.clock.now());
-    let status = body.status.unwrap_or_else(|| "active".into());
+    let status = body
+        .status
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CompanyStatus::Active);
     // A trial client gets the trial plan's limits unless a plan or override says otherwise.
     let plan = body.plan.unwrap_or_else(|| {
-        if status == "trial" {
+        if status == CompanyStatus::Trial {
             "trial".into()
         } else {
             "standard".into()
@@ -181,11 +185,10 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ClientBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     validate(&body, false)?;
     let old = find_client(&state, &caller, &id).await?;
     let mut client = old.clone();
@@ -195,7 +198,7 @@ pub async fn update(
     if body.description.is_some() {
         client.description = body.description;
     }
-    if let Some(v) = body.status {
+    if let Some(v) = body.status.as_deref().and_then(|s| s.parse().ok()) {
         client.status = v;
     }
     if let Some(v) = body.seats {
@@ -217,10 +220,9 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let client = find_client(&state, &caller, &id).await?;
     let pk = keys::company_pk(&client.id);
     let items: Vec<serde_json::Map<String, Value>> = state.store.query_prefix(&pk, "").await?;
@@ -267,10 +269,9 @@ pub async fn delete(
 pub async fn properties(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let client = find_client(&state, &caller, &id).await?;
     Ok(envelope::ok(json!({"properties": client.properties})))
 }
@@ -285,11 +286,10 @@ pub struct PropertiesBody {
 pub async fn put_properties(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PropertiesBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let mut problems = Vec::new();
     for (k, v) in &body.properties {
         if k.is_empty() || k.len() > 100 {
@@ -351,10 +351,9 @@ fn resource_list(c: &Company) -> Value {
 pub async fn resources(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let client = find_client(&state, &caller, &id).await?;
     Ok(envelope::ok(json!({"resources": resource_list(&client)})))
 }
@@ -377,11 +376,10 @@ pub struct ResourcesBody {
 pub async fn put_resources(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ResourcesBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old = find_client(&state, &caller, &id).await?;
     let mut client = old.clone();
     let mut problems = Vec::new();
@@ -435,10 +433,9 @@ fn feature_list(c: &Company) -> Value {
 pub async fn features(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let client = find_client(&state, &caller, &id).await?;
     Ok(envelope::ok(json!({"features": feature_list(&client)})))
 }
@@ -459,11 +456,10 @@ pub struct FeaturesBody {
 pub async fn put_features(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<FeaturesBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let problems: Vec<FieldError> = body
         .features
         .iter()

@@ -11,7 +11,7 @@ use platform::assets::{
 use platform::auth::records::Company;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::store::{keys, Key};
 use platform::{ApiError, ApiResult, AppState, FieldError};
@@ -198,10 +198,9 @@ fn check_layout(layout: &Layout, problems: &mut Vec<FieldError>) {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<DashboardBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let mut problems = check_common(
         body.name.as_deref(),
         body.description.as_deref(),
@@ -250,12 +249,11 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DashboardBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: Dashboard = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut problems = check_common(
@@ -285,11 +283,10 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     check_if_match(&headers, &dashboard.meta)?;
     assets::remove(&state, &dashboard).await?;
@@ -305,11 +302,10 @@ pub async fn delete(
 pub async fn layout(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     Ok(ok_with_etag(
         &headers,
@@ -322,12 +318,11 @@ pub async fn layout(
 pub async fn put_layout(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(layout): JsonBody<Layout>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let mut problems = Vec::new();
     check_layout(&layout, &mut problems);
     if !problems.is_empty() {
@@ -382,12 +377,11 @@ pub const MAX_INSTANCES: usize = 100;
 pub async fn add_instances(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<InstancesBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: Dashboard = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut dashboard = old.clone();
@@ -445,11 +439,10 @@ pub async fn add_instances(
 pub async fn remove_instance(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path((id, instance_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: Dashboard = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     if !old.klip_instances.iter().any(|i| i.id == instance_id) {
@@ -464,10 +457,9 @@ pub async fn remove_instance(
 pub async fn favorite(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     let key = favorite_key(caller.company_id(), caller.user_id(), &dashboard.meta.id);
     state
@@ -485,10 +477,9 @@ pub async fn favorite(
 pub async fn unfavorite(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     state
         .store
@@ -544,7 +535,7 @@ pub async fn refresh(
             );
             continue;
         }
-        if ds.connector == "url" && !caller.can("datasource.refresh") {
+        if ds.connector == domain::Connector::Url && !caller.can("datasource.refresh") {
             // Fetching endpoints is the data source's business: without the permission the
             // Klips are recomputed from the data already stored.
             refreshed.push(json!({"id": ds.meta.id, "status": "skipped", "error": "missing permission datasource.refresh"}));

@@ -13,7 +13,7 @@ use platform::assets::{self, check_if_match, find, Kind};
 use platform::auth::records::Company;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{OptionalJsonBody, Params};
+use platform::extract::{NoParams, OptionalJsonBody, Params};
 use platform::store::{keys, Key};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
@@ -60,12 +60,11 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     OptionalJsonBody(body): OptionalJsonBody<LinkBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     caller.require_feature("public_dashboards")?;
     let body = body.unwrap_or_default();
     if body
@@ -121,10 +120,9 @@ pub async fn create(
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path((id, link_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     let link = dashboard
         .published_links
@@ -137,10 +135,9 @@ pub async fn show(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path((id, link_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: Dashboard = find(&state, &caller, &id).await?;
     let link = old
         .published_links
@@ -199,7 +196,9 @@ pub fn resolve<'a>(
         let (Some(company), Some(dashboard)) = (company, dashboard) else {
             return Err(not_found());
         };
-        if company.status == "disabled" || !company.feature_enabled("public_dashboards") {
+        if company.status == domain::CompanyStatus::Disabled
+            || !company.feature_enabled("public_dashboards")
+        {
             return Err(not_found());
         }
         let mut extensions = http::Extensions::new();
@@ -215,10 +214,9 @@ pub fn resolve<'a>(
 /// the request against the owner's limits.
 pub async fn show_public(
     State(state): State<AppState>,
-    params: Params,
+    _: NoParams,
     Extension(PublishedDashboard(dashboard)): Extension<PublishedDashboard>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let mut body = render(&state, &dashboard, None, None).await?;
     if let Some(obj) = body.as_object_mut() {
         // What a visitor needs, not who built it or how it is shared.

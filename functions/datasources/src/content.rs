@@ -15,12 +15,13 @@ use axum::response::{IntoResponse, Response};
 use domain::data::{self, Row, Table, MAX_DATA_BYTES};
 use domain::data::{encode, media_type};
 use domain::records::Datasource;
+use domain::Format;
 use platform::assets::check_if_match;
 use platform::assets::ingest::commit;
 use platform::assets::stored;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::Params;
+use platform::extract::{NoParams, Params};
 use platform::paging::Paging;
 use platform::{ApiError, ApiResult, AppState};
 use serde_json::Value;
@@ -59,8 +60,8 @@ async fn read_body(ds: &Datasource, headers: &HeaderMap, body: Body) -> ApiResul
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let expected = media_type(&ds.format);
-    if data::format_of(content_type).ok() != Some(ds.format.as_str()) {
+    let expected = media_type(ds.format);
+    if data::format_of(content_type).ok() != Some(ds.format) {
         let got = content_type
             .map(|c| format!("'{c}'"))
             .unwrap_or_else(|| "no Content-Type".into());
@@ -100,17 +101,16 @@ pub async fn recompute_after_push(
 pub async fn replace(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let ds = lookup(&state, &caller, &id).await?;
     usable(&ds)?;
     check_if_match(&headers, &ds.meta)?;
     let raw = read_body(&ds, &headers, body).await?;
-    let table = data::parse(&ds.format, &raw)?;
+    let table = data::parse(ds.format, &raw)?;
     let ds = commit(
         &state,
         ds,
@@ -128,12 +128,11 @@ pub async fn replace(
 pub async fn append(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let first = lookup(&state, &caller, &id).await?;
     let body = read_body(&first, &headers, body).await?;
     let strict = headers.contains_key(header::IF_MATCH);
@@ -172,9 +171,9 @@ async fn append_once(
     usable(&ds)?;
     check_if_match(headers, &ds.meta)?;
     let body = body.to_vec();
-    let new = data::parse(&ds.format, &body)?;
+    let new = data::parse(ds.format, &body)?;
     if !new.columns.is_empty() {
-        data::check_same_columns(&ds.columns, &new.columns, &ds.format)?;
+        data::check_same_columns(&ds.columns, &new.columns, ds.format)?;
     }
     if new.rows.is_empty() && !ds.columns.is_empty() {
         return respond(&ds);
@@ -195,7 +194,7 @@ async fn append_once(
         rows,
     };
     let raw = match old_raw {
-        Some(old) if ds.format == "csv" => append_csv(&old, &body),
+        Some(old) if ds.format == Format::Csv => append_csv(&old, &body),
         Some(old) if ds.row_count > 0 => append_json(&old, &body).unwrap_or_default(),
         // No file although there are rows: write one from the rows.
         None if ds.row_count > 0 => Vec::new(),
@@ -203,7 +202,7 @@ async fn append_once(
     };
     // Whatever the splice made of it, the file must hold exactly the rows.
     let raw = if raw.is_empty() {
-        encode(&ds.format, &table).map_err(ApiError::internal)?
+        encode(ds.format, &table).map_err(ApiError::internal)?
     } else {
         raw
     };
@@ -262,11 +261,11 @@ pub async fn show(
                 ds.meta.slug
             ))
         })?;
-        let extension = if ds.format == "csv" { "csv" } else { "json" };
+        let extension = ds.format.as_str();
         let disposition = format!("inline; filename=\"{}.{extension}\"", ds.meta.slug);
         let mut response = file.into_response();
         let headers = response.headers_mut();
-        let content_type = format!("{}; charset=utf-8", media_type(&ds.format));
+        let content_type = format!("{}; charset=utf-8", media_type(ds.format));
         for (name, value) in [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_DISPOSITION, disposition),
@@ -297,7 +296,7 @@ pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String
         columns: ds.columns.clone(),
         rows,
     };
-    let raw = encode(&ds.format, &table).map_err(ApiError::internal)?;
+    let raw = encode(ds.format, &table).map_err(ApiError::internal)?;
     ds.data_size = raw.len() as u64;
     let data_id = stored::store(state, ds, raw, &table.rows).await?;
     ds.previous_data_id = ds.data_id.replace(data_id.clone());
@@ -313,7 +312,7 @@ mod tests {
         let out = append_csv(b"a,b\n1,2\n", b"a,b\n3,4\n5,6\n");
         assert_eq!(out, b"a,b\n1,2\n3,4\n5,6\n");
         let out = append_csv(b"a,b\r\n1,2", b"\"a\",b\r\n3,4\r\n");
-        let table = data::parse("csv", &out).unwrap();
+        let table = data::parse(Format::Csv, &out).unwrap();
         assert_eq!(table.rows.len(), 2);
         assert_eq!(table.rows[1]["a"], 3);
     }
@@ -321,7 +320,7 @@ mod tests {
     #[test]
     fn json_appends_as_text() {
         let out = append_json(b"[{\"a\":1}]\n", b" [{\"a\":2}, {\"a\":3}]").unwrap();
-        let table = data::parse("json", &out).unwrap();
+        let table = data::parse(Format::Json, &out).unwrap();
         assert_eq!(table.rows.len(), 3);
         assert!(append_json(b"{}", b"[]").is_none());
     }
@@ -329,13 +328,13 @@ mod tests {
     #[test]
     fn encodes_both_formats() {
         let table = data::parse(
-            "csv",
+            Format::Csv,
             b"day,region,sales,ok\n2026-11-01,\"EMEA, North\",10.5,true\n2026-11-02,APAC,,false\n",
         )
         .unwrap();
-        let csv = encode("csv", &table).unwrap();
-        assert_eq!(data::parse("csv", &csv).unwrap(), table);
-        let json = encode("json", &table).unwrap();
-        assert_eq!(data::parse("json", &json).unwrap().rows, table.rows);
+        let csv = encode(Format::Csv, &table).unwrap();
+        assert_eq!(data::parse(Format::Csv, &csv).unwrap(), table);
+        let json = encode(Format::Json, &table).unwrap();
+        assert_eq!(data::parse(Format::Json, &json).unwrap().rows, table.rows);
     }
 }

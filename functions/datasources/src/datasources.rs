@@ -7,21 +7,20 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use domain::connector::valid_json_path;
 use domain::records::{Datasource, DatasourceProperties, Klip, HEADER_MASK};
+use domain::{Connector, Format};
 use platform::assets::{
     all_of, all_visible, check_common, check_if_match, create as create_asset, find, ok_with_etag,
     remove, save, view, Listable, Meta,
 };
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-pub const CONNECTORS: &[&str] = &["push", "url"];
-pub const FORMATS: &[&str] = &["csv", "json"];
 /// The longest automatic refresh interval, in seconds (a week).
 const MAX_REFRESH_INTERVAL: u64 = 7 * 24 * 3600;
 const MAX_HEADERS: usize = 20;
@@ -90,6 +89,11 @@ fn one_of(problems: &mut Vec<FieldError>, field: &str, value: Option<&str>, allo
     }
 }
 
+/// A name of a closed set that validation already accepted.
+fn chosen<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
+    value.and_then(|v| v.parse().ok())
+}
+
 fn check_body(body: &DatasourceBody, creating: bool) -> Vec<FieldError> {
     let description = body.description.as_ref().and_then(|d| d.as_deref());
     let mut problems = check_common(
@@ -102,9 +106,14 @@ fn check_body(body: &DatasourceBody, creating: bool) -> Vec<FieldError> {
         &mut problems,
         "connector",
         body.connector.as_deref(),
-        CONNECTORS,
+        Connector::NAMES,
     );
-    one_of(&mut problems, "format", body.format.as_deref(), FORMATS);
+    one_of(
+        &mut problems,
+        "format",
+        body.format.as_deref(),
+        Format::NAMES,
+    );
     if let Some(Some(n)) = body.refresh_interval {
         if n != 0 && !(60..=MAX_REFRESH_INTERVAL).contains(&n) {
             problems.push(FieldError::new(
@@ -141,7 +150,7 @@ fn check_source(ds: &Datasource) -> Vec<FieldError> {
                 format!("is not a valid URL: {e}"),
             )),
         }
-    } else if ds.connector == "url" {
+    } else if ds.connector == Connector::Url {
         problems.push(FieldError::new(
             "properties.endpoint_url",
             "is required for a url data source",
@@ -193,9 +202,9 @@ pub async fn list(
         &mut problems,
         "connector",
         params.get("connector"),
-        CONNECTORS,
+        Connector::NAMES,
     );
-    one_of(&mut problems, "format", params.get("format"), FORMATS);
+    one_of(&mut problems, "format", params.get("format"), Format::NAMES);
     if let Some(bad) = problems.first() {
         return Err(ApiError::BadRequest(format!(
             "{} {}",
@@ -209,8 +218,12 @@ pub async fn list(
     let sources: Vec<Listable<Datasource>> = all_visible::<Datasource>(&state, &caller)
         .await?
         .into_iter()
-        .filter(|d| params.get("connector").is_none_or(|c| d.connector == c))
-        .filter(|d| params.get("format").is_none_or(|f| d.format == f))
+        .filter(|d| {
+            params
+                .get("connector")
+                .is_none_or(|c| d.connector.as_str() == c)
+        })
+        .filter(|d| params.get("format").is_none_or(|f| d.format.as_str() == f))
         .filter(|d| disabled.is_none_or(|x| d.disabled == x))
         .map(Listable)
         .collect();
@@ -227,10 +240,9 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<DatasourceBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     fail_on(check_body(&body, true))?;
     let name = body.name.unwrap_or_default().trim().to_owned();
     let ds = Datasource {
@@ -241,8 +253,8 @@ pub async fn create(
             body.description.flatten(),
             body.slug,
         ),
-        connector: body.connector.unwrap_or_else(|| "push".into()),
-        format: body.format.unwrap_or_else(|| "csv".into()),
+        connector: chosen(body.connector.as_deref()).unwrap_or(Connector::Push),
+        format: chosen(body.format.as_deref()).unwrap_or(Format::Csv),
         refresh_interval: body.refresh_interval.flatten(),
         properties: body.properties.unwrap_or_default(),
         disabled: false,
@@ -267,11 +279,10 @@ pub async fn create(
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let ds = lookup(&state, &caller, &id).await?;
     Ok(ok_with_etag(&headers, ds.meta.version, view(&ds)?))
 }
@@ -280,12 +291,11 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DatasourceBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     fail_on(check_body(&body, false))?;
     let old = lookup(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
@@ -299,10 +309,10 @@ pub async fn update(
     if let Some(slug) = body.slug {
         ds.meta.slug = slug;
     }
-    if let Some(connector) = body.connector {
+    if let Some(connector) = chosen(body.connector.as_deref()) {
         ds.connector = connector;
     }
-    if let Some(format) = body.format {
+    if let Some(format) = chosen(body.format.as_deref()) {
         ds.format = format;
     }
     if let Some(interval) = body.refresh_interval {
@@ -381,10 +391,9 @@ pub async fn delete(
 pub async fn properties(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let ds = lookup(&state, &caller, &id).await?;
     Ok(envelope::ok(json!({"properties": ds.properties.shown()})))
 }
@@ -452,12 +461,11 @@ fn merge_properties(
 pub async fn put_properties(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PropertiesBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old = lookup(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut ds = old.clone();

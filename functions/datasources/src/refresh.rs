@@ -14,7 +14,7 @@ use platform::assets::ingest::{refresh_source, Outcome};
 use platform::assets::view;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams};
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -28,10 +28,9 @@ pub const MAX_BULK: usize = 25;
 pub async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let ds = lookup(&state, &caller, &id).await?;
     usable(&ds)?;
     let (ds, outcome) = refresh_source(
@@ -65,10 +64,9 @@ fn result(id: &str, requested: &str, status: &str, error: Option<&str>) -> Value
 pub async fn bulk_refresh(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<BulkBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     if body.datasources.is_empty() || body.datasources.len() > MAX_BULK {
         return Err(ApiError::validation(vec![FieldError::new(
             "datasources",

@@ -4,13 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use domain::klip::{Display, Query};
-use domain::records::{Annotation, Dashboard, Datasource, Klip, KLIP_TYPES};
+use domain::records::{Annotation, Dashboard, Datasource, Klip};
+use domain::KlipType;
 use platform::assets::{
     self, check_common, check_if_match, find, ok_with_etag, view, Listable, Meta,
 };
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
@@ -46,18 +47,24 @@ fn schema_of(klip: &Klip) -> Value {
     json!({"type": klip.kind, "datasource_id": klip.datasource_id, "query": klip.query, "display": klip.display})
 }
 
+/// Checks a Klip's type, query and display; answers the type when one was given and valid.
 fn check_schema(
     kind: Option<&str>,
     query: Option<&Query>,
     display: Option<&Display>,
     problems: &mut Vec<FieldError>,
-) {
-    if let Some(kind) = kind.filter(|k| !KLIP_TYPES.contains(k)) {
-        problems.push(FieldError::new(
-            "type",
-            format!("must be one of {}, not '{kind}'", KLIP_TYPES.join(", ")),
-        ));
-    }
+) -> Option<KlipType> {
+    let parsed = match kind.map(str::parse::<KlipType>) {
+        Some(Ok(kind)) => Some(kind),
+        Some(Err(names)) => {
+            problems.push(FieldError::new(
+                "type",
+                format!("must be one of {names}, not '{}'", kind.unwrap_or_default()),
+            ));
+            None
+        }
+        None => None,
+    };
     let default_display = Display::default();
     if let Some(query) = query {
         if let Err(found) = domain::klip::validate(query, display.unwrap_or(&default_display)) {
@@ -68,6 +75,7 @@ fn check_schema(
             );
         }
     }
+    parsed
 }
 
 /// The data source a Klip names (id or slug, visible to the caller), as its id.
@@ -112,7 +120,7 @@ pub async fn list(
                 .as_ref()
                 .is_none_or(|d| k.datasource_id.as_ref() == Some(d))
         })
-        .filter(|k| params.get("type").is_none_or(|t| k.kind == t))
+        .filter(|k| params.get("type").is_none_or(|t| k.kind.as_str() == t))
         .map(Listable)
         .collect();
     let (page, total) = paging.apply(klips);
@@ -127,11 +135,10 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let klip: Klip = find(&state, &caller, &id).await?;
     Ok(ok_with_etag(&headers, klip.meta.version, view(&klip)?))
 }
@@ -139,10 +146,9 @@ pub async fn show(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<KlipBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let mut problems = check_common(
         body.name.as_deref(),
         body.description.as_deref(),
@@ -155,15 +161,15 @@ pub async fn create(
     if body.query.is_none() {
         problems.push(FieldError::new("query", "is required"));
     }
-    check_schema(
+    let kind = check_schema(
         body.kind.as_deref(),
         body.query.as_ref(),
         body.display.as_ref(),
         &mut problems,
     );
-    if !problems.is_empty() {
+    let Some(kind) = kind.filter(|_| problems.is_empty()) else {
         return Err(ApiError::validation(problems));
-    }
+    };
     let datasource = match &body.datasource_id {
         Some(given) => Some(datasource_id(&state, &caller, given).await?),
         None => None,
@@ -176,7 +182,7 @@ pub async fn create(
             body.description,
             body.slug,
         ),
-        kind: body.kind.unwrap_or_default(),
+        kind,
         datasource_id: datasource,
         query: body.query.unwrap_or_default(),
         display: body.display.unwrap_or_default(),
@@ -194,12 +200,11 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<KlipBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: Klip = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut problems = check_common(
@@ -209,7 +214,7 @@ pub async fn update(
         false,
     );
     let display = body.display.clone().unwrap_or_else(|| old.display.clone());
-    check_schema(
+    let kind = check_schema(
         body.kind.as_deref(),
         Some(body.query.as_ref().unwrap_or(&old.query)),
         Some(&display),
@@ -220,7 +225,7 @@ pub async fn update(
     }
     let mut klip = old.clone();
     klip.meta.apply(body.name, body.description, body.slug);
-    if let Some(v) = body.kind {
+    if let Some(v) = kind {
         klip.kind = v;
     }
     if let Some(given) = body.datasource_id {
@@ -244,11 +249,10 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let klip: Klip = find(&state, &caller, &id).await?;
     check_if_match(&headers, &klip.meta)?;
     assets::remove(&state, &klip).await?;
@@ -282,11 +286,10 @@ pub async fn delete(
 pub async fn schema(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let klip: Klip = find(&state, &caller, &id).await?;
     Ok(ok_with_etag(&headers, klip.meta.version, schema_of(&klip)))
 }
@@ -294,26 +297,25 @@ pub async fn schema(
 pub async fn put_schema(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<SchemaBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: Klip = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut problems = Vec::new();
-    check_schema(
+    let kind = check_schema(
         Some(&body.kind),
         Some(&body.query),
         Some(&body.display),
         &mut problems,
     );
-    if !problems.is_empty() {
+    let Some(kind) = kind.filter(|_| problems.is_empty()) else {
         return Err(ApiError::validation(problems));
-    }
+    };
     let mut klip = old.clone();
-    klip.kind = body.kind;
+    klip.kind = kind;
     klip.datasource_id = match body.datasource_id {
         Some(given) => Some(datasource_id(&state, &caller, &given).await?),
         None => None,
@@ -387,10 +389,9 @@ fn find_annotation<'a>(klip: &'a Klip, annotation_id: &str) -> ApiResult<&'a Ann
 pub async fn annotation(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path((id, annotation_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let klip: Klip = find(&state, &caller, &id).await?;
     Ok(envelope::ok(find_annotation(&klip, &annotation_id)?))
 }
@@ -400,11 +401,10 @@ pub const MAX_ANNOTATIONS: usize = 500;
 pub async fn add_annotation(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<AnnotationBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     check_annotation(&body, true)?;
     let old: Klip = find(&state, &caller, &id).await?;
     if old.annotations.len() >= MAX_ANNOTATIONS {
@@ -433,11 +433,10 @@ pub async fn add_annotation(
 pub async fn update_annotation(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path((id, annotation_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<AnnotationBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     check_annotation(&body, false)?;
     let old: Klip = find(&state, &caller, &id).await?;
     find_annotation(&old, &annotation_id)?;
@@ -463,10 +462,9 @@ pub async fn update_annotation(
 pub async fn delete_annotation(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path((id, annotation_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: Klip = find(&state, &caller, &id).await?;
     find_annotation(&old, &annotation_id)?;
     let mut klip = old.clone();
@@ -479,10 +477,9 @@ pub async fn delete_annotation(
 pub async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let mut klip: Klip = find(&state, &caller, &id).await?;
     compute(&state, &caller, &mut klip).await?;
     Ok(envelope::ok(view(&klip)?))

@@ -8,7 +8,7 @@ use domain::ids::{is_id, new_id};
 use platform::auth::records::{User, UserView};
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::{Listed, Paging};
 use platform::store::keys;
 use platform::time::rfc3339;
@@ -102,20 +102,18 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     Ok(envelope::ok(find_group(&state, &caller, &id).await?))
 }
 
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<GroupBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     check_name(body.name.as_deref(), true)?;
     let now = rfc3339(state.clock.now());
     let group = Group {
@@ -141,11 +139,10 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<GroupBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     check_name(body.name.as_deref(), false)?;
     let mut group = find_group(&state, &caller, &id).await?;
     if let Some(name) = body.name {
@@ -169,10 +166,9 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let group = find_group(&state, &caller, &id).await?;
     for user in all_users(&state, &group.company_id)
         .await?
@@ -233,10 +229,9 @@ pub async fn members(
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path((id, user_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let group = find_group(&state, &caller, &id).await?;
     let user = find_user(&state, &caller, &user_id).await?;
     let user = set_membership(&state, &user, &group.id, true).await?;
@@ -246,10 +241,9 @@ pub async fn add_member(
 pub async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path((id, user_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let group = find_group(&state, &caller, &id).await?;
     let user = find_user(&state, &caller, &user_id).await?;
     set_membership(&state, &user, &group.id, false).await?;
@@ -260,11 +254,10 @@ pub async fn remove_member(
 pub async fn add_members(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<MembersBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let group = find_group(&state, &caller, &id).await?;
     let mut users = Vec::new();
     let mut problems = Vec::new();

@@ -10,7 +10,7 @@ use platform::auth::permissions::{builtin_role, BUILTIN_ROLES, PERMISSIONS};
 use platform::auth::records::Role;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::{Listed, Paging};
 use platform::store::{keys, to_item};
 use platform::time::rfc3339;
@@ -129,10 +129,9 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     if builtin_role(&id).is_some() {
         return Ok(envelope::ok(builtin_view(&id)));
     }
@@ -150,10 +149,9 @@ pub async fn show(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<RoleBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     validate(&body, true)?;
     let now = rfc3339(state.clock.now());
     let role = Role {
@@ -179,11 +177,10 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<RoleBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let mut role = find_custom(&state, &caller, &id).await?;
     validate(&body, false)?;
     if let Some(name) = body.name {
@@ -207,10 +204,9 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let role = find_custom(&state, &caller, &id).await?;
     let holders = all_users(&state, &role.company_id)
         .await?

@@ -9,7 +9,7 @@ use platform::auth::permissions::builtin_role;
 use platform::auth::records::{ApiKeyRecord, Company, ResetRecord, Role, User, UserView};
 use platform::auth::{password, Caller};
 use platform::envelope;
-use platform::extract::{JsonBody, Params};
+use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::store::accounts::{NewUserRefused, UserChangeRefused};
 use platform::store::{keys, WriteError};
@@ -367,10 +367,9 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let user = find_user(&state, &caller, &id).await?;
     ensure_not_last_admin(&state, &user, "be deleted").await?;
     state
@@ -405,10 +404,9 @@ pub const RESET_TOKEN_TTL_SECS: i64 = 3600;
 pub async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let user = find_user(&state, &caller, &id).await?;
     let now = state.clock.now();
     let token = format!("{}{}", new_id(), new_id());

@@ -11,6 +11,7 @@
 use crate::data::{self, Table, MAX_DATA_BYTES};
 use crate::egress;
 use crate::records::Datasource;
+use crate::sets::Format;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
 use serde_json::Value;
@@ -50,15 +51,15 @@ pub async fn fetch(ds: &Datasource, allowed: &[(IpAddr, u8)]) -> Result<Fetched,
         };
     let csv = content_type
         .as_deref()
-        .is_some_and(|ct| data::format_of(Some(ct)) == Ok("csv"))
-        || ds.format == "csv";
+        .is_some_and(|ct| data::format_of(Some(ct)) == Ok(Format::Csv))
+        || ds.format == Format::Csv;
     if csv {
-        let table = data::parse("csv", &body)
+        let table = data::parse(Format::Csv, &body)
             .map_err(|e| format!("the endpoint's CSV is not usable: {e}"))?;
-        let raw = if ds.format == "csv" {
+        let raw = if ds.format == Format::Csv {
             body
         } else {
-            data::encode(&ds.format, &table)?
+            data::encode(ds.format, &table)?
         };
         return Ok(Fetched { raw, table });
     }
@@ -66,8 +67,8 @@ pub async fn fetch(ds: &Datasource, allowed: &[(IpAddr, u8)]) -> Result<Fetched,
         .map_err(|e| format!("the endpoint's answer is not valid JSON: {e}"))?;
     let rows = pick(value, ds.properties.json_path.as_deref().unwrap_or("$"))?;
     let raw = serde_json::to_vec(&rows).map_err(|e| e.to_string())?;
-    let table =
-        data::parse("json", &raw).map_err(|e| format!("the endpoint's JSON is not usable: {e}"))?;
+    let table = data::parse(Format::Json, &raw)
+        .map_err(|e| format!("the endpoint's JSON is not usable: {e}"))?;
     Ok(Fetched { raw, table })
 }
 

@@ -4,6 +4,7 @@
 
 use crate::error::DataError;
 use crate::records::Column;
+use crate::sets::{ColumnType, Format};
 use serde_json::{Map, Number, Value};
 
 type DataResult<T> = Result<T, DataError>;
@@ -21,7 +22,7 @@ pub struct Table {
 }
 
 /// `csv` or `json` from a request's Content-Type; 415 for anything else.
-pub fn format_of(content_type: Option<&str>) -> DataResult<&'static str> {
+pub fn format_of(content_type: Option<&str>) -> DataResult<Format> {
     let essence = content_type
         .unwrap_or("")
         .split(';')
@@ -30,8 +31,8 @@ pub fn format_of(content_type: Option<&str>) -> DataResult<&'static str> {
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        "text/csv" | "application/csv" => Ok("csv"),
-        e if is_json_media_type(e) => Ok("json"),
+        "text/csv" | "application/csv" => Ok(Format::Csv),
+        e if is_json_media_type(e) => Ok(Format::Json),
         "" => Err(DataError::UnsupportedMediaType(
             "missing Content-Type; send text/csv or application/json".into(),
         )),
@@ -42,10 +43,10 @@ pub fn format_of(content_type: Option<&str>) -> DataResult<&'static str> {
 }
 
 /// Parses a CSV or JSON body into a table.
-pub fn parse(format: &str, bytes: &[u8]) -> DataResult<Table> {
+pub fn parse(format: Format, bytes: &[u8]) -> DataResult<Table> {
     let (names, rows) = match format {
-        "csv" => parse_csv(bytes)?,
-        _ => parse_json(bytes)?,
+        Format::Csv => parse_csv(bytes)?,
+        Format::Json => parse_json(bytes)?,
     };
     Ok(Table {
         columns: infer_columns(&names, &rows),
@@ -228,17 +229,17 @@ pub fn infer_columns(names: &[String], rows: &[Row]) -> Vec<Column> {
             let kind = if all(&|v| {
                 v.is_number() || v.as_str().is_some_and(|s| as_number(s.trim()).is_some())
             }) {
-                "number"
+                ColumnType::Number
             } else if all(&|v| v.is_boolean()) {
-                "boolean"
+                ColumnType::Boolean
             } else if all(&|v| v.as_str().is_some_and(looks_like_time)) {
-                "datetime"
+                ColumnType::Datetime
             } else {
-                "text"
+                ColumnType::Text
             };
             Column {
                 name: name.clone(),
-                kind: kind.into(),
+                kind,
             }
         })
         .collect()
@@ -254,10 +255,10 @@ fn looks_like_time(text: &str) -> bool {
 }
 
 /// Appending needs the same columns, by name (and for CSV in the same order).
-pub fn check_same_columns(existing: &[Column], new: &[Column], format: &str) -> DataResult<()> {
+pub fn check_same_columns(existing: &[Column], new: &[Column], format: Format) -> DataResult<()> {
     let a: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
     let b: Vec<&str> = new.iter().map(|c| c.name.as_str()).collect();
-    let same = if format == "csv" {
+    let same = if format == Format::Csv {
         a == b
     } else {
         let (mut a2, mut b2) = (a.clone(), b.clone());
@@ -289,18 +290,14 @@ pub fn is_json_media_type(content_type: &str) -> bool {
 }
 
 /// The media type of a format, as stored and served.
-pub fn media_type(format: &str) -> &'static str {
-    if format == "csv" {
-        "text/csv"
-    } else {
-        "application/json"
-    }
+pub fn media_type(format: Format) -> &'static str {
+    format.media_type()
 }
 
 /// A table as a file of `format` (when the format changes, or fetched CSV feeds a JSON
 /// source).
-pub fn encode(format: &str, table: &Table) -> Result<Vec<u8>, String> {
-    if format != "csv" {
+pub fn encode(format: Format, table: &Table) -> Result<Vec<u8>, String> {
+    if format != Format::Csv {
         return serde_json::to_vec(&table.rows).map_err(|e| e.to_string());
     }
     let mut writer = csv::Writer::from_writer(Vec::new());
@@ -332,7 +329,7 @@ mod tests {
     #[test]
     fn csv_types_and_errors() {
         let t = parse(
-            "csv",
+            Format::Csv,
             b"date,region,sales,ok\n2026-11-01,EMEA,10.5,true\n2026-11-02,APAC,,false\n",
         )
         .unwrap();
@@ -340,13 +337,13 @@ mod tests {
         assert_eq!(kinds, ["datetime", "text", "number", "boolean"]);
         assert_eq!(t.rows[0]["sales"], serde_json::json!(10.5));
         assert!(t.rows[1]["sales"].is_null());
-        let err = parse("csv", b"a,b\n1,2\n3,4,5\n").unwrap_err();
+        let err = parse(Format::Csv, b"a,b\n1,2\n3,4,5\n").unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
-        assert!(parse("csv", b"a,a\n1,2\n")
+        assert!(parse(Format::Csv, b"a,a\n1,2\n")
             .unwrap_err()
             .to_string()
             .contains("twice"));
-        assert!(parse("csv", b"").is_err());
+        assert!(parse(Format::Csv, b"").is_err());
         // Quoting mistakes the csv crate would forgive.
         for (body, line) in [
             (&b"a,\"b\n1,2\n"[..], "line 1"),
@@ -354,10 +351,10 @@ mod tests {
             (b"a,b\n1,x\"y\"z\n", "line 2"),
             (b"a,b\n1,\"x\"y\n", "line 2"),
         ] {
-            let err = parse("csv", body).unwrap_err().to_string();
+            let err = parse(Format::Csv, body).unwrap_err().to_string();
             assert!(err.contains(line), "{err}");
         }
-        let ok = parse("csv", b"a,b\n1,\"x, \"\"quoted\"\"\nnext line\"\n").unwrap();
+        let ok = parse(Format::Csv, b"a,b\n1,\"x, \"\"quoted\"\"\nnext line\"\n").unwrap();
         assert_eq!(
             ok.rows[0]["b"],
             serde_json::json!("x, \"quoted\"\nnext line")
@@ -366,27 +363,30 @@ mod tests {
 
     #[test]
     fn json_rows_must_agree() {
-        let t = parse("json", br#"[{"a":1,"b":"x"},{"b":"y","a":2}]"#).unwrap();
+        let t = parse(Format::Json, br#"[{"a":1,"b":"x"},{"b":"y","a":2}]"#).unwrap();
         assert_eq!(t.columns.len(), 2);
-        assert!(parse("json", br#"[{"a":1},{"b":2}]"#)
+        assert!(parse(Format::Json, br#"[{"a":1},{"b":2}]"#)
             .unwrap_err()
             .to_string()
             .contains("row 2"));
-        assert!(parse("json", br#"[{"a":{"x":1}}]"#)
+        assert!(parse(Format::Json, br#"[{"a":{"x":1}}]"#)
             .unwrap_err()
             .to_string()
             .contains("field 'a'"));
         assert!(matches!(
-            parse("json", b"[{"),
+            parse(Format::Json, b"[{"),
             Err(DataError::InvalidJson(_))
         ));
-        assert!(parse("json", br#"{"a":1}"#).is_err());
+        assert!(parse(Format::Json, br#"{"a":1}"#).is_err());
     }
 
     #[test]
     fn formats() {
-        assert_eq!(format_of(Some("text/csv; charset=utf-8")).unwrap(), "csv");
-        assert_eq!(format_of(Some("application/json")).unwrap(), "json");
+        assert_eq!(
+            format_of(Some("text/csv; charset=utf-8")).unwrap(),
+            Format::Csv
+        );
+        assert_eq!(format_of(Some("application/json")).unwrap(), Format::Json);
         assert!(matches!(
             format_of(Some("text/plain")),
             Err(DataError::UnsupportedMediaType(_))

@@ -20,5 +20,7 @@ pub mod error;
 pub mod ids;
 pub mod klip;
 pub mod records;
+pub mod sets;
 
 pub use error::{DataError, FieldError};
+pub use sets::{ColumnType, CompanyStatus, Connector, Format, KlipType};

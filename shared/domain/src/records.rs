@@ -2,6 +2,7 @@
 
 use crate::asset::{Asset, Kind, Meta};
 use crate::klip::{Display, KlipValue, Query};
+use crate::sets::{ColumnType, Connector, Format, KlipType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -9,9 +10,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Column {
     pub name: String,
-    /// number | datetime | boolean | text
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ColumnType,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -55,10 +55,8 @@ impl DatasourceProperties {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Datasource {
     pub meta: Meta,
-    /// push | url
-    pub connector: String,
-    /// csv | json
-    pub format: String,
+    pub connector: Connector,
+    pub format: Format,
     #[serde(default)]
     pub refresh_interval: Option<u64>,
     #[serde(default)]
@@ -116,13 +114,11 @@ pub struct Annotation {
     pub date_created: String,
 }
 
-pub const KLIP_TYPES: &[&str] = &["number", "line", "bar", "pie", "table", "gauge"];
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Klip {
     pub meta: Meta,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: KlipType,
     pub datasource_id: Option<String>,
     pub query: Query,
     pub display: Display,

@@ -85,15 +85,11 @@ impl<'a> Admission<'a> {
 
     /// 429 without a database call when this instance already refused the company in this
     /// very second.
-    fn refused_from_memory(&self) -> Result<(), Response> {
-        match self
-            .state
+    fn refused_from_memory(&self) -> Option<Response> {
+        self.state
             .limiter
             .refused_from_memory(&self.company, self.now)
-        {
-            Some((error, headers)) => Err(with_rate_headers(error.into_response(), &headers)),
-            None => Ok(()),
-        }
+            .map(|(error, headers)| with_rate_headers(error.into_response(), &headers))
     }
 
     async fn count(&self) -> ApiResult<Counted> {
@@ -239,7 +235,9 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         fingerprint.push('@');
         fingerprint.push_str(client);
     }
-    admission.refused_from_memory()?;
+    if let Some(refused) = admission.refused_from_memory() {
+        return Err(refused);
+    }
 
     let guess = claimed
         .fingerprint
@@ -345,7 +343,9 @@ async fn admit_published(
         .await
         .map_err(IntoResponse::into_response)?;
     let admission = Admission::new(state, owner.company.id.clone(), state.clock.now());
-    admission.refused_from_memory()?;
+    if let Some(refused) = admission.refused_from_memory() {
+        return Err(refused);
+    }
     let counted = admission
         .count()
         .await

@@ -45,15 +45,15 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
     password::check_policy(&input.password, &input.email)?;
     let now = state.clock.now();
     let status = if input.plan == "trial" {
-        "trial"
+        domain::CompanyStatus::Trial
     } else {
-        "active"
+        domain::CompanyStatus::Active
     };
     let mut company = Company::new(
         new_id(),
         input.company,
         input.plan.clone(),
-        status.into(),
+        status,
         &rfc3339(now),
     );
     company.per_second_limit = input.per_second_limit;

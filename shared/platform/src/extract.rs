@@ -21,36 +21,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = axum::body::to_bytes(req.into_body(), JSON_BODY_LIMIT)
-            .await
-            .map_err(|_| {
-                ApiError::PayloadTooLarge(format!("request body exceeds {JSON_BODY_LIMIT} bytes"))
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::InvalidJson(
+        match read_json(req).await? {
+            Some(value) => Ok(JsonBody(value)),
+            None => Err(ApiError::InvalidJson(
                 "request body is empty; expected a JSON object".into(),
-            ));
+            )),
         }
-        match content_type.as_deref() {
-            Some(ct) if is_json_media_type(ct) => {}
-            Some(ct) => {
-                return Err(ApiError::UnsupportedMediaType(format!(
-                    "content type '{ct}' is not supported; send application/json"
-                )))
-            }
-            None => {
-                return Err(ApiError::UnsupportedMediaType(
-                    "missing Content-Type; send application/json".into(),
-                ))
-            }
-        }
-        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// The JSON body of a request, `None` when it is empty (only whitespace).
+async fn read_json<T: DeserializeOwned>(req: Request) -> Result<Option<T>, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = axum::body::to_bytes(req.into_body(), JSON_BODY_LIMIT)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!("request body exceeds {JSON_BODY_LIMIT} bytes"))
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match content_type.as_deref() {
+        Some(ct) if is_json_media_type(ct) => {}
+        Some(ct) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "content type '{ct}' is not supported; send application/json"
+            )))
+        }
+        None => {
+            return Err(ApiError::UnsupportedMediaType(
+                "missing Content-Type; send application/json".into(),
+            ))
+        }
+    }
+    parse_json(&bytes).map(Some)
 }
 
 /// A JSON body that may be absent: an empty body is `None`; anything else follows the rules
@@ -60,7 +68,7 @@ pub struct OptionalJsonBody<T>(pub Option<T>);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let empty_declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -82,13 +90,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
                 "missing Content-Type; send application/json".into(),
             ));
         }
-        match JsonBody::<T>::from_request(req, state).await {
-            Ok(JsonBody(v)) => Ok(OptionalJsonBody(Some(v))),
-            Err(ApiError::InvalidJson(m)) if m.starts_with("request body is empty") => {
-                Ok(OptionalJsonBody(None))
-            }
-            Err(e) => Err(e),
-        }
+        read_json(req).await.map(OptionalJsonBody)
     }
 }
 
@@ -223,6 +225,20 @@ impl Params {
                 "query parameter '{name}' must be true or false, not '{other}'"
             ))),
         }
+    }
+}
+
+/// The query of an endpoint that takes no parameters of its own (only the global
+/// `client_id` and `callback`): 400 naming any other, or a repeated one.
+#[derive(Debug, Clone, Copy)]
+pub struct NoParams;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Params::from_request_parts(parts, state).await?.only(&[])?;
+        Ok(NoParams)
     }
 }
 

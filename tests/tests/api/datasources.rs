@@ -900,7 +900,7 @@ fn klip_using(app: &TestApp, datasource_id: &str, name: &str) -> Klip {
             last_updated: String::new(),
             share_rights: Vec::new(),
         },
-        kind: "number".into(),
+        kind: domain::KlipType::Number,
         datasource_id: Some(datasource_id.into()),
         query: Default::default(),
         display: Default::default(),

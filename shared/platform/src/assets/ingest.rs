@@ -113,7 +113,7 @@ pub async fn refresh_source(
     tz: chrono_tz::Tz,
     ds: Datasource,
 ) -> ApiResult<(Datasource, Outcome)> {
-    if ds.connector != "url" {
+    if ds.connector != domain::Connector::Url {
         let rows = stored::rows(state, &ds).await?;
         stored::recompute_klips(state, &ds, &rows, tz).await?;
         return Ok((ds, Outcome::Succeeded));

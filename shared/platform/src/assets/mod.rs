@@ -308,10 +308,9 @@ pub async fn check_share_rights(
 pub async fn share_rights_handler<A: Asset>(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
-    params: crate::extract::Params,
+    _: crate::extract::NoParams,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let asset: A = find(&state, &caller, &id).await?;
     Ok(crate::envelope::ok(
         serde_json::json!({"groups": asset.meta().share_rights}),
@@ -323,12 +322,11 @@ pub async fn share_rights_handler<A: Asset>(
 pub async fn put_share_rights_handler<A: Asset>(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
-    params: crate::extract::Params,
+    _: crate::extract::NoParams,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
     crate::extract::JsonBody(body): crate::extract::JsonBody<ShareBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old: A = find(&state, &caller, &id).await?;
     check_if_match(&headers, old.meta())?;
     let rights = check_share_rights(&state, &caller, &body.groups).await?;

@@ -40,7 +40,7 @@ pub async fn store(
     let raw_key = raw_key(company, id, &data_id);
     let rows_key = rows_key(company, id, &data_id);
     let (a, b) = tokio::join!(
-        files.put(&raw_key, domain::data::media_type(&ds.format), raw),
+        files.put(&raw_key, ds.format.media_type(), raw),
         files.put(&rows_key, "application/json", rows_json),
     );
     if let Err(e) = a.and(b) {

@@ -28,7 +28,7 @@ pub struct CompanySummary {
     pub name: String,
     pub plan: String,
     #[serde(skip)]
-    pub status: String,
+    pub status: domain::CompanyStatus,
     #[serde(skip)]
     pub parent_id: Option<String>,
     #[serde(skip)]
@@ -47,7 +47,7 @@ impl CompanySummary {
             id: company.id.clone(),
             name: company.name.clone(),
             plan: company.plan.clone(),
-            status: company.status.clone(),
+            status: company.status,
             parent_id: company.parent_id.clone(),
             per_second_limit: company.per_second_limit(),
             daily_limit: company.daily_limit(),

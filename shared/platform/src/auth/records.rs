@@ -1,5 +1,6 @@
 //! The stored shapes of companies, users and API keys, as the auth layer reads them.
 
+use domain::CompanyStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -39,8 +40,7 @@ pub struct Company {
     pub id: String,
     pub name: String,
     pub plan: String,
-    /// active | trial | setup | disabled
-    pub status: String,
+    pub status: CompanyStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     /// Overrides (`api.requests.perSecond`, `api.requests.perDay`).
@@ -74,7 +74,7 @@ pub struct Company {
 
 impl Company {
     /// A company with nothing but its name, plan and status set.
-    pub fn new(id: String, name: String, plan: String, status: String, now: &str) -> Self {
+    pub fn new(id: String, name: String, plan: String, status: CompanyStatus, now: &str) -> Self {
         Company {
             id,
             name,

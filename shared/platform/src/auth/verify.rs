@@ -13,6 +13,7 @@ use crate::store::accounts::KeyRefused;
 use crate::store::keys;
 use crate::time::rfc3339;
 use chrono::{DateTime, Utc};
+use domain::CompanyStatus;
 
 /// Records a use of an API key and answers its record, failing when it is revoked or expired.
 async fn use_key(
@@ -87,7 +88,7 @@ pub async fn verify(
             AuthMethod::Basic
         }
     };
-    if company.status == "disabled" {
+    if company.status == CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
     // Custom roles cost one more read, only for users who have them.
@@ -98,7 +99,7 @@ pub async fn verify(
         let client_company = client_company
             .filter(|c| c.parent_id.as_deref() == Some(company.id.as_str()))
             .ok_or_else(|| ApiError::not_found("client", client_id))?;
-        if client_company.status == "disabled" {
+        if client_company.status == CompanyStatus::Disabled {
             return Err(ApiError::Forbidden("client account disabled".into()));
         }
         caller.partner = Some(std::mem::replace(

@@ -1,0 +1,111 @@
+//! The closed sets of names the API uses (formats, connectors, statuses, Klip and column
+//! types), as enums that serialise as their lowercase names, so a stored or shown value can
+//! only ever be one of them.
+
+/// Declares an enum whose variants are written as the given names (in JSON, in items and
+/// in messages), with `ALL`, `as_str`, `Display` and `FromStr` (the error is the list of
+/// names, for messages).
+macro_rules! closed_set {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            /// The names it could have been, comma-separated.
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($name::NAMES.join(", ")),
+                }
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(|names| {
+                    serde::de::Error::custom(format!("must be one of {names}, not '{text}'"))
+                })
+            }
+        }
+    };
+}
+
+closed_set! {
+    /// How a data source's data is written.
+    pub enum Format { Csv = "csv", Json = "json" }
+}
+
+closed_set! {
+    /// Where a data source's data comes from: pushed to the API, or fetched from a URL.
+    pub enum Connector { Push = "push", Url = "url" }
+}
+
+closed_set! {
+    /// A company's (or client account's) status; a disabled one cannot be used.
+    pub enum CompanyStatus { Active = "active", Trial = "trial", Setup = "setup", Disabled = "disabled" }
+}
+
+closed_set! {
+    /// How a Klip is drawn.
+    pub enum KlipType { Number = "number", Line = "line", Bar = "bar", Pie = "pie", Table = "table", Gauge = "gauge" }
+}
+
+closed_set! {
+    /// The type inferred for a data column.
+    pub enum ColumnType { Number = "number", Datetime = "datetime", Boolean = "boolean", Text = "text" }
+}
+
+impl Format {
+    /// The media type files of this format are stored and served with.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_json_and_text() {
+        for format in Format::ALL {
+            let json = serde_json::to_string(format).unwrap();
+            assert_eq!(json, format!("\"{format}\""));
+            assert_eq!(serde_json::from_str::<Format>(&json).unwrap(), *format);
+            assert_eq!(format.as_str().parse::<Format>(), Ok(*format));
+        }
+        assert_eq!("xml".parse::<Format>(), Err("csv, json".to_owned()));
+        let err = serde_json::from_str::<KlipType>("\"donut\"").unwrap_err();
+        assert!(
+            err.to_string().contains("must be one of number, line"),
+            "{err}"
+        );
+    }
+}
