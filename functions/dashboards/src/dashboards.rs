@@ -280,25 +280,6 @@ pub async fn update(
     ))
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    _: NoParams,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    check_if_match(&headers, &dashboard.meta)?;
-    assets::remove(&state, &dashboard).await?;
-    for link in &dashboard.published_links {
-        state
-            .store
-            .delete(&crate::published::link_key(&link.token_hash))
-            .await?;
-    }
-    Ok(envelope::deleted())
-}
-
 pub async fn layout(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,7 +7,7 @@ mod published;
 
 use axum::Router;
 use domain::records::Dashboard;
-use platform::assets::{put_share_rights_handler, share_rights_handler};
+use platform::assets::resource;
 use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
 use platform::AppState;
 
@@ -39,7 +39,7 @@ pub fn routes() -> Vec<Route> {
         route(
             DELETE,
             "/dashboards/{id}",
-            dashboards::delete,
+            resource::delete::<Dashboard, published::Unpublish>,
             Access::needs("dashboard.delete"),
         ),
         route(
@@ -70,13 +70,13 @@ pub fn routes() -> Vec<Route> {
         route(
             GET,
             "/dashboards/{id}/share-rights",
-            share_rights_handler::<Dashboard>,
+            resource::share_rights::<Dashboard>,
             Access::read(),
         ),
         route(
             PUT,
             "/dashboards/{id}/share-rights",
-            put_share_rights_handler::<Dashboard>,
+            resource::put_share_rights::<Dashboard>,
             Access::needs("dashboard.share"),
         ),
         // A favourite is the caller's own mark on what they can see.

@@ -9,6 +9,7 @@ use axum::response::Response;
 use domain::ids::{new_id, ApiKeyHash};
 use domain::records::{Dashboard, PublishedLink};
 use platform::admission::LinkOwner;
+use platform::assets::resource::OnDelete;
 use platform::assets::{self, check_if_match, find, Kind};
 use platform::auth::records::Company;
 use platform::auth::Caller;
@@ -19,6 +20,18 @@ use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+/// A deleted dashboard's links stop answering at once.
+pub struct Unpublish;
+
+impl OnDelete<Dashboard> for Unpublish {
+    async fn after_delete(state: &AppState, dashboard: &Dashboard) -> ApiResult<()> {
+        for link in &dashboard.published_links {
+            state.store.delete(&link_key(&link.token_hash)).await?;
+        }
+        Ok(())
+    }
+}
 
 /// Where a token's hash leads.
 #[derive(Serialize, Deserialize)]

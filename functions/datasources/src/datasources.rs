@@ -275,18 +275,6 @@ pub async fn create(
     ))
 }
 
-/// `GET /datasources/{id}`, with `ETag` and 304 for `If-None-Match`.
-pub async fn show(
-    State(state): State<AppState>,
-    caller: Caller,
-    _: NoParams,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let ds = lookup(&state, &caller, &id).await?;
-    Ok(ok_with_etag(&headers, ds.meta.version, view(&ds)?))
-}
-
 /// `PUT /datasources/{id}`: a partial update honouring `If-Match`.
 pub async fn update(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ mod refresh;
 
 use axum::Router;
 use domain::records::Datasource;
-use platform::assets::{put_share_rights_handler, share_rights_handler};
+use platform::assets::resource;
 use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
 use platform::AppState;
 
@@ -38,7 +38,12 @@ pub fn routes() -> Vec<Route> {
             refresh::bulk_refresh,
             refresh,
         ),
-        route(GET, "/datasources/{id}", datasources::show, Access::read()),
+        route(
+            GET,
+            "/datasources/{id}",
+            resource::show::<Datasource>,
+            Access::read(),
+        ),
         route(PUT, "/datasources/{id}", datasources::update, edit),
         route(
             DELETE,
@@ -77,13 +82,13 @@ pub fn routes() -> Vec<Route> {
         route(
             GET,
             "/datasources/{id}/share-rights",
-            share_rights_handler::<Datasource>,
+            resource::share_rights::<Datasource>,
             Access::read(),
         ),
         route(
             PUT,
             "/datasources/{id}/share-rights",
-            put_share_rights_handler::<Datasource>,
+            resource::put_share_rights::<Datasource>,
             Access::needs("datasource.share"),
         ),
     ]

@@ -6,6 +6,7 @@ use axum::response::Response;
 use domain::klip::{Display, Query};
 use domain::records::{Annotation, Dashboard, Datasource, Klip};
 use domain::KlipType;
+use platform::assets::resource::OnDelete;
 use platform::assets::{
     self, check_common, check_if_match, find, ok_with_etag, view, Listable, Meta,
 };
@@ -132,17 +133,6 @@ pub async fn list(
     Ok(envelope::list("klips", views, meta))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    caller: Caller,
-    _: NoParams,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let klip: Klip = find(&state, &caller, &id).await?;
-    Ok(ok_with_etag(&headers, klip.meta.version, view(&klip)?))
-}
-
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -246,41 +236,37 @@ pub async fn update(
 }
 
 /// Deletes the Klip and removes its instances from every dashboard.
-pub async fn delete(
-    State(state): State<AppState>,
-    caller: Caller,
-    _: NoParams,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let klip: Klip = find(&state, &caller, &id).await?;
-    check_if_match(&headers, &klip.meta)?;
-    assets::remove(&state, &klip).await?;
-    let dashboards: Vec<Dashboard> = assets::all_of(&state, &klip.meta.company_id).await?;
-    for old in dashboards
-        .into_iter()
-        .filter(|d| d.klip_instances.iter().any(|i| i.klip_id == klip.meta.id))
-    {
-        let mut new = old.clone();
-        new.klip_instances.retain(|i| i.klip_id != klip.meta.id);
-        // A concurrent edit of that dashboard wins; try once more from a fresh read.
-        if let Err(ApiError::PreconditionFailed(_)) = assets::save(&state, &old, new).await {
-            if let Some(fresh) = state
-                .store
-                .get::<Dashboard>(platform::store::keys::asset(
-                    platform::assets::Kind::Dashboard,
-                    &old.meta.company_id,
-                    &old.meta.id,
-                ))
-                .await?
-            {
-                let mut again = fresh.clone();
-                again.klip_instances.retain(|i| i.klip_id != klip.meta.id);
-                assets::save(&state, &fresh, again).await?;
+/// A deleted Klip leaves every dashboard that showed it.
+pub struct OffDashboards;
+
+impl OnDelete<Klip> for OffDashboards {
+    async fn after_delete(state: &AppState, klip: &Klip) -> ApiResult<()> {
+        let dashboards: Vec<Dashboard> = assets::all_of(state, &klip.meta.company_id).await?;
+        for old in dashboards
+            .into_iter()
+            .filter(|d| d.klip_instances.iter().any(|i| i.klip_id == klip.meta.id))
+        {
+            let mut new = old.clone();
+            new.klip_instances.retain(|i| i.klip_id != klip.meta.id);
+            // A concurrent edit of that dashboard wins; try once more from a fresh read.
+            if let Err(ApiError::PreconditionFailed(_)) = assets::save(state, &old, new).await {
+                if let Some(fresh) = state
+                    .store
+                    .get::<Dashboard>(platform::store::keys::asset(
+                        platform::assets::Kind::Dashboard,
+                        &old.meta.company_id,
+                        &old.meta.id,
+                    ))
+                    .await?
+                {
+                    let mut again = fresh.clone();
+                    again.klip_instances.retain(|i| i.klip_id != klip.meta.id);
+                    assets::save(state, &fresh, again).await?;
+                }
             }
         }
+        Ok(())
     }
-    Ok(envelope::deleted())
 }
 
 pub async fn schema(

@@ -6,7 +6,7 @@ mod klips;
 
 use axum::Router;
 use domain::records::Klip;
-use platform::assets::{put_share_rights_handler, share_rights_handler};
+use platform::assets::resource;
 use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
 use platform::AppState;
 
@@ -21,12 +21,12 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(GET, "/klips", klips::list, Access::read()),
         route(POST, "/klips", klips::create, Access::needs("klip.build")),
-        route(GET, "/klips/{id}", klips::show, Access::read()),
+        route(GET, "/klips/{id}", resource::show::<Klip>, Access::read()),
         route(PUT, "/klips/{id}", klips::update, edit),
         route(
             DELETE,
             "/klips/{id}",
-            klips::delete,
+            resource::delete::<Klip, klips::OffDashboards>,
             Access::needs("klip.delete"),
         ),
         route(GET, "/klips/{id}/schema", klips::schema, Access::read()),
@@ -34,13 +34,13 @@ pub fn routes() -> Vec<Route> {
         route(
             GET,
             "/klips/{id}/share-rights",
-            share_rights_handler::<Klip>,
+            resource::share_rights::<Klip>,
             Access::read(),
         ),
         route(
             PUT,
             "/klips/{id}/share-rights",
-            put_share_rights_handler::<Klip>,
+            resource::put_share_rights::<Klip>,
             Access::needs("klip.share"),
         ),
         route(

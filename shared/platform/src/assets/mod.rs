@@ -8,6 +8,7 @@
 //! transaction, so slugs are unique per company and kind.
 
 pub mod ingest;
+pub mod resource;
 pub mod stored;
 
 pub use domain::asset::{check_common, check_slug, Asset, Kind, Meta, ShareRight};
@@ -302,38 +303,4 @@ pub async fn check_share_rights(
     } else {
         Err(ApiError::validation(problems))
     }
-}
-
-/// `GET {id}/share-rights` for any asset: `{"groups":[{group_id, can_edit}]}`.
-pub async fn share_rights_handler<A: Asset>(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    caller: Caller,
-    _: crate::extract::NoParams,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> ApiResult<Response> {
-    let asset: A = find(&state, &caller, &id).await?;
-    Ok(crate::envelope::ok(
-        serde_json::json!({"groups": asset.meta().share_rights}),
-    ))
-}
-
-/// `PUT {id}/share-rights {"groups":[{group_id, can_edit}]}` for any asset: replaces them
-/// (every group must exist; `If-Match` honoured).
-pub async fn put_share_rights_handler<A: Asset>(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    caller: Caller,
-    _: crate::extract::NoParams,
-    headers: HeaderMap,
-    axum::extract::Path(id): axum::extract::Path<String>,
-    crate::extract::JsonBody(body): crate::extract::JsonBody<ShareBody>,
-) -> ApiResult<Response> {
-    let old: A = find(&state, &caller, &id).await?;
-    check_if_match(&headers, old.meta())?;
-    let rights = check_share_rights(&state, &caller, &body.groups).await?;
-    let mut new = old.clone();
-    new.meta_mut().share_rights = rights;
-    let saved = save(&state, &old, new).await?;
-    Ok(crate::envelope::ok(
-        serde_json::json!({"groups": saved.meta().share_rights}),
-    ))
 }
