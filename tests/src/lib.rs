@@ -2,6 +2,8 @@
 //! port, against the DynamoDB Local and s3s-fs that `make test` started, and gives each test
 //! a company of its own.
 
+pub mod api_doc;
+
 use chrono::{DateTime, Duration, Utc};
 use platform::bootstrap::{bootstrap, Bootstrapped, NewCompany};
 use platform::config::Config;

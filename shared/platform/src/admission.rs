@@ -44,16 +44,23 @@ use chrono::{DateTime, Utc};
 pub struct Gate {
     state: AppState,
     access: Access,
+    /// The route's declared path, for the request's log span.
+    route: &'static str,
 }
 
 impl Gate {
-    pub fn new(state: AppState, access: Access) -> Self {
-        Gate { state, access }
+    pub fn new(state: AppState, access: Access, route: &'static str) -> Self {
+        Gate {
+            state,
+            access,
+            route,
+        }
     }
 }
 
 /// The route layer (see the module documentation for the steps).
 pub async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    tracing::Span::current().record("route", gate.route);
     match gate.access {
         Access::Public => next.run(req).await,
         Access::PublishedLink(resolve) => {
@@ -230,6 +237,7 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         client.clone().unwrap_or_else(|| claimed.company_id.clone()),
         now,
     );
+    tracing::Span::current().record("company", admission.company.as_str());
     // The remembered caller depends on the client acted in, too.
     if let (Some(fingerprint), Some(client)) = (claimed.fingerprint.as_mut(), client.as_deref()) {
         fingerprint.push('@');
@@ -343,6 +351,7 @@ async fn admit_published(
         .await
         .map_err(IntoResponse::into_response)?;
     let admission = Admission::new(state, owner.company.id.clone(), state.clock.now());
+    tracing::Span::current().record("company", admission.company.as_str());
     if let Some(refused) = admission.refused_from_memory() {
         return Err(refused);
     }

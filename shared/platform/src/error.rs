@@ -164,11 +164,10 @@ impl ApiError {
         body
     }
 
-    /// Renders the response; the outer layer fills in the request id of a 500.
+    /// Renders the response; the outer layer fills in the request id of a 500. Logs
+    /// nothing: a 500's cause is logged once, where it becomes a response
+    /// (`IntoResponse`), inside the request's span (which carries the request id).
     pub fn render(&self, request_id: Option<&str>) -> Response {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(request_id, %cause, "internal error");
-        }
         let mut response = (
             self.status(),
             [(
@@ -215,6 +214,9 @@ pub struct InternalMarker;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
         self.render(None)
     }
 }

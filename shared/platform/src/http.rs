@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
+use tracing::Instrument;
 
 /// The API's date version (Kippt-style); earlier dates are refused.
 pub const API_VERSION: &str = "2026-11-22";
@@ -192,16 +193,30 @@ async fn edge(mut req: Request, next: Next) -> Response {
         uri.parse::<Uri>()
             .map_err(|_| ApiError::BadRequest("malformed request path".into()))
     })();
-    let response = match prepared {
-        Ok(uri) => {
-            *req.uri_mut() = uri;
-            req.extensions_mut().insert(CallerPath(caller_path.clone()));
-            req.extensions_mut().insert(RequestId(id.clone()));
-            next.run(req).await
-        }
-        Err(e) => e.render(Some(&id)),
-    };
-    let response = render_errors(response, &method, &caller_path, &id).await;
+    // Every log line of the request carries its id, method and path; admission adds the
+    // route and the company once it knows them.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        path = %caller_path,
+        route = tracing::field::Empty,
+        company = tracing::field::Empty,
+    );
+    let response = async {
+        let response = match prepared {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                req.extensions_mut().insert(CallerPath(caller_path.clone()));
+                req.extensions_mut().insert(RequestId(id.clone()));
+                next.run(req).await
+            }
+            Err(e) => e.render(Some(&id)),
+        };
+        render_errors(response, &method, &caller_path, &id).await
+    }
+    .instrument(span)
+    .await;
     let mut response = match callback {
         Some(name) => jsonp(response, &name).await,
         None => response,
@@ -225,7 +240,8 @@ async fn render_errors(response: Response, method: &Method, path: &str, id: &str
         return response;
     }
     if response.extensions().get::<InternalMarker>().is_some() {
-        return ApiError::Internal("see the log line above".into()).render(Some(id));
+        // Logged where it happened; only the request id is added here.
+        return ApiError::Internal(String::new()).render(Some(id));
     }
     if response.extensions().get::<RenderedError>().is_some() {
         return response;
@@ -248,7 +264,10 @@ async fn render_errors(response: Response, method: &Method, path: &str, id: &str
             ApiError::UnsupportedMediaType("unsupported content type".into())
         }
         s if s.is_client_error() => ApiError::BadRequest(format!("bad request ({s})")),
-        s => ApiError::Internal(format!("unrendered {s}")),
+        s => {
+            tracing::error!(status = s.as_u16(), "a response without error JSON");
+            ApiError::Internal(format!("unrendered {s}"))
+        }
     };
     error.render(Some(id))
 }

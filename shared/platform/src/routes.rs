@@ -159,7 +159,7 @@ pub fn router(state: AppState, routes: Vec<Route>) -> axum::Router {
             access => route
                 .handler
                 .route_layer(axum::middleware::from_fn_with_state(
-                    Gate::new(state.clone(), access),
+                    Gate::new(state.clone(), access, route.path),
                     admission::admit,
                 )),
         };
