@@ -1,6 +1,8 @@
 //! The routes `pulseboard serve` mounts: every function's router behind the shared edge, as
 //! API Gateway routes them. Tests serve exactly this.
 
+pub mod events;
+
 use platform::AppState;
 
 /// Every function, in the order API Gateway's `$default` route falls back (auth first).
@@ -11,6 +13,7 @@ pub const FUNCTIONS: &[platform::routes::Function] = &[
     pulseboard_datasources::FUNCTION,
     pulseboard_klips::FUNCTION,
     pulseboard_dashboards::FUNCTION,
+    pulseboard_reports::FUNCTION,
 ];
 
 pub fn all_routes(state: AppState) -> axum::Router {
@@ -20,6 +23,7 @@ pub fn all_routes(state: AppState) -> axum::Router {
             .merge(pulseboard_clients::router(state.clone()))
             .merge(pulseboard_datasources::router(state.clone()))
             .merge(pulseboard_klips::router(state.clone()))
-            .merge(pulseboard_dashboards::router(state)),
+            .merge(pulseboard_dashboards::router(state.clone()))
+            .merge(pulseboard_reports::router(state)),
     )
 }

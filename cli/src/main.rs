@@ -1,5 +1,6 @@
-//! `pulseboard`: every function's routes on one port (a local API Gateway), an embedded
-//! DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table` (API.md §7).
+//! `pulseboard`: every function's routes on one port (a local API Gateway), the table's
+//! stream and the scheduler's tick delivered to the report worker (as Lambda does), an
+//! embedded DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table`.
 
 mod local;
 
@@ -24,6 +25,9 @@ enum Command {
         local: bool,
         #[arg(long, env = "PORT", default_value_t = 3000)]
         port: u16,
+        /// Seconds between the scheduler ticks sent to the report worker.
+        #[arg(long, default_value_t = 60)]
+        tick_seconds: u64,
     },
     /// Create a company with an admin user and an API key.
     Bootstrap {
@@ -73,7 +77,11 @@ async fn ensure_storage(state: &AppState) -> Result<(), String> {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { local, port } => {
+        Command::Serve {
+            local,
+            port,
+            tick_seconds,
+        } => {
             let stack = if local {
                 Some(local::LocalStack::start().await?)
             } else {
@@ -84,7 +92,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ensure_storage(&state).await?;
                 stack.demo_company(&state).await?;
             }
-            serve(state, port).await?;
+            // The event-driven half, as Lambda delivers it on AWS: the table's stream and
+            // the scheduler's tick, to the report worker.
+            let stream = tokio::spawn(pulseboard_cli::events::deliver_stream(state.clone()));
+            let ticks = tokio::spawn(pulseboard_cli::events::tick_every(
+                state.clone(),
+                std::time::Duration::from_secs(tick_seconds.max(1)),
+            ));
+            let served = serve(state, port).await;
+            stream.abort();
+            ticks.abort();
+            served?;
             if let Some(stack) = stack {
                 stack.stop().await;
             }

@@ -3,6 +3,7 @@
 //! a company of its own.
 
 pub mod api_doc;
+pub mod fixtures;
 
 use chrono::{DateTime, Duration, Utc};
 use platform::bootstrap::{bootstrap, Bootstrapped, NewCompany};
@@ -111,6 +112,28 @@ pub fn unique_email(tag: &str) -> String {
     format!("{tag}-{}@example.test", domain::ids::new_id())
 }
 
+/// The table's stream, delivered to the report worker once per test process (as Lambda
+/// does on AWS; `pulseboard serve` does the same), so runs queued by any test get generated.
+async fn start_event_delivery() {
+    static STARTED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    STARTED
+        .get_or_init(|| async {
+            // Its own thread and runtime (with its own clients): each test's runtime ends
+            // with its test.
+            std::thread::spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the event delivery");
+                runtime.block_on(async {
+                    let state = test_state(Arc::new(ShiftClock::default())).await;
+                    pulseboard_cli::events::deliver_stream(state).await
+                });
+            });
+        })
+        .await;
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(Options::default()).await
@@ -133,6 +156,7 @@ impl TestApp {
         .await
         .expect("bootstrap");
         let base = serve(pulseboard_cli::all_routes(state.clone())).await;
+        start_event_delivery().await;
         TestApp {
             base,
             state,

@@ -17,6 +17,7 @@ mod api {
     mod openapi;
     mod paging;
     mod permissions;
+    mod reports;
     mod table;
     mod template;
     mod tokens;

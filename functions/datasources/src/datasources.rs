@@ -14,10 +14,10 @@ use platform::assets::{
 };
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
+use platform::extract::{nullable, JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::{ApiError, ApiResult, AppState, FieldError};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -57,13 +57,6 @@ pub fn usable(ds: &Datasource) -> ApiResult<()> {
     } else {
         Ok(())
     }
-}
-
-/// `Some(None)` for an explicit `null`, so an update can clear the field.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]

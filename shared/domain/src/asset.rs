@@ -13,6 +13,7 @@ pub enum Kind {
     Datasource,
     Klip,
     Dashboard,
+    Report,
 }
 
 impl Kind {
@@ -22,6 +23,7 @@ impl Kind {
             Kind::Datasource => "DS#",
             Kind::Klip => "KLIP#",
             Kind::Dashboard => "DASH#",
+            Kind::Report => "REPORT#",
         }
     }
     /// The singular name, as in messages and permission names (`klip.edit`).
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Datasource => "datasource",
             Kind::Klip => "klip",
             Kind::Dashboard => "dashboard",
+            Kind::Report => "report",
         }
     }
 }
@@ -111,6 +114,10 @@ pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn redact(_view: &mut Value) {}
     fn meta(&self) -> &Meta;
     fn meta_mut(&mut self) -> &mut Meta;
+    /// When the asset is next due for background work (a scheduled report), RFC 3339.
+    fn due_at(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Checks a slug the caller chose.

@@ -8,19 +8,28 @@
 //! - [`data`]: CSV and JSON data as tables (parsing, column types, writing back);
 //! - [`connector`] and [`egress`]: fetching a URL data source without reaching private
 //!   addresses;
+//! - [`reports`]: reports, their schedules and runs, and the files a run generates;
+//! - [`cron`]: schedule expressions and their next due times in a time zone;
+//! - [`analysis`]: the statistics and insights a report explains;
 //! - [`ids`]: ids, slugs and API key secrets;
 //! - [`error`]: the problems these report ([`FieldError`], [`DataError`]), which the
 //!   platform renders as API errors.
 
+pub mod analysis;
 pub mod asset;
 pub mod connector;
+pub mod cron;
 pub mod data;
+pub mod document;
 pub mod egress;
 pub mod error;
 pub mod ids;
 pub mod klip;
 pub mod records;
+pub mod reports;
 pub mod sets;
 
 pub use error::{DataError, FieldError};
-pub use sets::{ColumnType, CompanyStatus, Connector, Format, KlipType};
+pub use sets::{
+    ColumnType, CompanyStatus, Connector, Format, KlipType, ReportFormat, RunStatus, RunTrigger,
+};

@@ -79,6 +79,40 @@ closed_set! {
     pub enum ColumnType { Number = "number", Datetime = "datetime", Boolean = "boolean", Text = "text" }
 }
 
+closed_set! {
+    /// The file a report generates.
+    pub enum ReportFormat { Html = "html", Pdf = "pdf", Csv = "csv", Json = "json" }
+}
+
+closed_set! {
+    /// Where a report run is: `queued` until the worker claims it, `running` while it holds
+    /// the lease, then `succeeded` or `failed`; `skipped` for a scheduled run an outage
+    /// missed.
+    pub enum RunStatus {
+        Queued = "queued",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Skipped = "skipped",
+    }
+}
+
+closed_set! {
+    /// What queued a report run.
+    pub enum RunTrigger { Api = "api", Schedule = "schedule" }
+}
+
+impl ReportFormat {
+    pub fn media_type(self) -> &'static str {
+        match self {
+            ReportFormat::Html => "text/html; charset=utf-8",
+            ReportFormat::Pdf => "application/pdf",
+            ReportFormat::Csv => "text/csv; charset=utf-8",
+            ReportFormat::Json => "application/json",
+        }
+    }
+}
+
 impl Format {
     /// The media type files of this format are stored and served with.
     pub fn media_type(self) -> &'static str {

@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
+    /// 409 `not_ready`: what was asked for is still being made (a report's file).
+    #[error("{0}")]
+    NotReady(String),
     /// 412 `precondition_failed`.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -107,7 +110,7 @@ impl ApiError {
             Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Conflict(_) => StatusCode::CONFLICT,
+            Conflict(_) | NotReady(_) => StatusCode::CONFLICT,
             PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -129,6 +132,7 @@ impl ApiError {
             NotFound(_) => "not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             Conflict(_) => "conflict",
+            NotReady(_) => "not_ready",
             PreconditionFailed(_) => "precondition_failed",
             PayloadTooLarge(_) => "payload_too_large",
             UnsupportedMediaType(_) => "unsupported_media_type",

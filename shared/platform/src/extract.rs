@@ -17,6 +17,14 @@ pub struct JsonBody<T>(pub T);
 
 pub use domain::data::is_json_media_type;
 
+/// For body fields an update may clear: absent is `None`, an explicit `null` is
+/// `Some(None)`. Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 

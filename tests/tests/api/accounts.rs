@@ -1,13 +1,14 @@
 //! The users function: users, roles, groups, seats, the last admin, resets and unlocking.
 
+use pulseboard_tests::fixtures::{delete, put};
 use pulseboard_tests::{expect_error, json, unique_email, TestApp, PASSWORD};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
-async fn users_crud_with_unique_case_insensitive_emails_and_a_password_policy() {
+async fn a_new_user_is_a_201_with_its_location_and_a_lowercased_email() {
     let app = TestApp::spawn().await;
     let email = unique_email("Mixed.Case");
-    let response = app.post("/users", json!({"first_name": "Ada", "last_name": "Lovelace", "email": email, "password": PASSWORD, "roles": ["editor"], "external_id": "ext-1"})).await;
+    let response = app.post("/users", ada(&email)).await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let (_, body) = json(response).await;
@@ -18,8 +19,14 @@ async fn users_crud_with_unique_case_insensitive_emails_and_a_password_policy() 
     assert_eq!(user["roles"], json!(["editor"]));
     assert_eq!(user["is_locked_out"], false);
     assert!(user["date_last_login"].is_null() && user.get("password_hash").is_none());
+}
 
-    // Same email in another case, even in another company: 409.
+/// Emails are unique across companies and compared without case.
+#[tokio::test]
+async fn an_email_taken_in_another_case_in_another_company_is_a_409() {
+    let app = TestApp::spawn().await;
+    let email = unique_email("Mixed.Case");
+    new_user(&app, &email).await;
     let other = TestApp::spawn().await;
     expect_error(
         other
@@ -32,7 +39,11 @@ async fn users_crud_with_unique_case_insensitive_emails_and_a_password_policy() 
         "conflict",
     )
     .await;
-    // Password policy.
+}
+
+#[tokio::test]
+async fn a_short_password_is_a_400_naming_the_password() {
+    let app = TestApp::spawn().await;
     let body = expect_error(
         app.post(
             "/users",
@@ -44,6 +55,11 @@ async fn users_crud_with_unique_case_insensitive_emails_and_a_password_policy() 
     )
     .await;
     assert_eq!(body["details"][0]["field"], "password");
+}
+
+#[tokio::test]
+async fn a_password_that_is_the_email_is_a_400_saying_so() {
+    let app = TestApp::spawn().await;
     let e = unique_email("same");
     let body = expect_error(
         app.post("/users", json!({"email": e, "password": e})).await,
@@ -55,12 +71,22 @@ async fn users_crud_with_unique_case_insensitive_emails_and_a_password_policy() 
         .as_str()
         .unwrap()
         .contains("email"));
+}
+
+#[tokio::test]
+async fn an_invalid_email_is_a_400() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.post("/users", json!({"email": "not-an-email"})).await,
         400,
         "validation_failed",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_unknown_role_is_a_400() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.post(
             "/users",
@@ -71,61 +97,98 @@ async fn users_crud_with_unique_case_insensitive_emails_and_a_password_policy() 
         "validation_failed",
     )
     .await;
+}
 
-    // Filters and includes.
+#[tokio::test]
+async fn the_email_filter_ignores_case() {
+    let app = TestApp::spawn().await;
+    let email = unique_email("Mixed.Case");
+    new_user(&app, &email).await;
     let (_, list) = json(
         app.get(&format!("/users?email={}", email.to_uppercase()))
             .await,
     )
     .await;
     assert_eq!(list["meta"]["total"], 1);
+}
+
+#[tokio::test]
+async fn users_filter_by_external_id_and_include_their_roles() {
+    let app = TestApp::spawn().await;
+    new_user(&app, &unique_email("Mixed.Case")).await;
     let (_, list) = json(app.get("/users?external_id=ext-1&include_roles=true").await).await;
     assert_eq!(
         list["data"]["users"][0]["roles"],
         json!([{"id": "editor", "name": "editor"}])
     );
+}
+
+#[tokio::test]
+async fn the_user_list_has_every_user_of_the_company() {
+    let app = TestApp::spawn().await;
+    new_user(&app, &unique_email("Mixed.Case")).await;
     let (_, list) = json(app.get("/users").await).await;
     assert_eq!(list["meta"]["total"], 2);
+}
+
+#[tokio::test]
+async fn users_self_is_the_caller() {
+    let app = TestApp::spawn().await;
     let (_, me) = json(app.get("/users/self").await).await;
     assert_eq!(me["data"]["id"], app.company.user_id.as_str());
+}
 
-    // The new user logs in; an update changes the name; a delete ends their login.
-    let login = app
-        .http
-        .post(app.url("/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200);
+#[tokio::test]
+async fn a_new_user_can_log_in() {
+    let app = TestApp::spawn().await;
+    let email = unique_email("Mixed.Case");
+    new_user(&app, &email).await;
+    assert_eq!(login(&app, &email).await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_update_changes_the_name() {
+    let app = TestApp::spawn().await;
+    let id = new_user(&app, &unique_email("Mixed.Case")).await;
     let (status, updated) = json(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/users/{id}"),
-            app.key(),
-            Some(json!({"first_name": "Augusta"})),
+            json!({"first_name": "Augusta"}),
         )
         .await,
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(updated["data"]["first_name"], "Augusta");
-    let (status, _) = json(
-        app.call("DELETE", &format!("/users/{id}"), app.key(), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_deleted_user_is_a_404() {
+    let app = TestApp::spawn().await;
+    let id = new_user(&app, &unique_email("Mixed.Case")).await;
+    delete_user(&app, &id).await;
     expect_error(app.get(&format!("/users/{id}")).await, 404, "not_found").await;
-    let login = app
-        .http
-        .post(app.url("/auth/login"))
-        .json(&json!({"email": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(login, 401, "unauthorized").await;
-    // The email is free again.
+}
+
+#[tokio::test]
+async fn a_deleted_user_can_no_longer_log_in() {
+    let app = TestApp::spawn().await;
+    let email = unique_email("Mixed.Case");
+    let id = new_user(&app, &email).await;
+    assert_eq!(login(&app, &email).await.status(), 200);
+    delete_user(&app, &id).await;
+    expect_error(login(&app, &email).await, 401, "unauthorized").await;
+}
+
+/// The email of a deleted user can be taken again, even by another company.
+#[tokio::test]
+async fn a_deleted_users_email_is_free_again() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
+    let email = unique_email("Mixed.Case");
+    let id = new_user(&app, &email).await;
+    delete_user(&app, &id).await;
     assert_eq!(
         other
             .post("/users", json!({"email": email, "password": PASSWORD}))
@@ -133,7 +196,12 @@ async fn users_crud_with_unique_case_insensitive_emails_and_a_password_policy() 
             .status(),
         201
     );
-    // Other tenants' users are 404.
+}
+
+#[tokio::test]
+async fn another_companys_users_are_404() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
     expect_error(
         app.get(&format!("/users/{}", other.company.user_id)).await,
         404,
@@ -482,4 +550,31 @@ async fn groups_and_members() {
         "validation_failed",
     )
     .await;
+}
+
+/// Ada Lovelace, an editor with `email` and external id `ext-1`.
+fn ada(email: &str) -> Value {
+    json!({"first_name": "Ada", "last_name": "Lovelace", "email": email, "password": PASSWORD, "roles": ["editor"], "external_id": "ext-1"})
+}
+
+/// Creates [`ada`] with `email`; answers the user's id.
+async fn new_user(app: &TestApp, email: &str) -> String {
+    let (status, body) = json(app.post("/users", ada(email)).await).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn delete_user(app: &TestApp, id: &str) {
+    let (status, _) = json(delete(app, &format!("/users/{id}")).await).await;
+    assert_eq!(status, 200);
+}
+
+/// A login with `email` and [`PASSWORD`].
+async fn login(app: &TestApp, email: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
 }

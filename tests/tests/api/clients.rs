@@ -1,8 +1,9 @@
 //! The clients function and `client_id=`: client accounts are companies of their own with
 //! their own counters; a disabled client is locked out at once.
 
+use pulseboard_tests::fixtures::{delete, put};
 use pulseboard_tests::{expect_error, json, TestApp};
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn header(r: &reqwest::Response, name: &str) -> i64 {
     r.headers()[name].to_str().unwrap().parse().unwrap()
@@ -104,16 +105,16 @@ async fn a_client_with_a_daily_limit_of_twenty_is_limited_alone_and_disabling_it
 }
 
 #[tokio::test]
-async fn client_accounts_crud_properties_resources_features() {
+async fn a_trial_client_is_on_the_trial_plan() {
     let partner = TestApp::spawn().await;
-    let (_, trial) = json(
-        partner
-            .post("/clients", json!({"name": "Trial Co", "status": "trial"}))
-            .await,
-    )
-    .await;
-    let tid = trial["data"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(trial["data"]["plan"], "trial");
+    let trial = new_client(&partner, json!({"name": "Trial Co", "status": "trial"})).await;
+    assert_eq!(trial["plan"], "trial");
+}
+
+#[tokio::test]
+async fn a_trial_client_may_make_1000_requests_a_day_and_5_a_second() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
     let (_, resources) = json(partner.get(&format!("/clients/{tid}/resources")).await).await;
     assert_eq!(
         resources["data"]["resources"][0],
@@ -123,22 +124,30 @@ async fn client_accounts_crud_properties_resources_features() {
         resources["data"]["resources"][1],
         json!({"name": "api.requests.perSecond", "value": 5})
     );
+}
 
-    let (status, _) = json(
-        partner
-            .post(
-                "/clients",
-                json!({"name": "Other", "status": "setup", "plan": "professional"}),
-            )
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201);
+#[tokio::test]
+async fn the_client_list_filters_by_status() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    other_client(&partner).await;
     let (_, list) = json(partner.get("/clients?status=trial").await).await;
     assert_eq!(list["meta"]["total"], 1);
     assert_eq!(list["data"]["clients"][0]["id"], tid.as_str());
+}
+
+#[tokio::test]
+async fn the_client_list_sorted_by_name_has_every_client() {
+    let partner = TestApp::spawn().await;
+    trial_client(&partner).await;
+    other_client(&partner).await;
     let (_, list) = json(partner.get("/clients?sort=name").await).await;
     assert_eq!(list["meta"]["total"], 2);
+}
+
+#[tokio::test]
+async fn a_client_with_an_unknown_status_is_a_400() {
+    let partner = TestApp::spawn().await;
     expect_error(
         partner
             .post("/clients", json!({"name": "x", "status": "paused"}))
@@ -147,24 +156,33 @@ async fn client_accounts_crud_properties_resources_features() {
         "validation_failed",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_client_without_a_name_is_a_400() {
+    let partner = TestApp::spawn().await;
     expect_error(
         partner.post("/clients", json!({"status": "active"})).await,
         400,
         "validation_failed",
     )
     .await;
+}
 
-    // Properties: PUT upserts, GET answers the same shape, DELETE ?name= removes one.
+/// A properties PUT upserts: the keys it names change, the others stay; GET answers the same
+/// shape.
+#[tokio::test]
+async fn putting_client_properties_merges_them_into_the_stored_ones() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
     let path = format!("/clients/{tid}/properties");
     let (status, props) = json(
-        partner
-            .call(
-                "PUT",
-                &path,
-                partner.key(),
-                Some(json!({"properties": {"region": "emea", "tier": 2}})),
-            )
-            .await,
+        put(
+            &partner,
+            &path,
+            json!({"properties": {"region": "emea", "tier": 2}}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 200);
@@ -172,54 +190,71 @@ async fn client_accounts_crud_properties_resources_features() {
         props["data"],
         json!({"properties": {"region": "emea", "tier": 2}})
     );
-    partner
-        .call(
-            "PUT",
-            &path,
-            partner.key(),
-            Some(json!({"properties": {"region": "apac"}})),
-        )
-        .await;
+    put(&partner, &path, json!({"properties": {"region": "apac"}})).await;
     let (_, props) = json(partner.get(&path).await).await;
     assert_eq!(
         props["data"],
         json!({"properties": {"region": "apac", "tier": 2}})
     );
+}
+
+#[tokio::test]
+async fn deleting_a_client_property_by_name_removes_only_that_one() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    let path = client_properties(&partner, &tid).await;
     assert_eq!(
-        partner
-            .call("DELETE", &format!("{path}?name=tier"), partner.key(), None)
+        delete(&partner, &format!("{path}?name=tier"))
             .await
             .status(),
         200
     );
     let (_, props) = json(partner.get(&path).await).await;
     assert_eq!(props["data"], json!({"properties": {"region": "apac"}}));
+}
+
+#[tokio::test]
+async fn deleting_a_client_property_that_is_gone_is_a_404() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    let path = client_properties(&partner, &tid).await;
+    assert_eq!(
+        delete(&partner, &format!("{path}?name=tier"))
+            .await
+            .status(),
+        200
+    );
     expect_error(
-        partner
-            .call("DELETE", &format!("{path}?name=tier"), partner.key(), None)
-            .await,
+        delete(&partner, &format!("{path}?name=tier")).await,
         404,
         "not_found",
     )
     .await;
+}
 
-    // Features: all on by default; switching one off shows, and shared code checks it.
-    let path = format!("/clients/{tid}/features");
-    let (_, features) = json(partner.get(&path).await).await;
+#[tokio::test]
+async fn every_client_feature_is_on_by_default() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    let (_, features) = json(partner.get(&format!("/clients/{tid}/features")).await).await;
     assert!(features["data"]["features"]
         .as_array()
         .unwrap()
         .iter()
         .all(|f| f["enabled"] == true));
+}
+
+#[tokio::test]
+async fn a_client_feature_switched_off_shows_as_off() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
     let (status, features) = json(
-        partner
-            .call(
-                "PUT",
-                &path,
-                partner.key(),
-                Some(json!({"features": [{"name": "public_dashboards", "enabled": false}]})),
-            )
-            .await,
+        put(
+            &partner,
+            &format!("/clients/{tid}/features"),
+            json!({"features": [{"name": "public_dashboards", "enabled": false}]}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 200);
@@ -234,42 +269,52 @@ async fn client_accounts_crud_properties_resources_features() {
         public,
         json!({"name": "public_dashboards", "enabled": false})
     );
-    expect_error(
-        partner
-            .call(
-                "PUT",
-                &path,
-                partner.key(),
-                Some(json!({"features": [{"name": "teleport", "enabled": true}]})),
-            )
-            .await,
-        400,
-        "validation_failed",
-    )
-    .await;
-    expect_error(
-        partner
-            .call(
-                "PUT",
-                &format!("/clients/{tid}/resources"),
-                partner.key(),
-                Some(json!({"resources": [{"name": "api.requests.perDay", "value": 0}]})),
-            )
-            .await,
-        400,
-        "validation_failed",
-    )
-    .await;
+}
 
-    // Seats: a client with one seat takes one user.
-    partner
-        .call(
-            "PUT",
-            &format!("/clients/{tid}/resources"),
-            partner.key(),
-            Some(json!({"resources": [{"name": "company.seats", "value": 1}]})),
+#[tokio::test]
+async fn an_unknown_client_feature_is_a_400() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    expect_error(
+        put(
+            &partner,
+            &format!("/clients/{tid}/features"),
+            json!({"features": [{"name": "teleport", "enabled": true}]}),
         )
-        .await;
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_resource_of_zero_is_a_400() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    expect_error(
+        put(
+            &partner,
+            &format!("/clients/{tid}/resources"),
+            json!({"resources": [{"name": "api.requests.perDay", "value": 0}]}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_with_one_seat_takes_one_user() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    put(
+        &partner,
+        &format!("/clients/{tid}/resources"),
+        json!({"resources": [{"name": "company.seats", "value": 1}]}),
+    )
+    .await;
     partner.user_with_key(&["viewer"], Some(&tid)).await;
     let response = partner
         .call(
@@ -284,25 +329,26 @@ async fn client_accounts_crud_properties_resources_features() {
         body["message"].as_str().unwrap().contains("company.seats"),
         "{body}"
     );
+}
 
-    // Deleting the client removes it, its users, and what lives outside its partition:
-    // key hashes, published links, data source files.
-    partner
-        .call(
-            "PUT",
-            &format!("/clients/{tid}/resources"),
-            partner.key(),
-            Some(json!({"resources": [{"name": "api.requests.perSecond", "value": 1000}]})),
-        )
-        .await;
-    partner
-        .call(
-            "PUT",
-            &format!("/clients/{tid}/features"),
-            partner.key(),
-            Some(json!({"features": [{"name": "public_dashboards", "enabled": true}]})),
-        )
-        .await;
+#[tokio::test]
+async fn a_deleted_client_is_a_404() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client_with_room(&partner).await;
+    delete_client(&partner, &tid).await;
+    expect_error(
+        partner.get(&format!("/clients/{tid}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+/// The files live outside the client's partition, in the bucket.
+#[tokio::test]
+async fn deleting_a_client_removes_its_data_source_files() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client_with_room(&partner).await;
     let (status, ds) = json(
         partner
             .call(
@@ -326,6 +372,19 @@ async fn client_accounts_crud_properties_resources_features() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let prefix = format!("{tid}/datasources/");
+    let stored = partner.state.store.files().list(&prefix).await.unwrap();
+    assert!(!stored.is_empty());
+    delete_client(&partner, &tid).await;
+    let stored = partner.state.store.files().list(&prefix).await.unwrap();
+    assert!(stored.is_empty(), "data source files are gone");
+}
+
+/// The published-link lookups live outside the client's partition, keyed by token hash.
+#[tokio::test]
+async fn deleting_a_client_removes_its_published_link_lookups() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client_with_room(&partner).await;
     let (_, dash) = json(
         partner
             .call(
@@ -350,24 +409,7 @@ async fn client_accounts_crud_properties_resources_features() {
     )
     .await;
     let token = link["data"]["token"].as_str().unwrap().to_owned();
-    let prefix = format!("{tid}/datasources/");
-    let stored = partner.state.store.files().list(&prefix).await.unwrap();
-    assert!(!stored.is_empty());
-    assert_eq!(
-        partner
-            .call("DELETE", &format!("/clients/{tid}"), partner.key(), None)
-            .await
-            .status(),
-        200
-    );
-    expect_error(
-        partner.get(&format!("/clients/{tid}")).await,
-        404,
-        "not_found",
-    )
-    .await;
-    let stored = partner.state.store.files().list(&prefix).await.unwrap();
-    assert!(stored.is_empty(), "data source files are gone");
+    delete_client(&partner, &tid).await;
     let link_item: Option<serde_json::Value> = partner
         .state
         .store
@@ -431,4 +473,58 @@ async fn other_partners_clients_are_404_and_client_id_needs_client_access() {
         )
         .await;
     expect_error(response, 403, "forbidden").await;
+}
+
+/// Creates a client as `partner`; answers its `data`.
+async fn new_client(partner: &TestApp, body: Value) -> Value {
+    let (status, created) = json(partner.post("/clients", body).await).await;
+    assert_eq!(status, 201, "{created}");
+    created["data"].clone()
+}
+
+/// A client in trial; answers its id.
+async fn trial_client(partner: &TestApp) -> String {
+    let trial = new_client(partner, json!({"name": "Trial Co", "status": "trial"})).await;
+    trial["id"].as_str().unwrap().to_owned()
+}
+
+/// A second client, in setup on the professional plan.
+async fn other_client(partner: &TestApp) {
+    new_client(
+        partner,
+        json!({"name": "Other", "status": "setup", "plan": "professional"}),
+    )
+    .await;
+}
+
+/// A trial client whose per-second limit (5) is raised to 1000, so a test's setup inside it
+/// never meets it; answers its id.
+async fn trial_client_with_room(partner: &TestApp) -> String {
+    let tid = trial_client(partner).await;
+    put(
+        partner,
+        &format!("/clients/{tid}/resources"),
+        json!({"resources": [{"name": "api.requests.perSecond", "value": 1000}]}),
+    )
+    .await;
+    tid
+}
+
+/// Gives client `tid` the properties `region: apac, tier: 2`; answers their path.
+async fn client_properties(partner: &TestApp, tid: &str) -> String {
+    let path = format!("/clients/{tid}/properties");
+    put(
+        partner,
+        &path,
+        json!({"properties": {"region": "apac", "tier": 2}}),
+    )
+    .await;
+    path
+}
+
+async fn delete_client(partner: &TestApp, tid: &str) {
+    assert_eq!(
+        delete(partner, &format!("/clients/{tid}")).await.status(),
+        200
+    );
 }

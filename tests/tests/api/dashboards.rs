@@ -3,6 +3,7 @@
 
 use chrono::{Duration, Utc};
 use chrono_tz::America::New_York;
+use pulseboard_tests::fixtures::{delete, put};
 use pulseboard_tests::{expect_error, json, TestApp};
 use serde_json::{json, Value};
 
@@ -161,37 +162,40 @@ async fn data_to_klips_to_a_dashboard_with_hand_computed_values() {
 }
 
 #[tokio::test]
-async fn dashboards_layout_instances_favorites_and_deleted_klips() {
+async fn a_new_dashboard_gets_a_slug_and_is_no_favorite() {
     let app = TestApp::spawn().await;
-    let dash = created(
-        &app,
-        "/dashboards",
-        json!({"name": "Ops", "layout": {"type": "grid", "state": {"columns": 3}}}),
-    )
-    .await;
-    let id = dash["id"].as_str().unwrap().to_owned();
+    let dash = ops(&app).await;
     assert_eq!(dash["slug"], "ops");
     assert_eq!(dash["is_favorite"], false);
+}
 
-    // The layout PUT sends the whole layout.
+/// The layout PUT sends the whole layout: a type without a state is a 400.
+#[tokio::test]
+async fn a_partial_layout_is_a_400() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
     expect_error(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/dashboards/{id}/layout"),
-            app.key(),
-            Some(json!({"type": "grid"})),
+            json!({"type": "grid"}),
         )
         .await,
         400,
         "validation_failed",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_layout_put_replaces_the_layout() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
     let (status, layout) = json(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/dashboards/{id}/layout"),
-            app.key(),
-            Some(json!({"type": "columns", "state": {"widths": [1, 2]}})),
+            json!({"type": "columns", "state": {"widths": [1, 2]}}),
         )
         .await,
     )
@@ -201,51 +205,53 @@ async fn dashboards_layout_instances_favorites_and_deleted_klips() {
         layout["data"],
         json!({"type": "columns", "state": {"widths": [1, 2]}})
     );
+}
 
-    // Favourites are per caller.
-    assert_eq!(
-        app.call(
-            "PUT",
-            &format!("/dashboards/{id}/favorite"),
-            app.key(),
-            None
-        )
-        .await
-        .status(),
-        200
-    );
+#[tokio::test]
+async fn a_favorite_is_the_callers_own() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    favorite(&app, &id).await;
     let (_, shown) = json(app.get("/dashboards/ops").await).await;
     assert_eq!(shown["data"]["is_favorite"], true);
     let (_, editor_key) = app.user_with_key(&["editor"], None).await;
     let (_, theirs) = json(app.call("GET", "/dashboards/ops", &editor_key, None).await).await;
     assert_eq!(theirs["data"]["is_favorite"], false);
+}
+
+#[tokio::test]
+async fn the_list_filters_favorites() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    favorite(&app, &id).await;
     let (_, favs) = json(app.get("/dashboards?is_favorite=true").await).await;
     assert_eq!(favs["meta"]["total"], 1);
+}
+
+#[tokio::test]
+async fn a_favorite_can_be_taken_back() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    favorite(&app, &id).await;
     assert_eq!(
-        app.call(
-            "DELETE",
-            &format!("/dashboards/{id}/favorite"),
-            app.key(),
-            None
-        )
-        .await
-        .status(),
+        delete(&app, &format!("/dashboards/{id}/favorite"))
+            .await
+            .status(),
         200
     );
+    let (_, shown) = json(app.get("/dashboards/ops").await).await;
+    assert_eq!(shown["data"]["is_favorite"], false);
+}
 
-    // Instances: unknown Klips are named; deleting a Klip removes its instances.
-    let klip = created(
-        &app,
-        "/klips",
-        json!({"name": "Count", "type": "number", "query": {"aggregate": "count"}}),
-    )
-    .await;
+#[tokio::test]
+async fn an_unknown_klip_in_the_instances_is_a_400_naming_it() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
     let body = expect_error(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/dashboards/{id}/klip-instances"),
-            app.key(),
-            Some(json!({"klips": [{"klip_id": "missing"}]})),
+            json!({"klips": [{"klip_id": "missing"}]}),
         )
         .await,
         400,
@@ -253,78 +259,88 @@ async fn dashboards_layout_instances_favorites_and_deleted_klips() {
     )
     .await;
     assert_eq!(body["details"][0]["field"], "klips[0].klip_id");
-    app.call(
-        "PUT",
-        &format!("/dashboards/{id}/klip-instances"),
-        app.key(),
-        Some(json!({"klips": [{"klip_id": klip["id"], "region": "main", "position": 0}]})),
-    )
-    .await;
+}
+
+#[tokio::test]
+async fn klip_instances_are_listed_with_the_klips_name() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    let klip = count_klip(&app).await;
+    add_instance(&app, &id, &klip).await;
     let (_, list) = json(app.get(&format!("/dashboards/{id}/klip-instances")).await).await;
     assert_eq!(list["meta"]["total"], 1);
-    let instance = list["data"]["klip_instances"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(list["data"]["klip_instances"][0]["name"], "Count");
-    // The same Klip twice: both widgets carry it (it is read once).
-    app.call(
-        "PUT",
-        &format!("/dashboards/{id}/klip-instances"),
-        app.key(),
-        Some(json!({"klips": [{"klip_id": klip["id"]}]})),
-    )
-    .await;
-    let (_, twice) = json(app.get(&format!("/dashboards/{id}")).await).await;
-    let names: Vec<&str> = twice["data"]["klip_instances"]
-        .as_array()
-        .unwrap()
+}
+
+/// The same Klip twice: both widgets carry it (it is read once).
+#[tokio::test]
+async fn the_same_klip_twice_gives_two_widgets_that_carry_it() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    let klip = count_klip(&app).await;
+    let widgets = same_klip_twice(&app, &id, &klip).await;
+    let names: Vec<&str> = widgets
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["Count", "Count"]);
-    let second = twice["data"]["klip_instances"][1]["id"]
+}
+
+#[tokio::test]
+async fn a_klip_instance_can_be_removed() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    let klip = count_klip(&app).await;
+    let widgets = same_klip_twice(&app, &id, &klip).await;
+    let second = widgets[1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        delete(&app, &format!("/dashboards/{id}/klip-instances/{second}"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_klip_removes_its_instances() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    let klip = count_klip(&app).await;
+    add_instance(&app, &id, &klip).await;
+    let (_, list) = json(app.get(&format!("/dashboards/{id}/klip-instances")).await).await;
+    let instance = list["data"]["klip_instances"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(
-        app.call(
-            "DELETE",
-            &format!("/dashboards/{id}/klip-instances/{second}"),
-            app.key(),
-            None
-        )
-        .await
-        .status(),
-        200
-    );
-    assert_eq!(
-        app.call(
-            "DELETE",
-            &format!("/klips/{}", klip["id"].as_str().unwrap()),
-            app.key(),
-            None
-        )
-        .await
-        .status(),
+        delete(&app, &format!("/klips/{}", klip["id"].as_str().unwrap()))
+            .await
+            .status(),
         200
     );
     let (_, list) = json(app.get(&format!("/dashboards/{id}/klip-instances")).await).await;
     assert_eq!(list["meta"]["total"], 0);
     expect_error(
-        app.call(
-            "DELETE",
-            &format!("/dashboards/{id}/klip-instances/{instance}"),
-            app.key(),
-            None,
-        )
-        .await,
+        delete(&app, &format!("/dashboards/{id}/klip-instances/{instance}")).await,
         404,
         "not_found",
     )
     .await;
+}
 
-    // Stale If-Match on delete: 412, still there; then deleted.
+/// A delete with a stale If-Match is a 412 and leaves the dashboard to a plain delete.
+/// (If-Match compares versions: the layout change makes a v1 tag stale.)
+#[tokio::test]
+async fn a_delete_with_a_stale_etag_is_a_412_and_deletes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    let response = put(
+        &app,
+        &format!("/dashboards/{id}/layout"),
+        json!({"type": "columns", "state": {"widths": [1, 2]}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
     let r = app
         .http
         .delete(app.url(&format!("/dashboards/{id}")))
@@ -334,10 +350,19 @@ async fn dashboards_layout_instances_favorites_and_deleted_klips() {
         .await
         .unwrap();
     expect_error(r, 412, "precondition_failed").await;
+    assert_eq!(app.get(&format!("/dashboards/{id}")).await.status(), 200);
     assert_eq!(
-        app.call("DELETE", &format!("/dashboards/{id}"), app.key(), None)
-            .await
-            .status(),
+        delete(&app, &format!("/dashboards/{id}")).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_dashboard_is_a_404() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    assert_eq!(
+        delete(&app, &format!("/dashboards/{id}")).await.status(),
         200
     );
     expect_error(
@@ -559,4 +584,66 @@ async fn publishing_needs_the_public_dashboards_feature() {
         .as_str()
         .unwrap()
         .contains("dashboard.combined.total"));
+}
+
+/// "Ops", a dashboard with a grid layout; answers it.
+async fn ops(app: &TestApp) -> Value {
+    created(
+        app,
+        "/dashboards",
+        json!({"name": "Ops", "layout": {"type": "grid", "state": {"columns": 3}}}),
+    )
+    .await
+}
+
+async fn ops_id(app: &TestApp) -> String {
+    ops(app).await["id"].as_str().unwrap().to_owned()
+}
+
+/// Makes dashboard `id` a favorite of the bootstrap admin.
+async fn favorite(app: &TestApp, id: &str) {
+    assert_eq!(
+        app.call(
+            "PUT",
+            &format!("/dashboards/{id}/favorite"),
+            app.key(),
+            None
+        )
+        .await
+        .status(),
+        200
+    );
+}
+
+/// "Count", a number Klip without a data source.
+async fn count_klip(app: &TestApp) -> Value {
+    created(
+        app,
+        "/klips",
+        json!({"name": "Count", "type": "number", "query": {"aggregate": "count"}}),
+    )
+    .await
+}
+
+/// Adds `klip` to dashboard `id`, first in the main region.
+async fn add_instance(app: &TestApp, id: &str, klip: &Value) {
+    put(
+        app,
+        &format!("/dashboards/{id}/klip-instances"),
+        json!({"klips": [{"klip_id": klip["id"], "region": "main", "position": 0}]}),
+    )
+    .await;
+}
+
+/// Adds `klip` to dashboard `id` twice; answers the dashboard's widgets.
+async fn same_klip_twice(app: &TestApp, id: &str, klip: &Value) -> Vec<Value> {
+    add_instance(app, id, klip).await;
+    put(
+        app,
+        &format!("/dashboards/{id}/klip-instances"),
+        json!({"klips": [{"klip_id": klip["id"]}]}),
+    )
+    .await;
+    let (_, twice) = json(app.get(&format!("/dashboards/{id}")).await).await;
+    twice["data"]["klip_instances"].as_array().unwrap().clone()
 }

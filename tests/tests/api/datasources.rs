@@ -10,6 +10,9 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use domain::records::Klip;
 use platform::assets::{create, Meta};
+use pulseboard_tests::fixtures::{
+    self, current_etag, delete, get_if_none_match, operation, put, put_if_match,
+};
 use pulseboard_tests::{expect_error, json, serve, Options, TestApp};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,7 +155,7 @@ fn local() -> Options {
 }
 
 #[tokio::test]
-async fn crud_with_slugs_unique_slugs_filters_and_validation() {
+async fn a_new_source_is_a_201_with_its_location_and_push_csv_defaults() {
     let app = TestApp::spawn().await;
     let response = app
         .post(
@@ -180,6 +183,12 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
     assert_eq!(ds["refresh_fail_count"], 0);
     assert_eq!(ds["last_error"], Value::Null);
     assert_eq!(ds["created_by"], app.company.user_id);
+}
+
+#[tokio::test]
+async fn a_source_shows_every_public_field_and_no_company_id() {
+    let app = TestApp::spawn().await;
+    let ds = daily_sales(&app).await;
     for field in [
         "name",
         "description",
@@ -194,8 +203,12 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         assert!(ds.get(field).is_some(), "{field} missing: {ds}");
     }
     assert!(ds.get("company_id").is_none());
+}
 
-    // By id, by slug, and through the alias.
+#[tokio::test]
+async fn a_source_is_found_by_id_by_slug_and_through_the_alias() {
+    let app = TestApp::spawn().await;
+    let id = daily_sales(&app).await["id"].as_str().unwrap().to_owned();
     for path in [
         format!("/datasources/{id}"),
         "/datasources/daily-sales".into(),
@@ -205,8 +218,12 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         assert_eq!(status, 200, "{path}: {got}");
         assert_eq!(got["data"]["id"], id);
     }
+}
 
-    // Slugs: a chosen one taken is 409; a derived one gets a suffix.
+#[tokio::test]
+async fn a_taken_slug_is_a_409() {
+    let app = TestApp::spawn().await;
+    daily_sales(&app).await;
     expect_error(
         app.post(
             "/datasources",
@@ -217,32 +234,48 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         "conflict",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_derived_slug_that_is_taken_gets_a_suffix() {
+    let app = TestApp::spawn().await;
+    daily_sales(&app).await;
     let twin = create_source(&app, json!({"name": "Daily Sales"})).await;
     assert_eq!(twin["slug"], "daily-sales-2");
+}
 
-    // Partial update; renaming the slug frees the old one.
-    let (status, updated) = json(
-        app.call(
-            "PUT",
-            &format!("/datasources/{id}"),
-            app.key(),
-            Some(json!({"slug": "sales", "refresh_interval": 3600})),
-        )
-        .await,
-    )
-    .await;
+#[tokio::test]
+async fn an_update_changes_only_the_fields_it_sends_and_bumps_the_version() {
+    let app = TestApp::spawn().await;
+    let id = daily_sales(&app).await["id"].as_str().unwrap().to_owned();
+    let (status, updated) = json(rename_slug_to_sales(&app, &id).await).await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["data"]["version"], 2);
     assert_eq!(updated["data"]["name"], "Daily Sales");
     assert_eq!(updated["data"]["description"], "by region");
     assert_eq!(updated["data"]["refresh_interval"], 3600);
+}
+
+#[tokio::test]
+async fn after_a_slug_change_the_new_slug_answers_and_the_old_one_is_a_404() {
+    let app = TestApp::spawn().await;
+    let id = daily_sales(&app).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(rename_slug_to_sales(&app, &id).await.status(), 200);
     expect_error(app.get("/datasources/daily-sales").await, 404, "not_found").await;
     assert_eq!(app.get("/datasources/sales").await.status(), 200);
+}
 
-    // A URL source, and what a create must get right.
-    let url = create_source(&app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": "https://example.com/feed", "json_path": "$.items", "headers": {"X-Token": "t"}}})).await;
-    // Header values are write-only: shown masked.
+/// Header values are write-only: shown masked.
+#[tokio::test]
+async fn a_url_source_shows_its_header_values_masked() {
+    let app = TestApp::spawn().await;
+    let url = feed(&app).await;
     assert_eq!(url["properties"]["headers"]["X-Token"], "********");
+}
+
+#[tokio::test]
+async fn a_url_source_without_an_endpoint_url_is_a_400_naming_it() {
+    let app = TestApp::spawn().await;
     let body = expect_error(
         app.post(
             "/datasources",
@@ -257,8 +290,18 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         body["details"][0]["field"], "properties.endpoint_url",
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_url_source_with_a_non_http_endpoint_is_a_400() {
+    let app = TestApp::spawn().await;
     let body = expect_error(app.post("/datasources", json!({"name": "FTP", "connector": "url", "properties": {"endpoint_url": "ftp://example.com/x"}})).await, 400, "validation_failed").await;
     assert!(body["message"].as_str().unwrap().contains("http"), "{body}");
+}
+
+#[tokio::test]
+async fn an_unknown_connector_and_an_unknown_format_are_two_details_of_one_400() {
+    let app = TestApp::spawn().await;
     let body = expect_error(
         app.post(
             "/datasources",
@@ -270,6 +313,11 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
     )
     .await;
     assert_eq!(body["details"].as_array().unwrap().len(), 2, "{body}");
+}
+
+#[tokio::test]
+async fn a_json_path_not_starting_with_a_dollar_is_a_400() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.post(
             "/datasources",
@@ -280,6 +328,11 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         "validation_failed",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_create_with_an_unknown_field_is_a_400() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.post("/datasources", json!({"name": "X", "colour": "red"}))
             .await,
@@ -287,6 +340,11 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         "validation_failed",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_create_without_a_name_is_a_400() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.post("/datasources", json!({"description": "no name"}))
             .await,
@@ -294,13 +352,29 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         "validation_failed",
     )
     .await;
+}
 
-    // Lists, filters and paging.
+#[tokio::test]
+async fn the_list_has_every_source_of_the_company() {
+    let app = TestApp::spawn().await;
+    three_sources(&app).await;
     let (_, list) = json(app.get("/datasources").await).await;
     assert_eq!(list["meta"]["total"], 3);
+}
+
+#[tokio::test]
+async fn the_list_filters_by_connector() {
+    let app = TestApp::spawn().await;
+    let url = three_sources(&app).await;
     let (_, list) = json(app.get("/datasources?connector=url").await).await;
     assert_eq!(list["meta"]["total"], 1);
     assert_eq!(list["data"]["datasources"][0]["id"], url["id"]);
+}
+
+#[tokio::test]
+async fn the_list_filters_by_format_and_disabled_and_pages_with_a_next_link() {
+    let app = TestApp::spawn().await;
+    three_sources(&app).await;
     let (_, list) = json(
         app.get("/datasources?format=csv&disabled=false&limit=1")
             .await,
@@ -312,26 +386,51 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         list["meta"]["next"].as_str().unwrap().contains("offset=1"),
         "{list}"
     );
+}
+
+#[tokio::test]
+async fn the_list_searches_with_q() {
+    let app = TestApp::spawn().await;
+    three_sources(&app).await;
     let (_, list) = json(app.get("/datasources?q=feed").await).await;
     assert_eq!(list["meta"]["total"], 1);
+}
+
+#[tokio::test]
+async fn an_unknown_connector_filter_is_a_400() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.get("/datasources?connector=ftp").await,
         400,
         "bad_request",
     )
     .await;
-    expect_error(app.get("/datasources?colour=red").await, 400, "bad_request").await;
+}
 
-    // Properties: Klipfolio's shape, merged; unknown keys refused.
-    let url_id = url["id"].as_str().unwrap();
+#[tokio::test]
+async fn an_unknown_list_parameter_is_a_400() {
+    let app = TestApp::spawn().await;
+    expect_error(app.get("/datasources?colour=red").await, 400, "bad_request").await;
+}
+
+#[tokio::test]
+async fn properties_are_read_in_klipfolios_shape() {
+    let app = TestApp::spawn().await;
+    let url_id = feed(&app).await["id"].as_str().unwrap().to_owned();
     let (_, props) = json(app.get(&format!("/datasources/{url_id}/properties")).await).await;
     assert_eq!(props["data"]["properties"]["json_path"], "$.items");
+}
+
+/// A properties PUT merges into the stored ones; header values stay masked.
+#[tokio::test]
+async fn a_properties_put_merges_into_the_stored_ones() {
+    let app = TestApp::spawn().await;
+    let url_id = feed(&app).await["id"].as_str().unwrap().to_owned();
     let (status, props) = json(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/datasources/{url_id}/properties"),
-            app.key(),
-            Some(json!({"properties": {"json_path": "$.data.rows"}})),
+            json!({"properties": {"json_path": "$.data.rows"}}),
         )
         .await,
     )
@@ -341,12 +440,17 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         props["data"]["properties"],
         json!({"endpoint_url": "https://example.com/feed", "json_path": "$.data.rows", "headers": {"X-Token": "********"}})
     );
+}
+
+#[tokio::test]
+async fn an_unknown_property_is_a_400_naming_it() {
+    let app = TestApp::spawn().await;
+    let url_id = feed(&app).await["id"].as_str().unwrap().to_owned();
     let body = expect_error(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/datasources/{url_id}/properties"),
-            app.key(),
-            Some(json!({"properties": {"colour": "red"}})),
+            json!({"properties": {"colour": "red"}}),
         )
         .await,
         400,
@@ -354,26 +458,33 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
     )
     .await;
     assert_eq!(body["details"][0]["field"], "properties.colour");
+}
+
+#[tokio::test]
+async fn removing_the_endpoint_url_of_a_url_source_is_a_400() {
+    let app = TestApp::spawn().await;
+    let url_id = feed(&app).await["id"].as_str().unwrap().to_owned();
     expect_error(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/datasources/{url_id}/properties"),
-            app.key(),
-            Some(json!({"properties": {"endpoint_url": null}})),
+            json!({"properties": {"endpoint_url": null}}),
         )
         .await,
         400,
         "validation_failed",
     )
     .await;
+}
 
-    // Delete.
+#[tokio::test]
+async fn a_deleted_source_is_a_404() {
+    let app = TestApp::spawn().await;
+    let twin = create_source(&app, json!({"name": "Daily Sales"})).await;
     assert_eq!(
-        app.call(
-            "DELETE",
-            &format!("/datasources/{}", twin["id"].as_str().unwrap()),
-            app.key(),
-            None
+        delete(
+            &app,
+            &format!("/datasources/{}", twin["id"].as_str().unwrap())
         )
         .await
         .status(),
@@ -386,6 +497,11 @@ async fn crud_with_slugs_unique_slugs_filters_and_validation() {
         "not_found",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_overlong_id_is_a_404() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.get(&format!("/datasources/{}", "x".repeat(2000))).await,
         404,
@@ -513,17 +629,11 @@ async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
 }
 
 #[tokio::test]
-async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
+async fn a_ragged_csv_is_a_400_naming_the_line() {
     let app = TestApp::spawn().await;
-    let ds = create_source(&app, json!({"name": "Sales"})).await;
-    let id = ds["id"].as_str().unwrap();
-    let before = push_csv(&app, id, SALES_CSV).await;
-    let rows_before = rows(&app, id).await;
-    let raw_before = raw(&app, id).await;
-
-    let path = format!("/datasources/{id}/data");
+    let id = sales_with_data(&app).await;
     let body = expect_error(
-        send(&app, "PUT", &path, "text/csv", "a,b\n1,2\n3,4,5\n").await,
+        send(&app, "PUT", &data_path(&id), "text/csv", RAGGED_CSV).await,
         400,
         "bad_request",
     )
@@ -532,8 +642,21 @@ async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
         body["message"].as_str().unwrap().contains("line 3"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn json_pushed_to_a_csv_source_is_a_415_naming_text_csv() {
+    let app = TestApp::spawn().await;
+    let id = sales_with_data(&app).await;
     let body = expect_error(
-        send(&app, "PUT", &path, "application/json", "[{\"a\":1}]").await,
+        send(
+            &app,
+            "PUT",
+            &data_path(&id),
+            "application/json",
+            "[{\"a\":1}]",
+        )
+        .await,
         415,
         "unsupported_media_type",
     )
@@ -542,18 +665,26 @@ async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
         body["message"].as_str().unwrap().contains("text/csv"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_text_plain_push_is_a_415() {
+    let app = TestApp::spawn().await;
+    let id = sales_with_data(&app).await;
     expect_error(
-        send(&app, "PUT", &path, "text/plain", "a\n1\n").await,
+        send(&app, "PUT", &data_path(&id), "text/plain", "a\n1\n").await,
         415,
         "unsupported_media_type",
     )
     .await;
-    let mut big = String::from("a,b\n");
-    while big.len() <= 5 * 1024 * 1024 + 100 {
-        big.push_str("1234567890,abcdefghijklmnopqrstuvwxyz\n");
-    }
+}
+
+#[tokio::test]
+async fn a_push_over_5_mib_is_a_413() {
+    let app = TestApp::spawn().await;
+    let id = sales_with_data(&app).await;
     let body = expect_error(
-        send(&app, "PUT", &path, "text/csv", big.clone()).await,
+        send(&app, "PUT", &data_path(&id), "text/csv", over_5_mib()).await,
         413,
         "payload_too_large",
     )
@@ -562,7 +693,12 @@ async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
         body["message"].as_str().unwrap().contains("5 MiB"),
         "{body}"
     );
-    // Appending past the limit is refused too.
+}
+
+#[tokio::test]
+async fn an_append_that_takes_a_file_past_5_mib_is_a_413() {
+    let app = TestApp::spawn().await;
+    let big = over_5_mib();
     let half = big[..3 * 1024 * 1024]
         .rsplit_once('\n')
         .unwrap()
@@ -573,31 +709,68 @@ async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
     let half_id = half_source["id"].as_str().unwrap();
     push_csv(&app, half_id, &half).await;
     expect_error(
-        send(
-            &app,
-            "POST",
-            &format!("/datasources/{half_id}/data"),
-            "text/csv",
-            half.clone(),
-        )
-        .await,
+        send(&app, "POST", &data_path(half_id), "text/csv", half.clone()).await,
         413,
         "payload_too_large",
     )
     .await;
+}
+
+/// A refused CSV push leaves the version, the rows and the raw file as they were.
+#[tokio::test]
+async fn refused_csv_pushes_leave_the_old_data() {
+    let app = TestApp::spawn().await;
+    let ds = create_source(&app, json!({"name": "Sales"})).await;
+    let id = ds["id"].as_str().unwrap();
+    let before = push_csv(&app, id, SALES_CSV).await;
+    let rows_before = rows(&app, id).await;
+    let raw_before = raw(&app, id).await;
+
+    let path = data_path(id);
+    for (content_type, body, status, code) in [
+        ("text/csv", RAGGED_CSV.to_owned(), 400, "bad_request"),
+        (
+            "application/json",
+            "[{\"a\":1}]".to_owned(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "text/plain",
+            "a\n1\n".to_owned(),
+            415,
+            "unsupported_media_type",
+        ),
+        ("text/csv", over_5_mib(), 413, "payload_too_large"),
+    ] {
+        expect_error(
+            send(&app, "PUT", &path, content_type, body).await,
+            status,
+            code,
+        )
+        .await;
+    }
 
     let after = json(app.get(&format!("/datasources/{id}")).await).await.1["data"].clone();
     assert_eq!(after["version"], before["version"]);
     assert_eq!(after["row_count"], 3);
     assert_eq!(rows(&app, id).await, rows_before);
     assert_eq!(raw(&app, id).await, raw_before);
+}
 
-    let ds = create_source(&app, json!({"name": "Events", "format": "json"})).await;
-    let jid = ds["id"].as_str().unwrap();
-    let path = format!("/datasources/{jid}/data");
-    send(&app, "PUT", &path, "application/json", r#"[{"a":1}]"#).await;
+#[tokio::test]
+async fn malformed_json_is_a_400_invalid_json_naming_the_line() {
+    let app = TestApp::spawn().await;
+    let jid = events_with_data(&app).await;
     let body = expect_error(
-        send(&app, "PUT", &path, "application/json", r#"[{"a":1},"#).await,
+        send(
+            &app,
+            "PUT",
+            &data_path(&jid),
+            "application/json",
+            r#"[{"a":1},"#,
+        )
+        .await,
         400,
         "invalid_json",
     )
@@ -606,11 +779,17 @@ async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
         body["message"].as_str().unwrap().contains("line 1"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn json_rows_with_different_fields_are_a_400_naming_the_row() {
+    let app = TestApp::spawn().await;
+    let jid = events_with_data(&app).await;
     let body = expect_error(
         send(
             &app,
             "PUT",
-            &path,
+            &data_path(&jid),
             "application/json",
             r#"[{"a":1},{"b":2}]"#,
         )
@@ -623,11 +802,17 @@ async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
         body["message"].as_str().unwrap().contains("row 2"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_nested_json_value_is_a_400_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let jid = events_with_data(&app).await;
     let body = expect_error(
         send(
             &app,
             "PUT",
-            &path,
+            &data_path(&jid),
             "application/json",
             r#"[{"a":{"deep":1}}]"#,
         )
@@ -640,13 +825,49 @@ async fn bad_data_is_refused_precisely_and_the_old_data_stays() {
         body["message"].as_str().unwrap().contains("field 'a'"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn csv_pushed_to_a_json_source_is_a_415() {
+    let app = TestApp::spawn().await;
+    let jid = events_with_data(&app).await;
     expect_error(
-        send(&app, "PUT", &path, "text/csv", "a\n1\n").await,
+        send(&app, "PUT", &data_path(&jid), "text/csv", "a\n1\n").await,
         415,
         "unsupported_media_type",
     )
     .await;
-    assert_eq!(rows(&app, jid).await, json!([{"a": 1}]));
+}
+
+#[tokio::test]
+async fn refused_json_pushes_leave_the_old_rows() {
+    let app = TestApp::spawn().await;
+    let jid = events_with_data(&app).await;
+    let path = data_path(&jid);
+    for (content_type, body, status, code) in [
+        ("application/json", r#"[{"a":1},"#, 400, "invalid_json"),
+        (
+            "application/json",
+            r#"[{"a":1},{"b":2}]"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "application/json",
+            r#"[{"a":{"deep":1}}]"#,
+            400,
+            "bad_request",
+        ),
+        ("text/csv", "a\n1\n", 415, "unsupported_media_type"),
+    ] {
+        expect_error(
+            send(&app, "PUT", &path, content_type, body).await,
+            status,
+            code,
+        )
+        .await;
+    }
+    assert_eq!(rows(&app, &jid).await, json!([{"a": 1}]));
 }
 
 #[tokio::test]
@@ -759,44 +980,32 @@ async fn data_pages_with_links_and_downloads_raw() {
 }
 
 #[tokio::test]
-async fn versions_etags_and_enable_disable() {
+async fn a_source_etag_carries_version_1_and_if_none_match_answers_304() {
     let app = TestApp::spawn().await;
-    let ds = create_source(&app, json!({"name": "Sales"})).await;
-    let id = ds["id"].as_str().unwrap().to_owned();
-    let path = format!("/datasources/{id}");
-    let response = app.get(&path).await;
-    let etag = response.headers()[header::ETAG]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let path = source_path(&create_source(&app, json!({"name": "Sales"})).await);
+    let etag = current_etag(&app, &path).await;
     assert!(etag.starts_with("\"v1-"), "{etag}");
-    let again = app
-        .http
-        .get(app.url(&path))
-        .header("kf-api-key", app.key())
-        .header(header::IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let again = get_if_none_match(&app, &path, &etag).await;
     assert_eq!(again.status(), 304);
+}
 
-    let put = |body: Value, tag: &str| {
-        app.http
-            .put(app.url(&path))
-            .header("kf-api-key", app.key())
-            .header(header::IF_MATCH, tag)
-            .json(&body)
-            .send()
-    };
-    let response = put(json!({"name": "Renamed"}), &etag).await.unwrap();
+#[tokio::test]
+async fn a_put_with_the_current_etag_answers_the_next_versions_etag() {
+    let app = TestApp::spawn().await;
+    let path = source_path(&create_source(&app, json!({"name": "Sales"})).await);
+    let etag = current_etag(&app, &path).await;
+    let response = put_if_match(&app, &path, &etag, json!({"name": "Renamed"})).await;
     assert_eq!(response.status(), 200);
-    let new_etag = response.headers()[header::ETAG]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let new_etag = fixtures::etag(&response);
     assert!(new_etag.starts_with("\"v2-"), "{new_etag}");
+}
+
+#[tokio::test]
+async fn a_put_with_a_stale_etag_is_a_412_naming_the_current_version() {
+    let app = TestApp::spawn().await;
+    let (path, stale) = renamed_source(&app).await;
     let body = expect_error(
-        put(json!({"name": "Stale"}), &etag).await.unwrap(),
+        put_if_match(&app, &path, &stale, json!({"name": "Stale"})).await,
         412,
         "precondition_failed",
     )
@@ -805,45 +1014,68 @@ async fn versions_etags_and_enable_disable() {
         body["message"].as_str().unwrap().contains("version 2"),
         "{body}"
     );
-    let stale_push = app
-        .http
-        .put(app.url(&format!("{path}/data")))
-        .header("kf-api-key", app.key())
-        .header(header::IF_MATCH, &etag)
-        .header(header::CONTENT_TYPE, "text/csv")
-        .body(SALES_CSV)
-        .send()
-        .await
-        .unwrap();
-    expect_error(stale_push, 412, "precondition_failed").await;
+}
+
+#[tokio::test]
+async fn a_push_with_a_stale_etag_is_a_412() {
+    let app = TestApp::spawn().await;
+    let (path, stale) = renamed_source(&app).await;
+    expect_error(
+        stale_push(&app, &path, &stale).await,
+        412,
+        "precondition_failed",
+    )
+    .await;
+}
+
+/// Neither a stale PUT nor a stale push changes the source.
+#[tokio::test]
+async fn writes_with_a_stale_etag_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (path, stale) = renamed_source(&app).await;
+    expect_error(
+        put_if_match(&app, &path, &stale, json!({"name": "Stale"})).await,
+        412,
+        "precondition_failed",
+    )
+    .await;
+    expect_error(
+        stale_push(&app, &path, &stale).await,
+        412,
+        "precondition_failed",
+    )
+    .await;
     let (_, now) = json(app.get(&path).await).await;
     assert_eq!(now["data"]["name"], "Renamed");
     assert_eq!(now["data"]["version"], 2);
     assert_eq!(now["data"]["row_count"], 0);
-    // The old ETag no longer answers 304.
-    let again = app
-        .http
-        .get(app.url(&path))
-        .header("kf-api-key", app.key())
-        .header(header::IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
+}
 
-    // Disabled: no pushes, no refreshes (409), both spellings of the operation.
-    let (status, disabled) = json(
-        app.call(
-            "POST",
-            &format!("/datasources/{id}/@/disable"),
-            app.key(),
-            None,
-        )
-        .await,
-    )
-    .await;
+#[tokio::test]
+async fn an_old_etag_no_longer_answers_304() {
+    let app = TestApp::spawn().await;
+    let (path, stale) = renamed_source(&app).await;
+    let again = get_if_none_match(&app, &path, &stale).await;
+    assert_eq!(again.status(), 200);
+}
+
+#[tokio::test]
+async fn a_disabled_source_shows_as_disabled() {
+    let app = TestApp::spawn().await;
+    let id = create_source(&app, json!({"name": "Sales"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, disabled) =
+        json(operation(&app, &format!("/datasources/{id}/@/disable")).await).await;
     assert_eq!(status, 200, "{disabled}");
     assert_eq!(disabled["data"]["disabled"], true);
+}
+
+#[tokio::test]
+async fn a_disabled_source_refuses_a_push_with_a_409_saying_why() {
+    let app = TestApp::spawn().await;
+    let path = disabled_source(&app).await;
     let body = expect_error(
         send(&app, "PUT", &format!("{path}/data"), "text/csv", SALES_CSV).await,
         409,
@@ -854,34 +1086,50 @@ async fn versions_etags_and_enable_disable() {
         body["message"].as_str().unwrap().contains("disabled"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_disabled_source_refuses_an_append_with_a_409() {
+    let app = TestApp::spawn().await;
+    let path = disabled_source(&app).await;
     expect_error(
         send(&app, "POST", &format!("{path}/data"), "text/csv", SALES_CSV).await,
         409,
         "conflict",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_disabled_source_refuses_a_refresh_with_a_409() {
+    let app = TestApp::spawn().await;
+    let path = disabled_source(&app).await;
     expect_error(
-        app.call("POST", &format!("{path}/refresh"), app.key(), None)
-            .await,
+        operation(&app, &format!("{path}/refresh")).await,
         409,
         "conflict",
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_list_filters_disabled_sources() {
+    let app = TestApp::spawn().await;
+    disabled_source(&app).await;
     let (_, list) = json(app.get("/datasources?disabled=true").await).await;
     assert_eq!(list["meta"]["total"], 1);
-    let (status, enabled) = json(
-        app.call("POST", &format!("{path}/enable"), app.key(), None)
-            .await,
-    )
-    .await;
+}
+
+#[tokio::test]
+async fn an_enabled_source_takes_pushes_and_refreshes_again() {
+    let app = TestApp::spawn().await;
+    let path = disabled_source(&app).await;
+    let (status, enabled) = json(operation(&app, &format!("{path}/enable")).await).await;
     assert_eq!(status, 200);
     assert_eq!(enabled["data"]["disabled"], false);
-    push_csv(&app, &id, SALES_CSV).await;
-    let (status, refreshed) = json(
-        app.call("POST", &format!("{path}/@/refresh"), app.key(), None)
-            .await,
-    )
-    .await;
+    let id = path.trim_start_matches("/datasources/");
+    push_csv(&app, id, SALES_CSV).await;
+    let (status, refreshed) = json(operation(&app, &format!("{path}/@/refresh")).await).await;
     assert_eq!(status, 200, "{refreshed}");
     assert_eq!(refreshed["data"]["refresh"], json!({"status": "succeeded"}));
 }
@@ -1091,16 +1339,13 @@ async fn other_companies_get_404_and_viewers_see_only_what_is_shared_with_them()
     assert_eq!(list["meta"]["total"], 2);
 }
 
+/// The feed redirects to `/json`; the refresh follows it and keeps the rows at the json_path.
 #[tokio::test]
-async fn url_connector_fetches_json_and_csv_and_keeps_the_last_good_data_on_failure() {
+async fn a_url_refresh_follows_a_redirect_and_takes_the_rows_at_the_json_path() {
     let app = TestApp::spawn_with(local()).await;
     let server = endpoint().await;
-    let ds = create_source(&app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/to-json", server.base), "json_path": "$.data.rows"}})).await;
-    let id = ds["id"].as_str().unwrap().to_owned();
-    let refresh_path = format!("/datasources/{id}/refresh");
-    let refresh = || app.call("POST", &refresh_path, app.key(), None);
-
-    let (status, body) = json(refresh().await).await;
+    let id = redirecting_feed(&app, &server).await;
+    let (status, body) = json(refresh(&app, &id).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["data"]["refresh"],
@@ -1110,31 +1355,50 @@ async fn url_connector_fetches_json_and_csv_and_keeps_the_last_good_data_on_fail
     assert_eq!(body["data"]["row_count"], 2);
     assert_eq!(body["data"]["refresh_fail_count"], 0);
     assert!(body["data"]["date_last_refresh"].is_string());
+    assert_eq!(rows(&app, &id).await, feed_rows());
+}
+
+#[tokio::test]
+async fn the_raw_file_of_a_json_url_source_is_the_picked_array() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let id = redirecting_feed(&app, &server).await;
+    let (status, body) = json(refresh(&app, &id).await).await;
+    assert_eq!(status, 200, "{body}");
     let good = rows(&app, &id).await;
-    assert_eq!(
-        good,
-        json!([{"day": "2026-11-01", "sales": 10}, {"day": "2026-11-02", "sales": 12.5}])
-    );
+    assert_eq!(good, feed_rows());
     let (_, file) = raw(&app, &id).await;
     assert_eq!(
         serde_json::from_str::<Value>(&file).unwrap(),
         good,
         "the raw file is the picked array"
     );
+}
+
+/// An HTTP error, then an answer that is not JSON: each failed refresh is counted and
+/// stored as the last error, and the last good rows stay.
+#[tokio::test]
+async fn failed_refreshes_are_counted_and_keep_the_last_good_data() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let id = redirecting_feed(&app, &server).await;
+    let (status, body) = json(refresh(&app, &id).await).await;
+    assert_eq!(status, 200, "{body}");
+    let good = rows(&app, &id).await;
+    assert_eq!(good, feed_rows());
 
     for (path, fails, expected) in [("/fail", 1, "500"), ("/garbage", 2, "not valid JSON")] {
         let (status, _) = json(
-            app.call(
-                "PUT",
+            put(
+                &app,
                 &format!("/datasources/{id}/properties"),
-                app.key(),
-                Some(json!({"properties": {"endpoint_url": format!("{}{path}", server.base)}})),
+                json!({"properties": {"endpoint_url": format!("{}{path}", server.base)}}),
             )
             .await,
         )
         .await;
         assert_eq!(status, 200);
-        let (status, body) = json(refresh().await).await;
+        let (status, body) = json(refresh(&app, &id).await).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["data"]["refresh"]["status"], "failed", "{body}");
         assert_eq!(body["data"]["refresh_fail_count"], fails);
@@ -1144,9 +1408,14 @@ async fn url_connector_fetches_json_and_csv_and_keeps_the_last_good_data_on_fail
         assert_eq!(body["data"]["row_count"], 2);
         assert_eq!(rows(&app, &id).await, good);
     }
-    // A json_path that misses fails clearly, too.
-    app.call("PUT", &format!("/datasources/{id}/properties"), app.key(), Some(json!({"properties": {"endpoint_url": format!("{}/json", server.base), "json_path": "$.data.cols"}}))).await;
-    let (_, body) = json(refresh().await).await;
+}
+
+#[tokio::test]
+async fn a_json_path_that_misses_fails_the_refresh_naming_the_missing_key() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let id = missing_json_path_feed(&app, &server).await;
+    let (_, body) = json(refresh(&app, &id).await).await;
     assert!(
         body["data"]["last_error"]
             .as_str()
@@ -1154,88 +1423,88 @@ async fn url_connector_fetches_json_and_csv_and_keeps_the_last_good_data_on_fail
             .contains("$.data has no 'cols'"),
         "{body}"
     );
-    // Back to a good endpoint: the counters reset.
-    app.call(
-        "PUT",
+}
+
+#[tokio::test]
+async fn a_good_refresh_after_a_failure_resets_the_fail_count_and_error() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let id = missing_json_path_feed(&app, &server).await;
+    let (_, failed) = json(refresh(&app, &id).await).await;
+    assert_eq!(failed["data"]["refresh"]["status"], "failed", "{failed}");
+    put(
+        &app,
         &format!("/datasources/{id}/properties"),
-        app.key(),
-        Some(json!({"properties": {"json_path": "$.data.rows"}})),
+        json!({"properties": {"json_path": "$.data.rows"}}),
     )
     .await;
-    let (_, body) = json(refresh().await).await;
+    let (_, body) = json(refresh(&app, &id).await).await;
     assert_eq!(body["data"]["refresh"]["status"], "succeeded", "{body}");
     assert_eq!(body["data"]["refresh_fail_count"], 0);
     assert_eq!(body["data"]["last_error"], Value::Null);
+}
 
-    // CSV, by the source's format.
+/// A URL source without a format is CSV, and its answer is read as CSV.
+#[tokio::test]
+async fn a_csv_url_source_reads_the_answer_as_csv() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
     let csv = create_source(&app, json!({"name": "CSV feed", "connector": "url", "properties": {"endpoint_url": format!("{}/csv", server.base)}})).await;
-    let (_, body) = json(
-        app.call(
-            "POST",
-            &format!("/datasources/{}/refresh", csv["id"].as_str().unwrap()),
-            app.key(),
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (_, body) = json(refresh(&app, csv["id"].as_str().unwrap()).await).await;
     assert_eq!(body["data"]["refresh"]["status"], "succeeded", "{body}");
     assert_eq!(body["data"]["row_count"], 3);
     assert_eq!(
         body["data"]["columns"][1],
         json!({"name": "sales", "type": "number"})
     );
+}
 
-    // Configured headers are sent.
-    let secret = create_source(&app, json!({"name": "Secret", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/secret", server.base), "headers": {"X-Token": "s3cret"}}})).await;
-    let (_, body) = json(
-        app.call(
-            "POST",
-            &format!("/datasources/{}/refresh", secret["id"].as_str().unwrap()),
-            app.key(),
-            None,
-        )
-        .await,
-    )
-    .await;
+#[tokio::test]
+async fn configured_headers_are_sent_to_the_endpoint() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let sid = secret_feed(&app, &server).await;
+    let (_, body) = json(refresh(&app, &sid).await).await;
     assert_eq!(body["data"]["refresh"]["status"], "succeeded", "{body}");
     assert_eq!(body["data"]["row_count"], 1);
-    // The token is never shown, and sending the mask back keeps it.
-    let sid = secret["id"].as_str().unwrap();
+}
+
+#[tokio::test]
+async fn a_header_token_is_never_shown() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let sid = secret_feed(&app, &server).await;
+    let (_, body) = json(refresh(&app, &sid).await).await;
     assert_eq!(body["data"]["properties"]["headers"]["X-Token"], "********");
     let (_, shown) = json(app.get(&format!("/datasources/{sid}/properties")).await).await;
     assert_eq!(
         shown["data"]["properties"]["headers"]["X-Token"],
         "********"
     );
-    let put = app
-        .call(
-            "PUT",
-            &format!("/datasources/{sid}/properties"),
-            app.key(),
-            Some(json!({"properties": {"headers": {"X-Token": "********"}}})),
-        )
-        .await;
-    assert_eq!(put.status(), 200);
-    let put = app
-        .call(
-            "PUT",
-            &format!("/datasources/{sid}"),
-            app.key(),
-            Some(json!({"properties": shown["data"]["properties"]})),
-        )
-        .await;
-    assert_eq!(put.status(), 200);
-    let (_, again) = json(
-        app.call(
-            "POST",
-            &format!("/datasources/{sid}/refresh"),
-            app.key(),
-            None,
-        )
-        .await,
+}
+
+/// The mask sent back, through the properties PUT or the source PUT, keeps the token.
+#[tokio::test]
+async fn sending_the_masked_header_back_keeps_the_token() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let sid = secret_feed(&app, &server).await;
+    let (_, shown) = json(app.get(&format!("/datasources/{sid}/properties")).await).await;
+    let response = put(
+        &app,
+        &format!("/datasources/{sid}/properties"),
+        json!({"properties": {"headers": {"X-Token": "********"}}}),
     )
     .await;
+    assert_eq!(response.status(), 200);
+    let response = put(
+        &app,
+        &format!("/datasources/{sid}"),
+        json!({"properties": shown["data"]["properties"]}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (_, again) = json(refresh(&app, &sid).await).await;
     assert_eq!(again["data"]["refresh"]["status"], "succeeded", "{again}");
 }
 
@@ -1420,4 +1689,140 @@ async fn concurrent_appends_lose_no_rows_and_old_copies_are_pruned() {
         })
         .collect();
     assert!(copies.len() <= 2, "{copies:?}");
+}
+
+/// "Daily Sales" (slug `daily-sales`), a push CSV source with a description; answers it.
+async fn daily_sales(app: &TestApp) -> Value {
+    create_source(
+        app,
+        json!({"name": "Daily Sales", "description": "by region"}),
+    )
+    .await
+}
+
+/// Changes source `id`'s slug to `sales` and its refresh interval to an hour.
+async fn rename_slug_to_sales(app: &TestApp, id: &str) -> reqwest::Response {
+    put(
+        app,
+        &format!("/datasources/{id}"),
+        json!({"slug": "sales", "refresh_interval": 3600}),
+    )
+    .await
+}
+
+/// "Feed", a JSON URL source with a json_path and a secret header; answers it.
+async fn feed(app: &TestApp) -> Value {
+    create_source(app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": "https://example.com/feed", "json_path": "$.items", "headers": {"X-Token": "t"}}})).await
+}
+
+/// Two push CSV sources, both "Daily Sales", and the URL source "Feed", which it answers.
+async fn three_sources(app: &TestApp) -> Value {
+    daily_sales(app).await;
+    create_source(app, json!({"name": "Daily Sales"})).await;
+    feed(app).await
+}
+
+fn source_path(ds: &Value) -> String {
+    format!("/datasources/{}", ds["id"].as_str().unwrap())
+}
+
+fn data_path(id: &str) -> String {
+    format!("/datasources/{id}/data")
+}
+
+/// A CSV whose third line has a field too many.
+const RAGGED_CSV: &str = "a,b\n1,2\n3,4,5\n";
+
+/// A valid CSV just over the 5 MiB push limit.
+fn over_5_mib() -> String {
+    let mut big = String::from("a,b\n");
+    while big.len() <= 5 * 1024 * 1024 + 100 {
+        big.push_str("1234567890,abcdefghijklmnopqrstuvwxyz\n");
+    }
+    big
+}
+
+/// A CSV source holding [`SALES_CSV`]; answers its id.
+async fn sales_with_data(app: &TestApp) -> String {
+    let ds = create_source(app, json!({"name": "Sales"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    push_csv(app, &id, SALES_CSV).await;
+    id
+}
+
+/// A JSON source holding the one row `{"a": 1}`; answers its id.
+async fn events_with_data(app: &TestApp) -> String {
+    let ds = create_source(app, json!({"name": "Events", "format": "json"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    let response = send(
+        app,
+        "PUT",
+        &data_path(&id),
+        "application/json",
+        r#"[{"a":1}]"#,
+    )
+    .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    id
+}
+
+/// A source renamed once through a PUT with its first ETag (now version 2); answers its
+/// path and that first, now stale, ETag.
+async fn renamed_source(app: &TestApp) -> (String, String) {
+    let path = source_path(&create_source(app, json!({"name": "Sales"})).await);
+    let etag = current_etag(app, &path).await;
+    let response = put_if_match(app, &path, &etag, json!({"name": "Renamed"})).await;
+    assert_eq!(response.status(), 200);
+    (path, etag)
+}
+
+/// A CSV push to the source at `path` with `If-Match: tag`.
+async fn stale_push(app: &TestApp, path: &str, tag: &str) -> reqwest::Response {
+    app.http
+        .put(app.url(&format!("{path}/data")))
+        .header("kf-api-key", app.key())
+        .header(header::IF_MATCH, tag)
+        .header(header::CONTENT_TYPE, "text/csv")
+        .body(SALES_CSV)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A push source, disabled; answers its path.
+async fn disabled_source(app: &TestApp) -> String {
+    let path = source_path(&create_source(app, json!({"name": "Sales"})).await);
+    let (status, disabled) = json(operation(app, &format!("{path}/@/disable")).await).await;
+    assert_eq!(status, 200, "{disabled}");
+    path
+}
+
+async fn refresh(app: &TestApp, id: &str) -> reqwest::Response {
+    operation(app, &format!("/datasources/{id}/refresh")).await
+}
+
+/// The rows at `$.data.rows` of the endpoint's `/json`.
+fn feed_rows() -> Value {
+    json!([{"day": "2026-11-01", "sales": 10}, {"day": "2026-11-02", "sales": 12.5}])
+}
+
+/// A JSON URL source on the endpoint's `/to-json` (a redirect to `/json`), picking
+/// `$.data.rows`; answers its id.
+async fn redirecting_feed(app: &TestApp, server: &Endpoint) -> String {
+    let ds = create_source(app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/to-json", server.base), "json_path": "$.data.rows"}})).await;
+    ds["id"].as_str().unwrap().to_owned()
+}
+
+/// A JSON URL source on the endpoint's `/json` whose json_path `$.data.cols` is not in the
+/// answer; answers its id.
+async fn missing_json_path_feed(app: &TestApp, server: &Endpoint) -> String {
+    let ds = create_source(app, json!({"name": "Feed", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/json", server.base), "json_path": "$.data.cols"}})).await;
+    ds["id"].as_str().unwrap().to_owned()
+}
+
+/// A JSON URL source on the endpoint's `/secret`, which answers only with the `X-Token`
+/// header the source is configured with; answers its id.
+async fn secret_feed(app: &TestApp, server: &Endpoint) -> String {
+    let secret = create_source(app, json!({"name": "Secret", "connector": "url", "format": "json", "properties": {"endpoint_url": format!("{}/secret", server.base), "headers": {"X-Token": "s3cret"}}})).await;
+    secret["id"].as_str().unwrap().to_owned()
 }

@@ -1,6 +1,7 @@
 //! The klips function: CRUD with slugs, schema, versions, share rights and visibility,
 //! annotations, and values that follow the data.
 
+use pulseboard_tests::fixtures::{current_etag, delete, get_if_none_match, put, put_if_match};
 use pulseboard_tests::{expect_error, json, TestApp};
 use serde_json::{json, Value};
 
@@ -11,58 +12,84 @@ async fn new_klip(app: &TestApp, body: Value) -> Value {
 }
 
 #[tokio::test]
-async fn klips_crud_with_slugs_versions_and_etags() {
+async fn a_new_klip_gets_a_slug_version_1_and_its_value() {
     let app = TestApp::spawn().await;
-    let klip = new_klip(&app, json!({"name": "Q3 Revenue", "type": "number", "query": {"value": "amount", "aggregate": "sum"}, "display": {"format": "currency", "target": 100}})).await;
-    let id = klip["id"].as_str().unwrap().to_owned();
+    let klip = q3_revenue(&app).await;
     assert_eq!(klip["slug"], "q3-revenue");
     assert_eq!(klip["version"], 1);
     assert_eq!(klip["value"]["current"], 0.0, "{klip}");
     assert_eq!(klip["value"]["status"], "bad");
-    // Slugs are unique per company: a second one gets a suffix, a chosen taken one is a 409.
-    let again = new_klip(
-        &app,
-        json!({"name": "Q3 revenue", "type": "number", "query": {"aggregate": "count"}}),
-    )
-    .await;
-    assert_eq!(again["slug"], "q3-revenue-2");
-    expect_error(app.post("/klips", json!({"name": "x", "slug": "q3-revenue", "type": "number", "query": {"aggregate": "count"}})).await, 409, "conflict").await;
+}
 
-    // By id or slug, with an ETag; If-None-Match answers 304.
+/// Slugs are unique per company: a second one derived from the same name gets a suffix.
+#[tokio::test]
+async fn a_derived_slug_that_is_taken_gets_a_suffix() {
+    let app = TestApp::spawn().await;
+    q3_revenue(&app).await;
+    let again = q3_revenue_count(&app).await;
+    assert_eq!(again["slug"], "q3-revenue-2");
+}
+
+#[tokio::test]
+async fn a_taken_slug_is_a_409() {
+    let app = TestApp::spawn().await;
+    q3_revenue(&app).await;
+    expect_error(app.post("/klips", json!({"name": "x", "slug": "q3-revenue", "type": "number", "query": {"aggregate": "count"}})).await, 409, "conflict").await;
+}
+
+#[tokio::test]
+async fn a_klip_is_found_by_its_slug() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
     let response = app.get("/klips/q3-revenue").await;
     assert_eq!(response.status(), 200);
-    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
     let (_, shown) = json(response).await;
     assert_eq!(shown["data"]["id"], id.as_str());
-    let r = app
-        .http
-        .get(app.url(&format!("/klips/{id}")))
-        .header("kf-api-key", app.key())
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 304);
+}
 
-    // A PUT with the current ETag succeeds; a stale one is 412 and changes nothing.
-    let put = |tag: &str, body: Value| {
-        app.http
-            .put(app.url(&format!("/klips/{id}")))
-            .header("kf-api-key", app.key())
-            .header("if-match", tag.to_owned())
-            .json(&body)
-            .send()
-    };
+/// The ETag of a read by slug answers 304 to an If-None-Match read by id.
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_answers_304() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
+    let etag = current_etag(&app, "/klips/q3-revenue").await;
+    let r = get_if_none_match(&app, &format!("/klips/{id}"), &etag).await;
+    assert_eq!(r.status(), 304);
+}
+
+#[tokio::test]
+async fn a_put_with_the_current_etag_bumps_the_version() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
+    let etag = current_etag(&app, "/klips/q3-revenue").await;
     let (status, updated) = json(
-        put(&etag, json!({"name": "Q3 Revenue (EUR)"}))
-            .await
-            .unwrap(),
+        put_if_match(
+            &app,
+            &format!("/klips/{id}"),
+            &etag,
+            json!({"name": "Q3 Revenue (EUR)"}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["data"]["version"], 2);
+}
+
+/// A PUT with a stale ETag is a 412 and changes nothing.
+#[tokio::test]
+async fn a_put_with_a_stale_etag_is_a_412_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
+    let stale = rename_to_eur(&app, &id).await;
     let body = expect_error(
-        put(&etag, json!({"name": "lost update"})).await.unwrap(),
+        put_if_match(
+            &app,
+            &format!("/klips/{id}"),
+            &stale,
+            json!({"name": "lost update"}),
+        )
+        .await,
         412,
         "precondition_failed",
     )
@@ -70,8 +97,11 @@ async fn klips_crud_with_slugs_versions_and_etags() {
     assert!(body["message"].as_str().unwrap().contains("version"));
     let (_, shown) = json(app.get(&format!("/klips/{id}")).await).await;
     assert_eq!(shown["data"]["name"], "Q3 Revenue (EUR)");
+}
 
-    // Validation names the field.
+#[tokio::test]
+async fn an_unknown_type_and_a_missing_value_are_both_named() {
+    let app = TestApp::spawn().await;
     let body = expect_error(
         app.post(
             "/klips",
@@ -92,6 +122,11 @@ async fn klips_crud_with_slugs_versions_and_etags() {
         fields.contains(&"type") && fields.contains(&"query.value"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn an_unknown_query_field_is_a_400_naming_it() {
+    let app = TestApp::spawn().await;
     let body = expect_error(app.post("/klips", json!({"name": "bad", "type": "line", "query": {"aggregate": "sum", "value": "x", "colour": 1}})).await, 400, "validation_failed").await;
     assert!(
         body["details"][0]["field"]
@@ -100,19 +135,33 @@ async fn klips_crud_with_slugs_versions_and_etags() {
             .contains("colour"),
         "{body}"
     );
-    expect_error(app.post("/klips", json!({"name": "bad", "type": "line", "datasource_id": "nope", "query": {"aggregate": "count"}})).await, 400, "validation_failed").await;
+}
 
-    // Schema GET/PUT.
+#[tokio::test]
+async fn an_unknown_data_source_is_a_400() {
+    let app = TestApp::spawn().await;
+    expect_error(app.post("/klips", json!({"name": "bad", "type": "line", "datasource_id": "nope", "query": {"aggregate": "count"}})).await, 400, "validation_failed").await;
+}
+
+#[tokio::test]
+async fn the_schema_shows_the_klips_type() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
     let (_, schema) = json(app.get(&format!("/klips/{id}/schema")).await).await;
     assert_eq!(schema["data"]["type"], "number");
+}
+
+/// A schema PUT is an update like any other: after one rename (version 2) it makes version 3.
+#[tokio::test]
+async fn a_schema_put_changes_the_type_as_a_new_version() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
+    rename_to_eur(&app, &id).await;
     let (status, _) = json(
-        app.call(
-            "PUT",
+        put(
+            &app,
             &format!("/klips/{id}/schema"),
-            app.key(),
-            Some(
-                json!({"type": "gauge", "query": {"aggregate": "count"}, "display": {"target": 0}}),
-            ),
+            json!({"type": "gauge", "query": {"aggregate": "count"}, "display": {"target": 0}}),
         )
         .await,
     )
@@ -121,18 +170,32 @@ async fn klips_crud_with_slugs_versions_and_etags() {
     let (_, shown) = json(app.get(&format!("/klips/{id}")).await).await;
     assert_eq!(shown["data"]["type"], "gauge");
     assert_eq!(shown["data"]["version"], 3);
+}
 
-    // Delete, then 404; another company never sees it.
+#[tokio::test]
+async fn another_company_never_sees_a_klip_by_id_or_slug() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
+    q3_revenue_count(&app).await;
     let other = TestApp::spawn().await;
     expect_error(other.get(&format!("/klips/{id}")).await, 404, "not_found").await;
     expect_error(other.get("/klips/q3-revenue-2").await, 404, "not_found").await;
-    assert_eq!(
-        app.call("DELETE", &format!("/klips/{id}"), app.key(), None)
-            .await
-            .status(),
-        200
-    );
+}
+
+#[tokio::test]
+async fn a_deleted_klip_is_a_404() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
+    delete_klip(&app, &id).await;
     expect_error(app.get(&format!("/klips/{id}")).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_deleted_klip_leaves_the_list() {
+    let app = TestApp::spawn().await;
+    let id = q3_revenue_id(&app).await;
+    q3_revenue_count(&app).await;
+    delete_klip(&app, &id).await;
     let (_, list) = json(app.get("/klips").await).await;
     assert_eq!(list["meta"]["total"], 1);
 }
@@ -388,4 +451,37 @@ async fn refresh_stores_the_error_of_a_deleted_data_source_and_sub_lists_page() 
         "bad_request",
     )
     .await;
+}
+
+/// "Q3 Revenue" (slug `q3-revenue`), a currency number with a target of 100 and no data
+/// source; answers it.
+async fn q3_revenue(app: &TestApp) -> Value {
+    new_klip(app, json!({"name": "Q3 Revenue", "type": "number", "query": {"value": "amount", "aggregate": "sum"}, "display": {"format": "currency", "target": 100}})).await
+}
+
+async fn q3_revenue_id(app: &TestApp) -> String {
+    q3_revenue(app).await["id"].as_str().unwrap().to_owned()
+}
+
+/// "Q3 revenue", a count whose derived slug is `q3-revenue` too; answers it.
+async fn q3_revenue_count(app: &TestApp) -> Value {
+    new_klip(
+        app,
+        json!({"name": "Q3 revenue", "type": "number", "query": {"aggregate": "count"}}),
+    )
+    .await
+}
+
+/// Renames Klip `id` to "Q3 Revenue (EUR)" with a PUT under its current ETag (version 1 to
+/// 2); answers that ETag, now stale.
+async fn rename_to_eur(app: &TestApp, id: &str) -> String {
+    let path = format!("/klips/{id}");
+    let etag = current_etag(app, &path).await;
+    let response = put_if_match(app, &path, &etag, json!({"name": "Q3 Revenue (EUR)"})).await;
+    assert_eq!(response.status(), 200);
+    etag
+}
+
+async fn delete_klip(app: &TestApp, id: &str) {
+    assert_eq!(delete(app, &format!("/klips/{id}")).await.status(), 200);
 }

@@ -170,3 +170,32 @@ fn every_event_of_the_template_leads_to_routes_of_its_function() {
         );
     }
 }
+
+#[test]
+fn the_report_workers_triggers_are_the_ones_the_code_expects() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let events = &template["Resources"]["ReportWorkerFunction"]["Properties"]["Events"];
+    let stream = &events["QueuedRuns"]["Properties"];
+    assert_eq!(
+        stream["FilterCriteria"]["Filters"][0]["Pattern"].as_str(),
+        Some(pulseboard_report_worker::stream::FILTER_PATTERN),
+        "the stream filter in template.yaml and the worker's filter differ"
+    );
+    assert_eq!(
+        stream["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert_eq!(
+        stream["BatchSize"].as_u64(),
+        Some(pulseboard_cli::events::BATCH_SIZE as u64)
+    );
+    assert_eq!(
+        stream["MaximumRetryAttempts"].as_u64(),
+        Some(u64::from(pulseboard_cli::events::MAX_RETRIES))
+    );
+    assert_eq!(
+        events["SchedulerTick"]["Properties"]["Input"].as_str(),
+        Some(pulseboard_report_worker::TICK_INPUT)
+    );
+}

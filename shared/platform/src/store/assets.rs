@@ -37,6 +37,20 @@ pub enum AssetRefused {
     Gone,
 }
 
+/// The item of an asset; one due for background work is also in the `gsi1` due index.
+fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, ApiError> {
+    let meta = asset.meta();
+    let mut item = to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), asset)?;
+    if let Some(due) = asset.due_at() {
+        item.insert("gsi1pk".into(), super::s(keys::due_index()));
+        item.insert(
+            "gsi1sk".into(),
+            super::s(format!("{due}#{}#{}", meta.company_id, meta.id)),
+        );
+    }
+    Ok(item)
+}
+
 impl Assets<'_> {
     /// The id a slug stands for, if it is claimed.
     pub async fn id_of_slug<A: Asset>(
@@ -52,7 +66,7 @@ impl Assets<'_> {
     pub async fn create<A: Asset>(&self, asset: &A) -> Result<(), WriteError<AssetRefused>> {
         let meta = asset.meta();
         let mut tx = self.0.transaction();
-        let item = tx.create(&keys::asset(A::KIND, &meta.company_id, &meta.id), asset)?;
+        let item = tx.create_item(asset_item(asset)?)?;
         tx.create(
             &keys::slug(A::KIND, &meta.company_id, &meta.slug),
             &SlugClaim {
@@ -76,7 +90,7 @@ impl Assets<'_> {
         let (old_meta, meta) = (old.meta(), new.meta());
         let mut tx = self.0.transaction();
         let item = tx.put_item_if(
-            to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), new)?,
+            asset_item(new)?,
             "attribute_exists(pk) AND #meta.#version = :v",
             &[("#meta", "meta"), ("#version", "version")],
             vec![(":v", n(old_meta.version))],

@@ -90,4 +90,26 @@ impl Files<'_> {
             .filter_map(|o| o.key)
             .collect())
     }
+
+    /// A URL that reads the file without credentials until `expires_in` has passed.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        file_name: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<String, ApiError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| ApiError::internal(format!("presigning: {e}")))?;
+        let request = self
+            .0
+            .s3
+            .get_object()
+            .bucket(&self.0.bucket)
+            .key(key)
+            .response_content_disposition(format!("attachment; filename=\"{file_name}\""))
+            .presigned(config)
+            .await
+            .map_err(|e| s3_error("GetObject", e))?;
+        Ok(request.uri().to_owned())
+    }
 }

@@ -62,3 +62,24 @@ pub fn login_failures(email: &str, window: i64) -> Key {
         format!("W#{window}"),
     )
 }
+/// A run of a report (its id sorts by time, so the runs of a report list in order).
+pub fn run(company: &str, report: &str, run: &str) -> Key {
+    Key::new(company_pk(company), format!("RUN#{report}#{run}"))
+}
+/// The prefix of every run of a report.
+pub fn runs_of(report: &str) -> String {
+    format!("RUN#{report}#")
+}
+/// An `Idempotency-Key` of `POST /reports/{id}/generate` (its hash), pointing at its run.
+pub fn idempotency(company: &str, report: &str, key_hash: &str) -> Key {
+    Key::new(company_pk(company), format!("IDEM#{report}#{key_hash}"))
+}
+/// The `gsi1` partition of everything due for work at a time (scheduled reports).
+pub fn due_index() -> String {
+    "DUE#".to_owned()
+}
+/// Where a run's file lives in the bucket (one fixed key per run: a retried generation
+/// overwrites its own file, never makes a second one).
+pub fn report_file(company: &str, report: &str, run: &str, extension: &str) -> String {
+    format!("{company}/reports/{report}/{run}/report.{extension}")
+}

@@ -19,10 +19,14 @@
 //! | slug claim | `C#<company>` | `SLUG#<PREFIX><slug>` | → id; written with the asset, so slugs are unique |
 //! | favourite | `C#<company>` | `FAV#<user>#<dashboard>` | one per user and dashboard |
 //! | published link | `PUBLINK#<sha256 of token>` | `PUBLINK` | → company, dashboard, expiry |
+//! | report | `C#<company>` | `REPORT#<id>` | an asset; when scheduled, `gsi1pk = DUE#`, `gsi1sk = <next_run_at>#<company>#<id>` |
+//! | report run | `C#<company>` | `RUN#<report>#<run>` | `entity = report_run`; run ids sort by time; the stream passes inserted `queued` runs to the worker |
+//! | idempotency key | `C#<company>` | `IDEM#<report>#<sha256 of key>` | → the run it queued; `ttl` |
 //! | client account | `C#<client>` | `COMPANY` | a company with `parent_id`; `gsi1pk = PARTNER#<partner>`, `gsi1sk = <created>#<id>` |
 //!
 //! Data source files live in S3 under `<company>/datasources/<id>/<data_id>/` (`raw`,
-//! `rows.json`); the item's `data_id` names the current copy.
+//! `rows.json`); the item's `data_id` names the current copy. A report run's file is
+//! `<company>/reports/<report>/<run>/report.<format>`.
 //!
 //! Access patterns: everything a company owns is one `Query` on its partition (begins_with on
 //! the sort key); credentials resolve with `GetItem` on their own partitions; a partner lists
@@ -33,6 +37,7 @@ pub mod assets;
 pub mod counters;
 pub mod files;
 pub mod keys;
+pub mod runs;
 pub mod sessions;
 
 use crate::error::ApiError;
@@ -541,6 +546,19 @@ impl Store {
     /// Creates the bucket if it does not exist; answers whether it did.
     pub async fn create_bucket(&self) -> Result<bool, String> {
         crate::table::create_bucket(&self.s3, &self.bucket).await
+    }
+
+    /// The ARN of the table's stream (what an event source mapping reads; `pulseboard
+    /// serve` reads it itself).
+    pub async fn stream_arn(&self) -> Result<Option<String>, ApiError> {
+        let out = self
+            .db
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| db_error("DescribeTable", e))?;
+        Ok(out.table.and_then(|t| t.latest_stream_arn))
     }
 
     /// The same store talking to another DynamoDB endpoint (tests: a database that is down).

@@ -1,0 +1,214 @@
+//! Local event delivery, the way Lambda does it on AWS: the table's **stream** is read
+//! (`DescribeStream`, `GetShardIterator`, `GetRecords` against DynamoDB Local), each record
+//! (already in the DynamoDB JSON Lambda sends) filtered with the event source mapping's
+//! filter and handed to the report worker in small batches; the batch item
+//! failures it answers are delivered again (a bounded number of times). A **tick** is sent
+//! to the worker every `--tick-seconds`, as the EventBridge schedule does.
+
+use platform::AppState;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Records per worker invocation (the template's `BatchSize`).
+pub const BATCH_SIZE: usize = 10;
+/// How many times a failed record is delivered again (the template's
+/// `MaximumRetryAttempts`).
+pub const MAX_RETRIES: u32 = 5;
+
+/// The DynamoDB Streams API of the local endpoint, spoken as JSON over HTTP: its records
+/// come back in exactly the DynamoDB JSON that Lambda puts in its events. (DynamoDB Local
+/// checks that requests carry credentials, not their signature.)
+struct Streams {
+    http: reqwest::Client,
+    endpoint: String,
+    authorization: String,
+}
+
+impl Streams {
+    fn from_env() -> Option<Self> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL_DYNAMODB"))
+            .ok()?;
+        let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "pulseboard".into());
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+        Some(Streams {
+            http: reqwest::Client::new(),
+            endpoint,
+            authorization: format!(
+                "AWS4-HMAC-SHA256 Credential={key}/20260101/{region}/dynamodb/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=0"
+            ),
+        })
+    }
+
+    async fn call(&self, operation: &str, body: Value) -> Result<Value, String> {
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header(
+                "x-amz-target",
+                format!("DynamoDBStreams_20120810.{operation}"),
+            )
+            .header("x-amz-date", "20260101T000000Z")
+            .header("authorization", &self.authorization)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("{operation}: {e}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("{operation}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{operation}: {status} {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{operation}: {e}"))
+    }
+}
+
+/// Whether a Lambda-shaped record passes the event source mapping's filter.
+fn passes(record: &Value) -> bool {
+    serde_json::from_value::<aws_lambda_events::event::dynamodb::EventRecord>(record.clone())
+        .is_ok_and(|r| pulseboard_report_worker::stream::passes_filter(&r))
+}
+
+/// Delivers the table's stream to the report worker until the task is dropped.
+pub async fn deliver_stream(state: AppState) {
+    let Some(streams) = Streams::from_env() else {
+        tracing::warn!("no local DynamoDB endpoint: the stream is not delivered");
+        return;
+    };
+    let arn = loop {
+        match state.store.stream_arn().await {
+            Ok(Some(arn)) => break arn,
+            Ok(None) => {
+                tracing::warn!("the table has no stream; reports will not be generated");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the table's stream");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let mut iterators: HashMap<String, String> = HashMap::new();
+    let mut finished: HashSet<String> = HashSet::new();
+    let mut retries: Vec<(Value, u32)> = Vec::new();
+    let mut last_describe: Option<std::time::Instant> = None;
+    loop {
+        // New shards (DynamoDB rolls them over): read each from its start.
+        if last_describe.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+            last_describe = Some(std::time::Instant::now());
+            match streams
+                .call("DescribeStream", json!({"StreamArn": arn}))
+                .await
+            {
+                Ok(described) => {
+                    let shards = described["StreamDescription"]["Shards"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    for shard in shards {
+                        let Some(id) = shard["ShardId"].as_str() else {
+                            continue;
+                        };
+                        if iterators.contains_key(id) || finished.contains(id) {
+                            continue;
+                        }
+                        let got = streams
+                            .call(
+                                "GetShardIterator",
+                                json!({"StreamArn": arn, "ShardId": id, "ShardIteratorType": "TRIM_HORIZON"}),
+                            )
+                            .await;
+                        match got {
+                            Ok(out) => {
+                                if let Some(it) = out["ShardIterator"].as_str() {
+                                    iterators.insert(id.to_owned(), it.to_owned());
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "reading the stream"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the stream"),
+            }
+        }
+        let mut batch: Vec<(Value, u32)> = std::mem::take(&mut retries);
+        for (shard, iterator) in iterators.clone() {
+            match streams
+                .call("GetRecords", json!({"ShardIterator": iterator}))
+                .await
+            {
+                Ok(out) => {
+                    for record in out["Records"].as_array().into_iter().flatten() {
+                        let mut lambda = record.clone();
+                        lambda["eventSourceARN"] = json!(arn);
+                        if passes(&lambda) {
+                            batch.push((lambda, 0));
+                        }
+                    }
+                    match out["NextShardIterator"].as_str() {
+                        Some(next) => {
+                            iterators.insert(shard, next.to_owned());
+                        }
+                        None => {
+                            iterators.remove(&shard);
+                            finished.insert(shard);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the stream");
+                    iterators.remove(&shard);
+                }
+            }
+        }
+        for chunk in batch.chunks(BATCH_SIZE) {
+            let records: Vec<Value> = chunk.iter().map(|(r, _)| r.clone()).collect();
+            let failed: HashSet<String> =
+                match pulseboard_report_worker::handle(&state, json!({ "Records": records })).await
+                {
+                    Ok(answer) => answer["batchItemFailures"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the report worker failed a whole batch");
+                        chunk
+                            .iter()
+                            .filter_map(|(r, _)| {
+                                r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned)
+                            })
+                            .collect()
+                    }
+                };
+            for (record, tries) in chunk {
+                let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or("");
+                if failed.contains(sequence) && *tries < MAX_RETRIES {
+                    retries.push((record.clone(), tries + 1));
+                }
+            }
+        }
+        let pause = if retries.is_empty() { 250 } else { 1000 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Sends the worker a scheduler tick every `period` until the task is dropped.
+pub async fn tick_every(state: AppState, period: Duration) {
+    let input: Value = serde_json::from_str(pulseboard_report_worker::TICK_INPUT)
+        .unwrap_or_else(|_| json!({"tick": true}));
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(e) = pulseboard_report_worker::handle(&state, input.clone()).await {
+            tracing::warn!(error = %e, "scheduler tick failed");
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Generating one run, exactly once:
+//! 1. **claim** it with a lease (a conditional update: `queued`, or `running` whose lease
+//!    ended → `running`, `attempt + 1`); a run already done or held by a live lease is left
+//!    alone, and one whose last attempt's lease ended is failed;
+//! 2. **compute** each covered Klip's value for the run's window, from its data source's
+//!    current rows, and the analysis ([`domain::document`]);
+//! 3. **write** the file under the run's fixed key (a retry overwrites its own file, never
+//!    makes a second);
+//! 4. **finish**: `succeeded` with the file, written only while this worker still holds the
+//!    lease; the report's `last_run` follows.
+//!
+//! A failure of our storage (the database or the bucket unavailable) is transient: the
+//! lease is released and the caller retries (the stream's redelivery, or the tick). Any
+//! other failure is permanent: the run ends `failed` with a sentence saying why.
+
+use chrono::{DateTime, Duration, Utc};
+use domain::document::{self, Cover};
+use domain::klip::{evaluate, KlipValue, Range};
+use domain::records::{Dashboard, Datasource, Klip};
+use domain::reports::{Report, Run, RunFile};
+use domain::RunStatus;
+use platform::auth::records::Company;
+use platform::store::runs::NotClaimed;
+use platform::store::{keys, WriteError};
+use platform::time::rfc3339;
+use platform::{ApiError, AppState};
+use sha2::{Digest, Sha256};
+
+/// How long a claim holds a run: longer than the worker's timeout, so a live worker never
+/// loses its lease, and short enough that a dead one's run is taken over soon.
+pub const LEASE_SECS: i64 = 180;
+/// Claims after which a run that still did not finish is failed.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// How handling a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished (succeeded or failed), or nothing to do.
+    Done,
+    /// Our storage failed; try the run again later.
+    Retry(String),
+}
+
+/// Why a generation stopped.
+enum Stop {
+    /// Ends the run `failed` with this sentence.
+    Fail(String),
+    /// Releases the lease for a later attempt.
+    Retry(String),
+}
+
+impl From<ApiError> for Stop {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::Unavailable(message) => Stop::Retry(message),
+            other => Stop::Fail(format!("the report could not be generated: {other}")),
+        }
+    }
+}
+
+/// Claims and generates a run (see the module documentation).
+pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) -> Outcome {
+    let now = state.clock.now();
+    let lease = rfc3339(now + Duration::seconds(LEASE_SECS));
+    let claimed = state
+        .store
+        .runs()
+        .claim(company, report, run_id, &rfc3339(now), &lease, MAX_ATTEMPTS)
+        .await;
+    let mut run = match claimed {
+        Ok(run) => run,
+        Err(WriteError::Refused(NotClaimed::Missing)) => return Outcome::Done,
+        Err(WriteError::Refused(NotClaimed::Unavailable)) => {
+            return abandon_if_dead(state, company, report, run_id, now).await
+        }
+        Err(WriteError::Failed(e)) => return Outcome::Retry(e.to_string()),
+    };
+    tracing::info!(run = %run.id, report, attempt = run.attempt, "generating a report run");
+    match generate(state, &mut run, now).await {
+        Ok(()) => {
+            run.status = RunStatus::Succeeded;
+            run.progress = 100;
+            run.finished_at = Some(rfc3339(state.clock.now()));
+            finish(state, run, &lease).await
+        }
+        Err(Stop::Fail(error)) => {
+            tracing::warn!(run = %run.id, %error, "report run failed");
+            run.status = RunStatus::Failed;
+            run.error = Some(error);
+            run.finished_at = Some(rfc3339(state.clock.now()));
+            run.file = None;
+            run.file_key = None;
+            finish(state, run, &lease).await
+        }
+        Err(Stop::Retry(error)) => {
+            tracing::warn!(run = %run.id, %error, "report run will be retried");
+            let released = state
+                .store
+                .runs()
+                .release(&run, &lease, &rfc3339(state.clock.now()))
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(run = %run.id, error = %e, "could not release the lease");
+            }
+            Outcome::Retry(error)
+        }
+    }
+}
+
+/// A run nobody can claim: if it is running with an ended lease and no attempts left, it
+/// is failed (so no run stays `running`); otherwise it is done or another worker has it.
+async fn abandon_if_dead(
+    state: &AppState,
+    company: &str,
+    report: &str,
+    run_id: &str,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let run = match state.store.runs().get(company, report, run_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return Outcome::Done,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    };
+    let lease_ended = run
+        .lease_until
+        .as_deref()
+        .is_some_and(|l| l < rfc3339(now).as_str());
+    if run.status == RunStatus::Running && lease_ended && run.attempt >= MAX_ATTEMPTS {
+        let error = format!(
+            "the report could not be generated in {} attempts (the worker stopped before finishing)",
+            run.attempt
+        );
+        match state
+            .store
+            .runs()
+            .abandon(&run, &error, &rfc3339(now))
+            .await
+        {
+            Ok(true) => {
+                let mut failed = run.clone();
+                failed.status = RunStatus::Failed;
+                failed.finished_at = Some(rfc3339(now));
+                let _ = state
+                    .store
+                    .runs()
+                    .set_last_run(company, report, &failed.summary())
+                    .await;
+            }
+            Ok(false) => {}
+            Err(e) => return Outcome::Retry(e.to_string()),
+        }
+    }
+    Outcome::Done
+}
+
+async fn finish(state: &AppState, run: Run, lease: &str) -> Outcome {
+    match state.store.runs().finish(&run, lease).await {
+        Ok(()) => {
+            let summary = run.summary();
+            if let Err(e) = state
+                .store
+                .runs()
+                .set_last_run(&run.company_id, &run.report_id, &summary)
+                .await
+            {
+                tracing::warn!(run = %run.id, error = %e, "could not show the run on its report");
+            }
+            Outcome::Done
+        }
+        // Another worker took the run over after our lease ended: its outcome stands.
+        Err(WriteError::Refused(())) => Outcome::Done,
+        Err(WriteError::Failed(e)) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// The Klips a report covers, in order (a dashboard's in the order of its instances).
+async fn covered(state: &AppState, report: &Report) -> Result<Vec<String>, Stop> {
+    let company = &report.meta.company_id;
+    match &report.dashboard_id {
+        Some(id) => {
+            let dashboard: Dashboard = state
+                .store
+                .get(keys::asset(Dashboard::KIND, company, id))
+                .await?
+                .ok_or_else(|| Stop::Fail(format!("dashboard '{id}' no longer exists")))?;
+            let mut ids: Vec<String> = Vec::new();
+            for instance in &dashboard.klip_instances {
+                if !ids.contains(&instance.klip_id) {
+                    ids.push(instance.klip_id.clone());
+                }
+            }
+            if ids.is_empty() {
+                return Err(Stop::Fail(format!(
+                    "dashboard '{}' has no Klips to report on",
+                    dashboard.meta.slug
+                )));
+            }
+            Ok(ids)
+        }
+        None => Ok(report.klip_ids.clone()),
+    }
+}
+
+use domain::asset::Asset;
+
+/// Steps 2 and 3: the file, written; `run` gets its window, zone, data time and file.
+async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result<(), Stop> {
+    let company_id = run.company_id.clone();
+    let report: Report = state
+        .store
+        .get(keys::asset(Report::KIND, &company_id, &run.report_id))
+        .await?
+        .ok_or_else(|| Stop::Fail("the report was deleted".into()))?;
+    let company: Option<Company> = state.store.get(keys::company(&company_id)).await?;
+    let zone_name = company.and_then(|c| c.timezone);
+    let tz = domain::data::timezone(zone_name.as_deref());
+    let window: Option<Range> = match &report.window {
+        Some(w) => Some(
+            serde_json::from_value(serde_json::Value::String(w.clone()))
+                .map_err(|_| Stop::Fail(format!("window '{w}' is not a range preset")))?,
+        ),
+        None => None,
+    };
+    let mut klips: Vec<(Klip, KlipValue)> = Vec::new();
+    let mut data_as_of: Option<String> = None;
+    for id in covered(state, &report).await? {
+        let Some(mut klip) = state
+            .store
+            .get::<Klip>(keys::asset(Klip::KIND, &company_id, &id))
+            .await?
+        else {
+            continue; // deleted since: the report covers what is left
+        };
+        if window.is_some() {
+            klip.query.range = window;
+        }
+        let rows = match &klip.datasource_id {
+            Some(ds_id) => {
+                match state
+                    .store
+                    .get::<Datasource>(keys::asset(Datasource::KIND, &company_id, ds_id))
+                    .await?
+                {
+                    Some(ds) => {
+                        if ds.date_last_refresh > data_as_of {
+                            data_as_of.clone_from(&ds.date_last_refresh);
+                        }
+                        platform::assets::stored::rows(state, &ds).await?
+                    }
+                    None => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        };
+        let value = evaluate(&rows, &klip.query, &klip.display, tz, now);
+        klips.push((klip, value));
+    }
+    if klips.is_empty() {
+        return Err(Stop::Fail(
+            "none of the report's Klips exists any more".into(),
+        ));
+    }
+    let _ = state.store.runs().progress(run, 50).await;
+    let cover = Cover {
+        report_id: &report.meta.id,
+        title: &report.meta.name,
+        description: report.meta.description.as_deref(),
+        window: report.window.as_deref(),
+    };
+    let doc = document::build(&cover, &klips, tz, now);
+    let bytes = document::render(&doc, report.format).ok_or_else(|| {
+        Stop::Fail(format!(
+            "{} reports are not available yet; use html, csv or json",
+            report.format
+        ))
+    })?;
+    let key = keys::report_file(
+        &company_id,
+        &report.meta.id,
+        &run.id,
+        report.format.as_str(),
+    );
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let size = bytes.len() as u64;
+    state
+        .store
+        .files()
+        .put(&key, report.format.media_type(), bytes)
+        .await?;
+    run.file = Some(RunFile {
+        content_type: report.format.media_type().to_owned(),
+        size,
+        sha256,
+        name: run.file_name(&report.meta.slug, report.format),
+    });
+    run.file_key = Some(key);
+    run.window = Some(doc.window.clone());
+    run.timezone = Some(tz.name().to_owned());
+    run.data_as_of = data_as_of;
+    Ok(())
+}

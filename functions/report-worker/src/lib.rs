@@ -1,0 +1,40 @@
+//! The **report worker**: the event-driven half of Pulseboard. On AWS it is one Lambda with
+//! two triggers, and `pulseboard serve` delivers the same events to [`handle`] locally:
+//!
+//! - the table's **stream**, through an event source mapping whose filter passes only
+//!   inserted report runs in status `queued` ([`stream::passes_filter`] is the same filter,
+//!   for the local delivery): each is generated exactly once ([`generate`]), and runs that
+//!   hit a transient failure are returned as batch item failures, for the stream to deliver
+//!   again;
+//! - the **scheduler's tick** (every minute): due schedules become runs, and runs whose
+//!   worker died are taken over ([`tick`]).
+
+pub mod generate;
+pub mod stream;
+pub mod tick;
+
+use platform::AppState;
+use serde_json::Value;
+
+/// What the scheduler sends (its target's `Input`).
+pub const TICK_INPUT: &str = r#"{"source":"pulseboard.scheduler","tick":true}"#;
+
+/// Handles one invocation: a stream batch (answering the batch item failures) or a tick.
+pub async fn handle(state: &AppState, event: Value) -> Result<Value, String> {
+    if event.get("Records").is_some() {
+        let batch: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event)
+            .map_err(|e| format!("not a DynamoDB stream event: {e}"))?;
+        let failures = stream::handle(state, batch).await;
+        return Ok(serde_json::json!({
+            "batchItemFailures": failures
+                .into_iter()
+                .map(|id| serde_json::json!({"itemIdentifier": id}))
+                .collect::<Vec<_>>()
+        }));
+    }
+    if event.get("tick").and_then(Value::as_bool) == Some(true) {
+        let done = tick::run(state).await.map_err(|e| e.to_string())?;
+        return Ok(serde_json::to_value(done).unwrap_or_default());
+    }
+    Err("unknown event: expected a DynamoDB stream batch or a scheduler tick".into())
+}

@@ -1,0 +1,152 @@
+//! The scheduler's tick (every minute):
+//! 1. read what is due in the `gsi1` due index: scheduled reports whose `next_run_at` has
+//!    come, and running runs whose lease ended;
+//! 2. a due report gets a run for its due time, with an id derived from (report, due time)
+//!    and written only if absent, so overlapping ticks queue it once; the stream then
+//!    delivers it like any run. After an outage only the latest missed time runs (if it is
+//!    within [`GRACE_SECS`]); the earlier ones are recorded `skipped`. Then `next_run_at`
+//!    moves on, conditionally on still being the time this tick handled;
+//! 3. a run whose worker died is claimed and generated here (or failed after its last
+//!    attempt).
+
+use crate::generate::{self, Outcome};
+use chrono::{DateTime, Utc};
+use domain::cron::Cron;
+use domain::reports::{run_id, Report, Run, RUN_ENTITY};
+use domain::{RunStatus, RunTrigger};
+use platform::store::runs::QueueRefused;
+use platform::store::{Item, WriteError};
+use platform::time::rfc3339;
+use platform::{ApiError, AppState};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// A missed scheduled time older than this is recorded `skipped` instead of run.
+pub const GRACE_SECS: i64 = 3600;
+/// The most missed times one tick records as `skipped` for one report.
+const MAX_SKIPPED: usize = 100;
+
+/// What a tick did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Ticked {
+    pub queued: usize,
+    pub skipped: usize,
+    pub taken_over: usize,
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// One tick (see the module documentation).
+pub async fn run(state: &AppState) -> Result<Ticked, ApiError> {
+    let now = state.clock.now();
+    let mut done = Ticked::default();
+    for item in state.store.runs().due(&rfc3339(now)).await? {
+        let is_run = matches!(item.get("entity"), Some(aws_sdk_dynamodb::types::AttributeValue::S(e)) if e == RUN_ENTITY);
+        if is_run {
+            let run: Run = platform::store::from_item(item)?;
+            if generate::run(state, &run.company_id, &run.report_id, &run.id).await == Outcome::Done
+            {
+                done.taken_over += 1;
+            }
+        } else if let Err(e) = schedule(state, item, now, &mut done).await {
+            tracing::warn!(error = %e, "a due report could not be queued; the next tick retries");
+        }
+    }
+    Ok(done)
+}
+
+/// The id of the run of `report` due at `due`: the same for every tick.
+fn scheduled_run_id(report: &str, due: DateTime<Utc>) -> String {
+    let hash = hex::encode(Sha256::digest(format!("{report}@{}", rfc3339(due))));
+    run_id(due.timestamp_millis(), &hash)
+}
+
+async fn schedule(
+    state: &AppState,
+    item: Item,
+    now: DateTime<Utc>,
+    done: &mut Ticked,
+) -> Result<(), ApiError> {
+    let report: Report = platform::store::from_item(item)?;
+    let (Some(schedule), Some(due_text)) = (&report.schedule, &report.next_run_at) else {
+        return Ok(());
+    };
+    let due = parse_time(due_text)
+        .ok_or_else(|| ApiError::internal(format!("next_run_at '{due_text}' is not a time")))?;
+    let tz = domain::data::timezone(schedule.timezone.as_deref());
+    let cron = Cron::parse(&schedule.cron).map_err(ApiError::internal)?;
+    // Every due time up to now: the latest runs, the others are skipped.
+    let mut times = vec![due];
+    while let Some(next) = cron.next_after(*times.last().unwrap_or(&due), tz) {
+        if next > now || times.len() > MAX_SKIPPED {
+            break;
+        }
+        times.push(next);
+    }
+    let latest = times.pop().unwrap_or(due);
+    let runs = state.store.runs();
+    for missed in times.iter().rev().take(MAX_SKIPPED) {
+        let mut run = Run::queued(
+            scheduled_run_id(&report.meta.id, *missed),
+            &report,
+            RunTrigger::Schedule,
+            &rfc3339(now),
+            None,
+        );
+        run.status = RunStatus::Skipped;
+        run.due_at = Some(rfc3339(*missed));
+        run.finished_at = Some(rfc3339(now));
+        run.error = Some("missed while the scheduler was not running; a later time ran".into());
+        match runs.queue(&run, None).await {
+            Ok(()) => done.skipped += 1,
+            Err(WriteError::Refused(_)) => {}
+            Err(WriteError::Failed(e)) => return Err(e),
+        }
+    }
+    let mut run = Run::queued(
+        scheduled_run_id(&report.meta.id, latest),
+        &report,
+        RunTrigger::Schedule,
+        &rfc3339(now),
+        None,
+    );
+    run.due_at = Some(rfc3339(latest));
+    if (now - latest).num_seconds() > GRACE_SECS {
+        run.status = RunStatus::Skipped;
+        run.finished_at = Some(rfc3339(now));
+        run.error = Some("missed by more than an hour while the scheduler was not running".into());
+    }
+    match runs.queue(&run, None).await {
+        Ok(()) if run.status == RunStatus::Queued => done.queued += 1,
+        Ok(()) => done.skipped += 1,
+        Err(WriteError::Refused(QueueRefused::Exists | QueueRefused::KeyUsed)) => {}
+        Err(WriteError::Failed(e)) => return Err(e),
+    }
+    let next = cron.next_after(now.max(latest), tz).map(rfc3339);
+    runs.advance_schedule(
+        &report.meta.company_id,
+        &report.meta.id,
+        due_text,
+        next.as_deref(),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_due_time_always_gets_the_same_run_id() {
+        let due = parse_time("2026-12-01T14:00:00Z").unwrap();
+        let a = scheduled_run_id("0123456789abcdef0123456789abcdef", due);
+        assert_eq!(a, scheduled_run_id("0123456789abcdef0123456789abcdef", due));
+        assert_ne!(a, scheduled_run_id("fedcba9876543210fedcba9876543210", due));
+        assert!(domain::ids::is_id(&a));
+    }
+}

@@ -1,0 +1,353 @@
+//! Reports as assets: create, update and list, with the checks that keep a report
+//! generatable (its dashboard or Klips exist and are visible, its window is a preset, its
+//! schedule a valid cron in a real zone) and its next due time.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use domain::cron::Cron;
+use domain::klip::Range;
+use domain::records::{Dashboard, Klip};
+use domain::reports::{Report, Schedule};
+use domain::ReportFormat;
+use platform::assets::{self, check_common, check_if_match, find, view, Listable, Meta};
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{nullable, JsonBody, NoParams, Params};
+use platform::paging::Paging;
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState, FieldError};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The most Klips one report may name.
+const MAX_KLIPS: usize = 50;
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    cron: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    paused: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    description: Option<Option<String>>,
+    slug: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    dashboard_id: Option<Option<String>>,
+    klip_ids: Option<Vec<String>>,
+    format: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    window: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    schedule: Option<Option<ScheduleBody>>,
+}
+
+/// A valid window preset (the Klip engine's ranges).
+fn check_window(window: &str) -> Result<(), FieldError> {
+    serde_json::from_value::<Range>(Value::String(window.to_owned()))
+        .map(|_| ())
+        .map_err(|_| {
+            FieldError::new(
+                "window",
+                format!(
+                    "must be one of today, yesterday, last_7_days, last_30_days, this_month, last_month, this_year, not '{window}'"
+                ),
+            )
+        })
+}
+
+/// The schedule as stored (its zone resolved) and its next due time after `now` (none
+/// while paused).
+fn resolve_schedule(
+    body: &ScheduleBody,
+    company_zone: Option<&str>,
+    now: DateTime<Utc>,
+    problems: &mut Vec<FieldError>,
+) -> Option<(Schedule, Option<String>)> {
+    let zone_name = body
+        .timezone
+        .clone()
+        .or_else(|| company_zone.map(str::to_owned))
+        .unwrap_or_else(|| "America/New_York".to_owned());
+    let zone = match zone_name.parse::<chrono_tz::Tz>() {
+        Ok(zone) => Some(zone),
+        Err(_) => {
+            problems.push(FieldError::new(
+                "schedule.timezone",
+                format!("'{zone_name}' is not an IANA time zone (such as Europe/Paris)"),
+            ));
+            None
+        }
+    };
+    let cron = match Cron::parse(&body.cron) {
+        Ok(cron) => Some(cron),
+        Err(message) => {
+            problems.push(FieldError::new("schedule.cron", message));
+            None
+        }
+    };
+    let (cron, zone) = (cron?, zone?);
+    let next = cron.next_after(now, zone);
+    if next.is_none() {
+        problems.push(FieldError::new(
+            "schedule.cron",
+            "never comes due (no such date within five years)",
+        ));
+        return None;
+    }
+    Some((
+        Schedule {
+            cron: body.cron.trim().to_owned(),
+            timezone: Some(zone_name),
+            paused: body.paused,
+        },
+        next.filter(|_| !body.paused).map(rfc3339),
+    ))
+}
+
+/// The Klip ids a report names, each resolved (id or slug) among the Klips the caller sees.
+async fn resolve_klips(
+    state: &AppState,
+    caller: &Caller,
+    given: &[String],
+    problems: &mut Vec<FieldError>,
+) -> ApiResult<Vec<String>> {
+    if given.is_empty() || given.len() > MAX_KLIPS {
+        problems.push(FieldError::new(
+            "klip_ids",
+            format!("must name 1 to {MAX_KLIPS} Klips"),
+        ));
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(given.len());
+    for (i, id) in given.iter().enumerate() {
+        match find::<Klip>(state, caller, id).await {
+            Ok(klip) if !ids.contains(&klip.meta.id) => ids.push(klip.meta.id),
+            Ok(_) => problems.push(FieldError::new(
+                format!("klip_ids[{i}]"),
+                format!("Klip '{id}' is named twice"),
+            )),
+            Err(ApiError::NotFound(_)) => problems.push(FieldError::new(
+                format!("klip_ids[{i}]"),
+                format!("Klip '{id}' does not exist"),
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ids)
+}
+
+async fn resolve_dashboard(
+    state: &AppState,
+    caller: &Caller,
+    given: &str,
+    problems: &mut Vec<FieldError>,
+) -> ApiResult<Option<String>> {
+    match find::<Dashboard>(state, caller, given).await {
+        Ok(d) => Ok(Some(d.meta.id)),
+        Err(ApiError::NotFound(_)) => {
+            problems.push(FieldError::new(
+                "dashboard_id",
+                format!("dashboard '{given}' does not exist"),
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies a create or update body to `report`, collecting every problem.
+async fn apply(
+    state: &AppState,
+    caller: &Caller,
+    report: &mut Report,
+    body: ReportBody,
+    creating: bool,
+) -> ApiResult<()> {
+    let description = body.description.as_ref().and_then(|d| d.as_deref());
+    let mut problems = check_common(
+        body.name.as_deref(),
+        description,
+        body.slug.as_deref(),
+        creating,
+    );
+    match body.format.as_deref().map(str::parse::<ReportFormat>) {
+        Some(Ok(format)) => report.format = format,
+        Some(Err(names)) => problems.push(FieldError::new(
+            "format",
+            format!(
+                "must be one of {names}, not '{}'",
+                body.format.as_deref().unwrap_or_default()
+            ),
+        )),
+        None => {}
+    }
+    if let Some(window) = &body.window {
+        if let Some(w) = window {
+            if let Err(e) = check_window(w) {
+                problems.push(e);
+            }
+        }
+        report.window = window.clone();
+    }
+    // What the report covers: a dashboard or a list of Klips, never both.
+    match (&body.dashboard_id, &body.klip_ids) {
+        (Some(Some(_)), Some(_)) => problems.push(FieldError::new(
+            "dashboard_id",
+            "give dashboard_id or klip_ids, not both",
+        )),
+        (Some(Some(d)), None) => {
+            report.dashboard_id = resolve_dashboard(state, caller, d, &mut problems).await?;
+            report.klip_ids.clear();
+        }
+        (_, Some(k)) => {
+            report.klip_ids = resolve_klips(state, caller, k, &mut problems).await?;
+            report.dashboard_id = None;
+        }
+        (Some(None), None) if report.klip_ids.is_empty() => problems.push(FieldError::new(
+            "dashboard_id",
+            "a report covers a dashboard or klip_ids",
+        )),
+        (Some(None), None) => report.dashboard_id = None,
+        (None, None) if creating => problems.push(FieldError::new(
+            "dashboard_id",
+            "is required: give dashboard_id or klip_ids",
+        )),
+        (None, None) => {}
+    }
+    if let Some(schedule) = &body.schedule {
+        match schedule {
+            Some(s) => {
+                let now = state.clock.now();
+                if let Some((schedule, next)) =
+                    resolve_schedule(s, caller.company.timezone.as_deref(), now, &mut problems)
+                {
+                    report.schedule = Some(schedule);
+                    report.next_run_at = next;
+                }
+            }
+            None => {
+                report.schedule = None;
+                report.next_run_at = None;
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    report
+        .meta
+        .apply(body.name, body.description.flatten(), body.slug);
+    Ok(())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Response> {
+    let paging = Paging::from_params(&params, &["format", "dashboard_id"])?;
+    let format = params.get("format");
+    let dashboard = params.get("dashboard_id");
+    let reports: Vec<Listable<Report>> = assets::all_visible::<Report>(&state, &caller)
+        .await?
+        .into_iter()
+        .filter(|r| format.is_none_or(|f| r.format.as_str() == f))
+        .filter(|r| dashboard.is_none_or(|d| r.dashboard_id.as_deref() == Some(d)))
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(reports);
+    let views = page
+        .iter()
+        .map(|r| view(&r.0))
+        .collect::<ApiResult<Vec<Value>>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("reports", views, meta))
+}
+
+/// `POST /reports`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoParams,
+    JsonBody(body): JsonBody<ReportBody>,
+) -> ApiResult<Response> {
+    let mut report = Report {
+        meta: Meta::new(
+            caller.company_id(),
+            caller.user_id(),
+            String::new(),
+            None,
+            None,
+        ),
+        dashboard_id: None,
+        klip_ids: Vec::new(),
+        format: ReportFormat::Html,
+        window: None,
+        schedule: None,
+        next_run_at: None,
+        last_run: None,
+    };
+    apply(&state, &caller, &mut report, body, true).await?;
+    let report = assets::create(&state, report).await?;
+    Ok(envelope::created(
+        &envelope::location("reports", &report.meta.id),
+        view(&report)?,
+    ))
+}
+
+/// `PUT /reports/{id}`: a partial update honouring `If-Match`; `"schedule": null` removes
+/// the schedule.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoParams,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReportBody>,
+) -> ApiResult<Response> {
+    let old: Report = find(&state, &caller, &id).await?;
+    check_if_match(&headers, &old.meta)?;
+    let mut report = old.clone();
+    apply(&state, &caller, &mut report, body, false).await?;
+    let saved = assets::save(&state, &old, report).await?;
+    Ok(envelope::ok(view(&saved)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_resolve_their_zone_and_next_time() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T15:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut problems = Vec::new();
+        let body = ScheduleBody {
+            cron: "0 9 * * mon-fri".into(),
+            timezone: None,
+            paused: false,
+        };
+        let (schedule, next) = resolve_schedule(&body, None, now, &mut problems).unwrap();
+        assert_eq!(schedule.timezone.as_deref(), Some("America/New_York"));
+        assert_eq!(next.as_deref(), Some("2026-11-30T14:00:00Z"));
+        let bad = ScheduleBody {
+            cron: "0 9 * *".into(),
+            timezone: Some("Mars/Olympus".into()),
+            paused: false,
+        };
+        assert!(resolve_schedule(&bad, None, now, &mut problems).is_none());
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["schedule.timezone", "schedule.cron"]);
+    }
+}

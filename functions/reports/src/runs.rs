@@ -1,0 +1,349 @@
+//! Runs: `generate` queues one (and does nothing else: the worker generates it when the
+//! table's stream delivers the new item), `runs` lists and shows them, `download` answers a
+//! succeeded run's file.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use domain::ids::new_id;
+use domain::reports::{run_id, Report, Run, RunFile, RunWindow};
+use domain::{RunStatus, RunTrigger};
+use platform::assets::find;
+use platform::assets::resource::OnDelete;
+use platform::auth::Caller;
+use platform::envelope;
+use platform::extract::{NoParams, Params};
+use platform::paging::{Listed, Paging, SortField};
+use platform::store::runs::QueueRefused;
+use platform::store::WriteError;
+use platform::time::rfc3339;
+use platform::{ApiError, ApiResult, AppState};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Files above this are downloaded through a short-lived presigned URL (a Lambda response
+/// holds at most 6 MB).
+pub const INLINE_DOWNLOAD_LIMIT: u64 = 4 * 1024 * 1024;
+/// How long a presigned download URL works.
+const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A run as the API shows it.
+#[derive(Serialize)]
+pub struct RunView<'a> {
+    id: &'a str,
+    report_id: &'a str,
+    status: RunStatus,
+    trigger: RunTrigger,
+    progress: u8,
+    attempt: u32,
+    date_created: &'a str,
+    started_at: Option<&'a str>,
+    finished_at: Option<&'a str>,
+    data_as_of: Option<&'a str>,
+    window: Option<&'a RunWindow>,
+    timezone: Option<&'a str>,
+    error: Option<&'a str>,
+    file: Option<&'a RunFile>,
+    due_at: Option<&'a str>,
+}
+
+impl<'a> RunView<'a> {
+    pub fn of(run: &'a Run) -> Self {
+        RunView {
+            id: &run.id,
+            report_id: &run.report_id,
+            status: run.status,
+            trigger: run.trigger,
+            progress: run.progress,
+            attempt: run.attempt,
+            date_created: &run.date_created,
+            started_at: run.started_at.as_deref(),
+            finished_at: run.finished_at.as_deref(),
+            data_as_of: run.data_as_of.as_deref(),
+            window: run.window.as_ref(),
+            timezone: run.timezone.as_deref(),
+            error: run.error.as_deref(),
+            file: run.file.as_ref(),
+            due_at: run.due_at.as_deref(),
+        }
+    }
+}
+
+fn run_location(report: &Report, run: &Run) -> String {
+    format!(
+        "{}/runs/{}",
+        envelope::location("reports", &report.meta.id),
+        run.id
+    )
+}
+
+/// The `Idempotency-Key` header's hash; 400 for a key that is not 1 to 255 visible ASCII
+/// characters.
+fn idempotency_hash(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        })?;
+    Ok(Some(hex::encode(Sha256::digest(key.as_bytes()))))
+}
+
+async fn answer_existing(state: &AppState, report: &Report, run_id: &str) -> ApiResult<Response> {
+    let run = state
+        .store
+        .runs()
+        .get(&report.meta.company_id, &report.meta.id, run_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("an idempotency key names a missing run"))?;
+    Ok(envelope::accepted(
+        &run_location(report, &run),
+        RunView::of(&run),
+    ))
+}
+
+/// `POST /reports/{id}/generate`: queues a run and answers 202 with it; the same
+/// `Idempotency-Key` again answers the same run.
+pub async fn generate(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoParams,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let report: Report = find(&state, &caller, &id).await?;
+    let key = idempotency_hash(&headers)?;
+    let runs = state.store.runs();
+    let (company, report_id) = (&report.meta.company_id, &report.meta.id);
+    if let Some(hash) = &key {
+        if let Some(existing) = runs.by_idempotency_key(company, report_id, hash).await? {
+            return answer_existing(&state, &report, &existing).await;
+        }
+    }
+    let now = state.clock.now();
+    let run = Run::queued(
+        run_id(now.timestamp_millis(), &new_id()),
+        &report,
+        RunTrigger::Api,
+        &rfc3339(now),
+        Some(caller.user_id().to_owned()),
+    );
+    match runs
+        .queue(&run, key.as_deref().map(|h| (h, now.timestamp())))
+        .await
+    {
+        Ok(()) => Ok(envelope::accepted(
+            &run_location(&report, &run),
+            RunView::of(&run),
+        )),
+        // The same key at the same moment from another request: answer its run.
+        Err(WriteError::Refused(QueueRefused::KeyUsed)) => {
+            let hash = key.unwrap_or_default();
+            match runs.by_idempotency_key(company, report_id, &hash).await? {
+                Some(existing) => answer_existing(&state, &report, &existing).await,
+                None => Err(ApiError::Conflict(
+                    "the Idempotency-Key is being used; retry".into(),
+                )),
+            }
+        }
+        Err(WriteError::Refused(QueueRefused::Exists)) => {
+            Err(ApiError::Conflict("run id collision; retry".into()))
+        }
+        Err(WriteError::Failed(e)) => Err(e),
+    }
+}
+
+struct Listing(Run);
+
+impl Listed for Listing {
+    fn name(&self) -> &str {
+        &self.0.id
+    }
+    fn date_created(&self) -> &str {
+        &self.0.date_created
+    }
+    fn last_updated(&self) -> &str {
+        self.0
+            .finished_at
+            .as_deref()
+            .or(self.0.started_at.as_deref())
+            .unwrap_or(&self.0.date_created)
+    }
+}
+
+/// `GET /reports/{id}/runs`: newest first unless `sort` says otherwise; `status=` filters.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let mut paging = Paging::from_params(&params, &["status"])?;
+    if params.get("sort").is_none() {
+        paging.sort = SortField::DateCreated;
+        paging.descending = true;
+    }
+    let status = match params.get("status") {
+        Some(s) => Some(s.parse::<RunStatus>().map_err(|names| {
+            ApiError::BadRequest(format!("status must be one of {names}, not '{s}'"))
+        })?),
+        None => None,
+    };
+    let report: Report = find(&state, &caller, &id).await?;
+    let runs: Vec<Listing> = state
+        .store
+        .runs()
+        .of_report(&report.meta.company_id, &report.meta.id)
+        .await?
+        .into_iter()
+        .filter(|r| status.is_none_or(|s| r.status == s))
+        .map(Listing)
+        .collect();
+    let (page, total) = paging.apply(runs);
+    let views = page
+        .iter()
+        .map(|r| serde_json::to_value(RunView::of(&r.0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta = paging.meta(&params, views.len(), total);
+    Ok(envelope::list("runs", views, meta))
+}
+
+async fn find_run(state: &AppState, report: &Report, run_id: &str) -> ApiResult<Run> {
+    if !domain::ids::is_id(run_id) {
+        return Err(ApiError::not_found("run", run_id));
+    }
+    state
+        .store
+        .runs()
+        .get(&report.meta.company_id, &report.meta.id, run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run", run_id))
+}
+
+/// `GET /reports/{id}/runs/{run_id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoParams,
+    Path((id, run_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let report: Report = find(&state, &caller, &id).await?;
+    let run = find_run(&state, &report, &run_id).await?;
+    Ok(envelope::ok(RunView::of(&run)))
+}
+
+/// `GET /reports/{id}/download[?run_id=]`: the file of the latest (or the named) succeeded
+/// run; 409 `not_ready` while there is none or the named one is still queued or running.
+pub async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Params,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    params.only(&["run_id"])?;
+    let report: Report = find(&state, &caller, &id).await?;
+    let run = match params.get("run_id") {
+        Some(run_id) => {
+            let run = find_run(&state, &report, run_id).await?;
+            match run.status {
+                RunStatus::Succeeded => run,
+                RunStatus::Queued | RunStatus::Running => {
+                    return Err(ApiError::NotReady(format!(
+                        "run '{}' is {}; its file is not ready yet",
+                        run.id, run.status
+                    )))
+                }
+                RunStatus::Failed | RunStatus::Skipped => {
+                    return Err(ApiError::Conflict(format!(
+                        "run '{}' {} and has no file{}",
+                        run.id,
+                        run.status,
+                        run.error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    )))
+                }
+            }
+        }
+        None => state
+            .store
+            .runs()
+            .of_report(&report.meta.company_id, &report.meta.id)
+            .await?
+            .into_iter()
+            .find(|r| r.status == RunStatus::Succeeded)
+            .ok_or_else(|| {
+                ApiError::NotReady(format!(
+                    "report '{}' has no succeeded run yet; generate it and wait for the run",
+                    report.meta.slug
+                ))
+            })?,
+    };
+    let (Some(file), Some(key)) = (&run.file, &run.file_key) else {
+        return Err(ApiError::internal(format!(
+            "succeeded run {} has no file",
+            run.id
+        )));
+    };
+    let disposition = format!("attachment; filename=\"{}\"", file.name);
+    if file.size > INLINE_DOWNLOAD_LIMIT {
+        let url = state
+            .store
+            .files()
+            .presigned_get(key, &file.name, PRESIGNED_FOR)
+            .await?;
+        let mut response = StatusCode::FOUND.into_response();
+        if let Ok(v) = HeaderValue::from_str(&url) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        return Ok(response);
+    }
+    let bytes = state
+        .store
+        .files()
+        .get(key)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("the file of run {} is missing", run.id)))?;
+    let mut response = Response::new(Body::from(bytes));
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&file.content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// A deleted report's runs and their files go with it.
+pub struct RemoveRuns;
+
+impl OnDelete<Report> for RemoveRuns {
+    async fn after_delete(state: &AppState, report: &Report) -> ApiResult<()> {
+        let runs = state
+            .store
+            .runs()
+            .of_report(&report.meta.company_id, &report.meta.id)
+            .await?;
+        for run in runs {
+            if let Some(key) = &run.file_key {
+                state.store.files().delete(key).await?;
+            }
+            state
+                .store
+                .delete(&platform::store::keys::run(
+                    &run.company_id,
+                    &run.report_id,
+                    &run.id,
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,553 @@
+//! The contents of a report file and its renderings: one section per Klip with its value
+//! (current, previous, change, status, series, groups) and the insights the analysis found,
+//! written as a self-contained HTML page, a CSV table or JSON.
+//!
+//! [`build`] is pure: the worker passes each Klip with the value computed for the run's
+//! window, the company's zone and "now". Every number in a file comes from those values or
+//! from [`crate::analysis`]; nothing is invented.
+
+use crate::analysis::{self, Bucket, GroupChange, Insight, KlipSeries, NumberStyle, Point, Window};
+use crate::klip::{KlipValue, Status, TimeBucket};
+use crate::records::Klip;
+use crate::reports::RunWindow;
+use crate::sets::ReportFormat;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+/// One Klip of a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    pub klip_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub format: Option<String>,
+    pub target: Option<f64>,
+    pub higher_is_better: bool,
+    /// The range the value covers (`last_30_days`, ...), if any.
+    pub window: Option<String>,
+    pub value: KlipValue,
+    pub insights: Vec<Insight>,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub report_id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub generated_at: String,
+    pub timezone: String,
+    pub window: RunWindow,
+    /// The best insights across all Klips.
+    pub highlights: Vec<Insight>,
+    pub sections: Vec<Section>,
+}
+
+/// The local midnight that starts `date` in `tz` (the earliest instant, as the Klip engine's
+/// buckets do).
+fn local_start(date: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    tz.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The analysis input of one Klip and its value.
+fn series_of(
+    klip: &Klip,
+    value: &KlipValue,
+    window: Option<&str>,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> KlipSeries {
+    let bucket = match klip.query.time_bucket {
+        Some(TimeBucket::Week) => Bucket::Week,
+        Some(TimeBucket::Month) => Bucket::Month,
+        _ => Bucket::Day,
+    };
+    let points: Vec<Point> = value
+        .series
+        .iter()
+        .filter_map(|p| {
+            Some(Point {
+                start: local_start(&p.x, tz)?,
+                value: p.y,
+            })
+        })
+        .collect();
+    let span = window
+        .and_then(|name| Window::preset(name, now, tz))
+        .unwrap_or_else(|| {
+            let start = points.first().map(|p| p.start).unwrap_or(now);
+            Window::new(start, now, "all data")
+        });
+    let mut series = KlipSeries::new(&klip.meta.id, &klip.meta.name, bucket, span);
+    series.format = klip.display.format.clone();
+    series.points = points;
+    series.groups = value
+        .groups
+        .iter()
+        .map(|g| GroupChange {
+            key: g.key.clone(),
+            current: g.value,
+            previous: None,
+        })
+        .collect();
+    series.current = value.current;
+    series.previous = value.previous;
+    series.target = klip.display.target;
+    series.higher_is_better = klip.display.higher_is_better;
+    series.cumulative = matches!(
+        klip.query.aggregate,
+        crate::klip::Aggregate::Sum | crate::klip::Aggregate::Count
+    );
+    series.time_zone = Some(tz);
+    series
+}
+
+/// What a report is about, for [`build`].
+pub struct Cover<'a> {
+    pub report_id: &'a str,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    /// The report's window preset, or `None` for each Klip's own.
+    pub window: Option<&'a str>,
+}
+
+/// Builds the document from each Klip and the value computed for the run.
+pub fn build(
+    cover: &Cover<'_>,
+    klips: &[(Klip, KlipValue)],
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Document {
+    let mut sections = Vec::with_capacity(klips.len());
+    let mut all_series = Vec::with_capacity(klips.len());
+    for (klip, value) in klips {
+        let window = cover
+            .window
+            .map(str::to_owned)
+            .or_else(|| klip.query.range.and_then(|r| range_name(&r)));
+        let series = series_of(klip, value, window.as_deref(), tz, now);
+        sections.push(Section {
+            klip_id: klip.meta.id.clone(),
+            name: klip.meta.name.clone(),
+            kind: klip.kind.as_str().to_owned(),
+            format: klip.display.format.clone(),
+            target: klip.display.target,
+            higher_is_better: klip.display.higher_is_better,
+            window,
+            value: value.clone(),
+            insights: Vec::new(),
+        });
+        all_series.push(series);
+    }
+    let analysed = analysis::analyze(&all_series, now);
+    for section in &mut sections {
+        if let Some(found) = analysed.per_klip.get(&section.klip_id) {
+            section.insights = found.clone();
+        }
+    }
+    let span = cover.window.and_then(|name| Window::preset(name, now, tz));
+    Document {
+        report_id: cover.report_id.to_owned(),
+        title: cover.title.to_owned(),
+        description: cover.description.map(str::to_owned),
+        generated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        timezone: tz.name().to_owned(),
+        window: RunWindow {
+            label: cover.window.unwrap_or("klip").to_owned(),
+            start: span
+                .as_ref()
+                .map(|w| w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            end: span.map(|w| w.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        },
+        highlights: analysed.insights,
+        sections,
+    }
+}
+
+/// The preset name of a Klip range (as in its JSON).
+fn range_name(range: &crate::klip::Range) -> Option<String> {
+    serde_json::to_value(range)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// The file of `format`; `None` for a format this build cannot render yet (`pdf`).
+pub fn render(document: &Document, format: ReportFormat) -> Option<Vec<u8>> {
+    match format {
+        ReportFormat::Json => serde_json::to_vec_pretty(document).ok(),
+        ReportFormat::Csv => Some(csv(document)),
+        ReportFormat::Html => Some(html(document).into_bytes()),
+        ReportFormat::Pdf => None,
+    }
+}
+
+fn number(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// One row per value, series point and group: `klip_id, klip, kind, x, value`.
+fn csv(document: &Document) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let _ = writer.write_record(["klip_id", "klip", "measure", "x", "value"]);
+    for s in &document.sections {
+        let v = &s.value;
+        for (measure, value) in [
+            ("current", v.current),
+            ("previous", v.previous),
+            ("change", v.change),
+            ("change_pct", v.change_pct),
+            ("target", s.target),
+        ] {
+            if value.is_some() {
+                let _ = writer.write_record([&s.klip_id, &s.name, measure, "", &number(value)]);
+            }
+        }
+        for p in &v.series {
+            let _ = writer.write_record([&s.klip_id, &s.name, "series", &p.x, &p.y.to_string()]);
+        }
+        for g in &v.groups {
+            let _ =
+                writer.write_record([&s.klip_id, &s.name, "group", &g.key, &g.value.to_string()]);
+        }
+    }
+    writer.into_inner().unwrap_or_default()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn style(section: &Section) -> NumberStyle {
+    NumberStyle {
+        format: section.format.clone(),
+        ..NumberStyle::default()
+    }
+}
+
+/// A line chart of the series, as inline SVG.
+fn line_chart(section: &Section) -> String {
+    let points = &section.value.series;
+    if points.len() < 2 {
+        return String::new();
+    }
+    let (w, h, pad) = (640.0, 180.0, 28.0);
+    let (min, max) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.y), b.max(p.y))
+        });
+    let (min, max) = if max > min {
+        (min, max)
+    } else {
+        (min - 1.0, max + 1.0)
+    };
+    let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / (points.len() - 1) as f64;
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * (v - min) / (max - min);
+    let path: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.y)))
+        .collect();
+    let anomalies: Vec<String> = section
+        .insights
+        .iter()
+        .filter(|i| i.kind == analysis::InsightType::Anomaly)
+        .filter_map(|i| i.values.get("date").and_then(|d| d.as_str()))
+        .filter_map(|date| points.iter().position(|p| p.x == date))
+        .map(|i| {
+            format!(
+                r##"<circle cx="{:.1}" cy="{:.1}" r="5" fill="#d9480f"><title>{}: {}</title></circle>"##,
+                x(i),
+                y(points[i].y),
+                escape(&points[i].x),
+                style(section).value(points[i].y)
+            )
+        })
+        .collect();
+    let st = style(section);
+    format!(
+        r##"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{name} over time">
+<line x1="{pad}" y1="{base}" x2="{right}" y2="{base}" stroke="#ced4da"/>
+<text x="{pad}" y="14" class="axis">{maxl}</text><text x="{pad}" y="{low}" class="axis">{minl}</text>
+<text x="{pad}" y="{h}" class="axis">{first}</text><text x="{right}" y="{h}" class="axis" text-anchor="end">{last}</text>
+<polyline fill="none" stroke="#1c7ed6" stroke-width="2" points="{path}"/>
+{anomalies}
+</svg>"##,
+        name = escape(&section.name),
+        base = h - pad,
+        right = w - pad,
+        low = h - pad - 4.0,
+        maxl = escape(&st.value(max)),
+        minl = escape(&st.value(min)),
+        first = escape(&points[0].x),
+        last = escape(&points[points.len() - 1].x),
+        path = path.join(" "),
+        anomalies = anomalies.join("\n"),
+    )
+}
+
+/// A horizontal bar chart of the groups, as inline SVG.
+fn bar_chart(section: &Section) -> String {
+    let groups = &section.value.groups;
+    if groups.is_empty() {
+        return String::new();
+    }
+    let shown = &groups[..groups.len().min(12)];
+    let max = shown
+        .iter()
+        .map(|g| g.value.abs())
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let (w, row) = (640.0, 24.0);
+    let st = style(section);
+    let bars: Vec<String> = shown
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let top = i as f64 * row;
+            let len = 380.0 * g.value.abs() / max;
+            format!(
+                r##"<text x="0" y="{ty:.1}" class="label">{key}</text><rect x="160" y="{ry:.1}" width="{len:.1}" height="16" fill="#1c7ed6"/><text x="{vx:.1}" y="{ty:.1}" class="label">{value}</text>"##,
+                ty = top + 13.0,
+                ry = top + 2.0,
+                key = escape(&g.key),
+                vx = 166.0 + len,
+                value = escape(&st.value(g.value)),
+            )
+        })
+        .collect();
+    format!(
+        r##"<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{name} by group">{bars}</svg>"##,
+        h = row * shown.len() as f64,
+        name = escape(&section.name),
+        bars = bars.join("")
+    )
+}
+
+fn status_word(status: Status) -> (&'static str, &'static str) {
+    match status {
+        Status::Good => ("good", "on target"),
+        Status::Warning => ("warning", "near target"),
+        Status::Bad => ("bad", "off target"),
+        Status::None => ("none", ""),
+    }
+}
+
+/// One self-contained page: inline CSS and SVG, no external request.
+fn html(document: &Document) -> String {
+    let mut body = String::new();
+    if !document.highlights.is_empty() {
+        body.push_str("<section class=\"highlights\"><h2>Highlights</h2><ul>");
+        for insight in &document.highlights {
+            body.push_str(&format!(
+                "<li class=\"{}\">{}</li>",
+                escape(&format!("{:?}", insight.sentiment).to_lowercase()),
+                escape(&insight.text)
+            ));
+        }
+        body.push_str("</ul></section>");
+    }
+    for s in &document.sections {
+        let st = style(s);
+        let v = &s.value;
+        let (status_class, status_text) = status_word(v.status);
+        body.push_str(&format!(
+            "<section class=\"klip\"><h2>{}</h2>",
+            escape(&s.name)
+        ));
+        if let Some(error) = &v.error {
+            body.push_str(&format!(
+                "<p class=\"error\">Not computed: {}</p></section>",
+                escape(error)
+            ));
+            continue;
+        }
+        body.push_str("<div class=\"kpi\">");
+        body.push_str(&format!(
+            "<span class=\"value\">{}</span>",
+            escape(&v.current.map(|c| st.value(c)).unwrap_or_else(|| "—".into()))
+        ));
+        if let (Some(change), Some(previous)) = (v.change, v.previous) {
+            let pct = v
+                .change_pct
+                .map(|p| format!(" ({})", analysis::text::format_pct(p)))
+                .unwrap_or_default();
+            body.push_str(&format!(
+                "<span class=\"change\">{}{} vs {}</span>",
+                escape(&st.change(change)),
+                escape(&pct),
+                escape(&st.value(previous))
+            ));
+        }
+        if !status_text.is_empty() {
+            body.push_str(&format!(
+                "<span class=\"status {status_class}\">{status_text}{}</span>",
+                s.target
+                    .map(|t| format!(" (target {})", escape(&st.value(t))))
+                    .unwrap_or_default()
+            ));
+        }
+        body.push_str("</div>");
+        if let Some(window) = &s.window {
+            body.push_str(&format!(
+                "<p class=\"window\">{}</p>",
+                escape(&window.replace('_', " "))
+            ));
+        }
+        body.push_str(&line_chart(s));
+        body.push_str(&bar_chart(s));
+        if !s.insights.is_empty() {
+            body.push_str("<h3>What the data shows</h3><ul class=\"insights\">");
+            for insight in &s.insights {
+                body.push_str(&format!(
+                    "<li>{}<br><small>{}</small></li>",
+                    escape(&insight.text),
+                    escape(&insight.method)
+                ));
+            }
+            body.push_str("</ul>");
+        }
+        body.push_str("</section>");
+    }
+    format!(
+        r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#212529;max-width:760px;margin:2rem auto;padding:0 1rem}}
+h1{{font-size:1.6rem;margin:0 0 .25rem}} h2{{font-size:1.15rem;margin:0 0 .5rem}} h3{{font-size:.95rem;margin:1rem 0 .25rem}}
+.meta{{color:#6c757d;margin:0 0 1.5rem}} section{{border:1px solid #dee2e6;border-radius:8px;padding:1rem 1.25rem;margin:0 0 1rem;break-inside:avoid}}
+.kpi{{display:flex;gap:1rem;align-items:baseline;flex-wrap:wrap}} .value{{font-size:2rem;font-weight:600}}
+.change{{color:#495057}} .status{{padding:.1rem .5rem;border-radius:1rem;font-size:.85rem}}
+.good{{background:#d3f9d8;color:#2b8a3e}} .warning{{background:#fff3bf;color:#e67700}} .bad{{background:#ffe3e3;color:#c92a2a}}
+.window{{color:#6c757d;margin:.25rem 0}} .chart{{width:100%;height:auto;margin:.5rem 0}} .axis,.label{{font-size:11px;fill:#495057}}
+.insights li,.highlights li{{margin:.25rem 0}} small{{color:#6c757d}} .error{{color:#c92a2a}}
+.highlights .negative{{color:#c92a2a}} .highlights .positive{{color:#2b8a3e}}
+@media print{{body{{margin:0}} section{{border-color:#adb5bd}}}}
+</style></head><body>
+<h1>{title}</h1>
+<p class="meta">{description}Generated {generated} ({tz}).</p>
+{body}
+</body></html>
+"##,
+        title = escape(&document.title),
+        description = document
+            .description
+            .as_deref()
+            .map(|d| format!("{}. ", escape(d)))
+            .unwrap_or_default(),
+        generated = escape(&document.generated_at),
+        tz = escape(&document.timezone),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::klip::{evaluate, Display, Query};
+    use serde_json::json;
+
+    fn klip(query: serde_json::Value, display: serde_json::Value) -> Klip {
+        serde_json::from_value(json!({
+            "meta": {"id": "0123456789abcdef0123456789abcdef", "company_id": "c", "name": "Signups <daily>",
+                     "slug": "signups", "version": 1, "created_by": "u", "date_created": "", "last_updated": ""},
+            "type": "line", "datasource_id": null, "query": query, "display": display
+        }))
+        .unwrap()
+    }
+
+    fn rows_with_spike() -> Vec<serde_json::Map<String, serde_json::Value>> {
+        (1..=30)
+            .map(|d| {
+                let n = if d == 20 {
+                    400.0
+                } else {
+                    100.0 + (d % 3) as f64
+                };
+                json!({"day": format!("2026-11-{d:02}"), "n": n})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_planted_spike_is_named_in_every_format() {
+        let k = klip(
+            json!({"value": "n", "aggregate": "sum", "time_column": "day", "time_bucket": "day"}),
+            json!({"target": 3000}),
+        );
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let tz = chrono_tz::America::New_York;
+        let display: Display = k.display.clone();
+        let query: Query = k.query.clone();
+        let value = evaluate(&rows_with_spike(), &query, &display, tz, now);
+        let cover = Cover {
+            report_id: "r",
+            title: "Weekly <KPIs>",
+            description: None,
+            window: None,
+        };
+        let doc = build(&cover, &[(k, value)], tz, now);
+        let anomaly = doc.sections[0]
+            .insights
+            .iter()
+            .find(|i| i.kind == analysis::InsightType::Anomaly)
+            .expect("the spike is found");
+        assert_eq!(anomaly.values["date"], "2026-11-20");
+        let html = String::from_utf8(render(&doc, ReportFormat::Html).unwrap()).unwrap();
+        assert!(html.contains("Weekly &lt;KPIs&gt;") && !html.contains("<KPIs>"));
+        assert!(html.contains("<svg") && !html.contains("http://") && !html.contains("https://"));
+        assert!(html.contains(&escape(&anomaly.text)));
+        let csv = String::from_utf8(render(&doc, ReportFormat::Csv).unwrap()).unwrap();
+        assert!(csv.starts_with("klip_id,klip,measure,x,value\n"));
+        assert!(csv.contains("series,2026-11-20,400"), "{csv}");
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&render(&doc, ReportFormat::Json).unwrap()).unwrap();
+        // 30 days of 100 + (day mod 3), with day 20 at 400 instead of 102.
+        assert_eq!(parsed["sections"][0]["value"]["current"], json!(3328.0));
+        assert!(render(&doc, ReportFormat::Pdf).is_none());
+    }
+
+    #[test]
+    fn a_flat_series_says_nothing() {
+        let k = klip(
+            json!({"value": "n", "aggregate": "sum", "time_column": "day", "time_bucket": "day"}),
+            json!({}),
+        );
+        let rows: Vec<_> = (1..=30)
+            .map(|d| {
+                json!({"day": format!("2026-11-{d:02}"), "n": 5})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            })
+            .collect();
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let tz = chrono_tz::UTC;
+        let value = evaluate(&rows, &k.query, &k.display, tz, now);
+        let cover = Cover {
+            report_id: "r",
+            title: "t",
+            description: None,
+            window: None,
+        };
+        let doc = build(&cover, &[(k, value)], tz, now);
+        assert!(
+            doc.sections[0].insights.is_empty(),
+            "{:?}",
+            doc.sections[0].insights
+        );
+        assert!(doc.highlights.is_empty());
+    }
+}

@@ -1,0 +1,335 @@
+//! The repository of report runs. A run is generated exactly once: the worker claims it with
+//! a conditional update that takes a lease (`queued`, or `running` with an expired lease →
+//! `running`, `attempt + 1`), and its success is written only while it still holds that
+//! lease. A running run is in the `gsi1` due index at its lease's end, so the scheduler's
+//! tick finds a run whose worker died and claims it again (or fails it after the last
+//! attempt): no run stays `running`.
+
+use super::{db_error, keys, n, s, to_item, Store, WriteError};
+use crate::error::ApiError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use domain::reports::{Run, RunSummary};
+use domain::RunStatus;
+
+pub struct Runs<'a>(&'a Store);
+
+impl Store {
+    pub fn runs(&self) -> Runs<'_> {
+        Runs(self)
+    }
+}
+
+/// Why a run was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRefused {
+    /// The idempotency key already queued a run.
+    KeyUsed,
+    /// A run with this id exists (another tick queued this due time).
+    Exists,
+}
+
+/// Why a run could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotClaimed {
+    /// It is done, or another worker holds a live lease on it.
+    Unavailable,
+    /// Gone.
+    Missing,
+}
+
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdempotencyClaim {
+    run_id: String,
+    ttl: i64,
+}
+
+/// The item of a run; a running one is in the due index at its lease's end.
+fn run_item(run: &Run) -> Result<super::Item, ApiError> {
+    let mut item = to_item(&keys::run(&run.company_id, &run.report_id, &run.id), run)?;
+    if let (RunStatus::Running, Some(lease)) = (run.status, &run.lease_until) {
+        item.insert("gsi1pk".into(), s(keys::due_index()));
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{lease}#{}#{}", run.company_id, run.id)),
+        );
+    }
+    Ok(item)
+}
+
+impl Runs<'_> {
+    /// Writes a new queued run (which the stream then delivers to the worker); with an
+    /// idempotency key's hash, claims the key for it in the same transaction.
+    pub async fn queue(
+        &self,
+        run: &Run,
+        idempotency: Option<(&str, i64)>,
+    ) -> Result<(), WriteError<QueueRefused>> {
+        let mut tx = self.0.transaction();
+        let created = tx.create_item(run_item(run)?)?;
+        if let Some((hash, now)) = idempotency {
+            tx.create(
+                &keys::idempotency(&run.company_id, &run.report_id, hash),
+                &IdempotencyClaim {
+                    run_id: run.id.clone(),
+                    ttl: now + IDEMPOTENCY_TTL_SECS,
+                },
+            )?;
+        }
+        tx.commit().await.map_err(|e| match e {
+            WriteError::Refused(i) if i == created => WriteError::Refused(QueueRefused::Exists),
+            WriteError::Refused(_) => WriteError::Refused(QueueRefused::KeyUsed),
+            WriteError::Failed(e) => WriteError::Failed(e),
+        })
+    }
+
+    /// The run an idempotency key queued, if it is remembered.
+    pub async fn by_idempotency_key(
+        &self,
+        company: &str,
+        report: &str,
+        hash: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let claim: Option<IdempotencyClaim> =
+            self.0.get(keys::idempotency(company, report, hash)).await?;
+        Ok(claim.map(|c| c.run_id))
+    }
+
+    pub async fn get(
+        &self,
+        company: &str,
+        report: &str,
+        run: &str,
+    ) -> Result<Option<Run>, ApiError> {
+        self.0.get(keys::run(company, report, run)).await
+    }
+
+    /// Every run of a report, newest first.
+    pub async fn of_report(&self, company: &str, report: &str) -> Result<Vec<Run>, ApiError> {
+        let mut runs: Vec<Run> = self
+            .0
+            .query_prefix(&keys::company_pk(company), &keys::runs_of(report))
+            .await?;
+        runs.reverse();
+        Ok(runs)
+    }
+
+    /// Claims a run for generation until `lease_until`: a queued run, or a running one
+    /// whose lease ended before `now`, with fewer than `max_attempts` attempts. Answers the
+    /// run as claimed.
+    pub async fn claim(
+        &self,
+        company: &str,
+        report: &str,
+        run: &str,
+        now: &str,
+        lease_until: &str,
+        max_attempts: u32,
+    ) -> Result<Run, WriteError<NotClaimed>> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let store = self.0;
+        let result = store
+            .db
+            .update_item()
+            .table_name(&store.table)
+            .set_key(Some(keys::run(company, report, run).to_item()))
+            .update_expression(
+                "SET #status = :running, lease_until = :lease, started_at = if_not_exists(started_at, :now), \
+                 gsi1pk = :due, gsi1sk = :due_at ADD attempt :one",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND attempt < :max AND (#status = :queued OR (#status = :running AND lease_until < :now))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(RunStatus::Running.as_str()))
+            .expression_attribute_values(":queued", s(RunStatus::Queued.as_str()))
+            .expression_attribute_values(":lease", s(lease_until))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max_attempts))
+            .expression_attribute_values(":due", s(keys::due_index()))
+            .expression_attribute_values(":due_at", s(format!("{lease_until}#{company}#{run}")))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(super::from_item(out.attributes.unwrap_or_default())?),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Err(WriteError::Refused(match failed.item {
+                        Some(_) => NotClaimed::Unavailable,
+                        None => NotClaimed::Missing,
+                    }))
+                }
+                _ => Err(WriteError::Failed(db_error("UpdateItem", e))),
+            },
+        }
+    }
+
+    /// Records progress while holding the lease (ignored when the lease was lost).
+    pub async fn progress(&self, run: &Run, progress: u8) -> Result<(), ApiError> {
+        self.0
+            .update_if(
+                &keys::run(&run.company_id, &run.report_id, &run.id),
+                "SET progress = :p",
+                "#status = :running AND lease_until = :lease",
+                &[("#status", "status")],
+                vec![
+                    (":p", n(progress)),
+                    (":running", s(RunStatus::Running.as_str())),
+                    (":lease", s(run.lease_until.clone().unwrap_or_default())),
+                ],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes the run's end (`succeeded` or `failed`, with its file or error) if the lease
+    /// `held` is still the run's: refused when another worker took it over.
+    pub async fn finish(&self, run: &Run, held: &str) -> Result<(), WriteError<()>> {
+        let mut tx = self.0.transaction();
+        tx.put_item_if(
+            run_item(run)?,
+            "#status = :running AND lease_until = :lease",
+            &[("#status", "status")],
+            vec![
+                (":running", s(RunStatus::Running.as_str())),
+                (":lease", s(held)),
+            ],
+        )?;
+        tx.commit().await.map_err(|e| match e {
+            WriteError::Refused(_) => WriteError::Refused(()),
+            WriteError::Failed(e) => WriteError::Failed(e),
+        })
+    }
+
+    /// Ends the lease now, so that the next delivery of the run's record (or the tick) can
+    /// claim it again after a transient failure.
+    pub async fn release(&self, run: &Run, held: &str, now: &str) -> Result<(), ApiError> {
+        self.0
+            .update_if(
+                &keys::run(&run.company_id, &run.report_id, &run.id),
+                "SET lease_until = :now, gsi1sk = :due_at",
+                "#status = :running AND lease_until = :lease",
+                &[("#status", "status")],
+                vec![
+                    (":now", s(now)),
+                    (":due_at", s(format!("{now}#{}#{}", run.company_id, run.id))),
+                    (":running", s(RunStatus::Running.as_str())),
+                    (":lease", s(held)),
+                ],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Fails a run nobody can finish any more (its last attempt's lease ended).
+    pub async fn abandon(&self, run: &Run, error: &str, now: &str) -> Result<bool, ApiError> {
+        self.0
+            .update_if(
+                &keys::run(&run.company_id, &run.report_id, &run.id),
+                "SET #status = :failed, #error = :error, finished_at = :now REMOVE gsi1pk, gsi1sk",
+                "#status = :running AND lease_until < :now",
+                &[("#status", "status"), ("#error", "error")],
+                vec![
+                    (":failed", s(RunStatus::Failed.as_str())),
+                    (":error", s(error)),
+                    (":now", s(now)),
+                    (":running", s(RunStatus::Running.as_str())),
+                ],
+            )
+            .await
+    }
+
+    /// Shows a run's end on its report (without changing the report's version).
+    pub async fn set_last_run(
+        &self,
+        company: &str,
+        report: &str,
+        summary: &RunSummary,
+    ) -> Result<(), ApiError> {
+        let value = serde_dynamo::to_attribute_value(summary)
+            .map_err(|e| ApiError::internal(format!("encoding run summary: {e}")))?;
+        self.0
+            .update_if(
+                &keys::asset(domain::asset::Kind::Report, company, report),
+                "SET last_run = :run",
+                "attribute_exists(pk)",
+                &[],
+                vec![(":run", value)],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves a scheduled report's next due time from `due` to `next` (or takes it out of
+    /// the due index), if no other tick did it first; answers whether this one did.
+    pub async fn advance_schedule(
+        &self,
+        company: &str,
+        report: &str,
+        due: &str,
+        next: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let key = keys::asset(domain::asset::Kind::Report, company, report);
+        match next {
+            Some(next) => {
+                self.0
+                    .update_if(
+                        &key,
+                        "SET next_run_at = :next, gsi1sk = :due_at",
+                        "next_run_at = :due",
+                        &[],
+                        vec![
+                            (":next", s(next)),
+                            (":due", s(due)),
+                            (":due_at", s(format!("{next}#{company}#{report}"))),
+                        ],
+                    )
+                    .await
+            }
+            None => {
+                self.0
+                    .update_if(
+                        &key,
+                        "REMOVE next_run_at, gsi1pk, gsi1sk",
+                        "next_run_at = :due",
+                        &[],
+                        vec![(":due", s(due))],
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// Everything due at or before `now` in the due index (scheduled reports and runs whose
+    /// lease ended), as stored items; eventually consistent, like every index read.
+    pub async fn due(&self, now: &str) -> Result<Vec<super::Item>, ApiError> {
+        let store = self.0;
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = store
+                .db
+                .query()
+                .table_name(&store.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk <= :now")
+                .expression_attribute_values(":pk", s(keys::due_index()))
+                .expression_attribute_values(":now", AttributeValue::S(format!("{now}#~")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! Reports (API.md §6): CRUD, `generate` → a queued run that the report worker, reached
+//! through the table's real stream, finishes by itself; runs; downloads in html, csv and
+//! json; idempotency; schedules on the scheduler's tick.
+
+use chrono::{Duration, Utc};
+use chrono_tz::America::New_York;
+use pulseboard_tests::{expect_error, json, TestApp};
+use serde_json::{json, Value};
+
+/// 30 days of daily signups ending today (New York), about 100 a day, with a spike of 400
+/// ten days ago.
+fn signups_csv() -> (String, String) {
+    let today = Utc::now().with_timezone(&New_York).date_naive();
+    let spike = (today - Duration::days(10)).to_string();
+    let mut csv = String::from("day,signups\n");
+    for back in (0..30).rev() {
+        let day = today - Duration::days(back);
+        let n = if back == 10 { 400 } else { 100 + back % 3 };
+        csv.push_str(&format!("{day},{n}\n"));
+    }
+    (csv, spike)
+}
+
+async fn created(app: &TestApp, path: &str, body: Value) -> Value {
+    let (status, body) = json(app.post(path, body).await).await;
+    assert_eq!(status, 201, "{path}: {body}");
+    body["data"].clone()
+}
+
+struct Setup {
+    dashboard: String,
+    klip: String,
+    spike: String,
+}
+
+/// A data source with the signups, a daily Klip over the last 30 days and a dashboard
+/// showing it.
+async fn setup(app: &TestApp) -> Setup {
+    let ds = created(
+        app,
+        "/datasources",
+        json!({"name": "Signups", "format": "csv"}),
+    )
+    .await;
+    let (csv, spike) = signups_csv();
+    let r = app
+        .http
+        .put(app.url(&format!("/datasources/{}/data", ds["id"].as_str().unwrap())))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let klip = created(app, "/klips", json!({"name": "Daily signups", "type": "line", "datasource_id": ds["id"],
+        "query": {"value": "signups", "aggregate": "sum", "time_column": "day", "time_bucket": "day", "range": "last_30_days"}})).await;
+    let dash = created(app, "/dashboards", json!({"name": "Growth"})).await;
+    let (status, body) = json(
+        app.call(
+            "PUT",
+            &format!(
+                "/dashboards/{}/klip-instances",
+                dash["id"].as_str().unwrap()
+            ),
+            app.key(),
+            Some(json!({"klips": [{"klip_id": klip["id"], "region": "main", "position": 0}]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    Setup {
+        dashboard: dash["id"].as_str().unwrap().to_owned(),
+        klip: klip["id"].as_str().unwrap().to_owned(),
+        spike,
+    }
+}
+
+/// `POST {report}/generate`: asserts the 202 and answers the run.
+async fn generate(app: &TestApp, report: &str) -> Value {
+    let r = app
+        .post(&format!("/reports/{report}/generate"), json!({}))
+        .await;
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let (status, body) = json(r).await;
+    assert_eq!(status, 202, "{body}");
+    let run = body["data"].clone();
+    assert_eq!(run["status"], "queued");
+    assert_eq!(run["trigger"], "api");
+    assert_eq!(
+        location,
+        format!(
+            "/api/1.0/reports/{report}/runs/{}",
+            run["id"].as_str().unwrap()
+        )
+    );
+    run
+}
+
+/// Waits (up to 30 s) until the run is no longer queued or running; answers it.
+async fn finished(app: &TestApp, report: &str, run: &str) -> Value {
+    for _ in 0..150 {
+        let (status, body) = json(app.get(&format!("/reports/{report}/runs/{run}")).await).await;
+        assert_eq!(status, 200, "{body}");
+        let status = body["data"]["status"].as_str().unwrap().to_owned();
+        if status != "queued" && status != "running" {
+            return body["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("run {run} did not finish within 30 seconds");
+}
+
+async fn download(app: &TestApp, report: &str) -> reqwest::Response {
+    app.get(&format!("/reports/{report}/download")).await
+}
+
+#[tokio::test]
+async fn a_generated_html_report_is_made_by_the_worker_and_names_the_planted_spike() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Growth weekly", "dashboard_id": s.dashboard, "format": "html"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    let done = finished(&app, id, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["progress"], 100);
+    assert_eq!(done["attempt"], 1);
+    assert_eq!(done["timezone"], "America/New_York");
+    assert!(done["started_at"].is_string() && done["finished_at"].is_string());
+    assert_eq!(done["file"]["content_type"], "text/html; charset=utf-8");
+    let r = download(&app, id).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"growth-weekly-")
+            && disposition.ends_with(".html\""),
+        "{disposition}"
+    );
+    let html = r.text().await.unwrap();
+    assert_eq!(html.len() as u64, done["file"]["size"].as_u64().unwrap());
+    assert!(html.contains("<svg") && html.contains("Daily signups"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
+    assert!(
+        html.contains(&s.spike),
+        "the spike of {} is named: {html}",
+        s.spike
+    );
+}
+
+#[tokio::test]
+async fn a_json_report_has_the_dashboards_numbers_and_the_anomaly_as_data() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Growth data", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    let done = finished(&app, id, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let r = download(&app, id).await;
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let (_, file) = json(r).await;
+    let (_, dashboard) = json(app.get(&format!("/dashboards/{}", s.dashboard)).await).await;
+    let shown = &dashboard["data"]["klip_instances"][0]["value"];
+    let section = &file["sections"][0];
+    assert_eq!(section["klip_id"], s.klip.as_str());
+    assert_eq!(section["value"]["current"], shown["current"], "{file}");
+    assert_eq!(section["value"]["series"], shown["series"]);
+    let anomaly = section["insights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "anomaly")
+        .unwrap_or_else(|| panic!("no anomaly in {section}"));
+    assert_eq!(anomaly["values"]["date"], s.spike.as_str());
+    assert_eq!(anomaly["values"]["actual"], 400.0);
+    assert!(
+        anomaly["method"].as_str().unwrap().contains("z"),
+        "{anomaly}"
+    );
+    assert!(
+        anomaly["text"].as_str().unwrap().contains("400"),
+        "{anomaly}"
+    );
+}
+
+#[tokio::test]
+async fn a_csv_report_has_one_row_per_value_and_point() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Growth csv", "klip_ids": [s.klip], "format": "csv"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    assert_eq!(
+        finished(&app, id, run["id"].as_str().unwrap()).await["status"],
+        "succeeded"
+    );
+    let r = download(&app, id).await;
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().await.unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("klip_id,klip,measure,x,value"));
+    let series: Vec<&str> = text.lines().filter(|l| l.contains(",series,")).collect();
+    assert_eq!(series.len(), 30, "{text}");
+    assert!(
+        text.contains(&format!("{},Daily signups,series,{},400", s.klip, s.spike)),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_answers_the_same_run() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Once", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .http
+            .post(app.url(&format!("/reports/{id}/generate")))
+            .header("kf-api-key", app.key())
+            .header("idempotency-key", "nightly-2026-12-02")
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(r).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["data"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let (_, runs) = json(app.get(&format!("/reports/{id}/runs")).await).await;
+    assert_eq!(runs["meta"]["total"], 1, "{runs}");
+}
+
+#[tokio::test]
+async fn runs_list_newest_first() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Many", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let first = generate(&app, id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let second = generate(&app, id).await;
+    let (status, runs) = json(app.get(&format!("/reports/{id}/runs")).await).await;
+    assert_eq!(status, 200, "{runs}");
+    let listed: Vec<&str> = runs["data"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            second["id"].as_str().unwrap(),
+            first["id"].as_str().unwrap()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn download_is_not_ready_until_a_run_succeeds() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Not yet", "klip_ids": [s.klip]}),
+    )
+    .await;
+    assert_eq!(report["format"], "html", "html is the default");
+    expect_error(
+        download(&app, report["id"].as_str().unwrap()).await,
+        409,
+        "not_ready",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_generation_that_cannot_succeed_ends_failed_with_a_clear_error() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Paper", "klip_ids": [s.klip], "format": "pdf"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    let done = finished(&app, id, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().contains("pdf"), "{done}");
+    assert!(done["file"].is_null());
+    let named = app
+        .get(&format!(
+            "/reports/{id}/download?run_id={}",
+            run["id"].as_str().unwrap()
+        ))
+        .await;
+    expect_error(named, 409, "conflict").await;
+    let (_, shown) = json(app.get(&format!("/reports/{id}")).await).await;
+    assert_eq!(shown["data"]["last_run"]["status"], "failed", "{shown}");
+}
+
+#[tokio::test]
+async fn a_redelivered_stream_record_generates_nothing_twice() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Replay", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    let run_id = run["id"].as_str().unwrap();
+    let done = finished(&app, id, run_id).await;
+    assert_eq!(done["status"], "succeeded");
+    // The same INSERT record again, as a stream redelivers it.
+    let stored = app
+        .state
+        .store
+        .runs()
+        .get(&app.company.company_id, id, run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut queued = stored.clone();
+    queued.status = domain::RunStatus::Queued;
+    let image: serde_dynamo::Item = serde_dynamo::to_item(&queued).unwrap();
+    let record = json!({"Records": [{"eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1", "dynamodb": {"NewImage": image, "SequenceNumber": "42", "SizeBytes": 1}}]});
+    let answer = pulseboard_report_worker::handle(&app.state, record)
+        .await
+        .unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    let (_, after) = json(app.get(&format!("/reports/{id}/runs/{run_id}")).await).await;
+    assert_eq!(after["data"]["attempt"], 1, "not claimed again");
+    assert_eq!(after["data"]["file"], done["file"]);
+    assert_eq!(after["data"]["finished_at"], done["finished_at"]);
+}
+
+#[tokio::test]
+async fn schedules_are_validated_and_echo_their_zone_and_next_time() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let (status, body) = json(
+        app.post(
+            "/reports",
+            json!({"name": "Bad", "klip_ids": [s.klip],
+            "schedule": {"cron": "0 25 * * *", "timezone": "Mars/Olympus"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["schedule.timezone", "schedule.cron"], "{body}");
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Mornings", "klip_ids": [s.klip],
+        "schedule": {"cron": "0 9 * * mon-fri"}}),
+    )
+    .await;
+    assert_eq!(report["schedule"]["timezone"], "America/New_York");
+    let next =
+        chrono::DateTime::parse_from_rfc3339(report["next_run_at"].as_str().unwrap()).unwrap();
+    let local = next.with_timezone(&New_York);
+    assert_eq!((local.format("%H:%M").to_string()), "09:00");
+    assert!(next > Utc::now());
+}
+
+#[tokio::test]
+async fn a_scheduled_report_runs_once_per_due_time() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Every minute", "klip_ids": [s.klip], "format": "json",
+        "schedule": {"cron": "* * * * *", "timezone": "UTC"}}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let due = report["next_run_at"].as_str().unwrap().to_owned();
+    // The scheduler's clock passes the due time; two ticks overlap.
+    app.advance(chrono::Duration::seconds(61));
+    let tick: Value = serde_json::from_str(pulseboard_report_worker::TICK_INPUT).unwrap();
+    let (a, b) = tokio::join!(
+        pulseboard_report_worker::handle(&app.state, tick.clone()),
+        pulseboard_report_worker::handle(&app.state, tick.clone()),
+    );
+    let queued = a.unwrap()["queued"].as_u64().unwrap() + b.unwrap()["queued"].as_u64().unwrap();
+    assert!(queued >= 1);
+    let (_, runs) = json(app.get(&format!("/reports/{id}/runs")).await).await;
+    let listed = runs["data"]["runs"].as_array().unwrap().clone();
+    let for_due: Vec<&Value> = listed
+        .iter()
+        .filter(|r| r["due_at"] == due.as_str())
+        .collect();
+    assert_eq!(for_due.len(), 1, "one run for the due time: {runs}");
+    assert_eq!(for_due[0]["trigger"], "schedule");
+    let run_id = for_due[0]["id"].as_str().unwrap();
+    assert_eq!(finished(&app, id, run_id).await["status"], "succeeded");
+    let (_, shown) = json(app.get(&format!("/reports/{id}")).await).await;
+    assert!(
+        shown["data"]["next_run_at"].as_str().unwrap() > due.as_str(),
+        "the schedule moved on: {shown}"
+    );
+}
+
+#[tokio::test]
+async fn another_companys_report_is_a_404() {
+    let app = TestApp::spawn().await;
+    let other = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Mine", "klip_ids": [s.klip]}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    for path in [
+        format!("/reports/{id}"),
+        format!("/reports/{id}/runs"),
+        format!("/reports/{id}/download"),
+    ] {
+        expect_error(other.get(&path).await, 404, "not_found").await;
+    }
+    expect_error(
+        other
+            .post(&format!("/reports/{id}/generate"), json!({}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
