@@ -126,7 +126,9 @@ async fn start_event_delivery() {
                     .build()
                     .expect("a runtime for the event delivery");
                 runtime.block_on(async {
-                    let state = test_state(Arc::new(ShiftClock::default())).await;
+                    // The worker may fetch the tests' URL data sources, served on loopback.
+                    let loopback = vec![("127.0.0.1".parse().expect("an address"), 32)];
+                    let state = test_state_with(Arc::new(ShiftClock::default()), loopback).await;
                     pulseboard_cli::events::deliver_stream(state).await
                 });
             });

@@ -82,6 +82,29 @@ fn one_of(problems: &mut Vec<FieldError>, field: &str, value: Option<&str>, allo
     }
 }
 
+/// A URL data source with a `refresh_interval` refreshes by itself: its first time is one
+/// interval from now, kept while the interval and connector stay as they were.
+fn schedule_refresh(
+    ds: &mut Datasource,
+    old: Option<&Datasource>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let interval = ds
+        .refresh_interval
+        .filter(|n| *n > 0 && ds.connector == Connector::Url && !ds.disabled);
+    ds.next_refresh_at = match (interval, old) {
+        (None, _) => None,
+        (Some(_), Some(old))
+            if old.refresh_interval == ds.refresh_interval && old.next_refresh_at.is_some() =>
+        {
+            old.next_refresh_at.clone()
+        }
+        (Some(n), _) => Some(platform::time::rfc3339(
+            now + chrono::Duration::seconds(n as i64),
+        )),
+    };
+}
+
 /// A name of a closed set that validation already accepted.
 fn chosen<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
     value.and_then(|v| v.parse().ok())
@@ -259,8 +282,12 @@ pub async fn create(
         last_error: None,
         data_id: None,
         previous_data_id: None,
+        refresh: None,
+        next_refresh_at: None,
     };
     fail_on(check_source(&ds))?;
+    let mut ds = ds;
+    schedule_refresh(&mut ds, None, state.clock.now());
     let ds = create_asset(&state, ds).await?;
     Ok(envelope::created(
         &envelope::location("datasources", &ds.meta.id),
@@ -304,6 +331,7 @@ pub async fn update(
         ds.properties = properties;
     }
     fail_on(check_source(&ds))?;
+    schedule_refresh(&mut ds, Some(&old), state.clock.now());
     let mut new_copy = None;
     if ds.format != old.format && old.data_size > 0 {
         // The stored file follows the format, so `format=raw` keeps answering what it says.

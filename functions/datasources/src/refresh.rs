@@ -1,5 +1,5 @@
-//! Refreshing: `POST /datasources/{id}/refresh` and the bulk
-//! `POST /datasources/@/refresh {"datasources":[..]}`.
+//! Refreshing: `POST /datasources/{id}/refresh` (within the request) and the bulk
+//! `POST /datasources/@/refresh {"datasources":[..]}` (queued for the report worker).
 //!
 //! A URL data source fetches its endpoint (`connector`) and stores what it got like a push;
 //! a failed fetch counts in `refresh_fail_count` and `last_error` and keeps the last good
@@ -10,17 +10,22 @@ use crate::datasources::{lookup, usable};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use domain::data;
-use platform::assets::ingest::{refresh_source, Outcome};
+use domain::ids::new_id;
+use domain::records::RefreshState;
+use domain::reports::{run_id, RefreshJob};
+use domain::{RunStatus, RunTrigger};
+use platform::assets::ingest::refresh_source;
 use platform::assets::view;
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
+use platform::store::WriteError;
+use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-/// The most data sources one bulk request may name (they are refreshed one after another
-/// within the request, each fetch allowed up to `connector::TIMEOUT`).
+/// The most data sources one bulk request may name.
 pub const MAX_BULK: usize = 25;
 
 /// `POST /datasources/{id}/refresh`: 200 with the data source and `refresh`, also when the
@@ -51,16 +56,21 @@ pub struct BulkBody {
 }
 
 /// One entry of a bulk answer.
-fn result(id: &str, requested: &str, status: &str, error: Option<&str>) -> Value {
-    json!({"id": id, "requested": requested, "status": status, "error": error})
+fn result(
+    id: &str,
+    requested: &str,
+    status: &str,
+    job: Option<&str>,
+    error: Option<&str>,
+) -> Value {
+    json!({"id": id, "requested": requested, "status": status, "job_id": job, "error": error})
 }
 
-/// `POST /datasources/@/refresh {"datasources":[ids or slugs]}` → 202 with a result per
-/// entry; ids or slugs that are unknown (or another company's) are reported as `not_found`.
-///
-/// There is no job queue yet, so the sources are refreshed one after another within this
-/// request and the 202 carries the finished results; with a queue the same answer shape
-/// would carry `queued` entries instead.
+/// `POST /datasources/@/refresh {"datasources":[ids or slugs]}` → 202 after queuing one
+/// refresh job per usable data source; the report worker does them (reached through the
+/// table's stream), and each data source's `refresh.status` shows how it goes
+/// (`queued` → `running` → `succeeded` | `failed`). Unknown ids or slugs (or another
+/// company's) are `not_found`; disabled sources `failed`.
 pub async fn bulk_refresh(
     State(state): State<AppState>,
     caller: Caller,
@@ -73,54 +83,69 @@ pub async fn bulk_refresh(
             format!("must name 1 to {MAX_BULK} data sources by id or slug"),
         )]));
     }
+    let now = state.clock.now();
     let mut results = Vec::with_capacity(body.datasources.len());
     let mut failed = Map::new();
-    let mut refreshed = 0;
+    let mut queued = 0;
     for requested in &body.datasources {
         let ds = match lookup(&state, &caller, requested).await {
             Ok(ds) => ds,
             Err(error @ ApiError::NotFound(_)) => {
                 let message = error.to_string();
                 failed.insert(requested.clone(), Value::String(message.clone()));
-                results.push(result(requested, requested, "not_found", Some(&message)));
+                results.push(result(
+                    requested,
+                    requested,
+                    "not_found",
+                    None,
+                    Some(&message),
+                ));
                 continue;
             }
             Err(error) => return Err(error),
         };
         let id = ds.meta.id.clone();
-        let outcome = match usable(&ds) {
-            Err(error) => Outcome::Failed(error.to_string()),
-            Ok(()) => match refresh_source(
-                &state,
-                data::timezone(caller.company.timezone.as_deref()),
-                ds,
-            )
-            .await
-            {
-                Ok((_, outcome)) => outcome,
-                Err(ApiError::Internal(cause)) => {
-                    tracing::error!(datasource = %id, %cause, "bulk refresh failed");
-                    Outcome::Failed("internal error while storing the data; retry".into())
-                }
-                Err(error) => Outcome::Failed(error.to_string()),
-            },
-        };
-        match outcome {
-            Outcome::Succeeded => {
-                refreshed += 1;
-                results.push(result(&id, requested, "succeeded", None));
-            }
-            Outcome::Failed(error) => {
-                failed.insert(id.clone(), Value::String(error.clone()));
-                results.push(result(&id, requested, "failed", Some(&error)));
-            }
+        if let Err(error) = usable(&ds) {
+            let message = error.to_string();
+            failed.insert(id.clone(), Value::String(message.clone()));
+            results.push(result(&id, requested, "failed", None, Some(&message)));
+            continue;
         }
+        let job = RefreshJob::queued(
+            run_id(now.timestamp_millis(), &new_id()),
+            caller.company_id(),
+            &id,
+            RunTrigger::Api,
+            &rfc3339(now),
+        );
+        match state.store.refreshes().queue(&job).await {
+            Ok(()) => {}
+            Err(WriteError::Refused(())) => {
+                return Err(ApiError::Conflict("refresh job id collision; retry".into()))
+            }
+            Err(WriteError::Failed(e)) => return Err(e),
+        }
+        let shown = RefreshState {
+            status: RunStatus::Queued,
+            job_id: job.id.clone(),
+            trigger: RunTrigger::Api,
+            requested_at: job.date_created.clone(),
+            finished_at: None,
+            error: None,
+        };
+        state
+            .store
+            .refreshes()
+            .set_state(caller.company_id(), &id, &shown)
+            .await?;
+        queued += 1;
+        results.push(result(&id, requested, "queued", Some(&job.id), None));
     }
     Ok(envelope::accepted(
         "/api/1.0/datasources",
         json!({
             "total_datasources_requested": body.datasources.len(),
-            "total_refreshed": refreshed,
+            "total_queued": queued,
             "results": results,
             "failed_results": failed,
         }),

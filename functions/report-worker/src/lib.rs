@@ -2,14 +2,16 @@
 //! two triggers, and `pulseboard serve` delivers the same events to [`handle`] locally:
 //!
 //! - the table's **stream**, through an event source mapping whose filter passes only
-//!   inserted report runs in status `queued` ([`stream::passes_filter`] is the same filter,
-//!   for the local delivery): each is generated exactly once ([`generate`]), and runs that
-//!   hit a transient failure are returned as batch item failures, for the stream to deliver
-//!   again;
-//! - the **scheduler's tick** (every minute): due schedules become runs, and runs whose
-//!   worker died are taken over ([`tick`]).
+//!   inserted jobs in status `queued` — report runs and data source refreshes
+//!   ([`stream::passes_filter`] is the same filter, for the local delivery): each is done
+//!   exactly once ([`generate`], [`refresh`]), and jobs that hit a transient failure are
+//!   returned as batch item failures, for the stream to deliver again;
+//! - the **scheduler's tick** (every minute): due schedules become runs, URL data sources
+//!   whose `refresh_interval` is due get a refresh job, and jobs whose worker died are taken
+//!   over ([`tick`]).
 
 pub mod generate;
+pub mod refresh;
 pub mod stream;
 pub mod tick;
 

@@ -6,13 +6,15 @@
 //!    delivers it like any run. After an outage only the latest missed time runs (if it is
 //!    within [`GRACE_SECS`]); the earlier ones are recorded `skipped`. Then `next_run_at`
 //!    moves on, conditionally on still being the time this tick handled;
-//! 3. a run whose worker died is claimed and generated here (or failed after its last
-//!    attempt).
+//! 3. a URL data source whose `refresh_interval` came due gets a refresh job the same way;
+//! 4. a job whose worker died is claimed and done here (or failed after its last attempt).
 
 use crate::generate::{self, Outcome};
 use chrono::{DateTime, Utc};
+use domain::asset::Kind;
 use domain::cron::Cron;
-use domain::reports::{run_id, Report, Run, RUN_ENTITY};
+use domain::records::{Datasource, RefreshState};
+use domain::reports::{run_id, RefreshJob, Report, Run, REFRESH_ENTITY, RUN_ENTITY};
 use domain::{RunStatus, RunTrigger};
 use platform::store::runs::QueueRefused;
 use platform::store::{Item, WriteError};
@@ -45,18 +47,89 @@ pub async fn run(state: &AppState) -> Result<Ticked, ApiError> {
     let now = state.clock.now();
     let mut done = Ticked::default();
     for item in state.store.runs().due(&rfc3339(now)).await? {
-        let is_run = matches!(item.get("entity"), Some(aws_sdk_dynamodb::types::AttributeValue::S(e)) if e == RUN_ENTITY);
-        if is_run {
+        let text = |name: &str| match item.get(name) {
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let (entity, sk) = (text("entity"), text("sk"));
+        if entity == RUN_ENTITY {
             let run: Run = platform::store::from_item(item)?;
             if generate::run(state, &run.company_id, &run.report_id, &run.id).await == Outcome::Done
             {
                 done.taken_over += 1;
+            }
+        } else if entity == REFRESH_ENTITY {
+            let job: RefreshJob = platform::store::from_item(item)?;
+            if crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await
+                == Outcome::Done
+            {
+                done.taken_over += 1;
+            }
+        } else if sk.starts_with(Kind::Datasource.prefix()) {
+            if let Err(e) = refresh_due(state, item, now, &mut done).await {
+                tracing::warn!(error = %e, "a due refresh could not be queued; the next tick retries");
             }
         } else if let Err(e) = schedule(state, item, now, &mut done).await {
             tracing::warn!(error = %e, "a due report could not be queued; the next tick retries");
         }
     }
     Ok(done)
+}
+
+/// A URL data source whose `refresh_interval` came due gets one refresh job per due time
+/// (its id from the source and the time), and its next time moves on from now.
+async fn refresh_due(
+    state: &AppState,
+    item: Item,
+    now: DateTime<Utc>,
+    done: &mut Ticked,
+) -> Result<(), ApiError> {
+    let ds: Datasource = platform::store::from_item(item)?;
+    let (Some(due_text), Some(interval)) = (&ds.next_refresh_at, ds.refresh_interval) else {
+        return Ok(());
+    };
+    let due = parse_time(due_text)
+        .ok_or_else(|| ApiError::internal(format!("next_refresh_at '{due_text}' is not a time")))?;
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    if !ds.disabled {
+        let job = RefreshJob {
+            due_at: Some(rfc3339(due)),
+            ..RefreshJob::queued(
+                scheduled_run_id(id, due),
+                company,
+                id,
+                RunTrigger::Schedule,
+                &rfc3339(now),
+            )
+        };
+        match state.store.refreshes().queue(&job).await {
+            Ok(()) => {
+                done.queued += 1;
+                let queued = RefreshState {
+                    status: RunStatus::Queued,
+                    job_id: job.id.clone(),
+                    trigger: RunTrigger::Schedule,
+                    requested_at: job.date_created.clone(),
+                    finished_at: None,
+                    error: None,
+                };
+                state
+                    .store
+                    .refreshes()
+                    .set_state(company, id, &queued)
+                    .await?;
+            }
+            Err(WriteError::Refused(())) => {}
+            Err(WriteError::Failed(e)) => return Err(e),
+        }
+    }
+    let next = now.max(due) + chrono::Duration::seconds(interval.max(60) as i64);
+    state
+        .store
+        .refreshes()
+        .advance(company, id, due_text, &rfc3339(next))
+        .await?;
+    Ok(())
 }
 
 /// The id of the run of `report` due at `due`: the same for every tick.

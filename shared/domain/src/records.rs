@@ -81,10 +81,32 @@ pub struct Datasource {
     pub data_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_data_id: Option<String>,
+    /// The latest background refresh (bulk or on the interval), as the worker reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshState>,
+    /// When a URL source with a `refresh_interval` refreshes by itself next (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh_at: Option<String>,
+}
+
+/// Where a data source's latest background refresh is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RefreshState {
+    pub status: crate::RunStatus,
+    pub job_id: String,
+    pub trigger: crate::RunTrigger,
+    pub requested_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Asset for Datasource {
     const KIND: Kind = Kind::Datasource;
+    fn due_at(&self) -> Option<&str> {
+        self.next_refresh_at.as_deref()
+    }
     const HIDDEN: &'static [&'static str] = &["data_id", "previous_data_id"];
     fn redact(value: &mut Value) {
         if let Some(headers) = value

@@ -212,3 +212,61 @@ mod tests {
         assert!(crate::ids::is_id(&a) && crate::ids::is_id(&b), "{a} {b}");
     }
 }
+
+/// What marks a data source refresh job item (for the stream's filter).
+pub const REFRESH_ENTITY: &str = "datasource_refresh";
+
+/// One background refresh of a data source: queued by a bulk refresh or by the source's
+/// `refresh_interval`, done by the worker like a report run (claimed with a lease).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RefreshJob {
+    /// Always [`REFRESH_ENTITY`].
+    pub entity: String,
+    pub id: String,
+    pub company_id: String,
+    pub datasource_id: String,
+    pub status: RunStatus,
+    pub trigger: RunTrigger,
+    pub attempt: u32,
+    pub date_created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// Removes the job item once it is long done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+impl RefreshJob {
+    pub fn queued(
+        id: String,
+        company_id: &str,
+        datasource_id: &str,
+        trigger: RunTrigger,
+        now: &str,
+    ) -> Self {
+        RefreshJob {
+            entity: REFRESH_ENTITY.to_owned(),
+            id,
+            company_id: company_id.to_owned(),
+            datasource_id: datasource_id.to_owned(),
+            status: RunStatus::Queued,
+            trigger,
+            attempt: 0,
+            date_created: now.to_owned(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+            lease_until: None,
+            due_at: None,
+            ttl: None,
+        }
+    }
+}

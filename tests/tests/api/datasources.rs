@@ -1568,8 +1568,24 @@ async fn the_connector_refuses_private_addresses_before_connecting_and_on_redire
     );
 }
 
+/// Waits (up to 30 s) until the data source's background refresh is done; answers it.
+async fn refreshed(app: &TestApp, id: &str) -> Value {
+    for _ in 0..150 {
+        let (_, got) = json(app.get(&format!("/datasources/{id}")).await).await;
+        let status = got["data"]["refresh"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if status == "succeeded" || status == "failed" {
+            return got["data"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the refresh of {id} did not finish within 30 seconds");
+}
+
 #[tokio::test]
-async fn bulk_refresh_reports_each_source_and_unknown_ones_are_not_fatal() {
+async fn bulk_refresh_queues_each_source_for_the_worker_and_unknown_ones_are_not_fatal() {
     let app = TestApp::spawn_with(local()).await;
     let other = TestApp::spawn().await;
     let server = endpoint().await;
@@ -1580,6 +1596,7 @@ async fn bulk_refresh_reports_each_source_and_unknown_ones_are_not_fatal() {
     let foreign = create_source(&other, json!({"name": "Theirs"})).await;
     let unknown = "0123456789abcdef0123456789abcdef";
     let url_id = url["id"].as_str().unwrap();
+    let push_id = push["id"].as_str().unwrap();
     let broken_id = broken["id"].as_str().unwrap();
     let foreign_id = foreign["id"].as_str().unwrap();
 
@@ -1594,7 +1611,7 @@ async fn bulk_refresh_reports_each_source_and_unknown_ones_are_not_fatal() {
     let (_, body) = json(response).await;
     let data = &body["data"];
     assert_eq!(data["total_datasources_requested"], 5);
-    assert_eq!(data["total_refreshed"], 2);
+    assert_eq!(data["total_queued"], 3);
     let statuses: Vec<(&str, &str)> = data["results"]
         .as_array()
         .unwrap()
@@ -1604,24 +1621,71 @@ async fn bulk_refresh_reports_each_source_and_unknown_ones_are_not_fatal() {
     assert_eq!(
         statuses,
         [
-            (url_id, "succeeded"),
-            (push["id"].as_str().unwrap(), "succeeded"),
+            (url_id, "queued"),
+            (push_id, "queued"),
             (unknown, "not_found"),
             (foreign_id, "not_found"),
-            (broken_id, "failed")
+            (broken_id, "queued")
         ]
     );
     let failed = data["failed_results"].as_object().unwrap();
-    assert_eq!(failed.len(), 3);
+    assert_eq!(failed.len(), 2);
     assert!(failed[unknown].as_str().unwrap().contains("not found"));
     assert!(failed[foreign_id].as_str().unwrap().contains("not found"));
-    assert!(failed[broken_id].as_str().unwrap().contains("500"));
-    let (_, got) = json(app.get(&format!("/datasources/{url_id}")).await).await;
-    assert_eq!(got["data"]["row_count"], 2);
+    // The worker does them, each data source showing how it went.
+    let got = refreshed(&app, url_id).await;
+    assert_eq!(got["refresh"]["status"], "succeeded", "{got}");
+    assert_eq!(got["refresh"]["trigger"], "api");
+    assert_eq!(got["row_count"], 2);
+    assert_eq!(
+        refreshed(&app, push_id).await["refresh"]["status"],
+        "succeeded"
+    );
+    let got = refreshed(&app, broken_id).await;
+    assert_eq!(got["refresh"]["status"], "failed", "{got}");
+    assert!(
+        got["refresh"]["error"].as_str().unwrap().contains("500"),
+        "{got}"
+    );
+    assert_eq!(got["refresh_fail_count"], 1);
     // The other company's source was not touched.
     let (_, theirs) = json(other.get(&format!("/datasources/{foreign_id}")).await).await;
     assert_eq!(theirs["data"]["version"], 1);
+    assert!(theirs["data"]["refresh"].is_null());
+}
 
+#[tokio::test]
+async fn a_url_source_refreshes_by_itself_on_its_interval() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let url = create_source(&app, json!({"name": "Hourly feed", "connector": "url", "format": "json", "refresh_interval": 3600,
+        "properties": {"endpoint_url": format!("{}/json", server.base), "json_path": "$.data.rows"}})).await;
+    let id = url["id"].as_str().unwrap();
+    let first = url["next_refresh_at"].as_str().unwrap().to_owned();
+    let push = create_source(&app, json!({"name": "Pushed", "refresh_interval": 3600})).await;
+    assert!(
+        push["next_refresh_at"].is_null(),
+        "only URL sources refresh by themselves"
+    );
+    // An hour later the scheduler's tick comes.
+    app.advance(chrono::Duration::seconds(3601));
+    let tick: Value = serde_json::from_str(pulseboard_report_worker::TICK_INPUT).unwrap();
+    pulseboard_report_worker::handle(&app.state, tick)
+        .await
+        .unwrap();
+    let got = refreshed(&app, id).await;
+    assert_eq!(got["refresh"]["status"], "succeeded", "{got}");
+    assert_eq!(got["refresh"]["trigger"], "schedule");
+    assert_eq!(got["row_count"], 2);
+    assert!(
+        got["next_refresh_at"].as_str().unwrap() > first.as_str(),
+        "{got}"
+    );
+}
+
+#[tokio::test]
+async fn bulk_refresh_names_between_one_and_the_maximum() {
+    let app = TestApp::spawn().await;
     expect_error(
         app.post("/datasources/@/refresh", json!({"datasources": []}))
             .await,

@@ -83,3 +83,10 @@ pub fn due_index() -> String {
 pub fn report_file(company: &str, report: &str, run: &str, extension: &str) -> String {
     format!("{company}/reports/{report}/{run}/report.{extension}")
 }
+/// A background refresh of a data source.
+pub fn refresh_job(company: &str, datasource: &str, job: &str) -> Key {
+    Key::new(
+        company_pk(company),
+        format!("REFRESHJOB#{datasource}#{job}"),
+    )
+}

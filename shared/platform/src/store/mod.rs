@@ -20,7 +20,9 @@
 //! | favourite | `C#<company>` | `FAV#<user>#<dashboard>` | one per user and dashboard |
 //! | published link | `PUBLINK#<sha256 of token>` | `PUBLINK` | → company, dashboard, expiry |
 //! | report | `C#<company>` | `REPORT#<id>` | an asset; when scheduled, `gsi1pk = DUE#`, `gsi1sk = <next_run_at>#<company>#<id>` |
+//! | (due index) | | | `gsi1pk = DUE#`: scheduled reports, URL data sources at `next_refresh_at`, running jobs at their lease's end |
 //! | report run | `C#<company>` | `RUN#<report>#<run>` | `entity = report_run`; run ids sort by time; the stream passes inserted `queued` runs to the worker |
+//! | refresh job | `C#<company>` | `REFRESHJOB#<datasource>#<job>` | `entity = datasource_refresh`; like a run; `ttl` |
 //! | idempotency key | `C#<company>` | `IDEM#<report>#<sha256 of key>` | → the run it queued; `ttl` |
 //! | client account | `C#<client>` | `COMPANY` | a company with `parent_id`; `gsi1pk = PARTNER#<partner>`, `gsi1sk = <created>#<id>` |
 //!
@@ -36,7 +38,9 @@ pub mod accounts;
 pub mod assets;
 pub mod counters;
 pub mod files;
+mod jobs;
 pub mod keys;
+pub mod refreshes;
 pub mod runs;
 pub mod sessions;
 

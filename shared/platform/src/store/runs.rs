@@ -5,7 +5,7 @@
 //! tick finds a run whose worker died and claims it again (or fails it after the last
 //! attempt): no run stays `running`.
 
-use super::{db_error, keys, n, s, to_item, Store, WriteError};
+use super::{db_error, jobs, keys, n, s, Store, WriteError};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::reports::{Run, RunSummary};
@@ -28,14 +28,7 @@ pub enum QueueRefused {
     Exists,
 }
 
-/// Why a run could not be claimed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotClaimed {
-    /// It is done, or another worker holds a live lease on it.
-    Unavailable,
-    /// Gone.
-    Missing,
-}
+pub use super::jobs::NotClaimed;
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
@@ -48,15 +41,14 @@ struct IdempotencyClaim {
 
 /// The item of a run; a running one is in the due index at its lease's end.
 fn run_item(run: &Run) -> Result<super::Item, ApiError> {
-    let mut item = to_item(&keys::run(&run.company_id, &run.report_id, &run.id), run)?;
-    if let (RunStatus::Running, Some(lease)) = (run.status, &run.lease_until) {
-        item.insert("gsi1pk".into(), s(keys::due_index()));
-        item.insert(
-            "gsi1sk".into(),
-            s(format!("{lease}#{}#{}", run.company_id, run.id)),
-        );
-    }
-    Ok(item)
+    jobs::item(
+        &keys::run(&run.company_id, &run.report_id, &run.id),
+        run,
+        (run.status == RunStatus::Running)
+            .then_some(run.lease_until.as_deref())
+            .flatten(),
+        &format!("{}#{}", run.company_id, run.id),
+    )
 }
 
 impl Runs<'_> {
@@ -128,46 +120,15 @@ impl Runs<'_> {
         lease_until: &str,
         max_attempts: u32,
     ) -> Result<Run, WriteError<NotClaimed>> {
-        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-        let store = self.0;
-        let result = store
-            .db
-            .update_item()
-            .table_name(&store.table)
-            .set_key(Some(keys::run(company, report, run).to_item()))
-            .update_expression(
-                "SET #status = :running, lease_until = :lease, started_at = if_not_exists(started_at, :now), \
-                 gsi1pk = :due, gsi1sk = :due_at ADD attempt :one",
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND attempt < :max AND (#status = :queued OR (#status = :running AND lease_until < :now))",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":running", s(RunStatus::Running.as_str()))
-            .expression_attribute_values(":queued", s(RunStatus::Queued.as_str()))
-            .expression_attribute_values(":lease", s(lease_until))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(max_attempts))
-            .expression_attribute_values(":due", s(keys::due_index()))
-            .expression_attribute_values(":due_at", s(format!("{lease_until}#{company}#{run}")))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => Ok(super::from_item(out.attributes.unwrap_or_default())?),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Err(WriteError::Refused(match failed.item {
-                        Some(_) => NotClaimed::Unavailable,
-                        None => NotClaimed::Missing,
-                    }))
-                }
-                _ => Err(WriteError::Failed(db_error("UpdateItem", e))),
-            },
-        }
+        jobs::claim(
+            self.0,
+            &keys::run(company, report, run),
+            &format!("{company}#{run}"),
+            now,
+            lease_until,
+            max_attempts,
+        )
+        .await
     }
 
     /// Records progress while holding the lease (ignored when the lease was lost).
@@ -191,58 +152,31 @@ impl Runs<'_> {
     /// Writes the run's end (`succeeded` or `failed`, with its file or error) if the lease
     /// `held` is still the run's: refused when another worker took it over.
     pub async fn finish(&self, run: &Run, held: &str) -> Result<(), WriteError<()>> {
-        let mut tx = self.0.transaction();
-        tx.put_item_if(
-            run_item(run)?,
-            "#status = :running AND lease_until = :lease",
-            &[("#status", "status")],
-            vec![
-                (":running", s(RunStatus::Running.as_str())),
-                (":lease", s(held)),
-            ],
-        )?;
-        tx.commit().await.map_err(|e| match e {
-            WriteError::Refused(_) => WriteError::Refused(()),
-            WriteError::Failed(e) => WriteError::Failed(e),
-        })
+        jobs::finish(self.0, run_item(run)?, held).await
     }
 
     /// Ends the lease now, so that the next delivery of the run's record (or the tick) can
     /// claim it again after a transient failure.
     pub async fn release(&self, run: &Run, held: &str, now: &str) -> Result<(), ApiError> {
-        self.0
-            .update_if(
-                &keys::run(&run.company_id, &run.report_id, &run.id),
-                "SET lease_until = :now, gsi1sk = :due_at",
-                "#status = :running AND lease_until = :lease",
-                &[("#status", "status")],
-                vec![
-                    (":now", s(now)),
-                    (":due_at", s(format!("{now}#{}#{}", run.company_id, run.id))),
-                    (":running", s(RunStatus::Running.as_str())),
-                    (":lease", s(held)),
-                ],
-            )
-            .await
-            .map(|_| ())
+        jobs::release(
+            self.0,
+            &keys::run(&run.company_id, &run.report_id, &run.id),
+            &format!("{}#{}", run.company_id, run.id),
+            held,
+            now,
+        )
+        .await
     }
 
     /// Fails a run nobody can finish any more (its last attempt's lease ended).
     pub async fn abandon(&self, run: &Run, error: &str, now: &str) -> Result<bool, ApiError> {
-        self.0
-            .update_if(
-                &keys::run(&run.company_id, &run.report_id, &run.id),
-                "SET #status = :failed, #error = :error, finished_at = :now REMOVE gsi1pk, gsi1sk",
-                "#status = :running AND lease_until < :now",
-                &[("#status", "status"), ("#error", "error")],
-                vec![
-                    (":failed", s(RunStatus::Failed.as_str())),
-                    (":error", s(error)),
-                    (":now", s(now)),
-                    (":running", s(RunStatus::Running.as_str())),
-                ],
-            )
-            .await
+        jobs::abandon(
+            self.0,
+            &keys::run(&run.company_id, &run.report_id, &run.id),
+            error,
+            now,
+        )
+        .await
     }
 
     /// Shows a run's end on its report (without changing the report's version).

@@ -1,0 +1,141 @@
+//! Refreshing one data source in the background (a bulk refresh or its `refresh_interval`),
+//! exactly once per job: claimed with a lease like a report run, the data source's
+//! `refresh.status` following `queued` → `running` → `succeeded` | `failed`. A URL source
+//! fetches its endpoint behind the egress guard; a push source recomputes its Klips.
+
+use crate::generate::{Outcome, LEASE_SECS, MAX_ATTEMPTS};
+use chrono::Duration;
+use domain::asset::Asset;
+use domain::records::{Datasource, RefreshState};
+use domain::reports::RefreshJob;
+use domain::RunStatus;
+use platform::assets::ingest::{self, refresh_source};
+use platform::auth::records::Company;
+use platform::store::refreshes::NotClaimed;
+use platform::store::{keys, WriteError};
+use platform::time::rfc3339;
+use platform::{ApiError, AppState};
+
+fn state_of(job: &RefreshJob) -> RefreshState {
+    RefreshState {
+        status: job.status,
+        job_id: job.id.clone(),
+        trigger: job.trigger,
+        requested_at: job.date_created.clone(),
+        finished_at: job.finished_at.clone(),
+        error: job.error.clone(),
+    }
+}
+
+/// Claims and does a refresh job.
+pub async fn run(state: &AppState, company: &str, datasource: &str, job_id: &str) -> Outcome {
+    let now = state.clock.now();
+    let lease = rfc3339(now + Duration::seconds(LEASE_SECS));
+    let refreshes = state.store.refreshes();
+    let mut job = match refreshes
+        .claim(
+            company,
+            datasource,
+            job_id,
+            &rfc3339(now),
+            &lease,
+            MAX_ATTEMPTS,
+        )
+        .await
+    {
+        Ok(job) => job,
+        Err(WriteError::Refused(NotClaimed::Missing)) => return Outcome::Done,
+        Err(WriteError::Refused(NotClaimed::Unavailable)) => {
+            return abandon_if_dead(state, company, datasource, job_id).await
+        }
+        Err(WriteError::Failed(e)) => return Outcome::Retry(e.to_string()),
+    };
+    let _ = refreshes
+        .set_state(company, datasource, &state_of(&job))
+        .await;
+    let result = refresh(state, company, datasource).await;
+    match result {
+        Err(ApiError::Unavailable(error)) => {
+            let _ = refreshes
+                .release(&job, &lease, &rfc3339(state.clock.now()))
+                .await;
+            return Outcome::Retry(error);
+        }
+        Ok(None) => job.status = RunStatus::Succeeded,
+        Ok(Some(error)) | Err(ApiError::Validation { message: error, .. }) => {
+            job.status = RunStatus::Failed;
+            job.error = Some(error);
+        }
+        Err(other) => {
+            job.status = RunStatus::Failed;
+            job.error = Some(other.to_string());
+        }
+    }
+    job.finished_at = Some(rfc3339(state.clock.now()));
+    job.ttl = Some(state.clock.now().timestamp() + 7 * 86_400);
+    match refreshes.finish(&job, &lease).await {
+        Ok(()) => {
+            let _ = refreshes
+                .set_state(company, datasource, &state_of(&job))
+                .await;
+            Outcome::Done
+        }
+        Err(WriteError::Refused(())) => Outcome::Done,
+        Err(WriteError::Failed(e)) => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// The refresh itself: `Ok(None)` when it succeeded, `Ok(Some(why))` when the endpoint
+/// failed (the data source keeps its last good data).
+async fn refresh(
+    state: &AppState,
+    company: &str,
+    datasource: &str,
+) -> Result<Option<String>, ApiError> {
+    let ds: Datasource = state
+        .store
+        .get(keys::asset(Datasource::KIND, company, datasource))
+        .await?
+        .ok_or_else(|| ApiError::Conflict("the data source was deleted".into()))?;
+    if ds.disabled {
+        return Ok(Some("the data source is disabled".into()));
+    }
+    let owner: Option<Company> = state.store.get(keys::company(company)).await?;
+    let tz = domain::data::timezone(owner.and_then(|c| c.timezone).as_deref());
+    match refresh_source(state, tz, ds).await? {
+        (_, ingest::Outcome::Succeeded) => Ok(None),
+        (_, ingest::Outcome::Failed(error)) => Ok(Some(error)),
+    }
+}
+
+async fn abandon_if_dead(
+    state: &AppState,
+    company: &str,
+    datasource: &str,
+    job_id: &str,
+) -> Outcome {
+    let now = state.clock.now();
+    let refreshes = state.store.refreshes();
+    let job = match refreshes.get(company, datasource, job_id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return Outcome::Done,
+        Err(e) => return Outcome::Retry(e.to_string()),
+    };
+    let ended = job
+        .lease_until
+        .as_deref()
+        .is_some_and(|l| l < rfc3339(now).as_str());
+    if job.status == RunStatus::Running && ended && job.attempt >= MAX_ATTEMPTS {
+        let error = "the refresh did not finish in its attempts (the worker stopped)";
+        if let Ok(true) = refreshes.abandon(&job, error, &rfc3339(now)).await {
+            let mut failed = job.clone();
+            failed.status = RunStatus::Failed;
+            failed.error = Some(error.into());
+            failed.finished_at = Some(rfc3339(now));
+            let _ = refreshes
+                .set_state(company, datasource, &state_of(&failed))
+                .await;
+        }
+    }
+    Outcome::Done
+}

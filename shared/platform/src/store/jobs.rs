@@ -1,0 +1,153 @@
+//! What every background job item (a report run, a data source refresh) shares: a lease
+//! taken by a conditional update, so that exactly one worker works on a job at a time; the
+//! due index entry of a running job at its lease's end, so the scheduler's tick finds a job
+//! whose worker died; and an end written only while the lease is still held.
+
+use super::{db_error, keys, s, to_item, Item, Key, Store, WriteError};
+use crate::error::ApiError;
+use domain::RunStatus;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a job could not be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotClaimed {
+    /// It is done, or another worker holds a live lease on it.
+    Unavailable,
+    /// Gone.
+    Missing,
+}
+
+/// The item of a job; with a lease (a running job) it is in the due index at the lease's
+/// end, under `due_id`.
+pub(super) fn item<T: Serialize>(
+    key: &Key,
+    job: &T,
+    lease: Option<&str>,
+    due_id: &str,
+) -> Result<Item, ApiError> {
+    let mut item = to_item(key, job)?;
+    if let Some(lease) = lease {
+        item.insert("gsi1pk".into(), s(keys::due_index()));
+        item.insert("gsi1sk".into(), s(format!("{lease}#{due_id}")));
+    }
+    Ok(item)
+}
+
+/// Claims the job at `key` until `lease_until`: a queued one, or a running one whose lease
+/// ended before `now`, with fewer than `max_attempts` attempts. Answers it as claimed.
+pub(super) async fn claim<T: DeserializeOwned>(
+    store: &Store,
+    key: &Key,
+    due_id: &str,
+    now: &str,
+    lease_until: &str,
+    max_attempts: u32,
+) -> Result<T, WriteError<NotClaimed>> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+    let result = store
+        .db
+        .update_item()
+        .table_name(&store.table)
+        .set_key(Some(key.to_item()))
+        .update_expression(
+            "SET #status = :running, lease_until = :lease, started_at = if_not_exists(started_at, :now), \
+             gsi1pk = :due, gsi1sk = :due_at ADD attempt :one",
+        )
+        .condition_expression(
+            "attribute_exists(pk) AND attempt < :max AND (#status = :queued OR (#status = :running AND lease_until < :now))",
+        )
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_values(":running", s(RunStatus::Running.as_str()))
+        .expression_attribute_values(":queued", s(RunStatus::Queued.as_str()))
+        .expression_attribute_values(":lease", s(lease_until))
+        .expression_attribute_values(":now", s(now))
+        .expression_attribute_values(":one", super::n(1))
+        .expression_attribute_values(":max", super::n(max_attempts))
+        .expression_attribute_values(":due", s(keys::due_index()))
+        .expression_attribute_values(":due_at", s(format!("{lease_until}#{due_id}")))
+        .return_values(ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(out) => Ok(super::from_item(out.attributes.unwrap_or_default())?),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Err(WriteError::Refused(match failed.item {
+                    Some(_) => NotClaimed::Unavailable,
+                    None => NotClaimed::Missing,
+                }))
+            }
+            _ => Err(WriteError::Failed(db_error("UpdateItem", e))),
+        },
+    }
+}
+
+/// Writes a job's end (its whole item) if the lease `held` is still the job's: refused when
+/// another worker took it over.
+pub(super) async fn finish(store: &Store, item: Item, held: &str) -> Result<(), WriteError<()>> {
+    let mut tx = store.transaction();
+    tx.put_item_if(
+        item,
+        "#status = :running AND lease_until = :lease",
+        &[("#status", "status")],
+        vec![
+            (":running", s(RunStatus::Running.as_str())),
+            (":lease", s(held)),
+        ],
+    )?;
+    tx.commit().await.map_err(|e| match e {
+        WriteError::Refused(_) => WriteError::Refused(()),
+        WriteError::Failed(e) => WriteError::Failed(e),
+    })
+}
+
+/// Ends the lease now, so the next delivery (or the tick) can claim the job again.
+pub(super) async fn release(
+    store: &Store,
+    key: &Key,
+    due_id: &str,
+    held: &str,
+    now: &str,
+) -> Result<(), ApiError> {
+    store
+        .update_if(
+            key,
+            "SET lease_until = :now, gsi1sk = :due_at",
+            "#status = :running AND lease_until = :lease",
+            &[("#status", "status")],
+            vec![
+                (":now", s(now)),
+                (":due_at", s(format!("{now}#{due_id}"))),
+                (":running", s(RunStatus::Running.as_str())),
+                (":lease", s(held)),
+            ],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Fails a job nobody can finish any more (its last attempt's lease ended).
+pub(super) async fn abandon(
+    store: &Store,
+    key: &Key,
+    error: &str,
+    now: &str,
+) -> Result<bool, ApiError> {
+    store
+        .update_if(
+            key,
+            "SET #status = :failed, #error = :error, finished_at = :now REMOVE gsi1pk, gsi1sk",
+            "#status = :running AND lease_until < :now",
+            &[("#status", "status"), ("#error", "error")],
+            vec![
+                (":failed", s(RunStatus::Failed.as_str())),
+                (":error", s(error)),
+                (":now", s(now)),
+                (":running", s(RunStatus::Running.as_str())),
+            ],
+        )
+        .await
+}
