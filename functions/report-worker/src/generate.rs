@@ -268,12 +268,8 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         window: report.window.as_deref(),
     };
     let doc = document::build(&cover, &klips, tz, now);
-    let bytes = document::render(&doc, report.format).ok_or_else(|| {
-        Stop::Fail(format!(
-            "{} reports are not available yet; use html, csv or json",
-            report.format
-        ))
-    })?;
+    let bytes = document::render(&doc, report.format)
+        .ok_or_else(|| Stop::Fail(format!("the {} file could not be written", report.format)))?;
     let key = keys::report_file(
         &company_id,
         &report.meta.id,

@@ -312,7 +312,7 @@ async fn download_is_not_ready_until_a_run_succeeds() {
 }
 
 #[tokio::test]
-async fn a_generation_that_cannot_succeed_ends_failed_with_a_clear_error() {
+async fn a_pdf_report_is_made_by_the_worker() {
     let app = TestApp::spawn().await;
     let s = setup(&app).await;
     let report = created(
@@ -324,8 +324,39 @@ async fn a_generation_that_cannot_succeed_ends_failed_with_a_clear_error() {
     let id = report["id"].as_str().unwrap();
     let run = generate(&app, id).await;
     let done = finished(&app, id, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let r = download(&app, id).await;
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    let disposition = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(disposition.ends_with(".pdf\""), "{disposition}");
+    let bytes = r.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    assert_eq!(bytes.len() as u64, done["file"]["size"].as_u64().unwrap());
+}
+
+#[tokio::test]
+async fn a_generation_that_cannot_succeed_ends_failed_with_a_clear_error() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Orphan", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    // Its only Klip goes before the run.
+    let r = app
+        .call("DELETE", &format!("/klips/{}", s.klip), app.key(), None)
+        .await;
+    assert_eq!(r.status(), 200);
+    let run = generate(&app, id).await;
+    let done = finished(&app, id, run["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "failed");
-    assert!(done["error"].as_str().unwrap().contains("pdf"), "{done}");
+    assert!(done["error"].as_str().unwrap().contains("Klips"), "{done}");
     assert!(done["file"].is_null());
     let named = app
         .get(&format!(

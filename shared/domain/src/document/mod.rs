@@ -1,6 +1,6 @@
 //! The contents of a report file and its renderings: one section per Klip with its value
 //! (current, previous, change, status, series, groups) and the insights the analysis found,
-//! written as a self-contained HTML page, a CSV table or JSON.
+//! written as a self-contained HTML page, vector PDF pages ([`pdf`]), a CSV table or JSON.
 //!
 //! [`build`] is pure: the worker passes each Klip with the value computed for the run's
 //! window, the company's zone and "now". Every number in a file comes from those values or
@@ -11,6 +11,8 @@ use crate::klip::{KlipValue, Status, TimeBucket};
 use crate::records::Klip;
 use crate::reports::RunWindow;
 use crate::sets::ReportFormat;
+pub mod pdf;
+
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -176,13 +178,13 @@ fn range_name(range: &crate::klip::Range) -> Option<String> {
         .and_then(|v| v.as_str().map(str::to_owned))
 }
 
-/// The file of `format`; `None` for a format this build cannot render yet (`pdf`).
+/// The file of `format`; `None` only when JSON encoding fails.
 pub fn render(document: &Document, format: ReportFormat) -> Option<Vec<u8>> {
     match format {
         ReportFormat::Json => serde_json::to_vec_pretty(document).ok(),
         ReportFormat::Csv => Some(csv(document)),
         ReportFormat::Html => Some(html(document).into_bytes()),
-        ReportFormat::Pdf => None,
+        ReportFormat::Pdf => Some(pdf::render(document)),
     }
 }
 
@@ -226,7 +228,7 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn style(section: &Section) -> NumberStyle {
+pub(crate) fn style(section: &Section) -> NumberStyle {
     NumberStyle {
         format: section.format.clone(),
         ..NumberStyle::default()
@@ -333,7 +335,7 @@ fn bar_chart(section: &Section) -> String {
     )
 }
 
-fn status_word(status: Status) -> (&'static str, &'static str) {
+pub(crate) fn status_word(status: Status) -> (&'static str, &'static str) {
     match status {
         Status::Good => ("good", "on target"),
         Status::Warning => ("warning", "near target"),
@@ -516,7 +518,10 @@ mod tests {
             serde_json::from_slice(&render(&doc, ReportFormat::Json).unwrap()).unwrap();
         // 30 days of 100 + (day mod 3), with day 20 at 400 instead of 102.
         assert_eq!(parsed["sections"][0]["value"]["current"], json!(3328.0));
-        assert!(render(&doc, ReportFormat::Pdf).is_none());
+        let pdf = render(&doc, ReportFormat::Pdf).unwrap();
+        assert!(pdf.starts_with(b"%PDF-") && pdf.ends_with(b"%%EOF\n") || pdf.ends_with(b"%%EOF"));
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(text.contains("/Type /Page") && text.contains("/BaseFont /Helvetica"));
     }
 
     #[test]
