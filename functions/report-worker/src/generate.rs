@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use domain::document::{self, Cover};
-use domain::klip::{evaluate, KlipValue, Range};
+use domain::klip::Range;
 use domain::records::{Dashboard, Datasource, Klip};
 use domain::reports::{Report, Run, RunFile};
 use domain::RunStatus;
@@ -221,19 +221,16 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         ),
         None => None,
     };
-    let mut klips: Vec<(Klip, KlipValue)> = Vec::new();
+    let mut klips: Vec<document::Computed> = Vec::new();
     let mut data_as_of: Option<String> = None;
     for id in covered(state, &report).await? {
-        let Some(mut klip) = state
+        let Some(klip) = state
             .store
             .get::<Klip>(keys::asset(Klip::KIND, &company_id, &id))
             .await?
         else {
             continue; // deleted since: the report covers what is left
         };
-        if window.is_some() {
-            klip.query.range = window;
-        }
         let rows = match &klip.datasource_id {
             Some(ds_id) => {
                 match state
@@ -252,8 +249,7 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
             }
             None => Vec::new(),
         };
-        let value = evaluate(&rows, &klip.query, &klip.display, tz, now);
-        klips.push((klip, value));
+        klips.push(document::compute(&klip, &rows, window, tz, now));
     }
     if klips.is_empty() {
         return Err(Stop::Fail(

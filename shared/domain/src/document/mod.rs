@@ -7,7 +7,7 @@
 //! from [`crate::analysis`]; nothing is invented.
 
 use crate::analysis::{self, Bucket, GroupChange, Insight, KlipSeries, NumberStyle, Point, Window};
-use crate::klip::{KlipValue, Status, TimeBucket};
+use crate::klip::{KlipValue, Range, Status, TimeBucket};
 use crate::records::Klip;
 use crate::reports::RunWindow;
 use crate::sets::ReportFormat;
@@ -60,6 +60,7 @@ fn local_start(date: &str, tz: Tz) -> Option<DateTime<Utc>> {
 fn series_of(
     klip: &Klip,
     value: &KlipValue,
+    previous_groups: &[crate::klip::Group],
     window: Option<&str>,
     tz: Tz,
     now: DateTime<Utc>,
@@ -94,7 +95,10 @@ fn series_of(
         .map(|g| GroupChange {
             key: g.key.clone(),
             current: g.value,
-            previous: None,
+            previous: previous_groups
+                .iter()
+                .find(|p| p.key == g.key)
+                .map(|p| p.value),
         })
         .collect();
     series.current = value.current;
@@ -109,6 +113,58 @@ fn series_of(
     series
 }
 
+/// A Klip with its value computed for a report, and (for a grouped Klip with a range) its
+/// groups in the previous period, so the analysis can say which group drove the change.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    pub klip: Klip,
+    pub value: KlipValue,
+    pub previous_groups: Vec<crate::klip::Group>,
+}
+
+/// "Now" one period earlier, so that the range's current period is the previous one.
+fn one_period_earlier(range: Range, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+    use chrono::{Days, Months};
+    let local = now.with_timezone(&tz);
+    let earlier = match range {
+        Range::Today | Range::Yesterday => local.checked_sub_days(Days::new(1)),
+        Range::Last7Days => local.checked_sub_days(Days::new(7)),
+        Range::Last30Days => local.checked_sub_days(Days::new(30)),
+        Range::ThisMonth | Range::LastMonth => local.checked_sub_months(Months::new(1)),
+        Range::ThisYear => local.checked_sub_months(Months::new(12)),
+    };
+    earlier.map(|t| t.with_timezone(&Utc))
+}
+
+/// Evaluates a Klip for a report over its data source's rows, with the report's window
+/// (if any) instead of its own range.
+pub fn compute(
+    klip: &Klip,
+    rows: &[serde_json::Map<String, serde_json::Value>],
+    window: Option<Range>,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Computed {
+    let mut klip = klip.clone();
+    if window.is_some() {
+        klip.query.range = window;
+    }
+    let value = crate::klip::evaluate(rows, &klip.query, &klip.display, tz, now);
+    let previous_groups = match (klip.query.range, &klip.query.group_by) {
+        (Some(range), Some(_)) => one_period_earlier(range, now, tz)
+            .map(|earlier| {
+                crate::klip::evaluate(rows, &klip.query, &klip.display, tz, earlier).groups
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Computed {
+        klip,
+        value,
+        previous_groups,
+    }
+}
+
 /// What a report is about, for [`build`].
 pub struct Cover<'a> {
     pub report_id: &'a str,
@@ -119,20 +175,20 @@ pub struct Cover<'a> {
 }
 
 /// Builds the document from each Klip and the value computed for the run.
-pub fn build(
-    cover: &Cover<'_>,
-    klips: &[(Klip, KlipValue)],
-    tz: Tz,
-    now: DateTime<Utc>,
-) -> Document {
+pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) -> Document {
     let mut sections = Vec::with_capacity(klips.len());
     let mut all_series = Vec::with_capacity(klips.len());
-    for (klip, value) in klips {
+    for Computed {
+        klip,
+        value,
+        previous_groups,
+    } in klips
+    {
         let window = cover
             .window
             .map(str::to_owned)
             .or_else(|| klip.query.range.and_then(|r| range_name(&r)));
-        let series = series_of(klip, value, window.as_deref(), tz, now);
+        let series = series_of(klip, value, previous_groups, window.as_deref(), tz, now);
         sections.push(Section {
             klip_id: klip.meta.id.clone(),
             name: klip.meta.name.clone(),
@@ -455,7 +511,7 @@ h1{{font-size:1.6rem;margin:0 0 .25rem}} h2{{font-size:1.15rem;margin:0 0 .5rem}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::klip::{evaluate, Display, Query};
+
     use serde_json::json;
 
     fn klip(query: serde_json::Value, display: serde_json::Value) -> Klip {
@@ -491,16 +547,18 @@ mod tests {
         );
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
         let tz = chrono_tz::America::New_York;
-        let display: Display = k.display.clone();
-        let query: Query = k.query.clone();
-        let value = evaluate(&rows_with_spike(), &query, &display, tz, now);
         let cover = Cover {
             report_id: "r",
             title: "Weekly <KPIs>",
             description: None,
             window: None,
         };
-        let doc = build(&cover, &[(k, value)], tz, now);
+        let doc = build(
+            &cover,
+            &[compute(&k, &rows_with_spike(), None, tz, now)],
+            tz,
+            now,
+        );
         let anomaly = doc.sections[0]
             .insights
             .iter()
@@ -540,19 +598,55 @@ mod tests {
             .collect();
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
         let tz = chrono_tz::UTC;
-        let value = evaluate(&rows, &k.query, &k.display, tz, now);
         let cover = Cover {
             report_id: "r",
             title: "t",
             description: None,
             window: None,
         };
-        let doc = build(&cover, &[(k, value)], tz, now);
+        let doc = build(&cover, &[compute(&k, &rows, None, tz, now)], tz, now);
         assert!(
             doc.sections[0].insights.is_empty(),
             "{:?}",
             doc.sections[0].insights
         );
         assert!(doc.highlights.is_empty());
+    }
+
+    #[test]
+    fn the_group_that_drove_the_change_is_named() {
+        let k = klip(
+            json!({"value": "n", "aggregate": "sum", "time_column": "day", "group_by": "region", "range": "last_30_days"}),
+            json!({}),
+        );
+        // The 30 days before: both regions 10 a day; the last 30: APAC unchanged, EMEA 40.
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let mut rows = Vec::new();
+        for back in 0..60 {
+            let day = (now - chrono::Duration::days(back)).date_naive();
+            for (region, n) in [("APAC", 10), ("EMEA", if back < 30 { 40 } else { 10 })] {
+                rows.push(
+                    json!({"day": day.to_string(), "region": region, "n": n})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                );
+            }
+        }
+        let computed = compute(&k, &rows, None, chrono_tz::UTC, now);
+        assert_eq!(computed.previous_groups.len(), 2);
+        let cover = Cover {
+            report_id: "r",
+            title: "t",
+            description: None,
+            window: None,
+        };
+        let doc = build(&cover, &[computed], chrono_tz::UTC, now);
+        let driver = doc.sections[0]
+            .insights
+            .iter()
+            .find(|i| i.kind == analysis::InsightType::Driver)
+            .unwrap_or_else(|| panic!("no driver in {:?}", doc.sections[0].insights));
+        assert!(driver.text.contains("EMEA"), "{}", driver.text);
     }
 }
