@@ -105,7 +105,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
 /// Deserialises `bytes`, naming the offending field on type errors.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -126,7 +126,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 ApiError::validation(vec![FieldError::new(field, message)])
             }
         }
-    })
+    })?;
+    // Anything after the value (`{"name":"a"}garbage`) makes the body not JSON.
+    de.end()
+        .map_err(|e| ApiError::InvalidJson(format!("request body is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 fn strip_position(message: &str) -> String {
@@ -273,6 +277,15 @@ mod tests {
     struct Body {
         name: String,
         days: Option<u32>,
+    }
+
+    #[test]
+    fn text_after_the_json_value_is_invalid_json() {
+        assert!(matches!(
+            parse_json::<Body>(br#"{"name":"a"}garbage"#),
+            Err(ApiError::InvalidJson(_))
+        ));
+        assert!(parse_json::<Body>(b"{\"name\":\"a\"}  \n").is_ok());
     }
 
     #[test]
