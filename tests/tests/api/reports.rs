@@ -511,3 +511,38 @@ async fn another_companys_report_is_a_404() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_saved_worker_events_run_through_the_worker() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Saved events", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    let run_id = run["id"].as_str().unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/worker");
+    let stream = std::fs::read_to_string(dir.join("stream-queued-run.json"))
+        .unwrap()
+        .replace("{{COMPANY_ID}}", &app.company.company_id)
+        .replace("{{REPORT_ID}}", id)
+        .replace("{{RUN_ID}}", run_id);
+    // Delivered twice (by the saved event and by the stream): generated once.
+    let answer =
+        pulseboard_report_worker::handle(&app.state, serde_json::from_str(&stream).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let done = finished(&app, id, run_id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempt"], 1);
+    let tick = std::fs::read_to_string(dir.join("scheduler-tick.json")).unwrap();
+    let ticked = pulseboard_report_worker::handle(&app.state, serde_json::from_str(&tick).unwrap())
+        .await
+        .unwrap();
+    assert!(ticked["queued"].is_u64(), "{ticked}");
+}
