@@ -25,13 +25,13 @@
 //! company with its function's [`ResolveLink`] and counts the request against that
 //! company's limits, the same way (a visitor has no credential to verify).
 
+use crate::access::Access;
+pub use crate::access::{LinkOwner, ResolveLink};
 use crate::auth::credential::{claim, credential, Claimed, Credential};
-use crate::auth::records::Company;
 use crate::auth::verify::verify;
 use crate::auth::{Caller, RequestUsage};
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::{Counted, RateHeaders, Usage};
-use crate::routes::Access;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -312,20 +312,6 @@ fn forget(state: &AppState, claimed: &Claimed, error: &ApiError) {
         state.auth_memory.forget_key(hash);
     }
 }
-
-/// The owner of a published link, as its function's resolver found it, and what the
-/// resolver read on the way (the platform knows nothing of dashboards): `extensions` are
-/// added to the request, where the handler finds them.
-#[derive(Debug)]
-pub struct LinkOwner {
-    pub company: Company,
-    pub extensions: http::Extensions,
-}
-
-/// Finds the owner of the published link whose token is in the path; 404 when the link is
-/// unknown, revoked, expired or switched off.
-pub type ResolveLink =
-    for<'a> fn(&'a AppState, &'a str) -> futures::future::BoxFuture<'a, ApiResult<LinkOwner>>;
 
 /// Admission of a published link's request: resolve the path's `{token}`, then count
 /// against the owner's limits exactly as an authenticated request.

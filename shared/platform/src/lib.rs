@@ -8,6 +8,7 @@
 //! wraps the whole in the cross-cutting layers of API.md §1–§5 (addressing, date versions,
 //! request ids, JSONP, error JSON, body limits, panics).
 
+pub mod access;
 pub mod admission;
 pub mod assets;
 pub mod auth;

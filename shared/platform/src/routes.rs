@@ -12,6 +12,7 @@
 //! test and `docs/API.md`'s test read the same declarations. A method a path does not
 //! declare is answered by axum's own 405 (with `Allow`), rendered as error JSON by the edge.
 
+pub use crate::access::Access;
 use crate::admission::{self, Gate};
 use crate::state::AppState;
 use axum::handler::Handler;
@@ -23,90 +24,6 @@ pub const GET: Method = Method::GET;
 pub const POST: Method = Method::POST;
 pub const PUT: Method = Method::PUT;
 pub const DELETE: Method = Method::DELETE;
-
-/// Who may call a route.
-#[derive(Clone, Copy, Debug)]
-pub enum Access {
-    /// No credentials (login, refresh, reset).
-    Public,
-    /// No credentials; the path's `{token}` names a published link, which the resolver turns
-    /// into the owner company the request counts against (see [`crate::admission`]).
-    PublishedLink(crate::admission::ResolveLink),
-    /// An authenticated caller, holding `permission` when there is one.
-    Caller {
-        permission: Option<&'static str>,
-        /// The handler may run while the credential is being verified, with the caller this
-        /// instance verified last time for the same credential. Only for handlers that
-        /// write nothing and whose answer depends only on the caller and stored data: the
-        /// answer is kept only when verification yields the very same caller (see
-        /// [`crate::admission`]).
-        speculate: bool,
-    },
-}
-
-impl Access {
-    pub const fn public() -> Self {
-        Access::Public
-    }
-
-    pub const fn published_link(resolve: crate::admission::ResolveLink) -> Self {
-        Access::PublishedLink(resolve)
-    }
-
-    /// A read any authenticated caller may make (what it shows is scoped to the caller);
-    /// speculative.
-    pub const fn read() -> Self {
-        Access::Caller {
-            permission: None,
-            speculate: true,
-        }
-    }
-
-    /// Any authenticated caller, never speculative (writes on the caller's own things, and
-    /// reads that report this very request, such as `GET /usage`).
-    pub const fn caller() -> Self {
-        Access::Caller {
-            permission: None,
-            speculate: false,
-        }
-    }
-
-    /// An authenticated caller holding `permission`; never speculative.
-    pub const fn needs(permission: &'static str) -> Self {
-        Access::Caller {
-            permission: Some(permission),
-            speculate: false,
-        }
-    }
-
-    /// The permission the route needs, if any.
-    pub const fn permission(&self) -> Option<&'static str> {
-        match self {
-            Access::Caller { permission, .. } => *permission,
-            _ => None,
-        }
-    }
-
-    /// Whether anyone may call the route without a credential.
-    pub const fn is_public(&self) -> bool {
-        !self.needs_credentials()
-    }
-
-    /// Whether a credential is needed.
-    pub const fn needs_credentials(&self) -> bool {
-        matches!(self, Access::Caller { .. })
-    }
-
-    pub const fn speculative(&self) -> bool {
-        matches!(
-            self,
-            Access::Caller {
-                speculate: true,
-                ..
-            }
-        )
-    }
-}
 
 /// One route: method, path (axum syntax, after the edge's rewriting), handler and access.
 pub struct Route {
