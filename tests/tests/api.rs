@@ -11,6 +11,7 @@ mod api {
     mod datasources;
     mod errors;
     mod events;
+    mod grants;
     mod keys;
     mod klips;
     mod limits;

@@ -309,6 +309,13 @@ pub async fn create_for_user(
                 .filter(|r| user.roles.contains(&r.id))
                 .flat_map(|r| r.permissions.iter().cloned()),
         );
+        // A key of a user who holds more than the caller would be a stronger key than the
+        // caller's own: nobody acts beyond what they hold.
+        if let Some(p) = held.iter().find(|p| !caller.permissions.contains(*p)) {
+            return Err(ApiError::Forbidden(format!(
+                "you cannot make a key for this user: they hold permission {p}, which you do not"
+            )));
+        }
         Some(held)
     };
     let choice = validate(

@@ -1,5 +1,6 @@
 //! The **users** function (API.md §2, §6): a company's users, groups and roles.
 
+mod grants;
 mod groups;
 mod roles;
 mod users;

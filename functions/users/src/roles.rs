@@ -2,6 +2,7 @@
 //! change applies to every token and key of the role's users on their next request, because
 //! the auth layer reads the roles on every request.
 
+use crate::grants;
 use crate::users::all_users;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -153,6 +154,9 @@ pub async fn create(
     JsonBody(body): JsonBody<RoleBody>,
 ) -> ApiResult<Response> {
     validate(&body, true)?;
+    let wanted: std::collections::BTreeSet<String> =
+        body.permissions.iter().flatten().cloned().collect();
+    grants::within_caller(&caller, &wanted, "you cannot create this role")?;
     let now = rfc3339(state.clock.now());
     let role = Role {
         id: new_id(),
@@ -183,6 +187,13 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let mut role = find_custom(&state, &caller, &id).await?;
     validate(&body, false)?;
+    // Changing a role changes what its holders may do: the caller must hold what it holds
+    // now and what it would hold.
+    let now_held: std::collections::BTreeSet<String> = role.permissions.iter().cloned().collect();
+    grants::within_caller(&caller, &now_held, "you cannot change this role")?;
+    let wanted: std::collections::BTreeSet<String> =
+        body.permissions.iter().flatten().cloned().collect();
+    grants::within_caller(&caller, &wanted, "you cannot change this role")?;
     if let Some(name) = body.name {
         role.name = name.trim().to_owned();
     }

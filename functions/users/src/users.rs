@@ -1,6 +1,7 @@
 //! Users: CRUD with unique case-insensitive emails, the password policy, seats, the last
 //! admin, one-time reset tokens and unlocking.
 
+use crate::grants;
 use crate::groups::Group;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -230,6 +231,8 @@ pub async fn create(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     validate(&state, &caller, &body, None).await?;
+    let roles = body.roles.clone().unwrap_or_else(|| vec!["viewer".into()]);
+    grants::may_grant(&state, &caller, &roles).await?;
     let now = rfc3339(state.clock.now());
     let email = body.email.clone().unwrap_or_default().trim().to_lowercase();
     let password_hash = match &body.password {
@@ -332,6 +335,10 @@ pub async fn update(
     params.only(&[])?;
     let old = find_user(&state, &caller, &id).await?;
     validate(&state, &caller, &body, Some(&old)).await?;
+    grants::may_act_on(&state, &caller, &old.roles).await?;
+    if let Some(roles) = &body.roles {
+        grants::may_grant(&state, &caller, roles).await?;
+    }
     let mut user = old.clone();
     if let Some(roles) = body.roles.clone() {
         if is_admin(&old) && !roles.iter().any(|r| r == "admin") {
@@ -371,6 +378,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let user = find_user(&state, &caller, &id).await?;
+    grants::may_act_on(&state, &caller, &user.roles).await?;
     ensure_not_last_admin(&state, &user, "be deleted").await?;
     state
         .store
@@ -408,6 +416,7 @@ pub async fn reset_password(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let user = find_user(&state, &caller, &id).await?;
+    grants::may_act_on(&state, &caller, &user.roles).await?;
     let now = state.clock.now();
     let token = format!("{}{}", new_id(), new_id());
     let expires = now + chrono::Duration::seconds(RESET_TOKEN_TTL_SECS);
@@ -436,6 +445,7 @@ pub async fn unlock(
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let user = find_user(&state, &caller, &id).await?;
+    grants::may_act_on(&state, &caller, &user.roles).await?;
     let now = state.clock.now();
     state.store.users().unlock(&user).await?;
     let window = now
