@@ -100,6 +100,7 @@ pub async fn login(
         None => None,
     };
     let Some((user, company)) = found else {
+        password::refuse_unknown(&body.password).await?;
         return Err(record_failed_login(&state, &email, None, now).await);
     };
     check_lockout(user.locked_until.as_deref(), now)?;

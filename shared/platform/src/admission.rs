@@ -148,6 +148,12 @@ fn acting_in(req: &Request) -> ApiResult<Option<String>> {
     }
 }
 
+/// Whether the credential itself proves the company the request counts against (a key's
+/// hash or a signed token, acting in the caller's own company).
+fn proves_company(credential: &Credential, client: Option<&str>) -> bool {
+    !matches!(credential, Credential::Basic { .. }) && client.is_none()
+}
+
 /// What step 4 found.
 struct Checked {
     verified: ApiResult<Caller>,
@@ -163,7 +169,7 @@ async fn verify_and_count(
     client: Option<&str>,
 ) -> Checked {
     let state = admission.state;
-    let count_after = matches!(credential, Credential::Basic { .. }) || client.is_some();
+    let count_after = !proves_company(credential, client);
     if count_after {
         let verified = verify(state, credential, claimed, client, admission.now).await;
         let counted = match &verified {
@@ -243,8 +249,13 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         fingerprint.push('@');
         fingerprint.push_str(client);
     }
-    if let Some(refused) = admission.refused_from_memory() {
-        return Err(refused);
+    // Refusing from memory is only for credentials that prove their company by themselves:
+    // a password or a client account is verified first, so that a failed login (or a
+    // stranger naming a client) learns nothing of that company's limits.
+    if proves_company(&credential, client.as_deref()) {
+        if let Some(refused) = admission.refused_from_memory() {
+            return Err(refused);
+        }
     }
 
     let guess = claimed
@@ -338,23 +349,38 @@ async fn admit_published(
         .map_err(IntoResponse::into_response)?;
     let admission = Admission::new(state, owner.company.id.clone(), state.clock.now());
     tracing::Span::current().record("company", admission.company.as_str());
+    // A visitor is not the owner: the owner's quota is none of their business, so no
+    // `X-RateLimit-*` header goes out (a refusal keeps its `Retry-After`).
     if let Some(refused) = admission.refused_from_memory() {
-        return Err(refused);
+        return Err(without_rate_headers(refused));
     }
     let counted = admission
         .count()
         .await
         .map_err(IntoResponse::into_response)?;
-    let headers = admission
+    admission
         .settle(
             &counted,
             owner.company.per_second_limit(),
             owner.company.daily_limit(),
         )
-        .await?;
+        .await
+        .map_err(without_rate_headers)?;
     parts.extensions.extend(owner.extensions);
     let req = Request::from_parts(parts, body);
-    Ok(with_rate_headers(next.run(req).await, &headers))
+    Ok(next.run(req).await)
+}
+
+/// Takes the `X-RateLimit-*` headers off a response.
+fn without_rate_headers(mut response: Response) -> Response {
+    for name in [
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        response.headers_mut().remove(name);
+    }
+    response
 }
 
 /// Adds the `X-RateLimit-*` headers to a response.

@@ -256,3 +256,34 @@ async fn requests_that_do_not_authenticate_spend_nothing_of_the_company_they_nam
     // The victim itself is not blocked.
     assert_eq!(victim.get("/profile").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_failed_login_or_a_strangers_client_id_learns_nothing_of_a_company_over_its_limit() {
+    use base64::Engine;
+    let victim = TestApp::spawn_with(Options {
+        per_second_limit: Some(1),
+        ..Options::default()
+    })
+    .await;
+    let outsider = TestApp::spawn().await;
+    victim.freeze(new_york_noon_today());
+    // The company goes over its per-second limit (this instance remembers the refusal).
+    assert_eq!(victim.get("/profile").await.status(), 200);
+    expect_error(victim.get("/profile").await, 429, "rate_limited").await;
+    let wrong = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:not-the-password", victim.company.email));
+    let r = victim
+        .http
+        .get(victim.url("/profile"))
+        .header("authorization", format!("Basic {wrong}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("x-ratelimit-remaining").is_none());
+    expect_error(r, 401, "unauthorized").await;
+    let r = outsider
+        .get(&format!("/profile?client_id={}", victim.company.company_id))
+        .await;
+    assert!(r.headers().get("x-ratelimit-remaining").is_none());
+    expect_error(r, 404, "not_found").await;
+}

@@ -113,12 +113,12 @@ pub async fn claim(
                 fingerprint: Some(format!("jwt:{}", claims.jti)),
             })
         }
-        Credential::Basic { email, .. } => {
-            let claim: EmailClaim = state
-                .store
-                .get(&keys::email(email))
-                .await?
-                .ok_or_else(|| ApiError::Unauthorized("invalid email or password".into()))?;
+        Credential::Basic { email, password } => {
+            let Some(claim) = state.store.get::<EmailClaim>(&keys::email(email)).await? else {
+                // As slow as a wrong password, so timing does not tell which emails exist.
+                super::password::refuse_unknown(password).await?;
+                return Err(ApiError::Unauthorized("invalid email or password".into()));
+            };
             Ok(Claimed {
                 company_id: claim.company_id,
                 user_id: claim.user_id,

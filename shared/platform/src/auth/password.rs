@@ -19,19 +19,44 @@ pub async fn hash(password: &str) -> Result<String, ApiError> {
     .map_err(ApiError::internal)?
 }
 
+/// A hash no password is checked against for real: verifying against it costs what a real
+/// check costs, so an unknown email (or a user without a password) takes as long to refuse
+/// as a wrong password, and timing tells nobody which emails exist.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(b"pulseboard timing equaliser", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
 pub async fn verify(password: &str, phc: &str) -> Result<bool, ApiError> {
     let (password, phc) = (password.to_owned(), phc.to_owned());
     tokio::task::spawn_blocking(move || {
-        // A user created without a password has no parsable hash: no password matches it.
-        let Ok(parsed) = PasswordHash::new(&phc) else {
-            return Ok(false);
+        // A user created without a password has no parsable hash: no password matches it,
+        // after as much work as a real check.
+        let (parsed, real) = match PasswordHash::new(&phc) {
+            Ok(parsed) => (parsed, true),
+            Err(_) => match PasswordHash::new(dummy_hash()) {
+                Ok(parsed) => (parsed, false),
+                Err(_) => return Ok(false),
+            },
         };
-        Ok(Argon2::default()
+        let matched = Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
+            .is_ok();
+        Ok(real && matched)
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// Does the work of a password check and refuses: for an email nobody has.
+pub async fn refuse_unknown(password: &str) -> Result<(), ApiError> {
+    verify(password, "").await.map(|_| ())
 }
 
 /// The password policy: at least 10 characters, and not the email address.
