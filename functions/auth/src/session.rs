@@ -86,6 +86,11 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let now = state.clock.now();
     let email = body.email.trim().to_lowercase();
+    // No address is longer (and a database key could not hold a much longer one).
+    if email.len() > platform::auth::MAX_EMAIL_LEN {
+        password::refuse_unknown(&body.password).await?;
+        return Err(ApiError::Unauthorized("invalid email or password".into()));
+    }
     let claim: Option<EmailClaim> = state.store.get(&keys::email(&email)).await?;
     let found = match claim {
         Some(c) => {

@@ -193,6 +193,33 @@ fn check_layout(layout: &Layout, problems: &mut Vec<FieldError>) {
     if !layout.state.is_object() {
         problems.push(FieldError::new("layout.state", "must be an object"));
     }
+    // The dashboard is one database item (at most 400 KB, nested at most 32 levels).
+    if depth(&layout.state) > MAX_LAYOUT_DEPTH {
+        problems.push(FieldError::new(
+            "layout.state",
+            format!("must be nested at most {MAX_LAYOUT_DEPTH} levels deep"),
+        ));
+    }
+    if layout.state.to_string().len() > MAX_LAYOUT_BYTES {
+        problems.push(FieldError::new(
+            "layout.state",
+            format!("must be at most {} KB as JSON", MAX_LAYOUT_BYTES / 1024),
+        ));
+    }
+}
+
+/// How deep a layout's state may nest (the database allows 32 levels in an item, and the
+/// dashboard item holds the state a few levels down).
+const MAX_LAYOUT_DEPTH: usize = 20;
+/// How large a layout's state may be (the dashboard item has 400 KB in all).
+const MAX_LAYOUT_BYTES: usize = 100 * 1024;
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 pub async fn create(

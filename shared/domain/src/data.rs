@@ -9,6 +9,11 @@ use serde_json::{Map, Number, Value};
 
 type DataResult<T> = Result<T, DataError>;
 
+/// The most columns a data source has.
+pub const MAX_COLUMNS: usize = 500;
+/// The longest column name.
+pub const MAX_COLUMN_NAME: usize = 128;
+
 /// Pushed data above this is refused with 413, and so is data that would grow past it.
 pub const MAX_DATA_BYTES: usize = 5 * 1024 * 1024;
 
@@ -125,7 +130,20 @@ fn parse_csv(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
     if headers.is_empty() || headers.iter().all(String::is_empty) {
         return Err(bad("CSV has no header row".into()));
     }
+    // The columns are kept on the data source's database item (400 KB in all).
+    if headers.len() > MAX_COLUMNS {
+        return Err(bad(format!(
+            "line 1: {} columns; a data source has at most {MAX_COLUMNS}",
+            headers.len()
+        )));
+    }
     for (i, name) in headers.iter().enumerate() {
+        if name.chars().count() > MAX_COLUMN_NAME {
+            return Err(bad(format!(
+                "line 1: column {} has a name longer than {MAX_COLUMN_NAME} characters",
+                i + 1
+            )));
+        }
         if name.is_empty() {
             return Err(bad(format!("line 1: column {} has no name", i + 1)));
         }
@@ -197,6 +215,18 @@ fn parse_json(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
         };
         if i == 0 {
             names = row.keys().cloned().collect();
+            if names.len() > MAX_COLUMNS {
+                return Err(bad(format!(
+                    "row 1: {} fields; a data source has at most {MAX_COLUMNS} columns",
+                    names.len()
+                )));
+            }
+            if let Some(long) = names.iter().find(|n| n.chars().count() > MAX_COLUMN_NAME) {
+                let shown: String = long.chars().take(40).collect();
+                return Err(bad(format!(
+                    "row 1: field '{shown}…' has a name longer than {MAX_COLUMN_NAME} characters"
+                )));
+            }
         } else {
             if let Some(missing) = names.iter().find(|n| !row.contains_key(*n)) {
                 return Err(bad(format!("row {index}: field '{missing}' is missing (every row needs the fields of row 1)")));
@@ -391,5 +421,29 @@ mod tests {
             format_of(Some("text/plain")),
             Err(DataError::UnsupportedMediaType(_))
         ));
+    }
+
+    #[test]
+    fn too_many_or_too_long_columns_are_refused_naming_the_line() {
+        let wide: Vec<String> = (0..=MAX_COLUMNS).map(|i| format!("c{i}")).collect();
+        let csv = format!("{}\n", wide.join(","));
+        let err = parse(Format::Csv, csv.as_bytes()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("line 1:") && err.contains("at most 500"),
+            "{err}"
+        );
+        let long = "x".repeat(MAX_COLUMN_NAME + 1);
+        let err = parse(Format::Csv, format!("a,{long}\n1,2\n").as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("column 2") && err.contains("longer than 128"),
+            "{err}"
+        );
+        let json = format!("[{{\"{long}\": 1}}]");
+        let err = parse(Format::Json, json.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("row 1:"), "{err}");
     }
 }

@@ -226,3 +226,63 @@ async fn a_method_a_path_does_not_declare_answers_405_without_running_anything()
     assert_eq!(response.headers()["allow"], "GET,HEAD");
     expect_error(response, 405, "method_not_allowed").await;
 }
+
+#[tokio::test]
+async fn values_too_large_for_the_database_are_400s_or_401s_not_500s() {
+    let app = TestApp::spawn().await;
+    // A 2,100-character email (a database key holds 2 KB).
+    let long = format!("{}@example.com", "a".repeat(2100));
+    let response = reqwest::Client::new()
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": long, "password": "whatever-password"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, 401, "unauthorized").await;
+    // A dashboard layout nested deeper than an item may be.
+    let (status, dash) = json(app.post("/dashboards", json!({"name": "Deep"})).await).await;
+    assert_eq!(status, 201, "{dash}");
+    let mut state = json!({});
+    for _ in 0..40 {
+        state = json!({ "a": state });
+    }
+    let response = app
+        .call(
+            "PUT",
+            &format!(
+                "/dashboards/{}/layout",
+                dash["data"]["id"].as_str().unwrap()
+            ),
+            app.key(),
+            Some(json!({"type": "grid", "state": state})),
+        )
+        .await;
+    let body = expect_error(response, 400, "validation_failed").await;
+    assert_eq!(body["details"][0]["field"], "layout.state", "{body}");
+    // A CSV header with thousands of long column names.
+    let (_, ds) = json(
+        app.post("/datasources", json!({"name": "Wide", "format": "csv"}))
+            .await,
+    )
+    .await;
+    let header: Vec<String> = (0..12_000)
+        .map(|i| format!("{}{i}", "column".repeat(10)))
+        .collect();
+    let response = app
+        .http
+        .put(app.url(&format!(
+            "/datasources/{}/data",
+            ds["data"]["id"].as_str().unwrap()
+        )))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body(format!("{}\n", header.join(",")))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(response, 400, "bad_request").await;
+    assert!(
+        body["message"].as_str().unwrap().starts_with("line 1:"),
+        "{body}"
+    );
+}

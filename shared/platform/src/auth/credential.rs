@@ -114,7 +114,12 @@ pub async fn claim(
             })
         }
         Credential::Basic { email, password } => {
-            let Some(claim) = state.store.get::<EmailClaim>(&keys::email(email)).await? else {
+            let known = if email.len() > super::MAX_EMAIL_LEN {
+                None
+            } else {
+                state.store.get::<EmailClaim>(&keys::email(email)).await?
+            };
+            let Some(claim) = known else {
                 // As slow as a wrong password, so timing does not tell which emails exist.
                 super::password::refuse_unknown(password).await?;
                 return Err(ApiError::Unauthorized("invalid email or password".into()));

@@ -28,3 +28,7 @@ pub use caller::{
 pub use credential::{credential, Credential};
 pub use lockout::{check_lockout, record_failed_login, LOCKOUT_FAILURES, LOCKOUT_WINDOW_SECS};
 pub use memory::AuthMemory;
+
+/// The longest email address there is (RFC 5321); longer ones are refused before any
+/// lookup.
+pub const MAX_EMAIL_LEN: usize = 254;
