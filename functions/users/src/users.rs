@@ -12,7 +12,7 @@ use platform::auth::{password, Caller};
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
-use platform::store::accounts::{NewUserRefused, UserChangeRefused};
+use platform::store::accounts::{NewUserRefused, UserChangeRefused, UserDeleteRefused};
 use platform::store::{keys, WriteError};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError};
@@ -291,30 +291,31 @@ fn is_admin(user: &User) -> bool {
     user.roles.iter().any(|r| r == "admin")
 }
 
-/// 409 when `user` is the company's only admin.
-async fn ensure_not_last_admin(state: &AppState, user: &User, action: &str) -> ApiResult<()> {
-    if !is_admin(user) {
-        return Ok(());
-    }
-    let admins = all_users(state, &user.company_id)
-        .await?
-        .into_iter()
-        .filter(is_admin)
-        .count();
-    if admins <= 1 {
-        return Err(ApiError::Conflict(format!(
-            "user '{}' is the last admin and cannot {action}",
-            user.id
-        )));
+/// Counts the company's admins once if it predates the count (removing an admin is
+/// conditional on it).
+async fn admin_count_known(state: &AppState, company: &str) -> ApiResult<()> {
+    if let Some(company) = state.store.get::<Company>(keys::company(company)).await? {
+        state.store.users().ensure_admin_count(&company).await?;
     }
     Ok(())
+}
+
+fn last_admin(user: &User, action: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "user '{}' is the last admin and cannot {action}",
+        user.id
+    ))
 }
 
 /// Saves `new` over `old` (409 when someone saved the user meanwhile, or the new email is
 /// taken).
 pub async fn update_user(state: &AppState, old: &User, new: &User) -> ApiResult<()> {
+    if is_admin(old) && !is_admin(new) {
+        admin_count_known(state, &old.company_id).await?;
+    }
     state.store.users().replace(old, new).await.map_err(|e| {
         e.into_api(|reason| match reason {
+            UserChangeRefused::LastAdmin => last_admin(old, "lose the admin role"),
             UserChangeRefused::Changed => {
                 ApiError::Conflict("the user changed meanwhile; read it again and retry".into())
             }
@@ -341,9 +342,6 @@ pub async fn update(
     }
     let mut user = old.clone();
     if let Some(roles) = body.roles.clone() {
-        if is_admin(&old) && !roles.iter().any(|r| r == "admin") {
-            ensure_not_last_admin(&state, &old, "lose the admin role").await?;
-        }
         user.roles = roles;
     }
     if let Some(v) = body.first_name {
@@ -379,12 +377,17 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let user = find_user(&state, &caller, &id).await?;
     grants::may_act_on(&state, &caller, &user.roles).await?;
-    ensure_not_last_admin(&state, &user, "be deleted").await?;
-    state
-        .store
-        .users()
-        .delete(&user, &format!("user '{id}' was deleted meanwhile"))
-        .await?;
+    if is_admin(&user) {
+        admin_count_known(&state, &user.company_id).await?;
+    }
+    state.store.users().delete(&user).await.map_err(|e| {
+        e.into_api(|reason| match reason {
+            UserDeleteRefused::LastAdmin => last_admin(&user, "be deleted"),
+            UserDeleteRefused::Gone => {
+                ApiError::Conflict(format!("user '{id}' was deleted meanwhile"))
+            }
+        })
+    })?;
     let now = rfc3339(state.clock.now());
     let keys_of_user: Vec<ApiKeyRecord> = state
         .store

@@ -59,6 +59,7 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
     company.per_second_limit = input.per_second_limit;
     company.daily_limit = input.daily_limit;
     company.user_count = 1;
+    company.admin_count = Some(1);
     let email = input.email.trim().to_lowercase();
     let user = User {
         id: new_id(),

@@ -578,3 +578,81 @@ async fn login(app: &TestApp, email: &str) -> reqwest::Response {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn two_admins_demoting_themselves_at_once_leave_one_admin() {
+    let app = TestApp::spawn().await;
+    let (other, other_key) = app.user_with_key(&["admin"], None).await;
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    let admin_id = app.company.user_id.clone();
+    for trial in 0..10 {
+        let demote = |key: String| {
+            let app = &app;
+            async move {
+                app.call(
+                    "PUT",
+                    "/users/self",
+                    &key,
+                    Some(json!({"roles": ["editor"]})),
+                )
+                .await
+                .status()
+                .as_u16()
+            }
+        };
+        let (a, b) = tokio::join!(demote(app.key().to_owned()), demote(other_key.clone()));
+        let mut statuses = [a, b];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [200, 409],
+            "trial {trial}: exactly one may step down"
+        );
+        let (_, users) = json(app.get("/users?limit=100").await).await;
+        let admins = users["data"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["roles"].as_array().unwrap().iter().any(|r| r == "admin"))
+            .count();
+        assert_eq!(admins, 1, "trial {trial}: {users}");
+        // Whoever stepped down is made admin again by the remaining admin.
+        let (remaining_key, demoted) = if a == 200 {
+            (other_key.clone(), admin_id.clone())
+        } else {
+            (app.key().to_owned(), other_id.clone())
+        };
+        let r = app
+            .call(
+                "PUT",
+                &format!("/users/{demoted}"),
+                &remaining_key,
+                Some(json!({"roles": ["admin"]})),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "trial {trial}");
+    }
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_deleted_or_demoted() {
+    let app = TestApp::spawn().await;
+    let admin = app.company.user_id.clone();
+    let r = app
+        .call("DELETE", &format!("/users/{admin}"), app.key(), None)
+        .await;
+    let body = expect_error(r, 409, "conflict").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("last admin"),
+        "{body}"
+    );
+    let r = app
+        .call(
+            "PUT",
+            &format!("/users/{admin}"),
+            app.key(),
+            Some(json!({"roles": ["editor"]})),
+        )
+        .await;
+    expect_error(r, 409, "conflict").await;
+}

@@ -60,6 +60,11 @@ pub struct Company {
     /// Users that exist, kept by the same transactions that create and delete them.
     #[serde(default)]
     pub user_count: i64,
+    /// Admins among its users, kept by the same transactions that give or take the role:
+    /// removing an admin is conditional on another one remaining. Absent on companies made
+    /// before it existed (counted on first need).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_count: Option<i64>,
     /// `dashboard.combined.total`: dashboards allowed (-1 or absent = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_limit: Option<i64>,
@@ -89,6 +94,7 @@ impl Company {
             external_id: None,
             seats: None,
             user_count: 0,
+            admin_count: Some(0),
             dashboard_limit: None,
             features: BTreeMap::new(),
             properties: BTreeMap::new(),

@@ -43,6 +43,51 @@ pub enum UserChangeRefused {
     /// Someone saved the user since it was read.
     Changed,
     EmailTaken,
+    /// The change would leave the company without an admin.
+    LastAdmin,
+}
+
+/// Why a user was not deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserDeleteRefused {
+    Gone,
+    /// The user is the company's last admin.
+    LastAdmin,
+}
+
+fn is_admin(user: &User) -> bool {
+    user.roles.iter().any(|r| r == "admin")
+}
+
+fn tx_company_key(user: &User) -> Key {
+    keys::company(&user.company_id)
+}
+
+/// The change of the company's admin count a role change makes, if any.
+fn admin_change(company: Key, was: bool, is: bool) -> Option<(Key, i64)> {
+    match (was, is) {
+        (true, false) => Some((company, -1)),
+        (false, true) => Some((company, 1)),
+        _ => None,
+    }
+}
+
+/// Adds `delta` to the admin count; taking one away is conditional on another remaining.
+fn admin_count_step(
+    tx: &mut super::Transaction<'_>,
+    company: &Key,
+    delta: i64,
+) -> Result<usize, ApiError> {
+    if delta < 0 {
+        tx.update(
+            company,
+            "ADD admin_count :d",
+            Some("admin_count > :one"),
+            vec![(":d", n(delta)), (":one", n(1))],
+        )
+    } else {
+        tx.update(company, "ADD admin_count :d", None, vec![(":d", n(delta))])
+    }
 }
 
 /// Why an API key could not be used.
@@ -60,9 +105,9 @@ impl Users<'_> {
         let mut tx = self.0.transaction();
         let seat = tx.update(
             &keys::company(&user.company_id),
-            "ADD user_count :one",
+            "ADD user_count :one, admin_count :admins",
             Some("attribute_exists(pk) AND (attribute_not_exists(seats) OR seats < :zero OR attribute_not_exists(user_count) OR user_count < seats)"),
-            vec![(":one", n(1)), (":zero", n(0))],
+            vec![(":one", n(1)), (":zero", n(0)), (":admins", n(i64::from(is_admin(user))))],
         )?;
         tx.create(&keys::user(&user.company_id, &user.id), user)?;
         tx.create(
@@ -109,6 +154,11 @@ impl Users<'_> {
             &[],
             values,
         )?;
+        let admin_change = admin_change(tx_company_key(new), is_admin(old), is_admin(new));
+        let last_admin = match admin_change {
+            Some((key, delta)) => Some(admin_count_step(&mut tx, &key, delta)?),
+            None => None,
+        };
         if old.email != new.email {
             tx.delete(&keys::email(&old.email))?;
             tx.create(
@@ -121,24 +171,68 @@ impl Users<'_> {
         }
         tx.commit().await.map_err(|e| match e {
             WriteError::Refused(i) if i == user => WriteError::Refused(UserChangeRefused::Changed),
+            WriteError::Refused(i) if Some(i) == last_admin => {
+                WriteError::Refused(UserChangeRefused::LastAdmin)
+            }
             WriteError::Refused(_) => WriteError::Refused(UserChangeRefused::EmailTaken),
             WriteError::Failed(e) => WriteError::Failed(e),
         })
     }
 
-    /// Deletes the user and its email claim and frees its seat; 409 with `conflict` when the
-    /// user is already gone.
-    pub async fn delete(&self, user: &User, conflict: &str) -> Result<(), ApiError> {
+    /// Deletes the user and its email claim and frees its seat (and, for an admin, only if
+    /// another admin remains); refused when the user is already gone or is the last admin.
+    pub async fn delete(&self, user: &User) -> Result<(), WriteError<UserDeleteRefused>> {
         let mut tx = self.0.transaction();
         tx.delete_existing(&keys::user(&user.company_id, &user.id))?;
         tx.delete(&keys::email(&user.email))?;
-        tx.update(
-            &keys::company(&user.company_id),
-            "ADD user_count :minus",
-            None,
-            vec![(":minus", n(-1))],
-        )?;
-        tx.commit_or_conflict(conflict).await
+        let company = keys::company(&user.company_id);
+        let last_admin = if is_admin(user) {
+            tx.update(
+                &company,
+                "ADD user_count :minus, admin_count :minus",
+                Some("admin_count > :one"),
+                vec![(":minus", n(-1)), (":one", n(1))],
+            )
+            .map(Some)?
+        } else {
+            tx.update(
+                &company,
+                "ADD user_count :minus",
+                None,
+                vec![(":minus", n(-1))],
+            )?;
+            None
+        };
+        tx.commit().await.map_err(|e| match e {
+            WriteError::Refused(i) if Some(i) == last_admin => {
+                WriteError::Refused(UserDeleteRefused::LastAdmin)
+            }
+            WriteError::Refused(_) => WriteError::Refused(UserDeleteRefused::Gone),
+            WriteError::Failed(e) => WriteError::Failed(e),
+        })
+    }
+
+    /// Makes sure the company's `admin_count` exists (companies made before it was kept are
+    /// counted once, from their users).
+    pub async fn ensure_admin_count(&self, company: &Company) -> Result<(), ApiError> {
+        if company.admin_count.is_some() {
+            return Ok(());
+        }
+        let users: Vec<User> = self
+            .0
+            .query_prefix(&keys::company_pk(&company.id), "USER#")
+            .await?;
+        let admins = users.iter().filter(|u| is_admin(u)).count() as i64;
+        self.0
+            .update_if(
+                &keys::company(&company.id),
+                "SET admin_count = :n",
+                "attribute_exists(pk) AND attribute_not_exists(admin_count)",
+                &[],
+                vec![(":n", n(admins))],
+            )
+            .await
+            .map(|_| ())
     }
 
     /// A successful login: its time, and the end of any lockout.
@@ -334,19 +428,29 @@ impl Companies<'_> {
             .await
     }
 
-    /// Replaces a client company unless it changed since it was read; its user count is
-    /// kept by the user transactions, so it must not have moved either (`new` keeps
-    /// `old`'s).
+    /// Replaces a client company unless it changed since it was read; its user and admin
+    /// counts are kept by the user transactions, so they must not have moved either (`new`
+    /// keeps `old`'s).
     pub async fn replace(&self, old: &Company, new: &Company) -> Result<(), ApiError> {
         let mut new = new.clone();
         new.user_count = old.user_count;
-        let mut tx = self.0.transaction();
-        tx.put_item_if(
-            company_item(&new)?,
+        new.admin_count = old.admin_count;
+        let mut condition = String::from(
             "attribute_exists(pk) AND last_updated = :seen AND (attribute_not_exists(user_count) OR user_count = :users)",
-            &[],
-            vec![(":seen", s(&old.last_updated)), (":users", n(old.user_count))],
-        )?;
+        );
+        let mut values = vec![
+            (":seen", s(&old.last_updated)),
+            (":users", n(old.user_count)),
+        ];
+        match old.admin_count {
+            Some(admins) => {
+                condition.push_str(" AND admin_count = :admins");
+                values.push((":admins", n(admins)));
+            }
+            None => condition.push_str(" AND attribute_not_exists(admin_count)"),
+        }
+        let mut tx = self.0.transaction();
+        tx.put_item_if(company_item(&new)?, &condition, &[], values)?;
         tx.commit_or_conflict("the client changed meanwhile; read it again and retry")
             .await
     }
