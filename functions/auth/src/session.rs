@@ -45,13 +45,17 @@ struct TokenPair {
 /// Signs a new access + refresh pair and the refresh token's record (written by the caller).
 fn token_pair(
     state: &AppState,
-    user: &str,
+    user: &User,
     company: &str,
     family: &str,
 ) -> ApiResult<(TokenPair, RefreshRecord)> {
     let now = state.clock.now();
-    let access = TokenKeys::new_claims(user, company, "access", None, now);
-    let refresh = TokenKeys::new_claims(user, company, "refresh", Some(family.to_owned()), now);
+    let mut access = TokenKeys::new_claims(&user.id, company, "access", None, now);
+    let mut refresh =
+        TokenKeys::new_claims(&user.id, company, "refresh", Some(family.to_owned()), now);
+    // Both end when the user's session epoch moves on (a password change, a lockout).
+    access.sep = user.session_epoch;
+    refresh.sep = user.session_epoch;
     let record = refresh_record(&refresh, family);
     Ok((
         TokenPair {
@@ -116,7 +120,7 @@ pub async fn login(
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
     let family = domain::ids::new_id();
-    let (pair, record) = token_pair(&state, &user.id, &company.id, &family)?;
+    let (pair, record) = token_pair(&state, &user, &company.id, &family)?;
     let family_record = FamilyRecord {
         family: family.clone(),
         user_id: user.id.clone(),
@@ -187,7 +191,14 @@ pub async fn refresh(
     }
     let user = user?
         .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
-    let (pair, record) = token_pair(&state, &user.id, &claims.cid, &family)?;
+    if claims.sep != user.session_epoch {
+        // The password changed (or the user was locked out) since this login: it ends.
+        state.store.refresh_tokens().revoke_family(&family).await?;
+        return Err(ApiError::Unauthorized(
+            "this session has ended (the password changed or the user was locked out); log in again".into(),
+        ));
+    }
+    let (pair, record) = token_pair(&state, &user, &claims.cid, &family)?;
     state.store.refresh_tokens().add(&record).await?;
     Ok(envelope::ok(pair))
 }

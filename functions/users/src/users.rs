@@ -255,6 +255,7 @@ pub async fn create(
         last_updated: now.clone(),
         date_last_login: None,
         locked_until: None,
+        session_epoch: 0,
     };
     let seats = async {
         let company: Option<Company> = state
@@ -361,6 +362,8 @@ pub async fn update(
     }
     if let Some(p) = body.password {
         user.password_hash = password::hash(&p).await?;
+        // Every session of the user ends with the old password.
+        user.session_epoch += 1;
     }
     user.last_updated = rfc3339(state.clock.now());
     update_user(&state, &old, &user).await?;

@@ -75,6 +75,7 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
         last_updated: rfc3339(now),
         date_last_login: None,
         locked_until: None,
+        session_epoch: 0,
     };
     let key = apikeys::issue(
         KeySpec {

@@ -171,3 +171,88 @@ async fn ten_failed_logins_lock_the_user_out_for_fifteen_minutes() {
     let (_, profile) = json(app.get("/profile").await).await;
     assert_eq!(profile["data"]["is_locked_out"], false);
 }
+
+/// The access and refresh tokens of a fresh login of the admin.
+async fn session(app: &TestApp) -> (String, String) {
+    let login = app.login().await;
+    (
+        login["access"].as_str().unwrap().to_owned(),
+        login["refresh"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn assert_session_ended(app: &TestApp, access: &str, refresh: &str) {
+    let r = app
+        .http
+        .get(app.url("/profile"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, 401, "unauthorized").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("session has ended"),
+        "{body}"
+    );
+    let r = app
+        .http
+        .post(app.url("/auth/refresh"))
+        .json(&json!({ "refresh": refresh }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn a_password_set_by_an_admin_ends_the_users_sessions() {
+    let app = TestApp::spawn().await;
+    let (access, refresh) = session(&app).await;
+    let r = app
+        .call(
+            "PUT",
+            "/users/self",
+            app.key(),
+            Some(json!({"password": "another-long-password"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_session_ended(&app, &access, &refresh).await;
+    // The new password starts a new session.
+    let r = app
+        .http
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": app.company.email, "password": "another-long-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_the_users_sessions() {
+    let app = TestApp::spawn().await;
+    let (access, refresh) = session(&app).await;
+    let (_, token) = json(
+        app.call(
+            "POST",
+            &format!("/users/{}/reset-password", app.company.user_id),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    let r = app
+        .http
+        .post(app.url("/auth/reset-password"))
+        .json(&json!({"token": token["data"]["token"], "password": "a-brand-new-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_session_ended(&app, &access, &refresh).await;
+}

@@ -81,6 +81,7 @@ pub struct CallerUser {
     pub last_updated: String,
     pub date_last_login: Option<String>,
     pub locked_until: Option<String>,
+    pub session_epoch: u64,
 }
 
 impl CallerUser {
@@ -98,6 +99,7 @@ impl CallerUser {
             last_updated: user.last_updated,
             date_last_login: user.date_last_login,
             locked_until: user.locked_until,
+            session_epoch: user.session_epoch,
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Claimed {
     pub key: Option<KeyHashRecord>,
     /// Identifies the credential for the speculative-caller memory (never the secret).
     pub fingerprint: Option<String>,
+    /// A token's session epoch (checked against the user's by verification).
+    pub session_epoch: Option<u64>,
 }
 
 /// Who `credential` claims to be: a key hash lookup (remembered), a token's signature, or
@@ -102,6 +104,7 @@ pub async fn claim(
                 user_id: record.user_id.clone(),
                 fingerprint: Some(format!("key:{hash}")),
                 key: Some(record),
+                session_epoch: None,
             })
         }
         Credential::Jwt(token) => {
@@ -111,6 +114,7 @@ pub async fn claim(
                 user_id: claims.sub,
                 key: None,
                 fingerprint: Some(format!("jwt:{}", claims.jti)),
+                session_epoch: Some(claims.sep),
             })
         }
         Credential::Basic { email, password } => {
@@ -129,6 +133,7 @@ pub async fn claim(
                 user_id: claim.user_id,
                 key: None,
                 fingerprint: None,
+                session_epoch: None,
             })
         }
     }

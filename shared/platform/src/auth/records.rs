@@ -147,6 +147,10 @@ pub struct User {
     /// RFC 3339; the user is locked out until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<String>,
+    /// Moves on with every password change and lockout; tokens carry the epoch they were
+    /// issued in and stop working when it moves on.
+    #[serde(default)]
+    pub session_epoch: u64,
 }
 
 /// Where an email lives: the service-wide uniqueness claim and login lookup.

@@ -22,6 +22,14 @@ pub struct Claims {
     pub fam: Option<String>,
     pub iat: i64,
     pub exp: i64,
+    /// The user's session epoch when the token was issued: a password change or a lockout
+    /// moves the epoch on, and every token of an older epoch stops working at once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sep: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone)]
@@ -97,6 +105,7 @@ impl TokenKeys {
             fam: family,
             iat: now.timestamp(),
             exp: now.timestamp() + ttl,
+            sep: 0,
         }
     }
 }

@@ -74,6 +74,14 @@ pub async fn verify(
     let user = user.ok_or_else(|| {
         ApiError::Unauthorized("the user of these credentials no longer exists".into())
     })?;
+    if claimed
+        .session_epoch
+        .is_some_and(|epoch| epoch != user.session_epoch)
+    {
+        return Err(ApiError::Unauthorized(
+            "this session has ended (the password changed or the user was locked out); log in again".into(),
+        ));
+    }
     let company = company.ok_or_else(|| {
         ApiError::Unauthorized("the company of these credentials no longer exists".into())
     })?;

@@ -254,10 +254,10 @@ impl Users<'_> {
         self.0
             .update_if(
                 &keys::user(&user.company_id, &user.id),
-                "SET locked_until = :until",
+                "SET locked_until = :until ADD session_epoch :one",
                 "attribute_exists(pk)",
                 &[],
-                vec![(":until", s(until))],
+                vec![(":until", s(until)), (":one", n(1))],
             )
             .await
             .map(|_| ())
@@ -299,9 +299,9 @@ impl Users<'_> {
         )?;
         tx.update(
             &keys::user(&user.company_id, &user.id),
-            "SET password_hash = :h, last_updated = :now REMOVE locked_until",
+            "SET password_hash = :h, last_updated = :now REMOVE locked_until ADD session_epoch :one",
             Some("attribute_exists(pk)"),
-            vec![(":h", s(password_hash)), (":now", s(now))],
+            vec![(":h", s(password_hash)), (":now", s(now)), (":one", n(1))],
         )?;
         tx.commit().await.map_err(|e| match e {
             WriteError::Refused(_) => WriteError::Refused(()),
