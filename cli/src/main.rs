@@ -153,6 +153,29 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// Ctrl-C or SIGTERM: either stops the server, and then the local stack it started.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 async fn serve(state: AppState, port: u16) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -160,7 +183,7 @@ async fn serve(state: AppState, port: u16) -> Result<(), String> {
     eprintln!("pulseboard listening on http://127.0.0.1:{port}/api/v1/");
     axum::serve(listener, pulseboard_cli::all_routes(state))
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
             eprintln!("stopping");
         })
         .await
