@@ -244,21 +244,9 @@ impl UserView {
         }
     }
 
+    /// The view of a stored user (everything but its password hash and session epoch).
     pub fn of(user: &User, now: chrono::DateTime<chrono::Utc>) -> Self {
-        UserView {
-            id: user.id.clone(),
-            company_id: user.company_id.clone(),
-            email: user.email.clone(),
-            first_name: user.first_name.clone(),
-            last_name: user.last_name.clone(),
-            roles: user.roles.clone(),
-            groups: user.groups.clone(),
-            external_id: user.external_id.clone(),
-            date_created: user.date_created.clone(),
-            last_updated: user.last_updated.clone(),
-            date_last_login: user.date_last_login.clone(),
-            is_locked_out: super::check_lockout(user.locked_until.as_deref(), now).is_err(),
-        }
+        Self::of_caller(&super::CallerUser::of(user.clone()), now)
     }
 }
 
