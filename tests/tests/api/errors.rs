@@ -286,3 +286,44 @@ async fn values_too_large_for_the_database_are_400s_or_401s_not_500s() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_file_storage_that_is_down_is_503_naming_it_and_keeps_the_data() {
+    let app = TestApp::spawn().await;
+    let (_, ds) = json(
+        app.post("/datasources", json!({"name": "Sales", "format": "csv"}))
+            .await,
+    )
+    .await;
+    let id = ds["data"]["id"].as_str().unwrap().to_owned();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{dead}"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .load()
+        .await;
+    let store = app.state.store.clone().with_s3(&sdk);
+    let down = platform::AppState::new(app.state.config.clone(), store, app.clock.clone());
+    let base = serve(pulseboard_cli::all_routes(down)).await;
+    let response = reqwest::Client::new()
+        .put(format!("{base}/api/v1/datasources/{id}/data"))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body("day,amount\n2026-11-01,3\n")
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(response, 503, "service_unavailable").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("file storage"),
+        "{body}"
+    );
+    let (_, after) = json(app.get(&format!("/datasources/{id}")).await).await;
+    assert_eq!(after["data"]["row_count"], 0, "{after}");
+    assert_eq!(after["data"]["version"], 1);
+}

@@ -12,13 +12,13 @@ impl Store {
     }
 }
 
-/// Maps an S3 failure like [`super::db_error`] maps DynamoDB's.
+/// Maps an S3 failure like [`super::db_error`] maps DynamoDB's, naming the file storage.
 fn s3_error<E, R>(operation: &str, err: aws_sdk_s3::error::SdkError<E, R>) -> ApiError
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    super::db_error(operation, err)
+    super::service_error("file storage", operation, err)
 }
 
 impl Files<'_> {

@@ -94,6 +94,17 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
+    service_error("database", operation, err)
+}
+
+/// Maps an SDK failure of `service` (the database or the file storage) to the API's error:
+/// throttling, timeouts and an unreachable service are 503 naming it (the client may
+/// retry); anything else is a 500 with the cause logged.
+pub(crate) fn service_error<E, R>(service: &str, operation: &str, err: SdkError<E, R>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
     const RETRYABLE: &[&str] = &[
         "ThrottlingException",
         "ProvisionedThroughputExceededException",
@@ -104,14 +115,18 @@ where
     ];
     match &err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            tracing::warn!(operation, error = ?err, "database unreachable");
-            ApiError::Unavailable("the database is unavailable; retry shortly".into())
+            tracing::warn!(operation, error = ?err, "{service} unreachable");
+            ApiError::Unavailable(format!("the {service} is unavailable; retry shortly"))
         }
-        SdkError::ServiceError(service)
-            if service.err().code().is_some_and(|c| RETRYABLE.contains(&c)) =>
+        SdkError::ServiceError(failure)
+            if failure.err().code().is_some_and(|c| RETRYABLE.contains(&c)) =>
         {
-            tracing::warn!(operation, code = service.err().code(), "database throttled");
-            ApiError::Unavailable("the database is busy; retry shortly".into())
+            tracing::warn!(
+                operation,
+                code = failure.err().code(),
+                "{service} throttled"
+            );
+            ApiError::Unavailable(format!("the {service} is busy; retry shortly"))
         }
         _ => ApiError::internal(format!(
             "{operation}: {}",
@@ -563,6 +578,16 @@ impl Store {
             .await
             .map_err(|e| db_error("DescribeTable", e))?;
         Ok(out.table.and_then(|t| t.latest_stream_arn))
+    }
+
+    /// The same store talking to another S3 endpoint (tests: a file storage that is down).
+    pub fn with_s3(mut self, sdk: &aws_config::SdkConfig) -> Self {
+        self.s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        self
     }
 
     /// The same store talking to another DynamoDB endpoint (tests: a database that is down).
