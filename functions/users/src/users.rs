@@ -452,15 +452,8 @@ pub async fn unlock(
     params.only(&[])?;
     let user = find_user(&state, &caller, &id).await?;
     grants::may_act_on(&state, &caller, &user.roles).await?;
-    let now = state.clock.now();
     state.store.users().unlock(&user).await?;
-    let window = now
-        .timestamp()
-        .div_euclid(platform::auth::LOCKOUT_WINDOW_SECS);
-    state
-        .store
-        .delete(&keys::login_failures(&user.email, window))
-        .await?;
+    state.store.login_failures().forget(&user.email).await?;
     let mut user = user;
     user.locked_until = None;
     Ok(envelope::ok(view(&state, &caller, &user, &params).await?))

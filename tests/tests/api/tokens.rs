@@ -256,3 +256,26 @@ async fn a_password_reset_ends_the_users_sessions() {
     assert_eq!(r.status(), 200);
     assert_session_ended(&app, &access, &refresh).await;
 }
+
+#[tokio::test]
+async fn ten_failures_across_a_quarter_hour_boundary_lock_the_user_out() {
+    let app = TestApp::spawn().await;
+    // Five seconds before a quarter-hour boundary (a fixed window would start anew there).
+    let now = chrono::Utc::now().timestamp();
+    let before_boundary = (now.div_euclid(900) + 1) * 900 - 5;
+    app.freeze(chrono::DateTime::from_timestamp(before_boundary, 0).unwrap());
+    let wrong = || {
+        app.http
+            .post(app.url("/auth/login"))
+            .json(&json!({"email": app.company.email, "password": "not-the-password"}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(wrong().await.unwrap().status(), 401);
+    }
+    app.advance(chrono::Duration::seconds(10));
+    for _ in 0..4 {
+        assert_eq!(wrong().await.unwrap().status(), 401);
+    }
+    expect_error(wrong().await.unwrap(), 429, "too_many_attempts").await;
+}

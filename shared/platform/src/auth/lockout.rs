@@ -3,7 +3,6 @@
 use super::records::User;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::keys;
 use crate::time::rfc3339;
 use chrono::{DateTime, Duration, Utc};
 
@@ -24,25 +23,21 @@ pub fn check_lockout(locked_until: Option<&str>, now: DateTime<Utc>) -> ApiResul
 pub const LOCKOUT_FAILURES: i64 = 10;
 pub const LOCKOUT_WINDOW_SECS: i64 = 15 * 60;
 
-/// Counts a failed login for `email` (atomic counter per 15-minute window); the 10th failure
-/// locks the user out for 15 minutes. Answers the error to send.
+/// Records a failed login for `email`; the 10th failure within any 15 minutes (a rolling
+/// window) locks the user out for 15 minutes. Answers the error to send.
 pub async fn record_failed_login(
     state: &AppState,
     email: &str,
     user: Option<&User>,
     now: DateTime<Utc>,
 ) -> ApiError {
-    let window = now.timestamp().div_euclid(LOCKOUT_WINDOW_SECS);
     let failures = match state
         .store
-        .add_to_counter(
-            &keys::login_failures(email, window),
-            1,
-            now.timestamp() + 2 * LOCKOUT_WINDOW_SECS,
-        )
+        .login_failures()
+        .record(email, now.timestamp(), LOCKOUT_WINDOW_SECS)
         .await
     {
-        Ok(n) => n,
+        Ok(n) => n as i64,
         Err(e) => return e,
     };
     if let (true, Some(user)) = (failures >= LOCKOUT_FAILURES, user) {

@@ -92,3 +92,73 @@ impl RateCounters<'_> {
             .await
     }
 }
+
+/// Failed logins per email, as the times they happened.
+pub struct LoginFailures<'a>(&'a Store);
+
+impl Store {
+    pub fn login_failures(&self) -> LoginFailures<'_> {
+        LoginFailures(self)
+    }
+}
+
+/// How many failure times an email's item keeps (only the last few matter).
+const KEPT_FAILURES: usize = 32;
+
+impl LoginFailures<'_> {
+    /// Records a failed login at `now` (Unix seconds) and answers how many failures of the
+    /// email fall in the `window` seconds up to now (a rolling window).
+    pub async fn record(&self, email: &str, now: i64, window: i64) -> Result<usize, ApiError> {
+        use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+        let store = self.0;
+        let key = super::keys::login_failures(email);
+        let out = store
+            .db
+            .update_item()
+            .table_name(&store.table)
+            .set_key(Some(key.to_item()))
+            .update_expression(
+                "SET fails = list_append(if_not_exists(fails, :empty), :now), #ttl = :ttl",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":now", AttributeValue::L(vec![n(now)]))
+            .expression_attribute_values(":ttl", n(now + 2 * window))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| db_error("UpdateItem", e))?;
+        let times: Vec<i64> = match out.attributes.as_ref().and_then(|a| a.get("fails")) {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .filter_map(|v| match v {
+                    AttributeValue::N(t) => t.parse().ok(),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Keep the item small: only the latest times can still count.
+        if times.len() > KEPT_FAILURES {
+            let kept: Vec<AttributeValue> = times[times.len() - KEPT_FAILURES / 2..]
+                .iter()
+                .map(|t| n(*t))
+                .collect();
+            let _ = store
+                .update_if(
+                    &key,
+                    "SET fails = :kept",
+                    "attribute_exists(pk)",
+                    &[],
+                    vec![(":kept", AttributeValue::L(kept))],
+                )
+                .await;
+        }
+        Ok(times.iter().filter(|t| **t > now - window).count())
+    }
+
+    /// Forgets an email's failed logins (an admin unlocked the user).
+    pub async fn forget(&self, email: &str) -> Result<(), ApiError> {
+        self.0.delete(&super::keys::login_failures(email)).await
+    }
+}

@@ -56,11 +56,9 @@ pub fn slug(kind: domain::asset::Kind, company: &str, slug: &str) -> Key {
 pub fn favorite(company: &str, user: &str, dashboard: &str) -> Key {
     Key::new(company_pk(company), format!("FAV#{user}#{dashboard}"))
 }
-pub fn login_failures(email: &str, window: i64) -> Key {
-    Key::new(
-        format!("LOGINFAIL#{}", email.to_lowercase()),
-        format!("W#{window}"),
-    )
+/// The times of an email's recent failed logins (a rolling window).
+pub fn login_failures(email: &str) -> Key {
+    Key::new(format!("LOGINFAIL#{}", email.to_lowercase()), "RECENT")
 }
 /// A run of a report (its id sorts by time, so the runs of a report list in order).
 pub fn run(company: &str, report: &str, run: &str) -> Key {

@@ -11,7 +11,7 @@
 //! | refresh token | `REFRESH#<jti>` | `REFRESH` | family, used, revoked; `ttl` |
 //! | token family | `FAMILY#<family>` | `FAMILY` | revoked when a used refresh token returns |
 //! | rate counter | `RATE#<company>` | `D#<NY date>` | `n` today, `c` in second `s`; conditional atomic `ADD`; `ttl` |
-//! | login failures | `LOGINFAIL#<email>` | `W#<15-min window>` | atomic `ADD n`; `ttl` |
+//! | login failures | `LOGINFAIL#<email>` | `RECENT` | the times of recent failures (a rolling window), appended atomically; `ttl` |
 //! | custom role | `C#<company>` | `ROLE#<role>` | name, permissions |
 //! | group | `C#<company>` | `GROUP#<group>` | name; members are users whose `groups` hold it |
 //! | reset token | `RESET#<sha256>` | `RESET` | one-time password reset; `ttl` |
