@@ -19,7 +19,6 @@ use axum::handler::Handler;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use http::Method;
 
-pub use http::Method as HttpMethod;
 pub const GET: Method = Method::GET;
 pub const POST: Method = Method::POST;
 pub const PUT: Method = Method::PUT;

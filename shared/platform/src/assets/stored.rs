@@ -13,7 +13,7 @@ use domain::records::{Datasource, Klip};
 /// `data_id`, and the item's `data_id` points at the current copy: saving the item (with its
 /// version check) is what commits new data, so concurrent writers never overwrite each
 /// other's files, and a failed write leaves the current copy untouched.
-pub fn data_prefix(company: &str, id: &str) -> String {
+fn data_prefix(company: &str, id: &str) -> String {
     format!("{company}/datasources/{id}/")
 }
 
