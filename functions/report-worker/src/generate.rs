@@ -217,8 +217,8 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
     let tz = domain::data::timezone(zone_name.as_deref());
     let window: Option<Range> = match &report.window {
         Some(w) => Some(
-            serde_json::from_value(serde_json::Value::String(w.clone()))
-                .map_err(|_| Stop::Fail(format!("window '{w}' is not a range preset")))?,
+            Range::parse(w)
+                .ok_or_else(|| Stop::Fail(format!("window '{w}' is not a range preset")))?,
         ),
         None => None,
     };

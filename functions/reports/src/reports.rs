@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::cron::Cron;
-use domain::klip::Range;
+use domain::klip::{Range, RANGE_NAMES};
 use domain::records::{Dashboard, Klip};
 use domain::reports::{Report, Schedule};
 use domain::ReportFormat;
@@ -53,16 +53,12 @@ pub struct ReportBody {
 
 /// A valid window preset (the Klip engine's ranges).
 fn check_window(window: &str) -> Result<(), FieldError> {
-    serde_json::from_value::<Range>(Value::String(window.to_owned()))
-        .map(|_| ())
-        .map_err(|_| {
-            FieldError::new(
-                "window",
-                format!(
-                    "must be one of today, yesterday, last_7_days, last_30_days, this_month, last_month, this_year, not '{window}'"
-                ),
-            )
-        })
+    Range::parse(window).map(|_| ()).ok_or_else(|| {
+        FieldError::new(
+            "window",
+            format!("must be one of {RANGE_NAMES}, not '{window}'"),
+        )
+    })
 }
 
 /// The schedule as stored (its zone resolved) and its next due time after `now` (none

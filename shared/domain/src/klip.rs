@@ -25,8 +25,9 @@
 //! rows are numbered from 1 in input order.
 
 use chrono::{
-    DateTime, Datelike, Days, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
+    DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, Utc,
 };
+use crate::analysis::window::local_instant;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -116,32 +117,129 @@ pub enum TimeBucket {
     Month,
 }
 
-/// Calendar periods in the Klip's time zone, relative to "now", each half-open
-/// `[start, end)` between local midnights (so a period that spans a DST change is an hour
-/// shorter or longer). The previous period is the same length one period earlier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A calendar period in the Klip's time zone, relative to "now", and the period before it
+/// (see [`crate::analysis::window`] for the exact days): `today`, `yesterday`, `this_week`,
+/// `last_week`, `this_month`, `last_month`, `this_quarter`, `last_quarter`, `this_year`,
+/// `last_year`, `year_to_date`, and `last_N_days`, `last_N_weeks`, `last_N_months` for N from 1
+/// to 366 (`last_7_days`, `last_30_days`, ...). Weeks start on Monday; a `last_N_` period
+/// includes the current day, week or month; the previous period is the same number of days,
+/// weeks or months just before (for `year_to_date`, the same days a year earlier). Periods are
+/// half-open `[start, end)` between local midnights, so one that spans a DST change is an hour
+/// shorter or longer. Written as its name in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Range {
-    /// Today; previous: yesterday.
-    #[serde(rename = "today")]
     Today,
-    /// Yesterday; previous: the day before.
-    #[serde(rename = "yesterday")]
     Yesterday,
-    /// The 7 days ending with today, today included; previous: the 7 days before those.
-    #[serde(rename = "last_7_days")]
-    Last7Days,
-    /// The 30 days ending with today, today included; previous: the 30 days before those.
-    #[serde(rename = "last_30_days")]
-    Last30Days,
-    /// The whole calendar month of today (later days included); previous: last month.
-    #[serde(rename = "this_month")]
+    ThisWeek,
+    LastWeek,
     ThisMonth,
-    /// Last calendar month; previous: the month before it.
-    #[serde(rename = "last_month")]
     LastMonth,
-    /// The whole calendar year of today; previous: last year.
-    #[serde(rename = "this_year")]
+    ThisQuarter,
+    LastQuarter,
     ThisYear,
+    LastYear,
+    YearToDate,
+    /// `last_N_days`: today and the N − 1 days before.
+    LastDays(u16),
+    /// `last_N_weeks`: this week and the N − 1 weeks before.
+    LastWeeks(u16),
+    /// `last_N_months`: this month and the N − 1 months before.
+    LastMonths(u16),
+}
+
+/// What a range may be, for error messages.
+pub const RANGE_NAMES: &str = "today, yesterday, this_week, last_week, this_month, last_month, \
+this_quarter, last_quarter, this_year, last_year, year_to_date, or last_N_days, last_N_weeks, \
+last_N_months with N from 1 to 366";
+
+impl Range {
+    /// The range a name stands for; `None` for anything else (`last_07_days` included).
+    pub fn parse(name: &str) -> Option<Range> {
+        Some(match name {
+            "today" => Range::Today,
+            "yesterday" => Range::Yesterday,
+            "this_week" => Range::ThisWeek,
+            "last_week" => Range::LastWeek,
+            "this_month" => Range::ThisMonth,
+            "last_month" => Range::LastMonth,
+            "this_quarter" => Range::ThisQuarter,
+            "last_quarter" => Range::LastQuarter,
+            "this_year" => Range::ThisYear,
+            "last_year" => Range::LastYear,
+            "year_to_date" => Range::YearToDate,
+            _ => {
+                let rest = name.strip_prefix("last_")?;
+                let (digits, unit) = rest.split_once('_')?;
+                if digits.is_empty()
+                    || digits.starts_with('0')
+                    || digits.len() > 3
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return None;
+                }
+                let n: u16 = digits.parse().ok()?;
+                if !(1..=crate::analysis::window::MAX_PRESET_COUNT).contains(&u32::from(n)) {
+                    return None;
+                }
+                match unit {
+                    "days" => Range::LastDays(n),
+                    "weeks" => Range::LastWeeks(n),
+                    "months" => Range::LastMonths(n),
+                    _ => return None,
+                }
+            }
+        })
+    }
+
+    /// The range's name, as [`Range::parse`] reads it.
+    pub fn name(self) -> String {
+        match self {
+            Range::Today => "today".into(),
+            Range::Yesterday => "yesterday".into(),
+            Range::ThisWeek => "this_week".into(),
+            Range::LastWeek => "last_week".into(),
+            Range::ThisMonth => "this_month".into(),
+            Range::LastMonth => "last_month".into(),
+            Range::ThisQuarter => "this_quarter".into(),
+            Range::LastQuarter => "last_quarter".into(),
+            Range::ThisYear => "this_year".into(),
+            Range::LastYear => "last_year".into(),
+            Range::YearToDate => "year_to_date".into(),
+            Range::LastDays(n) => format!("last_{n}_days"),
+            Range::LastWeeks(n) => format!("last_{n}_weeks"),
+            Range::LastMonths(n) => format!("last_{n}_months"),
+        }
+    }
+
+    /// The current period as an analysis window (with its calendar shape, so it knows its
+    /// previous period and the same period last year). `None` only when a date leaves
+    /// chrono's calendar.
+    pub fn window(self, now: DateTime<Utc>, tz: Tz) -> Option<crate::analysis::Window> {
+        crate::analysis::Window::of_range(self, now, tz)
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for Range {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Range {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Range, D::Error> {
+        let name = String::deserialize(d)?;
+        Range::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown range '{name}': expected {RANGE_NAMES}"
+            ))
+        })
+    }
 }
 
 /// One row condition.
@@ -346,13 +444,53 @@ pub fn evaluate(
     tz: Tz,
     now: DateTime<Utc>,
 ) -> KlipValue {
+    evaluate_with(rows, query, display, tz, now, false).value
+}
+
+/// A Klip's value and, for a report's analysis, the same query over the previous period by
+/// group and over the same period last year.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detailed {
+    pub value: KlipValue,
+    /// With `range` and `group_by`: every group's aggregate over the previous period (all of
+    /// them, in key order: `sort` and `limit` apply to `value.groups` only).
+    pub previous_groups: Vec<Group>,
+    /// With `range`: the aggregate over the same period a year earlier (see
+    /// [`crate::analysis::Window::same_period_last_year`]); none without rows there.
+    pub previous_year: Option<f64>,
+}
+
+/// [`evaluate`], with the previous period's groups and the same period last year, in the
+/// same one pass over the rows.
+pub fn evaluate_detailed(
+    rows: &[Map<String, Value>],
+    query: &Query,
+    display: &Display,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Detailed {
+    evaluate_with(rows, query, display, tz, now, true)
+}
+
+fn evaluate_with(
+    rows: &[Map<String, Value>],
+    query: &Query,
+    display: &Display,
+    tz: Tz,
+    now: DateTime<Utc>,
+    detail: bool,
+) -> Detailed {
     let computed_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    match compute(rows, query, display, tz, now) {
-        Ok(mut value) => {
-            value.computed_at = computed_at;
-            value
+    match compute(rows, query, display, tz, now, detail) {
+        Ok(mut found) => {
+            found.value.computed_at = computed_at;
+            found
         }
-        Err(message) => KlipValue::failed(message, computed_at),
+        Err(message) => Detailed {
+            value: KlipValue::failed(message, computed_at),
+            previous_groups: Vec::new(),
+            previous_year: None,
+        },
     }
 }
 
@@ -377,6 +515,7 @@ fn check_columns(rows: &[Map<String, Value>], query: &Query) -> Result<(), Strin
 }
 
 /// A row that passed the filters and falls in a period being aggregated.
+#[derive(Clone, Copy)]
 struct Sample<'a> {
     /// 0-based position in the input.
     index: usize,
@@ -399,7 +538,8 @@ fn compute(
     display: &Display,
     tz: Tz,
     now: DateTime<Utc>,
-) -> Result<KlipValue, String> {
+    detail: bool,
+) -> Result<Detailed, String> {
     if let Err(problems) = validate(query, display) {
         let listed: Vec<String> = problems
             .iter()
@@ -410,7 +550,7 @@ fn compute(
     check_columns(rows, query)?;
     let periods =
         match query.range {
-            Some(range) => Some(Periods::of(range, tz, now).ok_or_else(|| {
+            Some(range) => Some(Periods::of(range, tz, now, detail).ok_or_else(|| {
                 format!("the range cannot be computed at {now} in time zone {tz}")
             })?),
             None => None,
@@ -418,6 +558,7 @@ fn compute(
 
     let mut current: Vec<Sample> = Vec::new();
     let mut previous: Vec<Sample> = Vec::new();
+    let mut last_year: Vec<Sample> = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         if !query.filters.iter().all(|f| f.holds(row.get(&f.column))) {
             continue;
@@ -426,11 +567,15 @@ fn compute(
             Some(column) => Some(read_time(row, column, index, tz)?),
             None => None,
         };
-        let (in_current, in_previous) = match (&periods, time) {
-            (Some(periods), Some(t)) => (periods.current.contains(t), periods.previous.contains(t)),
-            _ => (true, false),
+        let (in_current, in_previous, in_last_year) = match (&periods, time) {
+            (Some(periods), Some(t)) => (
+                periods.current.contains(t),
+                periods.previous.contains(t),
+                periods.last_year.is_some_and(|y| y.contains(t)),
+            ),
+            _ => (true, false, false),
         };
-        if !in_current && !in_previous {
+        if !in_current && !in_previous && !in_last_year {
             continue;
         }
         let sample = Sample {
@@ -439,9 +584,12 @@ fn compute(
             time,
             value: read_value(row, query, index)?,
         };
+        if in_last_year {
+            last_year.push(sample);
+        }
         if in_current {
             current.push(sample);
-        } else {
+        } else if in_previous {
             previous.push(sample);
         }
     }
@@ -467,8 +615,16 @@ fn compute(
         Some(column) => grouped(&current, column, query),
         None => Vec::new(),
     };
-
-    Ok(KlipValue {
+    let previous_groups = match (detail, &periods, query.group_by.as_deref()) {
+        (true, Some(_), Some(column)) => grouped_by_key(&previous, column, query.aggregate),
+        _ => Vec::new(),
+    };
+    let previous_year = periods
+        .as_ref()
+        .and_then(|p| p.last_year)
+        .filter(|_| !last_year.is_empty())
+        .and_then(|_| aggregate(query.aggregate, last_year.iter()));
+    let value = KlipValue {
         current: current_value,
         previous: previous_value,
         change,
@@ -478,6 +634,11 @@ fn compute(
         status: status(current_value, display),
         computed_at: String::new(),
         error: None,
+    };
+    Ok(Detailed {
+        value,
+        previous_groups,
+        previous_year,
     })
 }
 
@@ -532,18 +693,23 @@ fn bucketed(samples: &[Sample], bucket: TimeBucket, how: Aggregate, tz: Tz) -> V
         .collect()
 }
 
-fn grouped(samples: &[Sample], column: &str, query: &Query) -> Vec<Group> {
+/// Every group's aggregate, in key order.
+fn grouped_by_key(samples: &[Sample], column: &str, how: Aggregate) -> Vec<Group> {
     let mut by_key: BTreeMap<String, Vec<&Sample>> = BTreeMap::new();
     for sample in samples {
         let key = sample.row.get(column).map(cell_text).unwrap_or_default();
         by_key.entry(key).or_default().push(sample);
     }
-    let mut groups: Vec<Group> = by_key
+    by_key
         .into_iter()
         .filter_map(|(key, members)| {
-            aggregate(query.aggregate, members.into_iter()).map(|value| Group { key, value })
+            aggregate(how, members.into_iter()).map(|value| Group { key, value })
         })
-        .collect();
+        .collect()
+}
+
+fn grouped(samples: &[Sample], column: &str, query: &Query) -> Vec<Group> {
+    let mut groups = grouped_by_key(samples, column, query.aggregate);
     let by_value = |a: &Group, b: &Group| a.value.total_cmp(&b.value);
     match query.sort.as_deref() {
         Some("value") => groups.sort_by(|a, b| by_value(a, b).then_with(|| a.key.cmp(&b.key))),
@@ -751,26 +917,6 @@ fn from_unix_seconds(seconds: f64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(whole as i64, nanos)
 }
 
-/// The instant a local wall-clock time in `tz` names: the earlier one when the time repeats
-/// (fall back), and read with the offset from before the gap when the time is skipped
-/// (spring forward), so a day starting in a gap starts when the gap ends.
-fn local_instant(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
-    if let Some(t) = tz.from_local_datetime(&naive).earliest() {
-        return Some(t.with_timezone(&Utc));
-    }
-    let day_before = naive.checked_sub_days(Days::new(1))?;
-    let offset = tz
-        .from_local_datetime(&day_before)
-        .earliest()?
-        .offset()
-        .fix();
-    naive
-        .checked_sub_signed(chrono::TimeDelta::seconds(i64::from(
-            offset.local_minus_utc(),
-        )))
-        .map(|utc| Utc.from_utc_datetime(&utc))
-}
-
 /// A half-open span of instants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
@@ -779,14 +925,6 @@ struct Span {
 }
 
 impl Span {
-    /// From local midnight of `first` to local midnight of `end` (exclusive).
-    fn days(tz: Tz, first: NaiveDate, end: NaiveDate) -> Option<Span> {
-        Some(Span {
-            start: local_instant(tz, first.and_time(NaiveTime::MIN))?,
-            end: local_instant(tz, end.and_time(NaiveTime::MIN))?,
-        })
-    }
-
     fn contains(&self, t: DateTime<Utc>) -> bool {
         self.start <= t && t < self.end
     }
@@ -797,40 +935,32 @@ impl Span {
 struct Periods {
     current: Span,
     previous: Span,
+    /// The same period a year earlier, when asked for.
+    last_year: Option<Span>,
 }
 
 impl Periods {
     /// None only when a date leaves chrono's calendar (years beyond ±262,000).
-    fn of(range: Range, tz: Tz, now: DateTime<Utc>) -> Option<Periods> {
-        let today = now.with_timezone(&tz).date_naive();
-        let days_back = |n: u64| today.checked_sub_days(Days::new(n));
-        let month = today.with_day(1)?;
-        let months_back = |n: u32| month.checked_sub_months(Months::new(n));
-        let year = today.with_ordinal(1)?;
-        let years_back = |n: u32| year.checked_sub_months(Months::new(12 * n));
-        let tomorrow = today.checked_add_days(Days::new(1))?;
-
-        // (previous start, current start, current end), as local dates.
-        let (previous_start, current_start, current_end) = match range {
-            Range::Today => (days_back(1)?, today, tomorrow),
-            Range::Yesterday => (days_back(2)?, days_back(1)?, today),
-            Range::Last7Days => (days_back(13)?, days_back(6)?, tomorrow),
-            Range::Last30Days => (days_back(59)?, days_back(29)?, tomorrow),
-            Range::ThisMonth => (
-                months_back(1)?,
-                month,
-                month.checked_add_months(Months::new(1))?,
-            ),
-            Range::LastMonth => (months_back(2)?, months_back(1)?, month),
-            Range::ThisYear => (
-                years_back(1)?,
-                year,
-                year.checked_add_months(Months::new(12))?,
-            ),
+    fn of(range: Range, tz: Tz, now: DateTime<Utc>, last_year: bool) -> Option<Periods> {
+        let current = range.window(now, tz)?;
+        let previous = current.previous()?;
+        let last_year = match last_year {
+            true => current.same_period_last_year().map(|w| Span {
+                start: w.start,
+                end: w.end,
+            }),
+            false => None,
         };
         Some(Periods {
-            current: Span::days(tz, current_start, current_end)?,
-            previous: Span::days(tz, previous_start, current_start)?,
+            current: Span {
+                start: current.start,
+                end: current.end,
+            },
+            previous: Span {
+                start: previous.start,
+                end: previous.end,
+            },
+            last_year,
         })
     }
 }
@@ -931,14 +1061,38 @@ mod tests {
         for (name, range) in [
             ("today", Range::Today),
             ("yesterday", Range::Yesterday),
-            ("last_7_days", Range::Last7Days),
-            ("last_30_days", Range::Last30Days),
+            ("last_7_days", Range::LastDays(7)),
+            ("last_30_days", Range::LastDays(30)),
             ("this_month", Range::ThisMonth),
             ("last_month", Range::LastMonth),
             ("this_year", Range::ThisYear),
+            ("this_week", Range::ThisWeek),
+            ("last_week", Range::LastWeek),
+            ("this_quarter", Range::ThisQuarter),
+            ("last_quarter", Range::LastQuarter),
+            ("last_year", Range::LastYear),
+            ("year_to_date", Range::YearToDate),
+            ("last_1_days", Range::LastDays(1)),
+            ("last_366_days", Range::LastDays(366)),
+            ("last_12_weeks", Range::LastWeeks(12)),
+            ("last_6_months", Range::LastMonths(6)),
         ] {
             assert_eq!(serde_json::to_value(range).unwrap(), json!(name));
             assert_eq!(serde_json::from_value::<Range>(json!(name)).unwrap(), range);
+        }
+        for bad in [
+            "Today",
+            "last_0_days",
+            "last_367_days",
+            "last_07_days",
+            "last_7_years",
+            "last__days",
+            "last_-1_days",
+            "last_7_days_",
+            "",
+        ] {
+            let err = serde_json::from_value::<Range>(json!(bad)).unwrap_err();
+            assert!(err.to_string().contains("last_N_days"), "{bad}: {err}");
         }
         assert!(serde_json::from_value::<Query>(json!({"value": "a", "colour": 1})).is_err());
         assert!(serde_json::from_value::<Display>(json!({"colour": 1})).is_err());
@@ -1245,6 +1399,52 @@ mod tests {
     }
 
     #[test]
+    fn ranges_of_weeks_quarters_and_the_year_to_date() {
+        // Friday 2026-05-15: this week is 11–17 May, last week 4–10 May.
+        assert_period("this_week", 27.0, 3.0, Some(800.0));
+        // Q2 2026 against Q1 (the 2025-12-31 23:00 row is still 2025 in New York).
+        assert_period("this_quarter", 210.0, 7.0, Some(203.0 / 7.0 * 100.0));
+        assert_period("last_quarter", 7.0, 3.0, Some(4.0 / 3.0 * 100.0));
+        // 1 January – 15 May 2026 against the same days of 2025, which have no rows.
+        assert_period("year_to_date", 217.0, 0.0, None);
+        // 4–17 May against 20 April – 3 May.
+        assert_period("last_2_weeks", 30.0, 150.0, Some(-80.0));
+        // March–May 2026 against December 2025 – February 2026.
+        assert_period("last_3_months", 217.0, 3.0, Some(214.0 / 3.0 * 100.0));
+        assert_period("last_year", 3.0, 0.0, None);
+    }
+
+    #[test]
+    fn detailed_adds_every_previous_group_and_the_same_period_last_year() {
+        let rows = table(json!([
+            {"at": "2025-05-10", "v": 40, "g": "a"},
+            {"at": "2025-06-10", "v": 1000, "g": "a"},
+            {"at": "2026-04-20", "v": 6, "g": "b"},
+            {"at": "2026-04-21", "v": 4, "g": "a"},
+            {"at": "2026-05-02", "v": 9, "g": "a"},
+        ]));
+        let q = query(json!({"value": "v", "time_column": "at", "range": "this_month",
+            "group_by": "g", "limit": 1}));
+        let d = evaluate_detailed(&rows, &q, &Display::default(), New_York, at(NOW));
+        assert_eq!(d.value, run(&rows, &q));
+        assert_eq!((d.value.current, d.value.previous), (Some(9.0), Some(10.0)));
+        assert_eq!(d.value.groups.len(), 1);
+        let previous: Vec<(&str, f64)> = d
+            .previous_groups
+            .iter()
+            .map(|g| (g.key.as_str(), g.value))
+            .collect();
+        assert_eq!(previous, vec![("a", 4.0), ("b", 6.0)]);
+        assert_eq!(d.previous_year, Some(40.0));
+
+        // No rows a year earlier (15 May 2025): no year-ago value, not a sum of 0.
+        let q = query(json!({"value": "v", "time_column": "at", "range": "today"}));
+        let d = evaluate_detailed(&rows, &q, &Display::default(), New_York, at(NOW));
+        assert_eq!(d.previous_year, None);
+        assert!(d.previous_groups.is_empty());
+    }
+
+    #[test]
     fn range_today_against_yesterday() {
         // 10 + 5 today; 8 yesterday: +7, +87.5%.
         assert_period("today", 15.0, 8.0, Some(87.5));
@@ -1318,18 +1518,18 @@ mod tests {
 
     #[test]
     fn range_boundaries_are_local_midnights_half_open() {
-        let today = Periods::of(Range::Today, New_York, at(NOW)).unwrap();
+        let today = Periods::of(Range::Today, New_York, at(NOW), false).unwrap();
         assert_eq!(today.current.start, at("2026-05-15T04:00:00Z"));
         assert_eq!(today.current.end, at("2026-05-16T04:00:00Z"));
         assert!(!today.current.contains(at("2026-05-16T04:00:00Z")));
         assert!(today.previous.contains(at("2026-05-14T04:00:00Z")));
         // The year spans two offsets: EST at both ends.
-        let year = Periods::of(Range::ThisYear, New_York, at(NOW)).unwrap();
+        let year = Periods::of(Range::ThisYear, New_York, at(NOW), false).unwrap();
         assert_eq!(year.current.start, at("2026-01-01T05:00:00Z"));
         assert_eq!(year.current.end, at("2027-01-01T05:00:00Z"));
         assert_eq!(year.previous.start, at("2025-01-01T05:00:00Z"));
         // Just after midnight UTC on the 1st it is still the last day of the month locally.
-        let month = Periods::of(Range::ThisMonth, New_York, at("2026-06-01T02:00:00Z")).unwrap();
+        let month = Periods::of(Range::ThisMonth, New_York, at("2026-06-01T02:00:00Z"), false).unwrap();
         assert_eq!(month.current.start, at("2026-05-01T04:00:00Z"));
         assert_eq!(month.previous.start, at("2026-04-01T04:00:00Z"));
     }
@@ -1368,7 +1568,7 @@ mod tests {
     #[test]
     fn last_7_days_across_the_spring_forward_week() {
         let now = at("2026-03-10T16:00:00Z"); // 12:00 EDT
-        let periods = Periods::of(Range::Last7Days, New_York, now).unwrap();
+        let periods = Periods::of(Range::LastDays(7), New_York, now, false).unwrap();
         assert_eq!(periods.current.start, at("2026-03-04T05:00:00Z")); // 00:00 EST
         assert_eq!(periods.current.end, at("2026-03-11T04:00:00Z")); // 00:00 EDT
         assert_eq!(

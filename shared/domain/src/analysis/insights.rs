@@ -47,7 +47,8 @@
 //!      [`Settings::anomaly_calibrated`] turns this off.
 //! - [`InsightType::Record`]: with `n ≥ 3`, the latest point strictly above (below) every
 //!   other is a record high (low); otherwise the strict highest and lowest values are stated
-//!   with a low score.
+//!   with a low score, as context only: a series whose only finding would be that statement
+//!   (a flat or noise-only one) says nothing.
 //! - [`InsightType::Goal`]: `attainment = current/target`, `elapsed = (now − start)/(end −
 //!   start)`, `pace = current/elapsed` (linear extrapolation of cumulative progress; `current`
 //!   itself when the series is not `cumulative`); on track when pace ≥ target (≤ when lower is
@@ -593,8 +594,21 @@ pub fn all_insights(series: &KlipSeries, now: DateTime<Utc>, settings: &Settings
     out.extend(prepared.driver(settings));
     out.extend(prepared.concentration(settings));
     out.extend(prepared.forecast(settings));
+    // The stated highest and lowest are context for other findings, not a finding: alone
+    // they would say something about every series, noise included.
+    if out.iter().all(Insight::is_stated_record) {
+        out.clear();
+    }
     rank(&mut out);
     out
+}
+
+impl Insight {
+    /// A record insight that states the window's highest and lowest rather than a record
+    /// set by the latest bucket.
+    fn is_stated_record(&self) -> bool {
+        self.kind == InsightType::Record && !self.values.contains_key("record")
+    }
 }
 
 /// Best first: score, then type, then Klip id.
@@ -1544,6 +1558,7 @@ mod tests {
         ];
         let mut found = Vec::new();
         let mut other = Vec::new();
+        let mut context = Vec::new();
         for seed in 1..=50 {
             let mut noise = Noise::new(seed);
             for (label, values, bucket) in [
@@ -1554,7 +1569,10 @@ mod tests {
                 for i in run(&series(&values, bucket), LATER) {
                     match i.kind {
                         InsightType::Trend => found.push((seed, label, num(&i, "p_value"))),
-                        InsightType::Record => {}
+                        // A record set by the latest point (about 2 in n by chance) is a fact;
+                        // the window's highest and lowest are never said alone.
+                        InsightType::Record if !i.is_stated_record() => {}
+                        InsightType::Record => context.push((seed, label)),
                         _ => other.push((seed, bucket, i.kind, i.text)),
                     }
                 }
@@ -1563,6 +1581,8 @@ mod tests {
         assert_eq!(other, Vec::new());
         let seeds: Vec<(u64, &str)> = found.iter().map(|t| (t.0, t.1)).collect();
         assert_eq!(seeds, chance_trends, "{found:?}");
+        // The highest and lowest are stated only beside those chance trends.
+        assert!(context.iter().all(|c| chance_trends.contains(c)), "{context:?}");
     }
 
     #[test]
@@ -1742,14 +1762,25 @@ mod tests {
             "Signups: 9.5 in the week of 2026-02-02 is the highest of the 5 weeks in test, \
              past the previous high of 8 in the week of 2026-01-26."
         );
-        let all = run(&series(&[5.0, 9.0, 6.0, 3.0, 7.0], Bucket::Week), LATER);
+        // The window's highest and lowest are stated as context for another finding (here a
+        // change of +100%), never alone.
+        let with_change = |mut s: KlipSeries| {
+            s.current = Some(100.0);
+            s.previous = Some(50.0);
+            s
+        };
+        assert!(run(&series(&[5.0, 9.0, 6.0, 3.0, 7.0], Bucket::Week), LATER).is_empty());
+        let all = run(
+            &with_change(series(&[5.0, 9.0, 6.0, 3.0, 7.0], Bucket::Week)),
+            LATER,
+        );
         let r = of(&all, InsightType::Record)[0];
         assert!(!r.values.contains_key("record"));
         assert_eq!(num(r, "highest"), 9.0);
         assert_eq!(num(r, "lowest"), 3.0);
         assert!(r.score < 0.01);
         // A tie for the top is not a record; the strict lowest still is stated.
-        let all = run(&series(&[9.0, 5.0, 9.0], Bucket::Week), LATER);
+        let all = run(&with_change(series(&[9.0, 5.0, 9.0], Bucket::Week)), LATER);
         let r = of(&all, InsightType::Record)[0];
         assert!(!r.values.contains_key("highest"));
         assert_eq!(num(r, "lowest"), 5.0);

@@ -38,6 +38,7 @@
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset};
 use chrono::{TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
+use crate::klip::Range;
 use serde::{Deserialize, Serialize};
 
 /// The largest `N` of `last_N_days`, `last_N_weeks` and `last_N_months`.
@@ -105,6 +106,12 @@ impl Window {
     /// The named preset (see the module docs) around `now` in `tz`; `None` for an unknown
     /// name, an `N` outside 1..=366, or dates outside chrono's calendar.
     pub fn preset(name: &str, now: DateTime<Utc>, tz: Tz) -> Option<Window> {
+        Window::of_range(Range::parse(name)?, now, tz)
+    }
+
+    /// The range's current period around `now` in `tz` (see the module docs); `None` when a
+    /// date leaves chrono's calendar.
+    pub fn of_range(range: Range, now: DateTime<Utc>, tz: Tz) -> Option<Window> {
         let today = now.with_timezone(&tz).date_naive();
         let tomorrow = today.checked_add_days(Days::new(1))?;
         let monday =
@@ -116,39 +123,33 @@ impl Window {
         let months_back = |d: NaiveDate, n: u32| d.checked_sub_months(Months::new(n));
         let months_on = |d: NaiveDate, n: u32| d.checked_add_months(Months::new(n));
 
-        let (first, end, shape) = match name {
-            "today" => (today, tomorrow, Shape::Days(1)),
-            "yesterday" => (days_back(today, 1)?, today, Shape::Days(1)),
-            "this_week" => (monday, days_on(monday, 7)?, Shape::Weeks(1)),
-            "last_week" => (days_back(monday, 7)?, monday, Shape::Weeks(1)),
-            "this_month" => (month, months_on(month, 1)?, Shape::Months(1)),
-            "last_month" => (months_back(month, 1)?, month, Shape::Months(1)),
-            "this_quarter" => (quarter, months_on(quarter, 3)?, Shape::Months(3)),
-            "last_quarter" => (months_back(quarter, 3)?, quarter, Shape::Months(3)),
-            "this_year" => (year, months_on(year, 12)?, Shape::Months(12)),
-            "last_year" => (months_back(year, 12)?, year, Shape::Months(12)),
-            "year_to_date" => (year, tomorrow, Shape::YearToDate),
-            _ => {
-                let (n, unit) = parse_last_n(name)?;
-                match unit {
-                    "days" => (
-                        days_back(today, u64::from(n - 1))?,
-                        tomorrow,
-                        Shape::Days(n),
-                    ),
-                    "weeks" => (
-                        days_back(monday, 7 * u64::from(n - 1))?,
-                        days_on(monday, 7)?,
-                        Shape::Weeks(n),
-                    ),
-                    "months" => (
-                        months_back(month, n - 1)?,
-                        months_on(month, 1)?,
-                        Shape::Months(n),
-                    ),
-                    _ => return None,
-                }
-            }
+        let (first, end, shape) = match range {
+            Range::Today => (today, tomorrow, Shape::Days(1)),
+            Range::Yesterday => (days_back(today, 1)?, today, Shape::Days(1)),
+            Range::ThisWeek => (monday, days_on(monday, 7)?, Shape::Weeks(1)),
+            Range::LastWeek => (days_back(monday, 7)?, monday, Shape::Weeks(1)),
+            Range::ThisMonth => (month, months_on(month, 1)?, Shape::Months(1)),
+            Range::LastMonth => (months_back(month, 1)?, month, Shape::Months(1)),
+            Range::ThisQuarter => (quarter, months_on(quarter, 3)?, Shape::Months(3)),
+            Range::LastQuarter => (months_back(quarter, 3)?, quarter, Shape::Months(3)),
+            Range::ThisYear => (year, months_on(year, 12)?, Shape::Months(12)),
+            Range::LastYear => (months_back(year, 12)?, year, Shape::Months(12)),
+            Range::YearToDate => (year, tomorrow, Shape::YearToDate),
+            Range::LastDays(n) => (
+                days_back(today, u64::from(n) - 1)?,
+                tomorrow,
+                Shape::Days(u32::from(n)),
+            ),
+            Range::LastWeeks(n) => (
+                days_back(monday, 7 * (u64::from(n) - 1))?,
+                days_on(monday, 7)?,
+                Shape::Weeks(u32::from(n)),
+            ),
+            Range::LastMonths(n) => (
+                months_back(month, u32::from(n) - 1)?,
+                months_on(month, 1)?,
+                Shape::Months(u32::from(n)),
+            ),
         };
         Window::local_days(tz, first, end, shape)
     }
@@ -223,21 +224,6 @@ fn days_on(d: NaiveDate, n: u64) -> Option<NaiveDate> {
     d.checked_add_days(Days::new(n))
 }
 
-/// `last_N_days` → `(N, "days")`, for N in 1..=366 written without leading zeros.
-fn parse_last_n(name: &str) -> Option<(u32, &str)> {
-    let rest = name.strip_prefix("last_")?;
-    let (digits, unit) = rest.split_once('_')?;
-    if digits.is_empty()
-        || digits.starts_with('0')
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || digits.len() > 3
-    {
-        return None;
-    }
-    let n: u32 = digits.parse().ok()?;
-    (1..=MAX_PRESET_COUNT).contains(&n).then_some((n, unit))
-}
-
 /// A label from a calendar window's dates: `2026-03-10`, `week of 2026-03-09`, `March 2026`,
 /// `Q1 2026`, `2026`, or `first – last` (inclusive days, or months).
 fn calendar_label(first: NaiveDate, end: NaiveDate, shape: Shape) -> Option<String> {
@@ -265,7 +251,7 @@ pub fn local_midnight(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
 }
 
 /// The instant a local wall-clock time names in `tz` (see [`local_midnight`]).
-fn local_instant(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn local_instant(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
     if let Some(t) = tz.from_local_datetime(&naive).earliest() {
         return Some(t.with_timezone(&Utc));
     }

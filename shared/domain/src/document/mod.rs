@@ -120,20 +120,8 @@ pub struct Computed {
     pub klip: Klip,
     pub value: KlipValue,
     pub previous_groups: Vec<crate::klip::Group>,
-}
-
-/// "Now" one period earlier, so that the range's current period is the previous one.
-fn one_period_earlier(range: Range, now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
-    use chrono::{Days, Months};
-    let local = now.with_timezone(&tz);
-    let earlier = match range {
-        Range::Today | Range::Yesterday => local.checked_sub_days(Days::new(1)),
-        Range::Last7Days => local.checked_sub_days(Days::new(7)),
-        Range::Last30Days => local.checked_sub_days(Days::new(30)),
-        Range::ThisMonth | Range::LastMonth => local.checked_sub_months(Months::new(1)),
-        Range::ThisYear => local.checked_sub_months(Months::new(12)),
-    };
-    earlier.map(|t| t.with_timezone(&Utc))
+    /// The value over the same period a year earlier (with a range and data there).
+    pub previous_year: Option<f64>,
 }
 
 /// Evaluates a Klip for a report over its data source's rows, with the report's window
@@ -149,19 +137,12 @@ pub fn compute(
     if window.is_some() {
         klip.query.range = window;
     }
-    let value = crate::klip::evaluate(rows, &klip.query, &klip.display, tz, now);
-    let previous_groups = match (klip.query.range, &klip.query.group_by) {
-        (Some(range), Some(_)) => one_period_earlier(range, now, tz)
-            .map(|earlier| {
-                crate::klip::evaluate(rows, &klip.query, &klip.display, tz, earlier).groups
-            })
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
+    let found = crate::klip::evaluate_detailed(rows, &klip.query, &klip.display, tz, now);
     Computed {
         klip,
-        value,
-        previous_groups,
+        value: found.value,
+        previous_groups: found.previous_groups,
+        previous_year: found.previous_year,
     }
 }
 
@@ -182,13 +163,15 @@ pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) 
         klip,
         value,
         previous_groups,
+        previous_year,
     } in klips
     {
         let window = cover
             .window
             .map(str::to_owned)
-            .or_else(|| klip.query.range.and_then(|r| range_name(&r)));
-        let series = series_of(klip, value, previous_groups, window.as_deref(), tz, now);
+            .or_else(|| klip.query.range.map(Range::name));
+        let mut series = series_of(klip, value, previous_groups, window.as_deref(), tz, now);
+        series.previous_year = *previous_year;
         sections.push(Section {
             klip_id: klip.meta.id.clone(),
             name: klip.meta.name.clone(),
@@ -228,12 +211,6 @@ pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) 
 }
 
 /// The preset name of a Klip range (as in its JSON).
-fn range_name(range: &crate::klip::Range) -> Option<String> {
-    serde_json::to_value(range)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-}
-
 /// The file of `format`; `None` only when JSON encoding fails.
 pub fn render(document: &Document, format: ReportFormat) -> Option<Vec<u8>> {
     match format {
