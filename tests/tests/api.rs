@@ -18,6 +18,7 @@ mod api {
     mod openapi;
     mod paging;
     mod permissions;
+    mod planted;
     mod reports;
     mod table;
     mod template;

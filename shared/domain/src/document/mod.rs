@@ -29,6 +29,8 @@ pub struct Section {
     pub higher_is_better: bool,
     /// The range the value covers (`last_30_days`, ...), if any.
     pub window: Option<String>,
+    /// The range's days in the company's zone (`2026-10-29 – 2026-12-02`, `March 2026`).
+    pub period: Option<String>,
     pub value: KlipValue,
     pub insights: Vec<Insight>,
 }
@@ -172,6 +174,11 @@ pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) 
             .or_else(|| klip.query.range.map(Range::name));
         let mut series = series_of(klip, value, previous_groups, window.as_deref(), tz, now);
         series.previous_year = *previous_year;
+        let period = series
+            .window
+            .calendar
+            .is_some()
+            .then(|| series.window.label.clone());
         sections.push(Section {
             klip_id: klip.meta.id.clone(),
             name: klip.meta.name.clone(),
@@ -180,6 +187,7 @@ pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) 
             target: klip.display.target,
             higher_is_better: klip.display.higher_is_better,
             window,
+            period,
             value: value.clone(),
             insights: Vec::new(),
         });
@@ -377,6 +385,15 @@ pub(crate) fn status_word(status: Status) -> (&'static str, &'static str) {
     }
 }
 
+/// `last 35 days · 2026-10-29 – 2026-12-02`: the preset and its days.
+pub(crate) fn window_line(window: &str, period: Option<&str>) -> String {
+    let preset = window.replace('_', " ");
+    match period {
+        Some(days) if days != preset => format!("{preset} · {days}"),
+        _ => preset,
+    }
+}
+
 /// One self-contained page: inline CSS and SVG, no external request.
 fn html(document: &Document) -> String {
     let mut body = String::new();
@@ -435,7 +452,7 @@ fn html(document: &Document) -> String {
         if let Some(window) = &s.window {
             body.push_str(&format!(
                 "<p class=\"window\">{}</p>",
-                escape(&window.replace('_', " "))
+                escape(&window_line(window, s.period.as_deref()))
             ));
         }
         body.push_str(&line_chart(s));

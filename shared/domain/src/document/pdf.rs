@@ -50,6 +50,10 @@ fn encode(text: &str) -> Vec<u8> {
             '≈' => out.push(b'~'),
             '≥' => out.extend_from_slice(b">="),
             '≤' => out.extend_from_slice(b"<="),
+            'α' => out.extend_from_slice(b"alpha"),
+            'β' => out.extend_from_slice(b"beta"),
+            'σ' => out.extend_from_slice(b"sigma"),
+            'ℓ' => out.push(b'l'),
             '\n' | '\t' => out.push(b' '),
             _ => out.push(b'?'),
         }
@@ -297,7 +301,9 @@ fn bars(w: &mut Writer, section: &Section) {
 }
 
 fn section(w: &mut Writer, s: &Section) {
-    w.ensure(90.0);
+    // The heading, the KPI line and the chart stay on one page.
+    let chart = if s.value.series.len() >= 2 { 146.0 } else { 0.0 };
+    w.ensure(90.0 + chart);
     w.y -= 10.0;
     w.rule();
     w.paragraph(&s.name, 13.0, true, INK, 0.0);
@@ -335,7 +341,8 @@ fn section(w: &mut Writer, s: &Section) {
         w.text_at(x, w.y + 6.0, &format!("{words}{target}"), 9.5, true, color);
     }
     if let Some(window) = &s.window {
-        w.paragraph(&window.replace('_', " "), 8.5, false, MUTED, 0.0);
+        let line = super::window_line(window, s.period.as_deref());
+        w.paragraph(&line, 8.5, false, MUTED, 0.0);
     }
     line_chart(w, s);
     bars(w, s);
@@ -428,6 +435,7 @@ mod tests {
     #[test]
     fn text_is_encoded_for_winansi_and_wrapped_to_the_width() {
         assert_eq!(encode("a – b • c ≈ d"), b"a \x96 b \x95 c ~ d");
+        assert_eq!(encode("α and β"), b"alpha and beta");
         let lines = wrap(&"word ".repeat(60), 10.0, false, 200.0);
         assert!(lines.len() > 5);
         assert!(lines.iter().all(|l| text_width(l, 10.0, false) <= 200.0));
