@@ -3,6 +3,7 @@
 //! embedded DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table`.
 
 mod local;
+mod report_bench;
 
 use clap::{Parser, Subcommand};
 use platform::bootstrap::{bootstrap, NewCompany};
@@ -49,7 +50,8 @@ enum Command {
     },
     /// Create the table and bucket exactly as template.yaml defines them.
     CreateTable,
-    /// Measure an authenticated, rate-limited read against one DynamoDB round trip.
+    /// Measure an authenticated, rate-limited read against one DynamoDB round trip, and the
+    /// report worker's work for 6 Klips over 100,000 rows.
     Bench {
         #[arg(long, default_value_t = 300)]
         requests: usize,
@@ -149,7 +151,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             let state = AppState::from_env().await?;
             ensure_storage(&state).await
         }
-        Command::Bench { requests } => local::bench(requests).await,
+        Command::Bench { requests } => match local::bench(requests).await {
+            Ok(()) => report_bench::run(),
+            Err(e) => Err(e),
+        },
     }
 }
 

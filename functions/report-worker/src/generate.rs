@@ -230,14 +230,13 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         .map(|id| keys::asset(Klip::KIND, &company_id, id))
         .collect();
     let mut rows_of: HashMap<String, Vec<domain::data::Row>> = HashMap::new();
-    let mut klips: Vec<document::Computed> = Vec::new();
+    let mut found: Vec<Klip> = Vec::new();
     let mut data_as_of: Option<String> = None;
     for item in state.store.get_many(&wanted).await?.into_iter().flatten() {
         // A Klip deleted since is left out: the report covers what is left.
         let klip: Klip = platform::store::from_item(item)?;
-        let rows = match &klip.datasource_id {
-            Some(ds_id) if rows_of.contains_key(ds_id) => rows_of[ds_id].clone(),
-            Some(ds_id) => {
+        if let Some(ds_id) = &klip.datasource_id {
+            if !rows_of.contains_key(ds_id) {
                 let rows = match state
                     .store
                     .get::<Datasource>(keys::asset(Datasource::KIND, &company_id, ds_id))
@@ -251,13 +250,23 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
                     }
                     None => Vec::new(),
                 };
-                rows_of.insert(ds_id.clone(), rows.clone());
-                rows
+                rows_of.insert(ds_id.clone(), rows);
             }
-            None => Vec::new(),
-        };
-        klips.push(document::compute(&klip, &rows, window, tz, now));
+        }
+        found.push(klip);
     }
+    // Each Klip reads its source's rows in place, however many Klips share them.
+    let klips: Vec<document::Computed> = found
+        .iter()
+        .map(|klip| {
+            let rows = klip
+                .datasource_id
+                .as_ref()
+                .and_then(|id| rows_of.get(id))
+                .map_or(&[][..], Vec::as_slice);
+            document::compute(klip, rows, window, tz, now)
+        })
+        .collect();
     if klips.is_empty() {
         return Err(Stop::Fail(
             "none of the report's Klips exists any more".into(),

@@ -1,0 +1,179 @@
+//! `make bench`, the report part: the worker's CPU work for a dashboard of 6 Klips over one
+//! data source of 100,000 rows — reading the stored rows, computing each Klip, the analysis,
+//! and writing the html and pdf files — timed in-process (no I/O), as ratios against one
+//! plain pass over the same rows measured in the same run, and as a share of the report
+//! worker's timeout.
+
+use chrono::{Duration as Days, TimeZone, Utc};
+use domain::document::{self, Cover};
+use domain::records::Klip;
+use domain::ReportFormat;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, Instant};
+
+/// The rows of the data source.
+const ROWS: usize = 100_000;
+/// Timed rounds; the median is printed.
+const ROUNDS: usize = 5;
+/// `Timeout` of `ReportWorkerFunction` in template.yaml, in seconds.
+const WORKER_TIMEOUT_SECONDS: f64 = 60.0;
+
+/// 100,000 orders over the 400 days before `now`: day, region (5), product (20), amount,
+/// units, from a fixed-seed generator.
+fn rows(now: chrono::DateTime<Utc>) -> Vec<Map<String, Value>> {
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let regions = ["north", "south", "east", "west", "central"];
+    (0..ROWS)
+        .map(|i| {
+            let back = (i * 400 / ROWS) as i64;
+            let day = (now - Days::days(back)).date_naive();
+            let r = next();
+            let amount = 20.0 + (r % 20_000) as f64 / 100.0;
+            let row = json!({
+                "day": day.to_string(),
+                "region": regions[(r >> 20) as usize % regions.len()],
+                "product": format!("p{:02}", (r >> 30) % 20),
+                "amount": amount,
+                "units": 1 + (r >> 40) % 5,
+            });
+            match row {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            }
+        })
+        .collect()
+}
+
+fn klip(n: usize, name: &str, kind: &str, query: Value, display: Value) -> Result<Klip, String> {
+    serde_json::from_value(json!({
+        "meta": {"id": format!("{n:032x}"), "company_id": "bench", "name": name,
+                 "slug": format!("k{n}"), "version": 1, "created_by": "bench",
+                 "date_created": "", "last_updated": ""},
+        "type": kind, "datasource_id": "orders", "query": query, "display": display
+    }))
+    .map_err(|e| format!("bench klip {name}: {e}"))
+}
+
+fn klips() -> Result<Vec<Klip>, String> {
+    Ok(vec![
+        klip(1, "Revenue", "line", json!({"value": "amount", "time_column": "day",
+            "time_bucket": "day", "range": "last_30_days"}), json!({"format": "currency"}))?,
+        klip(2, "Units", "line", json!({"value": "units", "time_column": "day",
+            "time_bucket": "week", "range": "last_12_weeks"}), json!({}))?,
+        klip(3, "Revenue by region", "bar", json!({"value": "amount", "time_column": "day",
+            "group_by": "region", "range": "this_quarter"}), json!({"format": "currency"}))?,
+        klip(4, "Top products", "bar", json!({"value": "amount", "time_column": "day",
+            "group_by": "product", "limit": 5, "range": "last_30_days"}), json!({}))?,
+        klip(5, "Average order", "line", json!({"value": "amount", "aggregate": "avg",
+            "time_column": "day", "time_bucket": "day", "range": "last_90_days"}),
+            json!({"target": 130.0}))?,
+        klip(6, "Orders", "line", json!({"aggregate": "count", "time_column": "day",
+            "time_bucket": "month", "range": "year_to_date"}), json!({}))?,
+    ])
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Prints the figures; `Err` when a step fails (a bench that cannot run says so).
+pub fn run() -> Result<(), String> {
+    let now = Utc
+        .with_ymd_and_hms(2026, 12, 2, 17, 0, 0)
+        .single()
+        .ok_or("bench instant")?;
+    let tz = chrono_tz::America::New_York;
+    let stored = serde_json::to_vec(&rows(now)).map_err(|e| e.to_string())?;
+    let klips = klips()?;
+    let cover = Cover {
+        report_id: "bench",
+        title: "Bench",
+        description: None,
+        window: None,
+    };
+    let (mut pass, mut read, mut compute, mut analyse, mut html, mut pdf, mut total) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut sizes = (0, 0, 0);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let rows: Vec<Map<String, Value>> =
+            serde_json::from_slice(&stored).map_err(|e| e.to_string())?;
+        read.push(start.elapsed());
+
+        // The baseline: one pass over the rows reading one number from each.
+        let t = Instant::now();
+        let sum: f64 = rows
+            .iter()
+            .filter_map(|r| r.get("amount").and_then(Value::as_f64))
+            .sum();
+        pass.push(t.elapsed());
+        std::hint::black_box(sum);
+
+        let t = Instant::now();
+        let computed: Vec<document::Computed> = klips
+            .iter()
+            .map(|k| document::compute(k, &rows, None, tz, now))
+            .collect();
+        compute.push(t.elapsed());
+        if let Some(bad) = computed.iter().find_map(|c| c.value.error.clone()) {
+            return Err(format!("bench klip failed: {bad}"));
+        }
+
+        let t = Instant::now();
+        let doc = document::build(&cover, &computed, tz, now);
+        analyse.push(t.elapsed());
+
+        let t = Instant::now();
+        let page = document::render(&doc, ReportFormat::Html).ok_or("html")?;
+        html.push(t.elapsed());
+        let t = Instant::now();
+        let paper = document::render(&doc, ReportFormat::Pdf).ok_or("pdf")?;
+        pdf.push(t.elapsed());
+        total.push(start.elapsed() - pass[pass.len() - 1]);
+        sizes = (
+            doc.highlights.len(),
+            page.len() / 1024,
+            paper.len() / 1024,
+        );
+    }
+    let base = median(pass);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!(
+        "report worker CPU: 6 Klips over {ROWS} rows (median of {ROUNDS}; {} insights, html {} KiB, pdf {} KiB)",
+        sizes.0, sizes.1, sizes.2
+    );
+    println!(
+        "baseline  one pass over the rows (sum one column) {:9.2} ms      1.00x",
+        ms(base)
+    );
+    for (name, samples) in [
+        ("read the stored rows (JSON)", read),
+        ("compute the 6 Klips", compute),
+        ("analysis (insights)", analyse),
+        ("render html", html),
+        ("render pdf", pdf),
+    ] {
+        let p50 = median(samples);
+        println!(
+            "          {name:39} {:9.2} ms {:8.1}x",
+            ms(p50),
+            p50.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+    let all = median(total);
+    println!(
+        "total     read + compute + analysis + html + pdf  {:9.2} ms {:8.1}x   = {:.2}% of the worker's {WORKER_TIMEOUT_SECONDS} s timeout",
+        ms(all),
+        all.as_secs_f64() / base.as_secs_f64(),
+        all.as_secs_f64() / WORKER_TIMEOUT_SECONDS * 100.0
+    );
+    Ok(())
+}
