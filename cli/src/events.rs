@@ -68,6 +68,23 @@ impl Streams {
     }
 }
 
+/// DynamoDB Local writes an empty map attribute as `{}` in stream records, where DynamoDB
+/// (and so Lambda's event) has `{"M":{}}`: make every attribute value the real shape.
+fn normalize(value: &mut Value) {
+    let Value::Object(typed) = value else {
+        return;
+    };
+    if typed.is_empty() {
+        typed.insert("M".into(), json!({}));
+        return;
+    }
+    if let Some(Value::Object(map)) = typed.get_mut("M") {
+        map.values_mut().for_each(normalize);
+    } else if let Some(Value::Array(list)) = typed.get_mut("L") {
+        list.iter_mut().for_each(normalize);
+    }
+}
+
 /// Whether a Lambda-shaped record passes the event source mapping's filter.
 fn passes(record: &Value) -> bool {
     serde_json::from_value::<aws_lambda_events::event::dynamodb::EventRecord>(record.clone())
@@ -146,6 +163,11 @@ pub async fn deliver_stream(state: AppState) {
                     for record in out["Records"].as_array().into_iter().flatten() {
                         let mut lambda = record.clone();
                         lambda["eventSourceARN"] = json!(arn);
+                        for image in ["Keys", "NewImage", "OldImage"] {
+                            if let Some(Value::Object(item)) = lambda["dynamodb"].get_mut(image) {
+                                item.values_mut().for_each(normalize);
+                            }
+                        }
                         if passes(&lambda) {
                             batch.push((lambda, 0));
                         }

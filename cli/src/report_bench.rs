@@ -62,19 +62,54 @@ fn klip(n: usize, name: &str, kind: &str, query: Value, display: Value) -> Resul
 
 fn klips() -> Result<Vec<Klip>, String> {
     Ok(vec![
-        klip(1, "Revenue", "line", json!({"value": "amount", "time_column": "day",
-            "time_bucket": "day", "range": "last_30_days"}), json!({"format": "currency"}))?,
-        klip(2, "Units", "line", json!({"value": "units", "time_column": "day",
-            "time_bucket": "week", "range": "last_12_weeks"}), json!({}))?,
-        klip(3, "Revenue by region", "bar", json!({"value": "amount", "time_column": "day",
-            "group_by": "region", "range": "this_quarter"}), json!({"format": "currency"}))?,
-        klip(4, "Top products", "bar", json!({"value": "amount", "time_column": "day",
-            "group_by": "product", "limit": 5, "range": "last_30_days"}), json!({}))?,
-        klip(5, "Average order", "line", json!({"value": "amount", "aggregate": "avg",
+        klip(
+            1,
+            "Revenue",
+            "line",
+            json!({"value": "amount", "time_column": "day",
+            "time_bucket": "day", "range": "last_30_days"}),
+            json!({"format": "currency"}),
+        )?,
+        klip(
+            2,
+            "Units",
+            "line",
+            json!({"value": "units", "time_column": "day",
+            "time_bucket": "week", "range": "last_12_weeks"}),
+            json!({}),
+        )?,
+        klip(
+            3,
+            "Revenue by region",
+            "bar",
+            json!({"value": "amount", "time_column": "day",
+            "group_by": "region", "range": "this_quarter"}),
+            json!({"format": "currency"}),
+        )?,
+        klip(
+            4,
+            "Top products",
+            "bar",
+            json!({"value": "amount", "time_column": "day",
+            "group_by": "product", "limit": 5, "range": "last_30_days"}),
+            json!({}),
+        )?,
+        klip(
+            5,
+            "Average order",
+            "line",
+            json!({"value": "amount", "aggregate": "avg",
             "time_column": "day", "time_bucket": "day", "range": "last_90_days"}),
-            json!({"target": 130.0}))?,
-        klip(6, "Orders", "line", json!({"aggregate": "count", "time_column": "day",
-            "time_bucket": "month", "range": "year_to_date"}), json!({}))?,
+            json!({"target": 130.0}),
+        )?,
+        klip(
+            6,
+            "Orders",
+            "line",
+            json!({"aggregate": "count", "time_column": "day",
+            "time_bucket": "month", "range": "year_to_date"}),
+            json!({}),
+        )?,
     ])
 }
 
@@ -137,11 +172,7 @@ pub fn run() -> Result<(), String> {
         let paper = document::render(&doc, ReportFormat::Pdf).ok_or("pdf")?;
         pdf.push(t.elapsed());
         total.push(start.elapsed() - pass[pass.len() - 1]);
-        sizes = (
-            doc.highlights.len(),
-            page.len() / 1024,
-            paper.len() / 1024,
-        );
+        sizes = (doc.highlights.len(), page.len() / 1024, paper.len() / 1024);
     }
     let base = median(pass);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

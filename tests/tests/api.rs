@@ -19,6 +19,7 @@ mod api {
     mod paging;
     mod permissions;
     mod planted;
+    mod pushes;
     mod reports;
     mod table;
     mod template;

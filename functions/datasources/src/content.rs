@@ -14,8 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use domain::data::{self, Row, Table, MAX_DATA_BYTES};
 use domain::data::{encode, media_type};
-use domain::records::Datasource;
-use domain::Format;
+use domain::records::{Datasource, Segment};
 use platform::assets::check_if_match;
 use platform::assets::ingest::commit;
 use platform::assets::stored;
@@ -23,36 +22,10 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{NoParams, Params};
 use platform::paging::Paging;
+use platform::store::assets::{Append, AppendRefused};
+use platform::store::WriteError;
 use platform::{ApiError, ApiResult, AppState};
 use serde_json::Value;
-
-/// Appends the records of `new` (without its header) to the CSV file `old`.
-fn append_csv(old: &[u8], new: &[u8]) -> Vec<u8> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(new);
-    // The body was parsed already, so its header reads; the position is where records start.
-    let start = match reader.headers() {
-        Ok(_) => (reader.position().byte() as usize).min(new.len()),
-        Err(_) => new.len(),
-    };
-    let mut out = old.to_vec();
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(&new[start..]);
-    out
-}
-
-/// Joins two non-empty JSON arrays as text, keeping both as they were written.
-fn append_json(old: &[u8], new: &[u8]) -> Option<Vec<u8>> {
-    let (old, new) = (old.trim_ascii(), new.trim_ascii());
-    let old = old.strip_suffix(b"]")?;
-    let new = new.strip_prefix(b"[")?;
-    let mut out = Vec::with_capacity(old.len() + new.len() + 1);
-    out.extend_from_slice(old);
-    out.push(b',');
-    out.extend_from_slice(new);
-    Some(out)
-}
 
 /// Reads a data body: its Content-Type must be the source's format (415 naming it), and it
 /// may not exceed 5 MiB (413 naming the limit).
@@ -92,7 +65,7 @@ pub async fn recompute_after_push(
     rows: &[Row],
 ) {
     let tz = data::timezone(caller.company.timezone.as_deref());
-    if let Err(error) = stored::recompute_klips(state, ds, rows, tz).await {
+    if let Err(error) = stored::recompute_klips(state, ds, rows, tz, false).await {
         tracing::warn!(datasource = %ds.meta.id, %error, "recomputing Klips after a data push failed");
     }
 }
@@ -124,7 +97,13 @@ pub async fn replace(
     respond(&ds)
 }
 
-/// `POST {id}/data`: appends rows with the same columns.
+/// `POST {id}/data`: appends rows with the same columns (and column types).
+///
+/// To data that has rows, an append is one new segment (the body and its rows, written to
+/// S3) committed by one conditional update of the item: appends commute, so concurrent ones
+/// all succeed and none answers 409; only `If-Match` can refuse one (412). The Klips that
+/// use the source are recomputed by the worker, on the item's change in the table's stream.
+/// The first rows of a source are committed as a whole copy, like a replace.
 pub async fn append(
     State(state): State<AppState>,
     caller: Caller,
@@ -136,18 +115,128 @@ pub async fn append(
     let first = lookup(&state, &caller, &id).await?;
     let body = read_body(&first, &headers, body).await?;
     let strict = headers.contains_key(header::IF_MATCH);
-    // Another writer committing in between would make this append's merge stale: start over
-    // from the new data (unless the caller pinned a version with If-Match), so no rows are lost.
+    usable(&first)?;
+    check_if_match(&headers, &first.meta)?;
+    let new = data::parse(first.format, &body)?;
+    if first.row_count == 0 || first.data_id.is_none() {
+        return append_first_rows(&state, &caller, &headers, first, &body, &id).await;
+    }
+    check_appendable(&first, &new)?;
+    if new.rows.is_empty() {
+        return respond(&first);
+    }
+    let segment = Segment {
+        id: stored::store_segment(&state, &first, body.clone(), &new.rows).await?,
+        rows: new.rows.len() as u64,
+    };
+    let if_version = if strict {
+        Some(first.meta.version)
+    } else {
+        None
+    };
+    let now = platform::time::rfc3339(state.clock.now());
+    let mut ds = first;
+    for _ in 0..10 {
+        let (added_bytes, edge_after) = data::appended_size(ds.format, ds.raw_edge, &body);
+        let append = Append {
+            segment: &segment,
+            added_bytes,
+            edge_after,
+            if_version,
+            now: &now,
+            max_bytes: MAX_DATA_BYTES as u64,
+        };
+        let refused = match state.store.assets().append_segment(&ds, append).await {
+            Ok(saved) => return respond(&saved),
+            // The outcome is unknown (the update may have landed): the segment stays.
+            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Refused(why)) => why,
+        };
+        let answer = match refused {
+            // Replaced or re-ended meanwhile: append to what is there now.
+            AppendRefused::Moved => {
+                ds = lookup(&state, &caller, &id).await?;
+                let still = usable(&ds)
+                    .and_then(|_| check_appendable(&ds, &new))
+                    .and_then(|_| match ds.row_count {
+                        0 => Err(ApiError::Conflict(
+                            "the data was replaced by an empty file meanwhile; send the rows again"
+                                .into(),
+                        )),
+                        _ => Ok(()),
+                    });
+                match still {
+                    Ok(()) => continue,
+                    Err(e) => Err(e),
+                }
+            }
+            AppendRefused::VersionChanged => Err(ApiError::PreconditionFailed(
+                "the data source changed since the version in If-Match".into(),
+            )),
+            AppendRefused::TooLarge => Err(ApiError::PayloadTooLarge(format!(
+                "appending would grow the data past the limit of 5 MiB ({MAX_DATA_BYTES} bytes)"
+            ))),
+            AppendRefused::Disabled => {
+                let ds = lookup(&state, &caller, &id).await?;
+                usable(&ds)
+                    .and_then(|_| Err(ApiError::Conflict("the data source is disabled".into())))
+            }
+            AppendRefused::Gone => Err(ApiError::not_found("datasource", &id)),
+        };
+        stored::discard_segments(&state, &ds, std::slice::from_ref(&segment.id)).await;
+        return answer;
+    }
+    stored::discard_segments(&state, &ds, std::slice::from_ref(&segment.id)).await;
+    Err(ApiError::Conflict(
+        "the data source is being replaced too often to append to; retry".into(),
+    ))
+}
+
+/// The appended rows fit the source: the same columns (for CSV in the same order), and no
+/// cell that changes a column's type.
+fn check_appendable(ds: &Datasource, new: &Table) -> ApiResult<()> {
+    if !new.columns.is_empty() {
+        data::check_same_columns(&ds.columns, &new.columns, ds.format)?;
+    }
+    let names: Vec<String> = ds.columns.iter().map(|c| c.name.clone()).collect();
+    data::check_same_types(&ds.columns, &names, &new.rows)?;
+    Ok(())
+}
+
+/// The first rows of a source: merged with whatever file there is (a CSV header without
+/// rows) and committed as a whole copy, strictly on the version read and retried on a
+/// race, so no rows are lost; the Klips are recomputed at once.
+async fn append_first_rows(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    first: Datasource,
+    body: &[u8],
+    id: &str,
+) -> ApiResult<Response> {
+    let strict = headers.contains_key(header::IF_MATCH);
     let mut ds = first;
     const ATTEMPTS: u32 = 10;
     for attempt in 1..=ATTEMPTS {
-        match append_once(&state, &caller, &headers, ds.clone(), &body).await {
+        match append_once(state, caller, headers, ds.clone(), body).await {
             Err(ApiError::PreconditionFailed(_)) if !strict && attempt < ATTEMPTS => {
                 // A short random pause spreads out writers that keep colliding.
                 let pause =
                     5 + u64::from(domain::ids::new_id().as_bytes()[0] % 20) * attempt as u64;
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                ds = lookup(&state, &caller, &id).await?;
+                ds = lookup(state, caller, id).await?;
+                // Someone else's rows arrived first: this is an ordinary append now.
+                if ds.row_count > 0 && ds.data_id.is_some() {
+                    return Box::pin(append(
+                        State(state.clone()),
+                        caller.clone(),
+                        NoParams,
+                        Path(id.to_owned()),
+                        headers.clone(),
+                        Body::from(body.to_vec()),
+                    ))
+                    .await;
+                }
             }
             // Without If-Match a lost race is not the caller's precondition: 409.
             Err(ApiError::PreconditionFailed(_)) if !strict => break,
@@ -194,11 +283,10 @@ async fn append_once(
         rows,
     };
     let raw = match old_raw {
-        Some(old) if ds.format == Format::Csv => append_csv(&old, &body),
-        Some(old) if ds.row_count > 0 => append_json(&old, &body).unwrap_or_default(),
+        Some(old) => data::splice(ds.format, &old, ds.row_count, &body),
         // No file although there are rows: write one from the rows.
         None if ds.row_count > 0 => Vec::new(),
-        _ => body,
+        None => body,
     };
     // Whatever the splice made of it, the file must hold exactly the rows.
     let raw = if raw.is_empty() {
@@ -298,6 +386,10 @@ pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String
     };
     let raw = encode(ds.format, &table).map_err(ApiError::internal)?;
     ds.data_size = raw.len() as u64;
+    ds.raw_edge = data::raw_edge(ds.format, &raw);
+    ds.data_version += 1;
+    // The new copy holds the appended rows too (the old segments go with the old copy).
+    ds.retired_segments = ds.segments.drain(..).map(|s| s.id).collect();
     let data_id = stored::store(state, ds, raw, &table.rows).await?;
     ds.previous_data_id = ds.data_id.replace(data_id.clone());
     Ok(data_id)
@@ -306,24 +398,7 @@ pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_appends_without_the_second_header() {
-        let out = append_csv(b"a,b\n1,2\n", b"a,b\n3,4\n5,6\n");
-        assert_eq!(out, b"a,b\n1,2\n3,4\n5,6\n");
-        let out = append_csv(b"a,b\r\n1,2", b"\"a\",b\r\n3,4\r\n");
-        let table = data::parse(Format::Csv, &out).unwrap();
-        assert_eq!(table.rows.len(), 2);
-        assert_eq!(table.rows[1]["a"], 3);
-    }
-
-    #[test]
-    fn json_appends_as_text() {
-        let out = append_json(b"[{\"a\":1}]\n", b" [{\"a\":2}, {\"a\":3}]").unwrap();
-        let table = data::parse(Format::Json, &out).unwrap();
-        assert_eq!(table.rows.len(), 3);
-        assert!(append_json(b"{}", b"[]").is_none());
-    }
+    use domain::Format;
 
     #[test]
     fn encodes_both_formats() {

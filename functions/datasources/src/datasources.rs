@@ -282,6 +282,10 @@ pub async fn create(
         last_error: None,
         data_id: None,
         previous_data_id: None,
+        segments: Vec::new(),
+        retired_segments: Vec::new(),
+        raw_edge: 0,
+        data_version: 0,
         refresh: None,
         next_refresh_at: None,
     };

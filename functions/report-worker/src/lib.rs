@@ -8,8 +8,11 @@
 //!   returned as batch item failures, for the stream to deliver again;
 //! - the **scheduler's tick** (every minute): due schedules become runs, URL data sources
 //!   whose `refresh_interval` is due get a refresh job, and jobs whose worker died are taken
-//!   over ([`tick`]).
+//!   over ([`tick`]);
+//! - the same stream's **changes of data sources**: when an item's `data_version` went up,
+//!   the Klips that use it are recomputed and its appended segments compacted ([`data`]).
 
+pub mod data;
 pub mod generate;
 pub mod refresh;
 pub mod stream;

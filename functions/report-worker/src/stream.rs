@@ -2,14 +2,46 @@
 
 use crate::generate::{self, Outcome};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use domain::records::Datasource;
 use domain::reports::{RefreshJob, Run, REFRESH_ENTITY, RUN_ENTITY};
 use domain::RunStatus;
 use platform::AppState;
 
-/// The event source mapping's filter, as data (the template's `FilterCriteria` says the
-/// same): inserted items whose `entity` is a report run or a data source refresh job and
-/// whose `status` is `queued`.
-pub const FILTER_PATTERN: &str = r#"{"eventName":["INSERT"],"dynamodb":{"NewImage":{"entity":{"S":["report_run","datasource_refresh"]},"status":{"S":["queued"]}}}}"#;
+/// The event source mapping's filters, as data (the template's `FilterCriteria` says the
+/// same; a record passes when any does): inserted items whose `entity` is a report run or
+/// a data source refresh job and whose `status` is `queued`; and changed data source items
+/// (the worker then looks whether their data changed).
+pub const FILTER_PATTERNS: [&str; 2] = [
+    r#"{"eventName":["INSERT"],"dynamodb":{"NewImage":{"entity":{"S":["report_run","datasource_refresh"]},"status":{"S":["queued"]}}}}"#,
+    r#"{"eventName":["MODIFY"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"DS#"}]}}}}"#,
+];
+
+fn key_text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
+    match record.change.keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(s)) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// A change of a data source's item.
+fn is_data_source_change(record: &EventRecord) -> bool {
+    record.event_name == "MODIFY" && key_text(record, "sk").is_some_and(|sk| sk.starts_with("DS#"))
+}
+
+/// Whether a data source's change is one the worker acts on: its data changed, or it has
+/// enough segments to compact.
+fn data_changed(record: &EventRecord) -> bool {
+    let version = |image: &serde_dynamo::Item| match image.get("data_version") {
+        Some(serde_dynamo::AttributeValue::N(n)) => n.parse::<u64>().unwrap_or(0),
+        _ => 0,
+    };
+    let segments = match record.change.new_image.get("segments") {
+        Some(serde_dynamo::AttributeValue::L(list)) => list.len(),
+        _ => 0,
+    };
+    version(&record.change.new_image) > version(&record.change.old_image)
+        || segments >= platform::assets::ingest::COMPACT_AT
+}
 
 fn text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
     match record.change.new_image.get(name) {
@@ -18,11 +50,12 @@ fn text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
     }
 }
 
-/// Whether the record passes [`FILTER_PATTERN`].
+/// Whether the record passes [`FILTER_PATTERNS`].
 pub fn passes_filter(record: &EventRecord) -> bool {
-    record.event_name == "INSERT"
+    let queued_job = record.event_name == "INSERT"
         && matches!(text(record, "entity"), Some(RUN_ENTITY | REFRESH_ENTITY))
-        && text(record, "status") == Some(RunStatus::Queued.as_str())
+        && text(record, "status") == Some(RunStatus::Queued.as_str());
+    queued_job || is_data_source_change(record)
 }
 
 /// Does the job of each record (a report run or a data source refresh); answers the
@@ -32,7 +65,18 @@ pub async fn handle(state: &AppState, batch: Event) -> Vec<String> {
     let mut failures = Vec::new();
     for record in batch.records.iter().filter(|r| passes_filter(r)) {
         let image = record.change.new_image.clone();
-        let outcome = if text(record, "entity") == Some(REFRESH_ENTITY) {
+        let outcome = if is_data_source_change(record) {
+            if !data_changed(record) {
+                continue;
+            }
+            match serde_dynamo::from_item::<_, Datasource>(image) {
+                Ok(ds) => crate::data::run(state, &ds.meta.company_id, &ds.meta.id).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "a data source's item does not decode; skipped");
+                    continue;
+                }
+            }
+        } else if text(record, "entity") == Some(REFRESH_ENTITY) {
             match serde_dynamo::from_item::<_, RefreshJob>(image) {
                 Ok(job) => {
                     crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await

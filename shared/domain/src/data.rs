@@ -307,6 +307,99 @@ pub fn check_same_columns(existing: &[Column], new: &[Column], format: Format) -
     }
 }
 
+/// The file `old` with the rows of the file `new` appended, both in `format`: for CSV the
+/// records of `new` without its header (a line break first if `old` does not end with one),
+/// for JSON the two arrays joined as text (both trimmed). Each file keeps its rows as
+/// written. An `old` without rows is replaced by `new`.
+pub fn splice(format: Format, old: &[u8], old_rows: u64, new: &[u8]) -> Vec<u8> {
+    if old_rows == 0 {
+        return new.to_vec();
+    }
+    match format {
+        Format::Csv => {
+            let mut out = old.to_vec();
+            if !out.is_empty() && !out.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(csv_records(new));
+            out
+        }
+        Format::Json => {
+            let (old, new) = (old.trim_ascii(), new.trim_ascii());
+            match (old.strip_suffix(b"]"), new.strip_prefix(b"[")) {
+                (Some(old), Some(new)) => {
+                    let mut out = Vec::with_capacity(old.len() + new.len() + 1);
+                    out.extend_from_slice(old);
+                    out.push(b',');
+                    out.extend_from_slice(new);
+                    out
+                }
+                _ => old.to_vec(),
+            }
+        }
+    }
+}
+
+/// The records of a CSV file: what follows its header line.
+fn csv_records(file: &[u8]) -> &[u8] {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(file);
+    let start = match reader.headers() {
+        Ok(_) => (reader.position().byte() as usize).min(file.len()),
+        Err(_) => file.len(),
+    };
+    &file[start..]
+}
+
+/// What [`splice`] does at the end of a file with rows, as one number: for CSV 1 when the
+/// file does not end with a line break (the next splice adds one), else 0; for JSON the
+/// whitespace around the array (the next splice trims it).
+pub fn raw_edge(format: Format, raw: &[u8]) -> u64 {
+    match format {
+        Format::Csv => u64::from(!raw.is_empty() && !raw.ends_with(b"\n")),
+        Format::Json => (raw.len() - raw.trim_ascii().len()) as u64,
+    }
+}
+
+/// How [`splice`]-ing `new` onto a file with rows whose [`raw_edge`] is `edge` changes its
+/// length, and the edge after; so an append can keep `data_size` exact without reading the
+/// file.
+pub fn appended_size(format: Format, edge: u64, new: &[u8]) -> (i64, u64) {
+    match format {
+        Format::Csv => {
+            let records = csv_records(new);
+            let added = records.len() as i64 + if edge == 1 { 2 } else { 0 };
+            (added, raw_edge(format, records))
+        }
+        Format::Json => (new.trim_ascii().len() as i64 - 1 - edge as i64, 0),
+    }
+}
+
+/// Appended rows must not change a column's type: a cell that makes a number, datetime or
+/// boolean column anything else is refused, naming the column. Columns whose new cells are
+/// all empty take any type.
+pub fn check_same_types(existing: &[Column], names: &[String], new_rows: &[Row]) -> DataResult<()> {
+    for column in existing {
+        if column.kind == ColumnType::Text || !names.contains(&column.name) {
+            continue;
+        }
+        let new = infer_columns(std::slice::from_ref(&column.name), new_rows);
+        let has_cells = new_rows
+            .iter()
+            .any(|r| r.get(&column.name).is_some_and(|v| !v.is_null()));
+        if has_cells && new[0].kind != column.kind {
+            return Err(bad(format!(
+                "column '{}' holds {} values; the appended rows have {} values in it",
+                column.name,
+                column.kind.as_str(),
+                new[0].kind.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// True for `application/json` and any `application/*+json` (the date-versioned types).
 pub fn is_json_media_type(content_type: &str) -> bool {
     let essence = content_type
@@ -350,6 +443,81 @@ pub fn encode(format: Format, table: &Table) -> Result<Vec<u8>, String> {
 pub fn timezone(name: Option<&str>) -> chrono_tz::Tz {
     name.and_then(|n| n.parse().ok())
         .unwrap_or(chrono_tz::America::New_York)
+}
+
+#[cfg(test)]
+mod splice_tests {
+    use super::*;
+
+    /// Splices `appends` onto `first` and checks that [`appended_size`] predicted each length
+    /// and the rows all parse.
+    fn check(format: Format, first: &[u8], appends: &[&[u8]], rows: usize) {
+        let mut file = first.to_vec();
+        let mut size = file.len() as i64;
+        let mut edge = raw_edge(format, &file);
+        for new in appends {
+            let (added, after) = appended_size(format, edge, new);
+            file = splice(format, &file, 1, new);
+            size += added;
+            edge = after;
+            assert_eq!(
+                size,
+                file.len() as i64,
+                "{}",
+                String::from_utf8_lossy(&file)
+            );
+            assert_eq!(
+                edge,
+                raw_edge(format, &file),
+                "{}",
+                String::from_utf8_lossy(&file)
+            );
+        }
+        assert_eq!(parse(format, &file).unwrap().rows.len(), rows);
+    }
+
+    #[test]
+    fn csv_sizes_follow_the_splice() {
+        check(
+            Format::Csv,
+            b"a,b\n1,2\n",
+            &[b"a,b\n3,4\n", b"a,b\r\n5,6"],
+            3,
+        );
+        check(
+            Format::Csv,
+            b"a,b\r\n1,2",
+            &[b"\"a\",b\r\n3,4", b"a,b\n5,6\n7,8\n"],
+            4,
+        );
+        let out = splice(Format::Csv, b"a,b\n1,2\n", 1, b"a,b\n3,4\n5,6\n");
+        assert_eq!(out, b"a,b\n1,2\n3,4\n5,6\n");
+    }
+
+    #[test]
+    fn json_sizes_follow_the_splice() {
+        check(
+            Format::Json,
+            b"  [{\"a\":1}]\n\n",
+            &[b" [{\"a\":2}, {\"a\":3}]\n", b"[{\"a\":4}]"],
+            4,
+        );
+        assert_eq!(
+            splice(Format::Json, b"[]", 0, b"[{\"a\":1}]"),
+            b"[{\"a\":1}]"
+        );
+    }
+
+    #[test]
+    fn appended_types_must_match() {
+        let existing = parse(Format::Csv, b"day,n,who\n2026-01-01,1,a\n").unwrap();
+        let ok = parse(Format::Csv, b"day,n,who\n2026-01-02,,7\n").unwrap();
+        let names: Vec<String> = existing.columns.iter().map(|c| c.name.clone()).collect();
+        check_same_types(&existing.columns, &names, &ok.rows).unwrap();
+        let bad = parse(Format::Csv, b"day,n,who\n2026-01-02,many,b\n").unwrap();
+        let err = check_same_types(&existing.columns, &names, &bad.rows).unwrap_err();
+        assert!(err.to_string().contains("column 'n'"), "{err}");
+    }
 }
 
 #[cfg(test)]

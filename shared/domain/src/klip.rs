@@ -24,10 +24,8 @@
 //! none, `series` and `groups` empty and `status` none. The first problem in row order wins;
 //! rows are numbered from 1 in input order.
 
-use chrono::{
-    DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, Utc,
-};
 use crate::analysis::window::local_instant;
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -235,9 +233,7 @@ impl<'de> Deserialize<'de> for Range {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Range, D::Error> {
         let name = String::deserialize(d)?;
         Range::parse(&name).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown range '{name}': expected {RANGE_NAMES}"
-            ))
+            serde::de::Error::custom(format!("unknown range '{name}': expected {RANGE_NAMES}"))
         })
     }
 }
@@ -316,6 +312,10 @@ pub struct KlipValue {
     pub computed_at: String,
     /// Why nothing could be computed (bad data or a query that fails [`validate`]).
     pub error: Option<String>,
+    /// The data source's `data_version` the value was computed from (set where it is
+    /// stored; absent from values computed before versions existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_version: Option<u64>,
 }
 
 impl KlipValue {
@@ -331,6 +331,7 @@ impl KlipValue {
             status: Status::None,
             computed_at,
             error: Some(message),
+            data_version: None,
         }
     }
 }
@@ -634,6 +635,7 @@ fn compute(
         status: status(current_value, display),
         computed_at: String::new(),
         error: None,
+        data_version: None,
     };
     Ok(Detailed {
         value,
@@ -1423,8 +1425,10 @@ mod tests {
             {"at": "2026-04-21", "v": 4, "g": "a"},
             {"at": "2026-05-02", "v": 9, "g": "a"},
         ]));
-        let q = query(json!({"value": "v", "time_column": "at", "range": "this_month",
-            "group_by": "g", "limit": 1}));
+        let q = query(
+            json!({"value": "v", "time_column": "at", "range": "this_month",
+            "group_by": "g", "limit": 1}),
+        );
         let d = evaluate_detailed(&rows, &q, &Display::default(), New_York, at(NOW));
         assert_eq!(d.value, run(&rows, &q));
         assert_eq!((d.value.current, d.value.previous), (Some(9.0), Some(10.0)));
@@ -1529,7 +1533,13 @@ mod tests {
         assert_eq!(year.current.end, at("2027-01-01T05:00:00Z"));
         assert_eq!(year.previous.start, at("2025-01-01T05:00:00Z"));
         // Just after midnight UTC on the 1st it is still the last day of the month locally.
-        let month = Periods::of(Range::ThisMonth, New_York, at("2026-06-01T02:00:00Z"), false).unwrap();
+        let month = Periods::of(
+            Range::ThisMonth,
+            New_York,
+            at("2026-06-01T02:00:00Z"),
+            false,
+        )
+        .unwrap();
         assert_eq!(month.current.start, at("2026-05-01T04:00:00Z"));
         assert_eq!(month.previous.start, at("2026-04-01T04:00:00Z"));
     }

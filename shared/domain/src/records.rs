@@ -81,12 +81,35 @@ pub struct Datasource {
     pub data_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_data_id: Option<String>,
+    /// Appended rows not yet merged into the current copy, oldest first: each append is one
+    /// immutable segment, and the data is the copy followed by its segments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<Segment>,
+    /// Segments merged away (or replaced) last time, deleted the time after, so a reader that
+    /// fetched the item just before can still read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_segments: Vec<String>,
+    /// What the next append's splice changes at the end of the file (see
+    /// [`crate::data::appended_size`]).
+    #[serde(default)]
+    pub raw_edge: u64,
+    /// Goes up by one with every change of the data (replace, append, refresh); Klip values
+    /// carry the version they were computed from.
+    #[serde(default)]
+    pub data_version: u64,
     /// The latest background refresh (bulk or on the interval), as the worker reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshState>,
     /// When a URL source with a `refresh_interval` refreshes by itself next (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_refresh_at: Option<String>,
+}
+
+/// One append of rows, stored as its own object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Segment {
+    pub id: String,
+    pub rows: u64,
 }
 
 /// Where a data source's latest background refresh is.
@@ -107,7 +130,13 @@ impl Asset for Datasource {
     fn due_at(&self) -> Option<&str> {
         self.next_refresh_at.as_deref()
     }
-    const HIDDEN: &'static [&'static str] = &["data_id", "previous_data_id"];
+    const HIDDEN: &'static [&'static str] = &[
+        "data_id",
+        "previous_data_id",
+        "segments",
+        "retired_segments",
+        "raw_edge",
+    ];
     fn redact(value: &mut Value) {
         if let Some(headers) = value
             .pointer_mut("/properties/headers")

@@ -93,7 +93,11 @@ fn plant() -> Planted {
         ));
         // Three regions at 500 a day; in the window, west sells 900.
         for region in ["north", "south", "west"] {
-            let amount = if region == "west" && back < 35 { 900 } else { 500 };
+            let amount = if region == "west" && back < 35 {
+                900
+            } else {
+                500
+            };
             sales.push_str(&format!("{day},{region},{amount}\n"));
         }
     }
@@ -158,9 +162,7 @@ async fn generated(app: &TestApp, klips: &[String], format: &str) -> Vec<u8> {
     for _ in 0..300 {
         let (_, body) = json(app.get(&format!("/reports/{id}/runs/{run}")).await).await;
         match body["data"]["status"].as_str().unwrap() {
-            "queued" | "running" => {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await
-            }
+            "queued" | "running" => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
             "succeeded" => {
                 assert_eq!(body["data"]["window"]["label"], WINDOW, "{body}");
                 let r = app.get(&format!("/reports/{id}/download")).await;
@@ -302,7 +304,10 @@ async fn a_report_over_planted_data_names_each_planted_thing_in_json_html_and_pd
     let expected = num(anomaly, "expected");
     assert!((95.0..105.0).contains(&expected), "{anomaly:#}");
     assert!(num(anomaly, "z").abs() > 3.5);
-    assert!(anomaly["method"].as_str().unwrap().contains("z"), "{anomaly:#}");
+    assert!(
+        anomaly["method"].as_str().unwrap().contains("z"),
+        "{anomaly:#}"
+    );
 
     // The season is the baseline, so the weekends are not anomalies; the odd Saturday is.
     let visits = &sections[2];
@@ -405,7 +410,11 @@ async fn a_report_over_planted_data_names_each_planted_thing_in_json_html_and_pd
     let text = pdf_text(&pdf);
     // Lines are wrapped at spaces: joined back, the sentences read as in the json.
     let flowing = text.replace('\n', " ");
-    assert_eq!(named(&flowing), Vec::<&str>::new(), "missing from the pdf:\n{text}");
+    assert_eq!(
+        named(&flowing),
+        Vec::<&str>::new(),
+        "missing from the pdf:\n{text}"
+    );
     for (said_text, _) in &said {
         // The characters WinAnsi lacks are spelt in ASCII.
         let ascii = said_text

@@ -177,10 +177,16 @@ fn the_report_workers_triggers_are_the_ones_the_code_expects() {
     let template: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let events = &template["Resources"]["ReportWorkerFunction"]["Properties"]["Events"];
     let stream = &events["QueuedRuns"]["Properties"];
+    let patterns: Vec<&str> = stream["FilterCriteria"]["Filters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|f| f["Pattern"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        stream["FilterCriteria"]["Filters"][0]["Pattern"].as_str(),
-        Some(pulseboard_report_worker::stream::FILTER_PATTERN),
-        "the stream filter in template.yaml and the worker's filter differ"
+        patterns,
+        pulseboard_report_worker::stream::FILTER_PATTERNS,
+        "the stream filters in template.yaml and the worker's filters differ"
     );
     assert_eq!(
         stream["FunctionResponseTypes"][0].as_str(),

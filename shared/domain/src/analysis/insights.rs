@@ -1582,7 +1582,10 @@ mod tests {
         let seeds: Vec<(u64, &str)> = found.iter().map(|t| (t.0, t.1)).collect();
         assert_eq!(seeds, chance_trends, "{found:?}");
         // The highest and lowest are stated only beside those chance trends.
-        assert!(context.iter().all(|c| chance_trends.contains(c)), "{context:?}");
+        assert!(
+            context.iter().all(|c| chance_trends.contains(c)),
+            "{context:?}"
+        );
     }
 
     #[test]

@@ -35,10 +35,10 @@
 //! ones 52 weeks back (so weeks stay Monday to Sunday), and day-shaped ones start 12 months
 //! back and keep their number of days (29 February becomes 28 February).
 
+use crate::klip::Range;
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset};
 use chrono::{TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
-use crate::klip::Range;
 use serde::{Deserialize, Serialize};
 
 /// The largest `N` of `last_N_days`, `last_N_weeks` and `last_N_months`.

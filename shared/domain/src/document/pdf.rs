@@ -302,7 +302,11 @@ fn bars(w: &mut Writer, section: &Section) {
 
 fn section(w: &mut Writer, s: &Section) {
     // The heading, the KPI line and the chart stay on one page.
-    let chart = if s.value.series.len() >= 2 { 146.0 } else { 0.0 };
+    let chart = if s.value.series.len() >= 2 {
+        146.0
+    } else {
+        0.0
+    };
     w.ensure(90.0 + chart);
     w.y -= 10.0;
     w.rule();

@@ -59,15 +59,24 @@ pub async fn commit(
     apply: impl Fn(&mut Datasource),
 ) -> ApiResult<Datasource> {
     let size = raw.len() as u64;
+    let edge = domain::data::raw_edge(ds.format, &raw);
     let data_id = stored::store(state, &ds, raw, &table.rows).await?;
     let now = rfc3339(state.clock.now());
     // The copy this commit pushes out of the item (the one before the previous) is the only
     // one it may delete: any other copy may be another writer's, about to be committed.
+    // Likewise the segments retired last time; the ones this commit replaces are retired now.
     let dropped = std::sync::Mutex::new(None::<String>);
+    let dropped_segments = std::sync::Mutex::new(Vec::<String>::new());
     let saved = save_retrying(state, ds.clone(), strict, |d| {
         if let Ok(mut slot) = dropped.lock() {
             slot.clone_from(&d.previous_data_id);
         }
+        if let Ok(mut slot) = dropped_segments.lock() {
+            slot.clone_from(&d.retired_segments);
+        }
+        d.retired_segments = d.segments.drain(..).map(|s| s.id).collect();
+        d.raw_edge = edge;
+        d.data_version += 1;
         d.previous_data_id = d.data_id.take();
         d.data_id = Some(data_id.clone());
         d.columns = table.columns.clone();
@@ -82,6 +91,8 @@ pub async fn commit(
             if let Some(old) = dropped.into_inner().ok().flatten() {
                 stored::discard_unless_current(state, &saved, &old).await;
             }
+            let segments = dropped_segments.into_inner().unwrap_or_default();
+            stored::discard_segments(state, &saved, &segments).await;
             Ok(saved)
         }
         Err(e) => {
@@ -115,7 +126,7 @@ pub async fn refresh_source(
 ) -> ApiResult<(Datasource, Outcome)> {
     if ds.connector != domain::Connector::Url {
         let rows = stored::rows(state, &ds).await?;
-        stored::recompute_klips(state, &ds, &rows, tz).await?;
+        stored::recompute_klips(state, &ds, &rows, tz, false).await?;
         return Ok((ds, Outcome::Succeeded));
     }
     match domain::connector::fetch(&ds, &state.config.allowed_networks).await {
@@ -125,7 +136,7 @@ pub async fn refresh_source(
                 d.last_error = None;
             })
             .await?;
-            stored::recompute_klips(state, &ds, &fetched.table.rows, tz).await?;
+            stored::recompute_klips(state, &ds, &fetched.table.rows, tz, false).await?;
             Ok((ds, Outcome::Succeeded))
         }
         Err(error) => {
@@ -138,4 +149,42 @@ pub async fn refresh_source(
             Ok((ds, Outcome::Failed(error)))
         }
     }
+}
+
+/// How many appended segments a data source may have before the worker merges them into
+/// its copy, so a read of the data is at most this many objects plus one.
+pub const COMPACT_AT: usize = 8;
+
+/// Merges every segment of `ds` (whose rows, copy and segments together, are `rows`) into
+/// a new copy, when it has [`COMPACT_AT`] or more; the file and the rows stay exactly as
+/// they read. Conditional on the item still holding that copy and those segments (appends
+/// made meanwhile stay segments); answers whether it compacted. What the previous
+/// compaction retired, and the copy before the old one, are deleted after.
+pub async fn compact(
+    state: &AppState,
+    ds: &Datasource,
+    rows: &[domain::data::Row],
+) -> ApiResult<bool> {
+    if ds.segments.len() < COMPACT_AT {
+        return Ok(false);
+    }
+    let Some(raw) = stored::raw(state, ds).await? else {
+        return Ok(false);
+    };
+    let data_id = stored::store(state, ds, raw, rows).await?;
+    let merged = ds.segments.len();
+    if !state
+        .store
+        .assets()
+        .compact_segments(ds, &data_id, merged)
+        .await?
+    {
+        stored::discard(state, ds, &data_id).await;
+        return Ok(false);
+    }
+    stored::discard_segments(state, ds, &ds.retired_segments).await;
+    if let Some(old) = &ds.previous_data_id {
+        stored::discard(state, ds, old).await;
+    }
+    Ok(true)
 }

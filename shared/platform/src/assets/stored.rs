@@ -25,6 +25,53 @@ fn rows_key(company: &str, id: &str, data_id: &str) -> String {
     format!("{}{data_id}/rows.json", data_prefix(company, id))
 }
 
+/// Where the appended segments of a data source live (independent of the copy they extend,
+/// so an append need not be redone when the copy is replaced or compacted under it).
+fn segment_key(company: &str, id: &str, segment: &str, part: &str) -> String {
+    format!("{}segments/{segment}/{part}", data_prefix(company, id))
+}
+
+/// Writes one append (the body as sent, and its parsed rows) as a new segment and answers
+/// its id; the caller commits it by adding it to the item's `segments` (or discards it).
+pub async fn store_segment(
+    state: &AppState,
+    ds: &Datasource,
+    raw: Vec<u8>,
+    rows: &[Row],
+) -> ApiResult<String> {
+    let rows_json = serde_json::to_vec(rows)?;
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let segment = domain::ids::new_id();
+    let files = state.store.files();
+    let (raw_key, rows_key) = (
+        segment_key(company, id, &segment, "raw"),
+        segment_key(company, id, &segment, "rows.json"),
+    );
+    let (a, b) = tokio::join!(
+        files.put(&raw_key, ds.format.media_type(), raw),
+        files.put(&rows_key, "application/json", rows_json),
+    );
+    if let Err(e) = a.and(b) {
+        discard_segments(state, ds, std::slice::from_ref(&segment)).await;
+        return Err(e);
+    }
+    Ok(segment)
+}
+
+/// Deletes segments (uncommitted, or merged away two compactions ago); failures are only
+/// logged.
+pub async fn discard_segments(state: &AppState, ds: &Datasource, segments: &[String]) {
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    for segment in segments {
+        for part in ["raw", "rows.json"] {
+            let key = segment_key(company, id, segment, part);
+            if let Err(e) = state.store.files().delete(&key).await {
+                tracing::warn!(key, error = %e, "discarding a segment");
+            }
+        }
+    }
+}
+
 /// Writes the raw file and the parsed rows as a new copy and answers its `data_id`; the
 /// caller commits it by saving the item with `data_id` set (or discards it).
 pub async fn store(
@@ -70,26 +117,64 @@ pub async fn discard_unless_current(state: &AppState, ds: &Datasource, data_id: 
     }
 }
 
-/// The parsed rows of a data source (none yet: empty).
+/// The parsed rows of a data source (none yet: empty): the current copy's, then each
+/// segment's in order (read concurrently).
 pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
-    let Some(data_id) = &ds.data_id else {
-        return Ok(Vec::new());
-    };
-    let key = rows_key(&ds.meta.company_id, &ds.meta.id, data_id);
-    match state.store.files().get(&key).await? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::internal(format!("stored rows: {e}"))),
-        None => Ok(Vec::new()),
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let files = state.store.files();
+    let mut keys: Vec<String> = ds
+        .data_id
+        .iter()
+        .map(|data_id| rows_key(company, id, data_id))
+        .collect();
+    keys.extend(
+        ds.segments
+            .iter()
+            .map(|s| segment_key(company, id, &s.id, "rows.json")),
+    );
+    let parts = futures::future::try_join_all(keys.iter().map(|k| files.get(k))).await?;
+    let mut rows: Vec<Row> = Vec::new();
+    for part in parts.into_iter().flatten() {
+        let mut more: Vec<Row> = serde_json::from_slice(&part)
+            .map_err(|e| ApiError::internal(format!("stored rows: {e}")))?;
+        if rows.is_empty() {
+            rows = more;
+        } else {
+            rows.append(&mut more);
+        }
     }
+    Ok(rows)
 }
 
-/// The raw file as pushed or fetched.
+/// The raw file as pushed or fetched, with each appended segment spliced on as an append
+/// writes it (CSV records without their header, JSON arrays joined).
 pub async fn raw(state: &AppState, ds: &Datasource) -> ApiResult<Option<Vec<u8>>> {
     let Some(data_id) = &ds.data_id else {
         return Ok(None);
     };
-    let key = raw_key(&ds.meta.company_id, &ds.meta.id, data_id);
-    state.store.files().get(&key).await
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let files = state.store.files();
+    let mut keys = vec![raw_key(company, id, data_id)];
+    keys.extend(
+        ds.segments
+            .iter()
+            .map(|s| segment_key(company, id, &s.id, "raw")),
+    );
+    let parts = futures::future::try_join_all(keys.iter().map(|k| files.get(k))).await?;
+    let mut parts = parts.into_iter();
+    let Some(mut file) = parts.next().flatten() else {
+        return Ok(None);
+    };
+    let appended: u64 = ds.segments.iter().map(|s| s.rows).sum();
+    let mut row_count = ds.row_count.saturating_sub(appended);
+    for (part, segment) in parts.zip(&ds.segments) {
+        let part = part.ok_or_else(|| {
+            ApiError::internal(format!("segment {} of the data is missing", segment.id))
+        })?;
+        file = domain::data::splice(ds.format, &file, row_count, &part);
+        row_count += segment.rows;
+    }
+    Ok(Some(file))
 }
 
 /// Removes every stored copy of a data source's data (when the data source itself goes).
@@ -111,8 +196,10 @@ pub async fn store_value(
     klip: &Klip,
     rows: &[Row],
     tz: chrono_tz::Tz,
+    data_version: Option<u64>,
 ) -> ApiResult<KlipValue> {
-    let value = evaluate(rows, &klip.query, &klip.display, tz, state.clock.now());
+    let mut value = evaluate(rows, &klip.query, &klip.display, tz, state.clock.now());
+    value.data_version = data_version;
     save_value(state, klip, value).await
 }
 
@@ -139,7 +226,10 @@ pub async fn recompute_klip(
             ))
             .await?
         {
-            Some(ds) => rows(state, &ds).await?,
+            Some(ds) => {
+                let rows = rows(state, &ds).await?;
+                return store_value(state, klip, &rows, tz, Some(ds.data_version)).await;
+            }
             None => {
                 let message = format!("data source '{id}' no longer exists");
                 let now = crate::time::rfc3339(state.clock.now());
@@ -148,15 +238,18 @@ pub async fn recompute_klip(
         },
         None => Vec::new(),
     };
-    store_value(state, klip, &rows, tz).await
+    store_value(state, klip, &rows, tz, None).await
 }
 
-/// Recomputes every Klip of the company that uses `ds`, from `rows`.
+/// Recomputes every Klip of the company that uses `ds`, from `rows` (the rows of
+/// `ds.data_version`); with `skip_current`, those whose value was computed from that
+/// version already are left as they are (the worker, after an inline recompute).
 pub async fn recompute_klips(
     state: &AppState,
     ds: &Datasource,
     rows: &[Row],
     tz: chrono_tz::Tz,
+    skip_current: bool,
 ) -> ApiResult<usize> {
     let klips: Vec<Klip> = super::all_of(state, &ds.meta.company_id).await?;
     let mut count = 0;
@@ -164,7 +257,11 @@ pub async fn recompute_klips(
         .iter()
         .filter(|k| k.datasource_id.as_deref() == Some(ds.meta.id.as_str()))
     {
-        store_value(state, klip, rows, tz).await?;
+        let current = klip.value.as_ref().and_then(|v| v.data_version);
+        if skip_current && current >= Some(ds.data_version) {
+            continue;
+        }
+        store_value(state, klip, rows, tz, Some(ds.data_version)).await?;
         count += 1;
     }
     Ok(count)

@@ -5,6 +5,7 @@
 
 use super::{keys, n, to_item, Store, WriteError};
 use crate::error::ApiError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use domain::asset::Asset;
 use domain::klip::KlipValue;
 use domain::records::Klip;
@@ -124,19 +125,240 @@ impl Assets<'_> {
     }
 
     /// Stores a Klip's computed value without changing its version (the value is derived
-    /// from its data, not an edit); nothing happens when the Klip was deleted meanwhile.
+    /// from its data, not an edit); nothing happens when the Klip was deleted meanwhile, or
+    /// when the stored value comes from a later version of the data (a slower writer never
+    /// puts an older value back).
     pub async fn set_klip_value(&self, klip: &Klip, value: &KlipValue) -> Result<(), ApiError> {
         let item = serde_dynamo::to_attribute_value(value)
             .map_err(|e| ApiError::internal(format!("encoding value: {e}")))?;
+        let key = keys::asset(Klip::KIND, &klip.meta.company_id, &klip.meta.id);
+        match value.data_version {
+            Some(version) => self
+                .0
+                .update_if(
+                    &key,
+                    "SET #value = :value",
+                    "attribute_exists(pk) AND (attribute_not_exists(#value.#dv) OR #value.#dv <= :dv)",
+                    &[("#value", "value"), ("#dv", "data_version")],
+                    vec![(":value", item), (":dv", n(version))],
+                )
+                .await
+                .map(|_| ()),
+            None => self
+                .0
+                .update_if(
+                    &key,
+                    "SET #value = :value",
+                    "attribute_exists(pk)",
+                    &[("#value", "value")],
+                    vec![(":value", item)],
+                )
+                .await
+                .map(|_| ()),
+        }
+    }
+}
+
+/// Why an append was not committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendRefused {
+    /// The data was replaced or its end changed since it was read: read it again and retry
+    /// (appends themselves commute).
+    Moved,
+    /// `If-Match` named another version.
+    VersionChanged,
+    /// The data would grow past the limit.
+    TooLarge,
+    /// The data source was disabled.
+    Disabled,
+    /// The data source is gone.
+    Gone,
+}
+
+/// One append to commit: the segment, and how it changes the file (see
+/// `domain::data::appended_size`).
+pub struct Append<'a> {
+    pub segment: &'a domain::records::Segment,
+    pub added_bytes: i64,
+    pub edge_after: u64,
+    /// `If-Match`: the version the caller insists on.
+    pub if_version: Option<u64>,
+    pub now: &'a str,
+    pub max_bytes: u64,
+}
+
+impl Assets<'_> {
+    /// Commits an appended segment with one conditional update of the data source's item:
+    /// the segment joins the list, the counts grow, `data_version` and the version go up.
+    /// It holds while the item points at the copy `ds` read and its end is as read, so
+    /// concurrent appends all succeed (each adds to what is there); answers the saved item.
+    pub async fn append_segment(
+        &self,
+        ds: &domain::records::Datasource,
+        append: Append<'_>,
+    ) -> Result<domain::records::Datasource, WriteError<AppendRefused>> {
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let segment = serde_dynamo::to_attribute_value(append.segment)
+            .map_err(|e| ApiError::internal(format!("encoding a segment: {e}")))?;
+        let room = append.max_bytes as i64 - append.added_bytes;
+        if room < 0 {
+            return Err(WriteError::Refused(AppendRefused::TooLarge));
+        }
+        let data_id = ds.data_id.clone().unwrap_or_default();
+        let mut condition = String::from(
+            "attribute_exists(pk) AND #data_id = :data_id AND #disabled = :false AND #data_size <= :room",
+        );
+        condition.push_str(if ds.raw_edge == 0 {
+            " AND (attribute_not_exists(#raw_edge) OR #raw_edge = :edge)"
+        } else {
+            " AND #raw_edge = :edge"
+        });
+        let mut request = self
+            .0
+            .db
+            .update_item()
+            .table_name(&self.0.table)
+            .set_key(Some(
+                keys::asset(
+                    domain::records::Datasource::KIND,
+                    &ds.meta.company_id,
+                    &ds.meta.id,
+                )
+                .to_item(),
+            ))
+            .update_expression(
+                "SET #segments = list_append(if_not_exists(#segments, :empty), :segment), \
+                 #row_count = #row_count + :rows, #data_size = #data_size + :added, \
+                 #raw_edge = :edge_after, \
+                 #data_version = if_not_exists(#data_version, :zero) + :one, \
+                 #refreshed = :now, #meta.#version = #meta.#version + :one, #meta.#updated = :now",
+            )
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(v) = append.if_version {
+            condition.push_str(" AND #meta.#version = :if_version");
+            request = request.expression_attribute_values(":if_version", n(v));
+        }
+        for (k, v) in [
+            ("#segments", "segments"),
+            ("#row_count", "row_count"),
+            ("#data_size", "data_size"),
+            ("#raw_edge", "raw_edge"),
+            ("#data_version", "data_version"),
+            ("#refreshed", "date_last_refresh"),
+            ("#meta", "meta"),
+            ("#version", "version"),
+            ("#updated", "last_updated"),
+            ("#data_id", "data_id"),
+            ("#disabled", "disabled"),
+        ] {
+            request = request.expression_attribute_names(k, v);
+        }
+        for (k, v) in [
+            (":empty", AttributeValue::L(Vec::new())),
+            (":segment", AttributeValue::L(vec![segment])),
+            (":rows", n(append.segment.rows)),
+            (":added", n(append.added_bytes)),
+            (":edge_after", n(append.edge_after)),
+            (":edge", n(ds.raw_edge)),
+            (":zero", n(0)),
+            (":one", n(1)),
+            (":now", super::s(append.now)),
+            (":data_id", super::s(data_id)),
+            (":false", AttributeValue::Bool(false)),
+            (":room", n(room)),
+        ] {
+            request = request.expression_attribute_values(k, v);
+        }
+        match request.condition_expression(condition).send().await {
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                Ok(super::from_item(item)?)
+            }
+            Err(e) => {
+                let Some(failed) = e
+                    .as_service_error()
+                    .and_then(|s| match s {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c),
+                        _ => None,
+                    })
+                else {
+                    return Err(WriteError::Failed(super::db_error("UpdateItem", e)));
+                };
+                let Some(old) = failed.item.clone() else {
+                    return Err(WriteError::Refused(AppendRefused::Gone));
+                };
+                let old: domain::records::Datasource = super::from_item(old)?;
+                Err(WriteError::Refused(if old.disabled {
+                    AppendRefused::Disabled
+                } else if append.if_version.is_some_and(|v| v != old.meta.version) {
+                    AppendRefused::VersionChanged
+                } else if old.data_id != ds.data_id || old.raw_edge != ds.raw_edge {
+                    AppendRefused::Moved
+                } else if old.data_size as i64 > room {
+                    AppendRefused::TooLarge
+                } else {
+                    AppendRefused::Moved
+                }))
+            }
+        }
+    }
+
+    /// Commits a compaction: the item points at `new_data_id` (a copy holding the old copy
+    /// and its first `merged` segments), those segments leave the list and become
+    /// `retired_segments`, and the version goes up (so a concurrent full save re-reads).
+    /// Holds only while the copy and those segments are still the item's; answers whether
+    /// it did.
+    pub async fn compact_segments(
+        &self,
+        ds: &domain::records::Datasource,
+        new_data_id: &str,
+        merged: usize,
+    ) -> Result<bool, ApiError> {
+        let (Some(first), Some(last)) = (ds.segments.first(), ds.segments.get(merged - 1)) else {
+            return Ok(false);
+        };
+        let removed: Vec<String> = (0..merged).map(|i| format!("#segments[{i}]")).collect();
+        let retired: Vec<AttributeValue> = ds.segments[..merged]
+            .iter()
+            .map(|s| super::s(s.id.clone()))
+            .collect();
+        let expression = format!(
+            "SET #data_id = :new, #previous = :old, #retired = :retired, \
+             #meta.#version = #meta.#version + :one REMOVE {}",
+            removed.join(", ")
+        );
+        let last_index = merged - 1;
+        let condition = format!(
+            "#data_id = :old AND #segments[0].#id = :first AND #segments[{last_index}].#id = :last"
+        );
         self.0
             .update_if(
-                &keys::asset(Klip::KIND, &klip.meta.company_id, &klip.meta.id),
-                "SET #value = :value",
-                "attribute_exists(pk)",
-                &[("#value", "value")],
-                vec![(":value", item)],
+                &keys::asset(
+                    domain::records::Datasource::KIND,
+                    &ds.meta.company_id,
+                    &ds.meta.id,
+                ),
+                &expression,
+                &condition,
+                &[
+                    ("#data_id", "data_id"),
+                    ("#previous", "previous_data_id"),
+                    ("#retired", "retired_segments"),
+                    ("#meta", "meta"),
+                    ("#version", "version"),
+                    ("#segments", "segments"),
+                    ("#id", "id"),
+                ],
+                vec![
+                    (":new", super::s(new_data_id)),
+                    (":old", super::s(ds.data_id.clone().unwrap_or_default())),
+                    (":retired", AttributeValue::L(retired)),
+                    (":one", n(1)),
+                    (":first", super::s(first.id.clone())),
+                    (":last", super::s(last.id.clone())),
+                ],
             )
             .await
-            .map(|_| ())
     }
 }

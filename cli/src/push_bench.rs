@@ -1,0 +1,296 @@
+//! `make bench`, the data push part: a two-minute-style mixed load at concurrency 16 against
+//! the API in this process (the same router `pulseboard serve` mounts, with the table's
+//! stream delivered to the report worker as `serve --local` does): 85 % dashboard reads, 15 %
+//! appends of 20 rows to one source, for each starting size of that source. Printed per
+//! size: append p50/p99 as ratios of the dashboard read's under the same load, 409s, rows
+//! lost (every acknowledged row must be there, once), the delay from an acknowledged append
+//! to the Klip value that includes it, and this process's peak RSS.
+
+use platform::bootstrap::{bootstrap, NewCompany};
+use platform::AppState;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CONCURRENCY: usize = 16;
+const APPEND_ROWS: usize = 20;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(index).copied().unwrap_or_default()
+}
+
+/// This process's peak resident set (VmHWM), in MiB; 0 where /proc is missing.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<(u16, Value), String> {
+        let r = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .header("kf-api-key", &self.key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, String> {
+        let (status, answer) = self
+            .send(method, path, "application/json", body.to_string())
+            .await?;
+        if status >= 300 {
+            return Err(format!("{path}: {status} {answer}"));
+        }
+        Ok(answer["data"].clone())
+    }
+
+    async fn get(&self, path: &str) -> Result<(u16, Value), String> {
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .header("kf-api-key", &self.key)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+}
+
+fn csv_rows(from: u64, count: usize) -> String {
+    let mut csv = String::from("n,region,amount\n");
+    for i in 0..count as u64 {
+        let n = from + i;
+        csv.push_str(&format!("{n},r{},{}\n", n % 7, 10 + n % 90));
+    }
+    csv
+}
+
+/// Runs the load against one source of `initial` rows; prints its line.
+async fn one_size(state: &AppState, api: &Api, initial: usize, seconds: u64) -> Result<(), String> {
+    use reqwest::Method;
+    let ds = api
+        .json(
+            Method::POST,
+            "/datasources",
+            json!({"name": format!("Pushed {initial}"), "format": "csv"}),
+        )
+        .await?;
+    let ds_id = ds["id"].as_str().unwrap_or_default().to_owned();
+    let data_path = format!("/datasources/{ds_id}/data");
+    let (status, _) = api
+        .send(Method::PUT, &data_path, "text/csv", csv_rows(0, initial))
+        .await?;
+    if status != 200 {
+        return Err(format!("seeding {initial} rows answered {status}"));
+    }
+    let klip = api
+        .json(
+            Method::POST,
+            "/klips",
+            json!({"name": "Rows", "type": "number", "datasource_id": ds_id,
+                "query": {"aggregate": "count"}}),
+        )
+        .await?;
+    let klip_id = klip["id"].as_str().unwrap_or_default().to_owned();
+    let dash = api
+        .json(Method::POST, "/dashboards", json!({"name": format!("Load {initial}")}))
+        .await?;
+    let dash_id = dash["id"].as_str().unwrap_or_default().to_owned();
+    api.json(
+        Method::PUT,
+        &format!("/dashboards/{dash_id}/klip-instances"),
+        json!({"klips": [{"klip_id": klip_id, "region": "main", "position": 0}]}),
+    )
+    .await?;
+
+    let next_row = Arc::new(AtomicU64::new(initial as u64));
+    let appended = Arc::new(AtomicU64::new(0));
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let reads = Arc::new(Mutex::new(Vec::new()));
+    let appends = Arc::new(Mutex::new(Vec::new()));
+    let acked = Arc::new(Mutex::new(Vec::<(u64, Instant)>::new()));
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for worker in 0..CONCURRENCY {
+        let api = Api {
+            http: api.http.clone(),
+            base: api.base.clone(),
+            key: api.key.clone(),
+        };
+        let (next_row, appended, conflicts, errors) = (
+            next_row.clone(),
+            appended.clone(),
+            conflicts.clone(),
+            errors.clone(),
+        );
+        let (reads, appends, acked) = (reads.clone(), appends.clone(), acked.clone());
+        let (data_path, dash_path) = (data_path.clone(), format!("/dashboards/{dash_id}"));
+        tasks.push(tokio::spawn(async move {
+            let mut round: usize = worker;
+            while Instant::now() < end {
+                round += 1;
+                let t = Instant::now();
+                // 3 in 20 requests append.
+                if round % 20 < 3 {
+                    let from = next_row.fetch_add(APPEND_ROWS as u64, Ordering::SeqCst);
+                    match api
+                        .send(Method::POST, &data_path, "text/csv", csv_rows(from, APPEND_ROWS))
+                        .await
+                    {
+                        Ok((200, body)) => {
+                            appends.lock().unwrap().push(t.elapsed());
+                            appended.fetch_add(APPEND_ROWS as u64, Ordering::SeqCst);
+                            let version = body["data"]["data_version"].as_u64().unwrap_or(0);
+                            acked.lock().unwrap().push((version, Instant::now()));
+                        }
+                        Ok((409, _)) => {
+                            conflicts.fetch_add(1, Ordering::SeqCst);
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                } else {
+                    match api.get(&dash_path).await {
+                        Ok((200, _)) => reads.lock().unwrap().push(t.elapsed()),
+                        _ => {
+                            errors.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    // Meanwhile: when does each acknowledged version show in the Klip's value?
+    let mut lags: Vec<Duration> = Vec::new();
+    let mut seen_version = 0;
+    let watch_until = end + Duration::from_secs(30);
+    loop {
+        let (_, klip) = api.get(&format!("/klips/{klip_id}")).await?;
+        let version = klip["data"]["value"]["data_version"].as_u64().unwrap_or(0);
+        let now = Instant::now();
+        if version > seen_version {
+            seen_version = version;
+            let mut acked = acked.lock().unwrap();
+            acked.retain(|(v, at)| {
+                if *v <= version {
+                    lags.push(now - *at);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        let all_done = now > end && acked.lock().unwrap().is_empty();
+        if all_done || now > watch_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())?;
+    }
+    let waiting = acked.lock().unwrap().len();
+    // Every acknowledged row is there, once.
+    let expected = initial as u64 + appended.load(Ordering::SeqCst);
+    let (_, shown) = api.get(&format!("/datasources/{ds_id}")).await?;
+    let row_count = shown["data"]["row_count"].as_u64().unwrap_or(0);
+    let (_, value) = api.get(&format!("/klips/{klip_id}")).await?;
+    let counted = value["data"]["value"]["current"].as_f64().unwrap_or(0.0) as u64;
+    let _ = state;
+    let mut reads = std::mem::take(&mut *reads.lock().unwrap());
+    let mut appends = std::mem::take(&mut *appends.lock().unwrap());
+    let (r50, r99) = (percentile(&mut reads, 0.5), percentile(&mut reads, 0.99));
+    let (a50, a99) = (percentile(&mut appends, 0.5), percentile(&mut appends, 0.99));
+    let (l50, l99) = (percentile(&mut lags, 0.5), percentile(&mut lags, 0.99));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    println!(
+        "{initial:>7} rows  append p50 {:7.1} ms ({:4.2}x read)  p99 {:7.1} ms ({:4.2}x read p99) | read p50 {:6.1} ms p99 {:6.1} ms | appends {:4} 409s {} errors {} | rows lost {} (count {row_count}, Klip {counted}) | append→Klip p50 {:6.0} ms p99 {:6.0} ms{} | peak RSS {:5.0} MiB",
+        ms(a50),
+        ratio(a50, r50),
+        ms(a99),
+        ratio(a99, r99),
+        ms(r50),
+        ms(r99),
+        appends.len(),
+        conflicts.load(Ordering::SeqCst),
+        errors.load(Ordering::SeqCst),
+        expected.saturating_sub(row_count),
+        ms(l50),
+        ms(l99),
+        if waiting > 0 { format!(" ({waiting} never shown)") } else { String::new() },
+        peak_rss_mib(),
+    );
+    Ok(())
+}
+
+/// The push part of `make bench`: `seconds` of load per source size.
+pub async fn run(seconds: u64) -> Result<(), String> {
+    let state = AppState::from_env().await?;
+    state.store.create_table().await?;
+    let made = bootstrap(
+        &state,
+        NewCompany {
+            company: "Push bench".into(),
+            email: format!("push-{}@bench.pulseboard.local", domain::ids::new_id()),
+            password: "bench-password-1".into(),
+            plan: "enterprise".into(),
+            daily_limit: Some(1_000_000_000),
+            per_second_limit: Some(1_000_000),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let app = pulseboard_cli::all_routes(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(pulseboard_cli::events::deliver_stream(state.clone()));
+    let api = Api {
+        http: reqwest::Client::new(),
+        base,
+        key: made.api_key,
+    };
+    println!();
+    println!(
+        "data pushes: {seconds} s per size at concurrency {CONCURRENCY}, 85% dashboard reads, 15% appends of {APPEND_ROWS} rows (targets: append p50 <= 2x and p99 <= 3x the read's, 0 409s, 0 rows lost, append→Klip p99 <= 2 s)"
+    );
+    for initial in [2_000, 20_000, 100_000] {
+        one_size(&state, &api, initial, seconds).await?;
+    }
+    Ok(())
+}

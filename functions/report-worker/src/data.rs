@@ -1,0 +1,40 @@
+//! After a data source's data changed (an append, a replace, a refresh: its item's
+//! `data_version` went up, seen in the table's stream): recompute the Klips that use it, off
+//! the request path, then merge its appended segments into one copy when there are many.
+//!
+//! Each Klip's value records the `data_version` it was computed from; the worker skips
+//! Klips already at the source's version (a replace recomputed them inline) and never
+//! writes a value older than the stored one, so redelivered or reordered records are
+//! harmless.
+
+use crate::generate::Outcome;
+use domain::asset::Asset;
+use domain::records::Datasource;
+use platform::assets::{ingest, stored};
+use platform::auth::records::Company;
+use platform::store::keys;
+use platform::{ApiResult, AppState};
+
+/// Recomputes and compacts one data source (as it is now, not as the record showed it).
+pub async fn run(state: &AppState, company: &str, datasource: &str) -> Outcome {
+    match work(state, company, datasource).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
+}
+
+async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()> {
+    let Some(ds) = state
+        .store
+        .get::<Datasource>(keys::asset(Datasource::KIND, company, datasource))
+        .await?
+    else {
+        return Ok(());
+    };
+    let rows = stored::rows(state, &ds).await?;
+    let owner: Option<Company> = state.store.get(keys::company(company)).await?;
+    let tz = domain::data::timezone(owner.and_then(|c| c.timezone).as_deref());
+    stored::recompute_klips(state, &ds, &rows, tz, true).await?;
+    ingest::compact(state, &ds, &rows).await?;
+    Ok(())
+}

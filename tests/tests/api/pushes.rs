@@ -1,0 +1,184 @@
+//! Data pushes at scale: an append is one segment and one conditional update, so concurrent
+//! appends all succeed (no 409s), nothing is lost or doubled, the worker recomputes the
+//! Klips off the request path and compacts the segments, and `If-Match` or a column whose
+//! type would change still refuse an append without changing anything.
+
+use domain::asset::Asset;
+use domain::records::Datasource;
+use platform::store::keys;
+use pulseboard_tests::{expect_error, json, TestApp};
+use serde_json::{json, Value};
+
+async fn source(app: &TestApp) -> String {
+    let (status, body) = json(
+        app.post("/datasources", json!({"name": "Pushed", "format": "csv"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn send(
+    app: &TestApp,
+    method: &str,
+    id: &str,
+    body: String,
+    if_match: Option<&str>,
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = app
+        .http
+        .request(method, app.url(&format!("/datasources/{id}/data")))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv");
+    if let Some(tag) = if_match {
+        request = request.header("if-match", tag);
+    }
+    request.body(body).send().await.unwrap()
+}
+
+/// Every row's `n`, in order.
+async fn ns(app: &TestApp, id: &str) -> Vec<i64> {
+    let (status, body) = json(app.get(&format!("/datasources/{id}/data?limit=100")).await).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .collect()
+}
+
+async fn stored(app: &TestApp, id: &str) -> Datasource {
+    app.state
+        .store
+        .get(keys::asset(Datasource::KIND, &app.company.company_id, id))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Polls (up to 30 s) until `done` holds for the stored data source.
+async fn until(app: &TestApp, id: &str, what: &str, done: impl Fn(&Datasource) -> bool) {
+    for _ in 0..150 {
+        if done(&stored(app, id).await) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!(
+        "{what} did not happen within 30 seconds: {:?}",
+        stored(app, id).await
+    );
+}
+
+#[tokio::test]
+async fn concurrent_appends_all_succeed_and_compaction_keeps_every_row_once() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let r = send(&app, "PUT", &id, "n,who\n0,seed\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    // 24 senders at once, two rows each: no 409, every row exactly once.
+    let appends = (1..=24).map(|i| {
+        let (app, id) = (&app, &id);
+        async move {
+            let body = format!("n,who\n{},s{i}\n{},s{i}\n", 2 * i - 1, 2 * i);
+            send(app, "POST", id, body, None).await
+        }
+    });
+    for response in futures::future::join_all(appends).await {
+        let status = response.status();
+        assert_eq!(status, 200, "{:?}", response.text().await);
+    }
+    let mut seen = ns(&app, &id).await;
+    seen.sort();
+    assert_eq!(seen, (0..=48).collect::<Vec<_>>());
+    let (_, shown) = json(app.get(&format!("/datasources/{id}")).await).await;
+    assert_eq!(shown["data"]["row_count"], 49);
+    assert!(shown["data"].get("segments").is_none(), "{shown}");
+
+    // The worker merges the segments into one copy; the rows and the file stay as they were.
+    let before = ns(&app, &id).await;
+    until(&app, &id, "compaction", |ds| ds.segments.len() < 8).await;
+    assert_eq!(ns(&app, &id).await, before);
+    let r = app.get(&format!("/datasources/{id}/data?format=raw")).await;
+    let file = r.text().await.unwrap();
+    assert_eq!(file.matches("n,who").count(), 1, "one header: {file}");
+    assert_eq!(file.lines().count(), 50);
+    let (_, shown) = json(app.get(&format!("/datasources/{id}")).await).await;
+    assert_eq!(shown["data"]["data_size"], file.len(), "{shown}");
+}
+
+#[tokio::test]
+async fn an_append_reaches_the_klips_through_the_worker_with_its_data_version() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let r = send(&app, "PUT", &id, "n,who\n1,a\n2,b\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let (status, klip) = json(
+        app.post(
+            "/klips",
+            json!({"name": "Total", "type": "number", "datasource_id": id,
+                "query": {"value": "n", "aggregate": "sum"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{klip}");
+    let klip_id = klip["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(klip["data"]["value"]["current"], 3.0);
+
+    let (status, appended) =
+        json(send(&app, "POST", &id, "n,who\n10,c\n".into(), None).await).await;
+    assert_eq!(status, 200, "{appended}");
+    let version = appended["data"]["data_version"].as_u64().unwrap();
+    let mut value = Value::Null;
+    for _ in 0..150 {
+        let (_, shown) = json(app.get(&format!("/klips/{klip_id}")).await).await;
+        value = shown["data"]["value"].clone();
+        if value["current"] == 13.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(value["current"], 13.0, "{value}");
+    assert_eq!(value["data_version"], version, "{value}");
+}
+
+#[tokio::test]
+async fn a_stale_if_match_refuses_an_append_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let r = send(&app, "PUT", &id, "n,who\n1,a\n".into(), None).await;
+    let old_tag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let r = send(&app, "POST", &id, "n,who\n2,b\n".into(), Some(&old_tag)).await;
+    assert_eq!(r.status(), 200, "the current version: {:?}", r.text().await);
+    let r = send(&app, "POST", &id, "n,who\n3,c\n".into(), Some(&old_tag)).await;
+    expect_error(r, 412, "precondition_failed").await;
+    assert_eq!(ns(&app, &id).await, vec![1, 2]);
+    // The refused append left no segment behind.
+    let prefix = format!("{}/datasources/{id}/segments/", app.company.company_id);
+    let segments = app.state.store.files().list(&prefix).await.unwrap();
+    assert_eq!(
+        segments.len(),
+        2,
+        "one segment (raw and rows): {segments:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_append_that_would_change_a_columns_type_is_a_400_naming_it() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let r = send(&app, "PUT", &id, "n,who\n1,a\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let body = expect_error(
+        send(&app, "POST", &id, "n,who\nmany,b\n".into(), None).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert!(body.to_string().contains("'n'"), "{body}");
+    assert_eq!(ns(&app, &id).await, vec![1]);
+}
