@@ -3,6 +3,7 @@
 //! embedded DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table`.
 
 mod local;
+mod push_bench;
 mod report_bench;
 
 use clap::{Parser, Subcommand};
@@ -50,11 +51,14 @@ enum Command {
     },
     /// Create the table and bucket exactly as template.yaml defines them.
     CreateTable,
-    /// Measure an authenticated, rate-limited read against one DynamoDB round trip, and the
-    /// report worker's work for 6 Klips over 100,000 rows.
+    /// Measure an authenticated, rate-limited read against one DynamoDB round trip, the
+    /// report worker's work for 6 Klips over 100,000 rows, and data pushes under a mixed load.
     Bench {
         #[arg(long, default_value_t = 300)]
         requests: usize,
+        /// Seconds of mixed load per source size in the push part (0 skips it).
+        #[arg(long, default_value_t = 20)]
+        push_seconds: u64,
     },
 }
 
@@ -151,10 +155,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             let state = AppState::from_env().await?;
             ensure_storage(&state).await
         }
-        Command::Bench { requests } => match local::bench(requests).await {
-            Ok(()) => report_bench::run(),
-            Err(e) => Err(e),
-        },
+        Command::Bench {
+            requests,
+            push_seconds,
+        } => {
+            local::bench(requests).await?;
+            report_bench::run()?;
+            if push_seconds > 0 {
+                push_bench::run(push_seconds).await?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,10 +1,10 @@
-//! `make bench`, the data push part: a two-minute-style mixed load at concurrency 16 against
-//! the API in this process (the same router `pulseboard serve` mounts, with the table's
-//! stream delivered to the report worker as `serve --local` does): 85 % dashboard reads, 15 %
-//! appends of 20 rows to one source, for each starting size of that source. Printed per
-//! size: append p50/p99 as ratios of the dashboard read's under the same load, 409s, rows
-//! lost (every acknowledged row must be there, once), the delay from an acknowledged append
-//! to the Klip value that includes it, and this process's peak RSS.
+//! `make bench`, the data push part: a mixed load at concurrency 16 against a `pulseboard
+//! serve` started for it (release build, this binary; it delivers the table's stream to the
+//! report worker as on AWS): 85 % dashboard reads, 15 % appends of 20 rows to one source,
+//! for each starting size of that source. Printed per size: append p50/p99 as ratios of the
+//! dashboard read's under the same load, 409s, rows lost (every acknowledged row must be
+//! there, once), the delay from an acknowledged append to the Klip value that includes it,
+//! and the server's peak RSS (API and worker in one process).
 
 use platform::bootstrap::{bootstrap, NewCompany};
 use platform::AppState;
@@ -22,9 +22,9 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.get(index).copied().unwrap_or_default()
 }
 
-/// This process's peak resident set (VmHWM), in MiB; 0 where /proc is missing.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A process's peak resident set (VmHWM), in MiB; 0 where /proc is missing.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -63,7 +63,12 @@ impl Api {
         Ok((status, body))
     }
 
-    async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, String> {
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, String> {
         let (status, answer) = self
             .send(method, path, "application/json", body.to_string())
             .await?;
@@ -96,7 +101,7 @@ fn csv_rows(from: u64, count: usize) -> String {
 }
 
 /// Runs the load against one source of `initial` rows; prints its line.
-async fn one_size(state: &AppState, api: &Api, initial: usize, seconds: u64) -> Result<(), String> {
+async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Result<(), String> {
     use reqwest::Method;
     let ds = api
         .json(
@@ -123,7 +128,11 @@ async fn one_size(state: &AppState, api: &Api, initial: usize, seconds: u64) -> 
         .await?;
     let klip_id = klip["id"].as_str().unwrap_or_default().to_owned();
     let dash = api
-        .json(Method::POST, "/dashboards", json!({"name": format!("Load {initial}")}))
+        .json(
+            Method::POST,
+            "/dashboards",
+            json!({"name": format!("Load {initial}")}),
+        )
         .await?;
     let dash_id = dash["id"].as_str().unwrap_or_default().to_owned();
     api.json(
@@ -165,7 +174,12 @@ async fn one_size(state: &AppState, api: &Api, initial: usize, seconds: u64) -> 
                 if round % 20 < 3 {
                     let from = next_row.fetch_add(APPEND_ROWS as u64, Ordering::SeqCst);
                     match api
-                        .send(Method::POST, &data_path, "text/csv", csv_rows(from, APPEND_ROWS))
+                        .send(
+                            Method::POST,
+                            &data_path,
+                            "text/csv",
+                            csv_rows(from, APPEND_ROWS),
+                        )
                         .await
                     {
                         Ok((200, body)) => {
@@ -228,11 +242,13 @@ async fn one_size(state: &AppState, api: &Api, initial: usize, seconds: u64) -> 
     let row_count = shown["data"]["row_count"].as_u64().unwrap_or(0);
     let (_, value) = api.get(&format!("/klips/{klip_id}")).await?;
     let counted = value["data"]["value"]["current"].as_f64().unwrap_or(0.0) as u64;
-    let _ = state;
     let mut reads = std::mem::take(&mut *reads.lock().unwrap());
     let mut appends = std::mem::take(&mut *appends.lock().unwrap());
     let (r50, r99) = (percentile(&mut reads, 0.5), percentile(&mut reads, 0.99));
-    let (a50, a99) = (percentile(&mut appends, 0.5), percentile(&mut appends, 0.99));
+    let (a50, a99) = (
+        percentile(&mut appends, 0.5),
+        percentile(&mut appends, 0.99),
+    );
     let (l50, l99) = (percentile(&mut lags, 0.5), percentile(&mut lags, 0.99));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
@@ -251,7 +267,7 @@ async fn one_size(state: &AppState, api: &Api, initial: usize, seconds: u64) -> 
         ms(l50),
         ms(l99),
         if waiting > 0 { format!(" ({waiting} never shown)") } else { String::new() },
-        peak_rss_mib(),
+        peak_rss_mib(server),
     );
     Ok(())
 }
@@ -273,15 +289,40 @@ pub async fn run(seconds: u64) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
-    let app = pulseboard_cli::all_routes(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    tokio::spawn(pulseboard_cli::events::deliver_stream(state.clone()));
+    // The server under test: this binary's `serve`, on a free port, with this environment.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut server = tokio::process::Command::new(exe)
+        .args(["serve", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting the server: {e}"))?;
+    let pid = server.id().unwrap_or(0);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http
+            .get(format!("{base}/api/v1/profile"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !up {
+        return Err("the server did not start within 20 seconds".into());
+    }
     let api = Api {
-        http: reqwest::Client::new(),
+        http,
         base,
         key: made.api_key,
     };
@@ -289,8 +330,13 @@ pub async fn run(seconds: u64) -> Result<(), String> {
     println!(
         "data pushes: {seconds} s per size at concurrency {CONCURRENCY}, 85% dashboard reads, 15% appends of {APPEND_ROWS} rows (targets: append p50 <= 2x and p99 <= 3x the read's, 0 409s, 0 rows lost, append→Klip p99 <= 2 s)"
     );
+    let mut result = Ok(());
     for initial in [2_000, 20_000, 100_000] {
-        one_size(&state, &api, initial, seconds).await?;
+        result = one_size(&api, pid, initial, seconds).await;
+        if result.is_err() {
+            break;
+        }
     }
-    Ok(())
+    let _ = server.kill().await;
+    result
 }

@@ -126,7 +126,7 @@ pub async fn append(
         return respond(&first);
     }
     let segment = Segment {
-        id: stored::store_segment(&state, &first, body.clone(), &new.rows).await?,
+        id: stored::store_segment(&state, &first, body.clone()).await?,
         rows: new.rows.len() as u64,
     };
     let if_version = if strict {

@@ -63,6 +63,7 @@ pub fn passes_filter(record: &EventRecord) -> bool {
 /// not a queued job is skipped.
 pub async fn handle(state: &AppState, batch: Event) -> Vec<String> {
     let mut failures = Vec::new();
+    let mut done_sources: Vec<((String, String), Outcome)> = Vec::new();
     for record in batch.records.iter().filter(|r| passes_filter(r)) {
         let image = record.change.new_image.clone();
         let outcome = if is_data_source_change(record) {
@@ -70,7 +71,20 @@ pub async fn handle(state: &AppState, batch: Event) -> Vec<String> {
                 continue;
             }
             match serde_dynamo::from_item::<_, Datasource>(image) {
-                Ok(ds) => crate::data::run(state, &ds.meta.company_id, &ds.meta.id).await,
+                Ok(ds) => {
+                    // One recompute per data source and batch, however many of its changes
+                    // the batch holds (it reads the source as it is now).
+                    let source = (ds.meta.company_id, ds.meta.id);
+                    let outcome = match done_sources.iter().find(|(s, _)| *s == source) {
+                        Some((_, outcome)) => outcome.clone(),
+                        None => {
+                            let outcome = crate::data::run(state, &source.0, &source.1).await;
+                            done_sources.push((source, outcome.clone()));
+                            outcome
+                        }
+                    };
+                    outcome
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "a data source's item does not decode; skipped");
                     continue;

@@ -162,8 +162,8 @@ async fn a_stale_if_match_refuses_an_append_and_changes_nothing() {
     let segments = app.state.store.files().list(&prefix).await.unwrap();
     assert_eq!(
         segments.len(),
-        2,
-        "one segment (raw and rows): {segments:?}"
+        1,
+        "only the accepted append's segment: {segments:?}"
     );
 }
 
@@ -181,4 +181,48 @@ async fn an_append_that_would_change_a_columns_type_is_a_400_naming_it() {
     .await;
     assert!(body.to_string().contains("'n'"), "{body}");
     assert_eq!(ns(&app, &id).await, vec![1]);
+}
+
+#[tokio::test]
+async fn readers_see_the_old_data_or_the_new_never_a_mix() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let file = |who: &str, count: i64| {
+        let mut csv = String::from("n,who\n");
+        for n in 0..count {
+            csv.push_str(&format!("{n},{who}\n"));
+        }
+        csv
+    };
+    let r = send(&app, "PUT", &id, file("a", 5), None).await;
+    assert_eq!(r.status(), 200);
+    // An append on top, so the data is a copy and a segment when the replaces start.
+    let r = send(&app, "POST", &id, "n,who\n5,a\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let writer = async {
+        for round in 0..12 {
+            let (who, count) = if round % 2 == 0 { ("b", 7) } else { ("a", 6) };
+            let r = send(&app, "PUT", &id, file(who, count), None).await;
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let reader = async {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            let (status, body) =
+                json(app.get(&format!("/datasources/{id}/data?limit=100")).await).await;
+            assert_eq!(status, 200, "{body}");
+            let rows = body["data"]["rows"].as_array().unwrap().clone();
+            let whos: std::collections::BTreeSet<&str> =
+                rows.iter().map(|r| r["who"].as_str().unwrap()).collect();
+            assert_eq!(whos.len(), 1, "a mix: {rows:?}");
+            let who = *whos.iter().next().unwrap();
+            let expected = if who == "a" { 6 } else { 7 };
+            assert_eq!(rows.len(), expected, "{rows:?}");
+            seen.insert(who.to_owned());
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(writer, reader);
+    assert!(!seen.is_empty());
 }

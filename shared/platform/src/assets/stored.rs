@@ -31,30 +31,17 @@ fn segment_key(company: &str, id: &str, segment: &str, part: &str) -> String {
     format!("{}segments/{segment}/{part}", data_prefix(company, id))
 }
 
-/// Writes one append (the body as sent, and its parsed rows) as a new segment and answers
-/// its id; the caller commits it by adding it to the item's `segments` (or discards it).
-pub async fn store_segment(
-    state: &AppState,
-    ds: &Datasource,
-    raw: Vec<u8>,
-    rows: &[Row],
-) -> ApiResult<String> {
-    let rows_json = serde_json::to_vec(rows)?;
-    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+/// Writes one append (the body as sent) as a new segment and answers its id; the caller
+/// commits it by adding it to the item's `segments` (or discards it). Its rows are the
+/// body's, parsed again when read: one object per append.
+pub async fn store_segment(state: &AppState, ds: &Datasource, raw: Vec<u8>) -> ApiResult<String> {
     let segment = domain::ids::new_id();
-    let files = state.store.files();
-    let (raw_key, rows_key) = (
-        segment_key(company, id, &segment, "raw"),
-        segment_key(company, id, &segment, "rows.json"),
-    );
-    let (a, b) = tokio::join!(
-        files.put(&raw_key, ds.format.media_type(), raw),
-        files.put(&rows_key, "application/json", rows_json),
-    );
-    if let Err(e) = a.and(b) {
-        discard_segments(state, ds, std::slice::from_ref(&segment)).await;
-        return Err(e);
-    }
+    let key = segment_key(&ds.meta.company_id, &ds.meta.id, &segment, "raw");
+    state
+        .store
+        .files()
+        .put(&key, ds.format.media_type(), raw)
+        .await?;
     Ok(segment)
 }
 
@@ -63,11 +50,9 @@ pub async fn store_segment(
 pub async fn discard_segments(state: &AppState, ds: &Datasource, segments: &[String]) {
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     for segment in segments {
-        for part in ["raw", "rows.json"] {
-            let key = segment_key(company, id, segment, part);
-            if let Err(e) = state.store.files().delete(&key).await {
-                tracing::warn!(key, error = %e, "discarding a segment");
-            }
+        let key = segment_key(company, id, segment, "raw");
+        if let Err(e) = state.store.files().delete(&key).await {
+            tracing::warn!(key, error = %e, "discarding a segment");
         }
     }
 }
@@ -118,30 +103,35 @@ pub async fn discard_unless_current(state: &AppState, ds: &Datasource, data_id: 
 }
 
 /// The parsed rows of a data source (none yet: empty): the current copy's, then each
-/// segment's in order (read concurrently).
+/// segment's in order (read concurrently; a segment is parsed from the body as appended).
 pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     let files = state.store.files();
-    let mut keys: Vec<String> = ds
-        .data_id
-        .iter()
-        .map(|data_id| rows_key(company, id, data_id))
-        .collect();
-    keys.extend(
-        ds.segments
-            .iter()
-            .map(|s| segment_key(company, id, &s.id, "rows.json")),
-    );
-    let parts = futures::future::try_join_all(keys.iter().map(|k| files.get(k))).await?;
-    let mut rows: Vec<Row> = Vec::new();
-    for part in parts.into_iter().flatten() {
-        let mut more: Vec<Row> = serde_json::from_slice(&part)
-            .map_err(|e| ApiError::internal(format!("stored rows: {e}")))?;
-        if rows.is_empty() {
-            rows = more;
-        } else {
-            rows.append(&mut more);
+    let copy = async {
+        match &ds.data_id {
+            Some(data_id) => files.get(&rows_key(company, id, data_id)).await,
+            None => Ok(None),
         }
+    };
+    let keys: Vec<String> = ds
+        .segments
+        .iter()
+        .map(|s| segment_key(company, id, &s.id, "raw"))
+        .collect();
+    let segments = futures::future::try_join_all(keys.iter().map(|k| files.get(k)));
+    let (copy, segments) = tokio::try_join!(copy, segments)?;
+    let mut rows: Vec<Row> = match copy {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::internal(format!("stored rows: {e}")))?,
+        None => Vec::new(),
+    };
+    for (raw, segment) in segments.into_iter().zip(&ds.segments) {
+        let raw = raw.ok_or_else(|| {
+            ApiError::internal(format!("segment {} of the data is missing", segment.id))
+        })?;
+        let mut table = domain::data::parse(ds.format, &raw)
+            .map_err(|e| ApiError::internal(format!("segment {}: {e}", segment.id)))?;
+        rows.append(&mut table.rows);
     }
     Ok(rows)
 }
