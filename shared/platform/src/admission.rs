@@ -9,9 +9,10 @@
 //! 4. **verify and count**: the credential is checked against the store (see
 //!    [`crate::auth::verify`]) and the request counted on the company's counters
 //!    ([`crate::ratelimit`]), *concurrently* when the credential itself proves the company (a
-//!    key's hash or a signed token), so admission costs one round trip; a password or a
-//!    client account not yet shown to be the caller's is verified first, so nobody can spend
-//!    a company's allowance by naming it;
+//!    key's hash or a signed token) and this instance verified it before, so admission costs
+//!    one round trip; a password, a client account not yet shown to be the caller's, or a
+//!    credential this instance has not seen hold (new, or just failed) is verified first, so
+//!    nobody can spend a company's allowance by naming it or by sending dead credentials;
 //! 5. **speculate** (routes that opt in, [`Access::read`]): the handler runs alongside step 4
 //!    with the caller this instance verified last time for the same credential. This is
 //!    safe because such handlers write nothing and their answer depends only on the caller
@@ -161,15 +162,19 @@ struct Checked {
 }
 
 /// Step 4: verification and counting, concurrently only when the credential proves the
-/// company by itself.
+/// company by itself and this instance verified it before (`remembered`): a credential it
+/// has not seen hold (a new one, or one that just failed: revoked, expired, a session
+/// ended) is verified first, so a flood of dead credentials never takes the company's
+/// allowance, not even until its refunds land.
 async fn verify_and_count(
     admission: &Admission<'_>,
     credential: &Credential,
     claimed: &Claimed,
     client: Option<&str>,
+    remembered: bool,
 ) -> Checked {
     let state = admission.state;
-    let count_after = !proves_company(credential, client);
+    let count_after = !proves_company(credential, client) || !remembered;
     if count_after {
         let verified = verify(state, credential, claimed, client, admission.now).await;
         let counted = match &verified {
@@ -249,21 +254,29 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         fingerprint.push('@');
         fingerprint.push_str(client);
     }
-    // Refusing from memory is only for credentials that prove their company by themselves:
-    // a password or a client account is verified first, so that a failed login (or a
-    // stranger naming a client) learns nothing of that company's limits.
-    if proves_company(&credential, client.as_deref()) {
+    // The caller this instance verified last time for the same credential, if any.
+    let remembered = claimed
+        .fingerprint
+        .as_deref()
+        .and_then(|f| state.auth_memory.caller(f));
+    // Refusing from memory is only for credentials that prove their company by themselves
+    // and held before: a password, a client account or an unproven credential is verified
+    // first, so that a failed login (or a stranger naming a client, or a dead key) learns
+    // nothing of that company's limits.
+    if proves_company(&credential, client.as_deref()) && remembered.is_some() {
         if let Some(refused) = admission.refused_from_memory() {
             return Err(refused);
         }
     }
 
-    let guess = claimed
-        .fingerprint
-        .as_deref()
-        .filter(|_| gate.access.speculative())
-        .and_then(|f| state.auth_memory.caller(f));
-    let checks = verify_and_count(&admission, &credential, &claimed, client.as_deref());
+    let guess = remembered.clone().filter(|_| gate.access.speculative());
+    let checks = verify_and_count(
+        &admission,
+        &credential,
+        &claimed,
+        client.as_deref(),
+        remembered.is_some(),
+    );
     let (checked, pending) = match guess {
         Some(guess) => speculate(guess, gate.access.permission(), req, next.clone(), checks).await,
         None => (checks.await, Pending::Request(req)),

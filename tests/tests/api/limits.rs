@@ -287,3 +287,57 @@ async fn a_failed_login_or_a_strangers_client_id_learns_nothing_of_a_company_ove
     assert!(r.headers().get("x-ratelimit-remaining").is_none());
     expect_error(r, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn a_flood_of_a_dead_token_takes_none_of_its_companys_allowance() {
+    let app = TestApp::spawn_with(Options {
+        per_second_limit: Some(5),
+        ..Options::default()
+    })
+    .await;
+    // The clock stands still (a token issued now stays valid), moved on by hand.
+    app.freeze(new_york_noon_today());
+    let login = app.login().await;
+    let access = login["access"].as_str().unwrap().to_owned();
+    let with_token = |token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(app.url("/profile"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The token held once (this instance remembers it), then its session ends.
+    assert_eq!(with_token(access.clone()).await, 200);
+    let r = app
+        .call(
+            "PUT",
+            "/users/self",
+            app.key(),
+            Some(json!({"password": "another-long-password"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(with_token(access.clone()).await, 401);
+    // In the next second: 60 requests with the dead token, and while they are in flight
+    // the company's 5 allowed ones.
+    app.advance(chrono::Duration::seconds(1));
+    let flood = futures::future::join_all((0..60).map(|_| with_token(access.clone())));
+    let valid = async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        futures::future::join_all((0..5).map(|_| {
+            let app = &app;
+            async move { app.get("/profile").await.status() }
+        }))
+        .await
+    };
+    let (flooded, valid) = tokio::join!(flood, valid);
+    assert!(flooded.iter().all(|s| *s == 401), "{flooded:?}");
+    assert!(valid.iter().all(|s| *s == 200), "{valid:?}");
+    // And the sixth is the one over the limit.
+    expect_error(app.get("/profile").await, 429, "rate_limited").await;
+}
