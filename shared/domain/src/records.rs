@@ -26,12 +26,67 @@ pub struct DatasourceProperties {
     pub json_path: Option<String>,
 }
 
+/// A URL with its password and every query value replaced by the mask (names kept); text
+/// that is no URL is shown as it is.
+pub fn mask_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(HEADER_MASK));
+    }
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut pairs = parsed.query_pairs_mut();
+        pairs.clear();
+        for name in names {
+            pairs.append_pair(&name, HEADER_MASK);
+        }
+    }
+    parsed.to_string()
+}
+
+/// `new` (from a request) with its masked password and query values taken from `old` (the
+/// stored URL), parameter by name; anything not masked is `new`'s own.
+fn unmask_url(new: &str, old: &str) -> String {
+    let (Ok(mut parsed), Ok(stored)) = (reqwest::Url::parse(new), reqwest::Url::parse(old)) else {
+        return new.to_owned();
+    };
+    let encoded_mask = form_urlencoded::byte_serialize(HEADER_MASK.as_bytes()).collect::<String>();
+    if matches!(parsed.password(), Some(p) if p == HEADER_MASK || p == encoded_mask) {
+        let _ = parsed.set_password(stored.password());
+    }
+    if parsed.query().is_some() {
+        let old_pairs: Vec<(String, String)> = stored
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let value = match old_pairs.iter().find(|(name, _)| *name == k) {
+                    Some((_, stored)) if v == HEADER_MASK => stored.clone(),
+                    _ => v.into_owned(),
+                };
+                (k.into_owned(), value)
+            })
+            .collect();
+        let mut query = parsed.query_pairs_mut();
+        query.clear();
+        for (k, v) in pairs {
+            query.append_pair(&k, &v);
+        }
+    }
+    parsed.to_string()
+}
+
 /// What the API shows instead of a stored header value: headers often hold credentials
 /// for the endpoint, so they are write-only. Sending the mask back keeps the stored value.
 pub const HEADER_MASK: &str = "********";
 
 impl DatasourceProperties {
-    /// Puts back stored header values where `self` (from a request) holds the mask.
+    /// Puts back stored header values, and the password and query values of the stored
+    /// `endpoint_url`, where `self` (from a request) holds the mask.
     pub fn keep_masked(&mut self, stored: &DatasourceProperties) {
         for (name, value) in self.headers.iter_mut() {
             if value == HEADER_MASK {
@@ -40,14 +95,19 @@ impl DatasourceProperties {
                 }
             }
         }
+        if let (Some(new), Some(old)) = (&self.endpoint_url, &stored.endpoint_url) {
+            self.endpoint_url = Some(unmask_url(new, old));
+        }
     }
 
-    /// As shown: header values masked.
+    /// As shown: header values, and the password and query values of `endpoint_url`,
+    /// masked (they often hold credentials for the endpoint).
     pub fn shown(&self) -> DatasourceProperties {
         let mut out = self.clone();
         for value in out.headers.values_mut() {
             *value = HEADER_MASK.to_owned();
         }
+        out.endpoint_url = out.endpoint_url.as_deref().map(mask_url);
         out
     }
 }
@@ -144,6 +204,11 @@ impl Asset for Datasource {
         {
             for v in headers.values_mut() {
                 *v = Value::String(HEADER_MASK.to_owned());
+            }
+        }
+        if let Some(url) = value.pointer_mut("/properties/endpoint_url") {
+            if let Some(text) = url.as_str() {
+                *url = Value::String(mask_url(text));
             }
         }
     }
@@ -246,5 +311,38 @@ impl Asset for Dashboard {
     }
     fn meta_mut(&mut self) -> &mut Meta {
         &mut self.meta
+    }
+}
+
+#[cfg(test)]
+mod url_mask_tests {
+    use super::*;
+
+    #[test]
+    fn urls_show_no_password_or_query_values_and_masks_sent_back_keep_them() {
+        let stored = "https://bot:s3cret@example.com/feed?api_key=abc123&region=eu#top";
+        let shown = mask_url(stored);
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("abc123") && !shown.contains("=eu"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("api_key=") && shown.contains("region="),
+            "{shown}"
+        );
+        // Sent back as shown: the stored secrets stay.
+        assert_eq!(
+            unmask_url(&shown, stored),
+            reqwest::Url::parse(stored).unwrap().to_string()
+        );
+        // A changed parameter is taken, the masked one kept.
+        let edited = shown.replace("region=********", "region=us");
+        let kept = unmask_url(&edited, stored);
+        assert!(
+            kept.contains("api_key=abc123") && kept.contains("region=us"),
+            "{kept}"
+        );
+        assert_eq!(mask_url("not a url"), "not a url");
+        assert_eq!(mask_url("https://example.com/a"), "https://example.com/a");
     }
 }

@@ -133,7 +133,7 @@ pub async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<b
             .await
         {
             // DynamoDB Local does not implement backups; AWS does.
-            tracing::info!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "point-in-time recovery not enabled");
+            tracing::info!(error = %crate::store::short_error(&e), "point-in-time recovery not enabled");
         }
     }
     Ok(true)

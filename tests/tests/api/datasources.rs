@@ -127,6 +127,15 @@ async fn endpoint() -> Endpoint {
                 }
             }),
         )
+        .route(
+            "/query-secret",
+            get(|uri: axum::http::Uri| async move {
+                match uri.query() {
+                    Some("token=s3cret&page=1") => axum::Json(json!([{"n": 1}])).into_response(),
+                    _ => (StatusCode::UNAUTHORIZED, "no token").into_response(),
+                }
+            }),
+        )
         .route("/to-json", get(|| async { Redirect::temporary("/json") }))
         .route(
             "/to-metadata",
@@ -1506,6 +1515,37 @@ async fn sending_the_masked_header_back_keeps_the_token() {
     assert_eq!(response.status(), 200);
     let (_, again) = json(refresh(&app, &sid).await).await;
     assert_eq!(again["data"]["refresh"]["status"], "succeeded", "{again}");
+}
+
+#[tokio::test]
+async fn an_endpoint_urls_query_values_are_masked_and_kept_when_sent_back() {
+    let app = TestApp::spawn_with(local()).await;
+    let server = endpoint().await;
+    let url = format!("{}/query-secret?token=s3cret&page=1", server.base);
+    let ds = create_source(&app, json!({"name": "Query secret", "connector": "url", "format": "json", "properties": {"endpoint_url": url}})).await;
+    let sid = ds["id"].as_str().unwrap().to_owned();
+    let masked = format!("{}/query-secret?token=********&page=********", server.base);
+    assert_eq!(ds["properties"]["endpoint_url"], masked.as_str(), "{ds}");
+    // Not in any answer: the source, its properties, the list.
+    for path in [
+        format!("/datasources/{sid}"),
+        format!("/datasources/{sid}/properties"),
+        "/datasources".to_owned(),
+    ] {
+        let (_, body) = json(app.get(&path).await).await;
+        assert!(!body.to_string().contains("s3cret"), "{path}: {body}");
+    }
+    // Sending the shown URL back keeps the stored one: the refresh still authenticates.
+    let response = put(
+        &app,
+        &format!("/datasources/{sid}"),
+        json!({"properties": {"endpoint_url": masked}}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let (_, again) = json(refresh(&app, &sid).await).await;
+    assert_eq!(again["data"]["refresh"]["status"], "succeeded", "{again}");
+    assert_eq!(again["data"]["row_count"], 1);
 }
 
 #[tokio::test]

@@ -268,12 +268,34 @@ impl Store {
             self.db.describe_table().table_name(&self.table).send(),
             self.s3.head_bucket().bucket(&self.bucket).send(),
         );
+        // Expected before the first `create-table` (or with a local stack still starting):
+        // one short line each, not the SDK's whole error.
         if let Err(e) = table {
-            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "warm-up DescribeTable failed");
+            tracing::info!(table = %self.table, error = %short_error(&e), "warm-up: the table is not reachable yet");
         }
         if let Err(e) = bucket {
-            tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "warm-up HeadBucket failed");
+            tracing::info!(bucket = %self.bucket, error = %short_error(&e), "warm-up: the bucket is not reachable yet");
         }
+    }
+}
+
+/// An SDK error in a few words: the service's error code and message, or the kind of
+/// failure (timeout, no connection) without the request and response dumps.
+pub fn short_error<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
+    match err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                _ => "service error".to_owned(),
+            }
+        }
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(_) => "could not connect".to_owned(),
+        SdkError::ResponseError(_) => "unreadable response".to_owned(),
+        SdkError::ConstructionFailure(_) => "request not built".to_owned(),
+        _ => "request failed".to_owned(),
     }
 }
 
