@@ -17,7 +17,16 @@ pub const FUNCTIONS: &[platform::routes::Function] = &[
 ];
 
 pub fn all_routes(state: AppState) -> axum::Router {
-    platform::http::app(
+    // One process stands in for every function: the longest function budget applies
+    // (the datasources function's, see template.yaml) unless REQUEST_DEADLINE_MS says.
+    let deadline = std::env::var("REQUEST_DEADLINE_MS")
+        .ok()
+        .and_then(|ms| ms.trim().parse().ok())
+        .map_or(
+            std::time::Duration::from_secs(26),
+            std::time::Duration::from_millis,
+        );
+    platform::http::app_with_deadline(
         pulseboard_auth::router(state.clone())
             .merge(pulseboard_users::router(state.clone()))
             .merge(pulseboard_clients::router(state.clone()))
@@ -25,5 +34,6 @@ pub fn all_routes(state: AppState) -> axum::Router {
             .merge(pulseboard_klips::router(state.clone()))
             .merge(pulseboard_dashboards::router(state.clone()))
             .merge(pulseboard_reports::router(state)),
+        deadline,
     )
 }

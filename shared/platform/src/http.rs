@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
@@ -21,10 +22,33 @@ const API_VERSION_COMPACT: &str = "20261122";
 /// Any request body above this is refused before a handler runs (data uploads are 5 MiB).
 pub const MAX_BODY: usize = 6 * 1024 * 1024;
 
-/// Wraps a function's routes (state already applied) in the edge layers.
+/// How long a request may take by default: under the 10 s the template gives most
+/// functions, with room to answer the 503 (`REQUEST_DEADLINE_MS` sets it per function).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(8_000);
+
+/// `REQUEST_DEADLINE_MS`, else [`DEFAULT_DEADLINE`].
+pub fn deadline_from_env() -> Duration {
+    std::env::var("REQUEST_DEADLINE_MS")
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map_or(DEFAULT_DEADLINE, Duration::from_millis)
+}
+
+/// Wraps a function's routes (state already applied) in the edge layers, with the request
+/// deadline of [`deadline_from_env`].
 pub fn app(routes: Router) -> Router {
+    app_with_deadline(routes, deadline_from_env())
+}
+
+/// [`app`] with a given deadline: a request still running then is stopped and answered 503
+/// with error JSON, so the client hears why before the Lambda's own timeout cuts it off.
+pub fn app_with_deadline(routes: Router, deadline: Duration) -> Router {
     let inner = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn(edge))
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| within(deadline, req, next),
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response()
         }))
@@ -160,6 +184,23 @@ fn request_id(req: &Request) -> String {
         .map(|c| c.request_id.clone())
         .filter(|id| !id.is_empty())
         .unwrap_or_else(domain::ids::new_id)
+}
+
+async fn within(deadline: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "request stopped at its deadline"
+            );
+            ApiError::Unavailable(format!(
+                "the request did not finish within {} s and was stopped; retry shortly",
+                deadline.as_secs_f64()
+            ))
+            .into_response()
+        }
+    }
 }
 
 async fn edge(mut req: Request, next: Next) -> Response {
@@ -306,6 +347,41 @@ async fn jsonp(response: Response, callback: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_past_its_deadline_is_a_503_with_error_json() {
+        use tower::ServiceExt;
+        let slow = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let app = app_with_deadline(slow, Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .uri("/api/v1/slow")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 10_000)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "service_unavailable", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("0.05 s"),
+            "{body}"
+        );
+    }
 
     #[test]
     fn paths() {

@@ -205,3 +205,44 @@ fn the_report_workers_triggers_are_the_ones_the_code_expects() {
         Some(pulseboard_report_worker::TICK_INPUT)
     );
 }
+
+/// Every HTTP function answers before its Lambda timeout: its request deadline leaves at
+/// least a second for the 503, and the database gives up (6 s) before the deadline.
+#[test]
+fn every_functions_request_deadline_fits_inside_its_timeout() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let global = &template["Globals"]["Function"];
+    let number = |v: &Value| -> Option<f64> {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let mut checked = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function")
+            || resource["Properties"]["Events"]
+                .as_mapping()
+                .is_none_or(|events| events.values().all(|e| e["Type"] != "HttpApi"))
+        {
+            continue;
+        }
+        let props = &resource["Properties"];
+        let timeout = number(&props["Timeout"])
+            .or_else(|| number(&global["Timeout"]))
+            .unwrap();
+        let deadline_ms = number(&props["Environment"]["Variables"]["REQUEST_DEADLINE_MS"])
+            .or_else(|| number(&global["Environment"]["Variables"]["REQUEST_DEADLINE_MS"]))
+            .unwrap_or(platform::http::DEFAULT_DEADLINE.as_millis() as f64);
+        let deadline = deadline_ms / 1000.0;
+        assert!(
+            deadline + 1.0 <= timeout,
+            "{name:?}: deadline {deadline} s, timeout {timeout} s"
+        );
+        assert!(
+            6.0 < deadline,
+            "{name:?}: the database timeout must end first"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 7, "{checked} HTTP functions");
+}

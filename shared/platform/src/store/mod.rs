@@ -312,9 +312,11 @@ pub async fn connect(table: &str, bucket: &str) -> Store {
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
+                // Inside the request deadline (8 s by default, see `http::DEFAULT_DEADLINE`), so
+                // a database that does not answer is a 503 the client still receives.
                 .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(6))
                 .build(),
         )
         .load()
