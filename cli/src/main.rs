@@ -2,6 +2,7 @@
 //! stream and the scheduler's tick delivered to the report worker (as Lambda does), an
 //! embedded DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table`.
 
+mod delay_bench;
 mod local;
 mod push_bench;
 mod report_bench;
@@ -164,7 +165,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             if push_seconds > 0 {
                 push_bench::run(push_seconds).await?;
             }
-            Ok(())
+            delay_bench::run().await
         }
     }
 }
