@@ -8,7 +8,6 @@ use platform::assets::ingest::refresh_source;
 use platform::assets::{
     self, check_common, check_if_match, find, ok_with_etag, view, Kind, Listable, Meta,
 };
-use platform::auth::records::Company;
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Params};
@@ -130,9 +129,12 @@ pub async fn list(
         None => None,
         Some(_) => Some(params.flag("is_favorite")?),
     };
-    let favorite_ids = favorites(&state, &caller).await?;
-    let dashboards: Vec<Listable<Dashboard>> = assets::all_visible::<Dashboard>(&state, &caller)
-        .await?
+    // The caller's favorites and the dashboards in one round trip.
+    let (favorite_ids, visible) = tokio::try_join!(
+        favorites(&state, &caller),
+        assets::all_visible::<Dashboard>(&state, &caller)
+    )?;
+    let dashboards: Vec<Listable<Dashboard>> = visible
         .into_iter()
         .filter(|d| favorite_filter.is_none_or(|f| favorite_ids.contains(&d.meta.id) == f))
         .map(Listable)
@@ -166,16 +168,23 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     params.only(&["full"])?;
-    let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    let favorite = state
-        .store
-        .get::<Value>(favorite_key(
+    let favorite_of = |dashboard_id: &str| {
+        state.store.get::<Value>(favorite_key(
             caller.company_id(),
             caller.user_id(),
-            &dashboard.meta.id,
+            dashboard_id,
         ))
-        .await?
-        .is_some();
+    };
+    // Addressed by id, the dashboard and the caller's favorite mark are read at once; by
+    // slug, the mark needs the id first.
+    let (dashboard, favorite): (Dashboard, bool) = if domain::ids::is_id(&id) {
+        let (dashboard, favorite) = tokio::try_join!(find(&state, &caller, &id), favorite_of(&id))?;
+        (dashboard, favorite.is_some())
+    } else {
+        let dashboard: Dashboard = find(&state, &caller, &id).await?;
+        let favorite = favorite_of(&dashboard.meta.id).await?.is_some();
+        (dashboard, favorite)
+    };
     let body = render(
         &state,
         &dashboard,
@@ -240,9 +249,9 @@ pub async fn create(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
-    // `dashboard.combined.total`: how many dashboards the company may have.
-    let company: Option<Company> = state.store.get(keys::company(caller.company_id())).await?;
-    if let Some(limit) = company.and_then(|c| c.dashboard_limit) {
+    // `dashboard.combined.total`: how many dashboards the company may have (read with the
+    // caller's company at admission, so no second read).
+    if let Some(limit) = caller.company.dashboard_limit {
         let count = assets::all_of::<Dashboard>(&state, caller.company_id())
             .await?
             .len() as i64;

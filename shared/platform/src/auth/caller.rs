@@ -39,6 +39,9 @@ pub struct CompanySummary {
     pub features: std::collections::BTreeMap<String, bool>,
     #[serde(skip)]
     pub timezone: Option<String>,
+    /// `dashboard.combined.total`: how many dashboards the company may have.
+    #[serde(skip)]
+    pub dashboard_limit: Option<i64>,
 }
 
 impl CompanySummary {
@@ -53,6 +56,7 @@ impl CompanySummary {
             daily_limit: company.daily_limit(),
             features: company.effective_features(),
             timezone: company.timezone.clone(),
+            dashboard_limit: company.dashboard_limit,
         }
     }
 }
