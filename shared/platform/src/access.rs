@@ -25,7 +25,8 @@ pub enum Access {
     /// No credentials (login, refresh, reset).
     Public,
     /// No credentials; the path's `{token}` names a published link, which the resolver turns
-    /// into the owner company the request counts against (see [`crate::admission`]).
+    /// into the owner company the request counts against (see [`crate::admission`]). The
+    /// handler must only read: it runs while the request is counted.
     PublishedLink(ResolveLink),
     /// An authenticated caller, holding `permission` when there is one.
     Caller {

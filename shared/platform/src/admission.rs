@@ -24,7 +24,9 @@
 //!
 //! A published link's route ([`Access::PublishedLink`]) resolves its `{token}` to the owner
 //! company with its function's [`ResolveLink`] and counts the request against that
-//! company's limits, the same way (a visitor has no credential to verify).
+//! company's limits, the same way (a visitor has no credential to verify). Its handler
+//! only reads, so it runs while the request is counted; a refused request's answer is
+//! thrown away.
 
 use crate::access::Access;
 pub use crate::access::{LinkOwner, ResolveLink};
@@ -367,21 +369,28 @@ async fn admit_published(
     if let Some(refused) = admission.refused_from_memory() {
         return Err(without_rate_headers(refused));
     }
-    let counted = admission
-        .count()
-        .await
-        .map_err(IntoResponse::into_response)?;
-    admission
-        .settle(
-            &counted,
-            owner.company.per_second_limit(),
-            owner.company.daily_limit(),
-        )
-        .await
-        .map_err(without_rate_headers)?;
+    let (per_second, daily) = (
+        owner.company.per_second_limit(),
+        owner.company.daily_limit(),
+    );
+    let counting = async {
+        let counted = admission
+            .count()
+            .await
+            .map_err(IntoResponse::into_response)?;
+        admission
+            .settle(&counted, per_second, daily)
+            .await
+            .map(|_| ())
+            .map_err(without_rate_headers)
+    };
     parts.extensions.extend(owner.extensions);
     let req = Request::from_parts(parts, body);
-    Ok(next.run(req).await)
+    // A published link's handler only reads (like a speculative route): it runs while the
+    // request is counted, and its answer is thrown away when the count refuses it.
+    let (admitted, response) = tokio::join!(counting, next.run(req));
+    admitted?;
+    Ok(response)
 }
 
 /// Takes the `X-RateLimit-*` headers off a response.
