@@ -60,19 +60,55 @@ async fn favorites(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> 
 
 /// The dashboard as the API shows it: its widgets carry their Klips' stored values
 /// (`full` inlines each Klip).
-pub async fn render(
+/// The Klips this instance last saw on each dashboard, so the next read can fetch them
+/// together with the dashboard (one round trip instead of two). Only which Klips is
+/// guessed: their contents always come from the read itself, and a Klip the dashboard has
+/// now that the guess lacked is fetched after.
+fn remembered() -> &'static std::sync::Mutex<HashMap<(String, String), Vec<String>>> {
+    static KLIPS_OF: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, String), Vec<String>>>> =
+        std::sync::OnceLock::new();
+    KLIPS_OF.get_or_init(Default::default)
+}
+
+/// The Klips this instance saw on the dashboard last time (none when it never did).
+pub fn remembered_klips(company: &str, dashboard: &str) -> Vec<String> {
+    remembered()
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&(company.to_owned(), dashboard.to_owned())).cloned())
+        .unwrap_or_default()
+}
+
+fn remember_klips(dashboard: &Dashboard) {
+    if let Ok(mut m) = remembered().lock() {
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(
+            (dashboard.meta.company_id.clone(), dashboard.meta.id.clone()),
+            dashboard
+                .klip_instances
+                .iter()
+                .map(|i| i.klip_id.clone())
+                .collect(),
+        );
+    }
+}
+
+/// Reads Klips of a company by id, in one consistent BatchGetItem.
+pub async fn read_klips(
     state: &AppState,
-    dashboard: &Dashboard,
-    is_favorite: Option<bool>,
-    full: Option<&Caller>,
-) -> ApiResult<Value> {
-    // Only the dashboard's own Klips, in one consistent BatchGetItem (not the company's all).
-    let wanted: Vec<platform::store::Key> = dashboard
-        .klip_instances
+    company: &str,
+    ids: &[String],
+) -> ApiResult<HashMap<String, Klip>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let wanted: Vec<platform::store::Key> = ids
         .iter()
-        .map(|i| keys::asset(Kind::Klip, &dashboard.meta.company_id, &i.klip_id))
+        .map(|id| keys::asset(Kind::Klip, company, id))
         .collect();
-    let klips: HashMap<String, Klip> = state
+    Ok(state
         .store
         .get_many(&wanted)
         .await?
@@ -82,7 +118,37 @@ pub async fn render(
         .collect::<ApiResult<Vec<_>>>()?
         .into_iter()
         .map(|k| (k.meta.id.clone(), k))
+        .collect())
+}
+
+pub async fn render(
+    state: &AppState,
+    dashboard: &Dashboard,
+    is_favorite: Option<bool>,
+    full: Option<&Caller>,
+) -> ApiResult<Value> {
+    render_with(state, dashboard, is_favorite, full, HashMap::new()).await
+}
+
+/// [`render`] with Klips already read alongside the dashboard (`prefetched`, read by the
+/// ids this instance remembered); the dashboard's other Klips are read now, and only the
+/// dashboard's own Klips are shown.
+pub async fn render_with(
+    state: &AppState,
+    dashboard: &Dashboard,
+    is_favorite: Option<bool>,
+    full: Option<&Caller>,
+    prefetched: HashMap<String, Klip>,
+) -> ApiResult<Value> {
+    let missing: Vec<String> = dashboard
+        .klip_instances
+        .iter()
+        .map(|i| i.klip_id.clone())
+        .filter(|id| !prefetched.contains_key(id))
         .collect();
+    let mut klips = prefetched;
+    klips.extend(read_klips(state, &dashboard.meta.company_id, &missing).await?);
+    remember_klips(dashboard);
     let mut instances = dashboard.klip_instances.clone();
     instances.sort_by(|a, b| (a.region.as_str(), a.position).cmp(&(b.region.as_str(), b.position)));
     let widgets = instances
@@ -177,19 +243,27 @@ pub async fn show(
     };
     // Addressed by id, the dashboard and the caller's favorite mark are read at once; by
     // slug, the mark needs the id first.
-    let (dashboard, favorite): (Dashboard, bool) = if domain::ids::is_id(&id) {
-        let (dashboard, favorite) = tokio::try_join!(find(&state, &caller, &id), favorite_of(&id))?;
-        (dashboard, favorite.is_some())
+    // Addressed by id, the dashboard, the caller's favorite mark and the Klips this
+    // instance saw on it last time are read at once.
+    let (dashboard, favorite, prefetched): (Dashboard, bool, _) = if domain::ids::is_id(&id) {
+        let guess = remembered_klips(caller.company_id(), &id);
+        let (dashboard, favorite, prefetched) = tokio::try_join!(
+            find(&state, &caller, &id),
+            favorite_of(&id),
+            read_klips(&state, caller.company_id(), &guess)
+        )?;
+        (dashboard, favorite.is_some(), prefetched)
     } else {
         let dashboard: Dashboard = find(&state, &caller, &id).await?;
         let favorite = favorite_of(&dashboard.meta.id).await?.is_some();
-        (dashboard, favorite)
+        (dashboard, favorite, HashMap::new())
     };
-    let body = render(
+    let body = render_with(
         &state,
         &dashboard,
         Some(favorite),
         params.flag("full")?.then_some(&caller),
+        prefetched,
     )
     .await?;
     Ok(ok_with_etag(&headers, dashboard.meta.version, body))

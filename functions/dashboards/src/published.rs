@@ -2,7 +2,6 @@
 //! the owner company's limits, until it expires or is revoked. Needs the company's
 //! `public_dashboards` feature.
 
-use crate::dashboards::render;
 use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -20,6 +19,7 @@ use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::HashMap;
 
 /// A deleted dashboard's links stop answering at once.
 pub struct Unpublish;
@@ -166,9 +166,10 @@ pub async fn revoke(
     Ok(envelope::deleted())
 }
 
-/// The dashboard a published link shows, as the admission pipeline's resolver read it.
+/// The dashboard a published link shows, as the admission pipeline's resolver read it, with
+/// the Klips read alongside it (those this instance saw on it last time).
 #[derive(Clone)]
-pub struct PublishedDashboard(Dashboard);
+pub struct PublishedDashboard(Dashboard, HashMap<String, domain::records::Klip>);
 
 /// Resolves a published link's token for the admission pipeline: the owner company (whose
 /// limits the request counts against) and the dashboard, read together; 404 once revoked or
@@ -196,7 +197,8 @@ pub fn resolve<'a>(
         {
             return Err(not_found());
         }
-        let (company, dashboard) = tokio::try_join!(
+        let guess = crate::dashboards::remembered_klips(&record.company_id, &record.dashboard_id);
+        let (company, dashboard, prefetched) = tokio::try_join!(
             state
                 .store
                 .get::<Company>(keys::company(&record.company_id)),
@@ -205,6 +207,7 @@ pub fn resolve<'a>(
                 &record.company_id,
                 &record.dashboard_id
             )),
+            crate::dashboards::read_klips(state, &record.company_id, &guess),
         )?;
         let (Some(company), Some(dashboard)) = (company, dashboard) else {
             return Err(not_found());
@@ -215,7 +218,7 @@ pub fn resolve<'a>(
             return Err(not_found());
         }
         let mut extensions = http::Extensions::new();
-        extensions.insert(PublishedDashboard(dashboard));
+        extensions.insert(PublishedDashboard(dashboard, prefetched));
         Ok(LinkOwner {
             company,
             extensions,
@@ -228,9 +231,10 @@ pub fn resolve<'a>(
 pub async fn show_public(
     State(state): State<AppState>,
     _: NoParams,
-    Extension(PublishedDashboard(dashboard)): Extension<PublishedDashboard>,
+    Extension(PublishedDashboard(dashboard, prefetched)): Extension<PublishedDashboard>,
 ) -> ApiResult<Response> {
-    let mut body = render(&state, &dashboard, None, None).await?;
+    let mut body =
+        crate::dashboards::render_with(&state, &dashboard, None, None, prefetched).await?;
     if let Some(obj) = body.as_object_mut() {
         // What a visitor needs, not who built it or how it is shared.
         for private in ["share_rights", "published_links", "created_by"] {
