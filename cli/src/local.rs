@@ -19,6 +19,40 @@ pub struct LocalStack {
     dir: PathBuf,
 }
 
+/// What a running `serve --local` writes to `.pulseboard/stack.json`: where its servers
+/// are, and which process owns the data directory.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct StackFile {
+    pub pid: u32,
+    pub dynamodb: String,
+    pub s3: String,
+}
+
+const STACK_FILE: &str = "stack.json";
+
+/// Whether a process with this id is alive (Linux: its /proc entry).
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The running local stack's file, if a live `serve --local` wrote it.
+pub fn running_stack() -> Option<StackFile> {
+    let text = std::fs::read_to_string(Path::new(DATA_DIR).join(STACK_FILE)).ok()?;
+    let stack: StackFile = serde_json::from_str(&text).ok()?;
+    alive(stack.pid).then_some(stack)
+}
+
+/// Points this process's AWS SDK at a local stack (`bootstrap --local`).
+pub fn use_stack(stack: &StackFile) {
+    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
+    std::env::set_var("AWS_ENDPOINT_URL_S3", &stack.s3);
+    std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    if std::env::var_os("AWS_REGION").is_none() {
+        std::env::set_var("AWS_REGION", "us-east-1");
+    }
+}
+
 fn cache_dir() -> PathBuf {
     std::env::var_os("PULSEBOARD_CACHE")
         .map(PathBuf::from)
@@ -102,6 +136,13 @@ impl LocalStack {
     /// Starts both servers on free ports with data kept under `.pulseboard/`, and points this
     /// process's AWS SDK at them.
     pub async fn start() -> Result<Self, String> {
+        // Two DynamoDB Locals on one directory corrupt it: one stack per directory.
+        if let Some(other) = running_stack() {
+            return Err(format!(
+                "a local stack already runs on {DATA_DIR}/ (pulseboard process {}, DynamoDB Local at {}); stop it first, or use it: pulseboard bootstrap --local ...",
+                other.pid, other.dynamodb
+            ));
+        }
         for sub in ["dynamodb", "s3"] {
             std::fs::create_dir_all(Path::new(DATA_DIR).join(sub))
                 .map_err(|e| format!("creating {DATA_DIR}/{sub}: {e}"))?;
@@ -158,16 +199,15 @@ impl LocalStack {
         .await?;
         wait_ready("s3s-fs", s3_port, &mut s3, &dir.join("s3.err.log")).await?;
         // SAFETY of intent: set before any SDK client exists, on the main task.
-        std::env::set_var(
-            "AWS_ENDPOINT_URL_DYNAMODB",
-            format!("http://127.0.0.1:{dynamo_port}"),
-        );
-        std::env::set_var("AWS_ENDPOINT_URL_S3", format!("http://127.0.0.1:{s3_port}"));
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-        if std::env::var_os("AWS_REGION").is_none() {
-            std::env::set_var("AWS_REGION", "us-east-1");
-        }
+        let stack = StackFile {
+            pid: std::process::id(),
+            dynamodb: format!("http://127.0.0.1:{dynamo_port}"),
+            s3: format!("http://127.0.0.1:{s3_port}"),
+        };
+        use_stack(&stack);
+        let text = serde_json::to_string_pretty(&stack).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(STACK_FILE), text)
+            .map_err(|e| format!("writing {DATA_DIR}/{STACK_FILE}: {e}"))?;
         eprintln!("DynamoDB Local on 127.0.0.1:{dynamo_port}, s3s-fs on 127.0.0.1:{s3_port}, data in {DATA_DIR}/");
         Ok(LocalStack { dynamodb, s3, dir })
     }
@@ -211,6 +251,7 @@ impl LocalStack {
         for child in [&mut self.dynamodb, &mut self.s3] {
             let _ = child.kill().await;
         }
+        let _ = std::fs::remove_file(self.dir.join(STACK_FILE));
     }
 }
 

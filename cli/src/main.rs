@@ -49,6 +49,14 @@ enum Command {
         /// Print {"company_id","user_id","email","api_key"}.
         #[arg(long)]
         json: bool,
+        /// Use the local stack a running `pulseboard serve --local` started (found through
+        /// .pulseboard/stack.json) instead of the AWS SDK's environment.
+        #[arg(long)]
+        local: bool,
+        /// Create the table and bucket when they are missing. Without it, bootstrap creates
+        /// nothing against real AWS (deploy with sam); a local endpoint is always set up.
+        #[arg(long)]
+        create_storage: bool,
     },
     /// Create the table and bucket exactly as template.yaml defines them.
     CreateTable,
@@ -123,9 +131,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             daily_limit,
             per_second_limit,
             json,
+            local,
+            create_storage,
         } => {
+            if local {
+                let stack = local::running_stack().ok_or(
+                    "no local stack is running here: start one with `make run` (pulseboard serve --local) in this directory",
+                )?;
+                local::use_stack(&stack);
+            }
             let state = AppState::from_env().await?;
-            ensure_storage(&state).await?;
+            let local_endpoint = std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some();
+            if local_endpoint || create_storage {
+                ensure_storage(&state).await?;
+            } else if !state.store.table_exists().await? {
+                return Err(format!(
+                    "table {} does not exist in this AWS account and region; deploy the stack (sam deploy), pass --local to use `make run`'s local stack, or --create-storage to create it here",
+                    state.store.table()
+                ));
+            }
             let made = bootstrap(
                 &state,
                 NewCompany {

@@ -593,6 +593,26 @@ impl Store {
 
     /// The ARN of the table's stream (what an event source mapping reads; `pulseboard
     /// serve` reads it itself).
+    /// Whether the table exists (a missing table is `false`, any other failure an error).
+    pub async fn table_exists(&self) -> Result<bool, String> {
+        match self
+            .db
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(format!("DescribeTable: {}", short_error(&e))),
+        }
+    }
+
     pub async fn stream_arn(&self) -> Result<Option<String>, ApiError> {
         let out = self
             .db
