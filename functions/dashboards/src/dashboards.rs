@@ -64,9 +64,10 @@ async fn favorites(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> 
 /// together with the dashboard (one round trip instead of two). Only which Klips is
 /// guessed: their contents always come from the read itself, and a Klip the dashboard has
 /// now that the guess lacked is fetched after.
-fn remembered() -> &'static std::sync::Mutex<HashMap<(String, String), Vec<String>>> {
-    static KLIPS_OF: std::sync::OnceLock<std::sync::Mutex<HashMap<(String, String), Vec<String>>>> =
-        std::sync::OnceLock::new();
+type KlipsOf = std::sync::Mutex<HashMap<(String, String), Vec<String>>>;
+
+fn remembered() -> &'static KlipsOf {
+    static KLIPS_OF: std::sync::OnceLock<KlipsOf> = std::sync::OnceLock::new();
     KLIPS_OF.get_or_init(Default::default)
 }
 
