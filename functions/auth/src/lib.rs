@@ -2,6 +2,7 @@
 //! logout, verify, profile, usage, API keys and `users/{id}/api-key`.
 
 mod keys;
+mod openapi;
 mod session;
 
 use axum::Router;
@@ -16,6 +17,7 @@ pub const FUNCTION: Function = Function {
 /// Every route of this function, each declared once.
 pub fn routes() -> Vec<Route> {
     vec![
+        route(GET, "/openapi.json", openapi::show, Access::public()),
         route(POST, "/auth/login", session::login, Access::public()),
         route(POST, "/auth/refresh", session::refresh, Access::public()),
         route(POST, "/auth/logout", session::logout, Access::public()),

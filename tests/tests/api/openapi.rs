@@ -57,3 +57,27 @@ fn the_openapi_spec_documents_exactly_the_routes_the_code_serves() {
     let extra: Vec<_> = documented.difference(&served).collect();
     assert!(extra.is_empty(), "documented but not served: {extra:?}");
 }
+
+#[tokio::test]
+async fn the_api_serves_its_openapi_document_without_credentials() {
+    let app = pulseboard_tests::TestApp::spawn().await;
+    for prefix in ["/api/v1", "/api/1.0"] {
+        let r = app
+            .http
+            .get(format!(
+                "{}{prefix}/openapi.json",
+                app.url("").trim_end_matches("/api/v1")
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert!(r.headers().get("x-ratelimit-limit").is_none());
+        let doc: serde_json::Value = r.json().await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.yaml");
+        let spec: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(doc, spec, "the served document is docs/openapi.yaml");
+    }
+}
