@@ -167,9 +167,14 @@ pub async fn revoke(
 }
 
 /// The dashboard a published link shows, as the admission pipeline's resolver read it, with
-/// the Klips read alongside it (those this instance saw on it last time).
+/// the Klips read alongside it (those this instance saw on it last time) and the owner's
+/// time zone.
 #[derive(Clone)]
-pub struct PublishedDashboard(Dashboard, HashMap<String, domain::records::Klip>);
+pub struct PublishedDashboard(
+    Dashboard,
+    HashMap<String, domain::records::Klip>,
+    Option<String>,
+);
 
 /// Resolves a published link's token for the admission pipeline: the owner company (whose
 /// limits the request counts against) and the dashboard, read together; 404 once revoked or
@@ -218,7 +223,8 @@ pub fn resolve<'a>(
             return Err(not_found());
         }
         let mut extensions = http::Extensions::new();
-        extensions.insert(PublishedDashboard(dashboard, prefetched));
+        let zone = company.timezone.clone();
+        extensions.insert(PublishedDashboard(dashboard, prefetched, zone));
         Ok(LinkOwner {
             company,
             extensions,
@@ -227,12 +233,21 @@ pub fn resolve<'a>(
 }
 
 /// `GET /public/dashboards/{token}`: no credentials; admission resolved the link and counted
-/// the request against the owner's limits.
+/// the request against the owner's limits. A browser (`Accept: text/html`) gets the
+/// dashboard as one self-contained page; API clients get JSON.
 pub async fn show_public(
     State(state): State<AppState>,
     _: NoParams,
-    Extension(PublishedDashboard(dashboard, prefetched)): Extension<PublishedDashboard>,
+    headers: axum::http::HeaderMap,
+    Extension(PublishedDashboard(dashboard, prefetched, zone)): Extension<PublishedDashboard>,
 ) -> ApiResult<Response> {
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html {
+        return page(&state, &dashboard, prefetched, zone.as_deref()).await;
+    }
     let mut body =
         crate::dashboards::render_with(&state, &dashboard, None, None, prefetched).await?;
     if let Some(obj) = body.as_object_mut() {
@@ -242,4 +257,62 @@ pub async fn show_public(
         }
     }
     Ok(envelope::ok(body))
+}
+
+/// What a published page may load: nothing but its own inline styles (its charts are
+/// inline SVG), and it may not be framed.
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The published dashboard as one page: each widget's Klip with its stored value, change,
+/// status, chart and what the analysis finds in it (the report renderer's page).
+async fn page(
+    state: &AppState,
+    dashboard: &Dashboard,
+    prefetched: HashMap<String, domain::records::Klip>,
+    zone: Option<&str>,
+) -> ApiResult<Response> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let mut instances = dashboard.klip_instances.clone();
+    instances.sort_by(|a, b| (a.region.as_str(), a.position).cmp(&(b.region.as_str(), b.position)));
+    let missing: Vec<String> = instances
+        .iter()
+        .map(|i| i.klip_id.clone())
+        .filter(|id| !prefetched.contains_key(id))
+        .collect();
+    let mut klips = prefetched;
+    klips.extend(crate::dashboards::read_klips(state, &dashboard.meta.company_id, &missing).await?);
+    let computed: Vec<domain::document::Computed> = instances
+        .iter()
+        .filter_map(|i| klips.get(&i.klip_id))
+        .filter_map(|klip| {
+            klip.value.clone().map(|value| domain::document::Computed {
+                klip: klip.clone(),
+                value,
+                previous_groups: Vec::new(),
+                previous_year: None,
+            })
+        })
+        .collect();
+    let cover = domain::document::Cover {
+        report_id: &dashboard.meta.id,
+        title: &dashboard.meta.name,
+        description: dashboard.meta.description.as_deref(),
+        window: None,
+    };
+    let tz = domain::data::timezone(zone);
+    let document = domain::document::build(&cover, &computed, tz, state.clock.now());
+    let html = domain::document::render(&document, domain::ReportFormat::Html)
+        .ok_or_else(|| ApiError::internal("the page could not be written"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        html,
+    )
+        .into_response())
 }

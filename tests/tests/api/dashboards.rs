@@ -649,3 +649,108 @@ async fn same_klip_twice(app: &TestApp, id: &str, klip: &Value) -> Vec<Value> {
     let (_, twice) = json(app.get(&format!("/dashboards/{id}")).await).await;
     twice["data"]["klip_instances"].as_array().unwrap().clone()
 }
+
+#[tokio::test]
+async fn a_browser_opening_a_published_link_gets_the_dashboard_as_one_safe_page() {
+    let app = TestApp::spawn().await;
+    let ds = created(
+        &app,
+        "/datasources",
+        json!({"name": "Sales", "format": "csv"}),
+    )
+    .await;
+    let ds_id = ds["id"].as_str().unwrap().to_owned();
+    let r = app
+        .http
+        .put(app.url(&format!("/datasources/{ds_id}/data")))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body(sales_csv())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let line = created(&app, "/klips", json!({"name": "Daily <sales>", "type": "line", "datasource_id": ds_id,
+        "query": {"value": "amount", "time_column": "date", "time_bucket": "day", "range": "last_7_days"},
+        "display": {"target": 500}})).await;
+    let bars = created(
+        &app,
+        "/klips",
+        json!({"name": "By region", "type": "bar", "datasource_id": ds_id,
+        "query": {"value": "amount", "group_by": "region"}}),
+    )
+    .await;
+    let dash = created(&app, "/dashboards", json!({"name": "Sales board"})).await;
+    let id = dash["id"].as_str().unwrap().to_owned();
+    let (status, _) = json(
+        app.call(
+            "PUT",
+            &format!("/dashboards/{id}/klip-instances"),
+            app.key(),
+            Some(json!({"klips": [
+                {"klip_id": line["id"], "region": "main", "position": 0},
+                {"klip_id": bars["id"], "region": "main", "position": 1}]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, link) = json(
+        app.call(
+            "POST",
+            &format!("/dashboards/{id}/published-links"),
+            app.key(),
+            Some(json!({})),
+        )
+        .await,
+    )
+    .await;
+    let token = link["data"]["token"].as_str().unwrap().to_owned();
+    let r = app
+        .http
+        .get(app.url(&format!("/public/dashboards/{token}")))
+        .header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(r.headers().get("x-ratelimit-remaining").is_none());
+    let html = r.text().await.unwrap();
+    // `scripts/report-images.sh` screenshots it.
+    if let Ok(dir) = std::env::var("PULSEBOARD_REPORT_DIR") {
+        std::fs::write(std::path::Path::new(&dir).join("published.html"), &html).unwrap();
+    }
+    assert!(html.contains("<h1>Sales board</h1>"), "{html}");
+    // Names are escaped; both widgets are there in order, with a chart each.
+    let (first, second) = (
+        html.find("Daily &lt;sales&gt;").expect("the line Klip"),
+        html.find("By region").expect("the bar Klip"),
+    );
+    assert!(first < second);
+    assert!(html.matches("<svg").count() >= 2, "{html}");
+    assert!(
+        html.contains("EMEA") && html.contains("target 500"),
+        "{html}"
+    );
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+    // An API client still gets JSON.
+    let r = app
+        .http
+        .get(app.url(&format!("/public/dashboards/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/json");
+}
