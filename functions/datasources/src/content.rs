@@ -99,8 +99,8 @@ pub async fn replace(
 
 /// `POST {id}/data`: appends rows with the same columns (and column types).
 ///
-/// To data that has rows, an append is one new segment (the body and its rows, written to
-/// S3) committed by one conditional update of the item: appends commute, so concurrent ones
+/// To data that has rows, an append is one new segment (the body as sent, one S3 object)
+/// committed by one conditional update of the item: appends commute, so concurrent ones
 /// all succeed and none answers 409; only `If-Match` can refuse one (412). The Klips that
 /// use the source are recomputed by the worker, on the item's change in the table's stream.
 /// The first rows of a source are committed as a whole copy, like a replace.
@@ -156,16 +156,12 @@ pub async fn append(
             // Replaced or re-ended meanwhile: append to what is there now.
             AppendRefused::Moved => {
                 ds = lookup(&state, &caller, &id).await?;
-                let still = usable(&ds)
-                    .and_then(|_| check_appendable(&ds, &new))
-                    .and_then(|_| match ds.row_count {
-                        0 => Err(ApiError::Conflict(
-                            "the data was replaced by an empty file meanwhile; send the rows again"
-                                .into(),
-                        )),
-                        _ => Ok(()),
-                    });
-                match still {
+                if ds.row_count == 0 || ds.data_id.is_none() {
+                    // Replaced by a file without rows meanwhile: these are its first rows.
+                    stored::discard_segments(&state, &ds, std::slice::from_ref(&segment.id)).await;
+                    return append_first_rows(&state, &caller, &headers, ds, &body, &id).await;
+                }
+                match usable(&ds).and_then(|_| check_appendable(&ds, &new)) {
                     Ok(()) => continue,
                     Err(e) => Err(e),
                 }
