@@ -12,7 +12,7 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
-use platform::store::{keys, Key};
+use platform::store::keys;
 use platform::{ApiError, ApiResult, AppState, FieldError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,14 +27,10 @@ pub struct DashboardBody {
     layout: Option<Layout>,
 }
 
-fn favorite_key(company: &str, user: &str, dashboard: &str) -> Key {
-    Key::new(keys::company_pk(company), format!("FAV#{user}#{dashboard}"))
-}
-
 async fn is_favorite(state: &AppState, caller: &Caller, dashboard: &str) -> ApiResult<bool> {
     Ok(state
         .store
-        .get::<Value>(favorite_key(
+        .get::<Value>(keys::favorite(
             caller.company_id(),
             caller.user_id(),
             dashboard,
@@ -49,7 +45,7 @@ async fn favorites(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> 
         .store
         .query_prefix(
             &keys::company_pk(caller.company_id()),
-            &format!("FAV#{}#", caller.user_id()),
+            &keys::favorites_prefix(caller.user_id()),
         )
         .await?;
     Ok(marks
@@ -236,7 +232,7 @@ pub async fn show(
 ) -> ApiResult<Response> {
     params.only(&["full"])?;
     let favorite_of = |dashboard_id: &str| {
-        state.store.get::<Value>(favorite_key(
+        state.store.get::<Value>(keys::favorite(
             caller.company_id(),
             caller.user_id(),
             dashboard_id,
@@ -553,7 +549,7 @@ pub async fn favorite(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    let key = favorite_key(caller.company_id(), caller.user_id(), &dashboard.meta.id);
+    let key = keys::favorite(caller.company_id(), caller.user_id(), &dashboard.meta.id);
     state
         .store
         .put(
@@ -575,7 +571,7 @@ pub async fn unfavorite(
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     state
         .store
-        .delete(&favorite_key(
+        .delete(&keys::favorite(
             caller.company_id(),
             caller.user_id(),
             &dashboard.meta.id,

@@ -110,6 +110,18 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
 
 /// A run nobody can claim: if it is running with an ended lease and no attempts left, it
 /// is failed (so no run stays `running`); otherwise it is done or another worker has it.
+/// Whether a job's worker died for the last time: still running, its lease over, and no
+/// attempt left (then the job is failed rather than claimed again).
+pub(crate) fn worker_died(
+    status: RunStatus,
+    lease_until: Option<&str>,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> bool {
+    let lease_ended = lease_until.is_some_and(|l| l < rfc3339(now).as_str());
+    status == RunStatus::Running && lease_ended && attempt >= MAX_ATTEMPTS
+}
+
 async fn abandon_if_dead(
     state: &AppState,
     company: &str,
@@ -122,11 +134,7 @@ async fn abandon_if_dead(
         Ok(None) => return Outcome::Done,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    let lease_ended = run
-        .lease_until
-        .as_deref()
-        .is_some_and(|l| l < rfc3339(now).as_str());
-    if run.status == RunStatus::Running && lease_ended && run.attempt >= MAX_ATTEMPTS {
+    if worker_died(run.status, run.lease_until.as_deref(), run.attempt, now) {
         let error = format!(
             "the report could not be generated in {} attempts (the worker stopped before finishing)",
             run.attempt

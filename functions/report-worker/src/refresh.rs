@@ -121,11 +121,7 @@ async fn abandon_if_dead(
         Ok(None) => return Outcome::Done,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    let ended = job
-        .lease_until
-        .as_deref()
-        .is_some_and(|l| l < rfc3339(now).as_str());
-    if job.status == RunStatus::Running && ended && job.attempt >= MAX_ATTEMPTS {
+    if crate::generate::worker_died(job.status, job.lease_until.as_deref(), job.attempt, now) {
         let error = "the refresh did not finish in its attempts (the worker stopped)";
         if let Ok(true) = refreshes.abandon(&job, error, &rfc3339(now)).await {
             let mut failed = job.clone();

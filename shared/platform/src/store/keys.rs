@@ -54,7 +54,14 @@ pub fn slug(kind: domain::asset::Kind, company: &str, slug: &str) -> Key {
     Key::new(company_pk(company), format!("SLUG#{}{slug}", kind.prefix()))
 }
 pub fn favorite(company: &str, user: &str, dashboard: &str) -> Key {
-    Key::new(company_pk(company), format!("FAV#{user}#{dashboard}"))
+    Key::new(
+        company_pk(company),
+        format!("{}{dashboard}", favorites_prefix(user)),
+    )
+}
+/// The sort-key prefix of a user's favorite marks (under the company's partition).
+pub fn favorites_prefix(user: &str) -> String {
+    format!("FAV#{user}#")
 }
 /// The times of an email's recent failed logins (a rolling window).
 pub fn login_failures(email: &str) -> Key {
