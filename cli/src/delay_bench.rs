@@ -6,9 +6,9 @@
 //! delay, with the database and S3 calls each request made. At 20 ms the ratio is about the
 //! number of round trips in sequence. The figures go to `target/bench/round-trips.json` too.
 
+use crate::bench_support::{self, percentile};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use platform::bootstrap::{bootstrap, NewCompany};
 use platform::AppState;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,12 +91,6 @@ async fn start_proxy(upstream: &str) -> Result<(Arc<Proxy>, String), String> {
     Ok((proxy, base))
 }
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples.get(index).copied().unwrap_or_default()
-}
-
 /// One request the bench makes: how to send it (round `i`), and the status it must get.
 struct Case {
     name: &'static str,
@@ -148,29 +142,8 @@ pub async fn run() -> Result<(), String> {
     std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb);
     std::env::set_var("AWS_ENDPOINT_URL_S3", &s3);
     let state = state?;
-    state.store.create_table().await?;
-    let made = bootstrap(
-        &state,
-        NewCompany {
-            company: "Round trips".into(),
-            email: format!("trips-{}@bench.pulseboard.local", domain::ids::new_id()),
-            password: "bench-password-1".into(),
-            plan: "enterprise".into(),
-            daily_limit: Some(1_000_000_000),
-            per_second_limit: Some(1_000_000),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let app = pulseboard_cli::all_routes(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let made = bench_support::company(&state, "Round trips").await?;
+    let base = bench_support::serve_here(&state).await?;
     let api = Api {
         http: reqwest::Client::new(),
         base,
@@ -258,7 +231,7 @@ pub async fn run() -> Result<(), String> {
         .to_owned();
     let login = |http: &reqwest::Client, base: &str| {
         http.post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": made.email, "password": "bench-password-1"}))
+            .json(&json!({"email": made.email, "password": bench_support::PASSWORD}))
     };
     let session: Value = login(&api.http, &api.base)
         .send()
@@ -404,7 +377,7 @@ pub async fn run() -> Result<(), String> {
                 let email = made.email.clone();
                 Box::new(move |_| {
                     http.post(format!("{base}/api/v1/auth/login"))
-                        .json(&json!({"email": email, "password": "bench-password-1"}))
+                        .json(&json!({"email": email, "password": bench_support::PASSWORD}))
                 })
             },
         },

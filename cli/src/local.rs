@@ -255,43 +255,16 @@ impl LocalStack {
     }
 }
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples.get(index).copied().unwrap_or_default()
-}
-
 /// `make bench`: p50/p99 of authenticated, rate-limited reads over HTTP against the p50 of
 /// one DynamoDB `GetItem` measured in the same run, printed as ratios.
 pub async fn bench(requests: usize) -> Result<(), String> {
     let state = AppState::from_env().await?;
-    state.store.create_table().await?;
-    let made = bootstrap(
-        &state,
-        NewCompany {
-            company: "Bench".into(),
-            email: format!("bench-{}@bench.pulseboard.local", domain::ids::new_id()),
-            password: "bench-password-1".into(),
-            plan: "enterprise".into(),
-            daily_limit: Some(1_000_000_000),
-            per_second_limit: Some(1_000_000),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let app = pulseboard_cli::all_routes(state.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let made = crate::bench_support::company(&state, "Bench").await?;
+    let base = crate::bench_support::serve_here(&state).await?;
     let http = reqwest::Client::new();
     let login: serde_json::Value = http
         .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"email": made.email, "password": "bench-password-1"}))
+        .json(&serde_json::json!({"email": made.email, "password": crate::bench_support::PASSWORD}))
         .send()
         .await
         .map_err(|e| e.to_string())?
@@ -389,7 +362,7 @@ pub async fn bench(requests: usize) -> Result<(), String> {
             three_parallel.push(parallel);
         }
     }
-    let base50 = percentile(&mut baseline, 0.5);
+    let base50 = crate::bench_support::percentile(&mut baseline, 0.5);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "requests per series: {requests} (after 20 warm-up rounds), DynamoDB at {}",
@@ -404,7 +377,7 @@ pub async fn bench(requests: usize) -> Result<(), String> {
         ("HTTP only (unrouted 404, no database)", &mut http_only),
         ("3 concurrent GetItems (parallelism)", &mut three_parallel),
     ] {
-        let p50 = percentile(samples, 0.5);
+        let p50 = crate::bench_support::percentile(samples, 0.5);
         println!(
             "reference {name:38} p50 {:7.3} ms   {:.2}x",
             ms(p50),
@@ -412,8 +385,8 @@ pub async fn bench(requests: usize) -> Result<(), String> {
         );
     }
     for (name, samples) in [("API key", &mut with_key), ("JWT", &mut with_jwt)] {
-        let p50 = percentile(samples, 0.5);
-        let p99 = percentile(samples, 0.99);
+        let p50 = crate::bench_support::percentile(samples, 0.5);
+        let p99 = crate::bench_support::percentile(samples, 0.99);
         println!(
             "GET /api-keys/{{id}} with {name:8} over HTTP p50 {:7.3} ms   {:.2}x   (p99 {:.3} ms, {:.2}x)",
             ms(p50),

@@ -2,6 +2,7 @@
 //! stream and the scheduler's tick delivered to the report worker (as Lambda does), an
 //! embedded DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table`.
 
+mod bench_support;
 mod delay_bench;
 mod local;
 mod push_bench;

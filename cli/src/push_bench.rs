@@ -6,7 +6,7 @@
 //! there, once), the delay from an acknowledged append to the Klip value that includes it,
 //! and the server's peak RSS (API and worker in one process).
 
-use platform::bootstrap::{bootstrap, NewCompany};
+use crate::bench_support::percentile;
 use platform::AppState;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,12 +15,6 @@ use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 16;
 const APPEND_ROWS: usize = 20;
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples.get(index).copied().unwrap_or_default()
-}
 
 /// A process's peak resident set (VmHWM), in MiB; 0 where /proc is missing.
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -275,20 +269,7 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
 /// The push part of `make bench`: `seconds` of load per source size.
 pub async fn run(seconds: u64) -> Result<(), String> {
     let state = AppState::from_env().await?;
-    state.store.create_table().await?;
-    let made = bootstrap(
-        &state,
-        NewCompany {
-            company: "Push bench".into(),
-            email: format!("push-{}@bench.pulseboard.local", domain::ids::new_id()),
-            password: "bench-password-1".into(),
-            plan: "enterprise".into(),
-            daily_limit: Some(1_000_000_000),
-            per_second_limit: Some(1_000_000),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let made = crate::bench_support::company(&state, "Push bench").await?;
     // The server under test: this binary's `serve`, on a free port, with this environment.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

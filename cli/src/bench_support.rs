@@ -1,0 +1,49 @@
+//! What the parts of `make bench` share: percentiles, a company with limits no bench
+//! reaches, and the API served in this process.
+
+use platform::bootstrap::{bootstrap, Bootstrapped, NewCompany};
+use platform::AppState;
+use std::time::Duration;
+
+/// The password of every bench company's admin.
+pub const PASSWORD: &str = "bench-password-1";
+
+/// The `p` quantile (0..=1) of `samples` (sorted in place); zero when there are none.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(index).copied().unwrap_or_default()
+}
+
+/// Creates the table if needed and a company named `name` whose limits no bench reaches.
+pub async fn company(state: &AppState, name: &str) -> Result<Bootstrapped, String> {
+    state.store.create_table().await?;
+    bootstrap(
+        state,
+        NewCompany {
+            company: name.into(),
+            email: format!("bench-{}@bench.pulseboard.local", domain::ids::new_id()),
+            password: PASSWORD.into(),
+            plan: "enterprise".into(),
+            daily_limit: Some(1_000_000_000),
+            per_second_limit: Some(1_000_000),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Serves every function's routes in this process on a free loopback port; answers the
+/// base URL.
+pub async fn serve_here(state: &AppState) -> Result<String, String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let base = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let app = pulseboard_cli::all_routes(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
