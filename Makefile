@@ -1,4 +1,4 @@
-# Pulseboard developer entry points. Local tools (Java, DynamoDB Local, s3s-fs, and for
+# Pulseboard developer entry points. Local tools (Java, DynamoDB Local, and for
 # `template` a Python venv with cfn-lint/sam/cargo-lambda) are installed on demand by
 # scripts/tools.sh into $PULSEBOARD_CACHE (default ~/.cache/pulseboard), outside the clone.
 # See docs/TOOLING.md.
@@ -35,7 +35,7 @@ test:
 	scripts/local-stack.sh cargo test --workspace --all-targets $(TEST_ARGS)
 
 bench:
-	scripts/local-stack.sh cargo run --release -p pulseboard-cli --bin pulseboard -- bench $(BENCH_ARGS)
+	STACK_PROFILE=release scripts/local-stack.sh cargo run --release -p pulseboard-cli --bin pulseboard -- bench $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all --check

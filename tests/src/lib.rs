@@ -100,9 +100,11 @@ pub async fn test_state_with(
     AppState::new(config, store, clock)
 }
 
-/// Serves `router` on a free loopback port; answers its base URL.
+/// Serves `router` on a free loopback port, as `pulseboard serve` does; answers its base URL.
 pub async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = pulseboard_cli::listener::JsonErrorListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     base

@@ -7,7 +7,9 @@
 //!    within [`GRACE_SECS`]); the earlier ones are recorded `skipped`. Then `next_run_at`
 //!    moves on, conditionally on still being the time this tick handled;
 //! 3. a URL data source whose `refresh_interval` came due gets a refresh job the same way;
-//! 4. a job whose worker died is claimed and done here (or failed after its last attempt).
+//! 4. a job whose worker died is claimed and done here (or failed after its last attempt);
+//! 5. one step of the sweep of orphan data files (`platform::assets::stored::sweep`): files
+//!    an interrupted write stored but never committed are deleted after an hour.
 
 use crate::generate::{self, Outcome};
 use chrono::{DateTime, Utc};
@@ -34,6 +36,8 @@ pub struct Ticked {
     pub queued: usize,
     pub skipped: usize,
     pub taken_over: usize,
+    /// Orphan data files deleted.
+    pub swept: usize,
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -72,6 +76,10 @@ pub async fn run(state: &AppState) -> Result<Ticked, ApiError> {
         } else if let Err(e) = schedule(state, item, now, &mut done).await {
             tracing::warn!(error = %e, "a due report could not be queued; the next tick retries");
         }
+    }
+    match platform::assets::stored::sweep(state, now).await {
+        Ok(swept) => done.swept = swept.deleted,
+        Err(e) => tracing::warn!(error = %e, "sweeping orphan data files; the next tick goes on"),
     }
     Ok(done)
 }

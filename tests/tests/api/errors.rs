@@ -21,6 +21,54 @@ async fn unknown_routes_are_404_json() {
     .await;
 }
 
+/// Sends `request` as is over a new connection; answers the response's head and JSON body.
+async fn raw(app: &TestApp, request: &[u8]) -> (String, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a response head");
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:.200}"));
+    (head.to_owned(), body)
+}
+
+/// What hyper answers itself, before any handler (a URI over 64 KiB, which no HTTP client
+/// library even sends, headers over its buffer, a request that is not HTTP), is error JSON
+/// too.
+#[tokio::test]
+async fn requests_the_http_server_refuses_itself_get_error_json() {
+    let app = TestApp::spawn().await;
+    let long = format!(
+        "GET /api/v1/datasources?name={} HTTP/1.1\r\nhost: x\r\nkf-api-key: {}\r\n\r\n",
+        "a".repeat(70_000),
+        app.key()
+    );
+    let (head, body) = raw(&app, long.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 414 "), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert_eq!(body["error"], "uri_too_long", "{body}");
+    assert_eq!(body["status"], 414, "{body}");
+    assert_eq!(body["meta"]["success"], false, "{body}");
+
+    let big = format!(
+        "GET /api/v1/profile HTTP/1.1\r\nhost: x\r\nx-padding: {}\r\n\r\n",
+        "b".repeat(500_000)
+    );
+    let (head, body) = raw(&app, big.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+    assert_eq!(body["error"], "headers_too_large", "{body}");
+
+    let (head, body) = raw(&app, b"HELLO \x01 there\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    assert_eq!(body["error"], "bad_request", "{body}");
+
+    // An ordinary request on the same server is untouched.
+    let response = app.get("/profile").await;
+    assert_eq!(response.status(), 200);
+}
+
 #[tokio::test]
 async fn wrong_method_is_405_with_allow() {
     let app = TestApp::spawn().await;

@@ -226,3 +226,91 @@ async fn readers_see_the_old_data_or_the_new_never_a_mix() {
     let ((), seen) = tokio::join!(writer, reader);
     assert!(!seen.is_empty());
 }
+
+/// An interrupted push (stopped between storing its file and committing it) leaves files no
+/// item points at; the sweep deletes them once they are an hour old, and nothing else.
+#[tokio::test]
+async fn the_sweep_deletes_only_orphan_data_files_older_than_an_hour() {
+    use platform::assets::stored::{sweep_under, ORPHAN_AFTER_SECS};
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let r = send(&app, "PUT", &id, "n,who\n1,a\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&app, "POST", &id, "n,who\n2,b\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let company = app.company.company_id.clone();
+    let files = app.state.store.files();
+    // What an interrupted replace and an interrupted append leave behind, and the files of
+    // a data source whose item is gone.
+    let orphans = [
+        format!("{company}/datasources/{id}/interrupted/raw"),
+        format!("{company}/datasources/{id}/interrupted/rows.json"),
+        format!("{company}/datasources/{id}/segments/interrupted/raw"),
+        format!("{company}/datasources/deleted-source/copy/raw"),
+    ];
+    for key in &orphans {
+        files
+            .put(key, "text/csv", b"n,who\n9,z\n".to_vec())
+            .await
+            .unwrap();
+    }
+    // A report file is not data, whatever its age.
+    let report = format!("{company}/reports/r1/run.csv");
+    files
+        .put(&report, "text/csv", b"x\n".to_vec())
+        .await
+        .unwrap();
+    let prefix = format!("{company}/");
+    let all = || async { files.list(&prefix).await.unwrap() };
+    let before = all().await;
+    assert_eq!(before.len(), 2 + 1 + orphans.len() + 1, "{before:?}");
+
+    // Within the hour nothing goes: a write may still be committing its file.
+    let now = chrono::Utc::now();
+    let swept = sweep_under(&app.state, now, &prefix).await.unwrap();
+    assert_eq!((swept.deleted, swept.finished), (0, true));
+    assert_eq!(all().await, before);
+
+    // An hour later the orphans go, and only they.
+    let later = now + chrono::Duration::seconds(ORPHAN_AFTER_SECS + 60);
+    let swept = sweep_under(&app.state, later, &prefix).await.unwrap();
+    assert_eq!((swept.deleted, swept.finished), (orphans.len(), true));
+    let after = all().await;
+    for key in &orphans {
+        assert!(!after.contains(key), "{key} is still there: {after:?}");
+    }
+    assert!(after.contains(&report), "{after:?}");
+    assert_eq!(after.len(), 2 + 1 + 1, "{after:?}");
+    // The data is whole: the committed copy and segment were kept.
+    assert_eq!(ns(&app, &id).await, vec![1, 2]);
+    // A second pass over the same files deletes nothing more.
+    let swept = sweep_under(&app.state, later, &prefix).await.unwrap();
+    assert_eq!(swept.deleted, 0);
+}
+
+/// The sweep reads the bucket a page at a time and goes on where it stopped.
+#[tokio::test]
+async fn the_sweep_goes_on_from_where_it_stopped() {
+    use platform::assets::stored::{sweep_under, ORPHAN_AFTER_SECS};
+    let app = TestApp::spawn().await;
+    let company = app.company.company_id.clone();
+    let files = app.state.store.files();
+    // More orphans than one page (1,000) holds.
+    let keys: Vec<String> = (0..1005)
+        .map(|i| format!("{company}/datasources/gone/{i:05}/raw"))
+        .collect();
+    use futures::StreamExt;
+    let written: Vec<_> = futures::stream::iter(&keys)
+        .map(|k| files.put(k, "text/csv", b"n\n1\n".to_vec()))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(written.iter().all(Result::is_ok));
+    let prefix = format!("{company}/");
+    let later = chrono::Utc::now() + chrono::Duration::seconds(ORPHAN_AFTER_SECS + 60);
+    let first = sweep_under(&app.state, later, &prefix).await.unwrap();
+    assert_eq!((first.deleted, first.finished), (1000, false));
+    let second = sweep_under(&app.state, later, &prefix).await.unwrap();
+    assert_eq!((second.deleted, second.finished), (5, true));
+    assert!(files.list(&prefix).await.unwrap().is_empty());
+}

@@ -256,3 +256,195 @@ pub async fn recompute_klips(
     }
     Ok(count)
 }
+
+/// A data file nothing has referenced for this long is an orphan, left by a write that
+/// stopped between storing its file and committing it (a crash, a timeout, a lost
+/// connection): the sweep deletes it. Far longer than any write may take (a request's
+/// deadline is under 30 s, the worker's timeout 60 s).
+pub const ORPHAN_AFTER_SECS: i64 = 3600;
+/// The files one sweep looks at (one `ListObjectsV2` page).
+const SWEEP_PAGE: i32 = 1000;
+
+/// Where the sweep goes on from (the last key it looked at; none: the start).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct SweepCursor {
+    after: Option<String>,
+}
+
+/// What a data file's key names: its data source, and the copy or segment it belongs to.
+#[derive(Debug, PartialEq, Eq)]
+enum DataFile<'a> {
+    Copy {
+        company: &'a str,
+        id: &'a str,
+        data_id: &'a str,
+    },
+    Segment {
+        company: &'a str,
+        id: &'a str,
+        segment: &'a str,
+    },
+}
+
+impl<'a> DataFile<'a> {
+    /// Reads a key written by [`store`] or [`store_segment`]; other files are not data.
+    fn parse(key: &'a str) -> Option<Self> {
+        let parts: Vec<&str> = key.split('/').collect();
+        match parts.as_slice() {
+            [company, "datasources", id, "segments", segment, "raw"] => Some(DataFile::Segment {
+                company,
+                id,
+                segment,
+            }),
+            [company, "datasources", id, data_id, "raw" | "rows.json"] => Some(DataFile::Copy {
+                company,
+                id,
+                data_id,
+            }),
+            _ => None,
+        }
+    }
+
+    fn source(&self) -> (&'a str, &'a str) {
+        match self {
+            DataFile::Copy { company, id, .. } | DataFile::Segment { company, id, .. } => {
+                (company, id)
+            }
+        }
+    }
+
+    /// Whether the data source's item (if it still exists) points at this file.
+    fn referenced_by(&self, ds: Option<&Datasource>) -> bool {
+        let Some(ds) = ds else { return false };
+        match self {
+            DataFile::Copy { data_id, .. } => {
+                ds.data_id.as_deref() == Some(data_id)
+                    || ds.previous_data_id.as_deref() == Some(data_id)
+            }
+            DataFile::Segment { segment, .. } => {
+                ds.segments.iter().any(|s| s.id == *segment)
+                    || ds.retired_segments.iter().any(|s| s == segment)
+            }
+        }
+    }
+}
+
+/// One step of the sweep of orphan data files, over the whole bucket (run by the worker's
+/// tick): see [`sweep_under`].
+pub async fn sweep(state: &AppState, now: chrono::DateTime<chrono::Utc>) -> ApiResult<Swept> {
+    sweep_under(state, now, "").await
+}
+
+/// What one step of a sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Orphan files deleted.
+    pub deleted: usize,
+    /// Whether this step reached the last file (the next one starts over).
+    pub finished: bool,
+}
+
+/// One step of the sweep of orphan data files under `prefix`: looks at the next page of
+/// files, deletes the data files that no data source item references and that are older
+/// than [`ORPHAN_AFTER_SECS`], and remembers where to go on from (back to the start after the
+/// last page).
+///
+/// A file older than that which no item references can never become referenced: writes
+/// commit only the files they stored themselves, within their deadline.
+pub async fn sweep_under(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+    prefix: &str,
+) -> ApiResult<Swept> {
+    let cursor_key = crate::store::keys::sweep_cursor(prefix);
+    let cursor: SweepCursor = state.store.get(&cursor_key).await?.unwrap_or_default();
+    let files = state.store.files();
+    let (listed, next) = files
+        .list_after(prefix, cursor.after.as_deref(), SWEEP_PAGE)
+        .await?;
+    let cutoff = now - chrono::Duration::seconds(ORPHAN_AFTER_SECS);
+    let old: Vec<(&str, DataFile)> = listed
+        .iter()
+        .filter(|f| f.written.is_some_and(|t| t < cutoff))
+        .filter_map(|f| DataFile::parse(&f.key).map(|d| (f.key.as_str(), d)))
+        .collect();
+    let mut sources: Vec<(&str, &str)> = old.iter().map(|(_, d)| d.source()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let keys: Vec<crate::store::Key> = sources
+        .iter()
+        .map(|(company, id)| {
+            crate::store::keys::asset(domain::asset::Kind::Datasource, company, id)
+        })
+        .collect();
+    let items = state.store.get_many(&keys).await?;
+    let mut found: std::collections::HashMap<(&str, &str), Datasource> = Default::default();
+    for (source, item) in sources.iter().zip(items) {
+        if let Some(item) = item {
+            found.insert(*source, crate::store::from_item(item)?);
+        }
+    }
+    let orphans: Vec<String> = old
+        .iter()
+        .filter(|(_, file)| !file.referenced_by(found.get(&file.source())))
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    let mut deleted = 0;
+    // Sixteen at a time (join_all over chunks: a stream of borrowing futures would not be
+    // `Send` for the worker's spawned tasks).
+    for chunk in orphans.chunks(16) {
+        let results = futures::future::join_all(chunk.iter().map(|key| files.delete(key))).await;
+        for (key, result) in chunk.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    deleted += 1;
+                    tracing::info!(key, "deleted an orphan data file");
+                }
+                Err(e) => tracing::warn!(key, error = %e, "deleting an orphan data file"),
+            }
+        }
+    }
+    let finished = next.is_none();
+    state
+        .store
+        .put(&cursor_key, &SweepCursor { after: next })
+        .await?;
+    Ok(Swept { deleted, finished })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataFile;
+
+    #[test]
+    fn data_file_keys_name_their_source_and_part() {
+        assert_eq!(
+            DataFile::parse("c1/datasources/d1/x9/raw"),
+            Some(DataFile::Copy {
+                company: "c1",
+                id: "d1",
+                data_id: "x9"
+            })
+        );
+        assert_eq!(
+            DataFile::parse("c1/datasources/d1/x9/rows.json").map(|d| d.source()),
+            Some(("c1", "d1"))
+        );
+        assert_eq!(
+            DataFile::parse("c1/datasources/d1/segments/s7/raw"),
+            Some(DataFile::Segment {
+                company: "c1",
+                id: "d1",
+                segment: "s7"
+            })
+        );
+        // report files and anything else are not data files
+        for key in [
+            "c1/reports/r1/run1.pdf",
+            "c1/datasources/d1/x9/other",
+            "c1/datasources/d1/segments/s7/raw/extra",
+        ] {
+            assert_eq!(DataFile::parse(key), None, "{key}");
+        }
+    }
+}

@@ -4,7 +4,16 @@
 use super::Store;
 use crate::error::ApiError;
 
+#[derive(Clone, Copy)]
 pub struct Files<'a>(&'a Store);
+
+/// One file of a listing.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: String,
+    /// When it was last written (as the storage reports it).
+    pub written: Option<chrono::DateTime<chrono::Utc>>,
+}
 
 impl Store {
     pub fn files(&self) -> Files<'_> {
@@ -89,6 +98,47 @@ impl Files<'_> {
             .into_iter()
             .filter_map(|o| o.key)
             .collect())
+    }
+
+    /// Up to `max` files under `prefix` whose keys come after `after`, in key order, with
+    /// when each was last written, and the key to continue after when there are more.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: i32,
+    ) -> Result<(Vec<Listed>, Option<String>), ApiError> {
+        let listed = self
+            .0
+            .s3
+            .list_objects_v2()
+            .bucket(&self.0.bucket)
+            .prefix(prefix)
+            .set_start_after(after.map(str::to_owned))
+            .max_keys(max)
+            .send()
+            .await
+            .map_err(|e| s3_error("ListObjectsV2", e))?;
+        let files: Vec<Listed> = listed
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| {
+                let written = o
+                    .last_modified
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                Some(Listed {
+                    key: o.key?,
+                    written,
+                })
+            })
+            .collect();
+        let next = if listed.is_truncated == Some(true) {
+            files.last().map(|f| f.key.clone())
+        } else {
+            None
+        };
+        Ok((files, next))
     }
 
     /// A URL that reads the file without credentials until `expires_in` has passed.

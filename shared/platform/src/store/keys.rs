@@ -95,3 +95,8 @@ pub fn refresh_job(company: &str, datasource: &str, job: &str) -> Key {
         format!("REFRESHJOB#{datasource}#{job}"),
     )
 }
+/// Where the sweep of unreferenced data files under `prefix` (see `assets::stored::sweep`)
+/// goes on from.
+pub fn sweep_cursor(prefix: &str) -> Key {
+    Key::new("SWEEP", format!("DATAFILES#{prefix}"))
+}
