@@ -11,12 +11,15 @@ SHELL := bash
 TEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help tools run test bench lint fmt template ci clean-local
+.PHONY: help tools run test bench lint fmt template ci clean-local package lambda-test sam-build
 
 help:
 	@echo "make run          pulseboard serve --local (embedded DynamoDB Local + S3 under .pulseboard/)"
 	@echo "make test         cargo test --workspace --all-targets against a throw-away local stack"
 	@echo "make bench        pulseboard bench (release build) against a throw-away local stack"
+	@echo "make package      cargo lambda build --release of every function (ARCH=x86_64|arm64), sizes printed"
+	@echo "make lambda-test  each packaged bootstrap against a Lambda Runtime API, fed every saved event"
+	@echo "make sam-build    sam build (cargo-lambda) of template.yaml for x86_64, offline"
 	@echo "make lint         cargo fmt --check + clippy -D warnings"
 	@echo "make fmt          cargo fmt --all"
 	@echo "make template     cfn-lint + sam validate --lint on template.yaml"
@@ -39,7 +42,21 @@ bench:
 
 lint:
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+package:
+	scripts/package.sh
+
+# Needs `make package` first (CI runs both).
+lambda-test:
+	scripts/local-stack.sh cargo test -p pulseboard-tests --features lambda --test lambda
+
+# What `sam build` does on a deploying machine, offline: cargo-lambda builds each function
+# named in template.yaml (x86_64 here; the template's Architecture parameter says which).
+sam-build:
+	@env="$$(scripts/tools.sh --ci-tools)"; eval "$$env"; \
+	export PATH="$$PULSEBOARD_VENV/bin:$$PATH" AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0; \
+	env -u CARGO_TARGET_DIR sam build --template-file template.yaml --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/build
 
 fmt:
 	cargo fmt --all

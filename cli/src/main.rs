@@ -89,8 +89,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    platform::init_tracing();
-    if let Err(message) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // A benchmark's servers would log a line per request: warnings only there.
+    platform::init_tracing_at(match cli.command {
+        Command::Bench { .. } => "warn",
+        _ => "info",
+    });
+    if let Err(message) = run(cli).await {
         eprintln!("pulseboard: {message}");
         std::process::exit(1);
     }

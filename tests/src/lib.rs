@@ -3,6 +3,7 @@
 //! a company of its own.
 
 pub mod api_doc;
+pub mod events;
 pub mod fixtures;
 
 use chrono::{DateTime, Duration, Utc};

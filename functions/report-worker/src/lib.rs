@@ -26,10 +26,24 @@ pub const TICK_INPUT: &str = r#"{"source":"pulseboard.scheduler","tick":true}"#;
 
 /// Handles one invocation: a stream batch (answering the batch item failures) or a tick.
 pub async fn handle(state: &AppState, event: Value) -> Result<Value, String> {
+    let started = std::time::Instant::now();
+    // One metric line per invocation (on Lambda): its kind, duration and failures.
+    let measured = |kind: &'static str, failures: usize| {
+        platform::metrics::emit(|function| {
+            platform::metrics::worker_emf(
+                function,
+                kind,
+                started.elapsed().as_secs_f64() * 1000.0,
+                failures,
+                chrono::Utc::now().timestamp_millis(),
+            )
+        })
+    };
     if event.get("Records").is_some() {
         let batch: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event)
             .map_err(|e| format!("not a DynamoDB stream event: {e}"))?;
         let failures = stream::handle(state, batch).await;
+        measured("stream", failures.len());
         return Ok(serde_json::json!({
             "batchItemFailures": failures
                 .into_iter()
@@ -38,7 +52,9 @@ pub async fn handle(state: &AppState, event: Value) -> Result<Value, String> {
         }));
     }
     if event.get("tick").and_then(Value::as_bool) == Some(true) {
-        let done = tick::run(state).await.map_err(|e| e.to_string())?;
+        let done = tick::run(state).await;
+        measured("tick", usize::from(done.is_err()));
+        let done = done.map_err(|e| e.to_string())?;
         return Ok(serde_json::to_value(done).unwrap_or_default());
     }
     Err("unknown event: expected a DynamoDB stream batch or a scheduler tick".into())

@@ -64,6 +64,7 @@ impl Gate {
 /// The route layer (see the module documentation for the steps).
 pub async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Response {
     tracing::Span::current().record("route", gate.route);
+    crate::metrics::set_route(gate.route);
     match gate.access {
         Access::Public => next.run(req).await,
         Access::PublishedLink(resolve) => {

@@ -7,7 +7,14 @@ use std::net::IpAddr;
 pub struct Config {
     pub table_name: String,
     pub bucket_name: String,
+    /// The secret that signs tokens (`JWT_SECRET`, or the `AWSCURRENT` value of the secret
+    /// `JWT_SECRET_ARN` names, read at init by [`Config::load_secrets`]).
     pub jwt_secret: String,
+    /// The secret before it, whose tokens still verify (`JWT_SECRET_PREVIOUS`, or that
+    /// secret's `AWSPREVIOUS` value).
+    pub jwt_previous_secret: Option<String>,
+    /// `JWT_SECRET_ARN`: a Secrets Manager secret to read the secrets from at init.
+    pub jwt_secret_arn: Option<String>,
     /// `DATASOURCE_ALLOWED_NETWORKS`: IPs or CIDRs a URL connector may reach although private.
     pub allowed_networks: Vec<(IpAddr, u8)>,
     pub port: u16,
@@ -16,9 +23,12 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let jwt_secret_arn = var("JWT_SECRET_ARN");
         let jwt_secret = match var("JWT_SECRET") {
             Some(s) if s.len() >= 16 => s,
             Some(_) => return Err("JWT_SECRET must be at least 16 characters".into()),
+            // Read from Secrets Manager by load_secrets before the state is built.
+            None if jwt_secret_arn.is_some() => String::new(),
             None => {
                 tracing::warn!("JWT_SECRET is not set; using an insecure development secret");
                 "pulseboard-insecure-development-secret".into()
@@ -38,9 +48,61 @@ impl Config {
             table_name: var("TABLE_NAME").unwrap_or_else(|| "pulseboard".into()),
             bucket_name: var("BUCKET_NAME").unwrap_or_else(|| "pulseboard".into()),
             jwt_secret,
+            jwt_previous_secret: var("JWT_SECRET_PREVIOUS"),
+            jwt_secret_arn,
             allowed_networks,
             port,
         })
+    }
+}
+
+impl Config {
+    /// With `JWT_SECRET_ARN` set, reads the signing secret (`AWSCURRENT`) and the one before
+    /// it (`AWSPREVIOUS`, absent before the first rotation) from Secrets Manager, once per
+    /// process (a Lambda's init). The secret's value is the secret string itself.
+    pub async fn load_secrets(&mut self) -> Result<(), String> {
+        let Some(arn) = self.jwt_secret_arn.clone() else {
+            return Ok(());
+        };
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let read = |stage: &'static str| {
+            let client = client.clone();
+            let arn = arn.clone();
+            async move {
+                match client
+                    .get_secret_value()
+                    .secret_id(&arn)
+                    .version_stage(stage)
+                    .send()
+                    .await
+                {
+                    Ok(out) => Ok(out.secret_string),
+                    Err(e)
+                        if stage == "AWSPREVIOUS"
+                            && e.as_service_error()
+                                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(format!(
+                        "reading the JWT secret ({stage}) from Secrets Manager: {}",
+                        crate::store::short_error(&e)
+                    )),
+                }
+            }
+        };
+        let (current, previous) = tokio::try_join!(read("AWSCURRENT"), read("AWSPREVIOUS"))?;
+        match current {
+            Some(secret) if secret.len() >= 16 => self.jwt_secret = secret,
+            _ => {
+                return Err(
+                    "the JWT secret in Secrets Manager is shorter than 16 characters".into(),
+                )
+            }
+        }
+        self.jwt_previous_secret = previous.filter(|p| p.len() >= 16);
+        Ok(())
     }
 }
 

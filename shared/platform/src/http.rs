@@ -204,6 +204,8 @@ async fn within(deadline: Duration, req: Request, next: Next) -> Response {
 }
 
 async fn edge(mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let metrics = std::sync::Arc::new(crate::metrics::RequestMetrics::default());
     let id = request_id(&req);
     let caller_path = req.uri().path().to_owned();
     let method = req.method().clone();
@@ -240,7 +242,7 @@ async fn edge(mut req: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method = %method,
-        path = %caller_path,
+        path = %crate::metrics::loggable_path(&caller_path),
         route = tracing::field::Empty,
         company = tracing::field::Empty,
     );
@@ -254,10 +256,34 @@ async fn edge(mut req: Request, next: Next) -> Response {
             }
             Err(e) => e.render(Some(&id)),
         };
-        render_errors(response, &method, &caller_path, &id).await
-    }
-    .instrument(span)
-    .await;
+        let response = render_errors(response, &method, &caller_path, &id).await;
+        // One line per request, inside its span (request id, method, path, route, company).
+        let status = response.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let store_calls = metrics
+            .store_calls
+            .load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            status,
+            latency_ms = (latency_ms * 10.0).round() / 10.0,
+            store_calls,
+            "request"
+        );
+        let route = metrics.route.get().copied().unwrap_or("(none)");
+        crate::metrics::emit(|function| {
+            crate::metrics::request_emf(
+                function,
+                route,
+                status,
+                latency_ms,
+                store_calls,
+                &id,
+                chrono::Utc::now().timestamp_millis(),
+            )
+        });
+        response
+    };
+    let response = crate::metrics::scope(metrics.clone(), response.instrument(span)).await;
     let mut response = match callback {
         Some(name) => jsonp(response, &name).await,
         None => response,

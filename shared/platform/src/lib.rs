@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod metrics;
 pub mod paging;
 pub mod ratelimit;
 pub mod routes;
@@ -31,11 +32,17 @@ pub use state::AppState;
 
 /// JSON logs for CloudWatch; `RUST_LOG` picks the level (default `info`).
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// [`init_tracing`] with another level when `RUST_LOG` is not set (benchmarks log warnings
+/// only, not a line per request).
+pub fn init_tracing_at(default_level: &str) {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_current_span(true)
         .with_span_list(false)

@@ -32,7 +32,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(config: Config, store: Store, clock: SharedClock) -> Self {
         AppState(Arc::new(Inner {
-            tokens: TokenKeys::new(&config.jwt_secret),
+            tokens: TokenKeys::rotating(&config.jwt_secret, config.jwt_previous_secret.as_deref()),
             config,
             store,
             clock,
@@ -44,7 +44,8 @@ impl AppState {
     /// Configuration and clients from the environment, with one warm-up call so the first
     /// request does not pay the TLS handshake.
     pub async fn from_env() -> Result<Self, String> {
-        let config = Config::from_env()?;
+        let mut config = Config::from_env()?;
+        config.load_secrets().await?;
         let store = crate::store::connect(&config.table_name, &config.bucket_name).await;
         store.warm_up().await;
         Ok(AppState::new(config, store, Arc::new(SystemClock)))

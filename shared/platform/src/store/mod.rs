@@ -322,13 +322,19 @@ pub async fn connect(table: &str, bucket: &str) -> Store {
         .load()
         .await;
     let local_s3 = std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
+    // Every operation is counted against the request it serves (crate::metrics).
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(local_s3)
+            .interceptor(crate::metrics::CountCalls)
             .build(),
     );
     Store {
-        db: aws_sdk_dynamodb::Client::new(&sdk),
+        db: aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .interceptor(crate::metrics::CountCalls)
+                .build(),
+        ),
         s3,
         table: table.to_owned(),
         bucket: bucket.to_owned(),

@@ -1,0 +1,403 @@
+//! The Lambda harness: each packaged `bootstrap` (`make package`, under `target/lambda/`)
+//! runs as a Lambda runs, against a small Lambda Runtime API server (the documented
+//! `/2018-06-01/runtime/invocation/next` and `/response` protocol), and gets every saved
+//! event under `tests/events/`: the API Gateway v2 events to the API functions, the stream
+//! batch and the scheduler's tick to the report worker. This is what `sam local invoke -e`
+//! does inside a container. Run it with `make lambda-test` (CI does, after `make package`);
+//! it is not part of `make test`, which does not build release binaries.
+//!
+//! `LAMBDA_DIR` overrides where the bootstraps are (default `target/lambda`).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use pulseboard_tests::events::{filled_with_secrets, saved, EVENTS};
+use pulseboard_tests::{json, TestApp};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+
+/// What a function answered an invocation with.
+#[derive(Debug)]
+enum Outcome {
+    Response(Value),
+    #[allow(dead_code)] // shown by Debug when an invocation fails
+    Error(Value),
+}
+
+/// One function's Runtime API: invocations wait in `pending` until the function asks for
+/// the next; its answers arrive in `done`.
+struct Runtime {
+    pending: Mutex<mpsc::Receiver<(String, Value)>>,
+    done: mpsc::Sender<(String, Outcome)>,
+}
+
+async fn next(State(rt): State<Arc<Runtime>>) -> (HeaderMap, String) {
+    let (id, event) = rt
+        .pending
+        .lock()
+        .await
+        .recv()
+        .await
+        .expect("the harness ended");
+    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("lambda-runtime-aws-request-id", id.clone()),
+        ("lambda-runtime-deadline-ms", deadline.to_string()),
+        (
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:harness".to_owned(),
+        ),
+        (
+            "lambda-runtime-trace-id",
+            format!("Root=1-00000000-{id:0>24};Parent=0000000000000001;Sampled=0"),
+        ),
+        ("content-type", "application/json".to_owned()),
+    ] {
+        headers.insert(name, value.parse().unwrap());
+    }
+    (headers, event.to_string())
+}
+
+async fn respond(
+    State(rt): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+    body: String,
+) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    rt.done.send((id, Outcome::Response(value))).await.unwrap();
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(rt): State<Arc<Runtime>>, Path(id): Path<String>, body: String) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    rt.done.send((id, Outcome::Error(value))).await.unwrap();
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(rt): State<Arc<Runtime>>, body: String) -> StatusCode {
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    rt.done
+        .send(("init".into(), Outcome::Error(value)))
+        .await
+        .unwrap();
+    StatusCode::ACCEPTED
+}
+
+/// A packaged function running against its own Runtime API.
+struct Function {
+    name: String,
+    child: tokio::process::Child,
+    invocations: mpsc::Sender<(String, Value)>,
+    answers: mpsc::Receiver<(String, Outcome)>,
+    count: usize,
+    /// Everything the function wrote to stdout and stderr (its log lines).
+    output: Arc<std::sync::Mutex<String>>,
+}
+
+/// Appends everything `from` writes to `into`.
+fn collect(
+    from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<std::sync::Mutex<String>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(from).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut all = into.lock().unwrap();
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+}
+
+fn lambda_dir() -> std::path::PathBuf {
+    match std::env::var_os("LAMBDA_DIR") {
+        Some(dir) => dir.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/lambda"),
+    }
+}
+
+impl Function {
+    async fn start(name: &str) -> Self {
+        let bootstrap = lambda_dir().join(name).join("bootstrap");
+        assert!(
+            bootstrap.is_file(),
+            "{} is missing: run `make package` first",
+            bootstrap.display()
+        );
+        let (invocations, pending) = mpsc::channel(1);
+        let (done, answers) = mpsc::channel(1);
+        let rt = Arc::new(Runtime {
+            pending: Mutex::new(pending),
+            done,
+        });
+        let api = axum::Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(respond),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(rt);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, api).await });
+        // What Lambda sets for a function (the rest of the environment, the table, bucket,
+        // endpoints and secret, is the local stack's, as the template sets it on AWS).
+        let child = tokio::process::Command::new(&bootstrap)
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", format!("pulseboard-{name}"))
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "harness")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bootstrap.display()));
+        let mut child = child;
+        let output = Arc::new(std::sync::Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        Function {
+            output,
+            name: name.to_owned(),
+            child,
+            invocations,
+            answers,
+            count: 0,
+        }
+    }
+
+    /// Sends one event and waits (up to 30 s) for the function's answer to it.
+    async fn invoke(&mut self, event: Value) -> Outcome {
+        self.count += 1;
+        let id = format!("{}-{}", self.name, self.count);
+        self.invocations.send((id.clone(), event)).await.unwrap();
+        let (answered, outcome) =
+            tokio::time::timeout(Duration::from_secs(30), self.answers.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no answer to {id} within 30 s", self.name))
+                .expect("the runtime API stopped");
+        if answered == "init" {
+            panic!("{}: init failed: {outcome:?}", self.name);
+        }
+        assert_eq!(answered, id, "{}: answered another invocation", self.name);
+        outcome
+    }
+
+    /// Stops the function and answers what it logged.
+    async fn stop(mut self) -> String {
+        let _ = self.child.kill().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = self.output.lock().unwrap().clone();
+        out
+    }
+}
+
+/// An API Gateway v2 answer: its status and its body as JSON.
+fn http_answer(name: &str, outcome: Outcome) -> (u16, Value) {
+    let Outcome::Response(answer) = outcome else {
+        panic!("{name}: the function failed: {outcome:?}");
+    };
+    let status = answer["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name}: not an API Gateway answer: {answer}"));
+    assert_eq!(answer["isBase64Encoded"], false, "{name}: {answer}");
+    let body = answer["body"].as_str().unwrap_or_default();
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"));
+    (status as u16, body)
+}
+
+#[tokio::test]
+async fn every_saved_event_runs_through_its_packaged_function() {
+    let app = TestApp::spawn().await;
+    assert_eq!(saved(), EVENTS.len(), "every saved event is listed");
+    let mut functions: Vec<Function> = Vec::new();
+    let mut secrets: Vec<String> = Vec::new();
+    for (function, name, expected) in EVENTS {
+        let index = match functions.iter().position(|f| f.name == *function) {
+            Some(i) => i,
+            None => {
+                functions.push(Function::start(function).await);
+                functions.len() - 1
+            }
+        };
+        let (text, held) = filled_with_secrets(&app, name).await;
+        secrets.extend(held);
+        let event: Value = serde_json::from_str(&text).unwrap();
+        let (status, body) = http_answer(name, functions[index].invoke(event).await);
+        assert_eq!(status, *expected, "{name}: {body}");
+        assert_eq!(body["meta"]["success"], status < 400, "{name}: {body}");
+        // Keys and tokens the API answered with are secrets too.
+        for field in [
+            "api_key",
+            "key",
+            "token",
+            "refresh",
+            "access",
+            "access_token",
+        ] {
+            if let Some(value) = body["data"][field].as_str().filter(|v| v.len() >= 16) {
+                secrets.push(value.to_owned());
+            }
+        }
+    }
+    assert!(
+        secrets.len() >= 6,
+        "the events hold secrets: {}",
+        secrets.len()
+    );
+    // One warm process answered every event of its function, as a warm Lambda does.
+    let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+    for function in [
+        "auth",
+        "users",
+        "clients",
+        "datasources",
+        "klips",
+        "dashboards",
+        "reports",
+    ] {
+        assert!(names.contains(&function), "no event went to {function}");
+    }
+    let mut logs = String::new();
+    for f in functions {
+        logs.push_str(&f.stop().await);
+    }
+    // One request line and one metric line (EMF) per invocation, and no secret anywhere.
+    let requests = logs
+        .lines()
+        .filter(|l| l.contains("\"message\":\"request\""))
+        .count();
+    let metrics: Vec<Value> = logs
+        .lines()
+        .filter(|l| l.starts_with("{\"_aws\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(requests, EVENTS.len(), "a request line per event");
+    assert_eq!(metrics.len(), EVENTS.len(), "a metric line per event");
+    for line in &metrics {
+        assert_eq!(
+            line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "Pulseboard"
+        );
+        assert!(
+            line["Latency"].is_number() && line["StoreCalls"].is_u64(),
+            "{line}"
+        );
+    }
+    assert!(
+        metrics.iter().any(|l| l["StoreCalls"].as_u64() > Some(0)),
+        "database calls are counted"
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret reached the logs: {:.12}...",
+            secret
+        );
+    }
+    for marker in ["pb_live_", "Bearer ", "eyJ"] {
+        assert!(!logs.contains(marker), "the logs show {marker}");
+    }
+}
+
+#[tokio::test]
+async fn the_worker_takes_a_stream_batch_and_a_tick() {
+    let app = TestApp::spawn().await;
+    let (_, ds) = json(
+        app.post("/datasources", json!({"name": "Harness", "format": "csv"}))
+            .await,
+    )
+    .await;
+    let ds = ds["data"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .http
+        .put(app.url(&format!("/datasources/{ds}/data")))
+        .header("kf-api-key", app.key())
+        .header("content-type", "text/csv")
+        .body("day,n\n2026-11-01,3\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, klip) = json(
+        app.post(
+            "/klips",
+            json!({"name": "Count", "type": "number", "datasource_id": ds, "query": {"aggregate": "count"}}),
+        )
+        .await,
+    )
+    .await;
+    let klip = klip["data"]["id"].as_str().unwrap().to_owned();
+    let (status, report) = json(
+        app.post(
+            "/reports",
+            json!({"name": "Harness", "klip_ids": [klip], "format": "json"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{report}");
+    let report = report["data"]["id"].as_str().unwrap().to_owned();
+    let (status, run) = json(
+        app.post(&format!("/reports/{report}/generate"), json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{run}");
+    let run = run["data"]["id"].as_str().unwrap().to_owned();
+
+    let dir = pulseboard_tests::events::dir().join("worker");
+    let stream = std::fs::read_to_string(dir.join("stream-queued-run.json"))
+        .unwrap()
+        .replace("{{COMPANY_ID}}", &app.company.company_id)
+        .replace("{{REPORT_ID}}", &report)
+        .replace("{{RUN_ID}}", &run);
+    let mut worker = Function::start("report-worker").await;
+    let Outcome::Response(answer) = worker.invoke(serde_json::from_str(&stream).unwrap()).await
+    else {
+        panic!("the worker failed the stream batch");
+    };
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    // The run is generated (by this worker, or already by the test process's own stream
+    // delivery: a run is claimed once, so either way exactly once).
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let (_, got) = json(app.get(&format!("/reports/{report}/runs/{run}")).await).await;
+        status = got["data"]["status"].clone();
+        if status == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, "succeeded");
+
+    let tick = std::fs::read_to_string(dir.join("scheduler-tick.json")).unwrap();
+    let Outcome::Response(ticked) = worker.invoke(serde_json::from_str(&tick).unwrap()).await
+    else {
+        panic!("the worker failed the tick");
+    };
+    for field in ["queued", "skipped", "taken_over", "swept"] {
+        assert!(ticked[field].is_u64(), "{field}: {ticked}");
+    }
+    let logs = worker.stop().await;
+    let kinds: Vec<String> = logs
+        .lines()
+        .filter(|l| l.starts_with("{\"_aws\""))
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["stream", "tick"], "a metric line per invocation");
+}
