@@ -213,7 +213,23 @@ async fn covered(state: &AppState, report: &Report) -> Result<Vec<String>, Stop>
 use domain::asset::Asset;
 
 /// Steps 2 and 3: the file, written; `run` gets its window, zone, data time and file.
+/// The moment a run reports as of: its due time (a scheduled run) or its creation, never
+/// later than `now`.
+fn as_of(run: &Run, now: DateTime<Utc>) -> DateTime<Utc> {
+    asked_at(run.due_at.as_deref(), &run.date_created, now)
+}
+
+fn asked_at(due_at: Option<&str>, date_created: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+    due_at
+        .unwrap_or(date_created)
+        .parse::<DateTime<Utc>>()
+        .map_or(now, |asked| asked.min(now))
+}
+
 async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result<(), Stop> {
+    // The file's "now": when the run was due (a schedule) or asked for, not when a worker got
+    // to it, so a retried or redelivered run writes the same numbers and words.
+    let now = as_of(run, now);
     let company_id = run.company_id.clone();
     let report: Report = state
         .store
@@ -314,4 +330,23 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
     run.timezone = Some(tz.name().to_owned());
     run.data_as_of = data_as_of;
     Ok(())
+}
+
+#[cfg(test)]
+mod as_of_tests {
+    use super::asked_at;
+    use chrono::{DateTime, Utc};
+
+    #[test]
+    fn a_run_is_as_of_when_it_was_due_or_asked_for_never_later_than_now() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let now = t("2026-12-02T09:00:00Z");
+        let asked = "2026-12-02T08:59:30Z";
+        assert_eq!(asked_at(None, asked, now), t(asked));
+        let due = "2026-12-02T08:00:00Z";
+        assert_eq!(asked_at(Some(due), asked, now), t(due));
+        // A clock ahead of the worker's, or a bad value: now.
+        assert_eq!(asked_at(None, "2026-12-02T10:00:00Z", now), now);
+        assert_eq!(asked_at(None, "not a time", now), now);
+    }
 }

@@ -257,6 +257,9 @@ fn num(insight: &Value, key: &str) -> f64 {
 #[tokio::test]
 async fn a_report_over_planted_data_names_each_planted_thing_in_json_html_and_pdf() {
     let app = TestApp::spawn().await;
+    // The three runs are asked for at one instant, so the files are as of the same moment
+    // (a target's pace depends on how much of the window has passed).
+    app.freeze(chrono::Utc::now());
     let planted = plant();
     let daily = source(&app, "Daily", planted.daily_csv.clone()).await;
     let sales = source(&app, "Sales", planted.sales_csv.clone()).await;
