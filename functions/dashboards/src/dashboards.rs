@@ -280,6 +280,12 @@ fn check_layout(layout: &Layout, problems: &mut Vec<FieldError>) {
             format!("must be nested at most {MAX_LAYOUT_DEPTH} levels deep"),
         ));
     }
+    if has_empty_key(&layout.state) {
+        problems.push(FieldError::new(
+            "layout.state",
+            "object keys must not be empty, at any depth",
+        ));
+    }
     if layout.state.to_string().len() > MAX_LAYOUT_BYTES {
         problems.push(FieldError::new(
             "layout.state",
@@ -293,6 +299,16 @@ fn check_layout(layout: &Layout, problems: &mut Vec<FieldError>) {
 const MAX_LAYOUT_DEPTH: usize = 20;
 /// How large a layout's state may be (the dashboard item has 400 KB in all).
 const MAX_LAYOUT_BYTES: usize = 100 * 1024;
+
+/// Whether an object anywhere in `value` has an empty key (the database stores the state as
+/// a map, whose attribute names may not be empty).
+fn has_empty_key(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(k, v)| k.is_empty() || has_empty_key(v)),
+        Value::Array(items) => items.iter().any(has_empty_key),
+        _ => false,
+    }
+}
 
 fn depth(value: &Value) -> usize {
     match value {
