@@ -97,7 +97,15 @@ pub async fn test_state_with(
     let mut config = config();
     config.allowed_networks = allowed_networks;
     let store = platform::store::connect(&config.table_name, &config.bucket_name).await;
-    store.create_table().await.expect("create table");
+    // The table exists after the first test; this only checks it. On a loaded machine
+    // DynamoDB Local can take longer than the store's 6 s operation timeout to answer, so
+    // the set-up tries again rather than failing the test it serves.
+    let mut tries = 0;
+    while let Err(e) = store.create_table().await {
+        tries += 1;
+        assert!(tries < 5, "create table: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     AppState::new(config, store, clock)
 }
 
