@@ -11,11 +11,12 @@ SHELL := bash
 TEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help tools run test bench lint fmt template ci clean-local package lambda-test sam-build
+.PHONY: help tools run test fuzz bench lint fmt template ci clean-local package lambda-test sam-build
 
 help:
 	@echo "make run          pulseboard serve --local (embedded DynamoDB Local + S3 under .pulseboard/)"
 	@echo "make test         cargo test --workspace --all-targets against a throw-away local stack"
+	@echo "make fuzz         schemathesis over every operation of docs/openapi.yaml against pulseboard serve"
 	@echo "make bench        pulseboard bench (release build) against a throw-away local stack"
 	@echo "make package      cargo lambda build --release of every function (ARCH=x86_64|arm64), sizes printed"
 	@echo "make lambda-test  each packaged bootstrap against a Lambda Runtime API, fed every saved event"
@@ -36,6 +37,10 @@ run:
 
 test:
 	scripts/local-stack.sh cargo test --workspace --all-targets $(TEST_ARGS)
+
+# FUZZ_EXAMPLES (default 25 per operation) and FUZZ_SEED (default 1) tune it.
+fuzz:
+	scripts/fuzz.sh
 
 bench:
 	STACK_PROFILE=release scripts/local-stack.sh cargo run --release -p pulseboard-cli --bin pulseboard -- bench $(BENCH_ARGS)

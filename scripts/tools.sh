@@ -24,6 +24,10 @@ CI_PY_PACKAGES=(
   "cfn-lint==1.58.0"
   "cargo-lambda==1.9.2"
 )
+# The API fuzzer, in a venv of its own (its dependencies need not agree with sam's).
+FUZZ_PY_PACKAGES=(
+  "schemathesis==4.32.5"
+)
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -36,13 +40,18 @@ usage: scripts/tools.sh [--ci-tools]
   DYNAMODB_LOCAL_DIR. (The S3 server, s3s-fs, is built into the pulseboard binary.)
   --ci-tools  also creates $PULSEBOARD_CACHE/venv with cfn-lint, aws-sam-cli and
               cargo-lambda, and prints PULSEBOARD_VENV.
+  --fuzz-tools
+              also creates $PULSEBOARD_CACHE/venv-fuzz with schemathesis, and prints
+              PULSEBOARD_FUZZ_VENV.
 EOF
 }
 
 CI_TOOLS=0
+FUZZ_TOOLS=0
 for arg in "$@"; do
   case "$arg" in
     --ci-tools) CI_TOOLS=1 ;;
+    --fuzz-tools) FUZZ_TOOLS=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage; die "unknown argument: $arg" ;;
   esac
@@ -168,9 +177,35 @@ ensure_ci_venv() {
   printf '%s\n' "$want" >"$stamp"
 }
 
+# make_venv DIR NAME PACKAGES...: DIR holds exactly PACKAGES (a stamp file says which).
+make_venv() {
+  local dir="$1" name="$2" stamp want py="${PYTHON:-python3}"
+  shift 2
+  stamp="$dir/.pulseboard-requirements"
+  want="$(printf '%s\n' "$@")"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$dir/bin/python" ]; then
+    return 0
+  fi
+  command -v "$py" >/dev/null 2>&1 || die "$py is required to create the $name venv"
+  if [ ! -x "$dir/bin/python" ]; then
+    log "creating venv $dir"
+    "$py" -m venv "$dir" >&2 || die "'$py -m venv' failed (on Debian: apt-get install python3-venv)"
+  fi
+  log "installing $* into $dir"
+  "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >&2
+  printf '%s\n' "$want" >"$stamp"
+}
+
+PULSEBOARD_FUZZ_VENV="$PULSEBOARD_CACHE/venv-fuzz"
+ensure_fuzz_venv() {
+  make_venv "$PULSEBOARD_FUZZ_VENV" fuzz "${FUZZ_PY_PACKAGES[@]}"
+  [ -x "$PULSEBOARD_FUZZ_VENV/bin/st" ] || die "schemathesis installed, but $PULSEBOARD_FUZZ_VENV/bin/st is missing"
+}
+
 ensure_java
 ensure_dynamodb_local
 [ "$CI_TOOLS" -eq 1 ] && ensure_ci_venv
+[ "$FUZZ_TOOLS" -eq 1 ] && ensure_fuzz_venv
 
 # ---- exports for `eval` -------------------------------------------------------------------
 if [ -n "$EXTRA_PATH" ]; then
@@ -181,4 +216,7 @@ printf 'export PULSEBOARD_CACHE=%q\n' "$PULSEBOARD_CACHE"
 printf 'export DYNAMODB_LOCAL_DIR=%q\n' "$DYNAMODB_LOCAL_DIR"
 if [ "$CI_TOOLS" -eq 1 ]; then
   printf 'export PULSEBOARD_VENV=%q\n' "$PULSEBOARD_VENV"
+fi
+if [ "$FUZZ_TOOLS" -eq 1 ]; then
+  printf 'export PULSEBOARD_FUZZ_VENV=%q\n' "$PULSEBOARD_FUZZ_VENV"
 fi

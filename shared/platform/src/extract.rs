@@ -105,32 +105,73 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
 /// Deserialises `bytes`, naming the offending field on type errors.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::InvalidJson(format!("request body is not valid JSON: {inner}"))
-            }
-            _ => {
-                let message = humanize(&strip_position(&inner.to_string()));
-                let named = unknown_field_name(&message).or_else(|| missing_field_name(&message));
-                let field = match (path.as_str(), named) {
-                    (".", Some(name)) => name,
-                    (".", None) => "body".into(),
-                    (_, Some(name)) if message.starts_with("missing field") => {
-                        format!("{path}.{name}")
-                    }
-                    _ => path,
-                };
-                ApiError::validation(vec![FieldError::new(field, message)])
-            }
+    let value = match serde_path_to_error::deserialize(&mut *de) {
+        Ok(value) => value,
+        // JSON has one number type: `914.0` is the whole number 914 (JSON Schema agrees), but
+        // serde refuses a float where it wants an integer. Read such a body again with its
+        // whole floats as integers (rare, so the common path stays one pass).
+        Err(e)
+            if e.inner()
+                .to_string()
+                .contains("invalid type: floating point") =>
+        {
+            return parse_with_whole_floats(bytes);
         }
-    })?;
+        Err(e) => return Err(parse_error(e)),
+    };
     // Anything after the value (`{"name":"a"}garbage`) makes the body not JSON.
     de.end()
         .map_err(|e| ApiError::InvalidJson(format!("request body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// [`parse_json`] for a body some of whose integers are written as floats (`914.0`).
+fn parse_with_whole_floats<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::InvalidJson(format!("request body is not valid JSON: {e}")))?;
+    whole_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(parse_error)
+}
+
+/// Turns every float with no fractional part that an `i64` holds exactly into an integer.
+fn whole_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(x) = n.as_f64() {
+                // Within ±2^53 every whole f64 is an exact i64.
+                if x.fract() == 0.0 && x.abs() <= 9_007_199_254_740_992.0 {
+                    *value = Value::from(x as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_floats_as_integers),
+        _ => {}
+    }
+}
+
+fn parse_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            ApiError::InvalidJson(format!("request body is not valid JSON: {inner}"))
+        }
+        _ => {
+            let message = humanize(&strip_position(&inner.to_string()));
+            let named = unknown_field_name(&message).or_else(|| missing_field_name(&message));
+            let field = match (path.as_str(), named) {
+                (".", Some(name)) => name,
+                (".", None) => "body".into(),
+                (_, Some(name)) if message.starts_with("missing field") => {
+                    format!("{path}.{name}")
+                }
+                _ => path,
+            };
+            ApiError::validation(vec![FieldError::new(field, message)])
+        }
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -302,6 +343,21 @@ mod tests {
             parse_json::<Body>(b"{\"name\":"),
             Err(ApiError::InvalidJson(_))
         ));
+    }
+
+    #[test]
+    fn a_whole_number_written_as_a_float_is_that_number() {
+        let body = parse_json::<Body>(br#"{"name":"a","days":914.0}"#).unwrap();
+        assert_eq!(body.days, Some(914));
+        match parse_json::<Body>(br#"{"name":"a","days":914.5}"#) {
+            Err(ApiError::Validation { details, .. }) => assert_eq!(details[0].field, "days"),
+            other => panic!("{other:?}"),
+        }
+        // The second reading keeps the other rules.
+        match parse_json::<Body>(br#"{"name":"a","days":1.0,"colour":1}"#) {
+            Err(ApiError::Validation { details, .. }) => assert_eq!(details[0].field, "colour"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

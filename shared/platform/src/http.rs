@@ -214,15 +214,16 @@ async fn edge(mut req: Request, next: Next) -> Response {
         check_date_version(req.headers())?;
         let asked = jsonp_callback(&method, req.uri().query())?;
         // Browsers replay cached Basic credentials on a <script> tag from any site: JSONP
-        // with them would hand a company's data to that site.
+        // with them would hand a company's data to that site. They are not credentials for
+        // such a request: 401, like any other credentials the request cannot use.
         let basic = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
         if asked.is_some() && basic {
-            return Err(ApiError::BadRequest(
-                "JSONP cannot be used with Basic credentials; send an API key or access token in a header".into(),
+            return Err(ApiError::Unauthorized(
+                "Basic credentials cannot be used with JSONP (callback); send an API key or access token in a header".into(),
             ));
         }
         callback = asked;

@@ -198,6 +198,35 @@ async fn putting_client_properties_merges_them_into_the_stored_ones() {
     );
 }
 
+/// JSON numbers the database cannot store (`-5e-324` underflows, `1e300` overflows) are a 400
+/// naming the property, and the stored properties stay as they were (found by schemathesis:
+/// this was a 500).
+#[tokio::test]
+async fn a_property_number_the_database_cannot_store_is_a_400_and_changes_nothing() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client(&partner).await;
+    let path = client_properties(&partner, &tid).await;
+    for number in [-5e-324_f64, 1e300] {
+        let body = expect_error(
+            put(
+                &partner,
+                &path,
+                json!({"properties": {"region": "emea", "tiny": number}}),
+            )
+            .await,
+            400,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(body["details"][0]["field"], "properties.tiny", "{body}");
+    }
+    let (_, props) = json(partner.get(&path).await).await;
+    assert_eq!(
+        props["data"],
+        json!({"properties": {"region": "apac", "tier": 2}})
+    );
+}
+
 #[tokio::test]
 async fn deleting_a_client_property_by_name_removes_only_that_one() {
     let partner = TestApp::spawn().await;

@@ -419,5 +419,9 @@ async fn jsonp_is_refused_with_basic_credentials() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-    expect_error(r, 400, "bad_request").await;
+    let body = expect_error(r, 401, "unauthorized").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("JSONP"),
+        "{body}"
+    );
 }

@@ -207,6 +207,28 @@ async fn a_layout_put_replaces_the_layout() {
     );
 }
 
+/// A layout state holding a number the database cannot store is a 400 naming it.
+#[tokio::test]
+async fn a_layout_number_the_database_cannot_store_is_a_400() {
+    let app = TestApp::spawn().await;
+    let id = ops_id(&app).await;
+    let body = expect_error(
+        put(
+            &app,
+            &format!("/dashboards/{id}/layout"),
+            json!({"type": "columns", "state": {"widths": [1, 1e300]}}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(
+        body["details"][0]["field"], "layout.state.widths[1]",
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_favorite_is_the_callers_own() {
     let app = TestApp::spawn().await;

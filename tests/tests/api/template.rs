@@ -246,3 +246,66 @@ fn every_functions_request_deadline_fits_inside_its_timeout() {
     }
     assert!(checked >= 7, "{checked} HTTP functions");
 }
+
+/// `cargo lambda watch`'s router table (`[workspace.metadata.lambda.watch.router]` in the
+/// workspace's Cargo.toml, read through `cargo metadata`), as (path, binary) with matchit's
+/// `{*proxy}` written the API Gateway way, `{proxy+}`.
+fn watch_router() -> Vec<(String, String)> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let output = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let router = metadata["metadata"]["lambda"]["watch"]["router"]
+        .as_object()
+        .expect("Cargo.toml has [workspace.metadata.lambda.watch.router]");
+    router
+        .iter()
+        .map(|(path, function)| {
+            let function = function
+                .as_str()
+                .expect("each path goes to one function, whatever the method");
+            (path.replace("{*proxy}", "{proxy+}"), function.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn cargo_lambda_watch_routes_every_path_as_the_template_does() {
+    let mut template: Vec<(String, String)> = events()
+        .into_iter()
+        .filter_map(|e| Some((e.path?, e.binary)))
+        .collect();
+    template.sort();
+    let mut watch = watch_router();
+    watch.sort();
+    assert_eq!(
+        watch, template,
+        "Cargo.toml's watch router and template.yaml's HttpApi events differ"
+    );
+    // And so every declared route reaches its own function under `cargo lambda watch` too,
+    // which has no `$default` route: each one must match a path of the table.
+    for function in FUNCTIONS {
+        for route in (function.routes)() {
+            for path in spellings(route.path) {
+                let best = watch
+                    .iter()
+                    .filter_map(|(pattern, binary)| Some((specificity(pattern, &path)?, binary)))
+                    .min_by(|(a, _), (b, _)| a.cmp(b))
+                    .map(|(_, binary)| binary.as_str());
+                assert_eq!(best, Some(function.name), "{path}");
+            }
+        }
+    }
+}

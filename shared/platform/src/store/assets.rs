@@ -129,8 +129,7 @@ impl Assets<'_> {
     /// when the stored value comes from a later version of the data (a slower writer never
     /// puts an older value back).
     pub async fn set_klip_value(&self, klip: &Klip, value: &KlipValue) -> Result<(), ApiError> {
-        let item = serde_dynamo::to_attribute_value(value)
-            .map_err(|e| ApiError::internal(format!("encoding value: {e}")))?;
+        let item = super::to_attribute("value", value)?;
         let key = keys::asset(Klip::KIND, &klip.meta.company_id, &klip.meta.id);
         match value.data_version {
             Some(version) => self
@@ -198,8 +197,7 @@ impl Assets<'_> {
         append: Append<'_>,
     ) -> Result<domain::records::Datasource, WriteError<AppendRefused>> {
         use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-        let segment = serde_dynamo::to_attribute_value(append.segment)
-            .map_err(|e| ApiError::internal(format!("encoding a segment: {e}")))?;
+        let segment = super::to_attribute("segments", append.segment)?;
         let room = append.max_bytes as i64 - append.added_bytes;
         if room < 0 {
             return Err(WriteError::Refused(AppendRefused::TooLarge));

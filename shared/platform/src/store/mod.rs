@@ -140,11 +140,58 @@ pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, ApiError> {
 }
 
 /// The item for `value` stored under `key` (plus any extra attributes such as `gsi1pk`).
+/// A number the database cannot store is a 400 naming where it is (see [`storable`]).
 pub fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item, ApiError> {
     let mut item: Item = serde_dynamo::to_item(value)
         .map_err(|e| ApiError::internal(format!("encoding item: {e}")))?;
+    for (name, attribute) in &item {
+        storable(name, attribute)?;
+    }
     item.extend(key.to_item());
     Ok(item)
+}
+
+/// `value` as one attribute stored as `name` (what the 400 names if a number in it cannot be
+/// stored).
+pub fn to_attribute<T: Serialize>(name: &str, value: &T) -> Result<AttributeValue, ApiError> {
+    let attribute = serde_dynamo::to_attribute_value(value)
+        .map_err(|e| ApiError::internal(format!("encoding {name}: {e}")))?;
+    storable(name, &attribute)?;
+    Ok(attribute)
+}
+
+/// DynamoDB numbers are 0 or of magnitude 1e-130 to below 1e126: a JSON number outside
+/// that (`-5e-324`, `1e300`, both valid JSON and valid `f64`) would make the write fail. Free
+/// JSON (client properties, a layout's state) and numeric fields can carry one, so every
+/// encoded item is checked before it is written and the request gets a 400 naming the
+/// attribute path instead of a 500.
+pub fn storable(path: &str, value: &AttributeValue) -> Result<(), ApiError> {
+    match value {
+        AttributeValue::N(n) => {
+            let fits = n
+                .parse::<f64>()
+                .is_ok_and(|x| x == 0.0 || (x.is_finite() && (1e-130..1e126).contains(&x.abs())));
+            if fits {
+                Ok(())
+            } else {
+                Err(ApiError::field(
+                    path,
+                    "numbers must be 0 or of magnitude 1e-130 to 1e125 (the database stores no others)",
+                ))
+            }
+        }
+        AttributeValue::Ns(numbers) => numbers
+            .iter()
+            .try_for_each(|n| storable(path, &AttributeValue::N(n.clone()))),
+        AttributeValue::L(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| storable(&format!("{path}[{i}]"), item)),
+        AttributeValue::M(map) => map
+            .iter()
+            .try_for_each(|(k, item)| storable(&format!("{path}.{k}"), item)),
+        _ => Ok(()),
+    }
 }
 
 pub fn s(value: impl Into<String>) -> AttributeValue {

@@ -104,8 +104,7 @@ impl Refreshes<'_> {
         datasource: &str,
         state: &RefreshState,
     ) -> Result<(), ApiError> {
-        let value = serde_dynamo::to_attribute_value(state)
-            .map_err(|e| ApiError::internal(format!("encoding refresh state: {e}")))?;
+        let value = super::to_attribute("refresh", state)?;
         self.0
             .update_if(
                 &keys::asset(Datasource::KIND, company, datasource),

@@ -186,8 +186,7 @@ impl Runs<'_> {
         report: &str,
         summary: &RunSummary,
     ) -> Result<(), ApiError> {
-        let value = serde_dynamo::to_attribute_value(summary)
-            .map_err(|e| ApiError::internal(format!("encoding run summary: {e}")))?;
+        let value = super::to_attribute("summary", summary)?;
         self.0
             .update_if(
                 &keys::asset(domain::asset::Kind::Report, company, report),
