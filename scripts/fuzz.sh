@@ -59,15 +59,17 @@ status=0
 # scripts/fuzz_hooks.py: positive_data_acceptance with the contract's stated rules, and a
 # report of documented statuses never answered. One worker: hypothesis' source inspection
 # is not thread-safe (two workers gave sporadic "Runtime Error"s in schemathesis itself).
-FUZZ_OUT="$OUT" PYTHONPATH="$REPO_DIR/scripts" SCHEMATHESIS_HOOKS=fuzz_hooks \
-  "$ST" --config-file docs/schemathesis.toml run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
+# It runs from $OUT, emptied above: schemathesis keeps a crash cache under ./.schemathesis that
+# it would replay in the next run, and every run should be the same one.
+(cd "$OUT" && FUZZ_OUT="$OUT" PYTHONPATH="$REPO_DIR/scripts" SCHEMATHESIS_HOOKS=fuzz_hooks \
+  "$ST" --config-file "$REPO_DIR/docs/schemathesis.toml" run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
   --url "http://127.0.0.1:$PORT/api/v1" \
   --header "X-API-Key: $KEY" \
   --checks all --exclude-checks positive_data_acceptance \
   --max-examples "${FUZZ_EXAMPLES:-25}" \
   --seed "${FUZZ_SEED:-1}" \
   --workers 1 \
-  --report junit,json --report-dir "$OUT" || status=$?
+  --report junit,json --report-dir "$OUT") || status=$?
 
 if [ -s "$OUT/unreached-statuses.txt" ]; then
   log "documented statuses no response had ($OUT/unreached-statuses.txt): $(wc -l <"$OUT/unreached-statuses.txt") operations"

@@ -190,7 +190,10 @@ impl Paging {
         meta.insert("total".into(), json!(total));
         meta.insert("limit".into(), json!(self.limit));
         meta.insert("offset".into(), json!(self.offset));
-        let next = (self.offset + self.limit < total).then(|| self.offset + self.limit);
+        // Saturating: `page=9223372036854775807` makes an offset near usize::MAX (a panic in
+        // a debug build before, found by schemathesis).
+        let after = self.offset.saturating_add(self.limit);
+        let next = (after < total).then_some(after);
         let previous = (self.offset > 0).then(|| self.offset.saturating_sub(self.limit));
         let link = |offset: usize| Value::String(self.link(params, offset));
         meta.insert("next".into(), next.map(link).unwrap_or(Value::Null));
@@ -293,6 +296,19 @@ mod tests {
         let err = Paging::from_params(&params("limit=101"), &[]).unwrap_err();
         assert!(err.to_string().contains("100"), "{err}");
         assert!(Paging::from_params(&params("status=active"), &["status"]).is_ok());
+    }
+
+    #[test]
+    fn the_largest_page_and_offset_are_an_empty_page() {
+        for query in [
+            "page=9223372036854775807&page_size=69",
+            "offset=9223372036854775807",
+        ] {
+            let p = Paging::from_params(&params(query), &[]).unwrap();
+            let meta = p.meta(&params(query), 0, 3);
+            assert_eq!(meta["next"], Value::Null, "{query}");
+            assert!(meta["previous"].is_string(), "{query}");
+        }
     }
 
     #[test]
