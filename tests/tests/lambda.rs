@@ -6,6 +6,10 @@
 //! does inside a container. Run it with `make lambda-test` (CI does, after `make package`);
 //! it is not part of `make test`, which does not build release binaries.
 //!
+//! Each function's footprint (peak RSS and CPU from /proc) is printed and written to
+//! `target/lambda/footprint.json`; a peak RSS over half the template's memory for the
+//! function fails the test.
+//!
 //! `LAMBDA_DIR` overrides where the bootstraps are (default `target/lambda`).
 
 use axum::extract::{Path, State};
@@ -120,6 +124,49 @@ fn lambda_dir() -> std::path::PathBuf {
     }
 }
 
+/// A process's peak resident memory (KiB, `VmHWM`) and CPU time so far (ms, user + system),
+/// from Linux's /proc.
+fn usage(pid: Option<u32>) -> Option<(u64, u64)> {
+    let pid = pid?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let peak = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th
+    // and 13th, in clock ticks (100 a second on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((peak, ticks * 10))
+}
+
+/// Each function's memory in template.yaml (its own `MemorySize`, else the global one), by
+/// binary name.
+fn template_memory_mib() -> std::collections::HashMap<String, u64> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let global = template["Globals"]["Function"]["MemorySize"]
+        .as_u64()
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for (_, resource) in template["Resources"].as_mapping().unwrap() {
+        if let Some(binary) = resource["Metadata"]["BuildProperties"]["Binary"].as_str() {
+            let memory = resource["Properties"]["MemorySize"]
+                .as_u64()
+                .unwrap_or(global);
+            out.insert(binary.to_owned(), memory);
+        }
+    }
+    out
+}
+
 impl Function {
     async fn start(name: &str) -> Self {
         let bootstrap = lambda_dir().join(name).join("bootstrap");
@@ -221,6 +268,8 @@ async fn every_saved_event_runs_through_its_packaged_function() {
     assert_eq!(saved(), EVENTS.len(), "every saved event is listed");
     let mut functions: Vec<Function> = Vec::new();
     let mut secrets: Vec<String> = Vec::new();
+    // CPU milliseconds each event cost its (warm) process.
+    let mut cpu: Vec<(&str, &str, u64)> = Vec::new();
     for (function, name, expected) in EVENTS {
         let index = match functions.iter().position(|f| f.name == *function) {
             Some(i) => i,
@@ -232,7 +281,11 @@ async fn every_saved_event_runs_through_its_packaged_function() {
         let (text, held) = filled_with_secrets(&app, name).await;
         secrets.extend(held);
         let event: Value = serde_json::from_str(&text).unwrap();
-        let (status, body) = http_answer(name, functions[index].invoke(event).await);
+        let before = usage(functions[index].child.id()).map_or(0, |u| u.1);
+        let outcome = functions[index].invoke(event).await;
+        let after = usage(functions[index].child.id()).map_or(0, |u| u.1);
+        cpu.push((function, name, after.saturating_sub(before)));
+        let (status, body) = http_answer(name, outcome);
         assert_eq!(status, *expected, "{name}: {body}");
         assert_eq!(body["meta"]["success"], status < 400, "{name}: {body}");
         // Keys and tokens the API answered with are secrets too.
@@ -267,6 +320,42 @@ async fn every_saved_event_runs_through_its_packaged_function() {
     ] {
         assert!(names.contains(&function), "no event went to {function}");
     }
+    // Each process's footprint after all its events, against the memory the template gives
+    // its function (printed, and written to target/lambda/footprint.json for the README).
+    let memory = template_memory_mib();
+    let mut footprint = serde_json::Map::new();
+    for f in &functions {
+        let (peak_kib, cpu_ms) = usage(f.child.id()).expect("/proc tells a process's usage");
+        let heaviest = cpu
+            .iter()
+            .filter(|(function, _, _)| *function == f.name)
+            .max_by_key(|(_, _, ms)| *ms)
+            .unwrap();
+        let given = memory[&f.name];
+        println!(
+            "footprint {:<12} peak RSS {:>5.1} MiB of {given} MiB, CPU {cpu_ms} ms over {} events, heaviest {} ({} ms)",
+            f.name,
+            peak_kib as f64 / 1024.0,
+            f.count,
+            heaviest.1,
+            heaviest.2
+        );
+        assert!(
+            peak_kib / 1024 * 2 <= given,
+            "{}: peak RSS {peak_kib} KiB is over half the {given} MiB the template gives it",
+            f.name
+        );
+        footprint.insert(
+            f.name.clone(),
+            json!({"peak_rss_kib": peak_kib, "cpu_ms": cpu_ms, "events": f.count,
+                   "heaviest_event": heaviest.1, "heaviest_cpu_ms": heaviest.2,
+                   "memory_mib": given}),
+        );
+    }
+    let _ = std::fs::write(
+        lambda_dir().join("footprint.json"),
+        serde_json::to_string_pretty(&footprint).unwrap(),
+    );
     let mut logs = String::new();
     for f in functions {
         logs.push_str(&f.stop().await);
