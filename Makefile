@@ -58,6 +58,8 @@ lambda-test:
 
 # What `sam build` does on a deploying machine, offline: cargo-lambda builds each function
 # named in template.yaml (x86_64 here; the template's Architecture parameter says which).
+# After `make package` it takes seconds: the same cargo lambda build is already fresh (CI
+# runs both).
 sam-build:
 	@env="$$(scripts/tools.sh --ci-tools)"; eval "$$env"; \
 	export PATH="$$PULSEBOARD_VENV/bin:$$PATH" AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0; \
