@@ -166,31 +166,35 @@ pub fn to_attribute<T: Serialize>(name: &str, value: &T) -> Result<AttributeValu
 /// encoded item is checked before it is written and the request gets a 400 naming the
 /// attribute path instead of a 500.
 pub fn storable(path: &str, value: &AttributeValue) -> Result<(), ApiError> {
+    match unstorable_number(value) {
+        None => Ok(()),
+        Some(rest) => Err(ApiError::field(
+            &format!("{path}{rest}"),
+            "numbers must be 0 or of magnitude 1e-130 to 1e125 (the database stores no others)",
+        )),
+    }
+}
+
+fn fits(number: &str) -> bool {
+    number
+        .parse::<f64>()
+        .is_ok_and(|x| x == 0.0 || (x.is_finite() && (1e-130..1e126).contains(&x.abs())))
+}
+
+/// Where in `value` the first number the database cannot store is (`""` for `value` itself,
+/// `"[3]"`, `".key[0]"`), if anywhere; the path is only built for that one.
+fn unstorable_number(value: &AttributeValue) -> Option<String> {
     match value {
-        AttributeValue::N(n) => {
-            let fits = n
-                .parse::<f64>()
-                .is_ok_and(|x| x == 0.0 || (x.is_finite() && (1e-130..1e126).contains(&x.abs())));
-            if fits {
-                Ok(())
-            } else {
-                Err(ApiError::field(
-                    path,
-                    "numbers must be 0 or of magnitude 1e-130 to 1e125 (the database stores no others)",
-                ))
-            }
-        }
-        AttributeValue::Ns(numbers) => numbers
-            .iter()
-            .try_for_each(|n| storable(path, &AttributeValue::N(n.clone()))),
+        AttributeValue::N(n) => (!fits(n)).then(String::new),
+        AttributeValue::Ns(numbers) => numbers.iter().any(|n| !fits(n)).then(String::new),
         AttributeValue::L(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, item)| storable(&format!("{path}[{i}]"), item)),
+            .find_map(|(i, item)| unstorable_number(item).map(|rest| format!("[{i}]{rest}"))),
         AttributeValue::M(map) => map
             .iter()
-            .try_for_each(|(k, item)| storable(&format!("{path}.{k}"), item)),
-        _ => Ok(()),
+            .find_map(|(k, item)| unstorable_number(item).map(|rest| format!(".{k}{rest}"))),
+        _ => None,
     }
 }
 
@@ -829,5 +833,49 @@ impl Store {
             .await
             .map_err(|e| db_error("DeleteItem", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(text: &str) -> AttributeValue {
+        AttributeValue::N(text.into())
+    }
+
+    #[test]
+    fn numbers_the_database_stores_pass_and_others_are_named() {
+        for ok in [
+            "0",
+            "-0",
+            "1e-130",
+            "-1e-130",
+            "9.99e125",
+            "0.30000000000000004",
+            "42",
+        ] {
+            assert!(storable("x", &n(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["5e-324", "1e-131", "1e126", "-1e300"] {
+            assert!(storable("x", &n(bad)).is_err(), "{bad}");
+        }
+        let nested = AttributeValue::M(
+            [(
+                "state".to_owned(),
+                AttributeValue::L(vec![
+                    n("1"),
+                    AttributeValue::M([("w".to_owned(), n("1e300"))].into()),
+                ]),
+            )]
+            .into(),
+        );
+        match storable("layout", &nested) {
+            Err(ApiError::Validation { details, .. }) => {
+                assert_eq!(details[0].field, "layout.state[1].w")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(storable("s", &AttributeValue::Ns(vec!["1".into(), "1e200".into()])).is_err());
     }
 }
