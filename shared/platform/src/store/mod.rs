@@ -682,6 +682,7 @@ impl Store {
     }
 
     /// The same store talking to another S3 endpoint (tests: a file storage that is down).
+    #[cfg(feature = "test-support")]
     pub fn with_s3(mut self, sdk: &aws_config::SdkConfig) -> Self {
         self.s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)
@@ -692,12 +693,14 @@ impl Store {
     }
 
     /// The same store talking to another DynamoDB endpoint (tests: a database that is down).
+    #[cfg(feature = "test-support")]
     pub fn with_dynamodb(mut self, sdk: &aws_config::SdkConfig) -> Self {
         self.db = aws_sdk_dynamodb::Client::new(sdk);
         self
     }
 
     /// One item as stored, all attributes (tests and tools).
+    #[cfg(feature = "test-support")]
     pub async fn raw_item(&self, key: &Key) -> Result<Option<Item>, ApiError> {
         let out = self
             .db
@@ -712,6 +715,7 @@ impl Store {
     }
 
     /// Every item of the table (tests: what is stored, e.g. that no secret is).
+    #[cfg(feature = "test-support")]
     pub async fn scan_all(&self) -> Result<Vec<Item>, ApiError> {
         let mut out = Vec::new();
         let mut start = None;
