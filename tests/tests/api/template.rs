@@ -74,20 +74,29 @@ fn specificity(pattern: &str, path: &str) -> Option<Vec<u8>> {
     (pattern.len() == path.len()).then_some(ranks)
 }
 
+/// The binary of the most specific `(pattern, binary)` that matches `path`, if any.
+fn most_specific<'a>(
+    table: impl Iterator<Item = (&'a str, &'a str)>,
+    path: &str,
+) -> Option<&'a str> {
+    table
+        .filter_map(|(pattern, binary)| Some((specificity(pattern, path)?, binary)))
+        .min_by(|(a, _), (b, _)| a.cmp(b))
+        .map(|(_, binary)| binary)
+}
+
 /// The binary API Gateway sends `path` to.
 fn routed_to<'a>(events: &'a [Event], path: &str) -> &'a str {
-    let best = events
+    let table = events
         .iter()
-        .filter_map(|e| Some((specificity(e.path.as_deref()?, path)?, e)))
-        .min_by(|(a, _), (b, _)| a.cmp(b));
-    match best {
-        Some((_, event)) => &event.binary,
-        None => events
+        .filter_map(|e| Some((e.path.as_deref()?, e.binary.as_str())));
+    most_specific(table, path).unwrap_or_else(|| {
+        events
             .iter()
             .find(|e| e.path.is_none())
             .map(|e| e.binary.as_str())
-            .expect("a $default route"),
-    }
+            .expect("a $default route")
+    })
 }
 
 /// The request paths a caller may use for a declared route (API.md §1 addressing).
@@ -290,11 +299,8 @@ fn cargo_lambda_watch_routes_every_declared_route_to_its_own_function() {
     for function in FUNCTIONS {
         for route in (function.routes)() {
             for path in spellings(route.path) {
-                let best = watch
-                    .iter()
-                    .filter_map(|(pattern, binary)| Some((specificity(pattern, &path)?, binary)))
-                    .min_by(|(a, _), (b, _)| a.cmp(b))
-                    .map(|(_, binary)| binary.as_str());
+                let table = watch.iter().map(|(p, b)| (p.as_str(), b.as_str()));
+                let best = most_specific(table, &path);
                 assert_eq!(
                     best,
                     Some(function.name),
