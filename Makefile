@@ -11,12 +11,13 @@ SHELL := bash
 TEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help tools run test fuzz bench lint fmt template ci clean-local package lambda-test sam-build
+.PHONY: help tools run test fuzz statuses bench lint fmt template ci clean-local package lambda-test sam-build
 
 help:
 	@echo "make run          pulseboard serve --local (embedded DynamoDB Local + S3 under .pulseboard/)"
 	@echo "make test         cargo test --workspace --all-targets against a throw-away local stack"
 	@echo "make fuzz         schemathesis over every operation of docs/openapi.yaml against pulseboard serve"
+	@echo "make statuses     every status docs/openapi.yaml documents was answered by the tests (after make test)"
 	@echo "make bench        pulseboard bench (release build) against a throw-away local stack"
 	@echo "make package      cargo lambda build --release of every function (ARCH=x86_64|arm64), sizes printed"
 	@echo "make lambda-test  each packaged bootstrap against a Lambda Runtime API, fed every saved event"
@@ -35,12 +36,22 @@ run:
 	@env="$$(scripts/tools.sh)"; eval "$$env"; \
 	exec cargo run -p pulseboard-cli --bin pulseboard -- serve --local
 
+# Each test process appends the statuses it answered per route to target/statuses/ (for
+# `make statuses`).
 test:
-	scripts/local-stack.sh cargo test --workspace --all-targets $(TEST_ARGS)
+	@statuses="$${CARGO_TARGET_DIR:-$$(pwd -P)/target}/statuses"; rm -rf "$$statuses"; \
+	set -x; PULSEBOARD_STATUS_LOG="$$statuses" \
+	  scripts/local-stack.sh cargo test --workspace --all-targets $(TEST_ARGS)
 
 # FUZZ_EXAMPLES (default 25 per operation) and FUZZ_SEED (default 1) tune it.
 fuzz:
 	scripts/fuzz.sh
+
+# Compares the statuses `make test` recorded per operation with the ones docs/openapi.yaml
+# documents (scripts/statuses.py); run `make test` first.
+statuses:
+	@env="$$(scripts/tools.sh --fuzz-tools)"; eval "$$env"; \
+	"$$PULSEBOARD_FUZZ_VENV/bin/python" scripts/statuses.py
 
 bench:
 	STACK_PROFILE=release scripts/local-stack.sh cargo run --release -p pulseboard-cli --bin pulseboard -- bench $(BENCH_ARGS)

@@ -21,6 +21,7 @@ mod api {
     mod planted;
     mod pushes;
     mod reports;
+    mod statuses;
     mod table;
     mod template;
     mod tokens;

@@ -261,7 +261,9 @@ pub async fn add_members(
     let group = find_group(&state, &caller, &id).await?;
     let mut users = Vec::new();
     let mut problems = Vec::new();
-    for user_id in &body.users {
+    // A user named twice is added once (two writes of one user would conflict).
+    let mut named = std::collections::HashSet::new();
+    for user_id in body.users.iter().filter(|u| named.insert(u.as_str())) {
         match find_user(&state, &caller, user_id).await {
             Ok(u) => users.push(u),
             Err(ApiError::NotFound(_)) => problems.push(FieldError::new(

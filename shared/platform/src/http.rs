@@ -247,15 +247,27 @@ async fn edge(mut req: Request, next: Next) -> Response {
         route = tracing::field::Empty,
         company = tracing::field::Empty,
     );
+    #[cfg(feature = "test-support")]
+    let mut routed_path: Option<String> = None;
     let response = async {
         let response = match prepared {
             Ok(uri) => {
+                #[cfg(feature = "test-support")]
+                {
+                    routed_path = Some(uri.path().to_owned());
+                }
                 *req.uri_mut() = uri;
                 req.extensions_mut().insert(CallerPath(caller_path.clone()));
                 req.extensions_mut().insert(RequestId(id.clone()));
                 next.run(req).await
             }
-            Err(e) => e.render(Some(&id)),
+            Err(e) => {
+                #[cfg(feature = "test-support")]
+                {
+                    routed_path = route_path(&caller_path).ok();
+                }
+                e.render(Some(&id))
+            }
         };
         let response = render_errors(response, &method, &caller_path, &id).await;
         // One line per request, inside its span (request id, method, path, route, company).
@@ -289,6 +301,13 @@ async fn edge(mut req: Request, next: Next) -> Response {
         Some(name) => jsonp(response, &name).await,
         None => response,
     };
+    #[cfg(feature = "test-support")]
+    crate::metrics::record_status(
+        method.as_str(),
+        metrics.route.get().copied(),
+        routed_path.as_deref(),
+        response.status().as_u16(),
+    );
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert("x-request-id", v);

@@ -35,6 +35,41 @@ pub fn set_route(route: &'static str) {
     let _ = CURRENT.try_with(|m| m.route.set(route));
 }
 
+/// Test support: appends `route METHOD /declared/{path} status` (or, for an answer given
+/// before any route took the request, such as a 413 for an oversize body, `path METHOD
+/// /the/routed/path status`) to `$PULSEBOARD_STATUS_LOG/<pid>.txt` the first time this
+/// process gives that answer, so a check after the end-to-end suite and the fuzzer (`make
+/// statuses`) can compare the statuses answered with the ones `docs/openapi.yaml`
+/// documents. Nothing without the variable.
+#[cfg(feature = "test-support")]
+pub fn record_status(method: &str, route: Option<&str>, routed_path: Option<&str>, status: u16) {
+    use std::collections::HashSet;
+    use std::io::Write;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let Ok(dir) = std::env::var("PULSEBOARD_STATUS_LOG") else {
+        return;
+    };
+    let line = match (route, routed_path) {
+        (Some(route), _) => format!("route {method} {route} {status}"),
+        (None, Some(path)) => format!("path {method} {path} {status}"),
+        (None, None) => return,
+    };
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.get_or_insert_with(HashSet::new).insert(line.clone()) {
+        return;
+    }
+    let _ = std::fs::create_dir_all(&dir);
+    let file = std::path::Path::new(&dir).join(format!("{}.txt", std::process::id()));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 /// Counts each operation of the store's SDK clients against the current request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CountCalls;

@@ -461,6 +461,36 @@ async fn reset_tokens_are_one_time_and_unlock_ends_a_lockout() {
 }
 
 #[tokio::test]
+async fn a_user_named_twice_in_one_add_becomes_one_member() {
+    let app = TestApp::spawn().await;
+    let (status, group) = json(app.post("/groups", json!({"name": "Twice"})).await).await;
+    assert_eq!(status, 201);
+    let gid = group["data"]["id"].as_str().unwrap().to_owned();
+    let (user, _) = app.user_with_key(&["viewer"], None).await;
+    let uid = user["id"].as_str().unwrap();
+    // A second later: the user's first write and this one are not in the same second.
+    app.advance(chrono::Duration::seconds(2));
+    let (status, body) = json(
+        app.call(
+            "POST",
+            &format!("/groups/{gid}/members"),
+            app.key(),
+            Some(json!({"users": [uid, uid]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["members"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
+    let (_, members) = json(app.get(&format!("/groups/{gid}/members")).await).await;
+    assert_eq!(members["meta"]["total"], 1, "{members}");
+}
+
+#[tokio::test]
 async fn groups_and_members() {
     let app = TestApp::spawn().await;
     let (status, group) = json(

@@ -232,6 +232,47 @@ async fn a_csv_report_has_one_row_per_value_and_point() {
 }
 
 #[tokio::test]
+async fn a_file_over_the_inline_limit_downloads_through_a_presigned_url() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Growth csv", "klip_ids": [s.klip], "format": "csv"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    let run_id = run["id"].as_str().unwrap();
+    assert_eq!(finished(&app, id, run_id).await["status"], "succeeded");
+    let inline = download(&app, id).await.text().await.unwrap();
+    // The run's file as a large one (a report over 4 MiB takes long to make): only its
+    // recorded size decides how it is handed out.
+    let key = platform::store::keys::run(&app.company.company_id, id, run_id);
+    let mut stored: Value = app.state.store.get(&key).await.unwrap().unwrap();
+    stored["file"]["size"] = json!(5_000_000);
+    app.state.store.put(&key, &stored).await.unwrap();
+
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects
+        .get(app.url(&format!("/reports/{id}/download")))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    // The presigned URL serves the same file, without credentials.
+    let fetched = reqwest::get(&location).await.unwrap();
+    assert_eq!(fetched.status(), 200, "{location}");
+    assert_eq!(fetched.text().await.unwrap(), inline);
+}
+
+#[tokio::test]
 async fn the_same_idempotency_key_answers_the_same_run() {
     let app = TestApp::spawn().await;
     let s = setup(&app).await;
