@@ -21,38 +21,6 @@ import yaml
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
-# Statuses an operation gives only when another request changes the same item between its
-# read and its conditional write: real (so documented), but no fixed sequence of requests
-# reaches them, and they are not required of the tests. Each names where it comes from.
-RACE_ONLY = {
-    # An asset deleted by another request in between (assets::remove).
-    ("DELETE", "/dashboards/{id}", "409"),
-    ("DELETE", "/klips/{id}", "409"),
-    ("DELETE", "/reports/{id}", "409"),
-    # A key revoked by another request in between (store::accounts revoke condition).
-    ("DELETE", "/api-keys/{id}", "409"),
-    # A client account changed in between (store::accounts companies().replace).
-    ("PUT", "/clients/{id}", "409"),
-    ("PUT", "/clients/{id}/features", "409"),
-    ("PUT", "/clients/{id}/properties", "409"),
-    ("DELETE", "/clients/{id}/properties", "409"),
-    ("PUT", "/clients/{id}/resources", "409"),
-    # A user changed in between (users::update_user: "the user changed meanwhile").
-    ("POST", "/groups/{id}/members", "409"),
-    ("PUT", "/groups/{id}/members/{user_id}", "409"),
-    ("DELETE", "/groups/{id}/members/{user_id}", "409"),
-    ("DELETE", "/groups/{id}", "409"),
-    # An asset saved by another request in between, on routes that take no If-Match
-    # (assets::save: "changed since version").
-    ("DELETE", "/dashboards/{id}/published-links/{link_id}", "412"),
-    ("POST", "/klips/{id}/annotations", "412"),
-    ("PUT", "/klips/{id}/annotations/{annotation_id}", "412"),
-    ("DELETE", "/klips/{id}/annotations/{annotation_id}", "412"),
-    ("POST", "/datasources/{id}/enable", "412"),
-    ("POST", "/datasources/{id}/disable", "412"),
-}
-
-
 def documented(spec_path):
     with open(spec_path) as f:
         spec = yaml.safe_load(f)
@@ -118,17 +86,8 @@ def main():
     seen = answered(e2e, docs)
 
     unreached, undocumented, unknown = [], [], []
-    race_only_met, stale = [], []
-    for entry in sorted(RACE_ONLY):
-        method, path, status = entry
-        if status not in docs.get((method, path), set()):
-            stale.append(f"  {method} {path}: {status}")
-        elif status in seen.get((method, path), set()):
-            race_only_met.append(f"  {method} {path}: {status}")
     for op, codes in sorted(docs.items()):
-        missing = sorted(
-            c for c in codes - seen.get(op, set()) if (op[0], op[1], c) not in RACE_ONLY
-        )
+        missing = sorted(codes - seen.get(op, set()))
         if missing:
             unreached.append(f"  {op[0]} {op[1]}: {', '.join(missing)}")
     for op, codes in sorted(seen.items()):
@@ -144,23 +103,18 @@ def main():
     total = sum(len(c) for c in docs.values())
     print(
         f"statuses: {len(docs)} operations, {total} documented statuses; "
-        f"{len(RACE_ONLY)} of them only under a race; answers from {len(e2e)} test process(es)",
+        f"answers from {len(e2e)} test process(es)",
         file=sys.stderr,
     )
     failed = False
     for title, lines in (
         ("documented but never answered (reach it in a test, or remove it)", unreached),
         ("answered but not documented", undocumented),
-        ("in RACE_ONLY but not documented (take it out of the list)", stale),
     ):
         if lines:
             failed = True
             print(f"statuses: {title}:", file=sys.stderr)
             print("\n".join(lines), file=sys.stderr)
-    if race_only_met:
-        # Not a failure: a test may meet a race now and then.
-        print("statuses: in RACE_ONLY, yet a test answered it:", file=sys.stderr)
-        print("\n".join(race_only_met), file=sys.stderr)
     if unknown:
         print("statuses: (routes only tests mount, not checked:)", file=sys.stderr)
         print("\n".join(unknown), file=sys.stderr)

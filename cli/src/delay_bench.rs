@@ -244,12 +244,20 @@ pub async fn run() -> Result<(), String> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let refresh = Arc::new(std::sync::Mutex::new(
-        session["data"]["refresh"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    ));
+    // One login per refresh the bench makes (a refresh token is good for one refresh).
+    let mut sessions = Vec::new();
+    for _ in 0..3 * ROUNDS {
+        let session: Value = login(&api.http, &api.base)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let token = session["data"]["refresh"].as_str().unwrap_or_default();
+        sessions.push(token.to_owned());
+    }
+    let refresh_tokens = Arc::new(std::sync::Mutex::new(sessions));
 
     let (http, base, key) = (api.http.clone(), api.base.clone(), api.key.clone());
     let get = move |path: String| {
@@ -381,8 +389,22 @@ pub async fn run() -> Result<(), String> {
                 })
             },
         },
+        Case {
+            name: "POST /auth/refresh",
+            expect: 200,
+            send: {
+                let (http, base) = (http.clone(), base.clone());
+                Box::new(move |_| {
+                    let token = refresh_tokens
+                        .lock()
+                        .map(|mut t| t.pop().unwrap_or_default())
+                        .unwrap_or_default();
+                    http.post(format!("{base}/api/v1/auth/refresh"))
+                        .json(&json!({"refresh": token}))
+                })
+            },
+        },
     ];
-    let _ = &refresh;
 
     let mut report = Vec::new();
     println!();

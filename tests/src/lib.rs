@@ -5,6 +5,7 @@
 pub mod api_doc;
 pub mod events;
 pub mod fixtures;
+pub mod race;
 
 use chrono::{DateTime, Duration, Utc};
 use platform::bootstrap::{bootstrap, Bootstrapped, NewCompany};

@@ -20,6 +20,7 @@ mod api {
     mod permissions;
     mod planted;
     mod pushes;
+    mod races;
     mod reports;
     mod statuses;
     mod table;

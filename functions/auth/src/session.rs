@@ -42,20 +42,21 @@ struct TokenPair {
     expires_in: i64,
 }
 
-/// Signs a new access + refresh pair and the refresh token's record (written by the caller).
+/// Signs a new access + refresh pair of the user (in its session epoch `sep`) and the
+/// refresh token's record (written by the caller).
 fn token_pair(
     state: &AppState,
-    user: &User,
+    user: &str,
+    sep: u64,
     company: &str,
     family: &str,
 ) -> ApiResult<(TokenPair, RefreshRecord)> {
     let now = state.clock.now();
-    let mut access = TokenKeys::new_claims(&user.id, company, "access", None, now);
-    let mut refresh =
-        TokenKeys::new_claims(&user.id, company, "refresh", Some(family.to_owned()), now);
+    let mut access = TokenKeys::new_claims(user, company, "access", None, now);
+    let mut refresh = TokenKeys::new_claims(user, company, "refresh", Some(family.to_owned()), now);
     // Both end when the user's session epoch moves on (a password change, a lockout).
-    access.sep = user.session_epoch;
-    refresh.sep = user.session_epoch;
+    access.sep = sep;
+    refresh.sep = sep;
     let record = refresh_record(&refresh, family);
     Ok((
         TokenPair {
@@ -95,18 +96,34 @@ pub async fn login(
         password::refuse_unknown(&body.password).await?;
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     }
-    let claim: Option<EmailClaim> = state.store.get(&keys::email(&email)).await?;
-    let found = match claim {
-        Some(c) => {
-            let (user, company) = tokio::try_join!(
+    let found = match remembered_claim(&email) {
+        // An address this instance signed in before: its claim is read together with the
+        // user and company it led to, and they count only when it still leads there.
+        Some(known) => {
+            let (claim, user, company) = tokio::try_join!(
+                state.store.get::<EmailClaim>(keys::email(&email)),
                 state
                     .store
-                    .get::<User>(keys::user(&c.company_id, &c.user_id)),
-                state.store.get::<Company>(keys::company(&c.company_id)),
+                    .get::<User>(keys::user(&known.company_id, &known.user_id)),
+                state.store.get::<Company>(keys::company(&known.company_id)),
             )?;
-            user.zip(company)
+            match claim {
+                Some(c) if c.company_id == known.company_id && c.user_id == known.user_id => {
+                    user.zip(company)
+                }
+                other => {
+                    forget_claim(&email);
+                    match other {
+                        Some(c) => read_user(&state, &c).await?,
+                        None => None,
+                    }
+                }
+            }
         }
-        None => None,
+        None => match state.store.get::<EmailClaim>(keys::email(&email)).await? {
+            Some(c) => read_user(&state, &c).await?,
+            None => None,
+        },
     };
     let Some((user, company)) = found else {
         password::refuse_unknown(&body.password).await?;
@@ -119,21 +136,22 @@ pub async fn login(
     if company.status == domain::CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
+    remember_claim(&email, &company.id, &user.id);
     let family = domain::ids::new_id();
-    let (pair, record) = token_pair(&state, &user, &company.id, &family)?;
+    let (pair, record) = token_pair(&state, &user.id, user.session_epoch, &company.id, &family)?;
     let family_record = FamilyRecord {
         family: family.clone(),
         user_id: user.id.clone(),
         revoked: false,
         ttl: record.ttl,
     };
-    state
-        .store
-        .refresh_tokens()
-        .start_family(&record, &family_record)
-        .await?;
+    // The session and the login time are independent writes: together, one round trip.
     let last_login = rfc3339(now);
-    state.store.users().record_login(&user, &last_login).await?;
+    let (tokens, users) = (state.store.refresh_tokens(), state.store.users());
+    tokio::try_join!(
+        tokens.start_family(&record, &family_record),
+        users.record_login(&user, &last_login),
+    )?;
     let mut user = user;
     user.date_last_login = Some(last_login);
     Ok(envelope::ok(serde_json::json!({
@@ -144,6 +162,49 @@ pub async fn login(
         "user": UserView::of(&user, now),
         "company": CompanyView { id: company.id, name: company.name, plan: company.plan },
     })))
+}
+
+/// The user and company an email claim leads to (none when either is gone).
+async fn read_user(state: &AppState, claim: &EmailClaim) -> ApiResult<Option<(User, Company)>> {
+    let (user, company) = tokio::try_join!(
+        state
+            .store
+            .get::<User>(keys::user(&claim.company_id, &claim.user_id)),
+        state.store.get::<Company>(keys::company(&claim.company_id)),
+    )?;
+    Ok(user.zip(company))
+}
+
+/// Where the addresses this instance signed in lead (company, user), by address. Only a
+/// guess of what to read alongside the claim: the claim read with it decides.
+fn claims() -> &'static std::sync::Mutex<std::collections::HashMap<String, (String, String)>> {
+    static CLAIMS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+    > = std::sync::OnceLock::new();
+    CLAIMS.get_or_init(Default::default)
+}
+
+fn remembered_claim(email: &str) -> Option<EmailClaim> {
+    let (company_id, user_id) = claims().lock().ok()?.get(email).cloned()?;
+    Some(EmailClaim {
+        company_id,
+        user_id,
+    })
+}
+
+fn remember_claim(email: &str, company: &str, user: &str) {
+    if let Ok(mut map) = claims().lock() {
+        if map.len() >= 10_000 {
+            map.clear();
+        }
+        map.insert(email.to_owned(), (company.to_owned(), user.to_owned()));
+    }
+}
+
+fn forget_claim(email: &str) {
+    if let Ok(mut map) = claims().lock() {
+        map.remove(email);
+    }
 }
 
 /// Marks a refresh token used; on a second use, revokes its whole family.
@@ -178,13 +239,41 @@ pub async fn refresh(
         .fam
         .clone()
         .ok_or_else(|| ApiError::Unauthorized("invalid refresh token".into()))?;
-    let (consumed, family_record, user) = tokio::join!(
+    // The new pair is signed for the token's own session epoch, and its record written
+    // while the old token is consumed and the family and user are read (one round trip):
+    // the new tokens go out only when everything holds, and a record whose tokens never
+    // went out is of no use to anyone (it is marked revoked all the same).
+    let (pair, record) = token_pair(&state, &claims.sub, claims.sep, &claims.cid, &family)?;
+    let tokens = state.store.refresh_tokens();
+    let (consumed, family_record, user, added) = tokio::join!(
         consume(&state, &claims),
         state.store.get::<FamilyRecord>(keys::family(&family)),
         state
             .store
             .get::<User>(keys::user(&claims.cid, &claims.sub)),
+        tokens.add(&record),
     );
+    let checked = check_refresh(&state, &claims, &family, consumed, family_record, user).await;
+    if checked.is_err() && added.is_ok() {
+        if let Err(e) = tokens.revoke(&record.jti).await {
+            tracing::warn!(error = %e, "could not revoke an unused refresh token record");
+        }
+    }
+    checked?;
+    added?;
+    Ok(envelope::ok(pair))
+}
+
+/// What a refresh needs besides its signature: the token unused, its family not revoked, its
+/// user still there in the same session epoch.
+async fn check_refresh(
+    state: &AppState,
+    claims: &Claims,
+    family: &str,
+    consumed: ApiResult<()>,
+    family_record: ApiResult<Option<FamilyRecord>>,
+    user: ApiResult<Option<User>>,
+) -> ApiResult<()> {
     consumed?;
     if family_record?.is_none_or(|f| f.revoked) {
         return Err(ApiError::Unauthorized("refresh token revoked".into()));
@@ -193,14 +282,12 @@ pub async fn refresh(
         .ok_or_else(|| ApiError::Unauthorized("the user of this token no longer exists".into()))?;
     if claims.sep != user.session_epoch {
         // The password changed (or the user was locked out) since this login: it ends.
-        state.store.refresh_tokens().revoke_family(&family).await?;
+        state.store.refresh_tokens().revoke_family(family).await?;
         return Err(ApiError::Unauthorized(
             "this session has ended (the password changed or the user was locked out); log in again".into(),
         ));
     }
-    let (pair, record) = token_pair(&state, &user, &claims.cid, &family)?;
-    state.store.refresh_tokens().add(&record).await?;
-    Ok(envelope::ok(pair))
+    Ok(())
 }
 
 pub async fn logout(

@@ -34,7 +34,7 @@ impl OnDelete<Dashboard> for Unpublish {
 }
 
 /// Where a token's hash leads.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct LinkRecord {
     company_id: String,
     dashboard_id: String,
@@ -176,9 +176,39 @@ pub struct PublishedDashboard(
     Option<String>,
 );
 
+/// The link records this instance resolved before, by token hash. A link's company,
+/// dashboard and expiry never change, so a remembered record lets the next request read the
+/// link (to see that it still exists) together with what it leads to.
+fn remembered_links() -> &'static std::sync::Mutex<HashMap<String, LinkRecord>> {
+    static LINKS: std::sync::OnceLock<std::sync::Mutex<HashMap<String, LinkRecord>>> =
+        std::sync::OnceLock::new();
+    LINKS.get_or_init(Default::default)
+}
+
+fn remembered_link(hash: &str) -> Option<LinkRecord> {
+    remembered_links().lock().ok()?.get(hash).cloned()
+}
+
+fn remember_link(hash: &str, record: &LinkRecord) {
+    if let Ok(mut links) = remembered_links().lock() {
+        if links.len() >= 10_000 {
+            links.clear();
+        }
+        links.insert(hash.to_owned(), record.clone());
+    }
+}
+
+fn forget_link(hash: &str) {
+    if let Ok(mut links) = remembered_links().lock() {
+        links.remove(hash);
+    }
+}
+
 /// Resolves a published link's token for the admission pipeline: the owner company (whose
-/// limits the request counts against) and the dashboard, read together; 404 once revoked or
-/// expired, or when the owner switched `public_dashboards` off.
+/// limits the request counts against) and the dashboard; 404 once revoked or expired, or
+/// when the owner switched `public_dashboards` off. A link this instance resolved before is
+/// read together with its company, dashboard and Klips (one round trip); a new one first,
+/// then those (two).
 pub fn resolve<'a>(
     state: &'a AppState,
     token: &'a str,
@@ -189,39 +219,74 @@ pub fn resolve<'a>(
                 "published dashboard not found (revoked or expired links answer this too)".into(),
             )
         };
-        let record: LinkRecord = state
-            .store
-            .get(link_key(&ApiKeyHash::of(token).0))
-            .await?
-            .ok_or_else(not_found)?;
+        let hash = ApiKeyHash::of(token).0;
+        let (record, company, dashboard, prefetched) = match remembered_link(&hash) {
+            Some(known) => {
+                let guess =
+                    crate::dashboards::remembered_klips(&known.company_id, &known.dashboard_id);
+                let read = tokio::try_join!(
+                    state.store.get::<LinkRecord>(link_key(&hash)),
+                    state.store.get::<Company>(keys::company(&known.company_id)),
+                    state.store.get::<Dashboard>(keys::asset(
+                        Kind::Dashboard,
+                        &known.company_id,
+                        &known.dashboard_id
+                    )),
+                    crate::dashboards::read_klips(state, &known.company_id, &guess),
+                );
+                let (record, company, dashboard, prefetched) =
+                    read.inspect_err(|_| forget_link(&hash))?;
+                match record {
+                    // A link's record never changes: the same one leads to the same things.
+                    Some(record) if record == known => (record, company, dashboard, prefetched),
+                    _ => {
+                        forget_link(&hash);
+                        return Err(not_found());
+                    }
+                }
+            }
+            None => {
+                let record: LinkRecord = state
+                    .store
+                    .get(link_key(&hash))
+                    .await?
+                    .ok_or_else(not_found)?;
+                let guess =
+                    crate::dashboards::remembered_klips(&record.company_id, &record.dashboard_id);
+                let (company, dashboard, prefetched) = tokio::try_join!(
+                    state
+                        .store
+                        .get::<Company>(keys::company(&record.company_id)),
+                    state.store.get::<Dashboard>(keys::asset(
+                        Kind::Dashboard,
+                        &record.company_id,
+                        &record.dashboard_id
+                    )),
+                    crate::dashboards::read_klips(state, &record.company_id, &guess),
+                )?;
+                (record, company, dashboard, prefetched)
+            }
+        };
         let now = rfc3339(state.clock.now());
         if record
             .expires_at
             .as_deref()
             .is_some_and(|e| e <= now.as_str())
         {
+            forget_link(&hash);
             return Err(not_found());
         }
-        let guess = crate::dashboards::remembered_klips(&record.company_id, &record.dashboard_id);
-        let (company, dashboard, prefetched) = tokio::try_join!(
-            state
-                .store
-                .get::<Company>(keys::company(&record.company_id)),
-            state.store.get::<Dashboard>(keys::asset(
-                Kind::Dashboard,
-                &record.company_id,
-                &record.dashboard_id
-            )),
-            crate::dashboards::read_klips(state, &record.company_id, &guess),
-        )?;
         let (Some(company), Some(dashboard)) = (company, dashboard) else {
+            forget_link(&hash);
             return Err(not_found());
         };
         if company.status == domain::CompanyStatus::Disabled
             || !company.feature_enabled("public_dashboards")
         {
+            forget_link(&hash);
             return Err(not_found());
         }
+        remember_link(&hash, &record);
         let mut extensions = http::Extensions::new();
         let zone = company.timezone.clone();
         extensions.insert(PublishedDashboard(dashboard, prefetched, zone));

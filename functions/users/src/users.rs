@@ -253,6 +253,7 @@ pub async fn create(
         external_id: body.external_id,
         date_created: now.clone(),
         last_updated: now.clone(),
+        revision: 0,
         date_last_login: None,
         locked_until: None,
         session_epoch: 0,

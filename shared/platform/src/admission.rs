@@ -26,7 +26,9 @@
 //! company with its function's [`ResolveLink`] and counts the request against that
 //! company's limits, the same way (a visitor has no credential to verify). Its handler
 //! only reads, so it runs while the request is counted; a refused request's answer is
-//! thrown away.
+//! thrown away. A link this instance resolved before is counted against its remembered
+//! owner while it is resolved again (one round trip), and gives the count back when it is
+//! gone.
 
 use crate::access::Access;
 pub use crate::access::{LinkOwner, ResolveLink};
@@ -360,9 +362,49 @@ async fn admit_published(
         .ok_or_else(|| {
             ApiError::internal("published-link route without {token}").into_response()
         })?;
+    let hash = domain::ids::ApiKeyHash::of(&token).0;
+    if let Some(company) = state.auth_memory.link_owner(&hash) {
+        // A link this instance resolved before: its owner is known, so the request is
+        // counted while the link is resolved (one round trip). A link gone since gives its
+        // count back and is forgotten: the next request with it is resolved first, and
+        // counts nothing.
+        let admission = Admission::new(state, company.clone(), state.clock.now());
+        tracing::Span::current().record("company", admission.company.as_str());
+        if let Some(refused) = admission.refused_from_memory() {
+            return Err(without_rate_headers(refused));
+        }
+        let (owner, counted) = tokio::join!(resolve(state, &token), admission.count());
+        match owner {
+            Ok(owner) if owner.company.id == company => {
+                let counted = counted.map_err(IntoResponse::into_response)?;
+                admission
+                    .settle(
+                        &counted,
+                        owner.company.per_second_limit(),
+                        owner.company.daily_limit(),
+                    )
+                    .await
+                    .map_err(without_rate_headers)?;
+                parts.extensions.extend(owner.extensions);
+                return Ok(next.run(Request::from_parts(parts, body)).await);
+            }
+            owner => {
+                if let Ok(counted) = &counted {
+                    admission.refund_unauthenticated(counted).await;
+                }
+                state.auth_memory.forget_link_owner(&hash);
+                owner.map_err(IntoResponse::into_response)?;
+                // Another owner than remembered (a link's company never changes): resolved
+                // and counted again below.
+            }
+        }
+    }
     let owner = resolve(state, &token)
         .await
         .map_err(IntoResponse::into_response)?;
+    state
+        .auth_memory
+        .remember_link_owner(&hash, &owner.company.id);
     let admission = Admission::new(state, owner.company.id.clone(), state.clock.now());
     tracing::Span::current().record("company", admission.company.as_str());
     // A visitor is not the owner: the owner's quota is none of their business, so no

@@ -73,6 +73,7 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
         external_id: None,
         date_created: rfc3339(now),
         last_updated: rfc3339(now),
+        revision: 0,
         date_last_login: None,
         locked_until: None,
         session_epoch: 0,

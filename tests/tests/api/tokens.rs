@@ -279,3 +279,62 @@ async fn ten_failures_across_a_quarter_hour_boundary_lock_the_user_out() {
     }
     expect_error(wrong().await.unwrap(), 429, "too_many_attempts").await;
 }
+
+async fn login_as(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_address_that_moves_to_another_user_signs_in_that_user() {
+    // The server remembers where an address it signed in led, and reads the claim along
+    // with that user: once the address belongs to someone else, the claim decides.
+    let app = TestApp::spawn().await;
+    let (first, _) = app.user_with_key(&["viewer"], None).await;
+    let (first_id, email) = (
+        first["id"].as_str().unwrap().to_owned(),
+        first["email"].as_str().unwrap().to_owned(),
+    );
+    let (status, body) = json(login_as(&app, &email, PASSWORD).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["user"]["id"], first_id.as_str());
+
+    let moved = pulseboard_tests::unique_email("moved");
+    let (status, body) = json(
+        app.call(
+            "PUT",
+            &format!("/users/{first_id}"),
+            app.key(),
+            Some(json!({"email": moved})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    expect_error(login_as(&app, &email, PASSWORD).await, 401, "unauthorized").await;
+
+    let other_password = "another-long-password";
+    let (status, second) = json(
+        app.call(
+            "POST",
+            "/users",
+            app.key(),
+            Some(json!({"email": email, "password": other_password, "roles": ["viewer"]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{second}");
+    // The first user's password no longer opens the address; the second user's does.
+    expect_error(login_as(&app, &email, PASSWORD).await, 401, "unauthorized").await;
+    let (status, body) = json(login_as(&app, &email, other_password).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["user"]["id"], second["data"]["id"]);
+    let (status, body) = json(login_as(&app, &moved, PASSWORD).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["user"]["id"], first_id.as_str());
+}

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 pub struct AuthMemory {
     key_hashes: Mutex<HashMap<String, KeyHashRecord>>,
     last_caller: Mutex<HashMap<String, Caller>>,
+    /// Published links' owner companies, by token hash (a link's company never changes).
+    link_owners: Mutex<HashMap<String, String>>,
 }
 
 const MEMORY_LIMIT: usize = 10_000;
@@ -41,6 +43,22 @@ impl AuthMemory {
                 map.clear();
             }
             map.insert(fingerprint.to_owned(), caller.clone());
+        }
+    }
+    pub(crate) fn link_owner(&self, hash: &str) -> Option<String> {
+        self.link_owners.lock().ok()?.get(hash).cloned()
+    }
+    pub(crate) fn remember_link_owner(&self, hash: &str, company: &str) {
+        if let Ok(mut map) = self.link_owners.lock() {
+            if map.len() >= MEMORY_LIMIT {
+                map.clear();
+            }
+            map.insert(hash.to_owned(), company.to_owned());
+        }
+    }
+    pub(crate) fn forget_link_owner(&self, hash: &str) {
+        if let Ok(mut map) = self.link_owners.lock() {
+            map.remove(hash);
         }
     }
     pub(crate) fn forget_caller(&self, fingerprint: &str) {

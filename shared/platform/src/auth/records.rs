@@ -50,6 +50,10 @@ pub struct Company {
     pub daily_limit: Option<u64>,
     pub date_created: String,
     pub last_updated: String,
+    /// Moves on with every whole-item write, whose condition it is (two writes within one
+    /// second leave `last_updated` as it was).
+    #[serde(default)]
+    pub revision: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +94,7 @@ impl Company {
             daily_limit: None,
             date_created: now.to_owned(),
             last_updated: now.to_owned(),
+            revision: 0,
             description: None,
             external_id: None,
             seats: None,
@@ -142,6 +147,10 @@ pub struct User {
     pub external_id: Option<String>,
     pub date_created: String,
     pub last_updated: String,
+    /// Moves on with every whole-item write, whose condition it is (two writes within one
+    /// second leave `last_updated` as it was).
+    #[serde(default)]
+    pub revision: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date_last_login: Option<String>,
     /// RFC 3339; the user is locked out until then.

@@ -133,8 +133,15 @@ impl Users<'_> {
         old: &User,
         new: &User,
     ) -> Result<(), WriteError<UserChangeRefused>> {
-        let mut condition = String::from("attribute_exists(pk) AND last_updated = :seen");
-        let mut values = vec![(":seen", s(&old.last_updated))];
+        let mut condition = String::from("attribute_exists(pk) AND ");
+        condition.push_str(REVISION_CONDITION);
+        let mut values = vec![
+            (":seen", s(&old.last_updated)),
+            (":rev", n(old.revision as i64)),
+        ];
+        let mut new = new.clone();
+        new.revision = old.revision + 1;
+        let new = &new;
         for (attribute, placeholder, seen) in [
             ("locked_until", ":locked", &old.locked_until),
             ("date_last_login", ":login", &old.date_last_login),
@@ -408,6 +415,11 @@ fn revocation(
 
 /// The item of a company; a client account also gets its place in its partner's `gsi1`
 /// list.
+/// The item is still the one read: its `revision` (`:rev`), or for an item written before
+/// revisions, its `last_updated` (`:seen`).
+const REVISION_CONDITION: &str =
+    "(revision = :rev OR (attribute_not_exists(revision) AND last_updated = :seen))";
+
 fn company_item(company: &Company) -> Result<super::Item, ApiError> {
     let mut item = super::to_item(&keys::company(&company.id), company)?;
     if let Some(partner) = &company.parent_id {
@@ -435,11 +447,13 @@ impl Companies<'_> {
         let mut new = new.clone();
         new.user_count = old.user_count;
         new.admin_count = old.admin_count;
-        let mut condition = String::from(
-            "attribute_exists(pk) AND last_updated = :seen AND (attribute_not_exists(user_count) OR user_count = :users)",
+        new.revision = old.revision + 1;
+        let mut condition = format!(
+            "attribute_exists(pk) AND {REVISION_CONDITION} AND (attribute_not_exists(user_count) OR user_count = :users)",
         );
         let mut values = vec![
             (":seen", s(&old.last_updated)),
+            (":rev", n(old.revision as i64)),
             (":users", n(old.user_count)),
         ];
         match old.admin_count {
