@@ -360,3 +360,54 @@ async fn a_write_to_an_asset_saved_meanwhile_is_412() {
     assert_eq!(shown["data"]["name"], "Raced21", "{shown}");
     assert_eq!(shown["data"]["disabled"], true, "{shown}");
 }
+
+#[tokio::test]
+async fn a_profile_edit_that_loses_to_a_password_reset_is_409_and_the_new_password_holds() {
+    let app = TestApp::spawn().await;
+    let raced = Raced::of(&app).await;
+    let (user, _) = app.user_with_key(&["viewer"], None).await;
+    let (uid, email) = (
+        user["id"].as_str().unwrap().to_owned(),
+        user["email"].as_str().unwrap().to_owned(),
+    );
+    let (status, reset) = json(
+        app.call(
+            "POST",
+            &format!("/users/{uid}/reset-password"),
+            app.key(),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{reset}");
+    let new_password = "a-brand-new-password";
+    let racer = winner(
+        &app,
+        "POST",
+        "/auth/reset-password",
+        Some(json!({"token": reset["data"]["token"], "password": new_password})),
+    );
+    lose(
+        &app,
+        &raced,
+        &uid,
+        racer,
+        (
+            "PUT",
+            format!("/users/{uid}"),
+            Some(json!({"first_name": "Edited"})),
+        ),
+        409,
+        "conflict",
+    )
+    .await;
+    let login = app
+        .http
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": email, "password": new_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+}

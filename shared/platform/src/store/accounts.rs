@@ -261,7 +261,7 @@ impl Users<'_> {
         self.0
             .update_if(
                 &keys::user(&user.company_id, &user.id),
-                "SET locked_until = :until ADD session_epoch :one",
+                "SET locked_until = :until ADD session_epoch :one, revision :one",
                 "attribute_exists(pk)",
                 &[],
                 vec![(":until", s(until)), (":one", n(1))],
@@ -306,7 +306,7 @@ impl Users<'_> {
         )?;
         tx.update(
             &keys::user(&user.company_id, &user.id),
-            "SET password_hash = :h, last_updated = :now REMOVE locked_until ADD session_epoch :one",
+            "SET password_hash = :h, last_updated = :now REMOVE locked_until ADD session_epoch :one, revision :one",
             Some("attribute_exists(pk)"),
             vec![(":h", s(password_hash)), (":now", s(now)), (":one", n(1))],
         )?;
