@@ -1,4 +1,5 @@
-//! Admission: the route layer every non-public route sits behind (see [`crate::routes`]).
+//! Admission: the route layer every route sits behind (see [`crate::routes`]); a public route
+//! passes it untouched but for its route, which the request's log line and metrics carry.
 //!
 //! For a caller's route the request passes these steps, each a small function below:
 //! 1. **present**: read the credential from the headers (401 when there is none);
