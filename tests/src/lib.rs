@@ -278,6 +278,25 @@ impl TestApp {
         (user, body["data"]["key"].as_str().unwrap().to_owned())
     }
 
+    /// Serves this app's routes (same company, same clock) a second time, on a store whose
+    /// DynamoDB endpoint is a port where no database listens; answers its base URL.
+    pub async fn serve_with_database_down(&self) -> String {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{dead}"))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .load()
+            .await;
+        let store = self.state.store.clone().with_dynamodb(&sdk);
+        let down = AppState::new(self.state.config.clone(), store, self.clock.clone());
+        serve(pulseboard_cli::all_routes(down)).await
+    }
+
     /// Creates an API key with `body`; answers the created key object (with its secret).
     pub async fn create_key(&self, body: Value) -> Value {
         let response = self.post("/api-keys", body).await;

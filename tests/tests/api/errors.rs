@@ -207,21 +207,7 @@ async fn a_panicking_handler_answers_500_with_only_a_request_id() {
 #[tokio::test]
 async fn a_database_that_is_down_is_503_and_writes_nothing() {
     let app = TestApp::spawn().await;
-    // The same app, but its store points at a port where no database listens.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{dead}"))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let store = app.state.store.clone().with_dynamodb(&sdk);
-    let down = platform::AppState::new(app.state.config.clone(), store, app.clock.clone());
-    let base = serve(pulseboard_cli::all_routes(down)).await;
+    let base = app.serve_with_database_down().await;
     let response = reqwest::Client::new()
         .post(format!("{base}/api/v1/api-keys"))
         .header("kf-api-key", app.key())

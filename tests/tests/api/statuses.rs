@@ -16,7 +16,7 @@
 
 use platform::http::MAX_BODY;
 use pulseboard_tests::fixtures::{current_etag, get_if_none_match};
-use pulseboard_tests::{expect_error, json, serve, Options, TestApp, PASSWORD};
+use pulseboard_tests::{expect_error, json, Options, TestApp, PASSWORD};
 use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 
@@ -361,21 +361,7 @@ async fn a_company_whose_day_is_used_up_is_429_on_every_route() {
 async fn a_database_that_is_down_is_503_on_every_route_that_reads_it() {
     let app = TestApp::spawn().await;
     let refresh = app.login().await["refresh"].as_str().unwrap().to_owned();
-    // The same app, but its store points at a port where no database listens.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{dead}"))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let store = app.state.store.clone().with_dynamodb(&sdk);
-    let down = platform::AppState::new(app.state.config.clone(), store, app.clock.clone());
-    let base = serve(pulseboard_cli::all_routes(down)).await;
+    let base = app.serve_with_database_down().await;
 
     let mut checked = 0;
     for op in ops().iter().filter(|op| op.documents("503")) {
