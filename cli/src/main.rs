@@ -84,6 +84,9 @@ enum Command {
         /// Seconds of mixed load per source size in the push part (0 skips it).
         #[arg(long, default_value_t = 20)]
         push_seconds: u64,
+        /// Run only these parts (local, report, push, delay); all when not given.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -211,13 +214,29 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Bench {
             requests,
             push_seconds,
+            only,
         } => {
-            local::bench(requests).await?;
-            report_bench::run()?;
-            if push_seconds > 0 {
+            const PARTS: [&str; 4] = ["local", "report", "push", "delay"];
+            if let Some(unknown) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
+                return Err(format!(
+                    "--only {unknown}: the parts are {}",
+                    PARTS.join(", ")
+                ));
+            }
+            let part = |name: &str| only.is_empty() || only.iter().any(|p| p == name);
+            if part("local") {
+                local::bench(requests).await?;
+            }
+            if part("report") {
+                report_bench::run()?;
+            }
+            if part("push") && push_seconds > 0 {
                 push_bench::run(push_seconds).await?;
             }
-            delay_bench::run().await
+            if part("delay") {
+                delay_bench::run().await?;
+            }
+            Ok(())
         }
     }
 }

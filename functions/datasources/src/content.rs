@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use domain::data::{self, Row, Table, MAX_DATA_BYTES};
+use domain::data::{self, Table, MAX_DATA_BYTES};
 use domain::data::{encode, media_type};
 use domain::records::{Datasource, Segment};
 use platform::assets::check_if_match;
@@ -62,10 +62,10 @@ pub async fn recompute_after_push(
     state: &AppState,
     caller: &Caller,
     ds: &Datasource,
-    rows: &[Row],
+    table: &Table,
 ) {
     let tz = data::timezone(caller.company.timezone.as_deref());
-    if let Err(error) = stored::recompute_klips(state, ds, rows, tz, false).await {
+    if let Err(error) = stored::recompute_klips(state, ds, table, tz, false).await {
         tracing::warn!(datasource = %ds.meta.id, %error, "recomputing Klips after a data push failed");
     }
 }
@@ -93,7 +93,7 @@ pub async fn replace(
         |_| {},
     )
     .await?;
-    recompute_after_push(&state, &caller, &ds, &table.rows).await;
+    recompute_after_push(&state, &caller, &ds, &table).await;
     respond(&ds)
 }
 
@@ -122,12 +122,12 @@ pub async fn append(
         return append_first_rows(&state, &caller, &headers, first, &body, &id).await;
     }
     check_appendable(&first, &new)?;
-    if new.rows.is_empty() {
+    if new.row_count() == 0 {
         return respond(&first);
     }
     let segment = Segment {
         id: stored::store_segment(&state, &first, body.clone()).await?,
-        rows: new.rows.len() as u64,
+        rows: new.row_count(),
     };
     let if_version = if strict {
         Some(first.meta.version)
@@ -194,8 +194,7 @@ fn check_appendable(ds: &Datasource, new: &Table) -> ApiResult<()> {
     if !new.columns.is_empty() {
         data::check_same_columns(&ds.columns, &new.columns, ds.format)?;
     }
-    let names: Vec<String> = ds.columns.iter().map(|c| c.name.clone()).collect();
-    data::check_same_types(&ds.columns, &names, &new.rows)?;
+    data::check_same_types(&ds.columns, new)?;
     Ok(())
 }
 
@@ -260,7 +259,7 @@ async fn append_once(
     if !new.columns.is_empty() {
         data::check_same_columns(&ds.columns, &new.columns, ds.format)?;
     }
-    if new.rows.is_empty() && !ds.columns.is_empty() {
+    if new.row_count() == 0 && !ds.columns.is_empty() {
         return respond(&ds);
     }
     let (old_rows, old_raw) = tokio::try_join!(stored::rows(state, &ds), stored::raw(state, &ds))?;
@@ -272,12 +271,10 @@ async fn append_once(
     .iter()
     .map(|c| c.name.clone())
     .collect();
+    // The first rows of the source (and what rows a file-less item had): small.
     let mut rows = old_rows;
-    rows.extend(new.rows);
-    let table = Table {
-        columns: data::infer_columns(&names, &rows),
-        rows,
-    };
+    rows.extend(new.rows());
+    let table = Table::from_rows(&names, &rows);
     let raw = match old_raw {
         Some(old) => data::splice(ds.format, &old, ds.row_count, &body),
         // No file although there are rows: write one from the rows.
@@ -297,7 +294,7 @@ async fn append_once(
         )));
     }
     let ds = commit(state, ds, true, raw, &table, |_| {}).await?;
-    recompute_after_push(state, caller, &ds, &table.rows).await;
+    recompute_after_push(state, caller, &ds, &table).await;
     respond(&ds)
 }
 
@@ -360,14 +357,17 @@ pub async fn show(
         }
         return Ok(response);
     }
-    let rows = stored::rows(&state, &ds).await?;
-    let total = rows.len();
-    let page: Vec<Value> = rows
-        .into_iter()
-        .skip(paging.offset)
-        .take(paging.limit)
-        .map(Value::Object)
-        .collect();
+    // Only the page is kept: the rows stream from the stored bytes.
+    let range = paging.offset..paging.offset.saturating_add(paging.limit);
+    let mut page: Vec<Value> = Vec::new();
+    let mut index = 0;
+    stored::load(&state, &ds).await?.each_row(|row| {
+        if range.contains(&index) {
+            page.push(Value::Object(row.clone()));
+        }
+        index += 1;
+    })?;
+    let total = index;
     let meta = paging.meta(&params, page.len(), total);
     Ok(envelope::list("rows", page, meta))
 }
@@ -375,18 +375,16 @@ pub async fn show(
 /// Rewrites the stored file in the data source's (new) format, the rows as they are, as a new
 /// copy that `ds` now points at (committed when the caller saves `ds`); answers the copy's id.
 pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String> {
-    let rows = stored::rows(state, ds).await?;
-    let table = Table {
-        columns: ds.columns.clone(),
-        rows,
-    };
+    // The rows stay as stored (never all parsed at once) while the file is rewritten.
+    let stored_rows = stored::load(state, ds).await?.merged_rows()?;
+    let table = Table::from_stored(ds.columns.clone(), stored_rows).map_err(ApiError::internal)?;
     let raw = encode(ds.format, &table).map_err(ApiError::internal)?;
     ds.data_size = raw.len() as u64;
     ds.raw_edge = data::raw_edge(ds.format, &raw);
     ds.data_version += 1;
     // The new copy holds the appended rows too (the old segments go with the old copy).
     ds.retired_segments = ds.segments.drain(..).map(|s| s.id).collect();
-    let data_id = stored::store(state, ds, raw, &table.rows).await?;
+    let data_id = stored::store(state, ds, raw, &table).await?;
     ds.previous_data_id = ds.data_id.replace(data_id.clone());
     Ok(data_id)
 }
@@ -406,6 +404,9 @@ mod tests {
         let csv = encode(Format::Csv, &table).unwrap();
         assert_eq!(data::parse(Format::Csv, &csv).unwrap(), table);
         let json = encode(Format::Json, &table).unwrap();
-        assert_eq!(data::parse(Format::Json, &json).unwrap().rows, table.rows);
+        assert_eq!(
+            data::parse(Format::Json, &json).unwrap().rows(),
+            table.rows()
+        );
     }
 }

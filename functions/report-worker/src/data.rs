@@ -31,10 +31,21 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
     else {
         return Ok(());
     };
-    let rows = stored::rows(state, &ds).await?;
-    let owner: Option<Company> = state.store.get(keys::company(company)).await?;
+    let (due, owner) = tokio::try_join!(
+        stored::due_klips(state, &ds, true),
+        state.store.get::<Company>(keys::company(company))
+    )?;
+    if due.is_empty() && ds.segments.len() < ingest::COMPACT_AT {
+        return Ok(());
+    }
     let tz = domain::data::timezone(owner.and_then(|c| c.timezone).as_deref());
-    stored::recompute_klips(state, &ds, &rows, tz, true).await?;
-    ingest::compact(state, &ds, &rows).await?;
+    // The data is read once, as bytes; every Klip due is computed in one pass over its rows,
+    // parsed one at a time.
+    let loaded = stored::load(state, &ds).await?;
+    stored::store_values(state, &ds, tz, &due, |each| {
+        loaded.each_row(each).map(|_| ())
+    })
+    .await?;
+    ingest::compact(state, &ds, &loaded).await?;
     Ok(())
 }

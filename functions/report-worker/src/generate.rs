@@ -253,15 +253,15 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         .iter()
         .map(|id| keys::asset(Klip::KIND, &company_id, id))
         .collect();
-    let mut rows_of: HashMap<String, Vec<domain::data::Row>> = HashMap::new();
+    let mut data_of: HashMap<String, Option<platform::assets::stored::Loaded>> = HashMap::new();
     let mut found: Vec<Klip> = Vec::new();
     let mut data_as_of: Option<String> = None;
     for item in state.store.get_many(&wanted).await?.into_iter().flatten() {
         // A Klip deleted since is left out: the report covers what is left.
         let klip: Klip = platform::store::from_item(item)?;
         if let Some(ds_id) = &klip.datasource_id {
-            if !rows_of.contains_key(ds_id) {
-                let rows = match state
+            if !data_of.contains_key(ds_id) {
+                let data = match state
                     .store
                     .get::<Datasource>(keys::asset(Datasource::KIND, &company_id, ds_id))
                     .await?
@@ -270,27 +270,34 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
                         if ds.date_last_refresh > data_as_of {
                             data_as_of.clone_from(&ds.date_last_refresh);
                         }
-                        platform::assets::stored::rows(state, &ds).await?
+                        Some(platform::assets::stored::load(state, &ds).await?)
                     }
-                    None => Vec::new(),
+                    None => None,
                 };
-                rows_of.insert(ds_id.clone(), rows);
+                data_of.insert(ds_id.clone(), data);
             }
         }
         found.push(klip);
     }
-    // Each Klip reads its source's rows in place, however many Klips share them.
-    let klips: Vec<document::Computed> = found
-        .iter()
-        .map(|klip| {
-            let rows = klip
-                .datasource_id
-                .as_ref()
-                .and_then(|id| rows_of.get(id))
-                .map_or(&[][..], Vec::as_slice);
-            document::compute(klip, rows, window, tz, now)
-        })
-        .collect();
+    // Each Klip streams its source's rows from the bytes read once, however many Klips
+    // share them: no source is ever held as parsed rows.
+    let mut klips: Vec<document::Computed> = Vec::with_capacity(found.len());
+    for klip in &found {
+        let data = klip
+            .datasource_id
+            .as_ref()
+            .and_then(|id| data_of.get(id))
+            .and_then(Option::as_ref);
+        let mut failed = None;
+        klips.push(document::compute_streamed(klip, window, tz, now, |each| {
+            if let Some(data) = data {
+                failed = data.each_row(each).err();
+            }
+        }));
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    }
     if klips.is_empty() {
         return Err(Stop::Fail(
             "none of the report's Klips exists any more".into(),

@@ -19,11 +19,159 @@ pub const MAX_DATA_BYTES: usize = 5 * 1024 * 1024;
 
 pub type Row = Map<String, Value>;
 
-/// Parsed data: its columns (with inferred types) and its rows.
+/// Parsed data: its columns (with inferred types) and its rows, kept as they are stored (a
+/// JSON array of objects, [`each_stored_row`]) rather than as parsed rows: a parsed row
+/// costs many times its text, so a 5 MiB body never becomes hundreds of MiB of rows. The
+/// rows are handed out one at a time ([`Table::each_row`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     pub columns: Vec<Column>,
-    pub rows: Vec<Row>,
+    /// Per column: whether some row has a non-null cell in it.
+    filled: Vec<bool>,
+    row_count: u64,
+    stored: Vec<u8>,
+}
+
+impl Table {
+    /// A table of `rows`, their columns named `names` (types inferred).
+    pub fn from_rows(names: &[String], rows: &[Row]) -> Table {
+        let mut builder = Builder::new(names.to_vec());
+        rows.iter().for_each(|row| builder.push(row));
+        builder.finish()
+    }
+
+    /// A table of stored rows (as [`Table::stored_rows`] gives them) whose columns are known.
+    pub fn from_stored(columns: Vec<Column>, stored: Vec<u8>) -> Result<Table, String> {
+        let mut filled = vec![false; columns.len()];
+        let row_count = each_stored_row(&stored, |row| {
+            for (column, filled) in columns.iter().zip(&mut filled) {
+                *filled = *filled || row.get(&column.name).is_some_and(|v| !v.is_null());
+            }
+        })?;
+        Ok(Table {
+            columns,
+            filled,
+            row_count,
+            stored,
+        })
+    }
+
+    pub fn row_count(&self) -> u64 {
+        self.row_count
+    }
+
+    /// The rows as stored: a JSON array of objects.
+    pub fn stored_rows(&self) -> &[u8] {
+        &self.stored
+    }
+
+    /// Hands every row to `each`, in order, one parsed row at a time.
+    pub fn each_row(&self, each: impl FnMut(&Row)) {
+        // Written by this module from parsed rows: it reads back.
+        let _ = each_stored_row(&self.stored, each);
+    }
+
+    /// Every row, parsed (for a small table: a page, a test).
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows = Vec::new();
+        self.each_row(|row| rows.push(row.clone()));
+        rows
+    }
+}
+
+/// Builds a [`Table`] one row at a time: the row is written out as stored and its cells
+/// counted towards each column's type, then dropped.
+struct Builder {
+    names: Vec<String>,
+    kinds: Vec<Kinds>,
+    row_count: u64,
+    stored: Vec<u8>,
+}
+
+/// What a column's non-null cells so far could all be; its type is the first that all its
+/// cells are of: number (JSON numbers and numeric text), boolean, datetime, else text (also
+/// with no cells).
+#[derive(Clone, Copy)]
+struct Kinds {
+    any: bool,
+    number: bool,
+    boolean: bool,
+    datetime: bool,
+}
+
+impl Kinds {
+    const ALL: Kinds = Kinds {
+        any: false,
+        number: true,
+        boolean: true,
+        datetime: true,
+    };
+
+    fn add(&mut self, cell: &Value) {
+        if cell.is_null() {
+            return;
+        }
+        self.any = true;
+        // Each test is made only while it can still hold.
+        self.number = self.number
+            && (cell.is_number() || cell.as_str().is_some_and(|s| as_number(s.trim()).is_some()));
+        self.boolean = self.boolean && cell.is_boolean();
+        self.datetime = self.datetime && cell.as_str().is_some_and(looks_like_time);
+    }
+
+    fn kind(self) -> ColumnType {
+        match self {
+            Kinds { any: false, .. } => ColumnType::Text,
+            Kinds { number: true, .. } => ColumnType::Number,
+            Kinds { boolean: true, .. } => ColumnType::Boolean,
+            Kinds { datetime: true, .. } => ColumnType::Datetime,
+            _ => ColumnType::Text,
+        }
+    }
+}
+
+impl Builder {
+    fn new(names: Vec<String>) -> Self {
+        Builder {
+            kinds: vec![Kinds::ALL; names.len()],
+            names,
+            row_count: 0,
+            stored: b"[".to_vec(),
+        }
+    }
+
+    fn push(&mut self, row: &Row) {
+        for (name, kinds) in self.names.iter().zip(&mut self.kinds) {
+            if let Some(cell) = row.get(name) {
+                kinds.add(cell);
+            }
+        }
+        if self.row_count > 0 {
+            self.stored.push(b',');
+        }
+        // A map of JSON values always serializes.
+        let _ = serde_json::to_writer(&mut self.stored, row);
+        self.row_count += 1;
+    }
+
+    fn finish(mut self) -> Table {
+        self.stored.push(b']');
+        let columns = self
+            .names
+            .into_iter()
+            .zip(&self.kinds)
+            .map(|(name, kinds)| Column {
+                name,
+                kind: kinds.kind(),
+            })
+            .collect();
+        Table {
+            columns,
+            filled: self.kinds.iter().map(|k| k.any).collect(),
+            row_count: self.row_count,
+            stored: self.stored,
+        }
+    }
 }
 
 /// `csv` or `json` from a request's Content-Type; 415 for anything else.
@@ -47,16 +195,13 @@ pub fn format_of(content_type: Option<&str>) -> DataResult<Format> {
     }
 }
 
-/// Parses a CSV or JSON body into a table.
+/// Parses a CSV or JSON body into a table, one row at a time (no more than one row is ever
+/// held parsed).
 pub fn parse(format: Format, bytes: &[u8]) -> DataResult<Table> {
-    let (names, rows) = match format {
-        Format::Csv => parse_csv(bytes)?,
-        Format::Json => parse_json(bytes)?,
-    };
-    Ok(Table {
-        columns: infer_columns(&names, &rows),
-        rows,
-    })
+    match format {
+        Format::Csv => parse_csv(bytes),
+        Format::Json => parse_json(bytes),
+    }
 }
 
 fn bad(message: String) -> DataError {
@@ -115,7 +260,7 @@ fn check_quotes(bytes: &[u8]) -> DataResult<()> {
     Ok(())
 }
 
-fn parse_csv(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
+fn parse_csv(bytes: &[u8]) -> DataResult<Table> {
     check_quotes(bytes)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -151,9 +296,10 @@ fn parse_csv(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
             return Err(bad(format!("line 1: column '{name}' appears twice")));
         }
     }
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| {
+    let mut table = Builder::new(headers.clone());
+    let mut record = csv::StringRecord::new();
+    loop {
+        let more = reader.read_record(&mut record).map_err(|e| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
             match e.kind() {
                 csv::ErrorKind::UnequalLengths {
@@ -165,13 +311,16 @@ fn parse_csv(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
                 _ => bad(format!("line {line}: {e}")),
             }
         })?;
+        if !more {
+            break;
+        }
         let mut row = Row::new();
         for (name, cell) in headers.iter().zip(record.iter()) {
             row.insert(name.clone(), typed_cell(cell));
         }
-        rows.push(row);
+        table.push(&row);
     }
-    Ok((headers, rows))
+    Ok(table.finish())
 }
 
 /// A CSV cell as JSON: numbers and booleans typed, empty as null, the rest text.
@@ -200,21 +349,99 @@ fn as_number(text: &str) -> Option<Number> {
         .and_then(Number::from_f64)
 }
 
-fn parse_json(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
-    let value: Value = serde_json::from_slice(bytes)
+fn parse_json(bytes: &[u8]) -> DataResult<Table> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+
+    // Syntax first, as a whole (nothing is kept): a broken document is `invalid_json`
+    // whatever its rows say.
+    serde_json::from_slice::<IgnoredAny>(bytes)
         .map_err(|e| DataError::InvalidJson(format!("data is not valid JSON: {e}")))?;
-    let Value::Array(items) = value else {
-        return Err(bad("JSON data must be an array of objects".into()));
-    };
-    let mut names: Vec<String> = Vec::new();
-    let mut rows = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let index = i + 1;
-        let Value::Object(row) = item else {
-            return Err(bad(format!("row {index}: must be an object")));
-        };
-        if i == 0 {
-            names = row.keys().cloned().collect();
+
+    /// Takes the rows one by one into the builder; a row's problem is kept in `problem`
+    /// (the deserializer only sees that it stopped).
+    struct Rows<'a> {
+        table: &'a mut Option<Builder>,
+        problem: &'a mut Option<DataError>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Rows<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl Rows<'_> {
+        fn refuse<E: serde::de::Error>(self, problem: DataError) -> Result<(), E> {
+            *self.problem = Some(problem);
+            Err(E::custom("refused"))
+        }
+        fn not_an_array<E: serde::de::Error>(self) -> Result<(), E> {
+            self.refuse(bad("JSON data must be an array of objects".into()))
+        }
+    }
+
+    impl<'de> Visitor<'de> for Rows<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut index = 0;
+            while let Some(item) = seq.next_element::<Value>()? {
+                index += 1;
+                let Value::Object(row) = item else {
+                    return self.refuse(bad(format!("row {index}: must be an object")));
+                };
+                if let Err(problem) = check_json_row(self.table, index, &row) {
+                    return self.refuse(problem);
+                }
+            }
+            Ok(())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+            self.not_an_array()
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            self.not_an_array()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            self.not_an_array()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            self.not_an_array()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            self.not_an_array()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            self.not_an_array()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            self.not_an_array()
+        }
+    }
+
+    let (mut table, mut problem) = (None, None);
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let read = Rows {
+        table: &mut table,
+        problem: &mut problem,
+    }
+    .deserialize(&mut reader);
+    if let Some(problem) = problem {
+        return Err(problem);
+    }
+    read.map_err(|e| DataError::InvalidJson(format!("data is not valid JSON: {e}")))?;
+    Ok(table.unwrap_or_else(|| Builder::new(Vec::new())).finish())
+}
+
+/// Row `index` (from 1) of JSON data: row 1 names the columns, every later row must have
+/// exactly those fields, and every cell must be a string, number, boolean or null.
+fn check_json_row(table: &mut Option<Builder>, index: usize, row: &Row) -> DataResult<()> {
+    match table {
+        None => {
+            let names: Vec<String> = row.keys().cloned().collect();
             if names.len() > MAX_COLUMNS {
                 return Err(bad(format!(
                     "row 1: {} fields; a data source has at most {MAX_COLUMNS} columns",
@@ -227,52 +454,26 @@ fn parse_json(bytes: &[u8]) -> DataResult<(Vec<String>, Vec<Row>)> {
                     "row 1: field '{shown}…' has a name longer than {MAX_COLUMN_NAME} characters"
                 )));
             }
-        } else {
-            if let Some(missing) = names.iter().find(|n| !row.contains_key(*n)) {
+            *table = Some(Builder::new(names));
+        }
+        Some(builder) => {
+            if let Some(missing) = builder.names.iter().find(|n| !row.contains_key(*n)) {
                 return Err(bad(format!("row {index}: field '{missing}' is missing (every row needs the fields of row 1)")));
             }
-            if let Some(extra) = row.keys().find(|k| !names.contains(k)) {
+            if let Some(extra) = row.keys().find(|k| !builder.names.contains(k)) {
                 return Err(bad(format!("row {index}: field '{extra}' is not in row 1")));
             }
         }
-        if let Some((field, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
-            return Err(bad(format!(
-                "row {index}: field '{field}' must be a string, number, boolean or null"
-            )));
-        }
-        rows.push(row);
     }
-    Ok((names, rows))
-}
-
-/// The type of each column from its non-empty cells: number, datetime, boolean or text.
-pub fn infer_columns(names: &[String], rows: &[Row]) -> Vec<Column> {
-    names
-        .iter()
-        .map(|name| {
-            let cells: Vec<&Value> = rows
-                .iter()
-                .filter_map(|r| r.get(name))
-                .filter(|v| !v.is_null())
-                .collect();
-            let all = |f: &dyn Fn(&Value) -> bool| !cells.is_empty() && cells.iter().all(|v| f(v));
-            let kind = if all(&|v| {
-                v.is_number() || v.as_str().is_some_and(|s| as_number(s.trim()).is_some())
-            }) {
-                ColumnType::Number
-            } else if all(&|v| v.is_boolean()) {
-                ColumnType::Boolean
-            } else if all(&|v| v.as_str().is_some_and(looks_like_time)) {
-                ColumnType::Datetime
-            } else {
-                ColumnType::Text
-            };
-            Column {
-                name: name.clone(),
-                kind,
-            }
-        })
-        .collect()
+    if let Some((field, _)) = row.iter().find(|(_, v)| v.is_object() || v.is_array()) {
+        return Err(bad(format!(
+            "row {index}: field '{field}' must be a string, number, boolean or null"
+        )));
+    }
+    if let Some(builder) = table {
+        builder.push(row);
+    }
+    Ok(())
 }
 
 fn looks_like_time(text: &str) -> bool {
@@ -340,6 +541,61 @@ pub fn splice(format: Format, old: &[u8], old_rows: u64, new: &[u8]) -> Vec<u8> 
     }
 }
 
+/// Calls `each` with every row of a JSON array of objects (the rows as stored), one parsed
+/// row at a time, in order: the array is never held parsed; answers how many rows there were.
+pub fn each_stored_row(bytes: &[u8], each: impl FnMut(&Row)) -> Result<u64, String> {
+    use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+
+    struct EachRow<F>(F);
+
+    impl<'de, F: FnMut(&Row)> DeserializeSeed<'de> for EachRow<F> {
+        type Value = u64;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, F: FnMut(&Row)> Visitor<'de> for EachRow<F> {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of rows")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<u64, A::Error> {
+            let mut count = 0;
+            while let Some(row) = seq.next_element::<Row>()? {
+                (self.0)(&row);
+                count += 1;
+            }
+            Ok(count)
+        }
+    }
+
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let count = EachRow(each)
+        .deserialize(&mut reader)
+        .and_then(|count| reader.end().map(|()| count))
+        .map_err(|e| format!("stored rows: {e}"))?;
+    Ok(count)
+}
+
+/// Two stored-rows files (JSON arrays of rows) as one, the rows of `a` then those of `b`,
+/// joined as text (neither is parsed).
+pub fn join_stored_rows(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let is_empty = |file: &[u8]| {
+        file.trim_ascii()
+            .strip_prefix(b"[")
+            .and_then(|inner| inner.strip_suffix(b"]"))
+            .is_some_and(|inner| inner.trim_ascii().is_empty())
+    };
+    if is_empty(b) {
+        return a.to_vec();
+    }
+    if is_empty(a) {
+        return b.to_vec();
+    }
+    splice(Format::Json, a, 1, b)
+}
+
 /// The records of a CSV file: what follows its header line.
 fn csv_records(file: &[u8]) -> &[u8] {
     let mut reader = csv::ReaderBuilder::new()
@@ -379,21 +635,20 @@ pub fn appended_size(format: Format, edge: u64, new: &[u8]) -> (i64, u64) {
 /// Appended rows must not change a column's type: a cell that makes a number, datetime or
 /// boolean column anything else is refused, naming the column. Columns whose new cells are
 /// all empty take any type.
-pub fn check_same_types(existing: &[Column], names: &[String], new_rows: &[Row]) -> DataResult<()> {
+pub fn check_same_types(existing: &[Column], new: &Table) -> DataResult<()> {
     for column in existing {
-        if column.kind == ColumnType::Text || !names.contains(&column.name) {
+        if column.kind == ColumnType::Text {
             continue;
         }
-        let new = infer_columns(std::slice::from_ref(&column.name), new_rows);
-        let has_cells = new_rows
-            .iter()
-            .any(|r| r.get(&column.name).is_some_and(|v| !v.is_null()));
-        if has_cells && new[0].kind != column.kind {
+        let Some(at) = new.columns.iter().position(|c| c.name == column.name) else {
+            continue;
+        };
+        if new.filled[at] && new.columns[at].kind != column.kind {
             return Err(bad(format!(
                 "column '{}' holds {} values; the appended rows have {} values in it",
                 column.name,
                 column.kind.as_str(),
-                new[0].kind.as_str()
+                new.columns[at].kind.as_str()
             )));
         }
     }
@@ -421,20 +676,29 @@ pub fn media_type(format: Format) -> &'static str {
 /// source).
 pub fn encode(format: Format, table: &Table) -> Result<Vec<u8>, String> {
     if format != Format::Csv {
-        return serde_json::to_vec(&table.rows).map_err(|e| e.to_string());
+        return Ok(table.stored.clone());
     }
     let mut writer = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| format!("writing CSV: {e}");
     writer
         .write_record(table.columns.iter().map(|c| c.name.as_str()))
         .map_err(fail)?;
-    for row in &table.rows {
+    let mut failed = None;
+    table.each_row(|row| {
+        if failed.is_some() {
+            return;
+        }
         let cells = table.columns.iter().map(|c| match row.get(&c.name) {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         });
-        writer.write_record(cells).map_err(fail)?;
+        if let Err(e) = writer.write_record(cells) {
+            failed = Some(fail(e));
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     writer.into_inner().map_err(|e| format!("writing CSV: {e}"))
 }
@@ -473,7 +737,7 @@ mod splice_tests {
                 String::from_utf8_lossy(&file)
             );
         }
-        assert_eq!(parse(format, &file).unwrap().rows.len(), rows);
+        assert_eq!(parse(format, &file).unwrap().row_count(), rows as u64);
     }
 
     #[test]
@@ -512,11 +776,64 @@ mod splice_tests {
     fn appended_types_must_match() {
         let existing = parse(Format::Csv, b"day,n,who\n2026-01-01,1,a\n").unwrap();
         let ok = parse(Format::Csv, b"day,n,who\n2026-01-02,,7\n").unwrap();
-        let names: Vec<String> = existing.columns.iter().map(|c| c.name.clone()).collect();
-        check_same_types(&existing.columns, &names, &ok.rows).unwrap();
+        check_same_types(&existing.columns, &ok).unwrap();
         let bad = parse(Format::Csv, b"day,n,who\n2026-01-02,many,b\n").unwrap();
-        let err = check_same_types(&existing.columns, &names, &bad.rows).unwrap_err();
+        let err = check_same_types(&existing.columns, &bad).unwrap_err();
         assert!(err.to_string().contains("column 'n'"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod stored_rows_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn each(file: &[u8]) -> Result<Vec<Row>, String> {
+        let mut rows = Vec::new();
+        let count = each_stored_row(file, |row| rows.push(row.clone()))?;
+        assert_eq!(count, rows.len() as u64);
+        Ok(rows)
+    }
+
+    fn stored(rows: &[Value]) -> Vec<u8> {
+        serde_json::to_vec(rows).unwrap()
+    }
+
+    #[test]
+    fn rows_are_handed_over_one_by_one_in_order() {
+        let rows = [json!({"a": 1, "b": "x"}), json!({"b": null, "a": 2.5})];
+        let got = each(&stored(&rows)).unwrap();
+        let got: Vec<Value> = got.into_iter().map(Value::Object).collect();
+        assert_eq!(got, rows);
+        // Column order is kept as stored.
+        let keys: Vec<&String> = match &got[1] {
+            Value::Object(row) => row.keys().collect(),
+            _ => unreachable!(),
+        };
+        assert_eq!(keys, ["b", "a"]);
+        assert!(each(b"[]").unwrap().is_empty());
+        assert!(each(b" [ ] ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn broken_stored_rows_are_an_error() {
+        for bad in [&b""[..], b"{}", b"[1]", b"[{\"a\":1}", b"[{\"a\":1}] x"] {
+            assert!(each(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn joined_files_hold_the_rows_of_both_in_order() {
+        let (a, b) = ([json!({"n": 1}), json!({"n": 2})], [json!({"n": 3})]);
+        let joined = join_stored_rows(&stored(&a), &stored(&b));
+        let all: Vec<Value> = a.iter().chain(&b).cloned().collect();
+        assert_eq!(serde_json::from_slice::<Vec<Value>>(&joined).unwrap(), all);
+        assert_eq!(join_stored_rows(b"[]", &stored(&b)), stored(&b));
+        assert_eq!(join_stored_rows(&stored(&a), b" [] "), stored(&a));
+        assert_eq!(
+            serde_json::from_slice::<Vec<Value>>(&join_stored_rows(b"[]", b"[]")).unwrap(),
+            Vec::<Value>::new()
+        );
     }
 }
 
@@ -533,8 +850,8 @@ mod tests {
         .unwrap();
         let kinds: Vec<&str> = t.columns.iter().map(|c| c.kind.as_str()).collect();
         assert_eq!(kinds, ["datetime", "text", "number", "boolean"]);
-        assert_eq!(t.rows[0]["sales"], serde_json::json!(10.5));
-        assert!(t.rows[1]["sales"].is_null());
+        assert_eq!(t.rows()[0]["sales"], serde_json::json!(10.5));
+        assert!(t.rows()[1]["sales"].is_null());
         let err = parse(Format::Csv, b"a,b\n1,2\n3,4,5\n").unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
         assert!(parse(Format::Csv, b"a,a\n1,2\n")
@@ -554,7 +871,7 @@ mod tests {
         }
         let ok = parse(Format::Csv, b"a,b\n1,\"x, \"\"quoted\"\"\nnext line\"\n").unwrap();
         assert_eq!(
-            ok.rows[0]["b"],
+            ok.rows()[0]["b"],
             serde_json::json!("x, \"quoted\"\nnext line")
         );
     }
@@ -576,6 +893,35 @@ mod tests {
             Err(DataError::InvalidJson(_))
         ));
         assert!(parse(Format::Json, br#"{"a":1}"#).is_err());
+    }
+
+    #[test]
+    fn json_that_is_no_array_is_invalid_data_and_broken_json_is_invalid_json() {
+        let invalid = |body: &[u8]| matches!(parse(Format::Json, body), Err(DataError::Invalid(_)));
+        let broken =
+            |body: &[u8]| matches!(parse(Format::Json, body), Err(DataError::InvalidJson(_)));
+        assert!(invalid(br#"{"a":1}"#));
+        assert!(invalid(b"\"rows\""));
+        assert!(invalid(b"3"));
+        assert!(invalid(b"null"));
+        assert!(broken(br#"{"a": ]"#));
+        assert!(broken(br#"[{"a":1}] x"#));
+        // Broken JSON is reported as such even after a row that is wrong.
+        assert!(broken(b"[1, {"));
+        assert_eq!(parse(Format::Json, b" [] ").unwrap().row_count(), 0);
+    }
+
+    #[test]
+    fn a_table_keeps_its_rows_as_stored_and_reads_them_back() {
+        let t = parse(Format::Csv, b"a,b\n1,x\n2,\n").unwrap();
+        assert_eq!(t.row_count(), 2);
+        assert_eq!(t.stored_rows(), br#"[{"a":1,"b":"x"},{"a":2,"b":null}]"#);
+        let again = Table::from_stored(t.columns.clone(), t.stored_rows().to_vec()).unwrap();
+        assert_eq!(again, t);
+        let names = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(Table::from_rows(&names, &t.rows()), t);
+        assert_eq!(encode(Format::Json, &t).unwrap(), t.stored_rows());
+        assert_eq!(encode(Format::Csv, &t).unwrap(), b"a,b\n1,x\n2,\n");
     }
 
     #[test]

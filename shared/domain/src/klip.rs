@@ -481,94 +481,137 @@ fn evaluate_with(
     now: DateTime<Utc>,
     detail: bool,
 ) -> Detailed {
-    let computed_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    match compute(rows, query, display, tz, now, detail) {
-        Ok(mut found) => {
-            found.value.computed_at = computed_at;
-            found
-        }
-        Err(message) => Detailed {
-            value: KlipValue::failed(message, computed_at),
-            previous_groups: Vec::new(),
-            previous_year: None,
-        },
+    let mut evaluation = Evaluation::start(query, display, tz, now, detail);
+    for row in rows {
+        evaluation.feed(row);
     }
+    evaluation.finish()
 }
 
-/// Every column the query names must be in the data (when there is data): a misspelt column
-/// is a clear per-Klip error rather than a silent 0.
-fn check_columns(rows: &[Map<String, Value>], query: &Query) -> Result<(), String> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let named = query
-        .value
-        .iter()
-        .chain(&query.group_by)
-        .chain(&query.time_column)
-        .chain(query.filters.iter().map(|f| &f.column));
-    for column in named {
-        if !rows.iter().any(|r| r.contains_key(column)) {
-            return Err(format!("column '{column}' is not in the data"));
-        }
-    }
-    Ok(())
-}
-
-/// A row that passed the filters and falls in a period being aggregated.
-#[derive(Clone, Copy)]
-struct Sample<'a> {
-    /// 0-based position in the input.
-    index: usize,
-    row: &'a Map<String, Value>,
-    time: Option<DateTime<Utc>>,
-    /// The value cell as a number; for `count`, 1 when the cell is there. None: skipped.
-    value: Option<f64>,
-}
-
-impl Sample<'_> {
-    /// Order for first/last: by time (when there is a time column), then input order.
-    fn order_key(&self) -> (Option<DateTime<Utc>>, usize) {
-        (self.time, self.index)
-    }
-}
-
-fn compute(
-    rows: &[Map<String, Value>],
-    query: &Query,
-    display: &Display,
+/// The engine fed one row at a time, in input order, holding only running aggregates (one
+/// per period, time bucket and group), never the rows: [`evaluate`] over rows streamed from
+/// storage, in memory that does not grow with the data. Several Klips over one data source
+/// each take one `Evaluation` and share one pass over its rows.
+///
+/// Gives exactly what [`evaluate`] and [`evaluate_detailed`] give over the same rows in the
+/// same order (they are this), numbers included: every aggregate adds in input order.
+pub struct Evaluation<'q> {
+    query: &'q Query,
+    display: &'q Display,
     tz: Tz,
     now: DateTime<Utc>,
     detail: bool,
-) -> Result<Detailed, String> {
-    if let Err(problems) = validate(query, display) {
-        let listed: Vec<String> = problems
-            .iter()
-            .map(|(field, message)| format!("{field} {message}"))
-            .collect();
-        return Err(format!("invalid klip: {}", listed.join("; ")));
-    }
-    check_columns(rows, query)?;
-    let periods =
-        match query.range {
-            Some(range) => Some(Periods::of(range, tz, now, detail).ok_or_else(|| {
-                format!("the range cannot be computed at {now} in time zone {tz}")
-            })?),
-            None => None,
-        };
+    /// The query fails [`validate`]: the value says so, whatever the rows.
+    invalid: Option<String>,
+    periods: Option<Periods>,
+    /// The range cannot be computed (reported after the column check, as before any row).
+    no_periods: Option<String>,
+    /// The first row's problem; later rows only count towards the column check.
+    row_error: Option<String>,
+    rows: usize,
+    /// The columns the query names, and whether some row had each.
+    named: Vec<(&'q str, bool)>,
+    current: Running,
+    previous: Running,
+    last_year: Running,
+    any_last_year: bool,
+    buckets: BTreeMap<NaiveDate, Running>,
+    groups: BTreeMap<String, Running>,
+    previous_groups: BTreeMap<String, Running>,
+}
 
-    let mut current: Vec<Sample> = Vec::new();
-    let mut previous: Vec<Sample> = Vec::new();
-    let mut last_year: Vec<Sample> = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
+impl<'q> Evaluation<'q> {
+    /// An evaluation of `query` in time zone `tz` as of `now`; with `detail`, also the
+    /// previous period's groups and the same period last year ([`evaluate_detailed`]).
+    pub fn start(
+        query: &'q Query,
+        display: &'q Display,
+        tz: Tz,
+        now: DateTime<Utc>,
+        detail: bool,
+    ) -> Self {
+        let invalid = validate(query, display).err().map(|problems| {
+            let listed: Vec<String> = problems
+                .iter()
+                .map(|(field, message)| format!("{field} {message}"))
+                .collect();
+            format!("invalid klip: {}", listed.join("; "))
+        });
+        let (periods, no_periods) = match query.range {
+            Some(range) => match Periods::of(range, tz, now, detail) {
+                Some(periods) => (Some(periods), None),
+                None => (
+                    None,
+                    Some(format!(
+                        "the range cannot be computed at {now} in time zone {tz}"
+                    )),
+                ),
+            },
+            None => (None, None),
+        };
+        let mut named: Vec<(&'q str, bool)> = Vec::new();
+        for column in query
+            .value
+            .iter()
+            .chain(&query.group_by)
+            .chain(&query.time_column)
+            .chain(query.filters.iter().map(|f| &f.column))
+        {
+            if !named.iter().any(|(n, _)| *n == column.as_str()) {
+                named.push((column.as_str(), false));
+            }
+        }
+        Evaluation {
+            query,
+            display,
+            tz,
+            now,
+            detail,
+            invalid,
+            periods,
+            no_periods,
+            row_error: None,
+            rows: 0,
+            named,
+            current: Running::default(),
+            previous: Running::default(),
+            last_year: Running::default(),
+            any_last_year: false,
+            buckets: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            previous_groups: BTreeMap::new(),
+        }
+    }
+
+    /// The next row of the data source.
+    pub fn feed(&mut self, row: &Map<String, Value>) {
+        let index = self.rows;
+        self.rows += 1;
+        // Every column the query names must be in the data (when there is data): a misspelt
+        // column is a clear per-Klip error rather than a silent 0.
+        for (column, seen) in &mut self.named {
+            if !*seen && row.contains_key(*column) {
+                *seen = true;
+            }
+        }
+        if self.invalid.is_some() || self.no_periods.is_some() || self.row_error.is_some() {
+            return;
+        }
+        if let Err(message) = self.sample(index, row) {
+            self.row_error = Some(message);
+        }
+    }
+
+    fn sample(&mut self, index: usize, row: &Map<String, Value>) -> Result<(), String> {
+        let query = self.query;
         if !query.filters.iter().all(|f| f.holds(row.get(&f.column))) {
-            continue;
+            return Ok(());
         }
         let time = match query.time_column.as_deref() {
-            Some(column) => Some(read_time(row, column, index, tz)?),
+            Some(column) => Some(read_time(row, column, index, self.tz)?),
             None => None,
         };
-        let (in_current, in_previous, in_last_year) = match (&periods, time) {
+        let (in_current, in_previous, in_last_year) = match (&self.periods, time) {
             (Some(periods), Some(t)) => (
                 periods.current.contains(t),
                 periods.previous.contains(t),
@@ -577,141 +620,195 @@ fn compute(
             _ => (true, false, false),
         };
         if !in_current && !in_previous && !in_last_year {
-            continue;
+            return Ok(());
         }
         let sample = Sample {
             index,
-            row,
             time,
             value: read_value(row, query, index)?,
         };
         if in_last_year {
-            last_year.push(sample);
+            self.any_last_year = true;
+            self.last_year.add(&sample);
         }
+        let group_key = || {
+            query
+                .group_by
+                .as_deref()
+                .map(|column| row.get(column).map(cell_text).unwrap_or_default())
+        };
         if in_current {
-            current.push(sample);
+            self.current.add(&sample);
+            if let (Some(bucket), Some(time)) = (query.time_bucket, time) {
+                let day = time.with_timezone(&self.tz).date_naive();
+                let start = match bucket {
+                    TimeBucket::Day => Some(day),
+                    TimeBucket::Week => day.checked_sub_days(Days::new(u64::from(
+                        day.weekday().num_days_from_monday(),
+                    ))),
+                    TimeBucket::Month => day.with_day(1),
+                };
+                self.buckets
+                    .entry(start.unwrap_or(day))
+                    .or_default()
+                    .add(&sample);
+            }
+            if let Some(key) = group_key() {
+                self.groups.entry(key).or_default().add(&sample);
+            }
         } else if in_previous {
-            previous.push(sample);
-        }
-    }
-
-    let current_value = aggregate(query.aggregate, current.iter());
-    let previous_value = periods
-        .as_ref()
-        .and_then(|_| aggregate(query.aggregate, previous.iter()));
-    let change = match (current_value, previous_value) {
-        (Some(c), Some(p)) => Some(c - p),
-        _ => None,
-    };
-    let change_pct = match (change, previous_value) {
-        (Some(change), Some(p)) if p != 0.0 => Some(change / p.abs() * 100.0),
-        _ => None,
-    };
-
-    let series = match query.time_bucket {
-        Some(bucket) => bucketed(&current, bucket, query.aggregate, tz),
-        None => Vec::new(),
-    };
-    let groups = match query.group_by.as_deref() {
-        Some(column) => grouped(&current, column, query),
-        None => Vec::new(),
-    };
-    let previous_groups = match (detail, &periods, query.group_by.as_deref()) {
-        (true, Some(_), Some(column)) => grouped_by_key(&previous, column, query.aggregate),
-        _ => Vec::new(),
-    };
-    let previous_year = periods
-        .as_ref()
-        .and_then(|p| p.last_year)
-        .filter(|_| !last_year.is_empty())
-        .and_then(|_| aggregate(query.aggregate, last_year.iter()));
-    let value = KlipValue {
-        current: current_value,
-        previous: previous_value,
-        change,
-        change_pct,
-        series,
-        groups,
-        status: status(current_value, display),
-        computed_at: String::new(),
-        error: None,
-        data_version: None,
-    };
-    Ok(Detailed {
-        value,
-        previous_groups,
-        previous_year,
-    })
-}
-
-/// Aggregate the samples' values (skipping the none ones).
-fn aggregate<'s, 'a: 's>(
-    how: Aggregate,
-    samples: impl Iterator<Item = &'s Sample<'a>>,
-) -> Option<f64> {
-    let present = samples.filter_map(|s| s.value.map(|v| (s, v)));
-    match how {
-        // Folding from +0.0: `Sum for f64` starts at -0.0, which would show as `-0.0`.
-        Aggregate::Sum => Some(present.fold(0.0, |total, (_, v)| total + v)),
-        Aggregate::Count => Some(present.count() as f64),
-        Aggregate::Avg => {
-            let (n, total) = present.fold((0usize, 0.0), |(n, total), (_, v)| (n + 1, total + v));
-            (n > 0).then(|| total / n as f64)
-        }
-        Aggregate::Min => present.map(|(_, v)| v).reduce(f64::min),
-        Aggregate::Max => present.map(|(_, v)| v).reduce(f64::max),
-        Aggregate::First => present.min_by_key(|(s, _)| s.order_key()).map(|(_, v)| v),
-        Aggregate::Last => present.max_by_key(|(s, _)| s.order_key()).map(|(_, v)| v),
-    }
-}
-
-fn bucketed(samples: &[Sample], bucket: TimeBucket, how: Aggregate, tz: Tz) -> Vec<Point> {
-    let mut buckets: BTreeMap<NaiveDate, Vec<&Sample>> = BTreeMap::new();
-    for sample in samples {
-        // Every sample has a time here: validate() demands time_column with time_bucket.
-        if let Some(time) = sample.time {
-            let day = time.with_timezone(&tz).date_naive();
-            let start = match bucket {
-                TimeBucket::Day => Some(day),
-                TimeBucket::Week => {
-                    day.checked_sub_days(Days::new(u64::from(day.weekday().num_days_from_monday())))
+            self.previous.add(&sample);
+            if self.detail && self.periods.is_some() {
+                if let Some(key) = group_key() {
+                    self.previous_groups.entry(key).or_default().add(&sample);
                 }
-                TimeBucket::Month => day.with_day(1),
-            };
-            buckets
-                .entry(start.unwrap_or(day))
-                .or_default()
-                .push(sample);
+            }
+        }
+        Ok(())
+    }
+
+    /// The value over the rows fed, computed at `now`.
+    pub fn finish(self) -> Detailed {
+        let computed_at = self.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match self.result() {
+            Ok(mut found) => {
+                found.value.computed_at = computed_at;
+                found
+            }
+            Err(message) => Detailed {
+                value: KlipValue::failed(message, computed_at),
+                previous_groups: Vec::new(),
+                previous_year: None,
+            },
         }
     }
-    buckets
-        .into_iter()
-        .filter_map(|(start, members)| {
-            aggregate(how, members.into_iter()).map(|y| Point {
-                x: start.format("%Y-%m-%d").to_string(),
-                y,
+
+    fn result(self) -> Result<Detailed, String> {
+        if let Some(message) = self.invalid {
+            return Err(message);
+        }
+        if self.rows > 0 {
+            if let Some((column, _)) = self.named.iter().find(|(_, seen)| !seen) {
+                return Err(format!("column '{column}' is not in the data"));
+            }
+        }
+        if let Some(message) = self.no_periods.or(self.row_error) {
+            return Err(message);
+        }
+        let how = self.query.aggregate;
+        let current_value = self.current.value(how);
+        let previous_value = self.periods.as_ref().and_then(|_| self.previous.value(how));
+        let change = match (current_value, previous_value) {
+            (Some(c), Some(p)) => Some(c - p),
+            _ => None,
+        };
+        let change_pct = match (change, previous_value) {
+            (Some(change), Some(p)) if p != 0.0 => Some(change / p.abs() * 100.0),
+            _ => None,
+        };
+        let series = self
+            .buckets
+            .into_iter()
+            .filter_map(|(start, running)| {
+                running.value(how).map(|y| Point {
+                    x: start.format("%Y-%m-%d").to_string(),
+                    y,
+                })
             })
+            .collect();
+        let groups = sorted_groups(by_key(self.groups, how), self.query);
+        let previous_groups = by_key(self.previous_groups, how);
+        let previous_year = self
+            .periods
+            .as_ref()
+            .and_then(|p| p.last_year)
+            .filter(|_| self.any_last_year)
+            .and_then(|_| self.last_year.value(how));
+        let value = KlipValue {
+            current: current_value,
+            previous: previous_value,
+            change,
+            change_pct,
+            series,
+            groups,
+            status: status(current_value, self.display),
+            computed_at: String::new(),
+            error: None,
+            data_version: None,
+        };
+        Ok(Detailed {
+            value,
+            previous_groups,
+            previous_year,
         })
-        .collect()
-}
-
-/// Every group's aggregate, in key order.
-fn grouped_by_key(samples: &[Sample], column: &str, how: Aggregate) -> Vec<Group> {
-    let mut by_key: BTreeMap<String, Vec<&Sample>> = BTreeMap::new();
-    for sample in samples {
-        let key = sample.row.get(column).map(cell_text).unwrap_or_default();
-        by_key.entry(key).or_default().push(sample);
     }
-    by_key
+}
+
+/// A row that passed the filters and falls in a period being aggregated.
+struct Sample {
+    /// 0-based position in the input.
+    index: usize,
+    time: Option<DateTime<Utc>>,
+    /// The value cell as a number; for `count`, 1 when the cell is there. None: skipped.
+    value: Option<f64>,
+}
+
+/// Order for first/last: by time (when there is a time column), then input order.
+type OrderKey = (Option<DateTime<Utc>>, usize);
+
+/// Every aggregate of the samples added so far (those with a value), in input order.
+#[derive(Default)]
+struct Running {
+    count: usize,
+    // Adding from +0.0: `Sum for f64` starts at -0.0, which would show as `-0.0`.
+    total: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    first: Option<(OrderKey, f64)>,
+    last: Option<(OrderKey, f64)>,
+}
+
+impl Running {
+    fn add(&mut self, sample: &Sample) {
+        let Some(v) = sample.value else {
+            return;
+        };
+        let key = (sample.time, sample.index);
+        self.count += 1;
+        self.total += v;
+        self.min = Some(self.min.map_or(v, |m| m.min(v)));
+        self.max = Some(self.max.map_or(v, |m| m.max(v)));
+        // The earliest wins, the first in input order among equals; the latest, the last.
+        if self.first.as_ref().is_none_or(|(k, _)| key < *k) {
+            self.first = Some((key, v));
+        }
+        if self.last.as_ref().is_none_or(|(k, _)| key >= *k) {
+            self.last = Some((key, v));
+        }
+    }
+
+    fn value(&self, how: Aggregate) -> Option<f64> {
+        match how {
+            Aggregate::Sum => Some(self.total),
+            Aggregate::Count => Some(self.count as f64),
+            Aggregate::Avg => (self.count > 0).then(|| self.total / self.count as f64),
+            Aggregate::Min => self.min,
+            Aggregate::Max => self.max,
+            Aggregate::First => self.first.map(|(_, v)| v),
+            Aggregate::Last => self.last.map(|(_, v)| v),
+        }
+    }
+}
+
+/// Every group's aggregate, in key order (groups whose aggregate is none left out).
+fn by_key(groups: BTreeMap<String, Running>, how: Aggregate) -> Vec<Group> {
+    groups
         .into_iter()
-        .filter_map(|(key, members)| {
-            aggregate(how, members.into_iter()).map(|value| Group { key, value })
-        })
+        .filter_map(|(key, running)| running.value(how).map(|value| Group { key, value }))
         .collect()
 }
 
-fn grouped(samples: &[Sample], column: &str, query: &Query) -> Vec<Group> {
-    let mut groups = grouped_by_key(samples, column, query.aggregate);
+fn sorted_groups(mut groups: Vec<Group>, query: &Query) -> Vec<Group> {
     let by_value = |a: &Group, b: &Group| a.value.total_cmp(&b.value);
     match query.sort.as_deref() {
         Some("value") => groups.sort_by(|a, b| by_value(a, b).then_with(|| a.key.cmp(&b.key))),

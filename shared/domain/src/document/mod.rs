@@ -135,11 +135,26 @@ pub fn compute(
     tz: Tz,
     now: DateTime<Utc>,
 ) -> Computed {
+    compute_streamed(klip, window, tz, now, |each| rows.iter().for_each(each))
+}
+
+/// [`compute`] over the rows `feed` hands, in order, to the function it is given (rows
+/// streamed from storage: only running aggregates are held, see
+/// [`crate::klip::Evaluation`]).
+pub fn compute_streamed(
+    klip: &Klip,
+    window: Option<Range>,
+    tz: Tz,
+    now: DateTime<Utc>,
+    feed: impl FnOnce(&mut dyn FnMut(&serde_json::Map<String, serde_json::Value>)),
+) -> Computed {
     let mut klip = klip.clone();
     if window.is_some() {
         klip.query.range = window;
     }
-    let found = crate::klip::evaluate_detailed(rows, &klip.query, &klip.display, tz, now);
+    let mut evaluation = crate::klip::Evaluation::start(&klip.query, &klip.display, tz, now, true);
+    feed(&mut |row| evaluation.feed(row));
+    let found = evaluation.finish();
     Computed {
         klip,
         value: found.value,

@@ -60,7 +60,7 @@ pub async fn commit(
 ) -> ApiResult<Datasource> {
     let size = raw.len() as u64;
     let edge = domain::data::raw_edge(ds.format, &raw);
-    let data_id = stored::store(state, &ds, raw, &table.rows).await?;
+    let data_id = stored::store(state, &ds, raw, table).await?;
     let now = rfc3339(state.clock.now());
     // The copy this commit pushes out of the item (the one before the previous) is the only
     // one it may delete: any other copy may be another writer's, about to be committed.
@@ -80,7 +80,7 @@ pub async fn commit(
         d.previous_data_id = d.data_id.take();
         d.data_id = Some(data_id.clone());
         d.columns = table.columns.clone();
-        d.row_count = table.rows.len() as u64;
+        d.row_count = table.row_count();
         d.data_size = size;
         d.date_last_refresh = Some(now.clone());
         apply(d);
@@ -125,8 +125,11 @@ pub async fn refresh_source(
     ds: Datasource,
 ) -> ApiResult<(Datasource, Outcome)> {
     if ds.connector != domain::Connector::Url {
-        let rows = stored::rows(state, &ds).await?;
-        stored::recompute_klips(state, &ds, &rows, tz, false).await?;
+        let loaded = stored::load(state, &ds).await?;
+        stored::recompute_klips_with(state, &ds, tz, false, |each| {
+            loaded.each_row(each).map(|_| ())
+        })
+        .await?;
         return Ok((ds, Outcome::Succeeded));
     }
     match domain::connector::fetch(&ds, &state.config.allowed_networks).await {
@@ -136,7 +139,7 @@ pub async fn refresh_source(
                 d.last_error = None;
             })
             .await?;
-            stored::recompute_klips(state, &ds, &fetched.table.rows, tz, false).await?;
+            stored::recompute_klips(state, &ds, &fetched.table, tz, false).await?;
             Ok((ds, Outcome::Succeeded))
         }
         Err(error) => {
@@ -155,15 +158,15 @@ pub async fn refresh_source(
 /// its copy, so a read of the data is at most this many objects plus one.
 pub const COMPACT_AT: usize = 8;
 
-/// Merges every segment of `ds` (whose rows, copy and segments together, are `rows`) into
-/// a new copy, when it has [`COMPACT_AT`] or more; the file and the rows stay exactly as
-/// they read. Conditional on the item still holding that copy and those segments (appends
-/// made meanwhile stay segments); answers whether it compacted. What the previous
-/// compaction retired, and the copy before the old one, are deleted after.
+/// Merges every segment of `ds` (its data as read, `loaded`) into a new copy, when it has
+/// [`COMPACT_AT`] or more; the file and the rows stay exactly as they read, joined as text
+/// (the copy's rows are never parsed). Conditional on the item still holding that copy and
+/// those segments (appends made meanwhile stay segments); answers whether it compacted.
+/// What the previous compaction retired, and the copy before the old one, are deleted after.
 pub async fn compact(
     state: &AppState,
     ds: &Datasource,
-    rows: &[domain::data::Row],
+    loaded: &stored::Loaded,
 ) -> ApiResult<bool> {
     if ds.segments.len() < COMPACT_AT {
         return Ok(false);
@@ -171,7 +174,7 @@ pub async fn compact(
     let Some(raw) = stored::raw(state, ds).await? else {
         return Ok(false);
     };
-    let data_id = stored::store(state, ds, raw, rows).await?;
+    let data_id = stored::store_encoded(state, ds, raw, loaded.merged_rows()?).await?;
     let merged = ds.segments.len();
     if !state
         .store

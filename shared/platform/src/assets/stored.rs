@@ -6,7 +6,7 @@ use super::Asset;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use domain::data::Row;
-use domain::klip::{evaluate, KlipValue};
+use domain::klip::{Evaluation, KlipValue};
 use domain::records::{Datasource, Klip};
 
 /// Where one stored copy of a data source's data lives. Every write goes to a fresh
@@ -63,9 +63,18 @@ pub async fn store(
     state: &AppState,
     ds: &Datasource,
     raw: Vec<u8>,
-    rows: &[Row],
+    table: &domain::data::Table,
 ) -> ApiResult<String> {
-    let rows_json = serde_json::to_vec(rows)?;
+    store_encoded(state, ds, raw, table.stored_rows().to_vec()).await
+}
+
+/// [`store`] with the rows already written as stored rows (a JSON array of objects).
+pub async fn store_encoded(
+    state: &AppState,
+    ds: &Datasource,
+    raw: Vec<u8>,
+    rows_json: Vec<u8>,
+) -> ApiResult<String> {
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     let data_id = domain::ids::new_id();
     let files = state.store.files();
@@ -102,9 +111,17 @@ pub async fn discard_unless_current(state: &AppState, ds: &Datasource, data_id: 
     }
 }
 
-/// The parsed rows of a data source (none yet: empty): the current copy's, then each
-/// segment's in order (read concurrently; a segment is parsed from the body as appended).
-pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
+/// A data source's data as one read gets it: the current copy's rows as stored (JSON text,
+/// parsed only while they are fed, one row at a time) and each appended segment's body as
+/// sent. What a recompute or a compaction holds in memory is these bytes, never the rows.
+pub struct Loaded {
+    format: domain::Format,
+    copy: Option<Vec<u8>>,
+    segments: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads the current copy's rows and every segment, concurrently (none yet: no rows).
+pub async fn load(state: &AppState, ds: &Datasource) -> ApiResult<Loaded> {
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     let files = state.store.files();
     let copy = async {
@@ -120,19 +137,63 @@ pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
         .collect();
     let segments = futures::future::try_join_all(keys.iter().map(|k| files.get(k)));
     let (copy, segments) = tokio::try_join!(copy, segments)?;
-    let mut rows: Vec<Row> = match copy {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::internal(format!("stored rows: {e}")))?,
-        None => Vec::new(),
-    };
-    for (raw, segment) in segments.into_iter().zip(&ds.segments) {
-        let raw = raw.ok_or_else(|| {
-            ApiError::internal(format!("segment {} of the data is missing", segment.id))
-        })?;
-        let mut table = domain::data::parse(ds.format, &raw)
-            .map_err(|e| ApiError::internal(format!("segment {}: {e}", segment.id)))?;
-        rows.append(&mut table.rows);
+    let segments = segments
+        .into_iter()
+        .zip(&ds.segments)
+        .map(|(raw, segment)| {
+            raw.map(|raw| (segment.id.clone(), raw)).ok_or_else(|| {
+                ApiError::internal(format!("segment {} of the data is missing", segment.id))
+            })
+        })
+        .collect::<ApiResult<_>>()?;
+    Ok(Loaded {
+        format: ds.format,
+        copy,
+        segments,
+    })
+}
+
+impl Loaded {
+    /// Feeds every row to `each` in order, the copy's then each segment's; answers how many.
+    pub fn each_row(&self, mut each: impl FnMut(&Row)) -> ApiResult<u64> {
+        let mut count = match &self.copy {
+            Some(bytes) => {
+                domain::data::each_stored_row(bytes, &mut each).map_err(ApiError::internal)?
+            }
+            None => 0,
+        };
+        for (id, raw) in &self.segments {
+            let table = self.segment(id, raw)?;
+            table.each_row(&mut each);
+            count += table.row_count();
+        }
+        Ok(count)
     }
+
+    /// The rows of the copy and every segment as one stored-rows file (what a compaction
+    /// writes), joined as text: the copy's rows are not parsed.
+    pub fn merged_rows(&self) -> ApiResult<Vec<u8>> {
+        let mut merged = self.copy.clone().unwrap_or_else(|| b"[]".to_vec());
+        for (id, raw) in &self.segments {
+            let segment = self.segment(id, raw)?;
+            merged = domain::data::join_stored_rows(&merged, segment.stored_rows());
+        }
+        Ok(merged)
+    }
+
+    fn segment(&self, id: &str, raw: &[u8]) -> ApiResult<domain::data::Table> {
+        domain::data::parse(self.format, raw)
+            .map_err(|e| ApiError::internal(format!("segment {id}: {e}")))
+    }
+}
+
+/// The parsed rows of a data source (none yet: empty): the current copy's, then each
+/// segment's in order (read concurrently; a segment is parsed from the body as appended).
+/// Holds every row: for a page of rows or a rewrite; computing goes through [`load`].
+pub async fn rows(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Row>> {
+    let loaded = load(state, ds).await?;
+    let mut rows = Vec::new();
+    loaded.each_row(|row| rows.push(row.clone()))?;
     Ok(rows)
 }
 
@@ -179,34 +240,22 @@ pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
     Ok(())
 }
 
-/// Evaluates a Klip over rows and stores the value (without changing the Klip's version:
-/// the value is derived from its data, not an edit).
-pub async fn store_value(
-    state: &AppState,
-    klip: &Klip,
-    rows: &[Row],
-    tz: chrono_tz::Tz,
-    data_version: Option<u64>,
-) -> ApiResult<KlipValue> {
-    let mut value = evaluate(rows, &klip.query, &klip.display, tz, state.clock.now());
-    value.data_version = data_version;
-    save_value(state, klip, value).await
-}
-
 /// Stores a Klip's value as it is (also a failure such as a deleted data source).
 pub async fn save_value(state: &AppState, klip: &Klip, value: KlipValue) -> ApiResult<KlipValue> {
     state.store.assets().set_klip_value(klip, &value).await?;
     Ok(value)
 }
 
-/// Recomputes one Klip from its data source's current rows and stores the value; a Klip
-/// whose data source is gone gets that as its error.
+/// Recomputes one Klip from its data source's current rows (streamed from storage) and
+/// stores the value; a Klip whose data source is gone gets that as its error.
 pub async fn recompute_klip(
     state: &AppState,
     klip: &Klip,
     tz: chrono_tz::Tz,
 ) -> ApiResult<KlipValue> {
-    let rows = match &klip.datasource_id {
+    let now = state.clock.now();
+    let mut evaluation = Evaluation::start(&klip.query, &klip.display, tz, now, false);
+    let data_version = match &klip.datasource_id {
         Some(id) => match state
             .store
             .get::<Datasource>(crate::store::keys::asset(
@@ -217,44 +266,99 @@ pub async fn recompute_klip(
             .await?
         {
             Some(ds) => {
-                let rows = rows(state, &ds).await?;
-                return store_value(state, klip, &rows, tz, Some(ds.data_version)).await;
+                load(state, &ds)
+                    .await?
+                    .each_row(|row| evaluation.feed(row))?;
+                Some(ds.data_version)
             }
             None => {
                 let message = format!("data source '{id}' no longer exists");
-                let now = crate::time::rfc3339(state.clock.now());
+                let now = crate::time::rfc3339(now);
                 return save_value(state, klip, KlipValue::failed(message, now)).await;
             }
         },
-        None => Vec::new(),
+        None => None,
     };
-    store_value(state, klip, &rows, tz, None).await
+    let mut value = evaluation.finish().value;
+    value.data_version = data_version;
+    save_value(state, klip, value).await
 }
 
-/// Recomputes every Klip of the company that uses `ds`, from `rows` (the rows of
+/// Recomputes every Klip of the company that uses `ds`, from `table` (the data of
 /// `ds.data_version`); with `skip_current`, those whose value was computed from that
 /// version already are left as they are (the worker, after an inline recompute).
 pub async fn recompute_klips(
     state: &AppState,
     ds: &Datasource,
-    rows: &[Row],
+    table: &domain::data::Table,
     tz: chrono_tz::Tz,
     skip_current: bool,
 ) -> ApiResult<usize> {
+    recompute_klips_with(state, ds, tz, skip_current, |each| {
+        table.each_row(each);
+        Ok(())
+    })
+    .await
+}
+
+/// [`recompute_klips`] over the rows `feed` hands, in order, to the function it is given
+/// (see [`store_values`]); nothing is read when no Klip is due.
+pub async fn recompute_klips_with(
+    state: &AppState,
+    ds: &Datasource,
+    tz: chrono_tz::Tz,
+    skip_current: bool,
+    feed: impl FnOnce(&mut dyn FnMut(&Row)) -> ApiResult<()>,
+) -> ApiResult<usize> {
+    let due = due_klips(state, ds, skip_current).await?;
+    store_values(state, ds, tz, &due, feed).await
+}
+
+/// The company's Klips that use `ds`; with `skip_current`, without those whose value was
+/// computed from `ds.data_version` already.
+pub async fn due_klips(
+    state: &AppState,
+    ds: &Datasource,
+    skip_current: bool,
+) -> ApiResult<Vec<Klip>> {
     let klips: Vec<Klip> = super::all_of(state, &ds.meta.company_id).await?;
-    let mut count = 0;
-    for klip in klips
-        .iter()
+    Ok(klips
+        .into_iter()
         .filter(|k| k.datasource_id.as_deref() == Some(ds.meta.id.as_str()))
-    {
-        let current = klip.value.as_ref().and_then(|v| v.data_version);
-        if skip_current && current >= Some(ds.data_version) {
-            continue;
-        }
-        store_value(state, klip, rows, tz, Some(ds.data_version)).await?;
-        count += 1;
+        .filter(|k| {
+            let current = k.value.as_ref().and_then(|v| v.data_version);
+            !(skip_current && current >= Some(ds.data_version))
+        })
+        .collect())
+}
+
+/// Computes `klips` (which use `ds`) over the rows `feed` hands to the function it is given,
+/// all in that one pass and each holding only its running aggregates (see [`Evaluation`]),
+/// so the rows may stream from storage ([`Loaded::each_row`]); stores the values, at
+/// `ds.data_version`. Answers how many.
+pub async fn store_values(
+    state: &AppState,
+    ds: &Datasource,
+    tz: chrono_tz::Tz,
+    klips: &[Klip],
+    feed: impl FnOnce(&mut dyn FnMut(&Row)) -> ApiResult<()>,
+) -> ApiResult<usize> {
+    if klips.is_empty() {
+        return Ok(0);
     }
-    Ok(count)
+    let now = state.clock.now();
+    let mut evaluations: Vec<Evaluation> = klips
+        .iter()
+        .map(|k| Evaluation::start(&k.query, &k.display, tz, now, false))
+        .collect();
+    feed(&mut |row| evaluations.iter_mut().for_each(|e| e.feed(row)))?;
+    let saves = klips.iter().zip(evaluations).map(|(klip, evaluation)| {
+        let mut value = evaluation.finish().value;
+        value.data_version = Some(ds.data_version);
+        save_value(state, klip, value)
+    });
+    futures::future::try_join_all(saves).await?;
+    Ok(klips.len())
 }
 
 /// A data file nothing has referenced for this long is an orphan, left by a write that
