@@ -94,6 +94,9 @@ pub async fn replace(
     )
     .await?;
     recompute_after_push(&state, &caller, &ds, &table).await;
+    drop(table);
+    // The body and its rows were up to megabytes: give them back (see platform::memory).
+    platform::memory::release_free();
     respond(&ds)
 }
 

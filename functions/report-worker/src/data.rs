@@ -17,7 +17,10 @@ use platform::{ApiResult, AppState};
 
 /// Recomputes and compacts one data source (as it is now, not as the record showed it).
 pub async fn run(state: &AppState, company: &str, datasource: &str) -> Outcome {
-    match work(state, company, datasource).await {
+    let done = work(state, company, datasource).await;
+    // The pass held the source's bytes (megabytes at a large source): give them back.
+    platform::memory::release_free();
+    match done {
         Ok(()) => Outcome::Done,
         Err(e) => Outcome::Retry(e.to_string()),
     }

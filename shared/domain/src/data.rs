@@ -581,19 +581,37 @@ pub fn each_stored_row(bytes: &[u8], each: impl FnMut(&Row)) -> Result<u64, Stri
 /// Two stored-rows files (JSON arrays of rows) as one, the rows of `a` then those of `b`,
 /// joined as text (neither is parsed).
 pub fn join_stored_rows(a: &[u8], b: &[u8]) -> Vec<u8> {
-    let is_empty = |file: &[u8]| {
+    let mut joined = Vec::with_capacity(a.len() + b.len());
+    joined.extend_from_slice(a);
+    append_stored_rows(&mut joined, b);
+    joined
+}
+
+/// [`join_stored_rows`] in place: the rows of `b` added to the stored rows in `a`.
+pub fn append_stored_rows(a: &mut Vec<u8>, b: &[u8]) {
+    fn inner(file: &[u8]) -> Option<&[u8]> {
         file.trim_ascii()
             .strip_prefix(b"[")
             .and_then(|inner| inner.strip_suffix(b"]"))
-            .is_some_and(|inner| inner.trim_ascii().is_empty())
+            .map(<[u8]>::trim_ascii)
+    }
+    let Some(added) = inner(b).filter(|rows| !rows.is_empty()) else {
+        return;
     };
-    if is_empty(b) {
-        return a.to_vec();
+    match inner(a) {
+        Some(rows) if !rows.is_empty() => {
+            // Drop the closing bracket (and what whitespace follows it), add ",rows]".
+            let end = a.iter().rposition(|&c| c == b']').unwrap_or(a.len());
+            a.truncate(end);
+            a.push(b',');
+        }
+        _ => {
+            a.clear();
+            a.push(b'[');
+        }
     }
-    if is_empty(a) {
-        return b.to_vec();
-    }
-    splice(Format::Json, a, 1, b)
+    a.extend_from_slice(added);
+    a.push(b']');
 }
 
 /// The records of a CSV file: what follows its header line.

@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod paging;
 pub mod ratelimit;

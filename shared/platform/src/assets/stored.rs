@@ -173,10 +173,22 @@ impl Loaded {
     /// The rows of the copy and every segment as one stored-rows file (what a compaction
     /// writes), joined as text: the copy's rows are not parsed.
     pub fn merged_rows(&self) -> ApiResult<Vec<u8>> {
-        let mut merged = self.copy.clone().unwrap_or_else(|| b"[]".to_vec());
-        for (id, raw) in &self.segments {
-            let segment = self.segment(id, raw)?;
-            merged = domain::data::join_stored_rows(&merged, segment.stored_rows());
+        let segments = self
+            .segments
+            .iter()
+            .map(|(id, raw)| self.segment(id, raw))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let copy = self.copy.as_deref().unwrap_or(b"[]");
+        // One buffer of the final size, written once (the copy may be megabytes).
+        let size = copy.len()
+            + segments
+                .iter()
+                .map(|s| s.stored_rows().len())
+                .sum::<usize>();
+        let mut merged = Vec::with_capacity(size);
+        merged.extend_from_slice(copy);
+        for segment in &segments {
+            domain::data::append_stored_rows(&mut merged, segment.stored_rows());
         }
         Ok(merged)
     }

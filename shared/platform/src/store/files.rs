@@ -62,7 +62,8 @@ impl Files<'_> {
                     .collect()
                     .await
                     .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?;
-                Ok(Some(bytes.into_bytes().to_vec()))
+                // One contiguous copy of the chunks, handed over without another.
+                Ok(Some(Vec::from(bytes.into_bytes())))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(s3_error("GetObject", e)),
