@@ -7,8 +7,8 @@
 //! such work returns the free pages, so the resident set falls back to what is live.
 
 /// Returns the allocator's free memory to the system (glibc's `malloc_trim`); a no-op
-/// elsewhere. Costs a walk of the free lists: call it after work over megabytes, not per
-/// request.
+/// elsewhere. Costs a walk of the free lists: call it after work that may have touched
+/// megabytes (a worker's data pass, a replace of the data), not on every request.
 pub fn release_free() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
