@@ -30,6 +30,15 @@ use serde_json::Value;
 /// Reads a data body: its Content-Type must be the source's format (415 naming it), and it
 /// may not exceed 5 MiB (413 naming the limit).
 async fn read_body(ds: &Datasource, headers: &HeaderMap, body: Body) -> ApiResult<Vec<u8>> {
+    check_media_type(ds, headers)?;
+    let bytes = axum::body::to_bytes(body, MAX_DATA_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+    Ok(bytes.to_vec())
+}
+
+/// The body's Content-Type is the source's format (415 naming it otherwise).
+fn check_media_type(ds: &Datasource, headers: &HeaderMap) -> ApiResult<()> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -43,10 +52,7 @@ async fn read_body(ds: &Datasource, headers: &HeaderMap, body: Body) -> ApiResul
             ds.meta.slug, ds.format
         )));
     }
-    let bytes = axum::body::to_bytes(body, MAX_DATA_BYTES)
-        .await
-        .map_err(|_| too_large())?;
-    Ok(bytes.to_vec())
+    Ok(())
 }
 
 fn too_large() -> ApiError {
@@ -107,6 +113,10 @@ pub async fn replace(
 /// all succeed and none answers 409; only `If-Match` can refuse one (412). The Klips that
 /// use the source are recomputed by the worker, on the item's change in the table's stream.
 /// The first rows of a source are committed as a whole copy, like a replace.
+///
+/// Addressed by id, the segment is written while the item is read (the two round trips
+/// overlap), and deleted again when the append turns out not to take it: a bad body, another
+/// tenant's id (404: the object was under the caller's own company), the source's first rows.
 pub async fn append(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,21 +125,86 @@ pub async fn append(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let first = lookup(&state, &caller, &id).await?;
-    let body = read_body(&first, &headers, body).await?;
+    // Read before the item; its errors still come in the order of `read_body` (404, 415, 413).
+    let body = axum::body::to_bytes(body, MAX_DATA_BYTES)
+        .await
+        .map_err(|_| too_large());
+    let sent = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let early = match (&body, data::format_of(sent).ok()) {
+        (Ok(bytes), Some(format)) if domain::ids::is_id(&id) && !bytes.is_empty() => {
+            Some((domain::ids::new_id(), format, bytes.clone()))
+        }
+        _ => None,
+    };
+    let company = caller.company_id().to_owned();
+    let write_early = async {
+        match &early {
+            Some((segment, format, bytes)) => {
+                let put =
+                    stored::put_segment(&state, &company, &id, segment, *format, bytes.to_vec());
+                put.await.is_ok().then(|| segment.clone())
+            }
+            None => None,
+        }
+    };
+    let (first, written) = tokio::join!(lookup(&state, &caller, &id), write_early);
+    let mut kept = false;
+    let answer = append_to(
+        &state,
+        &caller,
+        &headers,
+        &id,
+        first,
+        body,
+        written.as_deref(),
+        &mut kept,
+    )
+    .await;
+    if let (Some(segment), false) = (&written, kept) {
+        stored::discard_segment(&state, &company, &id, segment).await;
+    }
+    answer
+}
+
+/// [`append`] once the item is read (`first`) and, maybe, the segment written (`written`);
+/// sets `kept` when the append committed that segment or may have (the outcome of the
+/// update is unknown): otherwise it is the caller's to delete.
+#[allow(clippy::too_many_arguments)]
+async fn append_to(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+    first: ApiResult<Datasource>,
+    body: ApiResult<axum::body::Bytes>,
+    written: Option<&str>,
+    kept: &mut bool,
+) -> ApiResult<Response> {
+    let first = first?;
+    check_media_type(&first, headers)?;
+    let body = body?.to_vec();
     let strict = headers.contains_key(header::IF_MATCH);
     usable(&first)?;
-    check_if_match(&headers, &first.meta)?;
+    check_if_match(headers, &first.meta)?;
     let new = data::parse(first.format, &body)?;
     if first.row_count == 0 || first.data_id.is_none() {
-        return append_first_rows(&state, &caller, &headers, first, &body, &id).await;
+        return append_first_rows(state, caller, headers, first, &body, id).await;
     }
     check_appendable(&first, &new)?;
     if new.row_count() == 0 {
         return respond(&first);
     }
+    let segment_id = match written {
+        // Written under the id the request named, which is this item's.
+        Some(segment) if first.meta.id == id => segment.to_owned(),
+        _ => stored::store_segment(state, &first, body.clone()).await?,
+    };
+    // From here on the segment is this function's to keep or discard.
+    *kept = true;
     let segment = Segment {
-        id: stored::store_segment(&state, &first, body.clone()).await?,
+        id: segment_id,
         rows: new.row_count(),
     };
     let if_version = if strict {
@@ -158,11 +233,11 @@ pub async fn append(
         let answer = match refused {
             // Replaced or re-ended meanwhile: append to what is there now.
             AppendRefused::Moved => {
-                ds = lookup(&state, &caller, &id).await?;
+                ds = lookup(state, caller, id).await?;
                 if ds.row_count == 0 || ds.data_id.is_none() {
                     // Replaced by a file without rows meanwhile: these are its first rows.
-                    stored::discard_segments(&state, &ds, std::slice::from_ref(&segment.id)).await;
-                    return append_first_rows(&state, &caller, &headers, ds, &body, &id).await;
+                    stored::discard_segments(state, &ds, std::slice::from_ref(&segment.id)).await;
+                    return append_first_rows(state, caller, headers, ds, &body, id).await;
                 }
                 match usable(&ds).and_then(|_| check_appendable(&ds, &new)) {
                     Ok(()) => continue,
@@ -176,16 +251,16 @@ pub async fn append(
                 "appending would grow the data past the limit of 5 MiB ({MAX_DATA_BYTES} bytes)"
             ))),
             AppendRefused::Disabled => {
-                let ds = lookup(&state, &caller, &id).await?;
+                let ds = lookup(state, caller, id).await?;
                 usable(&ds)
                     .and_then(|_| Err(ApiError::Conflict("the data source is disabled".into())))
             }
-            AppendRefused::Gone => Err(ApiError::not_found("datasource", &id)),
+            AppendRefused::Gone => Err(ApiError::not_found("datasource", id)),
         };
-        stored::discard_segments(&state, &ds, std::slice::from_ref(&segment.id)).await;
+        stored::discard_segments(state, &ds, std::slice::from_ref(&segment.id)).await;
         return answer;
     }
-    stored::discard_segments(&state, &ds, std::slice::from_ref(&segment.id)).await;
+    stored::discard_segments(state, &ds, std::slice::from_ref(&segment.id)).await;
     Err(ApiError::Conflict(
         "the data source is being replaced too often to append to; retry".into(),
     ))

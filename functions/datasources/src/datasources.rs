@@ -284,6 +284,7 @@ pub async fn create(
         previous_data_id: None,
         segments: Vec::new(),
         retired_segments: Vec::new(),
+        lineage: None,
         raw_edge: 0,
         data_version: 0,
         refresh: None,

@@ -34,21 +34,40 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
     else {
         return Ok(());
     };
-    let (due, owner) = tokio::try_join!(
-        stored::due_klips(state, &ds, true),
-        state.store.get::<Company>(keys::company(company))
+    let (using, owner, progress) = tokio::try_join!(
+        stored::klips_using(state, &ds),
+        state.store.get::<Company>(keys::company(company)),
+        stored::read_progress(state, &ds),
     )?;
-    if due.is_empty() && ds.segments.len() < ingest::COMPACT_AT {
+    let compacting = ds.segments.len() >= ingest::COMPACT_AT;
+    let due: Vec<_> = using
+        .iter()
+        .filter(|k| stored::is_due(k, &ds))
+        .cloned()
+        .collect();
+    if due.is_empty() && !compacting {
         return Ok(());
     }
     let tz = domain::data::timezone(owner.and_then(|c| c.timezone).as_deref());
-    // The data is read once, as bytes; every Klip due is computed in one pass over its rows,
-    // parsed one at a time.
-    let loaded = stored::load(state, &ds).await?;
-    stored::store_values(state, &ds, tz, &due, |each| {
-        loaded.each_row(each).map(|_| ())
-    })
-    .await?;
-    ingest::compact(state, &ds, &loaded).await?;
+    // Each Klip due goes on from where the last pass left it when it can, so usually only
+    // the segments appended since are read; all due Klips share one pass over the rows,
+    // parsed one at a time. A compaction reads every row anyway.
+    let mut pass = stored::Pass::plan(&ds, tz, state.clock.now(), &due, &progress);
+    let all = match compacting {
+        true => Some(stored::load(state, &ds).await?),
+        false => None,
+    };
+    match &all {
+        Some(loaded) => pass.feed(loaded)?,
+        None => match stored::load_after(state, &ds, pass.from(&ds)).await? {
+            Some(after) => pass.feed(&after)?,
+            None => pass.feed(&stored::load(state, &ds).await?)?,
+        },
+    }
+    let keep: Vec<String> = using.iter().map(|k| k.meta.id.clone()).collect();
+    pass.store(state, &ds, &keep, progress).await?;
+    if let Some(loaded) = &all {
+        ingest::compact(state, &ds, loaded).await?;
+    }
     Ok(())
 }

@@ -667,6 +667,70 @@ impl<'q> Evaluation<'q> {
         Ok(())
     }
 
+    /// How many rows were fed (those a snapshot resumes after).
+    pub fn rows_fed(&self) -> u64 {
+        self.rows as u64
+    }
+
+    /// Where this evaluation stands, to go on from later with only the rows that come after
+    /// ([`Evaluation::resume`]); none for a detailed one (a report's, never resumed).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        if self.detail {
+            return None;
+        }
+        Some(Snapshot {
+            basis: self.basis(),
+            rows: self.rows,
+            seen: self.named.iter().map(|(_, seen)| *seen).collect(),
+            row_error: self.row_error.clone(),
+            current: self.current.clone(),
+            previous: self.previous.clone(),
+            buckets: self.buckets.iter().map(|(d, r)| (*d, r.clone())).collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(k, r)| (k.clone(), r.clone()))
+                .collect(),
+        })
+    }
+
+    /// An evaluation that goes on from `snapshot`, as if the rows it had seen were fed again:
+    /// feeding it the rows after those gives exactly what one pass over all of them gives
+    /// (the aggregates add on in input order, first and last compare the same positions).
+    /// None when the snapshot was taken for another query, time zone or period (a range
+    /// moves with "now"): the rows must all be fed again.
+    pub fn resume(
+        query: &'q Query,
+        display: &'q Display,
+        tz: Tz,
+        now: DateTime<Utc>,
+        snapshot: Snapshot,
+    ) -> Option<Self> {
+        let mut evaluation = Evaluation::start(query, display, tz, now, false);
+        if snapshot.basis != evaluation.basis() || snapshot.seen.len() != evaluation.named.len() {
+            return None;
+        }
+        for ((_, seen), was) in evaluation.named.iter_mut().zip(snapshot.seen) {
+            *seen = was;
+        }
+        evaluation.rows = snapshot.rows;
+        evaluation.row_error = snapshot.row_error;
+        evaluation.current = snapshot.current;
+        evaluation.previous = snapshot.previous;
+        evaluation.buckets = snapshot.buckets.into_iter().collect();
+        evaluation.groups = snapshot.groups.into_iter().collect();
+        Some(evaluation)
+    }
+
+    /// What the aggregates depend on besides the rows: the query, the time zone and the
+    /// periods (those of a range change with "now").
+    fn basis(&self) -> String {
+        let spans = self.periods.map(|p| {
+            [p.current, p.previous].map(|span| [span.start.to_rfc3339(), span.end.to_rfc3339()])
+        });
+        serde_json::json!({"query": self.query, "tz": self.tz.name(), "periods": spans}).to_string()
+    }
+
     /// The value over the rows fed, computed at `now`.
     pub fn finish(self) -> Detailed {
         let computed_at = self.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -744,6 +808,28 @@ impl<'q> Evaluation<'q> {
     }
 }
 
+/// An [`Evaluation`] part way through its rows ([`Evaluation::snapshot`]): its running
+/// aggregates and what they were computed for, to store and resume from. Numbers are kept as
+/// their bits, so a resumed evaluation adds on from exactly the same values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    basis: String,
+    rows: usize,
+    seen: Vec<bool>,
+    row_error: Option<String>,
+    current: Running,
+    previous: Running,
+    buckets: Vec<(NaiveDate, Running)>,
+    groups: Vec<(String, Running)>,
+}
+
+impl Snapshot {
+    /// How many rows the evaluation had been fed.
+    pub fn rows(&self) -> u64 {
+        self.rows as u64
+    }
+}
+
 /// A row that passed the filters and falls in a period being aggregated.
 struct Sample {
     /// 0-based position in the input.
@@ -757,7 +843,8 @@ struct Sample {
 type OrderKey = (Option<DateTime<Utc>>, usize);
 
 /// Every aggregate of the samples added so far (those with a value), in input order.
-#[derive(Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StoredRunning", from = "StoredRunning")]
 struct Running {
     count: usize,
     // Adding from +0.0: `Sum for f64` starts at -0.0, which would show as `-0.0`.
@@ -796,6 +883,60 @@ impl Running {
             Aggregate::Max => self.max,
             Aggregate::First => self.first.map(|(_, v)| v),
             Aggregate::Last => self.last.map(|(_, v)| v),
+        }
+    }
+}
+
+/// [`Running`] as stored: each number as its bits (exact, `-0.0` included), each time as
+/// seconds and nanoseconds.
+#[derive(Serialize, Deserialize)]
+struct StoredRunning {
+    count: usize,
+    total: u64,
+    min: Option<u64>,
+    max: Option<u64>,
+    first: Option<StoredOrdered>,
+    last: Option<StoredOrdered>,
+}
+
+/// A first or last value with its order key: (time as seconds and nanoseconds, row, value bits).
+type StoredOrdered = (Option<(i64, u32)>, usize, u64);
+
+fn stored_ordered(((time, index), v): (OrderKey, f64)) -> StoredOrdered {
+    (
+        time.map(|t| (t.timestamp(), t.timestamp_subsec_nanos())),
+        index,
+        v.to_bits(),
+    )
+}
+
+fn from_stored_ordered((time, index, v): StoredOrdered) -> (OrderKey, f64) {
+    let time = time.and_then(|(secs, nanos)| DateTime::from_timestamp(secs, nanos));
+    ((time, index), f64::from_bits(v))
+}
+
+impl From<Running> for StoredRunning {
+    fn from(r: Running) -> Self {
+        StoredRunning {
+            count: r.count,
+            total: r.total.to_bits(),
+            min: r.min.map(f64::to_bits),
+            max: r.max.map(f64::to_bits),
+            first: r.first.map(stored_ordered),
+            last: r.last.map(stored_ordered),
+        }
+    }
+}
+
+impl From<StoredRunning> for Running {
+    fn from(r: StoredRunning) -> Self {
+        Running {
+            count: r.count,
+            total: f64::from_bits(r.total),
+            min: r.min.map(f64::from_bits),
+            max: r.max.map(f64::from_bits),
+            first: r.first.map(from_stored_ordered),
+            last: r.last.map(from_stored_ordered),
         }
     }
 }
@@ -2041,5 +2182,121 @@ mod tests {
                 "x".repeat(40)
             )
         );
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+    use chrono_tz::America::New_York;
+    use serde_json::json;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Rows over May 2026 and April, with a bad cell at row 17 for the queries that read
+    /// `odd`, numbers that do not add exactly in floating point, repeated times.
+    fn rows() -> Vec<Map<String, Value>> {
+        (0..40)
+            .map(|i| {
+                let day = 1 + (i * 7) % 28;
+                let month = if i % 3 == 0 { 4 } else { 5 };
+                let region = ["EMEA", "APAC", "AMER"][(i % 3) as usize];
+                let row = json!({
+                    "day": format!("2026-{month:02}-{day:02}"),
+                    "amount": 0.1 * f64::from(i) + 0.7,
+                    "region": region,
+                    "odd": if i == 17 { json!("many") } else { json!(i) },
+                });
+                match row {
+                    Value::Object(map) => map,
+                    _ => unreachable!(),
+                }
+            })
+            .collect()
+    }
+
+    fn queries() -> Vec<Query> {
+        [
+            json!({"value": "amount"}),
+            json!({"value": "amount", "aggregate": "avg", "group_by": "region"}),
+            json!({"value": "amount", "aggregate": "first", "time_column": "day"}),
+            json!({"value": "amount", "aggregate": "last", "time_column": "day",
+                   "time_bucket": "week"}),
+            json!({"value": "amount", "aggregate": "min", "time_column": "day",
+                   "range": "this_month", "group_by": "region", "sort": "key"}),
+            json!({"aggregate": "count", "filters": [{"column": "region", "op": "eq", "value": "APAC"}]}),
+            json!({"value": "odd", "aggregate": "max"}),
+            json!({"value": "missing"}),
+        ]
+        .into_iter()
+        .map(|q| serde_json::from_value(q).unwrap())
+        .collect()
+    }
+
+    const NOW: &str = "2026-05-15T16:00:00Z";
+
+    #[test]
+    fn resuming_from_a_stored_snapshot_at_any_row_gives_what_one_pass_gives() {
+        let rows = rows();
+        let display = Display::default();
+        let now = at(NOW);
+        for query in queries() {
+            let whole = evaluate(&rows, &query, &display, New_York, now);
+            for split in [0, 1, 16, 17, 18, 39, 40] {
+                let mut first = Evaluation::start(&query, &display, New_York, now, false);
+                rows[..split].iter().for_each(|row| first.feed(row));
+                let snapshot = first.snapshot().unwrap();
+                assert_eq!(snapshot.rows(), split as u64);
+                // Stored as JSON and read back, as the worker does.
+                let stored = serde_json::to_vec(&snapshot).unwrap();
+                let snapshot: Snapshot = serde_json::from_slice(&stored).unwrap();
+                let mut resumed =
+                    Evaluation::resume(&query, &display, New_York, now, snapshot).unwrap();
+                assert_eq!(resumed.rows_fed(), split as u64);
+                rows[split..].iter().for_each(|row| resumed.feed(row));
+                let value = resumed.finish().value;
+                assert_eq!(value, whole, "{query:?} split at {split}");
+                // Bit for bit, not only equal as numbers.
+                assert_eq!(
+                    value.current.map(f64::to_bits),
+                    whole.current.map(f64::to_bits)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_resumes_only_the_same_query_in_the_same_zone_and_period() {
+        let display = Display::default();
+        let rows = rows();
+        let ranged: Query = serde_json::from_value(
+            json!({"value": "amount", "time_column": "day", "range": "today"}),
+        )
+        .unwrap();
+        let mut evaluation = Evaluation::start(&ranged, &display, New_York, at(NOW), false);
+        rows.iter().for_each(|row| evaluation.feed(row));
+        let snapshot = evaluation.snapshot().unwrap();
+        let resume = |query: &Query, tz: Tz, now: &str| {
+            Evaluation::resume(query, &display, tz, at(now), snapshot.clone()).is_some()
+        };
+        assert!(
+            resume(&ranged, New_York, "2026-05-15T23:59:00Z"),
+            "same local day"
+        );
+        assert!(
+            !resume(&ranged, New_York, "2026-05-16T04:00:00Z"),
+            "the next local day"
+        );
+        assert!(!resume(&ranged, chrono_tz::UTC, NOW), "another time zone");
+        let other: Query = serde_json::from_value(
+            json!({"value": "amount", "time_column": "day", "range": "yesterday"}),
+        )
+        .unwrap();
+        assert!(!resume(&other, New_York, NOW), "another query");
+        // A report's detailed evaluation is never snapshot.
+        let detailed = Evaluation::start(&ranged, &display, New_York, at(NOW), true);
+        assert!(detailed.snapshot().is_none());
     }
 }

@@ -149,6 +149,13 @@ pub struct Datasource {
     /// fetched the item just before can still read them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_segments: Vec<String>,
+    /// Names the rows' history: set anew by each commit of whole new data (a replace, a
+    /// refresh, a source's first rows), kept by appends and compactions, which only add rows
+    /// at the end or regroup them into fewer objects. While it stays, the first N rows stay
+    /// the same, so the worker's Klip snapshots after N rows hold (see
+    /// `platform::assets::stored`). None on items written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<String>,
     /// What the next append's splice changes at the end of the file (see
     /// [`crate::data::appended_size`]).
     #[serde(default)]
@@ -196,6 +203,7 @@ impl Asset for Datasource {
         "segments",
         "retired_segments",
         "raw_edge",
+        "lineage",
     ];
     fn redact(value: &mut Value) {
         if let Some(headers) = value

@@ -314,3 +314,162 @@ async fn the_sweep_goes_on_from_where_it_stopped() {
     assert_eq!((second.deleted, second.finished), (5, true));
     assert!(files.list(&prefix).await.unwrap().is_empty());
 }
+
+/// The Klip's value, once it is `expected` (polls up to 30 s).
+async fn value_reaches(app: &TestApp, klip: &str, expected: f64) -> Value {
+    let mut value = Value::Null;
+    for _ in 0..150 {
+        let (_, shown) = json(app.get(&format!("/klips/{klip}")).await).await;
+        value = shown["data"]["value"].clone();
+        if value["current"] == expected {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the value never reached {expected}: {value}");
+}
+
+async fn klip_over(app: &TestApp, datasource: &str, query: Value) -> String {
+    let (status, klip) = json(
+        app.post(
+            "/klips",
+            json!({"name": "Pushed", "type": "number", "datasource_id": datasource,
+                "query": query}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{klip}");
+    klip["data"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_worker_goes_on_from_its_last_pass_reading_only_the_rows_appended_since() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let r = send(&app, "PUT", &id, "n,who\n1,a\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let klip = klip_over(&app, &id, json!({"value": "n", "aggregate": "sum"})).await;
+    for n in [2, 3] {
+        let r = send(&app, "POST", &id, format!("n,who\n{n},x\n"), None).await;
+        assert_eq!(r.status(), 200);
+    }
+    value_reaches(&app, &klip, 6.0).await;
+    // The pass left the Klip's running sum after the 3 rows.
+    let progress_key = format!("{}/datasources/{id}/progress.json", app.company.company_id);
+    let files = app.state.store.files();
+    let mut rows = Value::Null;
+    for _ in 0..150 {
+        if let Some(bytes) = files.get(&progress_key).await.unwrap() {
+            let progress: Value = serde_json::from_slice(&bytes).unwrap();
+            rows = progress["klips"][&klip]["rows"].clone();
+            if rows == 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(rows, 3);
+    // With the copy's rows gone, only a pass that reads the new segment alone can succeed.
+    let ds = stored(&app, &id).await;
+    let copy = format!(
+        "{}/datasources/{id}/{}/rows.json",
+        app.company.company_id,
+        ds.data_id.unwrap()
+    );
+    files.delete(&copy).await.unwrap();
+    let r = send(&app, "POST", &id, "n,who\n4,y\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    value_reaches(&app, &klip, 10.0).await;
+}
+
+#[tokio::test]
+async fn klip_values_stay_exact_across_many_passes_and_compactions_and_a_replace() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let r = send(&app, "PUT", &id, "n,who\n1,a\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let sum = klip_over(&app, &id, json!({"value": "n", "aggregate": "sum"})).await;
+    let last = klip_over(&app, &id, json!({"value": "n", "aggregate": "last"})).await;
+    let by_who = klip_over(
+        &app,
+        &id,
+        json!({"value": "n", "aggregate": "max", "group_by": "who", "sort": "key"}),
+    )
+    .await;
+    for n in 2..=20 {
+        let who = if n % 2 == 0 { "even" } else { "odd" };
+        let r = send(&app, "POST", &id, format!("n,who\n{n},{who}\n"), None).await;
+        assert_eq!(r.status(), 200);
+        if n % 5 == 0 {
+            // Let some passes run between appends, so later ones go on from earlier ones.
+            value_reaches(&app, &sum, f64::from(n * (n + 1) / 2)).await;
+        }
+    }
+    until(&app, &id, "a compaction", |ds| {
+        ds.segments.len() < 8 && ds.row_count == 20
+    })
+    .await;
+    value_reaches(&app, &sum, 210.0).await;
+    value_reaches(&app, &last, 20.0).await;
+    let (_, shown) = json(app.get(&format!("/klips/{by_who}")).await).await;
+    let groups = &shown["data"]["value"]["groups"];
+    assert_eq!(
+        groups,
+        &json!([{"key": "a", "value": 1.0}, {"key": "even", "value": 20.0}, {"key": "odd", "value": 19.0}]),
+        "{shown}"
+    );
+    // A replace starts the rows over: the next append adds to the new rows only.
+    let r = send(&app, "PUT", &id, "n,who\n100,a\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&app, "POST", &id, "n,who\n5,b\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    value_reaches(&app, &sum, 105.0).await;
+    value_reaches(&app, &last, 5.0).await;
+}
+
+#[tokio::test]
+async fn an_append_refused_or_not_needing_a_segment_leaves_none_behind() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let files = app.state.store.files();
+    let company = app.company.company_id.clone();
+    let under = |source: &str| format!("{company}/datasources/{source}/segments/");
+    // A source's first rows are a whole copy (the segment written meanwhile goes).
+    let r = send(&app, "POST", &id, "n,who\n1,a\n".into(), None).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(files.list(&under(&id)).await.unwrap(), Vec::<String>::new());
+    expect_error(
+        send(&app, "POST", &id, "n,who\nmany,b\n".into(), None).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    let r = app
+        .http
+        .post(app.url(&format!("/datasources/{id}/data")))
+        .header("kf-api-key", app.key())
+        .header("content-type", "application/json")
+        .body(r#"[{"n": 2, "who": "c"}]"#)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 415, "unsupported_media_type").await;
+    assert_eq!(files.list(&under(&id)).await.unwrap(), Vec::<String>::new());
+    // Another id (another tenant's, or none): 404, and nothing stays under it.
+    let elsewhere = domain::ids::new_id();
+    expect_error(
+        send(&app, "POST", &elsewhere, "n,who\n2,c\n".into(), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(
+        files.list(&under(&elsewhere)).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let r = send(&app, "POST", &id, "n,who\n2,c\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(files.list(&under(&id)).await.unwrap().len(), 1);
+    assert_eq!(ns(&app, &id).await, vec![1, 2]);
+}

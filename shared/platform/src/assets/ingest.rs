@@ -79,6 +79,7 @@ pub async fn commit(
         d.data_version += 1;
         d.previous_data_id = d.data_id.take();
         d.data_id = Some(data_id.clone());
+        d.lineage = Some(data_id.clone());
         d.columns = table.columns.clone();
         d.row_count = table.row_count();
         d.data_size = size;

@@ -6,8 +6,10 @@ use super::Asset;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use domain::data::Row;
-use domain::klip::{Evaluation, KlipValue};
+use domain::klip::{Evaluation, KlipValue, Snapshot};
 use domain::records::{Datasource, Klip};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Where one stored copy of a data source's data lives. Every write goes to a fresh
 /// `data_id`, and the item's `data_id` points at the current copy: saving the item (with its
@@ -36,13 +38,36 @@ fn segment_key(company: &str, id: &str, segment: &str, part: &str) -> String {
 /// body's, parsed again when read: one object per append.
 pub async fn store_segment(state: &AppState, ds: &Datasource, raw: Vec<u8>) -> ApiResult<String> {
     let segment = domain::ids::new_id();
-    let key = segment_key(&ds.meta.company_id, &ds.meta.id, &segment, "raw");
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    put_segment(state, company, id, &segment, ds.format, raw).await?;
+    Ok(segment)
+}
+
+/// [`store_segment`] by the names alone, before the item is read (see the append): the
+/// caller discards it with [`discard_segment`] unless it commits it.
+pub async fn put_segment(
+    state: &AppState,
+    company: &str,
+    id: &str,
+    segment: &str,
+    format: domain::Format,
+    raw: Vec<u8>,
+) -> ApiResult<()> {
+    let key = segment_key(company, id, segment, "raw");
     state
         .store
         .files()
-        .put(&key, ds.format.media_type(), raw)
-        .await?;
-    Ok(segment)
+        .put(&key, format.media_type(), raw)
+        .await
+}
+
+/// Deletes one segment written by [`put_segment`] and not committed; a failure is only
+/// logged (the sweep deletes what is left).
+pub async fn discard_segment(state: &AppState, company: &str, id: &str, segment: &str) {
+    let key = segment_key(company, id, segment, "raw");
+    if let Err(e) = state.store.files().delete(&key).await {
+        tracing::warn!(key, error = %e, "discarding a segment");
+    }
 }
 
 /// Deletes segments (uncommitted, or merged away two compactions ago); failures are only
@@ -118,39 +143,91 @@ pub struct Loaded {
     format: domain::Format,
     copy: Option<Vec<u8>>,
     segments: Vec<(String, Vec<u8>)>,
+    /// The position of the first row held among the data's rows: 0, or where the first
+    /// segment held starts ([`load_after`]).
+    first_row: u64,
 }
 
 /// Reads the current copy's rows and every segment, concurrently (none yet: no rows).
 pub async fn load(state: &AppState, ds: &Datasource) -> ApiResult<Loaded> {
-    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     let files = state.store.files();
     let copy = async {
         match &ds.data_id {
-            Some(data_id) => files.get(&rows_key(company, id, data_id)).await,
+            Some(data_id) => {
+                let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+                match files.get(&rows_key(company, id, data_id)).await? {
+                    Some(rows) => Ok(Some(rows)),
+                    // Committed copies are never deleted while the item points at them.
+                    None => Err(ApiError::internal(format!(
+                        "copy {data_id} of the data is missing"
+                    ))),
+                }
+            }
             None => Ok(None),
         }
     };
-    let keys: Vec<String> = ds
-        .segments
+    let (copy, segments) = tokio::try_join!(copy, load_segments(state, ds, 0))?;
+    Ok(Loaded {
+        format: ds.format,
+        copy,
+        segments,
+        first_row: 0,
+    })
+}
+
+/// Where each segment of `ds` starts among its rows (after the copy's), and where they end.
+fn segment_starts(ds: &Datasource) -> Vec<u64> {
+    let appended: u64 = ds.segments.iter().map(|s| s.rows).sum();
+    let mut start = ds.row_count.saturating_sub(appended);
+    let mut starts = vec![start];
+    for segment in &ds.segments {
+        start += segment.rows;
+        starts.push(start);
+    }
+    starts
+}
+
+/// Reads only the rows from position `from` on, when a segment starts there (or the data
+/// ends there): the segments from that one, never the copy. None when `from` falls
+/// elsewhere (inside the copy or a segment).
+pub async fn load_after(state: &AppState, ds: &Datasource, from: u64) -> ApiResult<Option<Loaded>> {
+    if from == 0 {
+        return Ok(None);
+    }
+    let Some(first) = segment_starts(ds).iter().position(|s| *s == from) else {
+        return Ok(None);
+    };
+    Ok(Some(Loaded {
+        format: ds.format,
+        copy: None,
+        segments: load_segments(state, ds, first).await?,
+        first_row: from,
+    }))
+}
+
+/// The bodies of the segments of `ds` from index `first` on, concurrently.
+async fn load_segments(
+    state: &AppState,
+    ds: &Datasource,
+    first: usize,
+) -> ApiResult<Vec<(String, Vec<u8>)>> {
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let files = state.store.files();
+    let wanted = ds.segments.get(first..).unwrap_or_default();
+    let keys: Vec<String> = wanted
         .iter()
         .map(|s| segment_key(company, id, &s.id, "raw"))
         .collect();
-    let segments = futures::future::try_join_all(keys.iter().map(|k| files.get(k)));
-    let (copy, segments) = tokio::try_join!(copy, segments)?;
-    let segments = segments
+    let bodies = futures::future::try_join_all(keys.iter().map(|k| files.get(k))).await?;
+    bodies
         .into_iter()
-        .zip(&ds.segments)
+        .zip(wanted)
         .map(|(raw, segment)| {
             raw.map(|raw| (segment.id.clone(), raw)).ok_or_else(|| {
                 ApiError::internal(format!("segment {} of the data is missing", segment.id))
             })
         })
-        .collect::<ApiResult<_>>()?;
-    Ok(Loaded {
-        format: ds.format,
-        copy,
-        segments,
-    })
+        .collect()
 }
 
 impl Loaded {
@@ -170,9 +247,17 @@ impl Loaded {
         Ok(count)
     }
 
+    /// The position among the data's rows of the first row held (0 unless [`load_after`]).
+    pub fn first_row(&self) -> u64 {
+        self.first_row
+    }
+
     /// The rows of the copy and every segment as one stored-rows file (what a compaction
     /// writes), joined as text: the copy's rows are not parsed.
     pub fn merged_rows(&self) -> ApiResult<Vec<u8>> {
+        if self.first_row != 0 {
+            return Err(ApiError::internal("merging rows read without the copy"));
+        }
         let segments = self
             .segments
             .iter()
@@ -333,15 +418,25 @@ pub async fn due_klips(
     ds: &Datasource,
     skip_current: bool,
 ) -> ApiResult<Vec<Klip>> {
+    Ok(klips_using(state, ds)
+        .await?
+        .into_iter()
+        .filter(|k| !skip_current || is_due(k, ds))
+        .collect())
+}
+
+/// The company's Klips that use `ds`.
+pub async fn klips_using(state: &AppState, ds: &Datasource) -> ApiResult<Vec<Klip>> {
     let klips: Vec<Klip> = super::all_of(state, &ds.meta.company_id).await?;
     Ok(klips
         .into_iter()
         .filter(|k| k.datasource_id.as_deref() == Some(ds.meta.id.as_str()))
-        .filter(|k| {
-            let current = k.value.as_ref().and_then(|v| v.data_version);
-            !(skip_current && current >= Some(ds.data_version))
-        })
         .collect())
+}
+
+/// Whether `klip` (which uses `ds`) has no value computed from `ds.data_version` yet.
+pub fn is_due(klip: &Klip, ds: &Datasource) -> bool {
+    klip.value.as_ref().and_then(|v| v.data_version) < Some(ds.data_version)
 }
 
 /// Computes `klips` (which use `ds`) over the rows `feed` hands to the function it is given,
@@ -371,6 +466,161 @@ pub async fn store_values(
     });
     futures::future::try_join_all(saves).await?;
     Ok(klips.len())
+}
+
+fn progress_key(company: &str, id: &str) -> String {
+    format!("{}progress.json", data_prefix(company, id))
+}
+
+/// What the worker's passes over a data source leave for the next one: each Klip's
+/// evaluation after the rows it had seen (a [`Snapshot`]), for the data's `lineage`. The
+/// next pass feeds a Klip only the rows after those, and reads only the segments that hold
+/// them, when the Klip's query, time zone and period are still the same and its rows end
+/// where a segment starts; otherwise that Klip starts over from every row. A cache: losing
+/// it, or a snapshot that does not fit, costs one full pass.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Progress {
+    lineage: Option<String>,
+    klips: BTreeMap<String, Snapshot>,
+}
+
+/// At most this much progress is kept per data source (a Klip grouped by a column with a
+/// distinct text in every row keeps a group per row): above it, the next pass starts over.
+const MAX_PROGRESS_BYTES: usize = 4 << 20;
+
+/// The progress kept for the data of `ds` as it is (nothing for another lineage).
+pub async fn read_progress(state: &AppState, ds: &Datasource) -> ApiResult<Progress> {
+    let Some(lineage) = &ds.lineage else {
+        return Ok(Progress::default());
+    };
+    let key = progress_key(&ds.meta.company_id, &ds.meta.id);
+    let Some(bytes) = state.store.files().get(&key).await? else {
+        return Ok(Progress::default());
+    };
+    let progress: Progress = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        tracing::warn!(key, error = %e, "unreadable Klip progress: starting over");
+        Progress::default()
+    });
+    if progress.lineage.as_ref() != Some(lineage) {
+        return Ok(Progress::default());
+    }
+    Ok(progress)
+}
+
+/// One worker pass over a data source's rows for the Klips due: each Klip's evaluation and
+/// the row it needs next (0: all of them).
+pub struct Pass<'k> {
+    klips: &'k [Klip],
+    evaluations: Vec<(Evaluation<'k>, u64)>,
+}
+
+impl<'k> Pass<'k> {
+    /// Each of `klips` goes on from its snapshot in `progress` when it can (see
+    /// [`Progress`]), or starts over.
+    pub fn plan(
+        ds: &Datasource,
+        tz: chrono_tz::Tz,
+        now: chrono::DateTime<chrono::Utc>,
+        klips: &'k [Klip],
+        progress: &Progress,
+    ) -> Self {
+        let starts = segment_starts(ds);
+        let evaluations = klips
+            .iter()
+            .map(|k| {
+                let resumed = progress
+                    .klips
+                    .get(&k.meta.id)
+                    .filter(|snapshot| starts.contains(&snapshot.rows()))
+                    .and_then(|snapshot| {
+                        Evaluation::resume(&k.query, &k.display, tz, now, snapshot.clone())
+                    });
+                match resumed {
+                    Some(evaluation) => {
+                        let from = evaluation.rows_fed();
+                        (evaluation, from)
+                    }
+                    None => (Evaluation::start(&k.query, &k.display, tz, now, false), 0),
+                }
+            })
+            .collect();
+        Pass { klips, evaluations }
+    }
+
+    /// The first row some Klip needs (the data's end when none needs any).
+    pub fn from(&self, ds: &Datasource) -> u64 {
+        self.evaluations
+            .iter()
+            .map(|(_, from)| *from)
+            .min()
+            .unwrap_or(ds.row_count)
+    }
+
+    /// Feeds each Klip the rows of `loaded` it has not seen, in one pass.
+    pub fn feed(&mut self, loaded: &Loaded) -> ApiResult<()> {
+        let mut position = loaded.first_row();
+        if self.evaluations.iter().any(|(_, from)| *from < position) {
+            return Err(ApiError::internal("a Klip needs rows that were not read"));
+        }
+        loaded.each_row(|row| {
+            for (evaluation, from) in &mut self.evaluations {
+                if position >= *from {
+                    evaluation.feed(row);
+                }
+            }
+            position += 1;
+        })?;
+        Ok(())
+    }
+
+    /// Stores every Klip's value, at `ds.data_version`, and the progress for the next pass
+    /// (keeping what `progress` held for the Klips in `keep`, the others using `ds`);
+    /// answers how many values.
+    pub async fn store(
+        self,
+        state: &AppState,
+        ds: &Datasource,
+        keep: &[String],
+        mut progress: Progress,
+    ) -> ApiResult<usize> {
+        let mut values = Vec::with_capacity(self.klips.len());
+        let mut snapshots = BTreeMap::new();
+        for (klip, (evaluation, _)) in self.klips.iter().zip(self.evaluations) {
+            if ds.lineage.is_some() {
+                if let Some(snapshot) = evaluation.snapshot() {
+                    snapshots.insert(klip.meta.id.clone(), snapshot);
+                }
+            }
+            let mut value = evaluation.finish().value;
+            value.data_version = Some(ds.data_version);
+            values.push(save_value(state, klip, value));
+        }
+        futures::future::try_join_all(values).await?;
+        if ds.lineage.is_some() && !snapshots.is_empty() {
+            progress.klips.retain(|id, _| keep.contains(id));
+            progress.klips.extend(snapshots);
+            progress.lineage.clone_from(&ds.lineage);
+            save_progress(state, ds, &progress).await;
+        }
+        Ok(self.klips.len())
+    }
+}
+
+/// Writes the progress (a cache: a failure is only logged, and the next pass starts over).
+async fn save_progress(state: &AppState, ds: &Datasource, progress: &Progress) {
+    let key = progress_key(&ds.meta.company_id, &ds.meta.id);
+    let files = state.store.files();
+    let written = match serde_json::to_vec(progress) {
+        Ok(bytes) if bytes.len() <= MAX_PROGRESS_BYTES => {
+            files.put(&key, "application/json", bytes).await
+        }
+        // Too large to be worth reading back: none, so no stale one is resumed either.
+        Ok(_) => files.delete(&key).await,
+        Err(e) => Err(ApiError::internal(e)),
+    };
+    if let Err(e) = written {
+        tracing::warn!(key, error = %e, "saving Klip progress");
+    }
 }
 
 /// A data file nothing has referenced for this long is an orphan, left by a write that
