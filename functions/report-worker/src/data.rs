@@ -54,7 +54,7 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
     // parsed one at a time. A compaction reads every row anyway.
     let mut pass = stored::Pass::plan(&ds, tz, state.clock.now(), &due, &progress);
     let all = match compacting {
-        true => Some(stored::load(state, &ds).await?),
+        true => Some(stored::load_for_merge(state, &ds).await?),
         false => None,
     };
     match &all {
@@ -66,7 +66,7 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
     }
     let keep: Vec<String> = using.iter().map(|k| k.meta.id.clone()).collect();
     pass.store(state, &ds, &keep, progress).await?;
-    if let Some(loaded) = &all {
+    if let Some(loaded) = all {
         ingest::compact(state, &ds, loaded).await?;
     }
     Ok(())

@@ -513,29 +513,40 @@ pub fn check_same_columns(existing: &[Column], new: &[Column], format: Format) -
 /// for JSON the two arrays joined as text (both trimmed). Each file keeps its rows as
 /// written. An `old` without rows is replaced by `new`.
 pub fn splice(format: Format, old: &[u8], old_rows: u64, new: &[u8]) -> Vec<u8> {
+    let mut out = old.to_vec();
+    splice_onto(format, &mut out, old_rows, new);
+    out
+}
+
+/// [`splice`] in place: `file` grows by what `new` adds (a compaction splices several
+/// segments onto a file of megabytes without copying it each time).
+pub fn splice_onto(format: Format, file: &mut Vec<u8>, old_rows: u64, new: &[u8]) {
     if old_rows == 0 {
-        return new.to_vec();
+        file.clear();
+        file.extend_from_slice(new);
+        return;
     }
     match format {
         Format::Csv => {
-            let mut out = old.to_vec();
-            if !out.is_empty() && !out.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
+            if !file.is_empty() && !file.ends_with(b"\n") {
+                file.extend_from_slice(b"\r\n");
             }
-            out.extend_from_slice(csv_records(new));
-            out
+            file.extend_from_slice(csv_records(new));
         }
         Format::Json => {
-            let (old, new) = (old.trim_ascii(), new.trim_ascii());
-            match (old.strip_suffix(b"]"), new.strip_prefix(b"[")) {
-                (Some(old), Some(new)) => {
-                    let mut out = Vec::with_capacity(old.len() + new.len() + 1);
-                    out.extend_from_slice(old);
-                    out.push(b',');
-                    out.extend_from_slice(new);
-                    out
-                }
-                _ => old.to_vec(),
+            let new = new.trim_ascii();
+            // The old file trimmed (leading spaces go last: that moves every byte)...
+            let kept = file.trim_ascii_end().len();
+            file.truncate(kept);
+            // ... without its closing bracket, then "," and the new rows.
+            if let (Some(b']'), Some(inner)) = (file.last(), new.strip_prefix(b"[")) {
+                file.pop();
+                file.push(b',');
+                file.extend_from_slice(inner);
+            }
+            let leading = file.len() - file.trim_ascii_start().len();
+            if leading > 0 {
+                file.drain(..leading);
             }
         }
     }

@@ -473,3 +473,51 @@ async fn an_append_refused_or_not_needing_a_segment_leaves_none_behind() {
     assert_eq!(files.list(&under(&id)).await.unwrap().len(), 1);
     assert_eq!(ns(&app, &id).await, vec![1, 2]);
 }
+
+#[tokio::test]
+async fn a_json_source_compacts_into_one_array_with_every_row_in_order() {
+    let app = TestApp::spawn().await;
+    let (status, body) = json(
+        app.post(
+            "/datasources",
+            json!({"name": "Pushed JSON", "format": "json"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let push = |method: &str, rows: String| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        app.http
+            .request(method, app.url(&format!("/datasources/{id}/data")))
+            .header("kf-api-key", app.key())
+            .header("content-type", "application/json")
+            .body(rows)
+            .send()
+    };
+    let r = push("PUT", " [{\"n\": 0, \"who\": \"seed\"}]\n".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for n in 1..=9 {
+        let r = push("POST", format!("[{{\"n\": {n}, \"who\": \"w{n}\"}}]\n"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    until(&app, &id, "compaction", |ds| {
+        ds.segments.len() < 8 && ds.row_count == 10
+    })
+    .await;
+    assert_eq!(ns(&app, &id).await, (0..=9).collect::<Vec<_>>());
+    let r = app.get(&format!("/datasources/{id}/data?format=raw")).await;
+    let file: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let raw_ns: Vec<i64> = file
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(raw_ns, (0..=9).collect::<Vec<_>>());
+}

@@ -159,23 +159,17 @@ pub async fn refresh_source(
 /// its copy, so a read of the data is at most this many objects plus one.
 pub const COMPACT_AT: usize = 8;
 
-/// Merges every segment of `ds` (its data as read, `loaded`) into a new copy, when it has
-/// [`COMPACT_AT`] or more; the file and the rows stay exactly as they read, joined as text
-/// (the copy's rows are never parsed). Conditional on the item still holding that copy and
-/// those segments (appends made meanwhile stay segments); answers whether it compacted.
-/// What the previous compaction retired, and the copy before the old one, are deleted after.
-pub async fn compact(
-    state: &AppState,
-    ds: &Datasource,
-    loaded: &stored::Loaded,
-) -> ApiResult<bool> {
-    if ds.segments.len() < COMPACT_AT {
+/// Merges every segment of `ds` (its data as read for it, `loaded`: see
+/// [`stored::load_for_merge`]) into a new copy, when it has [`COMPACT_AT`] or more; the file
+/// and the rows stay exactly as they read, joined as text (the copy's rows are never parsed).
+/// Conditional on the item still holding that copy and those segments (appends made
+/// meanwhile stay segments); answers whether it compacted. What the previous compaction
+/// retired, and the copy before the old one, are deleted after.
+pub async fn compact(state: &AppState, ds: &Datasource, loaded: stored::Loaded) -> ApiResult<bool> {
+    if ds.segments.len() < COMPACT_AT || ds.data_id.is_none() {
         return Ok(false);
     }
-    let Some(raw) = stored::raw(state, ds).await? else {
-        return Ok(false);
-    };
-    let data_id = stored::store_encoded(state, ds, raw, loaded.merged_rows()?).await?;
+    let data_id = stored::store_merged(state, ds, loaded).await?;
     let merged = ds.segments.len();
     if !state
         .store

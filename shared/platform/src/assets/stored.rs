@@ -142,37 +142,63 @@ pub async fn discard_unless_current(state: &AppState, ds: &Datasource, data_id: 
 pub struct Loaded {
     format: domain::Format,
     copy: Option<Vec<u8>>,
-    segments: Vec<(String, Vec<u8>)>,
+    /// How many rows the copy holds (as the item says).
+    copy_rows: u64,
+    segments: Vec<Part>,
     /// The position of the first row held among the data's rows: 0, or where the first
     /// segment held starts ([`load_after`]).
     first_row: u64,
 }
 
+/// One appended segment as read: its id, how many rows it holds, its body as sent.
+struct Part {
+    id: String,
+    rows: u64,
+    raw: Vec<u8>,
+}
+
 /// Reads the current copy's rows and every segment, concurrently (none yet: no rows).
 pub async fn load(state: &AppState, ds: &Datasource) -> ApiResult<Loaded> {
-    let files = state.store.files();
-    let copy = async {
-        match &ds.data_id {
-            Some(data_id) => {
-                let (company, id) = (&ds.meta.company_id, &ds.meta.id);
-                match files.get(&rows_key(company, id, data_id)).await? {
-                    Some(rows) => Ok(Some(rows)),
-                    // Committed copies are never deleted while the item points at them.
-                    None => Err(ApiError::internal(format!(
-                        "copy {data_id} of the data is missing"
-                    ))),
-                }
-            }
-            None => Ok(None),
-        }
-    };
-    let (copy, segments) = tokio::try_join!(copy, load_segments(state, ds, 0))?;
+    let (copy, segments) = tokio::try_join!(load_copy(state, ds, 0), load_segments(state, ds, 0))?;
     Ok(Loaded {
         format: ds.format,
         copy,
+        copy_rows: segment_starts(ds)[0],
         segments,
         first_row: 0,
     })
+}
+
+/// [`load`] for a compaction: the segments first, then the copy's rows into a buffer with
+/// room for theirs, so [`Loaded::into_merged`] grows it in place (room never written is
+/// never resident).
+pub async fn load_for_merge(state: &AppState, ds: &Datasource) -> ApiResult<Loaded> {
+    let segments = load_segments(state, ds, 0).await?;
+    // Stored rows repeat the column names: a few times the body as sent at most.
+    let room = segments.iter().map(|p| 8 * p.raw.len() + 16).sum::<usize>() + 16;
+    Ok(Loaded {
+        format: ds.format,
+        copy: load_copy(state, ds, room).await?,
+        copy_rows: segment_starts(ds)[0],
+        segments,
+        first_row: 0,
+    })
+}
+
+/// The current copy's rows (none yet: none), with room for `room` more bytes.
+async fn load_copy(state: &AppState, ds: &Datasource, room: usize) -> ApiResult<Option<Vec<u8>>> {
+    let Some(data_id) = &ds.data_id else {
+        return Ok(None);
+    };
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let key = rows_key(company, id, data_id);
+    match state.store.files().get_reserving(&key, room).await? {
+        Some(rows) => Ok(Some(rows)),
+        // Committed copies are never deleted while the item points at them.
+        None => Err(ApiError::internal(format!(
+            "copy {data_id} of the data is missing"
+        ))),
+    }
 }
 
 /// Where each segment of `ds` starts among its rows (after the copy's), and where they end.
@@ -200,17 +226,14 @@ pub async fn load_after(state: &AppState, ds: &Datasource, from: u64) -> ApiResu
     Ok(Some(Loaded {
         format: ds.format,
         copy: None,
+        copy_rows: 0,
         segments: load_segments(state, ds, first).await?,
         first_row: from,
     }))
 }
 
 /// The bodies of the segments of `ds` from index `first` on, concurrently.
-async fn load_segments(
-    state: &AppState,
-    ds: &Datasource,
-    first: usize,
-) -> ApiResult<Vec<(String, Vec<u8>)>> {
+async fn load_segments(state: &AppState, ds: &Datasource, first: usize) -> ApiResult<Vec<Part>> {
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     let files = state.store.files();
     let wanted = ds.segments.get(first..).unwrap_or_default();
@@ -223,8 +246,13 @@ async fn load_segments(
         .into_iter()
         .zip(wanted)
         .map(|(raw, segment)| {
-            raw.map(|raw| (segment.id.clone(), raw)).ok_or_else(|| {
+            let raw = raw.ok_or_else(|| {
                 ApiError::internal(format!("segment {} of the data is missing", segment.id))
+            })?;
+            Ok(Part {
+                id: segment.id.clone(),
+                rows: segment.rows,
+                raw,
             })
         })
         .collect()
@@ -233,18 +261,44 @@ async fn load_segments(
 impl Loaded {
     /// Feeds every row to `each` in order, the copy's then each segment's; answers how many.
     pub fn each_row(&self, mut each: impl FnMut(&Row)) -> ApiResult<u64> {
-        let mut count = match &self.copy {
-            Some(bytes) => {
-                domain::data::each_stored_row(bytes, &mut each).map_err(ApiError::internal)?
-            }
-            None => 0,
-        };
-        for (id, raw) in &self.segments {
-            let table = self.segment(id, raw)?;
-            table.each_row(&mut each);
-            count += table.row_count();
-        }
+        let mut count = 0;
+        self.each_row_from(0, |_, row| {
+            count += 1;
+            each(row)
+        })?;
         Ok(count)
+    }
+
+    /// Feeds `each` every row from position `from` on with its position, in order; the copy
+    /// and the segments that end before `from` are skipped without being parsed.
+    pub fn each_row_from(&self, from: u64, mut each: impl FnMut(u64, &Row)) -> ApiResult<()> {
+        let mut position = self.first_row;
+        if let Some(bytes) = &self.copy {
+            if from >= self.copy_rows {
+                position += self.copy_rows;
+            } else {
+                domain::data::each_stored_row(bytes, |row| {
+                    if position >= from {
+                        each(position, row);
+                    }
+                    position += 1;
+                })
+                .map_err(ApiError::internal)?;
+            }
+        }
+        for part in &self.segments {
+            if position + part.rows <= from {
+                position += part.rows;
+                continue;
+            }
+            self.segment(part)?.each_row(|row| {
+                if position >= from {
+                    each(position, row);
+                }
+                position += 1;
+            });
+        }
+        Ok(())
     }
 
     /// The position among the data's rows of the first row held (0 unless [`load_after`]).
@@ -253,34 +307,74 @@ impl Loaded {
     }
 
     /// The rows of the copy and every segment as one stored-rows file (what a compaction
-    /// writes), joined as text: the copy's rows are not parsed.
-    pub fn merged_rows(&self) -> ApiResult<Vec<u8>> {
+    /// writes), joined as text in the copy's own buffer: the copy's rows are not parsed, nor
+    /// copied when [`load_for_merge`] left room. Also answers each segment's rows and body.
+    fn into_merged(self) -> ApiResult<(Vec<u8>, Vec<Part>)> {
         if self.first_row != 0 {
             return Err(ApiError::internal("merging rows read without the copy"));
         }
-        let segments = self
-            .segments
-            .iter()
-            .map(|(id, raw)| self.segment(id, raw))
-            .collect::<ApiResult<Vec<_>>>()?;
-        let copy = self.copy.as_deref().unwrap_or(b"[]");
-        // One buffer of the final size, written once (the copy may be megabytes).
-        let size = copy.len()
-            + segments
-                .iter()
-                .map(|s| s.stored_rows().len())
-                .sum::<usize>();
-        let mut merged = Vec::with_capacity(size);
-        merged.extend_from_slice(copy);
-        for segment in &segments {
+        let mut merged = self.copy.unwrap_or_else(|| b"[]".to_vec());
+        for part in &self.segments {
+            let segment = domain::data::parse(self.format, &part.raw)
+                .map_err(|e| ApiError::internal(format!("segment {}: {e}", part.id)))?;
             domain::data::append_stored_rows(&mut merged, segment.stored_rows());
         }
-        Ok(merged)
+        Ok((merged, self.segments))
     }
 
-    fn segment(&self, id: &str, raw: &[u8]) -> ApiResult<domain::data::Table> {
-        domain::data::parse(self.format, raw)
-            .map_err(|e| ApiError::internal(format!("segment {id}: {e}")))
+    /// The rows of the copy and every segment as one stored-rows file (see `into_merged`).
+    pub fn merged_rows(self) -> ApiResult<Vec<u8>> {
+        Ok(self.into_merged()?.0)
+    }
+
+    fn segment(&self, part: &Part) -> ApiResult<domain::data::Table> {
+        domain::data::parse(self.format, &part.raw)
+            .map_err(|e| ApiError::internal(format!("segment {}: {e}", part.id)))
+    }
+}
+
+/// Writes the data of `ds` as read for a compaction (`loaded`, from [`load_for_merge`]) as
+/// one new copy and answers its `data_id` (the caller commits it, or discards it): first the
+/// rows, grown in place and let go once written, then the file, the copy's with each
+/// segment spliced on as appended. At most one of the two is held at a time.
+pub async fn store_merged(state: &AppState, ds: &Datasource, loaded: Loaded) -> ApiResult<String> {
+    let (company, id) = (&ds.meta.company_id, &ds.meta.id);
+    let Some(old) = &ds.data_id else {
+        return Err(ApiError::internal("compacting data without a copy"));
+    };
+    let copy_rows = loaded.copy_rows;
+    let (rows, parts) = loaded.into_merged()?;
+    let data_id = domain::ids::new_id();
+    let files = state.store.files();
+    let written = async {
+        files
+            .put(&rows_key(company, id, &data_id), "application/json", rows)
+            .await?;
+        let room = parts.iter().map(|p| p.raw.len() + 2).sum();
+        let mut file = files
+            .get_reserving(&raw_key(company, id, old), room)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("copy {old} of the data is missing")))?;
+        let mut row_count = copy_rows;
+        for part in &parts {
+            domain::data::splice_onto(ds.format, &mut file, row_count, &part.raw);
+            row_count += part.rows;
+        }
+        drop(parts);
+        files
+            .put(
+                &raw_key(company, id, &data_id),
+                ds.format.media_type(),
+                file,
+            )
+            .await
+    };
+    match written.await {
+        Ok(()) => Ok(data_id),
+        Err(e) => {
+            discard(state, ds, &data_id).await;
+            Err(e)
+        }
     }
 }
 
@@ -556,21 +650,23 @@ impl<'k> Pass<'k> {
             .unwrap_or(ds.row_count)
     }
 
-    /// Feeds each Klip the rows of `loaded` it has not seen, in one pass.
+    /// Feeds each Klip the rows of `loaded` it has not seen, in one pass (rows no Klip needs
+    /// are not parsed where they fill the copy or a segment).
     pub fn feed(&mut self, loaded: &Loaded) -> ApiResult<()> {
-        let mut position = loaded.first_row();
-        if self.evaluations.iter().any(|(_, from)| *from < position) {
+        let from = self.evaluations.iter().map(|(_, from)| *from).min();
+        let Some(from) = from else {
+            return Ok(());
+        };
+        if from < loaded.first_row() {
             return Err(ApiError::internal("a Klip needs rows that were not read"));
         }
-        loaded.each_row(|row| {
+        loaded.each_row_from(from, |position, row| {
             for (evaluation, from) in &mut self.evaluations {
                 if position >= *from {
                     evaluation.feed(row);
                 }
             }
-            position += 1;
-        })?;
-        Ok(())
+        })
     }
 
     /// Stores every Klip's value, at `ds.data_version`, and the progress for the next pass

@@ -47,6 +47,17 @@ impl Files<'_> {
 
     /// The file's bytes, or `None` when there is no such file.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        self.get_reserving(key, 0).await
+    }
+
+    /// [`Files::get`] into a buffer with room for `extra` more bytes, so the caller can grow
+    /// the file in place. The body is read chunk by chunk into one buffer of its announced
+    /// size: never two copies of the file at once.
+    pub async fn get_reserving(
+        &self,
+        key: &str,
+        extra: usize,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
         match self
             .0
             .s3
@@ -56,14 +67,18 @@ impl Files<'_> {
             .send()
             .await
         {
-            Ok(out) => {
-                let bytes = out
+            Ok(mut out) => {
+                let size = (out.content_length.unwrap_or(0).max(0) as usize).min(64 << 20);
+                let mut bytes = Vec::with_capacity(size + extra);
+                while let Some(chunk) = out
                     .body
-                    .collect()
+                    .try_next()
                     .await
-                    .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?;
-                // One contiguous copy of the chunks, handed over without another.
-                Ok(Some(Vec::from(bytes.into_bytes())))
+                    .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?
+                {
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(Some(bytes))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(s3_error("GetObject", e)),
