@@ -1,6 +1,8 @@
 //! After a data source's data changed (an append, a replace, a refresh: its item's
 //! `data_version` went up, seen in the table's stream): recompute the Klips that use it, off
-//! the request path, then merge its appended segments into one copy when there are many.
+//! the request path, each Klip going on from where the last pass left it (see
+//! `stored::Pass`); then, at 8 segments, merge some (`ingest::plan_merge`): the newest among
+//! themselves, or all into a new copy once they hold half as many rows as it.
 //!
 //! Each Klip's value records the `data_version` it was computed from; the worker skips
 //! Klips already at the source's version (a replace recomputed them inline) and never
@@ -10,7 +12,8 @@
 use crate::generate::Outcome;
 use domain::asset::Asset;
 use domain::records::Datasource;
-use platform::assets::{ingest, stored};
+use platform::assets::ingest::{self, Merge};
+use platform::assets::stored;
 use platform::auth::records::Company;
 use platform::store::keys;
 use platform::{ApiResult, AppState};
@@ -39,23 +42,23 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
         state.store.get::<Company>(keys::company(company)),
         stored::read_progress(state, &ds),
     )?;
-    let compacting = ds.segments.len() >= ingest::COMPACT_AT;
+    let merge = ingest::plan_merge(&ds);
     let due: Vec<_> = using
         .iter()
         .filter(|k| stored::is_due(k, &ds))
         .cloned()
         .collect();
-    if due.is_empty() && !compacting {
+    if due.is_empty() && merge == Merge::Nothing {
         return Ok(());
     }
     let tz = domain::data::timezone(owner.and_then(|c| c.timezone).as_deref());
     // Each Klip due goes on from where the last pass left it when it can, so usually only
     // the segments appended since are read; all due Klips share one pass over the rows,
-    // parsed one at a time. A compaction reads every row anyway.
+    // parsed one at a time. A compaction into the copy reads every row anyway.
     let mut pass = stored::Pass::plan(&ds, tz, state.clock.now(), &due, &progress);
-    let all = match compacting {
-        true => Some(stored::load_for_merge(state, &ds).await?),
-        false => None,
+    let all = match merge {
+        Merge::IntoCopy => Some(stored::load_for_merge(state, &ds).await?),
+        _ => None,
     };
     match &all {
         Some(loaded) => pass.feed(loaded)?,
@@ -66,8 +69,14 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
     }
     let keep: Vec<String> = using.iter().map(|k| k.meta.id.clone()).collect();
     pass.store(state, &ds, &keep, progress).await?;
-    if let Some(loaded) = all {
-        ingest::compact(state, &ds, loaded).await?;
+    match (merge, all) {
+        (Merge::IntoCopy, Some(loaded)) => {
+            ingest::compact(state, &ds, loaded).await?;
+        }
+        (Merge::Segments(first), _) => {
+            ingest::merge_segments(state, &ds, first).await?;
+        }
+        _ => {}
     }
     Ok(())
 }

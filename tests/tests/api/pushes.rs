@@ -521,3 +521,49 @@ async fn a_json_source_compacts_into_one_array_with_every_row_in_order() {
         .collect();
     assert_eq!(raw_ns, (0..=9).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn small_appends_to_a_large_source_merge_into_one_segment_and_read_the_same() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let seed: String = (0..100).map(|n| format!("{n},seed\n")).collect();
+    let r = send(&app, "PUT", &id, format!("n,who\n{seed}"), None).await;
+    assert_eq!(r.status(), 200);
+    let klip = klip_over(&app, &id, json!({"value": "n", "aggregate": "sum"})).await;
+    let copy = stored(&app, &id).await.data_id;
+    for n in 100..109 {
+        let r = send(&app, "POST", &id, format!("n,who\n{n},late\n"), None).await;
+        assert_eq!(r.status(), 200);
+    }
+    // Nine one-row appends to 100 rows: merged among themselves, the copy left as it was.
+    until(&app, &id, "a merge of segments", |ds| {
+        ds.segments.len() < 8 && ds.row_count == 109
+    })
+    .await;
+    let ds = stored(&app, &id).await;
+    assert_eq!(ds.data_id, copy, "the copy was not rewritten");
+    assert_eq!(ds.segments.iter().map(|s| s.rows).sum::<u64>(), 9);
+    let mut all: Vec<i64> = Vec::new();
+    for offset in [0, 100] {
+        let path = format!("/datasources/{id}/data?limit=100&offset={offset}");
+        let (status, body) = json(app.get(&path).await).await;
+        assert_eq!(status, 200, "{body}");
+        all.extend(
+            body["data"]["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["n"].as_i64().unwrap()),
+        );
+    }
+    assert_eq!(all, (0..109).collect::<Vec<_>>());
+    let r = app.get(&format!("/datasources/{id}/data?format=raw")).await;
+    let file = r.text().await.unwrap();
+    let expected: String = (0..109)
+        .map(|n| format!("{n},{}\n", if n < 100 { "seed" } else { "late" }))
+        .collect();
+    assert_eq!(file, format!("n,who\n{expected}"));
+    let (_, shown) = json(app.get(&format!("/datasources/{id}")).await).await;
+    assert_eq!(shown["data"]["data_size"], file.len(), "{shown}");
+    value_reaches(&app, &klip, f64::from((0..109).sum::<i32>())).await;
+}

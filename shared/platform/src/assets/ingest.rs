@@ -155,18 +155,75 @@ pub async fn refresh_source(
     }
 }
 
-/// How many appended segments a data source may have before the worker merges them into
-/// its copy, so a read of the data is at most this many objects plus one.
+/// How many appended segments a data source may have before the worker merges some (see
+/// [`plan_merge`]), so a read of the data is at most this many objects plus one.
 pub const COMPACT_AT: usize = 8;
 
+/// What the worker merges of a data source's segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Nothing: fewer than [`COMPACT_AT`] segments.
+    Nothing,
+    /// Every segment into a new copy ([`compact`]).
+    IntoCopy,
+    /// The segments from this index on into one segment ([`merge_segments`]).
+    Segments(usize),
+}
+
+/// Which segments to merge at [`COMPACT_AT`] segments. Into the copy once they hold half as
+/// many rows as it: the copy (megabytes at a large source) is then rewritten only after the
+/// data grew by half, so each row is copied a bounded number of times, not once every few
+/// appends. Before that, the newest segments merge among themselves, size-tiered: the
+/// longest run at the end that the segment before it outweighs (so a run of small appends
+/// becomes one object and older, larger merges are left alone), or all of them when none
+/// does. The copy is not read.
+pub fn plan_merge(ds: &Datasource) -> Merge {
+    let segments = &ds.segments;
+    if segments.len() < COMPACT_AT {
+        return Merge::Nothing;
+    }
+    let appended: u64 = segments.iter().map(|s| s.rows).sum();
+    let copy_rows = ds.row_count.saturating_sub(appended);
+    if appended.saturating_mul(2) >= copy_rows {
+        return Merge::IntoCopy;
+    }
+    // The smallest `first` (a run of at least two) whose predecessor outweighs the run.
+    let mut after = vec![0u64; segments.len() + 1];
+    for i in (0..segments.len()).rev() {
+        after[i] = after[i + 1] + segments[i].rows;
+    }
+    let first = (1..segments.len() - 1)
+        .find(|&i| segments[i - 1].rows > after[i])
+        .unwrap_or(0);
+    Merge::Segments(first)
+}
+
+/// Merges the segments of `ds` from index `first` on into one (see [`plan_merge`]),
+/// conditional on the item still holding the copy and those segments; answers whether it
+/// merged. The segments merged the time before are deleted after.
+pub async fn merge_segments(state: &AppState, ds: &Datasource, first: usize) -> ApiResult<bool> {
+    let merged = stored::store_merged_segments(state, ds, first).await?;
+    if !state
+        .store
+        .assets()
+        .merge_segments(ds, first, &merged)
+        .await?
+    {
+        stored::discard_segments(state, ds, std::slice::from_ref(&merged.id)).await;
+        return Ok(false);
+    }
+    stored::discard_segments(state, ds, &ds.retired_segments).await;
+    Ok(true)
+}
+
 /// Merges every segment of `ds` (its data as read for it, `loaded`: see
-/// [`stored::load_for_merge`]) into a new copy, when it has [`COMPACT_AT`] or more; the file
+/// [`stored::load_for_merge`]) into a new copy, when [`plan_merge`] says so; the file
 /// and the rows stay exactly as they read, joined as text (the copy's rows are never parsed).
 /// Conditional on the item still holding that copy and those segments (appends made
 /// meanwhile stay segments); answers whether it compacted. What the previous compaction
 /// retired, and the copy before the old one, are deleted after.
 pub async fn compact(state: &AppState, ds: &Datasource, loaded: stored::Loaded) -> ApiResult<bool> {
-    if ds.segments.len() < COMPACT_AT || ds.data_id.is_none() {
+    if plan_merge(ds) != Merge::IntoCopy || ds.data_id.is_none() {
         return Ok(false);
     }
     let data_id = stored::store_merged(state, ds, loaded).await?;
@@ -185,4 +242,47 @@ pub async fn compact(state: &AppState, ds: &Datasource, loaded: stored::Loaded) 
         stored::discard(state, ds, old).await;
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{plan_merge, Merge};
+    use domain::records::Datasource;
+    use serde_json::json;
+
+    /// A source with `copy` rows in its copy and segments of these row counts.
+    fn source(copy: u64, segments: &[u64]) -> Datasource {
+        let listed: Vec<_> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, rows)| json!({"id": format!("s{i}"), "rows": rows}))
+            .collect();
+        serde_json::from_value(json!({
+            "meta": {"id": "d", "company_id": "c", "name": "D", "slug": "d", "version": 1,
+                     "created_by": "u", "date_created": "", "last_updated": ""},
+            "connector": "push", "format": "csv", "data_id": "x",
+            "row_count": copy + segments.iter().sum::<u64>(),
+            "segments": listed,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn segments_merge_among_themselves_until_they_hold_half_the_copy() {
+        assert_eq!(plan_merge(&source(1000, &[20; 7])), Merge::Nothing);
+        // Equal small appends: all of them become one.
+        assert_eq!(plan_merge(&source(1000, &[20; 8])), Merge::Segments(0));
+        // An earlier merge that outweighs the newest run is left alone.
+        assert_eq!(
+            plan_merge(&source(1000, &[160, 20, 20, 20, 20, 20, 20, 20])),
+            Merge::Segments(1)
+        );
+        assert_eq!(
+            plan_merge(&source(10_000, &[160, 140, 120, 100, 80, 20, 20, 20])),
+            Merge::Segments(5)
+        );
+        // Half the copy appended: into the copy.
+        assert_eq!(plan_merge(&source(320, &[20; 8])), Merge::IntoCopy);
+        assert_eq!(plan_merge(&source(1, &[2; 8])), Merge::IntoCopy);
+    }
 }

@@ -333,6 +333,30 @@ impl Loaded {
     }
 }
 
+/// Writes the segments of `ds` from index `first` on as one new segment (their bodies
+/// spliced as appends always are: one CSV header, JSON arrays joined, so the data reads
+/// exactly the same) and answers it; the caller commits it, or discards it.
+pub async fn store_merged_segments(
+    state: &AppState,
+    ds: &Datasource,
+    first: usize,
+) -> ApiResult<domain::records::Segment> {
+    let parts = load_segments(state, ds, first).await?;
+    let mut parts = parts.into_iter();
+    let Some(head) = parts.next() else {
+        return Err(ApiError::internal("merging no segments"));
+    };
+    let (mut file, mut rows) = (head.raw, head.rows);
+    for part in parts {
+        domain::data::splice_onto(ds.format, &mut file, rows, &part.raw);
+        rows += part.rows;
+    }
+    let id = domain::ids::new_id();
+    let (company, source) = (&ds.meta.company_id, &ds.meta.id);
+    put_segment(state, company, source, &id, ds.format, file).await?;
+    Ok(domain::records::Segment { id, rows })
+}
+
 /// Writes the data of `ds` as read for a compaction (`loaded`, from [`load_for_merge`]) as
 /// one new copy and answers its `data_id` (the caller commits it, or discards it): first the
 /// rows, grown in place and let go once written, then the file, the copy's with each

@@ -302,6 +302,69 @@ impl Assets<'_> {
         }
     }
 
+    /// Commits a merge of segments: the item's segments from index `first` on (as `ds` lists
+    /// them) become the one segment `merged` (their rows, in order, in one object), they
+    /// become `retired_segments`, and the version goes up. Holds only while the copy and
+    /// those segments are still the item's (appends made since stay after it); answers
+    /// whether it did. The data (rows, file, `data_version`) is the same before and after.
+    pub async fn merge_segments(
+        &self,
+        ds: &domain::records::Datasource,
+        first: usize,
+        merged: &domain::records::Segment,
+    ) -> Result<bool, ApiError> {
+        let last_index = ds.segments.len().saturating_sub(1);
+        let (Some(first_segment), Some(last)) = (ds.segments.get(first), ds.segments.last()) else {
+            return Ok(false);
+        };
+        if last_index <= first {
+            return Ok(false);
+        }
+        let removed: Vec<String> = (first + 1..=last_index)
+            .map(|i| format!("#segments[{i}]"))
+            .collect();
+        let retired: Vec<AttributeValue> = ds.segments[first..]
+            .iter()
+            .map(|s| super::s(s.id.clone()))
+            .collect();
+        let expression = format!(
+            "SET #segments[{first}] = :merged, #retired = :retired, \
+             #meta.#version = #meta.#version + :one REMOVE {}",
+            removed.join(", ")
+        );
+        let condition = format!(
+            "#data_id = :copy AND #segments[{first}].#id = :first AND #segments[{last_index}].#id = :last"
+        );
+        let merged_item = super::to_attribute("segments", merged)?;
+        self.0
+            .update_if(
+                &keys::asset(
+                    domain::records::Datasource::KIND,
+                    &ds.meta.company_id,
+                    &ds.meta.id,
+                ),
+                &expression,
+                &condition,
+                &[
+                    ("#data_id", "data_id"),
+                    ("#retired", "retired_segments"),
+                    ("#meta", "meta"),
+                    ("#version", "version"),
+                    ("#segments", "segments"),
+                    ("#id", "id"),
+                ],
+                vec![
+                    (":merged", merged_item),
+                    (":copy", super::s(ds.data_id.clone().unwrap_or_default())),
+                    (":retired", AttributeValue::L(retired)),
+                    (":one", n(1)),
+                    (":first", super::s(first_segment.id.clone())),
+                    (":last", super::s(last.id.clone())),
+                ],
+            )
+            .await
+    }
+
     /// Commits a compaction: the item points at `new_data_id` (a copy holding the old copy
     /// and its first `merged` segments), those segments leave the list and become
     /// `retired_segments`, and the version goes up (so a concurrent full save re-reads).
