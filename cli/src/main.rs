@@ -92,6 +92,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
+    platform::memory::configure();
     let cli = Cli::parse();
     // A benchmark's servers would log a line per request: warnings only there.
     platform::init_tracing_at(match cli.command {

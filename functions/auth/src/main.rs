@@ -2,6 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    platform::memory::configure();
     platform::init_tracing();
     let state = platform::AppState::from_env().await?;
     lambda_http::run(platform::http::app(pulseboard_auth::router(state))).await

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    platform::memory::configure();
     platform::init_tracing();
     let state = platform::AppState::from_env().await?;
     let state = &state;

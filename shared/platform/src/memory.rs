@@ -16,3 +16,19 @@ pub fn release_free() {
         libc::malloc_trim(0);
     }
 }
+
+/// Sets the allocator up for a process that handles megabytes of data now and then (call it
+/// first thing in `main`): blocks of 256 KiB and more are mapped on their own and unmapped
+/// when freed (glibc otherwise raises that threshold after the first large free, up to
+/// 32 MiB, and large buffers then stay in its heaps once freed), and at most two arenas
+/// (glibc otherwise grows up to eight per core, each keeping its own free memory). A no-op
+/// elsewhere.
+pub fn configure() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's tunables, under the allocator's own lock; it
+    // takes no pointers. (Arenas made before it stay: call it before the work starts.)
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}

@@ -481,10 +481,24 @@ pub async fn recompute_klip(
             .await?
         {
             Some(ds) => {
-                load(state, &ds)
-                    .await?
-                    .each_row(|row| evaluation.feed(row))?;
-                Some(ds.data_version)
+                // The progress is read alongside the data and written alongside the value:
+                // the worker's next pass then goes on from here (see [`Progress`]).
+                let (loaded, mut progress) =
+                    tokio::try_join!(load(state, &ds), read_progress(state, &ds))?;
+                loaded.each_row(|row| evaluation.feed(row))?;
+                drop(loaded);
+                let snapshot = evaluation.snapshot().filter(|_| ds.lineage.is_some());
+                let mut value = evaluation.finish().value;
+                value.data_version = Some(ds.data_version);
+                let remember = async {
+                    if let Some(snapshot) = snapshot {
+                        progress.lineage.clone_from(&ds.lineage);
+                        progress.klips.insert(klip.meta.id.clone(), snapshot);
+                        save_progress(state, &ds, &progress).await;
+                    }
+                };
+                let (saved, ()) = tokio::join!(save_value(state, klip, value), remember);
+                return saved;
             }
             None => {
                 let message = format!("data source '{id}' no longer exists");
@@ -577,12 +591,28 @@ pub async fn store_values(
         .map(|k| Evaluation::start(&k.query, &k.display, tz, now, false))
         .collect();
     feed(&mut |row| evaluations.iter_mut().for_each(|e| e.feed(row)))?;
-    let saves = klips.iter().zip(evaluations).map(|(klip, evaluation)| {
+    // The worker's next pass goes on from these (the progress of the other Klips, if any,
+    // is dropped: they start over).
+    let mut progress = Progress {
+        lineage: ds.lineage.clone(),
+        klips: BTreeMap::new(),
+    };
+    let mut saves = Vec::with_capacity(klips.len());
+    for (klip, evaluation) in klips.iter().zip(evaluations) {
+        if let Some(snapshot) = evaluation.snapshot() {
+            progress.klips.insert(klip.meta.id.clone(), snapshot);
+        }
         let mut value = evaluation.finish().value;
         value.data_version = Some(ds.data_version);
-        save_value(state, klip, value)
-    });
-    futures::future::try_join_all(saves).await?;
+        saves.push(save_value(state, klip, value));
+    }
+    let remember = async {
+        if ds.lineage.is_some() {
+            save_progress(state, ds, &progress).await;
+        }
+    };
+    let (saved, ()) = tokio::join!(futures::future::try_join_all(saves), remember);
+    saved?;
     Ok(klips.len())
 }
 
