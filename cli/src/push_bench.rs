@@ -22,6 +22,31 @@ fn reset_peak_rss(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
+/// One field of a process's `/proc/{pid}/status` (kB), in MiB; 0 where /proc is missing.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Samples a process's anonymous resident memory (its heap and stacks: what data and
+/// requests allocate, unlike the pages of its executable it has touched) every 10 ms until
+/// `end`; answers the largest sample.
+async fn peak_anon_mib(pid: u32, end: Instant) -> f64 {
+    let mut peak: f64 = 0.0;
+    while Instant::now() < end {
+        peak = peak.max(status_mib(pid, "RssAnon:"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    peak
+}
+
 /// A process's peak resident set (VmHWM), in MiB; 0 where /proc is missing.
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -213,6 +238,7 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
             }
         }));
     }
+    let anon = tokio::spawn(peak_anon_mib(server, end));
     // Meanwhile: when does each acknowledged version show in the Klip's value?
     let mut lags: Vec<Duration> = Vec::new();
     let mut seen_version = 0;
@@ -242,6 +268,7 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
     for task in tasks {
         task.await.map_err(|e| e.to_string())?;
     }
+    let anon_peak = anon.await.map_err(|e| e.to_string())?;
     let waiting = acked.lock().unwrap().len();
     // Every acknowledged row is there, once.
     let expected = initial as u64 + appended.load(Ordering::SeqCst);
@@ -260,7 +287,7 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(
-        "{initial:>7} rows  append p50 {:7.1} ms ({:4.2}x read)  p99 {:7.1} ms ({:4.2}x read p99) | read p50 {:6.1} ms p99 {:6.1} ms | appends {:4} 409s {} errors {} | rows lost {} (count {row_count}, Klip {counted}) | append→Klip p50 {:6.0} ms p99 {:6.0} ms{} | peak RSS under load {:5.0} MiB (seeding {:4.0} MiB)",
+        "{initial:>7} rows  append p50 {:7.1} ms ({:4.2}x read)  p99 {:7.1} ms ({:4.2}x read p99) | read p50 {:6.1} ms p99 {:6.1} ms | appends {:4} 409s {} errors {} | rows lost {} (count {row_count}, Klip {counted}) | append→Klip p50 {:6.0} ms p99 {:6.0} ms{} | peak RSS under load {:5.0} MiB (seeding {:4.0} MiB), of it heap {:4.0} MiB, code {:4.0} MiB",
         ms(a50),
         ratio(a50, r50),
         ms(a99),
@@ -276,6 +303,8 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
         if waiting > 0 { format!(" ({waiting} never shown)") } else { String::new() },
         peak_rss_mib(server),
         seed_peak,
+        anon_peak,
+        status_mib(server, "RssFile:"),
     );
     Ok(())
 }
@@ -323,7 +352,7 @@ pub async fn run(seconds: u64) -> Result<(), String> {
     };
     println!();
     println!(
-        "data pushes: {seconds} s per size at concurrency {CONCURRENCY}, 85% dashboard reads, 15% appends of {APPEND_ROWS} rows (targets: append p50 <= 2x and p99 <= 3x the read's, 0 409s, 0 rows lost, append→Klip p99 <= 2 s, peak RSS under load <= 64 MiB whatever the size)"
+        "data pushes: {seconds} s per size at concurrency {CONCURRENCY}, 85% dashboard reads, 15% appends of {APPEND_ROWS} rows (targets: append p50 <= 2x and p99 <= 3x the read's, 0 409s, 0 rows lost, append→Klip p99 <= 2 s, peak RSS under load <= 64 MiB whatever the size; of the RSS, heap is the anonymous memory sampled every 10 ms, code the executable's pages it touched)"
     );
     let mut result = Ok(());
     for initial in [2_000, 20_000, 100_000, 200_000] {
