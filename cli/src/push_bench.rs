@@ -322,7 +322,13 @@ pub async fn run(seconds: u64) -> Result<(), String> {
     let mut server = tokio::process::Command::new(exe)
         .args(["serve", "--port", &port.to_string()])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        // PUSH_BENCH_SERVER_LOG=file keeps the server's log (RUST_LOG picks its level).
+        .stderr(match std::env::var_os("PUSH_BENCH_SERVER_LOG") {
+            Some(path) => std::fs::File::create(path)
+                .map(std::process::Stdio::from)
+                .map_err(|e| format!("the server's log: {e}"))?,
+            None => std::process::Stdio::null(),
+        })
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting the server: {e}"))?;

@@ -55,20 +55,23 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
     // Each Klip due goes on from where the last pass left it when it can, so usually only
     // the segments appended since are read; all due Klips share one pass over the rows,
     // parsed one at a time. A compaction into the copy reads every row anyway.
+    let started = std::time::Instant::now();
     let mut pass = stored::Pass::plan(&ds, tz, state.clock.now(), &due, &progress);
+    let from = pass.from(&ds);
     let all = match merge {
         Merge::IntoCopy => Some(stored::load_for_merge(state, &ds).await?),
         _ => None,
     };
     match &all {
         Some(loaded) => pass.feed(loaded)?,
-        None => match stored::load_after(state, &ds, pass.from(&ds)).await? {
+        None => match stored::load_after(state, &ds, from).await? {
             Some(after) => pass.feed(&after)?,
             None => pass.feed(&stored::load(state, &ds).await?)?,
         },
     }
     let keep: Vec<String> = using.iter().map(|k| k.meta.id.clone()).collect();
     pass.store(state, &ds, &keep, progress).await?;
+    let computed_ms = started.elapsed().as_millis() as u64;
     match (merge, all) {
         (Merge::IntoCopy, Some(loaded)) => {
             ingest::compact(state, &ds, loaded).await?;
@@ -78,5 +81,15 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
         }
         _ => {}
     }
+    tracing::info!(
+        datasource,
+        klips = due.len(),
+        rows = ds.row_count,
+        from,
+        ?merge,
+        computed_ms,
+        total_ms = started.elapsed().as_millis() as u64,
+        "data pass"
+    );
     Ok(())
 }
