@@ -218,7 +218,13 @@ pub async fn deliver_stream(state: AppState) {
                 }
             }
         }
-        let pause = if retries.is_empty() { 250 } else { 1000 };
+        // As Lambda's poller: every 250 ms while the stream is quiet, straight on while
+        // records come (a pass that goes on from the last one is cheap), 1 s before a retry.
+        let pause = match (retries.is_empty(), batch.is_empty()) {
+            (false, _) => 1000,
+            (true, true) => 250,
+            (true, false) => 0,
+        };
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
