@@ -49,15 +49,7 @@ async fn peak_anon_mib(pid: u32, end: Instant) -> f64 {
 
 /// A process's peak resident set (VmHWM), in MiB; 0 where /proc is missing.
 fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    status_mib(pid, "VmHWM:")
 }
 
 struct Api {

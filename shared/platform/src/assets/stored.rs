@@ -309,15 +309,13 @@ impl Loaded {
     /// The rows of the copy and every segment as one stored-rows file (what a compaction
     /// writes), joined as text in the copy's own buffer: the copy's rows are not parsed, nor
     /// copied when [`load_for_merge`] left room. Also answers each segment's rows and body.
-    fn into_merged(self) -> ApiResult<(Vec<u8>, Vec<Part>)> {
+    fn into_merged(mut self) -> ApiResult<(Vec<u8>, Vec<Part>)> {
         if self.first_row != 0 {
             return Err(ApiError::internal("merging rows read without the copy"));
         }
-        let mut merged = self.copy.unwrap_or_else(|| b"[]".to_vec());
+        let mut merged = self.copy.take().unwrap_or_else(|| b"[]".to_vec());
         for part in &self.segments {
-            let segment = domain::data::parse(self.format, &part.raw)
-                .map_err(|e| ApiError::internal(format!("segment {}: {e}", part.id)))?;
-            domain::data::append_stored_rows(&mut merged, segment.stored_rows());
+            domain::data::append_stored_rows(&mut merged, self.segment(part)?.stored_rows());
         }
         Ok((merged, self.segments))
     }

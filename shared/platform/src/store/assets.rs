@@ -313,55 +313,13 @@ impl Assets<'_> {
         first: usize,
         merged: &domain::records::Segment,
     ) -> Result<bool, ApiError> {
-        let last_index = ds.segments.len().saturating_sub(1);
-        let (Some(first_segment), Some(last)) = (ds.segments.get(first), ds.segments.last()) else {
-            return Ok(false);
-        };
-        if last_index <= first {
+        let end = ds.segments.len();
+        if end < first + 2 {
             return Ok(false);
         }
-        let removed: Vec<String> = (first + 1..=last_index)
-            .map(|i| format!("#segments[{i}]"))
-            .collect();
-        let retired: Vec<AttributeValue> = ds.segments[first..]
-            .iter()
-            .map(|s| super::s(s.id.clone()))
-            .collect();
-        let expression = format!(
-            "SET #segments[{first}] = :merged, #retired = :retired, \
-             #meta.#version = #meta.#version + :one REMOVE {}",
-            removed.join(", ")
-        );
-        let condition = format!(
-            "#data_id = :copy AND #segments[{first}].#id = :first AND #segments[{last_index}].#id = :last"
-        );
-        let merged_item = super::to_attribute("segments", merged)?;
-        self.0
-            .update_if(
-                &keys::asset(
-                    domain::records::Datasource::KIND,
-                    &ds.meta.company_id,
-                    &ds.meta.id,
-                ),
-                &expression,
-                &condition,
-                &[
-                    ("#data_id", "data_id"),
-                    ("#retired", "retired_segments"),
-                    ("#meta", "meta"),
-                    ("#version", "version"),
-                    ("#segments", "segments"),
-                    ("#id", "id"),
-                ],
-                vec![
-                    (":merged", merged_item),
-                    (":copy", super::s(ds.data_id.clone().unwrap_or_default())),
-                    (":retired", AttributeValue::L(retired)),
-                    (":one", n(1)),
-                    (":first", super::s(first_segment.id.clone())),
-                    (":last", super::s(last.id.clone())),
-                ],
-            )
+        let set = format!("#segments[{first}] = :merged");
+        let merged = super::to_attribute("segments", merged)?;
+        self.retire_segments(ds, first..end, true, &set, &[], vec![(":merged", merged)])
             .await
     }
 
@@ -376,23 +334,71 @@ impl Assets<'_> {
         new_data_id: &str,
         merged: usize,
     ) -> Result<bool, ApiError> {
-        let (Some(first), Some(last)) = (ds.segments.first(), ds.segments.get(merged - 1)) else {
+        if merged == 0 || merged > ds.segments.len() {
+            return Ok(false);
+        }
+        self.retire_segments(
+            ds,
+            0..merged,
+            false,
+            "#data_id = :new, #previous = :copy",
+            &[("#previous", "previous_data_id")],
+            vec![(":new", super::s(new_data_id))],
+        )
+        .await
+    }
+
+    /// The update both commit: `set` (which may use `:copy`, the current copy), then the
+    /// segments of `run` become `retired_segments` and leave the list (but the first of the
+    /// run with `set_first`: `set` rewrites it in place), and the version goes up; conditional on the
+    /// item still holding the copy and the run's first and last segments.
+    async fn retire_segments(
+        &self,
+        ds: &domain::records::Datasource,
+        run: std::ops::Range<usize>,
+        set_first: bool,
+        set: &str,
+        names: &[(&str, &str)],
+        mut values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, ApiError> {
+        let (Some(first), Some(last)) = (ds.segments.get(run.start), ds.segments.get(run.end - 1))
+        else {
             return Ok(false);
         };
-        let removed: Vec<String> = (0..merged).map(|i| format!("#segments[{i}]")).collect();
-        let retired: Vec<AttributeValue> = ds.segments[..merged]
+        let removed: Vec<String> = run
+            .clone()
+            .skip(usize::from(set_first))
+            .map(|i| format!("#segments[{i}]"))
+            .collect();
+        let retired: Vec<AttributeValue> = ds.segments[run.clone()]
             .iter()
             .map(|s| super::s(s.id.clone()))
             .collect();
         let expression = format!(
-            "SET #data_id = :new, #previous = :old, #retired = :retired, \
-             #meta.#version = #meta.#version + :one REMOVE {}",
+            "SET {set}, #retired = :retired, #meta.#version = #meta.#version + :one REMOVE {}",
             removed.join(", ")
         );
-        let last_index = merged - 1;
         let condition = format!(
-            "#data_id = :old AND #segments[0].#id = :first AND #segments[{last_index}].#id = :last"
+            "#data_id = :copy AND #segments[{}].#id = :first AND #segments[{}].#id = :last",
+            run.start,
+            run.end - 1
         );
+        let mut all_names = vec![
+            ("#data_id", "data_id"),
+            ("#retired", "retired_segments"),
+            ("#meta", "meta"),
+            ("#version", "version"),
+            ("#segments", "segments"),
+            ("#id", "id"),
+        ];
+        all_names.extend_from_slice(names);
+        values.extend([
+            (":copy", super::s(ds.data_id.clone().unwrap_or_default())),
+            (":retired", AttributeValue::L(retired)),
+            (":one", n(1)),
+            (":first", super::s(first.id.clone())),
+            (":last", super::s(last.id.clone())),
+        ]);
         self.0
             .update_if(
                 &keys::asset(
@@ -402,23 +408,8 @@ impl Assets<'_> {
                 ),
                 &expression,
                 &condition,
-                &[
-                    ("#data_id", "data_id"),
-                    ("#previous", "previous_data_id"),
-                    ("#retired", "retired_segments"),
-                    ("#meta", "meta"),
-                    ("#version", "version"),
-                    ("#segments", "segments"),
-                    ("#id", "id"),
-                ],
-                vec![
-                    (":new", super::s(new_data_id)),
-                    (":old", super::s(ds.data_id.clone().unwrap_or_default())),
-                    (":retired", AttributeValue::L(retired)),
-                    (":one", n(1)),
-                    (":first", super::s(first.id.clone())),
-                    (":last", super::s(last.id.clone())),
-                ],
+                &all_names,
+                values,
             )
             .await
     }
