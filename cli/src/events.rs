@@ -42,6 +42,12 @@ impl Streams {
     }
 
     async fn call(&self, operation: &str, body: Value) -> Result<Value, String> {
+        let text = self.call_text(operation, body).await?;
+        serde_json::from_str(&text).map_err(|e| format!("{operation}: {e}"))
+    }
+
+    /// [`Streams::call`]'s answer as the text received.
+    async fn call_text(&self, operation: &str, body: Value) -> Result<String, String> {
         let response = self
             .http
             .post(&self.endpoint)
@@ -64,8 +70,41 @@ impl Streams {
         if !status.is_success() {
             return Err(format!("{operation}: {status} {text}"));
         }
-        serde_json::from_str(&text).map_err(|e| format!("{operation}: {e}"))
+        Ok(text)
     }
+}
+
+/// A `GetRecords` answer with each record left as its text: a read brings up to 1,000
+/// records, both images of every item the table changed (rate counters included), and
+/// parsing them all at once held megabytes of JSON trees in the process it serves (Lambda's
+/// poller holds them outside the function). Each is parsed, filtered and dropped in turn.
+#[derive(serde::Deserialize)]
+struct RecordsPage<'a> {
+    #[serde(rename = "Records", borrow, default)]
+    records: Vec<&'a serde_json::value::RawValue>,
+    #[serde(rename = "NextShardIterator")]
+    next: Option<String>,
+}
+
+/// The records of a page that pass the event source mapping's filter, as Lambda sends them.
+fn passing_records(page: &RecordsPage, arn: &str) -> Vec<Value> {
+    let mut passing = Vec::new();
+    for raw in &page.records {
+        let Ok(mut lambda) = serde_json::from_str::<Value>(raw.get()) else {
+            tracing::warn!("an unreadable stream record: skipped");
+            continue;
+        };
+        lambda["eventSourceARN"] = json!(arn);
+        for image in ["Keys", "NewImage", "OldImage"] {
+            if let Some(Value::Object(item)) = lambda["dynamodb"].get_mut(image) {
+                item.values_mut().for_each(normalize);
+            }
+        }
+        if passes(&lambda) {
+            passing.push(lambda);
+        }
+    }
+    passing
 }
 
 /// DynamoDB Local writes an empty map attribute as `{}` in stream records, where DynamoDB
@@ -155,26 +194,20 @@ pub async fn deliver_stream(state: AppState) {
         }
         let mut batch: Vec<(Value, u32)> = std::mem::take(&mut retries);
         for (shard, iterator) in iterators.clone() {
-            match streams
-                .call("GetRecords", json!({"ShardIterator": iterator}))
+            let page = streams
+                .call_text("GetRecords", json!({"ShardIterator": iterator}))
                 .await
-            {
-                Ok(out) => {
-                    for record in out["Records"].as_array().into_iter().flatten() {
-                        let mut lambda = record.clone();
-                        lambda["eventSourceARN"] = json!(arn);
-                        for image in ["Keys", "NewImage", "OldImage"] {
-                            if let Some(Value::Object(item)) = lambda["dynamodb"].get_mut(image) {
-                                item.values_mut().for_each(normalize);
-                            }
-                        }
-                        if passes(&lambda) {
-                            batch.push((lambda, 0));
-                        }
-                    }
-                    match out["NextShardIterator"].as_str() {
+                .and_then(|text| {
+                    let page: RecordsPage =
+                        serde_json::from_str(&text).map_err(|e| format!("GetRecords: {e}"))?;
+                    Ok((passing_records(&page, &arn), page.next))
+                });
+            match page {
+                Ok((passing, next)) => {
+                    batch.extend(passing.into_iter().map(|r| (r, 0)));
+                    match next {
                         Some(next) => {
-                            iterators.insert(shard, next.to_owned());
+                            iterators.insert(shard, next);
                         }
                         None => {
                             iterators.remove(&shard);

@@ -166,6 +166,10 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
     // Let the worker finish with the seed (its Klip) before the load's peak starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     reset_peak_rss(server);
+    let (heap_before, code_before) = (
+        status_mib(server, "RssAnon:"),
+        status_mib(server, "RssFile:"),
+    );
     let next_row = Arc::new(AtomicU64::new(initial as u64));
     let appended = Arc::new(AtomicU64::new(0));
     let conflicts = Arc::new(AtomicUsize::new(0));
@@ -279,7 +283,7 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(
-        "{initial:>7} rows  append p50 {:7.1} ms ({:4.2}x read)  p99 {:7.1} ms ({:4.2}x read p99) | read p50 {:6.1} ms p99 {:6.1} ms | appends {:4} 409s {} errors {} | rows lost {} (count {row_count}, Klip {counted}) | append→Klip p50 {:6.0} ms p99 {:6.0} ms{} | peak RSS under load {:5.0} MiB (seeding {:4.0} MiB), of it heap {:4.0} MiB, code {:4.0} MiB",
+        "{initial:>7} rows  append p50 {:7.1} ms ({:4.2}x read)  p99 {:7.1} ms ({:4.2}x read p99) | read p50 {:6.1} ms p99 {:6.1} ms | appends {:4} 409s {} errors {} | rows lost {} (count {row_count}, Klip {counted}) | append→Klip p50 {:6.0} ms p99 {:6.0} ms{} | peak RSS under load {:5.0} MiB (seeding {:4.0} MiB), of it heap {:4.0} MiB, code {:4.0} MiB (before the load: {:4.0} and {:4.0})",
         ms(a50),
         ratio(a50, r50),
         ms(a99),
@@ -297,6 +301,8 @@ async fn one_size(api: &Api, server: u32, initial: usize, seconds: u64) -> Resul
         seed_peak,
         anon_peak,
         status_mib(server, "RssFile:"),
+        heap_before,
+        code_before,
     );
     Ok(())
 }
@@ -311,7 +317,17 @@ pub async fn run(seconds: u64) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .port();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut server = tokio::process::Command::new(exe)
+    // PUSH_BENCH_SERVER_WRAP=program runs the server under it (e.g. heaptrack: the
+    // figures read from /proc are then the wrapper's, not the server's).
+    let mut server = match std::env::var_os("PUSH_BENCH_SERVER_WRAP") {
+        Some(wrap) => {
+            let mut c = tokio::process::Command::new(wrap);
+            c.arg(exe);
+            c
+        }
+        None => tokio::process::Command::new(exe),
+    };
+    let mut server = server
         .args(["serve", "--port", &port.to_string()])
         .stdout(std::process::Stdio::null())
         // PUSH_BENCH_SERVER_LOG=file keeps the server's log (RUST_LOG picks its level).
@@ -353,7 +369,15 @@ pub async fn run(seconds: u64) -> Result<(), String> {
         "data pushes: {seconds} s per size at concurrency {CONCURRENCY}, 85% dashboard reads, 15% appends of {APPEND_ROWS} rows (targets: append p50 <= 2x and p99 <= 3x the read's, 0 409s, 0 rows lost, append→Klip p99 <= 2 s, peak RSS under load <= 64 MiB whatever the size; of the RSS, heap is the anonymous memory sampled every 10 ms, code the executable's pages it touched)"
     );
     let mut result = Ok(());
-    for initial in [2_000, 20_000, 100_000, 200_000] {
+    // PUSH_BENCH_SIZES=20000,200000 runs only those starting sizes.
+    let sizes: Vec<usize> = match std::env::var("PUSH_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+        Err(_) => vec![2_000, 20_000, 100_000, 200_000],
+    };
+    for initial in sizes {
         result = one_size(&api, pid, initial, seconds).await;
         if result.is_err() {
             break;

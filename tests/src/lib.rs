@@ -286,7 +286,7 @@ impl TestApp {
             .local_addr()
             .unwrap()
             .port();
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let sdk = platform::store::sdk_defaults()
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(format!("http://127.0.0.1:{dead}"))
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))

@@ -110,7 +110,7 @@ impl Raced {
             },
         );
         tokio::spawn(async move { axum::serve(listener, router).await });
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let sdk = platform::store::sdk_defaults()
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(proxy_base)
             .load()

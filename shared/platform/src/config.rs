@@ -64,7 +64,7 @@ impl Config {
         let Some(arn) = self.jwt_secret_arn.clone() else {
             return Ok(());
         };
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let sdk = crate::store::sdk_defaults().load().await;
         let client = aws_sdk_secretsmanager::Client::new(&sdk);
         let read = |stage: &'static str| {
             let client = client.clone();

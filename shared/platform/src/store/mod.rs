@@ -350,15 +350,32 @@ pub fn short_error<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
     }
 }
 
+/// The AWS SDK's configuration loader (region, credentials and endpoints from its own
+/// environment) with the one HTTPS client every Pulseboard client uses: hyper 1 and rustls
+/// on ring. The SDK's crates are built without their default clients (see the workspace's
+/// Cargo.toml), so every SDK configuration starts here.
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+}
+
 /// Builds the store from the AWS SDK's own environment (`AWS_ENDPOINT_URL_DYNAMODB`,
 /// `AWS_ENDPOINT_URL_S3`, region, credentials). With a local S3 endpoint, path-style
 /// addressing is used, as S3-protocol servers on 127.0.0.1 need.
 pub async fn connect(table: &str, bucket: &str) -> Store {
-    use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
+    use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, Region};
     use std::time::Duration;
-    let region = aws_config::meta::region::RegionProviderChain::default_provider()
-        .or_else(Region::new("us-east-1"));
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    // The region from the environment (`AWS_REGION` on Lambda) or the profile; not the
+    // default chain's instance metadata (EC2 only), whose client would not be `sdk_defaults`'.
+    let region = aws_config::meta::region::RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+    .or_else(Region::new("us-east-1"));
+    let sdk = sdk_defaults()
         .region(region)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
