@@ -15,9 +15,11 @@ use axum::response::{IntoResponse, Response};
 use domain::data::{self, Table, MAX_DATA_BYTES};
 use domain::data::{encode, media_type};
 use domain::records::{Datasource, Segment};
+use domain::Format;
 use platform::assets::check_if_match;
 use platform::assets::ingest::commit;
 use platform::assets::stored;
+use platform::assets::Asset;
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{NoParams, Params};
@@ -26,6 +28,7 @@ use platform::store::assets::{Append, AppendRefused};
 use platform::store::WriteError;
 use platform::{ApiError, ApiResult, AppState};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Reads a data body: its Content-Type must be the source's format (415 naming it), and it
 /// may not exceed 5 MiB (413 naming the limit).
@@ -117,6 +120,8 @@ pub async fn replace(
 /// Addressed by id, the segment is written while the item is read (the two round trips
 /// overlap), and deleted again when the append turns out not to take it: a bad body, another
 /// tenant's id (404: the object was under the caller's own company), the source's first rows.
+/// A source this instance appended to before is not read at all (see [`remembered_source`]):
+/// the update's condition proves what the append relied on, and anything else reads it.
 pub async fn append(
     State(state): State<AppState>,
     caller: Caller,
@@ -149,28 +154,114 @@ pub async fn append(
             None => None,
         }
     };
-    let (first, written) = tokio::join!(lookup(&state, &caller, &id), write_early);
+    // `If-Match` compares with the item as it is: always read.
+    let known = if headers.contains_key(header::IF_MATCH) || body.is_err() {
+        None
+    } else {
+        remembered_source(&caller, &id)
+    };
+    let speculated = known.is_some();
+    let read = async {
+        match known {
+            Some(ds) => Ok(ds),
+            None => lookup(&state, &caller, &id).await,
+        }
+    };
+    let (first, written) = tokio::join!(read, write_early);
     let mut kept = false;
-    let answer = append_to(
+    let mut answer = append_to(
         &state,
         &caller,
         &headers,
         &id,
         first,
-        body,
+        body.as_ref().map(Clone::clone).map_err(|_| too_large()),
         written.as_deref(),
+        speculated,
         &mut kept,
     )
     .await;
+    if speculated && !kept && !matches!(answer, Ok(Some(_))) {
+        // What was refused (or answered) on the remembered item may hold no longer: read it.
+        forget_source(&company, &id);
+        let first = lookup(&state, &caller, &id).await;
+        answer = append_to(
+            &state,
+            &caller,
+            &headers,
+            &id,
+            first,
+            body,
+            written.as_deref(),
+            false,
+            &mut kept,
+        )
+        .await;
+    }
     if let (Some(segment), false) = (&written, kept) {
         stored::discard_segment(&state, &company, &id, segment).await;
     }
-    answer
+    match answer {
+        Ok(Some(response)) => Ok(response),
+        Ok(None) => Err(ApiError::internal("an append answered nothing")),
+        Err(e) => {
+            forget_source(&company, &id);
+            Err(e)
+        }
+    }
+}
+
+/// The data sources this instance appended to last, as saved then (without their segment
+/// lists), so the next append to one needs no read: the append's update holds only while
+/// the item still points at the same copy with the same end, is enabled and exists, and the
+/// copy fixes the format and the columns, so an append the update takes is one the item as
+/// it is would have taken. Who may append is checked anew: only the caller's permission to
+/// edit data sources, or being the source's creator (which never changes), counts here, not
+/// share rights (which do).
+type Sources = std::sync::Mutex<HashMap<(String, String), Datasource>>;
+
+fn remembered_sources() -> &'static Sources {
+    static SOURCES: std::sync::OnceLock<Sources> = std::sync::OnceLock::new();
+    SOURCES.get_or_init(Default::default)
+}
+
+fn remembered_source(caller: &Caller, id: &str) -> Option<Datasource> {
+    if !domain::ids::is_id(id) {
+        return None;
+    }
+    let key = (caller.company_id().to_owned(), id.to_owned());
+    let ds = remembered_sources().lock().ok()?.get(&key).cloned()?;
+    let may = caller.can(&format!("{}.edit", <Datasource as Asset>::KIND.name()))
+        || ds.meta.created_by == caller.user_id();
+    may.then_some(ds)
+}
+
+fn remember_source(saved: &Datasource) {
+    if saved.disabled || saved.data_id.is_none() || saved.row_count == 0 {
+        return forget_source(&saved.meta.company_id, &saved.meta.id);
+    }
+    if let Ok(mut m) = remembered_sources().lock() {
+        if m.len() >= 1_000 {
+            m.clear();
+        }
+        let mut kept = saved.clone();
+        kept.segments.clear();
+        kept.retired_segments.clear();
+        m.insert((saved.meta.company_id.clone(), saved.meta.id.clone()), kept);
+    }
+}
+
+fn forget_source(company: &str, id: &str) {
+    if let Ok(mut m) = remembered_sources().lock() {
+        m.remove(&(company.to_owned(), id.to_owned()));
+    }
 }
 
 /// [`append`] once the item is read (`first`) and, maybe, the segment written (`written`);
 /// sets `kept` when the append committed that segment or may have (the outcome of the
-/// update is unknown): otherwise it is the caller's to delete.
+/// update is unknown): otherwise it is the caller's to delete. `speculated`: `first` is the
+/// item as this instance remembered it, so only an update it conditioned may answer from it
+/// (None: read the item and try again).
 #[allow(clippy::too_many_arguments)]
 async fn append_to(
     state: &AppState,
@@ -180,8 +271,9 @@ async fn append_to(
     first: ApiResult<Datasource>,
     body: ApiResult<axum::body::Bytes>,
     written: Option<&str>,
+    speculated: bool,
     kept: &mut bool,
-) -> ApiResult<Response> {
+) -> ApiResult<Option<Response>> {
     let first = first?;
     check_media_type(&first, headers)?;
     let body = body?.to_vec();
@@ -189,12 +281,17 @@ async fn append_to(
     usable(&first)?;
     check_if_match(headers, &first.meta)?;
     let new = data::parse(first.format, &body)?;
+    if speculated && (first.row_count == 0 || new.row_count() == 0) {
+        return Ok(None);
+    }
     if first.row_count == 0 || first.data_id.is_none() {
-        return append_first_rows(state, caller, headers, first, &body, id).await;
+        return append_first_rows(state, caller, headers, first, &body, id)
+            .await
+            .map(Some);
     }
     check_appendable(&first, &new)?;
     if new.row_count() == 0 {
-        return respond(&first);
+        return respond(&first).map(Some);
     }
     let segment_id = match written {
         // Written under the id the request named, which is this item's.
@@ -225,7 +322,10 @@ async fn append_to(
             max_bytes: MAX_DATA_BYTES as u64,
         };
         let refused = match state.store.assets().append_segment(&ds, append).await {
-            Ok(saved) => return respond(&saved),
+            Ok(saved) => {
+                remember_source(&saved);
+                return respond(&saved).map(Some);
+            }
             // The outcome is unknown (the update may have landed): the segment stays.
             Err(WriteError::Failed(e)) => return Err(e),
             Err(WriteError::Refused(why)) => why,
@@ -237,9 +337,13 @@ async fn append_to(
                 if ds.row_count == 0 || ds.data_id.is_none() {
                     // Replaced by a file without rows meanwhile: these are its first rows.
                     stored::discard_segments(state, &ds, std::slice::from_ref(&segment.id)).await;
-                    return append_first_rows(state, caller, headers, ds, &body, id).await;
+                    return append_first_rows(state, caller, headers, ds, &body, id)
+                        .await
+                        .map(Some);
                 }
-                match usable(&ds).and_then(|_| check_appendable(&ds, &new)) {
+                // The rows were parsed as the item read first said: so must this one.
+                let same = check_media_type(&ds, headers).and_then(|_| usable(&ds));
+                match same.and_then(|_| check_appendable(&ds, &new)) {
                     Ok(()) => continue,
                     Err(e) => Err(e),
                 }
@@ -452,9 +556,14 @@ pub async fn show(
 
 /// Rewrites the stored file in the data source's (new) format, the rows as they are, as a new
 /// copy that `ds` now points at (committed when the caller saves `ds`); answers the copy's id.
-pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String> {
-    // The rows stay as stored (never all parsed at once) while the file is rewritten.
-    let stored_rows = stored::load(state, ds).await?.merged_rows()?;
+/// `from`: the format the data was in (its appended segments are still in it).
+pub async fn reencode(state: &AppState, ds: &mut Datasource, from: Format) -> ApiResult<String> {
+    // The rows stay as stored (never all parsed at once) while the file is rewritten. The
+    // segments are the bodies as appended: in the format they were sent in.
+    let mut before = ds.clone();
+    before.format = from;
+    let stored_rows = stored::load(state, &before).await?.merged_rows()?;
+    drop(before);
     let table = Table::from_stored(ds.columns.clone(), stored_rows).map_err(ApiError::internal)?;
     let raw = encode(ds.format, &table).map_err(ApiError::internal)?;
     ds.data_size = raw.len() as u64;
@@ -470,7 +579,6 @@ pub async fn reencode(state: &AppState, ds: &mut Datasource) -> ApiResult<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::Format;
 
     #[test]
     fn encodes_both_formats() {

@@ -340,7 +340,7 @@ pub async fn update(
     let mut new_copy = None;
     if ds.format != old.format && old.data_size > 0 {
         // The stored file follows the format, so `format=raw` keeps answering what it says.
-        new_copy = Some(content::reencode(&state, &mut ds).await?);
+        new_copy = Some(content::reencode(&state, &mut ds, old.format).await?);
     }
     let saved = save(&state, &old, ds.clone()).await;
     match (saved, new_copy) {

@@ -570,3 +570,127 @@ async fn small_appends_to_a_large_source_merge_into_one_segment_and_read_the_sam
     assert_eq!(shown["data"]["data_size"], file.len(), "{shown}");
     value_reaches(&app, &klip, f64::from((0..109).sum::<i32>())).await;
 }
+
+/// An append to a source this instance appended to before does not read it first: it
+/// relies on the item as saved then. Every change since must still count: new columns, a
+/// new format, disabling, deleting, a rename (the answer is the item as it is now), and no
+/// segment may stay behind from an append the remembered item misled.
+#[tokio::test]
+async fn an_append_after_the_source_changed_elsewhere_acts_on_the_source_as_it_is() {
+    let app = TestApp::spawn().await;
+    let id = source(&app).await;
+    let files = app.state.store.files();
+    let company = app.company.company_id.clone();
+    let under = format!("{company}/datasources/{id}/segments/");
+    let r = send(&app, "PUT", &id, "n,who\n1,a\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&app, "POST", &id, "n,who\n2,b\n".into(), None).await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+
+    // Renamed since: an append with no rows answers the source as it is now.
+    let (status, renamed) = json(
+        app.call(
+            "PUT",
+            &format!("/datasources/{id}"),
+            app.key(),
+            Some(json!({"name": "Renamed"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{renamed}");
+    let (status, body) = json(send(&app, "POST", &id, "n,who\n".into(), None).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["name"], "Renamed");
+    assert_eq!(body["data"]["version"], renamed["data"]["version"]);
+
+    // Replaced with other columns: the new columns are taken, the old refused.
+    let r = send(&app, "POST", &id, "n,who\n3,c\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&app, "PUT", &id, "n,where\n10,x\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let (status, body) = json(send(&app, "POST", &id, "n,where\n11,y\n".into(), None).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["row_count"], 2);
+    assert_eq!(ns(&app, &id).await, vec![10, 11]);
+    let r = send(&app, "PUT", &id, "n,who\n20,p\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    expect_error(
+        send(&app, "POST", &id, "n,where\n21,q\n".into(), None).await,
+        400,
+        "bad_request",
+    )
+    .await;
+    assert_eq!(ns(&app, &id).await, vec![20]);
+
+    // A column's type changed by a replace: the append that fit the old type is refused.
+    let r = send(&app, "POST", &id, "n,who\n21,q\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&app, "PUT", &id, "n,who\nlots,p\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let (status, body) = json(send(&app, "POST", &id, "n,who\nmore,q\n".into(), None).await).await;
+    assert_eq!(status, 200, "{body}");
+    let r = send(&app, "PUT", &id, "n,who\n30,p\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&app, "POST", &id, "n,who\n31,q\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+
+    // Disabled: 409; enabled again: appends go on.
+    let path = |what: &str| format!("/datasources/{id}/{what}");
+    assert_eq!(
+        app.call("POST", &path("disable"), app.key(), None)
+            .await
+            .status(),
+        200
+    );
+    expect_error(
+        send(&app, "POST", &id, "n,who\n32,r\n".into(), None).await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert_eq!(
+        app.call("POST", &path("enable"), app.key(), None)
+            .await
+            .status(),
+        200
+    );
+    let r = send(&app, "POST", &id, "n,who\n33,s\n".into(), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(ns(&app, &id).await, vec![30, 31, 33]);
+
+    // Now JSON: a CSV append is 415 naming the format.
+    let (status, body) = json(
+        app.call(
+            "PUT",
+            &format!("/datasources/{id}"),
+            app.key(),
+            Some(json!({"format": "json"})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    expect_error(
+        send(&app, "POST", &id, "n,who\n34,t\n".into(), None).await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+
+    // Deleted: 404, and no segment of a refused append stays behind.
+    assert_eq!(
+        app.call("DELETE", &format!("/datasources/{id}"), app.key(), None)
+            .await
+            .status(),
+        200
+    );
+    let before = files.list(&under).await.unwrap();
+    expect_error(
+        send(&app, "POST", &id, "n,who\n35,u\n".into(), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(files.list(&under).await.unwrap(), before);
+}
