@@ -37,10 +37,11 @@ run:
 	exec cargo run -p pulseboard-cli --bin pulseboard -- serve --local
 
 # Each test process appends the statuses it answered per route to target/statuses/ (for
-# `make statuses`).
+# `make statuses`). The tests serve the API on their own threads, in a debug build whose
+# async frames are large: 4 MiB stacks leave room (the suite needs a little under 2).
 test:
 	@statuses="$${CARGO_TARGET_DIR:-$$(pwd -P)/target}/statuses"; rm -rf "$$statuses"; \
-	set -x; PULSEBOARD_STATUS_LOG="$$statuses" \
+	set -x; PULSEBOARD_STATUS_LOG="$$statuses" RUST_MIN_STACK=4194304 \
 	  scripts/local-stack.sh cargo test --workspace --all-targets $(TEST_ARGS)
 
 # FUZZ_EXAMPLES (default 25 per operation) and FUZZ_SEED (default 1) tune it.

@@ -90,8 +90,18 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // A debug build's async frames are large (each layer's future laid out on the stack
+    // while polled): room beyond the 2 MiB default, which costs nothing until used.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 << 20)
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(start());
+}
+
+async fn start() {
     platform::memory::configure();
     let cli = Cli::parse();
     // A benchmark's servers would log a line per request: warnings only there.

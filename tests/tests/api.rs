@@ -12,6 +12,7 @@ mod api {
     mod errors;
     mod events;
     mod grants;
+    mod held;
     mod keys;
     mod klips;
     mod limits;

@@ -32,15 +32,15 @@ pub fn routes() -> Vec<Route> {
             POST,
             "/dashboards",
             dashboards::create,
-            Access::needs("dashboard.build"),
+            Access::needs("dashboard.build").held(),
         ),
         route(GET, "/dashboards/{id}", dashboards::show, Access::read()),
-        route(PUT, "/dashboards/{id}", dashboards::update, edit),
+        route(PUT, "/dashboards/{id}", dashboards::update, edit.held()),
         route(
             DELETE,
             "/dashboards/{id}",
             resource::delete::<Dashboard, published::Unpublish>,
-            Access::needs("dashboard.delete"),
+            Access::needs("dashboard.delete").held(),
         ),
         route(
             GET,
@@ -48,7 +48,12 @@ pub fn routes() -> Vec<Route> {
             dashboards::layout,
             Access::read(),
         ),
-        route(PUT, "/dashboards/{id}/layout", dashboards::put_layout, edit),
+        route(
+            PUT,
+            "/dashboards/{id}/layout",
+            dashboards::put_layout,
+            edit.held(),
+        ),
         route(
             GET,
             "/dashboards/{id}/klip-instances",
@@ -59,13 +64,13 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/dashboards/{id}/klip-instances",
             dashboards::add_instances,
-            edit,
+            edit.held(),
         ),
         route(
             DELETE,
             "/dashboards/{id}/klip-instances/{instance_id}",
             dashboards::remove_instance,
-            edit,
+            edit.held(),
         ),
         route(
             GET,
@@ -77,27 +82,27 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/dashboards/{id}/share-rights",
             resource::put_share_rights::<Dashboard>,
-            Access::needs("dashboard.share"),
+            Access::needs("dashboard.share").held(),
         ),
         // A favourite is the caller's own mark on what they can see.
         route(
             PUT,
             "/dashboards/{id}/favorite",
             dashboards::favorite,
-            Access::caller(),
+            Access::caller().held(),
         ),
         route(
             DELETE,
             "/dashboards/{id}/favorite",
             dashboards::unfavorite,
-            Access::caller(),
+            Access::caller().held(),
         ),
         // Refreshing recomputes what the caller can already see.
         route(
             POST,
             "/dashboards/{id}/refresh",
             dashboards::refresh,
-            Access::caller(),
+            Access::caller().held(),
         ),
         route(
             GET,
@@ -109,7 +114,7 @@ pub fn routes() -> Vec<Route> {
             POST,
             "/dashboards/{id}/published-links",
             published::create,
-            publish,
+            publish.held(),
         ),
         route(
             GET,
@@ -121,7 +126,7 @@ pub fn routes() -> Vec<Route> {
             DELETE,
             "/dashboards/{id}/published-links/{link_id}",
             published::revoke,
-            publish,
+            publish.held(),
         ),
     ]
 }

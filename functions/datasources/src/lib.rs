@@ -30,7 +30,7 @@ pub fn routes() -> Vec<Route> {
             POST,
             "/datasources",
             datasources::create,
-            Access::needs("datasource.create"),
+            Access::needs("datasource.create").held(),
         ),
         route(
             POST,
@@ -44,12 +44,12 @@ pub fn routes() -> Vec<Route> {
             resource::show::<Datasource>,
             Access::read(),
         ),
-        route(PUT, "/datasources/{id}", datasources::update, edit),
+        route(PUT, "/datasources/{id}", datasources::update, edit.held()),
         route(
             DELETE,
             "/datasources/{id}",
             datasources::delete,
-            Access::needs("datasource.delete"),
+            Access::needs("datasource.delete").held(),
         ),
         route(
             GET,
@@ -61,14 +61,19 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/datasources/{id}/properties",
             datasources::put_properties,
-            edit,
+            edit.held(),
         ),
-        route(POST, "/datasources/{id}/enable", datasources::enable, edit),
+        route(
+            POST,
+            "/datasources/{id}/enable",
+            datasources::enable,
+            edit.held(),
+        ),
         route(
             POST,
             "/datasources/{id}/disable",
             datasources::disable,
-            edit,
+            edit.held(),
         ),
         route(
             GET,
@@ -76,8 +81,8 @@ pub fn routes() -> Vec<Route> {
             content::show,
             Access::needs("datasource.download"),
         ),
-        route(PUT, "/datasources/{id}/data", content::replace, edit),
-        route(POST, "/datasources/{id}/data", content::append, edit),
+        route(PUT, "/datasources/{id}/data", content::replace, edit.held()),
+        route(POST, "/datasources/{id}/data", content::append, edit.held()),
         route(POST, "/datasources/{id}/refresh", refresh::refresh, refresh),
         route(
             GET,
@@ -89,7 +94,7 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/datasources/{id}/share-rights",
             resource::put_share_rights::<Datasource>,
-            Access::needs("datasource.share"),
+            Access::needs("datasource.share").held(),
         ),
     ]
 }

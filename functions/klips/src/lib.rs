@@ -20,17 +20,22 @@ pub fn routes() -> Vec<Route> {
     let edit = Access::needs("klip.edit");
     vec![
         route(GET, "/klips", klips::list, Access::read()),
-        route(POST, "/klips", klips::create, Access::needs("klip.build")),
+        route(
+            POST,
+            "/klips",
+            klips::create,
+            Access::needs("klip.build").held(),
+        ),
         route(GET, "/klips/{id}", resource::show::<Klip>, Access::read()),
-        route(PUT, "/klips/{id}", klips::update, edit),
+        route(PUT, "/klips/{id}", klips::update, edit.held()),
         route(
             DELETE,
             "/klips/{id}",
             resource::delete::<Klip, klips::OffDashboards>,
-            Access::needs("klip.delete"),
+            Access::needs("klip.delete").held(),
         ),
         route(GET, "/klips/{id}/schema", klips::schema, Access::read()),
-        route(PUT, "/klips/{id}/schema", klips::put_schema, edit),
+        route(PUT, "/klips/{id}/schema", klips::put_schema, edit.held()),
         route(
             GET,
             "/klips/{id}/share-rights",
@@ -41,7 +46,7 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/klips/{id}/share-rights",
             resource::put_share_rights::<Klip>,
-            Access::needs("klip.share"),
+            Access::needs("klip.share").held(),
         ),
         route(
             GET,
@@ -49,7 +54,12 @@ pub fn routes() -> Vec<Route> {
             klips::annotations,
             Access::read(),
         ),
-        route(POST, "/klips/{id}/annotations", klips::add_annotation, edit),
+        route(
+            POST,
+            "/klips/{id}/annotations",
+            klips::add_annotation,
+            edit.held(),
+        ),
         route(
             GET,
             "/klips/{id}/annotations/{annotation_id}",
@@ -60,20 +70,20 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/klips/{id}/annotations/{annotation_id}",
             klips::update_annotation,
-            edit,
+            edit.held(),
         ),
         route(
             DELETE,
             "/klips/{id}/annotations/{annotation_id}",
             klips::delete_annotation,
-            edit,
+            edit.held(),
         ),
         // Recomputing a value anyone may see is not an edit.
         route(
             POST,
             "/klips/{id}/refresh",
             klips::refresh,
-            Access::caller(),
+            Access::caller().held(),
         ),
     ]
 }

@@ -31,13 +31,26 @@ pub enum Access {
     /// An authenticated caller, holding `permission` when there is one.
     Caller {
         permission: Option<&'static str>,
-        /// The handler may run while the credential is being verified, with the caller this
-        /// instance verified last time for the same credential. Only for handlers that
-        /// write nothing and whose answer depends only on the caller and stored data: the
-        /// answer is kept only when verification yields the very same caller (see
-        /// [`crate::admission`]).
-        speculate: bool,
+        /// Whether the handler may run while the credential is being verified.
+        speculate: Speculate,
     },
+}
+
+/// Whether a caller's route runs its handler while admission verifies the credential and
+/// counts the request, with the caller this instance verified last time for the same
+/// credential (see [`crate::admission`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Speculate {
+    /// After admission only.
+    Never,
+    /// A read: the handler writes nothing and its answer depends only on the caller and
+    /// stored data; the answer is kept only when verification yields the very same caller.
+    Reads,
+    /// A write whose database writes wait for admission's decision ([`crate::held`]): its
+    /// reads overlap admission, its writes happen only once the request is admitted as the
+    /// very caller the handler runs for; otherwise its answer is thrown away. For handlers
+    /// whose only effects are the store's (database writes, and new files before them).
+    Writes,
 }
 
 impl Access {
@@ -54,7 +67,7 @@ impl Access {
     pub const fn read() -> Self {
         Access::Caller {
             permission: None,
-            speculate: true,
+            speculate: Speculate::Reads,
         }
     }
 
@@ -63,7 +76,7 @@ impl Access {
     pub const fn caller() -> Self {
         Access::Caller {
             permission: None,
-            speculate: false,
+            speculate: Speculate::Never,
         }
     }
 
@@ -71,7 +84,19 @@ impl Access {
     pub const fn needs(permission: &'static str) -> Self {
         Access::Caller {
             permission: Some(permission),
-            speculate: false,
+            speculate: Speculate::Never,
+        }
+    }
+
+    /// The same access, with the handler's writes held until admission decides
+    /// ([`Speculate::Writes`]), so its reads overlap admission's round trip.
+    pub const fn held(self) -> Self {
+        match self {
+            Access::Caller { permission, .. } => Access::Caller {
+                permission,
+                speculate: Speculate::Writes,
+            },
+            other => other,
         }
     }
 
@@ -93,13 +118,11 @@ impl Access {
         matches!(self, Access::Caller { .. })
     }
 
-    pub const fn speculative(&self) -> bool {
-        matches!(
-            self,
-            Access::Caller {
-                speculate: true,
-                ..
-            }
-        )
+    /// How the handler runs alongside admission.
+    pub const fn speculation(&self) -> Speculate {
+        match self {
+            Access::Caller { speculate, .. } => *speculate,
+            _ => Speculate::Never,
+        }
     }
 }

@@ -18,7 +18,9 @@
 //!    with the caller this instance verified last time for the same credential. This is
 //!    safe because such handlers write nothing and their answer depends only on the caller
 //!    and stored data; the answer is kept only when verification yields the very same caller
-//!    (every field compared), and otherwise thrown away and the handler run again;
+//!    (every field compared), and otherwise thrown away and the handler run again. Writes
+//!    that opt in ([`Access::held`]) run the same way with their database writes held
+//!    until step 6 has admitted the request as that very caller (see [`crate::held`]);
 //! 6. **settle**: a request that did not authenticate gives its counts back; one over a
 //!    limit is refused (429 with `X-RateLimit-*`) and gives its day count back; then the
 //!    route's permission is checked (403) and the handler runs with the [`Caller`].
@@ -31,7 +33,7 @@
 //! owner while it is resolved again (one round trip), and gives the count back when it is
 //! gone.
 
-use crate::access::Access;
+use crate::access::{Access, Speculate};
 pub use crate::access::{LinkOwner, ResolveLink};
 use crate::auth::credential::{claim, credential, Claimed, Credential};
 use crate::auth::verify::verify;
@@ -75,7 +77,8 @@ pub async fn admit(State(gate): State<Gate>, req: Request, next: Next) -> Respon
                 Ok(response) | Err(response) => response,
             }
         }
-        Access::Caller { .. } => match admit_caller(&gate, req, next).await {
+        // Boxed: its future is large, and a debug build's frames would add it up on the stack.
+        Access::Caller { .. } => match Box::pin(admit_caller(&gate, req, next)).await {
             Ok(response) | Err(response) => response,
         },
     }
@@ -275,7 +278,6 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         }
     }
 
-    let guess = remembered.clone().filter(|_| gate.access.speculative());
     let checks = verify_and_count(
         &admission,
         &credential,
@@ -283,18 +285,67 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         client.as_deref(),
         remembered.is_some(),
     );
-    let (checked, pending) = match guess {
-        Some(guess) => speculate(guess, gate.access.permission(), req, next.clone(), checks).await,
-        None => (checks.await, Pending::Request(req)),
+    let settle = |checked| settle_caller(gate, &admission, &claimed, checked);
+    let speculation = gate.access.speculation();
+    let (settled, pending) = match remembered {
+        Some(guess) if speculation == Speculate::Reads => {
+            let speculated = speculate(guess, gate.access.permission(), req, next.clone(), checks);
+            let (checked, pending) = Box::pin(speculated).await;
+            (Box::pin(settle(checked)).await, pending)
+        }
+        Some(guess) if speculation == Speculate::Writes && bounded(&req) => {
+            let settled = async { settle(checks.await).await };
+            Box::pin(hold_writes(
+                guess,
+                gate.access.permission(),
+                req,
+                next.clone(),
+                settled,
+            ))
+            .await
+        }
+        _ => (
+            Box::pin(async { settle(checks.await).await }).await,
+            Pending::Request(req),
+        ),
     };
+    let (caller, counted, headers) = settled?;
+    let response = match pending {
+        Pending::Speculated {
+            response: Some(response),
+            ..
+        } => response,
+        Pending::Speculated {
+            spare: mut req,
+            response: None,
+        }
+        | Pending::Request(mut req) => {
+            let (per_second, daily) = (caller.company.per_second_limit, caller.company.daily_limit);
+            req.extensions_mut().insert(caller);
+            req.extensions_mut()
+                .insert(RequestUsage(Usage::new(&counted, per_second, daily)));
+            next.run(req).await
+        }
+    };
+    Ok(with_rate_headers(response, &headers))
+}
 
+/// Step 6 up to the handler: the caller admitted, with the request's counts and rate
+/// headers, or the refusal to answer (401 and the counts given back, 429, 403).
+async fn settle_caller(
+    gate: &Gate,
+    admission: &Admission<'_>,
+    claimed: &Claimed,
+    checked: Checked,
+) -> Settled {
+    let state = &gate.state;
     let caller = match checked.verified {
         Ok(caller) => caller,
         Err(error) => {
             if let Ok(counted) = &checked.counted {
                 admission.refund_unauthenticated(counted).await;
             }
-            forget(state, &claimed, &error);
+            forget(state, claimed, &error);
             return Err(error.into_response());
         }
     };
@@ -309,23 +360,73 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
             return Err(with_rate_headers(error.into_response(), &headers));
         }
     }
-    let response = match pending {
-        Pending::Speculated {
-            response: Some(response),
-            ..
-        } => response,
-        Pending::Speculated {
-            spare: mut req,
-            response: None,
-        }
-        | Pending::Request(mut req) => {
-            req.extensions_mut().insert(caller);
-            req.extensions_mut()
-                .insert(RequestUsage(Usage::new(&counted, per_second, daily)));
-            next.run(req).await
+    Ok((caller, counted, headers))
+}
+
+/// What [`settle_caller`] answers: the caller admitted, with the request's counts and rate
+/// headers, or the refusal.
+type Settled = Result<(Caller, Counted, RateHeaders), Response>;
+
+/// Whether the request's body is known to fit in memory (a held handler may have to run
+/// twice, so its body is read first): announced no larger than the edge's limit.
+fn bounded(req: &Request) -> bool {
+    use axum::body::HttpBody;
+    req.body()
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= crate::http::MAX_BODY as u64)
+}
+
+/// Step 5 for [`Speculate::Writes`]: runs the handler with `guess`, its database writes
+/// held (see [`crate::held`]), while `settled` (steps 4 and 6 up to the handler) runs; the
+/// writes go ahead only when the request is admitted as `guess`. Otherwise the handler's
+/// answer is thrown away (`spare` runs it again with the verified caller).
+async fn hold_writes(
+    guess: Caller,
+    permission: Option<&'static str>,
+    req: Request,
+    next: Next,
+    settled: impl std::future::Future<Output = Settled>,
+) -> (Settled, Pending) {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, crate::http::MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            let refused = ApiError::BadRequest("the request body could not be read".into());
+            let spare = Request::from_parts(parts, Body::empty());
+            return (
+                settled.await,
+                Pending::Speculated {
+                    spare,
+                    response: Some(refused.into_response()),
+                },
+            );
         }
     };
-    Ok(with_rate_headers(response, &headers))
+    let spare = Request::from_parts(parts.clone(), Body::from(body.clone()));
+    let mut first = Request::from_parts(parts, Body::from(body));
+    first.extensions_mut().insert(guess.clone());
+    let (verdict, held) = crate::held::hold();
+    let run = Box::pin(crate::held::within(held, async {
+        match permission.map(|p| guess.require(p)) {
+            Some(Err(e)) => e.into_response(),
+            _ => next.run(first).await,
+        }
+    }));
+    let decide = Box::pin(async {
+        let settled = settled.await;
+        let same = matches!(&settled, Ok((caller, ..)) if *caller == guess);
+        verdict.decide(same);
+        (settled, same)
+    });
+    let ((settled, same), response) = tokio::join!(decide, run);
+    (
+        settled,
+        Pending::Speculated {
+            spare,
+            response: same.then_some(response),
+        },
+    )
 }
 
 /// After a failed verification this instance stops guessing the caller of the credential,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod held;
 pub mod http;
 pub mod memory;
 pub mod metrics;

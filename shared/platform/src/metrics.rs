@@ -70,7 +70,10 @@ pub fn record_status(method: &str, route: Option<&str>, routed_path: Option<&str
     }
 }
 
-/// Counts each operation of the store's SDK clients against the current request.
+/// Counts each operation of the store's SDK clients against the current request, and
+/// refuses a database write made by a held handler before admission admitted it (see
+/// [`crate::held`]): the store's write methods wait for that, so this only catches a write
+/// that bypassed them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CountCalls;
 
@@ -82,8 +85,16 @@ impl Intercept for CountCalls {
     fn read_before_execution(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use aws_smithy_runtime_api::client::orchestrator::Metadata;
+        if crate::held::writes_held() {
+            let operation = cfg.load::<Metadata>().map(Metadata::name);
+            if let Some(op) = operation.filter(|op| crate::held::is_database_write(op)) {
+                tracing::error!(operation = op, "a database write before admission decided");
+                return Err(format!("{op} refused: the request is not admitted yet").into());
+            }
+        }
         let _ = CURRENT.try_with(|m| m.store_calls.fetch_add(1, Ordering::Relaxed));
         Ok(())
     }

@@ -326,6 +326,8 @@ impl ApiKeys<'_> {
         key: &KeyHashRecord,
         now: &str,
     ) -> Result<ApiKeyRecord, WriteError<KeyRefused>> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
         let store = self.0;

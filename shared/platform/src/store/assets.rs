@@ -196,6 +196,8 @@ impl Assets<'_> {
         ds: &domain::records::Datasource,
         append: Append<'_>,
     ) -> Result<domain::records::Datasource, WriteError<AppendRefused>> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
         let segment = super::to_attribute("segments", append.segment)?;
         let room = append.max_bytes as i64 - append.added_bytes;

@@ -33,6 +33,8 @@ impl RateCounters<'_> {
         same_second: bool,
         ttl: i64,
     ) -> Result<Counts, WriteError<Option<i64>>> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
         let store = self.0;
@@ -109,6 +111,8 @@ impl LoginFailures<'_> {
     /// Records a failed login at `now` (Unix seconds) and answers how many failures of the
     /// email fall in the `window` seconds up to now (a rolling window).
     pub async fn record(&self, email: &str, now: i64, window: i64) -> Result<usize, ApiError> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
         let store = self.0;
         let key = super::keys::login_failures(email);

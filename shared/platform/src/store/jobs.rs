@@ -44,6 +44,8 @@ pub(super) async fn claim<T: DeserializeOwned>(
     lease_until: &str,
     max_attempts: u32,
 ) -> Result<T, WriteError<NotClaimed>> {
+    // A held handler writes only once admitted (see crate::held).
+    crate::held::admitted().await?;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
     use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
     let result = store

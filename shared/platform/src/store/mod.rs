@@ -241,6 +241,8 @@ impl Store {
 
     /// Writes `value` under `key`, replacing what was there.
     pub async fn put<T: Serialize>(&self, key: &Key, value: &T) -> Result<(), ApiError> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         self.db
             .put_item()
             .table_name(&self.table)
@@ -292,6 +294,8 @@ impl Store {
     /// Atomically adds `delta` to the number `n` of a counter item, setting its `ttl`;
     /// answers the new value.
     pub async fn add_to_counter(&self, key: &Key, delta: i64, ttl: i64) -> Result<i64, ApiError> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         let out = self
             .db
             .update_item()
@@ -536,6 +540,8 @@ impl<'a> Transaction<'a> {
 
     /// Writes all or nothing; `Refused(i)` names the first step whose condition failed.
     pub async fn commit(self) -> Result<(), WriteError<usize>> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         match self
             .store
@@ -592,6 +598,8 @@ impl Store {
     /// Writes a whole item (keys included) if nothing is there; 409 with `conflict`
     /// otherwise.
     pub async fn create_item(&self, item: Item, conflict: &str) -> Result<(), ApiError> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         let result = self
             .db
             .put_item()
@@ -622,6 +630,8 @@ impl Store {
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, ApiError> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         let mut request = self
             .db
             .update_item()
@@ -846,6 +856,8 @@ impl Store {
 
     /// Deletes one item (no error when absent).
     pub async fn delete(&self, key: &Key) -> Result<(), ApiError> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         self.db
             .delete_item()
             .table_name(&self.table)

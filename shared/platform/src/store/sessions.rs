@@ -47,6 +47,8 @@ impl RefreshTokens<'_> {
 
     /// Marks a refresh token used, once: a second use is refused as a reuse.
     pub async fn consume(&self, jti: &str) -> Result<(), WriteError<NotConsumed>> {
+        // A held handler writes only once admitted (see crate::held).
+        crate::held::admitted().await?;
         use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
         use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
         let store = self.0;

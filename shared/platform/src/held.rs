@@ -1,0 +1,113 @@
+//! Writes held until admission decides. A route that opts in ([`crate::access::Access::held`])
+//! runs its handler while the credential is verified and the request counted (see
+//! [`crate::admission`]), with the caller this instance verified last time for the same
+//! credential, so its reads overlap admission's round trip. Every database write the
+//! handler makes waits in [`admitted`] until admission has decided:
+//! - the request is admitted, as exactly the caller the handler was given (every field
+//!   compared), within the limits, holding the route's permission: the write goes ahead,
+//!   and the handler's answer is the request's;
+//! - anything else (refused, unauthenticated, over a limit, another caller): the write fails
+//!   without reaching the database, the handler's answer is thrown away, and admission
+//!   answers the refusal or runs the handler again with the caller it verified.
+//!
+//! So a write happens only for an admitted request and as the verified caller, as without
+//! the hold; what the handler reads first may be read for a request that is then refused,
+//! as a speculative read's is. The store's write methods wait here; the SDK interceptor
+//! ([`crate::metrics::CountCalls`]) refuses any database write a held handler makes
+//! without waiting, so a write that bypasses the store fails loudly instead of landing
+//! early. Files are not held: before its first database write a held handler may only
+//! write new files that no item refers to yet (an appended segment), and removes them when
+//! it is refused (the sweep removes what is left).
+
+use crate::error::ApiError;
+use tokio::sync::watch;
+
+tokio::task_local! {
+    static HELD: watch::Receiver<Option<bool>>;
+}
+
+/// Admission's side of a hold: sends the decision once.
+pub struct Verdict(watch::Sender<Option<bool>>);
+
+impl Verdict {
+    /// `true`: the held writes may go ahead; `false`: they fail.
+    pub fn decide(self, admitted: bool) {
+        let _ = self.0.send(Some(admitted));
+    }
+}
+
+/// A new hold: the verdict to send and the handler's side (see [`within`]).
+pub fn hold() -> (Verdict, watch::Receiver<Option<bool>>) {
+    let (tx, rx) = watch::channel(None);
+    (Verdict(tx), rx)
+}
+
+/// Runs a handler's future with its writes held on `rx`.
+pub async fn within<F: std::future::Future>(
+    rx: watch::Receiver<Option<bool>>,
+    work: F,
+) -> F::Output {
+    HELD.scope(rx, work).await
+}
+
+/// Waits until the request is admitted; at once outside a held handler. An error when it
+/// is not (the handler's answer is thrown away then).
+pub async fn admitted() -> Result<(), ApiError> {
+    let Ok(mut rx) = HELD.try_with(Clone::clone) else {
+        return Ok(());
+    };
+    match rx.wait_for(Option::is_some).await.map(|v| *v) {
+        Ok(Some(true)) => Ok(()),
+        _ => Err(ApiError::Unauthorized(
+            "the request was not admitted as the caller it was run for".into(),
+        )),
+    }
+}
+
+/// Whether database writes are held now: inside a held handler before admission said yes.
+pub fn writes_held() -> bool {
+    HELD.try_with(|rx| *rx.borrow() != Some(true))
+        .unwrap_or(false)
+}
+
+/// The DynamoDB operations that write.
+pub fn is_database_write(operation: &str) -> bool {
+    matches!(
+        operation,
+        "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_wait_for_the_verdict_and_fail_without_it() {
+        assert!(admitted().await.is_ok());
+        assert!(!writes_held());
+        let (verdict, rx) = hold();
+        let handler = within(rx, async {
+            assert!(writes_held());
+            let ok = admitted().await.is_ok();
+            (ok, writes_held())
+        });
+        let decide = async {
+            tokio::task::yield_now().await;
+            verdict.decide(true);
+        };
+        let ((ok, held_after), ()) = tokio::join!(handler, decide);
+        assert!(ok);
+        assert!(!held_after);
+
+        let (verdict, rx) = hold();
+        let handler = within(rx, async { (admitted().await.is_ok(), writes_held()) });
+        verdict.decide(false);
+        assert_eq!(handler.await, (false, true));
+
+        // A verdict never sent (admission gone) refuses too.
+        let (verdict, rx) = hold();
+        drop(verdict);
+        assert!(within(rx, admitted()).await.is_err());
+    }
+}

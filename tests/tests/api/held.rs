@@ -1,0 +1,165 @@
+//! Writes held until admission (`platform::held`): an asset write runs its handler while the
+//! credential is verified and the request counted, with the caller this instance verified
+//! last time, and its database writes wait for admission's decision. Whatever admission
+//! refuses, or admits as another caller, must change nothing the handler was about to
+//! write; a request admitted as another caller is answered by running the handler again, so
+//! its write happens exactly once.
+
+use domain::asset::Asset;
+use domain::records::Dashboard;
+use platform::store::keys;
+use pulseboard_tests::{expect_error, json, Options, TestApp};
+use serde_json::{json, Value};
+
+async fn dashboard(app: &TestApp) -> String {
+    let (status, body) = json(app.post("/dashboards", json!({"name": "Held"})).await).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Renames the dashboard with `key`, answering the status (and the body).
+async fn rename(app: &TestApp, key: &str, id: &str, name: &str) -> (u16, Value) {
+    let path = format!("/dashboards/{id}");
+    json(
+        app.call("PUT", &path, key, Some(json!({"name": name})))
+            .await,
+    )
+    .await
+}
+
+/// The dashboard's name and version as stored (read past the API, so it counts nothing).
+async fn stored_name(app: &TestApp, id: &str) -> (String, u64) {
+    let dashboard: Dashboard = app
+        .state
+        .store
+        .get(keys::asset(Dashboard::KIND, &app.company.company_id, id))
+        .await
+        .unwrap()
+        .unwrap();
+    (dashboard.meta.name, dashboard.meta.version)
+}
+
+/// Two writes with `key`, so this instance remembers its caller and the next write runs
+/// held, alongside admission.
+async fn remembered(app: &TestApp, key: &str, id: &str) {
+    for name in ["first", "second"] {
+        let (status, body) = rename(app, key, id, name).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_held_write_with_a_key_revoked_since_is_a_401_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = dashboard(&app).await;
+    let key = app.create_key(json!({"name": "to revoke"})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    remembered(&app, &secret, &id).await;
+    let before = stored_name(&app, &id).await;
+    let path = format!("/api-keys/{}", key["id"].as_str().unwrap());
+    assert_eq!(
+        app.call("DELETE", &path, app.key(), None).await.status(),
+        200
+    );
+    let path = format!("/dashboards/{id}");
+    let r = app
+        .call("PUT", &path, &secret, Some(json!({"name": "revoked"})))
+        .await;
+    expect_error(r, 401, "unauthorized").await;
+    assert_eq!(stored_name(&app, &id).await, before);
+}
+
+#[tokio::test]
+async fn a_held_write_over_the_per_second_limit_is_a_429_and_changes_nothing() {
+    let app = TestApp::spawn_with(Options {
+        per_second_limit: Some(3),
+        ..Options::default()
+    })
+    .await;
+    let id = dashboard(&app).await;
+    let key = app.key().to_owned();
+    // A clock that stands still: every request below falls in one rate-limit second.
+    app.freeze(chrono::Utc::now());
+    app.advance(chrono::Duration::seconds(1));
+    remembered(&app, &key, &id).await;
+    let (status, body) = rename(&app, &key, &id, "third").await;
+    assert_eq!(status, 200, "{body}");
+    let before = stored_name(&app, &id).await;
+    app.advance(chrono::Duration::seconds(1));
+    for name in ["a", "b", "c"] {
+        let (status, body) = rename(&app, &key, &id, name).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let path = format!("/dashboards/{id}");
+    let r = app
+        .call("PUT", &path, &key, Some(json!({"name": "over"})))
+        .await;
+    expect_error(r, 429, "rate_limited").await;
+    assert_eq!(stored_name(&app, &id).await, ("c".to_owned(), before.1 + 3));
+}
+
+#[tokio::test]
+async fn a_held_write_by_a_caller_whose_role_lost_the_permission_is_a_403_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = dashboard(&app).await;
+    let (status, role) = json(
+        app.post(
+            "/roles",
+            json!({"name": "Dashboard editor", "permissions": ["dashboard.edit"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{role}");
+    let role_id = role["data"]["id"].as_str().unwrap().to_owned();
+    let (_, key) = app.user_with_key(&[role_id.as_str()], None).await;
+    remembered(&app, &key, &id).await;
+    let before = stored_name(&app, &id).await;
+    let path = format!("/roles/{role_id}");
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            app.key(),
+            Some(json!({"permissions": ["report.generate"]})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let path = format!("/dashboards/{id}");
+    let r = app
+        .call("PUT", &path, &key, Some(json!({"name": "forbidden"})))
+        .await;
+    expect_error(r, 403, "forbidden").await;
+    assert_eq!(stored_name(&app, &id).await, before);
+}
+
+#[tokio::test]
+async fn a_held_write_admitted_as_a_caller_changed_since_happens_once_as_that_caller() {
+    let app = TestApp::spawn().await;
+    let id = dashboard(&app).await;
+    let (user, key) = app.user_with_key(&["admin"], None).await;
+    remembered(&app, &key, &id).await;
+    // The caller changes (still an admin): the remembered one no longer matches.
+    let path = format!("/users/{}", user["id"].as_str().unwrap());
+    let r = app
+        .call(
+            "PUT",
+            &path,
+            app.key(),
+            Some(json!({"first_name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    // Creating a link is not idempotent: running twice would make two.
+    let links = format!("/dashboards/{id}/published-links");
+    let (status, body) = json(app.call("POST", &links, &key, Some(json!({}))).await).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, list) = json(app.get(&links).await).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["meta"]["total"], 1, "{list}");
+    // And the very next one, now remembered as this caller, makes one more.
+    let (status, _) = json(app.call("POST", &links, &key, Some(json!({}))).await).await;
+    assert_eq!(status, 201);
+    let (_, list) = json(app.get(&links).await).await;
+    assert_eq!(list["meta"]["total"], 2, "{list}");
+}
