@@ -54,7 +54,9 @@ statuses:
 	@env="$$(scripts/tools.sh --fuzz-tools)"; eval "$$env"; \
 	"$$PULSEBOARD_FUZZ_VENV/bin/python" scripts/statuses.py
 
+# The cold-start part spawns the klips function and hello-lambda, built here beside it.
 bench:
+	cargo build --release -p pulseboard-cli -p pulseboard-klips --bins
 	STACK_PROFILE=release scripts/local-stack.sh cargo run --release -p pulseboard-cli --bin pulseboard -- bench $(BENCH_ARGS)
 
 lint:

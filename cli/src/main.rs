@@ -3,6 +3,7 @@
 //! embedded DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table`.
 
 mod bench_support;
+mod cold_bench;
 mod delay_bench;
 mod local;
 mod push_bench;
@@ -77,14 +78,15 @@ enum Command {
         secret_key: String,
     },
     /// Measure an authenticated, rate-limited read against one DynamoDB round trip, the
-    /// report worker's work for 6 Klips over 100,000 rows, and data pushes under a mixed load.
+    /// report worker's work for 6 Klips over 100,000 rows, data pushes under a mixed load,
+    /// round trips under an injected delay, and a function's cold start.
     Bench {
         #[arg(long, default_value_t = 300)]
         requests: usize,
         /// Seconds of mixed load per source size in the push part (0 skips it).
         #[arg(long, default_value_t = 20)]
         push_seconds: u64,
-        /// Run only these parts (local, report, push, delay); all when not given.
+        /// Run only these parts (local, report, push, delay, cold); all when not given.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -227,7 +229,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             push_seconds,
             only,
         } => {
-            const PARTS: [&str; 4] = ["local", "report", "push", "delay"];
+            const PARTS: [&str; 5] = ["local", "report", "push", "delay", "cold"];
             if let Some(unknown) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
                 return Err(format!(
                     "--only {unknown}: the parts are {}",
@@ -246,6 +248,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             if part("delay") {
                 delay_bench::run().await?;
+            }
+            if part("cold") {
+                cold_bench::run().await?;
             }
             Ok(())
         }

@@ -23,7 +23,7 @@ fn reset_peak_rss(pid: u32) {
 }
 
 /// One field of a process's `/proc/{pid}/status` (kB), in MiB; 0 where /proc is missing.
-fn status_mib(pid: u32, field: &str) -> f64 {
+pub(crate) fn status_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -326,8 +326,14 @@ async fn append_to(
                 remember_source(&saved);
                 return respond(&saved).map(Some);
             }
-            // The outcome is unknown (the update may have landed): the segment stays.
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => {
+                // Held and refused, the update never left: the segment is the caller's to
+                // delete. Otherwise the outcome is unknown (it may have landed): it stays.
+                if platform::held::refused() {
+                    *kept = false;
+                }
+                return Err(e);
+            }
             Err(WriteError::Refused(why)) => why,
         };
         let answer = match refused {

@@ -64,6 +64,13 @@ pub async fn admitted() -> Result<(), ApiError> {
     }
 }
 
+/// Whether this handler's writes were refused (admission decided against it): what it
+/// wrote before, new files only, is its to remove.
+pub fn refused() -> bool {
+    HELD.try_with(|rx| *rx.borrow() == Some(false))
+        .unwrap_or(false)
+}
+
 /// Whether database writes are held now: inside a held handler before admission said yes.
 pub fn writes_held() -> bool {
     HELD.try_with(|rx| *rx.borrow() != Some(true))
@@ -101,9 +108,12 @@ mod tests {
         assert!(!held_after);
 
         let (verdict, rx) = hold();
-        let handler = within(rx, async { (admitted().await.is_ok(), writes_held()) });
+        let handler = within(rx, async {
+            (admitted().await.is_ok(), writes_held(), refused())
+        });
         verdict.decide(false);
-        assert_eq!(handler.await, (false, true));
+        assert_eq!(handler.await, (false, true, true));
+        assert!(!refused());
 
         // A verdict never sent (admission gone) refuses too.
         let (verdict, rx) = hold();

@@ -163,3 +163,61 @@ async fn a_held_write_admitted_as_a_caller_changed_since_happens_once_as_that_ca
     let (_, list) = json(app.get(&links).await).await;
     assert_eq!(list["meta"]["total"], 2, "{list}");
 }
+
+#[tokio::test]
+async fn a_held_append_with_a_key_revoked_since_adds_no_rows_and_leaves_no_segment() {
+    let app = TestApp::spawn().await;
+    let (status, body) = json(
+        app.post("/datasources", json!({"name": "Pushed", "format": "csv"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let key = app.create_key(json!({"name": "to revoke"})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let send = |key: String, rows: &'static str| {
+        app.http
+            .request(
+                reqwest::Method::from_bytes(if rows.starts_with("n,who\n0") {
+                    b"PUT"
+                } else {
+                    b"POST"
+                })
+                .unwrap(),
+                app.url(&format!("/datasources/{id}/data")),
+            )
+            .header("kf-api-key", key)
+            .header("content-type", "text/csv")
+            .body(rows)
+            .send()
+    };
+    assert_eq!(
+        send(app.key().to_owned(), "n,who\n0,seed\n")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for rows in ["n,who\n1,a\n", "n,who\n2,b\n"] {
+        assert_eq!(send(secret.clone(), rows).await.unwrap().status(), 200);
+    }
+    let files = app.state.store.files();
+    let under = format!("{}/datasources/{id}/segments/", app.company.company_id);
+    let before = files.list(&under).await.unwrap();
+    let path = format!("/api-keys/{}", key["id"].as_str().unwrap());
+    assert_eq!(
+        app.call("DELETE", &path, app.key(), None).await.status(),
+        200
+    );
+    expect_error(
+        send(secret.clone(), "n,who\n3,c\n").await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(files.list(&under).await.unwrap(), before);
+    let (status, body) = json(app.get(&format!("/datasources/{id}")).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["row_count"], 3);
+}
