@@ -367,13 +367,15 @@ async fn settle_caller(
 /// headers, or the refusal.
 type Settled = Result<(Caller, Counted, RateHeaders), Response>;
 
-/// Whether the request's body is known to fit in memory (a held handler may have to run
-/// twice, so its body is read first): announced no larger than the edge's limit.
+/// Whether the request's body has a known length within the edge's limit (a held handler
+/// may have to run twice, so its body is read first): a `Content-Length`, or a Lambda
+/// event's body. A body of unknown length (chunked) is not held: read by the handler as it
+/// comes, it meets the limits exactly as without a hold.
 fn bounded(req: &Request) -> bool {
     use axum::body::HttpBody;
     req.body()
         .size_hint()
-        .upper()
+        .exact()
         .is_some_and(|n| n <= crate::http::MAX_BODY as u64)
 }
 

@@ -221,3 +221,68 @@ async fn a_held_append_with_a_key_revoked_since_adds_no_rows_and_leaves_no_segme
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["row_count"], 3);
 }
+
+/// Sends `POST path` with a chunked body of `size` bytes over a raw connection (no length
+/// announced); answers the status.
+async fn chunked_post(app: &TestApp, path: &str, size: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = reqwest::Url::parse(&app.url(path)).unwrap();
+    let address = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: localhost\r\nkf-api-key: {}\r\ncontent-type: text/csv\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        url.path(),
+        app.key()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = "n,who\n".to_owned() + &"1,abcdefgh\n".repeat(6_000);
+    let mut sent = 0;
+    while sent < size {
+        let piece = &chunk.as_bytes()[..chunk.len().min(size - sent)];
+        let framed = [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat();
+        if stream.write_all(&framed).await.is_err() {
+            break; // the server answered and closed early
+        }
+        sent += piece.len();
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer}"))
+}
+
+#[tokio::test]
+async fn an_oversize_chunked_body_to_a_held_route_is_a_413_as_without_the_hold() {
+    let app = TestApp::spawn().await;
+    let (status, body) = json(
+        app.post("/datasources", json!({"name": "Pushed", "format": "csv"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/datasources/{id}/data");
+    // Two appends: this instance now remembers the caller and holds the next one.
+    for rows in ["n,who\n0,seed\n", "n,who\n1,a\n"] {
+        let r = app
+            .http
+            .post(app.url(&path))
+            .header("kf-api-key", app.key())
+            .header("content-type", "text/csv")
+            .body(rows)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(chunked_post(&app, &path, 7 << 20).await, 413);
+    assert_eq!(chunked_post(&app, &path, (5 << 20) + 1000).await, 413);
+    let (_, body) = json(app.get(&format!("/datasources/{id}")).await).await;
+    assert_eq!(body["data"]["row_count"], 2, "{body}");
+}
