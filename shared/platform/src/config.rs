@@ -59,13 +59,13 @@ impl Config {
 impl Config {
     /// With `JWT_SECRET_ARN` set, reads the signing secret (`AWSCURRENT`) and the one before
     /// it (`AWSPREVIOUS`, absent before the first rotation) from Secrets Manager, once per
-    /// process (a Lambda's init). The secret's value is the secret string itself.
-    pub async fn load_secrets(&mut self) -> Result<(), String> {
+    /// process (a Lambda's init). The secret's value is the secret string itself. `sdk` is
+    /// the store's configuration ([`crate::store::sdk_config`]): one HTTPS client, loaded once.
+    pub async fn load_secrets(&mut self, sdk: &aws_config::SdkConfig) -> Result<(), String> {
         let Some(arn) = self.jwt_secret_arn.clone() else {
             return Ok(());
         };
-        let sdk = crate::store::sdk_defaults().load().await;
-        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let client = aws_sdk_secretsmanager::Client::new(sdk);
         let read = |stage: &'static str| {
             let client = client.clone();
             let arn = arn.clone();

@@ -41,13 +41,15 @@ impl AppState {
         }))
     }
 
-    /// Configuration and clients from the environment, with one warm-up call so the first
-    /// request does not pay the TLS handshake.
+    /// Configuration and clients from the environment: the SDK's configuration loaded once,
+    /// the JWT secrets read while the warm-up calls open the connections the first request
+    /// uses (so it does not pay the TLS handshakes).
     pub async fn from_env() -> Result<Self, String> {
         let mut config = Config::from_env()?;
-        config.load_secrets().await?;
-        let store = crate::store::connect(&config.table_name, &config.bucket_name).await;
-        store.warm_up().await;
+        let sdk = crate::store::sdk_config().await;
+        let store = crate::store::connect_with(&sdk, &config.table_name, &config.bucket_name);
+        let (secrets, ()) = tokio::join!(config.load_secrets(&sdk), store.warm_up());
+        secrets?;
         Ok(AppState::new(config, store, Arc::new(SystemClock)))
     }
 }

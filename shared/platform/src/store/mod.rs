@@ -370,6 +370,12 @@ pub fn sdk_defaults() -> aws_config::ConfigLoader {
 /// `AWS_ENDPOINT_URL_S3`, region, credentials). With a local S3 endpoint, path-style
 /// addressing is used, as S3-protocol servers on 127.0.0.1 need.
 pub async fn connect(table: &str, bucket: &str) -> Store {
+    connect_with(&sdk_config().await, table, bucket)
+}
+
+/// The SDK configuration every client of a process shares (one HTTPS client: its TLS roots
+/// are loaded once): [`sdk_defaults`] with the region, retries and timeouts below.
+pub async fn sdk_config() -> aws_config::SdkConfig {
     use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, Region};
     use std::time::Duration;
     // The region from the environment (`AWS_REGION` on Lambda) or the profile; not the
@@ -379,7 +385,7 @@ pub async fn connect(table: &str, bucket: &str) -> Store {
     )
     .or_else(aws_config::profile::ProfileFileRegionProvider::new())
     .or_else(Region::new("us-east-1"));
-    let sdk = sdk_defaults()
+    sdk_defaults()
         .region(region)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
@@ -392,18 +398,22 @@ pub async fn connect(table: &str, bucket: &str) -> Store {
                 .build(),
         )
         .load()
-        .await;
+        .await
+}
+
+/// [`connect`] with a loaded configuration ([`sdk_config`]).
+pub fn connect_with(sdk: &aws_config::SdkConfig, table: &str, bucket: &str) -> Store {
     let local_s3 = std::env::var("AWS_ENDPOINT_URL_S3").is_ok();
     // Every operation is counted against the request it serves (crate::metrics).
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
+        aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(local_s3)
             .interceptor(crate::metrics::CountCalls)
             .build(),
     );
     Store {
         db: aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&sdk)
+            aws_sdk_dynamodb::config::Builder::from(sdk)
                 .interceptor(crate::metrics::CountCalls)
                 .build(),
         ),
