@@ -17,6 +17,15 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 /// Creates the table if needed and a company named `name` whose limits no bench reaches.
 pub async fn company(state: &AppState, name: &str) -> Result<Bootstrapped, String> {
+    company_with_limits(state, name, 1_000_000).await
+}
+
+/// A company with this per-second limit (and a daily one no bench reaches).
+pub async fn company_with_limits(
+    state: &AppState,
+    name: &str,
+    per_second_limit: u64,
+) -> Result<Bootstrapped, String> {
     state.store.create_table().await?;
     bootstrap(
         state,
@@ -26,7 +35,7 @@ pub async fn company(state: &AppState, name: &str) -> Result<Bootstrapped, Strin
             password: PASSWORD.into(),
             plan: "enterprise".into(),
             daily_limit: Some(1_000_000_000),
-            per_second_limit: Some(1_000_000),
+            per_second_limit: Some(per_second_limit),
         },
     )
     .await

@@ -4,6 +4,7 @@
 
 mod bench_support;
 mod cold_bench;
+mod cost;
 mod delay_bench;
 mod local;
 mod push_bench;

@@ -96,47 +96,63 @@ pub async fn login(
         password::refuse_unknown(&body.password).await?;
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     }
-    let found = match remembered_claim(&email) {
-        // An address this instance signed in before: its claim is read together with the
-        // user and company it led to, and they count only when it still leads there.
+    // An address this instance signed in before: its claim is read together with the user
+    // and company it led to, and the password is checked against the hash it had then, all
+    // at once. They count only when the claim still leads there and the hash is unchanged;
+    // otherwise the password is checked again against the stored hash.
+    let (found, checked) = match remembered_claim(&email) {
         Some(known) => {
-            let (claim, user, company) = tokio::try_join!(
-                state.store.get::<EmailClaim>(keys::email(&email)),
-                state
-                    .store
-                    .get::<User>(keys::user(&known.company_id, &known.user_id)),
-                state.store.get::<Company>(keys::company(&known.company_id)),
+            let ((claim, user, company), matched) = tokio::try_join!(
+                async {
+                    tokio::try_join!(
+                        state.store.get::<EmailClaim>(keys::email(&email)),
+                        state
+                            .store
+                            .get::<User>(keys::user(&known.company_id, &known.user_id)),
+                        state.store.get::<Company>(keys::company(&known.company_id)),
+                    )
+                },
+                password::verify(&body.password, &known.password_hash),
             )?;
             match claim {
                 Some(c) if c.company_id == known.company_id && c.user_id == known.user_id => {
-                    user.zip(company)
+                    let same_hash = user
+                        .as_ref()
+                        .is_some_and(|u| u.password_hash == known.password_hash);
+                    (user.zip(company), same_hash.then_some(matched))
                 }
                 other => {
                     forget_claim(&email);
                     match other {
-                        Some(c) => read_user(&state, &c).await?,
-                        None => None,
+                        Some(c) => (read_user(&state, &c).await?, None),
+                        None => (None, None),
                     }
                 }
             }
         }
         None => match state.store.get::<EmailClaim>(keys::email(&email)).await? {
-            Some(c) => read_user(&state, &c).await?,
-            None => None,
+            Some(c) => (read_user(&state, &c).await?, None),
+            None => (None, None),
         },
     };
     let Some((user, company)) = found else {
-        password::refuse_unknown(&body.password).await?;
+        if checked.is_none() {
+            password::refuse_unknown(&body.password).await?;
+        }
         return Err(record_failed_login(&state, &email, None, now).await);
     };
     check_lockout(user.locked_until.as_deref(), now)?;
-    if !password::verify(&body.password, &user.password_hash).await? {
+    let matched = match checked {
+        Some(matched) => matched,
+        None => password::verify(&body.password, &user.password_hash).await?,
+    };
+    if !matched {
         return Err(record_failed_login(&state, &email, Some(&user), now).await);
     }
     if company.status == domain::CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
-    remember_claim(&email, &company.id, &user.id);
+    remember_claim(&email, &company.id, &user.id, &user.password_hash);
     let family = domain::ids::new_id();
     let (pair, record) = token_pair(&state, &user.id, user.session_epoch, &company.id, &family)?;
     let family_record = FamilyRecord {
@@ -175,29 +191,44 @@ async fn read_user(state: &AppState, claim: &EmailClaim) -> ApiResult<Option<(Us
     Ok(user.zip(company))
 }
 
-/// Where the addresses this instance signed in lead (company, user), by address. Only a
-/// guess of what to read alongside the claim: the claim read with it decides.
-fn claims() -> &'static std::sync::Mutex<std::collections::HashMap<String, (String, String)>> {
-    static CLAIMS: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
-    > = std::sync::OnceLock::new();
+/// Where the addresses this instance signed in lead (company, user) and the password hash
+/// the user had then, by address. Only a guess of what to read and check alongside the
+/// claim: the claim and user read with it decide.
+struct KnownLogin {
+    company_id: String,
+    user_id: String,
+    password_hash: String,
+}
+
+type Logins = std::sync::Mutex<std::collections::HashMap<String, (String, String, String)>>;
+
+fn claims() -> &'static Logins {
+    static CLAIMS: std::sync::OnceLock<Logins> = std::sync::OnceLock::new();
     CLAIMS.get_or_init(Default::default)
 }
 
-fn remembered_claim(email: &str) -> Option<EmailClaim> {
-    let (company_id, user_id) = claims().lock().ok()?.get(email).cloned()?;
-    Some(EmailClaim {
+fn remembered_claim(email: &str) -> Option<KnownLogin> {
+    let (company_id, user_id, password_hash) = claims().lock().ok()?.get(email).cloned()?;
+    Some(KnownLogin {
         company_id,
         user_id,
+        password_hash,
     })
 }
 
-fn remember_claim(email: &str, company: &str, user: &str) {
+fn remember_claim(email: &str, company: &str, user: &str, password_hash: &str) {
     if let Ok(mut map) = claims().lock() {
         if map.len() >= 10_000 {
             map.clear();
         }
-        map.insert(email.to_owned(), (company.to_owned(), user.to_owned()));
+        map.insert(
+            email.to_owned(),
+            (
+                company.to_owned(),
+                user.to_owned(),
+                password_hash.to_owned(),
+            ),
+        );
     }
 }
 

@@ -16,7 +16,7 @@ pub const FUNCTION: Function = Function {
 /// Every route of this function, each declared once. Reading client accounts is partner
 /// business, so reads need `client.access` too.
 pub fn routes() -> Vec<Route> {
-    let access = Access::needs("client.access");
+    let access = Access::needs("client.access").reads();
     let edit = Access::needs("client.edit");
     vec![
         route(GET, "/clients", clients::list, access),

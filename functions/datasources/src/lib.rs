@@ -79,7 +79,7 @@ pub fn routes() -> Vec<Route> {
             GET,
             "/datasources/{id}/data",
             content::show,
-            Access::needs("datasource.download"),
+            Access::needs("datasource.download").reads(),
         ),
         route(PUT, "/datasources/{id}/data", content::replace, edit.held()),
         route(POST, "/datasources/{id}/data", content::append, edit.held()),

@@ -27,7 +27,7 @@ pub fn routes() -> Vec<Route> {
             POST,
             "/reports",
             reports::create,
-            Access::needs("report.build"),
+            Access::needs("report.build").held(),
         ),
         route(
             GET,
@@ -35,12 +35,12 @@ pub fn routes() -> Vec<Route> {
             resource::show::<Report>,
             Access::read(),
         ),
-        route(PUT, "/reports/{id}", reports::update, edit),
+        route(PUT, "/reports/{id}", reports::update, edit.held()),
         route(
             DELETE,
             "/reports/{id}",
             resource::delete::<Report, runs::RemoveRuns>,
-            Access::needs("report.delete"),
+            Access::needs("report.delete").held(),
         ),
         route(
             GET,
@@ -52,13 +52,13 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/reports/{id}/share-rights",
             resource::put_share_rights::<Report>,
-            edit,
+            edit.held(),
         ),
         route(
             POST,
             "/reports/{id}/generate",
             runs::generate,
-            Access::needs("report.generate"),
+            Access::needs("report.generate").held(),
         ),
         route(GET, "/reports/{id}/runs", runs::list, Access::read()),
         route(
@@ -71,7 +71,7 @@ pub fn routes() -> Vec<Route> {
             GET,
             "/reports/{id}/download",
             runs::download,
-            Access::needs("report.download"),
+            Access::needs("report.download").reads(),
         ),
     ]
 }

@@ -88,6 +88,19 @@ impl Access {
         }
     }
 
+    /// The same access for a read that writes nothing ([`Speculate::Reads`]): with a
+    /// permission, the handler runs while admission verifies the credential when the
+    /// remembered caller holds it, and admission checks it again on the verified caller.
+    pub const fn reads(self) -> Self {
+        match self {
+            Access::Caller { permission, .. } => Access::Caller {
+                permission,
+                speculate: Speculate::Reads,
+            },
+            other => other,
+        }
+    }
+
     /// The same access, with the handler's writes held until admission decides
     /// ([`Speculate::Writes`]), so its reads overlap admission's round trip.
     pub const fn held(self) -> Self {

@@ -6,7 +6,8 @@
 //! 2. **claim**: who the credential claims to be, without the database where possible;
 //! 3. **act in**: the company the request acts in (`client_id=` names one of the caller's
 //!    client accounts, whose limits it then counts against); a company this instance already
-//!    saw over its per-second limit in this second is refused from memory;
+//!    saw at or over its per-second limit in this second is refused from memory, and a
+//!    request beyond as many of the company's as its limit still counting waits for them;
 //! 4. **verify and count**: the credential is checked against the store (see
 //!    [`crate::auth::verify`]) and the request counted on the company's counters
 //!    ([`crate::ratelimit`]), *concurrently* when the credential itself proves the company (a
@@ -107,6 +108,14 @@ impl<'a> Admission<'a> {
             .limiter
             .refused_from_memory(&self.company, self.now)
             .map(|(error, headers)| with_rate_headers(error.into_response(), &headers))
+    }
+
+    /// Waits while as many of the company's requests as its per-second limit are counting.
+    async fn enter(&self, per_second_limit: u64) -> crate::ratelimit::Entry<'a> {
+        self.state
+            .limiter
+            .enter(&self.company, self.now, per_second_limit)
+            .await
     }
 
     async fn count(&self) -> ApiResult<Counted> {
@@ -272,7 +281,14 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
     // and held before: a password, a client account or an unproven credential is verified
     // first, so that a failed login (or a stranger naming a client, or a dead key) learns
     // nothing of that company's limits.
-    if proves_company(&credential, client.as_deref()) && remembered.is_some() {
+    let mut entry = None;
+    if let (true, Some(caller)) = (proves_company(&credential, client.as_deref()), &remembered) {
+        if let Some(refused) = admission.refused_from_memory() {
+            return Err(refused);
+        }
+        // No more of the company's requests counting at once than its per-second limit;
+        // those that waited may find it reached.
+        entry = Some(admission.enter(caller.company.per_second_limit).await);
         if let Some(refused) = admission.refused_from_memory() {
             return Err(refused);
         }
@@ -310,6 +326,7 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         ),
     };
     let (caller, counted, headers) = settled?;
+    drop(entry);
     let response = match pending {
         Pending::Speculated {
             response: Some(response),

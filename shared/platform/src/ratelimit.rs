@@ -7,9 +7,12 @@
 //! given back, so refused requests never use daily quota; admission never over-admits because
 //! a request is only admitted when its own increment is within the limit.
 //!
-//! Once a company is over its per-second limit, this instance refuses the rest of that second
-//! from memory (a failed or refused write still costs a write, and one item takes at most
-//! 1,000 writes/s).
+//! Once a company is at its per-second limit (this instance admitted the request that reached
+//! it) or over it, this instance refuses the rest of that second from memory (a failed or
+//! refused write still costs a write, and one item takes at most 1,000 writes/s). And it
+//! never has more of a company's requests counting at once than the company's per-second
+//! limit: a request beyond them waits for those to settle (see [`RateLimiter::enter`]), so
+//! a burst over the limit costs the limit's writes, not one per request.
 
 use crate::error::ApiError;
 use crate::store::{keys, Store, WriteError};
@@ -126,6 +129,42 @@ pub struct RateLimiter {
     blocked: Mutex<HashMap<String, (i64, RateHeaders)>>,
     /// company → the last second this instance counted it in (a guess, checked by DynamoDB).
     seconds: Mutex<HashMap<String, i64>>,
+    /// company → its requests counting in this instance now (see [`RateLimiter::enter`]).
+    counting: Mutex<HashMap<String, Counting>>,
+    /// Woken whenever an entered request settles.
+    settled: tokio::sync::Notify,
+}
+
+/// A company's requests counting in one second, as this instance sees them.
+#[derive(Debug, Default)]
+struct Counting {
+    second: i64,
+    /// Entered and not yet settled.
+    in_flight: u64,
+    /// The highest count of the second an admitted request came back with.
+    highest: i64,
+}
+
+/// A request entered to be counted ([`RateLimiter::enter`]); dropping it (once the request
+/// is settled) makes room for the next.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    limiter: &'a RateLimiter,
+    company: String,
+    second: i64,
+}
+
+impl Drop for Entry<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut counting) = self.limiter.counting.lock() {
+            if let Some(c) = counting.get_mut(&self.company) {
+                if c.second == self.second {
+                    c.in_flight = c.in_flight.saturating_sub(1);
+                }
+            }
+        }
+        self.limiter.settled.notify_waiters();
+    }
 }
 
 impl RateLimiter {
@@ -148,6 +187,64 @@ impl RateLimiter {
                 *headers,
             )
         })
+    }
+
+    /// Enters a request of `company` to be counted in `now`'s second. While the requests of
+    /// the company counting now, with the highest count an admitted one came back with, make
+    /// its per-second limit, this waits for one of them to settle (at most a second): if
+    /// they were admitted and reached the limit, [`Self::refused_from_memory`] refuses this
+    /// one without a write. Only requests whose caller this instance verified before enter
+    /// (see the admission), so nobody delays a company by sending requests in its name.
+    pub async fn enter(&self, company: &str, now: DateTime<Utc>, limit: u64) -> Entry<'_> {
+        let second = now.timestamp();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let give_up = tokio::time::Instant::now() >= deadline;
+            let entered = match self.counting.lock() {
+                Ok(mut counting) => {
+                    if counting.len() >= 10_000 {
+                        counting.retain(|_, c| c.in_flight > 0 && c.second >= second);
+                    }
+                    let c = counting.entry(company.to_owned()).or_default();
+                    if c.second != second {
+                        *c = Counting {
+                            second,
+                            ..Counting::default()
+                        };
+                    }
+                    let room = (c.in_flight as i64).saturating_add(c.highest) < limit.max(1) as i64;
+                    let entered =
+                        room || give_up || self.refused_from_memory(company, now).is_some();
+                    if entered {
+                        c.in_flight += 1;
+                    }
+                    entered
+                }
+                Err(_) => true,
+            };
+            if entered {
+                return Entry {
+                    limiter: self,
+                    company: company.to_owned(),
+                    second,
+                };
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    /// Notes the count of the second an admitted request came back with.
+    fn observe(&self, company: &str, counted: &Counted) {
+        if let Ok(mut counting) = self.counting.lock() {
+            if let Some(c) = counting.get_mut(company) {
+                if c.second == counted.second {
+                    c.highest = c.highest.max(counted.in_second);
+                }
+            }
+        }
     }
 
     /// Adds this request to the company's day counter item, which also counts the current
@@ -199,6 +296,14 @@ impl RateLimiter {
         Err(ApiError::Unavailable(
             "the rate counter is contended; retry shortly".into(),
         ))
+    }
+
+    /// Refuses the rest of `second` for `company` from memory.
+    fn block(&self, company: &str, second: i64, headers: RateHeaders) {
+        if let Ok(mut blocked) = self.blocked.lock() {
+            blocked.retain(|_, (s, _)| *s >= second);
+            blocked.insert(company.to_owned(), (second, headers));
+        }
     }
 
     fn last_second(&self, company: &str) -> Option<i64> {
@@ -254,17 +359,21 @@ impl RateLimiter {
         now: DateTime<Utc>,
     ) -> Result<RateHeaders, (ApiError, RateHeaders)> {
         match decide(counted, per_second_limit, daily_limit, now) {
-            Decision::Admit(headers) => Ok(headers),
+            Decision::Admit(headers) => {
+                self.observe(company, counted);
+                // This request reached the limit: the next one in this second is over it.
+                if counted.in_second >= per_second_limit as i64 {
+                    self.block(company, counted.second, headers);
+                }
+                Ok(headers)
+            }
             Decision::Refuse {
                 error,
                 headers,
                 per_second,
             } => {
                 if per_second {
-                    if let Ok(mut blocked) = self.blocked.lock() {
-                        blocked.retain(|_, (s, _)| *s >= counted.second);
-                        blocked.insert(company.to_owned(), (counted.second, headers));
-                    }
+                    self.block(company, counted.second, headers);
                 }
                 self.refund(store, company, counted).await;
                 Err((error, headers))

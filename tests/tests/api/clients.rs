@@ -557,3 +557,49 @@ async fn delete_client(partner: &TestApp, tid: &str) {
         200
     );
 }
+
+/// Client reads run alongside admission with the remembered caller (`.reads()`), and the
+/// permission is checked on the verified caller too: a role that lost `client.access` since
+/// is refused at once, with nothing of the clients in the answer.
+#[tokio::test]
+async fn a_remembered_caller_whose_role_lost_client_access_gets_a_403_on_the_next_read() {
+    let partner = TestApp::spawn().await;
+    let (status, client) = json(partner.post("/clients", json!({"name": "Secret Co"})).await).await;
+    assert_eq!(status, 201, "{client}");
+    let (status, role) = json(
+        partner
+            .post(
+                "/roles",
+                json!({"name": "Client reader", "permissions": ["client.access"]}),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{role}");
+    let role_id = role["data"]["id"].as_str().unwrap().to_owned();
+    let (_, key) = partner.user_with_key(&[role_id.as_str()], None).await;
+    // Two reads, so this instance remembers the caller and the next read runs alongside
+    // admission.
+    for _ in 0..2 {
+        let (status, list) = json(partner.call("GET", "/clients", &key, None).await).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["data"]["clients"][0]["name"], "Secret Co");
+    }
+    let r = partner
+        .call(
+            "PUT",
+            &format!("/roles/{role_id}"),
+            partner.key(),
+            Some(json!({"permissions": ["report.generate"]})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body = expect_error(
+        partner.call("GET", "/clients", &key, None).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(body["message"], "missing permission client.access");
+    assert!(!body.to_string().contains("Secret Co"), "{body}");
+}

@@ -286,3 +286,49 @@ async fn an_oversize_chunked_body_to_a_held_route_is_a_413_as_without_the_hold()
     let (_, body) = json(app.get(&format!("/datasources/{id}")).await).await;
     assert_eq!(body["data"]["row_count"], 2, "{body}");
 }
+
+/// Report writes are held too: a generate with a key revoked since queues no run.
+#[tokio::test]
+async fn a_held_generate_with_a_key_revoked_since_is_a_401_and_queues_no_run() {
+    let app = TestApp::spawn().await;
+    let dashboard_id = dashboard(&app).await;
+    let (status, report) = json(
+        app.post(
+            "/reports",
+            json!({"name": "Held", "dashboard_id": dashboard_id, "format": "json"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{report}");
+    let generate = format!(
+        "/reports/{}/generate",
+        report["data"]["id"].as_str().unwrap()
+    );
+    let runs = format!("/reports/{}/runs", report["data"]["id"].as_str().unwrap());
+    let key = app.create_key(json!({"name": "to revoke"})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    // Two runs, so this instance remembers the key's caller and the next one runs held.
+    for _ in 0..2 {
+        let r = app.call("POST", &generate, &secret, None).await;
+        assert_eq!(r.status(), 202);
+    }
+    let path = format!("/api-keys/{}", key["id"].as_str().unwrap());
+    assert_eq!(
+        app.call("DELETE", &path, app.key(), None).await.status(),
+        200
+    );
+    expect_error(
+        app.call("POST", &generate, &secret, None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let (status, listed) = json(app.get(&runs).await).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["data"]["runs"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+}

@@ -76,6 +76,60 @@ async fn a_burst_admits_exactly_the_per_second_limit() {
     assert_eq!(usage["data"]["used_today"], 7, "{usage}");
 }
 
+/// A burst over the limit costs the limit's writes, not one per request: while as many of a
+/// company's requests as its limit are counting, the rest wait for them and are refused from
+/// memory once they reached it, so only the admitted ones ever touch the counter.
+#[tokio::test]
+async fn a_concurrent_burst_over_the_limit_counts_only_the_admitted_requests() {
+    let app = TestApp::spawn_with(Options {
+        per_second_limit: Some(4),
+        ..Options::default()
+    })
+    .await;
+    app.freeze(new_york_noon_today());
+    app.get("/profile").await; // this instance remembers the key from now on
+    app.advance(chrono::Duration::seconds(1));
+    let responses = futures::future::join_all((0..24).map(|_| app.get("/profile"))).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        20,
+        "{statuses:?}"
+    );
+    // The second's count is the four admitted: the twenty refused never wrote it.
+    let (today, in_second) = counters(&app, &app.company.company_id).await;
+    assert_eq!((today, in_second), (5, 4));
+}
+
+/// The request that reaches the limit tells this instance the next one is over it: that one
+/// is refused without counting.
+#[tokio::test]
+async fn the_request_after_the_one_that_reached_the_limit_is_refused_without_counting() {
+    let app = TestApp::spawn_with(Options {
+        per_second_limit: Some(2),
+        ..Options::default()
+    })
+    .await;
+    app.freeze(new_york_noon_today());
+    app.get("/profile").await;
+    app.advance(chrono::Duration::seconds(1));
+    for _ in 0..2 {
+        assert_eq!(app.get("/profile").await.status(), 200);
+    }
+    let r = app.get("/profile").await;
+    assert_eq!(r.headers()["retry-after"], "1");
+    expect_error(r, 429, "rate_limited").await;
+    assert_eq!(counters(&app, &app.company.company_id).await, (3, 2));
+    // The next second admits again.
+    app.advance(chrono::Duration::seconds(1));
+    assert_eq!(app.get("/profile").await.status(), 200);
+}
+
 #[tokio::test]
 async fn the_eleventh_request_of_a_ten_request_day_is_refused_until_new_york_midnight() {
     let app = TestApp::spawn_with(Options {

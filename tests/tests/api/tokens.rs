@@ -221,6 +221,17 @@ async fn a_password_set_by_an_admin_ends_the_users_sessions() {
         .await;
     assert_eq!(r.status(), 200);
     assert_session_ended(&app, &access, &refresh).await;
+    // The old password no longer signs in, though this instance signed in with it before
+    // (it checks a remembered address's password against the hash it had then only while
+    // that is still the stored one).
+    let r = app
+        .http
+        .post(app.url("/auth/login"))
+        .json(&json!({"email": app.company.email, "password": pulseboard_tests::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 401, "unauthorized").await;
     // The new password starts a new session.
     let r = app
         .http
