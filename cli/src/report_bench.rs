@@ -18,9 +18,14 @@ const ROUNDS: usize = 5;
 /// `Timeout` of `ReportWorkerFunction` in template.yaml, in seconds.
 const WORKER_TIMEOUT_SECONDS: f64 = 60.0;
 
-/// 100,000 orders over the 400 days before `now`: day, region (5), product (20), amount,
-/// units, from a fixed-seed generator.
+/// `ROWS` orders over the 400 days before `now` (see [`rows_of`]).
 fn rows(now: chrono::DateTime<Utc>) -> Vec<Map<String, Value>> {
+    rows_of(now, ROWS)
+}
+
+/// `count` orders over the 400 days before `now`: day, region (5), product (20), amount,
+/// units, from a fixed-seed generator.
+fn rows_of(now: chrono::DateTime<Utc>, count: usize) -> Vec<Map<String, Value>> {
     let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         seed ^= seed << 13;
@@ -29,9 +34,9 @@ fn rows(now: chrono::DateTime<Utc>) -> Vec<Map<String, Value>> {
         seed
     };
     let regions = ["north", "south", "east", "west", "central"];
-    (0..ROWS)
+    (0..count)
         .map(|i| {
-            let back = (i * 400 / ROWS) as i64;
+            let back = (i * 400 / count) as i64;
             let day = (now - Days::days(back)).date_naive();
             let r = next();
             let amount = 20.0 + (r % 20_000) as f64 / 100.0;
@@ -116,6 +121,61 @@ fn klips() -> Result<Vec<Klip>, String> {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// Sizes of the Klip engine's scaling run.
+const ENGINE_ROWS: [usize; 3] = [10_000, 100_000, 1_000_000];
+/// The Klip functions' budget: `Timeout` in template.yaml's globals, in seconds.
+const KLIP_BUDGET_SECONDS: f64 = 10.0;
+
+/// The Klip engine alone, as the worker runs it on a data source's stored rows: one pass
+/// parsing the rows one at a time and folding each into the 6 Klips' running aggregates, at
+/// 10,000, 100,000 and 1,000,000 rows; the time per row shows whether it grows linearly.
+/// Lambda gives 1 GB of memory 1024/1769 of a vCPU, so the time there is this machine's
+/// (one full core) times 1769/1024.
+fn engine_scaling(now: chrono::DateTime<Utc>, klips: &[Klip]) -> Result<(), String> {
+    let tz = chrono_tz::America::New_York;
+    println!();
+    println!("Klip engine: 6 Klips in one pass over the stored rows (parse each row, fold it into each Klip; median of 3)");
+    let mut first_per_row = None;
+    for count in ENGINE_ROWS {
+        let stored = serde_json::to_vec(&rows_of(now, count)).map_err(|e| e.to_string())?;
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let mut evaluations: Vec<domain::klip::Evaluation> = klips
+                .iter()
+                .map(|k| domain::klip::Evaluation::start(&k.query, &k.display, tz, now, false))
+                .collect();
+            let fed = domain::data::each_stored_row(&stored, |row| {
+                evaluations.iter_mut().for_each(|e| e.feed(row))
+            })?;
+            let values: Vec<_> = evaluations.into_iter().map(|e| e.finish().value).collect();
+            samples.push(t.elapsed());
+            if fed != count as u64 {
+                return Err(format!("the engine saw {fed} of {count} rows"));
+            }
+            if let Some(bad) = values.iter().find_map(|v| v.error.clone()) {
+                return Err(format!("bench klip failed: {bad}"));
+            }
+            std::hint::black_box(values);
+        }
+        let p50 = median(samples);
+        let per_row_ns = p50.as_secs_f64() * 1e9 / count as f64;
+        let first = *first_per_row.get_or_insert(per_row_ns);
+        let at_1gb = p50.as_secs_f64() * 1769.0 / 1024.0;
+        println!(
+            "          {count:>9} rows {:10.1} ms  {per_row_ns:7.0} ns per row ({:.2}x the 10,000-row rate)   at 1 GB about {at_1gb:.2} s of the {KLIP_BUDGET_SECONDS} s budget{}",
+            p50.as_secs_f64() * 1000.0,
+            per_row_ns / first,
+            if count == 1_000_000 {
+                if at_1gb <= KLIP_BUDGET_SECONDS { " (target: met)" } else { " (target: NOT met)" }
+            } else {
+                ""
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Prints the figures; `Err` when a step fails (a bench that cannot run says so).
@@ -206,5 +266,5 @@ pub fn run() -> Result<(), String> {
         all.as_secs_f64() / base.as_secs_f64(),
         all.as_secs_f64() / WORKER_TIMEOUT_SECONDS * 100.0
     );
-    Ok(())
+    engine_scaling(now, &klips)
 }
