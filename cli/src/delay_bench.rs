@@ -4,7 +4,9 @@
 //! once, calls in sequence each time); the API runs in this process against the proxies,
 //! and each route's p50 and p99 are printed as ratios of one `GetItem` through the same
 //! delay, with the database and S3 calls each request made. At 20 ms the ratio is about the
-//! number of round trips in sequence. The figures go to `target/bench/round-trips.json` too.
+//! number of round trips in sequence. Each request's DynamoDB units, S3 requests and CPU time
+//! give its cost per million (`crate::cost`). The figures go to `target/bench/results.json`
+//! and a Markdown table to `target/bench/results.md`.
 
 use crate::bench_support::{self, percentile};
 use crate::cost;
@@ -901,7 +903,6 @@ pub async fn run() -> Result<(), String> {
             &api.base,
             &flood.api_key,
             &proxies,
-            base50,
             profile_writes,
         )
         .await?;
@@ -980,9 +981,13 @@ pub async fn run() -> Result<(), String> {
         "    {:46} 128 MB  bare Lambda + one GetItem, no auth, no limits: ${bare_cost:.3} per million",
         "bare read (baseline)"
     );
-    markdown.push_str(&format!(
-        "| bare read: one `GetItem`, no auth or limits, 128 MB | 1.00 | 1.0 | 0.0 | — | — | {bare_cost:.3} (1.00x) |\n"
-    ));
+    if let Some((_, _, _, bare)) = costs.first() {
+        markdown.push_str(&format!(
+            "| bare read: one `GetItem`, no auth or limits, 128 MB | 1.00 | 1.0 | 0.0 | {:.1} | {} | {bare_cost:.3} (1.00x) |\n",
+            bare.read_units,
+            bare.billed_ms(),
+        ));
+    }
     println!(
         "  every round-trip, flood and cost target above: {}",
         if met_all { "met" } else { "NOT all met" }
@@ -1022,7 +1027,6 @@ async fn flood_once(
     base: &str,
     key: &str,
     proxies: &[&Proxy],
-    _base50: Duration,
     admitted_writes: f64,
 ) -> Result<Flooded, String> {
     const BURST: usize = 25;

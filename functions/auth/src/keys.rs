@@ -12,7 +12,7 @@ use platform::extract::{JsonBody, NoParams, OptionalJsonBody, Params};
 use platform::paging::Paging;
 use platform::store::keys;
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize, Default)]
@@ -173,7 +173,7 @@ fn validate(
     owner: Option<&std::collections::BTreeSet<String>>,
     default_name: &str,
 ) -> ApiResult<KeyChoice> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     let name = body
         .name
         .clone()
@@ -181,44 +181,38 @@ fn validate(
         .trim()
         .to_owned();
     if name.is_empty() || name.chars().count() > 100 {
-        problems.push(FieldError::new("name", "must be 1 to 100 characters"));
+        problems.add("name", "must be 1 to 100 characters");
     }
     if body
         .description
         .as_ref()
         .is_some_and(|d| d.chars().count() > 1000)
     {
-        problems.push(FieldError::new(
-            "description",
-            "must be at most 1000 characters",
-        ));
+        problems.add("description", "must be at most 1000 characters");
     }
     if let Some(days) = body.expires_in_days {
         if !EXPIRY_CHOICES.contains(&days) {
-            problems.push(FieldError::new(
+            problems.add(
                 "expires_in_days",
                 "must be 30, 90, 365 or null (never expires)",
-            ));
+            );
         }
     }
     let scopes = match &body.scopes {
         Some(scopes) => {
             for scope in scopes {
                 if !PERMISSIONS.contains(&scope.as_str()) {
-                    problems.push(FieldError::new(
-                        "scopes",
-                        format!("'{scope}' is not a permission name"),
-                    ));
+                    problems.add("scopes", format!("'{scope}' is not a permission name"));
                 } else if !caller.can(scope) {
-                    problems.push(FieldError::new(
+                    problems.add(
                         "scopes",
                         format!("you do not hold '{scope}', so a key of yours cannot"),
-                    ));
+                    );
                 } else if owner.is_some_and(|held| !held.contains(scope)) {
-                    problems.push(FieldError::new(
+                    problems.add(
                         "scopes",
                         format!("the key's user does not hold '{scope}', so their key cannot"),
-                    ));
+                    );
                 }
             }
             let mut unique = scopes.clone();
@@ -229,9 +223,7 @@ fn validate(
         // A scoped key that creates a key passes its own scopes on, never more.
         None => caller.api_key.as_ref().and_then(|k| k.scopes.clone()),
     };
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     Ok(KeyChoice {
         name,
         description: body.description.clone(),

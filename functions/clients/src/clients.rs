@@ -14,7 +14,7 @@ use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::store::{keys, Key};
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -61,34 +61,30 @@ async fn save(state: &AppState, old: &Company, new: &Company) -> ApiResult<()> {
 }
 
 fn validate(body: &ClientBody, creating: bool) -> ApiResult<()> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     match body.name.as_deref().map(str::trim) {
-        None if creating => problems.push(FieldError::new("name", "is required")),
+        None if creating => problems.add("name", "is required"),
         Some(n) if n.is_empty() || n.chars().count() > 200 => {
-            problems.push(FieldError::new("name", "must be 1 to 200 characters"))
+            problems.add("name", "must be 1 to 200 characters")
         }
         _ => {}
     }
     if let Some(status) = body.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        problems.push(FieldError::new(
+        problems.add(
             "status",
             format!("must be one of {}, not '{status}'", STATUSES.join(", ")),
-        ));
+        );
     }
     if let Some(plan) = body.plan.as_deref().filter(|p| !PLANS.contains(p)) {
-        problems.push(FieldError::new(
+        problems.add(
             "plan",
             format!("must be one of {}, not '{plan}'", PLANS.join(", ")),
-        ));
+        );
     }
     if body.seats.is_some_and(|s| s < -1) {
-        problems.push(FieldError::new("seats", "must be -1 (unlimited) or more"));
+        problems.add("seats", "must be -1 (unlimited) or more");
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(problems))
-    }
+    problems.check().map_err(ApiError::from)
 }
 
 pub async fn list(
@@ -290,24 +286,22 @@ pub async fn put_properties(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PropertiesBody>,
 ) -> ApiResult<Response> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     for (k, v) in &body.properties {
         if k.is_empty() || k.len() > 100 {
-            problems.push(FieldError::new(
+            problems.add(
                 format!("properties.{k}"),
                 "names must be 1 to 100 characters",
-            ));
+            );
         }
         if v.is_object() || v.is_array() {
-            problems.push(FieldError::new(
+            problems.add(
                 format!("properties.{k}"),
                 "values must be strings, numbers, booleans or null",
-            ));
+            );
         }
     }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     let old = find_client(&state, &caller, &id).await?;
     let mut client = old.clone();
     client.properties.extend(body.properties);
@@ -382,7 +376,7 @@ pub async fn put_resources(
 ) -> ApiResult<Response> {
     let old = find_client(&state, &caller, &id).await?;
     let mut client = old.clone();
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     for (i, r) in body.resources.iter().enumerate() {
         let field = format!("resources[{i}].value");
         let positive = |v: Option<i64>| {
@@ -393,29 +387,27 @@ pub async fn put_resources(
         match r.name.as_str() {
             "api.requests.perDay" => match positive(r.value) {
                 Ok(v) => client.daily_limit = v,
-                Err(()) => problems.push(FieldError::new(field, "must be at least 1")),
+                Err(()) => problems.add(field, "must be at least 1"),
             },
             "api.requests.perSecond" => match positive(r.value) {
                 Ok(v) => client.per_second_limit = v,
-                Err(()) => problems.push(FieldError::new(field, "must be at least 1")),
+                Err(()) => problems.add(field, "must be at least 1"),
             },
             "company.seats" => match limited(r.value) {
                 Ok(v) => client.seats = v.filter(|v| *v >= 0),
-                Err(()) => problems.push(FieldError::new(field, "must be -1 (unlimited) or more")),
+                Err(()) => problems.add(field, "must be -1 (unlimited) or more"),
             },
             "dashboard.combined.total" => match limited(r.value) {
                 Ok(v) => client.dashboard_limit = v.filter(|v| *v >= 0),
-                Err(()) => problems.push(FieldError::new(field, "must be -1 (unlimited) or more")),
+                Err(()) => problems.add(field, "must be -1 (unlimited) or more"),
             },
-            other => problems.push(FieldError::new(
+            other => problems.add(
                 format!("resources[{i}].name"),
                 format!("'{other}' is not one of {}", RESOURCES.join(", ")),
-            )),
+            ),
         }
     }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     client.last_updated = rfc3339(state.clock.now());
     save(&state, &old, &client).await?;
     Ok(envelope::ok(json!({"resources": resource_list(&client)})))
@@ -460,21 +452,16 @@ pub async fn put_features(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<FeaturesBody>,
 ) -> ApiResult<Response> {
-    let problems: Vec<FieldError> = body
-        .features
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !FEATURES.contains(&f.name.as_str()))
-        .map(|(i, f)| {
-            FieldError::new(
+    let mut problems = Problems::new();
+    for (i, f) in body.features.iter().enumerate() {
+        if !FEATURES.contains(&f.name.as_str()) {
+            problems.add(
                 format!("features[{i}].name"),
                 format!("'{}' is not one of {}", f.name, FEATURES.join(", ")),
-            )
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
+            );
+        }
     }
+    problems.check()?;
     let old = find_client(&state, &caller, &id).await?;
     let mut client = old.clone();
     for f in body.features {

@@ -13,7 +13,7 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::store::keys;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -266,31 +266,31 @@ pub async fn show(
     Ok(ok_with_etag(&headers, dashboard.meta.version, body))
 }
 
-fn check_layout(layout: &Layout, problems: &mut Vec<FieldError>) {
+fn check_layout(layout: &Layout, problems: &mut Problems) {
     if layout.kind.trim().is_empty() || layout.kind.len() > 50 {
-        problems.push(FieldError::new("layout.type", "must be 1 to 50 characters"));
+        problems.add("layout.type", "must be 1 to 50 characters");
     }
     if !layout.state.is_object() {
-        problems.push(FieldError::new("layout.state", "must be an object"));
+        problems.add("layout.state", "must be an object");
     }
     // The dashboard is one database item (at most 400 KB, nested at most 32 levels).
     if depth(&layout.state) > MAX_LAYOUT_DEPTH {
-        problems.push(FieldError::new(
+        problems.add(
             "layout.state",
             format!("must be nested at most {MAX_LAYOUT_DEPTH} levels deep"),
-        ));
+        );
     }
     if has_empty_key(&layout.state) {
-        problems.push(FieldError::new(
+        problems.add(
             "layout.state",
             "object keys must not be empty, at any depth",
-        ));
+        );
     }
     if layout.state.to_string().len() > MAX_LAYOUT_BYTES {
-        problems.push(FieldError::new(
+        problems.add(
             "layout.state",
             format!("must be at most {} KB as JSON", MAX_LAYOUT_BYTES / 1024),
-        ));
+        );
     }
 }
 
@@ -333,9 +333,7 @@ pub async fn create(
     if let Some(layout) = &body.layout {
         check_layout(layout, &mut problems);
     }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     // `dashboard.combined.total`: how many dashboards the company may have (read with the
     // caller's company at admission, so no second read).
     if let Some(limit) = caller.company.dashboard_limit {
@@ -388,9 +386,7 @@ pub async fn update(
     if let Some(layout) = &body.layout {
         check_layout(layout, &mut problems);
     }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     let mut dashboard = old.clone();
     dashboard.meta.apply(body.name, body.description, body.slug);
     if let Some(v) = body.layout {
@@ -427,11 +423,9 @@ pub async fn put_layout(
     Path(id): Path<String>,
     JsonBody(layout): JsonBody<Layout>,
 ) -> ApiResult<Response> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     check_layout(&layout, &mut problems);
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     let old: Dashboard = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut dashboard = old.clone();
@@ -489,16 +483,13 @@ pub async fn add_instances(
     let old: Dashboard = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut dashboard = old.clone();
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     for (i, new) in body.klips.iter().enumerate() {
         match find::<Klip>(&state, &caller, &new.klip_id).await {
             Ok(klip) => {
                 let region = new.region.clone().unwrap_or_else(|| "main".into());
                 if region.is_empty() || region.len() > 50 {
-                    problems.push(FieldError::new(
-                        format!("klips[{i}].region"),
-                        "must be 1 to 50 characters",
-                    ));
+                    problems.add(format!("klips[{i}].region"), "must be 1 to 50 characters");
                 }
                 // Without a position: after the last one in its region.
                 let position = new.position.unwrap_or_else(|| {
@@ -517,22 +508,20 @@ pub async fn add_instances(
                     position,
                 });
             }
-            Err(ApiError::NotFound(_)) => problems.push(FieldError::new(
+            Err(ApiError::NotFound(_)) => problems.add(
                 format!("klips[{i}].klip_id"),
                 format!("klip '{}' does not exist", new.klip_id),
-            )),
+            ),
             Err(e) => return Err(e),
         }
     }
     if dashboard.klip_instances.len() > MAX_INSTANCES {
-        problems.push(FieldError::new(
+        problems.add(
             "klips",
             format!("a dashboard holds at most {MAX_INSTANCES} Klips"),
-        ));
+        );
     }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     let dashboard = assets::save(&state, &old, dashboard).await?;
     let rendered = render(&state, &dashboard, None, None).await?;
     Ok(envelope::ok(

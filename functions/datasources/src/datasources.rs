@@ -16,7 +16,7 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{nullable, JsonBody, NoParams, Params};
 use platform::paging::Paging;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -73,12 +73,12 @@ pub struct DatasourceBody {
     properties: Option<DatasourceProperties>,
 }
 
-fn one_of(problems: &mut Vec<FieldError>, field: &str, value: Option<&str>, allowed: &[&str]) {
+fn one_of(problems: &mut Problems, field: &str, value: Option<&str>, allowed: &[&str]) {
     if let Some(v) = value.filter(|v| !allowed.contains(v)) {
-        problems.push(FieldError::new(
+        problems.add(
             field,
             format!("must be one of {}, not '{v}'", allowed.join(", ")),
-        ));
+        );
     }
 }
 
@@ -110,7 +110,7 @@ fn chosen<T: std::str::FromStr>(value: Option<&str>) -> Option<T> {
     value.and_then(|v| v.parse().ok())
 }
 
-fn check_body(body: &DatasourceBody, creating: bool) -> Vec<FieldError> {
+fn check_body(body: &DatasourceBody, creating: bool) -> Problems {
     let description = body.description.as_ref().and_then(|d| d.as_deref());
     let mut problems = check_common(
         body.name.as_deref(),
@@ -132,10 +132,10 @@ fn check_body(body: &DatasourceBody, creating: bool) -> Vec<FieldError> {
     );
     if let Some(Some(n)) = body.refresh_interval {
         if n != 0 && !(60..=MAX_REFRESH_INTERVAL).contains(&n) {
-            problems.push(FieldError::new(
+            problems.add(
                 "refresh_interval",
                 format!("must be 0 (no automatic refresh) or 60 to {MAX_REFRESH_INTERVAL} seconds"),
-            ));
+            );
         }
     }
     problems
@@ -143,66 +143,57 @@ fn check_body(body: &DatasourceBody, creating: bool) -> Vec<FieldError> {
 
 /// What every data source must satisfy after a change: valid properties, and an
 /// `endpoint_url` for URL connectors.
-fn check_source(ds: &Datasource) -> Vec<FieldError> {
-    let mut problems = Vec::new();
+fn check_source(ds: &Datasource) -> Problems {
+    let mut problems = Problems::new();
     let p = &ds.properties;
     if let Some(url) = &p.endpoint_url {
         let parsed = reqwest::Url::parse(url);
         match parsed {
-            _ if url.len() > 2048 => problems.push(FieldError::new(
-                "properties.endpoint_url",
-                "must be at most 2048 characters",
-            )),
+            _ if url.len() > 2048 => {
+                problems.add("properties.endpoint_url", "must be at most 2048 characters")
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            Ok(u) => problems.push(FieldError::new(
+            Ok(u) => problems.add(
                 "properties.endpoint_url",
                 format!(
                     "must be an http or https URL with a host, not {}:",
                     u.scheme()
                 ),
-            )),
-            Err(e) => problems.push(FieldError::new(
+            ),
+            Err(e) => problems.add(
                 "properties.endpoint_url",
                 format!("is not a valid URL: {e}"),
-            )),
+            ),
         }
     } else if ds.connector == Connector::Url {
-        problems.push(FieldError::new(
+        problems.add(
             "properties.endpoint_url",
             "is required for a url data source",
-        ));
+        );
     }
     if p.headers.len() > MAX_HEADERS {
-        problems.push(FieldError::new(
+        problems.add(
             "properties.headers",
             format!("at most {MAX_HEADERS} headers"),
-        ));
+        );
     }
     for (name, value) in &p.headers {
         let field = format!("properties.headers.{name}");
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            problems.push(FieldError::new(field, "is not a valid header name"));
+            problems.add(field, "is not a valid header name");
         } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            problems.push(FieldError::new(field, "is set by the connector itself"));
+            problems.add(field, "is set by the connector itself");
         } else if HeaderValue::from_str(value).is_err() {
-            problems.push(FieldError::new(field, "is not a valid header value"));
+            problems.add(field, "is not a valid header value");
         }
     }
     if let Some(path) = p.json_path.as_deref().filter(|p| !valid_json_path(p)) {
-        problems.push(FieldError::new(
+        problems.add(
             "properties.json_path",
             format!("must be '$' or a dot path such as '$.items' or '$.data.rows', not '{path}'"),
-        ));
+        );
     }
     problems
-}
-
-fn fail_on(problems: Vec<FieldError>) -> ApiResult<()> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(problems))
-    }
 }
 
 /// `GET /datasources`: visible data sources, with `connector`, `format` and `disabled`
@@ -213,7 +204,7 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<Response> {
     let paging = Paging::from_params(&params, &["connector", "format", "disabled"])?;
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     one_of(
         &mut problems,
         "connector",
@@ -259,7 +250,7 @@ pub async fn create(
     _: NoParams,
     JsonBody(body): JsonBody<DatasourceBody>,
 ) -> ApiResult<Response> {
-    fail_on(check_body(&body, true))?;
+    check_body(&body, true).check()?;
     let name = body.name.unwrap_or_default().trim().to_owned();
     let ds = Datasource {
         meta: Meta::new(
@@ -290,7 +281,7 @@ pub async fn create(
         refresh: None,
         next_refresh_at: None,
     };
-    fail_on(check_source(&ds))?;
+    check_source(&ds).check()?;
     let mut ds = ds;
     schedule_refresh(&mut ds, None, state.clock.now());
     let ds = create_asset(&state, ds).await?;
@@ -309,7 +300,7 @@ pub async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<DatasourceBody>,
 ) -> ApiResult<Response> {
-    fail_on(check_body(&body, false))?;
+    check_body(&body, false).check()?;
     let old = lookup(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
     let mut ds = old.clone();
@@ -335,7 +326,7 @@ pub async fn update(
         properties.keep_masked(&old.properties);
         ds.properties = properties;
     }
-    fail_on(check_source(&ds))?;
+    check_source(&ds).check()?;
     schedule_refresh(&mut ds, Some(&old), state.clock.now());
     let mut new_copy = None;
     if ds.format != old.format && old.data_size > 0 {
@@ -424,7 +415,7 @@ fn merge_properties(
     given: Map<String, Value>,
 ) -> ApiResult<DatasourceProperties> {
     let mut out = current.clone();
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     for (key, value) in given {
         let field = format!("properties.{key}");
         match (key.as_str(), value) {
@@ -446,28 +437,20 @@ fn merge_properties(
                         Value::String(s) => {
                             headers.insert(name, s);
                         }
-                        _ => problems.push(FieldError::new(
-                            format!("{field}.{name}"),
-                            "must be a string",
-                        )),
+                        _ => problems.add(format!("{field}.{name}"), "must be a string"),
                     }
                 }
                 out.headers = headers;
             }
-            ("endpoint_url" | "json_path", _) => {
-                problems.push(FieldError::new(field, "must be a string or null"))
-            }
-            ("headers", _) => problems.push(FieldError::new(
-                field,
-                "must be an object of strings or null",
-            )),
-            _ => problems.push(FieldError::new(
+            ("endpoint_url" | "json_path", _) => problems.add(field, "must be a string or null"),
+            ("headers", _) => problems.add(field, "must be an object of strings or null"),
+            _ => problems.add(
                 field,
                 "is not a data source property; use endpoint_url, headers or json_path",
-            )),
+            ),
         }
     }
-    fail_on(problems)?;
+    problems.check()?;
     Ok(out)
 }
 
@@ -484,7 +467,7 @@ pub async fn put_properties(
     check_if_match(&headers, &old.meta)?;
     let mut ds = old.clone();
     ds.properties = merge_properties(&old.properties, body.properties)?;
-    fail_on(check_source(&ds))?;
+    check_source(&ds).check()?;
     let ds = save(&state, &old, ds).await?;
     Ok(envelope::ok(json!({"properties": ds.properties.shown()})))
 }

@@ -21,7 +21,7 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::store::WriteError;
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -78,10 +78,10 @@ pub async fn bulk_refresh(
     JsonBody(body): JsonBody<BulkBody>,
 ) -> ApiResult<Response> {
     if body.datasources.is_empty() || body.datasources.len() > MAX_BULK {
-        return Err(ApiError::validation(vec![FieldError::new(
+        return Err(ApiError::field(
             "datasources",
             format!("must name 1 to {MAX_BULK} data sources by id or slug"),
-        )]));
+        ));
     }
     let now = state.clock.now();
     let mut results = Vec::with_capacity(body.datasources.len());

@@ -15,7 +15,7 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -53,15 +53,15 @@ fn check_schema(
     kind: Option<&str>,
     query: Option<&Query>,
     display: Option<&Display>,
-    problems: &mut Vec<FieldError>,
+    problems: &mut Problems,
 ) -> Option<KlipType> {
     let parsed = match kind.map(str::parse::<KlipType>) {
         Some(Ok(kind)) => Some(kind),
         Some(Err(names)) => {
-            problems.push(FieldError::new(
+            problems.add(
                 "type",
                 format!("must be one of {names}, not '{}'", kind.unwrap_or_default()),
-            ));
+            );
             None
         }
         None => None,
@@ -69,11 +69,9 @@ fn check_schema(
     let default_display = Display::default();
     if let Some(query) = query {
         if let Err(found) = domain::klip::validate(query, display.unwrap_or(&default_display)) {
-            problems.extend(
-                found
-                    .into_iter()
-                    .map(|(field, message)| FieldError::new(field, message)),
-            );
+            for (field, message) in found {
+                problems.add(field, message);
+            }
         }
     }
     parsed
@@ -146,10 +144,10 @@ pub async fn create(
         true,
     );
     if body.kind.is_none() {
-        problems.push(FieldError::new("type", "is required"));
+        problems.add("type", "is required");
     }
     if body.query.is_none() {
-        problems.push(FieldError::new("query", "is required"));
+        problems.add("query", "is required");
     }
     let kind = check_schema(
         body.kind.as_deref(),
@@ -158,7 +156,7 @@ pub async fn create(
         &mut problems,
     );
     let Some(kind) = kind.filter(|_| problems.is_empty()) else {
-        return Err(ApiError::validation(problems));
+        return Err(ApiError::problems(problems));
     };
     let datasource = match &body.datasource_id {
         Some(given) => Some(datasource_id(&state, &caller, given).await?),
@@ -210,9 +208,7 @@ pub async fn update(
         Some(&display),
         &mut problems,
     );
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     let mut klip = old.clone();
     klip.meta.apply(body.name, body.description, body.slug);
     if let Some(v) = kind {
@@ -290,7 +286,7 @@ pub async fn put_schema(
 ) -> ApiResult<Response> {
     let old: Klip = find(&state, &caller, &id).await?;
     check_if_match(&headers, &old.meta)?;
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     let kind = check_schema(
         Some(&body.kind),
         Some(&body.query),
@@ -298,7 +294,7 @@ pub async fn put_schema(
         &mut problems,
     );
     let Some(kind) = kind.filter(|_| problems.is_empty()) else {
-        return Err(ApiError::validation(problems));
+        return Err(ApiError::problems(problems));
     };
     let mut klip = old.clone();
     klip.kind = kind;
@@ -321,29 +317,25 @@ pub struct AnnotationBody {
 }
 
 fn check_annotation(body: &AnnotationBody, creating: bool) -> ApiResult<()> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     match body.date.as_deref() {
-        None if creating => problems.push(FieldError::new("date", "is required")),
+        None if creating => problems.add("date", "is required"),
         Some(d)
             if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err()
                 && chrono::DateTime::parse_from_rfc3339(d).is_err() =>
         {
-            problems.push(FieldError::new("date", "must be YYYY-MM-DD or RFC 3339"))
+            problems.add("date", "must be YYYY-MM-DD or RFC 3339")
         }
         _ => {}
     }
     match body.text.as_deref().map(str::trim) {
-        None if creating => problems.push(FieldError::new("text", "is required")),
+        None if creating => problems.add("text", "is required"),
         Some(t) if t.is_empty() || t.chars().count() > 2000 => {
-            problems.push(FieldError::new("text", "must be 1 to 2000 characters"))
+            problems.add("text", "must be 1 to 2000 characters")
         }
         _ => {}
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(problems))
-    }
+    problems.check().map_err(ApiError::from)
 }
 
 pub async fn annotations(

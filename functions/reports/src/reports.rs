@@ -17,7 +17,7 @@ use platform::envelope;
 use platform::extract::{nullable, JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, FieldError, Problems};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -67,7 +67,7 @@ fn resolve_schedule(
     body: &ScheduleBody,
     company_zone: Option<&str>,
     now: DateTime<Utc>,
-    problems: &mut Vec<FieldError>,
+    problems: &mut Problems,
 ) -> Option<(Schedule, Option<String>)> {
     let zone_name = body
         .timezone
@@ -77,27 +77,27 @@ fn resolve_schedule(
     let zone = match zone_name.parse::<chrono_tz::Tz>() {
         Ok(zone) => Some(zone),
         Err(_) => {
-            problems.push(FieldError::new(
+            problems.add(
                 "schedule.timezone",
                 format!("'{zone_name}' is not an IANA time zone (such as Europe/Paris)"),
-            ));
+            );
             None
         }
     };
     let cron = match Cron::parse(&body.cron) {
         Ok(cron) => Some(cron),
         Err(message) => {
-            problems.push(FieldError::new("schedule.cron", message));
+            problems.add("schedule.cron", message);
             None
         }
     };
     let (cron, zone) = (cron?, zone?);
     let next = cron.next_after(now, zone);
     if next.is_none() {
-        problems.push(FieldError::new(
+        problems.add(
             "schedule.cron",
             "never comes due (no such date within five years)",
-        ));
+        );
         return None;
     }
     Some((
@@ -115,27 +115,24 @@ async fn resolve_klips(
     state: &AppState,
     caller: &Caller,
     given: &[String],
-    problems: &mut Vec<FieldError>,
+    problems: &mut Problems,
 ) -> ApiResult<Vec<String>> {
     if given.is_empty() || given.len() > MAX_KLIPS {
-        problems.push(FieldError::new(
-            "klip_ids",
-            format!("must name 1 to {MAX_KLIPS} Klips"),
-        ));
+        problems.add("klip_ids", format!("must name 1 to {MAX_KLIPS} Klips"));
         return Ok(Vec::new());
     }
     let mut ids = Vec::with_capacity(given.len());
     for (i, id) in given.iter().enumerate() {
         match find::<Klip>(state, caller, id).await {
             Ok(klip) if !ids.contains(&klip.meta.id) => ids.push(klip.meta.id),
-            Ok(_) => problems.push(FieldError::new(
+            Ok(_) => problems.add(
                 format!("klip_ids[{i}]"),
                 format!("Klip '{id}' is named twice"),
-            )),
-            Err(ApiError::NotFound(_)) => problems.push(FieldError::new(
+            ),
+            Err(ApiError::NotFound(_)) => problems.add(
                 format!("klip_ids[{i}]"),
                 format!("Klip '{id}' does not exist"),
-            )),
+            ),
             Err(e) => return Err(e),
         }
     }
@@ -146,15 +143,15 @@ async fn resolve_dashboard(
     state: &AppState,
     caller: &Caller,
     given: &str,
-    problems: &mut Vec<FieldError>,
+    problems: &mut Problems,
 ) -> ApiResult<Option<String>> {
     match find::<Dashboard>(state, caller, given).await {
         Ok(d) => Ok(Some(d.meta.id)),
         Err(ApiError::NotFound(_)) => {
-            problems.push(FieldError::new(
+            problems.add(
                 "dashboard_id",
                 format!("dashboard '{given}' does not exist"),
-            ));
+            );
             Ok(None)
         }
         Err(e) => Err(e),
@@ -178,13 +175,13 @@ async fn apply(
     );
     match body.format.as_deref().map(str::parse::<ReportFormat>) {
         Some(Ok(format)) => report.format = format,
-        Some(Err(names)) => problems.push(FieldError::new(
+        Some(Err(names)) => problems.add(
             "format",
             format!(
                 "must be one of {names}, not '{}'",
                 body.format.as_deref().unwrap_or_default()
             ),
-        )),
+        ),
         None => {}
     }
     if let Some(window) = &body.window {
@@ -197,10 +194,9 @@ async fn apply(
     }
     // What the report covers: a dashboard or a list of Klips, never both.
     match (&body.dashboard_id, &body.klip_ids) {
-        (Some(Some(_)), Some(_)) => problems.push(FieldError::new(
-            "dashboard_id",
-            "give dashboard_id or klip_ids, not both",
-        )),
+        (Some(Some(_)), Some(_)) => {
+            problems.add("dashboard_id", "give dashboard_id or klip_ids, not both")
+        }
         (Some(Some(d)), None) => {
             report.dashboard_id = resolve_dashboard(state, caller, d, &mut problems).await?;
             report.klip_ids.clear();
@@ -209,15 +205,13 @@ async fn apply(
             report.klip_ids = resolve_klips(state, caller, k, &mut problems).await?;
             report.dashboard_id = None;
         }
-        (Some(None), None) if report.klip_ids.is_empty() => problems.push(FieldError::new(
-            "dashboard_id",
-            "a report covers a dashboard or klip_ids",
-        )),
+        (Some(None), None) if report.klip_ids.is_empty() => {
+            problems.add("dashboard_id", "a report covers a dashboard or klip_ids")
+        }
         (Some(None), None) => report.dashboard_id = None,
-        (None, None) if creating => problems.push(FieldError::new(
-            "dashboard_id",
-            "is required: give dashboard_id or klip_ids",
-        )),
+        (None, None) if creating => {
+            problems.add("dashboard_id", "is required: give dashboard_id or klip_ids")
+        }
         (None, None) => {}
     }
     if let Some(schedule) = &body.schedule {
@@ -237,9 +231,7 @@ async fn apply(
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     report
         .meta
         .apply(body.name, body.description.flatten(), body.slug);
@@ -328,7 +320,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-27T15:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let mut problems = Vec::new();
+        let mut problems = Problems::new();
         let body = ScheduleBody {
             cron: "0 9 * * mon-fri".into(),
             timezone: None,

@@ -12,7 +12,7 @@ use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::{Listed, Paging};
 use platform::store::keys;
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -260,22 +260,19 @@ pub async fn add_members(
 ) -> ApiResult<Response> {
     let group = find_group(&state, &caller, &id).await?;
     let mut users = Vec::new();
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     // A user named twice is added once (two writes of one user would conflict).
     let mut named = std::collections::HashSet::new();
     for user_id in body.users.iter().filter(|u| named.insert(u.as_str())) {
         match find_user(&state, &caller, user_id).await {
             Ok(u) => users.push(u),
-            Err(ApiError::NotFound(_)) => problems.push(FieldError::new(
-                "users",
-                format!("user '{user_id}' does not exist"),
-            )),
+            Err(ApiError::NotFound(_)) => {
+                problems.add("users", format!("user '{user_id}' does not exist"))
+            }
             Err(e) => return Err(e),
         }
     }
-    if !problems.is_empty() {
-        return Err(ApiError::validation(problems));
-    }
+    problems.check()?;
     let now = state.clock.now();
     let mut views = Vec::new();
     for user in users {

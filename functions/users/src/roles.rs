@@ -15,7 +15,7 @@ use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::{Listed, Paging};
 use platform::store::{keys, to_item};
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -69,34 +69,27 @@ async fn find_custom(state: &AppState, caller: &Caller, id: &str) -> ApiResult<R
 }
 
 fn validate(body: &RoleBody, creating: bool) -> ApiResult<()> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     match body.name.as_deref().map(str::trim) {
-        None if creating => problems.push(FieldError::new("name", "is required")),
+        None if creating => problems.add("name", "is required"),
         Some(n) if n.is_empty() || n.chars().count() > 100 => {
-            problems.push(FieldError::new("name", "must be 1 to 100 characters"))
+            problems.add("name", "must be 1 to 100 characters")
         }
         Some(n) if BUILTIN_ROLES.contains(&n) => {
-            problems.push(FieldError::new("name", "is the name of a built-in role"))
+            problems.add("name", "is the name of a built-in role")
         }
         _ => {}
     }
     match &body.permissions {
-        None if creating => problems.push(FieldError::new("permissions", "is required")),
+        None if creating => problems.add("permissions", "is required"),
         Some(list) => {
             for p in list.iter().filter(|p| !PERMISSIONS.contains(&p.as_str())) {
-                problems.push(FieldError::new(
-                    "permissions",
-                    format!("'{p}' is not a permission name"),
-                ));
+                problems.add("permissions", format!("'{p}' is not a permission name"));
             }
         }
         None => {}
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(problems))
-    }
+    problems.check().map_err(ApiError::from)
 }
 
 fn normalized(mut permissions: Vec<String>) -> Vec<String> {

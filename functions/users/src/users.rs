@@ -15,7 +15,7 @@ use platform::paging::Paging;
 use platform::store::accounts::{NewUserRefused, UserChangeRefused, UserDeleteRefused};
 use platform::store::{keys, WriteError};
 use platform::time::rfc3339;
-use platform::{ApiError, ApiResult, AppState, FieldError};
+use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -115,13 +115,13 @@ async fn validate(
     body: &UserBody,
     current: Option<&User>,
 ) -> ApiResult<()> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     if current.is_none() && body.email.is_none() {
-        problems.push(FieldError::new("email", "is required"));
+        problems.add("email", "is required");
     }
     if let Some(email) = &body.email {
         if !valid_email(email.trim()) {
-            problems.push(FieldError::new("email", "must be an email address"));
+            problems.add("email", "must be an email address");
         }
     }
     for (field, value) in [
@@ -130,7 +130,7 @@ async fn validate(
         ("external_id", &body.external_id),
     ] {
         if value.as_ref().is_some_and(|v| v.chars().count() > 100) {
-            problems.push(FieldError::new(field, "must be at most 100 characters"));
+            problems.add(field, "must be at most 100 characters");
         }
     }
     if let Some(password) = &body.password {
@@ -145,7 +145,7 @@ async fn validate(
     }
     if let Some(roles) = &body.roles {
         if roles.is_empty() {
-            problems.push(FieldError::new("roles", "must name at least one role"));
+            problems.add("roles", "must name at least one role");
         }
         for role in roles {
             let exists = builtin_role(role).is_some()
@@ -156,10 +156,7 @@ async fn validate(
                         .await?
                         .is_some());
             if !exists {
-                problems.push(FieldError::new(
-                    "roles",
-                    format!("role '{role}' does not exist"),
-                ));
+                problems.add("roles", format!("role '{role}' does not exist"));
             }
         }
     }
@@ -172,18 +169,11 @@ async fn validate(
                     .await?
                     .is_some();
             if !exists {
-                problems.push(FieldError::new(
-                    "groups",
-                    format!("group '{group}' does not exist"),
-                ));
+                problems.add("groups", format!("group '{group}' does not exist"));
             }
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(problems))
-    }
+    problems.check().map_err(ApiError::from)
 }
 
 pub async fn list(

@@ -2,7 +2,7 @@
 //! version, share rights) and the rules for the fields people choose (name, description,
 //! slug). Storing assets is the platform's business.
 
-use crate::error::FieldError;
+use crate::error::{FieldError, Problems};
 use crate::ids::is_id;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -143,20 +143,17 @@ pub fn check_common(
     description: Option<&str>,
     slug: Option<&str>,
     creating: bool,
-) -> Vec<FieldError> {
-    let mut problems = Vec::new();
+) -> Problems {
+    let mut problems = Problems::new();
     match name.map(str::trim) {
-        None if creating => problems.push(FieldError::new("name", "is required")),
+        None if creating => problems.add("name", "is required"),
         Some(n) if n.is_empty() || n.chars().count() > 200 => {
-            problems.push(FieldError::new("name", "must be 1 to 200 characters"))
+            problems.add("name", "must be 1 to 200 characters")
         }
         _ => {}
     }
     if description.is_some_and(|d| d.chars().count() > 2000) {
-        problems.push(FieldError::new(
-            "description",
-            "must be at most 2000 characters",
-        ));
+        problems.add("description", "must be at most 2000 characters");
     }
     if let Some(slug) = slug {
         if let Err(e) = check_slug(slug) {

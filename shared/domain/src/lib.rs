@@ -29,7 +29,7 @@ pub mod records;
 pub mod reports;
 pub mod sets;
 
-pub use error::{DataError, FieldError};
+pub use error::{DataError, FieldError, Problems};
 pub use sets::{
     ColumnType, CompanyStatus, Connector, Format, KlipType, ReportFormat, RunStatus, RunTrigger,
 };

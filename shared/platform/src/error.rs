@@ -7,7 +7,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-pub use domain::FieldError;
+pub use domain::{FieldError, Problems};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -76,6 +76,12 @@ pub struct RenderedError;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+impl From<Problems> for ApiError {
+    fn from(problems: Problems) -> Self {
+        ApiError::problems(problems)
+    }
+}
+
 impl ApiError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         ApiError::Internal(cause.to_string())
@@ -87,6 +93,11 @@ impl ApiError {
             _ => format!("{} fields are invalid", details.len()),
         };
         ApiError::Validation { message, details }
+    }
+
+    /// The 400 naming every problem (at least one).
+    pub fn problems(problems: Problems) -> Self {
+        Self::validation(problems.into_vec())
     }
 
     pub fn field(field: &str, message: impl Into<String>) -> Self {
@@ -242,5 +253,27 @@ impl From<domain::DataError> for ApiError {
                 ApiError::UnsupportedMediaType(message)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_answer_every_field_in_one_400_and_nothing_when_there_are_none() {
+        assert_eq!(Problems::new().check(), Ok(()));
+        let mut problems = Problems::new();
+        problems.add("name", "is required");
+        problems.add("slug", "is taken");
+        let error = ApiError::from(problems.check().unwrap_err());
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error.code(), "validation_failed");
+        assert_eq!(error.to_string(), "2 fields are invalid");
+        let ApiError::Validation { details, .. } = error else {
+            panic!("not a validation error");
+        };
+        let fields: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["name", "slug"]);
     }
 }

@@ -29,7 +29,7 @@ pub mod store;
 pub mod table;
 pub mod time;
 
-pub use error::{ApiError, ApiResult, FieldError};
+pub use error::{ApiError, ApiResult, FieldError, Problems};
 pub use state::AppState;
 
 /// JSON logs for CloudWatch; `RUST_LOG` picks the level (default `info`).

@@ -15,7 +15,7 @@ pub use domain::asset::{check_common, check_slug, Asset, Kind, Meta, ShareRight}
 pub use domain::records;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, Problems};
 use crate::state::AppState;
 use crate::store::assets::AssetRefused;
 use crate::store::{keys, WriteError};
@@ -280,7 +280,7 @@ pub async fn check_share_rights(
     caller: &Caller,
     rights: &[ShareRight],
 ) -> ApiResult<Vec<ShareRight>> {
-    let mut problems = Vec::new();
+    let mut problems = Problems::new();
     let mut out: Vec<ShareRight> = Vec::new();
     for (i, right) in rights.iter().enumerate() {
         let exists = is_id(&right.group_id)
@@ -290,17 +290,14 @@ pub async fn check_share_rights(
                 .await?
                 .is_some();
         if !exists {
-            problems.push(FieldError::new(
+            problems.add(
                 format!("groups[{i}].group_id"),
                 format!("group '{}' does not exist", right.group_id),
-            ));
+            );
         } else if !out.iter().any(|r| r.group_id == right.group_id) {
             out.push(right.clone());
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(ApiError::validation(problems))
-    }
+    problems.check()?;
+    Ok(out)
 }
