@@ -272,6 +272,32 @@ struct Case {
     send: Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>,
 }
 
+/// An append of `rows` (CSV, with its header) to the data source `id`, with the API key.
+fn append_case(
+    name: &'static str,
+    (http, base, key): (&reqwest::Client, &str, &str),
+    id: &str,
+    rows: String,
+) -> Case {
+    let (http, url, key) = (
+        http.clone(),
+        format!("{base}/api/v1/datasources/{id}/data"),
+        key.to_owned(),
+    );
+    Case {
+        name,
+        expect: 200,
+        function: "datasources",
+        kind: Kind::Write,
+        send: Box::new(move |_| {
+            http.post(&url)
+                .header("kf-api-key", &key)
+                .header("content-type", "text/csv")
+                .body(rows.clone())
+        }),
+    }
+}
+
 struct Api {
     http: reqwest::Client,
     base: String,
@@ -666,26 +692,15 @@ pub async fn run() -> Result<(), String> {
                 })
             },
         },
-        Case {
-            name: "POST /datasources/{id}/data (append 20 rows)",
-            expect: 200,
-            function: "datasources",
-            kind: Kind::Write,
-            send: {
-                let (http, base, key, id) =
-                    (http.clone(), base.clone(), key.clone(), ds_id.clone());
-                let rows = format!(
-                    "day,region,amount\n{}",
-                    format!("{today},r1,5\n").repeat(20)
-                );
-                Box::new(move |_| {
-                    http.post(format!("{base}/api/v1/datasources/{id}/data"))
-                        .header("kf-api-key", &key)
-                        .header("content-type", "text/csv")
-                        .body(rows.clone())
-                })
-            },
-        },
+        append_case(
+            "POST /datasources/{id}/data (append 20 rows)",
+            (&http, &base, &key),
+            &ds_id,
+            format!(
+                "day,region,amount\n{}",
+                format!("{today},r1,5\n").repeat(20)
+            ),
+        ),
         Case {
             name: "DELETE /dashboards/{id}",
             expect: 200,
@@ -717,26 +732,15 @@ pub async fn run() -> Result<(), String> {
                 })
             },
         },
-        Case {
-            name: "POST /datasources/{id}/data (1,000 rows)",
-            expect: 200,
-            function: "datasources",
-            kind: Kind::Write,
-            send: {
-                let (http, base, key, id) =
-                    (http.clone(), base.clone(), key.clone(), pushed_id.clone());
-                let mut rows = String::from("day,region,amount\n");
-                for i in 0..1000 {
-                    rows.push_str(&format!("{today},r{},{}\n", i % 5, i % 97));
-                }
-                Box::new(move |_| {
-                    http.post(format!("{base}/api/v1/datasources/{id}/data"))
-                        .header("kf-api-key", &key)
-                        .header("content-type", "text/csv")
-                        .body(rows.clone())
-                })
-            },
-        },
+        append_case(
+            "POST /datasources/{id}/data (1,000 rows)",
+            (&http, &base, &key),
+            &pushed_id,
+            (0..1000).fold(String::from("day,region,amount\n"), |mut rows, i| {
+                rows.push_str(&format!("{today},r{},{}\n", i % 5, i % 97));
+                rows
+            }),
+        ),
         Case {
             name: "POST /reports/{id}/generate",
             expect: 202,

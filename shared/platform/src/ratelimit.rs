@@ -123,6 +123,10 @@ impl PartialEq for ApiError {
     }
 }
 
+/// The longest a request waits in [`RateLimiter::enter`] before it is counted anyway: longer
+/// than the requests it waits for take unless the database is slow, when it need not wait.
+const ENTRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     /// company → the Unix second it is refused until the end of.
@@ -191,13 +195,13 @@ impl RateLimiter {
 
     /// Enters a request of `company` to be counted in `now`'s second. While the requests of
     /// the company counting now, with the highest count an admitted one came back with, make
-    /// its per-second limit, this waits for one of them to settle (at most a second): if
+    /// its per-second limit, this waits for one of them to settle (at most [`ENTRY_WAIT`]): if
     /// they were admitted and reached the limit, [`Self::refused_from_memory`] refuses this
     /// one without a write. Only requests whose caller this instance verified before enter
     /// (see the admission), so nobody delays a company by sending requests in its name.
     pub async fn enter(&self, company: &str, now: DateTime<Utc>, limit: u64) -> Entry<'_> {
         let second = now.timestamp();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + ENTRY_WAIT;
         loop {
             let notified = self.settled.notified();
             tokio::pin!(notified);

@@ -36,18 +36,25 @@ fn new_york_noon_today() -> chrono::DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-#[tokio::test]
-async fn a_burst_admits_exactly_the_per_second_limit() {
+/// A company with this per-second limit, on a server whose clock stands still (so a burst
+/// falls in one rate-limit second whatever the machine's load: racing the wall clock made
+/// these tests flaky), at the start of a second after its key was used once (so this
+/// instance remembers the key's caller, outside the measured second).
+async fn one_still_second(per_second_limit: u64) -> TestApp {
     let app = TestApp::spawn_with(Options {
-        per_second_limit: Some(5),
+        per_second_limit: Some(per_second_limit),
         ..Options::default()
     })
     .await;
-    // The server's clock stands still, so the whole burst falls in one rate-limit second
-    // whatever the machine's load (racing the wall clock made this test flaky).
     app.freeze(new_york_noon_today());
-    app.get("/profile").await; // resolve the key once, outside the measured second
+    app.get("/profile").await;
     app.advance(chrono::Duration::seconds(1));
+    app
+}
+
+#[tokio::test]
+async fn a_burst_admits_exactly_the_per_second_limit() {
+    let app = one_still_second(5).await;
     let responses = futures::future::join_all((0..30).map(|_| app.get("/api-keys"))).await;
     let admitted = responses.iter().filter(|r| r.status() == 200).count();
     assert_eq!(
@@ -81,14 +88,7 @@ async fn a_burst_admits_exactly_the_per_second_limit() {
 /// memory once they reached it, so only the admitted ones ever touch the counter.
 #[tokio::test]
 async fn a_concurrent_burst_over_the_limit_counts_only_the_admitted_requests() {
-    let app = TestApp::spawn_with(Options {
-        per_second_limit: Some(4),
-        ..Options::default()
-    })
-    .await;
-    app.freeze(new_york_noon_today());
-    app.get("/profile").await; // this instance remembers the key from now on
-    app.advance(chrono::Duration::seconds(1));
+    let app = one_still_second(4).await;
     let responses = futures::future::join_all((0..24).map(|_| app.get("/profile"))).await;
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(
@@ -110,14 +110,7 @@ async fn a_concurrent_burst_over_the_limit_counts_only_the_admitted_requests() {
 /// is refused without counting.
 #[tokio::test]
 async fn the_request_after_the_one_that_reached_the_limit_is_refused_without_counting() {
-    let app = TestApp::spawn_with(Options {
-        per_second_limit: Some(2),
-        ..Options::default()
-    })
-    .await;
-    app.freeze(new_york_noon_today());
-    app.get("/profile").await;
-    app.advance(chrono::Duration::seconds(1));
+    let app = one_still_second(2).await;
     for _ in 0..2 {
         assert_eq!(app.get("/profile").await.status(), 200);
     }
