@@ -9,8 +9,8 @@ use domain::connector::valid_json_path;
 use domain::records::{Datasource, DatasourceProperties, Klip, HEADER_MASK};
 use domain::{Connector, Format};
 use platform::assets::{
-    all_of, all_visible, check_common, check_if_match, create as create_asset, find, ok_with_etag,
-    remove, save, view, Listable, Meta,
+    all_of, check_common, check_if_match, create as create_asset, find, ok_with_etag, remove,
+    resource, save, view, Meta,
 };
 use platform::auth::Caller;
 use platform::envelope;
@@ -222,25 +222,20 @@ pub async fn list(
         .get("disabled")
         .map(|_| params.flag("disabled"))
         .transpose()?;
-    let sources: Vec<Listable<Datasource>> = all_visible::<Datasource>(&state, &caller)
-        .await?
-        .into_iter()
-        .filter(|d| {
-            params
-                .get("connector")
-                .is_none_or(|c| d.connector.as_str() == c)
-        })
-        .filter(|d| params.get("format").is_none_or(|f| d.format.as_str() == f))
-        .filter(|d| disabled.is_none_or(|x| d.disabled == x))
-        .map(Listable)
-        .collect();
-    let (page, total) = paging.apply(sources);
-    let views = page
-        .iter()
-        .map(|d| view(&d.0))
-        .collect::<ApiResult<Vec<Value>>>()?;
-    let meta = paging.meta(&params, views.len(), total);
-    Ok(envelope::list("datasources", views, meta))
+    let (connector, format) = (params.get("connector"), params.get("format"));
+    resource::list(
+        &state,
+        &caller,
+        &params,
+        &paging,
+        "datasources",
+        |d: &Datasource| {
+            connector.is_none_or(|c| d.connector.as_str() == c)
+                && format.is_none_or(|f| d.format.as_str() == f)
+                && disabled.is_none_or(|x| d.disabled == x)
+        },
+    )
+    .await
 }
 
 /// `POST /datasources`.

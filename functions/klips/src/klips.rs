@@ -6,10 +6,8 @@ use axum::response::Response;
 use domain::klip::{Display, Query};
 use domain::records::{Annotation, Dashboard, Datasource, Klip};
 use domain::KlipType;
-use platform::assets::resource::OnDelete;
-use platform::assets::{
-    self, check_common, check_if_match, find, ok_with_etag, view, Listable, Meta,
-};
+use platform::assets::resource::{self, OnDelete};
+use platform::assets::{self, check_common, check_if_match, find, ok_with_etag, view, Meta};
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Params};
@@ -111,24 +109,14 @@ pub async fn list(
         }),
         None => None,
     };
-    let klips: Vec<Listable<Klip>> = assets::all_visible::<Klip>(&state, &caller)
-        .await?
-        .into_iter()
-        .filter(|k| {
-            source
-                .as_ref()
-                .is_none_or(|d| k.datasource_id.as_ref() == Some(d))
-        })
-        .filter(|k| params.get("type").is_none_or(|t| k.kind.as_str() == t))
-        .map(Listable)
-        .collect();
-    let (page, total) = paging.apply(klips);
-    let views = page
-        .iter()
-        .map(|k| view(&k.0))
-        .collect::<ApiResult<Vec<_>>>()?;
-    let meta = paging.meta(&params, views.len(), total);
-    Ok(envelope::list("klips", views, meta))
+    let kind = params.get("type");
+    resource::list(&state, &caller, &params, &paging, "klips", |k: &Klip| {
+        source
+            .as_ref()
+            .is_none_or(|d| k.datasource_id.as_ref() == Some(d))
+            && kind.is_none_or(|t| k.kind.as_str() == t)
+    })
+    .await
 }
 
 pub async fn create(

@@ -11,7 +11,7 @@ use domain::klip::{Range, RANGE_NAMES};
 use domain::records::{Dashboard, Klip};
 use domain::reports::{Report, Schedule};
 use domain::ReportFormat;
-use platform::assets::{self, check_common, check_if_match, find, view, Listable, Meta};
+use platform::assets::{self, check_common, check_if_match, find, resource, view, Meta};
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{nullable, JsonBody, NoParams, Params};
@@ -19,7 +19,6 @@ use platform::paging::Paging;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError, Problems};
 use serde::Deserialize;
-use serde_json::Value;
 
 /// The most Klips one report may name.
 const MAX_KLIPS: usize = 50;
@@ -246,20 +245,18 @@ pub async fn list(
     let paging = Paging::from_params(&params, &["format", "dashboard_id"])?;
     let format = params.get("format");
     let dashboard = params.get("dashboard_id");
-    let reports: Vec<Listable<Report>> = assets::all_visible::<Report>(&state, &caller)
-        .await?
-        .into_iter()
-        .filter(|r| format.is_none_or(|f| r.format.as_str() == f))
-        .filter(|r| dashboard.is_none_or(|d| r.dashboard_id.as_deref() == Some(d)))
-        .map(Listable)
-        .collect();
-    let (page, total) = paging.apply(reports);
-    let views = page
-        .iter()
-        .map(|r| view(&r.0))
-        .collect::<ApiResult<Vec<Value>>>()?;
-    let meta = paging.meta(&params, views.len(), total);
-    Ok(envelope::list("reports", views, meta))
+    resource::list(
+        &state,
+        &caller,
+        &params,
+        &paging,
+        "reports",
+        |r: &Report| {
+            format.is_none_or(|f| r.format.as_str() == f)
+                && dashboard.is_none_or(|d| r.dashboard_id.as_deref() == Some(d))
+        },
+    )
+    .await
 }
 
 /// `POST /reports`.

@@ -213,10 +213,19 @@ impl RateLimiter {
                         counting.retain(|_, c| c.in_flight > 0 && c.second >= second);
                     }
                     let c = counting.entry(company.to_owned()).or_default();
-                    if c.second != second {
+                    if c.second < second {
                         *c = Counting {
                             second,
                             ..Counting::default()
+                        };
+                    }
+                    if c.second > second {
+                        // A request of a second already over here: nothing to wait for
+                        // (its entry is not counted: it leaves the later second alone).
+                        return Entry {
+                            limiter: self,
+                            company: company.to_owned(),
+                            second,
                         };
                     }
                     let room = (c.in_flight as i64).saturating_add(c.highest) < limit.max(1) as i64;

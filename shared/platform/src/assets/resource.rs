@@ -1,15 +1,19 @@
 //! The handlers every asset shares, written once over [`Asset`]: `GET {id}` (with `ETag` and
 //! `If-None-Match`), `DELETE {id}` (with `If-Match`, then whatever else the asset's function
-//! removes with it) and the share rights (`GET`/`PUT {id}/share-rights`). A function mounts
+//! removes with it) and the share rights (`GET`/`PUT {id}/share-rights`); and the list
+//! ([`list`]), whose filters each function gives. A function mounts
 //! them with its record type, e.g. `route(GET, "/klips/{id}", resource::show::<Klip>, ...)`.
 
 use super::{
-    check_if_match, check_share_rights, find, ok_with_etag, remove, save, view, Asset, ShareBody,
+    all_visible, check_if_match, check_share_rights, find, ok_with_etag, remove, save, view, Asset,
+    Listable, ShareBody,
 };
 use crate::auth::Caller;
 use crate::envelope;
 use crate::error::ApiResult;
+use crate::extract::Params;
 use crate::extract::{JsonBody, NoParams};
+use crate::paging::Paging;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -29,6 +33,32 @@ impl<A: Asset> OnDelete<A> for NothingElse {
     async fn after_delete(_state: &AppState, _asset: &A) -> ApiResult<()> {
         Ok(())
     }
+}
+
+/// `GET` of a list: the assets of kind `A` the caller may see and `keep` accepts, sorted and
+/// paged as `paging` says (read from `params`), each as its view, under `key`
+/// (`{"<key>": [..]}` with the paging meta).
+pub async fn list<A: Asset>(
+    state: &AppState,
+    caller: &Caller,
+    params: &Params,
+    paging: &Paging,
+    key: &str,
+    keep: impl Fn(&A) -> bool,
+) -> ApiResult<Response> {
+    let listed: Vec<Listable<A>> = all_visible::<A>(state, caller)
+        .await?
+        .into_iter()
+        .filter(|a| keep(a))
+        .map(Listable)
+        .collect();
+    let (page, total) = paging.apply(listed);
+    let views = page
+        .iter()
+        .map(|a| view(&a.0))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let meta = paging.meta(params, views.len(), total);
+    Ok(envelope::list(key, views, meta))
 }
 
 /// `GET {id}`: the asset's view with its `ETag`; 304 when `If-None-Match` names it.
