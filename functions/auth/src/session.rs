@@ -136,9 +136,7 @@ pub async fn login(
         },
     };
     let Some((user, company)) = found else {
-        if checked.is_none() {
-            password::refuse_unknown(&body.password).await?;
-        }
+        password::refuse_unknown(&body.password).await?;
         return Err(record_failed_login(&state, &email, None, now).await);
     };
     check_lockout(user.locked_until.as_deref(), now)?;
@@ -194,13 +192,14 @@ async fn read_user(state: &AppState, claim: &EmailClaim) -> ApiResult<Option<(Us
 /// Where the addresses this instance signed in lead (company, user) and the password hash
 /// the user had then, by address. Only a guess of what to read and check alongside the
 /// claim: the claim and user read with it decide.
+#[derive(Clone)]
 struct KnownLogin {
     company_id: String,
     user_id: String,
     password_hash: String,
 }
 
-type Logins = std::sync::Mutex<std::collections::HashMap<String, (String, String, String)>>;
+type Logins = std::sync::Mutex<std::collections::HashMap<String, KnownLogin>>;
 
 fn claims() -> &'static Logins {
     static CLAIMS: std::sync::OnceLock<Logins> = std::sync::OnceLock::new();
@@ -208,12 +207,7 @@ fn claims() -> &'static Logins {
 }
 
 fn remembered_claim(email: &str) -> Option<KnownLogin> {
-    let (company_id, user_id, password_hash) = claims().lock().ok()?.get(email).cloned()?;
-    Some(KnownLogin {
-        company_id,
-        user_id,
-        password_hash,
-    })
+    claims().lock().ok()?.get(email).cloned()
 }
 
 fn remember_claim(email: &str, company: &str, user: &str, password_hash: &str) {
@@ -221,14 +215,12 @@ fn remember_claim(email: &str, company: &str, user: &str, password_hash: &str) {
         if map.len() >= 10_000 {
             map.clear();
         }
-        map.insert(
-            email.to_owned(),
-            (
-                company.to_owned(),
-                user.to_owned(),
-                password_hash.to_owned(),
-            ),
-        );
+        let known = KnownLogin {
+            company_id: company.to_owned(),
+            user_id: user.to_owned(),
+            password_hash: password_hash.to_owned(),
+        };
+        map.insert(email.to_owned(), known);
     }
 }
 

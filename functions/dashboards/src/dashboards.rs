@@ -14,7 +14,7 @@ use platform::extract::{JsonBody, NoParams, Params};
 use platform::paging::Paging;
 use platform::store::keys;
 use platform::{ApiError, ApiResult, AppState, Problems};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -118,6 +118,28 @@ pub async fn read_klips(
         .collect())
 }
 
+/// A widget of a dashboard as its read shows it: the Klip instance (`id`, `klip_id`,
+/// `region`, `position`) and, while its Klip exists, what the dashboard shows of it.
+#[derive(Serialize)]
+struct Widget<'a> {
+    #[serde(flatten)]
+    instance: &'a KlipInstance,
+    #[serde(flatten)]
+    shown: Option<Shown<'a>>,
+}
+
+/// What a dashboard shows of a widget's Klip: its name, type and stored value, and with
+/// `full=true` the whole Klip when the caller may see it on its own.
+#[derive(Serialize)]
+struct Shown<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a domain::KlipType,
+    value: &'a Option<domain::klip::KlipValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    klip: Option<Value>,
+}
+
 pub async fn render(
     state: &AppState,
     dashboard: &Dashboard,
@@ -150,23 +172,26 @@ pub async fn render_with(
     instances.sort_by(|a, b| (a.region.as_str(), a.position).cmp(&(b.region.as_str(), b.position)));
     let widgets = instances
         .iter()
-        .map(|i| {
-            let mut widget = json!({"id": i.id, "klip_id": i.klip_id, "region": i.region, "position": i.position});
-            if let Some(klip) = klips.get(&i.klip_id) {
-                widget["name"] = json!(klip.meta.name);
-                widget["type"] = json!(klip.kind);
-                widget["value"] = json!(klip.value);
-                // `full` inlines the Klips the caller may see on their own; the others show
-                // only what the dashboard shows (name, type, value).
-                if full.is_some_and(|caller| assets::visible(caller, klip)) {
-                    widget["klip"] = view(klip)?;
-                }
-            }
-            Ok(widget)
+        .map(|instance| {
+            let shown = match klips.get(&instance.klip_id) {
+                Some(klip) => Some(Shown {
+                    name: &klip.meta.name,
+                    kind: &klip.kind,
+                    value: &klip.value,
+                    // `full` inlines the Klips the caller may see on their own; the others
+                    // show only what the dashboard shows (name, type, value).
+                    klip: match full.is_some_and(|caller| assets::visible(caller, klip)) {
+                        true => Some(view(klip)?),
+                        false => None,
+                    },
+                }),
+                None => None,
+            };
+            Ok(Widget { instance, shown })
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let mut out = view(dashboard)?;
-    out["klip_instances"] = Value::Array(widgets);
+    out["klip_instances"] = serde_json::to_value(widgets)?;
     if let Some(obj) = out.as_object_mut() {
         obj.remove("favorites");
         let links: Vec<Value> = dashboard
