@@ -39,6 +39,33 @@ async fn stored_name(app: &TestApp, id: &str) -> (String, u64) {
     (dashboard.meta.name, dashboard.meta.version)
 }
 
+/// A new CSV data source, without data; answers its id.
+async fn csv_source(app: &TestApp) -> String {
+    let body = json!({"name": "Pushed", "format": "csv"});
+    let (status, body) = json(app.post("/datasources", body).await).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Replaces (`PUT`) or appends to (`POST`) the data of source `id` with CSV `csv`, with `key`.
+async fn rows(
+    app: &TestApp,
+    method: &str,
+    key: &str,
+    id: &str,
+    csv: &'static str,
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    app.http
+        .request(method, app.url(&format!("/datasources/{id}/data")))
+        .header("kf-api-key", key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Two writes with `key`, so this instance remembers its caller and the next write runs
 /// held, alongside admission.
 async fn remembered(app: &TestApp, key: &str, id: &str) {
@@ -167,40 +194,13 @@ async fn a_held_write_admitted_as_a_caller_changed_since_happens_once_as_that_ca
 #[tokio::test]
 async fn a_held_append_with_a_key_revoked_since_adds_no_rows_and_leaves_no_segment() {
     let app = TestApp::spawn().await;
-    let (status, body) = json(
-        app.post("/datasources", json!({"name": "Pushed", "format": "csv"}))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let id = csv_source(&app).await;
     let key = app.create_key(json!({"name": "to revoke"})).await;
     let secret = key["key"].as_str().unwrap().to_owned();
-    let send = |key: String, rows: &'static str| {
-        app.http
-            .request(
-                reqwest::Method::from_bytes(if rows.starts_with("n,who\n0") {
-                    b"PUT"
-                } else {
-                    b"POST"
-                })
-                .unwrap(),
-                app.url(&format!("/datasources/{id}/data")),
-            )
-            .header("kf-api-key", key)
-            .header("content-type", "text/csv")
-            .body(rows)
-            .send()
-    };
-    assert_eq!(
-        send(app.key().to_owned(), "n,who\n0,seed\n")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    for rows in ["n,who\n1,a\n", "n,who\n2,b\n"] {
-        assert_eq!(send(secret.clone(), rows).await.unwrap().status(), 200);
+    let seeded = rows(&app, "PUT", app.key(), &id, "n,who\n0,seed\n").await;
+    assert_eq!(seeded.status(), 200);
+    for more in ["n,who\n1,a\n", "n,who\n2,b\n"] {
+        assert_eq!(rows(&app, "POST", &secret, &id, more).await.status(), 200);
     }
     let files = app.state.store.files();
     let under = format!("{}/datasources/{id}/segments/", app.company.company_id);
@@ -210,12 +210,8 @@ async fn a_held_append_with_a_key_revoked_since_adds_no_rows_and_leaves_no_segme
         app.call("DELETE", &path, app.key(), None).await.status(),
         200
     );
-    expect_error(
-        send(secret.clone(), "n,who\n3,c\n").await.unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
+    let refused = rows(&app, "POST", &secret, &id, "n,who\n3,c\n").await;
+    expect_error(refused, 401, "unauthorized").await;
     assert_eq!(files.list(&under).await.unwrap(), before);
     let (status, body) = json(app.get(&format!("/datasources/{id}")).await).await;
     assert_eq!(status, 200, "{body}");
@@ -260,26 +256,11 @@ async fn chunked_post(app: &TestApp, path: &str, size: usize) -> u16 {
 #[tokio::test]
 async fn an_oversize_chunked_body_to_a_held_route_is_a_413_as_without_the_hold() {
     let app = TestApp::spawn().await;
-    let (status, body) = json(
-        app.post("/datasources", json!({"name": "Pushed", "format": "csv"}))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id = body["data"]["id"].as_str().unwrap().to_owned();
+    let id = csv_source(&app).await;
     let path = format!("/datasources/{id}/data");
     // Two appends: this instance now remembers the caller and holds the next one.
-    for rows in ["n,who\n0,seed\n", "n,who\n1,a\n"] {
-        let r = app
-            .http
-            .post(app.url(&path))
-            .header("kf-api-key", app.key())
-            .header("content-type", "text/csv")
-            .body(rows)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+    for more in ["n,who\n0,seed\n", "n,who\n1,a\n"] {
+        assert_eq!(rows(&app, "POST", app.key(), &id, more).await.status(), 200);
     }
     assert_eq!(chunked_post(&app, &path, 7 << 20).await, 413);
     assert_eq!(chunked_post(&app, &path, (5 << 20) + 1000).await, 413);
