@@ -8,8 +8,8 @@ use platform::auth::permissions::PERMISSIONS;
 use platform::auth::records::{ApiKeyRecord, User};
 use platform::auth::{Caller, CallerUser};
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, OptionalJsonBody, Params};
-use platform::paging::Paging;
+use platform::extract::{JsonBody, NoParams, OptionalJsonBody};
+use platform::paging::Listing;
 use platform::store::keys;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
@@ -133,15 +133,27 @@ async fn visible_key(state: &AppState, caller: &Caller, id: &str) -> ApiResult<A
     }
 }
 
+/// The key list's filters: whose keys (`self` when absent) and which status.
+#[derive(Deserialize, Debug)]
+pub struct KeyFilters {
+    user_id: Option<String>,
+    status: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<KeyFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["user_id", "status"])?;
-    let user = target_user(&state, &caller, params.get("user_id").unwrap_or("self")).await?;
+    let filters = &list.filters;
+    let user = target_user(
+        &state,
+        &caller,
+        filters.user_id.as_deref().unwrap_or("self"),
+    )
+    .await?;
     let now = rfc3339(state.clock.now());
-    let status = params.get("status");
+    let status = filters.status.as_deref();
     if let Some(bad) = status.filter(|s| !["active", "revoked", "expired"].contains(s)) {
         return Err(ApiError::BadRequest(format!(
             "status must be active, revoked or expired, not '{bad}'"
@@ -156,12 +168,12 @@ pub async fn list(
         .filter(|r| r.user_id == user.id)
         .filter(|r| status.is_none_or(|s| s == key_status(r, &now)))
         .collect();
-    let (page, total) = paging.apply(mine);
+    let (page, total) = list.paging.apply(mine);
     let views: Vec<serde_json::Value> = page
         .into_iter()
         .map(|r| serde_json::to_value(view(r, None, &now)))
         .collect::<Result<_, _>>()?;
-    let meta = paging.meta(&params, views.len(), total);
+    let meta = list.meta(views.len(), total);
     Ok(envelope::list("api_keys", views, meta))
 }
 

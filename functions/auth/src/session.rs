@@ -7,7 +7,7 @@ use platform::auth::records::{Company, EmailClaim, FamilyRecord, RefreshRecord, 
 use platform::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
 use platform::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
+use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::store::sessions::NotConsumed;
 use platform::store::{keys, WriteError};
 use platform::time::rfc3339;
@@ -333,8 +333,7 @@ pub async fn logout(
     Ok(envelope::deleted())
 }
 
-pub async fn verify(caller: Caller, params: Params) -> ApiResult<Response> {
-    params.only(&[])?;
+pub async fn verify(caller: Caller, _: NoParams) -> ApiResult<Response> {
     Ok(envelope::ok(serde_json::json!({
         "valid": true,
         "method": caller.method,
@@ -347,11 +346,10 @@ pub async fn verify(caller: Caller, params: Params) -> ApiResult<Response> {
 pub async fn profile(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(Full { full }): Query<Full>,
 ) -> ApiResult<Response> {
-    params.only(&["full"])?;
     let mut view = serde_json::to_value(UserView::of_caller(&caller.user, state.clock.now()))?;
-    if params.flag("full")? {
+    if full {
         view["permissions"] = serde_json::to_value(&caller.permissions)?;
         view["company"] = serde_json::to_value(&caller.company)?;
     }

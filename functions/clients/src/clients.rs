@@ -10,8 +10,8 @@ use platform::assets::{stored, Kind};
 use platform::auth::records::{Company, FEATURES, PLANS, RESOURCES};
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
-use platform::paging::Paging;
+use platform::extract::{Full, JsonBody, NoParams, Query};
+use platform::paging::Listing;
 use platform::store::{keys, Key};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
@@ -87,13 +87,24 @@ fn validate(body: &ClientBody, creating: bool) -> ApiResult<()> {
     problems.check().map_err(ApiError::from)
 }
 
+/// The client list's filters.
+#[derive(Deserialize, Debug)]
+pub struct ClientFilters {
+    status: Option<String>,
+    external_id: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<ClientFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["status", "external_id"])?;
-    if let Some(bad) = params.get("status").filter(|s| !STATUSES.contains(s)) {
+    let ClientFilters {
+        status,
+        external_id,
+    } = &list.filters;
+    let (status, external_id) = (status.as_deref(), external_id.as_deref());
+    if let Some(bad) = status.filter(|s| !STATUSES.contains(s)) {
         return Err(ApiError::BadRequest(format!(
             "status must be one of {}, not '{bad}'",
             STATUSES.join(", ")
@@ -104,29 +115,24 @@ pub async fn list(
         .query_index::<Company>(&keys::partner_index(caller.company_id()))
         .await?
         .into_iter()
-        .filter(|c| params.get("status").is_none_or(|s| c.status.as_str() == s))
-        .filter(|c| {
-            params
-                .get("external_id")
-                .is_none_or(|x| c.external_id.as_deref() == Some(x))
-        })
+        .filter(|c| status.is_none_or(|s| c.status.as_str() == s))
+        .filter(|c| external_id.is_none_or(|x| c.external_id.as_deref() == Some(x)))
         .collect();
-    let (page, total) = paging.apply(clients);
+    let (page, total) = list.paging.apply(clients);
     let views: Vec<Value> = page.iter().map(view).collect();
-    let meta = paging.meta(&params, views.len(), total);
+    let meta = list.meta(views.len(), total);
     Ok(envelope::list("clients", views, meta))
 }
 
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(Full { full }): Query<Full>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&["full"])?;
     let client = find_client(&state, &caller, &id).await?;
     let mut value = view(&client);
-    if params.flag("full")? {
+    if full {
         value["properties"] = serde_json::to_value(&client.properties)?;
         value["resources"] = resource_list(&client);
         value["features"] = feature_list(&client);
@@ -310,18 +316,21 @@ pub async fn put_properties(
     Ok(envelope::ok(json!({"properties": client.properties})))
 }
 
+/// `DELETE {id}/properties?name=`'s parameter (required).
+#[derive(Deserialize, Debug)]
+pub struct PropertyName {
+    name: Option<String>,
+}
+
 /// `DELETE {id}/properties?name=` removes one property.
 pub async fn delete_property(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(PropertyName { name }): Query<PropertyName>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&["name"])?;
-    let name = params
-        .get("name")
-        .ok_or_else(|| ApiError::BadRequest("query parameter 'name' is required".into()))?
-        .to_owned();
+    let name =
+        name.ok_or_else(|| ApiError::BadRequest("query parameter 'name' is required".into()))?;
     let old = find_client(&state, &caller, &id).await?;
     if !old.properties.contains_key(&name) {
         return Err(ApiError::not_found("property", &name));

@@ -3,15 +3,17 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use domain::records::{Dashboard, Datasource, Klip, KlipInstance, Layout};
-use platform::assets::ingest::refresh_source;
-use platform::assets::{
-    self, check_common, check_if_match, find, ok_with_etag, view, Kind, Listable, Meta,
+use domain::asset::{AssetView, MetaView};
+use domain::records::{
+    Dashboard, DashboardFields, Datasource, Klip, KlipFields, KlipInstance, Layout,
 };
+use platform::assets::ingest::refresh_source;
+use platform::assets::resource::{self, Edit};
+use platform::assets::{self, check_common, check_if_match, find, ok_with_etag, Asset, Kind, Meta};
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
-use platform::paging::Paging;
+use platform::extract::{Full, JsonBody, NoParams, Query};
+use platform::paging::{Listing, NoFilters};
 use platform::store::keys;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
@@ -137,7 +139,20 @@ struct Shown<'a> {
     kind: &'a domain::KlipType,
     value: &'a Option<domain::klip::KlipValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    klip: Option<Value>,
+    klip: Option<AssetView<'a, KlipFields<'a>>>,
+}
+
+/// A dashboard as its reads and writes show it: its meta, layout, widgets and published
+/// links, and whether it is one of the caller's favourites (when that was read).
+#[derive(Serialize)]
+struct Rendered<'a> {
+    #[serde(flatten)]
+    meta: MetaView<'a>,
+    layout: &'a Layout,
+    klip_instances: Vec<Widget<'a>>,
+    published_links: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_favorite: Option<bool>,
 }
 
 pub async fn render(
@@ -173,89 +188,79 @@ pub async fn render_with(
     let widgets = instances
         .iter()
         .map(|instance| {
-            let shown = match klips.get(&instance.klip_id) {
-                Some(klip) => Some(Shown {
-                    name: &klip.meta.name,
-                    kind: &klip.kind,
-                    value: &klip.value,
-                    // `full` inlines the Klips the caller may see on their own; the others
-                    // show only what the dashboard shows (name, type, value).
-                    klip: match full.is_some_and(|caller| assets::visible(caller, klip)) {
-                        true => Some(view(klip)?),
-                        false => None,
-                    },
-                }),
-                None => None,
-            };
-            Ok(Widget { instance, shown })
+            let shown = klips.get(&instance.klip_id).map(|klip| Shown {
+                name: &klip.meta.name,
+                kind: &klip.kind,
+                value: &klip.value,
+                // `full` inlines the Klips the caller may see on their own; the others
+                // show only what the dashboard shows (name, type, value).
+                klip: full
+                    .is_some_and(|caller| assets::visible(caller, klip))
+                    .then(|| klip.view()),
+            });
+            Widget { instance, shown }
         })
-        .collect::<ApiResult<Vec<_>>>()?;
-    let mut out = view(dashboard)?;
-    out["klip_instances"] = serde_json::to_value(widgets)?;
-    if let Some(obj) = out.as_object_mut() {
-        obj.remove("favorites");
-        let links: Vec<Value> = dashboard
+        .collect();
+    Ok(serde_json::to_value(Rendered {
+        meta: dashboard.meta.view(),
+        layout: &dashboard.layout,
+        klip_instances: widgets,
+        published_links: dashboard
             .published_links
             .iter()
             .map(crate::published::link_view)
-            .collect();
-        obj.insert("published_links".into(), Value::Array(links));
-        if let Some(f) = is_favorite {
-            obj.insert("is_favorite".into(), json!(f));
-        }
-    }
-    Ok(out)
+            .collect(),
+        is_favorite,
+    })?)
 }
 
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<DashboardFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["is_favorite"])?;
-    let favorite_filter = match params.get("is_favorite") {
-        None => None,
-        Some(_) => Some(params.flag("is_favorite")?),
-    };
+    let favorite_filter = list.filters.is_favorite;
     // The caller's favorites and the dashboards in one round trip.
     let (favorite_ids, visible) = tokio::try_join!(
         favorites(&state, &caller),
         assets::all_visible::<Dashboard>(&state, &caller)
     )?;
-    let dashboards: Vec<Listable<Dashboard>> = visible
-        .into_iter()
-        .filter(|d| favorite_filter.is_none_or(|f| favorite_ids.contains(&d.meta.id) == f))
-        .map(Listable)
-        .collect();
-    let (page, total) = paging.apply(dashboards);
-    let views = page
-        .iter()
-        .map(|d| {
-            let mut v = view(&d.0)?;
-            if let Some(obj) = v.as_object_mut() {
-                obj.remove("favorites");
-                obj.remove("published_links");
-                obj.insert("klip_instances".into(), json!(d.0.klip_instances));
-                obj.insert(
-                    "is_favorite".into(),
-                    json!(favorite_ids.contains(&d.0.meta.id)),
-                );
-            }
-            Ok(v)
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
-    let meta = paging.meta(&params, views.len(), total);
-    Ok(envelope::list("dashboards", views, meta))
+    let is_favorite = |d: &Dashboard| favorite_ids.contains(&d.meta.id);
+    resource::page(
+        &list,
+        "dashboards",
+        visible,
+        |d| favorite_filter.is_none_or(|f| is_favorite(d) == f),
+        |d| {
+            Ok(serde_json::to_value(Listed {
+                dashboard: d.view(),
+                is_favorite: is_favorite(d),
+            })?)
+        },
+    )
+}
+
+/// The dashboard list's filter: the caller's favourites (or the others).
+#[derive(Deserialize, Debug)]
+pub struct DashboardFilters {
+    is_favorite: Option<bool>,
+}
+
+/// A dashboard in the list: its view and whether it is one of the caller's favourites.
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    dashboard: AssetView<'a, DashboardFields<'a>>,
+    is_favorite: bool,
 }
 
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(Full { full }): Query<Full>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&["full"])?;
     let favorite_of = |dashboard_id: &str| {
         state.store.get::<Value>(keys::favorite(
             caller.company_id(),
@@ -284,7 +289,7 @@ pub async fn show(
         &state,
         &dashboard,
         Some(favorite),
-        params.flag("full")?.then_some(&caller),
+        full.then_some(&caller),
         prefetched,
     )
     .await?;
@@ -392,36 +397,37 @@ pub async fn create(
     ))
 }
 
-pub async fn update(
-    State(state): State<AppState>,
-    caller: Caller,
-    _: NoParams,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<DashboardBody>,
-) -> ApiResult<Response> {
-    let old: Dashboard = find(&state, &caller, &id).await?;
-    check_if_match(&headers, &old.meta)?;
-    let mut problems = check_common(
-        body.name.as_deref(),
-        body.description.as_deref(),
-        body.slug.as_deref(),
-        false,
-    );
-    if let Some(layout) = &body.layout {
-        check_layout(layout, &mut problems);
+/// `PUT /dashboards/{id}` (`resource::update`): name, description, slug and layout; the
+/// answer is the dashboard as its read shows it.
+impl Edit<Dashboard> for DashboardBody {
+    async fn apply(self, _: &AppState, _: &Caller, dashboard: &mut Dashboard) -> ApiResult<()> {
+        let body = self;
+        let mut problems = check_common(
+            body.name.as_deref(),
+            body.description.as_deref(),
+            body.slug.as_deref(),
+            false,
+        );
+        if let Some(layout) = &body.layout {
+            check_layout(layout, &mut problems);
+        }
+        problems.check()?;
+        dashboard.meta.apply(body.name, body.description, body.slug);
+        if let Some(v) = body.layout {
+            dashboard.layout = v;
+        }
+        Ok(())
     }
-    problems.check()?;
-    let mut dashboard = old.clone();
-    dashboard.meta.apply(body.name, body.description, body.slug);
-    if let Some(v) = body.layout {
-        dashboard.layout = v;
+
+    async fn answer(
+        state: &AppState,
+        caller: &Caller,
+        _: &Dashboard,
+        dashboard: Dashboard,
+    ) -> ApiResult<Value> {
+        let favorite = is_favorite(state, caller, &dashboard.meta.id).await?;
+        render(state, &dashboard, Some(favorite), None).await
     }
-    let dashboard = assets::save(&state, &old, dashboard).await?;
-    let favorite = is_favorite(&state, &caller, &dashboard.meta.id).await?;
-    Ok(envelope::ok(
-        render(&state, &dashboard, Some(favorite), None).await?,
-    ))
 }
 
 pub async fn layout(
@@ -462,19 +468,19 @@ pub async fn put_layout(
 pub async fn instances(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<NoFilters>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let paging = Paging::plain(&params, &[])?;
+    let list = list.plain()?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     let rendered = render(&state, &dashboard, None, None).await?;
-    let (page, total) = paging.slice(
+    let (page, total) = list.paging.slice(
         rendered["klip_instances"]
             .as_array()
             .cloned()
             .unwrap_or_default(),
     );
-    let meta = paging.meta(&params, page.len(), total);
+    let meta = list.meta(page.len(), total);
     Ok(envelope::list("klip_instances", page, meta))
 }
 
@@ -615,10 +621,9 @@ pub async fn unfavorite(
 pub async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(Full { full }): Query<Full>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&["full"])?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     let company = caller.company_id();
     let klips: Vec<Klip> = assets::all_of::<Klip>(&state, company)
@@ -670,13 +675,7 @@ pub async fn refresh(
     }
     let dashboard: Dashboard = find(&state, &caller, &dashboard.meta.id).await?;
     let favorite = is_favorite(&state, &caller, &dashboard.meta.id).await?;
-    let mut body = render(
-        &state,
-        &dashboard,
-        Some(favorite),
-        params.flag("full")?.then_some(&caller),
-    )
-    .await?;
+    let mut body = render(&state, &dashboard, Some(favorite), full.then_some(&caller)).await?;
     body["refreshed_datasources"] = Value::Array(refreshed);
     Ok(envelope::ok(body))
 }

@@ -6,6 +6,7 @@ mod dashboards;
 mod published;
 
 use axum::Router;
+use dashboards::DashboardBody;
 use domain::records::Dashboard;
 use platform::assets::resource;
 use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
@@ -35,7 +36,12 @@ pub fn routes() -> Vec<Route> {
             Access::needs("dashboard.build").held(),
         ),
         route(GET, "/dashboards/{id}", dashboards::show, Access::read()),
-        route(PUT, "/dashboards/{id}", dashboards::update, edit.held()),
+        route(
+            PUT,
+            "/dashboards/{id}",
+            resource::update::<Dashboard, DashboardBody>,
+            edit.held(),
+        ),
         route(
             DELETE,
             "/dashboards/{id}",

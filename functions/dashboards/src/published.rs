@@ -13,7 +13,8 @@ use platform::assets::{self, check_if_match, find, Kind};
 use platform::auth::records::Company;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{NoParams, OptionalJsonBody, Params};
+use platform::extract::{NoParams, OptionalJsonBody};
+use platform::paging::{Listing, NoFilters};
 use platform::store::{keys, Key};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
@@ -60,13 +61,15 @@ pub fn link_view(link: &PublishedLink) -> serde_json::Value {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<NoFilters>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let paging = platform::paging::Paging::plain(&params, &[])?;
+    let list = list.plain()?;
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    let (page, total) = paging.slice(dashboard.published_links.iter().map(link_view).collect());
-    let meta = paging.meta(&params, page.len(), total);
+    let (page, total) = list
+        .paging
+        .slice(dashboard.published_links.iter().map(link_view).collect());
+    let meta = list.meta(page.len(), total);
     Ok(envelope::list("published_links", page, meta))
 }
 

@@ -22,11 +22,12 @@ use platform::assets::stored;
 use platform::assets::Asset;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{NoParams, Params};
-use platform::paging::Paging;
+use platform::extract::NoParams;
+use platform::paging::Listing;
 use platform::store::assets::{Append, AppendRefused};
 use platform::store::WriteError;
 use platform::{ApiError, ApiResult, AppState};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -486,15 +487,25 @@ async fn append_once(
     respond(&ds)
 }
 
+/// `GET {id}/data`'s own parameter: `format=rows` (the default) or `raw`.
+#[derive(Deserialize, Debug)]
+pub struct DataQuery {
+    format: Option<String>,
+}
+
 /// `GET {id}/data`: the rows, paged like any list (`data.rows`), or with `format=raw` the file
 /// itself.
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<DataQuery>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["format"])?;
+    let Listing {
+        paging,
+        filters,
+        params,
+    } = list;
     if let Some(name) = ["q", "sort", "since"]
         .into_iter()
         .find(|p| params.get(p).is_some())
@@ -503,7 +514,7 @@ pub async fn show(
             "query parameter '{name}' does not apply to data rows"
         )));
     }
-    let raw = match params.get("format") {
+    let raw = match filters.format.as_deref() {
         None | Some("rows") => false,
         Some("raw") => true,
         Some(other) => {

@@ -14,8 +14,8 @@ use platform::assets::{
 };
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{nullable, JsonBody, NoParams, Params};
-use platform::paging::Paging;
+use platform::extract::{nullable, JsonBody, NoParams, Query};
+use platform::paging::Listing;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -196,45 +196,41 @@ fn check_source(ds: &Datasource) -> Problems {
     problems
 }
 
+/// The data source list's filters.
+#[derive(Deserialize, Debug)]
+pub struct DatasourceFilters {
+    connector: Option<String>,
+    format: Option<String>,
+    disabled: Option<bool>,
+}
+
 /// `GET /datasources`: visible data sources, with `connector`, `format` and `disabled`
 /// filters.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<DatasourceFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["connector", "format", "disabled"])?;
+    let DatasourceFilters {
+        connector,
+        format,
+        disabled,
+    } = &list.filters;
+    let (connector, format, disabled) = (connector.as_deref(), format.as_deref(), *disabled);
     let mut problems = Problems::new();
-    one_of(
-        &mut problems,
-        "connector",
-        params.get("connector"),
-        Connector::NAMES,
-    );
-    one_of(&mut problems, "format", params.get("format"), Format::NAMES);
+    one_of(&mut problems, "connector", connector, Connector::NAMES);
+    one_of(&mut problems, "format", format, Format::NAMES);
     if let Some(bad) = problems.first() {
         return Err(ApiError::BadRequest(format!(
             "{} {}",
             bad.field, bad.message
         )));
     }
-    let disabled = params
-        .get("disabled")
-        .map(|_| params.flag("disabled"))
-        .transpose()?;
-    let (connector, format) = (params.get("connector"), params.get("format"));
-    resource::list(
-        &state,
-        &caller,
-        &params,
-        &paging,
-        "datasources",
-        |d: &Datasource| {
-            connector.is_none_or(|c| d.connector.as_str() == c)
-                && format.is_none_or(|f| d.format.as_str() == f)
-                && disabled.is_none_or(|x| d.disabled == x)
-        },
-    )
+    resource::list(&state, &caller, &list, "datasources", |d: &Datasource| {
+        connector.is_none_or(|c| d.connector.as_str() == c)
+            && format.is_none_or(|f| d.format.as_str() == f)
+            && disabled.is_none_or(|x| d.disabled == x)
+    })
     .await
 }
 
@@ -346,17 +342,22 @@ pub async fn update(
     }
 }
 
+/// `?force=true`: delete a data source that Klips still use.
+#[derive(Deserialize, Debug, Default)]
+pub struct Force {
+    #[serde(default)]
+    force: bool,
+}
+
 /// `DELETE /datasources/{id}[?force=true]`: 409 naming the Klips that use it, unless forced;
 /// its data goes too.
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(Force { force }): Query<Force>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&["force"])?;
-    let force = params.flag("force")?;
     let ds = lookup(&state, &caller, &id).await?;
     check_if_match(&headers, &ds.meta)?;
     if !force {
@@ -470,11 +471,9 @@ pub async fn put_properties(
 async fn set_disabled(
     state: &AppState,
     caller: &Caller,
-    params: &Params,
     id: &str,
     disabled: bool,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old = lookup(state, caller, id).await?;
     if old.disabled == disabled {
         return respond(&old);
@@ -488,20 +487,20 @@ async fn set_disabled(
 pub async fn enable(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    set_disabled(&state, &caller, &params, &id, false).await
+    set_disabled(&state, &caller, &id, false).await
 }
 
 /// `POST /datasources/{id}/disable`: data pushes and refreshes answer 409 until enabled.
 pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    set_disabled(&state, &caller, &params, &id, true).await
+    set_disabled(&state, &caller, &id, true).await
 }
 
 #[cfg(test)]

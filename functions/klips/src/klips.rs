@@ -6,12 +6,12 @@ use axum::response::Response;
 use domain::klip::{Display, Query};
 use domain::records::{Annotation, Dashboard, Datasource, Klip};
 use domain::KlipType;
-use platform::assets::resource::{self, OnDelete};
+use platform::assets::resource::{self, Edit, OnDelete};
 use platform::assets::{self, check_common, check_if_match, find, ok_with_etag, view, Meta};
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
-use platform::paging::Paging;
+use platform::extract::{JsonBody, NoParams};
+use platform::paging::{Listing, NoFilters};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
@@ -94,14 +94,21 @@ pub async fn compute(state: &AppState, caller: &Caller, klip: &mut Klip) -> ApiR
     Ok(())
 }
 
+/// The Klip list's filters.
+#[derive(Deserialize, Debug)]
+pub struct KlipFilters {
+    datasource_id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<KlipFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["datasource_id", "type"])?;
     // `datasource_id=` takes an id or a slug, like Klip bodies do; an unknown one matches none.
-    let source = match params.get("datasource_id") {
+    let source = match list.filters.datasource_id.as_deref() {
         Some(given) => Some(match find::<Datasource>(&state, &caller, given).await {
             Ok(ds) => ds.meta.id,
             Err(ApiError::NotFound(_)) => given.to_owned(),
@@ -109,8 +116,8 @@ pub async fn list(
         }),
         None => None,
     };
-    let kind = params.get("type");
-    resource::list(&state, &caller, &params, &paging, "klips", |k: &Klip| {
+    let kind = list.filters.kind.as_deref();
+    resource::list(&state, &caller, &list, "klips", |k: &Klip| {
         source
             .as_ref()
             .is_none_or(|d| k.datasource_id.as_ref() == Some(d))
@@ -173,50 +180,54 @@ pub async fn create(
     ))
 }
 
-pub async fn update(
-    State(state): State<AppState>,
-    caller: Caller,
-    _: NoParams,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<KlipBody>,
-) -> ApiResult<Response> {
-    let old: Klip = find(&state, &caller, &id).await?;
-    check_if_match(&headers, &old.meta)?;
-    let mut problems = check_common(
-        body.name.as_deref(),
-        body.description.as_deref(),
-        body.slug.as_deref(),
-        false,
-    );
-    let display = body.display.clone().unwrap_or_else(|| old.display.clone());
-    let kind = check_schema(
-        body.kind.as_deref(),
-        Some(body.query.as_ref().unwrap_or(&old.query)),
-        Some(&display),
-        &mut problems,
-    );
-    problems.check()?;
-    let mut klip = old.clone();
-    klip.meta.apply(body.name, body.description, body.slug);
-    if let Some(v) = kind {
-        klip.kind = v;
+/// `PUT /klips/{id}` (`resource::update`): a partial update; a Klip whose query, display or
+/// data source changed is computed again.
+impl Edit<Klip> for KlipBody {
+    async fn apply(self, state: &AppState, caller: &Caller, klip: &mut Klip) -> ApiResult<()> {
+        let body = self;
+        let mut problems = check_common(
+            body.name.as_deref(),
+            body.description.as_deref(),
+            body.slug.as_deref(),
+            false,
+        );
+        let display = body.display.clone().unwrap_or_else(|| klip.display.clone());
+        let kind = check_schema(
+            body.kind.as_deref(),
+            Some(body.query.as_ref().unwrap_or(&klip.query)),
+            Some(&display),
+            &mut problems,
+        );
+        problems.check()?;
+        klip.meta.apply(body.name, body.description, body.slug);
+        if let Some(v) = kind {
+            klip.kind = v;
+        }
+        if let Some(given) = body.datasource_id {
+            klip.datasource_id = Some(datasource_id(state, caller, &given).await?);
+        }
+        if let Some(q) = body.query {
+            klip.query = q;
+        }
+        klip.display = display;
+        Ok(())
     }
-    if let Some(given) = body.datasource_id {
-        klip.datasource_id = Some(datasource_id(&state, &caller, &given).await?);
+
+    async fn answer(
+        state: &AppState,
+        caller: &Caller,
+        old: &Klip,
+        saved: Klip,
+    ) -> ApiResult<Value> {
+        let mut klip = saved;
+        let recompute = klip.query != old.query
+            || klip.display != old.display
+            || klip.datasource_id != old.datasource_id;
+        if recompute {
+            compute(state, caller, &mut klip).await?;
+        }
+        view(&klip)
     }
-    if let Some(q) = body.query {
-        klip.query = q;
-    }
-    klip.display = display;
-    let recompute = klip.query != old.query
-        || klip.display != old.display
-        || klip.datasource_id != old.datasource_id;
-    let mut klip = assets::save(&state, &old, klip).await?;
-    if recompute {
-        compute(&state, &caller, &mut klip).await?;
-    }
-    Ok(envelope::ok(view(&klip)?))
 }
 
 /// Deletes the Klip and removes its instances from every dashboard.
@@ -329,15 +340,15 @@ fn check_annotation(body: &AnnotationBody, creating: bool) -> ApiResult<()> {
 pub async fn annotations(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<NoFilters>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let paging = Paging::plain(&params, &[])?;
+    let list = list.plain()?;
     let klip: Klip = find(&state, &caller, &id).await?;
-    let mut list = klip.annotations.clone();
-    list.sort_by(|a, b| a.date.cmp(&b.date));
-    let (page, total) = paging.slice(list);
-    let meta = paging.meta(&params, page.len(), total);
+    let mut annotations = klip.annotations.clone();
+    annotations.sort_by(|a, b| a.date.cmp(&b.date));
+    let (page, total) = list.paging.slice(annotations);
+    let meta = list.meta(page.len(), total);
     Ok(envelope::list(
         "annotations",
         page.into_iter().map(|a| json!(a)).collect(),

@@ -6,6 +6,7 @@ mod klips;
 
 use axum::Router;
 use domain::records::Klip;
+use klips::KlipBody;
 use platform::assets::resource;
 use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
 use platform::AppState;
@@ -27,7 +28,12 @@ pub fn routes() -> Vec<Route> {
             Access::needs("klip.build").held(),
         ),
         route(GET, "/klips/{id}", resource::show::<Klip>, Access::read()),
-        route(PUT, "/klips/{id}", klips::update, edit.held()),
+        route(
+            PUT,
+            "/klips/{id}",
+            resource::update::<Klip, KlipBody>,
+            edit.held(),
+        ),
         route(
             DELETE,
             "/klips/{id}",

@@ -11,6 +11,7 @@ use domain::reports::Report;
 use platform::assets::resource;
 use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
 use platform::AppState;
+use reports::ReportBody;
 
 pub const FUNCTION: Function = Function {
     name: "reports",
@@ -35,7 +36,12 @@ pub fn routes() -> Vec<Route> {
             resource::show::<Report>,
             Access::read(),
         ),
-        route(PUT, "/reports/{id}", reports::update, edit.held()),
+        route(
+            PUT,
+            "/reports/{id}",
+            resource::update::<Report, ReportBody>,
+            edit.held(),
+        ),
         route(
             DELETE,
             "/reports/{id}",

@@ -2,8 +2,7 @@
 //! generatable (its dashboard or Klips exist and are visible, its window is a preset, its
 //! schedule a valid cron in a real zone) and its next due time.
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::cron::Cron;
@@ -11,11 +10,12 @@ use domain::klip::{Range, RANGE_NAMES};
 use domain::records::{Dashboard, Klip};
 use domain::reports::{Report, Schedule};
 use domain::ReportFormat;
-use platform::assets::{self, check_common, check_if_match, find, resource, view, Meta};
+use platform::assets::resource::{self, Edit};
+use platform::assets::{self, check_common, find, view, Meta};
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{nullable, JsonBody, NoParams, Params};
-use platform::paging::Paging;
+use platform::extract::{nullable, JsonBody, NoParams};
+use platform::paging::Listing;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError, Problems};
 use serde::Deserialize;
@@ -237,25 +237,24 @@ async fn apply(
     Ok(())
 }
 
+/// The report list's filters.
+#[derive(Deserialize, Debug)]
+pub struct ReportFilters {
+    format: Option<String>,
+    dashboard_id: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<ReportFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["format", "dashboard_id"])?;
-    let format = params.get("format");
-    let dashboard = params.get("dashboard_id");
-    resource::list(
-        &state,
-        &caller,
-        &params,
-        &paging,
-        "reports",
-        |r: &Report| {
-            format.is_none_or(|f| r.format.as_str() == f)
-                && dashboard.is_none_or(|d| r.dashboard_id.as_deref() == Some(d))
-        },
-    )
+    let format = list.filters.format.as_deref();
+    let dashboard = list.filters.dashboard_id.as_deref();
+    resource::list(&state, &caller, &list, "reports", |r: &Report| {
+        format.is_none_or(|f| r.format.as_str() == f)
+            && dashboard.is_none_or(|d| r.dashboard_id.as_deref() == Some(d))
+    })
     .await
 }
 
@@ -290,22 +289,12 @@ pub async fn create(
     ))
 }
 
-/// `PUT /reports/{id}`: a partial update honouring `If-Match`; `"schedule": null` removes
+/// `PUT /reports/{id}` (`resource::update`): a partial update; `"schedule": null` removes
 /// the schedule.
-pub async fn update(
-    State(state): State<AppState>,
-    caller: Caller,
-    _: NoParams,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody<ReportBody>,
-) -> ApiResult<Response> {
-    let old: Report = find(&state, &caller, &id).await?;
-    check_if_match(&headers, &old.meta)?;
-    let mut report = old.clone();
-    apply(&state, &caller, &mut report, body, false).await?;
-    let saved = assets::save(&state, &old, report).await?;
-    Ok(envelope::ok(view(&saved)?))
+impl Edit<Report> for ReportBody {
+    async fn apply(self, state: &AppState, caller: &Caller, report: &mut Report) -> ApiResult<()> {
+        apply(state, caller, report, self, false).await
+    }
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@ use platform::assets::find;
 use platform::assets::resource::OnDelete;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{NoParams, Params};
-use platform::paging::{Listed, Paging, SortField};
+use platform::extract::{NoParams, Query};
+use platform::paging::{Listed, Listing, SortField};
 use platform::store::runs::QueueRefused;
 use platform::store::WriteError;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Files above this are downloaded through a short-lived presigned URL (a Lambda response
@@ -158,9 +158,9 @@ pub async fn generate(
     }
 }
 
-struct Listing(Run);
+struct ListedRun(Run);
 
-impl Listed for Listing {
+impl Listed for ListedRun {
     fn name(&self) -> &str {
         &self.0.id
     }
@@ -176,40 +176,46 @@ impl Listed for Listing {
     }
 }
 
+/// The run list's filter.
+#[derive(Deserialize, Debug)]
+pub struct RunFilters {
+    status: Option<String>,
+}
+
 /// `GET /reports/{id}/runs`: newest first unless `sort` says otherwise; `status=` filters.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<RunFilters>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let mut paging = Paging::from_params(&params, &["status"])?;
-    if params.get("sort").is_none() {
-        paging.sort = SortField::DateCreated;
-        paging.descending = true;
+    let mut list = list;
+    if list.params.get("sort").is_none() {
+        list.paging.sort = SortField::DateCreated;
+        list.paging.descending = true;
     }
-    let status = match params.get("status") {
+    let status = match list.filters.status.as_deref() {
         Some(s) => Some(s.parse::<RunStatus>().map_err(|names| {
             ApiError::BadRequest(format!("status must be one of {names}, not '{s}'"))
         })?),
         None => None,
     };
     let report: Report = find(&state, &caller, &id).await?;
-    let runs: Vec<Listing> = state
+    let runs: Vec<ListedRun> = state
         .store
         .runs()
         .of_report(&report.meta.company_id, &report.meta.id)
         .await?
         .into_iter()
         .filter(|r| status.is_none_or(|s| r.status == s))
-        .map(Listing)
+        .map(ListedRun)
         .collect();
-    let (page, total) = paging.apply(runs);
+    let (page, total) = list.paging.apply(runs);
     let views = page
         .iter()
         .map(|r| serde_json::to_value(RunView::of(&r.0)))
         .collect::<Result<Vec<_>, _>>()?;
-    let meta = paging.meta(&params, views.len(), total);
+    let meta = list.meta(views.len(), total);
     Ok(envelope::list("runs", views, meta))
 }
 
@@ -237,19 +243,25 @@ pub async fn show(
     Ok(envelope::ok(RunView::of(&run)))
 }
 
+/// `GET /reports/{id}/download`'s parameter: which run's file (the latest succeeded one's
+/// when absent).
+#[derive(Deserialize, Debug)]
+pub struct Download {
+    run_id: Option<String>,
+}
+
 /// `GET /reports/{id}/download[?run_id=]`: the file of the latest (or the named) succeeded
 /// run; 409 `not_ready` while there is none or the named one is still queued or running.
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(Download { run_id }): Query<Download>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&["run_id"])?;
     let report: Report = find(&state, &caller, &id).await?;
-    let run = match params.get("run_id") {
+    let run = match run_id {
         Some(run_id) => {
-            let run = find_run(&state, &report, run_id).await?;
+            let run = find_run(&state, &report, &run_id).await?;
             match run.status {
                 RunStatus::Succeeded => run,
                 RunStatus::Queued | RunStatus::Running => {

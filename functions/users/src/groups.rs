@@ -8,8 +8,8 @@ use domain::ids::{is_id, new_id};
 use platform::auth::records::{User, UserView};
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
-use platform::paging::{Listed, Paging};
+use platform::extract::{JsonBody, NoParams};
+use platform::paging::{Listed, Listing, NoFilters};
 use platform::store::keys;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
@@ -76,13 +76,18 @@ fn check_name(name: Option<&str>, required: bool) -> ApiResult<()> {
     }
 }
 
+/// The groups list's filter.
+#[derive(Deserialize, Debug)]
+pub struct GroupFilters {
+    external_id: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<GroupFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &["external_id"])?;
-    let external = params.get("external_id");
+    let external = list.filters.external_id.as_deref();
     let groups: Vec<Group> = state
         .store
         .query_prefix::<Group>(&keys::company_pk(caller.company_id()), "GROUP#")
@@ -90,12 +95,12 @@ pub async fn list(
         .into_iter()
         .filter(|g| external.is_none_or(|x| g.external_id.as_deref() == Some(x)))
         .collect();
-    let (page, total) = paging.apply(groups);
+    let (page, total) = list.paging.apply(groups);
     let views = page
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()?;
-    let meta = paging.meta(&params, views.len(), total);
+    let meta = list.meta(views.len(), total);
     Ok(envelope::list("groups", views, meta))
 }
 
@@ -206,10 +211,9 @@ async fn set_membership(
 pub async fn members(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<NoFilters>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &[])?;
     let group = find_group(&state, &caller, &id).await?;
     let now = state.clock.now();
     let members: Vec<User> = all_users(&state, &group.company_id)
@@ -217,12 +221,12 @@ pub async fn members(
         .into_iter()
         .filter(|u| u.groups.contains(&group.id))
         .collect();
-    let (page, total) = paging.apply(members);
+    let (page, total) = list.paging.apply(members);
     let views = page
         .iter()
         .map(|m| serde_json::to_value(UserView::of(m, now)))
         .collect::<Result<Vec<Value>, _>>()?;
-    let meta = paging.meta(&params, views.len(), total);
+    let meta = list.meta(views.len(), total);
     Ok(envelope::list("members", views, meta))
 }
 

@@ -11,8 +11,8 @@ use platform::auth::permissions::{builtin_role, BUILTIN_ROLES, PERMISSIONS};
 use platform::auth::records::Role;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
-use platform::paging::{Listed, Paging};
+use platform::extract::{JsonBody, NoParams};
+use platform::paging::{Listed, Listing, NoFilters};
 use platform::store::{keys, to_item};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
@@ -101,9 +101,8 @@ fn normalized(mut permissions: Vec<String>) -> Vec<String> {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<NoFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(&params, &[])?;
     let custom: Vec<Role> = state
         .store
         .query_prefix(&keys::company_pk(caller.company_id()), "ROLE#")
@@ -114,9 +113,9 @@ pub async fn list(
         .chain(custom.iter().map(custom_view))
         .map(Listable)
         .collect();
-    let (page, total) = paging.apply(roles);
+    let (page, total) = list.paging.apply(roles);
     let views: Vec<Value> = page.into_iter().map(|l| l.0).collect();
-    let meta = paging.meta(&params, views.len(), total);
+    let meta = list.meta(views.len(), total);
     Ok(envelope::list("roles", views, meta))
 }
 

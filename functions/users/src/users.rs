@@ -10,8 +10,8 @@ use platform::auth::permissions::builtin_role;
 use platform::auth::records::{ApiKeyRecord, Company, ResetRecord, Role, User, UserView};
 use platform::auth::{password, Caller};
 use platform::envelope;
-use platform::extract::{JsonBody, NoParams, Params};
-use platform::paging::Paging;
+use platform::extract::{JsonBody, NoParams, Query};
+use platform::paging::Listing;
 use platform::store::accounts::{NewUserRefused, UserChangeRefused, UserDeleteRefused};
 use platform::store::{keys, WriteError};
 use platform::time::rfc3339;
@@ -60,10 +60,36 @@ pub async fn find_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult
         .ok_or_else(|| ApiError::not_found("user", id))
 }
 
+/// `include_roles` and `include_groups`: a user's roles and groups as objects (id and name)
+/// instead of ids.
+#[derive(Deserialize, Default, Debug, Clone, Copy)]
+pub struct Include {
+    #[serde(default)]
+    include_roles: bool,
+    #[serde(default)]
+    include_groups: bool,
+}
+
+/// The users list's query: two filters and the inclusions.
+#[derive(Deserialize, Debug)]
+pub struct UserFilters {
+    email: Option<String>,
+    external_id: Option<String>,
+    #[serde(default)]
+    include_roles: bool,
+    #[serde(default)]
+    include_groups: bool,
+}
+
 /// The view, with roles and groups as objects when asked to include them.
-async fn view(state: &AppState, caller: &Caller, user: &User, params: &Params) -> ApiResult<Value> {
+async fn view(
+    state: &AppState,
+    caller: &Caller,
+    user: &User,
+    include: Include,
+) -> ApiResult<Value> {
     let mut value = serde_json::to_value(UserView::of(user, state.clock.now()))?;
-    if params.flag("include_roles")? {
+    if include.include_roles {
         let roles: Vec<Value> = futures::future::try_join_all(
             user.roles
                 .iter()
@@ -72,7 +98,7 @@ async fn view(state: &AppState, caller: &Caller, user: &User, params: &Params) -
         .await?;
         value["roles"] = Value::Array(roles);
     }
-    if params.flag("include_groups")? {
+    if include.include_groups {
         let mut groups = Vec::new();
         for g in &user.groups {
             if let Some(group) = state
@@ -179,47 +205,46 @@ async fn validate(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    list: Listing<UserFilters>,
 ) -> ApiResult<Response> {
-    let paging = Paging::from_params(
-        &params,
-        &["email", "external_id", "include_roles", "include_groups"],
-    )?;
-    let email = params.get("email").map(str::to_lowercase);
-    let external = params.get("external_id");
+    let filters = &list.filters;
+    let email = filters.email.as_deref().map(str::to_lowercase);
+    let external = filters.external_id.as_deref();
+    let include = Include {
+        include_roles: filters.include_roles,
+        include_groups: filters.include_groups,
+    };
     let users: Vec<User> = all_users(&state, caller.company_id())
         .await?
         .into_iter()
         .filter(|u| email.as_ref().is_none_or(|e| &u.email == e))
         .filter(|u| external.is_none_or(|x| u.external_id.as_deref() == Some(x)))
         .collect();
-    let (page, total) = paging.apply(users);
+    let (page, total) = list.paging.apply(users);
     let mut views = Vec::with_capacity(page.len());
     for u in &page {
-        views.push(view(&state, &caller, u, &params).await?);
+        views.push(view(&state, &caller, u, include).await?);
     }
-    let meta = paging.meta(&params, views.len(), total);
+    let meta = list.meta(views.len(), total);
     Ok(envelope::list("users", views, meta))
 }
 
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    Query(include): Query<Include>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&["include_roles", "include_groups"])?;
     let user = find_user(&state, &caller, &id).await?;
-    Ok(envelope::ok(view(&state, &caller, &user, &params).await?))
+    Ok(envelope::ok(view(&state, &caller, &user, include).await?))
 }
 
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     JsonBody(body): JsonBody<UserBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     validate(&state, &caller, &body, None).await?;
     let roles = body.roles.clone().unwrap_or_else(|| vec!["viewer".into()]);
     grants::may_grant(&state, &caller, &roles).await?;
@@ -275,7 +300,7 @@ pub async fn create(
     let location = envelope::location("users", &user.id);
     Ok(envelope::created(
         &location,
-        view(&state, &caller, &user, &params).await?,
+        view(&state, &caller, &user, Include::default()).await?,
     ))
 }
 
@@ -321,11 +346,10 @@ pub async fn update_user(state: &AppState, old: &User, new: &User) -> ApiResult<
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UserBody>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let old = find_user(&state, &caller, &id).await?;
     validate(&state, &caller, &body, Some(&old)).await?;
     grants::may_act_on(&state, &caller, &old.roles).await?;
@@ -358,7 +382,9 @@ pub async fn update(
     }
     user.last_updated = rfc3339(state.clock.now());
     update_user(&state, &old, &user).await?;
-    Ok(envelope::ok(view(&state, &caller, &user, &params).await?))
+    Ok(envelope::ok(
+        view(&state, &caller, &user, Include::default()).await?,
+    ))
 }
 
 /// Deletes the user, frees the email and the seat, and revokes the user's keys; tokens fail on
@@ -437,15 +463,16 @@ pub async fn reset_password(
 pub async fn unlock(
     State(state): State<AppState>,
     caller: Caller,
-    params: Params,
+    _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    params.only(&[])?;
     let user = find_user(&state, &caller, &id).await?;
     grants::may_act_on(&state, &caller, &user.roles).await?;
     state.store.users().unlock(&user).await?;
     state.store.login_failures().forget(&user.email).await?;
     let mut user = user;
     user.locked_until = None;
-    Ok(envelope::ok(view(&state, &caller, &user, &params).await?))
+    Ok(envelope::ok(
+        view(&state, &caller, &user, Include::default()).await?,
+    ))
 }

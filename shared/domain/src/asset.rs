@@ -6,7 +6,6 @@ use crate::error::{FieldError, Problems};
 use crate::ids::is_id;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -85,6 +84,45 @@ impl Meta {
     }
 }
 
+/// What the API shows of an asset's meta: all of it but the company.
+#[derive(Debug, Serialize)]
+pub struct MetaView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub description: &'a Option<String>,
+    pub slug: &'a str,
+    pub version: u64,
+    pub created_by: &'a str,
+    pub date_created: &'a str,
+    pub last_updated: &'a str,
+    pub share_rights: &'a [ShareRight],
+}
+
+impl Meta {
+    pub fn view(&self) -> MetaView<'_> {
+        MetaView {
+            id: &self.id,
+            name: &self.name,
+            description: &self.description,
+            slug: &self.slug,
+            version: self.version,
+            created_by: &self.created_by,
+            date_created: &self.date_created,
+            last_updated: &self.last_updated,
+            share_rights: &self.share_rights,
+        }
+    }
+}
+
+/// An asset as the API shows it: its meta's view, then the view of its own fields.
+#[derive(Debug, Serialize)]
+pub struct AssetView<'a, F> {
+    #[serde(flatten)]
+    pub meta: MetaView<'a>,
+    #[serde(flatten)]
+    pub fields: F,
+}
+
 impl Meta {
     /// An update body's name, description and slug (absent ones stay as they are).
     pub fn apply(
@@ -108,10 +146,19 @@ impl Meta {
 /// A stored asset: the record with its meta.
 pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     const KIND: Kind;
-    /// Stored fields the API does not show.
-    const HIDDEN: &'static [&'static str] = &[];
-    /// Masks what the API shows but never gives back (secrets), in the view.
-    fn redact(_view: &mut Value) {}
+    /// What the API shows of the asset's own fields (besides its meta): never the stored
+    /// bookkeeping, and secrets masked.
+    type Fields<'a>: Serialize + Send
+    where
+        Self: 'a;
+    fn fields(&self) -> Self::Fields<'_>;
+    /// The asset as the API shows it.
+    fn view(&self) -> AssetView<'_, Self::Fields<'_>> {
+        AssetView {
+            meta: self.meta().view(),
+            fields: self.fields(),
+        }
+    }
     fn meta(&self) -> &Meta;
     fn meta_mut(&mut self) -> &mut Meta;
     /// When the asset is next due for background work (a scheduled report), RFC 3339.

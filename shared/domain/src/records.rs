@@ -192,33 +192,51 @@ pub struct RefreshState {
     pub error: Option<String>,
 }
 
+/// What the API shows of a data source: not where its data is stored (copies, segments,
+/// lineage, splice edge), and its properties' secrets masked.
+#[derive(Debug, Serialize)]
+pub struct DatasourceFields<'a> {
+    pub connector: Connector,
+    pub format: Format,
+    pub refresh_interval: Option<u64>,
+    pub properties: DatasourceProperties,
+    pub disabled: bool,
+    pub columns: &'a [Column],
+    pub row_count: u64,
+    pub data_size: u64,
+    pub date_last_refresh: &'a Option<String>,
+    pub refresh_fail_count: u64,
+    pub last_error: &'a Option<String>,
+    pub data_version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<&'a RefreshState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_refresh_at: Option<&'a str>,
+}
+
 impl Asset for Datasource {
     const KIND: Kind = Kind::Datasource;
+    type Fields<'a> = DatasourceFields<'a>;
+    fn fields(&self) -> DatasourceFields<'_> {
+        DatasourceFields {
+            connector: self.connector,
+            format: self.format,
+            refresh_interval: self.refresh_interval,
+            properties: self.properties.shown(),
+            disabled: self.disabled,
+            columns: &self.columns,
+            row_count: self.row_count,
+            data_size: self.data_size,
+            date_last_refresh: &self.date_last_refresh,
+            refresh_fail_count: self.refresh_fail_count,
+            last_error: &self.last_error,
+            data_version: self.data_version,
+            refresh: self.refresh.as_ref(),
+            next_refresh_at: self.next_refresh_at.as_deref(),
+        }
+    }
     fn due_at(&self) -> Option<&str> {
         self.next_refresh_at.as_deref()
-    }
-    const HIDDEN: &'static [&'static str] = &[
-        "data_id",
-        "previous_data_id",
-        "segments",
-        "retired_segments",
-        "raw_edge",
-        "lineage",
-    ];
-    fn redact(value: &mut Value) {
-        if let Some(headers) = value
-            .pointer_mut("/properties/headers")
-            .and_then(Value::as_object_mut)
-        {
-            for v in headers.values_mut() {
-                *v = Value::String(HEADER_MASK.to_owned());
-            }
-        }
-        if let Some(url) = value.pointer_mut("/properties/endpoint_url") {
-            if let Some(text) = url.as_str() {
-                *url = Value::String(mask_url(text));
-            }
-        }
     }
     fn meta(&self) -> &Meta {
         &self.meta
@@ -253,8 +271,31 @@ pub struct Klip {
     pub annotations: Vec<Annotation>,
 }
 
+/// What the API shows of a Klip: all its fields.
+#[derive(Debug, Serialize)]
+pub struct KlipFields<'a> {
+    #[serde(rename = "type")]
+    pub kind: KlipType,
+    pub datasource_id: &'a Option<String>,
+    pub query: &'a Query,
+    pub display: &'a Display,
+    pub value: &'a Option<KlipValue>,
+    pub annotations: &'a [Annotation],
+}
+
 impl Asset for Klip {
     const KIND: Kind = Kind::Klip;
+    type Fields<'a> = KlipFields<'a>;
+    fn fields(&self) -> KlipFields<'_> {
+        KlipFields {
+            kind: self.kind,
+            datasource_id: &self.datasource_id,
+            query: &self.query,
+            display: &self.display,
+            value: &self.value,
+            annotations: &self.annotations,
+        }
+    }
     fn meta(&self) -> &Meta {
         &self.meta
     }
@@ -312,8 +353,24 @@ pub struct Dashboard {
     pub published_links: Vec<PublishedLink>,
 }
 
+/// What the API shows of a dashboard in a list: its layout and Klip instances (who marked
+/// it a favourite is each caller's own business, and its published links have their own
+/// list).
+#[derive(Debug, Serialize)]
+pub struct DashboardFields<'a> {
+    pub layout: &'a Layout,
+    pub klip_instances: &'a [KlipInstance],
+}
+
 impl Asset for Dashboard {
     const KIND: Kind = Kind::Dashboard;
+    type Fields<'a> = DashboardFields<'a>;
+    fn fields(&self) -> DashboardFields<'_> {
+        DashboardFields {
+            layout: &self.layout,
+            klip_instances: &self.klip_instances,
+        }
+    }
     fn meta(&self) -> &Meta {
         &self.meta
     }
@@ -352,5 +409,112 @@ mod url_mask_tests {
         );
         assert_eq!(mask_url("not a url"), "not a url");
         assert_eq!(mask_url("https://example.com/a"), "https://example.com/a");
+    }
+}
+
+/// Each asset's view shows every stored field but the ones named here as hidden, with its
+/// meta (less the company) first and its secrets masked: a field added to a record must be
+/// added to its view or named hidden here.
+#[cfg(test)]
+mod view_tests {
+    use super::*;
+    use crate::klip::KlipValue;
+    use crate::reports::Report;
+    use serde_json::json;
+
+    fn meta() -> Value {
+        json!({"id": "0123456789abcdef0123456789abcdef", "company_id": "c", "name": "N",
+               "description": "d", "slug": "n", "version": 3, "created_by": "u",
+               "date_created": "2026-01-01T00:00:00Z", "last_updated": "2026-01-02T00:00:00Z",
+               "share_rights": [{"group_id": "g", "can_edit": true}]})
+    }
+
+    /// The stored record less its meta and `hidden`, after the meta less the company.
+    fn expected<A: Asset>(asset: &A, hidden: &[&str]) -> Value {
+        let mut out = serde_json::to_value(asset.meta()).unwrap();
+        out.as_object_mut().unwrap().remove("company_id");
+        let stored = serde_json::to_value(asset).unwrap();
+        for (k, v) in stored.as_object().unwrap() {
+            if k != "meta" && !hidden.contains(&k.as_str()) {
+                out[k] = v.clone();
+            }
+        }
+        out
+    }
+
+    fn check<A: Asset>(stored: Value, hidden: &[&str], mask: impl Fn(&mut Value)) {
+        let asset: A = serde_json::from_value(stored.clone()).unwrap();
+        // Every field was given, so none is left to its default.
+        assert_eq!(serde_json::to_value(&asset).unwrap(), stored);
+        let mut want = expected(&asset, hidden);
+        mask(&mut want);
+        assert_eq!(serde_json::to_value(asset.view()).unwrap(), want);
+    }
+
+    #[test]
+    fn a_data_source_shows_all_but_its_storage_and_masks_its_secrets() {
+        check::<Datasource>(
+            json!({"meta": meta(), "connector": "url", "format": "csv", "refresh_interval": 3600,
+                   "properties": {"endpoint_url": "https://a:pw@example.com/x?key=s", "headers": {"Authorization": "t"}, "json_path": "$.items"},
+                   "disabled": true, "columns": [{"name": "n", "type": "number"}], "row_count": 2,
+                   "data_size": 9, "date_last_refresh": "2026-01-02T00:00:00Z", "refresh_fail_count": 1,
+                   "last_error": "e", "data_id": "d1", "previous_data_id": "d0",
+                   "segments": [{"id": "s", "rows": 1}], "retired_segments": ["r"], "lineage": "l",
+                   "raw_edge": 4, "data_version": 7,
+                   "refresh": {"status": "succeeded", "job_id": "j", "trigger": "api", "requested_at": "t", "finished_at": "t", "error": "e"},
+                   "next_refresh_at": "2026-01-03T00:00:00Z"}),
+            &[
+                "data_id",
+                "previous_data_id",
+                "segments",
+                "retired_segments",
+                "raw_edge",
+                "lineage",
+            ],
+            |v| {
+                v["properties"]["headers"]["Authorization"] = json!(HEADER_MASK);
+                v["properties"]["endpoint_url"] =
+                    json!(mask_url("https://a:pw@example.com/x?key=s"));
+            },
+        );
+    }
+
+    #[test]
+    fn a_klip_shows_all_its_fields() {
+        let value = KlipValue::failed("no data".into(), "2026-01-02T00:00:00Z".into());
+        check::<Klip>(
+            json!({"meta": meta(), "type": "line", "datasource_id": "0123456789abcdef0123456789abcdee",
+                   "query": serde_json::to_value(Query::default()).unwrap(),
+                   "display": serde_json::to_value(Display::default()).unwrap(),
+                   "value": value,
+                   "annotations": [{"id": "a", "date": "2026-01-01", "text": "t", "created_by": "u", "date_created": "t"}]}),
+            &[],
+            |_| {},
+        );
+    }
+
+    #[test]
+    fn a_dashboard_shows_its_layout_and_instances_not_who_favours_it_or_its_links() {
+        check::<Dashboard>(
+            json!({"meta": meta(), "layout": {"type": "grid", "state": {"a": 1}},
+                   "klip_instances": [{"id": "i", "klip_id": "k", "region": "r", "position": 0}],
+                   "favorites": ["u"],
+                   "published_links": [{"id": "p", "token_hash": "h", "expires_at": null, "created_by": "u", "date_created": "t"}]}),
+            &["favorites", "published_links"],
+            |_| {},
+        );
+    }
+
+    #[test]
+    fn a_report_shows_all_its_fields() {
+        check::<Report>(
+            json!({"meta": meta(), "dashboard_id": "0123456789abcdef0123456789abcdee", "klip_ids": ["k"],
+                   "format": "pdf", "window": "last_30_days",
+                   "schedule": {"cron": "0 8 * * 1", "timezone": "UTC", "paused": false},
+                   "next_run_at": "2026-01-05T08:00:00Z",
+                   "last_run": {"id": "r", "status": "succeeded", "trigger": "api", "date_created": "t", "finished_at": "t"}}),
+            &[],
+            |_| {},
+        );
     }
 }

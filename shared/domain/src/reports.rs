@@ -57,8 +57,32 @@ pub struct Report {
     pub last_run: Option<RunSummary>,
 }
 
+/// What the API shows of a report: all its fields.
+#[derive(Debug, Serialize)]
+pub struct ReportFields<'a> {
+    pub dashboard_id: &'a Option<String>,
+    pub klip_ids: &'a [String],
+    pub format: ReportFormat,
+    pub window: &'a Option<String>,
+    pub schedule: &'a Option<Schedule>,
+    pub next_run_at: &'a Option<String>,
+    pub last_run: &'a Option<RunSummary>,
+}
+
 impl Asset for Report {
     const KIND: Kind = Kind::Report;
+    type Fields<'a> = ReportFields<'a>;
+    fn fields(&self) -> ReportFields<'_> {
+        ReportFields {
+            dashboard_id: &self.dashboard_id,
+            klip_ids: &self.klip_ids,
+            format: self.format,
+            window: &self.window,
+            schedule: &self.schedule,
+            next_run_at: &self.next_run_at,
+            last_run: &self.last_run,
+        }
+    }
     fn due_at(&self) -> Option<&str> {
         self.next_run_at.as_deref()
     }

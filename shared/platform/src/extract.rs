@@ -281,6 +281,141 @@ impl Params {
     }
 }
 
+impl Params {
+    /// 400 naming the first parameter that is neither one of `T`'s fields, nor in `also`,
+    /// nor global (or that is repeated).
+    pub fn known<T: DeserializeOwned>(&self, also: &[&str]) -> Result<(), ApiError> {
+        let known: Vec<&str> = field_names::<T>().iter().chain(also).copied().collect();
+        self.only(&known)
+    }
+
+    /// Reads `T` from the parameters its fields name (the others are someone else's: paging,
+    /// the global ones). Flags take `true|false|1|0`, numbers whole numbers; a wrong value
+    /// is a 400 naming the parameter.
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let fields = field_names::<T>();
+        let pairs = self
+            .pairs
+            .iter()
+            .filter(|(name, _)| fields.contains(&name.as_str()))
+            .map(|(name, raw)| (name.as_str(), Raw { name, raw }));
+        T::deserialize(serde::de::value::MapDeserializer::new(pairs))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+}
+
+/// An endpoint's own query parameters as a struct of optional fields (`#[derive(Deserialize)]`):
+/// any parameter that is not one of its fields (or global) is a 400 naming it, as is a
+/// repeated one or a value of the wrong kind.
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = Params::from_request_parts(parts, state).await?;
+        params.known::<T>(&[])?;
+        Ok(Query(params.read()?))
+    }
+}
+
+/// `?full=true`: the fuller view some reads give (a profile's permissions, a dashboard's
+/// Klip definitions, a client's details).
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct Full {
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// The names of `T`'s fields as serde reads them (renames applied), learnt by asking `T` to
+/// deserialize itself from a deserializer that only records what it is asked for. Empty for
+/// anything but a struct.
+pub fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor};
+    struct Names(Option<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(fields);
+            Err(Self::Error::custom("names read"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut names = Names(None);
+    let _ = T::deserialize(&mut names);
+    names.0.unwrap_or(&[])
+}
+
+/// One query parameter's value, read as the field it fills asks.
+struct Raw<'a> {
+    name: &'a str,
+    raw: &'a str,
+}
+
+impl<'de> serde::de::IntoDeserializer<'de, serde::de::value::Error> for Raw<'_> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl Raw<'_> {
+    fn whole<N: std::str::FromStr>(&self) -> Result<N, serde::de::value::Error> {
+        self.raw.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "query parameter '{}' must be a whole number, not '{}'",
+                self.name, self.raw
+            ))
+        })
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Raw<'_> {
+    type Error = serde::de::value::Error;
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_str(self.raw)
+    }
+    fn deserialize_bool<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        match self.raw {
+            "true" | "1" => v.visit_bool(true),
+            "false" | "0" => v.visit_bool(false),
+            other => Err(serde::de::Error::custom(format!(
+                "query parameter '{}' must be true or false, not '{other}'",
+                self.name
+            ))),
+        }
+    }
+    fn deserialize_u32<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_u32(self.whole()?)
+    }
+    fn deserialize_u64<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_u64(self.whole()?)
+    }
+    fn deserialize_i64<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_i64(self.whole()?)
+    }
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_some(self)
+    }
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i128 u8 u16 u128 f32 f64 char str string bytes byte_buf unit unit_struct
+        newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
 /// The query of an endpoint that takes no parameters of its own (only the global
 /// `client_id` and `callback`): 400 naming any other, or a repeated one.
 #[derive(Debug, Clone, Copy)]
@@ -358,6 +493,77 @@ mod tests {
             Err(ApiError::Validation { details, .. }) => assert_eq!(details[0].field, "colour"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Filters {
+        status: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        full: Option<bool>,
+        #[serde(default)]
+        force: bool,
+        days: Option<u32>,
+    }
+
+    fn query(q: &str) -> Params {
+        Params::from_query(Some(q), "/api/v1/things")
+    }
+
+    #[test]
+    fn a_query_struct_names_its_parameters_and_reads_them() {
+        assert_eq!(
+            field_names::<Filters>(),
+            &["status", "type", "full", "force", "days"]
+        );
+        assert!(field_names::<u32>().is_empty());
+        let p = query("status=active&type=bar&full=1&days=7&limit=2&client_id=x");
+        p.known::<Filters>(&["limit"]).unwrap();
+        assert_eq!(
+            p.read::<Filters>().unwrap(),
+            Filters {
+                status: Some("active".into()),
+                kind: Some("bar".into()),
+                full: Some(true),
+                force: false,
+                days: Some(7),
+            }
+        );
+        assert_eq!(
+            query("").read::<Filters>().unwrap(),
+            Filters {
+                status: None,
+                kind: None,
+                full: None,
+                force: false,
+                days: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_query_struct_refuses_what_it_does_not_name_or_cannot_read() {
+        let message = |q: &str| match query(q)
+            .known::<Filters>(&[])
+            .and_then(|_| query(q).read::<Filters>())
+        {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(message("colour=red"), "unknown query parameter 'colour'");
+        assert_eq!(message("limit=2"), "unknown query parameter 'limit'");
+        assert_eq!(
+            message("full=1&full=0"),
+            "query parameter 'full' is repeated"
+        );
+        assert_eq!(
+            message("force=yes"),
+            "query parameter 'force' must be true or false, not 'yes'"
+        );
+        assert_eq!(
+            message("days=seven"),
+            "query parameter 'days' must be a whole number, not 'seven'"
+        );
     }
 
     #[test]

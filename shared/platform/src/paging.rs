@@ -3,8 +3,11 @@
 //! whose links keep the caller's other parameters.
 
 use crate::error::ApiError;
-use crate::extract::Params;
+use crate::extract::{field_names, Params};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use chrono::{DateTime, TimeZone, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
 pub const MAX_PAGE: usize = 100;
@@ -129,6 +132,11 @@ impl Paging {
     /// rows): `q`, `sort` and `since` are refused by name.
     pub fn plain(params: &Params, extra: &[&str]) -> Result<Self, ApiError> {
         let paging = Self::from_params(params, extra)?;
+        Self::refuse_search(params)?;
+        Ok(paging)
+    }
+
+    fn refuse_search(params: &Params) -> Result<(), ApiError> {
         if let Some(name) = ["q", "sort", "since"]
             .into_iter()
             .find(|n| params.get(n).is_some())
@@ -137,7 +145,7 @@ impl Paging {
                 "query parameter '{name}' is not supported on this list"
             )));
         }
-        Ok(paging)
+        Ok(())
     }
 
     /// Cuts the page out of items kept in their own order; answers the page and the total.
@@ -230,6 +238,54 @@ impl Paging {
             query.append_pair(second.0, &second.1.to_string());
         }
         format!("{}?{}", params.caller_path, query.finish())
+    }
+}
+
+/// A list's query: the paging (offset/limit or page/page_size, `q`, `sort`, `since`) and the
+/// list's own filters `F`, a struct of optional fields (`#[derive(Deserialize)]`). Any other
+/// parameter is a 400 naming it; the raw parameters stay for the paging links.
+#[derive(Debug, Clone)]
+pub struct Listing<F> {
+    pub paging: Paging,
+    pub filters: F,
+    pub params: Params,
+}
+
+/// The filters of a list that has none of its own.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct NoFilters {}
+
+impl<F: DeserializeOwned> Listing<F> {
+    pub fn from_params(params: Params) -> Result<Self, ApiError> {
+        let paging = Paging::from_params(&params, field_names::<F>())?;
+        let filters = params.read()?;
+        Ok(Listing {
+            paging,
+            filters,
+            params,
+        })
+    }
+}
+
+impl<F> Listing<F> {
+    /// For a list that is neither searched nor sorted (a resource's sub-list): `q`, `sort`
+    /// and `since` are refused by name.
+    pub fn plain(self) -> Result<Self, ApiError> {
+        Paging::refuse_search(&self.params)?;
+        Ok(self)
+    }
+
+    /// The list `meta` for a page of `count` out of `total`.
+    pub fn meta(&self, count: usize, total: usize) -> Map<String, Value> {
+        self.paging.meta(&self.params, count, total)
+    }
+}
+
+impl<S: Send + Sync, F: DeserializeOwned> FromRequestParts<S> for Listing<F> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Self::from_params(Params::from_request_parts(parts, state).await?)
     }
 }
 

@@ -250,22 +250,9 @@ pub fn ok_with_etag(headers: &HeaderMap, version: u64, data: Value) -> Response 
     response
 }
 
-/// A view: the meta's fields first, then the record's own (without `meta`).
+/// The asset as the API shows it ([`Asset::view`]), as JSON.
 pub fn view<A: Asset>(asset: &A) -> ApiResult<Value> {
-    let mut value = serde_json::to_value(asset)?;
-    let mut out = serde_json::to_value(asset.meta())?;
-    if let (Some(fields), Some(out)) = (value.as_object_mut(), out.as_object_mut()) {
-        fields.remove("meta");
-        for hidden in A::HIDDEN {
-            fields.remove(*hidden);
-        }
-        out.remove("company_id");
-        for (k, v) in std::mem::take(fields) {
-            out.insert(k, v);
-        }
-    }
-    A::redact(&mut out);
-    Ok(out)
+    Ok(serde_json::to_value(asset.view())?)
 }
 
 #[derive(Deserialize)]

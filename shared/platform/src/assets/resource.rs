@@ -1,8 +1,10 @@
 //! The handlers every asset shares, written once over [`Asset`]: `GET {id}` (with `ETag` and
-//! `If-None-Match`), `DELETE {id}` (with `If-Match`, then whatever else the asset's function
-//! removes with it) and the share rights (`GET`/`PUT {id}/share-rights`); and the list
-//! ([`list`]), whose filters each function gives. A function mounts
-//! them with its record type, e.g. `route(GET, "/klips/{id}", resource::show::<Klip>, ...)`.
+//! `If-None-Match`), `PUT {id}` ([`update`], with `If-Match`; the function's body type says
+//! how it applies, [`Edit`]), `DELETE {id}` (with `If-Match`, then whatever else the asset's
+//! function removes with it) and the share rights (`GET`/`PUT {id}/share-rights`); and the
+//! list ([`list`], or [`page`] over assets read with something else), whose typed filters
+//! each function gives. A function mounts them with its record type, e.g.
+//! `route(GET, "/klips/{id}", resource::show::<Klip>, ...)`.
 
 use super::{
     all_visible, check_if_match, check_share_rights, find, ok_with_etag, remove, save, view, Asset,
@@ -11,13 +13,14 @@ use super::{
 use crate::auth::Caller;
 use crate::envelope;
 use crate::error::ApiResult;
-use crate::extract::Params;
 use crate::extract::{JsonBody, NoParams};
-use crate::paging::Paging;
+use crate::paging::Listing;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::future::Future;
 
 /// What goes with an asset when it is deleted (its function's business: the Klip instances
@@ -36,28 +39,40 @@ impl<A: Asset> OnDelete<A> for NothingElse {
 }
 
 /// `GET` of a list: the assets of kind `A` the caller may see and `keep` accepts, sorted and
-/// paged as `paging` says (read from `params`), each as its view, under `key`
-/// (`{"<key>": [..]}` with the paging meta).
-pub async fn list<A: Asset>(
+/// paged as the query says, each as its view, under `key` (`{"<key>": [..]}` with the
+/// paging meta).
+pub async fn list<A: Asset, F>(
     state: &AppState,
     caller: &Caller,
-    params: &Params,
-    paging: &Paging,
+    query: &Listing<F>,
     key: &str,
     keep: impl Fn(&A) -> bool,
 ) -> ApiResult<Response> {
-    let listed: Vec<Listable<A>> = all_visible::<A>(state, caller)
-        .await?
+    let visible = all_visible::<A>(state, caller).await?;
+    page(query, key, visible, keep, |a| view(a))
+}
+
+/// The list of `assets` (those the caller may see) that `keep` accepts, sorted and paged as
+/// the query says, each as `show` makes it, under `key`: [`list`] for a function that reads
+/// something else alongside the assets or shows them its own way.
+pub fn page<A: Asset, F>(
+    query: &Listing<F>,
+    key: &str,
+    assets: Vec<A>,
+    keep: impl Fn(&A) -> bool,
+    show: impl Fn(&A) -> ApiResult<Value>,
+) -> ApiResult<Response> {
+    let listed: Vec<Listable<A>> = assets
         .into_iter()
         .filter(|a| keep(a))
         .map(Listable)
         .collect();
-    let (page, total) = paging.apply(listed);
+    let (page, total) = query.paging.apply(listed);
     let views = page
         .iter()
-        .map(|a| view(&a.0))
+        .map(|a| show(&a.0))
         .collect::<ApiResult<Vec<_>>>()?;
-    let meta = paging.meta(params, views.len(), total);
+    let meta = query.meta(views.len(), total);
     Ok(envelope::list(key, views, meta))
 }
 
@@ -71,6 +86,50 @@ pub async fn show<A: Asset>(
 ) -> ApiResult<Response> {
     let asset: A = find(&state, &caller, &id).await?;
     Ok(ok_with_etag(&headers, asset.meta().version, view(&asset)?))
+}
+
+/// An asset's update body (`PUT {id}`, a partial update): how it is checked and applied,
+/// and what the answer shows. The function's business; [`update`] does the rest.
+pub trait Edit<A: Asset>: DeserializeOwned + Send + 'static {
+    /// Checks the body and applies it to `asset`, a copy of the stored one: a 400 naming
+    /// every problem (or what resolving a reference answers) leaves the stored one as it is.
+    fn apply(
+        self,
+        state: &AppState,
+        caller: &Caller,
+        asset: &mut A,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+
+    /// The answer to the update: the saved asset as its function shows it (`old` is the
+    /// one before). Its view, unless the function says otherwise.
+    fn answer(
+        state: &AppState,
+        caller: &Caller,
+        old: &A,
+        saved: A,
+    ) -> impl Future<Output = ApiResult<Value>> + Send {
+        let _ = (state, caller, old);
+        async move { view(&saved) }
+    }
+}
+
+/// `PUT {id}`: applies the body `B` to the asset (412 unless `If-Match` names its version,
+/// when sent) and saves it (412 when another writer saved in between, 409 when its new slug
+/// is taken), then answers as `B` says.
+pub async fn update<A: Asset, B: Edit<A>>(
+    State(state): State<AppState>,
+    caller: Caller,
+    _: NoParams,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<B>,
+) -> ApiResult<Response> {
+    let old: A = find(&state, &caller, &id).await?;
+    check_if_match(&headers, old.meta())?;
+    let mut new = old.clone();
+    body.apply(&state, &caller, &mut new).await?;
+    let saved = save(&state, &old, new).await?;
+    Ok(envelope::ok(B::answer(&state, &caller, &old, saved).await?))
 }
 
 /// `DELETE {id}`: removes the asset and its slug (412 unless `If-Match` names its version,
