@@ -348,12 +348,22 @@ pub async fn profile(
     caller: Caller,
     Query(Full { full }): Query<Full>,
 ) -> ApiResult<Response> {
-    let mut view = serde_json::to_value(UserView::of_caller(&caller.user, state.clock.now()))?;
-    if full {
-        view["permissions"] = serde_json::to_value(&caller.permissions)?;
-        view["company"] = serde_json::to_value(&caller.company)?;
-    }
-    Ok(envelope::ok(view))
+    Ok(envelope::ok(Profile {
+        user: UserView::of_caller(&caller.user, state.clock.now()),
+        permissions: full.then_some(&caller.permissions),
+        company: full.then_some(&caller.company),
+    }))
+}
+
+/// `GET /profile`: the caller's user, and with `full=true` their permissions and company.
+#[derive(Serialize)]
+struct Profile<'a> {
+    #[serde(flatten)]
+    user: UserView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<&'a std::collections::BTreeSet<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    company: Option<&'a platform::auth::CompanySummary>,
 }
 
 pub async fn usage(

@@ -15,8 +15,9 @@ use platform::paging::Listing;
 use platform::store::{keys, Key};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 const STATUSES: &[&str] = CompanyStatus::NAMES;
 
@@ -31,13 +32,57 @@ pub struct ClientBody {
     plan: Option<String>,
 }
 
-fn view(c: &Company) -> Value {
-    json!({
-        "id": c.id, "name": c.name, "description": c.description, "status": c.status,
-        "seats": c.seats.unwrap_or(-1), "external_id": c.external_id, "plan": c.plan,
-        "parent_id": c.parent_id, "user_count": c.user_count,
-        "date_created": c.date_created, "last_updated": c.last_updated,
-    })
+/// A client account as the API shows it; with `full=true` also its properties, resources
+/// and features.
+#[derive(Serialize)]
+struct ClientView<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: &'a Option<String>,
+    status: CompanyStatus,
+    /// -1 is unlimited.
+    seats: i64,
+    external_id: &'a Option<String>,
+    plan: &'a str,
+    parent_id: &'a Option<String>,
+    user_count: i64,
+    date_created: &'a str,
+    last_updated: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<&'a BTreeMap<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features: Option<Value>,
+}
+
+fn view(c: &Company) -> ClientView<'_> {
+    ClientView {
+        id: &c.id,
+        name: &c.name,
+        description: &c.description,
+        status: c.status,
+        seats: c.seats.unwrap_or(-1),
+        external_id: &c.external_id,
+        plan: &c.plan,
+        parent_id: &c.parent_id,
+        user_count: c.user_count,
+        date_created: &c.date_created,
+        last_updated: &c.last_updated,
+        properties: None,
+        resources: None,
+        features: None,
+    }
+}
+
+/// The view with the client's properties, resources and features.
+fn full_view(c: &Company) -> ClientView<'_> {
+    ClientView {
+        properties: Some(&c.properties),
+        resources: Some(resource_list(c)),
+        features: Some(feature_list(c)),
+        ..view(c)
+    }
 }
 
 /// A client account of the caller's company; any other id is 404.
@@ -119,7 +164,10 @@ pub async fn list(
         .filter(|c| external_id.is_none_or(|x| c.external_id.as_deref() == Some(x)))
         .collect();
     let (page, total) = list.paging.apply(clients);
-    let views: Vec<Value> = page.iter().map(view).collect();
+    let views = page
+        .iter()
+        .map(|c| serde_json::to_value(view(c)))
+        .collect::<Result<Vec<Value>, _>>()?;
     let meta = list.meta(views.len(), total);
     Ok(envelope::list("clients", views, meta))
 }
@@ -131,13 +179,10 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let client = find_client(&state, &caller, &id).await?;
-    let mut value = view(&client);
-    if full {
-        value["properties"] = serde_json::to_value(&client.properties)?;
-        value["resources"] = resource_list(&client);
-        value["features"] = feature_list(&client);
-    }
-    Ok(envelope::ok(value))
+    Ok(envelope::ok(match full {
+        true => full_view(&client),
+        false => view(&client),
+    }))
 }
 
 pub async fn create(

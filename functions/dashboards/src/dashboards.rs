@@ -150,7 +150,7 @@ struct Rendered<'a> {
     meta: MetaView<'a>,
     layout: &'a Layout,
     klip_instances: Vec<Widget<'a>>,
-    published_links: Vec<Value>,
+    published_links: Vec<crate::published::LinkView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     is_favorite: Option<bool>,
 }

@@ -19,7 +19,6 @@ use platform::store::{keys, Key};
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::HashMap;
 
 /// A deleted dashboard's links stop answering at once.
@@ -54,8 +53,29 @@ pub struct LinkBody {
     expires_in_days: Option<u32>,
 }
 
-pub fn link_view(link: &PublishedLink) -> serde_json::Value {
-    json!({"id": link.id, "expires_at": link.expires_at, "created_by": link.created_by, "date_created": link.date_created})
+/// A published link as the API shows it: never its token's hash; the token and its URL
+/// only in the answer that made it.
+#[derive(Serialize)]
+pub struct LinkView<'a> {
+    id: &'a str,
+    expires_at: &'a Option<String>,
+    created_by: &'a str,
+    date_created: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+}
+
+pub fn link_view(link: &PublishedLink) -> LinkView<'_> {
+    LinkView {
+        id: &link.id,
+        expires_at: &link.expires_at,
+        created_by: &link.created_by,
+        date_created: &link.date_created,
+        token: None,
+        url: None,
+    }
 }
 
 pub async fn list(
@@ -122,9 +142,11 @@ pub async fn create(
         state.store.delete(&link_key(&token_hash)).await?;
         return Err(e);
     }
-    let mut view = link_view(&link);
-    view["token"] = json!(token);
-    view["url"] = json!(format!("/api/1.0/public/dashboards/{token}"));
+    let view = LinkView {
+        token: Some(&token),
+        url: Some(format!("/api/1.0/public/dashboards/{token}")),
+        ..link_view(&link)
+    };
     let location = format!(
         "{}/published-links/{}",
         envelope::location("dashboards", &old.meta.id),

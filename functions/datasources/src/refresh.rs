@@ -44,6 +44,7 @@ pub async fn refresh(
         ds,
     )
     .await?;
+    // The data source's view, its `refresh` being this refresh's outcome.
     let mut value = view(&ds)?;
     value["refresh"] = outcome.to_json();
     Ok(envelope::ok(value))

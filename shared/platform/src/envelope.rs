@@ -67,10 +67,14 @@ pub fn deleted() -> Response {
 }
 
 /// 200 with a list page: `meta` from the paging, `data` `{ "<plural>": [...] }`.
-pub fn list(plural: &str, items: Vec<Value>, mut meta: serde_json::Map<String, Value>) -> Response {
+pub fn list<T: Serialize>(
+    plural: &str,
+    items: Vec<T>,
+    mut meta: serde_json::Map<String, Value>,
+) -> Response {
     meta.insert("success".into(), Value::Bool(true));
     meta.insert("status".into(), json!(200));
     let mut data = serde_json::Map::new();
-    data.insert(plural.to_owned(), Value::Array(items));
+    data.insert(plural.to_owned(), to_value(&items));
     respond(StatusCode::OK, json!({"meta": meta, "data": data}), None)
 }
