@@ -59,7 +59,7 @@ fn klip(n: usize, name: &str, kind: &str, query: Value, display: Value) -> Resul
     serde_json::from_value(json!({
         "meta": {"id": format!("{n:032x}"), "company_id": "bench", "name": name,
                  "slug": format!("k{n}"), "version": 1, "created_by": "bench",
-                 "date_created": "", "last_updated": ""},
+                 "date_created": "2026-01-01T00:00:00Z", "last_updated": "2026-01-01T00:00:00Z"},
         "type": kind, "datasource_id": "orders", "query": query, "display": display
     }))
     .map_err(|e| format!("bench klip {name}: {e}"))

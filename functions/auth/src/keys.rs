@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use platform::auth::apikeys::{self, KeySpec, EXPIRY_CHOICES};
 use platform::auth::permissions::PERMISSIONS;
 use platform::auth::records::{ApiKeyRecord, User};
@@ -35,31 +36,39 @@ struct KeyView {
     prefix: String,
     scopes: Option<Vec<String>>,
     expires_in_days: Option<u32>,
-    expires_at: Option<String>,
+    #[serde(with = "domain::time::utc::option")]
+    expires_at: Option<DateTime<Utc>>,
     user_id: String,
     created_by: String,
-    date_created: String,
-    last_updated: String,
-    last_used_at: Option<String>,
+    #[serde(with = "domain::time::utc")]
+    date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    last_updated: DateTime<Utc>,
+    #[serde(with = "domain::time::utc::option")]
+    last_used_at: Option<DateTime<Utc>>,
     usage_count: u64,
-    revoked_at: Option<String>,
+    #[serde(with = "domain::time::utc::option")]
+    revoked_at: Option<DateTime<Utc>>,
     /// active | revoked | expired
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
 }
 
-fn key_status(record: &ApiKeyRecord, now: &str) -> &'static str {
+fn key_status(record: &ApiKeyRecord, now: DateTime<Utc>) -> &'static str {
     if record.revoked_at.is_some() {
         "revoked"
-    } else if record.expires_at.as_deref().is_some_and(|e| e <= now) {
+    } else if record
+        .expires_at
+        .is_some_and(|e| e <= domain::time::seconds(now))
+    {
         "expired"
     } else {
         "active"
     }
 }
 
-fn view(record: ApiKeyRecord, secret: Option<String>, now: &str) -> KeyView {
+fn view(record: ApiKeyRecord, secret: Option<String>, now: DateTime<Utc>) -> KeyView {
     let status = key_status(&record, now);
     KeyView {
         id: record.id,
@@ -152,7 +161,7 @@ pub async fn list(
         filters.user_id.as_deref().unwrap_or("self"),
     )
     .await?;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let status = filters.status.as_deref();
     if let Some(bad) = status.filter(|s| !["active", "revoked", "expired"].contains(s)) {
         return Err(ApiError::BadRequest(format!(
@@ -166,12 +175,12 @@ pub async fn list(
     let mine: Vec<ApiKeyRecord> = records
         .into_iter()
         .filter(|r| r.user_id == user.id)
-        .filter(|r| status.is_none_or(|s| s == key_status(r, &now)))
+        .filter(|r| status.is_none_or(|s| s == key_status(r, now)))
         .collect();
     let (page, total) = list.paging.apply(mine);
     let views: Vec<serde_json::Value> = page
         .into_iter()
-        .map(|r| serde_json::to_value(view(r, None, &now)))
+        .map(|r| serde_json::to_value(view(r, None, now)))
         .collect::<Result<_, _>>()?;
     let meta = list.meta(views.len(), total);
     Ok(envelope::list("api_keys", views, meta))
@@ -276,7 +285,7 @@ async fn issue_for(
     let location = envelope::location("api-keys", &issued.record.id);
     Ok(envelope::created(
         &location,
-        view(issued.record, Some(issued.secret), &rfc3339(now)),
+        view(issued.record, Some(issued.secret), now),
     ))
 }
 
@@ -338,11 +347,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let record = visible_key(&state, &caller, &id).await?;
-    Ok(envelope::ok(view(
-        record,
-        None,
-        &rfc3339(state.clock.now()),
-    )))
+    Ok(envelope::ok(view(record, None, state.clock.now())))
 }
 
 pub async fn revoke(
@@ -403,6 +408,6 @@ pub async fn rotate(
     let location = envelope::location("api-keys", &issued.record.id);
     Ok(envelope::created(
         &location,
-        view(issued.record, Some(issued.secret), &now),
+        view(issued.record, Some(issued.secret), now_time),
     ))
 }

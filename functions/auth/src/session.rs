@@ -77,9 +77,7 @@ fn refresh_record(claims: &Claims, family: &str) -> RefreshRecord {
         company_id: claims.cid.clone(),
         used: false,
         revoked: false,
-        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0)
-            .map(rfc3339)
-            .unwrap_or_default(),
+        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
         ttl: claims.exp + 86_400,
     }
 }
@@ -139,7 +137,7 @@ pub async fn login(
         password::refuse_unknown(&body.password).await?;
         return Err(record_failed_login(&state, &email, None, now).await);
     };
-    check_lockout(user.locked_until.as_deref(), now)?;
+    check_lockout(user.locked_until, now)?;
     let matched = match checked {
         Some(matched) => matched,
         None => password::verify(&body.password, &user.password_hash).await?,
@@ -167,7 +165,7 @@ pub async fn login(
         users.record_login(&user, &last_login),
     )?;
     let mut user = user;
-    user.date_last_login = Some(last_login);
+    user.date_last_login = Some(now);
     Ok(envelope::ok(serde_json::json!({
         "access": pair.access,
         "refresh": pair.refresh,
@@ -388,11 +386,11 @@ pub async fn reset_password(
     JsonBody(body): JsonBody<ResetBody>,
 ) -> ApiResult<Response> {
     use platform::auth::records::ResetRecord;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let invalid = || ApiError::Unauthorized("invalid or expired reset token".into());
     let key = keys::reset_token(&domain::ids::ApiKeyHash::of(&body.token).0);
     let record: ResetRecord = state.store.get(&key).await?.ok_or_else(invalid)?;
-    if record.used || record.expires_at <= now {
+    if record.used || record.expires_at <= domain::time::seconds(now) {
         return Err(invalid());
     }
     let user: User = state
@@ -405,7 +403,7 @@ pub async fn reset_password(
     state
         .store
         .users()
-        .reset_password(&key, &user, &hash, &now)
+        .reset_password(&key, &user, &hash, &rfc3339(now))
         .await
         .map_err(|e| e.into_api(|()| invalid()))?;
     Ok(envelope::ok(

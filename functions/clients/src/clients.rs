@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
 use domain::records::{Dashboard, Datasource};
 use domain::CompanyStatus;
@@ -13,7 +14,6 @@ use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::paging::Listing;
 use platform::store::{keys, Key};
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -46,8 +46,10 @@ struct ClientView<'a> {
     plan: &'a str,
     parent_id: &'a Option<String>,
     user_count: i64,
-    date_created: &'a str,
-    last_updated: &'a str,
+    #[serde(with = "domain::time::utc")]
+    date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    last_updated: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     properties: Option<&'a BTreeMap<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,8 +69,8 @@ fn view(c: &Company) -> ClientView<'_> {
         plan: &c.plan,
         parent_id: &c.parent_id,
         user_count: c.user_count,
-        date_created: &c.date_created,
-        last_updated: &c.last_updated,
+        date_created: c.date_created,
+        last_updated: c.last_updated,
         properties: None,
         resources: None,
         features: None,
@@ -197,7 +199,7 @@ pub async fn create(
         ));
     }
     validate(&body, true)?;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let status = body
         .status
         .as_deref()
@@ -216,7 +218,7 @@ pub async fn create(
         body.name.unwrap_or_default().trim().to_owned(),
         plan,
         status,
-        &now,
+        now,
     );
     client.parent_id = Some(caller.company_id().to_owned());
     client.description = body.description;
@@ -257,7 +259,7 @@ pub async fn update(
     if let Some(v) = body.plan {
         client.plan = v;
     }
-    client.last_updated = rfc3339(state.clock.now());
+    client.last_updated = state.clock.now();
     save(&state, &old, &client).await?;
     Ok(envelope::ok(view(&client)))
 }
@@ -356,7 +358,7 @@ pub async fn put_properties(
     let old = find_client(&state, &caller, &id).await?;
     let mut client = old.clone();
     client.properties.extend(body.properties);
-    client.last_updated = rfc3339(state.clock.now());
+    client.last_updated = state.clock.now();
     save(&state, &old, &client).await?;
     Ok(envelope::ok(json!({"properties": client.properties})))
 }
@@ -382,7 +384,7 @@ pub async fn delete_property(
     }
     let mut client = old.clone();
     client.properties.remove(&name);
-    client.last_updated = rfc3339(state.clock.now());
+    client.last_updated = state.clock.now();
     save(&state, &old, &client).await?;
     Ok(envelope::deleted())
 }
@@ -462,7 +464,7 @@ pub async fn put_resources(
         }
     }
     problems.check()?;
-    client.last_updated = rfc3339(state.clock.now());
+    client.last_updated = state.clock.now();
     save(&state, &old, &client).await?;
     Ok(envelope::ok(json!({"resources": resource_list(&client)})))
 }
@@ -521,7 +523,7 @@ pub async fn put_features(
     for f in body.features {
         client.features.insert(f.name, f.enabled);
     }
-    client.last_updated = rfc3339(state.clock.now());
+    client.last_updated = state.clock.now();
     save(&state, &old, &client).await?;
     Ok(envelope::ok(json!({"features": feature_list(&client)})))
 }

@@ -5,6 +5,7 @@
 use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use domain::ids::{new_id, ApiKeyHash};
 use domain::records::{Dashboard, PublishedLink};
 use platform::admission::LinkOwner;
@@ -16,7 +17,6 @@ use platform::envelope;
 use platform::extract::{NoParams, OptionalJsonBody};
 use platform::paging::{Listing, NoFilters};
 use platform::store::{keys, Key};
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -39,7 +39,8 @@ struct LinkRecord {
     company_id: String,
     dashboard_id: String,
     link_id: String,
-    expires_at: Option<String>,
+    #[serde(default, with = "domain::time::utc::option")]
+    expires_at: Option<DateTime<Utc>>,
 }
 
 pub fn link_key(token_hash: &str) -> Key {
@@ -58,9 +59,11 @@ pub struct LinkBody {
 #[derive(Serialize)]
 pub struct LinkView<'a> {
     id: &'a str,
-    expires_at: &'a Option<String>,
+    #[serde(with = "domain::time::utc::option")]
+    expires_at: Option<DateTime<Utc>>,
     created_by: &'a str,
-    date_created: &'a str,
+    #[serde(with = "domain::time::utc")]
+    date_created: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,9 +73,9 @@ pub struct LinkView<'a> {
 pub fn link_view(link: &PublishedLink) -> LinkView<'_> {
     LinkView {
         id: &link.id,
-        expires_at: &link.expires_at,
+        expires_at: link.expires_at,
         created_by: &link.created_by,
-        date_created: &link.date_created,
+        date_created: link.date_created,
         token: None,
         url: None,
     }
@@ -122,15 +125,15 @@ pub async fn create(
         token_hash: token_hash.clone(),
         expires_at: body
             .expires_in_days
-            .map(|d| rfc3339(now + chrono::Duration::days(d as i64))),
+            .map(|d| now + chrono::Duration::days(d as i64)),
         created_by: caller.user_id().to_owned(),
-        date_created: rfc3339(now),
+        date_created: now,
     };
     let record = LinkRecord {
         company_id: old.meta.company_id.clone(),
         dashboard_id: old.meta.id.clone(),
         link_id: link.id.clone(),
-        expires_at: link.expires_at.clone(),
+        expires_at: link.expires_at,
     };
     state
         .store
@@ -292,12 +295,8 @@ pub fn resolve<'a>(
                 (record, company, dashboard, prefetched)
             }
         };
-        let now = rfc3339(state.clock.now());
-        if record
-            .expires_at
-            .as_deref()
-            .is_some_and(|e| e <= now.as_str())
-        {
+        let now = domain::time::seconds(state.clock.now());
+        if record.expires_at.is_some_and(|e| e <= now) {
             forget_link(&hash);
             return Err(not_found());
         }

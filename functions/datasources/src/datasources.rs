@@ -97,11 +97,9 @@ fn schedule_refresh(
         (Some(_), Some(old))
             if old.refresh_interval == ds.refresh_interval && old.next_refresh_at.is_some() =>
         {
-            old.next_refresh_at.clone()
+            old.next_refresh_at
         }
-        (Some(n), _) => Some(platform::time::rfc3339(
-            now + chrono::Duration::seconds(n as i64),
-        )),
+        (Some(n), _) => Some(now + chrono::Duration::seconds(n as i64)),
     };
 }
 

@@ -20,7 +20,6 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::store::WriteError;
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -117,7 +116,7 @@ pub async fn bulk_refresh(
             caller.company_id(),
             &id,
             RunTrigger::Api,
-            &rfc3339(now),
+            now,
         );
         match state.store.refreshes().queue(&job).await {
             Ok(()) => {}
@@ -130,7 +129,7 @@ pub async fn bulk_refresh(
             status: RunStatus::Queued,
             job_id: job.id.clone(),
             trigger: RunTrigger::Api,
-            requested_at: job.date_created.clone(),
+            requested_at: job.date_created,
             finished_at: None,
             error: None,
         };

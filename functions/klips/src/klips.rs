@@ -12,7 +12,6 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::paging::{Listing, NoFilters};
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -394,7 +393,7 @@ pub async fn add_annotation(
         date: body.date.unwrap_or_default(),
         text: body.text.unwrap_or_default().trim().to_owned(),
         created_by: caller.user_id().to_owned(),
-        date_created: rfc3339(state.clock.now()),
+        date_created: state.clock.now(),
     };
     let mut klip = old.clone();
     klip.annotations.push(note.clone());

@@ -81,14 +81,14 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
         Ok(()) => {
             run.status = RunStatus::Succeeded;
             run.progress = 100;
-            run.finished_at = Some(rfc3339(state.clock.now()));
+            run.finished_at = Some(state.clock.now());
             finish(state, run, &lease).await
         }
         Err(Stop::Fail(error)) => {
             tracing::warn!(run = %run.id, %error, "report run failed");
             run.status = RunStatus::Failed;
             run.error = Some(error);
-            run.finished_at = Some(rfc3339(state.clock.now()));
+            run.finished_at = Some(state.clock.now());
             run.file = None;
             run.file_key = None;
             finish(state, run, &lease).await
@@ -114,11 +114,11 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
 /// attempt left (then the job is failed rather than claimed again).
 pub(crate) fn worker_died(
     status: RunStatus,
-    lease_until: Option<&str>,
+    lease_until: Option<DateTime<Utc>>,
     attempt: u32,
     now: DateTime<Utc>,
 ) -> bool {
-    let lease_ended = lease_until.is_some_and(|l| l < rfc3339(now).as_str());
+    let lease_ended = lease_until.is_some_and(|l| l < domain::time::seconds(now));
     status == RunStatus::Running && lease_ended && attempt >= MAX_ATTEMPTS
 }
 
@@ -134,7 +134,7 @@ async fn abandon_if_dead(
         Ok(None) => return Outcome::Done,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    if worker_died(run.status, run.lease_until.as_deref(), run.attempt, now) {
+    if worker_died(run.status, run.lease_until, run.attempt, now) {
         let error = format!(
             "the report could not be generated in {} attempts (the worker stopped before finishing)",
             run.attempt
@@ -148,7 +148,7 @@ async fn abandon_if_dead(
             Ok(true) => {
                 let mut failed = run.clone();
                 failed.status = RunStatus::Failed;
-                failed.finished_at = Some(rfc3339(now));
+                failed.finished_at = Some(now);
                 let _ = state
                     .store
                     .runs()
@@ -216,14 +216,7 @@ use domain::asset::Asset;
 /// The moment a run reports as of: its due time (a scheduled run) or its creation, never
 /// later than `now`.
 fn as_of(run: &Run, now: DateTime<Utc>) -> DateTime<Utc> {
-    asked_at(run.due_at.as_deref(), &run.date_created, now)
-}
-
-fn asked_at(due_at: Option<&str>, date_created: &str, now: DateTime<Utc>) -> DateTime<Utc> {
-    due_at
-        .unwrap_or(date_created)
-        .parse::<DateTime<Utc>>()
-        .map_or(now, |asked| asked.min(now))
+    run.due_at.unwrap_or(run.date_created).min(now)
 }
 
 async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result<(), Stop> {
@@ -255,7 +248,7 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         .collect();
     let mut data_of: HashMap<String, Option<platform::assets::stored::Loaded>> = HashMap::new();
     let mut found: Vec<Klip> = Vec::new();
-    let mut data_as_of: Option<String> = None;
+    let mut data_as_of: Option<DateTime<Utc>> = None;
     for item in state.store.get_many(&wanted).await?.into_iter().flatten() {
         // A Klip deleted since is left out: the report covers what is left.
         let klip: Klip = platform::store::from_item(item)?;
@@ -268,7 +261,7 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
                 {
                     Some(ds) => {
                         if ds.date_last_refresh > data_as_of {
-                            data_as_of.clone_from(&ds.date_last_refresh);
+                            data_as_of = ds.date_last_refresh;
                         }
                         Some(platform::assets::stored::load(state, &ds).await?)
                     }
@@ -341,19 +334,31 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
 
 #[cfg(test)]
 mod as_of_tests {
-    use super::asked_at;
+    use super::as_of;
     use chrono::{DateTime, Utc};
+    use domain::reports::{Report, Run};
+    use domain::RunTrigger;
 
     #[test]
     fn a_run_is_as_of_when_it_was_due_or_asked_for_never_later_than_now() {
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "meta": {"id": "r", "company_id": "c", "name": "R", "slug": "r", "version": 1,
+                     "created_by": "u", "date_created": "2026-12-01T00:00:00Z",
+                     "last_updated": "2026-12-01T00:00:00Z"},
+            "format": "html"
+        }))
+        .unwrap();
+        let run = |asked: &str, due: Option<&str>| Run {
+            due_at: due.map(t),
+            ..Run::queued("x".into(), &report, RunTrigger::Api, t(asked), None)
+        };
         let now = t("2026-12-02T09:00:00Z");
         let asked = "2026-12-02T08:59:30Z";
-        assert_eq!(asked_at(None, asked, now), t(asked));
+        assert_eq!(as_of(&run(asked, None), now), t(asked));
         let due = "2026-12-02T08:00:00Z";
-        assert_eq!(asked_at(Some(due), asked, now), t(due));
-        // A clock ahead of the worker's, or a bad value: now.
-        assert_eq!(asked_at(None, "2026-12-02T10:00:00Z", now), now);
-        assert_eq!(asked_at(None, "not a time", now), now);
+        assert_eq!(as_of(&run(asked, Some(due)), now), t(due));
+        // A clock ahead of the worker's: now.
+        assert_eq!(as_of(&run("2026-12-02T10:00:00Z", None), now), now);
     }
 }

@@ -21,8 +21,8 @@ fn state_of(job: &RefreshJob) -> RefreshState {
         status: job.status,
         job_id: job.id.clone(),
         trigger: job.trigger,
-        requested_at: job.date_created.clone(),
-        finished_at: job.finished_at.clone(),
+        requested_at: job.date_created,
+        finished_at: job.finished_at,
         error: job.error.clone(),
     }
 }
@@ -71,7 +71,7 @@ pub async fn run(state: &AppState, company: &str, datasource: &str, job_id: &str
             job.error = Some(other.to_string());
         }
     }
-    job.finished_at = Some(rfc3339(state.clock.now()));
+    job.finished_at = Some(state.clock.now());
     job.ttl = Some(state.clock.now().timestamp() + 7 * 86_400);
     match refreshes.finish(&job, &lease).await {
         Ok(()) => {
@@ -121,13 +121,13 @@ async fn abandon_if_dead(
         Ok(None) => return Outcome::Done,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    if crate::generate::worker_died(job.status, job.lease_until.as_deref(), job.attempt, now) {
+    if crate::generate::worker_died(job.status, job.lease_until, job.attempt, now) {
         let error = "the refresh did not finish in its attempts (the worker stopped)";
         if let Ok(true) = refreshes.abandon(&job, error, &rfc3339(now)).await {
             let mut failed = job.clone();
             failed.status = RunStatus::Failed;
             failed.error = Some(error.into());
-            failed.finished_at = Some(rfc3339(now));
+            failed.finished_at = Some(now);
             let _ = refreshes
                 .set_state(company, datasource, &state_of(&failed))
                 .await;

@@ -40,12 +40,6 @@ pub struct Ticked {
     pub swept: usize,
 }
 
-fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 /// One tick (see the module documentation).
 pub async fn run(state: &AppState) -> Result<Ticked, ApiError> {
     let now = state.clock.now();
@@ -93,21 +87,19 @@ async fn refresh_due(
     done: &mut Ticked,
 ) -> Result<(), ApiError> {
     let ds: Datasource = platform::store::from_item(item)?;
-    let (Some(due_text), Some(interval)) = (&ds.next_refresh_at, ds.refresh_interval) else {
+    let (Some(due), Some(interval)) = (ds.next_refresh_at, ds.refresh_interval) else {
         return Ok(());
     };
-    let due = parse_time(due_text)
-        .ok_or_else(|| ApiError::internal(format!("next_refresh_at '{due_text}' is not a time")))?;
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     if !ds.disabled {
         let job = RefreshJob {
-            due_at: Some(rfc3339(due)),
+            due_at: Some(due),
             ..RefreshJob::queued(
                 scheduled_run_id(id, due),
                 company,
                 id,
                 RunTrigger::Schedule,
-                &rfc3339(now),
+                now,
             )
         };
         match state.store.refreshes().queue(&job).await {
@@ -117,7 +109,7 @@ async fn refresh_due(
                     status: RunStatus::Queued,
                     job_id: job.id.clone(),
                     trigger: RunTrigger::Schedule,
-                    requested_at: job.date_created.clone(),
+                    requested_at: job.date_created,
                     finished_at: None,
                     error: None,
                 };
@@ -135,7 +127,7 @@ async fn refresh_due(
     state
         .store
         .refreshes()
-        .advance(company, id, due_text, &rfc3339(next))
+        .advance(company, id, &rfc3339(due), &rfc3339(next))
         .await?;
     Ok(())
 }
@@ -153,11 +145,9 @@ async fn schedule(
     done: &mut Ticked,
 ) -> Result<(), ApiError> {
     let report: Report = platform::store::from_item(item)?;
-    let (Some(schedule), Some(due_text)) = (&report.schedule, &report.next_run_at) else {
+    let (Some(schedule), Some(due)) = (&report.schedule, report.next_run_at) else {
         return Ok(());
     };
-    let due = parse_time(due_text)
-        .ok_or_else(|| ApiError::internal(format!("next_run_at '{due_text}' is not a time")))?;
     let tz = domain::data::timezone(schedule.timezone.as_deref());
     let cron = Cron::parse(&schedule.cron).map_err(ApiError::internal)?;
     // Every due time up to now: the latest runs, the others are skipped.
@@ -175,12 +165,12 @@ async fn schedule(
             scheduled_run_id(&report.meta.id, *missed),
             &report,
             RunTrigger::Schedule,
-            &rfc3339(now),
+            now,
             None,
         );
         run.status = RunStatus::Skipped;
-        run.due_at = Some(rfc3339(*missed));
-        run.finished_at = Some(rfc3339(now));
+        run.due_at = Some(*missed);
+        run.finished_at = Some(now);
         run.error = Some("missed while the scheduler was not running; a later time ran".into());
         match runs.queue(&run, None).await {
             Ok(()) => done.skipped += 1,
@@ -192,13 +182,13 @@ async fn schedule(
         scheduled_run_id(&report.meta.id, latest),
         &report,
         RunTrigger::Schedule,
-        &rfc3339(now),
+        now,
         None,
     );
-    run.due_at = Some(rfc3339(latest));
+    run.due_at = Some(latest);
     if (now - latest).num_seconds() > GRACE_SECS {
         run.status = RunStatus::Skipped;
-        run.finished_at = Some(rfc3339(now));
+        run.finished_at = Some(now);
         run.error = Some("missed by more than an hour while the scheduler was not running".into());
     }
     match runs.queue(&run, None).await {
@@ -211,7 +201,7 @@ async fn schedule(
     runs.advance_schedule(
         &report.meta.company_id,
         &report.meta.id,
-        due_text,
+        &rfc3339(due),
         next.as_deref(),
     )
     .await?;
@@ -224,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_due_time_always_gets_the_same_run_id() {
-        let due = parse_time("2026-12-01T14:00:00Z").unwrap();
+        let due = platform::time::parse("2026-12-01T14:00:00Z").unwrap();
         let a = scheduled_run_id("0123456789abcdef0123456789abcdef", due);
         assert_eq!(a, scheduled_run_id("0123456789abcdef0123456789abcdef", due));
         assert_ne!(a, scheduled_run_id("fedcba9876543210fedcba9876543210", due));

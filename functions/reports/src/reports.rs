@@ -16,7 +16,6 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{nullable, JsonBody, NoParams};
 use platform::paging::Listing;
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, FieldError, Problems};
 use serde::Deserialize;
 
@@ -67,7 +66,7 @@ fn resolve_schedule(
     company_zone: Option<&str>,
     now: DateTime<Utc>,
     problems: &mut Problems,
-) -> Option<(Schedule, Option<String>)> {
+) -> Option<(Schedule, Option<chrono::DateTime<chrono::Utc>>)> {
     let zone_name = body
         .timezone
         .clone()
@@ -105,7 +104,7 @@ fn resolve_schedule(
             timezone: Some(zone_name),
             paused: body.paused,
         },
-        next.filter(|_| !body.paused).map(rfc3339),
+        next.filter(|_| !body.paused),
     ))
 }
 
@@ -314,7 +313,10 @@ mod tests {
         };
         let (schedule, next) = resolve_schedule(&body, None, now, &mut problems).unwrap();
         assert_eq!(schedule.timezone.as_deref(), Some("America/New_York"));
-        assert_eq!(next.as_deref(), Some("2026-11-30T14:00:00Z"));
+        assert_eq!(
+            next.map(platform::time::rfc3339).as_deref(),
+            Some("2026-11-30T14:00:00Z")
+        );
         let bad = ScheduleBody {
             cron: "0 9 * *".into(),
             timezone: Some("Mars/Olympus".into()),

@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use domain::ids::new_id;
 use domain::reports::{run_id, Report, Run, RunFile, RunWindow};
 use domain::{RunStatus, RunTrigger};
@@ -17,7 +18,6 @@ use platform::extract::{NoParams, Query};
 use platform::paging::{Listed, Listing, SortField};
 use platform::store::runs::QueueRefused;
 use platform::store::WriteError;
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -37,15 +37,20 @@ pub struct RunView<'a> {
     trigger: RunTrigger,
     progress: u8,
     attempt: u32,
-    date_created: &'a str,
-    started_at: Option<&'a str>,
-    finished_at: Option<&'a str>,
-    data_as_of: Option<&'a str>,
+    #[serde(with = "domain::time::utc")]
+    date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc::option")]
+    started_at: Option<DateTime<Utc>>,
+    #[serde(with = "domain::time::utc::option")]
+    finished_at: Option<DateTime<Utc>>,
+    #[serde(with = "domain::time::utc::option")]
+    data_as_of: Option<DateTime<Utc>>,
     window: Option<&'a RunWindow>,
     timezone: Option<&'a str>,
     error: Option<&'a str>,
     file: Option<&'a RunFile>,
-    due_at: Option<&'a str>,
+    #[serde(with = "domain::time::utc::option")]
+    due_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> RunView<'a> {
@@ -57,15 +62,15 @@ impl<'a> RunView<'a> {
             trigger: run.trigger,
             progress: run.progress,
             attempt: run.attempt,
-            date_created: &run.date_created,
-            started_at: run.started_at.as_deref(),
-            finished_at: run.finished_at.as_deref(),
-            data_as_of: run.data_as_of.as_deref(),
+            date_created: run.date_created,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            data_as_of: run.data_as_of,
             window: run.window.as_ref(),
             timezone: run.timezone.as_deref(),
             error: run.error.as_deref(),
             file: run.file.as_ref(),
-            due_at: run.due_at.as_deref(),
+            due_at: run.due_at,
         }
     }
 }
@@ -130,7 +135,7 @@ pub async fn generate(
         run_id(now.timestamp_millis(), &new_id()),
         &report,
         RunTrigger::Api,
-        &rfc3339(now),
+        now,
         Some(caller.user_id().to_owned()),
     );
     match runs
@@ -164,15 +169,14 @@ impl Listed for ListedRun {
     fn name(&self) -> &str {
         &self.0.id
     }
-    fn date_created(&self) -> &str {
-        &self.0.date_created
+    fn date_created(&self) -> DateTime<Utc> {
+        self.0.date_created
     }
-    fn last_updated(&self) -> &str {
+    fn last_updated(&self) -> DateTime<Utc> {
         self.0
             .finished_at
-            .as_deref()
-            .or(self.0.started_at.as_deref())
-            .unwrap_or(&self.0.date_created)
+            .or(self.0.started_at)
+            .unwrap_or(self.0.date_created)
     }
 }
 

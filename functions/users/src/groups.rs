@@ -4,6 +4,7 @@
 use crate::users::{all_users, find_user, update_user};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
 use platform::auth::records::{User, UserView};
 use platform::auth::Caller;
@@ -11,7 +12,6 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::paging::{Listed, Listing, NoFilters};
 use platform::store::keys;
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,19 +25,21 @@ pub struct Group {
     pub description: Option<String>,
     #[serde(default)]
     pub external_id: Option<String>,
-    pub date_created: String,
-    pub last_updated: String,
+    #[serde(with = "domain::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    pub last_updated: DateTime<Utc>,
 }
 
 impl Listed for Group {
     fn name(&self) -> &str {
         &self.name
     }
-    fn date_created(&self) -> &str {
-        &self.date_created
+    fn date_created(&self) -> DateTime<Utc> {
+        self.date_created
     }
-    fn last_updated(&self) -> &str {
-        &self.last_updated
+    fn last_updated(&self) -> DateTime<Utc> {
+        self.last_updated
     }
 }
 
@@ -120,14 +122,14 @@ pub async fn create(
     JsonBody(body): JsonBody<GroupBody>,
 ) -> ApiResult<Response> {
     check_name(body.name.as_deref(), true)?;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let group = Group {
         id: new_id(),
         company_id: caller.company_id().to_owned(),
         name: body.name.unwrap_or_default().trim().to_owned(),
         description: body.description,
         external_id: body.external_id,
-        date_created: now.clone(),
+        date_created: now,
         last_updated: now,
     };
     let key = keys::group(&group.company_id, &group.id);
@@ -159,7 +161,7 @@ pub async fn update(
     if body.external_id.is_some() {
         group.external_id = body.external_id;
     }
-    group.last_updated = rfc3339(state.clock.now());
+    group.last_updated = state.clock.now();
     state
         .store
         .put(&keys::group(&group.company_id, &group.id), &group)
@@ -203,7 +205,7 @@ async fn set_membership(
     if new.groups == user.groups {
         return Ok(new);
     }
-    new.last_updated = rfc3339(state.clock.now());
+    new.last_updated = state.clock.now();
     update_user(state, user, &new).await?;
     Ok(new)
 }

@@ -6,6 +6,7 @@ use crate::grants;
 use crate::users::all_users;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
 use platform::auth::permissions::{builtin_role, BUILTIN_ROLES, PERMISSIONS};
 use platform::auth::records::Role;
@@ -14,7 +15,6 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::paging::{Listed, Listing, NoFilters};
 use platform::store::{keys, to_item};
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,12 +33,20 @@ impl Listed for Listable {
     fn name(&self) -> &str {
         self.0["name"].as_str().unwrap_or_default()
     }
-    fn date_created(&self) -> &str {
-        self.0["date_created"].as_str().unwrap_or_default()
+    fn date_created(&self) -> DateTime<Utc> {
+        time_of(&self.0["date_created"])
     }
-    fn last_updated(&self) -> &str {
-        self.0["last_updated"].as_str().unwrap_or_default()
+    fn last_updated(&self) -> DateTime<Utc> {
+        time_of(&self.0["last_updated"])
     }
+}
+
+/// A time of a role's view (built-in roles' are fixed; custom ones' are the stored times).
+fn time_of(value: &Value) -> DateTime<Utc> {
+    value
+        .as_str()
+        .and_then(platform::time::parse)
+        .unwrap_or_default()
 }
 
 fn builtin_view(id: &str) -> Value {
@@ -149,14 +157,14 @@ pub async fn create(
     let wanted: std::collections::BTreeSet<String> =
         body.permissions.iter().flatten().cloned().collect();
     grants::within_caller(&caller, &wanted, "you cannot create this role")?;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let role = Role {
         id: new_id(),
         company_id: caller.company_id().to_owned(),
         name: body.name.unwrap_or_default().trim().to_owned(),
         description: body.description,
         permissions: normalized(body.permissions.unwrap_or_default()),
-        date_created: now.clone(),
+        date_created: now,
         last_updated: now,
     };
     let item = to_item(&keys::role(&role.company_id, &role.id), &role)?;
@@ -195,7 +203,7 @@ pub async fn update(
     if let Some(p) = body.permissions {
         role.permissions = normalized(p);
     }
-    role.last_updated = rfc3339(state.clock.now());
+    role.last_updated = state.clock.now();
     state
         .store
         .put(&keys::role(&role.company_id, &role.id), &role)

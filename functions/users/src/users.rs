@@ -248,7 +248,7 @@ pub async fn create(
     validate(&state, &caller, &body, None).await?;
     let roles = body.roles.clone().unwrap_or_else(|| vec!["viewer".into()]);
     grants::may_grant(&state, &caller, &roles).await?;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let email = body.email.clone().unwrap_or_default().trim().to_lowercase();
     let password_hash = match &body.password {
         Some(p) => password::hash(p).await?,
@@ -266,8 +266,8 @@ pub async fn create(
         roles: body.roles.unwrap_or_else(|| vec!["viewer".into()]),
         groups: body.groups.unwrap_or_default(),
         external_id: body.external_id,
-        date_created: now.clone(),
-        last_updated: now.clone(),
+        date_created: now,
+        last_updated: now,
         revision: 0,
         date_last_login: None,
         locked_until: None,
@@ -380,7 +380,7 @@ pub async fn update(
         // Every session of the user ends with the old password.
         user.session_epoch += 1;
     }
-    user.last_updated = rfc3339(state.clock.now());
+    user.last_updated = state.clock.now();
     update_user(&state, &old, &user).await?;
     Ok(envelope::ok(
         view(&state, &caller, &user, Include::default()).await?,
@@ -408,7 +408,7 @@ pub async fn delete(
             }
         })
     })?;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let keys_of_user: Vec<ApiKeyRecord> = state
         .store
         .query_prefix(&keys::company_pk(&user.company_id), "APIKEY#")
@@ -420,7 +420,7 @@ pub async fn delete(
         let revoke = state
             .store
             .api_keys()
-            .revoke(&key, &now, "the key was revoked meanwhile")
+            .revoke(&key, &rfc3339(now), "the key was revoked meanwhile")
             .await;
         if let Err(e) = revoke {
             tracing::warn!(key = key.id, error = %e, "revoking a deleted user's key");
@@ -447,7 +447,7 @@ pub async fn reset_password(
         company_id: user.company_id.clone(),
         user_id: user.id.clone(),
         used: false,
-        expires_at: rfc3339(expires),
+        expires_at: expires,
         ttl: expires.timestamp() + 86_400,
     };
     state

@@ -4,6 +4,7 @@
 
 use crate::error::{FieldError, Problems};
 use crate::ids::is_id;
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -53,15 +54,17 @@ pub struct Meta {
     pub slug: String,
     pub version: u64,
     pub created_by: String,
-    pub date_created: String,
-    pub last_updated: String,
+    #[serde(with = "crate::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "crate::time::utc")]
+    pub last_updated: DateTime<Utc>,
     #[serde(default)]
     pub share_rights: Vec<ShareRight>,
 }
 
 impl Meta {
-    /// A new asset's meta in `company_id`, made by `created_by`; creating it fills id,
-    /// slug and version.
+    /// A new asset's meta in `company_id`, made by `created_by`; creating it fills id, the
+    /// times, slug and version.
     pub fn new(
         company_id: &str,
         created_by: &str,
@@ -77,8 +80,8 @@ impl Meta {
             slug: slug.unwrap_or_default(),
             version: 0,
             created_by: created_by.to_owned(),
-            date_created: String::new(),
-            last_updated: String::new(),
+            date_created: DateTime::UNIX_EPOCH,
+            last_updated: DateTime::UNIX_EPOCH,
             share_rights: Vec::new(),
         }
     }
@@ -93,8 +96,10 @@ pub struct MetaView<'a> {
     pub slug: &'a str,
     pub version: u64,
     pub created_by: &'a str,
-    pub date_created: &'a str,
-    pub last_updated: &'a str,
+    #[serde(with = "crate::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "crate::time::utc")]
+    pub last_updated: DateTime<Utc>,
     pub share_rights: &'a [ShareRight],
 }
 
@@ -107,8 +112,8 @@ impl Meta {
             slug: &self.slug,
             version: self.version,
             created_by: &self.created_by,
-            date_created: &self.date_created,
-            last_updated: &self.last_updated,
+            date_created: self.date_created,
+            last_updated: self.last_updated,
             share_rights: &self.share_rights,
         }
     }
@@ -161,8 +166,8 @@ pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     }
     fn meta(&self) -> &Meta;
     fn meta_mut(&mut self) -> &mut Meta;
-    /// When the asset is next due for background work (a scheduled report), RFC 3339.
-    fn due_at(&self) -> Option<&str> {
+    /// When the asset is next due for background work (a scheduled report).
+    fn due_at(&self) -> Option<DateTime<Utc>> {
         None
     }
 }

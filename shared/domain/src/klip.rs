@@ -308,8 +308,9 @@ pub struct KlipValue {
     pub series: Vec<Point>,
     pub groups: Vec<Group>,
     pub status: Status,
-    /// RFC 3339 UTC with seconds and `Z`: the `now` the value was computed at.
-    pub computed_at: String,
+    /// The `now` the value was computed at.
+    #[serde(with = "crate::time::utc")]
+    pub computed_at: DateTime<Utc>,
     /// Why nothing could be computed (bad data or a query that fails [`validate`]).
     pub error: Option<String>,
     /// The data source's `data_version` the value was computed from (set where it is
@@ -320,7 +321,7 @@ pub struct KlipValue {
 
 impl KlipValue {
     /// A value that could not be computed, and why.
-    pub fn failed(message: String, computed_at: String) -> Self {
+    pub fn failed(message: String, computed_at: DateTime<Utc>) -> Self {
         KlipValue {
             current: None,
             previous: None,
@@ -733,7 +734,7 @@ impl<'q> Evaluation<'q> {
 
     /// The value over the rows fed, computed at `now`.
     pub fn finish(self) -> Detailed {
-        let computed_at = self.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let computed_at = self.now;
         match self.result() {
             Ok(mut found) => {
                 found.value.computed_at = computed_at;
@@ -796,7 +797,7 @@ impl<'q> Evaluation<'q> {
             series,
             groups,
             status: status(current_value, self.display),
-            computed_at: String::new(),
+            computed_at: DateTime::UNIX_EPOCH,
             error: None,
             data_version: None,
         };
@@ -1425,7 +1426,10 @@ mod tests {
         assert_eq!(value.current, None);
         assert_eq!(value.status, Status::None);
         assert!(value.series.is_empty() && value.groups.is_empty());
-        assert_eq!(value.computed_at, "2026-05-15T16:00:00Z");
+        assert_eq!(
+            crate::time::rfc3339(value.computed_at),
+            "2026-05-15T16:00:00Z"
+        );
 
         let booleans = table(json!([{"v": true}]));
         assert_eq!(

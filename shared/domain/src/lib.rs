@@ -12,6 +12,7 @@
 //! - [`cron`]: schedule expressions and their next due times in a time zone;
 //! - [`analysis`]: the statistics and insights a report explains;
 //! - [`ids`]: ids, slugs and API key secrets;
+//! - [`time`]: how times are written (RFC 3339, UTC, seconds);
 //! - [`error`]: the problems these report ([`FieldError`], [`DataError`]), which the
 //!   platform renders as API errors.
 
@@ -28,6 +29,7 @@ pub mod klip;
 pub mod records;
 pub mod reports;
 pub mod sets;
+pub mod time;
 
 pub use error::{DataError, FieldError, Problems};
 pub use sets::{

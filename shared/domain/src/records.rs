@@ -3,6 +3,7 @@
 use crate::asset::{Asset, Kind, Meta};
 use crate::klip::{Display, KlipValue, Query};
 use crate::sets::{ColumnType, Connector, Format, KlipType};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -129,8 +130,8 @@ pub struct Datasource {
     pub row_count: u64,
     #[serde(default)]
     pub data_size: u64,
-    #[serde(default)]
-    pub date_last_refresh: Option<String>,
+    #[serde(default, with = "crate::time::utc::option")]
+    pub date_last_refresh: Option<DateTime<Utc>>,
     #[serde(default)]
     pub refresh_fail_count: u64,
     #[serde(default)]
@@ -168,8 +169,12 @@ pub struct Datasource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshState>,
     /// When a URL source with a `refresh_interval` refreshes by itself next (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_refresh_at: Option<String>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_refresh_at: Option<DateTime<Utc>>,
 }
 
 /// One append of rows, stored as its own object.
@@ -185,9 +190,14 @@ pub struct RefreshState {
     pub status: crate::RunStatus,
     pub job_id: String,
     pub trigger: crate::RunTrigger,
-    pub requested_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
+    #[serde(with = "crate::time::utc")]
+    pub requested_at: DateTime<Utc>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub finished_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -204,14 +214,18 @@ pub struct DatasourceFields<'a> {
     pub columns: &'a [Column],
     pub row_count: u64,
     pub data_size: u64,
-    pub date_last_refresh: &'a Option<String>,
+    #[serde(with = "crate::time::utc::option")]
+    pub date_last_refresh: Option<DateTime<Utc>>,
     pub refresh_fail_count: u64,
     pub last_error: &'a Option<String>,
     pub data_version: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh: Option<&'a RefreshState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_refresh_at: Option<&'a str>,
+    #[serde(
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_refresh_at: Option<DateTime<Utc>>,
 }
 
 impl Asset for Datasource {
@@ -227,16 +241,16 @@ impl Asset for Datasource {
             columns: &self.columns,
             row_count: self.row_count,
             data_size: self.data_size,
-            date_last_refresh: &self.date_last_refresh,
+            date_last_refresh: self.date_last_refresh,
             refresh_fail_count: self.refresh_fail_count,
             last_error: &self.last_error,
             data_version: self.data_version,
             refresh: self.refresh.as_ref(),
-            next_refresh_at: self.next_refresh_at.as_deref(),
+            next_refresh_at: self.next_refresh_at,
         }
     }
-    fn due_at(&self) -> Option<&str> {
-        self.next_refresh_at.as_deref()
+    fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.next_refresh_at
     }
     fn meta(&self) -> &Meta {
         &self.meta
@@ -253,7 +267,8 @@ pub struct Annotation {
     pub date: String,
     pub text: String,
     pub created_by: String,
-    pub date_created: String,
+    #[serde(with = "crate::time::utc")]
+    pub date_created: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -334,9 +349,11 @@ pub struct PublishedLink {
     pub id: String,
     /// SHA-256 of the token; the token itself is shown once.
     pub token_hash: String,
-    pub expires_at: Option<String>,
+    #[serde(default, with = "crate::time::utc::option")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_by: String,
-    pub date_created: String,
+    #[serde(with = "crate::time::utc")]
+    pub date_created: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -455,13 +472,13 @@ mod view_tests {
     fn a_data_source_shows_all_but_its_storage_and_masks_its_secrets() {
         check::<Datasource>(
             json!({"meta": meta(), "connector": "url", "format": "csv", "refresh_interval": 3600,
-                   "properties": {"endpoint_url": "https://a:pw@example.com/x?key=s", "headers": {"Authorization": "t"}, "json_path": "$.items"},
+                   "properties": {"endpoint_url": "https://a:pw@example.com/x?key=s", "headers": {"Authorization": "2026-01-02T03:04:05Z"}, "json_path": "$.items"},
                    "disabled": true, "columns": [{"name": "n", "type": "number"}], "row_count": 2,
                    "data_size": 9, "date_last_refresh": "2026-01-02T00:00:00Z", "refresh_fail_count": 1,
                    "last_error": "e", "data_id": "d1", "previous_data_id": "d0",
                    "segments": [{"id": "s", "rows": 1}], "retired_segments": ["r"], "lineage": "l",
                    "raw_edge": 4, "data_version": 7,
-                   "refresh": {"status": "succeeded", "job_id": "j", "trigger": "api", "requested_at": "t", "finished_at": "t", "error": "e"},
+                   "refresh": {"status": "succeeded", "job_id": "j", "trigger": "api", "requested_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:05Z", "error": "e"},
                    "next_refresh_at": "2026-01-03T00:00:00Z"}),
             &[
                 "data_id",
@@ -481,13 +498,16 @@ mod view_tests {
 
     #[test]
     fn a_klip_shows_all_its_fields() {
-        let value = KlipValue::failed("no data".into(), "2026-01-02T00:00:00Z".into());
+        let value = KlipValue::failed(
+            "no data".into(),
+            crate::time::parse("2026-01-02T00:00:00Z").unwrap(),
+        );
         check::<Klip>(
             json!({"meta": meta(), "type": "line", "datasource_id": "0123456789abcdef0123456789abcdee",
                    "query": serde_json::to_value(Query::default()).unwrap(),
                    "display": serde_json::to_value(Display::default()).unwrap(),
                    "value": value,
-                   "annotations": [{"id": "a", "date": "2026-01-01", "text": "t", "created_by": "u", "date_created": "t"}]}),
+                   "annotations": [{"id": "a", "date": "2026-01-01", "text": "2026-01-02T03:04:05Z", "created_by": "u", "date_created": "2026-01-02T03:04:05Z"}]}),
             &[],
             |_| {},
         );
@@ -499,7 +519,7 @@ mod view_tests {
             json!({"meta": meta(), "layout": {"type": "grid", "state": {"a": 1}},
                    "klip_instances": [{"id": "i", "klip_id": "k", "region": "r", "position": 0}],
                    "favorites": ["u"],
-                   "published_links": [{"id": "p", "token_hash": "h", "expires_at": null, "created_by": "u", "date_created": "t"}]}),
+                   "published_links": [{"id": "p", "token_hash": "h", "expires_at": null, "created_by": "u", "date_created": "2026-01-02T03:04:05Z"}]}),
             &["favorites", "published_links"],
             |_| {},
         );
@@ -512,7 +532,7 @@ mod view_tests {
                    "format": "pdf", "window": "last_30_days",
                    "schedule": {"cron": "0 8 * * 1", "timezone": "UTC", "paused": false},
                    "next_run_at": "2026-01-05T08:00:00Z",
-                   "last_run": {"id": "r", "status": "succeeded", "trigger": "api", "date_created": "t", "finished_at": "t"}}),
+                   "last_run": {"id": "r", "status": "succeeded", "trigger": "api", "date_created": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:05Z"}}),
             &[],
             |_| {},
         );

@@ -8,6 +8,7 @@
 
 use crate::asset::{Asset, Kind, Meta};
 use crate::sets::{ReportFormat, RunStatus, RunTrigger};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// When a report runs by itself.
@@ -29,9 +30,10 @@ pub struct RunSummary {
     pub id: String,
     pub status: RunStatus,
     pub trigger: RunTrigger,
-    pub date_created: String,
-    #[serde(default)]
-    pub finished_at: Option<String>,
+    #[serde(with = "crate::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(default, with = "crate::time::utc::option")]
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -50,8 +52,8 @@ pub struct Report {
     #[serde(default)]
     pub schedule: Option<Schedule>,
     /// When the schedule is next due (RFC 3339); absent without a schedule or when paused.
-    #[serde(default)]
-    pub next_run_at: Option<String>,
+    #[serde(default, with = "crate::time::utc::option")]
+    pub next_run_at: Option<DateTime<Utc>>,
     /// Set by the worker when a run ends (without changing `version`: it is not an edit).
     #[serde(default)]
     pub last_run: Option<RunSummary>,
@@ -65,7 +67,8 @@ pub struct ReportFields<'a> {
     pub format: ReportFormat,
     pub window: &'a Option<String>,
     pub schedule: &'a Option<Schedule>,
-    pub next_run_at: &'a Option<String>,
+    #[serde(with = "crate::time::utc::option")]
+    pub next_run_at: Option<DateTime<Utc>>,
     pub last_run: &'a Option<RunSummary>,
 }
 
@@ -79,12 +82,12 @@ impl Asset for Report {
             format: self.format,
             window: &self.window,
             schedule: &self.schedule,
-            next_run_at: &self.next_run_at,
+            next_run_at: self.next_run_at,
             last_run: &self.last_run,
         }
     }
-    fn due_at(&self) -> Option<&str> {
-        self.next_run_at.as_deref()
+    fn due_at(&self) -> Option<DateTime<Utc>> {
+        self.next_run_at
     }
     fn meta(&self) -> &Meta {
         &self.meta
@@ -109,10 +112,10 @@ pub struct RunFile {
 pub struct RunWindow {
     /// The preset asked for (`last_30_days`), or `klip` when each Klip used its own range.
     pub label: String,
-    #[serde(default)]
-    pub start: Option<String>,
-    #[serde(default)]
-    pub end: Option<String>,
+    #[serde(default, with = "crate::time::utc::option")]
+    pub start: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::time::utc::option")]
+    pub end: Option<DateTime<Utc>>,
 }
 
 /// What marks a run item, so the stream's filter can pass only queued runs to the worker.
@@ -132,14 +135,27 @@ pub struct Run {
     pub progress: u8,
     /// How many times a worker claimed it.
     pub attempt: u32,
-    pub date_created: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
+    #[serde(with = "crate::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub finished_at: Option<DateTime<Utc>>,
     /// The newest data any covered Klip's value was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_as_of: Option<String>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data_as_of: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<RunWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,11 +166,19 @@ pub struct Run {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<RunFile>,
     /// The scheduled time it is for (schedule runs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_at: Option<String>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub due_at: Option<DateTime<Utc>>,
     /// Until when the worker that claimed it holds it (RFC 3339); not shown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_until: Option<String>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lease_until: Option<DateTime<Utc>>,
     /// Who asked (api runs); not shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
@@ -169,7 +193,7 @@ impl Run {
         id: String,
         report: &Report,
         trigger: RunTrigger,
-        now: &str,
+        now: DateTime<Utc>,
         requested_by: Option<String>,
     ) -> Self {
         Run {
@@ -181,7 +205,7 @@ impl Run {
             trigger,
             progress: 0,
             attempt: 0,
-            date_created: now.to_owned(),
+            date_created: now,
             started_at: None,
             finished_at: None,
             data_as_of: None,
@@ -201,14 +225,14 @@ impl Run {
             id: self.id.clone(),
             status: self.status,
             trigger: self.trigger,
-            date_created: self.date_created.clone(),
-            finished_at: self.finished_at.clone(),
+            date_created: self.date_created,
+            finished_at: self.finished_at,
         }
     }
 
     /// The file's name in downloads.
     pub fn file_name(&self, slug: &str, format: ReportFormat) -> String {
-        let day = self.date_created.get(..10).unwrap_or("report");
+        let day = self.date_created.format("%Y-%m-%d");
         format!("{slug}-{day}.{}", format.as_str())
     }
 }
@@ -252,17 +276,34 @@ pub struct RefreshJob {
     pub status: RunStatus,
     pub trigger: RunTrigger,
     pub attempt: u32,
-    pub date_created: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
+    #[serde(with = "crate::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub finished_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_until: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_at: Option<String>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lease_until: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub due_at: Option<DateTime<Utc>>,
     /// Removes the job item once it is long done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
@@ -274,7 +315,7 @@ impl RefreshJob {
         company_id: &str,
         datasource_id: &str,
         trigger: RunTrigger,
-        now: &str,
+        now: DateTime<Utc>,
     ) -> Self {
         RefreshJob {
             entity: REFRESH_ENTITY.to_owned(),
@@ -284,7 +325,7 @@ impl RefreshJob {
             status: RunStatus::Queued,
             trigger,
             attempt: 0,
-            date_created: now.to_owned(),
+            date_created: now,
             started_at: None,
             finished_at: None,
             error: None,

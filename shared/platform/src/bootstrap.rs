@@ -7,7 +7,6 @@ use crate::auth::records::{Company, EmailClaim, User, PLANS};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::keys;
-use crate::time::rfc3339;
 use domain::ids::new_id;
 use serde::Serialize;
 
@@ -49,13 +48,7 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
     } else {
         domain::CompanyStatus::Active
     };
-    let mut company = Company::new(
-        new_id(),
-        input.company,
-        input.plan.clone(),
-        status,
-        &rfc3339(now),
-    );
+    let mut company = Company::new(new_id(), input.company, input.plan.clone(), status, now);
     company.per_second_limit = input.per_second_limit;
     company.daily_limit = input.daily_limit;
     company.user_count = 1;
@@ -71,8 +64,8 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
         roles: vec!["admin".into()],
         groups: vec![],
         external_id: None,
-        date_created: rfc3339(now),
-        last_updated: rfc3339(now),
+        date_created: now,
+        last_updated: now,
         revision: 0,
         date_last_login: None,
         locked_until: None,

@@ -39,9 +39,8 @@ pub struct Paging {
 /// What a listed item offers to `q`, `sort` and `since`.
 pub trait Listed {
     fn name(&self) -> &str;
-    /// RFC 3339; compares correctly as text because every timestamp is UTC with `Z`.
-    fn date_created(&self) -> &str;
-    fn last_updated(&self) -> &str;
+    fn date_created(&self) -> DateTime<Utc>;
+    fn last_updated(&self) -> DateTime<Utc>;
 }
 
 const PAGING_PARAMS: &[&str] = &["offset", "limit", "page", "page_size", "q", "sort", "since"];
@@ -167,14 +166,13 @@ impl Paging {
             items.retain(|i| i.name().to_lowercase().contains(q));
         }
         if let Some(since) = self.since {
-            let since = crate::time::rfc3339(since);
-            items.retain(|i| i.last_updated() >= since.as_str());
+            items.retain(|i| i.last_updated() >= since);
         }
         items.sort_by(|a, b| {
             let ord = match self.sort {
                 SortField::Name => a.name().to_lowercase().cmp(&b.name().to_lowercase()),
-                SortField::DateCreated => a.date_created().cmp(b.date_created()),
-                SortField::LastUpdated => a.last_updated().cmp(b.last_updated()),
+                SortField::DateCreated => a.date_created().cmp(&b.date_created()),
+                SortField::LastUpdated => a.last_updated().cmp(&b.last_updated()),
             };
             if self.descending {
                 ord.reverse()
@@ -313,16 +311,17 @@ mod tests {
         Params::from_query(Some(q), "/api/v1/api-keys/")
     }
 
-    struct Item(&'static str, &'static str);
+    /// A name and the second it was created (and last updated) at.
+    struct Item(&'static str, i64);
     impl Listed for Item {
         fn name(&self) -> &str {
             self.0
         }
-        fn date_created(&self) -> &str {
-            self.1
+        fn date_created(&self) -> DateTime<Utc> {
+            Utc.timestamp_opt(self.1, 0).unwrap()
         }
-        fn last_updated(&self) -> &str {
-            self.1
+        fn last_updated(&self) -> DateTime<Utc> {
+            self.date_created()
         }
     }
 
@@ -372,10 +371,10 @@ mod tests {
         let p = params("q=a&limit=2&sort=-name");
         let paging = Paging::from_params(&p, &[]).unwrap();
         let (page, total) = paging.apply(vec![
-            Item("ab", "1"),
-            Item("ba", "2"),
-            Item("c", "3"),
-            Item("AA", "4"),
+            Item("ab", 1),
+            Item("ba", 2),
+            Item("c", 3),
+            Item("AA", 4),
         ]);
         assert_eq!(total, 3);
         assert_eq!(

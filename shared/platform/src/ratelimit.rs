@@ -16,7 +16,7 @@
 
 use crate::error::ApiError;
 use crate::store::{keys, Store, WriteError};
-use crate::time::{rfc3339, NewYorkDay};
+use crate::time::NewYorkDay;
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -55,7 +55,8 @@ pub struct Usage {
     pub daily_limit: u64,
     pub used_today: u64,
     pub remaining_today: u64,
-    pub reset_at: String,
+    #[serde(with = "domain::time::utc")]
+    pub reset_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -404,7 +405,7 @@ impl Usage {
             daily_limit,
             used_today: used,
             remaining_today: daily_limit.saturating_sub(used),
-            reset_at: rfc3339(counted.day.end),
+            reset_at: counted.day.end,
         }
     }
 }

@@ -73,10 +73,8 @@ fn midnight(date: NaiveDate) -> DateTime<Utc> {
         .unwrap_or_else(|| Utc.from_utc_datetime(&naive))
 }
 
-/// RFC 3339 with seconds and `Z`, as every timestamp in the API.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+/// RFC 3339 with seconds and `Z`, as every timestamp in the API (see `domain::time`).
+pub use domain::time::{parse, rfc3339};
 
 #[cfg(test)]
 mod tests {

@@ -1145,18 +1145,13 @@ async fn an_enabled_source_takes_pushes_and_refreshes_again() {
 
 fn klip_using(app: &TestApp, datasource_id: &str, name: &str) -> Klip {
     Klip {
-        meta: Meta {
-            id: String::new(),
-            company_id: app.company.company_id.clone(),
-            name: name.into(),
-            description: None,
-            slug: String::new(),
-            version: 0,
-            created_by: app.company.user_id.clone(),
-            date_created: String::new(),
-            last_updated: String::new(),
-            share_rights: Vec::new(),
-        },
+        meta: Meta::new(
+            &app.company.company_id,
+            &app.company.user_id,
+            name.into(),
+            None,
+            None,
+        ),
         kind: domain::KlipType::Number,
         datasource_id: Some(datasource_id.into()),
         query: Default::default(),

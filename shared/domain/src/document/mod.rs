@@ -41,7 +41,8 @@ pub struct Document {
     pub report_id: String,
     pub title: String,
     pub description: Option<String>,
-    pub generated_at: String,
+    #[serde(with = "crate::time::utc")]
+    pub generated_at: DateTime<Utc>,
     pub timezone: String,
     pub window: RunWindow,
     /// The best insights across all Klips.
@@ -219,14 +220,12 @@ pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) 
         report_id: cover.report_id.to_owned(),
         title: cover.title.to_owned(),
         description: cover.description.map(str::to_owned),
-        generated_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        generated_at: now,
         timezone: tz.name().to_owned(),
         window: RunWindow {
             label: cover.window.unwrap_or("klip").to_owned(),
-            start: span
-                .as_ref()
-                .map(|w| w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            end: span.map(|w| w.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            start: span.as_ref().map(|w| w.start),
+            end: span.map(|w| w.end),
         },
         highlights: analysed.insights,
         sections,
@@ -512,7 +511,7 @@ h1{{font-size:1.6rem;margin:0 0 .25rem}} h2{{font-size:1.15rem;margin:0 0 .5rem}
             .as_deref()
             .map(|d| format!("{}. ", escape(d)))
             .unwrap_or_default(),
-        generated = escape(&document.generated_at),
+        generated = crate::time::rfc3339(document.generated_at),
         tz = escape(&document.timezone),
     )
 }
@@ -526,7 +525,7 @@ mod tests {
     fn klip(query: serde_json::Value, display: serde_json::Value) -> Klip {
         serde_json::from_value(json!({
             "meta": {"id": "0123456789abcdef0123456789abcdef", "company_id": "c", "name": "Signups <daily>",
-                     "slug": "signups", "version": 1, "created_by": "u", "date_created": "", "last_updated": ""},
+                     "slug": "signups", "version": 1, "created_by": "u", "date_created": "2026-01-01T00:00:00Z", "last_updated": "2026-01-01T00:00:00Z"},
             "type": "line", "datasource_id": null, "query": query, "display": display
         }))
         .unwrap()

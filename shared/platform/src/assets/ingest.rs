@@ -9,7 +9,6 @@ use super::stored;
 use super::{save, Asset};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::time::rfc3339;
 use domain::data::Table;
 use domain::records::Datasource;
 use serde_json::{json, Value};
@@ -61,7 +60,7 @@ pub async fn commit(
     let size = raw.len() as u64;
     let edge = domain::data::raw_edge(ds.format, &raw);
     let data_id = stored::store(state, &ds, raw, table).await?;
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     // The copy this commit pushes out of the item (the one before the previous) is the only
     // one it may delete: any other copy may be another writer's, about to be committed.
     // Likewise the segments retired last time; the ones this commit replaces are retired now.
@@ -83,7 +82,7 @@ pub async fn commit(
         d.columns = table.columns.clone();
         d.row_count = table.row_count();
         d.data_size = size;
-        d.date_last_refresh = Some(now.clone());
+        d.date_last_refresh = Some(now);
         apply(d);
     })
     .await;
@@ -259,7 +258,7 @@ mod tests {
             .collect();
         serde_json::from_value(json!({
             "meta": {"id": "d", "company_id": "c", "name": "D", "slug": "d", "version": 1,
-                     "created_by": "u", "date_created": "", "last_updated": ""},
+                     "created_by": "u", "date_created": "2026-01-01T00:00:00Z", "last_updated": "2026-01-01T00:00:00Z"},
             "connector": "push", "format": "csv", "data_id": "x",
             "row_count": copy + segments.iter().sum::<u64>(),
             "segments": listed,

@@ -19,7 +19,6 @@ use crate::error::{ApiError, ApiResult, Problems};
 use crate::state::AppState;
 use crate::store::assets::AssetRefused;
 use crate::store::{keys, WriteError};
-use crate::time::rfc3339;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::ids::{is_id, new_id, slugify};
@@ -33,11 +32,11 @@ impl<A: Asset> crate::paging::Listed for Listable<A> {
     fn name(&self) -> &str {
         &self.0.meta().name
     }
-    fn date_created(&self) -> &str {
-        &self.0.meta().date_created
+    fn date_created(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.meta().date_created
     }
-    fn last_updated(&self) -> &str {
-        &self.0.meta().last_updated
+    fn last_updated(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.meta().last_updated
     }
 }
 
@@ -103,7 +102,7 @@ pub async fn all_of<A: Asset>(state: &AppState, company: &str) -> ApiResult<Vec<
 /// Stores a new asset with a fresh id, version 1, and a slug unique in its company: the one
 /// given (409 when taken) or one derived from the name (with `-2`, `-3`, ... when taken).
 pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     let given = !asset.meta().slug.is_empty();
     let base = if given {
         asset.meta().slug.clone()
@@ -124,7 +123,7 @@ pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
         let meta = asset.meta_mut();
         meta.id = new_id();
         meta.version = 1;
-        meta.date_created = now.clone();
+        meta.date_created = now;
         meta.last_updated = now;
     }
     for attempt in 1..=12 {
@@ -158,7 +157,7 @@ pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
 
 /// Saves `new` over `old` if nobody saved in between (412 otherwise), as version + 1.
 pub async fn save<A: Asset>(state: &AppState, old: &A, mut new: A) -> ApiResult<A> {
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     {
         let meta = new.meta_mut();
         meta.version = old.meta().version + 1;

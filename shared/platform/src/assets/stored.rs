@@ -500,7 +500,6 @@ pub async fn recompute_klip(
             }
             None => {
                 let message = format!("data source '{id}' no longer exists");
-                let now = crate::time::rfc3339(now);
                 return save_value(state, klip, KlipValue::failed(message, now)).await;
             }
         },

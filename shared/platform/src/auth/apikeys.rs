@@ -3,7 +3,6 @@
 use super::records::{ApiKeyRecord, KeyHashRecord};
 use crate::error::ApiResult;
 use crate::store::{keys, to_item, Item, Key};
-use crate::time::rfc3339;
 use chrono::{DateTime, Duration, Utc};
 use domain::ids::{new_api_key, new_id};
 
@@ -47,12 +46,10 @@ pub fn issue(spec: KeySpec, now: DateTime<Utc>) -> ApiResult<IssuedKey> {
         hash: generated.hash.0.clone(),
         scopes: spec.scopes,
         expires_in_days: spec.expires_in_days,
-        expires_at: spec
-            .expires_in_days
-            .map(|d| rfc3339(now + Duration::days(d as i64))),
+        expires_at: spec.expires_in_days.map(|d| now + Duration::days(d as i64)),
         created_by: spec.created_by,
-        date_created: rfc3339(now),
-        last_updated: rfc3339(now),
+        date_created: now,
+        last_updated: now,
         last_used_at: None,
         usage_count: 0,
         revoked_at: None,

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::store::keys;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -67,7 +68,8 @@ pub struct KeySummary {
     pub name: String,
     pub prefix: String,
     pub scopes: Option<Vec<String>>,
-    pub expires_at: Option<String>,
+    #[serde(default, with = "domain::time::utc::option")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The user behind a caller: the stored user without its password hash.
@@ -81,10 +83,10 @@ pub struct CallerUser {
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub external_id: Option<String>,
-    pub date_created: String,
-    pub last_updated: String,
-    pub date_last_login: Option<String>,
-    pub locked_until: Option<String>,
+    pub date_created: DateTime<Utc>,
+    pub last_updated: DateTime<Utc>,
+    pub date_last_login: Option<DateTime<Utc>>,
+    pub locked_until: Option<DateTime<Utc>>,
     pub session_epoch: u64,
 }
 
@@ -197,7 +199,7 @@ pub fn caller_from(
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             scopes: k.scopes.clone(),
-            expires_at: k.expires_at.clone(),
+            expires_at: k.expires_at,
         }),
         method,
     }

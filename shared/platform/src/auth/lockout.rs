@@ -7,9 +7,8 @@ use crate::time::rfc3339;
 use chrono::{DateTime, Duration, Utc};
 
 /// 429 `too_many_attempts` while the user is locked out.
-pub fn check_lockout(locked_until: Option<&str>, now: DateTime<Utc>) -> ApiResult<()> {
-    if let Some(until) = locked_until.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) {
-        let until = until.with_timezone(&Utc);
+pub fn check_lockout(locked_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiResult<()> {
+    if let Some(until) = locked_until {
         if until > now {
             return Err(ApiError::TooManyAttempts {
                 message: "too many failed logins; this user is locked out for 15 minutes".into(),

@@ -1,5 +1,6 @@
 //! The stored shapes of companies, users and API keys, as the auth layer reads them.
 
+use chrono::{DateTime, Utc};
 use domain::CompanyStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,8 +49,10 @@ pub struct Company {
     pub per_second_limit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_limit: Option<u64>,
-    pub date_created: String,
-    pub last_updated: String,
+    #[serde(with = "domain::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    pub last_updated: DateTime<Utc>,
     /// Moves on with every whole-item write, whose condition it is (two writes within one
     /// second leave `last_updated` as it was).
     #[serde(default)]
@@ -83,7 +86,13 @@ pub struct Company {
 
 impl Company {
     /// A company with nothing but its name, plan and status set.
-    pub fn new(id: String, name: String, plan: String, status: CompanyStatus, now: &str) -> Self {
+    pub fn new(
+        id: String,
+        name: String,
+        plan: String,
+        status: CompanyStatus,
+        now: DateTime<Utc>,
+    ) -> Self {
         Company {
             id,
             name,
@@ -92,8 +101,8 @@ impl Company {
             parent_id: None,
             per_second_limit: None,
             daily_limit: None,
-            date_created: now.to_owned(),
-            last_updated: now.to_owned(),
+            date_created: now,
+            last_updated: now,
             revision: 0,
             description: None,
             external_id: None,
@@ -145,17 +154,27 @@ pub struct User {
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
-    pub date_created: String,
-    pub last_updated: String,
+    #[serde(with = "domain::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    pub last_updated: DateTime<Utc>,
     /// Moves on with every whole-item write, whose condition it is (two writes within one
     /// second leave `last_updated` as it was).
     #[serde(default)]
     pub revision: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date_last_login: Option<String>,
+    #[serde(
+        default,
+        with = "domain::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub date_last_login: Option<DateTime<Utc>>,
     /// RFC 3339; the user is locked out until then.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locked_until: Option<String>,
+    #[serde(
+        default,
+        with = "domain::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub locked_until: Option<DateTime<Utc>>,
     /// Moves on with every password change and lockout; tokens carry the epoch they were
     /// issued in and stop working when it moves on.
     #[serde(default)]
@@ -183,17 +202,31 @@ pub struct ApiKeyRecord {
     pub scopes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    #[serde(
+        default,
+        with = "domain::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_by: String,
-    pub date_created: String,
-    pub last_updated: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used_at: Option<String>,
+    #[serde(with = "domain::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    pub last_updated: DateTime<Utc>,
+    #[serde(
+        default,
+        with = "domain::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_used_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub usage_count: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
+    #[serde(
+        default,
+        with = "domain::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 /// The immutable map from a key's hash to where the key lives.
@@ -213,8 +246,10 @@ pub struct Role {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub permissions: Vec<String>,
-    pub date_created: String,
-    pub last_updated: String,
+    #[serde(with = "domain::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    pub last_updated: DateTime<Utc>,
 }
 
 /// A user as the API shows it (never the password hash).
@@ -228,9 +263,12 @@ pub struct UserView {
     pub roles: Vec<String>,
     pub groups: Vec<String>,
     pub external_id: Option<String>,
-    pub date_created: String,
-    pub last_updated: String,
-    pub date_last_login: Option<String>,
+    #[serde(with = "domain::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    pub last_updated: DateTime<Utc>,
+    #[serde(default, with = "domain::time::utc::option")]
+    pub date_last_login: Option<DateTime<Utc>>,
     pub is_locked_out: bool,
 }
 
@@ -246,10 +284,10 @@ impl UserView {
             roles: user.roles.clone(),
             groups: user.groups.clone(),
             external_id: user.external_id.clone(),
-            date_created: user.date_created.clone(),
-            last_updated: user.last_updated.clone(),
-            date_last_login: user.date_last_login.clone(),
-            is_locked_out: super::check_lockout(user.locked_until.as_deref(), now).is_err(),
+            date_created: user.date_created,
+            last_updated: user.last_updated,
+            date_last_login: user.date_last_login,
+            is_locked_out: super::check_lockout(user.locked_until, now).is_err(),
         }
     }
 
@@ -265,7 +303,8 @@ pub struct ResetRecord {
     pub company_id: String,
     pub user_id: String,
     pub used: bool,
-    pub expires_at: String,
+    #[serde(with = "domain::time::utc")]
+    pub expires_at: DateTime<Utc>,
     pub ttl: i64,
 }
 
@@ -277,11 +316,11 @@ macro_rules! listed {
             fn name(&self) -> &str {
                 &self.$name
             }
-            fn date_created(&self) -> &str {
-                &self.date_created
+            fn date_created(&self) -> DateTime<Utc> {
+                self.date_created
             }
-            fn last_updated(&self) -> &str {
-                &self.last_updated
+            fn last_updated(&self) -> DateTime<Utc> {
+                self.last_updated
             }
         }
     };
@@ -300,7 +339,8 @@ pub struct RefreshRecord {
     pub company_id: String,
     pub used: bool,
     pub revoked: bool,
-    pub expires_at: String,
+    #[serde(with = "domain::time::utc")]
+    pub expires_at: DateTime<Utc>,
     pub ttl: i64,
 }
 

@@ -89,7 +89,7 @@ pub async fn verify(
         Credential::ApiKey(_) => AuthMethod::ApiKey,
         Credential::Jwt(_) => AuthMethod::Jwt,
         Credential::Basic { email, password } => {
-            check_lockout(user.locked_until.as_deref(), now)?;
+            check_lockout(user.locked_until, now)?;
             if !password::verify(password, &user.password_hash).await? {
                 return Err(record_failed_login(state, email, Some(&user), now).await);
             }

@@ -2,7 +2,7 @@
 //! API keys, reset tokens and client companies. Each method names one write and keeps its
 //! condition next to the reason for it.
 
-use super::{keys, n, s, Key, Store, WriteError};
+use super::{keys, n, s, t, Key, Store, WriteError};
 use crate::auth::apikeys::IssuedKey;
 use crate::auth::records::{ApiKeyRecord, Company, EmailClaim, KeyHashRecord, User};
 use crate::error::ApiError;
@@ -136,7 +136,7 @@ impl Users<'_> {
         let mut condition = String::from("attribute_exists(pk) AND ");
         condition.push_str(REVISION_CONDITION);
         let mut values = vec![
-            (":seen", s(&old.last_updated)),
+            (":seen", t(old.last_updated)),
             (":rev", n(old.revision as i64)),
         ];
         let mut new = new.clone();
@@ -149,7 +149,7 @@ impl Users<'_> {
             match seen {
                 Some(v) => {
                     condition.push_str(&format!(" AND {attribute} = {placeholder}"));
-                    values.push((placeholder, s(v)));
+                    values.push((placeholder, t(*v)));
                 }
                 None => condition.push_str(&format!(" AND attribute_not_exists({attribute})")),
             }
@@ -454,7 +454,7 @@ impl Companies<'_> {
             "attribute_exists(pk) AND {REVISION_CONDITION} AND (attribute_not_exists(user_count) OR user_count = :users)",
         );
         let mut values = vec![
-            (":seen", s(&old.last_updated)),
+            (":seen", t(old.last_updated)),
             (":rev", n(old.revision as i64)),
             (":users", n(old.user_count)),
         ];

@@ -202,6 +202,12 @@ pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+/// A time as items store it (RFC 3339, UTC, seconds: see `domain::time`), so conditions
+/// compare it with stored times as text.
+pub fn t(value: chrono::DateTime<chrono::Utc>) -> AttributeValue {
+    AttributeValue::S(crate::time::rfc3339(value))
+}
+
 pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }

@@ -27,14 +27,11 @@ fn due_id(job: &RefreshJob) -> String {
 }
 
 fn job_item(job: &RefreshJob) -> Result<super::Item, ApiError> {
-    jobs::item(
-        &key_of(job),
-        job,
-        (job.status == RunStatus::Running)
-            .then_some(job.lease_until.as_deref())
-            .flatten(),
-        &due_id(job),
-    )
+    let lease = (job.status == RunStatus::Running)
+        .then_some(job.lease_until)
+        .flatten()
+        .map(crate::time::rfc3339);
+    jobs::item(&key_of(job), job, lease.as_deref(), &due_id(job))
 }
 
 impl Refreshes<'_> {

@@ -5,7 +5,7 @@
 //! tick finds a run whose worker died and claims it again (or fails it after the last
 //! attempt): no run stays `running`.
 
-use super::{db_error, jobs, keys, n, s, Store, WriteError};
+use super::{db_error, jobs, keys, n, s, t, Store, WriteError};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::reports::{Run, RunSummary};
@@ -41,12 +41,14 @@ struct IdempotencyClaim {
 
 /// The item of a run; a running one is in the due index at its lease's end.
 fn run_item(run: &Run) -> Result<super::Item, ApiError> {
+    let lease = (run.status == RunStatus::Running)
+        .then_some(run.lease_until)
+        .flatten()
+        .map(crate::time::rfc3339);
     jobs::item(
         &keys::run(&run.company_id, &run.report_id, &run.id),
         run,
-        (run.status == RunStatus::Running)
-            .then_some(run.lease_until.as_deref())
-            .flatten(),
+        lease.as_deref(),
         &format!("{}#{}", run.company_id, run.id),
     )
 }
@@ -142,7 +144,7 @@ impl Runs<'_> {
                 vec![
                     (":p", n(progress)),
                     (":running", s(RunStatus::Running.as_str())),
-                    (":lease", s(run.lease_until.clone().unwrap_or_default())),
+                    (":lease", t(run.lease_until.unwrap_or_default())),
                 ],
             )
             .await
