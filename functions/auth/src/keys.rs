@@ -12,7 +12,6 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams, OptionalJsonBody};
 use platform::paging::Listing;
 use platform::store::keys;
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 
@@ -361,13 +360,13 @@ pub async fn revoke(
     if record.revoked_at.is_some() {
         return Ok(envelope::deleted());
     }
-    let now = rfc3339(state.clock.now());
+    let now = state.clock.now();
     // The key's record is updated on every use under the condition that it is not revoked,
     // so it fails on its very next request everywhere.
     state
         .store
         .api_keys()
-        .revoke(&record, &now, "the key was revoked meanwhile")
+        .revoke(&record, now, "the key was revoked meanwhile")
         .await?;
     Ok(envelope::deleted())
 }
@@ -386,8 +385,7 @@ pub async fn rotate(
             "api key '{id}' is revoked; create a new one"
         )));
     }
-    let now_time = state.clock.now();
-    let now = rfc3339(now_time);
+    let now = state.clock.now();
     let issued = apikeys::issue(
         KeySpec {
             company_id: record.company_id.clone(),
@@ -398,16 +396,12 @@ pub async fn rotate(
             expires_in_days: record.expires_in_days,
             scopes: record.scopes.clone(),
         },
-        now_time,
+        now,
     )?;
-    state
-        .store
-        .api_keys()
-        .rotate(&record, &issued, &now)
-        .await?;
+    state.store.api_keys().rotate(&record, &issued, now).await?;
     let location = envelope::location("api-keys", &issued.record.id);
     Ok(envelope::created(
         &location,
-        view(issued.record, Some(issued.secret), now_time),
+        view(issued.record, Some(issued.secret), now),
     ))
 }

@@ -10,7 +10,6 @@ use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::store::sessions::NotConsumed;
 use platform::store::{keys, WriteError};
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 
@@ -158,11 +157,10 @@ pub async fn login(
         ttl: record.ttl,
     };
     // The session and the login time are independent writes: together, one round trip.
-    let last_login = rfc3339(now);
     let (tokens, users) = (state.store.refresh_tokens(), state.store.users());
     tokio::try_join!(
         tokens.start_family(&record, &family_record),
-        users.record_login(&user, &last_login),
+        users.record_login(&user, now),
     )?;
     let mut user = user;
     user.date_last_login = Some(now);
@@ -403,7 +401,7 @@ pub async fn reset_password(
     state
         .store
         .users()
-        .reset_password(&key, &user, &hash, &rfc3339(now))
+        .reset_password(&key, &user, &hash, now)
         .await
         .map_err(|e| e.into_api(|()| invalid()))?;
     Ok(envelope::ok(

@@ -310,7 +310,7 @@ async fn append_to(
     } else {
         None
     };
-    let now = platform::time::rfc3339(state.clock.now());
+    let now = state.clock.now();
     let mut ds = first;
     for _ in 0..10 {
         let (added_bytes, edge_after) = data::appended_size(ds.format, ds.raw_edge, &body);
@@ -319,7 +319,7 @@ async fn append_to(
             added_bytes,
             edge_after,
             if_version,
-            now: &now,
+            now,
             max_bytes: MAX_DATA_BYTES as u64,
         };
         let refused = match state.store.assets().append_segment(&ds, append).await {

@@ -22,7 +22,6 @@ use domain::RunStatus;
 use platform::auth::records::Company;
 use platform::store::runs::NotClaimed;
 use platform::store::{keys, WriteError};
-use platform::time::rfc3339;
 use platform::{ApiError, AppState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -62,11 +61,11 @@ impl From<ApiError> for Stop {
 /// Claims and generates a run (see the module documentation).
 pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) -> Outcome {
     let now = state.clock.now();
-    let lease = rfc3339(now + Duration::seconds(LEASE_SECS));
+    let lease = now + Duration::seconds(LEASE_SECS);
     let claimed = state
         .store
         .runs()
-        .claim(company, report, run_id, &rfc3339(now), &lease, MAX_ATTEMPTS)
+        .claim(company, report, run_id, now, lease, MAX_ATTEMPTS)
         .await;
     let mut run = match claimed {
         Ok(run) => run,
@@ -82,7 +81,7 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
             run.status = RunStatus::Succeeded;
             run.progress = 100;
             run.finished_at = Some(state.clock.now());
-            finish(state, run, &lease).await
+            finish(state, run, lease).await
         }
         Err(Stop::Fail(error)) => {
             tracing::warn!(run = %run.id, %error, "report run failed");
@@ -91,14 +90,14 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
             run.finished_at = Some(state.clock.now());
             run.file = None;
             run.file_key = None;
-            finish(state, run, &lease).await
+            finish(state, run, lease).await
         }
         Err(Stop::Retry(error)) => {
             tracing::warn!(run = %run.id, %error, "report run will be retried");
             let released = state
                 .store
                 .runs()
-                .release(&run, &lease, &rfc3339(state.clock.now()))
+                .release(&run, lease, state.clock.now())
                 .await;
             if let Err(e) = released {
                 tracing::warn!(run = %run.id, error = %e, "could not release the lease");
@@ -139,12 +138,7 @@ async fn abandon_if_dead(
             "the report could not be generated in {} attempts (the worker stopped before finishing)",
             run.attempt
         );
-        match state
-            .store
-            .runs()
-            .abandon(&run, &error, &rfc3339(now))
-            .await
-        {
+        match state.store.runs().abandon(&run, &error, now).await {
             Ok(true) => {
                 let mut failed = run.clone();
                 failed.status = RunStatus::Failed;
@@ -162,7 +156,7 @@ async fn abandon_if_dead(
     Outcome::Done
 }
 
-async fn finish(state: &AppState, run: Run, lease: &str) -> Outcome {
+async fn finish(state: &AppState, run: Run, lease: DateTime<Utc>) -> Outcome {
     match state.store.runs().finish(&run, lease).await {
         Ok(()) => {
             let summary = run.summary();

@@ -13,7 +13,6 @@ use platform::assets::ingest::{self, refresh_source};
 use platform::auth::records::Company;
 use platform::store::refreshes::NotClaimed;
 use platform::store::{keys, WriteError};
-use platform::time::rfc3339;
 use platform::{ApiError, AppState};
 
 fn state_of(job: &RefreshJob) -> RefreshState {
@@ -30,17 +29,10 @@ fn state_of(job: &RefreshJob) -> RefreshState {
 /// Claims and does a refresh job.
 pub async fn run(state: &AppState, company: &str, datasource: &str, job_id: &str) -> Outcome {
     let now = state.clock.now();
-    let lease = rfc3339(now + Duration::seconds(LEASE_SECS));
+    let lease = now + Duration::seconds(LEASE_SECS);
     let refreshes = state.store.refreshes();
     let mut job = match refreshes
-        .claim(
-            company,
-            datasource,
-            job_id,
-            &rfc3339(now),
-            &lease,
-            MAX_ATTEMPTS,
-        )
+        .claim(company, datasource, job_id, now, lease, MAX_ATTEMPTS)
         .await
     {
         Ok(job) => job,
@@ -56,9 +48,7 @@ pub async fn run(state: &AppState, company: &str, datasource: &str, job_id: &str
     let result = refresh(state, company, datasource).await;
     match result {
         Err(ApiError::Unavailable(error)) => {
-            let _ = refreshes
-                .release(&job, &lease, &rfc3339(state.clock.now()))
-                .await;
+            let _ = refreshes.release(&job, lease, state.clock.now()).await;
             return Outcome::Retry(error);
         }
         Ok(None) => job.status = RunStatus::Succeeded,
@@ -73,7 +63,7 @@ pub async fn run(state: &AppState, company: &str, datasource: &str, job_id: &str
     }
     job.finished_at = Some(state.clock.now());
     job.ttl = Some(state.clock.now().timestamp() + 7 * 86_400);
-    match refreshes.finish(&job, &lease).await {
+    match refreshes.finish(&job, lease).await {
         Ok(()) => {
             let _ = refreshes
                 .set_state(company, datasource, &state_of(&job))
@@ -123,7 +113,7 @@ async fn abandon_if_dead(
     };
     if crate::generate::worker_died(job.status, job.lease_until, job.attempt, now) {
         let error = "the refresh did not finish in its attempts (the worker stopped)";
-        if let Ok(true) = refreshes.abandon(&job, error, &rfc3339(now)).await {
+        if let Ok(true) = refreshes.abandon(&job, error, now).await {
             let mut failed = job.clone();
             failed.status = RunStatus::Failed;
             failed.error = Some(error.into());

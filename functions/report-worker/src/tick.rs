@@ -44,7 +44,7 @@ pub struct Ticked {
 pub async fn run(state: &AppState) -> Result<Ticked, ApiError> {
     let now = state.clock.now();
     let mut done = Ticked::default();
-    for item in state.store.runs().due(&rfc3339(now)).await? {
+    for item in state.store.runs().due(now).await? {
         let text = |name: &str| match item.get(name) {
             Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.clone(),
             _ => String::new(),
@@ -127,7 +127,7 @@ async fn refresh_due(
     state
         .store
         .refreshes()
-        .advance(company, id, &rfc3339(due), &rfc3339(next))
+        .advance(company, id, due, next)
         .await?;
     Ok(())
 }
@@ -197,14 +197,9 @@ async fn schedule(
         Err(WriteError::Refused(QueueRefused::Exists | QueueRefused::KeyUsed)) => {}
         Err(WriteError::Failed(e)) => return Err(e),
     }
-    let next = cron.next_after(now.max(latest), tz).map(rfc3339);
-    runs.advance_schedule(
-        &report.meta.company_id,
-        &report.meta.id,
-        &rfc3339(due),
-        next.as_deref(),
-    )
-    .await?;
+    let next = cron.next_after(now.max(latest), tz);
+    runs.advance_schedule(&report.meta.company_id, &report.meta.id, due, next)
+        .await?;
     Ok(())
 }
 

@@ -14,7 +14,6 @@ use platform::extract::{JsonBody, NoParams, Query};
 use platform::paging::Listing;
 use platform::store::accounts::{NewUserRefused, UserChangeRefused, UserDeleteRefused};
 use platform::store::{keys, WriteError};
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -420,7 +419,7 @@ pub async fn delete(
         let revoke = state
             .store
             .api_keys()
-            .revoke(&key, &rfc3339(now), "the key was revoked meanwhile")
+            .revoke(&key, now, "the key was revoked meanwhile")
             .await;
         if let Err(e) = revoke {
             tracing::warn!(key = key.id, error = %e, "revoking a deleted user's key");

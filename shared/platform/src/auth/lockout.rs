@@ -3,7 +3,6 @@
 use super::records::User;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::time::rfc3339;
 use chrono::{DateTime, Duration, Utc};
 
 /// 429 `too_many_attempts` while the user is locked out.
@@ -40,8 +39,8 @@ pub async fn record_failed_login(
         Err(e) => return e,
     };
     if let (true, Some(user)) = (failures >= LOCKOUT_FAILURES, user) {
-        let until = rfc3339(now + Duration::seconds(LOCKOUT_WINDOW_SECS));
-        if let Err(e) = state.store.users().lock_until(user, &until).await {
+        let until = now + Duration::seconds(LOCKOUT_WINDOW_SECS);
+        if let Err(e) = state.store.users().lock_until(user, until).await {
             return e;
         }
         return ApiError::TooManyAttempts {

@@ -11,7 +11,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::accounts::KeyRefused;
 use crate::store::keys;
-use crate::time::rfc3339;
 use chrono::{DateTime, Utc};
 use domain::CompanyStatus;
 
@@ -24,7 +23,7 @@ async fn use_key(
     state
         .store
         .api_keys()
-        .record_use(key, &rfc3339(now))
+        .record_use(key, now)
         .await
         .map_err(|e| {
             e.into_api(|reason| {

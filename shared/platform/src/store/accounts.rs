@@ -7,6 +7,7 @@ use crate::auth::apikeys::IssuedKey;
 use crate::auth::records::{ApiKeyRecord, Company, EmailClaim, KeyHashRecord, User};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
 
 /// Users, their email claims and the seats they take.
 pub struct Users<'a>(&'a Store);
@@ -243,28 +244,28 @@ impl Users<'_> {
     }
 
     /// A successful login: its time, and the end of any lockout.
-    pub async fn record_login(&self, user: &User, at: &str) -> Result<(), ApiError> {
+    pub async fn record_login(&self, user: &User, at: DateTime<Utc>) -> Result<(), ApiError> {
         self.0
             .update_if(
                 &keys::user(&user.company_id, &user.id),
                 "SET date_last_login = :now REMOVE locked_until",
                 "attribute_exists(pk)",
                 &[],
-                vec![(":now", s(at))],
+                vec![(":now", t(at))],
             )
             .await
             .map(|_| ())
     }
 
     /// Locks the user out until `until` (RFC 3339).
-    pub async fn lock_until(&self, user: &User, until: &str) -> Result<(), ApiError> {
+    pub async fn lock_until(&self, user: &User, until: DateTime<Utc>) -> Result<(), ApiError> {
         self.0
             .update_if(
                 &keys::user(&user.company_id, &user.id),
                 "SET locked_until = :until ADD session_epoch :one, revision :one",
                 "attribute_exists(pk)",
                 &[],
-                vec![(":until", s(until)), (":one", n(1))],
+                vec![(":until", t(until)), (":one", n(1))],
             )
             .await
             .map(|_| ())
@@ -291,7 +292,7 @@ impl Users<'_> {
         token: &Key,
         user: &User,
         password_hash: &str,
-        now: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), WriteError<()>> {
         let mut tx = self.0.transaction();
         tx.update(
@@ -301,14 +302,14 @@ impl Users<'_> {
             vec![
                 (":t", AttributeValue::Bool(true)),
                 (":f", AttributeValue::Bool(false)),
-                (":now", s(now)),
+                (":now", t(now)),
             ],
         )?;
         tx.update(
             &keys::user(&user.company_id, &user.id),
             "SET password_hash = :h, last_updated = :now REMOVE locked_until ADD session_epoch :one, revision :one",
             Some("attribute_exists(pk)"),
-            vec![(":h", s(password_hash)), (":now", s(now)), (":one", n(1))],
+            vec![(":h", s(password_hash)), (":now", t(now)), (":one", n(1))],
         )?;
         tx.commit().await.map_err(|e| match e {
             WriteError::Refused(_) => WriteError::Refused(()),
@@ -324,7 +325,7 @@ impl ApiKeys<'_> {
     pub async fn record_use(
         &self,
         key: &KeyHashRecord,
-        now: &str,
+        now: DateTime<Utc>,
     ) -> Result<ApiKeyRecord, WriteError<KeyRefused>> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
@@ -340,7 +341,7 @@ impl ApiKeys<'_> {
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
             )
-            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":now", t(now))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -378,7 +379,7 @@ impl ApiKeys<'_> {
         &self,
         old: &ApiKeyRecord,
         new: &IssuedKey,
-        now: &str,
+        now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
         let mut tx = self.0.transaction();
         revocation(&mut tx, old, now)?;
@@ -393,7 +394,7 @@ impl ApiKeys<'_> {
     pub async fn revoke(
         &self,
         record: &ApiKeyRecord,
-        now: &str,
+        now: DateTime<Utc>,
         conflict: &str,
     ) -> Result<(), ApiError> {
         let mut tx = self.0.transaction();
@@ -405,13 +406,13 @@ impl ApiKeys<'_> {
 fn revocation(
     tx: &mut super::Transaction<'_>,
     record: &ApiKeyRecord,
-    now: &str,
+    now: DateTime<Utc>,
 ) -> Result<usize, ApiError> {
     tx.update(
         &keys::api_key(&record.company_id, &record.id),
         "SET revoked_at = :now, last_updated = :now",
         Some("attribute_exists(pk) AND attribute_not_exists(revoked_at)"),
-        vec![(":now", s(now))],
+        vec![(":now", t(now))],
     )
 }
 

@@ -182,7 +182,7 @@ pub struct Append<'a> {
     pub edge_after: u64,
     /// `If-Match`: the version the caller insists on.
     pub if_version: Option<u64>,
-    pub now: &'a str,
+    pub now: chrono::DateTime<chrono::Utc>,
     pub max_bytes: u64,
 }
 
@@ -263,7 +263,7 @@ impl Assets<'_> {
             (":edge", n(ds.raw_edge)),
             (":zero", n(0)),
             (":one", n(1)),
-            (":now", super::s(append.now)),
+            (":now", super::t(append.now)),
             (":data_id", super::s(data_id)),
             (":false", AttributeValue::Bool(false)),
             (":room", n(room)),

@@ -3,8 +3,10 @@
 //! due index entry of a running job at its lease's end, so the scheduler's tick finds a job
 //! whose worker died; and an end written only while the lease is still held.
 
-use super::{db_error, keys, s, to_item, Item, Key, Store, WriteError};
+use super::{db_error, keys, s, t, to_item, Item, Key, Store, WriteError};
 use crate::error::ApiError;
+use crate::time::rfc3339;
+use chrono::{DateTime, Utc};
 use domain::RunStatus;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,13 +25,13 @@ pub enum NotClaimed {
 pub(super) fn item<T: Serialize>(
     key: &Key,
     job: &T,
-    lease: Option<&str>,
+    lease: Option<DateTime<Utc>>,
     due_id: &str,
 ) -> Result<Item, ApiError> {
     let mut item = to_item(key, job)?;
     if let Some(lease) = lease {
         item.insert("gsi1pk".into(), s(keys::due_index()));
-        item.insert("gsi1sk".into(), s(format!("{lease}#{due_id}")));
+        item.insert("gsi1sk".into(), s(format!("{}#{due_id}", rfc3339(lease))));
     }
     Ok(item)
 }
@@ -40,8 +42,8 @@ pub(super) async fn claim<T: DeserializeOwned>(
     store: &Store,
     key: &Key,
     due_id: &str,
-    now: &str,
-    lease_until: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
     max_attempts: u32,
 ) -> Result<T, WriteError<NotClaimed>> {
     // A held handler writes only once admitted (see crate::held).
@@ -63,12 +65,12 @@ pub(super) async fn claim<T: DeserializeOwned>(
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":running", s(RunStatus::Running.as_str()))
         .expression_attribute_values(":queued", s(RunStatus::Queued.as_str()))
-        .expression_attribute_values(":lease", s(lease_until))
-        .expression_attribute_values(":now", s(now))
+        .expression_attribute_values(":lease", t(lease_until))
+        .expression_attribute_values(":now", t(now))
         .expression_attribute_values(":one", super::n(1))
         .expression_attribute_values(":max", super::n(max_attempts))
         .expression_attribute_values(":due", s(keys::due_index()))
-        .expression_attribute_values(":due_at", s(format!("{lease_until}#{due_id}")))
+        .expression_attribute_values(":due_at", s(format!("{}#{due_id}", rfc3339(lease_until))))
         .return_values(ReturnValue::AllNew)
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
@@ -89,7 +91,11 @@ pub(super) async fn claim<T: DeserializeOwned>(
 
 /// Writes a job's end (its whole item) if the lease `held` is still the job's: refused when
 /// another worker took it over.
-pub(super) async fn finish(store: &Store, item: Item, held: &str) -> Result<(), WriteError<()>> {
+pub(super) async fn finish(
+    store: &Store,
+    item: Item,
+    held: DateTime<Utc>,
+) -> Result<(), WriteError<()>> {
     let mut tx = store.transaction();
     tx.put_item_if(
         item,
@@ -97,7 +103,7 @@ pub(super) async fn finish(store: &Store, item: Item, held: &str) -> Result<(), 
         &[("#status", "status")],
         vec![
             (":running", s(RunStatus::Running.as_str())),
-            (":lease", s(held)),
+            (":lease", t(held)),
         ],
     )?;
     tx.commit().await.map_err(|e| match e {
@@ -111,8 +117,8 @@ pub(super) async fn release(
     store: &Store,
     key: &Key,
     due_id: &str,
-    held: &str,
-    now: &str,
+    held: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     store
         .update_if(
@@ -121,10 +127,10 @@ pub(super) async fn release(
             "#status = :running AND lease_until = :lease",
             &[("#status", "status")],
             vec![
-                (":now", s(now)),
-                (":due_at", s(format!("{now}#{due_id}"))),
+                (":now", t(now)),
+                (":due_at", s(format!("{}#{due_id}", rfc3339(now)))),
                 (":running", s(RunStatus::Running.as_str())),
-                (":lease", s(held)),
+                (":lease", t(held)),
             ],
         )
         .await
@@ -136,7 +142,7 @@ pub(super) async fn abandon(
     store: &Store,
     key: &Key,
     error: &str,
-    now: &str,
+    now: DateTime<Utc>,
 ) -> Result<bool, ApiError> {
     store
         .update_if(
@@ -147,7 +153,7 @@ pub(super) async fn abandon(
             vec![
                 (":failed", s(RunStatus::Failed.as_str())),
                 (":error", s(error)),
-                (":now", s(now)),
+                (":now", t(now)),
                 (":running", s(RunStatus::Running.as_str())),
             ],
         )

@@ -1,8 +1,10 @@
 //! The repository of data source refresh jobs (see [`super::jobs`] for the lease) and the
 //! refresh state and schedule shown on each data source.
 
-use super::{jobs, keys, s, Store, WriteError};
+use super::{jobs, keys, s, t, Store, WriteError};
 use crate::error::ApiError;
+use crate::time::rfc3339;
+use chrono::{DateTime, Utc};
 use domain::asset::{Asset, Kind};
 use domain::records::{Datasource, RefreshState};
 use domain::reports::RefreshJob;
@@ -29,9 +31,8 @@ fn due_id(job: &RefreshJob) -> String {
 fn job_item(job: &RefreshJob) -> Result<super::Item, ApiError> {
     let lease = (job.status == RunStatus::Running)
         .then_some(job.lease_until)
-        .flatten()
-        .map(crate::time::rfc3339);
-    jobs::item(&key_of(job), job, lease.as_deref(), &due_id(job))
+        .flatten();
+    jobs::item(&key_of(job), job, lease, &due_id(job))
 }
 
 impl Refreshes<'_> {
@@ -62,8 +63,8 @@ impl Refreshes<'_> {
         company: &str,
         datasource: &str,
         job: &str,
-        now: &str,
-        lease_until: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
         max_attempts: u32,
     ) -> Result<RefreshJob, WriteError<NotClaimed>> {
         jobs::claim(
@@ -77,11 +78,20 @@ impl Refreshes<'_> {
         .await
     }
 
-    pub async fn finish(&self, job: &RefreshJob, held: &str) -> Result<(), WriteError<()>> {
+    pub async fn finish(
+        &self,
+        job: &RefreshJob,
+        held: DateTime<Utc>,
+    ) -> Result<(), WriteError<()>> {
         jobs::finish(self.0, job_item(job)?, held).await
     }
 
-    pub async fn release(&self, job: &RefreshJob, held: &str, now: &str) -> Result<(), ApiError> {
+    pub async fn release(
+        &self,
+        job: &RefreshJob,
+        held: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
         jobs::release(self.0, &key_of(job), &due_id(job), held, now).await
     }
 
@@ -89,7 +99,7 @@ impl Refreshes<'_> {
         &self,
         job: &RefreshJob,
         error: &str,
-        now: &str,
+        now: DateTime<Utc>,
     ) -> Result<bool, ApiError> {
         jobs::abandon(self.0, &key_of(job), error, now).await
     }
@@ -120,8 +130,8 @@ impl Refreshes<'_> {
         &self,
         company: &str,
         datasource: &str,
-        due: &str,
-        next: &str,
+        due: DateTime<Utc>,
+        next: DateTime<Utc>,
     ) -> Result<bool, ApiError> {
         self.0
             .update_if(
@@ -130,9 +140,12 @@ impl Refreshes<'_> {
                 "next_refresh_at = :due",
                 &[],
                 vec![
-                    (":next", s(next)),
-                    (":due", s(due)),
-                    (":due_at", s(format!("{next}#{company}#{datasource}"))),
+                    (":next", t(next)),
+                    (":due", t(due)),
+                    (
+                        ":due_at",
+                        s(format!("{}#{company}#{datasource}", rfc3339(next))),
+                    ),
                 ],
             )
             .await

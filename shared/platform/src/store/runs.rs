@@ -7,7 +7,9 @@
 
 use super::{db_error, jobs, keys, n, s, t, Store, WriteError};
 use crate::error::ApiError;
+use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
 use domain::reports::{Run, RunSummary};
 use domain::RunStatus;
 
@@ -43,12 +45,11 @@ struct IdempotencyClaim {
 fn run_item(run: &Run) -> Result<super::Item, ApiError> {
     let lease = (run.status == RunStatus::Running)
         .then_some(run.lease_until)
-        .flatten()
-        .map(crate::time::rfc3339);
+        .flatten();
     jobs::item(
         &keys::run(&run.company_id, &run.report_id, &run.id),
         run,
-        lease.as_deref(),
+        lease,
         &format!("{}#{}", run.company_id, run.id),
     )
 }
@@ -118,8 +119,8 @@ impl Runs<'_> {
         company: &str,
         report: &str,
         run: &str,
-        now: &str,
-        lease_until: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
         max_attempts: u32,
     ) -> Result<Run, WriteError<NotClaimed>> {
         jobs::claim(
@@ -153,13 +154,18 @@ impl Runs<'_> {
 
     /// Writes the run's end (`succeeded` or `failed`, with its file or error) if the lease
     /// `held` is still the run's: refused when another worker took it over.
-    pub async fn finish(&self, run: &Run, held: &str) -> Result<(), WriteError<()>> {
+    pub async fn finish(&self, run: &Run, held: DateTime<Utc>) -> Result<(), WriteError<()>> {
         jobs::finish(self.0, run_item(run)?, held).await
     }
 
     /// Ends the lease now, so that the next delivery of the run's record (or the tick) can
     /// claim it again after a transient failure.
-    pub async fn release(&self, run: &Run, held: &str, now: &str) -> Result<(), ApiError> {
+    pub async fn release(
+        &self,
+        run: &Run,
+        held: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
         jobs::release(
             self.0,
             &keys::run(&run.company_id, &run.report_id, &run.id),
@@ -171,7 +177,12 @@ impl Runs<'_> {
     }
 
     /// Fails a run nobody can finish any more (its last attempt's lease ended).
-    pub async fn abandon(&self, run: &Run, error: &str, now: &str) -> Result<bool, ApiError> {
+    pub async fn abandon(
+        &self,
+        run: &Run,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ApiError> {
         jobs::abandon(
             self.0,
             &keys::run(&run.company_id, &run.report_id, &run.id),
@@ -207,8 +218,8 @@ impl Runs<'_> {
         &self,
         company: &str,
         report: &str,
-        due: &str,
-        next: Option<&str>,
+        due: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
     ) -> Result<bool, ApiError> {
         let key = keys::asset(domain::asset::Kind::Report, company, report);
         match next {
@@ -220,9 +231,12 @@ impl Runs<'_> {
                         "next_run_at = :due",
                         &[],
                         vec![
-                            (":next", s(next)),
-                            (":due", s(due)),
-                            (":due_at", s(format!("{next}#{company}#{report}"))),
+                            (":next", t(next)),
+                            (":due", t(due)),
+                            (
+                                ":due_at",
+                                s(format!("{}#{company}#{report}", rfc3339(next))),
+                            ),
                         ],
                     )
                     .await
@@ -234,7 +248,7 @@ impl Runs<'_> {
                         "REMOVE next_run_at, gsi1pk, gsi1sk",
                         "next_run_at = :due",
                         &[],
-                        vec![(":due", s(due))],
+                        vec![(":due", t(due))],
                     )
                     .await
             }
@@ -243,7 +257,7 @@ impl Runs<'_> {
 
     /// Everything due at or before `now` in the due index (scheduled reports and runs whose
     /// lease ended), as stored items; eventually consistent, like every index read.
-    pub async fn due(&self, now: &str) -> Result<Vec<super::Item>, ApiError> {
+    pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<super::Item>, ApiError> {
         let store = self.0;
         let mut out = Vec::new();
         let mut start = None;
