@@ -520,7 +520,7 @@ async fn an_overlong_id_is_a_404() {
 }
 
 #[tokio::test]
-async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
+async fn a_csv_push_infers_column_types() {
     let app = TestApp::spawn().await;
     let ds = create_source(&app, json!({"name": "Sales"})).await;
     let id = ds["id"].as_str().unwrap();
@@ -539,8 +539,12 @@ async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
         json!({"day": "2026-11-01", "region": "EMEA", "sales": 10.5, "promo": true})
     );
     assert_eq!(got[2]["sales"], Value::Null);
+}
 
-    // CSV append: same columns, one file with one header.
+#[tokio::test]
+async fn a_csv_append_adds_rows_to_one_file_with_one_header() {
+    let app = TestApp::spawn().await;
+    let id = sales_with_data(&app).await;
     let (status, appended) = json(
         send(
             &app,
@@ -554,11 +558,17 @@ async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
     .await;
     assert_eq!(status, 200, "{appended}");
     assert_eq!(appended["data"]["row_count"], 4);
-    let (content_type, file) = raw(&app, id).await;
+    let (content_type, file) = raw(&app, &id).await;
     assert!(content_type.starts_with("text/csv"), "{content_type}");
     assert_eq!(file.matches("day,region").count(), 1, "{file}");
     assert!(file.ends_with("2026-11-04,AMER,7,false\n"), "{file}");
     assert_eq!(appended["data"]["data_size"], file.len());
+}
+
+#[tokio::test]
+async fn a_csv_append_with_other_columns_is_a_400_naming_them_and_adds_nothing() {
+    let app = TestApp::spawn().await;
+    let id = sales_with_data(&app).await;
     let body = expect_error(
         send(
             &app,
@@ -579,12 +589,15 @@ async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
             .contains("day, region, sales, promo"),
         "{body}"
     );
-    assert_eq!(rows(&app, id).await.as_array().unwrap().len(), 4);
+    assert_eq!(rows(&app, &id).await.as_array().unwrap().len(), 3);
+}
 
-    // JSON: replace, then append.
-    let ds = create_source(&app, json!({"name": "Events", "format": "json"})).await;
-    let id = ds["id"].as_str().unwrap();
-    let (status, pushed) = json(send(&app, "PUT", &format!("/datasources/{id}/data"), "application/json", r#"[{"at":"2026-11-01T10:00:00Z","n":1,"ok":true},{"at":"2026-11-02T10:00:00Z","n":2.5,"ok":false}]"#).await).await;
+/// A JSON source replaced with two rows of `at` (datetime), `n` (number) and `ok`
+/// (boolean); answers its id.
+async fn json_events(app: &TestApp) -> String {
+    let ds = create_source(app, json!({"name": "Events", "format": "json"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    let (status, pushed) = json(send(app, "PUT", &format!("/datasources/{id}/data"), "application/json", r#"[{"at":"2026-11-01T10:00:00Z","n":1,"ok":true},{"at":"2026-11-02T10:00:00Z","n":2.5,"ok":false}]"#).await).await;
     assert_eq!(status, 200, "{pushed}");
     assert_eq!(pushed["data"]["row_count"], 2);
     let types: Vec<(&str, &str)> = pushed["data"]["columns"]
@@ -597,6 +610,13 @@ async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
         types,
         [("at", "datetime"), ("n", "number"), ("ok", "boolean")]
     );
+    id
+}
+
+#[tokio::test]
+async fn a_json_append_adds_rows_to_the_array() {
+    let app = TestApp::spawn().await;
+    let id = json_events(&app).await;
     let (status, appended) = json(
         send(
             &app,
@@ -610,14 +630,20 @@ async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
     .await;
     assert_eq!(status, 200, "{appended}");
     assert_eq!(appended["data"]["row_count"], 3);
-    let (content_type, file) = raw(&app, id).await;
+    let (content_type, file) = raw(&app, &id).await;
     assert!(
         content_type.starts_with("application/json"),
         "{content_type}"
     );
     let file: Value = serde_json::from_str(&file).unwrap();
     assert_eq!(file.as_array().unwrap().len(), 3);
-    assert_eq!(rows(&app, id).await[2]["n"], 3);
+    assert_eq!(rows(&app, &id).await[2]["n"], 3);
+}
+
+#[tokio::test]
+async fn a_json_append_missing_a_column_is_a_400_and_adds_nothing() {
+    let app = TestApp::spawn().await;
+    let id = json_events(&app).await;
     let body = expect_error(
         send(
             &app,
@@ -635,6 +661,7 @@ async fn csv_push_infers_types_and_json_push_and_append_add_rows() {
         body["message"].as_str().unwrap().contains("columns"),
         "{body}"
     );
+    assert_eq!(rows(&app, &id).await.as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
