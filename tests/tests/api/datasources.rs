@@ -907,10 +907,9 @@ async fn refused_json_pushes_leave_the_old_rows() {
 }
 
 #[tokio::test]
-async fn data_pages_with_links_and_downloads_raw() {
+async fn a_source_without_data_has_no_rows_and_no_file() {
     let app = TestApp::spawn().await;
-    let ds = create_source(&app, json!({"name": "Counts", "slug": "counts"})).await;
-    let id = ds["id"].as_str().unwrap();
+    create_source(&app, json!({"name": "Counts", "slug": "counts"})).await;
     expect_error(
         app.get("/datasources/counts/data?format=raw").await,
         404,
@@ -919,12 +918,25 @@ async fn data_pages_with_links_and_downloads_raw() {
     .await;
     let (_, empty) = json(app.get("/datasources/counts/data").await).await;
     assert_eq!(empty["data"]["rows"], json!([]));
+}
+
+/// "Counts" (slug `counts`): 30 CSV rows `i,label` (1, "row 1" ... 30, "row 30"); answers
+/// its id and the CSV.
+async fn counts(app: &TestApp) -> (String, String) {
+    let ds = create_source(app, json!({"name": "Counts", "slug": "counts"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
     let mut csv = String::from("i,label\n");
     for i in 1..=30 {
         csv.push_str(&format!("{i},row {i}\n"));
     }
-    push_csv(&app, id, &csv).await;
+    push_csv(app, &id, &csv).await;
+    (id, csv)
+}
 
+#[tokio::test]
+async fn data_rows_page_in_both_styles_with_links() {
+    let app = TestApp::spawn().await;
+    counts(&app).await;
     let (status, page) = json(app.get("/datasources/counts/data?limit=10&offset=10").await).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["meta"]["count"], 10);
@@ -949,7 +961,12 @@ async fn data_pages_with_links_and_downloads_raw() {
     assert_eq!(page["data"]["rows"][0]["i"], 25);
     let (_, page) = json(app.get("/datasources/counts/data").await).await;
     assert_eq!(page["meta"]["count"], 25);
+}
 
+#[tokio::test]
+async fn format_raw_downloads_the_file_as_pushed() {
+    let app = TestApp::spawn().await;
+    let (_, csv) = counts(&app).await;
     let response = app.get("/datasources/counts/data?format=raw").await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()[header::CONTENT_TYPE]
@@ -961,39 +978,32 @@ async fn data_pages_with_links_and_downloads_raw() {
         .unwrap()
         .contains("counts.csv"));
     assert_eq!(response.text().await.unwrap(), csv);
+}
 
-    expect_error(
-        app.get("/datasources/counts/data?format=raw&limit=5").await,
-        400,
-        "bad_request",
-    )
-    .await;
-    expect_error(
-        app.get("/datasources/counts/data?format=xml").await,
-        400,
-        "bad_request",
-    )
-    .await;
-    expect_error(
-        app.get("/datasources/counts/data?sort=name").await,
-        400,
-        "bad_request",
-    )
-    .await;
-    expect_error(
-        app.get("/datasources/counts/data?limit=101").await,
-        400,
-        "bad_request",
-    )
-    .await;
-    expect_error(
-        app.get("/datasources/counts/data?colour=red").await,
-        400,
-        "bad_request",
-    )
-    .await;
+#[tokio::test]
+async fn data_parameters_that_do_not_apply_are_400() {
+    let app = TestApp::spawn().await;
+    counts(&app).await;
+    for query in [
+        "format=raw&limit=5",
+        "format=xml",
+        "sort=name",
+        "limit=101",
+        "colour=red",
+    ] {
+        expect_error(
+            app.get(&format!("/datasources/counts/data?{query}")).await,
+            400,
+            "bad_request",
+        )
+        .await;
+    }
+}
 
-    // Changing the format rewrites the file; the rows stay.
+#[tokio::test]
+async fn changing_the_format_rewrites_the_file_and_keeps_the_rows() {
+    let app = TestApp::spawn().await;
+    let (id, _) = counts(&app).await;
     let (status, changed) = json(
         app.call(
             "PUT",
@@ -1005,7 +1015,7 @@ async fn data_pages_with_links_and_downloads_raw() {
     )
     .await;
     assert_eq!(status, 200, "{changed}");
-    let (content_type, file) = raw(&app, id).await;
+    let (content_type, file) = raw(&app, &id).await;
     assert!(content_type.starts_with("application/json"));
     let file: Value = serde_json::from_str(&file).unwrap();
     assert_eq!(file[29], json!({"i": 30, "label": "row 30"}));
