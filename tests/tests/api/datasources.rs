@@ -1260,14 +1260,10 @@ async fn a_source_used_by_klips_is_only_deleted_with_force_and_pushes_recompute_
 }
 
 #[tokio::test]
-async fn other_companies_get_404_and_viewers_see_only_what_is_shared_with_them() {
+async fn other_companies_get_404_on_every_data_source_route() {
     let app = TestApp::spawn().await;
     let other = TestApp::spawn().await;
-    let ds = create_source(&app, json!({"name": "Shared", "slug": "shared"})).await;
-    let id = ds["id"].as_str().unwrap().to_owned();
-    let hidden = create_source(&app, json!({"name": "Hidden", "slug": "hidden"})).await;
-    push_csv(&app, &id, SALES_CSV).await;
-
+    let (id, _) = shared_and_hidden(&app).await;
     for target in [id.as_str(), "shared"] {
         for (method, path) in [
             ("GET", format!("/datasources/{target}")),
@@ -1287,10 +1283,29 @@ async fn other_companies_get_404_and_viewers_see_only_what_is_shared_with_them()
     let (_, list) = json(other.call("GET", "/datasources", other.key(), None).await).await;
     assert_eq!(list["meta"]["total"], 0);
     assert_eq!(app.get("/datasources/shared").await.status(), 200);
+}
 
-    // Share with a group; a viewer in it sees that source only.
+/// "Shared" (slug `shared`, with the sales rows) and "Hidden" (slug `hidden`); answers
+/// their ids.
+async fn shared_and_hidden(app: &TestApp) -> (String, String) {
+    let ds = create_source(app, json!({"name": "Shared", "slug": "shared"})).await;
+    let id = ds["id"].as_str().unwrap().to_owned();
+    let hidden = create_source(app, json!({"name": "Hidden", "slug": "hidden"})).await;
+    push_csv(app, &id, SALES_CSV).await;
+    (id, hidden["id"].as_str().unwrap().to_owned())
+}
+
+/// A group "Sales team"; answers its id.
+async fn sales_team(app: &TestApp) -> String {
     let (_, group) = json(app.post("/groups", json!({"name": "Sales team"})).await).await;
-    let gid = group["data"]["id"].as_str().unwrap().to_owned();
+    group["data"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn share_rights_are_replaced_and_read_back_and_name_only_existing_groups() {
+    let app = TestApp::spawn().await;
+    let (id, _) = shared_and_hidden(&app).await;
+    let gid = sales_team(&app).await;
     let body = expect_error(app.call("PUT", &format!("/datasources/{id}/share-rights"), app.key(), Some(json!({"groups": [{"group_id": "0123456789abcdef0123456789abcdef", "can_edit": false}]}))).await, 400, "validation_failed").await;
     assert_eq!(body["details"][0]["field"], "groups[0].group_id");
     let (status, shared) = json(
@@ -1310,6 +1325,24 @@ async fn other_companies_get_404_and_viewers_see_only_what_is_shared_with_them()
     );
     let (_, rights) = json(app.get(&format!("/datasources/{id}/share-rights")).await).await;
     assert_eq!(rights["data"], shared["data"]);
+}
+
+#[tokio::test]
+async fn a_viewer_sees_only_the_sources_shared_with_their_group_and_cannot_download_or_edit() {
+    let app = TestApp::spawn().await;
+    let (id, hidden) = shared_and_hidden(&app).await;
+    let gid = sales_team(&app).await;
+    let (status, _) = json(
+        app.call(
+            "PUT",
+            &format!("/datasources/{id}/share-rights"),
+            app.key(),
+            Some(json!({"groups": [{"group_id": gid, "can_edit": false}]})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
     let (viewer, viewer_key) = app.user_with_key(&["viewer"], None).await;
     let uid = viewer["id"].as_str().unwrap();
     assert_eq!(
@@ -1333,25 +1366,15 @@ async fn other_companies_get_404_and_viewers_see_only_what_is_shared_with_them()
             .status(),
         200
     );
-    expect_error(
-        app.call("GET", "/datasources/hidden", &viewer_key, None)
-            .await,
-        404,
-        "not_found",
-    )
-    .await;
-    expect_error(
-        app.call(
-            "GET",
-            &format!("/datasources/{}", hidden["id"].as_str().unwrap()),
-            &viewer_key,
-            None,
+    for target in ["hidden", hidden.as_str()] {
+        expect_error(
+            app.call("GET", &format!("/datasources/{target}"), &viewer_key, None)
+                .await,
+            404,
+            "not_found",
         )
-        .await,
-        404,
-        "not_found",
-    )
-    .await;
+        .await;
+    }
     let body = expect_error(
         app.call("GET", &format!("/datasources/{id}/data"), &viewer_key, None)
             .await,
@@ -1373,8 +1396,12 @@ async fn other_companies_get_404_and_viewers_see_only_what_is_shared_with_them()
     )
     .await;
     assert_eq!(body["message"], "missing permission datasource.edit");
+}
 
-    // An editor sees everything of the company.
+#[tokio::test]
+async fn an_editor_sees_every_source_of_the_company() {
+    let app = TestApp::spawn().await;
+    shared_and_hidden(&app).await;
     let (_, editor_key) = app.user_with_key(&["editor"], None).await;
     let (_, list) = json(app.call("GET", "/datasources", &editor_key, None).await).await;
     assert_eq!(list["meta"]["total"], 2);
