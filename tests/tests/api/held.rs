@@ -17,14 +17,16 @@ async fn dashboard(app: &TestApp) -> String {
     body["data"]["id"].as_str().unwrap().to_owned()
 }
 
+/// Renames the dashboard with `key`.
+async fn rename_response(app: &TestApp, key: &str, id: &str, name: &str) -> reqwest::Response {
+    let path = format!("/dashboards/{id}");
+    app.call("PUT", &path, key, Some(json!({"name": name})))
+        .await
+}
+
 /// Renames the dashboard with `key`, answering the status (and the body).
 async fn rename(app: &TestApp, key: &str, id: &str, name: &str) -> (u16, Value) {
-    let path = format!("/dashboards/{id}");
-    json(
-        app.call("PUT", &path, key, Some(json!({"name": name})))
-            .await,
-    )
-    .await
+    json(rename_response(app, key, id, name).await).await
 }
 
 /// The dashboard's name and version as stored (read past the API, so it counts nothing).
@@ -88,10 +90,7 @@ async fn a_held_write_with_a_key_revoked_since_is_a_401_and_changes_nothing() {
         app.call("DELETE", &path, app.key(), None).await.status(),
         200
     );
-    let path = format!("/dashboards/{id}");
-    let r = app
-        .call("PUT", &path, &secret, Some(json!({"name": "revoked"})))
-        .await;
+    let r = rename_response(&app, &secret, &id, "revoked").await;
     expect_error(r, 401, "unauthorized").await;
     assert_eq!(stored_name(&app, &id).await, before);
 }
@@ -117,10 +116,7 @@ async fn a_held_write_over_the_per_second_limit_is_a_429_and_changes_nothing() {
         let (status, body) = rename(&app, &key, &id, name).await;
         assert_eq!(status, 200, "{body}");
     }
-    let path = format!("/dashboards/{id}");
-    let r = app
-        .call("PUT", &path, &key, Some(json!({"name": "over"})))
-        .await;
+    let r = rename_response(&app, &key, &id, "over").await;
     expect_error(r, 429, "rate_limited").await;
     assert_eq!(stored_name(&app, &id).await, ("c".to_owned(), before.1 + 3));
 }
@@ -152,10 +148,7 @@ async fn a_held_write_by_a_caller_whose_role_lost_the_permission_is_a_403_and_ch
         )
         .await;
     assert_eq!(r.status(), 200);
-    let path = format!("/dashboards/{id}");
-    let r = app
-        .call("PUT", &path, &key, Some(json!({"name": "forbidden"})))
-        .await;
+    let r = rename_response(&app, &key, &id, "forbidden").await;
     expect_error(r, 403, "forbidden").await;
     assert_eq!(stored_name(&app, &id).await, before);
 }
