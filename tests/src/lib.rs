@@ -311,7 +311,43 @@ pub async fn json(response: reqwest::Response) -> (u16, Value) {
     let text = response.text().await.unwrap();
     let body =
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    if let Some(bad) = times_not_in_api_form(&body, "") {
+        panic!("{bad} is not RFC 3339 UTC with whole seconds: {body}");
+    }
     (status, body)
+}
+
+/// The first time field (`*_at`, `*_until`, `date_*`, `last_updated`) of an answer whose value
+/// is not `null` nor RFC 3339 in UTC with whole seconds and `Z` (`2026-12-03T08:00:00Z`), as
+/// every time in the API is written; data rows (the caller's own columns) are not looked at.
+pub fn times_not_in_api_form(value: &Value, path: &str) -> Option<String> {
+    let is_time_name = |k: &str| {
+        k.ends_with("_at") || k.ends_with("_until") || k.starts_with("date_") || k == "last_updated"
+    };
+    let api_form = |t: &str| {
+        let b = t.as_bytes();
+        b.len() == 20
+            && chrono::DateTime::parse_from_rfc3339(t).is_ok()
+            && b[10] == b'T'
+            && b[19] == b'Z'
+    };
+    match value {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = format!("{path}.{k}");
+            if k == "rows" {
+                return None;
+            }
+            match v {
+                Value::String(t) if is_time_name(k) && !api_form(t) => Some(here),
+                _ => times_not_in_api_form(v, &here),
+            }
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| times_not_in_api_form(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// Asserts the API.md §4 error shape and answers the body.
@@ -327,4 +363,29 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
         "{body}"
     );
     body
+}
+
+#[cfg(test)]
+mod time_form_tests {
+    use super::times_not_in_api_form;
+    use serde_json::json;
+
+    #[test]
+    fn only_whole_second_utc_times_pass() {
+        let ok = json!({"data": {"date_created": "2026-12-03T08:00:00Z", "expires_at": null,
+                        "rows": [{"created_at": "yesterday"}], "date": "2026-12-03"}});
+        assert_eq!(times_not_in_api_form(&ok, ""), None);
+        for bad in [
+            "2026-12-03T08:00:00.5Z",
+            "2026-12-03T08:00:00+01:00",
+            "2026-12-03 08:00:00 UTC",
+        ] {
+            let body = json!({"data": [{"last_updated": bad}]});
+            assert_eq!(
+                times_not_in_api_form(&body, "").as_deref(),
+                Some(".data[0].last_updated"),
+                "{bad}"
+            );
+        }
+    }
 }

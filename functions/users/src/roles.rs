@@ -15,6 +15,7 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::paging::{Listed, Listing, NoFilters};
 use platform::store::{keys, to_item};
+use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -57,7 +58,7 @@ fn builtin_view(id: &str) -> Value {
 
 fn custom_view(role: &Role) -> Value {
     json!({"id": role.id, "name": role.name, "description": role.description, "permissions": role.permissions,
-           "builtin": false, "date_created": role.date_created, "last_updated": role.last_updated})
+           "builtin": false, "date_created": rfc3339(role.date_created), "last_updated": rfc3339(role.last_updated)})
 }
 
 async fn find_custom(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Role> {

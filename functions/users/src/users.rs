@@ -14,6 +14,7 @@ use platform::extract::{JsonBody, NoParams, Query};
 use platform::paging::Listing;
 use platform::store::accounts::{NewUserRefused, UserChangeRefused, UserDeleteRefused};
 use platform::store::{keys, WriteError};
+use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -454,7 +455,7 @@ pub async fn reset_password(
         .put(&keys::reset_token(&ApiKeyHash::of(&token).0), &record)
         .await?;
     Ok(envelope::ok(
-        json!({"user_id": user.id, "token": token, "expires_at": record.expires_at}),
+        json!({"user_id": user.id, "token": token, "expires_at": rfc3339(record.expires_at)}),
     ))
 }
 

@@ -6,6 +6,7 @@ use super::{keys, n, s, t, Key, Store, WriteError};
 use crate::auth::apikeys::IssuedKey;
 use crate::auth::records::{ApiKeyRecord, Company, EmailClaim, KeyHashRecord, User};
 use crate::error::ApiError;
+use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
@@ -429,7 +430,7 @@ fn company_item(company: &Company) -> Result<super::Item, ApiError> {
         item.insert("gsi1pk".into(), s(keys::partner_index(partner)));
         item.insert(
             "gsi1sk".into(),
-            s(format!("{}#{}", company.date_created, company.id)),
+            s(format!("{}#{}", rfc3339(company.date_created), company.id)),
         );
     }
     Ok(item)

@@ -5,6 +5,7 @@
 
 use super::{keys, n, to_item, Store, WriteError};
 use crate::error::ApiError;
+use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::asset::Asset;
 use domain::klip::KlipValue;
@@ -46,7 +47,7 @@ fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, ApiError> {
         item.insert("gsi1pk".into(), super::s(keys::due_index()));
         item.insert(
             "gsi1sk".into(),
-            super::s(format!("{due}#{}#{}", meta.company_id, meta.id)),
+            super::s(format!("{}#{}#{}", rfc3339(due), meta.company_id, meta.id)),
         );
     }
     Ok(item)
@@ -414,5 +415,26 @@ impl Assets<'_> {
                 values,
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod due_index_tests {
+    use super::asset_item;
+    use domain::reports::Report;
+
+    /// The due index compares its sort keys as text with `<time>#~`: an asset's key starts
+    /// with its due time as every stored time is written.
+    #[test]
+    fn a_due_assets_index_key_starts_with_its_due_time_as_stored() {
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "meta": {"id": "r", "company_id": "c", "name": "R", "slug": "r", "version": 1,
+                     "created_by": "u", "date_created": "2026-12-01T00:00:00Z",
+                     "last_updated": "2026-12-01T00:00:00Z"},
+            "format": "html", "next_run_at": "2026-12-03T08:00:00Z"
+        }))
+        .unwrap();
+        let item = asset_item(&report).unwrap();
+        assert_eq!(item["gsi1sk"].as_s().unwrap(), "2026-12-03T08:00:00Z#c#r");
     }
 }

@@ -269,7 +269,10 @@ impl Runs<'_> {
                 .index_name("gsi1")
                 .key_condition_expression("gsi1pk = :pk AND gsi1sk <= :now")
                 .expression_attribute_values(":pk", s(keys::due_index()))
-                .expression_attribute_values(":now", AttributeValue::S(format!("{now}#~")))
+                .expression_attribute_values(
+                    ":now",
+                    AttributeValue::S(format!("{}#~", rfc3339(now))),
+                )
                 .set_exclusive_start_key(start)
                 .send()
                 .await
