@@ -15,10 +15,8 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::paging::{Listed, Listing, NoFilters};
 use platform::store::{keys, to_item};
-use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,37 +26,59 @@ pub struct RoleBody {
     permissions: Option<Vec<String>>,
 }
 
-struct Listable(Value);
+/// A role as the API shows it: a built-in one (fixed permissions, named by its id) or a
+/// company's own.
+#[derive(Serialize, Debug)]
+struct RoleView {
+    id: String,
+    name: String,
+    description: Option<String>,
+    permissions: Vec<String>,
+    builtin: bool,
+    #[serde(with = "domain::time::utc")]
+    date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    last_updated: DateTime<Utc>,
+}
 
-impl Listed for Listable {
+impl Listed for RoleView {
     fn name(&self) -> &str {
-        self.0["name"].as_str().unwrap_or_default()
+        &self.name
     }
     fn date_created(&self) -> DateTime<Utc> {
-        time_of(&self.0["date_created"])
+        self.date_created
     }
     fn last_updated(&self) -> DateTime<Utc> {
-        time_of(&self.0["last_updated"])
+        self.last_updated
     }
 }
 
-/// A time of a role's view (built-in roles' are fixed; custom ones' are the stored times).
-fn time_of(value: &Value) -> DateTime<Utc> {
-    value
-        .as_str()
-        .and_then(platform::time::parse)
-        .unwrap_or_default()
+/// When the built-in roles came to be, as their views show it.
+const BUILTIN_SINCE: &str = "2026-11-22T00:00:00Z";
+
+fn builtin_view(id: &str) -> RoleView {
+    let since = platform::time::parse(BUILTIN_SINCE).unwrap_or_default();
+    RoleView {
+        id: id.to_owned(),
+        name: id.to_owned(),
+        description: Some(format!("built-in {id} role")),
+        permissions: builtin_role(id).unwrap_or_default().into_iter().collect(),
+        builtin: true,
+        date_created: since,
+        last_updated: since,
+    }
 }
 
-fn builtin_view(id: &str) -> Value {
-    let permissions: Vec<String> = builtin_role(id).unwrap_or_default().into_iter().collect();
-    json!({"id": id, "name": id, "description": format!("built-in {id} role"), "permissions": permissions,
-           "builtin": true, "date_created": "2026-11-22T00:00:00Z", "last_updated": "2026-11-22T00:00:00Z"})
-}
-
-fn custom_view(role: &Role) -> Value {
-    json!({"id": role.id, "name": role.name, "description": role.description, "permissions": role.permissions,
-           "builtin": false, "date_created": rfc3339(role.date_created), "last_updated": rfc3339(role.last_updated)})
+fn custom_view(role: &Role) -> RoleView {
+    RoleView {
+        id: role.id.clone(),
+        name: role.name.clone(),
+        description: role.description.clone(),
+        permissions: role.permissions.clone(),
+        builtin: false,
+        date_created: role.date_created,
+        last_updated: role.last_updated,
+    }
 }
 
 async fn find_custom(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Role> {
@@ -116,16 +136,14 @@ pub async fn list(
         .store
         .query_prefix(&keys::company_pk(caller.company_id()), "ROLE#")
         .await?;
-    let roles: Vec<Listable> = BUILTIN_ROLES
+    let roles: Vec<RoleView> = BUILTIN_ROLES
         .iter()
         .map(|r| builtin_view(r))
         .chain(custom.iter().map(custom_view))
-        .map(Listable)
         .collect();
     let (page, total) = list.paging.apply(roles);
-    let views: Vec<Value> = page.into_iter().map(|l| l.0).collect();
-    let meta = list.meta(views.len(), total);
-    Ok(envelope::list("roles", views, meta))
+    let meta = list.meta(page.len(), total);
+    Ok(envelope::list("roles", page, meta))
 }
 
 pub async fn show(

@@ -7,7 +7,9 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use domain::ids::{is_id, new_id, ApiKeyHash};
 use platform::auth::permissions::builtin_role;
-use platform::auth::records::{ApiKeyRecord, Company, ResetRecord, Role, User, UserView};
+use platform::auth::records::{
+    ApiKeyRecord, Company, Membership, ResetRecord, Role, User, UserView,
+};
 use platform::auth::{password, Caller};
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Query};
@@ -88,15 +90,14 @@ async fn view(
     user: &User,
     include: Include,
 ) -> ApiResult<Value> {
-    let mut value = serde_json::to_value(UserView::of(user, state.clock.now()))?;
+    let mut view = UserView::of(user, state.clock.now());
     if include.include_roles {
-        let roles: Vec<Value> = futures::future::try_join_all(
+        view.roles = futures::future::try_join_all(
             user.roles
                 .iter()
                 .map(|r| role_summary(state, caller.company_id(), r)),
         )
         .await?;
-        value["roles"] = Value::Array(roles);
     }
     if include.include_groups {
         let mut groups = Vec::new();
@@ -106,20 +107,29 @@ async fn view(
                 .get::<Group>(keys::group(caller.company_id(), g))
                 .await?
             {
-                groups.push(json!({"id": group.id, "name": group.name}));
+                groups.push(Membership::Named {
+                    id: group.id,
+                    name: group.name,
+                });
             }
         }
-        value["groups"] = Value::Array(groups);
+        view.groups = groups;
     }
-    Ok(value)
+    Ok(serde_json::to_value(view)?)
 }
 
-async fn role_summary(state: &AppState, company: &str, id: &str) -> ApiResult<Value> {
-    if builtin_role(id).is_some() {
-        return Ok(json!({"id": id, "name": id}));
-    }
-    let role: Option<Role> = state.store.get(keys::role(company, id)).await?;
-    Ok(json!({"id": id, "name": role.map(|r| r.name).unwrap_or_default()}))
+async fn role_summary(state: &AppState, company: &str, id: &str) -> ApiResult<Membership> {
+    let name = match builtin_role(id) {
+        Some(_) => id.to_owned(),
+        None => {
+            let role: Option<Role> = state.store.get(keys::role(company, id)).await?;
+            role.map(|r| r.name).unwrap_or_default()
+        }
+    };
+    Ok(Membership::Named {
+        id: id.to_owned(),
+        name,
+    })
 }
 
 fn valid_email(email: &str) -> bool {

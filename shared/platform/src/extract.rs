@@ -2,8 +2,9 @@
 //!
 //! `JsonBody<T>` reads a JSON body (415 for other media types, 413 over 1 MiB, `invalid_json`
 //! for syntax, `validation_failed` naming the field for wrong types and unknown fields).
-//! `Params` holds the query string and the path the caller used, and rejects parameters the
-//! endpoint does not know.
+//! `Params` holds the query string and the path the caller used; `Query<T>` reads an
+//! endpoint's own parameters into the struct `T` and rejects any other (`NoParams`: none),
+//! as `paging::Listing<F>` does for a list's paging and filters.
 
 use crate::error::{ApiError, FieldError};
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -166,6 +166,8 @@ impl Paging {
             items.retain(|i| i.name().to_lowercase().contains(q));
         }
         if let Some(since) = self.since {
+            // Stored times have whole seconds: `since` counts from the start of its second.
+            let since = domain::time::seconds(since);
             items.retain(|i| i.last_updated() >= since);
         }
         items.sort_by(|a, b| {

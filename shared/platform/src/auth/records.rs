@@ -252,6 +252,15 @@ pub struct Role {
     pub last_updated: DateTime<Utc>,
 }
 
+/// A role or group of a user as shown: its id, or (`include_roles`, `include_groups`) its id
+/// and name.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum Membership {
+    Id(String),
+    Named { id: String, name: String },
+}
+
 /// A user as the API shows it (never the password hash).
 #[derive(Serialize)]
 pub struct UserView {
@@ -260,8 +269,8 @@ pub struct UserView {
     pub email: String,
     pub first_name: String,
     pub last_name: String,
-    pub roles: Vec<String>,
-    pub groups: Vec<String>,
+    pub roles: Vec<Membership>,
+    pub groups: Vec<Membership>,
     pub external_id: Option<String>,
     #[serde(with = "domain::time::utc")]
     pub date_created: DateTime<Utc>,
@@ -281,8 +290,8 @@ impl UserView {
             email: user.email.clone(),
             first_name: user.first_name.clone(),
             last_name: user.last_name.clone(),
-            roles: user.roles.clone(),
-            groups: user.groups.clone(),
+            roles: user.roles.iter().cloned().map(Membership::Id).collect(),
+            groups: user.groups.iter().cloned().map(Membership::Id).collect(),
             external_id: user.external_id.clone(),
             date_created: user.date_created,
             last_updated: user.last_updated,
