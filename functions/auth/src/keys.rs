@@ -11,6 +11,7 @@ use platform::auth::{Caller, CallerUser};
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams, OptionalJsonBody};
 use platform::paging::Listing;
+use platform::store::counters::KeyUses;
 use platform::store::keys;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
@@ -67,7 +68,14 @@ fn key_status(record: &ApiKeyRecord, now: DateTime<Utc>) -> &'static str {
     }
 }
 
-fn view(record: ApiKeyRecord, secret: Option<String>, now: DateTime<Utc>) -> KeyView {
+/// A key as shown: `uses` are the uses its company's rate counter items still hold (those
+/// not yet folded into the key's own `usage_count` and `last_used_at`).
+fn view(
+    record: ApiKeyRecord,
+    secret: Option<String>,
+    now: DateTime<Utc>,
+    uses: KeyUses,
+) -> KeyView {
     let status = key_status(&record, now);
     KeyView {
         id: record.id,
@@ -81,8 +89,8 @@ fn view(record: ApiKeyRecord, secret: Option<String>, now: DateTime<Utc>) -> Key
         created_by: record.created_by,
         date_created: record.date_created,
         last_updated: record.last_updated,
-        last_used_at: record.last_used_at,
-        usage_count: record.usage_count,
+        last_used_at: record.last_used_at.max(uses.last),
+        usage_count: record.usage_count + uses.count,
         revoked_at: record.revoked_at,
         status,
         key: secret,
@@ -167,10 +175,13 @@ pub async fn list(
             "status must be active, revoked or expired, not '{bad}'"
         )));
     }
-    let records: Vec<ApiKeyRecord> = state
-        .store
-        .query_prefix(&keys::company_pk(&user.company_id), "APIKEY#")
-        .await?;
+    let partition = keys::company_pk(&user.company_id);
+    let (records, uses) = tokio::try_join!(
+        state
+            .store
+            .query_prefix::<ApiKeyRecord>(&partition, "APIKEY#"),
+        state.store.rate_counters().key_uses(&user.company_id),
+    )?;
     let mine: Vec<ApiKeyRecord> = records
         .into_iter()
         .filter(|r| r.user_id == user.id)
@@ -179,7 +190,10 @@ pub async fn list(
     let (page, total) = list.paging.apply(mine);
     let views: Vec<serde_json::Value> = page
         .into_iter()
-        .map(|r| serde_json::to_value(view(r, None, now)))
+        .map(|r| {
+            let used = uses.get(&r.id).copied().unwrap_or_default();
+            serde_json::to_value(view(r, None, now, used))
+        })
         .collect::<Result<_, _>>()?;
     let meta = list.meta(views.len(), total);
     Ok(envelope::list("api_keys", views, meta))
@@ -284,7 +298,7 @@ async fn issue_for(
     let location = envelope::location("api-keys", &issued.record.id);
     Ok(envelope::created(
         &location,
-        view(issued.record, Some(issued.secret), now),
+        view(issued.record, Some(issued.secret), now, KeyUses::default()),
     ))
 }
 
@@ -345,8 +359,12 @@ pub async fn show(
     _: NoParams,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let record = visible_key(&state, &caller, &id).await?;
-    Ok(envelope::ok(view(record, None, state.clock.now())))
+    let (record, uses) = tokio::try_join!(
+        visible_key(&state, &caller, &id),
+        state.store.rate_counters().key_uses(caller.company_id()),
+    )?;
+    let used = uses.get(&record.id).copied().unwrap_or_default();
+    Ok(envelope::ok(view(record, None, state.clock.now(), used)))
 }
 
 pub async fn revoke(
@@ -361,8 +379,8 @@ pub async fn revoke(
         return Ok(envelope::deleted());
     }
     let now = state.clock.now();
-    // The key's record is updated on every use under the condition that it is not revoked,
-    // so it fails on its very next request everywhere.
+    // Every request with the key reads its record (consistently) or updates it under the
+    // condition that it is not revoked, so it fails on its very next request everywhere.
     state
         .store
         .api_keys()
@@ -402,6 +420,6 @@ pub async fn rotate(
     let location = envelope::location("api-keys", &issued.record.id);
     Ok(envelope::created(
         &location,
-        view(issued.record, Some(issued.secret), now),
+        view(issued.record, Some(issued.secret), now, KeyUses::default()),
     ))
 }

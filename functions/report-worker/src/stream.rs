@@ -9,11 +9,13 @@ use platform::AppState;
 
 /// The event source mapping's filters, as data (the template's `FilterCriteria` says the
 /// same; a record passes when any does): inserted items whose `entity` is a report run or
-/// a data source refresh job and whose `status` is `queued`; and changed data source items
-/// (the worker then looks whether their data changed).
-pub const FILTER_PATTERNS: [&str; 2] = [
+/// a data source refresh job and whose `status` is `queued`; changed data source items
+/// (the worker then looks whether their data changed); and removed rate counter items (their
+/// time to live passed: the API key uses they held move to the keys' items).
+pub const FILTER_PATTERNS: [&str; 3] = [
     r#"{"eventName":["INSERT"],"dynamodb":{"NewImage":{"entity":{"S":["report_run","datasource_refresh"]},"status":{"S":["queued"]}}}}"#,
     r#"{"eventName":["MODIFY"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"DS#"}]}}}}"#,
+    r#"{"eventName":["REMOVE"],"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"RATE#"}]}}}}"#,
 ];
 
 fn key_text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
@@ -43,6 +45,40 @@ fn data_changed(record: &EventRecord) -> bool {
         || segments >= platform::assets::ingest::COMPACT_AT
 }
 
+/// A rate counter item removed (its time to live passed).
+fn is_counter_removal(record: &EventRecord) -> bool {
+    record.event_name == "REMOVE"
+        && key_text(record, "pk").is_some_and(|pk| pk.starts_with("RATE#"))
+}
+
+/// Moves the API key uses a removed day counter item held into the keys' own items.
+async fn fold_key_uses(state: &AppState, record: &EventRecord) -> Outcome {
+    let company = key_text(record, "pk").and_then(|pk| pk.strip_prefix("RATE#"));
+    let day = key_text(record, "sk")
+        .and_then(|sk| sk.strip_prefix("D#"))
+        .and_then(|d| d.parse::<chrono::NaiveDate>().ok());
+    let (Some(company), Some(day)) = (company, day) else {
+        tracing::error!("a removed rate counter item has an unexpected key; skipped");
+        return Outcome::Done;
+    };
+    let image: platform::store::Item = record.change.old_image.clone().into();
+    for (key_id, uses) in platform::store::counters::key_uses_of(&image) {
+        if uses.count == 0 {
+            continue;
+        }
+        let folded = state
+            .store
+            .api_keys()
+            .fold_day(company, &key_id, day, uses.count, uses.last)
+            .await;
+        if let Err(error) = folded {
+            // Days already folded stay folded: the markers make the retry skip them.
+            return Outcome::Retry(error.to_string());
+        }
+    }
+    Outcome::Done
+}
+
 fn text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
     match record.change.new_image.get(name) {
         Some(serde_dynamo::AttributeValue::S(s)) => Some(s.as_str()),
@@ -55,10 +91,11 @@ pub fn passes_filter(record: &EventRecord) -> bool {
     let queued_job = record.event_name == "INSERT"
         && matches!(text(record, "entity"), Some(RUN_ENTITY | REFRESH_ENTITY))
         && text(record, "status") == Some(RunStatus::Queued.as_str());
-    queued_job || is_data_source_change(record)
+    queued_job || is_data_source_change(record) || is_counter_removal(record)
 }
 
-/// Does the job of each record (a report run or a data source refresh); answers the
+/// Does the job of each record (a report run, a data source refresh or change, a removed
+/// rate counter); answers the
 /// sequence numbers of the records to deliver again (transient failures). A record that is
 /// not a queued job is skipped.
 pub async fn handle(state: &AppState, batch: Event) -> Vec<String> {
@@ -66,7 +103,9 @@ pub async fn handle(state: &AppState, batch: Event) -> Vec<String> {
     let mut done_sources: Vec<((String, String), Outcome)> = Vec::new();
     for record in batch.records.iter().filter(|r| passes_filter(r)) {
         let image = record.change.new_image.clone();
-        let outcome = if is_data_source_change(record) {
+        let outcome = if is_counter_removal(record) {
+            fold_key_uses(state, record).await
+        } else if is_data_source_change(record) {
             if !data_changed(record) {
                 continue;
             }

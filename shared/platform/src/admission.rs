@@ -90,6 +90,9 @@ struct Admission<'a> {
     state: &'a AppState,
     company: String,
     now: DateTime<Utc>,
+    /// The API key whose use the company's counter records with the request (see
+    /// [`crate::auth::verify::key_use_counted`]).
+    key_use: Option<String>,
 }
 
 impl<'a> Admission<'a> {
@@ -98,6 +101,7 @@ impl<'a> Admission<'a> {
             state,
             company,
             now,
+            key_use: None,
         }
     }
 
@@ -121,7 +125,12 @@ impl<'a> Admission<'a> {
     async fn count(&self) -> ApiResult<Counted> {
         self.state
             .limiter
-            .count(&self.state.store, &self.company, self.now)
+            .count(
+                &self.state.store,
+                &self.company,
+                self.now,
+                self.key_use.as_deref(),
+            )
             .await
     }
 
@@ -129,7 +138,12 @@ impl<'a> Admission<'a> {
     async fn refund_unauthenticated(&self, counted: &Counted) {
         self.state
             .limiter
-            .refund_unauthenticated(&self.state.store, &self.company, counted)
+            .refund_unauthenticated(
+                &self.state.store,
+                &self.company,
+                counted,
+                self.key_use.as_deref(),
+            )
             .await
     }
 
@@ -261,11 +275,13 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         .await
         .map_err(IntoResponse::into_response)?;
     let client = acting_in(&req).map_err(IntoResponse::into_response)?;
-    let admission = Admission::new(
+    let mut admission = Admission::new(
         state,
         client.clone().unwrap_or_else(|| claimed.company_id.clone()),
         now,
     );
+    admission.key_use =
+        crate::auth::verify::key_use_counted(&claimed, client.as_deref()).map(str::to_owned);
     tracing::Span::current().record("company", admission.company.as_str());
     // The remembered caller depends on the client acted in, too.
     if let (Some(fingerprint), Some(client)) = (claimed.fingerprint.as_mut(), client.as_deref()) {

@@ -267,11 +267,15 @@ impl RateLimiter {
     /// or starts the second over when `s` is older. This instance guesses which from the
     /// last second it saw for the company, and the failed condition's old item corrects a
     /// wrong guess.
+    ///
+    /// With `key_use`, the same update counts a use of that API key (see
+    /// [`crate::store::counters::uses_attribute`]).
     pub async fn count(
         &self,
         store: &Store,
         company: &str,
         now: DateTime<Utc>,
+        key_use: Option<&str>,
     ) -> Result<Counted, ApiError> {
         let second = now.timestamp();
         let day = NewYorkDay::containing(now);
@@ -282,7 +286,13 @@ impl RateLimiter {
         for _ in 0..3 {
             match store
                 .rate_counters()
-                .add(&key, counted_second, same_second, ttl)
+                .add(
+                    &key,
+                    counted_second,
+                    same_second,
+                    ttl,
+                    key_use.map(|id| (id, now)),
+                )
                 .await
             {
                 Ok(counts) => {
@@ -335,10 +345,21 @@ impl RateLimiter {
 
     /// Gives back the day increment of a request that was refused or did not authenticate.
     pub async fn refund(&self, store: &Store, company: &str, counted: &Counted) {
+        self.give_back_day(store, company, counted, None).await
+    }
+
+    /// Gives back the day increment, and with `key_use` that key's use.
+    async fn give_back_day(
+        &self,
+        store: &Store,
+        company: &str,
+        counted: &Counted,
+        key_use: Option<&str>,
+    ) {
         let key = keys::rate_day(company, &counted.day.date.to_string());
         if let Err(e) = store
             .rate_counters()
-            .give_back_day(&key, counted.day.end.timestamp() + 3 * 86_400)
+            .give_back_day(&key, counted.day.end.timestamp() + 3 * 86_400, key_use)
             .await
         {
             tracing::warn!(company, error = %e, "could not give back a day increment");
@@ -348,16 +369,23 @@ impl RateLimiter {
     /// Gives back both increments of a request that did not authenticate: it must not use the
     /// company's quota, nor its per-second allowance (or anyone could block a company by
     /// sending bad credentials in its name). The second's count is only given back while
-    /// that second is still the one counted.
-    pub async fn refund_unauthenticated(&self, store: &Store, company: &str, counted: &Counted) {
+    /// that second is still the one counted. A key's use counted with it (`key_use`) is
+    /// given back too: a refused key was not used.
+    pub async fn refund_unauthenticated(
+        &self,
+        store: &Store,
+        company: &str,
+        counted: &Counted,
+        key_use: Option<&str>,
+    ) {
         let key = keys::rate_day(company, &counted.day.date.to_string());
         match store
             .rate_counters()
-            .give_back_both(&key, counted.second)
+            .give_back_both(&key, counted.second, key_use)
             .await
         {
             Ok(true) => {}
-            Ok(false) => self.refund(store, company, counted).await,
+            Ok(false) => self.give_back_day(store, company, counted, key_use).await,
             Err(e) => tracing::warn!(company, error = %e, "could not give back increments"),
         }
     }

@@ -164,3 +164,114 @@ async fn a_key_for_another_user_cannot_carry_scopes_that_user_lacks() {
         201
     );
 }
+
+/// A key's `usage_count` as `GET /api-keys/{id}` shows it.
+async fn uses_shown(app: &TestApp, id: &str) -> i64 {
+    let (status, body) = json(app.get(&format!("/api-keys/{id}")).await).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["usage_count"].as_i64().unwrap()
+}
+
+/// `n` requests with `secret`, each answered 200.
+async fn use_key(app: &TestApp, secret: &str, path: &str, n: usize) {
+    for _ in 0..n {
+        let r = app.call("GET", path, secret, None).await;
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn uses_in_a_client_account_count_with_the_keys_own_uses() {
+    let app = TestApp::spawn().await;
+    let (status, client) = json(app.post("/clients", json!({"name": "Acme"})).await).await;
+    assert_eq!(status, 201, "{client}");
+    let cid = client["data"]["id"].as_str().unwrap();
+    let key = app.create_key(json!({"name": "partner"})).await;
+    let (id, secret) = (key["id"].as_str().unwrap(), key["key"].as_str().unwrap());
+    use_key(&app, secret, "/profile", 2).await;
+    use_key(&app, secret, &format!("/users?client_id={cid}"), 3).await;
+    assert_eq!(uses_shown(&app, id).await, 5);
+    // The list shows the same.
+    let (_, list) = json(app.get("/api-keys").await).await;
+    let listed = list["data"]["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(listed["usage_count"], 5, "{list}");
+    assert!(listed["last_used_at"].as_str().is_some(), "{list}");
+}
+
+#[tokio::test]
+async fn a_revoked_keys_refused_request_is_not_a_use() {
+    let app = TestApp::spawn().await;
+    let key = app.create_key(json!({"name": "short-lived"})).await;
+    let (id, secret) = (key["id"].as_str().unwrap(), key["key"].as_str().unwrap());
+    // Twice, so this instance remembers the key and counts the next request while it
+    // verifies it (the count is then given back).
+    use_key(&app, secret, "/profile", 2).await;
+    let r = app
+        .call("DELETE", &format!("/api-keys/{id}"), app.key(), None)
+        .await;
+    assert_eq!(r.status(), 200);
+    expect_error(
+        app.call("GET", "/profile", secret, None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(uses_shown(&app, id).await, 2);
+}
+
+#[tokio::test]
+async fn a_days_uses_move_to_the_key_when_its_counter_item_expires() {
+    use chrono_tz::America::New_York;
+    let app = TestApp::spawn().await;
+    let key = app.create_key(json!({"name": "daily"})).await;
+    let (id, secret) = (key["id"].as_str().unwrap(), key["key"].as_str().unwrap());
+    use_key(&app, secret, "/profile", 3).await;
+    let day = app.state.clock.now().with_timezone(&New_York).date_naive();
+    let company = app.company.company_id.clone();
+    let counter = platform::store::keys::rate_day(&company, &day.to_string());
+    let item = app.state.store.raw_item(&counter).await.unwrap().unwrap();
+    let held = platform::store::counters::key_uses_of(&item)[id];
+    assert_eq!(held.count, 3);
+    // DynamoDB removes the item when its time to live passes; the stream hands the removal
+    // to the worker, which moves the uses to the key's own item.
+    app.state.store.delete(&counter).await.unwrap();
+    let record_key = platform::store::keys::api_key(&company, id);
+    let mut stored = None;
+    for _ in 0..100 {
+        let item = app
+            .state
+            .store
+            .raw_item(&record_key)
+            .await
+            .unwrap()
+            .unwrap();
+        if platform::store::number(&item, "usage_count") == Some(3) {
+            stored = Some(item);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stored = stored.expect("the worker folded the day's uses into the key");
+    assert_eq!(
+        platform::store::string(&stored, "last_used_at"),
+        platform::time::rfc3339(held.last.unwrap())
+    );
+    assert_eq!(uses_shown(&app, id).await, 3);
+    // The same removal delivered again changes nothing.
+    app.state
+        .store
+        .api_keys()
+        .fold_day(&company, id, day, 3, held.last)
+        .await
+        .unwrap();
+    assert_eq!(uses_shown(&app, id).await, 3);
+    // Uses after it count on top.
+    use_key(&app, secret, "/profile", 1).await;
+    assert_eq!(uses_shown(&app, id).await, 4);
+}

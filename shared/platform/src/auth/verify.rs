@@ -1,6 +1,6 @@
 //! Verification: everything about a claimed caller that can change (the key's revocation
 //! and expiry, the user, the company, a client account, the password) is read again, in
-//! one round trip alongside the key's usage update.
+//! one round trip.
 
 use super::caller::{caller_from, custom_roles, AuthMethod, Caller, CompanySummary};
 use super::credential::{Claimed, Credential};
@@ -14,7 +14,45 @@ use crate::store::keys;
 use chrono::{DateTime, Utc};
 use domain::CompanyStatus;
 
-/// Records a use of an API key and answers its record, failing when it is revoked or expired.
+/// The API key whose use is counted in the company's rate counter item, by the request's
+/// counter update: a key acting in its own company. One acting in a client account
+/// (`client_id=`) is counted in the client's item, so its use is written to the key's own
+/// item instead ([`use_key`]).
+pub fn key_use_counted<'a>(claimed: &'a Claimed, client: Option<&str>) -> Option<&'a str> {
+    match (&claimed.key, client) {
+        (Some(key), None) => Some(key.key_id.as_str()),
+        _ => None,
+    }
+}
+
+/// Why a key read back does not hold; `None` when it does.
+fn key_refusal(record: Option<&ApiKeyRecord>, now: DateTime<Utc>) -> Option<KeyRefused> {
+    match record {
+        None => Some(KeyRefused::Unknown),
+        Some(k) if k.revoked_at.is_some() => Some(KeyRefused::Revoked),
+        Some(k)
+            if k.expires_at
+                .is_some_and(|e| e <= domain::time::seconds(now)) =>
+        {
+            Some(KeyRefused::Expired)
+        }
+        Some(_) => None,
+    }
+}
+
+fn key_refused(reason: KeyRefused) -> ApiError {
+    ApiError::Unauthorized(
+        match reason {
+            KeyRefused::Revoked => "API key revoked",
+            KeyRefused::Expired => "API key expired",
+            KeyRefused::Unknown => "invalid API key",
+        }
+        .into(),
+    )
+}
+
+/// Records a use of an API key on its own item and answers its record, failing when it is
+/// revoked or expired.
 async fn use_key(
     state: &AppState,
     key: &KeyHashRecord,
@@ -25,18 +63,7 @@ async fn use_key(
         .api_keys()
         .record_use(key, now)
         .await
-        .map_err(|e| {
-            e.into_api(|reason| {
-                ApiError::Unauthorized(
-                    match reason {
-                        KeyRefused::Revoked => "API key revoked",
-                        KeyRefused::Expired => "API key expired",
-                        KeyRefused::Unknown => "invalid API key",
-                    }
-                    .into(),
-                )
-            })
-        })
+        .map_err(|e| e.into_api(key_refused))
 }
 
 /// Checks the credential against the store: everything that can change is read again. With
@@ -49,14 +76,17 @@ pub async fn verify(
     now: DateTime<Utc>,
 ) -> ApiResult<Caller> {
     let store = &state.store;
-    let key = async {
+    // A key whose use the request's counter update records is read with the rest; one
+    // acting in a client account records its use on its own item, alongside.
+    let counted_key = key_use_counted(claimed, client).and(claimed.key.as_ref());
+    let used_key = async {
         match &claimed.key {
-            Some(k) => use_key(state, k, now).await.map(Some),
-            None => Ok(None),
+            Some(k) if counted_key.is_none() => use_key(state, k, now).await.map(Some),
+            _ => Ok(None),
         }
     };
-    // User, company and (with client_id) client in one consistent BatchGetItem, alongside
-    // the key's usage update.
+    // User, company, (with client_id) the client and (see above) the key in one
+    // consistent BatchGetItem.
     let mut wanted = vec![
         keys::user(&claimed.company_id, &claimed.user_id),
         keys::company(&claimed.company_id),
@@ -64,12 +94,28 @@ pub async fn verify(
     if let Some(id) = client {
         wanted.push(keys::company(id));
     }
-    let (found, key) = tokio::try_join!(store.get_many(&wanted), key)?;
+    if let Some(k) = counted_key {
+        wanted.push(keys::api_key(&k.company_id, &k.key_id));
+    }
+    let (found, used_key) = tokio::try_join!(store.get_many(&wanted), used_key)?;
     let mut found = found.into_iter();
     let mut next = || found.next().flatten();
     let user: Option<User> = next().map(crate::store::from_item).transpose()?;
     let company: Option<Company> = next().map(crate::store::from_item).transpose()?;
-    let client_company: Option<Company> = next().map(crate::store::from_item).transpose()?;
+    let client_company: Option<Company> = match client {
+        Some(_) => next().map(crate::store::from_item).transpose()?,
+        None => None,
+    };
+    let key = match counted_key {
+        Some(_) => {
+            let record: Option<ApiKeyRecord> = next().map(crate::store::from_item).transpose()?;
+            if let Some(reason) = key_refusal(record.as_ref(), now) {
+                return Err(key_refused(reason));
+            }
+            record
+        }
+        None => used_key,
+    };
     let user = user.ok_or_else(|| {
         ApiError::Unauthorized("the user of these credentials no longer exists".into())
     })?;

@@ -365,6 +365,58 @@ impl ApiKeys<'_> {
         }
     }
 
+    /// Moves one day's uses of a key, held by its company's day counter item until that
+    /// item expired, into the key's own `usage_count` and `last_used_at` (the latest kept).
+    /// Once per day and key: a marker attribute `folded#{day}` makes a delivery of the same
+    /// day again change nothing (the marker of the day a week before is removed, so a key
+    /// keeps at most a few). Nothing happens to a key deleted since.
+    pub async fn fold_day(
+        &self,
+        company: &str,
+        key_id: &str,
+        day: chrono::NaiveDate,
+        count: u64,
+        last: Option<DateTime<Utc>>,
+    ) -> Result<(), ApiError> {
+        let key = keys::api_key(company, key_id);
+        let marker = format!("folded#{day}");
+        let old_marker = format!("folded#{}", day - chrono::Days::new(7));
+        let names = [("#f", marker.as_str()), ("#old", old_marker.as_str())];
+        let once = "attribute_exists(pk) AND attribute_not_exists(#f)";
+        if let Some(last) = last {
+            let newer = self
+                .0
+                .update_if(
+                    &key,
+                    "ADD usage_count :n SET #f = :t, last_used_at = :last REMOVE #old",
+                    &format!(
+                        "{once} AND (attribute_not_exists(last_used_at) OR last_used_at < :last)"
+                    ),
+                    &names,
+                    vec![
+                        (":n", n(count)),
+                        (":t", AttributeValue::Bool(true)),
+                        (":last", t(last)),
+                    ],
+                )
+                .await?;
+            if newer {
+                return Ok(());
+            }
+        }
+        // The key's own last use is later (or the day was folded already, or the key is gone).
+        self.0
+            .update_if(
+                &key,
+                "ADD usage_count :n SET #f = :t REMOVE #old",
+                once,
+                &names,
+                vec![(":n", n(count)), (":t", AttributeValue::Bool(true))],
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// Stores a newly issued key (record and hash entry).
     pub async fn create(&self, issued: &IssuedKey) -> Result<(), ApiError> {
         let mut tx = self.0.transaction();

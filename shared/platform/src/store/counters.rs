@@ -1,8 +1,10 @@
 //! The repository of counters: the per-company rate counter items (see
 //! [`crate::ratelimit`] for how they are used).
 
-use super::{db_error, n, number, Key, Store, WriteError};
+use super::{db_error, n, number, t, Item, Key, Store, WriteError};
 use crate::error::ApiError;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 
 pub struct RateCounters<'a>(&'a Store);
 
@@ -21,7 +23,80 @@ pub struct Counts {
     pub today: i64,
 }
 
+/// A day counter item also counts the requests each API key of its company made that day
+/// (when counted against that company): `u#{key}` is how many, `l#{key}` the last one's
+/// time (RFC 3339). Keeping a key's uses there costs no write of its own: the request's
+/// counter update carries them.
+pub fn uses_attribute(key_id: &str) -> String {
+    format!("u#{key_id}")
+}
+
+/// See [`uses_attribute`].
+pub fn last_use_attribute(key_id: &str) -> String {
+    format!("l#{key_id}")
+}
+
+/// The uses of one key that counter items hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyUses {
+    pub count: u64,
+    pub last: Option<DateTime<Utc>>,
+}
+
+impl KeyUses {
+    pub fn add(&mut self, count: u64, last: Option<DateTime<Utc>>) {
+        self.count += count;
+        self.last = self.last.max(last);
+    }
+}
+
+/// The key uses a day counter item holds, by key id.
+pub fn key_uses_of(item: &Item) -> HashMap<String, KeyUses> {
+    let mut uses: HashMap<String, KeyUses> = HashMap::new();
+    for name in item.keys() {
+        if let Some(key_id) = name.strip_prefix("u#") {
+            let count = number(item, name).unwrap_or(0).max(0) as u64;
+            let last = match item.get(&last_use_attribute(key_id)) {
+                Some(aws_sdk_dynamodb::types::AttributeValue::S(text)) => domain::time::parse(text),
+                _ => None,
+            };
+            uses.entry(key_id.to_owned()).or_default().add(count, last);
+        }
+    }
+    uses
+}
+
 impl RateCounters<'_> {
+    /// Every key use the company's day counter items still hold (the days not yet folded
+    /// into the keys' own items, see `ApiKeys::fold_day`), strongly consistent.
+    pub async fn key_uses(self, company: &str) -> Result<HashMap<String, KeyUses>, ApiError> {
+        let store = self.0;
+        let mut uses: HashMap<String, KeyUses> = HashMap::new();
+        let mut start = None;
+        loop {
+            let page = store
+                .db
+                .query()
+                .table_name(&store.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", super::s(super::keys::rate_pk(company)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                for (key_id, day) in key_uses_of(&item) {
+                    uses.entry(key_id).or_default().add(day.count, day.last);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(uses),
+            }
+        }
+    }
+
     /// Adds one request to the day counter item `key` and to its second: with
     /// `same_second`, to the second `second` the item already counts; otherwise the item
     /// starts counting `second` (only if it counts an older one). Refused with the second
@@ -32,6 +107,7 @@ impl RateCounters<'_> {
         second: i64,
         same_second: bool,
         ttl: i64,
+        key_use: Option<(&str, DateTime<Utc>)>,
     ) -> Result<Counts, WriteError<Option<i64>>> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
@@ -49,13 +125,29 @@ impl RateCounters<'_> {
             .expression_attribute_values(":ttl", n(ttl))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // The key's use rides along: `ADD #u :one SET #l = :now`.
+        let (add_use, set_last, request) = match key_use {
+            Some((key_id, now)) => (
+                ", #u :one",
+                ", #l = :now",
+                request
+                    .expression_attribute_names("#u", uses_attribute(key_id))
+                    .expression_attribute_names("#l", last_use_attribute(key_id))
+                    .expression_attribute_values(":now", t(now)),
+            ),
+            None => ("", "", request),
+        };
         let request = if same_second {
             request
-                .update_expression("ADD n :one, c :one SET #ttl = :ttl")
+                .update_expression(format!(
+                    "ADD n :one, c :one{add_use} SET #ttl = :ttl{set_last}"
+                ))
                 .condition_expression("s = :s")
         } else {
             request
-                .update_expression("SET s = :s, c = :one, #ttl = :ttl ADD n :one")
+                .update_expression(format!(
+                    "SET s = :s, c = :one, #ttl = :ttl{set_last} ADD n :one{add_use}"
+                ))
                 .condition_expression("attribute_not_exists(s) OR s < :s")
         };
         match request.send().await {
@@ -75,20 +167,51 @@ impl RateCounters<'_> {
         }
     }
 
-    /// Takes one request off the day count.
-    pub async fn give_back_day(&self, key: &Key, ttl: i64) -> Result<(), ApiError> {
-        self.0.add_to_counter(key, -1, ttl).await.map(|_| ())
-    }
-
-    /// Takes one request off the day count and off second `second`, if the item still
-    /// counts that second; answers whether it did.
-    pub async fn give_back_both(&self, key: &Key, second: i64) -> Result<bool, ApiError> {
+    /// Takes one request off the day count (and, with `key_use`, off that key's uses).
+    pub async fn give_back_day(
+        &self,
+        key: &Key,
+        ttl: i64,
+        key_use: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let Some(key_id) = key_use else {
+            return self.0.add_to_counter(key, -1, ttl).await.map(|_| ());
+        };
+        let uses = uses_attribute(key_id);
         self.0
             .update_if(
                 key,
-                "ADD n :minus, c :minus",
+                "ADD n :minus, #u :minus SET #ttl = :ttl",
+                "attribute_exists(pk)",
+                &[("#u", uses.as_str()), ("#ttl", "ttl")],
+                vec![(":minus", n(-1)), (":ttl", n(ttl))],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Takes one request off the day count and off second `second` (and, with `key_use`,
+    /// off that key's uses), if the item still counts that second; answers whether it did.
+    pub async fn give_back_both(
+        &self,
+        key: &Key,
+        second: i64,
+        key_use: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let uses = key_use.map(uses_attribute);
+        let (expression, names): (&str, Vec<(&str, &str)>) = match &uses {
+            Some(uses) => (
+                "ADD n :minus, c :minus, #u :minus",
+                vec![("#u", uses.as_str())],
+            ),
+            None => ("ADD n :minus, c :minus", vec![]),
+        };
+        self.0
+            .update_if(
+                key,
+                expression,
                 "s = :s",
-                &[],
+                &names,
                 vec![(":minus", n(-1)), (":s", n(second))],
             )
             .await

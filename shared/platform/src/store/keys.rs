@@ -27,8 +27,11 @@ pub fn refresh(jti: &str) -> Key {
 pub fn family(family: &str) -> Key {
     Key::new(format!("FAMILY#{family}"), "FAMILY")
 }
+pub fn rate_pk(company: &str) -> String {
+    format!("RATE#{company}")
+}
 pub fn rate_day(company: &str, ny_date: &str) -> Key {
-    Key::new(format!("RATE#{company}"), format!("D#{ny_date}"))
+    Key::new(rate_pk(company), format!("D#{ny_date}"))
 }
 pub fn role(company: &str, role: &str) -> Key {
     Key::new(company_pk(company), format!("ROLE#{role}"))

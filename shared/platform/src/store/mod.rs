@@ -10,7 +10,7 @@
 //! | key hash | `KEYHASH#<sha256>` | `KEYHASH` | immutable hash → (company, key, user) map |
 //! | refresh token | `REFRESH#<jti>` | `REFRESH` | family, used, revoked; `ttl` |
 //! | token family | `FAMILY#<family>` | `FAMILY` | revoked when a used refresh token returns |
-//! | rate counter | `RATE#<company>` | `D#<NY date>` | `n` today, `c` in second `s`; conditional atomic `ADD`; `ttl` |
+//! | rate counter | `RATE#<company>` | `D#<NY date>` | `n` today, `c` in second `s`, `u#<key>`/`l#<key>` each key's uses and last use; conditional atomic `ADD`; `ttl` (removal folds the key uses into the keys) |
 //! | login failures | `LOGINFAIL#<email>` | `RECENT` | the times of recent failures (a rolling window), appended atomically; `ttl` |
 //! | custom role | `C#<company>` | `ROLE#<role>` | name, permissions |
 //! | group | `C#<company>` | `GROUP#<group>` | name; members are users whose `groups` hold it |
