@@ -160,9 +160,9 @@ impl<'a> Admission<'a> {
                 &self.state.store,
                 &self.company,
                 counted,
-                per_second,
-                daily,
+                crate::ratelimit::Limits { per_second, daily },
                 self.now,
+                self.key_use.as_deref(),
             )
             .await
             .map_err(|(error, headers)| with_rate_headers(error.into_response(), &headers))
@@ -188,9 +188,26 @@ fn proves_company(credential: &Credential, client: Option<&str>) -> bool {
 }
 
 /// What step 4 found.
-struct Checked {
+struct Checked<'a> {
     verified: ApiResult<Caller>,
     counted: ApiResult<Counted>,
+    /// A verified caller's request refused from memory, without counting: the company's
+    /// requests counting ahead of it reached its per-second limit.
+    refused: Option<Response>,
+    /// The request's place among the company's requests counting (see
+    /// [`crate::ratelimit::RateLimiter::enter`]), held until it is settled.
+    entry: Option<crate::ratelimit::Entry<'a>>,
+}
+
+impl Checked<'_> {
+    fn new(verified: ApiResult<Caller>, counted: ApiResult<Counted>) -> Self {
+        Checked {
+            verified,
+            counted,
+            refused: None,
+            entry: None,
+        }
+    }
 }
 
 /// Step 4: verification and counting, concurrently only when the credential proves the
@@ -198,30 +215,49 @@ struct Checked {
 /// has not seen hold (a new one, or one that just failed: revoked, expired, a session
 /// ended) is verified first, so a flood of dead credentials never takes the company's
 /// allowance, not even until its refunds land.
-async fn verify_and_count(
-    admission: &Admission<'_>,
+///
+/// A request verified first then takes its turn among the company's requests counting, as a
+/// remembered caller's does before (its caller is proven now, so waiting cannot be forced on
+/// the company by a stranger): a burst of a credential this instance has not seen yet counts
+/// only as many requests as the limit, and the rest are refused from memory.
+async fn verify_and_count<'a>(
+    admission: &Admission<'a>,
     credential: &Credential,
     claimed: &Claimed,
     client: Option<&str>,
     remembered: bool,
-) -> Checked {
+) -> Checked<'a> {
     let state = admission.state;
     let count_after = !proves_company(credential, client) || !remembered;
     if count_after {
-        let verified = verify(state, credential, claimed, client, admission.now).await;
-        let counted = match &verified {
-            Ok(_) => admission.count().await,
-            Err(_) => Err(ApiError::internal(
-                "not counted: the credential did not hold",
-            )),
+        let caller = match verify(state, credential, claimed, client, admission.now).await {
+            Ok(caller) => caller,
+            Err(error) => {
+                let not_counted = ApiError::internal("not counted: the credential did not hold");
+                return Checked::new(Err(error), Err(not_counted));
+            }
         };
-        Checked { verified, counted }
+        let refused = |caller, response| Checked {
+            refused: Some(response),
+            ..Checked::new(Ok(caller), Err(ApiError::internal("refused from memory")))
+        };
+        if let Some(response) = admission.refused_from_memory() {
+            return refused(caller, response);
+        }
+        let entry = admission.enter(caller.company.per_second_limit).await;
+        if let Some(response) = admission.refused_from_memory() {
+            return refused(caller, response);
+        }
+        Checked {
+            entry: Some(entry),
+            ..Checked::new(Ok(caller), admission.count().await)
+        }
     } else {
         let (verified, counted) = tokio::join!(
             verify(state, credential, claimed, client, admission.now),
             admission.count()
         );
-        Checked { verified, counted }
+        Checked::new(verified, counted)
     }
 }
 
@@ -238,13 +274,13 @@ enum Pending {
 
 /// Step 5: runs the handler with `guess` while `checks` run; keeps its answer only when the
 /// verified caller equals the guess.
-async fn speculate(
+async fn speculate<'a>(
     guess: Caller,
     permission: Option<&'static str>,
     req: Request,
     next: Next,
-    checks: impl std::future::Future<Output = Checked>,
-) -> (Checked, Pending) {
+    checks: impl std::future::Future<Output = Checked<'a>>,
+) -> (Checked<'a>, Pending) {
     let (parts, body) = req.into_parts();
     let spare = Request::from_parts(parts.clone(), Body::empty());
     let mut first = Request::from_parts(parts, body);
@@ -369,9 +405,11 @@ async fn settle_caller(
     gate: &Gate,
     admission: &Admission<'_>,
     claimed: &Claimed,
-    checked: Checked,
+    checked: Checked<'_>,
 ) -> Settled {
     let state = &gate.state;
+    // The request keeps its place among those counting until it is settled.
+    let _entry = checked.entry;
     let caller = match checked.verified {
         Ok(caller) => caller,
         Err(error) => {
@@ -382,6 +420,12 @@ async fn settle_caller(
             return Err(error.into_response());
         }
     };
+    if let Some(refused) = checked.refused {
+        if let Some(fingerprint) = &claimed.fingerprint {
+            state.auth_memory.remember_caller(fingerprint, &caller);
+        }
+        return Err(refused);
+    }
     let counted = checked.counted.map_err(IntoResponse::into_response)?;
     let (per_second, daily) = (caller.company.per_second_limit, caller.company.daily_limit);
     let headers = admission.settle(&counted, per_second, daily).await?;

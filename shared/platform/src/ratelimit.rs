@@ -390,17 +390,19 @@ impl RateLimiter {
         }
     }
 
-    /// Applies the decision: remembers a per-second refusal and refunds refused requests.
+    /// Applies the decision: remembers a per-second refusal and refunds refused requests
+    /// (with `key_use`, the key's use too: a key's uses are the requests it had admitted).
     pub async fn settle(
         &self,
         store: &Store,
         company: &str,
         counted: &Counted,
-        per_second_limit: u64,
-        daily_limit: u64,
+        limits: Limits,
         now: DateTime<Utc>,
+        key_use: Option<&str>,
     ) -> Result<RateHeaders, (ApiError, RateHeaders)> {
-        match decide(counted, per_second_limit, daily_limit, now) {
+        let per_second_limit = limits.per_second;
+        match decide(counted, per_second_limit, limits.daily, now) {
             Decision::Admit(headers) => {
                 self.observe(company, counted);
                 // This request reached the limit: the next one in this second is over it.
@@ -417,11 +419,18 @@ impl RateLimiter {
                 if per_second {
                     self.block(company, counted.second, headers);
                 }
-                self.refund(store, company, counted).await;
+                self.give_back_day(store, company, counted, key_use).await;
                 Err((error, headers))
             }
         }
     }
+}
+
+/// A company's limits: requests per second and per New York day.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub per_second: u64,
+    pub daily: u64,
 }
 
 impl Usage {

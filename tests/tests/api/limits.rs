@@ -106,6 +106,64 @@ async fn a_concurrent_burst_over_the_limit_counts_only_the_admitted_requests() {
     assert_eq!((today, in_second), (5, 4));
 }
 
+/// The same holds for a key this instance has never seen: its requests are verified first
+/// (reads only), then take their turn among the company's requests counting, so the burst
+/// still counts only the admitted ones.
+#[tokio::test]
+async fn a_burst_of_a_key_this_instance_has_not_seen_counts_only_the_admitted_requests() {
+    let app = one_still_second(4).await;
+    let key = app.create_key(json!({"name": "fresh"})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    app.advance(chrono::Duration::seconds(1));
+    let responses =
+        futures::future::join_all((0..24).map(|_| app.call("GET", "/profile", &secret, None)))
+            .await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        20,
+        "{statuses:?}"
+    );
+    // One warm-up, one key creation and the four admitted; the second counts only those.
+    let (today, in_second) = counters(&app, &app.company.company_id).await;
+    assert_eq!((today, in_second), (6, 4));
+}
+
+/// A key's uses are the requests it had admitted: one refused over the daily limit was
+/// counted, and its count (the key's use with it) is given back.
+#[tokio::test]
+async fn a_request_refused_over_the_daily_limit_is_not_a_use_of_its_key() {
+    let app = TestApp::spawn_with(Options {
+        daily_limit: Some(4),
+        ..Options::default()
+    })
+    .await;
+    let key = app.create_key(json!({"name": "daily"})).await;
+    let (id, secret) = (key["id"].as_str().unwrap(), key["key"].as_str().unwrap());
+    for _ in 0..3 {
+        assert_eq!(
+            app.call("GET", "/profile", secret, None).await.status(),
+            200
+        );
+    }
+    expect_error(
+        app.call("GET", "/profile", secret, None).await,
+        429,
+        "rate_limited",
+    )
+    .await;
+    let date = Utc::now().with_timezone(&New_York).date_naive().to_string();
+    let counter = platform::store::keys::rate_day(&app.company.company_id, &date);
+    let item = app.state.store.raw_item(&counter).await.unwrap().unwrap();
+    assert_eq!(platform::store::number(&item, "n"), Some(4));
+    assert_eq!(platform::store::counters::key_uses_of(&item)[id].count, 3);
+}
+
 /// The request that reaches the limit tells this instance the next one is over it: that one
 /// is refused without counting.
 #[tokio::test]
