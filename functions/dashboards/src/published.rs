@@ -16,6 +16,7 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{NoParams, OptionalJsonBody};
 use platform::paging::{Listing, NoFilters};
+use platform::store::assets::Lookup;
 use platform::store::{keys, Key};
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
@@ -135,16 +136,11 @@ pub async fn create(
         link_id: link.id.clone(),
         expires_at: link.expires_at,
     };
-    state
-        .store
-        .create(&link_key(&token_hash), &record, "token collision; retry")
-        .await?;
+    // The link and its token's lookup are stored together, or neither.
+    let lookup = Lookup::Create(platform::store::to_item(&link_key(&token_hash), &record)?);
     let mut dashboard = old.clone();
     dashboard.published_links.push(link.clone());
-    if let Err(e) = assets::save(&state, &old, dashboard).await {
-        state.store.delete(&link_key(&token_hash)).await?;
-        return Err(e);
-    }
+    assets::save_with(&state, &old, dashboard, Some(lookup)).await?;
     let view = LinkView {
         token: Some(&token),
         url: Some(format!("/api/1.0/public/dashboards/{token}")),
@@ -186,11 +182,12 @@ pub async fn revoke(
         .find(|l| l.id == link_id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("published link", &link_id))?;
-    // The lookup goes first: from this moment the token answers 404.
-    state.store.delete(&link_key(&link.token_hash)).await?;
+    // The link and its token's lookup go together: from this moment the token answers 404;
+    // a save that loses to another (412) leaves both, so the token still works.
+    let lookup = Lookup::Delete(link_key(&link.token_hash));
     let mut dashboard = old.clone();
     dashboard.published_links.retain(|l| l.id != link_id);
-    assets::save(&state, &old, dashboard).await?;
+    assets::save_with(&state, &old, dashboard, Some(lookup)).await?;
     Ok(envelope::deleted())
 }
 

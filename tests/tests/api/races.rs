@@ -261,12 +261,17 @@ async fn a_write_to_an_asset_saved_meanwhile_is_412() {
     let app = TestApp::spawn().await;
     let raced = Raced::of(&app).await;
     let dashboard = create(&app, "/dashboards", json!({"name": "D"})).await;
-    let link = create(
-        &app,
-        &format!("/dashboards/{dashboard}/published-links"),
-        json!({}),
+    let (status, link) = json(
+        app.post(
+            &format!("/dashboards/{dashboard}/published-links"),
+            json!({}),
+        )
+        .await,
     )
     .await;
+    assert_eq!(status, 201, "{link}");
+    let token = link["data"]["token"].as_str().unwrap().to_owned();
+    let link = link["data"]["id"].as_str().unwrap().to_owned();
     let klip = create(
         &app,
         "/klips",
@@ -300,6 +305,16 @@ async fn a_write_to_an_asset_saved_meanwhile_is_412() {
         "precondition_failed",
     )
     .await;
+    // The refused revocation left the link whole: listed, and its token still answers.
+    let (status, shown) = json(app.get(&format!("{dash}/published-links/{link}")).await).await;
+    assert_eq!(status, 200, "{shown}");
+    let public = app
+        .http
+        .get(app.url(&format!("/public/dashboards/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 200);
     let k = format!("/klips/{klip}");
     let annotations = format!("{k}/annotations");
     let losers: Vec<(&str, String, Option<Value>)> = vec![

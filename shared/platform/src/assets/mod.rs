@@ -156,7 +156,18 @@ pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
 }
 
 /// Saves `new` over `old` if nobody saved in between (412 otherwise), as version + 1.
-pub async fn save<A: Asset>(state: &AppState, old: &A, mut new: A) -> ApiResult<A> {
+pub async fn save<A: Asset>(state: &AppState, old: &A, new: A) -> ApiResult<A> {
+    save_with(state, old, new, None).await
+}
+
+/// [`save`], changing `lookup` (an item that points at the asset) in the same transaction;
+/// 409 when a lookup to create exists already (a collision of random tokens).
+pub async fn save_with<A: Asset>(
+    state: &AppState,
+    old: &A,
+    mut new: A,
+    lookup: Option<crate::store::assets::Lookup>,
+) -> ApiResult<A> {
     let now = state.clock.now();
     {
         let meta = new.meta_mut();
@@ -169,11 +180,13 @@ pub async fn save<A: Asset>(state: &AppState, old: &A, mut new: A) -> ApiResult<
         old.meta().version,
         new.meta().slug.clone(),
     );
-    state.store.assets().replace(old, &new).await.map_err(|e| {
+    let replaced = state.store.assets().replace_with(old, &new, lookup).await;
+    replaced.map_err(|e| {
         e.into_api(|reason| match reason {
             AssetRefused::SlugTaken => {
                 ApiError::Conflict(format!("slug '{slug}' is already used by another {kind}"))
             }
+            AssetRefused::IdTaken => ApiError::Conflict("token collision; retry".into()),
             _ => ApiError::PreconditionFailed(format!(
                 "{kind} '{id}' changed since version {version}; read it again"
             )),

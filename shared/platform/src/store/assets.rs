@@ -3,7 +3,7 @@
 //! company and kind; saves are conditional on the version read. Also the Klip values
 //! derived from data.
 
-use super::{keys, n, to_item, Store, WriteError};
+use super::{keys, n, to_item, Item, Key, Store, WriteError};
 use crate::error::ApiError;
 use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -24,6 +24,14 @@ impl Store {
 #[derive(Serialize, Deserialize)]
 pub struct SlugClaim {
     pub id: String,
+}
+
+/// A lookup item changed together with an asset's save ([`Assets::replace_with`]).
+pub enum Lookup {
+    /// Create this item; refused when it exists.
+    Create(Item),
+    /// Delete the item with this key.
+    Delete(Key),
 }
 
 /// Why an asset was not stored.
@@ -89,6 +97,18 @@ impl Assets<'_> {
         old: &A,
         new: &A,
     ) -> Result<(), WriteError<AssetRefused>> {
+        self.replace_with(old, new, None).await
+    }
+
+    /// [`Self::replace`], and in the same transaction the change of a lookup item that
+    /// points at the asset (a published link's token), so that neither lands without the
+    /// other. A lookup to create that exists already is refused as [`AssetRefused::IdTaken`].
+    pub async fn replace_with<A: Asset>(
+        &self,
+        old: &A,
+        new: &A,
+        lookup: Option<Lookup>,
+    ) -> Result<(), WriteError<AssetRefused>> {
         let (old_meta, meta) = (old.meta(), new.meta());
         let mut tx = self.0.transaction();
         let item = tx.put_item_if(
@@ -106,8 +126,19 @@ impl Assets<'_> {
                 },
             )?;
         }
+        let created = match lookup {
+            Some(Lookup::Create(item)) => Some(tx.create_item(item)?),
+            Some(Lookup::Delete(key)) => {
+                tx.delete(&key)?;
+                None
+            }
+            None => None,
+        };
         tx.commit().await.map_err(|e| match e {
             WriteError::Refused(i) if i == item => WriteError::Refused(AssetRefused::Changed),
+            WriteError::Refused(i) if Some(i) == created => {
+                WriteError::Refused(AssetRefused::IdTaken)
+            }
             WriteError::Refused(_) => WriteError::Refused(AssetRefused::SlugTaken),
             WriteError::Failed(e) => WriteError::Failed(e),
         })
