@@ -321,7 +321,10 @@ impl Users<'_> {
 
 impl ApiKeys<'_> {
     /// Records a use of the key and answers its record; refused when it is revoked or
-    /// expired. Every request with a key makes this write, so a revocation holds on the very
+    /// expired. Only a key acting in a client account makes this write (its request is
+    /// counted against the client); every other request with a key reads the key's record
+    /// with the caller and counts its use on the company's rate counter item (see
+    /// `crate::auth::verify::key_use_counted`). Either way a revocation holds on the very
     /// next request everywhere.
     pub async fn record_use(
         &self,
