@@ -86,8 +86,18 @@ struct RecordsPage<'a> {
     next: Option<String>,
 }
 
+/// A record that passed the filter, waiting for the worker: kept as its (compact) text, not
+/// a JSON tree, so a page with hundreds of passing records (a busy data source: each append
+/// changes its item) does not hold tens of megabytes in the process it serves; each batch
+/// is parsed just before the worker gets it.
+struct Pending {
+    sequence: String,
+    text: String,
+    tries: u32,
+}
+
 /// The records of a page that pass the event source mapping's filter, as Lambda sends them.
-fn passing_records(page: &RecordsPage, arn: &str) -> Vec<Value> {
+fn passing_records(page: &RecordsPage, arn: &str) -> Vec<Pending> {
     let mut passing = Vec::new();
     for raw in &page.records {
         let Ok(mut lambda) = serde_json::from_str::<Value>(raw.get()) else {
@@ -101,7 +111,14 @@ fn passing_records(page: &RecordsPage, arn: &str) -> Vec<Value> {
             }
         }
         if passes(&lambda) {
-            passing.push(lambda);
+            passing.push(Pending {
+                sequence: lambda["dynamodb"]["SequenceNumber"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                text: lambda.to_string(),
+                tries: 0,
+            });
         }
     }
     passing
@@ -151,7 +168,7 @@ pub async fn deliver_stream(state: AppState) {
     };
     let mut iterators: HashMap<String, String> = HashMap::new();
     let mut finished: HashSet<String> = HashSet::new();
-    let mut retries: Vec<(Value, u32)> = Vec::new();
+    let mut retries: Vec<Pending> = Vec::new();
     let mut last_describe: Option<std::time::Instant> = None;
     loop {
         // New shards (DynamoDB rolls them over): read each from its start.
@@ -192,7 +209,7 @@ pub async fn deliver_stream(state: AppState) {
                 Err(e) => tracing::warn!(error = %e, "reading the stream"),
             }
         }
-        let mut batch: Vec<(Value, u32)> = std::mem::take(&mut retries);
+        let mut batch: Vec<Pending> = std::mem::take(&mut retries);
         for (shard, iterator) in iterators.clone() {
             let page = streams
                 .call_text("GetRecords", json!({"ShardIterator": iterator}))
@@ -204,14 +221,17 @@ pub async fn deliver_stream(state: AppState) {
                 });
             match page {
                 Ok((passing, next)) => {
-                    batch.extend(passing.into_iter().map(|r| (r, 0)));
+                    batch.extend(passing);
                     match next {
                         Some(next) => {
                             iterators.insert(shard, next);
                         }
                         None => {
+                            // A closed shard: its child is read from the next round on,
+                            // not after the next 2 s describe (records would wait for it).
                             iterators.remove(&shard);
                             finished.insert(shard);
+                            last_describe = None;
                         }
                     }
                 }
@@ -222,32 +242,40 @@ pub async fn deliver_stream(state: AppState) {
             }
         }
         for chunk in batch.chunks(BATCH_SIZE) {
-            let records: Vec<Value> = chunk.iter().map(|(r, _)| r.clone()).collect();
-            let failed: HashSet<String> =
+            let records: Vec<Value> = chunk
+                .iter()
+                .filter_map(|p| serde_json::from_str(&p.text).ok())
+                .collect();
+            let failed: HashSet<&str> =
                 match pulseboard_report_worker::handle(&state, json!({ "Records": records })).await
                 {
-                    Ok(answer) => answer["batchItemFailures"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the report worker failed a whole batch");
+                    Ok(answer) => {
+                        let named: HashSet<String> = answer["batchItemFailures"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
                         chunk
                             .iter()
-                            .filter_map(|(r, _)| {
-                                r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned)
-                            })
+                            .filter(|p| named.contains(&p.sequence))
+                            .map(|p| p.sequence.as_str())
                             .collect()
                     }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the report worker failed a whole batch");
+                        chunk.iter().map(|p| p.sequence.as_str()).collect()
+                    }
                 };
-            for (record, tries) in chunk {
-                let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or("");
-                if failed.contains(sequence) && *tries < MAX_RETRIES {
-                    retries.push((record.clone(), tries + 1));
+            for p in chunk {
+                if failed.contains(p.sequence.as_str()) && p.tries < MAX_RETRIES {
+                    retries.push(Pending {
+                        sequence: p.sequence.clone(),
+                        text: p.text.clone(),
+                        tries: p.tries + 1,
+                    });
                 }
             }
         }
