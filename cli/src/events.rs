@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Records per worker invocation (the template's `BatchSize`).
-pub const BATCH_SIZE: usize = 10;
+pub const BATCH_SIZE: usize = 25;
 /// How many times a failed record is delivered again (the template's
 /// `MaximumRetryAttempts`).
 pub const MAX_RETRIES: u32 = 5;
