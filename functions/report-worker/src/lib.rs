@@ -24,8 +24,22 @@ use serde_json::Value;
 /// What the scheduler sends (its target's `Input`).
 pub const TICK_INPUT: &str = r#"{"source":"pulseboard.scheduler","tick":true}"#;
 
-/// Handles one invocation: a stream batch (answering the batch item failures) or a tick.
+/// Handles one invocation: a stream batch (answering the batch item failures) or a tick,
+/// with no limit on its time (the local delivery).
 pub async fn handle(state: &AppState, event: Value) -> Result<Value, String> {
+    handle_until(state, event, None).await
+}
+
+/// [`handle`] within an invocation's time: `until` is when it runs out (the Lambda
+/// context's deadline). A stream batch starts no job after its first once less than
+/// [`stream::RESERVE`] is left, and answers the records it did not start as batch item
+/// failures, for the stream to deliver again, instead of being stopped in the middle of a
+/// job by the function's timeout.
+pub async fn handle_until(
+    state: &AppState,
+    event: Value,
+    until: Option<std::time::Instant>,
+) -> Result<Value, String> {
     let started = std::time::Instant::now();
     // One metric line per invocation (on Lambda): its kind, duration and failures.
     let measured = |kind: &'static str, failures: usize| {
@@ -42,7 +56,7 @@ pub async fn handle(state: &AppState, event: Value) -> Result<Value, String> {
     if event.get("Records").is_some() {
         let batch: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event)
             .map_err(|e| format!("not a DynamoDB stream event: {e}"))?;
-        let failures = stream::handle(state, batch).await;
+        let failures = stream::handle(state, batch, until).await;
         measured("stream", failures.len());
         return Ok(serde_json::json!({
             "batchItemFailures": failures

@@ -11,7 +11,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = platform::AppState::from_env().await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        pulseboard_report_worker::handle(state, event.payload)
+        // The invocation's deadline, as a monotonic instant.
+        let left = event
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let until = std::time::Instant::now() + left;
+        pulseboard_report_worker::handle_until(state, event.payload, Some(until))
             .await
             .map_err(lambda_runtime::Error::from)
     }))

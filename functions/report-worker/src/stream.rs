@@ -6,6 +6,7 @@ use domain::records::Datasource;
 use domain::reports::{RefreshJob, Run, REFRESH_ENTITY, RUN_ENTITY};
 use domain::RunStatus;
 use platform::AppState;
+use std::time::{Duration, Instant};
 
 /// The event source mapping's filters, as data (the template's `FilterCriteria` says the
 /// same; a record passes when any does): inserted items whose `entity` is a report run or
@@ -86,6 +87,11 @@ fn text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
     }
 }
 
+/// The time a batch keeps for the job it is doing: no job starts after the first once less
+/// than this is left of the invocation (the worker's timeout is 60 s; a report over a large
+/// source takes seconds at its 512 MB).
+pub const RESERVE: Duration = Duration::from_secs(20);
+
 /// Whether the record passes [`FILTER_PATTERNS`].
 pub fn passes_filter(record: &EventRecord) -> bool {
     let queued_job = record.event_name == "INSERT"
@@ -96,12 +102,24 @@ pub fn passes_filter(record: &EventRecord) -> bool {
 
 /// Does the job of each record (a report run, a data source refresh or change, a removed
 /// rate counter); answers the
-/// sequence numbers of the records to deliver again (transient failures). A record that is
+/// sequence numbers of the records to deliver again (transient failures, and the records
+/// not started because less than [`RESERVE`] was left before `until`). A record that is
 /// not a queued job is skipped.
-pub async fn handle(state: &AppState, batch: Event) -> Vec<String> {
+pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> Vec<String> {
     let mut failures = Vec::new();
     let mut done_sources: Vec<((String, String), Outcome)> = Vec::new();
+    let mut started = false;
     for record in batch.records.iter().filter(|r| passes_filter(r)) {
+        // Out of time: this record and the rest go back to the stream (the first always
+        // starts, so every invocation moves on).
+        let left = until.map(|until| until.saturating_duration_since(Instant::now()));
+        if started && left.is_some_and(|left| left < RESERVE) {
+            if let Some(sequence) = &record.change.sequence_number {
+                failures.push(sequence.clone());
+            }
+            continue;
+        }
+        started = true;
         let image = record.change.new_image.clone();
         let outcome = if is_counter_removal(record) {
             fold_key_uses(state, record).await

@@ -450,6 +450,67 @@ async fn a_redelivered_stream_record_generates_nothing_twice() {
 }
 
 #[tokio::test]
+async fn a_batch_out_of_time_starts_its_first_job_and_returns_the_rest_to_the_stream() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "Late", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap();
+    let run = generate(&app, id).await;
+    let run_id = run["id"].as_str().unwrap();
+    let done = finished(&app, id, run_id).await;
+    assert_eq!(done["status"], "succeeded");
+    // Three deliveries of the run's INSERT (each finds nothing left to claim when it runs).
+    let stored = app
+        .state
+        .store
+        .runs()
+        .get(&app.company.company_id, id, run_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut queued = stored.clone();
+    queued.status = domain::RunStatus::Queued;
+    let image: serde_dynamo::Item = serde_dynamo::to_item(&queued).unwrap();
+    let records: Vec<Value> = ["42", "43", "44"]
+        .iter()
+        .map(|sequence| {
+            json!({"eventID": sequence, "eventName": "INSERT", "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {"NewImage": image, "SequenceNumber": sequence, "SizeBytes": 1}})
+        })
+        .collect();
+    let batch = json!({ "Records": records });
+    // The invocation's time is up: the first record still runs, the others go back.
+    let late = pulseboard_report_worker::handle_until(
+        &app.state,
+        batch.clone(),
+        Some(std::time::Instant::now()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        late["batchItemFailures"],
+        json!([{"itemIdentifier": "43"}, {"itemIdentifier": "44"}])
+    );
+    // With the time a batch keeps for its jobs left, every record runs.
+    let in_time = pulseboard_report_worker::handle_until(
+        &app.state,
+        batch,
+        Some(std::time::Instant::now() + 2 * pulseboard_report_worker::stream::RESERVE),
+    )
+    .await
+    .unwrap();
+    assert_eq!(in_time["batchItemFailures"], json!([]));
+    let (_, after) = json(app.get(&format!("/reports/{id}/runs/{run_id}")).await).await;
+    assert_eq!(after["data"]["attempt"], 1, "not claimed again");
+}
+
+#[tokio::test]
 async fn schedules_are_validated_and_echo_their_zone_and_next_time() {
     let app = TestApp::spawn().await;
     let s = setup(&app).await;
