@@ -410,35 +410,65 @@ async fn a_generation_that_cannot_succeed_ends_failed_with_a_clear_error() {
     assert_eq!(shown["data"]["last_run"]["status"], "failed", "{shown}");
 }
 
-#[tokio::test]
-async fn a_redelivered_stream_record_generates_nothing_twice() {
-    let app = TestApp::spawn().await;
-    let s = setup(&app).await;
+/// A run the worker generated: its report and run ids, its view once finished, and the
+/// stream's INSERT records of it (as `queued`) with the given sequence numbers, which a
+/// worker that gets them again finds nothing to claim in.
+struct Redelivered {
+    id: String,
+    run_id: String,
+    done: Value,
+    records: Value,
+}
+
+async fn a_generated_run(app: &TestApp, name: &str, sequences: &[&str]) -> Redelivered {
+    let s = setup(app).await;
     let report = created(
-        &app,
+        app,
         "/reports",
-        json!({"name": "Replay", "klip_ids": [s.klip], "format": "json"}),
+        json!({"name": name, "klip_ids": [s.klip], "format": "json"}),
     )
     .await;
-    let id = report["id"].as_str().unwrap();
-    let run = generate(&app, id).await;
-    let run_id = run["id"].as_str().unwrap();
-    let done = finished(&app, id, run_id).await;
+    let id = report["id"].as_str().unwrap().to_owned();
+    let run = generate(app, &id).await;
+    let run_id = run["id"].as_str().unwrap().to_owned();
+    let done = finished(app, &id, &run_id).await;
     assert_eq!(done["status"], "succeeded");
-    // The same INSERT record again, as a stream redelivers it.
-    let stored = app
+    let mut queued = app
         .state
         .store
         .runs()
-        .get(&app.company.company_id, id, run_id)
+        .get(&app.company.company_id, &id, &run_id)
         .await
         .unwrap()
         .unwrap();
-    let mut queued = stored.clone();
     queued.status = domain::RunStatus::Queued;
     let image: serde_dynamo::Item = serde_dynamo::to_item(&queued).unwrap();
-    let record = json!({"Records": [{"eventID": "1", "eventName": "INSERT", "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1", "dynamodb": {"NewImage": image, "SequenceNumber": "42", "SizeBytes": 1}}]});
+    let records: Vec<Value> = sequences
+        .iter()
+        .map(|sequence| {
+            json!({"eventID": sequence, "eventName": "INSERT", "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {"NewImage": image, "SequenceNumber": sequence, "SizeBytes": 1}})
+        })
+        .collect();
+    Redelivered {
+        id,
+        run_id,
+        done,
+        records: json!({ "Records": records }),
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_stream_record_generates_nothing_twice() {
+    let app = TestApp::spawn().await;
+    // The same INSERT record again, as a stream redelivers it.
+    let Redelivered {
+        id,
+        run_id,
+        done,
+        records: record,
+    } = a_generated_run(&app, "Replay", &["42"]).await;
     let answer = pulseboard_report_worker::handle(&app.state, record)
         .await
         .unwrap();
@@ -452,39 +482,13 @@ async fn a_redelivered_stream_record_generates_nothing_twice() {
 #[tokio::test]
 async fn a_batch_out_of_time_starts_its_first_job_and_returns_the_rest_to_the_stream() {
     let app = TestApp::spawn().await;
-    let s = setup(&app).await;
-    let report = created(
-        &app,
-        "/reports",
-        json!({"name": "Late", "klip_ids": [s.klip], "format": "json"}),
-    )
-    .await;
-    let id = report["id"].as_str().unwrap();
-    let run = generate(&app, id).await;
-    let run_id = run["id"].as_str().unwrap();
-    let done = finished(&app, id, run_id).await;
-    assert_eq!(done["status"], "succeeded");
     // Three deliveries of the run's INSERT (each finds nothing left to claim when it runs).
-    let stored = app
-        .state
-        .store
-        .runs()
-        .get(&app.company.company_id, id, run_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut queued = stored.clone();
-    queued.status = domain::RunStatus::Queued;
-    let image: serde_dynamo::Item = serde_dynamo::to_item(&queued).unwrap();
-    let records: Vec<Value> = ["42", "43", "44"]
-        .iter()
-        .map(|sequence| {
-            json!({"eventID": sequence, "eventName": "INSERT", "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1",
-                "dynamodb": {"NewImage": image, "SequenceNumber": sequence, "SizeBytes": 1}})
-        })
-        .collect();
-    let batch = json!({ "Records": records });
+    let Redelivered {
+        id,
+        run_id,
+        records: batch,
+        ..
+    } = a_generated_run(&app, "Late", &["42", "43", "44"]).await;
     // The invocation's time is up: the first record still runs, the others go back.
     let late = pulseboard_report_worker::handle_until(
         &app.state,
