@@ -1,13 +1,15 @@
 //! The scheduler's tick (every minute):
 //! 1. read what is due in the `gsi1` due index: scheduled reports whose `next_run_at` has
-//!    come, and running runs whose lease ended;
+//!    come, running jobs whose lease ended, and jobs still queued 10 minutes after they
+//!    were queued (their stream record never reached the worker);
 //! 2. a due report gets a run for its due time, with an id derived from (report, due time)
 //!    and written only if absent, so overlapping ticks queue it once; the stream then
 //!    delivers it like any run. After an outage only the latest missed time runs (if it is
 //!    within [`GRACE_SECS`]); the earlier ones are recorded `skipped`. Then `next_run_at`
 //!    moves on, conditionally on still being the time this tick handled;
 //! 3. a URL data source whose `refresh_interval` came due gets a refresh job the same way;
-//! 4. a job whose worker died is claimed and done here (or failed after its last attempt);
+//! 4. a job whose worker died, or that no worker got, is claimed and done here (or failed
+//!    after its last attempt);
 //! 5. one step of the sweep of orphan data files (`platform::assets::stored::sweep`): files
 //!    an interrupted write stored but never committed are deleted after an hour.
 

@@ -515,6 +515,66 @@ async fn a_batch_out_of_time_starts_its_first_job_and_returns_the_rest_to_the_st
 }
 
 #[tokio::test]
+async fn a_queued_run_no_worker_got_is_done_by_the_tick() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let shown = created(
+        &app,
+        "/reports",
+        json!({"name": "Lost", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = shown["id"].as_str().unwrap().to_owned();
+    let company = &app.company.company_id;
+    let report: domain::reports::Report = app
+        .state
+        .store
+        .get(platform::store::keys::asset(
+            domain::asset::Kind::Report,
+            company,
+            &id,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    // Queued a little over the tick's wait ago, and its stream record never reached the
+    // worker (it went to the failure queue).
+    let undelivered = Duration::seconds(platform::store::runs::UNDELIVERED_SECS);
+    let queued_at = Utc::now() - undelivered - Duration::seconds(30);
+    let run = domain::reports::Run::queued(
+        domain::reports::run_id(queued_at.timestamp_millis(), &domain::ids::new_id()),
+        &report,
+        domain::RunTrigger::Api,
+        queued_at,
+        None,
+    );
+    let runs = app.state.store.runs();
+    runs.queue_undelivered(&run).await.unwrap();
+    let key = platform::store::keys::run(company, &id, &run.id);
+    // Not the tick's before its wait is over (the stream's, normally)...
+    let early = runs
+        .due(queued_at + undelivered - Duration::seconds(1))
+        .await;
+    let is_this = |item: &platform::store::Item| {
+        item.get("sk") == Some(&aws_sdk_dynamodb::types::AttributeValue::S(key.sk.clone()))
+    };
+    assert!(!early.unwrap().iter().any(is_this));
+    // ...then the tick does it. (Just past its wait, not now: a tick does whatever else is
+    // due in the table too. Another test's tick may take it first; the run ends the same.)
+    app.freeze(queued_at + undelivered + Duration::seconds(1));
+    let tick: Value = serde_json::from_str(pulseboard_report_worker::TICK_INPUT).unwrap();
+    pulseboard_report_worker::handle(&app.state, tick)
+        .await
+        .unwrap();
+    let done = finished(&app, &id, &run.id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempt"], 1, "{done}");
+    // Done, it left the due index: no tick takes it again.
+    let raw = app.state.store.raw_item(&key).await.unwrap().unwrap();
+    assert!(!raw.contains_key("gsi1pk"), "{raw:?}");
+}
+
+#[tokio::test]
 async fn schedules_are_validated_and_echo_their_zone_and_next_time() {
     let app = TestApp::spawn().await;
     let s = setup(&app).await;

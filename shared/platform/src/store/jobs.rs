@@ -1,7 +1,9 @@
 //! What every background job item (a report run, a data source refresh) shares: a lease
 //! taken by a conditional update, so that exactly one worker works on a job at a time; the
 //! due index entry of a running job at its lease's end, so the scheduler's tick finds a job
-//! whose worker died; and an end written only while the lease is still held.
+//! whose worker died, and of a queued job [`UNDELIVERED_SECS`] after it was queued, so the
+//! tick also does a job whose stream record never reached the worker (it went to the
+//! failure queue); and an end written only while the lease is still held.
 
 use super::{db_error, keys, s, t, to_item, Item, Key, Store, WriteError};
 use crate::error::ApiError;
@@ -20,18 +22,39 @@ pub enum NotClaimed {
     Missing,
 }
 
-/// The item of a job; with a lease (a running job) it is in the due index at the lease's
-/// end, under `due_id`.
+/// How long after it was queued a job the worker has not claimed is due for the scheduler's
+/// tick. The stream delivers a queued job within seconds; one whose record failed every
+/// delivery (it went to the failure queue) or was lost would otherwise stay `queued` for
+/// good. A job the stream delivers after the tick took it finds nothing to claim.
+pub const UNDELIVERED_SECS: i64 = 600;
+
+/// When the scheduler's tick is to look at a job in `status`: a running one at its lease's
+/// end (its worker may have died), a queued one [`UNDELIVERED_SECS`] after it was queued;
+/// a finished one never.
+pub(super) fn due_at(
+    status: RunStatus,
+    queued_at: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match status {
+        RunStatus::Running => lease_until,
+        RunStatus::Queued => Some(queued_at + chrono::Duration::seconds(UNDELIVERED_SECS)),
+        _ => None,
+    }
+}
+
+/// The item of a job; with a due time (see [`due_at`]) it is in the due index then, under
+/// `due_id`.
 pub(super) fn item<T: Serialize>(
     key: &Key,
     job: &T,
-    lease: Option<DateTime<Utc>>,
+    due: Option<DateTime<Utc>>,
     due_id: &str,
 ) -> Result<Item, ApiError> {
     let mut item = to_item(key, job)?;
-    if let Some(lease) = lease {
+    if let Some(due) = due {
         item.insert("gsi1pk".into(), s(keys::due_index()));
-        item.insert("gsi1sk".into(), s(format!("{}#{due_id}", rfc3339(lease))));
+        item.insert("gsi1sk".into(), s(format!("{}#{due_id}", rfc3339(due))));
     }
     Ok(item)
 }

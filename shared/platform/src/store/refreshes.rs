@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use domain::asset::{Asset, Kind};
 use domain::records::{Datasource, RefreshState};
 use domain::reports::RefreshJob;
-use domain::RunStatus;
 
 pub use super::jobs::NotClaimed;
 
@@ -29,10 +28,8 @@ fn due_id(job: &RefreshJob) -> String {
 }
 
 fn job_item(job: &RefreshJob) -> Result<super::Item, ApiError> {
-    let lease = (job.status == RunStatus::Running)
-        .then_some(job.lease_until)
-        .flatten();
-    jobs::item(&key_of(job), job, lease, &due_id(job))
+    let due = jobs::due_at(job.status, job.date_created, job.lease_until);
+    jobs::item(&key_of(job), job, due, &due_id(job))
 }
 
 impl Refreshes<'_> {

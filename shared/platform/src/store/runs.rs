@@ -3,7 +3,9 @@
 //! `running`, `attempt + 1`), and its success is written only while it still holds that
 //! lease. A running run is in the `gsi1` due index at its lease's end, so the scheduler's
 //! tick finds a run whose worker died and claims it again (or fails it after the last
-//! attempt): no run stays `running`.
+//! attempt): no run stays `running`. A queued run is in it 10 minutes after it was queued
+//! (`jobs::UNDELIVERED_SECS`), so a run whose stream record never reached the worker is
+//! done by the tick: no run stays `queued` either.
 
 use super::{db_error, jobs, keys, n, s, t, Store, WriteError};
 use crate::error::ApiError;
@@ -30,7 +32,7 @@ pub enum QueueRefused {
     Exists,
 }
 
-pub use super::jobs::NotClaimed;
+pub use super::jobs::{NotClaimed, UNDELIVERED_SECS};
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
@@ -41,15 +43,12 @@ struct IdempotencyClaim {
     ttl: i64,
 }
 
-/// The item of a run; a running one is in the due index at its lease's end.
+/// The item of a run; a running or queued one is in the due index (see [`jobs::due_at`]).
 fn run_item(run: &Run) -> Result<super::Item, ApiError> {
-    let lease = (run.status == RunStatus::Running)
-        .then_some(run.lease_until)
-        .flatten();
     jobs::item(
         &keys::run(&run.company_id, &run.report_id, &run.id),
         run,
-        lease,
+        jobs::due_at(run.status, run.date_created, run.lease_until),
         &format!("{}#{}", run.company_id, run.id),
     )
 }
@@ -253,6 +252,28 @@ impl Runs<'_> {
                     .await
             }
         }
+    }
+
+    /// Writes the queued `run` as a run whose stream record never reached the worker leaves
+    /// it (tests): first `skipped`, an insert none of the stream's filters passes, then
+    /// `queued`, a change none passes either.
+    #[cfg(feature = "test-support")]
+    pub async fn queue_undelivered(&self, run: &Run) -> Result<(), ApiError> {
+        let skipped = Run {
+            status: RunStatus::Skipped,
+            ..run.clone()
+        };
+        for item in [run_item(&skipped)?, run_item(run)?] {
+            self.0
+                .db
+                .put_item()
+                .table_name(&self.0.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| db_error("PutItem", e))?;
+        }
+        Ok(())
     }
 
     /// Everything due at or before `now` in the due index (scheduled reports and runs whose
