@@ -38,17 +38,23 @@ pub fn init_tracing() {
 }
 
 /// [`init_tracing`] with another level when `RUST_LOG` is not set (benchmarks log warnings
-/// only, not a line per request).
+/// only, not a line per request). `RUST_LOG` is a level, or `target=level` directives
+/// separated by commas (a `Targets` filter: `EnvFilter`'s span and field filters would link
+/// a regular expression engine into every function for nothing).
 pub fn init_tracing_at(default_level: &str) {
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .or_else(|| default_level.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let json = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
         .with_current_span(true)
         .with_span_list(false)
         .with_writer(std::io::stderr)
         .without_time()
-        .try_init();
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry().with(json).try_init();
 }

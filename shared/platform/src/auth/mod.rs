@@ -13,6 +13,7 @@
 pub mod apikeys;
 pub mod caller;
 pub mod credential;
+pub mod hs256;
 pub mod lockout;
 pub mod memory;
 pub mod password;

@@ -1,15 +1,19 @@
 //! Password hashing with argon2id (PHC strings), off the async threads.
 
 use crate::error::ApiError;
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+
+/// 16 random bytes (the thread's generator, seeded from the system's), as a PHC salt.
+fn new_salt() -> SaltString {
+    let bytes: [u8; 16] = rand::random();
+    SaltString::encode_b64(&bytes).expect("16 bytes make a valid salt")
+}
 
 pub async fn hash(password: &str) -> Result<String, ApiError> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
+        let salt = new_salt();
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -25,7 +29,7 @@ pub async fn hash(password: &str) -> Result<String, ApiError> {
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
+        let salt = new_salt();
         Argon2::default()
             .hash_password(b"pulseboard timing equaliser", &salt)
             .map(|h| h.to_string())

@@ -64,6 +64,7 @@ impl TokenKeys {
 
     /// Signs with `current`; verifies tokens of `current` and of `previous`.
     pub fn rotating(current: &str, previous: Option<&str>) -> Self {
+        super::hs256::install();
         // Only HS256 verifies; `alg: none` or any other algorithm is refused.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.validate_exp = false; // checked against the injected clock below
