@@ -29,6 +29,9 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The log target of the line that times a function's init ([`AppState::from_env`]).
+pub const INIT_LOG_TARGET: &str = "pulseboard::init";
+
 impl AppState {
     pub fn new(config: Config, store: Store, clock: SharedClock) -> Self {
         AppState(Arc::new(Inner {
@@ -44,12 +47,25 @@ impl AppState {
     /// Configuration and clients from the environment: the SDK's configuration loaded once,
     /// the JWT secrets read while the warm-up calls open the connections the first request
     /// uses (so it does not pay the TLS handshakes).
+    ///
+    /// Logs how long its two parts took (target [`INIT_LOG_TARGET`], level info): a cold
+    /// start's share of each (`make bench` reads them).
     pub async fn from_env() -> Result<Self, String> {
+        let started = std::time::Instant::now();
         let mut config = Config::from_env()?;
         let sdk = crate::store::sdk_config().await;
         let store = crate::store::connect_with(&sdk, &config.table_name, &config.bucket_name);
+        let configured = started.elapsed();
         let (secrets, ()) = tokio::join!(config.load_secrets(&sdk), store.warm_up());
         secrets?;
-        Ok(AppState::new(config, store, Arc::new(SystemClock)))
+        let state = AppState::new(config, store, Arc::new(SystemClock));
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            target: INIT_LOG_TARGET,
+            sdk_config_ms = ms(configured),
+            warm_up_ms = ms(started.elapsed() - configured),
+            "initialised: the SDK's configuration and clients, then the secrets and the warm-up calls"
+        );
+        Ok(state)
     }
 }
