@@ -474,7 +474,7 @@ async fn the_worker_takes_a_stream_batch_and_a_tick() {
     else {
         panic!("the worker failed the tick");
     };
-    for field in ["queued", "skipped", "taken_over", "swept"] {
+    for field in ["queued", "skipped", "taken_over", "deferred", "swept"] {
         assert!(ticked[field].is_u64(), "{field}: {ticked}");
     }
     let logs = worker.stop().await;

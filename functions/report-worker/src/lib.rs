@@ -34,7 +34,8 @@ pub async fn handle(state: &AppState, event: Value) -> Result<Value, String> {
 /// context's deadline). A stream batch starts no job after its first once less than
 /// [`stream::RESERVE`] is left, and answers the records it did not start as batch item
 /// failures, for the stream to deliver again, instead of being stopped in the middle of a
-/// job by the function's timeout.
+/// job by the function's timeout; a tick leaves the jobs it did not start due for the next
+/// tick.
 pub async fn handle_until(
     state: &AppState,
     event: Value,
@@ -66,7 +67,7 @@ pub async fn handle_until(
         }));
     }
     if event.get("tick").and_then(Value::as_bool) == Some(true) {
-        let done = tick::run(state).await;
+        let done = tick::run(state, until).await;
         measured("tick", usize::from(done.is_err()));
         let done = done.map_err(|e| e.to_string())?;
         return Ok(serde_json::to_value(done).unwrap_or_default());

@@ -9,7 +9,8 @@
 //!    moves on, conditionally on still being the time this tick handled;
 //! 3. a URL data source whose `refresh_interval` came due gets a refresh job the same way;
 //! 4. a job whose worker died, or that no worker got, is claimed and done here (or failed
-//!    after its last attempt);
+//!    after its last attempt), one after another: once less than [`crate::stream::RESERVE`]
+//!    of the invocation is left, the jobs not started stay due for the next tick;
 //! 5. one step of the sweep of orphan data files (`platform::assets::stored::sweep`): files
 //!    an interrupted write stored but never committed are deleted after an hour.
 
@@ -26,6 +27,7 @@ use platform::time::rfc3339;
 use platform::{ApiError, AppState};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::time::Instant;
 
 /// A missed scheduled time older than this is recorded `skipped` instead of run.
 pub const GRACE_SECS: i64 = 3600;
@@ -38,20 +40,33 @@ pub struct Ticked {
     pub queued: usize,
     pub skipped: usize,
     pub taken_over: usize,
+    /// Due jobs left for the next tick: too little of the invocation was left to start them.
+    pub deferred: usize,
     /// Orphan data files deleted.
     pub swept: usize,
 }
 
-/// One tick (see the module documentation).
-pub async fn run(state: &AppState) -> Result<Ticked, ApiError> {
+/// One tick (see the module documentation), within the invocation's time when `until` says
+/// when it runs out.
+pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, ApiError> {
     let now = state.clock.now();
     let mut done = Ticked::default();
+    let mut started = false;
     for item in state.store.runs().due(now).await? {
         let text = |name: &str| match item.get(name) {
             Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.clone(),
             _ => String::new(),
         };
         let (entity, sk) = (text("entity"), text("sk"));
+        if entity == RUN_ENTITY || entity == REFRESH_ENTITY {
+            // A job runs for seconds: the first always starts, later ones only with time left.
+            let left = until.map(|until| until.saturating_duration_since(Instant::now()));
+            if started && left.is_some_and(|left| left < crate::stream::RESERVE) {
+                done.deferred += 1;
+                continue;
+            }
+            started = true;
+        }
         if entity == RUN_ENTITY {
             let run: Run = platform::store::from_item(item)?;
             if generate::run(state, &run.company_id, &run.report_id, &run.id).await == Outcome::Done

@@ -514,45 +514,67 @@ async fn a_batch_out_of_time_starts_its_first_job_and_returns_the_rest_to_the_st
     assert_eq!(after["data"]["attempt"], 1, "not claimed again");
 }
 
-#[tokio::test]
-async fn a_queued_run_no_worker_got_is_done_by_the_tick() {
-    let app = TestApp::spawn().await;
-    let s = setup(&app).await;
+/// Runs of a new report queued a little over the tick's wait ago (a second apart) whose
+/// stream records never reached the worker (they went to the failure queue); and when
+/// the first was queued.
+async fn undelivered_runs(
+    app: &TestApp,
+    count: usize,
+) -> (String, Vec<domain::reports::Run>, chrono::DateTime<Utc>) {
+    let s = setup(app).await;
     let shown = created(
-        &app,
+        app,
         "/reports",
         json!({"name": "Lost", "klip_ids": [s.klip], "format": "json"}),
     )
     .await;
     let id = shown["id"].as_str().unwrap().to_owned();
-    let company = &app.company.company_id;
     let report: domain::reports::Report = app
         .state
         .store
         .get(platform::store::keys::asset(
             domain::asset::Kind::Report,
-            company,
+            &app.company.company_id,
             &id,
         ))
         .await
         .unwrap()
         .unwrap();
-    // Queued a little over the tick's wait ago, and its stream record never reached the
-    // worker (it went to the failure queue).
     let undelivered = Duration::seconds(platform::store::runs::UNDELIVERED_SECS);
-    let queued_at = Utc::now() - undelivered - Duration::seconds(30);
-    let run = domain::reports::Run::queued(
-        domain::reports::run_id(queued_at.timestamp_millis(), &domain::ids::new_id()),
-        &report,
-        domain::RunTrigger::Api,
-        queued_at,
-        None,
-    );
-    let runs = app.state.store.runs();
-    runs.queue_undelivered(&run).await.unwrap();
-    let key = platform::store::keys::run(company, &id, &run.id);
+    let first = Utc::now() - undelivered - Duration::seconds(30);
+    let mut runs = Vec::new();
+    for n in 0..count {
+        let queued_at = first + Duration::seconds(n as i64);
+        let run = domain::reports::Run::queued(
+            domain::reports::run_id(queued_at.timestamp_millis(), &domain::ids::new_id()),
+            &report,
+            domain::RunTrigger::Api,
+            queued_at,
+            None,
+        );
+        app.state
+            .store
+            .runs()
+            .queue_undelivered(&run)
+            .await
+            .unwrap();
+        runs.push(run);
+    }
+    (id, runs, first)
+}
+
+#[tokio::test]
+async fn a_queued_run_no_worker_got_is_done_by_the_tick() {
+    let app = TestApp::spawn().await;
+    let (id, runs, queued_at) = undelivered_runs(&app, 1).await;
+    let run = &runs[0];
+    let key = platform::store::keys::run(&app.company.company_id, &id, &run.id);
+    let undelivered = Duration::seconds(platform::store::runs::UNDELIVERED_SECS);
     // Not the tick's before its wait is over (the stream's, normally)...
-    let early = runs
+    let early = app
+        .state
+        .store
+        .runs()
         .due(queued_at + undelivered - Duration::seconds(1))
         .await;
     let is_this = |item: &platform::store::Item| {
@@ -572,6 +594,34 @@ async fn a_queued_run_no_worker_got_is_done_by_the_tick() {
     // Done, it left the due index: no tick takes it again.
     let raw = app.state.store.raw_item(&key).await.unwrap().unwrap();
     assert!(!raw.contains_key("gsi1pk"), "{raw:?}");
+}
+
+#[tokio::test]
+async fn a_tick_out_of_time_starts_one_job_and_leaves_the_rest_due() {
+    let app = TestApp::spawn().await;
+    let (id, runs, queued_at) = undelivered_runs(&app, 2).await;
+    let undelivered = Duration::seconds(platform::store::runs::UNDELIVERED_SECS);
+    app.freeze(queued_at + undelivered + Duration::seconds(2));
+    let tick: Value = serde_json::from_str(pulseboard_report_worker::TICK_INPUT).unwrap();
+    // The invocation's time is up: one job still runs, the others wait for the next tick.
+    let late = pulseboard_report_worker::handle_until(
+        &app.state,
+        tick.clone(),
+        Some(std::time::Instant::now()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(late["taken_over"], 1, "{late}");
+    assert!(late["deferred"].as_u64().unwrap() >= 1, "{late}");
+    // The next tick, with time, does what is left.
+    pulseboard_report_worker::handle(&app.state, tick)
+        .await
+        .unwrap();
+    for run in &runs {
+        let done = finished(&app, &id, &run.id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["attempt"], 1, "{done}");
+    }
 }
 
 #[tokio::test]
