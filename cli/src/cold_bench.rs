@@ -10,13 +10,9 @@
 //! (`make bench` builds them); the part is skipped when they are missing.
 
 use crate::bench_support;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
 use platform::AppState;
-use std::sync::{Arc, Mutex};
+use pulseboard_cli::runtime_api::{Outcome, RuntimeApi};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// Spawns per binary (alternating, so both meet the same machine).
 const ROUNDS: usize = 7;
@@ -39,103 +35,18 @@ struct Sample {
     phases: Option<(f64, f64)>,
 }
 
-/// When the first event was answered (and the answer), or why it was not.
-type Answer = Result<(Duration, String), String>;
-
-/// The Runtime API one spawned binary talks to.
-struct Stub {
-    start: Instant,
-    event: String,
-    asked: Mutex<Option<Duration>>,
-    answered: Mutex<Option<oneshot::Sender<Answer>>>,
-}
-
-async fn next(State(stub): State<Arc<Stub>>) -> (HeaderMap, String) {
-    let first = {
-        let mut asked = stub.asked.lock().unwrap();
-        let first = asked.is_none();
-        if first {
-            *asked = Some(stub.start.elapsed());
-        }
-        first
-    };
-    if !first {
-        // One event per process: the next ask waits until the process is stopped.
-        std::future::pending::<()>().await;
-    }
-    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-    let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("lambda-runtime-aws-request-id", "cold-start-1".to_owned()),
-        ("lambda-runtime-deadline-ms", deadline.to_string()),
-        (
-            "lambda-runtime-invoked-function-arn",
-            "arn:aws:lambda:us-east-1:123456789012:function:cold-start".to_owned(),
-        ),
-        (
-            "lambda-runtime-trace-id",
-            "Root=1-00000000-000000000000000000000001;Parent=0000000000000001;Sampled=0".into(),
-        ),
-        ("content-type", "application/json".to_owned()),
-    ] {
-        headers.insert(name, value.parse().expect("a header value"));
-    }
-    (headers, stub.event.clone())
-}
-
-fn finish(stub: &Stub, outcome: Answer) {
-    if let Some(done) = stub.answered.lock().unwrap().take() {
-        let _ = done.send(outcome);
-    }
-}
-
-async fn respond(State(stub): State<Arc<Stub>>, body: String) -> axum::http::StatusCode {
-    finish(&stub, Ok((stub.start.elapsed(), body)));
-    axum::http::StatusCode::ACCEPTED
-}
-
-async fn failed(State(stub): State<Arc<Stub>>, body: String) -> axum::http::StatusCode {
-    finish(&stub, Err(body));
-    axum::http::StatusCode::ACCEPTED
-}
-
 /// Spawns `binary` once against a fresh Runtime API and times its cold start.
 async fn cold_start(binary: &std::path::Path, event: &str) -> Result<Sample, String> {
-    let (done, answered) = oneshot::channel();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let start = Instant::now();
-    let stub = Arc::new(Stub {
-        start,
-        event: event.to_owned(),
-        asked: Mutex::new(None),
-        answered: Mutex::new(Some(done)),
-    });
-    let api = axum::Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(respond),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(failed))
-        .route("/2018-06-01/runtime/init/error", post(failed))
-        .with_state(stub.clone());
-    let server = tokio::spawn(async move { axum::serve(listener, api).await });
+    let mut runtime = RuntimeApi::start().await?;
     let name = binary
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // What Lambda sets; the table, bucket, endpoints and secret are this process's (the
-    // local stack's), as the template sets them on AWS.
-    let mut child = tokio::process::Command::new(binary)
-        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", format!("pulseboard-{name}"))
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "cold-start")
+    let event: serde_json::Value = serde_json::from_str(event).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut command = tokio::process::Command::new(binary);
+    let mut child = runtime
+        .lambda_env(&mut command, &name, "cold-start")
         .env(
             "RUST_LOG",
             format!("warn,{}=info", platform::state::INIT_LOG_TARGET),
@@ -145,12 +56,14 @@ async fn cold_start(binary: &std::path::Path, event: &str) -> Result<Sample, Str
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let outcome = tokio::time::timeout(Duration::from_secs(30), answered).await;
+    let outcome = runtime
+        .invoke("cold-start-1", event, Duration::from_secs(30))
+        .await;
+    let first = start.elapsed();
     let rss_mib = child
         .id()
         .map_or(0.0, |pid| crate::push_bench::status_mib(pid, "VmHWM:"));
     let _ = child.kill().await;
-    server.abort();
     let mut log = String::new();
     if let Some(mut stderr) = child.stderr.take() {
         use tokio::io::AsyncReadExt;
@@ -164,20 +77,18 @@ async fn cold_start(binary: &std::path::Path, event: &str) -> Result<Sample, Str
             fields["warm_up_ms"].as_f64()?,
         ))
     });
-    let (first, body) = match outcome {
-        Ok(Ok(Ok(answer))) => answer,
-        Ok(Ok(Err(error))) => return Err(format!("{name} failed: {error}")),
-        _ => return Err(format!("{name} did not answer within 30 s")),
+    let answer = match outcome {
+        Ok((_, Outcome::Response(answer))) => answer,
+        Ok((_, Outcome::Error(error))) => return Err(format!("{name} failed: {error}")),
+        Err(e) => return Err(format!("{name}: {e}")),
     };
-    let answer: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
     if answer["statusCode"] != 200 {
         return Err(format!("{name} answered {answer}"));
     }
-    let init = stub
-        .asked
-        .lock()
-        .unwrap()
-        .ok_or_else(|| format!("{name} answered without asking"))?;
+    let init = runtime
+        .first_ask()
+        .ok_or_else(|| format!("{name} answered without asking"))?
+        .saturating_duration_since(start);
     Ok(Sample {
         init,
         first,

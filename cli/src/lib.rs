@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod listener;
+pub mod runtime_api;
 pub mod s3_server;
 
 use platform::AppState;

@@ -12,90 +12,18 @@
 //!
 //! `LAMBDA_DIR` overrides where the bootstraps are (default `target/lambda`).
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use pulseboard_cli::runtime_api::{Outcome, RuntimeApi, INIT};
 use pulseboard_tests::events::{filled_with_secrets, saved, EVENTS};
 use pulseboard_tests::{json, TestApp};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Mutex};
-
-/// What a function answered an invocation with.
-#[derive(Debug)]
-enum Outcome {
-    Response(Value),
-    #[allow(dead_code)] // shown by Debug when an invocation fails
-    Error(Value),
-}
-
-/// One function's Runtime API: invocations wait in `pending` until the function asks for
-/// the next; its answers arrive in `done`.
-struct Runtime {
-    pending: Mutex<mpsc::Receiver<(String, Value)>>,
-    done: mpsc::Sender<(String, Outcome)>,
-}
-
-async fn next(State(rt): State<Arc<Runtime>>) -> (HeaderMap, String) {
-    let (id, event) = rt
-        .pending
-        .lock()
-        .await
-        .recv()
-        .await
-        .expect("the harness ended");
-    let deadline = chrono::Utc::now().timestamp_millis() + 30_000;
-    let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("lambda-runtime-aws-request-id", id.clone()),
-        ("lambda-runtime-deadline-ms", deadline.to_string()),
-        (
-            "lambda-runtime-invoked-function-arn",
-            "arn:aws:lambda:us-east-1:123456789012:function:harness".to_owned(),
-        ),
-        (
-            "lambda-runtime-trace-id",
-            format!("Root=1-00000000-{id:0>24};Parent=0000000000000001;Sampled=0"),
-        ),
-        ("content-type", "application/json".to_owned()),
-    ] {
-        headers.insert(name, value.parse().unwrap());
-    }
-    (headers, event.to_string())
-}
-
-async fn respond(
-    State(rt): State<Arc<Runtime>>,
-    Path(id): Path<String>,
-    body: String,
-) -> StatusCode {
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    rt.done.send((id, Outcome::Response(value))).await.unwrap();
-    StatusCode::ACCEPTED
-}
-
-async fn error(State(rt): State<Arc<Runtime>>, Path(id): Path<String>, body: String) -> StatusCode {
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    rt.done.send((id, Outcome::Error(value))).await.unwrap();
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(rt): State<Arc<Runtime>>, body: String) -> StatusCode {
-    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    rt.done
-        .send(("init".into(), Outcome::Error(value)))
-        .await
-        .unwrap();
-    StatusCode::ACCEPTED
-}
 
 /// A packaged function running against its own Runtime API.
 struct Function {
     name: String,
     child: tokio::process::Child,
-    invocations: mpsc::Sender<(String, Value)>,
-    answers: mpsc::Receiver<(String, Outcome)>,
+    runtime: RuntimeApi,
     count: usize,
     /// Everything the function wrote to stdout and stderr (its log lines).
     output: Arc<std::sync::Mutex<String>>,
@@ -175,33 +103,10 @@ impl Function {
             "{} is missing: run `make package` first",
             bootstrap.display()
         );
-        let (invocations, pending) = mpsc::channel(1);
-        let (done, answers) = mpsc::channel(1);
-        let rt = Arc::new(Runtime {
-            pending: Mutex::new(pending),
-            done,
-        });
-        let api = axum::Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(respond),
-            )
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(rt);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, api).await });
-        // What Lambda sets for a function (the rest of the environment, the table, bucket,
-        // endpoints and secret, is the local stack's, as the template sets it on AWS).
-        let child = tokio::process::Command::new(&bootstrap)
-            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", format!("pulseboard-{name}"))
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "harness")
+        let runtime = RuntimeApi::start().await.unwrap();
+        let mut command = tokio::process::Command::new(&bootstrap);
+        let child = runtime
+            .lambda_env(&mut command, name, "harness")
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -216,8 +121,7 @@ impl Function {
             output,
             name: name.to_owned(),
             child,
-            invocations,
-            answers,
+            runtime,
             count: 0,
         }
     }
@@ -226,13 +130,12 @@ impl Function {
     async fn invoke(&mut self, event: Value) -> Outcome {
         self.count += 1;
         let id = format!("{}-{}", self.name, self.count);
-        self.invocations.send((id.clone(), event)).await.unwrap();
-        let (answered, outcome) =
-            tokio::time::timeout(Duration::from_secs(30), self.answers.recv())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no answer to {id} within 30 s", self.name))
-                .expect("the runtime API stopped");
-        if answered == "init" {
+        let (answered, outcome) = self
+            .runtime
+            .invoke(&id, event, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        if answered == INIT {
             panic!("{}: init failed: {outcome:?}", self.name);
         }
         assert_eq!(answered, id, "{}: answered another invocation", self.name);
