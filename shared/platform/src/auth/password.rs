@@ -5,18 +5,20 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 
 /// 16 random bytes (the thread's generator, seeded from the system's), as a PHC salt.
-fn new_salt() -> SaltString {
+fn new_salt() -> Result<SaltString, argon2::password_hash::Error> {
     let bytes: [u8; 16] = rand::random();
-    SaltString::encode_b64(&bytes).expect("16 bytes make a valid salt")
+    SaltString::encode_b64(&bytes)
 }
 
 pub async fn hash(password: &str) -> Result<String, ApiError> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
-        let salt = new_salt();
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
+        new_salt()
+            .and_then(|salt| {
+                Argon2::default()
+                    .hash_password(password.as_bytes(), &salt)
+                    .map(|h| h.to_string())
+            })
             .map_err(|e| ApiError::internal(format!("hashing password: {e}")))
     })
     .await
@@ -29,10 +31,12 @@ pub async fn hash(password: &str) -> Result<String, ApiError> {
 fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| {
-        let salt = new_salt();
-        Argon2::default()
-            .hash_password(b"pulseboard timing equaliser", &salt)
-            .map(|h| h.to_string())
+        new_salt()
+            .and_then(|salt| {
+                Argon2::default()
+                    .hash_password(b"pulseboard timing equaliser", &salt)
+                    .map(|h| h.to_string())
+            })
             .unwrap_or_default()
     })
 }
