@@ -369,6 +369,59 @@ async fn page(
         .collect();
     let mut klips = prefetched;
     klips.extend(crate::dashboards::read_klips(state, &dashboard.meta.company_id, &missing).await?);
+    let key = page_key(dashboard, &instances, &klips, zone);
+    let html = match state.published_pages.get(&key) {
+        Some(html) => html,
+        None => {
+            let html = std::sync::Arc::new(render_page(state, dashboard, &instances, &klips, zone)?);
+            state.published_pages.insert(key, html.clone());
+            html
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        html.as_ref().clone(),
+    )
+        .into_response())
+}
+
+/// What the page is rendered from (see `AppState::published_pages`).
+fn page_key(
+    dashboard: &Dashboard,
+    instances: &[domain::records::KlipInstance],
+    klips: &HashMap<String, domain::records::Klip>,
+    zone: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let mut key = format!(
+        "{}@{}|{}",
+        dashboard.meta.id,
+        dashboard.meta.version,
+        zone.unwrap_or("")
+    );
+    for instance in instances {
+        let _ = write!(key, "|{}", instance.klip_id);
+        if let Some(klip) = klips.get(&instance.klip_id) {
+            let computed = klip.value.as_ref().map(|v| v.computed_at.timestamp_micros());
+            let _ = write!(key, "@{}:{computed:?}", klip.meta.version);
+        }
+    }
+    key
+}
+
+/// The page's HTML: each widget's Klip with its analysis.
+fn render_page(
+    state: &AppState,
+    dashboard: &Dashboard,
+    instances: &[domain::records::KlipInstance],
+    klips: &HashMap<String, domain::records::Klip>,
+    zone: Option<&str>,
+) -> ApiResult<Vec<u8>> {
     let computed: Vec<domain::document::Computed> = instances
         .iter()
         .filter_map(|i| klips.get(&i.klip_id))
@@ -389,16 +442,6 @@ async fn page(
     };
     let tz = domain::data::timezone(zone);
     let document = domain::document::build(&cover, &computed, tz, state.clock.now());
-    let html = domain::document::render(&document, domain::ReportFormat::Html)
-        .ok_or_else(|| ApiError::internal("the page could not be written"))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        html,
-    )
-        .into_response())
+    domain::document::render(&document, domain::ReportFormat::Html)
+        .ok_or_else(|| ApiError::internal("the page could not be written"))
 }

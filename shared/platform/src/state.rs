@@ -3,6 +3,7 @@
 
 use crate::auth::tokens::TokenKeys;
 use crate::auth::AuthMemory;
+use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -17,7 +18,20 @@ pub struct Inner {
     pub tokens: TokenKeys,
     pub limiter: RateLimiter,
     pub auth_memory: AuthMemory,
+    /// Published dashboard pages as rendered (HTML), by what they were rendered from (see
+    /// [`PublishedPageKey`]): an anonymous view of an unchanged dashboard reuses the page and
+    /// its analysis for up to a minute instead of computing it again. An entry cannot outlive
+    /// a change of what the page shows: the key names the dashboard's and every Klip's
+    /// version and computed value; the minute only bounds how stale "today" may be.
+    pub published_pages: TtlCache<PublishedPageKey, Arc<Vec<u8>>>,
 }
+
+/// What a published page is rendered from: the dashboard's id and version, each Klip's id,
+/// version and value time, and the owner's time zone.
+pub type PublishedPageKey = String;
+
+/// Pages kept ([`Inner::published_pages`]): few, since one can be a megabyte of SVG.
+const PUBLISHED_PAGES: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
@@ -41,6 +55,7 @@ impl AppState {
             clock,
             limiter: RateLimiter::default(),
             auth_memory: AuthMemory::default(),
+            published_pages: TtlCache::new(PUBLISHED_PAGES, std::time::Duration::from_secs(60)),
         }))
     }
 

@@ -874,6 +874,13 @@ impl<'a> Prepared<'a> {
             "x".into(),
             json!(format!("{} number", self.s.bucket.name())),
         );
+        if !stats::theil_sen_is_exact(self.y.len()) {
+            // A long series' slope is the median of a fixed sample of its pairs.
+            p.insert(
+                "sampled_pairs".into(),
+                json!(stats::THEIL_SEN_SAMPLED_PAIRS),
+            );
+        }
         Some(self.insight(
             InsightType::Trend,
             v,
@@ -905,20 +912,31 @@ impl<'a> Prepared<'a> {
                 Baseline::WeekPart
             }
         };
+        // Each group's detrended values, sorted once: the median of a point's others is the
+        // group's median without it (O(log n) a point, not a pass over the series).
+        let mut groups: std::collections::BTreeMap<u32, Vec<f64>> = Default::default();
+        for i in 0..n {
+            if let Some(group) = baseline.group(self.obs[i].date) {
+                groups.entry(group).or_default().push(detrended[i]);
+            }
+        }
+        for values in groups.values_mut() {
+            values.sort_by(f64::total_cmp);
+        }
         // (index, baseline before the residual median, residual)
         let mut tested: Vec<(usize, f64, f64)> = Vec::new();
         for i in 0..n {
             let base = match baseline.group(self.obs[i].date) {
                 None => 0.0,
                 Some(group) => {
-                    let others: Vec<f64> = (0..n)
-                        .filter(|&j| j != i && baseline.group(self.obs[j].date) == Some(group))
-                        .map(|j| detrended[j])
-                        .collect();
-                    if others.len() < settings.min_weekday_others {
+                    let Some(sorted) = groups.get(&group) else {
+                        continue;
+                    };
+                    if sorted.len() - 1 < settings.min_weekday_others {
                         continue;
                     }
-                    match stats::median(&others) {
+                    let at = sorted.partition_point(|v| v.total_cmp(&detrended[i]).is_lt());
+                    match stats::median_without(sorted, at) {
                         Some(m) => m,
                         None => continue,
                     }
@@ -1762,7 +1780,7 @@ mod tests {
         assert!((r.score - (1.5 / 8.0) * (1.0 - 1.0 / 5.0)).abs() < 1e-12);
         assert_eq!(
             r.text,
-            "Signups: 9.5 in the week of 2026-02-02 is the highest of the 5 weeks in test, \
+            "Signups: 9.5 in the week of 2026-02-02 is the highest of the 5 complete weeks in test, \
              past the previous high of 8 in the week of 2026-01-26."
         );
         // The window's highest and lowest are stated as context for another finding (here a
