@@ -27,8 +27,9 @@
 //!    route's permission is checked (403) and the handler runs with the [`Caller`].
 //!
 //! A published link's route ([`Access::PublishedLink`]) resolves its `{token}` to the owner
-//! company with its function's [`ResolveLink`] and counts the request against that
-//! company's limits, the same way (a visitor has no credential to verify). Its handler
+//! company with its function's [`ResolveLink`] and counts the view on counters of its own
+//! (the link's and the owner's allowance for public views, [`PublicView`]), the same way
+//! but never on the owner's API counters (a visitor has no credential to verify). Its handler
 //! only reads, so it runs while the request is counted; a refused request's answer is
 //! thrown away. A link this instance resolved before is counted against its remembered
 //! owner while it is resolved again (one round trip), and gives the count back when it is
@@ -131,6 +132,14 @@ impl<'a> Admission<'a> {
                 self.now,
                 self.key_use.as_deref(),
             )
+            .await
+    }
+
+    /// Gives back the day count of a request that was not served.
+    async fn refund(&self, counted: &Counted) {
+        self.state
+            .limiter
+            .refund(&self.state.store, &self.company, counted)
             .await
     }
 
@@ -285,12 +294,12 @@ async fn speculate<'a>(
     let spare = Request::from_parts(parts.clone(), Body::empty());
     let mut first = Request::from_parts(parts, body);
     first.extensions_mut().insert(guess.clone());
-    let run = async {
+    let run = crate::held::speculative(async {
         match permission.map(|p| guess.require(p)) {
             Some(Err(e)) => e.into_response(),
             _ => next.run(first).await,
         }
-    };
+    });
     let (checked, response) = tokio::join!(checks, run);
     let same = checked.verified.as_ref().is_ok_and(|v| *v == guess);
     (
@@ -523,8 +532,9 @@ fn forget(state: &AppState, claimed: &Claimed, error: &ApiError) {
     }
 }
 
-/// Admission of a published link's request: resolve the path's `{token}`, then count
-/// against the owner's limits exactly as an authenticated request.
+/// Admission of a published link's request: resolve the path's `{token}`, then count the
+/// view against the link's own allowance and the owner's allowance for public views (see
+/// [`PublicView`]), never against the owner's API limits.
 async fn admit_published(
     state: &AppState,
     resolve: ResolveLink,
@@ -545,33 +555,26 @@ async fn admit_published(
         })?;
     let hash = domain::ids::ApiKeyHash::of(&token).0;
     if let Some(company) = state.auth_memory.link_owner(&hash) {
-        // A link this instance resolved before: its owner is known, so the request is
-        // counted while the link is resolved (one round trip). A link gone since gives its
-        // count back and is forgotten: the next request with it is resolved first, and
-        // counts nothing.
-        let admission = Admission::new(state, company.clone(), state.clock.now());
-        tracing::Span::current().record("company", admission.company.as_str());
-        if let Some(refused) = admission.refused_from_memory() {
+        // A link this instance resolved before: its owner is known, so the view is counted
+        // while the link is resolved (one round trip). A link gone since gives its counts
+        // back and is forgotten: the next request with it is resolved first, and counts
+        // nothing.
+        let view = PublicView::new(state, &company, &hash, state.clock.now());
+        tracing::Span::current().record("company", company.as_str());
+        if let Some(refused) = view.refused_from_memory() {
             return Err(without_rate_headers(refused));
         }
-        let (owner, counted) = tokio::join!(resolve(state, &token), admission.count());
+        let (owner, counted) = tokio::join!(resolve(state, &token), view.count());
         match owner {
             Ok(owner) if owner.company.id == company => {
                 let counted = counted.map_err(IntoResponse::into_response)?;
-                admission
-                    .settle(
-                        &counted,
-                        owner.company.per_second_limit(),
-                        owner.company.daily_limit(),
-                    )
-                    .await
-                    .map_err(without_rate_headers)?;
+                view.settle(&counted, &owner.company).await?;
                 parts.extensions.extend(owner.extensions);
                 return Ok(next.run(Request::from_parts(parts, body)).await);
             }
             owner => {
                 if let Ok(counted) = &counted {
-                    admission.refund_unauthenticated(counted).await;
+                    view.give_back(counted).await;
                 }
                 state.auth_memory.forget_link_owner(&hash);
                 owner.map_err(IntoResponse::into_response)?;
@@ -586,27 +589,15 @@ async fn admit_published(
     state
         .auth_memory
         .remember_link_owner(&hash, &owner.company.id);
-    let admission = Admission::new(state, owner.company.id.clone(), state.clock.now());
-    tracing::Span::current().record("company", admission.company.as_str());
-    // A visitor is not the owner: the owner's quota is none of their business, so no
-    // `X-RateLimit-*` header goes out (a refusal keeps its `Retry-After`).
-    if let Some(refused) = admission.refused_from_memory() {
+    let view = PublicView::new(state, &owner.company.id, &hash, state.clock.now());
+    tracing::Span::current().record("company", owner.company.id.as_str());
+    if let Some(refused) = view.refused_from_memory() {
         return Err(without_rate_headers(refused));
     }
-    let (per_second, daily) = (
-        owner.company.per_second_limit(),
-        owner.company.daily_limit(),
-    );
+    let company = owner.company.clone();
     let counting = async {
-        let counted = admission
-            .count()
-            .await
-            .map_err(IntoResponse::into_response)?;
-        admission
-            .settle(&counted, per_second, daily)
-            .await
-            .map(|_| ())
-            .map_err(without_rate_headers)
+        let counted = view.count().await.map_err(IntoResponse::into_response)?;
+        view.settle(&counted, &company).await
     };
     parts.extensions.extend(owner.extensions);
     let req = Request::from_parts(parts, body);
@@ -615,6 +606,91 @@ async fn admit_published(
     let (admitted, response) = tokio::join!(counting, next.run(req));
     admitted?;
     Ok(response)
+}
+
+/// One anonymous view of a published link, counted on two counters of its own: the link's
+/// (`RATE#link/<token hash>`: [`Company::public_link_daily_limit`] a day) and the owner's
+/// allowance for public views (`RATE#<company>/public`: [`Company::public_daily_limit`] a
+/// day), both at most [`Company::public_per_second_limit`] a second. Neither is the owner's
+/// API counter, so no amount of anonymous traffic refuses the owner's own requests; a view
+/// over either allowance is a 429 on the link only. (The day items expire like the API's;
+/// their removal reaches the worker, which finds no key uses on them.)
+///
+/// [`Company::public_link_daily_limit`]: crate::auth::records::Company::public_link_daily_limit
+/// [`Company::public_daily_limit`]: crate::auth::records::Company::public_daily_limit
+/// [`Company::public_per_second_limit`]: crate::auth::records::Company::public_per_second_limit
+struct PublicView<'a> {
+    owner: Admission<'a>,
+    link: Admission<'a>,
+}
+
+impl<'a> PublicView<'a> {
+    fn new(state: &'a AppState, company: &str, hash: &str, now: DateTime<Utc>) -> Self {
+        PublicView {
+            owner: Admission::new(state, format!("{company}/public"), now),
+            link: Admission::new(state, format!("link/{hash}"), now),
+        }
+    }
+
+    fn refused_from_memory(&self) -> Option<Response> {
+        self.link
+            .refused_from_memory()
+            .or_else(|| self.owner.refused_from_memory())
+    }
+
+    /// Counts the view on both counters at once; a failure gives back what was counted.
+    async fn count(&self) -> ApiResult<(Counted, Counted)> {
+        match tokio::join!(self.owner.count(), self.link.count()) {
+            (Ok(owner), Ok(link)) => Ok((owner, link)),
+            (Ok(counted), Err(e)) => {
+                self.owner.refund_unauthenticated(&counted).await;
+                Err(e)
+            }
+            (Err(e), Ok(counted)) => {
+                self.link.refund_unauthenticated(&counted).await;
+                Err(e)
+            }
+            (Err(e), Err(_)) => Err(e),
+        }
+    }
+
+    /// Gives back both counts of a view that was not served (its link was gone).
+    async fn give_back(&self, (owner, link): &(Counted, Counted)) {
+        tokio::join!(
+            self.owner.refund_unauthenticated(owner),
+            self.link.refund_unauthenticated(link)
+        );
+    }
+
+    /// Admits the view within both allowances, or answers the 429 to send (without the
+    /// owner's `X-RateLimit-*`: a visitor is not the owner). A view refused by one gives its
+    /// day count on the other back.
+    async fn settle(
+        &self,
+        (owner, link): &(Counted, Counted),
+        company: &crate::auth::records::Company,
+    ) -> Result<(), Response> {
+        let per_second = company.public_per_second_limit();
+        let (by_owner, by_link) = tokio::join!(
+            self.owner
+                .settle(owner, per_second, company.public_daily_limit()),
+            self.link
+                .settle(link, per_second, company.public_link_daily_limit())
+        );
+        let refusal = match (by_owner, by_link) {
+            (Ok(_), Ok(_)) => return Ok(()),
+            (Err(refused), Ok(_)) => {
+                self.link.refund(link).await;
+                refused
+            }
+            (Ok(_), Err(refused)) => {
+                self.owner.refund(owner).await;
+                refused
+            }
+            (Err(refused), Err(_)) => refused,
+        };
+        Err(without_rate_headers(refusal))
+    }
 }
 
 /// Takes the `X-RateLimit-*` headers off a response.

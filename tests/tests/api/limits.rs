@@ -446,3 +446,50 @@ async fn a_flood_of_a_dead_token_takes_none_of_its_companys_allowance() {
     // And the sixth is the one over the limit.
     expect_error(app.get("/profile").await, 429, "rate_limited").await;
 }
+
+/// A published link's anonymous views count on allowances of their own (each link a quarter
+/// of the company's allowance for public views, which is as large as its daily API limit):
+/// a flood of views gets 429s on the link, and the owner's own requests go on.
+#[tokio::test]
+async fn anonymous_views_of_a_published_link_never_use_up_the_owners_requests() {
+    let app = TestApp::spawn_with(Options {
+        daily_limit: Some(12),
+        per_second_limit: Some(1_000),
+        ..Options::default()
+    })
+    .await;
+    let (status, dash) = json(app.post("/dashboards", json!({"name": "Wallboard"})).await).await;
+    assert_eq!(status, 201, "{dash}");
+    let id = dash["data"]["id"].as_str().unwrap().to_owned();
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (status, link) =
+            json(app.post(&format!("/dashboards/{id}/published-links"), json!({})).await).await;
+        assert_eq!(status, 201, "{link}");
+        tokens.push(link["data"]["token"].as_str().unwrap().to_owned());
+    }
+    let view = |token: &str| {
+        app.http
+            .get(app.url(&format!("/public/dashboards/{token}")))
+            .send()
+    };
+    // The first link: 3 views a day (12 / 4), then 429s on the link only.
+    for _ in 0..3 {
+        assert_eq!(view(&tokens[0]).await.unwrap().status(), 200);
+    }
+    for _ in 0..20 {
+        let refused = view(&tokens[0]).await.unwrap();
+        assert!(refused.headers().contains_key("retry-after"));
+        assert!(!refused.headers().contains_key("x-ratelimit-remaining"));
+        expect_error(refused, 429, "rate_limited").await;
+    }
+    // The second link has its own allowance.
+    assert_eq!(view(&tokens[1]).await.unwrap().status(), 200);
+    // The owner has used 3 requests (the dashboard and two links) and goes on.
+    let (status, usage) = json(app.get("/usage").await).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["data"]["used_today"], 4, "{usage}");
+    for _ in 0..8 {
+        assert_eq!(app.get("/profile").await.status(), 200);
+    }
+}

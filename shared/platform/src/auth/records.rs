@@ -21,7 +21,11 @@ pub const RESOURCES: &[&str] = &[
     "api.requests.perSecond",
     "company.seats",
     "dashboard.combined.total",
+    "reports.scheduledRunsPerDay",
 ];
+
+/// `reports.scheduledRunsPerDay` when a company has no override: a schedule every minute.
+pub const DEFAULT_SCHEDULED_RUNS_PER_DAY: u64 = 1_440;
 
 /// Daily request quota of a plan (API.md §3).
 pub fn plan_daily_limit(plan: &str) -> u64 {
@@ -75,6 +79,10 @@ pub struct Company {
     /// `dashboard.combined.total`: dashboards allowed (-1 or absent = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_limit: Option<i64>,
+    /// `reports.scheduledRunsPerDay`: runs a day the company's schedules may add up to
+    /// (absent = [`DEFAULT_SCHEDULED_RUNS_PER_DAY`], -1 = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_runs_per_day: Option<i64>,
     #[serde(default)]
     pub features: BTreeMap<String, bool>,
     #[serde(default)]
@@ -110,6 +118,7 @@ impl Company {
             user_count: 0,
             admin_count: Some(0),
             dashboard_limit: None,
+            scheduled_runs_per_day: None,
             features: BTreeMap::new(),
             properties: BTreeMap::new(),
             timezone: None,
@@ -133,8 +142,34 @@ impl Company {
             .unwrap_or_else(|| plan_daily_limit(&self.plan))
     }
 
+    /// `reports.scheduledRunsPerDay` as a budget; `None`: unlimited.
+    pub fn scheduled_runs_budget(&self) -> Option<u64> {
+        match self.scheduled_runs_per_day {
+            None => Some(DEFAULT_SCHEDULED_RUNS_PER_DAY),
+            Some(n) => u64::try_from(n).ok(),
+        }
+    }
+
     pub fn per_second_limit(&self) -> u64 {
         self.per_second_limit.unwrap_or(DEFAULT_PER_SECOND_LIMIT)
+    }
+
+    /// Anonymous views of the company's published links a day, all links together: an
+    /// allowance of their own, as large as the API's daily limit but never taken from it.
+    pub fn public_daily_limit(&self) -> u64 {
+        self.daily_limit()
+    }
+
+    /// Anonymous views of one published link a day: a quarter of
+    /// [`Self::public_daily_limit`], so one busy (or abused) link leaves the others theirs.
+    pub fn public_link_daily_limit(&self) -> u64 {
+        (self.public_daily_limit() / 4).max(1)
+    }
+
+    /// Anonymous views of the company's published links a second (each link and all
+    /// together): the API's per-second limit.
+    pub fn public_per_second_limit(&self) -> u64 {
+        self.per_second_limit()
     }
 }
 
