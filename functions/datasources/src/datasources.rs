@@ -5,7 +5,7 @@ use crate::content;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use domain::connector::valid_json_path;
+use platform::connector::valid_json_path;
 use domain::records::{Datasource, DatasourceProperties, Klip, HEADER_MASK};
 use domain::{Connector, Format};
 use platform::assets::{

@@ -1,13 +1,12 @@
 //! `domain`: what Pulseboard's resources are and compute, knowing nothing of HTTP requests,
-//! credentials or where things are stored.
+//! credentials, the network or where things are stored (the URL connector and its egress
+//! guard are the platform's: outbound traffic waits for admission there).
 //!
 //! - [`asset`]: what every data source, Klip and dashboard has (kind, meta, share rights)
 //!   and the rules for the fields people choose;
 //! - [`records`]: the data source, Klip and dashboard records;
 //! - [`klip`]: the Klip engine, one pure computation from rows to a Klip's value;
 //! - [`data`]: CSV and JSON data as tables (parsing, column types, writing back);
-//! - [`connector`] and [`egress`]: fetching a URL data source without reaching private
-//!   addresses;
 //! - [`reports`]: reports, their schedules and runs, and the files a run generates;
 //! - [`cron`]: schedule expressions and their next due times in a time zone;
 //! - [`analysis`]: the statistics and insights a report explains;
@@ -18,11 +17,9 @@
 
 pub mod analysis;
 pub mod asset;
-pub mod connector;
 pub mod cron;
 pub mod data;
 pub mod document;
-pub mod egress;
 pub mod error;
 pub mod ids;
 pub mod klip;

@@ -17,13 +17,36 @@
 //! without waiting, so a write that bypasses the store fails loudly instead of landing
 //! early. Files are not held: before its first database write a held handler may only
 //! write new files that no item refers to yet (an appended segment), and removes them when
-//! it is refused (the sweep removes what is left).
+//! it is refused (the sweep removes what is left). Outbound requests wait like writes
+//! ([`outbound`]), and a speculative read may make none.
 
 use crate::error::ApiError;
 use tokio::sync::watch;
 
 tokio::task_local! {
     static HELD: watch::Receiver<Option<bool>>;
+    /// Set while a speculative read runs (see [`speculative`]).
+    static SPECULATIVE: ();
+}
+
+/// Runs a speculative read's handler (see [`crate::admission`]): it may not call out
+/// ([`outbound`] refuses), since its answer may be thrown away.
+pub async fn speculative<F: std::future::Future>(work: F) -> F::Output {
+    SPECULATIVE.scope((), work).await
+}
+
+/// Waits until the request may reach a third party (a URL data source's endpoint, a
+/// notification): at once outside a held handler; in a held one, once admission admitted
+/// it, exactly as its database writes wait ([`admitted`]); in a speculative read, never: an
+/// error, because such a handler's effects must be nothing but reads. The connector calls
+/// it before it connects, so no route can send a request out before admission decided.
+pub async fn outbound() -> Result<(), ApiError> {
+    if SPECULATIVE.try_with(|_| ()).is_ok() {
+        return Err(ApiError::internal(
+            "a speculative read tried to reach a third party",
+        ));
+    }
+    admitted().await
 }
 
 /// Admission's side of a hold: sends the decision once.
@@ -114,6 +137,13 @@ mod tests {
         verdict.decide(false);
         assert_eq!(handler.await, (false, true, true));
         assert!(!refused());
+
+        // Outbound traffic waits like a write; a speculative read may make none.
+        assert!(outbound().await.is_ok());
+        let (verdict, rx) = hold();
+        verdict.decide(false);
+        assert!(within(rx, outbound()).await.is_err());
+        assert!(speculative(outbound()).await.is_err());
 
         // A verdict never sent (admission gone) refuses too.
         let (verdict, rx) = hold();

@@ -306,3 +306,59 @@ async fn a_held_generate_with_a_key_revoked_since_is_a_401_and_queues_no_run() {
         "{listed}"
     );
 }
+
+/// A local endpoint serving CSV for a URL data source, counting the requests it gets.
+async fn counting_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new().route(
+        "/csv",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { ([("content-type", "text/csv")], "day,sales\n2026-11-01,3\n") }
+        }),
+    );
+    let base = pulseboard_tests::serve(router).await;
+    (format!("{base}/csv"), hits)
+}
+
+/// `POST /dashboards/{id}/refresh` is held, and it fetches its URL data sources: a fetch is
+/// outbound traffic, which waits for admission like a write, so a refresh refused (a key
+/// revoked since this instance last verified it) never reaches the endpoint.
+#[tokio::test]
+async fn a_held_refresh_with_a_key_revoked_since_is_a_401_and_reaches_no_endpoint() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn_with(Options {
+        allowed_networks: vec![("127.0.0.1".parse().unwrap(), 32)],
+        ..Options::default()
+    })
+    .await;
+    let (url, hits) = counting_endpoint().await;
+    let source = json!({"name": "Fetched", "connector": "url", "format": "csv",
+                        "properties": {"endpoint_url": url}});
+    let (status, ds) = json(app.post("/datasources", source).await).await;
+    assert_eq!(status, 201, "{ds}");
+    let klip = json!({"name": "Sales", "type": "number", "datasource_id": ds["data"]["id"],
+                      "query": {"value": "sales", "aggregate": "sum"}});
+    let (status, klip) = json(app.post("/klips", klip).await).await;
+    assert_eq!(status, 201, "{klip}");
+    let id = dashboard(&app).await;
+    let instances = json!({"klips": [{"klip_id": klip["data"]["id"], "region": "main", "position": 0}]});
+    let path = format!("/dashboards/{id}/klip-instances");
+    assert_eq!(app.call("PUT", &path, app.key(), Some(instances)).await.status(), 200);
+
+    let key = app.create_key(json!({"name": "to revoke"})).await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let refresh = format!("/dashboards/{id}/refresh");
+    for _ in 0..2 {
+        let (status, body) = json(app.call("POST", &refresh, &secret, None).await).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let before = hits.load(Ordering::SeqCst);
+    assert!(before >= 2, "the refreshes fetched: {before}");
+    let revoke = format!("/api-keys/{}", key["id"].as_str().unwrap());
+    assert_eq!(app.call("DELETE", &revoke, app.key(), None).await.status(), 200);
+    expect_error(app.call("POST", &refresh, &secret, None).await, 401, "unauthorized").await;
+    assert_eq!(hits.load(Ordering::SeqCst), before, "a refused refresh fetched");
+}

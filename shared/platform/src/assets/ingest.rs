@@ -132,7 +132,7 @@ pub async fn refresh_source(
         .await?;
         return Ok((ds, Outcome::Succeeded));
     }
-    match domain::connector::fetch(&ds, &state.config.allowed_networks).await {
+    match crate::connector::fetch(&ds, &state.config.allowed_networks).await? {
         Ok(fetched) => {
             let ds = commit(state, ds, false, fetched.raw, &fetched.table, |d| {
                 d.refresh_fail_count = 0;

@@ -8,10 +8,11 @@
 //! fetch has one deadline and the body one size cap. Failures are plain sentences: they become
 //! the data source's `last_error`.
 
-use crate::data::{self, Table, MAX_DATA_BYTES};
 use crate::egress;
-use crate::records::Datasource;
-use crate::sets::Format;
+use crate::error::ApiResult;
+use domain::data::{self, Table, MAX_DATA_BYTES};
+use domain::records::Datasource;
+use domain::sets::Format;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, LOCATION};
 use reqwest::Url;
 use serde_json::Value;
@@ -31,9 +32,19 @@ pub struct Fetched {
     pub table: Table,
 }
 
-/// Fetches and parses the data of a URL data source; the error is a sentence for
-/// `last_error`.
-pub async fn fetch(ds: &Datasource, allowed: &[(IpAddr, u8)]) -> Result<Fetched, String> {
+/// Fetches and parses the data of a URL data source: the inner error is the endpoint's
+/// failure, a sentence for `last_error`; the outer one means the request may not call out at
+/// all (see [`crate::held::outbound`]: a held handler's fetch waits for admission, and one
+/// refused never connects).
+pub async fn fetch(
+    ds: &Datasource,
+    allowed: &[(IpAddr, u8)],
+) -> ApiResult<Result<Fetched, String>> {
+    crate::held::outbound().await?;
+    Ok(fetch_now(ds, allowed).await)
+}
+
+async fn fetch_now(ds: &Datasource, allowed: &[(IpAddr, u8)]) -> Result<Fetched, String> {
     let url = ds
         .properties
         .endpoint_url
