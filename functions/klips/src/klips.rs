@@ -98,7 +98,7 @@ pub async fn compute(state: &AppState, caller: &Caller, klip: &mut Klip) -> ApiR
 pub struct KlipFilters {
     datasource_id: Option<String>,
     #[serde(rename = "type")]
-    kind: Option<String>,
+    kind: Option<domain::KlipType>,
 }
 
 pub async fn list(
@@ -115,12 +115,12 @@ pub async fn list(
         }),
         None => None,
     };
-    let kind = list.filters.kind.as_deref();
+    let kind = list.filters.kind;
     resource::list(&state, &caller, &list, "klips", |k: &Klip| {
         source
             .as_ref()
             .is_none_or(|d| k.datasource_id.as_ref() == Some(d))
-            && kind.is_none_or(|t| k.kind.as_str() == t)
+            && kind.is_none_or(|t| k.kind == t)
     })
     .await
 }

@@ -300,8 +300,30 @@ impl Params {
             .iter()
             .filter(|(name, _)| fields.contains(&name.as_str()))
             .map(|(name, raw)| (name.as_str(), Raw { name, raw }));
-        T::deserialize(serde::de::value::MapDeserializer::new(pairs))
-            .map_err(|e| ApiError::BadRequest(e.to_string()))
+        T::deserialize(serde::de::value::MapDeserializer::new(pairs)).map_err(|e| {
+            let message = e.to_string();
+            if message.starts_with("query parameter") {
+                return ApiError::BadRequest(message);
+            }
+            // A value refused by its type's own rule (a closed set such as `type=` says
+            // "must be one of ..."): name the parameter it came from, the one that alone is
+            // refused.
+            let alone_refused = |name: &str, raw: &str| {
+                let one = std::iter::once((name, Raw { name, raw }));
+                T::deserialize(serde::de::value::MapDeserializer::new(one)).is_err()
+            };
+            match self
+                .pairs
+                .iter()
+                .filter(|(name, _)| fields.contains(&name.as_str()))
+                .find(|(name, raw)| alone_refused(name, raw))
+            {
+                Some((name, _)) => {
+                    ApiError::BadRequest(format!("query parameter '{name}' {message}"))
+                }
+                None => ApiError::BadRequest(message),
+            }
+        })
     }
 }
 

@@ -112,3 +112,31 @@ async fn paging_validation() {
         .await;
     }
 }
+
+/// Every list filter over a closed set of names refuses a name outside it with a 400 that
+/// names the parameter and the names it takes, and accepts the names it lists.
+#[tokio::test]
+async fn a_list_filter_over_a_closed_set_refuses_an_unknown_name() {
+    let app = TestApp::spawn().await;
+    for (path, parameter) in [
+        ("/klips?type=AAA", "type"),
+        ("/reports?format=AAA", "format"),
+        ("/datasources?connector=AAA", "connector"),
+        ("/datasources?format=AAA", "format"),
+    ] {
+        let body = expect_error(app.get(path).await, 400, "bad_request").await;
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(parameter) && message.contains("AAA"),
+            "{path}: {message}"
+        );
+    }
+    for path in [
+        "/klips?type=line",
+        "/reports?format=pdf",
+        "/datasources?connector=url",
+    ] {
+        let (status, body) = json(app.get(path).await).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}
