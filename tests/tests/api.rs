@@ -23,6 +23,7 @@ mod api {
     mod pushes;
     mod races;
     mod reports;
+    mod schedules;
     mod statuses;
     mod table;
     mod template;

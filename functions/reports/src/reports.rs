@@ -156,6 +156,38 @@ async fn resolve_dashboard(
     }
 }
 
+/// `reports.scheduledRunsPerDay`: a schedule that makes `report` add more runs a day than
+/// `before` (its count before this write) must keep the sum over the company's reports
+/// within the budget; 409 `limit_reached` otherwise. A schedule that adds no more runs than
+/// before is always saved (a lowered budget refuses only what would add runs).
+async fn check_run_budget(
+    state: &AppState,
+    caller: &Caller,
+    report: &Report,
+    before: u64,
+) -> ApiResult<()> {
+    let Some(budget) = caller.company.scheduled_runs_budget else {
+        return Ok(());
+    };
+    let adds = report.scheduled_runs_per_day();
+    if adds <= before {
+        return Ok(());
+    }
+    let others: u64 = assets::all_of::<Report>(state, &report.meta.company_id)
+        .await?
+        .iter()
+        .filter(|r| r.meta.id != report.meta.id)
+        .map(Report::scheduled_runs_per_day)
+        .sum();
+    if others.saturating_add(adds) > budget {
+        return Err(ApiError::LimitReached(format!(
+            "reports.scheduledRunsPerDay limit reached: this company's schedules may add up to \
+             {budget} runs a day; its other reports' schedules add {others} and this one {adds}"
+        )));
+    }
+    Ok(())
+}
+
 /// Applies a create or update body to `report`, collecting every problem.
 async fn apply(
     state: &AppState,
@@ -165,6 +197,7 @@ async fn apply(
     creating: bool,
 ) -> ApiResult<()> {
     let description = body.description.as_ref().and_then(|d| d.as_deref());
+    let runs_before = report.scheduled_runs_per_day();
     let mut problems = check_common(
         body.name.as_deref(),
         description,
@@ -230,6 +263,9 @@ async fn apply(
         }
     }
     problems.check()?;
+    if body.schedule.is_some() {
+        check_run_budget(state, caller, report, runs_before).await?;
+    }
     report
         .meta
         .apply(body.name, body.description.flatten(), body.slug);

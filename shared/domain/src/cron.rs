@@ -118,6 +118,14 @@ impl Cron {
         })
     }
 
+    /// At most how many times it fires on a day it fires: (minutes it fires) × (hours it
+    /// fires). Never more: a spring-forward gap skips times, and a time repeated by a
+    /// fall-back runs once.
+    pub fn runs_per_day(&self) -> u64 {
+        let count = |set: &[bool]| set.iter().filter(|on| **on).count() as u64;
+        count(&self.minutes) * count(&self.hours)
+    }
+
     fn day_matches(&self, date: NaiveDate) -> bool {
         let last = date
             .succ_opt()
@@ -198,6 +206,17 @@ mod tests {
         assert!(Cron::parse("*/0 * * * *")
             .unwrap_err()
             .starts_with("minute"));
+    }
+
+    #[test]
+    fn runs_a_day_are_minutes_times_hours() {
+        let runs = |e: &str| Cron::parse(e).unwrap().runs_per_day();
+        assert_eq!(runs("* * * * *"), 1440);
+        assert_eq!(runs("*/2 * * * *"), 720);
+        assert_eq!(runs("0 9 * * mon-fri"), 1);
+        assert_eq!(runs("*/15 8-17 * * *"), 40);
+        assert_eq!(runs("0,30 9,12,18 L * *"), 6);
+        assert_eq!(runs("5/15 */6 1 jan *"), 16);
     }
 
     #[test]

@@ -24,6 +24,17 @@ pub struct Schedule {
     pub paused: bool,
 }
 
+impl Schedule {
+    /// At most how many runs it adds on a day (see [`crate::cron::Cron::runs_per_day`]):
+    /// none while paused (or for an expression that does not parse, which is never saved).
+    pub fn runs_per_day(&self) -> u64 {
+        if self.paused {
+            return 0;
+        }
+        crate::cron::Cron::parse(&self.cron).map_or(0, |c| c.runs_per_day())
+    }
+}
+
 /// The latest run, as shown on the report.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunSummary {
@@ -57,6 +68,13 @@ pub struct Report {
     /// Set by the worker when a run ends (without changing `version`: it is not an edit).
     #[serde(default)]
     pub last_run: Option<RunSummary>,
+}
+
+impl Report {
+    /// The runs a day its schedule adds (0 without one).
+    pub fn scheduled_runs_per_day(&self) -> u64 {
+        self.schedule.as_ref().map_or(0, Schedule::runs_per_day)
+    }
 }
 
 /// What the API shows of a report: all its fields.

@@ -44,6 +44,10 @@ pub enum ApiError {
     /// 409 `not_ready`: what was asked for is still being made (a report's file).
     #[error("{0}")]
     NotReady(String),
+    /// 409 `limit_reached`: the write would take the company past one of its limits (the
+    /// message names it, e.g. `reports.scheduledRunsPerDay`).
+    #[error("{0}")]
+    LimitReached(String),
     /// 412 `precondition_failed`.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -121,7 +125,7 @@ impl ApiError {
             Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Conflict(_) | NotReady(_) => StatusCode::CONFLICT,
+            Conflict(_) | NotReady(_) | LimitReached(_) => StatusCode::CONFLICT,
             PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -144,6 +148,7 @@ impl ApiError {
             MethodNotAllowed { .. } => "method_not_allowed",
             Conflict(_) => "conflict",
             NotReady(_) => "not_ready",
+            LimitReached(_) => "limit_reached",
             PreconditionFailed(_) => "precondition_failed",
             PayloadTooLarge(_) => "payload_too_large",
             UnsupportedMediaType(_) => "unsupported_media_type",

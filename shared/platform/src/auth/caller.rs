@@ -43,6 +43,10 @@ pub struct CompanySummary {
     /// `dashboard.combined.total`: how many dashboards the company may have.
     #[serde(skip)]
     pub dashboard_limit: Option<i64>,
+    /// `reports.scheduledRunsPerDay`: runs a day its schedules may add up to (`None`:
+    /// unlimited).
+    #[serde(skip)]
+    pub scheduled_runs_budget: Option<u64>,
 }
 
 impl CompanySummary {
@@ -58,6 +62,7 @@ impl CompanySummary {
             features: company.effective_features(),
             timezone: company.timezone.clone(),
             dashboard_limit: company.dashboard_limit,
+            scheduled_runs_budget: company.scheduled_runs_budget(),
         }
     }
 }
