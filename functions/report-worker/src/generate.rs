@@ -224,6 +224,11 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         .await?
         .ok_or_else(|| Stop::Fail("the report was deleted".into()))?;
     let company: Option<Company> = state.store.get(keys::company(&company_id)).await?;
+    // A `currency` Klip that names no currency is in the company's.
+    let currency = company.as_ref().map_or_else(
+        || domain::analysis::text::DEFAULT_CURRENCY.to_owned(),
+        |c| document::company_currency(&c.properties),
+    );
     let zone_name = company.and_then(|c| c.timezone);
     let tz = domain::data::timezone(zone_name.as_deref());
     let window: Option<Range> = match &report.window {
@@ -297,7 +302,7 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         description: report.meta.description.as_deref(),
         window: report.window.as_deref(),
     };
-    let doc = document::build(&cover, &klips, tz, now);
+    let doc = document::build_with_currency(&cover, &klips, tz, &currency, now);
     let bytes = document::render(&doc, report.format)
         .ok_or_else(|| Stop::Fail(format!("the {} file could not be written", report.format)))?;
     let key = keys::report_file(

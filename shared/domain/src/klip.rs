@@ -274,6 +274,11 @@ pub enum FilterOp {
 /// above the target, warning down to 10% below it, bad under that. Lower is better: good at or
 /// below the target, warning up to 10% above it, bad over that. The 10% is of `|target|`, so
 /// for a negative target the bands keep their direction. No target or no `current`: none.
+///
+/// `currency` is the ISO 4217 code (three upper-case letters, `EUR`) the numbers of a
+/// `currency` Klip are in; absent, the company's (see [`crate::document::company_currency`]).
+/// The engine does not format; reports and the published page do (see
+/// [`crate::analysis::text::currency_symbol`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Display {
@@ -282,6 +287,8 @@ pub struct Display {
     pub target: Option<f64>,
     #[serde(default = "higher_is_better_default")]
     pub higher_is_better: bool,
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 fn higher_is_better_default() -> bool {
@@ -294,6 +301,7 @@ impl Default for Display {
             format: None,
             target: None,
             higher_is_better: true,
+            currency: None,
         }
     }
 }
@@ -426,6 +434,14 @@ pub fn validate(query: &Query, display: &Display) -> Result<(), Vec<(String, Str
             problem(
                 "display.format".into(),
                 "must be one of number, currency, percent",
+            );
+        }
+    }
+    if let Some(code) = display.currency.as_deref() {
+        if !crate::analysis::text::is_currency_code(code) {
+            problem(
+                "display.currency".into(),
+                "must be an ISO 4217 currency code: three upper-case letters, e.g. USD, EUR",
             );
         }
     }
@@ -2037,9 +2053,9 @@ mod tests {
 
     fn status_of(current: f64, target: f64, higher_is_better: bool) -> Status {
         let display = Display {
-            format: None,
             target: Some(target),
             higher_is_better,
+            ..Display::default()
         };
         status(Some(current), &display)
     }
@@ -2107,6 +2123,7 @@ mod tests {
             format: Some("currency".into()),
             target: Some(5.0),
             higher_is_better: false,
+            currency: Some("SEK".into()),
         };
         assert_eq!(validate(&q, &display), Ok(()));
         assert_eq!(
@@ -2125,6 +2142,7 @@ mod tests {
             format: Some("money".into()),
             target: Some(f64::NAN),
             higher_is_better: true,
+            currency: Some("eur".into()),
         };
         let fields: Vec<String> = validate(&q, &display)
             .unwrap_err()
@@ -2141,6 +2159,7 @@ mod tests {
                 "query.limit",
                 "display.target",
                 "display.format",
+                "display.currency",
             ]
         );
         let problems = validate(

@@ -499,3 +499,151 @@ async fn rename_to_eur(app: &TestApp, id: &str) -> String {
 async fn delete_klip(app: &TestApp, id: &str) {
     assert_eq!(delete(app, &format!("/klips/{id}")).await.status(), 200);
 }
+
+/// `display.currency` is an ISO 4217 code: anything else is a 400 naming it, on create and
+/// on update; a valid one is kept, and absent it is null (the company's currency applies).
+#[tokio::test]
+async fn display_currency_must_be_an_iso_4217_code() {
+    let app = TestApp::spawn().await;
+    for bad in [json!("eur"), json!("EURO"), json!("€"), json!(978)] {
+        let body = expect_error(
+            app.post(
+                "/klips",
+                json!({"name": "Revenue", "type": "number",
+                "query": {"value": "amount"}, "display": {"format": "currency", "currency": bad}}),
+            )
+            .await,
+            400,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(body["details"][0]["field"], "display.currency", "{body}");
+    }
+    let klip = q3_revenue(&app).await;
+    assert_eq!(klip["display"]["currency"], Value::Null, "{klip}");
+    let id = klip["id"].as_str().unwrap();
+    let (status, updated) = json(
+        put(
+            &app,
+            &format!("/klips/{id}"),
+            json!({"display": {"format": "currency", "currency": "SEK"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["display"]["currency"], "SEK");
+    let body = expect_error(
+        put(
+            &app,
+            &format!("/klips/{id}"),
+            json!({"display": {"format": "currency", "currency": "sek"}}),
+        )
+        .await,
+        400,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["details"][0]["field"], "display.currency", "{body}");
+}
+
+/// A report's amounts carry their currency: a Klip's own `display.currency` (EUR: `€`), or
+/// for a Klip that names none the company's `currency` property (SEK: `SEK 1,234`).
+#[tokio::test]
+async fn report_amounts_are_in_the_klips_currency_or_the_companys() {
+    let partner = TestApp::spawn().await;
+    let (status, client) = json(
+        partner
+            .post("/clients", json!({"name": "Nordic", "status": "active"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let cid = client["data"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = json(
+        put(
+            &partner,
+            &format!("/clients/{cid}/properties"),
+            json!({"properties": {"currency": "SEK"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let inside = |path: &str| format!("{path}?client_id={cid}");
+    let create = |path: String, body: Value| {
+        let partner = &partner;
+        async move {
+            let (status, created) =
+                json(partner.call("POST", &path, partner.key(), Some(body)).await).await;
+            assert_eq!(status, 201, "{path}: {created}");
+            created["data"].clone()
+        }
+    };
+    let ds = create(
+        inside("/datasources"),
+        json!({"name": "Sales", "format": "csv"}),
+    )
+    .await;
+    let ds_id = ds["id"].as_str().unwrap();
+    let r = partner
+        .http
+        .put(partner.url(&inside(&format!("/datasources/{ds_id}/data"))))
+        .header("kf-api-key", partner.key())
+        .header("content-type", "text/csv")
+        .body("region,amount\nEMEA,1234\nAPAC,4321\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let euros = create(inside("/klips"), json!({"name": "Revenue", "type": "number", "datasource_id": ds_id,
+        "query": {"value": "amount"}, "display": {"format": "currency", "currency": "EUR", "target": 6000}})).await;
+    let kronor = create(
+        inside("/klips"),
+        json!({"name": "Costs", "type": "bar", "datasource_id": ds_id,
+        "query": {"value": "amount", "group_by": "region"}, "display": {"format": "currency"}}),
+    )
+    .await;
+    let report = create(
+        inside("/reports"),
+        json!({"name": "Money", "format": "html",
+        "klip_ids": [euros["id"], kronor["id"]]}),
+    )
+    .await;
+    let report_id = report["id"].as_str().unwrap();
+    let r = partner
+        .call(
+            "POST",
+            &inside(&format!("/reports/{report_id}/generate")),
+            partner.key(),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let mut html = String::new();
+    for _ in 0..150 {
+        let r = partner
+            .call(
+                "GET",
+                &inside(&format!("/reports/{report_id}/download")),
+                partner.key(),
+                None,
+            )
+            .await;
+        if r.status() == 200 {
+            html = r.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        html.contains("<span class=\"value\">€5,555</span>"),
+        "{html}"
+    );
+    assert!(html.contains("(target €6,000)"), "{html}");
+    assert!(
+        html.contains("SEK 4,321") && html.contains("SEK 1,234"),
+        "{html}"
+    );
+    assert!(!html.contains('$'), "{html}");
+}

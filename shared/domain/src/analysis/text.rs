@@ -9,6 +9,10 @@
 //! separated by commas. Percentages ([`format_pct`]) get one decimal below 100. The Klip's
 //! [`NumberStyle`] adds its unit: a currency symbol before (`$1,234`), a percent sign after
 //! (changes of a percent metric are in points, `+2.1 pp`), any other unit after a space.
+//!
+//! A currency's symbol ([`currency_symbol`]) is `$` (USD), `€` (EUR), `£` (GBP), `¥` (JPY),
+//! `CA$` (CAD), `A$` (AUD), `CHF ` (CHF), `₹` (INR) or `CN¥` (CNY); any other ISO 4217 code
+//! is written before the number with a space (`SEK 1,234`).
 
 use crate::analysis::insights::InsightType;
 use chrono::NaiveDate;
@@ -24,7 +28,44 @@ pub struct NumberStyle {
     pub unit: Option<String>,
 }
 
+/// The currency of a `currency` Klip that names none and whose company names none.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// Whether `code` is shaped like an ISO 4217 code: three upper-case ASCII letters. Any such
+/// code is accepted (the list of codes changes; a code without a known symbol is written as
+/// itself).
+pub fn is_currency_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// What is written before an amount in `code` (see the module docs): a symbol, or the code
+/// and a space.
+pub fn currency_symbol(code: &str) -> String {
+    match code {
+        "USD" => "$",
+        "EUR" => "€",
+        "GBP" => "£",
+        "JPY" => "¥",
+        "CAD" => "CA$",
+        "AUD" => "A$",
+        "CHF" => "CHF ",
+        "INR" => "₹",
+        "CNY" => "CN¥",
+        other => return format!("{other} "),
+    }
+    .to_owned()
+}
+
 impl NumberStyle {
+    /// The style of a Klip with `display.format` = `format` whose amounts (if `currency`) are
+    /// in the currency `currency` (an ISO 4217 code).
+    pub fn of(format: Option<&str>, currency: &str) -> NumberStyle {
+        NumberStyle {
+            format: format.map(str::to_owned),
+            unit: (format == Some("currency")).then(|| currency_symbol(currency)),
+        }
+    }
+
     fn is(&self, format: &str) -> bool {
         self.format.as_deref() == Some(format)
     }
@@ -164,6 +205,13 @@ fn count(n: f64, bucket: &str) -> String {
     }
 }
 
+/// `n` complete buckets: `1 complete day`, `29 complete days`. A record is among the
+/// buckets that have ended, which a window in progress has one fewer of than its label
+/// counts (`2026-11-07 – 2026-12-06 (30 days, the last one in progress)`).
+fn complete(n: f64, bucket: &str) -> String {
+    count(n, &format!("complete {bucket}"))
+}
+
 /// The values of one insight, read by key.
 struct Values<'a>(&'a BTreeMap<String, Value>);
 
@@ -288,7 +336,7 @@ pub fn render(kind: InsightType, values: &BTreeMap<String, Value>, style: &Numbe
                     "{name}: {} {} is the {word} of the {} in {period}",
                     style.value(record),
                     when(bucket, v.text("date").unwrap_or("?")),
-                    count(n, bucket),
+                    complete(n, bucket),
                 );
                 if let (Some(prev), Some(date)) = (opt("previous_record"), v.text("previous_date"))
                 {
@@ -318,8 +366,8 @@ pub fn render(kind: InsightType, values: &BTreeMap<String, Value>, style: &Numbe
                 ));
             }
             format!(
-                "{name} in {period} ({}): {}.",
-                count(n, bucket),
+                "{name} in {period}, across its {}: {}.",
+                complete(n, bucket),
                 parts.join(", ")
             )
         }
@@ -474,6 +522,56 @@ mod tests {
         };
         assert_eq!(users.value(1500.0), "1,500 users");
         assert_eq!(NumberStyle::default().change(0.0), "0");
+    }
+
+    #[test]
+    fn currencies_get_their_symbol_or_their_code() {
+        let cases = [
+            ("USD", "$1,234", "-$12"),
+            ("EUR", "€1,234", "-€12"),
+            ("GBP", "£1,234", "-£12"),
+            ("JPY", "¥1,234", "-¥12"),
+            ("CAD", "CA$1,234", "-CA$12"),
+            ("AUD", "A$1,234", "-A$12"),
+            ("CHF", "CHF 1,234", "-CHF 12"),
+            ("INR", "₹1,234", "-₹12"),
+            ("CNY", "CN¥1,234", "-CN¥12"),
+            ("SEK", "SEK 1,234", "-SEK 12"),
+        ];
+        for (code, value, change) in cases {
+            let style = NumberStyle::of(Some("currency"), code);
+            assert_eq!(style.value(1234.4), value, "{code}");
+            assert_eq!(style.change(-12.0), change, "{code}");
+        }
+        // Only a currency Klip shows a currency.
+        assert_eq!(
+            NumberStyle::of(Some("number"), "EUR").value(1234.0),
+            "1,234"
+        );
+        assert_eq!(NumberStyle::of(None, "EUR").value(5.0), "5");
+        assert_eq!(NumberStyle::of(Some("percent"), "EUR").value(5.0), "5%");
+        for good in ["USD", "SEK", "XAU", "ZZZ"] {
+            assert!(is_currency_code(good), "{good}");
+        }
+        for bad in ["usd", "US", "USDT", "U$D", "", "ÉUR", "€"] {
+            assert!(!is_currency_code(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_count_complete_buckets() {
+        let values: BTreeMap<String, Value> = serde_json::from_value(serde_json::json!({
+            "name": "Signups", "bucket": "day", "n": 29,
+            "period": "2026-11-07 – 2026-12-06 (30 days, the last one in progress)",
+            "highest": 400, "highest_date": "2026-11-20", "lowest": 99, "lowest_date": "2026-11-08"
+        }))
+        .expect("values");
+        let money = NumberStyle::of(Some("currency"), "EUR");
+        assert_eq!(
+            render(InsightType::Record, &values, &money),
+            "Signups in 2026-11-07 – 2026-12-06 (30 days, the last one in progress), across its \
+             29 complete days: highest €400 on 2026-11-20, lowest €99 on 2026-11-08."
+        );
     }
 
     #[test]

@@ -23,6 +23,12 @@
 //! | `last_N_weeks` | Monday N − 1 weeks before this week's (this week included) | next Monday |
 //! | `last_N_months` | the 1st of the month N − 1 months back (this month included) | the 1st of next month |
 //!
+//! Labels name one unit as it is (`2026-03-10`, `week of 2026-03-09`, `March 2026`,
+//! `Q1 2026`, `2026`) and a span of several with their count (`2026-11-07 – 2026-12-06
+//! (30 days)`, `February 2026 – April 2026 (3 months)`); a preset span that includes today
+//! adds `, the last one in progress`, since its last unit has not ended (an analysis counts
+//! 29 complete days in `last_30_days`).
+//!
 //! `N` is 1..=366, written without leading zeros. Like the Klip engine's ranges, the current
 //! period is whole (it ends in the future). Each boundary is local midnight; a midnight
 //! skipped by a DST gap is read with the offset in force before the gap (so that day starts
@@ -93,7 +99,7 @@ impl Window {
         Some(Window {
             start: local_midnight(tz, first)?,
             end: local_midnight(tz, end)?,
-            label: calendar_label(first, end, shape)?,
+            label: calendar_label(first, end, shape, false)?,
             calendar: Some(Calendar {
                 tz,
                 first,
@@ -151,7 +157,11 @@ impl Window {
                 Shape::Months(u32::from(n)),
             ),
         };
-        Window::local_days(tz, first, end, shape)
+        let mut window = Window::local_days(tz, first, end, shape)?;
+        if first <= today && today < end {
+            window.label = calendar_label(first, end, shape, true)?;
+        }
+        Some(window)
     }
 
     /// The period of the same shape just before this one (see the module docs). A plain span
@@ -225,22 +235,53 @@ fn days_on(d: NaiveDate, n: u64) -> Option<NaiveDate> {
 }
 
 /// A label from a calendar window's dates: `2026-03-10`, `week of 2026-03-09`, `March 2026`,
-/// `Q1 2026`, `2026`, or `first – last` (inclusive days, or months).
-fn calendar_label(first: NaiveDate, end: NaiveDate, shape: Shape) -> Option<String> {
+/// `Q1 2026`, `2026`, or a span of several units with their count: `2026-11-07 – 2026-12-06
+/// (30 days)`, `2026-02-16 – 2026-03-15 (4 weeks)`, `February 2026 – April 2026 (3 months)`.
+/// A span that includes today (`in_progress`) says that its last unit is not over:
+/// `(30 days, the last one in progress)`, so that 29 complete days are not read as a wrong
+/// count. A single unit is named as it is, in progress or not.
+fn calendar_label(
+    first: NaiveDate,
+    end: NaiveDate,
+    shape: Shape,
+    in_progress: bool,
+) -> Option<String> {
     let last = end.checked_sub_days(Days::new(1))?;
-    let range = || format!("{} – {}", first.format("%Y-%m-%d"), last.format("%Y-%m-%d"));
+    let counted = |span: String, n: i64, unit: &str| {
+        let plural = if n == 1 { "" } else { "s" };
+        let progress = if in_progress {
+            ", the last one in progress"
+        } else {
+            ""
+        };
+        format!("{span} ({n} {unit}{plural}{progress})")
+    };
+    let days = || {
+        counted(
+            format!("{} – {}", first.format("%Y-%m-%d"), last.format("%Y-%m-%d")),
+            end.signed_duration_since(first).num_days(),
+            "day",
+        )
+    };
     Some(match shape {
         Shape::Days(1) => first.format("%Y-%m-%d").to_string(),
         Shape::Weeks(1) => format!("week of {}", first.format("%Y-%m-%d")),
+        Shape::Weeks(n) => counted(
+            format!("{} – {}", first.format("%Y-%m-%d"), last.format("%Y-%m-%d")),
+            i64::from(n),
+            "week",
+        ),
         Shape::Months(1) if first.day() == 1 => first.format("%B %Y").to_string(),
         Shape::Months(3) if first.day() == 1 && first.month0().is_multiple_of(3) => {
             format!("Q{} {}", first.month0() / 3 + 1, first.year())
         }
         Shape::Months(12) if first.day() == 1 && first.month() == 1 => first.year().to_string(),
-        Shape::Months(_) if first.day() == 1 => {
-            format!("{} – {}", first.format("%B %Y"), last.format("%B %Y"))
-        }
-        _ => range(),
+        Shape::Months(n) if first.day() == 1 => counted(
+            format!("{} – {}", first.format("%B %Y"), last.format("%B %Y")),
+            i64::from(n),
+            "month",
+        ),
+        _ => days(),
     })
 }
 
@@ -344,14 +385,64 @@ mod tests {
         let w = preset("last_7_days", "2026-03-10T15:00:00Z");
         assert_eq!(span(&w), s("2026-03-04T05:00Z", "2026-03-11T04:00Z"));
         assert_eq!(hours(&w), 7 * 24 - 1);
-        assert_eq!(w.label, "2026-03-04 – 2026-03-10");
+        assert_eq!(
+            w.label,
+            "2026-03-04 – 2026-03-10 (7 days, the last one in progress)"
+        );
         let prev = w.previous().expect("previous");
         assert_eq!(span(&prev), s("2026-02-25T05:00Z", "2026-03-04T05:00Z"));
-        assert_eq!(prev.label, "2026-02-25 – 2026-03-03");
+        assert_eq!(prev.label, "2026-02-25 – 2026-03-03 (7 days)");
         let one = preset("last_1_days", "2026-03-10T15:00:00Z");
         assert_eq!(span(&one), span(&preset("today", "2026-03-10T15:00:00Z")));
         let year = preset("last_366_days", "2026-03-10T15:00:00Z");
         assert_eq!(year.calendar.expect("cal").first.to_string(), "2025-03-10");
+    }
+
+    #[test]
+    fn a_span_with_today_counts_its_days_and_says_the_last_is_in_progress() {
+        // 2026-12-06 10:00 in New York: 29 complete days and today's partial one.
+        let w = preset("last_30_days", "2026-12-06T15:00:00Z");
+        assert_eq!(
+            w.label,
+            "2026-11-07 – 2026-12-06 (30 days, the last one in progress)"
+        );
+        assert_eq!(
+            w.previous().expect("prev").label,
+            "2026-10-08 – 2026-11-06 (30 days)"
+        );
+        assert_eq!(
+            w.same_period_last_year().expect("yoy").label,
+            "2025-11-07 – 2025-12-06 (30 days)"
+        );
+        // Late on December 6 UTC is still December 5 in New York.
+        let evening = preset("last_30_days", "2026-12-06T03:00:00Z");
+        assert_eq!(
+            evening.label,
+            "2026-11-06 – 2026-12-05 (30 days, the last one in progress)"
+        );
+        let weeks = preset("last_4_weeks", "2026-03-11T15:00:00Z");
+        assert_eq!(
+            weeks.label,
+            "2026-02-16 – 2026-03-15 (4 weeks, the last one in progress)"
+        );
+        assert_eq!(
+            weeks.previous().expect("prev").label,
+            "2026-01-19 – 2026-02-15 (4 weeks)"
+        );
+        // One unit is named as it is; a past span has no "in progress".
+        assert_eq!(
+            preset("this_month", "2026-03-11T15:00:00Z").label,
+            "March 2026"
+        );
+        assert_eq!(preset("today", "2026-03-11T15:00:00Z").label, "2026-03-11");
+        assert_eq!(
+            preset("last_1_days", "2026-03-11T15:00:00Z").label,
+            "2026-03-11"
+        );
+        assert_eq!(
+            preset("last_month", "2026-03-11T15:00:00Z").label,
+            "February 2026"
+        );
     }
 
     #[test]
@@ -361,10 +452,13 @@ mod tests {
         assert_eq!(span(&w.previous().expect("prev")).0, "2026-01-19T05:00Z");
         let m = preset("last_3_months", "2026-04-11T15:00:00Z");
         assert_eq!(span(&m), s("2026-02-01T05:00Z", "2026-05-01T04:00Z"));
-        assert_eq!(m.label, "February 2026 – April 2026");
+        assert_eq!(
+            m.label,
+            "February 2026 – April 2026 (3 months, the last one in progress)"
+        );
         let prev = m.previous().expect("prev");
         assert_eq!(span(&prev), s("2025-11-01T04:00Z", "2026-02-01T05:00Z"));
-        assert_eq!(prev.label, "November 2025 – January 2026");
+        assert_eq!(prev.label, "November 2025 – January 2026 (3 months)");
         // Three months that make a quarter are labelled as one.
         let q = preset("last_3_months", "2026-03-11T15:00:00Z");
         assert_eq!(q.label, "Q1 2026");
@@ -397,14 +491,17 @@ mod tests {
     fn year_to_date_and_its_comparison_a_year_earlier() {
         let ytd = preset("year_to_date", "2026-03-11T15:00:00Z");
         assert_eq!(span(&ytd), s("2026-01-01T05:00Z", "2026-03-12T04:00Z"));
-        assert_eq!(ytd.label, "2026-01-01 – 2026-03-11");
+        assert_eq!(
+            ytd.label,
+            "2026-01-01 – 2026-03-11 (70 days, the last one in progress)"
+        );
         let prev = ytd.previous().expect("prev");
         assert_eq!(prev, ytd.same_period_last_year().expect("yoy"));
         assert_eq!(span(&prev), s("2025-01-01T05:00Z", "2025-03-12T04:00Z"));
         // A leap day: through Feb 29 2024 → through Feb 28 2023.
         let leap = preset("year_to_date", "2024-02-29T15:00:00Z");
         let before = leap.same_period_last_year().expect("yoy");
-        assert_eq!(before.label, "2023-01-01 – 2023-02-28");
+        assert_eq!(before.label, "2023-01-01 – 2023-02-28 (59 days)");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! window, the company's zone and "now". Every number in a file comes from those values or
 //! from [`crate::analysis`]; nothing is invented.
 
+use crate::analysis::text::{is_currency_code, DEFAULT_CURRENCY};
 use crate::analysis::{self, Bucket, GroupChange, Insight, KlipSeries, NumberStyle, Point, Window};
 use crate::klip::{KlipValue, Range, Status, TimeBucket};
 use crate::records::Klip;
@@ -29,8 +30,12 @@ pub struct Section {
     pub higher_is_better: bool,
     /// The range the value covers (`last_30_days`, ...), if any.
     pub window: Option<String>,
-    /// The range's days in the company's zone (`2026-10-29 – 2026-12-02`, `March 2026`).
+    /// The range's days in the company's zone (`2026-10-29 – 2026-12-02 (35 days, the last
+    /// one in progress)`, `March 2026`).
     pub period: Option<String>,
+    /// The ISO 4217 code of a `currency` Klip's amounts: its `display.currency`, else the
+    /// company's ([`company_currency`]). `None` for other formats.
+    pub currency: Option<String>,
     pub value: KlipValue,
     pub insights: Vec<Insight>,
 }
@@ -66,6 +71,7 @@ fn series_of(
     previous_groups: &[crate::klip::Group],
     window: Option<&str>,
     tz: Tz,
+    currency: &str,
     now: DateTime<Utc>,
 ) -> KlipSeries {
     let bucket = match klip.query.time_bucket {
@@ -91,6 +97,7 @@ fn series_of(
         });
     let mut series = KlipSeries::new(&klip.meta.id, &klip.meta.name, bucket, span);
     series.format = klip.display.format.clone();
+    series.unit = NumberStyle::of(klip.display.format.as_deref(), currency).unit;
     series.points = points;
     series.groups = value
         .groups
@@ -173,8 +180,35 @@ pub struct Cover<'a> {
     pub window: Option<&'a str>,
 }
 
-/// Builds the document from each Klip and the value computed for the run.
+/// The company's currency, for `currency` Klips without `display.currency`: its `currency`
+/// property (a client's `properties`, set with `PUT /clients/{id}/properties`) when that is
+/// an ISO 4217 code (`"eur"` is read as `EUR`), else [`DEFAULT_CURRENCY`] (USD).
+pub fn company_currency(
+    properties: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> String {
+    properties
+        .get("currency")
+        .and_then(serde_json::Value::as_str)
+        .map(|code| code.trim().to_ascii_uppercase())
+        .filter(|code| is_currency_code(code))
+        .unwrap_or_else(|| DEFAULT_CURRENCY.to_owned())
+}
+
+/// Builds the document from each Klip and the value computed for the run, with amounts of
+/// `currency` Klips that name no currency in USD; see [`build_with_currency`].
 pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) -> Document {
+    build_with_currency(cover, klips, tz, DEFAULT_CURRENCY, now)
+}
+
+/// Builds the document from each Klip and the value computed for the run; `currency` (the
+/// company's, [`company_currency`]) is the currency of `currency` Klips that name none.
+pub fn build_with_currency(
+    cover: &Cover<'_>,
+    klips: &[Computed],
+    tz: Tz,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> Document {
     let mut sections = Vec::with_capacity(klips.len());
     let mut all_series = Vec::with_capacity(klips.len());
     for Computed {
@@ -188,7 +222,21 @@ pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) 
             .window
             .map(str::to_owned)
             .or_else(|| klip.query.range.map(Range::name));
-        let mut series = series_of(klip, value, previous_groups, window.as_deref(), tz, now);
+        let klip_currency = klip
+            .display
+            .currency
+            .as_deref()
+            .filter(|code| is_currency_code(code))
+            .unwrap_or(currency);
+        let mut series = series_of(
+            klip,
+            value,
+            previous_groups,
+            window.as_deref(),
+            tz,
+            klip_currency,
+            now,
+        );
         series.previous_year = *previous_year;
         let period = series
             .window
@@ -204,6 +252,8 @@ pub fn build(cover: &Cover<'_>, klips: &[Computed], tz: Tz, now: DateTime<Utc>) 
             higher_is_better: klip.display.higher_is_better,
             window,
             period,
+            currency: (klip.display.format.as_deref() == Some("currency"))
+                .then(|| klip_currency.to_owned()),
             value: value.clone(),
             insights: Vec::new(),
         });
@@ -284,10 +334,24 @@ fn escape(text: &str) -> String {
 }
 
 pub(crate) fn style(section: &Section) -> NumberStyle {
-    NumberStyle {
-        format: section.format.clone(),
-        ..NumberStyle::default()
-    }
+    NumberStyle::of(
+        section.format.as_deref(),
+        section.currency.as_deref().unwrap_or(DEFAULT_CURRENCY),
+    )
+}
+
+/// When a document was made, in its zone: `2026-12-01 07:00 EST (America/New_York)`; a
+/// zone name never labels a UTC time.
+pub(crate) fn generated_line(document: &Document) -> String {
+    let zone: Tz = document.timezone.parse().unwrap_or(chrono_tz::UTC);
+    format!(
+        "{} ({})",
+        document
+            .generated_at
+            .with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M %Z"),
+        zone.name()
+    )
 }
 
 /// A line chart of the series, as inline SVG.
@@ -501,7 +565,7 @@ h1{{font-size:1.6rem;margin:0 0 .25rem}} h2{{font-size:1.15rem;margin:0 0 .5rem}
 @media print{{body{{margin:0}} section{{border-color:#adb5bd}}}}
 </style></head><body>
 <h1>{title}</h1>
-<p class="meta">{description}Generated {generated} ({tz}).</p>
+<p class="meta">{description}Generated <time datetime="{generated_utc}">{generated}</time>.</p>
 {body}
 </body></html>
 "##,
@@ -511,8 +575,8 @@ h1{{font-size:1.6rem;margin:0 0 .25rem}} h2{{font-size:1.15rem;margin:0 0 .5rem}
             .as_deref()
             .map(|d| format!("{}. ", escape(d)))
             .unwrap_or_default(),
-        generated = crate::time::rfc3339(document.generated_at),
-        tz = escape(&document.timezone),
+        generated_utc = crate::time::rfc3339(document.generated_at),
+        generated = escape(&generated_line(document)),
     )
 }
 
@@ -588,6 +652,194 @@ mod tests {
         assert!(pdf.starts_with(b"%PDF-") && pdf.ends_with(b"%%EOF\n") || pdf.ends_with(b"%%EOF"));
         let text = String::from_utf8_lossy(&pdf);
         assert!(text.contains("/Type /Page") && text.contains("/BaseFont /Helvetica"));
+    }
+
+    /// Daily amounts for `last_30_days` as of 2026-12-06 10:00 in New York (29 complete
+    /// days and today's), with a spike on 2026-11-20.
+    fn thirty_days() -> (
+        Vec<serde_json::Map<String, serde_json::Value>>,
+        DateTime<Utc>,
+    ) {
+        let first = NaiveDate::from_ymd_opt(2026, 11, 7).unwrap();
+        let rows = (0..30u64)
+            .map(|i| {
+                let day = first + chrono::Days::new(i);
+                let n = if i == 13 {
+                    4000.0
+                } else {
+                    1000.0 + (i % 3) as f64
+                };
+                json!({"day": day.format("%Y-%m-%d").to_string(), "n": n})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            })
+            .collect();
+        (rows, Utc.with_ymd_and_hms(2026, 12, 6, 15, 0, 0).unwrap())
+    }
+
+    #[test]
+    fn currency_klips_show_their_currency_or_the_companys() {
+        let (rows, now) = thirty_days();
+        let tz = chrono_tz::America::New_York;
+        let query = json!({"value": "n", "aggregate": "sum", "time_column": "day",
+                           "time_bucket": "day", "range": "last_30_days"});
+        let mut euros = klip(
+            query.clone(),
+            json!({"format": "currency", "currency": "EUR", "target": 50000}),
+        );
+        euros.meta.id = "e".repeat(32);
+        euros.meta.name = "Revenue".into();
+        let mut company = klip(query.clone(), json!({"format": "currency"}));
+        company.meta.id = "c".repeat(32);
+        company.meta.name = "Costs".into();
+        let mut rupees = klip(
+            query.clone(),
+            json!({"format": "currency", "currency": "INR"}),
+        );
+        rupees.meta.id = "a".repeat(32);
+        let mut plain = klip(query, json!({"format": "number", "currency": "EUR"}));
+        plain.meta.id = "b".repeat(32);
+        let cover = Cover {
+            report_id: "r",
+            title: "Money",
+            description: None,
+            window: None,
+        };
+        let computed: Vec<Computed> = [&euros, &company, &rupees, &plain]
+            .into_iter()
+            .map(|k| compute(k, &rows, None, tz, now))
+            .collect();
+        let doc = build_with_currency(&cover, &computed, tz, "GBP", now);
+        let codes: Vec<Option<&str>> = doc.sections.iter().map(|s| s.currency.as_deref()).collect();
+        assert_eq!(codes, [Some("EUR"), Some("GBP"), Some("INR"), None]);
+        // The sentences: the spike of each Klip in its own currency.
+        let spike = |i: usize| {
+            doc.sections[i]
+                .insights
+                .iter()
+                .find(|x| x.kind == analysis::InsightType::Anomaly)
+                .map(|x| x.text.clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            spike(0).starts_with("Revenue: €4,000 on 2026-11-20"),
+            "{}",
+            spike(0)
+        );
+        assert!(
+            spike(1).starts_with("Costs: £4,000 on 2026-11-20"),
+            "{}",
+            spike(1)
+        );
+        assert!(spike(2).contains("₹4,000"), "{}", spike(2));
+        assert!(spike(3).contains(": 4,000 on"), "{}", spike(3));
+        // The page: value, change, target and chart labels.
+        let html = String::from_utf8(render(&doc, ReportFormat::Html).unwrap()).unwrap();
+        let total = format!(
+            "€{}",
+            analysis::text::format_number(doc.sections[0].value.current.unwrap())
+        );
+        assert!(
+            html.contains(&format!("<span class=\"value\">{total}</span>")),
+            "{html}"
+        );
+        assert!(
+            html.contains("(target €50,000)") && html.contains("£4,000"),
+            "{html}"
+        );
+        assert!(!html.contains("$"), "no dollar anywhere: {html}");
+        // The PDF: € is WinAnsi 0x80, the rupee its code.
+        // (pdf-writer writes a string with a byte over 0x7F in hex.) To look at it:
+        // PULSEBOARD_REPORT_DIR=/tmp/r cargo test -p pulseboard-domain --lib currency, then
+        // pdftoppm -png /tmp/r/currencies.pdf /tmp/r/currencies.
+        let bytes = render(&doc, ReportFormat::Pdf).unwrap();
+        if let Ok(dir) = std::env::var("PULSEBOARD_REPORT_DIR") {
+            let dir = std::path::Path::new(&dir);
+            std::fs::write(dir.join("currencies.pdf"), &bytes).unwrap();
+            std::fs::write(dir.join("currencies.html"), &html).unwrap();
+        }
+        let pdf = String::from_utf8_lossy(&bytes).to_uppercase();
+        let hex = |text: &str| -> String {
+            pdf::encode(text)
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect()
+        };
+        assert_eq!(hex("€50,000"), "8035302C303030");
+        assert!(pdf.contains(&hex("(target €50,000)")), "€50,000 in the PDF");
+        assert!(pdf.contains(&hex("£4,000")), "£4,000 in the PDF");
+        assert!(pdf.contains("INR 4,000"), "₹ is written INR in the PDF");
+        // The company's default: its `currency` property, else USD.
+        let props =
+            |v: serde_json::Value| -> std::collections::BTreeMap<String, serde_json::Value> {
+                serde_json::from_value(v).unwrap()
+            };
+        assert_eq!(company_currency(&props(json!({"currency": "SEK"}))), "SEK");
+        assert_eq!(
+            company_currency(&props(json!({"currency": " eur "}))),
+            "EUR"
+        );
+        assert_eq!(company_currency(&props(json!({"currency": "euro"}))), "USD");
+        assert_eq!(company_currency(&props(json!({"currency": 978}))), "USD");
+        assert_eq!(company_currency(&props(json!({}))), "USD");
+        let usd = build(&cover, &computed[1..2], tz, now);
+        assert_eq!(usd.sections[0].currency.as_deref(), Some("USD"));
+    }
+
+    #[test]
+    fn windows_say_their_partial_day_and_times_are_in_the_zone_they_name() {
+        let (rows, now) = thirty_days();
+        let tz = chrono_tz::America::New_York;
+        let k = klip(
+            json!({"value": "n", "aggregate": "sum", "time_column": "day", "time_bucket": "day"}),
+            json!({}),
+        );
+        let cover = Cover {
+            report_id: "r",
+            title: "Window",
+            description: None,
+            window: Some("last_30_days"),
+        };
+        let doc = build(
+            &cover,
+            &[compute(&k, &rows, Range::parse("last_30_days"), tz, now)],
+            tz,
+            now,
+        );
+        let label = "2026-11-07 – 2026-12-06 (30 days, the last one in progress)";
+        assert_eq!(doc.sections[0].period.as_deref(), Some(label));
+        assert_eq!(
+            window_line("last_30_days", doc.sections[0].period.as_deref()),
+            format!("last 30 days · {label}")
+        );
+        // 15:00 UTC is 10:00 in New York, and is shown as such.
+        assert_eq!(
+            generated_line(&doc),
+            "2026-12-06 10:00 EST (America/New_York)"
+        );
+        let html = String::from_utf8(render(&doc, ReportFormat::Html).unwrap()).unwrap();
+        assert!(
+            html.contains(r#"Generated <time datetime="2026-12-06T15:00:00Z">2026-12-06 10:00 EST (America/New_York)</time>."#),
+            "{html}"
+        );
+        assert!(html.contains(&escape(label)), "{html}");
+        let pdf = String::from_utf8_lossy(&render(&doc, ReportFormat::Pdf).unwrap()).into_owned();
+        assert!(pdf.contains("Generated 2026-12-06 10:00 EST"), "{pdf}");
+        assert!(!pdf.contains("15:00"), "no UTC time in the PDF");
+        // In summer the abbreviation follows (EDT), and UTC is named UTC.
+        let mut summer = doc.clone();
+        summer.generated_at = Utc.with_ymd_and_hms(2026, 7, 1, 15, 0, 0).unwrap();
+        assert_eq!(
+            generated_line(&summer),
+            "2026-07-01 11:00 EDT (America/New_York)"
+        );
+        summer.timezone = "UTC".into();
+        assert_eq!(generated_line(&summer), "2026-07-01 15:00 UTC (UTC)");
+        // Every record sentence counts complete days, never the window's 30 as 29.
+        for insight in &doc.sections[0].insights {
+            assert!(!insight.text.contains("(29 days)"), "{}", insight.text);
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! section that would not fit on the rest of a page starts a new one.
 //!
 //! Text is written in WinAnsi encoding: characters outside it become their nearest ASCII
-//! spelling (`−` → `-`, `≈` → `~`), and line breaking uses Helvetica's character widths.
+//! spelling (`−` → `-`, `≈` → `~`, `₹` → `INR `), and line breaking uses Helvetica's
+//! character widths. The currency symbols `$`, `€` (0x80), `£` (0xA3) and `¥` (0xA5) are in
+//! it.
 
 use super::{status_word, style, Document, Section};
 use crate::analysis::InsightType;
@@ -31,7 +33,7 @@ const WARN: Rgb = (0.90, 0.47, 0.0);
 const BAD: Rgb = (0.79, 0.16, 0.16);
 
 /// A character in WinAnsi encoding, or its ASCII spelling.
-fn encode(text: &str) -> Vec<u8> {
+pub(super) fn encode(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -46,6 +48,8 @@ fn encode(text: &str) -> Vec<u8> {
             '”' => out.push(0x94),
             '…' => out.push(0x85),
             '€' => out.push(0x80),
+            // Not in WinAnsi: the Indian rupee is written as its code.
+            '₹' => out.extend_from_slice(b"INR "),
             '−' => out.push(b'-'),
             '≈' => out.push(b'~'),
             '≥' => out.extend_from_slice(b">="),
@@ -75,6 +79,8 @@ fn advance(c: char, bold: bool) -> f32 {
         '%' => 889.0,
         '+' | '=' | '<' | '>' | '~' => 584.0,
         '—' => 1000.0,
+        // Written `INR ` (see `encode`).
+        '₹' => 278.0 + 667.0 + 667.0 + 278.0,
         'A'..='Z' => 667.0,
         _ => 556.0,
     };
@@ -375,10 +381,7 @@ pub fn render(document: &Document) -> Vec<u8> {
         meta.push_str(d);
         meta.push_str(". ");
     }
-    meta.push_str(&format!(
-        "Generated {} ({}).",
-        document.generated_at, document.timezone
-    ));
+    meta.push_str(&format!("Generated {}.", super::generated_line(document)));
     w.paragraph(&meta, 9.0, false, MUTED, 0.0);
     if !document.highlights.is_empty() {
         w.y -= 6.0;
@@ -440,6 +443,12 @@ mod tests {
     fn text_is_encoded_for_winansi_and_wrapped_to_the_width() {
         assert_eq!(encode("a – b • c ≈ d"), b"a \x96 b \x95 c ~ d");
         assert_eq!(encode("α and β"), b"alpha and beta");
+        assert_eq!(encode("€1 £2 ¥3 CN¥4 $5"), b"\x801 \xa32 \xa53 CN\xa54 $5");
+        assert_eq!(encode("₹1,234"), b"INR 1,234");
+        assert_eq!(
+            text_width("₹1", 10.0, false),
+            text_width("INR 1", 10.0, false)
+        );
         let lines = wrap(&"word ".repeat(60), 10.0, false, 200.0);
         assert!(lines.len() > 5);
         assert!(lines.iter().all(|l| text_width(l, 10.0, false) <= 200.0));
