@@ -297,12 +297,28 @@ fn number(x: Option<f64>) -> String {
     x.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// One row per value, series point and group: `klip_id, klip, kind, x, value`.
+/// A text cell as a spreadsheet may open it safely (OWASP's CSV injection rule): a cell that
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return would be read as a formula
+/// (`=HYPERLINK(…)`, `=cmd|' /C calc'!A0`), so it gets a leading `'`, which spreadsheets
+/// show as text. A number (`-12.5`, `+3`) is left as it is: it is a value, not a formula.
+pub fn csv_text(cell: &str) -> std::borrow::Cow<'_, str> {
+    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula && cell.trim().parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// One row per value, series point and group: `klip_id, klip, kind, x, value`. Every text
+/// cell (the Klip's name, a series label, a group's key) goes through [`csv_text`].
 fn csv(document: &Document) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let _ = writer.write_record(["klip_id", "klip", "measure", "x", "value"]);
     for s in &document.sections {
         let v = &s.value;
+        let name = csv_text(&s.name);
+        let name = name.as_ref();
         for (measure, value) in [
             ("current", v.current),
             ("previous", v.previous),
@@ -311,15 +327,16 @@ fn csv(document: &Document) -> Vec<u8> {
             ("target", s.target),
         ] {
             if value.is_some() {
-                let _ = writer.write_record([&s.klip_id, &s.name, measure, "", &number(value)]);
+                let _ = writer.write_record([s.klip_id.as_str(), name, measure, "", number(value).as_str()]);
             }
         }
         for p in &v.series {
-            let _ = writer.write_record([&s.klip_id, &s.name, "series", &p.x, &p.y.to_string()]);
+            let x = csv_text(&p.x);
+            let _ = writer.write_record([s.klip_id.as_str(), name, "series", x.as_ref(), p.y.to_string().as_str()]);
         }
         for g in &v.groups {
-            let _ =
-                writer.write_record([&s.klip_id, &s.name, "group", &g.key, &g.value.to_string()]);
+            let key = csv_text(&g.key);
+            let _ = writer.write_record([s.klip_id.as_str(), name, "group", key.as_ref(), g.value.to_string().as_str()]);
         }
     }
     writer.into_inner().unwrap_or_default()
@@ -652,6 +669,48 @@ mod tests {
         assert!(pdf.starts_with(b"%PDF-") && pdf.ends_with(b"%%EOF\n") || pdf.ends_with(b"%%EOF"));
         let text = String::from_utf8_lossy(&pdf);
         assert!(text.contains("/Type /Page") && text.contains("/BaseFont /Helvetica"));
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_text() {
+        for formula in ["=cmd|' /C calc'!A0", "=HYPERLINK(\"http://x\",\"y\")", "+A1", "-A1+1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(csv_text(formula), format!("'{formula}"), "{formula:?}");
+        }
+        for kept in ["Revenue", "-12.5", "+3", "2026-11-20", "a=b", ""] {
+            assert_eq!(csv_text(kept), kept);
+        }
+        let k = klip(
+            json!({"value": "n", "aggregate": "sum", "time_column": "day", "time_bucket": "day"}),
+            json!({}),
+        );
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let tz = chrono_tz::America::New_York;
+        let cover = Cover {
+            report_id: "r",
+            title: "t",
+            description: None,
+            window: None,
+        };
+        let mut doc = build(
+            &cover,
+            &[compute(&k, &rows_with_spike(), None, tz, now)],
+            tz,
+            now,
+        );
+        doc.sections[0].name = "=HYPERLINK(\"http://evil\")".into();
+        doc.sections[0].value.groups = vec![crate::klip::Group {
+            key: "@SUM(1+1)".into(),
+            value: -4.0,
+        }];
+        let csv = String::from_utf8(render(&doc, ReportFormat::Csv).unwrap()).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        for record in reader.records() {
+            let record = record.unwrap();
+            for cell in [&record[1], &record[3]] {
+                assert!(!cell.starts_with(['=', '+', '-', '@']), "{csv}");
+            }
+        }
+        assert!(csv.contains("group,'@SUM(1+1),-4"), "{csv}");
     }
 
     /// Daily amounts for `last_30_days` as of 2026-12-06 10:00 in New York (29 complete
