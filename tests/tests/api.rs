@@ -24,6 +24,7 @@ mod api {
     mod races;
     mod reports;
     mod schedules;
+    mod sizes;
     mod statuses;
     mod table;
     mod template;

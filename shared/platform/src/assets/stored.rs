@@ -453,10 +453,58 @@ pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
     Ok(())
 }
 
-/// Stores a Klip's value as it is (also a failure such as a deleted data source).
+/// Stores a Klip's value as it is (also a failure such as a deleted data source). A value
+/// too large to be stored with its Klip (a grouped Klip with 30,000 keys) is stored as a
+/// Klip error that says so ([`fitted`]): the same rows would give the same value, so
+/// retrying could never succeed.
 pub async fn save_value(state: &AppState, klip: &Klip, value: KlipValue) -> ApiResult<KlipValue> {
-    state.store.assets().set_klip_value(klip, &value).await?;
-    Ok(value)
+    let value = fitted(klip, value)?;
+    match state.store.assets().set_klip_value(klip, &value).await {
+        Ok(()) => Ok(value),
+        // The Klip grew meanwhile (annotations): the value no longer fits beside it.
+        Err(ApiError::PayloadTooLarge(_)) if value.error.is_none() => {
+            let failed = too_large(&value, crate::store::MAX_ITEM_BYTES);
+            state.store.assets().set_klip_value(klip, &failed).await?;
+            Ok(failed)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `value`, or a Klip error in its place when it would take the Klip's item past
+/// [`crate::store::MAX_ITEM_BYTES`].
+fn fitted(klip: &Klip, value: KlipValue) -> ApiResult<KlipValue> {
+    use crate::store::{attribute_size, item_size, to_attribute, MAX_ITEM_BYTES};
+    let size = attribute_size(&to_attribute("value", &value)?);
+    if size < MAX_ITEM_BYTES / 2 {
+        return Ok(value);
+    }
+    let mut rest = klip.clone();
+    rest.value = None;
+    let rest: crate::store::Item = serde_dynamo::to_item(&rest)
+        .map_err(|e| ApiError::internal(format!("encoding item: {e}")))?;
+    // The key attributes and the value's name come on top.
+    let room = MAX_ITEM_BYTES.saturating_sub(item_size(&rest) + 256);
+    if size <= room {
+        return Ok(value);
+    }
+    tracing::info!(klip = %klip.meta.id, size, room, "a Klip value too large to store");
+    Ok(too_large(&value, size))
+}
+
+/// The Klip error stored instead of a value of `size` bytes.
+fn too_large(value: &KlipValue, size: usize) -> KlipValue {
+    let message = format!(
+        "the value is too large to store ({} KB: {} series points, {} groups; a Klip holds at most {} KB): narrow the query with filters, a limit or a coarser time_bucket",
+        size.div_ceil(1024),
+        value.series.len(),
+        value.groups.len(),
+        crate::store::MAX_ITEM_BYTES / 1024,
+    );
+    KlipValue {
+        data_version: value.data_version,
+        ..KlipValue::failed(message, value.computed_at)
+    }
 }
 
 /// Recomputes one Klip from its data source's current rows (streamed from storage) and

@@ -119,6 +119,19 @@ where
             ApiError::Unavailable(format!("the {service} is unavailable; retry shortly"))
         }
         SdkError::ServiceError(failure)
+            if failure.err().code() == Some("ValidationException")
+                && failure
+                    .err()
+                    .message()
+                    .is_some_and(|m| m.contains("Item size")) =>
+        {
+            // An update that would take an item past 400 KB (whole writes are checked
+            // before, see `fits_in_an_item`): the request's data is too large, not our fault.
+            ApiError::PayloadTooLarge(format!(
+                "this change would make a stored record larger than the database's 400 KB ({operation})"
+            ))
+        }
+        SdkError::ServiceError(failure)
             if failure.err().code().is_some_and(|c| RETRYABLE.contains(&c)) =>
         {
             tracing::warn!(
@@ -141,6 +154,8 @@ pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, ApiError> {
 
 /// The item for `value` stored under `key` (plus any extra attributes such as `gsi1pk`).
 /// A number the database cannot store is a 400 naming where it is (see [`storable`]).
+/// An item over [`MAX_ITEM_BYTES`] is a 413 naming its largest fields (see
+/// [`fits_in_an_item`]).
 pub fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item, ApiError> {
     let mut item: Item = serde_dynamo::to_item(value)
         .map_err(|e| ApiError::internal(format!("encoding item: {e}")))?;
@@ -148,7 +163,83 @@ pub fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item, ApiError> {
         storable(name, attribute)?;
     }
     item.extend(key.to_item());
+    fits_in_an_item(&item)?;
     Ok(item)
+}
+
+/// The largest item Pulseboard writes: DynamoDB refuses items over 400 KB (a `ValidationException`
+/// that was a 500), and a margin leaves room for the small updates an item gets after a
+/// whole write (a version, a counter, a link).
+pub const MAX_ITEM_BYTES: usize = 390 * 1024;
+
+/// The size DynamoDB counts for an item: each attribute's name and value (see
+/// [`attribute_size`]).
+pub fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + attribute_size(value))
+        .sum()
+}
+
+/// The size DynamoDB counts for a value (its documented rules, rounded up): text and bytes
+/// their length, a number about one byte per two digits plus one, a list or map 3 bytes plus
+/// one per element plus the elements (and a map's keys).
+pub fn attribute_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(text) => text.len(),
+        AttributeValue::N(number) => number.len() / 2 + 2,
+        AttributeValue::B(bytes) => bytes.as_ref().len(),
+        AttributeValue::Ss(set) => set.iter().map(String::len).sum(),
+        AttributeValue::Ns(set) => set.iter().map(|n| n.len() / 2 + 2).sum(),
+        AttributeValue::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::L(list) => 3 + list.iter().map(|v| 1 + attribute_size(v)).sum::<usize>(),
+        AttributeValue::M(map) => {
+            3 + map
+                .iter()
+                .map(|(k, v)| 1 + k.len() + attribute_size(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
+/// Refuses an item over [`MAX_ITEM_BYTES`] with a 413 that names its largest fields (a map's
+/// largest entry when it holds most of it: `properties.headers`), so the caller knows what
+/// to shorten, before the database refuses it.
+pub fn fits_in_an_item(item: &Item) -> Result<(), ApiError> {
+    let size = item_size(item);
+    if size <= MAX_ITEM_BYTES {
+        return Ok(());
+    }
+    let mut fields: Vec<(String, usize)> = item
+        .iter()
+        .map(|(name, value)| (largest_path(name, value), attribute_size(value)))
+        .collect();
+    fields.sort_by(|a, b| b.1.cmp(&a.1));
+    let named: Vec<String> = fields
+        .iter()
+        .take(2)
+        .map(|(path, bytes)| format!("{path} ({} KB)", bytes.div_ceil(1024)))
+        .collect();
+    Err(ApiError::PayloadTooLarge(format!(
+        "this would be stored as {} KB, over the {} KB one record may hold: {} is the largest; shorten it",
+        size.div_ceil(1024),
+        MAX_ITEM_BYTES / 1024,
+        named.join(", then "),
+    )))
+}
+
+/// `name`, or within a map the path to the entry that holds most of it.
+fn largest_path(name: &str, value: &AttributeValue) -> String {
+    let AttributeValue::M(map) = value else {
+        return name.to_owned();
+    };
+    let total = attribute_size(value);
+    match map.iter().max_by_key(|(_, v)| attribute_size(v)) {
+        Some((key, v)) if attribute_size(v) * 2 > total => {
+            largest_path(&format!("{name}.{key}"), v)
+        }
+        _ => name.to_owned(),
+    }
 }
 
 /// `value` as one attribute stored as `name` (what the 400 names if a number in it cannot be
