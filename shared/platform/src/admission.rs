@@ -325,6 +325,9 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         client.clone().unwrap_or_else(|| claimed.company_id.clone()),
         now,
     );
+    if let (Some(key), None) = (&claimed.key, client.as_deref()) {
+        claimed.key_use_on_own_item = !state.limiter.key_fits(&admission.company, &key.key_id, now);
+    }
     admission.key_use =
         crate::auth::verify::key_use_counted(&claimed, client.as_deref()).map(str::to_owned);
     tracing::Span::current().record("company", admission.company.as_str());

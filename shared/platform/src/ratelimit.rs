@@ -138,6 +138,9 @@ pub struct RateLimiter {
     counting: Mutex<HashMap<String, Counting>>,
     /// Woken whenever an entered request settles.
     settled: tokio::sync::Notify,
+    /// company → the day its counter item was last seen on and the keys whose uses it holds
+    /// (see [`RateLimiter::key_fits`]).
+    day_keys: Mutex<HashMap<String, (chrono::NaiveDate, Vec<String>)>>,
 }
 
 /// A company's requests counting in one second, as this instance sees them.
@@ -250,6 +253,34 @@ impl RateLimiter {
         }
     }
 
+    /// Whether a use of `key_id` may be counted on `company`'s day counter item: the key is
+    /// already on it, or (as this instance last saw the item today) it holds fewer than
+    /// [`crate::store::counters::KEYS_PER_DAY_ITEM`] keys. Past that, every further key
+    /// would grow the item over one write unit for all of the company's requests that day,
+    /// so its uses go to its own item.
+    pub fn key_fits(&self, company: &str, key_id: &str, now: DateTime<Utc>) -> bool {
+        let today = NewYorkDay::containing(now).date;
+        let Ok(day_keys) = self.day_keys.lock() else {
+            return true;
+        };
+        match day_keys.get(company) {
+            Some((day, keys)) if *day == today => {
+                keys.len() < crate::store::counters::KEYS_PER_DAY_ITEM
+                    || keys.iter().any(|k| k == key_id)
+            }
+            _ => true,
+        }
+    }
+
+    fn remember_day_keys(&self, company: &str, day: chrono::NaiveDate, keys: Vec<String>) {
+        if let Ok(mut day_keys) = self.day_keys.lock() {
+            if day_keys.len() >= 10_000 {
+                day_keys.clear();
+            }
+            day_keys.insert(company.to_owned(), (day, keys));
+        }
+    }
+
     /// Notes the count of the second an admitted request came back with.
     fn observe(&self, company: &str, counted: &Counted) {
         if let Ok(mut counting) = self.counting.lock() {
@@ -297,6 +328,7 @@ impl RateLimiter {
             {
                 Ok(counts) => {
                     self.remember_second(company, counted_second);
+                    self.remember_day_keys(company, day.date, counts.keys);
                     return Ok(Counted {
                         second: counted_second,
                         in_second: counts.in_second,

@@ -275,3 +275,48 @@ async fn a_days_uses_move_to_the_key_when_its_counter_item_expires() {
     use_key(&app, secret, "/profile", 1).await;
     assert_eq!(uses_shown(&app, id).await, 4);
 }
+
+/// A company's day counter item holds the uses of at most 8 keys: with more it would cost
+/// two write units on every request of the company for the rest of the day. The uses of the
+/// keys past those go to the keys' own items, and every key's `usage_count` is still right.
+#[tokio::test]
+async fn a_day_counter_item_keeps_8_keys_and_the_uses_of_more_still_count() {
+    let app = TestApp::spawn().await;
+    let mut keys = Vec::new();
+    for i in 0..12 {
+        let key = app.create_key(json!({"name": format!("key {i}")})).await;
+        keys.push((
+            key["id"].as_str().unwrap().to_owned(),
+            key["key"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for (i, (_, secret)) in keys.iter().enumerate() {
+        for _ in 0..=i % 3 {
+            let r = app.call("GET", "/profile", secret, None).await;
+            assert_eq!(r.status(), 200);
+        }
+    }
+    let date = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::New_York)
+        .date_naive()
+        .to_string();
+    let counter = platform::store::keys::rate_day(&app.company.company_id, &date);
+    let item = app.state.store.raw_item(&counter).await.unwrap().unwrap();
+    let held = item.keys().filter(|name| name.starts_with("u#")).count();
+    // The bootstrap key (used by create_key) and 7 of the new ones.
+    assert_eq!(
+        held,
+        platform::store::counters::KEYS_PER_DAY_ITEM,
+        "{item:?}"
+    );
+    assert!(platform::store::item_size(&item) < 1024, "{item:?}");
+    for (i, (id, _)) in keys.iter().enumerate() {
+        let (status, shown) = json(app.get(&format!("/api-keys/{id}")).await).await;
+        assert_eq!(status, 200, "{shown}");
+        assert_eq!(
+            shown["data"]["usage_count"],
+            (i % 3 + 1) as u64,
+            "key {i}: {shown}"
+        );
+    }
+}

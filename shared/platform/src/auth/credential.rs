@@ -72,6 +72,10 @@ pub struct Claimed {
     pub fingerprint: Option<String>,
     /// A token's session epoch (checked against the user's by verification).
     pub session_epoch: Option<u64>,
+    /// The key's use goes on its own item, not on the company's day counter item, because
+    /// that item already holds as many keys as it keeps (set by admission, see
+    /// [`crate::ratelimit::RateLimiter::key_fits`]).
+    pub key_use_on_own_item: bool,
 }
 
 /// Who `credential` claims to be: a key hash lookup (remembered), a token's signature, or
@@ -105,6 +109,7 @@ pub async fn claim(
                 fingerprint: Some(format!("key:{hash}")),
                 key: Some(record),
                 session_epoch: None,
+                key_use_on_own_item: false,
             })
         }
         Credential::Jwt(token) => {
@@ -115,6 +120,7 @@ pub async fn claim(
                 key: None,
                 fingerprint: Some(format!("jwt:{}", claims.jti)),
                 session_epoch: Some(claims.sep),
+                key_use_on_own_item: false,
             })
         }
         Credential::Basic { email, password } => {
@@ -134,6 +140,7 @@ pub async fn claim(
                 key: None,
                 fingerprint: None,
                 session_epoch: None,
+                key_use_on_own_item: false,
             })
         }
     }

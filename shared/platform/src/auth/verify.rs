@@ -15,12 +15,14 @@ use chrono::{DateTime, Utc};
 use domain::CompanyStatus;
 
 /// The API key whose use is counted in the company's rate counter item, by the request's
-/// counter update: a key acting in its own company. One acting in a client account
-/// (`client_id=`) is counted in the client's item, so its use is written to the key's own
-/// item instead ([`use_key`]).
+/// counter update: a key acting in its own company, while that item has room for it. One
+/// acting in a client account (`client_id=`) is counted in the client's item, and one beyond
+/// the keys a day item keeps ([`Claimed::key_use_on_own_item`]) would make every request of
+/// the company pay two write units: their uses are written to the key's own item instead
+/// ([`use_key`]).
 pub fn key_use_counted<'a>(claimed: &'a Claimed, client: Option<&str>) -> Option<&'a str> {
     match (&claimed.key, client) {
-        (Some(key), None) => Some(key.key_id.as_str()),
+        (Some(key), None) if !claimed.key_use_on_own_item => Some(key.key_id.as_str()),
         _ => None,
     }
 }

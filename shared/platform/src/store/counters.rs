@@ -15,18 +15,26 @@ impl Store {
 }
 
 /// The counts after adding one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counts {
     /// Requests in the counted second.
     pub in_second: i64,
     /// Requests today.
     pub today: i64,
+    /// The keys whose uses the day item holds (see [`uses_attribute`]).
+    pub keys: Vec<String>,
 }
+
+/// How many keys' uses a day counter item keeps: with the request counts, 8 keys (about 78
+/// bytes each) keep it under 1 KB, one write unit, with room for a few more that instances
+/// deciding at once may add. The uses of any further key that day go to the key's own item
+/// (see `crate::auth::verify::key_use_counted`).
+pub const KEYS_PER_DAY_ITEM: usize = 8;
 
 /// A day counter item also counts the requests each API key of its company made that day
 /// (when counted against that company): `u#{key}` is how many, `l#{key}` the last one's
 /// time (Unix seconds: a number is shorter than the text, and every byte of the item is
-/// paid on every request of the company; with both, about 12 keys used in a day keep the
+/// paid on every request of the company; with both, the [`KEYS_PER_DAY_ITEM`] keys it keeps leave the
 /// item within one write unit). Keeping a key's uses there costs no write of its own: the request's
 /// counter update carries them.
 pub fn uses_attribute(key_id: &str) -> String {
@@ -123,7 +131,8 @@ impl RateCounters<'_> {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":s", n(second))
             .expression_attribute_values(":ttl", n(ttl))
-            .return_values(ReturnValue::UpdatedNew)
+            // The whole item: which keys it holds (a return value costs no capacity).
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         // The key's use rides along: `ADD #u :one SET #l = :now`.
         let (add_use, set_last, request) = match key_use {
@@ -156,6 +165,11 @@ impl RateCounters<'_> {
                 Ok(Counts {
                     in_second: number(&attributes, "c").unwrap_or(1),
                     today: number(&attributes, "n").unwrap_or(1),
+                    keys: attributes
+                        .keys()
+                        .filter_map(|name| name.strip_prefix("u#"))
+                        .map(str::to_owned)
+                        .collect(),
                 })
             }
             Err(e) => match e.as_service_error() {
