@@ -373,7 +373,8 @@ async fn page(
     let html = match state.published_pages.get(&key) {
         Some(html) => html,
         None => {
-            let html = std::sync::Arc::new(render_page(state, dashboard, &instances, &klips, zone)?);
+            let html =
+                std::sync::Arc::new(render_page(state, dashboard, &instances, &klips, zone)?);
             state.published_pages.insert(key, html.clone());
             html
         }
@@ -407,7 +408,10 @@ fn page_key(
     for instance in instances {
         let _ = write!(key, "|{}", instance.klip_id);
         if let Some(klip) = klips.get(&instance.klip_id) {
-            let computed = klip.value.as_ref().map(|v| v.computed_at.timestamp_micros());
+            let computed = klip
+                .value
+                .as_ref()
+                .map(|v| v.computed_at.timestamp_micros());
             let _ = write!(key, "@{}:{computed:?}", klip.meta.version);
         }
     }

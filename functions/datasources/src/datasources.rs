@@ -5,7 +5,6 @@ use crate::content;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use platform::connector::valid_json_path;
 use domain::records::{Datasource, DatasourceProperties, Klip, HEADER_MASK};
 use domain::{Connector, Format};
 use platform::assets::{
@@ -13,6 +12,7 @@ use platform::assets::{
     resource, save, view, Meta,
 };
 use platform::auth::Caller;
+use platform::connector::valid_json_path;
 use platform::envelope;
 use platform::extract::{nullable, JsonBody, NoParams, Query};
 use platform::paging::Listing;

@@ -396,8 +396,8 @@ async fn a_deleted_dashboard_is_a_404() {
 }
 
 #[tokio::test]
-async fn published_links_need_no_credentials_count_apart_from_the_owner_and_stop_when_revoked_or_expired()
-{
+async fn published_links_need_no_credentials_count_apart_from_the_owner_and_stop_when_revoked_or_expired(
+) {
     let app = TestApp::spawn().await;
     let dash = created(&app, "/dashboards", json!({"name": "Public KPIs"})).await;
     let id = dash["id"].as_str().unwrap().to_owned();

@@ -344,9 +344,15 @@ async fn a_held_refresh_with_a_key_revoked_since_is_a_401_and_reaches_no_endpoin
     let (status, klip) = json(app.post("/klips", klip).await).await;
     assert_eq!(status, 201, "{klip}");
     let id = dashboard(&app).await;
-    let instances = json!({"klips": [{"klip_id": klip["data"]["id"], "region": "main", "position": 0}]});
+    let instances =
+        json!({"klips": [{"klip_id": klip["data"]["id"], "region": "main", "position": 0}]});
     let path = format!("/dashboards/{id}/klip-instances");
-    assert_eq!(app.call("PUT", &path, app.key(), Some(instances)).await.status(), 200);
+    assert_eq!(
+        app.call("PUT", &path, app.key(), Some(instances))
+            .await
+            .status(),
+        200
+    );
 
     let key = app.create_key(json!({"name": "to revoke"})).await;
     let secret = key["key"].as_str().unwrap().to_owned();
@@ -358,7 +364,19 @@ async fn a_held_refresh_with_a_key_revoked_since_is_a_401_and_reaches_no_endpoin
     let before = hits.load(Ordering::SeqCst);
     assert!(before >= 2, "the refreshes fetched: {before}");
     let revoke = format!("/api-keys/{}", key["id"].as_str().unwrap());
-    assert_eq!(app.call("DELETE", &revoke, app.key(), None).await.status(), 200);
-    expect_error(app.call("POST", &refresh, &secret, None).await, 401, "unauthorized").await;
-    assert_eq!(hits.load(Ordering::SeqCst), before, "a refused refresh fetched");
+    assert_eq!(
+        app.call("DELETE", &revoke, app.key(), None).await.status(),
+        200
+    );
+    expect_error(
+        app.call("POST", &refresh, &secret, None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        before,
+        "a refused refresh fetched"
+    );
 }

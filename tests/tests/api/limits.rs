@@ -463,8 +463,11 @@ async fn anonymous_views_of_a_published_link_never_use_up_the_owners_requests() 
     let id = dash["data"]["id"].as_str().unwrap().to_owned();
     let mut tokens = Vec::new();
     for _ in 0..2 {
-        let (status, link) =
-            json(app.post(&format!("/dashboards/{id}/published-links"), json!({})).await).await;
+        let (status, link) = json(
+            app.post(&format!("/dashboards/{id}/published-links"), json!({}))
+                .await,
+        )
+        .await;
         assert_eq!(status, 201, "{link}");
         tokens.push(link["data"]["token"].as_str().unwrap().to_owned());
     }

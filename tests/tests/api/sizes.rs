@@ -25,7 +25,12 @@ async fn too_large(response: reqwest::Response, field: &str) {
 #[tokio::test]
 async fn a_grouped_klip_with_30000_keys_stores_a_klip_error_not_a_500() {
     let app = TestApp::spawn().await;
-    let ds = created(&app, "/datasources", json!({"name": "Many", "format": "csv"})).await;
+    let ds = created(
+        &app,
+        "/datasources",
+        json!({"name": "Many", "format": "csv"}),
+    )
+    .await;
     let mut csv = String::from("customer,sales\n");
     for i in 0..30_000 {
         csv.push_str(&format!("customer-with-a-long-name-{i:05},{i}\n"));
@@ -48,7 +53,11 @@ async fn a_grouped_klip_with_30000_keys_stores_a_klip_error_not_a_500() {
     assert!(error.contains("too large to store"), "{}", klip["value"]);
     assert!(error.contains("30000 groups"), "{error}");
     // The stored Klip reads back with that error.
-    let (status, read) = json(app.get(&format!("/klips/{}", klip["id"].as_str().unwrap())).await).await;
+    let (status, read) = json(
+        app.get(&format!("/klips/{}", klip["id"].as_str().unwrap()))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(read["data"]["value"]["error"], klip["value"]["error"]);
     // With a limit it fits.
@@ -74,7 +83,12 @@ async fn annotations_past_what_a_klip_can_hold_are_a_413_naming_them() {
     let mut refused = None;
     for i in 0..60 {
         let response = app
-            .call("POST", &path, app.key(), Some(json!({"date": "2026-11-20", "text": text})))
+            .call(
+                "POST",
+                &path,
+                app.key(),
+                Some(json!({"date": "2026-11-20", "text": text})),
+            )
             .await;
         if response.status() != 201 {
             refused = Some((i, response));
@@ -111,8 +125,16 @@ async fn client_properties_of_500_kb_are_a_413_naming_them() {
     let properties: serde_json::Map<String, Value> = (0..50)
         .map(|i| (format!("p{i}"), json!("x".repeat(10_000))))
         .collect();
-    too_large(put(&app, &path, json!({"properties": properties})).await, "properties").await;
+    too_large(
+        put(&app, &path, json!({"properties": properties})).await,
+        "properties",
+    )
+    .await;
     let (status, stored) = json(app.get(&path).await).await;
     assert_eq!(status, 200);
-    assert_eq!(stored["data"]["properties"], json!({}), "nothing was stored");
+    assert_eq!(
+        stored["data"]["properties"],
+        json!({}),
+        "nothing was stored"
+    );
 }

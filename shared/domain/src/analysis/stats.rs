@@ -520,7 +520,11 @@ mod tests {
             }
         }
         let exact = median(&all).expect("median");
-        assert!((sampled.slope - exact).abs() < 0.01, "{} vs {exact}", sampled.slope);
+        assert!(
+            (sampled.slope - exact).abs() < 0.01,
+            "{} vs {exact}",
+            sampled.slope
+        );
         // The same series, the same line; and 8,000 points stay bounded.
         assert_eq!(theil_sen(&x, &y), Some(sampled));
         let (x, y) = noisy(8_000, -0.25);
