@@ -22,6 +22,8 @@ help:
 	@echo "make package      cargo lambda build --release of every function (ARCH=x86_64|arm64), sizes printed"
 	@echo "make lambda-test  each packaged bootstrap against a Lambda Runtime API, fed every saved event"
 	@echo "make sam-build    sam build (cargo-lambda) of template.yaml for x86_64, offline"
+	@echo "make deploy       check AWS credentials and region, sam build + sam deploy (ARCH=x86_64|arm64), print the outputs"
+	@echo "make deploy-bootstrap COMPANY=... EMAIL=... [PASSWORD=...]  the first company and admin in the deployed stack"
 	@echo "make lint         cargo fmt --check + clippy -D warnings"
 	@echo "make fmt          cargo fmt --all"
 	@echo "make template     cfn-lint + sam validate --lint on template.yaml"
@@ -95,3 +97,17 @@ ci:
 
 clean-local:
 	rm -rf .pulseboard
+
+# Deploying to AWS (README, "Deploying to AWS"; docs/DEPLOY.md): scripts/deploy.sh checks the
+# credentials and region (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; AWS_REGION),
+# runs sam build and sam deploy with Architecture=$ARCH (default x86_64; arm64 needs the Rust
+# target aarch64-unknown-linux-gnu) and prints the stack's outputs. STACK_NAME (default
+# pulseboard), PARAMETER_OVERRIDES and GUIDED=1 (sam deploy --guided) pass through.
+.PHONY: deploy deploy-bootstrap
+deploy:
+	scripts/deploy.sh
+
+# COMPANY, EMAIL, PASSWORD (asked for when unset), PLAN, DAILY_LIMIT, PER_SECOND_LIMIT:
+# `pulseboard bootstrap` against the deployed stack's table and bucket (no redeploy).
+deploy-bootstrap:
+	scripts/deploy.sh --bootstrap-only

@@ -4,7 +4,7 @@
 # and print each bootstrap's size.
 #
 #   scripts/package.sh            # x86_64 (this machine)
-#   ARCH=arm64 scripts/package.sh # arm64, the template's default, where the Rust target
+#   ARCH=arm64 scripts/package.sh # arm64 (the template's Architecture=arm64), where the Rust target
 #                                 # aarch64-unknown-linux-gnu is installed
 #
 # cargo-lambda comes from the CI venv (scripts/tools.sh --ci-tools) and links with its
