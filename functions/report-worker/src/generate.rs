@@ -159,6 +159,13 @@ async fn abandon_if_dead(
 async fn finish(state: &AppState, run: Run, lease: DateTime<Utc>) -> Outcome {
     match state.store.runs().finish(&run, lease).await {
         Ok(()) => {
+            // The newest succeeded run is kept past the retention; the one it replaces
+            // expires. On failure the run stays without a `ttl` (kept, not lost).
+            if run.status == RunStatus::Succeeded {
+                if let Err(e) = state.store.runs().keep_latest(&run).await {
+                    tracing::warn!(run = %run.id, error = %e, "could not record the kept run");
+                }
+            }
             let summary = run.summary();
             if let Err(e) = state
                 .store

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 /// The event source mapping's filters, as data (the template's `FilterCriteria` says the
 /// same; a record passes when any does): inserted items whose `entity` is a report run or
 /// a data source refresh job and whose `status` is `queued`; changed data source items
-/// (the worker then looks whether their data changed); and removed rate counter items (their
-/// time to live passed: the API key uses they held move to the keys' items).
-pub const FILTER_PATTERNS: [&str; 3] = [
+/// (the worker then looks whether their data changed); removed rate counter items (their
+/// time to live passed: the API key uses they held move to the keys' items); and removed
+/// report runs (their retention passed: their file is deleted).
+pub const FILTER_PATTERNS: [&str; 4] = [
     r#"{"eventName":["INSERT"],"dynamodb":{"NewImage":{"entity":{"S":["report_run","datasource_refresh"]},"status":{"S":["queued"]}}}}"#,
     r#"{"eventName":["MODIFY"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"DS#"}]}}}}"#,
     r#"{"eventName":["REMOVE"],"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"RATE#"}]}}}}"#,
+    r#"{"eventName":["REMOVE"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"RUN#"}]}}}}"#,
 ];
 
 fn key_text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
@@ -50,6 +52,23 @@ fn data_changed(record: &EventRecord) -> bool {
 fn is_counter_removal(record: &EventRecord) -> bool {
     record.event_name == "REMOVE"
         && key_text(record, "pk").is_some_and(|pk| pk.starts_with("RATE#"))
+}
+
+/// A report run removed (its time to live passed, or its report was deleted).
+fn is_run_removal(record: &EventRecord) -> bool {
+    record.event_name == "REMOVE" && key_text(record, "sk").is_some_and(|sk| sk.starts_with("RUN#"))
+}
+
+/// Deletes the file of a removed run (the kept run, its report's latest succeeded one, has
+/// no time to live, so its file stays); deleting a file that is gone already is no error.
+async fn delete_run_file(state: &AppState, record: &EventRecord) -> Outcome {
+    let Some(serde_dynamo::AttributeValue::S(key)) = record.change.old_image.get("file_key") else {
+        return Outcome::Done;
+    };
+    match state.store.files().delete(key).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::Retry(e.to_string()),
+    }
 }
 
 /// Moves the API key uses a removed day counter item held into the keys' own items.
@@ -97,7 +116,10 @@ pub fn passes_filter(record: &EventRecord) -> bool {
     let queued_job = record.event_name == "INSERT"
         && matches!(text(record, "entity"), Some(RUN_ENTITY | REFRESH_ENTITY))
         && text(record, "status") == Some(RunStatus::Queued.as_str());
-    queued_job || is_data_source_change(record) || is_counter_removal(record)
+    queued_job
+        || is_data_source_change(record)
+        || is_counter_removal(record)
+        || is_run_removal(record)
 }
 
 /// Does the job of each record (a report run, a data source refresh or change, a removed
@@ -123,6 +145,8 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
         let image = record.change.new_image.clone();
         let outcome = if is_counter_removal(record) {
             fold_key_uses(state, record).await
+        } else if is_run_removal(record) {
+            delete_run_file(state, record).await
         } else if is_data_source_change(record) {
             if !data_changed(record) {
                 continue;

@@ -315,6 +315,7 @@ pub async fn create(
         schedule: None,
         next_run_at: None,
         last_run: None,
+        kept_run: None,
     };
     apply(&state, &caller, &mut report, body, true).await?;
     let report = assets::create(&state, report).await?;

@@ -186,7 +186,11 @@ pub struct RunFilters {
     status: Option<String>,
 }
 
-/// `GET /reports/{id}/runs`: newest first unless `sort` says otherwise; `status=` filters.
+/// `GET /reports/{id}/runs`: newest first unless `sort` says otherwise; `status=` filters;
+/// expired runs (older than the retention) are not shown. Newest first without `q` or
+/// `since`, the page is read from the table as it is ordered (run ids sort by time): only
+/// the page and what it skips, and `meta.total` from a count query, run at the same time.
+/// Other orders, `q` and `since` read the report's runs whole (the retention bounds them).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,7 +198,8 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let mut list = list;
-    if list.params.get("sort").is_none() {
+    let newest_first = list.params.get("sort").is_none();
+    if newest_first {
         list.paging.sort = SortField::DateCreated;
         list.paging.descending = true;
     }
@@ -205,16 +210,32 @@ pub async fn list(
         None => None,
     };
     let report: Report = find(&state, &caller, &id).await?;
-    let runs: Vec<ListedRun> = state
-        .store
-        .runs()
-        .of_report(&report.meta.company_id, &report.meta.id)
-        .await?
-        .into_iter()
-        .filter(|r| status.is_none_or(|s| r.status == s))
-        .map(ListedRun)
-        .collect();
-    let (page, total) = list.paging.apply(runs);
+    let now = state.clock.now();
+    let (company, report_id) = (&report.meta.company_id, &report.meta.id);
+    let runs = state.store.runs();
+    let (page, total) = if newest_first && list.paging.q.is_none() && list.paging.since.is_none() {
+        let (page, total) = tokio::try_join!(
+            runs.page(
+                company,
+                report_id,
+                status,
+                now,
+                list.paging.offset,
+                list.paging.limit
+            ),
+            runs.count(company, report_id, status, now),
+        )?;
+        (page.runs.into_iter().map(ListedRun).collect(), total)
+    } else {
+        let all: Vec<ListedRun> = runs
+            .of_report(company, report_id)
+            .await?
+            .into_iter()
+            .filter(|r| !r.expired(now) && status.is_none_or(|s| r.status == s))
+            .map(ListedRun)
+            .collect();
+        list.paging.apply(all)
+    };
     let views = page
         .iter()
         .map(|r| serde_json::to_value(RunView::of(&r.0)))
@@ -230,7 +251,12 @@ async fn find_run(state: &AppState, report: &Report, run_id: &str) -> ApiResult<
     state
         .store
         .runs()
-        .get(&report.meta.company_id, &report.meta.id, run_id)
+        .shown(
+            &report.meta.company_id,
+            &report.meta.id,
+            run_id,
+            state.clock.now(),
+        )
         .await?
         .ok_or_else(|| ApiError::not_found("run", run_id))
 }
@@ -287,19 +313,30 @@ pub async fn download(
                 }
             }
         }
-        None => state
-            .store
-            .runs()
-            .of_report(&report.meta.company_id, &report.meta.id)
-            .await?
-            .into_iter()
-            .find(|r| r.status == RunStatus::Succeeded)
-            .ok_or_else(|| {
+        // The latest succeeded run is the report's kept one (one read); a report whose
+        // runs all succeeded before it had one is looked for among them.
+        None => {
+            let runs = state.store.runs();
+            let (company, report_id) = (&report.meta.company_id, &report.meta.id);
+            let kept = match &report.kept_run {
+                Some(kept) => runs.get(company, report_id, kept).await?,
+                None => None,
+            };
+            let latest = match kept {
+                Some(run) => Some(run),
+                None => runs
+                    .of_report(company, report_id)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.status == RunStatus::Succeeded),
+            };
+            latest.ok_or_else(|| {
                 ApiError::NotReady(format!(
                     "report '{}' has no succeeded run yet; generate it and wait for the run",
                     report.meta.slug
                 ))
-            })?,
+            })?
+        }
     };
     let (Some(file), Some(key)) = (&run.file, &run.file_key) else {
         return Err(ApiError::internal(format!(

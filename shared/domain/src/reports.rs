@@ -68,6 +68,10 @@ pub struct Report {
     /// Set by the worker when a run ends (without changing `version`: it is not an edit).
     #[serde(default)]
     pub last_run: Option<RunSummary>,
+    /// The latest succeeded run (by id, so by time), which the retention keeps: it has no
+    /// `ttl` until a newer run succeeds and takes its place. Set by the worker; not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_run: Option<String>,
 }
 
 impl Report {
@@ -203,9 +207,19 @@ pub struct Run {
     /// Where the file is in the bucket; not shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_key: Option<String>,
+    /// When the table's time to live removes it (Unix seconds): its creation plus the
+    /// retention, none while it is its report's latest succeeded run. Not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
 }
 
 impl Run {
+    /// Whether its time to live passed at `now` (the table removes such items within days;
+    /// reads treat them as gone already).
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.ttl.is_some_and(|ttl| ttl <= now.timestamp())
+    }
+
     /// A new queued run.
     pub fn queued(
         id: String,
@@ -235,6 +249,7 @@ impl Run {
             lease_until: None,
             requested_by,
             file_key: None,
+            ttl: None,
         }
     }
 

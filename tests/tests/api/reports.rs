@@ -766,3 +766,163 @@ async fn the_saved_worker_events_run_through_the_worker() {
         .unwrap();
     assert!(ticked["queued"].is_u64(), "{ticked}");
 }
+
+/// `GET {report}/runs` with `query`: asserts the 200; answers the run ids and `meta.total`.
+async fn run_page(app: &TestApp, report: &str, query: &str) -> (Vec<String>, u64) {
+    let (status, body) = json(app.get(&format!("/reports/{report}/runs{query}")).await).await;
+    assert_eq!(status, 200, "{body}");
+    let ids = body["data"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, body["meta"]["total"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn runs_page_newest_first_and_expire_after_the_retention_except_the_latest_success() {
+    let app = TestApp::spawn().await;
+    let s = setup(&app).await;
+    let report = created(
+        &app,
+        "/reports",
+        json!({"name": "History", "klip_ids": [s.klip], "format": "json"}),
+    )
+    .await;
+    let id = report["id"].as_str().unwrap().to_owned();
+    let company = app.company.company_id.clone();
+    let kept = generate(&app, &id).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(finished(&app, &id, &kept).await["status"], "succeeded");
+    // 150 failed runs of the two hours before it and one just after, written to the table
+    // as the worker leaves them (no stream job: they are not queued).
+    let stored: domain::reports::Report = app
+        .state
+        .store
+        .get(platform::store::keys::asset(
+            domain::asset::Kind::Report,
+            &company,
+            &id,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = Utc::now();
+    let failed_at = |at: chrono::DateTime<Utc>| {
+        let mut run = domain::reports::Run::queued(
+            domain::reports::run_id(at.timestamp_millis(), &domain::ids::new_id()),
+            &stored,
+            domain::RunTrigger::Api,
+            at,
+            None,
+        );
+        run.status = domain::RunStatus::Failed;
+        run.finished_at = Some(at);
+        run.error = Some("planted".into());
+        run
+    };
+    let mut oldest = String::new();
+    for i in 0..150 {
+        let run = failed_at(now - Duration::hours(2) + Duration::seconds(i * 10));
+        if i == 0 {
+            oldest = run.id.clone();
+        }
+        app.state.store.runs().queue(&run, None).await.unwrap();
+    }
+    let newest = failed_at(now + Duration::seconds(5));
+    app.state.store.runs().queue(&newest, None).await.unwrap();
+
+    // Newest first, with the right total, in both paging styles and with status=.
+    let (ids, total) = run_page(&app, &id, "?limit=1").await;
+    assert_eq!((ids, total), (vec![newest.id.clone()], 152));
+    // The page is read from the table as it is ordered: one item for a page of one.
+    let page = app
+        .state
+        .store
+        .runs()
+        .page(&company, &id, None, Utc::now(), 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.runs.len(), 1);
+    assert_eq!(page.runs[0].id, newest.id);
+    assert_eq!(page.read, 1, "the page read only its own item");
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        run_page(&app, &id, "?limit=1").await;
+    }
+    eprintln!(
+        "runs?limit=1 over 152 runs: {:.1} ms a request",
+        started.elapsed().as_secs_f64() * 1000.0 / 20.0
+    );
+    let (ids, total) = run_page(&app, &id, "?offset=1&limit=2").await;
+    assert_eq!(ids[0], kept);
+    assert_eq!(total, 152);
+    let (ids, total) = run_page(&app, &id, "?page=152&page_size=1").await;
+    assert_eq!((ids, total), (vec![oldest.clone()], 152));
+    let (ids, total) = run_page(&app, &id, "?status=succeeded&limit=5").await;
+    assert_eq!((ids, total), (vec![kept.clone()], 1));
+    let (ids, _) = run_page(&app, &id, "?sort=date_created&limit=1").await;
+    assert_eq!(ids, [oldest.clone()]);
+
+    // 91 days on: every run is older than the retention but the latest succeeded one.
+    app.advance(Duration::days(91));
+    let (ids, total) = run_page(&app, &id, "").await;
+    assert_eq!((ids, total), (vec![kept.clone()], 1));
+    expect_error(
+        app.get(&format!("/reports/{id}/runs/{oldest}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    assert_eq!(download(&app, &id).await.status(), 200);
+    // A newer success takes its place: the one kept before expires with the others.
+    let next = generate(&app, &id).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(finished(&app, &id, &next).await["status"], "succeeded");
+    let mut listed = (Vec::new(), 0);
+    for _ in 0..50 {
+        listed = run_page(&app, &id, "").await;
+        if listed.1 == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, (vec![next.clone()], 1));
+    // The superseded run has its time to live now; when the table removes it, the stream
+    // hands the removal to the worker, which deletes its file.
+    let superseded = app
+        .state
+        .store
+        .runs()
+        .get(&company, &id, &kept)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(superseded.ttl.is_some(), "{superseded:?}");
+    let file = superseded.file_key.clone().unwrap();
+    assert!(app.state.store.files().get(&file).await.unwrap().is_some());
+    let key = platform::store::keys::run(&company, &id, &kept);
+    app.state.store.delete(&key).await.unwrap();
+    let image: serde_dynamo::Item = serde_dynamo::to_item(&superseded).unwrap();
+    let removal = json!({"Records": [{"eventID": "1", "eventName": "REMOVE",
+        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+        "dynamodb": {"Keys": {"pk": {"S": key.pk}, "sk": {"S": key.sk}}, "OldImage": image,
+            "SequenceNumber": "1", "SizeBytes": 1}}]});
+    let answer = pulseboard_report_worker::handle(&app.state, removal)
+        .await
+        .unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    assert!(app.state.store.files().get(&file).await.unwrap().is_none());
+    let r = download(&app, &id).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(
+                &(Utc::now() + Duration::days(91))
+                    .format("%Y-%m-%d")
+                    .to_string()
+            ),
+        "the new run's file"
+    );
+}

@@ -6,6 +6,15 @@
 //! attempt): no run stays `running`. A queued run is in it 10 minutes after it was queued
 //! (`jobs::UNDELIVERED_SECS`), so a run whose stream record never reached the worker is
 //! done by the tick: no run stays `queued` either.
+//!
+//! Run ids sort by time (the moment asked for, or due), so a report's runs are its sort-key
+//! range `RUN#<report>#` in time order: a page of them, newest first, is one `Query`
+//! backwards with `Limit` ([`Runs::page`]), and its total a `Select=COUNT` of the range
+//! ([`Runs::count`]). A run expires [`retention_secs`] after it was created, through the
+//! table's `ttl` (the worker deletes its file when the stream delivers the removal), except
+//! its report's latest succeeded run (the report's `kept_run`), which has no `ttl` until a
+//! newer one succeeds ([`Runs::keep_latest`]). Reads treat an expired run as gone: the table
+//! removes it within days, not at once.
 
 use super::{db_error, jobs, keys, n, s, t, Store, WriteError};
 use crate::error::ApiError;
@@ -43,6 +52,53 @@ struct IdempotencyClaim {
     ttl: i64,
 }
 
+/// How long a run is kept: `RUN_RETENTION_DAYS` (default 90) days after it was created.
+pub fn retention_secs() -> i64 {
+    static DAYS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let days = *DAYS.get_or_init(|| {
+        std::env::var("RUN_RETENTION_DAYS")
+            .ok()
+            .and_then(|d| d.trim().parse::<i64>().ok())
+            .filter(|d| (1..=36_500).contains(d))
+            .unwrap_or(90)
+    });
+    days * 24 * 3600
+}
+
+/// When a run created at `created` (Unix seconds) expires.
+fn expires(created: i64) -> i64 {
+    created.saturating_add(retention_secs())
+}
+
+/// The creation second a run id carries (its first 12 hex digits are milliseconds).
+fn created_of(run_id: &str) -> Option<i64> {
+    let millis = i64::from_str_radix(run_id.get(..12)?, 16).ok()?;
+    Some(millis / 1000)
+}
+
+/// A page of a report's runs and how many items the database read for it.
+#[derive(Debug)]
+pub struct RunsPage {
+    pub runs: Vec<Run>,
+    /// Items the queries evaluated (DynamoDB's `ScannedCount`): the page's and what it
+    /// skipped, never the report's whole history.
+    pub read: usize,
+}
+
+/// The filter of the runs a list shows: not expired at `now`, and in `status` if given.
+fn shown_filter(
+    status: Option<RunStatus>,
+    now: DateTime<Utc>,
+) -> (String, Vec<(&'static str, AttributeValue)>) {
+    let mut expression = "(attribute_not_exists(#ttl) OR #ttl > :now)".to_owned();
+    let mut values = vec![(":now", n(now.timestamp()))];
+    if let Some(status) = status {
+        expression.push_str(" AND #status = :status");
+        values.push((":status", s(status.as_str())));
+    }
+    (expression, values)
+}
+
 /// The item of a run; a running or queued one is in the due index (see [`jobs::due_at`]).
 fn run_item(run: &Run) -> Result<super::Item, ApiError> {
     jobs::item(
@@ -62,6 +118,10 @@ impl Runs<'_> {
         idempotency: Option<(&str, i64)>,
     ) -> Result<(), WriteError<QueueRefused>> {
         let mut tx = self.0.transaction();
+        let run = &Run {
+            ttl: Some(expires(run.date_created.timestamp())),
+            ..run.clone()
+        };
         let created = tx.create_item(run_item(run)?)?;
         if let Some((hash, now)) = idempotency {
             tx.create(
@@ -98,6 +158,196 @@ impl Runs<'_> {
         run: &str,
     ) -> Result<Option<Run>, ApiError> {
         self.0.get(keys::run(company, report, run)).await
+    }
+
+    /// The run as the API shows it: none once expired at `now` (see [`retention_secs`]).
+    pub async fn shown(
+        &self,
+        company: &str,
+        report: &str,
+        run: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Run>, ApiError> {
+        Ok(self
+            .get(company, report, run)
+            .await?
+            .filter(|r| !r.expired(now)))
+    }
+
+    /// Runs `skip` to `skip + take` of a report, newest first, among the ones not expired at
+    /// `now` (and in `status`): one `Query` backwards over the report's run range, reading
+    /// as many items as the page and what it skips hold (more only when the filter leaves
+    /// some out).
+    pub async fn page(
+        &self,
+        company: &str,
+        report: &str,
+        status: Option<RunStatus>,
+        now: DateTime<Utc>,
+        skip: usize,
+        take: usize,
+    ) -> Result<RunsPage, ApiError> {
+        let store = self.0;
+        let (filter, values) = shown_filter(status, now);
+        let wanted = skip.saturating_add(take);
+        let mut runs = Vec::new();
+        let mut read = 0;
+        let mut start = None;
+        while runs.len() < wanted {
+            let left = wanted - runs.len();
+            // A status filter leaves items out after the read: read more at a time then.
+            let limit = if status.is_some() {
+                left.max(100)
+            } else {
+                left
+            };
+            let mut query = store
+                .db
+                .query()
+                .table_name(&store.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .filter_expression(&filter)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":pk", s(keys::company_pk(company)))
+                .expression_attribute_values(":prefix", s(keys::runs_of(report)))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if status.is_some() {
+                query = query.expression_attribute_names("#status", "status");
+            }
+            for (name, value) in &values {
+                query = query.expression_attribute_values(*name, value.clone());
+            }
+            let out = query.send().await.map_err(|e| db_error("Query", e))?;
+            read += usize::try_from(out.scanned_count).unwrap_or(0);
+            for item in out.items.unwrap_or_default() {
+                runs.push(super::from_item::<Run>(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(RunsPage {
+            runs: runs.into_iter().skip(skip).take(take).collect(),
+            read,
+        })
+    }
+
+    /// How many runs of a report are not expired at `now` (and in `status`): a
+    /// `Select=COUNT` query of its run range, which answers a number, not the items (it
+    /// still reads them, a 1 MB page per call).
+    pub async fn count(
+        &self,
+        company: &str,
+        report: &str,
+        status: Option<RunStatus>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ApiError> {
+        let store = self.0;
+        let (filter, values) = shown_filter(status, now);
+        let mut total = 0;
+        let mut start = None;
+        loop {
+            let mut query = store
+                .db
+                .query()
+                .table_name(&store.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .filter_expression(&filter)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":pk", s(keys::company_pk(company)))
+                .expression_attribute_values(":prefix", s(keys::runs_of(report)))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if status.is_some() {
+                query = query.expression_attribute_names("#status", "status");
+            }
+            for (name, value) in &values {
+                query = query.expression_attribute_values(*name, value.clone());
+            }
+            let out = query.send().await.map_err(|e| db_error("Query", e))?;
+            total += usize::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    /// Makes `run` (just succeeded, written without a `ttl`) its report's kept run if it is
+    /// the newest succeeded one: the run it replaces gets its `ttl` (its creation plus the
+    /// retention), after the swap, so the kept run never has one. A run that is not the
+    /// newest succeeded gets its own `ttl`.
+    pub async fn keep_latest(&self, run: &Run) -> Result<(), ApiError> {
+        let key = keys::asset(domain::asset::Kind::Report, &run.company_id, &run.report_id);
+        for _ in 0..5 {
+            let report: Option<domain::reports::Report> = self.0.get(&key).await?;
+            let previous = match report {
+                None => return self.expire(run).await,
+                Some(report) => report.kept_run,
+            };
+            if previous.as_deref().is_some_and(|p| p >= run.id.as_str()) {
+                // A newer run succeeded first: this one expires like any other.
+                return self.expire(run).await;
+            }
+            let swapped = match &previous {
+                Some(p) => {
+                    self.0
+                        .update_if(
+                            &key,
+                            "SET kept_run = :id",
+                            "kept_run = :old",
+                            &[],
+                            vec![(":id", s(&run.id)), (":old", s(p))],
+                        )
+                        .await?
+                }
+                None => {
+                    self.0
+                        .update_if(
+                            &key,
+                            "SET kept_run = :id",
+                            "attribute_exists(pk) AND attribute_not_exists(kept_run)",
+                            &[],
+                            vec![(":id", s(&run.id))],
+                        )
+                        .await?
+                }
+            };
+            if swapped {
+                if let Some(p) = previous {
+                    let superseded = Run {
+                        id: p,
+                        ..run.clone()
+                    };
+                    self.expire(&superseded).await?;
+                }
+                return Ok(());
+            }
+        }
+        Err(ApiError::Unavailable(
+            "the report's kept run kept changing; retry".into(),
+        ))
+    }
+
+    /// Gives the run `run.id` of `run`'s report its `ttl` (its creation plus the retention),
+    /// if it still exists.
+    async fn expire(&self, run: &Run) -> Result<(), ApiError> {
+        let created = created_of(&run.id).unwrap_or(run.date_created.timestamp());
+        self.0
+            .update_if(
+                &keys::run(&run.company_id, &run.report_id, &run.id),
+                "SET #ttl = :ttl",
+                "attribute_exists(pk)",
+                &[("#ttl", "ttl")],
+                vec![(":ttl", n(expires(created)))],
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Every run of a report, newest first.
@@ -153,7 +403,16 @@ impl Runs<'_> {
 
     /// Writes the run's end (`succeeded` or `failed`, with its file or error) if the lease
     /// `held` is still the run's: refused when another worker took it over.
+    /// A succeeded run is written without a `ttl` (it may be the report's latest, which is
+    /// kept): [`Self::keep_latest`] then decides.
     pub async fn finish(&self, run: &Run, held: DateTime<Utc>) -> Result<(), WriteError<()>> {
+        if run.status == RunStatus::Succeeded {
+            let run = Run {
+                ttl: None,
+                ..run.clone()
+            };
+            return jobs::finish(self.0, run_item(&run)?, held).await;
+        }
         jobs::finish(self.0, run_item(run)?, held).await
     }
 
