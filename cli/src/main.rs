@@ -107,9 +107,13 @@ fn main() {
 async fn start() {
     platform::memory::configure();
     let cli = Cli::parse();
-    // A benchmark's servers would log a line per request: warnings only there.
+    // A benchmark's servers would log a line per request: warnings only there. The local
+    // stack's first start finds no table or bucket and DynamoDB Local has no backups: the
+    // warm-up's and create-table's lines about that (info) are expected there, not news;
+    // `ensure_storage` says what it does in words instead.
     platform::init_tracing_at(match cli.command {
         Command::Bench { .. } => "warn",
+        Command::Serve { local: true, .. } => "info,platform::store=warn,platform::table=warn",
         _ => "info",
     });
     if let Err(message) = run(cli).await {
@@ -118,14 +122,70 @@ async fn start() {
     }
 }
 
+/// Creates the table and bucket when missing, saying so in one line each.
 async fn ensure_storage(state: &AppState) -> Result<(), String> {
-    if state.store.create_table().await? {
-        eprintln!("created table {}", state.store.table());
+    use std::io::Write;
+    if !state.store.table_exists().await? {
+        eprint!("creating table {}… ", state.store.table());
+        let _ = std::io::stderr().flush();
+        state.store.create_table().await?;
+        eprintln!("done");
     }
     if state.store.create_bucket().await? {
         eprintln!("created bucket {}", state.store.bucket());
     }
     Ok(())
+}
+
+/// SIGINT (Ctrl-C, or `kill -INT` of this process alone) and SIGTERM, listened to from the
+/// start: a signal during start-up stops the local stack as cleanly as one later. Answers
+/// how many have arrived so far, as a watch.
+fn stop_signals() -> Result<tokio::sync::watch::Receiver<u32>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("listening for SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("listening for SIGTERM: {e}"))?;
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(rx)
+}
+
+/// Resolves once `signals` has counted `n` signals.
+async fn signalled(mut signals: tokio::sync::watch::Receiver<u32>, n: u32) {
+    let _ = signals.wait_for(|count| *count >= n).await;
+}
+
+/// What `serve --local` prints once it answers: where, who, and where it all lives.
+fn started_block(url: &str, stack: &local::LocalStack, demo: &local::Demo) -> String {
+    let data = stack.dir().display();
+    let pid = std::process::id();
+    format!(
+        "
+────────────────────────────────────────────────────────────────────────
+ Pulseboard is running: {url}
+ admin login  {email} / {password}   (POST {url}auth/login)
+ API key      {key}   (header kf-api-key)
+ try          curl -H 'kf-api-key: {key}' {url}profile
+ data         {data}/ (DynamoDB Local, S3 files, their logs; make clean-local deletes it)
+ demo company {company}; its id, email and API key are kept in {file}
+ stop         Ctrl-C, or kill -INT {pid} (or -TERM): stops DynamoDB Local and S3 too
+────────────────────────────────────────────────────────────────────────
+",
+        email = demo.email,
+        password = demo.password,
+        key = demo.api_key,
+        company = demo.company_id,
+        file = demo.file.display(),
+    )
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -135,15 +195,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             port,
             tick_seconds,
         } => {
-            let stack = if local {
-                Some(local::LocalStack::start().await?)
-            } else {
-                None
+            let signals = stop_signals()?;
+            let stopped = || signalled(signals.clone(), 1);
+            // Start-up, unless a signal comes first: then whatever has started is stopped
+            // (a half-started stack's children are killed as its handles drop).
+            let started = tokio::select! {
+                started = start_serving(local, port) => started?,
+                _ = stopped() => {
+                    eprintln!("stopped while starting");
+                    return Ok(());
+                }
             };
-            let state = AppState::from_env().await?;
-            if let Some(stack) = &stack {
-                ensure_storage(&state).await?;
-                stack.demo_company(&state).await?;
+            let (state, stack, listener, block) = started;
+            if let Some(block) = block {
+                eprintln!("{block}");
             }
             // The event-driven half, as Lambda delivers it on AWS: the table's stream and
             // the scheduler's tick, to the report worker.
@@ -152,14 +217,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 state.clone(),
                 std::time::Duration::from_secs(tick_seconds.max(1)),
             ));
-            let served = serve(state, port).await;
+            let served = serve(state, listener, signals).await;
             stream.abort();
             ticks.abort();
-            served?;
             if let Some(stack) = stack {
                 stack.stop().await;
             }
-            Ok(())
+            served
         }
         Command::Bootstrap {
             company,
@@ -258,16 +322,80 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn serve(state: AppState, port: u16) -> Result<(), String> {
-    let listener = pulseboard_cli::listener::JsonErrorListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-    eprintln!("pulseboard listening on http://127.0.0.1:{port}/api/v1/");
-    axum::serve(listener, pulseboard_cli::all_routes(state))
-        .with_graceful_shutdown(async {
-            pulseboard_cli::stop_signal().await;
+type Started = (
+    AppState,
+    Option<local::LocalStack>,
+    pulseboard_cli::listener::JsonErrorListener,
+    Option<String>,
+);
+
+/// `serve`'s start-up: the local stack (with `--local`), the state, the table, bucket and
+/// demo company (local), and the listener; with `--local` also the block to print.
+async fn start_serving(local: bool, port: u16) -> Result<Started, String> {
+    let stack = if local {
+        Some(local::LocalStack::start().await?)
+    } else {
+        None
+    };
+    // From here on an error stops the stack before it is answered.
+    let rest = async {
+        let state = AppState::from_env().await?;
+        let demo = match &stack {
+            Some(stack) => {
+                ensure_storage(&state).await?;
+                Some(stack.demo_company(&state).await?)
+            }
+            None => None,
+        };
+        let listener = pulseboard_cli::listener::JsonErrorListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+        Ok::<_, String>((state, demo, listener))
+    };
+    match rest.await {
+        Ok((state, demo, listener)) => {
+            let url = format!("http://127.0.0.1:{port}/api/v1/");
+            eprintln!("pulseboard listening on {url}");
+            let block = match (&stack, &demo) {
+                (Some(stack), Some(demo)) => Some(started_block(&url, stack, demo)),
+                _ => None,
+            };
+            Ok((state, stack, listener, block))
+        }
+        Err(e) => {
+            if let Some(stack) = stack {
+                stack.stop().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Serves until the first signal, then lets requests in flight finish; a second signal, or
+/// 10 s, stops it without waiting for them.
+async fn serve(
+    state: AppState,
+    listener: pulseboard_cli::listener::JsonErrorListener,
+    signals: tokio::sync::watch::Receiver<u32>,
+) -> Result<(), String> {
+    let first = signalled(signals.clone(), 1);
+    let server =
+        axum::serve(listener, pulseboard_cli::all_routes(state)).with_graceful_shutdown(async {
+            first.await;
             eprintln!("stopping");
-        })
-        .await
-        .map_err(|e| e.to_string())
+        });
+    let server = std::future::IntoFuture::into_future(server);
+    let impatient = async {
+        signalled(signals.clone(), 1).await;
+        tokio::select! {
+            _ = signalled(signals, 2) => eprintln!("a second signal: stopping now"),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+                eprintln!("requests still open after 10 s: stopping now")
+            }
+        }
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| e.to_string()),
+        _ = impatient => Ok(()),
+    }
 }
