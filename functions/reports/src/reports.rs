@@ -275,7 +275,7 @@ async fn apply(
 /// The report list's filters.
 #[derive(Deserialize, Debug)]
 pub struct ReportFilters {
-    format: Option<String>,
+    format: Option<ReportFormat>,
     dashboard_id: Option<String>,
 }
 
@@ -284,10 +284,10 @@ pub async fn list(
     caller: Caller,
     list: Listing<ReportFilters>,
 ) -> ApiResult<Response> {
-    let format = list.filters.format.as_deref();
+    let format = list.filters.format;
     let dashboard = list.filters.dashboard_id.as_deref();
     resource::list(&state, &caller, &list, "reports", |r: &Report| {
-        format.is_none_or(|f| r.format.as_str() == f)
+        format.is_none_or(|f| r.format == f)
             && dashboard.is_none_or(|d| r.dashboard_id.as_deref() == Some(d))
     })
     .await
