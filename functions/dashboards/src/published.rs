@@ -199,6 +199,9 @@ pub struct PublishedDashboard(
     Dashboard,
     HashMap<String, domain::records::Klip>,
     Option<String>,
+    /// The owner's currency (its `currency` property, else USD) for `currency` Klips that
+    /// name none.
+    String,
 );
 
 /// The link records this instance resolved before, by token hash. A link's company,
@@ -310,7 +313,8 @@ pub fn resolve<'a>(
         remember_link(&hash, &record);
         let mut extensions = http::Extensions::new();
         let zone = company.timezone.clone();
-        extensions.insert(PublishedDashboard(dashboard, prefetched, zone));
+        let currency = domain::document::company_currency(&company.properties);
+        extensions.insert(PublishedDashboard(dashboard, prefetched, zone, currency));
         Ok(LinkOwner {
             company,
             extensions,
@@ -325,14 +329,16 @@ pub async fn show_public(
     State(state): State<AppState>,
     _: NoParams,
     headers: axum::http::HeaderMap,
-    Extension(PublishedDashboard(dashboard, prefetched, zone)): Extension<PublishedDashboard>,
+    Extension(PublishedDashboard(dashboard, prefetched, zone, currency)): Extension<
+        PublishedDashboard,
+    >,
 ) -> ApiResult<Response> {
     let wants_html = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     if wants_html {
-        return page(&state, &dashboard, prefetched, zone.as_deref()).await;
+        return page(&state, &dashboard, prefetched, zone.as_deref(), &currency).await;
     }
     let mut body =
         crate::dashboards::render_with(&state, &dashboard, None, None, prefetched).await?;
@@ -357,6 +363,7 @@ async fn page(
     dashboard: &Dashboard,
     prefetched: HashMap<String, domain::records::Klip>,
     zone: Option<&str>,
+    currency: &str,
 ) -> ApiResult<Response> {
     use axum::http::header;
     use axum::response::IntoResponse;
@@ -369,12 +376,13 @@ async fn page(
         .collect();
     let mut klips = prefetched;
     klips.extend(crate::dashboards::read_klips(state, &dashboard.meta.company_id, &missing).await?);
-    let key = page_key(dashboard, &instances, &klips, zone);
+    let key = page_key(dashboard, &instances, &klips, zone, currency);
     let html = match state.published_pages.get(&key) {
         Some(html) => html,
         None => {
-            let html =
-                std::sync::Arc::new(render_page(state, dashboard, &instances, &klips, zone)?);
+            let html = std::sync::Arc::new(render_page(
+                state, dashboard, &instances, &klips, zone, currency,
+            )?);
             state.published_pages.insert(key, html.clone());
             html
         }
@@ -397,10 +405,11 @@ fn page_key(
     instances: &[domain::records::KlipInstance],
     klips: &HashMap<String, domain::records::Klip>,
     zone: Option<&str>,
+    currency: &str,
 ) -> String {
     use std::fmt::Write;
     let mut key = format!(
-        "{}@{}|{}",
+        "{}@{}|{}|{currency}",
         dashboard.meta.id,
         dashboard.meta.version,
         zone.unwrap_or("")
@@ -425,6 +434,7 @@ fn render_page(
     instances: &[domain::records::KlipInstance],
     klips: &HashMap<String, domain::records::Klip>,
     zone: Option<&str>,
+    currency: &str,
 ) -> ApiResult<Vec<u8>> {
     let computed: Vec<domain::document::Computed> = instances
         .iter()
@@ -445,7 +455,8 @@ fn render_page(
         window: None,
     };
     let tz = domain::data::timezone(zone);
-    let document = domain::document::build(&cover, &computed, tz, state.clock.now());
+    let document =
+        domain::document::build_with_currency(&cover, &computed, tz, currency, state.clock.now());
     domain::document::render(&document, domain::ReportFormat::Html)
         .ok_or_else(|| ApiError::internal("the page could not be written"))
 }
