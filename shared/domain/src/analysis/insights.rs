@@ -915,9 +915,9 @@ impl<'a> Prepared<'a> {
         // Each group's detrended values, sorted once: the median of a point's others is the
         // group's median without it (O(log n) a point, not a pass over the series).
         let mut groups: std::collections::BTreeMap<u32, Vec<f64>> = Default::default();
-        for i in 0..n {
-            if let Some(group) = baseline.group(self.obs[i].date) {
-                groups.entry(group).or_default().push(detrended[i]);
+        for (o, value) in self.obs.iter().zip(&detrended) {
+            if let Some(group) = baseline.group(o.date) {
+                groups.entry(group).or_default().push(*value);
             }
         }
         for values in groups.values_mut() {

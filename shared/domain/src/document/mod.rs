@@ -327,16 +327,34 @@ fn csv(document: &Document) -> Vec<u8> {
             ("target", s.target),
         ] {
             if value.is_some() {
-                let _ = writer.write_record([s.klip_id.as_str(), name, measure, "", number(value).as_str()]);
+                let _ = writer.write_record([
+                    s.klip_id.as_str(),
+                    name,
+                    measure,
+                    "",
+                    number(value).as_str(),
+                ]);
             }
         }
         for p in &v.series {
             let x = csv_text(&p.x);
-            let _ = writer.write_record([s.klip_id.as_str(), name, "series", x.as_ref(), p.y.to_string().as_str()]);
+            let _ = writer.write_record([
+                s.klip_id.as_str(),
+                name,
+                "series",
+                x.as_ref(),
+                p.y.to_string().as_str(),
+            ]);
         }
         for g in &v.groups {
             let key = csv_text(&g.key);
-            let _ = writer.write_record([s.klip_id.as_str(), name, "group", key.as_ref(), g.value.to_string().as_str()]);
+            let _ = writer.write_record([
+                s.klip_id.as_str(),
+                name,
+                "group",
+                key.as_ref(),
+                g.value.to_string().as_str(),
+            ]);
         }
     }
     writer.into_inner().unwrap_or_default()
@@ -673,7 +691,15 @@ mod tests {
 
     #[test]
     fn csv_cells_that_a_spreadsheet_would_run_are_text() {
-        for formula in ["=cmd|' /C calc'!A0", "=HYPERLINK(\"http://x\",\"y\")", "+A1", "-A1+1", "@SUM(A1)", "\tx", "\rx"] {
+        for formula in [
+            "=cmd|' /C calc'!A0",
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+A1",
+            "-A1+1",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
             assert_eq!(csv_text(formula), format!("'{formula}"), "{formula:?}");
         }
         for kept in ["Revenue", "-12.5", "+3", "2026-11-20", "a=b", ""] {

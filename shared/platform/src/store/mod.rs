@@ -214,7 +214,7 @@ pub fn fits_in_an_item(item: &Item) -> Result<(), ApiError> {
         .iter()
         .map(|(name, value)| (largest_path(name, value), attribute_size(value)))
         .collect();
-    fields.sort_by(|a, b| b.1.cmp(&a.1));
+    fields.sort_by_key(|field| std::cmp::Reverse(field.1));
     let named: Vec<String> = fields
         .iter()
         .take(2)
