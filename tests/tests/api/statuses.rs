@@ -332,6 +332,10 @@ async fn a_company_whose_day_is_used_up_is_429_on_every_route() {
         assert_eq!(app.get("/profile").await.status(), 200);
     }
     expect_error(app.get("/profile").await, 429, "rate_limited").await;
+    // A published link's views count on an allowance of their own (a quarter of the daily
+    // limit: one view here), not on the owner's day: the first is still shown, then 429s.
+    let view = app.url(&format!("/public/dashboards/{token}"));
+    assert_eq!(app.http.get(&view).send().await.unwrap().status(), 200);
 
     let mut checked = 0;
     for op in ops().iter().filter(|op| op.documents("429")) {
