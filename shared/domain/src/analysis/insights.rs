@@ -925,8 +925,8 @@ impl<'a> Prepared<'a> {
         }
         // (index, baseline before the residual median, residual)
         let mut tested: Vec<(usize, f64, f64)> = Vec::new();
-        for i in 0..n {
-            let base = match baseline.group(self.obs[i].date) {
+        for (i, (o, &value)) in self.obs.iter().zip(&detrended).enumerate() {
+            let base = match baseline.group(o.date) {
                 None => 0.0,
                 Some(group) => {
                     let Some(sorted) = groups.get(&group) else {
@@ -935,14 +935,14 @@ impl<'a> Prepared<'a> {
                     if sorted.len() - 1 < settings.min_weekday_others {
                         continue;
                     }
-                    let at = sorted.partition_point(|v| v.total_cmp(&detrended[i]).is_lt());
+                    let at = sorted.partition_point(|v| v.total_cmp(&value).is_lt());
                     match stats::median_without(sorted, at) {
                         Some(m) => m,
                         None => continue,
                     }
                 }
             };
-            tested.push((i, line_at(i) + base, detrended[i] - base));
+            tested.push((i, line_at(i) + base, value - base));
         }
         if tested.len() < settings.min_anomaly_points {
             return Vec::new();
