@@ -29,8 +29,11 @@ tokio::task_local! {
     static SPECULATIVE: ();
 }
 
-/// Runs a speculative read's handler (see [`crate::admission`]): it may not call out
-/// ([`outbound`] refuses), since its answer may be thrown away.
+/// Runs a speculative read's handler (see [`crate::admission`]): its answer may be thrown
+/// away, so its only effects may be reads. A database write through the store fails
+/// ([`admitted`] refuses, as the SDK interceptor refuses one that bypasses the store: see
+/// [`writes_held`]), and so does a request to a third party ([`outbound`]): a read route
+/// that writes fails its tests loudly instead of writing for a caller not yet verified.
 pub async fn speculative<F: std::future::Future>(work: F) -> F::Output {
     SPECULATIVE.scope((), work).await
 }
@@ -76,6 +79,11 @@ pub async fn within<F: std::future::Future>(
 /// Waits until the request is admitted; at once outside a held handler. An error when it
 /// is not (the handler's answer is thrown away then).
 pub async fn admitted() -> Result<(), ApiError> {
+    if SPECULATIVE.try_with(|_| ()).is_ok() {
+        return Err(ApiError::internal(
+            "a speculative read tried to write to the database",
+        ));
+    }
     let Ok(mut rx) = HELD.try_with(Clone::clone) else {
         return Ok(());
     };
@@ -94,10 +102,13 @@ pub fn refused() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether database writes are held now: inside a held handler before admission said yes.
+/// Whether database writes are held now: inside a held handler before admission said yes,
+/// and always inside a speculative read (which may write nothing).
 pub fn writes_held() -> bool {
-    HELD.try_with(|rx| *rx.borrow() != Some(true))
-        .unwrap_or(false)
+    SPECULATIVE.try_with(|_| ()).is_ok()
+        || HELD
+            .try_with(|rx| *rx.borrow() != Some(true))
+            .unwrap_or(false)
 }
 
 /// The DynamoDB operations that write.
@@ -144,6 +155,8 @@ mod tests {
         verdict.decide(false);
         assert!(within(rx, outbound()).await.is_err());
         assert!(speculative(outbound()).await.is_err());
+        assert!(speculative(admitted()).await.is_err());
+        assert!(speculative(async { writes_held() }).await);
 
         // A verdict never sent (admission gone) refuses too.
         let (verdict, rx) = hold();
