@@ -6,6 +6,7 @@ use axum::Extension;
 use platform::auth::records::{Company, EmailClaim, FamilyRecord, RefreshRecord, User, UserView};
 use platform::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
 use platform::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
+use platform::cache::KnownLogin;
 use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::store::sessions::NotConsumed;
@@ -97,7 +98,7 @@ pub async fn login(
     // and company it led to, and the password is checked against the hash it had then, all
     // at once. They count only when the claim still leads there and the hash is unchanged;
     // otherwise the password is checked again against the stored hash.
-    let (found, checked) = match remembered_claim(&email) {
+    let (found, checked) = match remembered_claim(&state, &email) {
         Some(known) => {
             let ((claim, user, company), matched) = tokio::try_join!(
                 async {
@@ -119,7 +120,7 @@ pub async fn login(
                     (user.zip(company), same_hash.then_some(matched))
                 }
                 other => {
-                    forget_claim(&email);
+                    forget_claim(&state, &email);
                     match other {
                         Some(c) => (read_user(&state, &c).await?, None),
                         None => (None, None),
@@ -147,7 +148,7 @@ pub async fn login(
     if company.status == domain::CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
-    remember_claim(&email, &company.id, &user.id, &user.password_hash);
+    remember_claim(&state, &email, &company.id, &user.id, &user.password_hash);
     let family = domain::ids::new_id();
     let (pair, record) = token_pair(&state, &user.id, user.session_epoch, &company.id, &family)?;
     let family_record = FamilyRecord {
@@ -185,45 +186,24 @@ async fn read_user(state: &AppState, claim: &EmailClaim) -> ApiResult<Option<(Us
     Ok(user.zip(company))
 }
 
-/// Where the addresses this instance signed in lead (company, user) and the password hash
-/// the user had then, by address. Only a guess of what to read and check alongside the
-/// claim: the claim and user read with it decide.
-#[derive(Clone)]
-struct KnownLogin {
-    company_id: String,
-    user_id: String,
-    password_hash: String,
+/// Where an address this instance signed in led (company, user) and the password hash the
+/// user had then (`Caches::logins`): only a guess of what to read and check alongside the
+/// claim; the claim and user read with it decide.
+fn remembered_claim(state: &AppState, email: &str) -> Option<KnownLogin> {
+    state.caches.logins.get(email)
 }
 
-type Logins = std::sync::Mutex<std::collections::HashMap<String, KnownLogin>>;
-
-fn claims() -> &'static Logins {
-    static CLAIMS: std::sync::OnceLock<Logins> = std::sync::OnceLock::new();
-    CLAIMS.get_or_init(Default::default)
+fn remember_claim(state: &AppState, email: &str, company: &str, user: &str, password_hash: &str) {
+    let known = KnownLogin {
+        company_id: company.to_owned(),
+        user_id: user.to_owned(),
+        password_hash: password_hash.to_owned(),
+    };
+    state.caches.logins.insert(email.to_owned(), known);
 }
 
-fn remembered_claim(email: &str) -> Option<KnownLogin> {
-    claims().lock().ok()?.get(email).cloned()
-}
-
-fn remember_claim(email: &str, company: &str, user: &str, password_hash: &str) {
-    if let Ok(mut map) = claims().lock() {
-        if map.len() >= 10_000 {
-            map.clear();
-        }
-        let known = KnownLogin {
-            company_id: company.to_owned(),
-            user_id: user.to_owned(),
-            password_hash: password_hash.to_owned(),
-        };
-        map.insert(email.to_owned(), known);
-    }
-}
-
-fn forget_claim(email: &str) {
-    if let Ok(mut map) = claims().lock() {
-        map.remove(email);
-    }
+fn forget_claim(state: &AppState, email: &str) {
+    state.caches.logins.remove(email);
 }
 
 /// Marks a refresh token used; on a second use, revokes its whole family.

@@ -58,40 +58,27 @@ async fn favorites(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> 
 
 /// The dashboard as the API shows it: its widgets carry their Klips' stored values
 /// (`full` inlines each Klip).
-/// The Klips this instance last saw on each dashboard, so the next read can fetch them
-/// together with the dashboard (one round trip instead of two). Only which Klips is
-/// guessed: their contents always come from the read itself, and a Klip the dashboard has
-/// now that the guess lacked is fetched after.
-type KlipsOf = std::sync::Mutex<HashMap<(String, String), Vec<String>>>;
-
-fn remembered() -> &'static KlipsOf {
-    static KLIPS_OF: std::sync::OnceLock<KlipsOf> = std::sync::OnceLock::new();
-    KLIPS_OF.get_or_init(Default::default)
-}
-
-/// The Klips this instance saw on the dashboard last time (none when it never did).
-pub fn remembered_klips(company: &str, dashboard: &str) -> Vec<String> {
-    remembered()
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&(company.to_owned(), dashboard.to_owned())).cloned())
+/// The Klips this instance saw on the dashboard last time (none when it never did), so the
+/// next read can fetch them together with the dashboard: one round trip instead of two
+/// (`Caches::dashboard_klips`). Only which Klips is guessed: their contents always come from
+/// the read itself, and a Klip the dashboard has now that the guess lacked is fetched after.
+pub fn remembered_klips(state: &AppState, company: &str, dashboard: &str) -> Vec<String> {
+    state
+        .caches
+        .dashboard_klips
+        .get(&(company.to_owned(), dashboard.to_owned()))
         .unwrap_or_default()
 }
 
-fn remember_klips(dashboard: &Dashboard) {
-    if let Ok(mut m) = remembered().lock() {
-        if m.len() > 10_000 {
-            m.clear();
-        }
-        m.insert(
-            (dashboard.meta.company_id.clone(), dashboard.meta.id.clone()),
-            dashboard
-                .klip_instances
-                .iter()
-                .map(|i| i.klip_id.clone())
-                .collect(),
-        );
-    }
+fn remember_klips(state: &AppState, dashboard: &Dashboard) {
+    state.caches.dashboard_klips.insert(
+        (dashboard.meta.company_id.clone(), dashboard.meta.id.clone()),
+        dashboard
+            .klip_instances
+            .iter()
+            .map(|i| i.klip_id.clone())
+            .collect(),
+    );
 }
 
 /// Reads Klips of a company by id, in one consistent BatchGetItem.
@@ -182,7 +169,7 @@ pub async fn render_with(
         .collect();
     let mut klips = prefetched;
     klips.extend(read_klips(state, &dashboard.meta.company_id, &missing).await?);
-    remember_klips(dashboard);
+    remember_klips(state, dashboard);
     let mut instances = dashboard.klip_instances.clone();
     instances.sort_by(|a, b| (a.region.as_str(), a.position).cmp(&(b.region.as_str(), b.position)));
     let widgets = instances
@@ -273,7 +260,7 @@ pub async fn show(
     // Addressed by id, the dashboard, the caller's favorite mark and the Klips this
     // instance saw on it last time are read at once.
     let (dashboard, favorite, prefetched): (Dashboard, bool, _) = if domain::ids::is_id(&id) {
-        let guess = remembered_klips(caller.company_id(), &id);
+        let guess = remembered_klips(&state, caller.company_id(), &id);
         let (dashboard, favorite, prefetched) = tokio::try_join!(
             find(&state, &caller, &id),
             favorite_of(&id),

@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::ids::{new_id, ApiKeyHash};
+use domain::records::LinkTarget as LinkRecord;
 use domain::records::{Dashboard, PublishedLink};
 use platform::admission::LinkOwner;
 use platform::assets::resource::OnDelete;
@@ -32,16 +33,6 @@ impl OnDelete<Dashboard> for Unpublish {
         }
         Ok(())
     }
-}
-
-/// Where a token's hash leads.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct LinkRecord {
-    company_id: String,
-    dashboard_id: String,
-    link_id: String,
-    #[serde(default, with = "domain::time::utc::option")]
-    expires_at: Option<DateTime<Utc>>,
 }
 
 pub fn link_key(token_hash: &str) -> Key {
@@ -204,32 +195,19 @@ pub struct PublishedDashboard(
     String,
 );
 
-/// The link records this instance resolved before, by token hash. A link's company,
-/// dashboard and expiry never change, so a remembered record lets the next request read the
-/// link (to see that it still exists) together with what it leads to.
-fn remembered_links() -> &'static std::sync::Mutex<HashMap<String, LinkRecord>> {
-    static LINKS: std::sync::OnceLock<std::sync::Mutex<HashMap<String, LinkRecord>>> =
-        std::sync::OnceLock::new();
-    LINKS.get_or_init(Default::default)
+/// Where a link this instance resolved before leads (`Caches::links`): a link's company,
+/// dashboard and expiry never change, so it lets the next request read the link (to see
+/// that it still exists) together with what it leads to.
+fn remembered_link(state: &AppState, hash: &str) -> Option<LinkRecord> {
+    state.caches.links.get(hash)
 }
 
-fn remembered_link(hash: &str) -> Option<LinkRecord> {
-    remembered_links().lock().ok()?.get(hash).cloned()
+fn remember_link(state: &AppState, hash: &str, record: &LinkRecord) {
+    state.caches.links.insert(hash.to_owned(), record.clone());
 }
 
-fn remember_link(hash: &str, record: &LinkRecord) {
-    if let Ok(mut links) = remembered_links().lock() {
-        if links.len() >= 10_000 {
-            links.clear();
-        }
-        links.insert(hash.to_owned(), record.clone());
-    }
-}
-
-fn forget_link(hash: &str) {
-    if let Ok(mut links) = remembered_links().lock() {
-        links.remove(hash);
-    }
+fn forget_link(state: &AppState, hash: &str) {
+    state.caches.links.remove(hash);
 }
 
 /// Resolves a published link's token for the admission pipeline: the owner company (whose
@@ -248,10 +226,13 @@ pub fn resolve<'a>(
             )
         };
         let hash = ApiKeyHash::of(token).0;
-        let (record, company, dashboard, prefetched) = match remembered_link(&hash) {
+        let (record, company, dashboard, prefetched) = match remembered_link(state, &hash) {
             Some(known) => {
-                let guess =
-                    crate::dashboards::remembered_klips(&known.company_id, &known.dashboard_id);
+                let guess = crate::dashboards::remembered_klips(
+                    state,
+                    &known.company_id,
+                    &known.dashboard_id,
+                );
                 let read = tokio::try_join!(
                     state.store.get::<LinkRecord>(link_key(&hash)),
                     state.store.get::<Company>(keys::company(&known.company_id)),
@@ -263,12 +244,12 @@ pub fn resolve<'a>(
                     crate::dashboards::read_klips(state, &known.company_id, &guess),
                 );
                 let (record, company, dashboard, prefetched) =
-                    read.inspect_err(|_| forget_link(&hash))?;
+                    read.inspect_err(|_| forget_link(state, &hash))?;
                 match record {
                     // A link's record never changes: the same one leads to the same things.
                     Some(record) if record == known => (record, company, dashboard, prefetched),
                     _ => {
-                        forget_link(&hash);
+                        forget_link(state, &hash);
                         return Err(not_found());
                     }
                 }
@@ -279,8 +260,11 @@ pub fn resolve<'a>(
                     .get(link_key(&hash))
                     .await?
                     .ok_or_else(not_found)?;
-                let guess =
-                    crate::dashboards::remembered_klips(&record.company_id, &record.dashboard_id);
+                let guess = crate::dashboards::remembered_klips(
+                    state,
+                    &record.company_id,
+                    &record.dashboard_id,
+                );
                 let (company, dashboard, prefetched) = tokio::try_join!(
                     state
                         .store
@@ -297,20 +281,20 @@ pub fn resolve<'a>(
         };
         let now = domain::time::seconds(state.clock.now());
         if record.expires_at.is_some_and(|e| e <= now) {
-            forget_link(&hash);
+            forget_link(state, &hash);
             return Err(not_found());
         }
         let (Some(company), Some(dashboard)) = (company, dashboard) else {
-            forget_link(&hash);
+            forget_link(state, &hash);
             return Err(not_found());
         };
         if company.status == domain::CompanyStatus::Disabled
             || !company.feature_enabled("public_dashboards")
         {
-            forget_link(&hash);
+            forget_link(state, &hash);
             return Err(not_found());
         }
-        remember_link(&hash, &record);
+        remember_link(state, &hash, &record);
         let mut extensions = http::Extensions::new();
         let zone = company.timezone.clone();
         let currency = domain::document::company_currency(&company.properties);
@@ -377,13 +361,13 @@ async fn page(
     let mut klips = prefetched;
     klips.extend(crate::dashboards::read_klips(state, &dashboard.meta.company_id, &missing).await?);
     let key = page_key(dashboard, &instances, &klips, zone, currency);
-    let html = match state.published_pages.get(&key) {
+    let html = match state.caches.published_pages.get(&key) {
         Some(html) => html,
         None => {
             let html = std::sync::Arc::new(render_page(
                 state, dashboard, &instances, &klips, zone, currency,
             )?);
-            state.published_pages.insert(key, html.clone());
+            state.caches.published_pages.insert(key, html.clone());
             html
         }
     };
@@ -399,7 +383,7 @@ async fn page(
         .into_response())
 }
 
-/// What the page is rendered from (see `AppState::published_pages`).
+/// What the page is rendered from (see `Caches::published_pages`).
 fn page_key(
     dashboard: &Dashboard,
     instances: &[domain::records::KlipInstance],

@@ -29,7 +29,6 @@ use platform::store::WriteError;
 use platform::{ApiError, ApiResult, AppState};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::HashMap;
 
 /// Reads a data body: its Content-Type must be the source's format (415 naming it), and it
 /// may not exceed 5 MiB (413 naming the limit).
@@ -159,7 +158,7 @@ pub async fn append(
     let known = if headers.contains_key(header::IF_MATCH) || body.is_err() {
         None
     } else {
-        remembered_source(&caller, &id)
+        remembered_source(&state, &caller, &id)
     };
     let speculated = known.is_some();
     let read = async {
@@ -184,7 +183,7 @@ pub async fn append(
     .await;
     if speculated && !kept && !matches!(answer, Ok(Some(_))) {
         // What was refused (or answered) on the remembered item may hold no longer: read it.
-        forget_source(&company, &id);
+        forget_source(&state, &company, &id);
         let first = lookup(&state, &caller, &id).await;
         answer = append_to(
             &state,
@@ -206,56 +205,48 @@ pub async fn append(
         Ok(Some(response)) => Ok(response),
         Ok(None) => Err(ApiError::internal("an append answered nothing")),
         Err(e) => {
-            forget_source(&company, &id);
+            forget_source(&state, &company, &id);
             Err(e)
         }
     }
 }
 
-/// The data sources this instance appended to last, as saved then (without their segment
+/// The data source this instance appended to last, as saved then (without its segment
 /// lists), so the next append to one needs no read: the append's update holds only while
 /// the item still points at the same copy with the same end, is enabled and exists, and the
 /// copy fixes the format and the columns, so an append the update takes is one the item as
 /// it is would have taken. Who may append is checked anew: only the caller's permission to
 /// edit data sources, or being the source's creator (which never changes), counts here, not
-/// share rights (which do).
-type Sources = std::sync::Mutex<HashMap<(String, String), Datasource>>;
-
-fn remembered_sources() -> &'static Sources {
-    static SOURCES: std::sync::OnceLock<Sources> = std::sync::OnceLock::new();
-    SOURCES.get_or_init(Default::default)
-}
-
-fn remembered_source(caller: &Caller, id: &str) -> Option<Datasource> {
+/// share rights (which do). Kept in `Caches::appended_sources`.
+fn remembered_source(state: &AppState, caller: &Caller, id: &str) -> Option<Datasource> {
     if !domain::ids::is_id(id) {
         return None;
     }
     let key = (caller.company_id().to_owned(), id.to_owned());
-    let ds = remembered_sources().lock().ok()?.get(&key).cloned()?;
+    let ds = state.caches.appended_sources.get(&key)?;
     let may = caller.can(&format!("{}.edit", <Datasource as Asset>::KIND.name()))
         || ds.meta.created_by == caller.user_id();
     may.then_some(ds)
 }
 
-fn remember_source(saved: &Datasource) {
+fn remember_source(state: &AppState, saved: &Datasource) {
     if saved.disabled || saved.data_id.is_none() || saved.row_count == 0 {
-        return forget_source(&saved.meta.company_id, &saved.meta.id);
+        return forget_source(state, &saved.meta.company_id, &saved.meta.id);
     }
-    if let Ok(mut m) = remembered_sources().lock() {
-        if m.len() >= 1_000 {
-            m.clear();
-        }
-        let mut kept = saved.clone();
-        kept.segments.clear();
-        kept.retired_segments.clear();
-        m.insert((saved.meta.company_id.clone(), saved.meta.id.clone()), kept);
-    }
+    let mut kept = saved.clone();
+    kept.segments.clear();
+    kept.retired_segments.clear();
+    state
+        .caches
+        .appended_sources
+        .insert((saved.meta.company_id.clone(), saved.meta.id.clone()), kept);
 }
 
-fn forget_source(company: &str, id: &str) {
-    if let Ok(mut m) = remembered_sources().lock() {
-        m.remove(&(company.to_owned(), id.to_owned()));
-    }
+fn forget_source(state: &AppState, company: &str, id: &str) {
+    state
+        .caches
+        .appended_sources
+        .remove(&(company.to_owned(), id.to_owned()));
 }
 
 /// [`append`] once the item is read (`first`) and, maybe, the segment written (`written`);
@@ -324,7 +315,7 @@ async fn append_to(
         };
         let refused = match state.store.assets().append_segment(&ds, append).await {
             Ok(saved) => {
-                remember_source(&saved);
+                remember_source(state, &saved);
                 return respond(&saved).map(Some);
             }
             Err(WriteError::Failed(e)) => {

@@ -344,6 +344,18 @@ pub struct KlipInstance {
     pub position: u32,
 }
 
+/// Where a published link's token leads: the item stored under the token's hash (so a
+/// view finds its dashboard without the token itself being stored). A link never changes
+/// where it leads; it is only revoked (the item deleted) or expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkTarget {
+    pub company_id: String,
+    pub dashboard_id: String,
+    pub link_id: String,
+    #[serde(default, with = "crate::time::utc::option")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct PublishedLink {
     pub id: String,

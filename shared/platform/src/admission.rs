@@ -340,7 +340,7 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
     let remembered = claimed
         .fingerprint
         .as_deref()
-        .and_then(|f| state.auth_memory.caller(f));
+        .and_then(|f| state.caches.callers.get(f));
     // Refusing from memory is only for credentials that prove their company by themselves
     // and held before: a password, a client account or an unproven credential is verified
     // first, so that a failed login (or a stranger naming a client, or a dead key) learns
@@ -434,7 +434,10 @@ async fn settle_caller(
     };
     if let Some(refused) = checked.refused {
         if let Some(fingerprint) = &claimed.fingerprint {
-            state.auth_memory.remember_caller(fingerprint, &caller);
+            state
+                .caches
+                .callers
+                .insert(fingerprint.clone(), caller.clone());
         }
         return Err(refused);
     }
@@ -442,7 +445,10 @@ async fn settle_caller(
     let (per_second, daily) = (caller.company.per_second_limit, caller.company.daily_limit);
     let headers = admission.settle(&counted, per_second, daily).await?;
     if let Some(fingerprint) = &claimed.fingerprint {
-        state.auth_memory.remember_caller(fingerprint, &caller);
+        state
+            .caches
+            .callers
+            .insert(fingerprint.clone(), caller.clone());
     }
     if let Some(permission) = gate.access.permission() {
         if let Err(error) = caller.require(permission) {
@@ -526,12 +532,12 @@ fn forget(state: &AppState, claimed: &Claimed, error: &ApiError) {
     let Some(fingerprint) = &claimed.fingerprint else {
         return;
     };
-    state.auth_memory.forget_caller(fingerprint);
+    state.caches.callers.remove(fingerprint);
     let hash = fingerprint
         .strip_prefix("key:")
         .map(|f| f.split('@').next().unwrap_or(f));
     if let (Some(hash), ApiError::Unauthorized(_)) = (hash, error) {
-        state.auth_memory.forget_key(hash);
+        state.caches.key_hashes.remove(hash);
     }
 }
 
@@ -557,7 +563,7 @@ async fn admit_published(
             ApiError::internal("published-link route without {token}").into_response()
         })?;
     let hash = domain::ids::ApiKeyHash::of(&token).0;
-    if let Some(company) = state.auth_memory.link_owner(&hash) {
+    if let Some(company) = state.caches.links.get(&hash).map(|link| link.company_id) {
         // A link this instance resolved before: its owner is known, so the view is counted
         // while the link is resolved (one round trip). A link gone since gives its counts
         // back and is forgotten: the next request with it is resolved first, and counts
@@ -579,7 +585,7 @@ async fn admit_published(
                 if let Ok(counted) = &counted {
                     view.give_back(counted).await;
                 }
-                state.auth_memory.forget_link_owner(&hash);
+                state.caches.links.remove(&hash);
                 owner.map_err(IntoResponse::into_response)?;
                 // Another owner than remembered (a link's company never changes): resolved
                 // and counted again below.
@@ -589,9 +595,7 @@ async fn admit_published(
     let owner = resolve(state, &token)
         .await
         .map_err(IntoResponse::into_response)?;
-    state
-        .auth_memory
-        .remember_link_owner(&hash, &owner.company.id);
+    // The resolver remembered where the link leads (`Caches::links`).
     let view = PublicView::new(state, &owner.company.id, &hash, state.clock.now());
     tracing::Span::current().record("company", owner.company.id.as_str());
     if let Some(refused) = view.refused_from_memory() {

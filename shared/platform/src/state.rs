@@ -1,9 +1,8 @@
 //! What a function's handlers share: configuration, the store, the clock, token keys, the
-//! rate limiter and the auth memory. Built once per process (per Lambda instance).
+//! rate limiter and the caches. Built once per process (per Lambda instance).
 
 use crate::auth::tokens::TokenKeys;
-use crate::auth::AuthMemory;
-use crate::cache::TtlCache;
+use crate::cache::Caches;
 use crate::config::Config;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -17,21 +16,9 @@ pub struct Inner {
     pub clock: SharedClock,
     pub tokens: TokenKeys,
     pub limiter: RateLimiter,
-    pub auth_memory: AuthMemory,
-    /// Published dashboard pages as rendered (HTML), by what they were rendered from (see
-    /// [`PublishedPageKey`]): an anonymous view of an unchanged dashboard reuses the page and
-    /// its analysis for up to a minute instead of computing it again. An entry cannot outlive
-    /// a change of what the page shows: the key names the dashboard's and every Klip's
-    /// version and computed value; the minute only bounds how stale "today" may be.
-    pub published_pages: TtlCache<PublishedPageKey, Arc<Vec<u8>>>,
+    /// What this instance remembers between requests (see [`Caches`]).
+    pub caches: Caches,
 }
-
-/// What a published page is rendered from: the dashboard's id and version, each Klip's id,
-/// version and value time, and the owner's time zone.
-pub type PublishedPageKey = String;
-
-/// Pages kept ([`Inner::published_pages`]): few, since one can be a megabyte of SVG.
-const PUBLISHED_PAGES: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<Inner>);
@@ -54,8 +41,7 @@ impl AppState {
             store,
             clock,
             limiter: RateLimiter::default(),
-            auth_memory: AuthMemory::default(),
-            published_pages: TtlCache::new(PUBLISHED_PAGES, std::time::Duration::from_secs(60)),
+            caches: Caches::default(),
         }))
     }
 

@@ -91,7 +91,7 @@ pub async fn claim(
                 return Err(ApiError::Unauthorized("invalid API key".into()));
             }
             let hash = ApiKeyHash::of(secret).0;
-            let record = match state.auth_memory.key(&hash) {
+            let record = match state.caches.key_hashes.get(&hash) {
                 Some(r) => r,
                 None => {
                     let r: KeyHashRecord = state
@@ -99,7 +99,7 @@ pub async fn claim(
                         .get(&keys::key_hash(&hash))
                         .await?
                         .ok_or_else(|| ApiError::Unauthorized("invalid API key".into()))?;
-                    state.auth_memory.remember_key(&hash, &r);
+                    state.caches.key_hashes.insert(hash.clone(), r.clone());
                     r
                 }
             };

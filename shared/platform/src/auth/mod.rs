@@ -5,7 +5,6 @@
 //!   be (no database for a token or a remembered key hash);
 //! - [`verify`]: everything that can change is read again (one round trip);
 //! - [`caller`]: the verified [`Caller`] handlers get, without secrets;
-//! - [`memory`]: what this instance remembers between requests;
 //! - [`lockout`]: failed-login counting and lockout;
 //! - [`permissions`], [`records`], [`tokens`], [`apikeys`], [`password`]: names, stored
 //!   shapes, JWTs, key secrets and password hashing.
@@ -15,7 +14,6 @@ pub mod caller;
 pub mod credential;
 pub mod hs256;
 pub mod lockout;
-pub mod memory;
 pub mod password;
 pub mod permissions;
 pub mod records;
@@ -28,7 +26,6 @@ pub use caller::{
 };
 pub use credential::{credential, Credential};
 pub use lockout::{check_lockout, record_failed_login, LOCKOUT_FAILURES, LOCKOUT_WINDOW_SECS};
-pub use memory::AuthMemory;
 
 /// The longest email address there is (RFC 5321); longer ones are refused before any
 /// lookup.
