@@ -275,13 +275,11 @@ const LONG_DAYS: i64 = 8_000;
 /// Klips in the long-series report.
 const LONG_KLIPS: usize = 50;
 
-/// Klips over a long daily series, with no range (every point analysed): what one anonymous
-/// view of a published page computes for such a Klip (analysis and html), and a report of
-/// 50 of them (compute, analysis, html, pdf) as a share of the worker's timeout. Theil–Sen
-/// over every pair of 8,000 points took 2–3 s and 256 MB a Klip; the analysis now samples
-/// the pairs of a long series and counts Mann–Kendall's S by merge sort.
-fn long_series(now: chrono::DateTime<Utc>) -> Result<(), String> {
-    let tz = chrono_tz::America::New_York;
+/// [`LONG_DAYS`] rows of one a day, trending down with some noise, and [`LONG_KLIPS`]
+/// daily line Klips over them without a range.
+fn long_series_input(
+    now: chrono::DateTime<Utc>,
+) -> Result<(Vec<Map<String, Value>>, Vec<Klip>), String> {
     let rows: Vec<Map<String, Value>> = (0..LONG_DAYS)
         .map(|i| {
             let day = (now - Days::days(i)).date_naive();
@@ -303,6 +301,17 @@ fn long_series(now: chrono::DateTime<Utc>) -> Result<(), String> {
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, klips))
+}
+
+/// Klips over a long daily series, with no range (every point analysed): what one anonymous
+/// view of a published page computes for such a Klip (analysis and html), and a report of
+/// 50 of them (compute, analysis, html, pdf) as a share of the worker's timeout. Theil–Sen
+/// over every pair of 8,000 points took 2–3 s and 256 MB a Klip; the analysis now samples
+/// the pairs of a long series and counts Mann–Kendall's S by merge sort.
+fn long_series(now: chrono::DateTime<Utc>) -> Result<(), String> {
+    let tz = chrono_tz::America::New_York;
+    let (rows, klips) = long_series_input(now)?;
     let cover = Cover {
         report_id: "bench",
         title: "Long series",
@@ -341,19 +350,22 @@ fn long_series(now: chrono::DateTime<Utc>) -> Result<(), String> {
         std::hint::black_box(document::render(&doc, ReportFormat::Pdf).ok_or("pdf")?);
         report.push(t.elapsed());
     }
-    let base = median(pass);
+    print_long_series(median(pass), median(page), median(report));
+    Ok(())
+}
+
+/// Prints [`long_series`]'s figures (medians) against `base`, the pass over the rows.
+fn print_long_series(base: Duration, page: Duration, report: Duration) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!();
     println!(
         "long series: Klips over {LONG_DAYS} days, no range (median of 3; the baseline is one pass over the {LONG_DAYS} rows)"
     );
-    let page = median(page);
     println!(
         "          a published page of 1 such Klip (analysis + html) {:9.2} ms {:8.0}x",
         ms(page),
         page.as_secs_f64() / base.as_secs_f64()
     );
-    let report = median(report);
     let share = report.as_secs_f64() / WORKER_TIMEOUT_SECONDS * 100.0;
     println!(
         "          a report of {LONG_KLIPS} such Klips (compute + analysis + html + pdf) {:9.2} ms {:8.0}x   = {share:.1}% of the worker's {WORKER_TIMEOUT_SECONDS} s timeout (target: well inside it, under 25%: {})",
@@ -361,5 +373,4 @@ fn long_series(now: chrono::DateTime<Utc>) -> Result<(), String> {
         report.as_secs_f64() / base.as_secs_f64(),
         if share < 25.0 { "met" } else { "NOT met" }
     );
-    Ok(())
 }

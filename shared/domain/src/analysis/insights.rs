@@ -892,26 +892,35 @@ impl<'a> Prepared<'a> {
         ))
     }
 
-    fn anomalies(&self, trend: Option<TrendFit>, settings: &Settings) -> Vec<Insight> {
-        let n = self.y.len();
-        if n < settings.min_anomaly_points {
-            return Vec::new();
+    /// What a day is compared with: the median of the series, or for enough daily points
+    /// the other days of its weekday (or, when some weekday has too few, its part of the
+    /// week).
+    fn baseline(&self, settings: &Settings) -> Baseline {
+        if self.s.bucket != Bucket::Day || self.y.len() < settings.min_weekday_points {
+            return Baseline::Median;
         }
-        let line_at = |i: usize| trend.map_or(0.0, |t| t.line.at(self.x[i]));
-        let detrended: Vec<f64> = (0..n).map(|i| self.y[i] - line_at(i)).collect();
-        let baseline = if self.s.bucket != Bucket::Day || n < settings.min_weekday_points {
-            Baseline::Median
+        let mut per_weekday = [0usize; 7];
+        for o in &self.obs {
+            per_weekday[o.date.weekday().num_days_from_monday() as usize] += 1;
+        }
+        if per_weekday.iter().all(|&c| c > settings.min_weekday_others) {
+            Baseline::Weekday
         } else {
-            let mut per_weekday = [0usize; 7];
-            for o in &self.obs {
-                per_weekday[o.date.weekday().num_days_from_monday() as usize] += 1;
-            }
-            if per_weekday.iter().all(|&c| c > settings.min_weekday_others) {
-                Baseline::Weekday
-            } else {
-                Baseline::WeekPart
-            }
-        };
+            Baseline::WeekPart
+        }
+    }
+
+    /// The points the anomaly test judges, as (index, baseline before the residual median,
+    /// residual): each point's value less the trend line and the median of the other points
+    /// of its baseline group (a point whose group has too few others is not judged).
+    fn tested(
+        &self,
+        trend: Option<TrendFit>,
+        baseline: Baseline,
+        settings: &Settings,
+    ) -> Vec<(usize, f64, f64)> {
+        let line_at = |i: usize| trend.map_or(0.0, |t| t.line.at(self.x[i]));
+        let detrended: Vec<f64> = (0..self.y.len()).map(|i| self.y[i] - line_at(i)).collect();
         // Each group's detrended values, sorted once: the median of a point's others is the
         // group's median without it (O(log n) a point, not a pass over the series).
         let mut groups: std::collections::BTreeMap<u32, Vec<f64>> = Default::default();
@@ -923,27 +932,33 @@ impl<'a> Prepared<'a> {
         for values in groups.values_mut() {
             values.sort_by(f64::total_cmp);
         }
-        // (index, baseline before the residual median, residual)
-        let mut tested: Vec<(usize, f64, f64)> = Vec::new();
+        let mut tested = Vec::new();
         for (i, (o, &value)) in self.obs.iter().zip(&detrended).enumerate() {
             let base = match baseline.group(o.date) {
                 None => 0.0,
-                Some(group) => {
-                    let Some(sorted) = groups.get(&group) else {
-                        continue;
-                    };
-                    if sorted.len() - 1 < settings.min_weekday_others {
-                        continue;
+                Some(group) => match groups.get(&group) {
+                    Some(sorted) if sorted.len() > settings.min_weekday_others => {
+                        let at = sorted.partition_point(|v| v.total_cmp(&value).is_lt());
+                        match stats::median_without(sorted, at) {
+                            Some(m) => m,
+                            None => continue,
+                        }
                     }
-                    let at = sorted.partition_point(|v| v.total_cmp(&value).is_lt());
-                    match stats::median_without(sorted, at) {
-                        Some(m) => m,
-                        None => continue,
-                    }
-                }
+                    _ => continue,
+                },
             };
             tested.push((i, line_at(i) + base, value - base));
         }
+        tested
+    }
+
+    fn anomalies(&self, trend: Option<TrendFit>, settings: &Settings) -> Vec<Insight> {
+        let n = self.y.len();
+        if n < settings.min_anomaly_points {
+            return Vec::new();
+        }
+        let baseline = self.baseline(settings);
+        let tested = self.tested(trend, baseline, settings);
         if tested.len() < settings.min_anomaly_points {
             return Vec::new();
         }
