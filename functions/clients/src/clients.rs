@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
-use domain::records::{Dashboard, Datasource};
 use domain::CompanyStatus;
 use platform::assets::{stored, Kind};
 use platform::auth::records::{Company, FEATURES, PLANS, RESOURCES};
@@ -266,6 +265,15 @@ pub async fn update(
 
 /// Deletes the client account and everything it owns (users, keys, assets); its users' emails
 /// become free again.
+/// `DELETE /clients/{id}`: the client account and everything of it. A company's items are
+/// too many for one transaction, so the account is first disabled (one conditional write:
+/// from then on its credentials get 403 and nothing of it can be used or changed), then its
+/// items go one by one with what lives outside its partition (email claims, key hashes,
+/// published-link lookups, data files), the company item last. A delete that stops midway
+/// (the database fails, the function times out) leaves a disabled account, never half of a
+/// working one, and the same `DELETE` again finishes it: every step deletes what may already
+/// be gone. What lies outside is found from the few fields that name it, never by decoding
+/// the whole item, so an item that would not decode cannot leave its lookups behind.
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -273,6 +281,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let client = find_client(&state, &caller, &id).await?;
+    if client.status != CompanyStatus::Disabled {
+        let mut disabled = client.clone();
+        disabled.status = CompanyStatus::Disabled;
+        disabled.last_updated = state.clock.now();
+        save(&state, &client, &disabled).await?;
+    }
     let pk = keys::company_pk(&client.id);
     let items: Vec<serde_json::Map<String, Value>> = state.store.query_prefix(&pk, "").await?;
     for item in items {
@@ -284,35 +298,44 @@ pub async fn delete(
         if sk == "COMPANY" {
             continue;
         }
-        // What lives outside the client's partition goes with it: email claims, key
-        // hashes, published-link lookups and data source files.
-        if sk.starts_with("USER#") {
-            if let Some(email) = item.get("email").and_then(Value::as_str) {
-                state.store.delete(&keys::email(email)).await?;
-            }
-        } else if sk.starts_with("APIKEY#") {
-            if let Some(hash) = item.get("hash").and_then(Value::as_str) {
-                state.store.delete(&keys::key_hash(hash)).await?;
-            }
-        } else if sk.starts_with(Kind::Dashboard.prefix()) {
-            if let Ok(dashboard) = serde_json::from_value::<Dashboard>(Value::Object(item.clone()))
-            {
-                for link in &dashboard.published_links {
-                    state
-                        .store
-                        .delete(&keys::published_link(&link.token_hash))
-                        .await?;
-                }
-            }
-        } else if sk.starts_with(Kind::Datasource.prefix()) {
-            if let Ok(ds) = serde_json::from_value::<Datasource>(Value::Object(item.clone())) {
-                stored::forget(&state, &ds).await?;
-            }
-        }
+        delete_outside(&state, &client.id, &sk, &item).await?;
         state.store.delete(&Key::new(pk.clone(), sk)).await?;
     }
     state.store.delete(&keys::company(&client.id)).await?;
     Ok(envelope::deleted())
+}
+
+/// Deletes what an item of a client's partition (`sk`) has outside it.
+async fn delete_outside(
+    state: &AppState,
+    company: &str,
+    sk: &str,
+    item: &serde_json::Map<String, Value>,
+) -> ApiResult<()> {
+    let text = |name: &str| item.get(name).and_then(Value::as_str);
+    if sk.starts_with("USER#") {
+        if let Some(email) = text("email") {
+            state.store.delete(&keys::email(email)).await?;
+        }
+    } else if sk.starts_with("APIKEY#") {
+        if let Some(hash) = text("hash") {
+            state.store.delete(&keys::key_hash(hash)).await?;
+        }
+    } else if sk.starts_with(Kind::Dashboard.prefix()) {
+        let links = item.get("published_links").and_then(Value::as_array);
+        for hash in links
+            .into_iter()
+            .flatten()
+            .filter_map(|link| link.get("token_hash").and_then(Value::as_str))
+        {
+            state.store.delete(&keys::published_link(hash)).await?;
+        }
+    } else if let Some(id) = sk.strip_prefix(Kind::Datasource.prefix()) {
+        if domain::ids::is_id(id) {
+            stored::forget_files(state, company, id).await?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn properties(

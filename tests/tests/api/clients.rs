@@ -450,6 +450,59 @@ async fn deleting_a_client_removes_its_published_link_lookups() {
     assert!(link_item.is_none(), "published link lookups are gone");
 }
 
+/// A client delete finds what lives outside the client's partition from the fields that
+/// name it: a dashboard item that no longer decodes (a field of the wrong type) still has
+/// its published-link lookup removed (it was skipped, and the token kept resolving to a
+/// deleted company's dashboard).
+#[tokio::test]
+async fn deleting_a_client_removes_the_lookups_of_an_item_that_does_not_decode() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client_with_room(&partner).await;
+    let (_, dash) = json(
+        partner
+            .call(
+                "POST",
+                &format!("/dashboards?client_id={tid}"),
+                partner.key(),
+                Some(json!({"name": "Client board"})),
+            )
+            .await,
+    )
+    .await;
+    let dash_id = dash["data"]["id"].as_str().unwrap().to_owned();
+    let (_, link) = json(
+        partner
+            .call(
+                "POST",
+                &format!("/dashboards/{dash_id}/published-links?client_id={tid}"),
+                partner.key(),
+                Some(json!({})),
+            )
+            .await,
+    )
+    .await;
+    let token = link["data"]["token"].as_str().unwrap().to_owned();
+    let key = platform::store::keys::asset(domain::asset::Kind::Dashboard, &tid, &dash_id);
+    let mut item: serde_json::Value = partner.state.store.get(key.clone()).await.unwrap().unwrap();
+    item["layout"] = json!(5);
+    partner.state.store.put(&key, &item).await.unwrap();
+    delete_client(&partner, &tid).await;
+    let lookup = platform::store::keys::published_link(&domain::ids::ApiKeyHash::of(&token).0);
+    let link_item: Option<serde_json::Value> = partner.state.store.get(lookup).await.unwrap();
+    assert!(link_item.is_none(), "the published link's lookup is gone");
+    expect_error(
+        partner
+            .http
+            .get(partner.url(&format!("/public/dashboards/{token}")))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn other_partners_clients_are_404_and_client_id_needs_client_access() {
     let partner = TestApp::spawn().await;

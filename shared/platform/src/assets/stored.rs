@@ -443,11 +443,13 @@ pub async fn raw(state: &AppState, ds: &Datasource) -> ApiResult<Option<Vec<u8>>
 
 /// Removes every stored copy of a data source's data (when the data source itself goes).
 pub async fn forget(state: &AppState, ds: &Datasource) -> ApiResult<()> {
+    forget_files(state, &ds.meta.company_id, &ds.meta.id).await
+}
+
+/// Removes every file of data source `id` of `company` (see [`forget`]).
+pub async fn forget_files(state: &AppState, company: &str, id: &str) -> ApiResult<()> {
     let files = state.store.files();
-    for key in files
-        .list(&data_prefix(&ds.meta.company_id, &ds.meta.id))
-        .await?
-    {
+    for key in files.list(&data_prefix(company, id)).await? {
         files.delete(&key).await?;
     }
     Ok(())
