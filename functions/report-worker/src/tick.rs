@@ -16,13 +16,12 @@
 
 use crate::generate::{self, Outcome};
 use chrono::{DateTime, Utc};
-use domain::asset::Kind;
 use domain::cron::Cron;
 use domain::records::{Datasource, RefreshState};
-use domain::reports::{run_id, RefreshJob, Report, Run, REFRESH_ENTITY, RUN_ENTITY};
+use domain::reports::{run_id, RefreshJob, Report, Run};
 use domain::{RunStatus, RunTrigger};
-use platform::store::runs::QueueRefused;
-use platform::store::{Item, WriteError};
+use platform::store::runs::{Due, QueueRefused};
+use platform::store::WriteError;
 use platform::time::rfc3339;
 use platform::{ApiError, AppState};
 use serde::Serialize;
@@ -52,13 +51,8 @@ pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, Api
     let now = state.clock.now();
     let mut done = Ticked::default();
     let mut started = false;
-    for item in state.store.runs().due(now).await? {
-        let text = |name: &str| match item.get(name) {
-            Some(aws_sdk_dynamodb::types::AttributeValue::S(s)) => s.clone(),
-            _ => String::new(),
-        };
-        let (entity, sk) = (text("entity"), text("sk"));
-        if entity == RUN_ENTITY || entity == REFRESH_ENTITY {
+    for due in state.store.runs().due(now).await? {
+        if due.is_job() {
             // A job runs for seconds: the first always starts, later ones only with time left.
             let left = until.map(|until| until.saturating_duration_since(Instant::now()));
             if started && left.is_some_and(|left| left < crate::stream::RESERVE) {
@@ -67,25 +61,30 @@ pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, Api
             }
             started = true;
         }
-        if entity == RUN_ENTITY {
-            let run: Run = platform::store::from_item(item)?;
-            if generate::run(state, &run.company_id, &run.report_id, &run.id).await == Outcome::Done
-            {
-                done.taken_over += 1;
+        match due {
+            Due::Run(run) => {
+                let outcome = generate::run(state, &run.company_id, &run.report_id, &run.id).await;
+                if outcome == Outcome::Done {
+                    done.taken_over += 1;
+                }
             }
-        } else if entity == REFRESH_ENTITY {
-            let job: RefreshJob = platform::store::from_item(item)?;
-            if crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await
-                == Outcome::Done
-            {
-                done.taken_over += 1;
+            Due::Refresh(job) => {
+                let outcome =
+                    crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await;
+                if outcome == Outcome::Done {
+                    done.taken_over += 1;
+                }
             }
-        } else if sk.starts_with(Kind::Datasource.prefix()) {
-            if let Err(e) = refresh_due(state, item, now, &mut done).await {
-                tracing::warn!(error = %e, "a due refresh could not be queued; the next tick retries");
+            Due::SourceRefresh(ds) => {
+                if let Err(e) = refresh_due(state, ds, now, &mut done).await {
+                    tracing::warn!(error = %e, "a due refresh could not be queued; the next tick retries");
+                }
             }
-        } else if let Err(e) = schedule(state, item, now, &mut done).await {
-            tracing::warn!(error = %e, "a due report could not be queued; the next tick retries");
+            Due::Schedule(report) => {
+                if let Err(e) = schedule(state, report, now, &mut done).await {
+                    tracing::warn!(error = %e, "a due report could not be queued; the next tick retries");
+                }
+            }
         }
     }
     match platform::assets::stored::sweep(state, now).await {
@@ -99,11 +98,10 @@ pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, Api
 /// (its id from the source and the time), and its next time moves on from now.
 async fn refresh_due(
     state: &AppState,
-    item: Item,
+    ds: Datasource,
     now: DateTime<Utc>,
     done: &mut Ticked,
 ) -> Result<(), ApiError> {
-    let ds: Datasource = platform::store::from_item(item)?;
     let (Some(due), Some(interval)) = (ds.next_refresh_at, ds.refresh_interval) else {
         return Ok(());
     };
@@ -157,11 +155,10 @@ fn scheduled_run_id(report: &str, due: DateTime<Utc>) -> String {
 
 async fn schedule(
     state: &AppState,
-    item: Item,
+    report: Report,
     now: DateTime<Utc>,
     done: &mut Ticked,
 ) -> Result<(), ApiError> {
-    let report: Report = platform::store::from_item(item)?;
     let (Some(schedule), Some(due)) = (&report.schedule, report.next_run_at) else {
         return Ok(());
     };

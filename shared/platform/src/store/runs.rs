@@ -21,7 +21,8 @@ use crate::error::ApiError;
 use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use domain::reports::{Run, RunSummary};
+use domain::records::Datasource;
+use domain::reports::{RefreshJob, Report, Run, RunSummary, REFRESH_ENTITY, RUN_ENTITY};
 use domain::RunStatus;
 
 pub struct Runs<'a>(&'a Store);
@@ -535,9 +536,10 @@ impl Runs<'_> {
         Ok(())
     }
 
-    /// Everything due at or before `now` in the due index (scheduled reports and runs whose
-    /// lease ended), as stored items; eventually consistent, like every index read.
-    pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<super::Item>, ApiError> {
+    /// Everything due at or before `now` in the due index, decoded (see [`Due`]); eventually
+    /// consistent, like every index read. An item that does not decode is logged and left
+    /// out: it cannot stop the rest from being done.
+    pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<Due>, ApiError> {
         let store = self.0;
         let mut out = Vec::new();
         let mut start = None;
@@ -557,11 +559,57 @@ impl Runs<'_> {
                 .send()
                 .await
                 .map_err(|e| db_error("Query", e))?;
-            out.extend(page.items.unwrap_or_default());
+            for item in page.items.unwrap_or_default() {
+                match Due::of(item) {
+                    Ok(due) => out.push(due),
+                    Err(error) => {
+                        tracing::error!(%error, "an item of the due index does not decode; skipped")
+                    }
+                }
+            }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(out),
             }
         }
+    }
+}
+
+/// What the due index holds, by what is due.
+#[derive(Debug)]
+pub enum Due {
+    /// A report run whose worker's lease ended, or still queued after
+    /// [`UNDELIVERED_SECS`]: to claim and do.
+    Run(Run),
+    /// The same for a data source refresh job.
+    Refresh(RefreshJob),
+    /// A URL data source whose `refresh_interval` came due: to queue a refresh job for.
+    SourceRefresh(Datasource),
+    /// A report whose schedule's `next_run_at` came: to queue a run for.
+    Schedule(Report),
+}
+
+impl Due {
+    /// The item as what it is due for.
+    fn of(item: super::Item) -> Result<Due, ApiError> {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let (entity, sk) = (text("entity"), text("sk"));
+        Ok(if entity == RUN_ENTITY {
+            Due::Run(super::from_item(item)?)
+        } else if entity == REFRESH_ENTITY {
+            Due::Refresh(super::from_item(item)?)
+        } else if sk.starts_with(domain::asset::Kind::Datasource.prefix()) {
+            Due::SourceRefresh(super::from_item(item)?)
+        } else {
+            Due::Schedule(super::from_item(item)?)
+        })
+    }
+
+    /// A job to do now (rather than one to queue).
+    pub fn is_job(&self) -> bool {
+        matches!(self, Due::Run(_) | Due::Refresh(_))
     }
 }
