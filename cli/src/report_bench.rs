@@ -275,12 +275,13 @@ const LONG_DAYS: i64 = 8_000;
 /// Klips in the long-series report.
 const LONG_KLIPS: usize = 50;
 
+/// Rows as the engine reads them.
+type Rows = Vec<Map<String, Value>>;
+
 /// [`LONG_DAYS`] rows of one a day, trending down with some noise, and [`LONG_KLIPS`]
 /// daily line Klips over them without a range.
-fn long_series_input(
-    now: chrono::DateTime<Utc>,
-) -> Result<(Vec<Map<String, Value>>, Vec<Klip>), String> {
-    let rows: Vec<Map<String, Value>> = (0..LONG_DAYS)
+fn long_series_input(now: chrono::DateTime<Utc>) -> Result<(Rows, Vec<Klip>), String> {
+    let rows: Rows = (0..LONG_DAYS)
         .map(|i| {
             let day = (now - Days::days(i)).date_naive();
             let amount = 1_000.0 - i as f64 * 0.05 + ((i * 7_919) % 97) as f64;
