@@ -410,10 +410,8 @@ async fn deleting_a_client_removes_its_data_source_files() {
 }
 
 /// The published-link lookups live outside the client's partition, keyed by token hash.
-#[tokio::test]
-async fn deleting_a_client_removes_its_published_link_lookups() {
-    let partner = TestApp::spawn().await;
-    let tid = trial_client_with_room(&partner).await;
+/// A dashboard in client `tid` with a published link: its id and the link's token.
+async fn published_board(partner: &TestApp, tid: &str) -> (String, String) {
     let (_, dash) = json(
         partner
             .call(
@@ -438,6 +436,14 @@ async fn deleting_a_client_removes_its_published_link_lookups() {
     )
     .await;
     let token = link["data"]["token"].as_str().unwrap().to_owned();
+    (dash_id, token)
+}
+
+#[tokio::test]
+async fn deleting_a_client_removes_its_published_link_lookups() {
+    let partner = TestApp::spawn().await;
+    let tid = trial_client_with_room(&partner).await;
+    let (_, token) = published_board(&partner, &tid).await;
     delete_client(&partner, &tid).await;
     let link_item: Option<serde_json::Value> = partner
         .state
@@ -458,30 +464,7 @@ async fn deleting_a_client_removes_its_published_link_lookups() {
 async fn deleting_a_client_removes_the_lookups_of_an_item_that_does_not_decode() {
     let partner = TestApp::spawn().await;
     let tid = trial_client_with_room(&partner).await;
-    let (_, dash) = json(
-        partner
-            .call(
-                "POST",
-                &format!("/dashboards?client_id={tid}"),
-                partner.key(),
-                Some(json!({"name": "Client board"})),
-            )
-            .await,
-    )
-    .await;
-    let dash_id = dash["data"]["id"].as_str().unwrap().to_owned();
-    let (_, link) = json(
-        partner
-            .call(
-                "POST",
-                &format!("/dashboards/{dash_id}/published-links?client_id={tid}"),
-                partner.key(),
-                Some(json!({})),
-            )
-            .await,
-    )
-    .await;
-    let token = link["data"]["token"].as_str().unwrap().to_owned();
+    let (dash_id, token) = published_board(&partner, &tid).await;
     let key = platform::store::keys::asset(domain::asset::Kind::Dashboard, &tid, &dash_id);
     let mut item: serde_json::Value = partner.state.store.get(key.clone()).await.unwrap().unwrap();
     item["layout"] = json!(5);

@@ -175,6 +175,36 @@ impl Runs<'_> {
             .filter(|r| !r.expired(now)))
     }
 
+    /// A consistent `Query` of a report's run range that keeps the runs not expired at `now`
+    /// (and in `status`): what [`Self::page`] and [`Self::count`] both read.
+    fn shown_query(
+        &self,
+        company: &str,
+        report: &str,
+        status: Option<RunStatus>,
+        now: DateTime<Utc>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let store = self.0;
+        let (filter, values) = shown_filter(status, now);
+        let mut query = store
+            .db
+            .query()
+            .table_name(&store.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .filter_expression(filter)
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":pk", s(keys::company_pk(company)))
+            .expression_attribute_values(":prefix", s(keys::runs_of(report)))
+            .consistent_read(true);
+        if status.is_some() {
+            query = query.expression_attribute_names("#status", "status");
+        }
+        for (name, value) in values {
+            query = query.expression_attribute_values(name, value);
+        }
+        query
+    }
+
     /// Runs `skip` to `skip + take` of a report, newest first, among the ones not expired at
     /// `now` (and in `status`): one `Query` backwards over the report's run range, reading
     /// as many items as the page and what it skips hold (more only when the filter leaves
@@ -188,8 +218,6 @@ impl Runs<'_> {
         skip: usize,
         take: usize,
     ) -> Result<RunsPage, ApiError> {
-        let store = self.0;
-        let (filter, values) = shown_filter(status, now);
         let wanted = skip.saturating_add(take);
         let mut runs = Vec::new();
         let mut read = 0;
@@ -202,26 +230,14 @@ impl Runs<'_> {
             } else {
                 left
             };
-            let mut query = store
-                .db
-                .query()
-                .table_name(&store.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .filter_expression(&filter)
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":pk", s(keys::company_pk(company)))
-                .expression_attribute_values(":prefix", s(keys::runs_of(report)))
+            let out = self
+                .shown_query(company, report, status, now)
                 .scan_index_forward(false)
                 .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start);
-            if status.is_some() {
-                query = query.expression_attribute_names("#status", "status");
-            }
-            for (name, value) in &values {
-                query = query.expression_attribute_values(*name, value.clone());
-            }
-            let out = query.send().await.map_err(|e| db_error("Query", e))?;
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Query", e))?;
             read += usize::try_from(out.scanned_count).unwrap_or(0);
             for item in out.items.unwrap_or_default() {
                 runs.push(super::from_item::<Run>(item)?);
@@ -247,30 +263,16 @@ impl Runs<'_> {
         status: Option<RunStatus>,
         now: DateTime<Utc>,
     ) -> Result<usize, ApiError> {
-        let store = self.0;
-        let (filter, values) = shown_filter(status, now);
         let mut total = 0;
         let mut start = None;
         loop {
-            let mut query = store
-                .db
-                .query()
-                .table_name(&store.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .filter_expression(&filter)
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":pk", s(keys::company_pk(company)))
-                .expression_attribute_values(":prefix", s(keys::runs_of(report)))
+            let out = self
+                .shown_query(company, report, status, now)
                 .select(aws_sdk_dynamodb::types::Select::Count)
-                .consistent_read(true)
-                .set_exclusive_start_key(start);
-            if status.is_some() {
-                query = query.expression_attribute_names("#status", "status");
-            }
-            for (name, value) in &values {
-                query = query.expression_attribute_values(*name, value.clone());
-            }
-            let out = query.send().await.map_err(|e| db_error("Query", e))?;
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Query", e))?;
             total += usize::try_from(out.count).unwrap_or(0);
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
