@@ -788,3 +788,76 @@ async fn a_browser_opening_a_published_link_gets_the_dashboard_as_one_safe_page(
         .unwrap();
     assert_eq!(r.headers()["content-type"], "application/json");
 }
+
+/// A published page's HTML (and the analysis in it) is computed once and kept for the next
+/// views of the same dashboard and values; a change to a Klip is on the very next view.
+#[tokio::test]
+async fn a_published_page_is_computed_once_per_change_of_what_it_shows() {
+    let app = TestApp::spawn().await;
+    let ds = created(
+        &app,
+        "/datasources",
+        json!({"name": "Sales", "format": "csv"}),
+    )
+    .await;
+    let ds_id = ds["id"].as_str().unwrap().to_owned();
+    let put = |csv: String| {
+        app.http
+            .put(app.url(&format!("/datasources/{ds_id}/data")))
+            .header("kf-api-key", app.key())
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+    };
+    assert_eq!(put(sales_csv()).await.unwrap().status(), 200);
+    let klip = created(&app, "/klips", json!({"name": "Daily sales", "type": "line", "datasource_id": ds_id,
+        "query": {"value": "amount", "time_column": "date", "time_bucket": "day", "range": "last_7_days"}})).await;
+    let dash = created(&app, "/dashboards", json!({"name": "Board"})).await;
+    let id = dash["id"].as_str().unwrap().to_owned();
+    let instances = json!({"klips": [{"klip_id": klip["id"], "region": "main", "position": 0}]});
+    let path = format!("/dashboards/{id}/klip-instances");
+    assert_eq!(
+        app.call("PUT", &path, app.key(), Some(instances))
+            .await
+            .status(),
+        200
+    );
+    let (_, link) = json(
+        app.post(&format!("/dashboards/{id}/published-links"), json!({}))
+            .await,
+    )
+    .await;
+    let page_url = app.url(&format!(
+        "/public/dashboards/{}",
+        link["data"]["token"].as_str().unwrap()
+    ));
+    let page = || async {
+        let r = app
+            .http
+            .get(&page_url)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let first = page().await;
+    assert_eq!(app.state.caches.published_pages.len(), 1);
+    assert_eq!(page().await, first, "the same page, from the cache");
+    assert_eq!(app.state.caches.published_pages.len(), 1);
+    // A rename is a new Klip version: the next view shows it.
+    let klip_path = format!("/klips/{}", klip["id"].as_str().unwrap());
+    let renamed = app
+        .call(
+            "PUT",
+            &klip_path,
+            app.key(),
+            Some(json!({"name": "Sales per day"})),
+        )
+        .await;
+    assert_eq!(renamed.status(), 200);
+    let second = page().await;
+    assert!(second.contains("Sales per day") && !second.contains("Daily sales"));
+    assert_eq!(app.state.caches.published_pages.len(), 2);
+}
