@@ -129,7 +129,7 @@ pub async fn bulk_refresh(
             status: RunStatus::Queued,
             job_id: job.id.clone(),
             trigger: RunTrigger::Api,
-            requested_at: job.date_created,
+            requested_at: job.job.date_created,
             finished_at: None,
             error: None,
         };

@@ -75,19 +75,19 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
         }
         Err(WriteError::Failed(e)) => return Outcome::Retry(e.to_string()),
     };
-    tracing::info!(run = %run.id, report, attempt = run.attempt, "generating a report run");
+    tracing::info!(run = %run.id, report, attempt = run.job.attempt, "generating a report run");
     match generate(state, &mut run, now).await {
         Ok(()) => {
-            run.status = RunStatus::Succeeded;
+            run.job.status = RunStatus::Succeeded;
             run.progress = 100;
-            run.finished_at = Some(state.clock.now());
+            run.job.finished_at = Some(state.clock.now());
             finish(state, run, lease).await
         }
         Err(Stop::Fail(error)) => {
             tracing::warn!(run = %run.id, %error, "report run failed");
-            run.status = RunStatus::Failed;
-            run.error = Some(error);
-            run.finished_at = Some(state.clock.now());
+            run.job.status = RunStatus::Failed;
+            run.job.error = Some(error);
+            run.job.finished_at = Some(state.clock.now());
             run.file = None;
             run.file_key = None;
             finish(state, run, lease).await
@@ -133,16 +133,16 @@ async fn abandon_if_dead(
         Ok(None) => return Outcome::Done,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    if worker_died(run.status, run.lease_until, run.attempt, now) {
+    if worker_died(run.job.status, run.job.lease_until, run.job.attempt, now) {
         let error = format!(
             "the report could not be generated in {} attempts (the worker stopped before finishing)",
-            run.attempt
+            run.job.attempt
         );
         match state.store.runs().abandon(&run, &error, now).await {
             Ok(true) => {
                 let mut failed = run.clone();
-                failed.status = RunStatus::Failed;
-                failed.finished_at = Some(now);
+                failed.job.status = RunStatus::Failed;
+                failed.job.finished_at = Some(now);
                 let _ = state
                     .store
                     .runs()
@@ -161,7 +161,7 @@ async fn finish(state: &AppState, run: Run, lease: DateTime<Utc>) -> Outcome {
         Ok(()) => {
             // The newest succeeded run is kept past the retention; the one it replaces
             // expires. On failure the run stays without a `ttl` (kept, not lost).
-            if run.status == RunStatus::Succeeded {
+            if run.job.status == RunStatus::Succeeded {
                 if let Err(e) = state.store.runs().keep_latest(&run).await {
                     tracing::warn!(run = %run.id, error = %e, "could not record the kept run");
                 }
@@ -217,7 +217,7 @@ use domain::asset::Asset;
 /// The moment a run reports as of: its due time (a scheduled run) or its creation, never
 /// later than `now`.
 fn as_of(run: &Run, now: DateTime<Utc>) -> DateTime<Utc> {
-    run.due_at.unwrap_or(run.date_created).min(now)
+    run.job.due_at.unwrap_or(run.job.date_created).min(now)
 }
 
 async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result<(), Stop> {
@@ -355,9 +355,10 @@ mod as_of_tests {
             "format": "html"
         }))
         .unwrap();
-        let run = |asked: &str, due: Option<&str>| Run {
-            due_at: due.map(t),
-            ..Run::queued("x".into(), &report, RunTrigger::Api, t(asked), None)
+        let run = |asked: &str, due: Option<&str>| {
+            let mut run = Run::queued("x".into(), &report, RunTrigger::Api, t(asked), None);
+            run.job.due_at = due.map(t);
+            run
         };
         let now = t("2026-12-02T09:00:00Z");
         let asked = "2026-12-02T08:59:30Z";

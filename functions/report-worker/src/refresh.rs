@@ -17,12 +17,12 @@ use platform::{ApiError, AppState};
 
 fn state_of(job: &RefreshJob) -> RefreshState {
     RefreshState {
-        status: job.status,
+        status: job.job.status,
         job_id: job.id.clone(),
-        trigger: job.trigger,
-        requested_at: job.date_created,
-        finished_at: job.finished_at,
-        error: job.error.clone(),
+        trigger: job.job.trigger,
+        requested_at: job.job.date_created,
+        finished_at: job.job.finished_at,
+        error: job.job.error.clone(),
     }
 }
 
@@ -51,18 +51,18 @@ pub async fn run(state: &AppState, company: &str, datasource: &str, job_id: &str
             let _ = refreshes.release(&job, lease, state.clock.now()).await;
             return Outcome::Retry(error);
         }
-        Ok(None) => job.status = RunStatus::Succeeded,
+        Ok(None) => job.job.status = RunStatus::Succeeded,
         Ok(Some(error)) | Err(ApiError::Validation { message: error, .. }) => {
-            job.status = RunStatus::Failed;
-            job.error = Some(error);
+            job.job.status = RunStatus::Failed;
+            job.job.error = Some(error);
         }
         Err(other) => {
-            job.status = RunStatus::Failed;
-            job.error = Some(other.to_string());
+            job.job.status = RunStatus::Failed;
+            job.job.error = Some(other.to_string());
         }
     }
-    job.finished_at = Some(state.clock.now());
-    job.ttl = Some(state.clock.now().timestamp() + 7 * 86_400);
+    job.job.finished_at = Some(state.clock.now());
+    job.job.ttl = Some(state.clock.now().timestamp() + 7 * 86_400);
     match refreshes.finish(&job, lease).await {
         Ok(()) => {
             let _ = refreshes
@@ -111,13 +111,13 @@ async fn abandon_if_dead(
         Ok(None) => return Outcome::Done,
         Err(e) => return Outcome::Retry(e.to_string()),
     };
-    if crate::generate::worker_died(job.status, job.lease_until, job.attempt, now) {
+    if crate::generate::worker_died(job.job.status, job.job.lease_until, job.job.attempt, now) {
         let error = "the refresh did not finish in its attempts (the worker stopped)";
         if let Ok(true) = refreshes.abandon(&job, error, now).await {
             let mut failed = job.clone();
-            failed.status = RunStatus::Failed;
-            failed.error = Some(error.into());
-            failed.finished_at = Some(now);
+            failed.job.status = RunStatus::Failed;
+            failed.job.error = Some(error.into());
+            failed.job.finished_at = Some(now);
             let _ = refreshes
                 .set_state(company, datasource, &state_of(&failed))
                 .await;

@@ -107,16 +107,14 @@ async fn refresh_due(
     };
     let (company, id) = (&ds.meta.company_id, &ds.meta.id);
     if !ds.disabled {
-        let job = RefreshJob {
-            due_at: Some(due),
-            ..RefreshJob::queued(
-                scheduled_run_id(id, due),
-                company,
-                id,
-                RunTrigger::Schedule,
-                now,
-            )
-        };
+        let mut job = RefreshJob::queued(
+            scheduled_run_id(id, due),
+            company,
+            id,
+            RunTrigger::Schedule,
+            now,
+        );
+        job.job.due_at = Some(due);
         match state.store.refreshes().queue(&job).await {
             Ok(()) => {
                 done.queued += 1;
@@ -124,7 +122,7 @@ async fn refresh_due(
                     status: RunStatus::Queued,
                     job_id: job.id.clone(),
                     trigger: RunTrigger::Schedule,
-                    requested_at: job.date_created,
+                    requested_at: job.job.date_created,
                     finished_at: None,
                     error: None,
                 };
@@ -182,10 +180,10 @@ async fn schedule(
             now,
             None,
         );
-        run.status = RunStatus::Skipped;
-        run.due_at = Some(*missed);
-        run.finished_at = Some(now);
-        run.error = Some("missed while the scheduler was not running; a later time ran".into());
+        run.job.status = RunStatus::Skipped;
+        run.job.due_at = Some(*missed);
+        run.job.finished_at = Some(now);
+        run.job.error = Some("missed while the scheduler was not running; a later time ran".into());
         match runs.queue(&run, None).await {
             Ok(()) => done.skipped += 1,
             Err(WriteError::Refused(_)) => {}
@@ -199,14 +197,15 @@ async fn schedule(
         now,
         None,
     );
-    run.due_at = Some(latest);
+    run.job.due_at = Some(latest);
     if (now - latest).num_seconds() > GRACE_SECS {
-        run.status = RunStatus::Skipped;
-        run.finished_at = Some(now);
-        run.error = Some("missed by more than an hour while the scheduler was not running".into());
+        run.job.status = RunStatus::Skipped;
+        run.job.finished_at = Some(now);
+        run.job.error =
+            Some("missed by more than an hour while the scheduler was not running".into());
     }
     match runs.queue(&run, None).await {
-        Ok(()) if run.status == RunStatus::Queued => done.queued += 1,
+        Ok(()) if run.job.status == RunStatus::Queued => done.queued += 1,
         Ok(()) => done.skipped += 1,
         Err(WriteError::Refused(QueueRefused::Exists | QueueRefused::KeyUsed)) => {}
         Err(WriteError::Failed(e)) => return Err(e),

@@ -58,19 +58,19 @@ impl<'a> RunView<'a> {
         RunView {
             id: &run.id,
             report_id: &run.report_id,
-            status: run.status,
-            trigger: run.trigger,
+            status: run.job.status,
+            trigger: run.job.trigger,
             progress: run.progress,
-            attempt: run.attempt,
-            date_created: run.date_created,
-            started_at: run.started_at,
-            finished_at: run.finished_at,
+            attempt: run.job.attempt,
+            date_created: run.job.date_created,
+            started_at: run.job.started_at,
+            finished_at: run.job.finished_at,
             data_as_of: run.data_as_of,
             window: run.window.as_ref(),
             timezone: run.timezone.as_deref(),
-            error: run.error.as_deref(),
+            error: run.job.error.as_deref(),
             file: run.file.as_ref(),
-            due_at: run.due_at,
+            due_at: run.job.due_at,
         }
     }
 }
@@ -170,13 +170,14 @@ impl Listed for ListedRun {
         &self.0.id
     }
     fn date_created(&self) -> DateTime<Utc> {
-        self.0.date_created
+        self.0.job.date_created
     }
     fn last_updated(&self) -> DateTime<Utc> {
         self.0
+            .job
             .finished_at
-            .or(self.0.started_at)
-            .unwrap_or(self.0.date_created)
+            .or(self.0.job.started_at)
+            .unwrap_or(self.0.job.date_created)
     }
 }
 
@@ -231,7 +232,7 @@ pub async fn list(
             .of_report(company, report_id)
             .await?
             .into_iter()
-            .filter(|r| !r.expired(now) && status.is_none_or(|s| r.status == s))
+            .filter(|r| !r.expired(now) && status.is_none_or(|s| r.job.status == s))
             .map(ListedRun)
             .collect();
         list.paging.apply(all)
@@ -292,20 +293,21 @@ pub async fn download(
     let run = match run_id {
         Some(run_id) => {
             let run = find_run(&state, &report, &run_id).await?;
-            match run.status {
+            match run.job.status {
                 RunStatus::Succeeded => run,
                 RunStatus::Queued | RunStatus::Running => {
                     return Err(ApiError::NotReady(format!(
                         "run '{}' is {}; its file is not ready yet",
-                        run.id, run.status
+                        run.id, run.job.status
                     )))
                 }
                 RunStatus::Failed | RunStatus::Skipped => {
                     return Err(ApiError::Conflict(format!(
                         "run '{}' {} and has no file{}",
                         run.id,
-                        run.status,
-                        run.error
+                        run.job.status,
+                        run.job
+                            .error
                             .as_deref()
                             .map(|e| format!(": {e}"))
                             .unwrap_or_default()
@@ -328,7 +330,7 @@ pub async fn download(
                     .of_report(company, report_id)
                     .await?
                     .into_iter()
-                    .find(|r| r.status == RunStatus::Succeeded),
+                    .find(|r| r.job.status == RunStatus::Succeeded),
             };
             latest.ok_or_else(|| {
                 ApiError::NotReady(format!(

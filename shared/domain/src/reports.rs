@@ -143,18 +143,13 @@ pub struct RunWindow {
 /// What marks a run item, so the stream's filter can pass only queued runs to the worker.
 pub const RUN_ENTITY: &str = "report_run";
 
-/// One generation of a report.
+/// What every background job (a report run, a data source refresh) has: where it is, what
+/// queued it, how often a worker claimed it, its times, and its lease and expiry. Stored as
+/// fields of the job's own item (`#[serde(flatten)]`), so the items are as they were.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Run {
-    /// Always [`RUN_ENTITY`].
-    pub entity: String,
-    pub id: String,
-    pub report_id: String,
-    pub company_id: String,
+pub struct JobState {
     pub status: RunStatus,
     pub trigger: RunTrigger,
-    /// 0 to 100.
-    pub progress: u8,
     /// How many times a worker claimed it.
     pub attempt: u32,
     #[serde(with = "crate::time::utc")]
@@ -171,6 +166,60 @@ pub struct Run {
         skip_serializing_if = "Option::is_none"
     )]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The scheduled time it is for (scheduled jobs).
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub due_at: Option<DateTime<Utc>>,
+    /// Until when the worker that claimed it holds it; not shown.
+    #[serde(
+        default,
+        with = "crate::time::utc::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lease_until: Option<DateTime<Utc>>,
+    /// When the table's time to live removes it (Unix seconds); not shown. A run: its
+    /// creation plus the retention, none while it is its report's latest succeeded run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+impl JobState {
+    /// A job queued at `now`.
+    pub fn queued(trigger: RunTrigger, now: DateTime<Utc>) -> Self {
+        JobState {
+            status: RunStatus::Queued,
+            trigger,
+            attempt: 0,
+            date_created: now,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            due_at: None,
+            lease_until: None,
+            ttl: None,
+        }
+    }
+}
+
+/// One generation of a report.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    /// Always [`RUN_ENTITY`].
+    pub entity: String,
+    pub id: String,
+    pub report_id: String,
+    pub company_id: String,
+    /// Where the job is and its times, as every job has them (stored as fields of the run).
+    #[serde(flatten)]
+    pub job: JobState,
+    /// 0 to 100.
+    pub progress: u8,
     /// The newest data any covered Klip's value was computed from.
     #[serde(
         default,
@@ -182,42 +231,21 @@ pub struct Run {
     pub window: Option<RunWindow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// Why it failed, in a sentence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<RunFile>,
-    /// The scheduled time it is for (schedule runs).
-    #[serde(
-        default,
-        with = "crate::time::utc::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub due_at: Option<DateTime<Utc>>,
-    /// Until when the worker that claimed it holds it (RFC 3339); not shown.
-    #[serde(
-        default,
-        with = "crate::time::utc::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub lease_until: Option<DateTime<Utc>>,
     /// Who asked (api runs); not shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
     /// Where the file is in the bucket; not shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_key: Option<String>,
-    /// When the table's time to live removes it (Unix seconds): its creation plus the
-    /// retention, none while it is its report's latest succeeded run. Not shown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<i64>,
 }
 
 impl Run {
     /// Whether its time to live passed at `now` (the table removes such items within days;
     /// reads treat them as gone already).
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
-        self.ttl.is_some_and(|ttl| ttl <= now.timestamp())
+        self.job.ttl.is_some_and(|ttl| ttl <= now.timestamp())
     }
 
     /// A new queued run.
@@ -233,39 +261,30 @@ impl Run {
             id,
             report_id: report.meta.id.clone(),
             company_id: report.meta.company_id.clone(),
-            status: RunStatus::Queued,
-            trigger,
+            job: JobState::queued(trigger, now),
             progress: 0,
-            attempt: 0,
-            date_created: now,
-            started_at: None,
-            finished_at: None,
             data_as_of: None,
             window: None,
             timezone: None,
-            error: None,
             file: None,
-            due_at: None,
-            lease_until: None,
             requested_by,
             file_key: None,
-            ttl: None,
         }
     }
 
     pub fn summary(&self) -> RunSummary {
         RunSummary {
             id: self.id.clone(),
-            status: self.status,
-            trigger: self.trigger,
-            date_created: self.date_created,
-            finished_at: self.finished_at,
+            status: self.job.status,
+            trigger: self.job.trigger,
+            date_created: self.job.date_created,
+            finished_at: self.job.finished_at,
         }
     }
 
     /// The file's name in downloads.
     pub fn file_name(&self, slug: &str, format: ReportFormat) -> String {
-        let day = self.date_created.format("%Y-%m-%d");
+        let day = self.job.date_created.format("%Y-%m-%d");
         format!("{slug}-{day}.{}", format.as_str())
     }
 }
@@ -306,40 +325,9 @@ pub struct RefreshJob {
     pub id: String,
     pub company_id: String,
     pub datasource_id: String,
-    pub status: RunStatus,
-    pub trigger: RunTrigger,
-    pub attempt: u32,
-    #[serde(with = "crate::time::utc")]
-    pub date_created: DateTime<Utc>,
-    #[serde(
-        default,
-        with = "crate::time::utc::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub started_at: Option<DateTime<Utc>>,
-    #[serde(
-        default,
-        with = "crate::time::utc::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub finished_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(
-        default,
-        with = "crate::time::utc::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub lease_until: Option<DateTime<Utc>>,
-    #[serde(
-        default,
-        with = "crate::time::utc::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub due_at: Option<DateTime<Utc>>,
-    /// Removes the job item once it is long done.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<i64>,
+    /// Where the job is and its times (stored as fields of the job).
+    #[serde(flatten)]
+    pub job: JobState,
 }
 
 impl RefreshJob {
@@ -355,16 +343,7 @@ impl RefreshJob {
             id,
             company_id: company_id.to_owned(),
             datasource_id: datasource_id.to_owned(),
-            status: RunStatus::Queued,
-            trigger,
-            attempt: 0,
-            date_created: now,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            lease_until: None,
-            due_at: None,
-            ttl: None,
+            job: JobState::queued(trigger, now),
         }
     }
 }

@@ -441,7 +441,7 @@ async fn a_generated_run(app: &TestApp, name: &str, sequences: &[&str]) -> Redel
         .await
         .unwrap()
         .unwrap();
-    queued.status = domain::RunStatus::Queued;
+    queued.job.status = domain::RunStatus::Queued;
     let image: serde_dynamo::Item = serde_dynamo::to_item(&queued).unwrap();
     let records: Vec<Value> = sequences
         .iter()
@@ -814,9 +814,9 @@ async fn runs_page_newest_first_and_expire_after_the_retention_except_the_latest
             at,
             None,
         );
-        run.status = domain::RunStatus::Failed;
-        run.finished_at = Some(at);
-        run.error = Some("planted".into());
+        run.job.status = domain::RunStatus::Failed;
+        run.job.finished_at = Some(at);
+        run.job.error = Some("planted".into());
         run
     };
     let mut oldest = String::new();
@@ -896,7 +896,7 @@ async fn runs_page_newest_first_and_expire_after_the_retention_except_the_latest
         .await
         .unwrap()
         .unwrap();
-    assert!(superseded.ttl.is_some(), "{superseded:?}");
+    assert!(superseded.job.ttl.is_some(), "{superseded:?}");
     let file = superseded.file_key.clone().unwrap();
     assert!(app.state.store.files().get(&file).await.unwrap().is_some());
     let key = platform::store::keys::run(&company, &id, &kept);

@@ -9,6 +9,7 @@ use super::{db_error, keys, s, t, to_item, Item, Key, Store, WriteError};
 use crate::error::ApiError;
 use crate::time::rfc3339;
 use chrono::{DateTime, Utc};
+use domain::reports::JobState;
 use domain::RunStatus;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,17 +29,13 @@ pub enum NotClaimed {
 /// good. A job the stream delivers after the tick took it finds nothing to claim.
 pub const UNDELIVERED_SECS: i64 = 600;
 
-/// When the scheduler's tick is to look at a job in `status`: a running one at its lease's
-/// end (its worker may have died), a queued one [`UNDELIVERED_SECS`] after it was queued;
-/// a finished one never.
-pub(super) fn due_at(
-    status: RunStatus,
-    queued_at: DateTime<Utc>,
-    lease_until: Option<DateTime<Utc>>,
-) -> Option<DateTime<Utc>> {
-    match status {
-        RunStatus::Running => lease_until,
-        RunStatus::Queued => Some(queued_at + chrono::Duration::seconds(UNDELIVERED_SECS)),
+/// When the scheduler's tick is to look at a job: a running one at its lease's end (its
+/// worker may have died), a queued one [`UNDELIVERED_SECS`] after it was queued; a finished
+/// one never.
+pub(super) fn due_at(job: &JobState) -> Option<DateTime<Utc>> {
+    match job.status {
+        RunStatus::Running => job.lease_until,
+        RunStatus::Queued => Some(job.date_created + chrono::Duration::seconds(UNDELIVERED_SECS)),
         _ => None,
     }
 }
@@ -181,4 +178,50 @@ pub(super) async fn abandon(
             ],
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::reports::{RefreshJob, Report, Run};
+    use domain::RunTrigger;
+
+    /// A job's state is stored as fields of its item, as before `JobState` gathered them:
+    /// the same attribute names and types, and the item reads back as it was written.
+    #[test]
+    fn a_jobs_state_is_stored_as_fields_of_its_item() {
+        let now = "2026-12-02T09:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let report: Report = serde_json::from_value(serde_json::json!({
+            "meta": {"id": "r", "company_id": "c", "name": "R", "slug": "r", "version": 1,
+                     "created_by": "u", "date_created": "2026-12-01T00:00:00Z",
+                     "last_updated": "2026-12-01T00:00:00Z"},
+            "format": "html"
+        }))
+        .unwrap();
+        let mut run = Run::queued("x".into(), &report, RunTrigger::Schedule, now, None);
+        run.job.status = RunStatus::Running;
+        run.job.attempt = 2;
+        run.job.lease_until = Some(now);
+        run.job.ttl = Some(1_800_000_000);
+        let item = to_item(&Key::new("pk", "sk"), &run).unwrap();
+        use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+        assert_eq!(item.get("status"), Some(&S("running".into())));
+        assert_eq!(item.get("attempt"), Some(&N("2".into())));
+        assert_eq!(item.get("ttl"), Some(&N("1800000000".into())));
+        assert_eq!(
+            item.get("lease_until"),
+            Some(&S("2026-12-02T09:00:00Z".into()))
+        );
+        assert!(!item.contains_key("job") && !item.contains_key("finished_at"));
+        let back: Run = crate::store::from_item(item).unwrap();
+        assert_eq!(back, run);
+        let job = RefreshJob::queued("j".into(), "c", "d", RunTrigger::Api, now);
+        let back: RefreshJob =
+            crate::store::from_item(to_item(&Key::new("pk", "sk"), &job).unwrap()).unwrap();
+        assert_eq!(back, job);
+        assert_eq!(
+            due_at(&job.job),
+            Some(now + chrono::Duration::seconds(UNDELIVERED_SECS))
+        );
+    }
 }

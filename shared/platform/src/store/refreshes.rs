@@ -28,7 +28,7 @@ fn due_id(job: &RefreshJob) -> String {
 }
 
 fn job_item(job: &RefreshJob) -> Result<super::Item, ApiError> {
-    let due = jobs::due_at(job.status, job.date_created, job.lease_until);
+    let due = jobs::due_at(&job.job);
     jobs::item(&key_of(job), job, due, &due_id(job))
 }
 

@@ -105,7 +105,7 @@ fn run_item(run: &Run) -> Result<super::Item, ApiError> {
     jobs::item(
         &keys::run(&run.company_id, &run.report_id, &run.id),
         run,
-        jobs::due_at(run.status, run.date_created, run.lease_until),
+        jobs::due_at(&run.job),
         &format!("{}#{}", run.company_id, run.id),
     )
 }
@@ -119,10 +119,9 @@ impl Runs<'_> {
         idempotency: Option<(&str, i64)>,
     ) -> Result<(), WriteError<QueueRefused>> {
         let mut tx = self.0.transaction();
-        let run = &Run {
-            ttl: Some(expires(run.date_created.timestamp())),
-            ..run.clone()
-        };
+        let mut run = run.clone();
+        run.job.ttl = Some(expires(run.job.date_created.timestamp()));
+        let run = &run;
         let created = tx.create_item(run_item(run)?)?;
         if let Some((hash, now)) = idempotency {
             tx.create(
@@ -340,7 +339,7 @@ impl Runs<'_> {
     /// Gives the run `run.id` of `run`'s report its `ttl` (its creation plus the retention),
     /// if it still exists.
     async fn expire(&self, run: &Run) -> Result<(), ApiError> {
-        let created = created_of(&run.id).unwrap_or(run.date_created.timestamp());
+        let created = created_of(&run.id).unwrap_or(run.job.date_created.timestamp());
         self.0
             .update_if(
                 &keys::run(&run.company_id, &run.report_id, &run.id),
@@ -397,7 +396,7 @@ impl Runs<'_> {
                 vec![
                     (":p", n(progress)),
                     (":running", s(RunStatus::Running.as_str())),
-                    (":lease", t(run.lease_until.unwrap_or_default())),
+                    (":lease", t(run.job.lease_until.unwrap_or_default())),
                 ],
             )
             .await
@@ -409,11 +408,9 @@ impl Runs<'_> {
     /// A succeeded run is written without a `ttl` (it may be the report's latest, which is
     /// kept): [`Self::keep_latest`] then decides.
     pub async fn finish(&self, run: &Run, held: DateTime<Utc>) -> Result<(), WriteError<()>> {
-        if run.status == RunStatus::Succeeded {
-            let run = Run {
-                ttl: None,
-                ..run.clone()
-            };
+        if run.job.status == RunStatus::Succeeded {
+            let mut run = run.clone();
+            run.job.ttl = None;
             return jobs::finish(self.0, run_item(&run)?, held).await;
         }
         jobs::finish(self.0, run_item(run)?, held).await
@@ -521,10 +518,8 @@ impl Runs<'_> {
     /// `queued`, a change none passes either.
     #[cfg(feature = "test-support")]
     pub async fn queue_undelivered(&self, run: &Run) -> Result<(), ApiError> {
-        let skipped = Run {
-            status: RunStatus::Skipped,
-            ..run.clone()
-        };
+        let mut skipped = run.clone();
+        skipped.job.status = RunStatus::Skipped;
         for item in [run_item(&skipped)?, run_item(run)?] {
             self.0
                 .db
