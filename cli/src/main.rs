@@ -25,8 +25,9 @@ struct Cli {
 enum Command {
     /// Serve every function's routes on 127.0.0.1:$PORT (default 3000).
     Serve {
-        /// Also start DynamoDB Local and s3s-fs with data under .pulseboard/, create the table
-        /// and bucket, and bootstrap a demo company on first start.
+        /// Also start DynamoDB Local and s3s-fs with data under .pulseboard/ and a local SES
+        /// inbox (aws-ses-v2-local), create the table and bucket, and bootstrap a demo
+        /// company on first start.
         #[arg(long)]
         local: bool,
         #[arg(long, env = "PORT", default_value_t = 3000)]
@@ -175,9 +176,10 @@ fn started_block(url: &str, stack: &local::LocalStack, demo: &local::Demo) -> St
  admin login  {email} / {password}   (POST {url}auth/login)
  API key      {key}   (header kf-api-key)
  try          curl -H 'kf-api-key: {key}' {url}profile
+ mail         {inbox}   (local SES inbox; sent mail as JSON: GET {inbox}store)
  data         {data}/ (DynamoDB Local, S3 files, their logs; make clean-local deletes it)
  demo company {company}; its id, email and API key are kept in {file}
- stop         Ctrl-C, or kill -INT {pid} (or -TERM): stops DynamoDB Local and S3 too
+ stop         Ctrl-C, or kill -INT {pid} (or -TERM): stops DynamoDB Local, S3 and SES too
 ────────────────────────────────────────────────────────────────────────
 ",
         email = demo.email,
@@ -185,6 +187,7 @@ fn started_block(url: &str, stack: &local::LocalStack, demo: &local::Demo) -> St
         key = demo.api_key,
         company = demo.company_id,
         file = demo.file.display(),
+        inbox = stack.inbox_url(),
     )
 }
 
