@@ -17,6 +17,7 @@ pub const FUNCTIONS: &[platform::routes::Function] = &[
     pulseboard_klips::FUNCTION,
     pulseboard_dashboards::FUNCTION,
     pulseboard_reports::FUNCTION,
+    pulseboard_notifications::FUNCTION,
 ];
 
 pub fn all_routes(state: AppState) -> axum::Router {
@@ -36,7 +37,8 @@ pub fn all_routes(state: AppState) -> axum::Router {
             .merge(pulseboard_datasources::router(state.clone()))
             .merge(pulseboard_klips::router(state.clone()))
             .merge(pulseboard_dashboards::router(state.clone()))
-            .merge(pulseboard_reports::router(state)),
+            .merge(pulseboard_reports::router(state.clone()))
+            .merge(pulseboard_notifications::router(state)),
         deadline,
     )
 }

@@ -418,6 +418,7 @@ fn resource_list(c: &Company) -> Value {
         {"name": "api.requests.perSecond", "value": c.per_second_limit()},
         {"name": "company.seats", "value": c.seats.unwrap_or(-1)},
         {"name": "dashboard.combined.total", "value": c.dashboard_limit.unwrap_or(-1)},
+        {"name": "deliveries.perDay", "value": c.deliveries_budget().map_or(-1, |b| b as i64)},
         {"name": "reports.scheduledRunsPerDay", "value": c.scheduled_runs_budget().map_or(-1, |b| b as i64)},
     ])
 }
@@ -479,6 +480,11 @@ pub async fn put_resources(
             },
             "dashboard.combined.total" => match limited(r.value) {
                 Ok(v) => client.dashboard_limit = v.filter(|v| *v >= 0),
+                Err(()) => problems.add(field, "must be -1 (unlimited) or more"),
+            },
+            // Counted when a delivery is first attempted: past it, deliveries fail.
+            "deliveries.perDay" => match limited(r.value) {
+                Ok(v) => client.deliveries_per_day = v,
                 Err(()) => problems.add(field, "must be -1 (unlimited) or more"),
             },
             // Checked when a schedule is saved: a lower budget refuses no schedule already

@@ -77,11 +77,11 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
     };
     tracing::info!(run = %run.id, report, attempt = run.job.attempt, "generating a report run");
     match generate(state, &mut run, now).await {
-        Ok(()) => {
+        Ok(made) => {
             run.job.status = RunStatus::Succeeded;
             run.progress = 100;
             run.job.finished_at = Some(state.clock.now());
-            finish(state, run, lease).await
+            finish(state, run, lease, made).await
         }
         Err(Stop::Fail(error)) => {
             tracing::warn!(run = %run.id, %error, "report run failed");
@@ -90,7 +90,7 @@ pub async fn run(state: &AppState, company: &str, report: &str, run_id: &str) ->
             run.job.finished_at = Some(state.clock.now());
             run.file = None;
             run.file_key = None;
-            finish(state, run, lease).await
+            finish(state, run, lease, Made::default()).await
         }
         Err(Stop::Retry(error)) => {
             tracing::warn!(run = %run.id, %error, "report run will be retried");
@@ -156,9 +156,32 @@ async fn abandon_if_dead(
     Outcome::Done
 }
 
-async fn finish(state: &AppState, run: Run, lease: DateTime<Utc>) -> Outcome {
-    match state.store.runs().finish(&run, lease).await {
+/// What a generation made besides the file: the run's deliveries, and the digest to
+/// remember as the last delivered one when they are sent.
+#[derive(Default)]
+struct Made {
+    deliveries: Vec<domain::notify::Delivery>,
+    delivered_digest: Option<String>,
+}
+
+async fn finish(state: &AppState, run: Run, lease: DateTime<Utc>, made: Made) -> Outcome {
+    let finished = state
+        .store
+        .runs()
+        .finish_delivering(&run, lease, &made.deliveries)
+        .await;
+    match finished {
         Ok(()) => {
+            if let Some(digest) = &made.delivered_digest {
+                if let Err(e) = state
+                    .store
+                    .runs()
+                    .set_delivered_digest(&run.company_id, &run.report_id, digest)
+                    .await
+                {
+                    tracing::warn!(run = %run.id, error = %e, "could not remember the delivered digest");
+                }
+            }
             // The newest succeeded run is kept past the retention; the one it replaces
             // expires. On failure the run stays without a `ttl` (kept, not lost).
             if run.job.status == RunStatus::Succeeded {
@@ -220,7 +243,7 @@ fn as_of(run: &Run, now: DateTime<Utc>) -> DateTime<Utc> {
     run.job.due_at.unwrap_or(run.job.date_created).min(now)
 }
 
-async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result<(), Stop> {
+async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result<Made, Stop> {
     // The file's "now": when the run was due (a schedule) or asked for, not when a worker got
     // to it, so a retried or redelivered run writes the same numbers and words.
     let now = as_of(run, now);
@@ -335,7 +358,29 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
     run.window = Some(doc.window.clone());
     run.timezone = Some(tz.name().to_owned());
     run.data_as_of = data_as_of;
-    Ok(())
+    deliveries(state, run, &report, &doc).await
+}
+
+/// The run's deliveries, when it is to be delivered (see [`crate::report_delivery`]).
+async fn deliveries(
+    state: &AppState,
+    run: &mut Run,
+    report: &Report,
+    doc: &document::Document,
+) -> Result<Made, Stop> {
+    if !run.deliver || report.deliver_to.is_empty() {
+        return Ok(Made::default());
+    }
+    let digest = crate::report_delivery::digest(doc);
+    let suppressed = report.delivery.only_if_changed
+        && report.delivered_digest.as_deref() == Some(digest.as_str());
+    let now = state.clock.now();
+    let deliveries =
+        crate::report_delivery::build(state, run, report, doc, suppressed, now).await?;
+    Ok(Made {
+        deliveries,
+        delivered_digest: (!suppressed).then_some(digest),
+    })
 }
 
 #[cfg(test)]

@@ -13,8 +13,11 @@
 //!   the Klips that use it are recomputed and its appended segments compacted ([`data`]).
 
 pub mod data;
+pub mod deliver;
+pub mod email;
 pub mod generate;
 pub mod refresh;
+pub mod report_delivery;
 pub mod stream;
 pub mod tick;
 

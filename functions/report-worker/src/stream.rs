@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 /// a data source refresh job and whose `status` is `queued`; changed data source items
 /// (the worker then looks whether their data changed); removed rate counter items (their
 /// time to live passed: the API key uses they held move to the keys' items); and removed
-/// report runs (their retention passed: their file is deleted).
-pub const FILTER_PATTERNS: [&str; 4] = [
+/// report runs (their retention passed: their file is deleted); and deliveries that are
+/// `queued`, new or queued again by a retry (their attempt is made).
+pub const FILTER_PATTERNS: [&str; 5] = [
     r#"{"eventName":["INSERT"],"dynamodb":{"NewImage":{"entity":{"S":["report_run","datasource_refresh"]},"status":{"S":["queued"]}}}}"#,
     r#"{"eventName":["MODIFY"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"DS#"}]}}}}"#,
     r#"{"eventName":["REMOVE"],"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"RATE#"}]}}}}"#,
     r#"{"eventName":["REMOVE"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"RUN#"}]}}}}"#,
+    r#"{"eventName":["INSERT","MODIFY"],"dynamodb":{"NewImage":{"entity":{"S":["delivery"]},"status":{"S":["queued"]}}}}"#,
 ];
 
 fn key_text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
@@ -26,6 +28,13 @@ fn key_text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
         Some(serde_dynamo::AttributeValue::S(s)) => Some(s.as_str()),
         _ => None,
     }
+}
+
+/// A delivery written `queued` (new, or queued again by `POST /deliveries/{id}/retry`).
+fn is_queued_delivery(record: &EventRecord) -> bool {
+    matches!(record.event_name.as_str(), "INSERT" | "MODIFY")
+        && text(record, "entity") == Some(domain::notify::DELIVERY_ENTITY)
+        && text(record, "status") == Some(domain::DeliveryStatus::Queued.as_str())
 }
 
 /// A change of a data source's item.
@@ -117,6 +126,7 @@ pub fn passes_filter(record: &EventRecord) -> bool {
         && matches!(text(record, "entity"), Some(RUN_ENTITY | REFRESH_ENTITY))
         && text(record, "status") == Some(RunStatus::Queued.as_str());
     queued_job
+        || is_queued_delivery(record)
         || is_data_source_change(record)
         || is_counter_removal(record)
         || is_run_removal(record)
@@ -168,6 +178,14 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "a data source's item does not decode; skipped");
+                    continue;
+                }
+            }
+        } else if is_queued_delivery(record) {
+            match serde_dynamo::from_item::<_, domain::notify::Delivery>(image) {
+                Ok(d) => crate::deliver::run(state, &d.company_id, &d.id).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "a queued delivery's item does not decode; skipped");
                     continue;
                 }
             }

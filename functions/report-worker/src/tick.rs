@@ -11,7 +11,9 @@
 //! 4. a job whose worker died, or that no worker got, is claimed and done here (or failed
 //!    after its last attempt), one after another: once less than [`crate::stream::RESERVE`]
 //!    of the invocation is left, the jobs not started stay due for the next tick;
-//! 5. one step of the sweep of orphan data files (`platform::assets::stored::sweep`): files
+//! 5. a delivery whose next attempt came (or whose attempt's worker died, or that the
+//!    stream never brought) gets its attempt ([`crate::deliver`]);
+//! 6. one step of the sweep of orphan data files (`platform::assets::stored::sweep`): files
 //!    an interrupted write stored but never committed are deleted after an hour.
 
 use crate::generate::{self, Outcome};
@@ -43,6 +45,8 @@ pub struct Ticked {
     pub deferred: usize,
     /// Orphan data files deleted.
     pub swept: usize,
+    /// Delivery attempts made (retries whose time came, and deliveries taken over).
+    pub attempted: usize,
 }
 
 /// One tick (see the module documentation), within the invocation's time when `until` says
@@ -73,6 +77,12 @@ pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, Api
                     crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await;
                 if outcome == Outcome::Done {
                     done.taken_over += 1;
+                }
+            }
+            Due::Delivery(delivery) => {
+                let outcome = crate::deliver::run(state, &delivery.company_id, &delivery.id).await;
+                if outcome == Outcome::Done {
+                    done.attempted += 1;
                 }
             }
             Due::SourceRefresh(ds) => {
@@ -198,6 +208,8 @@ async fn schedule(
         None,
     );
     run.job.due_at = Some(latest);
+    // A scheduled run is delivered to the report's channels.
+    run.deliver = !report.deliver_to.is_empty();
     if (now - latest).num_seconds() > GRACE_SECS {
         run.job.status = RunStatus::Skipped;
         run.job.finished_at = Some(now);

@@ -7,8 +7,9 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::cron::Cron;
 use domain::klip::{Range, RANGE_NAMES};
+use domain::notify::Channel;
 use domain::records::{Dashboard, Klip};
-use domain::reports::{Report, Schedule};
+use domain::reports::{DeliveryOptions, Report, Schedule, MAX_DELIVER_TO};
 use domain::ReportFormat;
 use platform::assets::resource::{self, Edit};
 use platform::assets::{self, check_common, find, view, Meta};
@@ -47,6 +48,8 @@ pub struct ReportBody {
     window: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     schedule: Option<Option<ScheduleBody>>,
+    deliver_to: Option<Vec<String>>,
+    delivery: Option<DeliveryOptions>,
 }
 
 /// A valid window preset (the Klip engine's ranges).
@@ -130,6 +133,38 @@ async fn resolve_klips(
             Err(ApiError::NotFound(_)) => problems.add(
                 format!("klip_ids[{i}]"),
                 format!("Klip '{id}' does not exist"),
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ids)
+}
+
+/// The channel ids a report delivers to, each resolved (id or slug) among the caller's.
+async fn resolve_channels(
+    state: &AppState,
+    caller: &Caller,
+    given: &[String],
+    problems: &mut Problems,
+) -> ApiResult<Vec<String>> {
+    if given.len() > MAX_DELIVER_TO {
+        problems.add(
+            "deliver_to",
+            format!("may name at most {MAX_DELIVER_TO} channels"),
+        );
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(given.len());
+    for (i, id) in given.iter().enumerate() {
+        match find::<Channel>(state, caller, id).await {
+            Ok(channel) if !ids.contains(&channel.meta.id) => ids.push(channel.meta.id),
+            Ok(_) => problems.add(
+                format!("deliver_to[{i}]"),
+                format!("channel '{id}' is named twice"),
+            ),
+            Err(ApiError::NotFound(_)) => problems.add(
+                format!("deliver_to[{i}]"),
+                format!("channel '{id}' does not exist"),
             ),
             Err(e) => return Err(e),
         }
@@ -262,6 +297,12 @@ async fn apply(
             }
         }
     }
+    if let Some(given) = &body.deliver_to {
+        report.deliver_to = resolve_channels(state, caller, given, &mut problems).await?;
+    }
+    if let Some(delivery) = body.delivery {
+        report.delivery = delivery;
+    }
     problems.check()?;
     if body.schedule.is_some() {
         check_run_budget(state, caller, report, runs_before).await?;
@@ -316,6 +357,9 @@ pub async fn create(
         next_run_at: None,
         last_run: None,
         kept_run: None,
+        deliver_to: Vec::new(),
+        delivery: DeliveryOptions::default(),
+        delivered_digest: None,
     };
     apply(&state, &caller, &mut report, body, true).await?;
     let report = assets::create(&state, report).await?;

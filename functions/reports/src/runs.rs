@@ -14,7 +14,7 @@ use platform::assets::find;
 use platform::assets::resource::OnDelete;
 use platform::auth::Caller;
 use platform::envelope;
-use platform::extract::{NoParams, Query};
+use platform::extract::{NoParams, OptionalJsonBody, Query};
 use platform::paging::{Listed, Listing, SortField};
 use platform::store::runs::QueueRefused;
 use platform::store::WriteError;
@@ -51,6 +51,15 @@ pub struct RunView<'a> {
     file: Option<&'a RunFile>,
     #[serde(with = "domain::time::utc::option")]
     due_at: Option<DateTime<Utc>>,
+    deliveries: Vec<RunDeliveryView<'a>>,
+}
+
+/// One of a run's deliveries, as the run shows it.
+#[derive(Serialize)]
+pub struct RunDeliveryView<'a> {
+    channel_id: &'a str,
+    delivery_id: &'a str,
+    status: domain::DeliveryStatus,
 }
 
 impl<'a> RunView<'a> {
@@ -71,6 +80,15 @@ impl<'a> RunView<'a> {
             error: run.job.error.as_deref(),
             file: run.file.as_ref(),
             due_at: run.job.due_at,
+            deliveries: run
+                .deliveries
+                .iter()
+                .map(|(channel, d)| RunDeliveryView {
+                    channel_id: channel,
+                    delivery_id: &d.delivery_id,
+                    status: d.status,
+                })
+                .collect(),
         }
     }
 }
@@ -112,15 +130,26 @@ async fn answer_existing(state: &AppState, report: &Report, run_id: &str) -> Api
     ))
 }
 
-/// `POST /reports/{id}/generate`: queues a run and answers 202 with it; the same
-/// `Idempotency-Key` again answers the same run.
+/// `POST /reports/{id}/generate`'s optional body.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateBody {
+    /// Deliver the run to the report's `deliver_to` channels when it succeeds.
+    #[serde(default)]
+    deliver: bool,
+}
+
+/// `POST /reports/{id}/generate [{"deliver": true}]`: queues a run and answers 202 with
+/// it; the same `Idempotency-Key` again answers the same run.
 pub async fn generate(
     State(state): State<AppState>,
     caller: Caller,
     _: NoParams,
     headers: HeaderMap,
     Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<GenerateBody>,
 ) -> ApiResult<Response> {
+    let deliver = body.unwrap_or_default().deliver;
     let report: Report = find(&state, &caller, &id).await?;
     let key = idempotency_hash(&headers)?;
     let runs = state.store.runs();
@@ -131,13 +160,14 @@ pub async fn generate(
         }
     }
     let now = state.clock.now();
-    let run = Run::queued(
+    let mut run = Run::queued(
         run_id(now.timestamp_millis(), &new_id()),
         &report,
         RunTrigger::Api,
         now,
         Some(caller.user_id().to_owned()),
     );
+    run.deliver = deliver;
     match runs
         .queue(&run, key.as_deref().map(|h| (h, now.timestamp())))
         .await

@@ -14,6 +14,7 @@ pub enum Kind {
     Klip,
     Dashboard,
     Report,
+    Channel,
 }
 
 impl Kind {
@@ -24,6 +25,18 @@ impl Kind {
             Kind::Klip => "KLIP#",
             Kind::Dashboard => "DASH#",
             Kind::Report => "REPORT#",
+            Kind::Channel => "CHAN#",
+        }
+    }
+    /// The permission that lets a caller see and edit every asset of the kind in its
+    /// company (others see what they created or what is shared with their groups).
+    pub fn edit_permission(self) -> &'static str {
+        match self {
+            Kind::Datasource => "datasource.edit",
+            Kind::Klip => "klip.edit",
+            Kind::Dashboard => "dashboard.edit",
+            Kind::Report => "report.edit",
+            Kind::Channel => "channel.manage",
         }
     }
     /// The singular name, as in messages and permission names (`klip.edit`).
@@ -33,6 +46,7 @@ impl Kind {
             Kind::Klip => "klip",
             Kind::Dashboard => "dashboard",
             Kind::Report => "report",
+            Kind::Channel => "channel",
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`klip`]: the Klip engine, one pure computation from rows to a Klip's value;
 //! - [`data`]: CSV and JSON data as tables (parsing, column types, writing back);
 //! - [`reports`]: reports, their schedules and runs, and the files a run generates;
+//! - [`notify`]: notification channels, deliveries and what they send (signed webhooks,
+//!   Slack messages, emails);
 //! - [`cron`]: schedule expressions and their next due times in a time zone;
 //! - [`analysis`]: the statistics and insights a report explains;
 //! - [`ids`]: ids, slugs and API key secrets;
@@ -23,6 +25,7 @@ pub mod document;
 pub mod error;
 pub mod ids;
 pub mod klip;
+pub mod notify;
 pub mod records;
 pub mod reports;
 pub mod sets;
@@ -30,5 +33,6 @@ pub mod time;
 
 pub use error::{DataError, FieldError, Problems};
 pub use sets::{
-    ColumnType, CompanyStatus, Connector, Format, KlipType, ReportFormat, RunStatus, RunTrigger,
+    ChannelType, ColumnType, CompanyStatus, Connector, DeliveryKind, DeliveryStatus, Format,
+    KlipType, ReportFormat, RunStatus, RunTrigger,
 };

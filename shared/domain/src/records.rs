@@ -49,7 +49,7 @@ pub fn mask_url(url: &str) -> String {
 
 /// `new` (from a request) with its masked password and query values taken from `old` (the
 /// stored URL), parameter by name; anything not masked is `new`'s own.
-fn unmask_url(new: &str, old: &str) -> String {
+pub fn unmask_url(new: &str, old: &str) -> String {
     let (Ok(mut parsed), Ok(stored)) = (reqwest::Url::parse(new), reqwest::Url::parse(old)) else {
         return new.to_owned();
     };

@@ -72,6 +72,51 @@ pub struct Report {
     /// `ttl` until a newer run succeeds and takes its place. Set by the worker; not shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_run: Option<String>,
+    /// The channels a scheduled run (or a generate with `deliver`) is delivered to.
+    #[serde(default)]
+    pub deliver_to: Vec<String>,
+    #[serde(default)]
+    pub delivery: DeliveryOptions,
+    /// The digest of the latest delivered run's values and insights (for
+    /// `only_if_changed`). Set by the worker; not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_digest: Option<String>,
+}
+
+/// The most channels a report delivers to.
+pub const MAX_DELIVER_TO: usize = 20;
+
+/// How a report's runs are delivered.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryOptions {
+    /// Suppress the deliveries of a run whose values and insights equal the last
+    /// delivered run's.
+    #[serde(default)]
+    pub only_if_changed: bool,
+    /// Attach the file to emails (under 10 MiB; else they link it).
+    #[serde(default = "yes")]
+    pub attach: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        DeliveryOptions {
+            only_if_changed: false,
+            attach: true,
+        }
+    }
+}
+
+/// Where a run's delivery to one channel is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunDelivery {
+    pub delivery_id: String,
+    pub status: crate::sets::DeliveryStatus,
 }
 
 impl Report {
@@ -92,6 +137,8 @@ pub struct ReportFields<'a> {
     #[serde(with = "crate::time::utc::option")]
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_run: &'a Option<RunSummary>,
+    pub deliver_to: &'a [String],
+    pub delivery: &'a DeliveryOptions,
 }
 
 impl Asset for Report {
@@ -106,6 +153,8 @@ impl Asset for Report {
             schedule: &self.schedule,
             next_run_at: self.next_run_at,
             last_run: &self.last_run,
+            deliver_to: &self.deliver_to,
+            delivery: &self.delivery,
         }
     }
     fn due_at(&self) -> Option<DateTime<Utc>> {
@@ -239,6 +288,13 @@ pub struct Run {
     /// Where the file is in the bucket; not shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_key: Option<String>,
+    /// Whether the run is delivered to its report's `deliver_to` when it succeeds (a
+    /// scheduled run, or a generate with `deliver`); not shown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deliver: bool,
+    /// Its deliveries, by channel id.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub deliveries: std::collections::BTreeMap<String, RunDelivery>,
 }
 
 impl Run {
@@ -269,6 +325,8 @@ impl Run {
             file: None,
             requested_by,
             file_key: None,
+            deliver: false,
+            deliveries: Default::default(),
         }
     }
 

@@ -102,6 +102,31 @@ closed_set! {
     pub enum RunTrigger { Api = "api", Schedule = "schedule" }
 }
 
+closed_set! {
+    /// Where a notification channel sends: an email (SES), a signed webhook, or a Slack
+    /// incoming webhook.
+    pub enum ChannelType { Email = "email", Webhook = "webhook", Slack = "slack" }
+}
+
+closed_set! {
+    /// Where a delivery is: `queued` until the worker claims it, `sending` while an attempt
+    /// holds its lease, `retrying` between attempts, then `delivered` or `failed`;
+    /// `suppressed` when there was nothing new to send (`only_if_changed`).
+    pub enum DeliveryStatus {
+        Queued = "queued",
+        Sending = "sending",
+        Retrying = "retrying",
+        Delivered = "delivered",
+        Failed = "failed",
+        Suppressed = "suppressed",
+    }
+}
+
+closed_set! {
+    /// What a delivery carries: a report's run, an alert's event, or a channel's test.
+    pub enum DeliveryKind { Report = "report", Alert = "alert", Test = "test" }
+}
+
 impl ReportFormat {
     pub fn media_type(self) -> &'static str {
         match self {

@@ -15,8 +15,15 @@ pub struct Config {
     pub jwt_previous_secret: Option<String>,
     /// `JWT_SECRET_ARN`: a Secrets Manager secret to read the secrets from at init.
     pub jwt_secret_arn: Option<String>,
-    /// `DATASOURCE_ALLOWED_NETWORKS`: IPs or CIDRs a URL connector may reach although private.
+    /// `EGRESS_ALLOWED_NETWORKS` (or its older name `DATASOURCE_ALLOWED_NETWORKS`): IPs or
+    /// CIDRs that URL data sources and notification channels may reach although private.
     pub allowed_networks: Vec<(IpAddr, u8)>,
+    /// `DELIVERY_BACKOFF_SECONDS`: the waits before a delivery's second, third... attempt.
+    pub delivery_backoff: Vec<u64>,
+    /// `MAIL_FROM`: the address emails are sent from (the SES identity).
+    pub mail_from: String,
+    /// `SES_CONFIGURATION_SET`: the SES configuration set emails are sent with, if any.
+    pub ses_configuration_set: Option<String>,
     pub port: u16,
 }
 
@@ -40,9 +47,14 @@ impl Config {
                 .map_err(|_| format!("PORT is not a port number: {p}"))?,
             None => 3000,
         };
-        let allowed_networks = match var("DATASOURCE_ALLOWED_NETWORKS") {
-            Some(list) => parse_networks(&list)?,
-            None => Vec::new(),
+        let allowed_networks =
+            match var("EGRESS_ALLOWED_NETWORKS").or_else(|| var("DATASOURCE_ALLOWED_NETWORKS")) {
+                Some(list) => parse_networks(&list)?,
+                None => Vec::new(),
+            };
+        let delivery_backoff = match var("DELIVERY_BACKOFF_SECONDS") {
+            Some(text) => domain::notify::parse_backoff(&text)?,
+            None => domain::notify::DEFAULT_BACKOFF.to_vec(),
         };
         Ok(Config {
             table_name: var("TABLE_NAME").unwrap_or_else(|| "pulseboard".into()),
@@ -51,6 +63,9 @@ impl Config {
             jwt_previous_secret: var("JWT_SECRET_PREVIOUS"),
             jwt_secret_arn,
             allowed_networks,
+            delivery_backoff,
+            mail_from: var("MAIL_FROM").unwrap_or_else(|| "reports@pulseboard.local".into()),
+            ses_configuration_set: var("SES_CONFIGURATION_SET"),
             port,
         })
     }
@@ -116,16 +131,17 @@ pub fn parse_networks(list: &str) -> Result<Vec<(IpAddr, u8)>, String> {
                 Some((ip, len)) => (ip, Some(len)),
                 None => (entry, None),
             };
-            let ip: IpAddr = ip.parse().map_err(|_| {
-                format!("DATASOURCE_ALLOWED_NETWORKS: '{entry}' is not an IP or CIDR")
-            })?;
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| format!("EGRESS_ALLOWED_NETWORKS: '{entry}' is not an IP or CIDR"))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len = match len {
-                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
-                    format!("DATASOURCE_ALLOWED_NETWORKS: bad prefix in '{entry}'")
-                })?,
-                None => max,
-            };
+            let len =
+                match len {
+                    Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
+                        format!("EGRESS_ALLOWED_NETWORKS: bad prefix in '{entry}'")
+                    })?,
+                    None => max,
+                };
             Ok((ip, len))
         })
         .collect()

@@ -259,6 +259,137 @@ async fn get(
     ))
 }
 
+/// What a receiver answered a POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    pub status: u16,
+    /// Its `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+    /// The start of its body (for the delivery's error), at most 500 bytes.
+    pub excerpt: String,
+}
+
+/// Why a POST got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotSent {
+    /// The guard refused the address, or the URL is unusable: trying again cannot help.
+    Refused(String),
+    /// A timeout or a network error: worth another attempt.
+    Network(String),
+}
+
+/// POSTs `body` to `url` (a notification), behind the egress guard: the host resolved and
+/// every address checked before connecting, the connection pinned to the checked address,
+/// up to five redirects followed with the same request (each `Location` checked first),
+/// the whole exchange within [`TIMEOUT`]. The outer error means the request may not call
+/// out at all (see [`crate::held::outbound`]).
+pub async fn post(
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    allowed: &[(IpAddr, u8)],
+) -> ApiResult<Result<Answered, NotSent>> {
+    crate::held::outbound().await?;
+    Ok(
+        match tokio::time::timeout(TIMEOUT, post_now(url, headers, body, allowed)).await {
+            Ok(result) => result,
+            Err(_) => Err(NotSent::Network(format!(
+                "the receiver did not answer within {} seconds",
+                TIMEOUT.as_secs()
+            ))),
+        },
+    )
+}
+
+/// Checks a URL a channel is saved with: http(s), and a host that does not resolve to an
+/// address the guard refuses. The error is a sentence for the `url` field.
+pub async fn check_url(url: &str, allowed: &[(IpAddr, u8)]) -> Result<(), String> {
+    let url = Url::parse(url).map_err(|e| format!("is not a valid URL: {e}"))?;
+    checked_address(&url, allowed).await.map(|_| ())
+}
+
+async fn post_now(
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    allowed: &[(IpAddr, u8)],
+) -> Result<Answered, NotSent> {
+    let mut url =
+        Url::parse(url).map_err(|e| NotSent::Refused(format!("the URL is not valid: {e}")))?;
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| NotSent::Refused(format!("header name '{name}' is not valid")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| NotSent::Refused(format!("the value of header '{name}' is not valid")))?;
+        map.insert(name, value);
+    }
+    for hop in 0..=MAX_REDIRECTS {
+        let addr = checked_address(&url, allowed)
+            .await
+            .map_err(NotSent::Refused)?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .resolve(&host, addr)
+            .timeout(TIMEOUT)
+            .user_agent("Pulseboard-Webhooks/1")
+            .build()
+            .map_err(|e| NotSent::Network(format!("could not set up the HTTP client: {e}")))?;
+        let response = client
+            .post(url.clone())
+            .headers(map.clone())
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                NotSent::Network(format!("sending to {} failed: {}", host, describe(&e)))
+            })?;
+        let status = response.status();
+        if status.is_redirection() && status != reqwest::StatusCode::NOT_MODIFIED {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    NotSent::Refused(format!("the receiver answered {status} without a Location"))
+                })?;
+            if hop == MAX_REDIRECTS {
+                break;
+            }
+            url = url.join(location).map_err(|e| {
+                NotSent::Refused(format!(
+                    "the receiver redirected to an invalid URL '{location}': {e}"
+                ))
+            })?;
+            continue;
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut excerpt = Vec::new();
+        let mut response = response;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            excerpt.extend_from_slice(&chunk);
+            if excerpt.len() >= 500 {
+                excerpt.truncate(500);
+                break;
+            }
+        }
+        return Ok(Answered {
+            status: status.as_u16(),
+            retry_after,
+            excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
+        });
+    }
+    Err(NotSent::Refused(format!(
+        "the receiver redirected more than {MAX_REDIRECTS} times"
+    )))
+}
+
 fn too_large() -> String {
     format!("the answer is larger than the limit of {MAX_DATA_BYTES} bytes (5 MiB)")
 }

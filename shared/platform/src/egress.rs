@@ -6,7 +6,8 @@
 //! request goes only to an address that was checked: when any resolved address is loopback,
 //! private, link-local, CGNAT, unspecified, broadcast, multicast, documentation or otherwise
 //! not globally routable — or an IPv4-mapped, NAT64 or 6to4 form of one — the fetch is
-//! refused, unless `DATASOURCE_ALLOWED_NETWORKS` lists the address. The caller pins the
+//! refused, unless `EGRESS_ALLOWED_NETWORKS` (or its older name `DATASOURCE_ALLOWED_NETWORKS`)
+//! lists the address. Notification channels go through the same guard. The caller pins the
 //! connection to the checked address and checks every redirect the same way.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -134,7 +135,7 @@ pub fn pick(
     for addr in addrs {
         check(addr.ip(), allowed).map_err(|why| {
             format!(
-                "refused: '{host}' resolves to {}, {why}; URL connectors may not reach such addresses unless DATASOURCE_ALLOWED_NETWORKS lists them",
+                "refused: '{host}' resolves to {}, {why}; Pulseboard may not reach such addresses unless EGRESS_ALLOWED_NETWORKS (or DATASOURCE_ALLOWED_NETWORKS) lists them",
                 addr.ip()
             )
         })?;

@@ -40,12 +40,12 @@ impl<A: Asset> crate::paging::Listed for Listable<A> {
     }
 }
 
-/// Callers who hold `<kind>.edit` see every asset of that kind in their company; others
+/// Callers who hold `<kind>.edit` (`channel.manage` for channels) see every asset of that kind in their company; others
 /// (viewers, narrowly scoped keys) see what they created or what is shared with one of
 /// their groups.
 pub fn visible<A: Asset>(caller: &Caller, asset: &A) -> bool {
     let meta = asset.meta();
-    caller.can(&format!("{}.edit", A::KIND.name()))
+    caller.can(A::KIND.edit_permission())
         || meta.created_by == caller.user_id()
         || meta
             .share_rights

@@ -31,6 +31,8 @@ pub const PERMISSIONS: &[&str] = &[
     "report.delete",
     "report.generate",
     "report.download",
+    "channel.manage",
+    "alert.manage",
 ];
 
 pub const BUILTIN_ROLES: &[&str] = &["admin", "editor", "viewer"];

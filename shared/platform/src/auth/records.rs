@@ -21,8 +21,12 @@ pub const RESOURCES: &[&str] = &[
     "api.requests.perSecond",
     "company.seats",
     "dashboard.combined.total",
+    "deliveries.perDay",
     "reports.scheduledRunsPerDay",
 ];
+
+/// `deliveries.perDay` when a company has no override.
+pub const DEFAULT_DELIVERIES_PER_DAY: u64 = 1_000;
 
 /// `reports.scheduledRunsPerDay` when a company has no override: a schedule every minute.
 pub const DEFAULT_SCHEDULED_RUNS_PER_DAY: u64 = 1_440;
@@ -83,6 +87,10 @@ pub struct Company {
     /// (absent = [`DEFAULT_SCHEDULED_RUNS_PER_DAY`], -1 = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_runs_per_day: Option<i64>,
+    /// `deliveries.perDay`: notifications the company may send a day (absent =
+    /// [`DEFAULT_DELIVERIES_PER_DAY`], -1 = unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliveries_per_day: Option<i64>,
     #[serde(default)]
     pub features: BTreeMap<String, bool>,
     #[serde(default)]
@@ -119,6 +127,7 @@ impl Company {
             admin_count: Some(0),
             dashboard_limit: None,
             scheduled_runs_per_day: None,
+            deliveries_per_day: None,
             features: BTreeMap::new(),
             properties: BTreeMap::new(),
             timezone: None,
@@ -146,6 +155,14 @@ impl Company {
     pub fn scheduled_runs_budget(&self) -> Option<u64> {
         match self.scheduled_runs_per_day {
             None => Some(DEFAULT_SCHEDULED_RUNS_PER_DAY),
+            Some(n) => u64::try_from(n).ok(),
+        }
+    }
+
+    /// `deliveries.perDay` as a budget; `None`: unlimited.
+    pub fn deliveries_budget(&self) -> Option<u64> {
+        match self.deliveries_per_day {
+            None => Some(DEFAULT_DELIVERIES_PER_DAY),
             Some(n) => u64::try_from(n).ok(),
         }
     }

@@ -116,6 +116,17 @@ pub(super) async fn finish(
     item: Item,
     held: DateTime<Utc>,
 ) -> Result<(), WriteError<()>> {
+    finish_with(store, item, held, Vec::new()).await
+}
+
+/// [`finish`], creating `created` (new items, such as a run's deliveries) in the same
+/// transaction: all of them are written with the job's end, or none.
+pub(super) async fn finish_with(
+    store: &Store,
+    item: Item,
+    held: DateTime<Utc>,
+    created: Vec<Item>,
+) -> Result<(), WriteError<()>> {
     let mut tx = store.transaction();
     tx.put_item_if(
         item,
@@ -126,6 +137,24 @@ pub(super) async fn finish(
             (":lease", t(held)),
         ],
     )?;
+    for item in created {
+        tx.create_item(item)?;
+    }
+    tx.commit().await.map_err(|e| match e {
+        WriteError::Refused(_) => WriteError::Refused(()),
+        WriteError::Failed(e) => WriteError::Failed(e),
+    })
+}
+
+/// Writes a job's whole item if `condition` (on `#status`) holds.
+pub(super) async fn finish_if(
+    store: &Store,
+    item: Item,
+    condition: &str,
+    values: Vec<(&str, aws_sdk_dynamodb::types::AttributeValue)>,
+) -> Result<(), WriteError<()>> {
+    let mut tx = store.transaction();
+    tx.put_item_if(item, condition, &[("#status", "status")], values)?;
     tx.commit().await.map_err(|e| match e {
         WriteError::Refused(_) => WriteError::Refused(()),
         WriteError::Failed(e) => WriteError::Failed(e),

@@ -103,3 +103,14 @@ pub fn refresh_job(company: &str, datasource: &str, job: &str) -> Key {
 pub fn sweep_cursor(prefix: &str) -> Key {
     Key::new("SWEEP", format!("DATAFILES#{prefix}"))
 }
+/// A delivery of a notification (its id sorts by time, so a company's deliveries list in
+/// order).
+pub fn delivery(company: &str, delivery: &str) -> Key {
+    Key::new(company_pk(company), format!("{DELIVERY_PREFIX}{delivery}"))
+}
+/// The sort-key prefix of a company's deliveries.
+pub const DELIVERY_PREFIX: &str = "DLV#";
+/// The counter of a company's deliveries on a day (`deliveries.perDay`).
+pub fn delivery_day(company: &str, day: &str) -> Key {
+    Key::new(format!("DLVDAY#{company}"), format!("D#{day}"))
+}

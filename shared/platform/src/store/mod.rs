@@ -37,6 +37,7 @@
 pub mod accounts;
 pub mod assets;
 pub mod counters;
+pub mod deliveries;
 pub mod files;
 mod jobs;
 pub mod keys;

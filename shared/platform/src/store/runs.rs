@@ -408,12 +408,69 @@ impl Runs<'_> {
     /// A succeeded run is written without a `ttl` (it may be the report's latest, which is
     /// kept): [`Self::keep_latest`] then decides.
     pub async fn finish(&self, run: &Run, held: DateTime<Utc>) -> Result<(), WriteError<()>> {
+        self.finish_delivering(run, held, &[]).await
+    }
+
+    /// [`Self::finish`], creating the run's `deliveries` in the same transaction: a run
+    /// ends with every delivery it makes, or with none (and another worker's finish, which
+    /// is refused, makes none), so a run is delivered once per channel.
+    pub async fn finish_delivering(
+        &self,
+        run: &Run,
+        held: DateTime<Utc>,
+        deliveries: &[domain::notify::Delivery],
+    ) -> Result<(), WriteError<()>> {
+        let created = deliveries
+            .iter()
+            .map(super::deliveries::delivery_item)
+            .collect::<Result<Vec<_>, _>>()?;
         if run.job.status == RunStatus::Succeeded {
             let mut run = run.clone();
             run.job.ttl = None;
-            return jobs::finish(self.0, run_item(&run)?, held).await;
+            return jobs::finish_with(self.0, run_item(&run)?, held, created).await;
         }
-        jobs::finish(self.0, run_item(run)?, held).await
+        jobs::finish_with(self.0, run_item(run)?, held, created).await
+    }
+
+    /// Shows where a run's delivery to `channel` is, on the run.
+    pub async fn set_delivery_status(
+        &self,
+        company: &str,
+        report: &str,
+        run: &str,
+        channel: &str,
+        status: domain::DeliveryStatus,
+    ) -> Result<(), ApiError> {
+        self.0
+            .update_if(
+                &keys::run(company, report, run),
+                "SET deliveries.#channel.#status = :status",
+                "attribute_exists(deliveries.#channel)",
+                &[("#channel", channel), ("#status", "status")],
+                vec![(":status", s(status.as_str()))],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Remembers what a report's latest delivered run showed (its digest), for
+    /// `only_if_changed` (without changing the report's version).
+    pub async fn set_delivered_digest(
+        &self,
+        company: &str,
+        report: &str,
+        digest: &str,
+    ) -> Result<(), ApiError> {
+        self.0
+            .update_if(
+                &keys::asset(domain::asset::Kind::Report, company, report),
+                "SET delivered_digest = :digest",
+                "attribute_exists(pk)",
+                &[],
+                vec![(":digest", s(digest))],
+            )
+            .await
+            .map(|_| ())
     }
 
     /// Ends the lease now, so that the next delivery of the run's record (or the tick) can
@@ -584,6 +641,9 @@ pub enum Due {
     SourceRefresh(Datasource),
     /// A report whose schedule's `next_run_at` came: to queue a run for.
     Schedule(Report),
+    /// A delivery whose next attempt came, whose attempt's lease ended, or still queued
+    /// after `deliveries::UNDELIVERED_SECS`: to attempt.
+    Delivery(domain::notify::Delivery),
 }
 
 impl Due {
@@ -598,6 +658,8 @@ impl Due {
             Due::Run(super::from_item(item)?)
         } else if entity == REFRESH_ENTITY {
             Due::Refresh(super::from_item(item)?)
+        } else if entity == domain::notify::DELIVERY_ENTITY {
+            Due::Delivery(super::from_item(item)?)
         } else if sk.starts_with(domain::asset::Kind::Datasource.prefix()) {
             Due::SourceRefresh(super::from_item(item)?)
         } else {
@@ -607,6 +669,6 @@ impl Due {
 
     /// A job to do now (rather than one to queue).
     pub fn is_job(&self) -> bool {
-        matches!(self, Due::Run(_) | Due::Refresh(_))
+        matches!(self, Due::Run(_) | Due::Refresh(_) | Due::Delivery(_))
     }
 }

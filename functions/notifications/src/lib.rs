@@ -1,0 +1,64 @@
+//! The **notifications** function (API.md §6 notifications): channels a company's reports
+//! (and, next, alerts) are delivered to, and the deliveries made to them. It only writes
+//! what is to be sent: the report worker sends, in attempts, through the egress guard.
+
+mod channels;
+mod deliveries;
+
+use axum::Router;
+use domain::notify::Channel;
+use platform::assets::resource::{self, NothingElse};
+use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
+use platform::AppState;
+
+pub const FUNCTION: Function = Function {
+    name: "notifications",
+    routes,
+};
+
+/// Every route of this function, each declared once. Channels need `channel.manage`; the
+/// deliveries are read with it too.
+pub fn routes() -> Vec<Route> {
+    let manage = Access::needs("channel.manage");
+    vec![
+        route(GET, "/channels", channels::list, manage.reads()),
+        route(POST, "/channels", channels::create, manage.held()),
+        route(
+            GET,
+            "/channels/{id}",
+            resource::show::<Channel>,
+            manage.reads(),
+        ),
+        route(
+            PUT,
+            "/channels/{id}",
+            resource::update::<Channel, channels::ChannelBody>,
+            manage.held(),
+        ),
+        route(
+            DELETE,
+            "/channels/{id}",
+            resource::delete::<Channel, NothingElse>,
+            manage.held(),
+        ),
+        route(
+            POST,
+            "/channels/{id}/rotate-secret",
+            channels::rotate_secret,
+            manage.held(),
+        ),
+        route(POST, "/channels/{id}/test", channels::test, manage.held()),
+        route(GET, "/deliveries", deliveries::list, manage.reads()),
+        route(GET, "/deliveries/{id}", deliveries::show, manage.reads()),
+        route(
+            POST,
+            "/deliveries/{id}/retry",
+            deliveries::retry,
+            manage.held(),
+        ),
+    ]
+}
+
+pub fn router(state: AppState) -> Router {
+    platform::routes::router(state, routes())
+}
