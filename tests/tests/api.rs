@@ -16,6 +16,7 @@ mod api {
     mod keys;
     mod klips;
     mod limits;
+    mod notifications;
     mod openapi;
     mod paging;
     mod permissions;
