@@ -134,6 +134,9 @@ pub const EVENTS: &[(&str, &str, u16)] = &[
     ("reports", "reports-create", 201),
     ("reports", "reports-get", 200),
     ("reports", "reports-generate", 202),
+    ("notifications", "channels-list", 200),
+    ("notifications", "channels-create", 201),
+    ("notifications", "deliveries-list", 200),
 ];
 
 /// Fresh values for every placeholder the saved events use: a key, a refresh token, a Klip

@@ -220,6 +220,7 @@ async fn every_saved_event_runs_through_its_packaged_function() {
         "klips",
         "dashboards",
         "reports",
+        "notifications",
     ] {
         assert!(names.contains(&function), "no event went to {function}");
     }

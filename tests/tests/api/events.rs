@@ -43,6 +43,7 @@ fn function_app(function: &str, app: &TestApp) -> axum::Router {
         "klips" => pulseboard_klips::router(state),
         "dashboards" => pulseboard_dashboards::router(state),
         "reports" => pulseboard_reports::router(state),
+        "notifications" => pulseboard_notifications::router(state),
         other => panic!("no function {other}"),
     };
     platform::http::app(routes)
