@@ -564,7 +564,11 @@ async fn a_report_is_delivered_once_to_a_webhook_slack_and_email() {
         1
     );
     let (_, page) = json(app.get("/deliveries?kind=report").await).await;
-    assert_eq!(page["data"]["deliveries"].as_array().unwrap().len(), 3, "{page}");
+    assert_eq!(
+        page["data"]["deliveries"].as_array().unwrap().len(),
+        3,
+        "{page}"
+    );
     // Without `deliver`, an API run delivers nothing.
     let (_, quiet) = json(
         app.post(&format!("/reports/{report}/generate"), json!({}))
@@ -886,4 +890,60 @@ async fn deliveries_past_the_daily_budget_fail_with_its_name() {
     );
     expect_error(app.get("/deliveries?status=lost").await, 400, "bad_request").await;
     expect_error(app.get("/deliveries?colour=red").await, 400, "bad_request").await;
+}
+
+#[tokio::test]
+async fn a_scheduled_run_is_delivered_once_however_many_ticks_see_it() {
+    let app = app().await;
+    let hook = Receiver::start(vec![]).await;
+    let ch = created(
+        &app,
+        "/channels",
+        json!({"name": "Hook", "type": "webhook", "url": hook.url}),
+    )
+    .await;
+    let report = report_to(&app, &[id(&ch)], json!({})).await;
+    let (status, body) = json(
+        app.call(
+            "PUT",
+            &format!("/reports/{report}"),
+            app.key(),
+            Some(json!({"schedule": {"cron": "* * * * *", "timezone": "UTC"}})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let due = at(&body["data"]["next_run_at"]);
+    app.freeze(due + Duration::seconds(1));
+    let tick: Value = serde_json::from_str(pulseboard_report_worker::TICK_INPUT).unwrap();
+    let (a, b) = tokio::join!(
+        pulseboard_report_worker::handle(&app.state, tick.clone()),
+        pulseboard_report_worker::handle(&app.state, tick),
+    );
+    a.unwrap();
+    b.unwrap();
+    let (_, runs) = json(app.get(&format!("/reports/{report}/runs")).await).await;
+    let run = runs["data"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["trigger"] == "schedule")
+        .unwrap_or_else(|| panic!("no scheduled run: {runs}"))
+        .clone();
+    let done = finished_run(&app, &report, &id(&run)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let listed = done["deliveries"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{done}");
+    delivery_in(
+        &app,
+        listed[0]["delivery_id"].as_str().unwrap(),
+        &["delivered"],
+    )
+    .await;
+    let requests = hook.wait_for(1).await;
+    let body: Value = serde_json::from_str(&requests[0].body).unwrap();
+    assert_eq!(body["data"]["run"]["trigger"], "schedule", "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(hook.count(), 1);
 }

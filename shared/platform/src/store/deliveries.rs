@@ -3,7 +3,7 @@
 //!
 //! A delivery is a job like a report run, with its own statuses: created `queued` (once per
 //! event and channel: its id is derived from both, and the item is written only if absent),
-//! claimed by a conditional update that takes a lease (`queued` or `retrying` whose
+//! claimed by a conditional update that takes a lease (`queued`, `retrying` whose
 //! `next_attempt_at` has come, or `sending` whose lease ended → `sending`, `attempts + 1`),
 //! and its outcome written only while that lease is held. It is in the `gsi1` due index
 //! while it waits: `retrying` at its next attempt, `sending` at its lease's end (the worker
@@ -120,8 +120,9 @@ impl Deliveries<'_> {
                  ADD attempts :one",
             )
             .condition_expression(
-                "attribute_exists(pk) AND (((#status = :queued OR #status = :retrying) \
-                 AND next_attempt_at <= :now) OR (#status = :sending AND lease_until < :now))",
+                "attribute_exists(pk) AND (#status = :queued \
+                 OR (#status = :retrying AND next_attempt_at <= :now) \
+                 OR (#status = :sending AND lease_until < :now))",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":sending", s(DeliveryStatus::Sending.as_str()))
