@@ -16,10 +16,12 @@ pub const FUNCTION: Function = Function {
     routes,
 };
 
-/// Every route of this function, each declared once. Channels need `channel.manage`; the
-/// deliveries are read with it too.
+/// Every route of this function, each declared once. Channels need `channel.manage`;
+/// deliveries (of channels' tests, reports and alerts) are read and retried with it or with
+/// `alert.manage`.
 pub fn routes() -> Vec<Route> {
     let manage = Access::needs("channel.manage");
+    let deliveries = Access::needs("channel.manage|alert.manage");
     vec![
         route(GET, "/channels", channels::list, manage.reads()),
         route(POST, "/channels", channels::create, manage.held()),
@@ -48,13 +50,18 @@ pub fn routes() -> Vec<Route> {
             manage.held(),
         ),
         route(POST, "/channels/{id}/test", channels::test, manage.held()),
-        route(GET, "/deliveries", deliveries::list, manage.reads()),
-        route(GET, "/deliveries/{id}", deliveries::show, manage.reads()),
+        route(GET, "/deliveries", deliveries::list, deliveries.reads()),
+        route(
+            GET,
+            "/deliveries/{id}",
+            deliveries::show,
+            deliveries.reads(),
+        ),
         route(
             POST,
             "/deliveries/{id}/retry",
             deliveries::retry,
-            manage.held(),
+            deliveries.held(),
         ),
     ]
 }

@@ -30,42 +30,12 @@ pub async fn send(
     delivery: &Delivery,
 ) -> Result<Tried, platform::ApiError> {
     platform::held::outbound().await?;
-    let payload: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
     let to = channel
         .email
         .as_ref()
         .map(|e| e.to.clone())
         .unwrap_or_default();
-    // The report's file, when it is to be attached and small enough (else the link).
-    let mut file = None;
-    if let Some(attachment) = &delivery.attachment {
-        if attachment.size < notify::MAX_ATTACHMENT_BYTES {
-            file = state.store.files().get(&attachment.key).await?;
-        }
-    }
-    let attached = delivery
-        .attachment
-        .as_ref()
-        .filter(|_| file.is_some())
-        .map(|a| a.name.as_str());
-    let (subject, text, html) = notify::email_parts(&payload, attached);
-    let raw = notify::mime(
-        &state.config.mail_from,
-        &to,
-        &subject,
-        &text,
-        &html,
-        match (&delivery.attachment, &file) {
-            (Some(a), Some(bytes)) => Some(MimeFile {
-                name: &a.name,
-                content_type: &a.content_type,
-                bytes,
-            }),
-            _ => None,
-        },
-        &delivery.event_id,
-        state.clock.now(),
-    );
+    let raw = message(state, &to, delivery).await?;
     let message = RawMessage::builder()
         .data(Blob::new(raw))
         .build()
@@ -91,28 +61,75 @@ pub async fn send(
             retry_after: None,
             on_channel: true,
         },
-        Ok(Err(e)) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            let text = platform::store::short_error(&e);
-            let service = e.as_service_error();
-            let transient = service.is_none()
-                || service.is_some_and(|s| {
-                    s.is_too_many_requests_exception() || s.is_limit_exceeded_exception()
-                })
-                || status.is_some_and(|s| s >= 500 || s == 429);
-            if transient {
-                retry(status, format!("SES: {text}"))
-            } else {
-                Tried {
-                    verdict: Verdict::Fail,
-                    response_status: status,
-                    error: Some(format!("SES refused the message: {text}")),
-                    retry_after: None,
-                    on_channel: true,
-                }
-            }
-        }
+        Ok(Err(e)) => refused(e),
     })
+}
+
+/// The raw MIME message: the event's highlights as text and HTML, and the report's file
+/// attached when it is to be and is small enough (else the message links it).
+async fn message(
+    state: &AppState,
+    to: &[String],
+    delivery: &Delivery,
+) -> Result<Vec<u8>, platform::ApiError> {
+    let payload: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
+    let mut file = None;
+    if let Some(attachment) = &delivery.attachment {
+        if attachment.size < notify::MAX_ATTACHMENT_BYTES {
+            file = state.store.files().get(&attachment.key).await?;
+        }
+    }
+    let attached = delivery
+        .attachment
+        .as_ref()
+        .filter(|_| file.is_some())
+        .map(|a| a.name.as_str());
+    let (subject, text, html) = notify::email_parts(&payload, attached);
+    Ok(notify::mime(
+        &state.config.mail_from,
+        to,
+        &subject,
+        &text,
+        &html,
+        match (&delivery.attachment, &file) {
+            (Some(a), Some(bytes)) => Some(MimeFile {
+                name: &a.name,
+                content_type: &a.content_type,
+                bytes,
+            }),
+            _ => None,
+        },
+        &delivery.event_id,
+        state.clock.now(),
+    ))
+}
+
+/// What an error of SES means: throttling, its own failures and the network's are retried;
+/// a message it refuses fails.
+type SendError = aws_sdk_sesv2::error::SdkError<
+    aws_sdk_sesv2::operation::send_email::SendEmailError,
+    aws_sdk_sesv2::config::http::HttpResponse,
+>;
+
+fn refused(e: SendError) -> Tried {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let text = platform::store::short_error(&e);
+    let service = e.as_service_error();
+    let transient = service.is_none()
+        || service
+            .is_some_and(|s| s.is_too_many_requests_exception() || s.is_limit_exceeded_exception())
+        || status.is_some_and(|s| s >= 500 || s == 429);
+    if transient {
+        retry(status, format!("SES: {text}"))
+    } else {
+        Tried {
+            verdict: Verdict::Fail,
+            response_status: status,
+            error: Some(format!("SES refused the message: {text}")),
+            retry_after: None,
+            on_channel: true,
+        }
+    }
 }
 
 fn retry(status: Option<u16>, error: String) -> Tried {

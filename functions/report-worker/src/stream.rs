@@ -115,6 +115,13 @@ fn text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
     }
 }
 
+/// A record whose item does not decode: logged and skipped (delivering it again would not
+/// help).
+fn skipped(what: &str, error: serde_dynamo::Error) -> Outcome {
+    tracing::error!(%error, "{what}'s item does not decode; skipped");
+    Outcome::Done
+}
+
 /// The time a batch keeps for the job it is doing: no job starts after the first once less
 /// than this is left of the invocation (the worker's timeout is 60 s; a report over a large
 /// source takes seconds at its 512 MB).
@@ -184,28 +191,19 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
         } else if is_queued_delivery(record) {
             match serde_dynamo::from_item::<_, domain::notify::Delivery>(image) {
                 Ok(d) => crate::deliver::run(state, &d.company_id, &d.id).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "a queued delivery's item does not decode; skipped");
-                    continue;
-                }
+                Err(e) => skipped("a queued delivery", e),
             }
         } else if text(record, "entity") == Some(REFRESH_ENTITY) {
             match serde_dynamo::from_item::<_, RefreshJob>(image) {
                 Ok(job) => {
                     crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "a queued refresh's item does not decode; skipped");
-                    continue;
-                }
+                Err(e) => skipped("a queued refresh", e),
             }
         } else {
             match serde_dynamo::from_item::<_, Run>(image) {
                 Ok(run) => generate::run(state, &run.company_id, &run.report_id, &run.id).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "a queued run's item does not decode; skipped");
-                    continue;
-                }
+                Err(e) => skipped("a queued run", e),
             }
         };
         match outcome {

@@ -223,6 +223,39 @@ async fn check_run_budget(
     Ok(())
 }
 
+/// What the report covers: a dashboard or a list of Klips, never both.
+async fn apply_cover(
+    state: &AppState,
+    caller: &Caller,
+    report: &mut Report,
+    body: &ReportBody,
+    creating: bool,
+    problems: &mut Problems,
+) -> ApiResult<()> {
+    match (&body.dashboard_id, &body.klip_ids) {
+        (Some(Some(_)), Some(_)) => {
+            problems.add("dashboard_id", "give dashboard_id or klip_ids, not both")
+        }
+        (Some(Some(d)), None) => {
+            report.dashboard_id = resolve_dashboard(state, caller, d, problems).await?;
+            report.klip_ids.clear();
+        }
+        (_, Some(k)) => {
+            report.klip_ids = resolve_klips(state, caller, k, problems).await?;
+            report.dashboard_id = None;
+        }
+        (Some(None), None) if report.klip_ids.is_empty() => {
+            problems.add("dashboard_id", "a report covers a dashboard or klip_ids")
+        }
+        (Some(None), None) => report.dashboard_id = None,
+        (None, None) if creating => {
+            problems.add("dashboard_id", "is required: give dashboard_id or klip_ids")
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
 /// Applies a create or update body to `report`, collecting every problem.
 async fn apply(
     state: &AppState,
@@ -258,28 +291,7 @@ async fn apply(
         }
         report.window = window.clone();
     }
-    // What the report covers: a dashboard or a list of Klips, never both.
-    match (&body.dashboard_id, &body.klip_ids) {
-        (Some(Some(_)), Some(_)) => {
-            problems.add("dashboard_id", "give dashboard_id or klip_ids, not both")
-        }
-        (Some(Some(d)), None) => {
-            report.dashboard_id = resolve_dashboard(state, caller, d, &mut problems).await?;
-            report.klip_ids.clear();
-        }
-        (_, Some(k)) => {
-            report.klip_ids = resolve_klips(state, caller, k, &mut problems).await?;
-            report.dashboard_id = None;
-        }
-        (Some(None), None) if report.klip_ids.is_empty() => {
-            problems.add("dashboard_id", "a report covers a dashboard or klip_ids")
-        }
-        (Some(None), None) => report.dashboard_id = None,
-        (None, None) if creating => {
-            problems.add("dashboard_id", "is required: give dashboard_id or klip_ids")
-        }
-        (None, None) => {}
-    }
+    apply_cover(state, caller, report, &body, creating, &mut problems).await?;
     if let Some(schedule) = &body.schedule {
         match schedule {
             Some(s) => {

@@ -544,9 +544,26 @@ mod view_tests {
                    "format": "pdf", "window": "last_30_days",
                    "schedule": {"cron": "0 8 * * 1", "timezone": "UTC", "paused": false},
                    "next_run_at": "2026-01-05T08:00:00Z",
-                   "last_run": {"id": "r", "status": "succeeded", "trigger": "api", "date_created": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:05Z"}}),
-            &[],
+                   "last_run": {"id": "r", "status": "succeeded", "trigger": "api", "date_created": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:05Z"},
+                   "deliver_to": ["0123456789abcdef0123456789abcded"],
+                   "delivery": {"only_if_changed": true, "attach": false},
+                   "delivered_digest": "abc"}),
+            &["delivered_digest"],
             |_| {},
+        );
+    }
+
+    #[test]
+    fn a_channel_shows_all_but_its_secrets_and_masks_its_url() {
+        check::<crate::notify::Channel>(
+            json!({"meta": meta(), "type": "webhook", "email": null,
+                   "url": "https://user:pw@hooks.example/in?token=t",
+                   "disabled": true, "disabled_reason": "410", "consecutive_failures": 3,
+                   "last_delivery": {"status": "failed", "at": "2026-01-02T03:04:05Z", "response_status": 410},
+                   "secret": "whsec_a", "previous_secret": "whsec_b",
+                   "previous_until": "2026-01-03T00:00:00Z"}),
+            &["secret", "previous_secret", "previous_until", "email"],
+            |want| want["url"] = json!(mask_url("https://user:pw@hooks.example/in?token=t")),
         );
     }
 }

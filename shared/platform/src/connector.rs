@@ -316,14 +316,13 @@ async fn post_now(
 ) -> Result<Answered, NotSent> {
     let mut url =
         Url::parse(url).map_err(|e| NotSent::Refused(format!("the URL is not valid: {e}")))?;
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| NotSent::Refused(format!("header name '{name}' is not valid")))?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| NotSent::Refused(format!("the value of header '{name}' is not valid")))?;
-        map.insert(name, value);
-    }
+    let map = header_map(
+        &headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
+    .map_err(NotSent::Refused)?;
     for hop in 0..=MAX_REDIRECTS {
         let addr = checked_address(&url, allowed)
             .await

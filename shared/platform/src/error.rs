@@ -112,8 +112,13 @@ impl ApiError {
         ApiError::NotFound(format!("{what} '{id}' not found"))
     }
 
+    /// 403 naming the permission (several, any of which would do, are joined by `|` in
+    /// a route's declaration and said as "a or b").
     pub fn missing_permission(permission: &str) -> Self {
-        ApiError::Forbidden(format!("missing permission {permission}"))
+        ApiError::Forbidden(format!(
+            "missing permission {}",
+            permission.replace('|', " or ")
+        ))
     }
 
     pub fn status(&self) -> StatusCode {

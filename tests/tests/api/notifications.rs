@@ -947,3 +947,40 @@ async fn a_scheduled_run_is_delivered_once_however_many_ticks_see_it() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(hook.count(), 1);
 }
+
+#[tokio::test]
+async fn deliveries_are_read_with_channel_manage_or_alert_manage_and_channels_only_with_channel_manage(
+) {
+    let app = app().await;
+    let (status, role) = json(
+        app.post(
+            "/roles",
+            json!({"name": "Alert keeper", "permissions": ["alert.manage"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{role}");
+    let role = id(&role["data"]);
+    let (_, alerts_only) = app.user_with_key(&[role.as_str()], None).await;
+    let (status, body) = json(app.call("GET", "/deliveries", &alerts_only, None).await).await;
+    assert_eq!(status, 200, "{body}");
+    let body = expect_error(
+        app.call("GET", "/channels", &alerts_only, None).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(body["message"], "missing permission channel.manage");
+    let (_, viewer) = app.user_with_key(&["viewer"], None).await;
+    let body = expect_error(
+        app.call("GET", "/deliveries", &viewer, None).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "missing permission channel.manage or alert.manage"
+    );
+}
