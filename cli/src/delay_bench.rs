@@ -12,6 +12,7 @@ use crate::bench_support::{self, percentile};
 use crate::cost;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use platform::bootstrap::Bootstrapped;
 use platform::AppState;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -262,6 +263,9 @@ enum Kind {
     Session,
 }
 
+/// How the bench sends one of its requests in round `i`.
+type Request = Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>;
+
 /// One request the bench makes: how to send it (round `i`), the status it must get, and the
 /// function (`template.yaml` binary) that serves it on Lambda.
 struct Case {
@@ -269,35 +273,11 @@ struct Case {
     expect: u16,
     function: &'static str,
     kind: Kind,
-    send: Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>,
+    send: Request,
 }
 
-/// An append of `rows` (CSV, with its header) to the data source `id`, with the API key.
-fn append_case(
-    name: &'static str,
-    (http, base, key): (&reqwest::Client, &str, &str),
-    id: &str,
-    rows: String,
-) -> Case {
-    let (http, url, key) = (
-        http.clone(),
-        format!("{base}/api/v1/datasources/{id}/data"),
-        key.to_owned(),
-    );
-    Case {
-        name,
-        expect: 200,
-        function: "datasources",
-        kind: Kind::Write,
-        send: Box::new(move |_| {
-            http.post(&url)
-                .header("kf-api-key", &key)
-                .header("content-type", "text/csv")
-                .body(rows.clone())
-        }),
-    }
-}
-
+/// The API under test, called as the bench company's admin (with its API key unless said).
+#[derive(Clone)]
 struct Api {
     http: reqwest::Client,
     base: String,
@@ -325,58 +305,265 @@ impl Api {
         }
         Ok(body)
     }
+
+    /// `POST path` with `body`; answers the id of what it created.
+    async fn create(&self, path: &str, body: Value) -> Result<String, String> {
+        let made = self.call(Method::POST, path, Some(body)).await?;
+        Ok(made["data"]["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Replaces the data of the source `id` with `csv`; `what` names the source in the error.
+    async fn seed(&self, id: &str, csv: String, what: &str) -> Result<(), String> {
+        let r = self
+            .http
+            .put(self.url(&format!("/datasources/{id}/data")))
+            .header("kf-api-key", &self.key)
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("seeding {what} answered {}", r.status()));
+        }
+        Ok(())
+    }
+
+    /// A login as the admin `email` (with the bench password), to send.
+    fn login(&self, email: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(self.url("/auth/login"))
+            .json(&json!({"email": email, "password": bench_support::PASSWORD}))
+    }
+
+    /// Logs in as `email`; answers the session (`data.access`, `data.refresh`).
+    async fn session(&self, email: &str) -> Result<Value, String> {
+        self.login(email)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// `GET path` with the API key, every round.
+    fn get_with_key(&self, path: &str) -> Request {
+        let (api, path) = (self.clone(), path.to_owned());
+        Box::new(move |_| api.http.get(api.url(&path)).header("kf-api-key", &api.key))
+    }
+
+    /// `GET path` with the JWT `access`, every round.
+    fn get_with_jwt(&self, path: &str, access: &str) -> Request {
+        let (api, path, access) = (self.clone(), path.to_owned(), access.to_owned());
+        Box::new(move |_| api.http.get(api.url(&path)).bearer_auth(&access))
+    }
+
+    /// `GET path` with no credentials, every round.
+    fn get_anonymous(&self, path: &str) -> Request {
+        let (api, path) = (self.clone(), path.to_owned());
+        Box::new(move |_| api.http.get(api.url(&path)))
+    }
+
+    /// `method path` with the API key and, when given, `body(i)` as JSON in round `i`.
+    fn with_key(&self, method: Method, path: &str, body: Option<fn(usize) -> Value>) -> Request {
+        let (api, url) = (self.clone(), self.url(path));
+        Box::new(move |i| {
+            let request = api
+                .http
+                .request(method.clone(), &url)
+                .header("kf-api-key", &api.key);
+            match body {
+                Some(body) => request.json(&body(i)),
+                None => request,
+            }
+        })
+    }
+
+    /// An append of `rows` (CSV, with its header) to the data source `id`, every round.
+    fn append(&self, id: &str, rows: String) -> Request {
+        let (api, url) = (self.clone(), self.url(&format!("/datasources/{id}/data")));
+        Box::new(move |_| {
+            api.http
+                .post(&url)
+                .header("kf-api-key", &api.key)
+                .header("content-type", "text/csv")
+                .body(rows.clone())
+        })
+    }
+
+    /// `DELETE /dashboards/{id}` of the next of `doomed` (one per round).
+    fn delete_next_dashboard(&self, doomed: Vec<String>) -> Request {
+        let (api, doomed) = (self.clone(), std::sync::Mutex::new(doomed));
+        Box::new(move |_| {
+            let id = doomed
+                .lock()
+                .map(|mut d| d.pop().unwrap_or_default())
+                .unwrap_or_default();
+            api.http
+                .delete(api.url(&format!("/dashboards/{id}")))
+                .header("kf-api-key", &api.key)
+        })
+    }
+
+    /// A login as `email`, every round.
+    fn login_every_round(&self, email: &str) -> Request {
+        let (api, email) = (self.clone(), email.to_owned());
+        Box::new(move |_| api.login(&email))
+    }
+
+    /// `POST /auth/refresh` with the next of `tokens` (a refresh token is good for one).
+    fn refresh_next(&self, tokens: Vec<String>) -> Request {
+        let (api, tokens) = (self.clone(), std::sync::Mutex::new(tokens));
+        Box::new(move |_| {
+            let token = tokens
+                .lock()
+                .map(|mut t| t.pop().unwrap_or_default())
+                .unwrap_or_default();
+            api.http
+                .post(api.url("/auth/refresh"))
+                .json(&json!({"refresh": token}))
+        })
+    }
 }
 
-/// Runs the round-trip bench at 0, 4 and 20 ms per call.
-pub async fn run() -> Result<(), String> {
-    let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
-        .map_err(|_| "the round-trip bench needs AWS_ENDPOINT_URL_DYNAMODB (a local DynamoDB)")?;
-    let s3 = std::env::var("AWS_ENDPOINT_URL_S3")
-        .map_err(|_| "the round-trip bench needs AWS_ENDPOINT_URL_S3 (a local S3 server)")?;
-    let (db_proxy, db_base) = start_proxy(&dynamodb, true).await?;
-    let (s3_proxy, s3_base) = start_proxy(&s3, false).await?;
-    // The API under test reaches both only through the proxies.
-    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &db_base);
-    std::env::set_var("AWS_ENDPOINT_URL_S3", &s3_base);
-    let state = AppState::from_env().await;
-    std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb);
-    std::env::set_var("AWS_ENDPOINT_URL_S3", &s3);
-    let state = state?;
-    let made = bench_support::company(&state, "Round trips").await?;
-    let base = bench_support::serve_here(&state).await?;
-    let api = Api {
-        http: reqwest::Client::new(),
-        base,
-        key: made.api_key.clone(),
-    };
+/// What the whole run shares: the delaying proxies in front of DynamoDB Local and the S3
+/// server, the state the API in this process serves (reaching both only through them), the
+/// bench company, and a client of that API.
+struct Rig {
+    db_proxy: Arc<Proxy>,
+    s3_proxy: Arc<Proxy>,
+    state: AppState,
+    made: Bootstrapped,
+    api: Api,
+}
 
-    // The scene: a 10,000-row source, 6 Klips over it on a dashboard, a published link.
-    let ds = api
-        .call(
-            Method::POST,
-            "/datasources",
-            Some(json!({"name": "Orders", "format": "csv"})),
-        )
+impl Rig {
+    /// Starts the proxies, the state behind them, the bench company and the API.
+    async fn start() -> Result<Rig, String> {
+        let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").map_err(|_| {
+            "the round-trip bench needs AWS_ENDPOINT_URL_DYNAMODB (a local DynamoDB)"
+        })?;
+        let s3 = std::env::var("AWS_ENDPOINT_URL_S3")
+            .map_err(|_| "the round-trip bench needs AWS_ENDPOINT_URL_S3 (a local S3 server)")?;
+        let (db_proxy, db_base) = start_proxy(&dynamodb, true).await?;
+        let (s3_proxy, s3_base) = start_proxy(&s3, false).await?;
+        // The API under test reaches both only through the proxies.
+        std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &db_base);
+        std::env::set_var("AWS_ENDPOINT_URL_S3", &s3_base);
+        let state = AppState::from_env().await;
+        std::env::set_var("AWS_ENDPOINT_URL_DYNAMODB", &dynamodb);
+        std::env::set_var("AWS_ENDPOINT_URL_S3", &s3);
+        let state = state?;
+        let made = bench_support::company(&state, "Round trips").await?;
+        let base = bench_support::serve_here(&state).await?;
+        let api = Api {
+            http: reqwest::Client::new(),
+            base,
+            key: made.api_key.clone(),
+        };
+        Ok(Rig {
+            db_proxy,
+            s3_proxy,
+            state,
+            made,
+            api,
+        })
+    }
+
+    fn proxies(&self) -> [&Proxy; 2] {
+        [self.db_proxy.as_ref(), self.s3_proxy.as_ref()]
+    }
+
+    /// Makes every call through either proxy pay `delay_ms`.
+    fn set_delay(&self, delay_ms: u64) {
+        self.db_proxy
+            .delay_us
+            .store(delay_ms * 1000, Ordering::SeqCst);
+        self.s3_proxy
+            .delay_us
+            .store(delay_ms * 1000, Ordering::SeqCst);
+    }
+}
+
+/// What the bench's requests act on, made before any is timed.
+struct Scene {
+    /// The day the rows were made for.
+    today: chrono::NaiveDate,
+    /// The 10,000-row source, the 6 Klips over it, their dashboard and its published link.
+    ds_id: String,
+    klip_ids: Vec<String>,
+    dash_id: String,
+    token: String,
+    /// The admin's API key's id, and a JWT of theirs.
+    key_id: String,
+    access: String,
+    /// One refresh token per refresh the bench makes (a refresh token is good for one).
+    refresh_tokens: Vec<String>,
+    /// Dashboards for the deletes (one per request), a report to generate, and a second
+    /// source for the 1,000-row pushes.
+    doomed: Vec<String>,
+    report_id: String,
+    pushed_id: String,
+}
+
+impl Scene {
+    /// Makes it all through `api`, as the admin `email`.
+    async fn build(api: &Api, email: &str) -> Result<Scene, String> {
+        let (ds_id, today) = orders_source(api).await?;
+        let klip_ids = six_klips(api, &ds_id).await?;
+        let (dash_id, token) = published_dashboard(api, &klip_ids).await?;
+        let keys = api.call(Method::GET, "/api-keys", None).await?;
+        let key_id = keys["data"]["api_keys"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let (access, refresh_tokens) = sessions(api, email).await?;
+        let doomed = doomed_dashboards(api).await?;
+        let report_id = api
+            .create(
+                "/reports",
+                json!({"name": "Weekly", "dashboard_id": dash_id, "format": "json"}),
+            )
+            .await?;
+        let pushed_id = api
+            .create("/datasources", json!({"name": "Pushed", "format": "csv"}))
+            .await?;
+        let one_row = format!("day,region,amount\n{today},r0,1\n");
+        api.seed(&pushed_id, one_row, "the pushed source").await?;
+        Ok(Scene {
+            today,
+            ds_id,
+            klip_ids,
+            dash_id,
+            token,
+            key_id,
+            access,
+            refresh_tokens,
+            doomed,
+            report_id,
+            pushed_id,
+        })
+    }
+}
+
+/// The `SOURCE_ROWS`-row source "Orders" over the last 60 days; answers its id and today.
+async fn orders_source(api: &Api) -> Result<(String, chrono::NaiveDate), String> {
+    let ds_id = api
+        .create("/datasources", json!({"name": "Orders", "format": "csv"}))
         .await?;
-    let ds_id = ds["data"]["id"].as_str().unwrap_or_default().to_owned();
     let mut csv = String::from("day,region,amount\n");
     let today = chrono::Utc::now().date_naive();
     for i in 0..SOURCE_ROWS {
         let day = today - chrono::Duration::days((i % 60) as i64);
         csv.push_str(&format!("{day},r{},{}\n", i % 5, 10 + i % 90));
     }
-    let r = api
-        .http
-        .put(api.url(&format!("/datasources/{ds_id}/data")))
-        .header("kf-api-key", &api.key)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !r.status().is_success() {
-        return Err(format!("seeding the source answered {}", r.status()));
-    }
+    api.seed(&ds_id, csv, "the source").await?;
+    Ok((ds_id, today))
+}
+
+/// 6 Klips of different queries over the source `ds_id`; answers their ids.
+async fn six_klips(api: &Api, ds_id: &str) -> Result<Vec<String>, String> {
     let mut klip_ids = Vec::new();
     for (i, query) in [
         json!({"value": "amount", "time_column": "day", "time_bucket": "day", "range": "last_30_days"}),
@@ -398,10 +585,13 @@ pub async fn run() -> Result<(), String> {
             .await?;
         klip_ids.push(klip["data"]["id"].as_str().unwrap_or_default().to_owned());
     }
-    let dash = api
-        .call(Method::POST, "/dashboards", Some(json!({"name": "Sales"})))
-        .await?;
-    let dash_id = dash["data"]["id"].as_str().unwrap_or_default().to_owned();
+    Ok(klip_ids)
+}
+
+/// The dashboard "Sales" with the Klips `klip_ids`, published; answers its id and the
+/// link's token.
+async fn published_dashboard(api: &Api, klip_ids: &[String]) -> Result<(String, String), String> {
+    let dash_id = api.create("/dashboards", json!({"name": "Sales"})).await?;
     let instances: Vec<Value> = klip_ids
         .iter()
         .enumerate()
@@ -424,392 +614,283 @@ pub async fn run() -> Result<(), String> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let keys = api.call(Method::GET, "/api-keys", None).await?;
-    let key_id = keys["data"]["api_keys"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let login = |http: &reqwest::Client, base: &str| {
-        http.post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"email": made.email, "password": bench_support::PASSWORD}))
-    };
-    let session: Value = login(&api.http, &api.base)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    Ok((dash_id, token))
+}
+
+/// Logins as `email`: one for its JWT, then one per refresh the bench makes; answers the
+/// JWT and the refresh tokens.
+async fn sessions(api: &Api, email: &str) -> Result<(String, Vec<String>), String> {
+    let session = api.session(email).await?;
     let access = session["data"]["access"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    // One login per refresh the bench makes (a refresh token is good for one refresh).
-    let mut sessions = Vec::new();
+    let mut refresh_tokens = Vec::new();
     for _ in 0..3 * ROUNDS {
-        let session: Value = login(&api.http, &api.base)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let session = api.session(email).await?;
         let token = session["data"]["refresh"].as_str().unwrap_or_default();
-        sessions.push(token.to_owned());
+        refresh_tokens.push(token.to_owned());
     }
-    let refresh_tokens = Arc::new(std::sync::Mutex::new(sessions));
+    Ok((access, refresh_tokens))
+}
 
-    // Dashboards for the deletes (one per request), a report to generate, and a second
-    // source for the 1,000-row pushes.
+/// A dashboard for each delete the bench makes; answers their ids.
+async fn doomed_dashboards(api: &Api) -> Result<Vec<String>, String> {
     let mut doomed = Vec::new();
     for i in 0..3 * ROUNDS {
-        let d = api
-            .call(
-                Method::POST,
-                "/dashboards",
-                Some(json!({"name": format!("Doomed {i}")})),
-            )
+        let id = api
+            .create("/dashboards", json!({"name": format!("Doomed {i}")}))
             .await?;
-        doomed.push(d["data"]["id"].as_str().unwrap_or_default().to_owned());
+        doomed.push(id);
     }
-    let doomed = Arc::new(std::sync::Mutex::new(doomed));
-    let report = api
-        .call(
-            Method::POST,
-            "/reports",
-            Some(json!({"name": "Weekly", "dashboard_id": dash_id, "format": "json"})),
-        )
-        .await?;
-    let report_id = report["data"]["id"].as_str().unwrap_or_default().to_owned();
-    let pushed = api
-        .call(
-            Method::POST,
-            "/datasources",
-            Some(json!({"name": "Pushed", "format": "csv"})),
-        )
-        .await?;
-    let pushed_id = pushed["data"]["id"].as_str().unwrap_or_default().to_owned();
-    let r = api
-        .http
-        .put(api.url(&format!("/datasources/{pushed_id}/data")))
-        .header("kf-api-key", &api.key)
-        .header("content-type", "text/csv")
-        .body(format!("day,region,amount\n{today},r0,1\n"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !r.status().is_success() {
-        return Err(format!("seeding the pushed source answered {}", r.status()));
-    }
-    let user_id = made.user_id.clone();
+    Ok(doomed)
+}
 
-    let (http, base, key) = (api.http.clone(), api.base.clone(), api.key.clone());
-    let get = move |path: String| {
-        let (http, base, key) = (http.clone(), base.clone(), key.clone());
-        Box::new(move |_: usize| {
-            http.get(format!("{base}/api/v1{path}"))
-                .header("kf-api-key", &key)
-        }) as Box<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>
-    };
-    let (http, base, key) = (api.http.clone(), api.base.clone(), api.key.clone());
-    let mut cases = vec![
-        Case {
-            name: "GET /profile",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Read,
-            send: get("/profile".into()),
-        },
-        Case {
-            name: "GET /usage",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Read,
-            send: get("/usage".into()),
-        },
-        Case {
-            name: "GET /auth/verify",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Read,
-            send: get("/auth/verify".into()),
-        },
-        Case {
-            name: "GET /api-keys",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Read,
-            send: get("/api-keys".into()),
-        },
-        Case {
-            name: "GET /users",
-            expect: 200,
-            function: "users",
-            kind: Kind::Read,
-            send: get("/users".into()),
-        },
-        Case {
-            name: "GET /users/{id}",
-            expect: 200,
-            function: "users",
-            kind: Kind::Read,
-            send: get(format!("/users/{user_id}")),
-        },
-        Case {
-            name: "GET /roles",
-            expect: 200,
-            function: "users",
-            kind: Kind::Read,
-            send: get("/roles".into()),
-        },
-        Case {
-            name: "GET /groups",
-            expect: 200,
-            function: "users",
-            kind: Kind::Read,
-            send: get("/groups".into()),
-        },
-        Case {
-            name: "GET /clients",
-            expect: 200,
-            function: "clients",
-            kind: Kind::Read,
-            send: get("/clients".into()),
-        },
-        Case {
-            name: "GET /reports",
-            expect: 200,
-            function: "reports",
-            kind: Kind::Read,
-            send: get("/reports".into()),
-        },
-        Case {
-            name: "GET /reports/{id}",
-            expect: 200,
-            function: "reports",
-            kind: Kind::Read,
-            send: get(format!("/reports/{report_id}")),
-        },
-        Case {
-            name: "GET /api-keys/{id} (API key)",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Read,
-            send: get(format!("/api-keys/{key_id}")),
-        },
-        Case {
-            name: "GET /api-keys/{id} (JWT)",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Read,
-            send: {
-                let (http, base, access, key_id) =
-                    (http.clone(), base.clone(), access.clone(), key_id.clone());
-                Box::new(move |_| {
-                    http.get(format!("{base}/api/v1/api-keys/{key_id}"))
-                        .bearer_auth(&access)
-                })
-            },
-        },
-        Case {
-            name: "GET /klips",
-            expect: 200,
-            function: "klips",
-            kind: Kind::Read,
-            send: get("/klips".into()),
-        },
-        Case {
-            name: "GET /klips/{id}",
-            expect: 200,
-            function: "klips",
-            kind: Kind::Read,
-            send: get(format!("/klips/{}", klip_ids[0])),
-        },
-        Case {
-            name: "GET /datasources",
-            expect: 200,
-            function: "datasources",
-            kind: Kind::Read,
-            send: get("/datasources".into()),
-        },
-        Case {
-            name: "GET /datasources/{id}",
-            expect: 200,
-            function: "datasources",
-            kind: Kind::Read,
-            send: get(format!("/datasources/{ds_id}")),
-        },
-        Case {
-            name: "GET /dashboards",
-            expect: 200,
-            function: "dashboards",
-            kind: Kind::Read,
-            send: get("/dashboards".into()),
-        },
-        Case {
-            name: "GET /dashboards/{id} (6 Klips)",
-            expect: 200,
-            function: "dashboards",
-            kind: Kind::Read,
-            send: get(format!("/dashboards/{dash_id}")),
-        },
-        Case {
-            name: "GET /public/dashboards/{token}",
-            expect: 200,
-            function: "dashboards",
-            kind: Kind::Read,
-            send: {
-                let (http, base, token) = (http.clone(), base.clone(), token.clone());
-                Box::new(move |_| http.get(format!("{base}/api/v1/public/dashboards/{token}")))
-            },
-        },
-        Case {
-            name: "POST /dashboards (create)",
-            expect: 201,
-            function: "dashboards",
-            kind: Kind::Write,
-            send: {
-                let (http, base, key) = (http.clone(), base.clone(), key.clone());
-                Box::new(move |i| {
-                    http.post(format!("{base}/api/v1/dashboards"))
-                        .header("kf-api-key", &key)
-                        .json(&json!({"name": format!("Bench {i} {}", domain::ids::new_id())}))
-                })
-            },
-        },
-        Case {
-            name: "PUT /klips/{id} (rename)",
-            expect: 200,
-            function: "klips",
-            kind: Kind::Write,
-            send: {
-                let (http, base, key, id) =
-                    (http.clone(), base.clone(), key.clone(), klip_ids[5].clone());
-                Box::new(move |i| {
-                    http.put(format!("{base}/api/v1/klips/{id}"))
-                        .header("kf-api-key", &key)
-                        .json(&json!({"description": format!("round {i}")}))
-                })
-            },
-        },
-        append_case(
-            "POST /datasources/{id}/data (append 20 rows)",
-            (&http, &base, &key),
-            &ds_id,
-            format!(
-                "day,region,amount\n{}",
-                format!("{today},r1,5\n").repeat(20)
-            ),
+/// Every request the bench times, in the order it prints them: the reads, the writes, then
+/// the sessions.
+fn cases(api: &Api, mut scene: Scene, made: &Bootstrapped) -> Vec<Case> {
+    let mut cases = read_cases(api, &scene, &made.user_id);
+    let refresh_tokens = std::mem::take(&mut scene.refresh_tokens);
+    cases.extend(write_cases(api, scene));
+    cases.extend(session_cases(api, &made.email, refresh_tokens));
+    cases
+}
+
+/// The reads, as a table of (name, function, request): each must answer 200.
+fn read_cases(api: &Api, scene: &Scene, user_id: &str) -> Vec<Case> {
+    let key = |path: &str| api.get_with_key(path);
+    let key_path = format!("/api-keys/{}", scene.key_id);
+    let reads: Vec<(&'static str, &'static str, Request)> = vec![
+        ("GET /profile", "auth", key("/profile")),
+        ("GET /usage", "auth", key("/usage")),
+        ("GET /auth/verify", "auth", key("/auth/verify")),
+        ("GET /api-keys", "auth", key("/api-keys")),
+        ("GET /users", "users", key("/users")),
+        (
+            "GET /users/{id}",
+            "users",
+            key(&format!("/users/{user_id}")),
         ),
-        Case {
-            name: "DELETE /dashboards/{id}",
-            expect: 200,
-            function: "dashboards",
-            kind: Kind::Write,
-            send: {
-                let (http, base, key) = (http.clone(), base.clone(), key.clone());
-                Box::new(move |_| {
-                    let id = doomed
-                        .lock()
-                        .map(|mut d| d.pop().unwrap_or_default())
-                        .unwrap_or_default();
-                    http.delete(format!("{base}/api/v1/dashboards/{id}"))
-                        .header("kf-api-key", &key)
-                })
-            },
-        },
-        Case {
-            name: "POST /api-keys (create)",
-            expect: 201,
-            function: "auth",
-            kind: Kind::Write,
-            send: {
-                let (http, base, key) = (http.clone(), base.clone(), key.clone());
-                Box::new(move |i| {
-                    http.post(format!("{base}/api/v1/api-keys"))
-                        .header("kf-api-key", &key)
-                        .json(&json!({"name": format!("Bench key {i}"), "expires_in_days": 30}))
-                })
-            },
-        },
-        append_case(
-            "POST /datasources/{id}/data (1,000 rows)",
-            (&http, &base, &key),
-            &pushed_id,
-            (0..1000).fold(String::from("day,region,amount\n"), |mut rows, i| {
-                rows.push_str(&format!("{today},r{},{}\n", i % 5, i % 97));
-                rows
-            }),
+        ("GET /roles", "users", key("/roles")),
+        ("GET /groups", "users", key("/groups")),
+        ("GET /clients", "clients", key("/clients")),
+        ("GET /reports", "reports", key("/reports")),
+        (
+            "GET /reports/{id}",
+            "reports",
+            key(&format!("/reports/{}", scene.report_id)),
         ),
-        Case {
-            name: "POST /reports/{id}/generate",
-            expect: 202,
-            function: "reports",
-            kind: Kind::Write,
-            send: {
-                let (http, base, key, id) =
-                    (http.clone(), base.clone(), key.clone(), report_id.clone());
-                Box::new(move |_| {
-                    http.post(format!("{base}/api/v1/reports/{id}/generate"))
-                        .header("kf-api-key", &key)
-                })
-            },
-        },
-        Case {
-            name: "POST /auth/login",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Session,
-            send: {
-                let (http, base) = (http.clone(), base.clone());
-                let email = made.email.clone();
-                Box::new(move |_| {
-                    http.post(format!("{base}/api/v1/auth/login"))
-                        .json(&json!({"email": email, "password": bench_support::PASSWORD}))
-                })
-            },
-        },
-        Case {
-            name: "POST /auth/refresh",
-            expect: 200,
-            function: "auth",
-            kind: Kind::Session,
-            send: {
-                let (http, base) = (http.clone(), base.clone());
-                Box::new(move |_| {
-                    let token = refresh_tokens
-                        .lock()
-                        .map(|mut t| t.pop().unwrap_or_default())
-                        .unwrap_or_default();
-                    http.post(format!("{base}/api/v1/auth/refresh"))
-                        .json(&json!({"refresh": token}))
-                })
-            },
-        },
+        ("GET /api-keys/{id} (API key)", "auth", key(&key_path)),
+        (
+            "GET /api-keys/{id} (JWT)",
+            "auth",
+            api.get_with_jwt(&key_path, &scene.access),
+        ),
+        ("GET /klips", "klips", key("/klips")),
+        (
+            "GET /klips/{id}",
+            "klips",
+            key(&format!("/klips/{}", scene.klip_ids[0])),
+        ),
+        ("GET /datasources", "datasources", key("/datasources")),
+        (
+            "GET /datasources/{id}",
+            "datasources",
+            key(&format!("/datasources/{}", scene.ds_id)),
+        ),
+        ("GET /dashboards", "dashboards", key("/dashboards")),
+        (
+            "GET /dashboards/{id} (6 Klips)",
+            "dashboards",
+            key(&format!("/dashboards/{}", scene.dash_id)),
+        ),
+        (
+            "GET /public/dashboards/{token}",
+            "dashboards",
+            api.get_anonymous(&format!("/public/dashboards/{}", scene.token)),
+        ),
     ];
+    reads
+        .into_iter()
+        .map(|(name, function, send)| Case {
+            name,
+            expect: 200,
+            function,
+            kind: Kind::Read,
+            send,
+        })
+        .collect()
+}
 
-    let memory = cost::function_memory(
-        &std::fs::read_to_string("template.yaml").map_err(|e| format!("template.yaml: {e}"))?,
-    )?;
-    let flood = bench_support::company_with_limits(&state, "Flood", 2).await?;
-    let proxies = [db_proxy.as_ref(), s3_proxy.as_ref()];
-    let mut report = Vec::new();
-    let mut costs = Vec::new();
-    let mut met_all = true;
-    println!();
-    println!(
-        "round trips: every DynamoDB and S3 call of the API pays the delay (overlapping calls once); {ROUNDS} sequential requests per route; ratios to one GetItem through the same delay"
+/// The writes, as a table of (name, status, function, request).
+fn write_cases(api: &Api, scene: Scene) -> Vec<Case> {
+    let today = scene.today;
+    let create_dashboard = api.with_key(
+        Method::POST,
+        "/dashboards",
+        Some(|i| json!({"name": format!("Bench {i} {}", domain::ids::new_id())})),
     );
-    println!("  calls: DynamoDB and S3 calls per request; WRU/RRU: DynamoDB write/read request units per request");
-    for delay_ms in [0u64, 4, 20] {
-        db_proxy.delay_us.store(delay_ms * 1000, Ordering::SeqCst);
-        s3_proxy.delay_us.store(delay_ms * 1000, Ordering::SeqCst);
-        let item = platform::store::keys::company(&made.company_id);
+    let rename_klip = api.with_key(
+        Method::PUT,
+        &format!("/klips/{}", scene.klip_ids[5]),
+        Some(|i| json!({"description": format!("round {i}")})),
+    );
+    let twenty_rows = format!(
+        "day,region,amount\n{}",
+        format!("{today},r1,5\n").repeat(20)
+    );
+    let append_20 = api.append(&scene.ds_id, twenty_rows);
+    let delete_dashboard = api.delete_next_dashboard(scene.doomed);
+    let create_key = api.with_key(
+        Method::POST,
+        "/api-keys",
+        Some(|i| json!({"name": format!("Bench key {i}"), "expires_in_days": 30})),
+    );
+    let thousand_rows = (0..1000).fold(String::from("day,region,amount\n"), |mut rows, i| {
+        rows.push_str(&format!("{today},r{},{}\n", i % 5, i % 97));
+        rows
+    });
+    let append_1000 = api.append(&scene.pushed_id, thousand_rows);
+    let generate = format!("/reports/{}/generate", scene.report_id);
+    let generate = api.with_key(Method::POST, &generate, None);
+    let writes: Vec<(&'static str, u16, &'static str, Request)> = vec![
+        (
+            "POST /dashboards (create)",
+            201,
+            "dashboards",
+            create_dashboard,
+        ),
+        ("PUT /klips/{id} (rename)", 200, "klips", rename_klip),
+        (
+            "POST /datasources/{id}/data (append 20 rows)",
+            200,
+            "datasources",
+            append_20,
+        ),
+        (
+            "DELETE /dashboards/{id}",
+            200,
+            "dashboards",
+            delete_dashboard,
+        ),
+        ("POST /api-keys (create)", 201, "auth", create_key),
+        (
+            "POST /datasources/{id}/data (1,000 rows)",
+            200,
+            "datasources",
+            append_1000,
+        ),
+        ("POST /reports/{id}/generate", 202, "reports", generate),
+    ];
+    writes
+        .into_iter()
+        .map(|(name, expect, function, send)| Case {
+            name,
+            expect,
+            function,
+            kind: Kind::Write,
+            send,
+        })
+        .collect()
+}
+
+/// The sessions: a login as `email`, and a refresh with the next of `refresh_tokens`.
+fn session_cases(api: &Api, email: &str, refresh_tokens: Vec<String>) -> Vec<Case> {
+    let session = |name, send| Case {
+        name,
+        expect: 200,
+        function: "auth",
+        kind: Kind::Session,
+        send,
+    };
+    vec![
+        session("POST /auth/login", api.login_every_round(email)),
+        session("POST /auth/refresh", api.refresh_next(refresh_tokens)),
+    ]
+}
+
+/// A duration in milliseconds.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One `GetItem` through the proxies at a delay: the p50 every ratio is of, and the bare
+/// read the cost target compares with (one `GetItem` per request, no auth, no limits,
+/// 128 MB).
+struct Baseline {
+    p50: Duration,
+    bare: cost::Usage,
+}
+
+/// A case's `ROUNDS` requests: p50, p99, CPU time and what each used, per request.
+struct Timed {
+    p50: Duration,
+    p99: Duration,
+    cpu_ms: f64,
+    used: Counts,
+}
+
+/// What one request of a kind used at 4 ms per call, and the bare read's, to price.
+struct Priced {
+    name: &'static str,
+    kind: Kind,
+    usage: cost::Usage,
+    bare: cost::Usage,
+}
+
+/// The bench once set up: the rig, the requests to time, each function's memory (from
+/// `template.yaml`) and the API key of the company flooded.
+struct Bench {
+    rig: Rig,
+    cases: Vec<Case>,
+    memory: std::collections::HashMap<String, f64>,
+    flood_key: String,
+}
+
+impl Bench {
+    /// Times the baseline, every case and a flood at `delay_ms` per call, printing a line
+    /// each and noting them in `results`.
+    async fn at_delay(&self, delay_ms: u64, results: &mut Results) -> Result<(), String> {
+        self.rig.set_delay(delay_ms);
+        let baseline = self.baseline(delay_ms).await?;
+        let mut profile_writes = 0.0;
+        for case in &self.cases {
+            let timed = self.time_case(case).await?;
+            if case.name == "GET /profile" {
+                profile_writes = timed.used.write_calls;
+            }
+            results.route(delay_ms, case, &timed, baseline.p50);
+            if delay_ms == 4 {
+                results
+                    .costs
+                    .push(self.priced(case, &timed, baseline.bare)?);
+            }
+        }
+        let api = &self.rig.api;
+        let proxies = self.rig.proxies();
+        let flooded = flood_once(
+            &api.http,
+            &api.base,
+            &self.flood_key,
+            &proxies,
+            profile_writes,
+        )
+        .await?;
+        results.flood(delay_ms, &flooded, baseline.p50);
+        Ok(())
+    }
+
+    /// Times `ROUNDS` + 5 `GetItem`s of the company's item (the first 5 a warm-up) and
+    /// prints their p50.
+    async fn baseline(&self, delay_ms: u64) -> Result<Baseline, String> {
+        let proxies = self.rig.proxies();
+        let item = platform::store::keys::company(&self.rig.made.company_id);
         let mut baseline = Vec::new();
         let (before, cpu_before) = (Counts::of(&proxies), cpu_time());
         for _ in 0..ROUNDS + 5 {
             let t = Instant::now();
-            state
+            self.rig
+                .state
                 .store
                 .get::<Value>(&item)
                 .await
@@ -819,14 +900,11 @@ pub async fn run() -> Result<(), String> {
         let bare_cpu = (cpu_time() - cpu_before) / (ROUNDS + 5) as f64;
         let bare_units = Counts::of(&proxies).per(before, (ROUNDS + 5) as f64);
         let base50 = percentile(&mut baseline[5..], 0.5);
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
             "  at {delay_ms:>2} ms per call: GetItem p50 {:.2} ms ({:.1} RRU)",
             ms(base50),
             bare_units.read_units
         );
-        // The bare read the cost target compares with: one GetItem per request, no auth, no
-        // limits, 128 MB.
         let bare = cost::Usage {
             wall_ms: ms(base50),
             cpu_ms: bare_cpu,
@@ -834,82 +912,123 @@ pub async fn run() -> Result<(), String> {
             read_units: bare_units.read_units,
             ..cost::Usage::default()
         };
-        let mut profile_writes = 0.0;
-        for case in &mut cases {
-            let mut samples = Vec::new();
-            let (before, cpu_before) = (Counts::of(&proxies), cpu_time());
-            for i in 0..ROUNDS {
-                let t = Instant::now();
-                let r = (case.send)(i).send().await.map_err(|e| e.to_string())?;
-                let status = r.status().as_u16();
-                r.bytes().await.map_err(|e| e.to_string())?;
-                samples.push(t.elapsed());
-                if status != case.expect {
-                    return Err(format!("{} answered {status}", case.name));
-                }
-            }
-            let cpu_ms = (cpu_time() - cpu_before) / ROUNDS as f64;
-            let used = Counts::of(&proxies).per(before, ROUNDS as f64);
-            if case.name == "GET /profile" {
-                profile_writes = used.write_calls;
-            }
-            let (p50, p99) = (
-                percentile(&mut samples, 0.5),
-                percentile(&mut samples, 0.99),
-            );
-            let ratio = |d: Duration| d.as_secs_f64() / base50.as_secs_f64();
-            let target = match (delay_ms, case.kind) {
-                (20, Kind::Session) => Some((2.3, None)),
-                (20, _) => Some((1.3, None)),
-                (4, Kind::Read) => Some((1.5, Some(3.0))),
-                _ => None,
-            };
-            let met =
-                target.map(|(t50, t99)| ratio(p50) <= t50 && t99.is_none_or(|t| ratio(p99) <= t));
-            met_all &= met.unwrap_or(true);
-            println!(
-                "    {:46} p50 {:7.2} ms {:5.2}x  p99 {:5.2}x  {:4.1} calls  {:4.1} WRU {:4.1} RRU  {}",
-                case.name,
-                ms(p50),
-                ratio(p50),
-                ratio(p99),
-                used.calls,
-                used.write_units,
-                used.read_units,
-                match (target, met) {
-                    (Some((t50, None)), Some(ok)) => format!("target p50 <= {t50}x: {}", if ok { "met" } else { "NOT met" }),
-                    (Some((t50, Some(t99))), Some(ok)) => format!("target p50 <= {t50}x, p99 <= {t99}x: {}", if ok { "met" } else { "NOT met" }),
-                    _ => String::new(),
-                }
-            );
-            report.push(json!({"delay_ms": delay_ms, "route": case.name, "function": case.function,
-                "p50_ms": ms(p50), "p50_ratio": ratio(p50), "p99_ratio": ratio(p99), "calls": used.calls,
-                "write_calls": used.write_calls, "write_units": used.write_units, "read_units": used.read_units,
-                "s3_requests": used.s3_tier1 + used.s3_tier2, "cpu_ms": cpu_ms, "target_met": met}));
-            if delay_ms == 4 {
-                let memory_mb = memory.get(case.function).copied().ok_or_else(|| {
-                    format!("template.yaml has no function built from {}", case.function)
-                })?;
-                let usage = cost::Usage {
-                    wall_ms: ms(p50),
-                    cpu_ms,
-                    memory_mb,
-                    read_units: used.read_units,
-                    write_units: used.write_units,
-                    s3_tier1: used.s3_tier1,
-                    s3_tier2: used.s3_tier2,
-                };
-                costs.push((case.name, case.kind, usage, bare));
+        Ok(Baseline { p50: base50, bare })
+    }
+
+    /// Sends `case` `ROUNDS` times in sequence, each answer checked against its status.
+    async fn time_case(&self, case: &Case) -> Result<Timed, String> {
+        let proxies = self.rig.proxies();
+        let mut samples = Vec::new();
+        let (before, cpu_before) = (Counts::of(&proxies), cpu_time());
+        for i in 0..ROUNDS {
+            let t = Instant::now();
+            let r = (case.send)(i).send().await.map_err(|e| e.to_string())?;
+            let status = r.status().as_u16();
+            r.bytes().await.map_err(|e| e.to_string())?;
+            samples.push(t.elapsed());
+            if status != case.expect {
+                return Err(format!("{} answered {status}", case.name));
             }
         }
-        let flooded = flood_once(
-            &api.http,
-            &api.base,
-            &flood.api_key,
-            &proxies,
-            profile_writes,
-        )
-        .await?;
+        let cpu_ms = (cpu_time() - cpu_before) / ROUNDS as f64;
+        let used = Counts::of(&proxies).per(before, ROUNDS as f64);
+        let (p50, p99) = (
+            percentile(&mut samples, 0.5),
+            percentile(&mut samples, 0.99),
+        );
+        Ok(Timed {
+            p50,
+            p99,
+            cpu_ms,
+            used,
+        })
+    }
+
+    /// What `case` used, at its function's memory, to price against `bare`.
+    fn priced(&self, case: &Case, timed: &Timed, bare: cost::Usage) -> Result<Priced, String> {
+        let memory_mb =
+            self.memory.get(case.function).copied().ok_or_else(|| {
+                format!("template.yaml has no function built from {}", case.function)
+            })?;
+        let usage = cost::Usage {
+            wall_ms: ms(timed.p50),
+            cpu_ms: timed.cpu_ms,
+            memory_mb,
+            read_units: timed.used.read_units,
+            write_units: timed.used.write_units,
+            s3_tier1: timed.used.s3_tier1,
+            s3_tier2: timed.used.s3_tier2,
+        };
+        Ok(Priced {
+            name: case.name,
+            kind: case.kind,
+            usage,
+            bare,
+        })
+    }
+}
+
+/// A route's targets at a delay: p50 and, when held to one, p99, as ratios of a `GetItem`.
+fn target(delay_ms: u64, kind: Kind) -> Option<(f64, Option<f64>)> {
+    match (delay_ms, kind) {
+        (20, Kind::Session) => Some((2.3, None)),
+        (20, _) => Some((1.3, None)),
+        (4, Kind::Read) => Some((1.5, Some(3.0))),
+        _ => None,
+    }
+}
+
+/// A route line's last column: its target and whether it was met (empty without one).
+fn target_text(target: Option<(f64, Option<f64>)>, met: Option<bool>) -> String {
+    match (target, met) {
+        (Some((t50, None)), Some(ok)) => format!(
+            "target p50 <= {t50}x: {}",
+            if ok { "met" } else { "NOT met" }
+        ),
+        (Some((t50, Some(t99))), Some(ok)) => format!(
+            "target p50 <= {t50}x, p99 <= {t99}x: {}",
+            if ok { "met" } else { "NOT met" }
+        ),
+        _ => String::new(),
+    }
+}
+
+/// What the run gathers as it goes: every route's figures at every delay (for
+/// results.json), what each request used at 4 ms (priced at the end), and whether every
+/// target so far was met.
+struct Results {
+    report: Vec<Value>,
+    costs: Vec<Priced>,
+    met_all: bool,
+}
+
+impl Results {
+    /// Prints a case's line at `delay_ms` against the `GetItem` p50 `base50`, and notes it.
+    fn route(&mut self, delay_ms: u64, case: &Case, timed: &Timed, base50: Duration) {
+        let (p50, p99, used) = (timed.p50, timed.p99, &timed.used);
+        let ratio = |d: Duration| d.as_secs_f64() / base50.as_secs_f64();
+        let target = target(delay_ms, case.kind);
+        let met = target.map(|(t50, t99)| ratio(p50) <= t50 && t99.is_none_or(|t| ratio(p99) <= t));
+        self.met_all &= met.unwrap_or(true);
+        println!(
+            "    {:46} p50 {:7.2} ms {:5.2}x  p99 {:5.2}x  {:4.1} calls  {:4.1} WRU {:4.1} RRU  {}",
+            case.name,
+            ms(p50),
+            ratio(p50),
+            ratio(p99),
+            used.calls,
+            used.write_units,
+            used.read_units,
+            target_text(target, met)
+        );
+        self.report.push(json!({"delay_ms": delay_ms, "route": case.name, "function": case.function,
+            "p50_ms": ms(p50), "p50_ratio": ratio(p50), "p99_ratio": ratio(p99), "calls": used.calls,
+            "write_calls": used.write_calls, "write_units": used.write_units, "read_units": used.read_units,
+            "s3_requests": used.s3_tier1 + used.s3_tier2, "cpu_ms": timed.cpu_ms, "target_met": met}));
+    }
+
+    /// Prints the flood's line at `delay_ms` against the `GetItem` p50 `base50`, and notes it.
+    fn flood(&mut self, delay_ms: u64, flooded: &Flooded, base50: Duration) {
         println!(
             "    {:46} p50 {:7.2} ms {:5.2}x  {} of {} refused; {:.2} writes, {:.2} WRU per refused request (target <= 0.1 writes)",
             "GET /profile refused (429) in a flood",
@@ -920,23 +1039,51 @@ pub async fn run() -> Result<(), String> {
             flooded.writes_per_refused,
             flooded.units_per_refused,
         );
-        met_all &= flooded.writes_per_refused <= 0.1;
-        report.push(json!({"delay_ms": delay_ms, "route": "GET /profile refused (429) in a flood",
+        self.met_all &= flooded.writes_per_refused <= 0.1;
+        self.report.push(json!({"delay_ms": delay_ms, "route": "GET /profile refused (429) in a flood",
             "p50_ms": ms(flooded.p50), "p50_ratio": flooded.p50.as_secs_f64() / base50.as_secs_f64(),
             "refused": flooded.refused, "sent": flooded.sent, "writes_per_refused": flooded.writes_per_refused,
             "write_units_per_refused": flooded.units_per_refused, "target_met": flooded.writes_per_refused <= 0.1}));
     }
-    println!("  targets at 20 ms: reads, creates, updates and deletes p50 <= 1.3x; login and refresh <= 2.3x; at 4 ms reads p50 <= 1.5x, p99 <= 3x");
 
-    // Cost: a million requests of each kind, from what they used at 4 ms per call.
-    println!();
-    println!(
-        "cost per million requests (from the 4 ms run; prices and billing model in cli/src/cost.rs): HTTP API + Lambda arm64 + DynamoDB on-demand + S3"
-    );
-    let mut cost_rows = Vec::new();
-    let mut markdown = String::from(
-        "| request | p50 at 20 ms (x GetItem) | calls | WRU | RRU | billed ms | $ per million |\n|---|---|---|---|---|---|---|\n",
-    );
+    /// Prints the cost part and whether every target was met, and writes the figures to
+    /// target/bench.
+    fn finish(mut self) {
+        // Cost: a million requests of each kind, from what they used at 4 ms per call.
+        println!();
+        println!(
+            "cost per million requests (from the 4 ms run; prices and billing model in cli/src/cost.rs): HTTP API + Lambda arm64 + DynamoDB on-demand + S3"
+        );
+        let table = cost_table(&self.costs, &self.report);
+        self.met_all &= table.met;
+        println!(
+            "  every round-trip, flood and cost target above: {}",
+            if self.met_all { "met" } else { "NOT all met" }
+        );
+        write_results(self.report, table);
+    }
+}
+
+/// The cost part's figures: a row per request for results.json and for results.md, the
+/// bare read's price, and whether every read's cost target was met.
+struct CostTable {
+    rows: Vec<Value>,
+    markdown: String,
+    bare_cost: f64,
+    met: bool,
+}
+
+/// Prints what a million of each request in `costs` cost, against the bare read, with
+/// `report`'s 20 ms figures alongside in the Markdown; answers the table.
+fn cost_table(costs: &[Priced], report: &[Value]) -> CostTable {
+    let mut table = CostTable {
+        rows: Vec::new(),
+        markdown: String::from(
+            "| request | p50 at 20 ms (x GetItem) | calls | WRU | RRU | billed ms | $ per million |\n|---|---|---|---|---|---|---|\n",
+        ),
+        bare_cost: 0.0,
+        met: true,
+    };
     let at20 = |name: &str| {
         report
             .iter()
@@ -944,13 +1091,35 @@ pub async fn run() -> Result<(), String> {
             .cloned()
             .unwrap_or(Value::Null)
     };
-    let mut bare_cost = 0.0;
-    for (name, kind, usage, bare) in &costs {
-        bare_cost = bare.per_million();
+    for priced in costs {
+        table.add(priced, at20);
+    }
+    let bare_cost = table.bare_cost;
+    println!(
+        "    {:46} 128 MB  bare Lambda + one GetItem, no auth, no limits: ${bare_cost:.3} per million",
+        "bare read (baseline)"
+    );
+    if let Some(Priced { bare, .. }) = costs.first() {
+        table.markdown.push_str(&format!(
+            "| bare read: one `GetItem`, no auth or limits, 128 MB | 1.00 | 1.0 | 0.0 | {:.1} | {} | {bare_cost:.3} (1.00x) |\n",
+            bare.read_units,
+            bare.billed_ms(),
+        ));
+    }
+    table
+}
+
+impl CostTable {
+    /// Prints one request's cost and adds its rows; `at20` finds a route's 20 ms figures.
+    fn add(&mut self, priced: &Priced, at20: impl Fn(&str) -> Value) {
+        let Priced {
+            name, kind, usage, ..
+        } = priced;
+        self.bare_cost = priced.bare.per_million();
         let dollars = usage.per_million();
-        let vs_bare = dollars / bare_cost;
+        let vs_bare = dollars / self.bare_cost;
         let read_target = (*kind == Kind::Read).then_some(vs_bare <= 1.5);
-        met_all &= read_target.unwrap_or(true);
+        self.met &= read_target.unwrap_or(true);
         println!(
             "    {:46} {:3} MB  billed {:4} ms  {:4.1} WRU {:4.1} RRU  ${:6.3}  {:4.2}x the bare read{}",
             name,
@@ -967,7 +1136,7 @@ pub async fn run() -> Result<(), String> {
             }
         );
         let row = at20(name);
-        markdown.push_str(&format!(
+        self.markdown.push_str(&format!(
             "| `{name}` | {:.2} | {:.1} | {:.1} | {:.1} | {} | {:.3} ({:.2}x) |\n",
             row["p50_ratio"].as_f64().unwrap_or(0.0),
             row["calls"].as_f64().unwrap_or(0.0),
@@ -977,28 +1146,18 @@ pub async fn run() -> Result<(), String> {
             dollars,
             vs_bare,
         ));
-        cost_rows.push(json!({"route": name, "memory_mb": usage.memory_mb, "billed_ms": usage.billed_ms(),
+        self.rows.push(json!({"route": name, "memory_mb": usage.memory_mb, "billed_ms": usage.billed_ms(),
             "cpu_ms": usage.cpu_ms, "write_units": usage.write_units, "read_units": usage.read_units,
             "dollars_per_million": dollars, "vs_bare_read": vs_bare}));
     }
-    println!(
-        "    {:46} 128 MB  bare Lambda + one GetItem, no auth, no limits: ${bare_cost:.3} per million",
-        "bare read (baseline)"
-    );
-    if let Some((_, _, _, bare)) = costs.first() {
-        markdown.push_str(&format!(
-            "| bare read: one `GetItem`, no auth or limits, 128 MB | 1.00 | 1.0 | 0.0 | {:.1} | {} | {bare_cost:.3} (1.00x) |\n",
-            bare.read_units,
-            bare.billed_ms(),
-        ));
-    }
-    println!(
-        "  every round-trip, flood and cost target above: {}",
-        if met_all { "met" } else { "NOT all met" }
-    );
+}
+
+/// Writes every figure to `target/bench/results.json` and the cost table to
+/// `target/bench/results.md`, and says so (nothing when the directory cannot be made).
+fn write_results(report: Vec<Value>, table: CostTable) {
     let dir = std::path::Path::new("target/bench");
     if std::fs::create_dir_all(dir).is_ok() {
-        let results = json!({"round_trips": report, "cost": cost_rows, "bare_read_dollars_per_million": bare_cost,
+        let results = json!({"round_trips": report, "cost": table.rows, "bare_read_dollars_per_million": table.bare_cost,
             "prices": {"lambda_request": cost::LAMBDA_REQUEST, "lambda_gb_second_arm64": cost::LAMBDA_GB_SECOND_ARM64,
                 "dynamodb_write_unit": cost::DYNAMODB_WRITE_UNIT, "dynamodb_read_unit": cost::DYNAMODB_READ_UNIT,
                 "http_api_request": cost::HTTP_API_REQUEST, "s3_tier1_request": cost::S3_TIER1_REQUEST,
@@ -1007,9 +1166,42 @@ pub async fn run() -> Result<(), String> {
             dir.join("results.json"),
             serde_json::to_vec_pretty(&results).unwrap_or_default(),
         );
-        let _ = std::fs::write(dir.join("results.md"), markdown);
+        let _ = std::fs::write(dir.join("results.md"), table.markdown);
         println!("  written to target/bench/results.json and target/bench/results.md");
     }
+}
+
+/// Runs the round-trip bench at 0, 4 and 20 ms per call.
+pub async fn run() -> Result<(), String> {
+    let rig = Rig::start().await?;
+    // The scene: a 10,000-row source, 6 Klips over it on a dashboard, a published link.
+    let scene = Scene::build(&rig.api, &rig.made.email).await?;
+    let cases = cases(&rig.api, scene, &rig.made);
+    let memory = cost::function_memory(
+        &std::fs::read_to_string("template.yaml").map_err(|e| format!("template.yaml: {e}"))?,
+    )?;
+    let flood = bench_support::company_with_limits(&rig.state, "Flood", 2).await?;
+    let bench = Bench {
+        rig,
+        cases,
+        memory,
+        flood_key: flood.api_key,
+    };
+    let mut results = Results {
+        report: Vec::new(),
+        costs: Vec::new(),
+        met_all: true,
+    };
+    println!();
+    println!(
+        "round trips: every DynamoDB and S3 call of the API pays the delay (overlapping calls once); {ROUNDS} sequential requests per route; ratios to one GetItem through the same delay"
+    );
+    println!("  calls: DynamoDB and S3 calls per request; WRU/RRU: DynamoDB write/read request units per request");
+    for delay_ms in [0u64, 4, 20] {
+        bench.at_delay(delay_ms, &mut results).await?;
+    }
+    println!("  targets at 20 ms: reads, creates, updates and deletes p50 <= 1.3x; login and refresh <= 2.3x; at 4 ms reads p50 <= 1.5x, p99 <= 3x");
+    results.finish();
     Ok(())
 }
 
