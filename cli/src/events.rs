@@ -147,137 +147,192 @@ fn passes(record: &Value) -> bool {
         .is_ok_and(|r| pulseboard_report_worker::stream::passes_filter(&r))
 }
 
-/// Delivers the table's stream to the report worker until the task is dropped.
-pub async fn deliver_stream(state: AppState) {
-    let Some(streams) = Streams::from_env() else {
-        tracing::warn!("no local DynamoDB endpoint: the stream is not delivered");
-        return;
-    };
-    let arn = loop {
+/// The table's stream ARN, asked for again every second until the table answers; `None`
+/// (with a warning) when the table has no stream.
+async fn stream_arn(state: &AppState) -> Option<String> {
+    loop {
         match state.store.stream_arn().await {
-            Ok(Some(arn)) => break arn,
+            Ok(Some(arn)) => break Some(arn),
             Ok(None) => {
                 tracing::warn!("the table has no stream; reports will not be generated");
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "waiting for the table's stream");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-    };
-    let mut iterators: HashMap<String, String> = HashMap::new();
-    let mut finished: HashSet<String> = HashSet::new();
-    let mut retries: Vec<Pending> = Vec::new();
-    let mut last_describe: Option<std::time::Instant> = None;
-    loop {
-        // New shards (DynamoDB rolls them over): read each from its start.
-        if last_describe.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
-            last_describe = Some(std::time::Instant::now());
-            match streams
-                .call("DescribeStream", json!({"StreamArn": arn}))
-                .await
-            {
-                Ok(described) => {
-                    let shards = described["StreamDescription"]["Shards"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    for shard in shards {
-                        let Some(id) = shard["ShardId"].as_str() else {
-                            continue;
-                        };
-                        if iterators.contains_key(id) || finished.contains(id) {
-                            continue;
-                        }
-                        let got = streams
-                            .call(
-                                "GetShardIterator",
-                                json!({"StreamArn": arn, "ShardId": id, "ShardIteratorType": "TRIM_HORIZON"}),
-                            )
-                            .await;
-                        match got {
-                            Ok(out) => {
-                                if let Some(it) = out["ShardIterator"].as_str() {
-                                    iterators.insert(id.to_owned(), it.to_owned());
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "reading the stream"),
-                        }
+    }
+}
+
+/// Where the delivery is in the stream `arn`: each open shard's next iterator, the shards
+/// read to their end, and when the shards were last listed.
+struct Reader {
+    streams: Streams,
+    arn: String,
+    iterators: HashMap<String, String>,
+    finished: HashSet<String>,
+    last_describe: Option<std::time::Instant>,
+}
+
+impl Reader {
+    fn new(streams: Streams, arn: String) -> Reader {
+        Reader {
+            streams,
+            arn,
+            iterators: HashMap::new(),
+            finished: HashSet::new(),
+            last_describe: None,
+        }
+    }
+
+    /// New shards (DynamoDB rolls them over): read each from its start. The shards are
+    /// listed at most every 2 s, and at once after one closed.
+    async fn find_new_shards(&mut self) {
+        let listed_lately = self
+            .last_describe
+            .is_some_and(|t| t.elapsed() <= Duration::from_secs(2));
+        if listed_lately {
+            return;
+        }
+        self.last_describe = Some(std::time::Instant::now());
+        match self
+            .streams
+            .call("DescribeStream", json!({"StreamArn": self.arn}))
+            .await
+        {
+            Ok(described) => {
+                let shards = described["StreamDescription"]["Shards"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for shard in shards {
+                    if let Some(id) = shard["ShardId"].as_str() {
+                        self.open_shard(id).await;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the stream"),
             }
+            Err(e) => tracing::warn!(error = %e, "reading the stream"),
         }
-        let mut batch: Vec<Pending> = std::mem::take(&mut retries);
-        for (shard, iterator) in iterators.clone() {
-            let page = streams
+    }
+
+    /// Gets an iterator at the start of the shard `id`, unless it is open or finished.
+    async fn open_shard(&mut self, id: &str) {
+        if self.iterators.contains_key(id) || self.finished.contains(id) {
+            return;
+        }
+        let got = self
+            .streams
+            .call(
+                "GetShardIterator",
+                json!({"StreamArn": self.arn, "ShardId": id, "ShardIteratorType": "TRIM_HORIZON"}),
+            )
+            .await;
+        match got {
+            Ok(out) => {
+                if let Some(it) = out["ShardIterator"].as_str() {
+                    self.iterators.insert(id.to_owned(), it.to_owned());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the stream"),
+        }
+    }
+
+    /// Reads one page of every open shard into `batch` (the records that pass the filter),
+    /// and moves each shard's iterator on.
+    async fn read_pages(&mut self, batch: &mut Vec<Pending>) {
+        for (shard, iterator) in self.iterators.clone() {
+            let page = self
+                .streams
                 .call_text("GetRecords", json!({"ShardIterator": iterator}))
                 .await
                 .and_then(|text| {
                     let page: RecordsPage =
                         serde_json::from_str(&text).map_err(|e| format!("GetRecords: {e}"))?;
-                    Ok((passing_records(&page, &arn), page.next))
+                    Ok((passing_records(&page, &self.arn), page.next))
                 });
             match page {
                 Ok((passing, next)) => {
                     batch.extend(passing);
                     match next {
                         Some(next) => {
-                            iterators.insert(shard, next);
+                            self.iterators.insert(shard, next);
                         }
                         None => {
                             // A closed shard: its child is read from the next round on,
                             // not after the next 2 s describe (records would wait for it).
-                            iterators.remove(&shard);
-                            finished.insert(shard);
-                            last_describe = None;
+                            self.iterators.remove(&shard);
+                            self.finished.insert(shard);
+                            self.last_describe = None;
                         }
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the stream");
-                    iterators.remove(&shard);
+                    self.iterators.remove(&shard);
                 }
             }
         }
-        for chunk in batch.chunks(BATCH_SIZE) {
-            let records: Vec<Value> = chunk
-                .iter()
-                .filter_map(|p| serde_json::from_str(&p.text).ok())
-                .collect();
-            let failed: HashSet<&str> =
-                match pulseboard_report_worker::handle(&state, json!({ "Records": records })).await
-                {
-                    Ok(answer) => {
-                        let named: HashSet<String> = answer["batchItemFailures"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        chunk
-                            .iter()
-                            .filter(|p| named.contains(&p.sequence))
-                            .map(|p| p.sequence.as_str())
+    }
+}
+
+/// Hands `chunk` to the report worker as one invocation; answers the records it failed
+/// that may be delivered again (tried fewer than `MAX_RETRIES` more times).
+async fn deliver(state: &AppState, chunk: &[Pending]) -> Vec<Pending> {
+    let records: Vec<Value> = chunk
+        .iter()
+        .filter_map(|p| serde_json::from_str(&p.text).ok())
+        .collect();
+    let failed: HashSet<&str> =
+        match pulseboard_report_worker::handle(state, json!({ "Records": records })).await {
+            Ok(answer) => {
+                let named: HashSet<String> = answer["batchItemFailures"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
                             .collect()
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the report worker failed a whole batch");
-                        chunk.iter().map(|p| p.sequence.as_str()).collect()
-                    }
-                };
-            for p in chunk {
-                if failed.contains(p.sequence.as_str()) && p.tries < MAX_RETRIES {
-                    retries.push(Pending {
-                        sequence: p.sequence.clone(),
-                        text: p.text.clone(),
-                        tries: p.tries + 1,
-                    });
-                }
+                    })
+                    .unwrap_or_default();
+                chunk
+                    .iter()
+                    .filter(|p| named.contains(&p.sequence))
+                    .map(|p| p.sequence.as_str())
+                    .collect()
             }
+            Err(e) => {
+                tracing::warn!(error = %e, "the report worker failed a whole batch");
+                chunk.iter().map(|p| p.sequence.as_str()).collect()
+            }
+        };
+    chunk
+        .iter()
+        .filter(|p| failed.contains(p.sequence.as_str()) && p.tries < MAX_RETRIES)
+        .map(|p| Pending {
+            sequence: p.sequence.clone(),
+            text: p.text.clone(),
+            tries: p.tries + 1,
+        })
+        .collect()
+}
+
+/// Delivers the table's stream to the report worker until the task is dropped.
+pub async fn deliver_stream(state: AppState) {
+    let Some(streams) = Streams::from_env() else {
+        tracing::warn!("no local DynamoDB endpoint: the stream is not delivered");
+        return;
+    };
+    let Some(arn) = stream_arn(&state).await else {
+        return;
+    };
+    let mut reader = Reader::new(streams, arn);
+    let mut retries: Vec<Pending> = Vec::new();
+    loop {
+        reader.find_new_shards().await;
+        let mut batch: Vec<Pending> = std::mem::take(&mut retries);
+        reader.read_pages(&mut batch).await;
+        for chunk in batch.chunks(BATCH_SIZE) {
+            retries.extend(deliver(&state, chunk).await);
         }
         // As Lambda's poller: every 250 ms while the stream is quiet, straight on while
         // records come (a pass that goes on from the last one is cheap), 1 s before a retry.
