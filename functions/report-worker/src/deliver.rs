@@ -81,13 +81,20 @@ pub async fn run(state: &AppState, company: &str, id: &str) -> Outcome {
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     });
     decide(state, &mut delivery, &tried, now);
-    match deliveries.finish(&delivery, lease).await {
-        Ok(()) => {}
+    let on_channel = channel_outcome(&delivery, &tried, now);
+    let channel = on_channel
+        .as_ref()
+        .map(|o| (o, notify::DISABLE_AFTER_FAILURES));
+    match deliveries.finish(&delivery, lease, channel).await {
+        Ok(disabled) if disabled => {
+            tracing::warn!(channel = %delivery.channel_id, "channel disabled by its deliveries")
+        }
+        Ok(_) => {}
         Err(WriteError::Refused(())) => return Outcome::Done,
         Err(WriteError::Failed(e)) => return Outcome::Retry(e.to_string()),
     }
-    if let Err(e) = record_elsewhere(state, &delivery, &tried, now).await {
-        tracing::warn!(delivery = %delivery.id, error = %e, "could not record the delivery on its channel or run");
+    if let Err(e) = record_on_run(state, &delivery).await {
+        tracing::warn!(delivery = %delivery.id, error = %e, "could not show the delivery on its run");
     }
     Outcome::Done
 }
@@ -135,41 +142,31 @@ fn decide(state: &AppState, delivery: &mut Delivery, tried: &Tried, now: DateTim
     }
 }
 
-/// The channel's last delivery and failures in a row (a finished delivery), and the run's
-/// view of its delivery.
-async fn record_elsewhere(
-    state: &AppState,
+/// What a finished delivery does to its channel (none for one a check stopped before
+/// sending, or one still retrying).
+fn channel_outcome(
     delivery: &Delivery,
     tried: &Tried,
     now: DateTime<Utc>,
-) -> Result<(), platform::ApiError> {
+) -> Option<ChannelOutcome> {
     let done = matches!(
         delivery.status,
         DeliveryStatus::Delivered | DeliveryStatus::Failed
     );
-    if done && tried.on_channel {
-        let outcome = ChannelOutcome {
-            last: notify::LastDelivery {
-                status: delivery.status,
-                at: now,
-                response_status: tried.response_status,
-            },
-            delivered: delivery.status == DeliveryStatus::Delivered,
-            disable: (tried.verdict == Verdict::Gone).then(|| {
-                "the receiver answered 410 Gone: it no longer takes deliveries".to_owned()
-            }),
-        };
-        state
-            .store
-            .deliveries()
-            .record_on_channel(
-                &delivery.company_id,
-                &delivery.channel_id,
-                &outcome,
-                notify::DISABLE_AFTER_FAILURES,
-            )
-            .await?;
-    }
+    (done && tried.on_channel).then(|| ChannelOutcome {
+        last: notify::LastDelivery {
+            status: delivery.status,
+            at: now,
+            response_status: tried.response_status,
+        },
+        delivered: delivery.status == DeliveryStatus::Delivered,
+        disable: (tried.verdict == Verdict::Gone)
+            .then(|| "the receiver answered 410 Gone: it no longer takes deliveries".to_owned()),
+    })
+}
+
+/// The run's view of its delivery.
+async fn record_on_run(state: &AppState, delivery: &Delivery) -> Result<(), platform::ApiError> {
     if let (Some(report), Some(run)) = (&delivery.source.report_id, &delivery.source.run_id) {
         state
             .store

@@ -24,7 +24,6 @@ struct Received {
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
-    answers: Arc<Mutex<VecDeque<(u16, Vec<(&'static str, String)>)>>>,
 }
 
 impl Receiver {
@@ -52,7 +51,7 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, got, answers }
+        Receiver { url, got }
     }
 
     fn count(&self) -> usize {
@@ -982,5 +981,48 @@ async fn deliveries_are_read_with_channel_manage_or_alert_manage_and_channels_on
     assert_eq!(
         body["message"],
         "missing permission channel.manage or alert.manage"
+    );
+}
+
+#[tokio::test]
+async fn workers_racing_to_generate_one_run_deliver_it_once() {
+    let app = app().await;
+    let hook = Receiver::start(vec![]).await;
+    let ch = created(
+        &app,
+        "/channels",
+        json!({"name": "Hook", "type": "webhook", "url": hook.url}),
+    )
+    .await;
+    let report = report_to(&app, &[id(&ch)], json!({})).await;
+    let run = generate_delivering(&app, &report).await;
+    // The stream's worker and two more claim the same run at once.
+    let company = app.company.company_id.clone();
+    tokio::join!(
+        pulseboard_report_worker::generate::run(&app.state, &company, &report, &run),
+        pulseboard_report_worker::generate::run(&app.state, &company, &report, &run),
+    );
+    let done = finished_run(&app, &report, &run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempt"], 1, "one claim generated it: {done}");
+    let listed = done["deliveries"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{done}");
+    delivery_in(
+        &app,
+        listed[0]["delivery_id"].as_str().unwrap(),
+        &["delivered"],
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(hook.count(), 1);
+    let (_, all) = json(
+        app.get(&format!("/deliveries?channel_id={}", id(&ch)))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        all["data"]["deliveries"].as_array().unwrap().len(),
+        1,
+        "{all}"
     );
 }

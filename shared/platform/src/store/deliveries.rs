@@ -56,6 +56,14 @@ pub fn delivery_item(d: &Delivery) -> Result<Item, ApiError> {
     )
 }
 
+/// One conditional update of a channel, in the transaction that finishes a delivery.
+struct ChannelWrite<'a> {
+    key: &'a super::Key,
+    expression: &'static str,
+    condition: &'static str,
+    values: Vec<(&'static str, aws_sdk_dynamodb::types::AttributeValue)>,
+}
+
 /// What a finished delivery does to its channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelOutcome {
@@ -154,25 +162,129 @@ impl Deliveries<'_> {
         }
     }
 
-    /// Writes an attempt's outcome (the whole delivery) if the lease `held` is still its:
-    /// refused when another worker took it over.
+    /// Writes an attempt's outcome (the whole delivery) if the lease `held` is still its,
+    /// refused when another worker took it over; with `channel`, what a finished delivery
+    /// does to its channel, in the same transaction, so whoever reads the delivery's end
+    /// reads the channel's too: its last delivery, its failures in a row, and, at the
+    /// `disable_after`th of them or on a 410, the channel disabled with a reason (without
+    /// changing its version: it is not an edit; a deleted channel stays deleted). Answers
+    /// whether this disabled the channel.
     pub async fn finish(
         &self,
         delivery: &Delivery,
         held: DateTime<Utc>,
-    ) -> Result<(), WriteError<()>> {
+        channel: Option<(&ChannelOutcome, u32)>,
+    ) -> Result<bool, WriteError<()>> {
+        let Some((outcome, disable_after)) = channel else {
+            return self.finish_alone(delivery, held).await;
+        };
+        let key = keys::asset(
+            domain::asset::Kind::Channel,
+            &delivery.company_id,
+            &delivery.channel_id,
+        );
+        let last = super::to_attribute("last_delivery", &outcome.last)?;
+        let below = i64::from(disable_after.max(1)) - 1;
+        let reason = outcome.disable.clone().unwrap_or_else(|| {
+            format!(
+                "disabled after {disable_after} failed deliveries in a row; the last: {}",
+                outcome
+                    .last
+                    .response_status
+                    .map_or("no answer".to_owned(), |s| format!("HTTP {s}"))
+            )
+        });
+        let counted = ChannelWrite {
+            key: &key,
+            expression: "SET last_delivery = :last ADD consecutive_failures :one",
+            condition: "attribute_exists(pk) AND (attribute_not_exists(consecutive_failures) \
+                        OR consecutive_failures < :below)",
+            values: vec![
+                (":last", last.clone()),
+                (":one", n(1)),
+                (":below", n(below)),
+            ],
+        };
+        let disabling = ChannelWrite {
+            key: &key,
+            expression: "SET last_delivery = :last, disabled = :yes, disabled_reason = :reason \
+                         ADD consecutive_failures :one",
+            condition: "attribute_exists(pk)",
+            values: vec![
+                (":last", last.clone()),
+                (":one", n(1)),
+                (":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
+                (":reason", s(reason)),
+            ],
+        };
+        let tries = if outcome.delivered {
+            vec![ChannelWrite {
+                key: &key,
+                expression: "SET last_delivery = :last, consecutive_failures = :zero",
+                condition: "attribute_exists(pk)",
+                values: vec![(":last", last), (":zero", n(0))],
+            }]
+        } else if outcome.disable.is_some() {
+            vec![disabling]
+        } else {
+            vec![counted, disabling]
+        };
+        let last_try = tries.len() - 1;
+        for (i, write) in tries.into_iter().enumerate() {
+            let disables = write.expression.contains("disabled = :yes");
+            match self.finish_with(delivery, held, Some(write)).await {
+                Ok(()) => return Ok(disables),
+                // The channel's condition failed: the next way, or (deleted) none.
+                Err(WriteError::Refused(1)) if i < last_try => continue,
+                Err(WriteError::Refused(1)) => return self.finish_alone(delivery, held).await,
+                Err(WriteError::Refused(_)) => return Err(WriteError::Refused(())),
+                Err(WriteError::Failed(e)) => return Err(WriteError::Failed(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The delivery's item alone, if the lease is held.
+    async fn finish_alone(
+        &self,
+        delivery: &Delivery,
+        held: DateTime<Utc>,
+    ) -> Result<bool, WriteError<()>> {
+        match self.finish_with(delivery, held, None).await {
+            Ok(()) => Ok(false),
+            Err(WriteError::Refused(_)) => Err(WriteError::Refused(())),
+            Err(WriteError::Failed(e)) => Err(WriteError::Failed(e)),
+        }
+    }
+
+    /// The delivery's item if the lease is held, and one update of its channel.
+    async fn finish_with(
+        &self,
+        delivery: &Delivery,
+        held: DateTime<Utc>,
+        channel: Option<ChannelWrite<'_>>,
+    ) -> Result<(), WriteError<usize>> {
         let mut item = delivery_item(delivery)?;
         item.remove("lease_until");
-        super::jobs::finish_if(
-            self.0,
+        let mut tx = self.0.transaction();
+        tx.put_item_if(
             item,
             "#status = :sending AND lease_until = :lease",
+            &[("#status", "status")],
             vec![
                 (":sending", s(DeliveryStatus::Sending.as_str())),
                 (":lease", t(held)),
             ],
-        )
-        .await
+        )?;
+        if let Some(write) = channel {
+            tx.update(
+                write.key,
+                write.expression,
+                Some(write.condition),
+                write.values,
+            )?;
+        }
+        tx.commit().await
     }
 
     /// `POST /deliveries/{id}/retry`: a failed delivery is queued again (the same event id,
@@ -210,86 +322,6 @@ impl Deliveries<'_> {
         let ttl = now.timestamp() + 3 * 86_400;
         self.0
             .add_to_counter(&keys::delivery_day(company, &day), 1, ttl)
-            .await
-    }
-
-    /// Records a finished delivery on its channel (without changing the channel's version:
-    /// it is not an edit): its last delivery, the failures in a row, and, at
-    /// `disable_after` of them or on a 410, the channel disabled with a reason. Answers
-    /// whether this disabled it. A deleted channel is left deleted.
-    pub async fn record_on_channel(
-        &self,
-        company: &str,
-        channel: &str,
-        outcome: &ChannelOutcome,
-        disable_after: u32,
-    ) -> Result<bool, ApiError> {
-        use domain::asset::Kind;
-        let key = keys::asset(Kind::Channel, company, channel);
-        let last = super::to_attribute("last_delivery", &outcome.last)?;
-        if outcome.delivered {
-            self.0
-                .update_if(
-                    &key,
-                    "SET last_delivery = :last, consecutive_failures = :zero",
-                    "attribute_exists(pk)",
-                    &[],
-                    vec![(":last", last), (":zero", n(0))],
-                )
-                .await?;
-            return Ok(false);
-        }
-        crate::held::admitted().await?;
-        let out = self
-            .0
-            .db
-            .update_item()
-            .table_name(&self.0.table)
-            .set_key(Some(key.to_item()))
-            .update_expression("SET last_delivery = :last ADD consecutive_failures :one")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":last", last)
-            .expression_attribute_values(":one", n(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        let failures = match out {
-            Ok(out) => out
-                .attributes
-                .as_ref()
-                .and_then(|a| super::number(a, "consecutive_failures"))
-                .unwrap_or(0),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(false)
-            }
-            Err(e) => return Err(db_error("UpdateItem", e)),
-        };
-        let reason = match &outcome.disable {
-            Some(reason) => reason.clone(),
-            None if failures >= i64::from(disable_after) => format!(
-                "disabled after {failures} failed deliveries in a row; the last: {}",
-                outcome
-                    .last
-                    .response_status
-                    .map_or("no answer".to_owned(), |s| format!("HTTP {s}"))
-            ),
-            None => return Ok(false),
-        };
-        self.0
-            .update_if(
-                &key,
-                "SET disabled = :yes, disabled_reason = :reason",
-                "attribute_exists(pk) AND disabled = :no",
-                &[],
-                vec![
-                    (":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true)),
-                    (":no", aws_sdk_dynamodb::types::AttributeValue::Bool(false)),
-                    (":reason", s(reason)),
-                ],
-            )
             .await
     }
 }

@@ -146,21 +146,6 @@ pub(super) async fn finish_with(
     })
 }
 
-/// Writes a job's whole item if `condition` (on `#status`) holds.
-pub(super) async fn finish_if(
-    store: &Store,
-    item: Item,
-    condition: &str,
-    values: Vec<(&str, aws_sdk_dynamodb::types::AttributeValue)>,
-) -> Result<(), WriteError<()>> {
-    let mut tx = store.transaction();
-    tx.put_item_if(item, condition, &[("#status", "status")], values)?;
-    tx.commit().await.map_err(|e| match e {
-        WriteError::Refused(_) => WriteError::Refused(()),
-        WriteError::Failed(e) => WriteError::Failed(e),
-    })
-}
-
 /// Ends the lease now, so the next delivery (or the tick) can claim the job again.
 pub(super) async fn release(
     store: &Store,
