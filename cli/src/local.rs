@@ -209,76 +209,120 @@ async fn wait_ready(name: &str, port: u16, child: &mut Child, log: &Path) -> Res
     }
 }
 
+/// The ports the local stack's servers listen on (127.0.0.1).
+struct Ports {
+    dynamodb: u16,
+    s3: u16,
+    ses: u16,
+}
+
+/// Starts DynamoDB Local (from `jar_dir`) on `port` with its data under `dir`/dynamodb.
+fn spawn_dynamodb(jar_dir: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+    child_command("java")
+        .arg(format!(
+            "-Djava.library.path={}",
+            jar_dir.join("DynamoDBLocal_lib").display()
+        ))
+        .arg("-jar")
+        .arg(jar_dir.join("DynamoDBLocal.jar"))
+        .arg("-sharedDb")
+        .arg("-disableTelemetry")
+        .arg("-dbPath")
+        .arg(dir.join("dynamodb"))
+        .args(["-port", &port.to_string()])
+        // DynamoDB Local writes a metadata file into its working directory.
+        .current_dir(dir.join("dynamodb"))
+        .stdout(log_file(dir, "dynamodb.log")?)
+        .stderr(log_file(dir, "dynamodb.err.log")?)
+        .spawn()
+        .map_err(|e| {
+            format!("starting DynamoDB Local with java: {e}; run `make run`, which installs Java")
+        })
+}
+
+/// Starts the S3 server, this binary's `s3-server` (s3s-fs, built in), as a child process on
+/// `port` over `dir`/s3.
+fn spawn_s3(dir: &Path, port: u16) -> Result<Child, String> {
+    let this = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
+    child_command(this)
+        .arg("s3-server")
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            ACCESS_KEY,
+            "--secret-key",
+            SECRET_KEY,
+            "--root",
+        ])
+        .arg(dir.join("s3"))
+        .stdout(log_file(dir, "s3.log")?)
+        .stderr(log_file(dir, "s3.err.log")?)
+        .spawn()
+        .map_err(|e| format!("starting the S3 server (pulseboard s3-server): {e}"))
+}
+
+/// Starts the SES v2 API (`ses_cli` run with node) on `port`; it keeps the mail in memory
+/// (gone on restart), and its inbox page is `/`.
+fn spawn_ses(ses_cli: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+    child_command("node")
+        .arg(ses_cli)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(log_file(dir, "ses.log")?)
+        .stderr(log_file(dir, "ses.err.log")?)
+        .spawn()
+        .map_err(|e| format!("starting aws-ses-v2-local with node: {e}"))
+}
+
+/// Refuses to start a second stack on `.pulseboard/` (two DynamoDB Locals on one directory
+/// corrupt it), makes its directories and answers its absolute path.
+fn data_dir() -> Result<PathBuf, String> {
+    if let Some(other) = running_stack() {
+        return Err(format!(
+            "a local stack already runs on {DATA_DIR}/ (pulseboard process {}, DynamoDB Local at {}); stop it first, or use it: pulseboard bootstrap --local ...",
+            other.pid, other.dynamodb
+        ));
+    }
+    for sub in ["dynamodb", "s3"] {
+        std::fs::create_dir_all(Path::new(DATA_DIR).join(sub))
+            .map_err(|e| format!("creating {DATA_DIR}/{sub}: {e}"))?;
+    }
+    std::fs::canonicalize(DATA_DIR).map_err(|e| format!("{DATA_DIR}: {e}"))
+}
+
+/// Points this process's AWS SDK at the servers on `ports`, records them in
+/// `.pulseboard/stack.json` (in `dir`) and says where they are.
+fn announce(dir: &Path, ports: &Ports) -> Result<(), String> {
+    let Ports { dynamodb, s3, ses } = ports;
+    // SAFETY of intent: set before any SDK client exists, on the main task.
+    let stack = StackFile {
+        pid: std::process::id(),
+        dynamodb: format!("http://127.0.0.1:{dynamodb}"),
+        s3: format!("http://127.0.0.1:{s3}"),
+        ses: Some(format!("http://127.0.0.1:{ses}")),
+    };
+    use_stack(&stack);
+    let text = serde_json::to_string_pretty(&stack).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(STACK_FILE), text)
+        .map_err(|e| format!("writing {DATA_DIR}/{STACK_FILE}: {e}"))?;
+    eprintln!("DynamoDB Local on 127.0.0.1:{dynamodb}, s3s-fs on 127.0.0.1:{s3}, aws-ses-v2-local on 127.0.0.1:{ses}, data in {DATA_DIR}/");
+    Ok(())
+}
+
 impl LocalStack {
     /// Starts the three servers on free ports with data kept under `.pulseboard/` (mail in
     /// memory), and points this process's AWS SDK at them.
     pub async fn start() -> Result<Self, String> {
-        // Two DynamoDB Locals on one directory corrupt it: one stack per directory.
-        if let Some(other) = running_stack() {
-            return Err(format!(
-                "a local stack already runs on {DATA_DIR}/ (pulseboard process {}, DynamoDB Local at {}); stop it first, or use it: pulseboard bootstrap --local ...",
-                other.pid, other.dynamodb
-            ));
-        }
-        for sub in ["dynamodb", "s3"] {
-            std::fs::create_dir_all(Path::new(DATA_DIR).join(sub))
-                .map_err(|e| format!("creating {DATA_DIR}/{sub}: {e}"))?;
-        }
-        let dir = std::fs::canonicalize(DATA_DIR).map_err(|e| format!("{DATA_DIR}: {e}"))?;
+        let dir = data_dir()?;
         let jar_dir = dynamodb_local_dir()?;
         let ses_cli = ses_local_cli()?;
         let (dynamo_port, s3_port) = (free_port()?, free_port()?);
-        let mut dynamodb = child_command("java")
-            .arg(format!(
-                "-Djava.library.path={}",
-                jar_dir.join("DynamoDBLocal_lib").display()
-            ))
-            .arg("-jar")
-            .arg(jar_dir.join("DynamoDBLocal.jar"))
-            .arg("-sharedDb")
-            .arg("-disableTelemetry")
-            .arg("-dbPath")
-            .arg(dir.join("dynamodb"))
-            .args(["-port", &dynamo_port.to_string()])
-            // DynamoDB Local writes a metadata file into its working directory.
-            .current_dir(dir.join("dynamodb"))
-            .stdout(log_file(&dir, "dynamodb.log")?)
-            .stderr(log_file(&dir, "dynamodb.err.log")?)
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "starting DynamoDB Local with java: {e}; run `make run`, which installs Java"
-                )
-            })?;
-        // The S3 server is this binary's `s3-server` (s3s-fs, built in), as a child process.
-        let this = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
-        let mut s3 = child_command(this)
-            .arg("s3-server")
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &s3_port.to_string(),
-                "--access-key",
-                ACCESS_KEY,
-                "--secret-key",
-                SECRET_KEY,
-                "--root",
-            ])
-            .arg(dir.join("s3"))
-            .stdout(log_file(&dir, "s3.log")?)
-            .stderr(log_file(&dir, "s3.err.log")?)
-            .spawn()
-            .map_err(|e| format!("starting the S3 server (pulseboard s3-server): {e}"))?;
-        // The SES v2 API keeps the mail in memory (gone on restart); its inbox page is `/`.
+        let mut dynamodb = spawn_dynamodb(&jar_dir, &dir, dynamo_port)?;
+        let mut s3 = spawn_s3(&dir, s3_port)?;
         let ses_port = free_port()?;
-        let mut ses = child_command("node")
-            .arg(&ses_cli)
-            .args(["--host", "127.0.0.1", "--port", &ses_port.to_string()])
-            .stdout(log_file(&dir, "ses.log")?)
-            .stderr(log_file(&dir, "ses.err.log")?)
-            .spawn()
-            .map_err(|e| format!("starting aws-ses-v2-local with node: {e}"))?;
+        let mut ses = spawn_ses(&ses_cli, &dir, ses_port)?;
         wait_ready(
             "DynamoDB Local",
             dynamo_port,
@@ -294,18 +338,12 @@ impl LocalStack {
             &dir.join("ses.err.log"),
         )
         .await?;
-        // SAFETY of intent: set before any SDK client exists, on the main task.
-        let stack = StackFile {
-            pid: std::process::id(),
-            dynamodb: format!("http://127.0.0.1:{dynamo_port}"),
-            s3: format!("http://127.0.0.1:{s3_port}"),
-            ses: Some(format!("http://127.0.0.1:{ses_port}")),
+        let ports = Ports {
+            dynamodb: dynamo_port,
+            s3: s3_port,
+            ses: ses_port,
         };
-        use_stack(&stack);
-        let text = serde_json::to_string_pretty(&stack).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join(STACK_FILE), text)
-            .map_err(|e| format!("writing {DATA_DIR}/{STACK_FILE}: {e}"))?;
-        eprintln!("DynamoDB Local on 127.0.0.1:{dynamo_port}, s3s-fs on 127.0.0.1:{s3_port}, aws-ses-v2-local on 127.0.0.1:{ses_port}, data in {DATA_DIR}/");
+        announce(&dir, &ports)?;
         Ok(LocalStack {
             dynamodb,
             s3,
@@ -376,62 +414,87 @@ impl LocalStack {
     }
 }
 
-/// `make bench`: p50/p99 of authenticated, rate-limited reads over HTTP against the p50 of
-/// one DynamoDB `GetItem` measured in the same run, printed as ratios.
-pub async fn bench(requests: usize) -> Result<(), String> {
-    let state = AppState::from_env().await?;
-    let made = crate::bench_support::company(&state, "Bench").await?;
-    let base = crate::bench_support::serve_here(&state).await?;
-    let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"email": made.email, "password": crate::bench_support::PASSWORD}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let access = login["data"]["access"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let keys: serde_json::Value = http
-        .get(format!("{base}/api/v1/api-keys"))
-        .header("kf-api-key", &made.api_key)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let key_id = keys["data"]["api_keys"][0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let url = format!("{base}/api/v1/api-keys/{key_id}");
-    let item_key = platform::store::keys::api_key(&made.company_id, &key_id);
+/// What `bench`'s rounds share: the state (for the direct calls), the bench company, the
+/// client, and what each round reads, writes and requests.
+struct Bench {
+    state: AppState,
+    made: Bootstrapped,
+    http: reqwest::Client,
+    /// A JWT of the company's admin.
+    access: String,
+    /// `GET /api-keys/{id}` of the admin's key, and that key's item.
+    url: String,
+    item_key: platform::store::Key,
+    counter_key: platform::store::Key,
+    /// A path no route serves.
+    unrouted: String,
+}
 
-    let counter_key = platform::store::Key::new(format!("BENCH#{}", made.company_id), "COUNTER");
-    let unrouted = format!("{base}/api/v1/bench-no-such-route");
-    let mut write_baseline = Vec::with_capacity(requests);
-    let mut http_only = Vec::with_capacity(requests);
-    let mut three_parallel = Vec::with_capacity(requests);
-    let mut baseline = Vec::with_capacity(requests);
-    let mut with_key = Vec::with_capacity(requests);
-    let mut with_jwt = Vec::with_capacity(requests);
-    for round in 0..requests + 20 {
+impl Bench {
+    /// Makes the company, serves the API here and logs in as its admin.
+    async fn start() -> Result<Bench, String> {
+        let state = AppState::from_env().await?;
+        let made = crate::bench_support::company(&state, "Bench").await?;
+        let base = crate::bench_support::serve_here(&state).await?;
+        let http = reqwest::Client::new();
+        let login: serde_json::Value = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": made.email, "password": crate::bench_support::PASSWORD}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let access = login["data"]["access"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let keys: serde_json::Value = http
+            .get(format!("{base}/api/v1/api-keys"))
+            .header("kf-api-key", &made.api_key)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let key_id = keys["data"]["api_keys"][0]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let url = format!("{base}/api/v1/api-keys/{key_id}");
+        let item_key = platform::store::keys::api_key(&made.company_id, &key_id);
+        let counter_key =
+            platform::store::Key::new(format!("BENCH#{}", made.company_id), "COUNTER");
+        let unrouted = format!("{base}/api/v1/bench-no-such-route");
+        Ok(Bench {
+            state,
+            made,
+            http,
+            access,
+            url,
+            item_key,
+            counter_key,
+            unrouted,
+        })
+    }
+
+    /// One round: each series' request once, in turn; `Err` when the read with the key
+    /// did not succeed.
+    async fn round(&self) -> Result<Round, String> {
+        let store = &self.state.store;
         let t = Instant::now();
-        state
-            .store
-            .get::<serde_json::Value>(&item_key)
+        store
+            .get::<serde_json::Value>(&self.item_key)
             .await
             .map_err(|e| e.to_string())?;
         let getitem = t.elapsed();
         let t = Instant::now();
-        let r = http
-            .get(&url)
-            .header("kf-api-key", &made.api_key)
+        let r = self
+            .http
+            .get(&self.url)
+            .header("kf-api-key", &self.made.api_key)
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -439,83 +502,160 @@ pub async fn bench(requests: usize) -> Result<(), String> {
         r.bytes().await.map_err(|e| e.to_string())?;
         let key_read = t.elapsed();
         let t = Instant::now();
-        let r = http
-            .get(&url)
-            .bearer_auth(&access)
+        let r = self
+            .http
+            .get(&self.url)
+            .bearer_auth(&self.access)
             .send()
             .await
             .map_err(|e| e.to_string())?;
         r.bytes().await.map_err(|e| e.to_string())?;
         let jwt_read = t.elapsed();
         let t = Instant::now();
-        state
-            .store
-            .add_to_counter(&counter_key, 1, 0)
+        store
+            .add_to_counter(&self.counter_key, 1, 0)
             .await
             .map_err(|e| e.to_string())?;
         let counter_write = t.elapsed();
-        // Three GetItems at once: how well the database serves concurrent calls.
+        let parallel = self.three_getitems().await?;
+        let no_database = self.unrouted_request().await?;
+        if !status.is_success() {
+            return Err(format!("bench read answered {status}"));
+        }
+        Ok(Round {
+            getitem,
+            key_read,
+            jwt_read,
+            counter_write,
+            parallel,
+            no_database,
+        })
+    }
+
+    /// Three GetItems at once: how well the database serves concurrent calls.
+    async fn three_getitems(&self) -> Result<Duration, String> {
+        let store = &self.state.store;
         let t = Instant::now();
         let (a, b, c) = tokio::join!(
-            state.store.get::<serde_json::Value>(&item_key),
-            state.store.get::<serde_json::Value>(&item_key),
-            state.store.get::<serde_json::Value>(&item_key),
+            store.get::<serde_json::Value>(&self.item_key),
+            store.get::<serde_json::Value>(&self.item_key),
+            store.get::<serde_json::Value>(&self.item_key),
         );
         a.and(b).and(c).map_err(|e| e.to_string())?;
-        let parallel = t.elapsed();
+        Ok(t.elapsed())
+    }
+
+    /// A request no route serves: HTTP and the edge only, no database.
+    async fn unrouted_request(&self) -> Result<Duration, String> {
         let t = Instant::now();
-        let r = http
-            .get(&unrouted)
+        let r = self
+            .http
+            .get(&self.unrouted)
             .send()
             .await
             .map_err(|e| e.to_string())?;
         r.bytes().await.map_err(|e| e.to_string())?;
-        let no_database = t.elapsed();
-        if !status.is_success() {
-            return Err(format!("bench read answered {status}"));
+        Ok(t.elapsed())
+    }
+}
+
+/// The times of one round's requests.
+struct Round {
+    getitem: Duration,
+    key_read: Duration,
+    jwt_read: Duration,
+    counter_write: Duration,
+    parallel: Duration,
+    no_database: Duration,
+}
+
+/// Every series' samples, after the warm-up.
+struct Series {
+    baseline: Vec<Duration>,
+    with_key: Vec<Duration>,
+    with_jwt: Vec<Duration>,
+    write_baseline: Vec<Duration>,
+    http_only: Vec<Duration>,
+    three_parallel: Vec<Duration>,
+}
+
+impl Series {
+    fn with_capacity(requests: usize) -> Series {
+        Series {
+            baseline: Vec::with_capacity(requests),
+            with_key: Vec::with_capacity(requests),
+            with_jwt: Vec::with_capacity(requests),
+            write_baseline: Vec::with_capacity(requests),
+            http_only: Vec::with_capacity(requests),
+            three_parallel: Vec::with_capacity(requests),
         }
+    }
+
+    fn push(&mut self, round: Round) {
+        self.baseline.push(round.getitem);
+        self.with_key.push(round.key_read);
+        self.with_jwt.push(round.jwt_read);
+        self.write_baseline.push(round.counter_write);
+        self.http_only.push(round.no_database);
+        self.three_parallel.push(round.parallel);
+    }
+
+    /// Prints each series' p50 (and the reads' p99) as a ratio of the `GetItem`'s.
+    fn print(mut self, requests: usize) {
+        let base50 = crate::bench_support::percentile(&mut self.baseline, 0.5);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "requests per series: {requests} (after 20 warm-up rounds), DynamoDB at {}",
+            std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| "AWS".into())
+        );
+        println!(
+            "baseline  GetItem (one round trip)        p50 {:7.3} ms   1.00x",
+            ms(base50)
+        );
+        for (name, samples) in [
+            (
+                "UpdateItem ADD (one counter write)",
+                &mut self.write_baseline,
+            ),
+            ("HTTP only (unrouted 404, no database)", &mut self.http_only),
+            (
+                "3 concurrent GetItems (parallelism)",
+                &mut self.three_parallel,
+            ),
+        ] {
+            let p50 = crate::bench_support::percentile(samples, 0.5);
+            println!(
+                "reference {name:38} p50 {:7.3} ms   {:.2}x",
+                ms(p50),
+                p50.as_secs_f64() / base50.as_secs_f64()
+            );
+        }
+        for (name, samples) in [("API key", &mut self.with_key), ("JWT", &mut self.with_jwt)] {
+            let p50 = crate::bench_support::percentile(samples, 0.5);
+            let p99 = crate::bench_support::percentile(samples, 0.99);
+            println!(
+                "GET /api-keys/{{id}} with {name:8} over HTTP p50 {:7.3} ms   {:.2}x   (p99 {:.3} ms, {:.2}x)",
+                ms(p50),
+                p50.as_secs_f64() / base50.as_secs_f64(),
+                ms(p99),
+                p99.as_secs_f64() / base50.as_secs_f64()
+            );
+        }
+        println!("target: authenticated, rate-limited read p50 <= 1.5x one round trip");
+    }
+}
+
+/// `make bench`: p50/p99 of authenticated, rate-limited reads over HTTP against the p50 of
+/// one DynamoDB `GetItem` measured in the same run, printed as ratios.
+pub async fn bench(requests: usize) -> Result<(), String> {
+    let bench = Bench::start().await?;
+    let mut series = Series::with_capacity(requests);
+    for round in 0..requests + 20 {
+        let times = bench.round().await?;
         if round >= 20 {
-            baseline.push(getitem);
-            with_key.push(key_read);
-            with_jwt.push(jwt_read);
-            write_baseline.push(counter_write);
-            http_only.push(no_database);
-            three_parallel.push(parallel);
+            series.push(times);
         }
     }
-    let base50 = crate::bench_support::percentile(&mut baseline, 0.5);
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "requests per series: {requests} (after 20 warm-up rounds), DynamoDB at {}",
-        std::env::var("AWS_ENDPOINT_URL_DYNAMODB").unwrap_or_else(|_| "AWS".into())
-    );
-    println!(
-        "baseline  GetItem (one round trip)        p50 {:7.3} ms   1.00x",
-        ms(base50)
-    );
-    for (name, samples) in [
-        ("UpdateItem ADD (one counter write)", &mut write_baseline),
-        ("HTTP only (unrouted 404, no database)", &mut http_only),
-        ("3 concurrent GetItems (parallelism)", &mut three_parallel),
-    ] {
-        let p50 = crate::bench_support::percentile(samples, 0.5);
-        println!(
-            "reference {name:38} p50 {:7.3} ms   {:.2}x",
-            ms(p50),
-            p50.as_secs_f64() / base50.as_secs_f64()
-        );
-    }
-    for (name, samples) in [("API key", &mut with_key), ("JWT", &mut with_jwt)] {
-        let p50 = crate::bench_support::percentile(samples, 0.5);
-        let p99 = crate::bench_support::percentile(samples, 0.99);
-        println!(
-            "GET /api-keys/{{id}} with {name:8} over HTTP p50 {:7.3} ms   {:.2}x   (p99 {:.3} ms, {:.2}x)",
-            ms(p50),
-            p50.as_secs_f64() / base50.as_secs_f64(),
-            ms(p99),
-            p99.as_secs_f64() / base50.as_secs_f64()
-        );
-    }
-    println!("target: authenticated, rate-limited read p50 <= 1.5x one round trip");
+    series.print(requests);
     Ok(())
 }
