@@ -10,8 +10,9 @@
 //! 4. **record** the attempt and what follows, only while the lease is held: delivered;
 //!    retrying after the backoff (a timeout, a network error, 408, 429 with its
 //!    `Retry-After`, 5xx) or failed once no wait is left; failed at once on another 4xx or
-//!    a refused address; then the channel's last delivery and failures in a row (a 410, or
-//!    the tenth failure in a row, disables it) and the run's view of its delivery.
+//!    a refused address; with it, in one transaction, the channel's last delivery and
+//!    failures in a row (a 410, or the tenth failure in a row, disables it) and the run's
+//!    view of its delivery.
 //!
 //! A worker that dies mid-attempt leaves the delivery `sending` with a lease that ends: the
 //! tick claims it again (the due index holds it at its lease's end), so none stays
@@ -93,9 +94,6 @@ pub async fn run(state: &AppState, company: &str, id: &str) -> Outcome {
         Err(WriteError::Refused(())) => return Outcome::Done,
         Err(WriteError::Failed(e)) => return Outcome::Retry(e.to_string()),
     }
-    if let Err(e) = record_on_run(state, &delivery).await {
-        tracing::warn!(delivery = %delivery.id, error = %e, "could not show the delivery on its run");
-    }
     Outcome::Done
 }
 
@@ -163,24 +161,6 @@ fn channel_outcome(
         disable: (tried.verdict == Verdict::Gone)
             .then(|| "the receiver answered 410 Gone: it no longer takes deliveries".to_owned()),
     })
-}
-
-/// The run's view of its delivery.
-async fn record_on_run(state: &AppState, delivery: &Delivery) -> Result<(), platform::ApiError> {
-    if let (Some(report), Some(run)) = (&delivery.source.report_id, &delivery.source.run_id) {
-        state
-            .store
-            .runs()
-            .set_delivery_status(
-                &delivery.company_id,
-                report,
-                run,
-                &delivery.channel_id,
-                delivery.status,
-            )
-            .await?;
-    }
-    Ok(())
 }
 
 /// Step 2 and 3: the checks, then the request.

@@ -57,6 +57,7 @@ pub fn delivery_item(d: &Delivery) -> Result<Item, ApiError> {
 }
 
 /// One conditional update of a channel, in the transaction that finishes a delivery.
+#[derive(Clone)]
 struct ChannelWrite<'a> {
     key: &'a super::Key,
     expression: &'static str,
@@ -257,34 +258,60 @@ impl Deliveries<'_> {
         }
     }
 
-    /// The delivery's item if the lease is held, and one update of its channel.
+    /// The delivery's item if the lease is held, one update of its channel, and its status
+    /// on its run (a report's delivery), all together; without the run's step when the run
+    /// is gone (its report was deleted).
     async fn finish_with(
         &self,
         delivery: &Delivery,
         held: DateTime<Utc>,
         channel: Option<ChannelWrite<'_>>,
     ) -> Result<(), WriteError<usize>> {
+        let run = match (&delivery.source.report_id, &delivery.source.run_id) {
+            (Some(report), Some(run)) => Some(keys::run(&delivery.company_id, report, run)),
+            _ => None,
+        };
         let mut item = delivery_item(delivery)?;
         item.remove("lease_until");
-        let mut tx = self.0.transaction();
-        tx.put_item_if(
-            item,
-            "#status = :sending AND lease_until = :lease",
-            &[("#status", "status")],
-            vec![
-                (":sending", s(DeliveryStatus::Sending.as_str())),
-                (":lease", t(held)),
-            ],
-        )?;
-        if let Some(write) = channel {
-            tx.update(
-                write.key,
-                write.expression,
-                Some(write.condition),
-                write.values,
+        let attempt = |with_run: bool| {
+            let mut tx = self.0.transaction();
+            tx.put_item_if(
+                item.clone(),
+                "#status = :sending AND lease_until = :lease",
+                &[("#status", "status")],
+                vec![
+                    (":sending", s(DeliveryStatus::Sending.as_str())),
+                    (":lease", t(held)),
+                ],
             )?;
+            if let Some(write) = channel.clone() {
+                tx.update(
+                    write.key,
+                    write.expression,
+                    Some(write.condition),
+                    write.values,
+                )?;
+            }
+            let mut run_step = None;
+            if let (Some(run), true) = (&run, with_run) {
+                run_step = Some(tx.update_named(
+                    run,
+                    "SET deliveries.#channel.#status = :status",
+                    Some("attribute_exists(deliveries.#channel)"),
+                    &[
+                        ("#channel", delivery.channel_id.as_str()),
+                        ("#status", "status"),
+                    ],
+                    vec![(":status", s(delivery.status.as_str()))],
+                )?);
+            }
+            Ok::<_, ApiError>((tx, run_step))
+        };
+        let (tx, run_step) = attempt(true)?;
+        match tx.commit().await {
+            Err(WriteError::Refused(i)) if Some(i) == run_step => attempt(false)?.0.commit().await,
+            other => other,
         }
-        tx.commit().await
     }
 
     /// `POST /deliveries/{id}/retry`: a failed delivery is queued again (the same event id,

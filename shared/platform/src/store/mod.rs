@@ -622,11 +622,26 @@ impl<'a> Transaction<'a> {
         condition: Option<&str>,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<usize, ApiError> {
+        self.update_named(key, expression, condition, &[], values)
+    }
+
+    /// [`Self::update`] with attribute names (`#name`) in its expressions.
+    fn update_named(
+        &mut self,
+        key: &Key,
+        expression: &str,
+        condition: Option<&str>,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<usize, ApiError> {
         let mut builder = aws_sdk_dynamodb::types::Update::builder()
             .table_name(&self.store.table)
             .set_key(Some(key.to_item()))
             .update_expression(expression)
             .set_condition_expression(condition.map(str::to_owned));
+        for (k, v) in names {
+            builder = builder.expression_attribute_names(*k, *v);
+        }
         for (k, v) in values {
             builder = builder.expression_attribute_values(k, v);
         }

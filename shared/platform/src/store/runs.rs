@@ -432,27 +432,6 @@ impl Runs<'_> {
         jobs::finish_with(self.0, run_item(run)?, held, created).await
     }
 
-    /// Shows where a run's delivery to `channel` is, on the run.
-    pub async fn set_delivery_status(
-        &self,
-        company: &str,
-        report: &str,
-        run: &str,
-        channel: &str,
-        status: domain::DeliveryStatus,
-    ) -> Result<(), ApiError> {
-        self.0
-            .update_if(
-                &keys::run(company, report, run),
-                "SET deliveries.#channel.#status = :status",
-                "attribute_exists(deliveries.#channel)",
-                &[("#channel", channel), ("#status", "status")],
-                vec![(":status", s(status.as_str()))],
-            )
-            .await
-            .map(|_| ())
-    }
-
     /// Remembers what a report's latest delivered run showed (its digest), for
     /// `only_if_changed` (without changing the report's version).
     pub async fn set_delivered_digest(
