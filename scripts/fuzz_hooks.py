@@ -38,6 +38,12 @@ STATED_RULES = [
     # A value the URL parser, a cron parser or the time zone database refuses although it
     # matches the documented pattern.
     (400, "validation_failed", r"is not a valid URL|not a valid cron|unknown time zone|is not a valid header"),
+    # A channel URL the egress guard refuses (a private, loopback or metadata address, a host
+    # that does not resolve, not http(s)), or fields of another type of channel (API.md
+    # notifications): rules about where a URL leads and across fields.
+    (400, "validation_failed", r"refused: |could not resolve host|only http and https|the URL has no|is only for (email|webhook and slack) channels|cannot change|is not an email address"),
+    # Only a webhook channel has a signing secret to rotate.
+    (400, "bad_request", r"only webhook channels have a signing secret"),
 ]
 
 
