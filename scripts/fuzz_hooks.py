@@ -37,7 +37,7 @@ STATED_RULES = [
     (415, "unsupported_media_type", r"takes .* \(its format is"),
     # A value the URL parser, a cron parser or the time zone database refuses although it
     # matches the documented pattern.
-    (400, "validation_failed", r"is not a valid URL|not a valid cron|unknown time zone|is not a valid header"),
+    (400, "validation_failed", r"is not a valid URL|not a valid cron|unknown time zone|is not a valid header|must have 5 fields|is not an IANA time zone|must be within|never comes due"),
     # A channel URL the egress guard refuses (a private, loopback or metadata address, a host
     # that does not resolve, not http(s)), or fields of another type of channel (API.md
     # notifications): rules about where a URL leads and across fields.

@@ -15,7 +15,11 @@ fn access(access: &Access) -> String {
         Access::Caller {
             permission: Some(p),
             ..
-        } => format!("`{p}`"),
+        } => p
+            .split('|')
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(" or "),
         Access::Caller {
             permission: None, ..
         } => "any caller".into(),

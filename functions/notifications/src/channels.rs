@@ -18,6 +18,9 @@ use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// The longest channel URL (as for a data source's `endpoint_url`).
+const MAX_URL: usize = 2048;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelBody {
@@ -107,6 +110,9 @@ async fn apply(
         (None, _) => {}
     }
     match (&body.url, kind) {
+        (Some(url), ChannelType::Webhook | ChannelType::Slack) if url.len() > MAX_URL => {
+            problems.add("url", format!("must be at most {MAX_URL} characters"))
+        }
         (Some(url), ChannelType::Webhook | ChannelType::Slack) => {
             // A masked URL sent back keeps the stored secrets.
             let url = match &channel.url {

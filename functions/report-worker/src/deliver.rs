@@ -94,6 +94,12 @@ pub async fn run(state: &AppState, company: &str, id: &str) -> Outcome {
         Err(WriteError::Refused(())) => return Outcome::Done,
         Err(WriteError::Failed(e)) => return Outcome::Retry(e.to_string()),
     }
+    // Counted by the template's metric filter (the failed-deliveries alarm).
+    if delivery.status == DeliveryStatus::Failed {
+        tracing::warn!(delivery = %delivery.id, channel = %delivery.channel_id,
+            kind = %delivery.kind, error = delivery.error.as_deref().unwrap_or_default(),
+            "delivery failed");
+    }
     Outcome::Done
 }
 
@@ -216,7 +222,7 @@ async fn over_budget(
     let count = state.store.deliveries().count_today(company, now).await?;
     Ok((u64::try_from(count).unwrap_or(0) > budget).then(|| {
         format!(
-            "deliveries.perDay limit reached: this company may send {budget} deliveries a day (UTC)"
+            "deliveries.perDay limit reached: this company may send {budget} deliveries a day (it resets at 00:00 America/New_York)"
         )
     }))
 }

@@ -371,6 +371,10 @@ async fn deliveries(
     if !run.deliver || report.deliver_to.is_empty() {
         return Ok(Made::default());
     }
+    // The event says what the run is once this succeeds (it is written with it).
+    run.job.status = domain::RunStatus::Succeeded;
+    run.job.finished_at = Some(state.clock.now());
+    run.progress = 100;
     let digest = crate::report_delivery::digest(doc);
     let suppressed = report.delivery.only_if_changed
         && report.delivered_digest.as_deref() == Some(digest.as_str());

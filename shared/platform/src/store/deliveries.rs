@@ -345,7 +345,8 @@ impl Deliveries<'_> {
     /// Counts one delivery on the company's day (`deliveries.perDay`); answers the day's
     /// count with it.
     pub async fn count_today(&self, company: &str, now: DateTime<Utc>) -> Result<i64, ApiError> {
-        let day = now.format("%Y-%m-%d").to_string();
+        // The same day as the API's daily limit: New York's.
+        let day = crate::time::NewYorkDay::containing(now).date.to_string();
         let ttl = now.timestamp() + 3 * 86_400;
         self.0
             .add_to_counter(&keys::delivery_day(company, &day), 1, ttl)
