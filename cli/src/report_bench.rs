@@ -178,6 +178,113 @@ fn engine_scaling(now: chrono::DateTime<Utc>, klips: &[Klip]) -> Result<(), Stri
     Ok(())
 }
 
+/// Each step's time in every round of [`run`].
+#[derive(Default)]
+struct Steps {
+    /// The baseline: one pass over the rows reading one number from each.
+    pass: Vec<Duration>,
+    read: Vec<Duration>,
+    compute: Vec<Duration>,
+    analyse: Vec<Duration>,
+    html: Vec<Duration>,
+    pdf: Vec<Duration>,
+    /// Read to pdf, the baseline's pass left out.
+    total: Vec<Duration>,
+}
+
+/// What the report of [`run`] is made from: the stored rows, the Klips, the cover, the
+/// instant and the time zone.
+struct Input<'a> {
+    stored: Vec<u8>,
+    klips: &'a [Klip],
+    cover: Cover<'a>,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+}
+
+impl Steps {
+    /// One round of the worker's work over `input`, each step timed; answers the number of
+    /// insights and the html's and pdf's sizes (KiB).
+    fn round(&mut self, input: &Input) -> Result<(usize, usize, usize), String> {
+        let (tz, now) = (input.tz, input.now);
+        let start = Instant::now();
+        let rows: Vec<Map<String, Value>> =
+            serde_json::from_slice(&input.stored).map_err(|e| e.to_string())?;
+        self.read.push(start.elapsed());
+
+        // The baseline: one pass over the rows reading one number from each.
+        let t = Instant::now();
+        let sum: f64 = rows
+            .iter()
+            .filter_map(|r| r.get("amount").and_then(Value::as_f64))
+            .sum();
+        self.pass.push(t.elapsed());
+        std::hint::black_box(sum);
+
+        let t = Instant::now();
+        let computed: Vec<document::Computed> = input
+            .klips
+            .iter()
+            .map(|k| document::compute(k, &rows, None, tz, now))
+            .collect();
+        self.compute.push(t.elapsed());
+        if let Some(bad) = computed.iter().find_map(|c| c.value.error.clone()) {
+            return Err(format!("bench klip failed: {bad}"));
+        }
+
+        let t = Instant::now();
+        let doc = document::build(&input.cover, &computed, tz, now);
+        self.analyse.push(t.elapsed());
+
+        let t = Instant::now();
+        let page = document::render(&doc, ReportFormat::Html).ok_or("html")?;
+        self.html.push(t.elapsed());
+        let t = Instant::now();
+        let paper = document::render(&doc, ReportFormat::Pdf).ok_or("pdf")?;
+        self.pdf.push(t.elapsed());
+        self.total
+            .push(start.elapsed() - self.pass[self.pass.len() - 1]);
+        Ok((doc.highlights.len(), page.len() / 1024, paper.len() / 1024))
+    }
+
+    /// Prints each step's median against the baseline's, and the total as a share of the
+    /// worker's timeout; `sizes` are the last round's (insights, html KiB, pdf KiB).
+    fn print(self, sizes: (usize, usize, usize)) {
+        let base = median(self.pass);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!();
+        println!(
+            "report worker CPU: 6 Klips over {ROWS} rows (median of {ROUNDS}; {} insights, html {} KiB, pdf {} KiB)",
+            sizes.0, sizes.1, sizes.2
+        );
+        println!(
+            "baseline  one pass over the rows (sum one column) {:9.2} ms      1.00x",
+            ms(base)
+        );
+        for (name, samples) in [
+            ("read the stored rows (JSON)", self.read),
+            ("compute the 6 Klips", self.compute),
+            ("analysis (insights)", self.analyse),
+            ("render html", self.html),
+            ("render pdf", self.pdf),
+        ] {
+            let p50 = median(samples);
+            println!(
+                "          {name:39} {:9.2} ms {:8.1}x",
+                ms(p50),
+                p50.as_secs_f64() / base.as_secs_f64()
+            );
+        }
+        let all = median(self.total);
+        println!(
+            "total     read + compute + analysis + html + pdf  {:9.2} ms {:8.1}x   = {:.2}% of the worker's {WORKER_TIMEOUT_SECONDS} s timeout",
+            ms(all),
+            all.as_secs_f64() / base.as_secs_f64(),
+            all.as_secs_f64() / WORKER_TIMEOUT_SECONDS * 100.0
+        );
+    }
+}
+
 /// Prints the figures; `Err` when a step fails (a bench that cannot run says so).
 pub fn run() -> Result<(), String> {
     let now = Utc
@@ -187,85 +294,24 @@ pub fn run() -> Result<(), String> {
     let tz = chrono_tz::America::New_York;
     let stored = serde_json::to_vec(&rows(now)).map_err(|e| e.to_string())?;
     let klips = klips()?;
-    let cover = Cover {
-        report_id: "bench",
-        title: "Bench",
-        description: None,
-        window: None,
+    let input = Input {
+        stored,
+        klips: &klips,
+        cover: Cover {
+            report_id: "bench",
+            title: "Bench",
+            description: None,
+            window: None,
+        },
+        tz,
+        now,
     };
-    let (mut pass, mut read, mut compute, mut analyse, mut html, mut pdf, mut total) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut steps = Steps::default();
     let mut sizes = (0, 0, 0);
     for _ in 0..ROUNDS {
-        let start = Instant::now();
-        let rows: Vec<Map<String, Value>> =
-            serde_json::from_slice(&stored).map_err(|e| e.to_string())?;
-        read.push(start.elapsed());
-
-        // The baseline: one pass over the rows reading one number from each.
-        let t = Instant::now();
-        let sum: f64 = rows
-            .iter()
-            .filter_map(|r| r.get("amount").and_then(Value::as_f64))
-            .sum();
-        pass.push(t.elapsed());
-        std::hint::black_box(sum);
-
-        let t = Instant::now();
-        let computed: Vec<document::Computed> = klips
-            .iter()
-            .map(|k| document::compute(k, &rows, None, tz, now))
-            .collect();
-        compute.push(t.elapsed());
-        if let Some(bad) = computed.iter().find_map(|c| c.value.error.clone()) {
-            return Err(format!("bench klip failed: {bad}"));
-        }
-
-        let t = Instant::now();
-        let doc = document::build(&cover, &computed, tz, now);
-        analyse.push(t.elapsed());
-
-        let t = Instant::now();
-        let page = document::render(&doc, ReportFormat::Html).ok_or("html")?;
-        html.push(t.elapsed());
-        let t = Instant::now();
-        let paper = document::render(&doc, ReportFormat::Pdf).ok_or("pdf")?;
-        pdf.push(t.elapsed());
-        total.push(start.elapsed() - pass[pass.len() - 1]);
-        sizes = (doc.highlights.len(), page.len() / 1024, paper.len() / 1024);
+        sizes = steps.round(&input)?;
     }
-    let base = median(pass);
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!();
-    println!(
-        "report worker CPU: 6 Klips over {ROWS} rows (median of {ROUNDS}; {} insights, html {} KiB, pdf {} KiB)",
-        sizes.0, sizes.1, sizes.2
-    );
-    println!(
-        "baseline  one pass over the rows (sum one column) {:9.2} ms      1.00x",
-        ms(base)
-    );
-    for (name, samples) in [
-        ("read the stored rows (JSON)", read),
-        ("compute the 6 Klips", compute),
-        ("analysis (insights)", analyse),
-        ("render html", html),
-        ("render pdf", pdf),
-    ] {
-        let p50 = median(samples);
-        println!(
-            "          {name:39} {:9.2} ms {:8.1}x",
-            ms(p50),
-            p50.as_secs_f64() / base.as_secs_f64()
-        );
-    }
-    let all = median(total);
-    println!(
-        "total     read + compute + analysis + html + pdf  {:9.2} ms {:8.1}x   = {:.2}% of the worker's {WORKER_TIMEOUT_SECONDS} s timeout",
-        ms(all),
-        all.as_secs_f64() / base.as_secs_f64(),
-        all.as_secs_f64() / WORKER_TIMEOUT_SECONDS * 100.0
-    );
+    steps.print(sizes);
     engine_scaling(now, &klips)?;
     long_series(now)
 }
