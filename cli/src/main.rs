@@ -191,43 +191,118 @@ fn started_block(url: &str, stack: &local::LocalStack, demo: &local::Demo) -> St
     )
 }
 
+/// `serve`: the API on `port` until a signal (with `local`, the local stack around it), the
+/// table's stream and the scheduler's tick delivered to the report worker meanwhile.
+async fn serve_command(local: bool, port: u16, tick_seconds: u64) -> Result<(), String> {
+    let signals = stop_signals()?;
+    let stopped = || signalled(signals.clone(), 1);
+    // Start-up, unless a signal comes first: then whatever has started is stopped
+    // (a half-started stack's children are killed as its handles drop).
+    let started = tokio::select! {
+        started = start_serving(local, port) => started?,
+        _ = stopped() => {
+            eprintln!("stopped while starting");
+            return Ok(());
+        }
+    };
+    let (state, stack, listener, block) = started;
+    if let Some(block) = block {
+        eprintln!("{block}");
+    }
+    // The event-driven half, as Lambda delivers it on AWS: the table's stream and
+    // the scheduler's tick, to the report worker.
+    let stream = tokio::spawn(pulseboard_cli::events::deliver_stream(state.clone()));
+    let ticks = tokio::spawn(pulseboard_cli::events::tick_every(
+        state.clone(),
+        std::time::Duration::from_secs(tick_seconds.max(1)),
+    ));
+    let served = serve(state, listener, signals).await;
+    stream.abort();
+    ticks.abort();
+    if let Some(stack) = stack {
+        stack.stop().await;
+    }
+    served
+}
+
+/// Where `bootstrap` creates its company and how it answers: `--json`, `--local`,
+/// `--create-storage`.
+struct BootstrapOptions {
+    json: bool,
+    local: bool,
+    create_storage: bool,
+}
+
+/// `bootstrap`: creates `company` (with its admin and API key) and prints them.
+async fn bootstrap_command(company: NewCompany, options: BootstrapOptions) -> Result<(), String> {
+    if options.local {
+        let stack = local::running_stack().ok_or(
+            "no local stack is running here: start one with `make run` (pulseboard serve --local) in this directory",
+        )?;
+        local::use_stack(&stack);
+    }
+    let state = AppState::from_env().await?;
+    let local_endpoint = std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some();
+    if local_endpoint || options.create_storage {
+        ensure_storage(&state).await?;
+    } else if !state.store.table_exists().await? {
+        return Err(format!(
+            "table {} does not exist in this AWS account and region; deploy the stack (sam deploy), pass --local to use `make run`'s local stack, or --create-storage to create it here",
+            state.store.table()
+        ));
+    }
+    let made = bootstrap(&state, company)
+        .await
+        .map_err(|e| e.to_string())?;
+    if options.json {
+        println!(
+            "{}",
+            serde_json::to_string(&made).map_err(|e| e.to_string())?
+        );
+    } else {
+        println!(
+            "company {}\nuser    {} ({})\napi key {}",
+            made.company_id, made.user_id, made.email, made.api_key
+        );
+    }
+    Ok(())
+}
+
+/// `bench`: the parts named in `only` (all when empty), in their order.
+async fn bench_command(requests: usize, push_seconds: u64, only: &[String]) -> Result<(), String> {
+    const PARTS: [&str; 5] = ["local", "report", "push", "delay", "cold"];
+    if let Some(unknown) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
+        return Err(format!(
+            "--only {unknown}: the parts are {}",
+            PARTS.join(", ")
+        ));
+    }
+    let part = |name: &str| only.is_empty() || only.iter().any(|p| p == name);
+    if part("local") {
+        local::bench(requests).await?;
+    }
+    if part("report") {
+        report_bench::run()?;
+    }
+    if part("push") && push_seconds > 0 {
+        push_bench::run(push_seconds).await?;
+    }
+    if part("delay") {
+        delay_bench::run().await?;
+    }
+    if part("cold") {
+        cold_bench::run().await?;
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve {
             local,
             port,
             tick_seconds,
-        } => {
-            let signals = stop_signals()?;
-            let stopped = || signalled(signals.clone(), 1);
-            // Start-up, unless a signal comes first: then whatever has started is stopped
-            // (a half-started stack's children are killed as its handles drop).
-            let started = tokio::select! {
-                started = start_serving(local, port) => started?,
-                _ = stopped() => {
-                    eprintln!("stopped while starting");
-                    return Ok(());
-                }
-            };
-            let (state, stack, listener, block) = started;
-            if let Some(block) = block {
-                eprintln!("{block}");
-            }
-            // The event-driven half, as Lambda delivers it on AWS: the table's stream and
-            // the scheduler's tick, to the report worker.
-            let stream = tokio::spawn(pulseboard_cli::events::deliver_stream(state.clone()));
-            let ticks = tokio::spawn(pulseboard_cli::events::tick_every(
-                state.clone(),
-                std::time::Duration::from_secs(tick_seconds.max(1)),
-            ));
-            let served = serve(state, listener, signals).await;
-            stream.abort();
-            ticks.abort();
-            if let Some(stack) = stack {
-                stack.stop().await;
-            }
-            served
-        }
+        } => serve_command(local, port, tick_seconds).await,
         Command::Bootstrap {
             company,
             email,
@@ -239,47 +314,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             local,
             create_storage,
         } => {
-            if local {
-                let stack = local::running_stack().ok_or(
-                    "no local stack is running here: start one with `make run` (pulseboard serve --local) in this directory",
-                )?;
-                local::use_stack(&stack);
-            }
-            let state = AppState::from_env().await?;
-            let local_endpoint = std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some();
-            if local_endpoint || create_storage {
-                ensure_storage(&state).await?;
-            } else if !state.store.table_exists().await? {
-                return Err(format!(
-                    "table {} does not exist in this AWS account and region; deploy the stack (sam deploy), pass --local to use `make run`'s local stack, or --create-storage to create it here",
-                    state.store.table()
-                ));
-            }
-            let made = bootstrap(
-                &state,
-                NewCompany {
-                    company,
-                    email,
-                    password,
-                    plan,
-                    daily_limit,
-                    per_second_limit,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&made).map_err(|e| e.to_string())?
-                );
-            } else {
-                println!(
-                    "company {}\nuser    {} ({})\napi key {}",
-                    made.company_id, made.user_id, made.email, made.api_key
-                );
-            }
-            Ok(())
+            let company = NewCompany {
+                company,
+                email,
+                password,
+                plan,
+                daily_limit,
+                per_second_limit,
+            };
+            let options = BootstrapOptions {
+                json,
+                local,
+                create_storage,
+            };
+            bootstrap_command(company, options).await
         }
         Command::S3Server {
             root,
@@ -296,32 +344,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             requests,
             push_seconds,
             only,
-        } => {
-            const PARTS: [&str; 5] = ["local", "report", "push", "delay", "cold"];
-            if let Some(unknown) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
-                return Err(format!(
-                    "--only {unknown}: the parts are {}",
-                    PARTS.join(", ")
-                ));
-            }
-            let part = |name: &str| only.is_empty() || only.iter().any(|p| p == name);
-            if part("local") {
-                local::bench(requests).await?;
-            }
-            if part("report") {
-                report_bench::run()?;
-            }
-            if part("push") && push_seconds > 0 {
-                push_bench::run(push_seconds).await?;
-            }
-            if part("delay") {
-                delay_bench::run().await?;
-            }
-            if part("cold") {
-                cold_bench::run().await?;
-            }
-            Ok(())
-        }
+        } => bench_command(requests, push_seconds, &only).await,
     }
 }
 
