@@ -85,13 +85,13 @@ async fn message(
         .filter(|_| file.is_some())
         .map(|a| a.name.as_str());
     let (subject, text, html) = notify::email_parts(&payload, attached);
-    Ok(notify::mime(
-        &state.config.mail_from,
+    Ok(notify::mime(notify::Mail {
+        from: &state.config.mail_from,
         to,
-        &subject,
-        &text,
-        &html,
-        match (&delivery.attachment, &file) {
+        subject: &subject,
+        text: &text,
+        html: &html,
+        file: match (&delivery.attachment, &file) {
             (Some(a), Some(bytes)) => Some(MimeFile {
                 name: &a.name,
                 content_type: &a.content_type,
@@ -99,9 +99,9 @@ async fn message(
             }),
             _ => None,
         },
-        &delivery.event_id,
-        state.clock.now(),
-    ))
+        message_id: &delivery.event_id,
+        date: state.clock.now(),
+    }))
 }
 
 /// What an error of SES means: throttling, its own failures and the network's are retried;

@@ -15,6 +15,7 @@ pub enum Kind {
     Dashboard,
     Report,
     Channel,
+    Alert,
 }
 
 impl Kind {
@@ -26,6 +27,7 @@ impl Kind {
             Kind::Dashboard => "DASH#",
             Kind::Report => "REPORT#",
             Kind::Channel => "CHAN#",
+            Kind::Alert => "ALERT#",
         }
     }
     /// The permission that lets a caller see and edit every asset of the kind in its
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Dashboard => "dashboard.edit",
             Kind::Report => "report.edit",
             Kind::Channel => "channel.manage",
+            Kind::Alert => "alert.manage",
         }
     }
     /// The singular name, as in messages and permission names (`klip.edit`).
@@ -47,6 +50,7 @@ impl Kind {
             Kind::Dashboard => "dashboard",
             Kind::Report => "report",
             Kind::Channel => "channel",
+            Kind::Alert => "alert",
         }
     }
 }

@@ -622,19 +622,33 @@ pub struct MimeFile<'a> {
     pub bytes: &'a [u8],
 }
 
+/// An email to write as MIME.
+pub struct Mail<'a> {
+    pub from: &'a str,
+    pub to: &'a [String],
+    pub subject: &'a str,
+    pub text: &'a str,
+    pub html: &'a str,
+    pub file: Option<MimeFile<'a>>,
+    /// Unique per event (the `Message-ID`'s left part).
+    pub message_id: &'a str,
+    pub date: DateTime<Utc>,
+}
+
 /// A raw MIME email (what SES's `SendEmail` takes as `Content.Raw`): text and HTML
 /// alternatives, and a file attached when given. Headers are RFC 2047 encoded, bodies
 /// base64 in 76-character lines.
-pub fn mime(
-    from: &str,
-    to: &[String],
-    subject: &str,
-    text: &str,
-    html: &str,
-    file: Option<MimeFile<'_>>,
-    message_id: &str,
-    date: DateTime<Utc>,
-) -> Vec<u8> {
+pub fn mime(mail: Mail<'_>) -> Vec<u8> {
+    let Mail {
+        from,
+        to,
+        subject,
+        text,
+        html,
+        file,
+        message_id,
+        date,
+    } = mail;
     let boundary = format!("pb-{}", &hex::encode(Sha256::digest(message_id))[..24]);
     let mut out = String::new();
     out.push_str(&format!("From: {from}\r\nTo: {}\r\n", to.join(", ")));
@@ -812,20 +826,20 @@ mod tests {
     #[test]
     fn mime_messages_carry_both_bodies_and_the_file() {
         let at: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
-        let raw = mime(
-            "reports@pulseboard.local",
-            &["a@example.com".into(), "b@example.com".into()],
-            "Report: Q4 — Umsätze",
-            "text body",
-            "<p>html body</p>",
-            Some(MimeFile {
+        let raw = mime(Mail {
+            from: "reports@pulseboard.local",
+            to: &["a@example.com".into(), "b@example.com".into()],
+            subject: "Report: Q4 — Umsätze",
+            text: "text body",
+            html: "<p>html body</p>",
+            file: Some(MimeFile {
                 name: "q4.pdf",
                 content_type: "application/pdf",
                 bytes: b"%PDF-1.7 ...",
             }),
-            "evt_1",
-            at,
-        );
+            message_id: "evt_1",
+            date: at,
+        });
         let raw = String::from_utf8(raw).unwrap();
         assert!(raw.contains("To: a@example.com, b@example.com\r\n"));
         assert!(raw.contains("Subject: =?UTF-8?B?"));

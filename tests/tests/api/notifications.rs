@@ -340,6 +340,27 @@ async fn a_4xx_fails_at_once_a_retry_keeps_the_event_and_410_disables_the_channe
         "conflict",
     )
     .await;
+    // A deleted channel: gone from the API; a delivery still due to it fails saying why.
+    let (status, body) = json(
+        app.call("DELETE", &format!("/channels/{}", id(&ch)), app.key(), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    expect_error(
+        app.get(&format!("/channels/{}", id(&ch))).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let (_, again) = json(
+        app.post(&format!("/deliveries/{}/retry", id(&d)), json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(again["data"]["status"], "queued", "{again}");
+    let orphan = delivery_in(&app, &id(&d), &["failed"]).await;
+    assert_eq!(orphan["error"], "the channel was deleted", "{orphan}");
 }
 
 #[tokio::test]

@@ -91,7 +91,14 @@ async fn a_delete_that_loses_to_another_delete_is_409() {
     )
     .await;
     let key = create(&app, "/api-keys", json!({"name": "k"})).await;
+    let channel = create(
+        &app,
+        "/channels",
+        json!({"name": "C", "type": "email", "email": {"to": ["ops@example.com"]}}),
+    )
+    .await;
     for path in [
+        format!("/channels/{channel}"),
         format!("/reports/{report}"),
         format!("/klips/{klip}"),
         format!("/dashboards/{dashboard}"),
@@ -374,6 +381,28 @@ async fn a_write_to_an_asset_saved_meanwhile_is_412() {
     let (_, shown) = json(app.get(&s).await).await;
     assert_eq!(shown["data"]["name"], "Raced21", "{shown}");
     assert_eq!(shown["data"]["disabled"], true, "{shown}");
+
+    // A webhook channel renamed while its secret rotates: the rotation is refused, and
+    // the secret it would have answered never signs.
+    let hook = create(
+        &app,
+        "/channels",
+        json!({"name": "H", "type": "webhook", "url": "https://93.184.215.14/in"}),
+    )
+    .await;
+    let c = format!("/channels/{hook}");
+    lose(
+        &app,
+        &raced,
+        &hook,
+        rename(c.clone(), 30),
+        ("POST", format!("{c}/rotate-secret"), None),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    let (_, shown) = json(app.get(&c).await).await;
+    assert_eq!(shown["data"]["name"], "Raced30", "{shown}");
 }
 
 #[tokio::test]

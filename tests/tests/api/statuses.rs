@@ -507,6 +507,12 @@ async fn a_stale_if_match_is_412_on_every_route_that_reads_it_and_changes_nothin
         json!({"name": "R", "dashboard_id": dashboard}),
     )
     .await;
+    let channel = create(
+        &app,
+        "/channels",
+        json!({"name": "C", "type": "email", "email": {"to": ["ops@example.com"]}}),
+    )
+    .await;
     let (status, placed) = json(
         send(
             &app,
@@ -586,6 +592,12 @@ async fn a_stale_if_match_is_412_on_every_route_that_reads_it_and_changes_nothin
             Some(json!({"groups": []})),
         ),
         ("DELETE", format!("/reports/{report}"), None),
+        (
+            "PUT",
+            format!("/channels/{channel}"),
+            Some(json!({"name": "x"})),
+        ),
+        ("DELETE", format!("/channels/{channel}"), None),
         ("DELETE", format!("/klips/{klip}"), None),
         ("DELETE", format!("/datasources/{source}"), None),
         ("DELETE", format!("/dashboards/{dashboard}"), None),
@@ -604,6 +616,7 @@ async fn a_stale_if_match_is_412_on_every_route_that_reads_it_and_changes_nothin
         format!("/klips/{klip}"),
         format!("/datasources/{source}"),
         format!("/reports/{report}"),
+        format!("/channels/{channel}"),
     ] {
         let (status, body) = json(app.get(&path).await).await;
         assert_eq!(status, 200, "{path}: {body}");
@@ -637,11 +650,18 @@ async fn if_none_match_with_the_current_etag_is_304_without_a_body() {
         json!({"name": "R", "dashboard_id": dashboard}),
     )
     .await;
+    let channel = create(
+        &app,
+        "/channels",
+        json!({"name": "C", "type": "email", "email": {"to": ["ops@example.com"]}}),
+    )
+    .await;
     for path in [
         format!("/dashboards/{dashboard}"),
         format!("/dashboards/{dashboard}/layout"),
         format!("/klips/{klip}/schema"),
         format!("/reports/{report}"),
+        format!("/channels/{channel}"),
     ] {
         let tag = current_etag(&app, &path).await;
         let response = get_if_none_match(&app, &path, &tag).await;
@@ -688,7 +708,22 @@ async fn a_slug_another_asset_has_is_409_on_create_and_update() {
     )
     .await;
 
+    let mail = |slug: Option<&str>| {
+        let mut body = json!({"name": "M", "type": "email", "email": {"to": ["ops@example.com"]}});
+        if let Some(slug) = slug {
+            body["slug"] = json!(slug);
+        }
+        body
+    };
+    create(&app, "/channels", mail(Some("mail-a"))).await;
+    let channel = create(&app, "/channels", mail(None)).await;
     let taken: Vec<(&str, String, Value)> = vec![
+        ("POST", "/channels".into(), mail(Some("mail-a"))),
+        (
+            "PUT",
+            format!("/channels/{channel}"),
+            json!({"slug": "mail-a"}),
+        ),
         (
             "POST",
             "/dashboards".into(),
