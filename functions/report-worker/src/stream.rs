@@ -123,7 +123,7 @@ fn skipped(what: &str, error: serde_dynamo::Error) -> Outcome {
 }
 
 /// The time a batch keeps for the job it is doing: no job starts after the first once less
-/// than this is left of the invocation (the worker's timeout is 60 s; a report over a large
+/// than this is left of the invocation (the worker's timeout is 150 s; a report over a large
 /// source takes seconds at its 512 MB).
 pub const RESERVE: Duration = Duration::from_secs(20);
 

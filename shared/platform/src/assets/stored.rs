@@ -823,7 +823,7 @@ async fn save_progress(state: &AppState, ds: &Datasource, progress: &Progress) {
 /// A data file nothing has referenced for this long is an orphan, left by a write that
 /// stopped between storing its file and committing it (a crash, a timeout, a lost
 /// connection): the sweep deletes it. Far longer than any write may take (a request's
-/// deadline is under 30 s, the worker's timeout 60 s).
+/// deadline is under 30 s, the worker's timeout 150 s).
 pub const ORPHAN_AFTER_SECS: i64 = 3600;
 /// The files one sweep looks at (one `ListObjectsV2` page).
 const SWEEP_PAGE: i32 = 1000;
