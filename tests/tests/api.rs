@@ -4,6 +4,7 @@
 mod api {
     mod accounts;
     mod addressing;
+    mod alerts;
     mod api_doc;
     mod clients;
     mod credentials;

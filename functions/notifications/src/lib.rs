@@ -1,11 +1,13 @@
 //! The **notifications** function (API.md §6 notifications): channels a company's reports
-//! (and, next, alerts) are delivered to, and the deliveries made to them. It only writes
+//! and alerts are delivered to, alerts on Klips, and the deliveries made to them. It only writes
 //! what is to be sent: the report worker sends, in attempts, through the egress guard.
 
+mod alerts;
 mod channels;
 mod deliveries;
 
 use axum::Router;
+use domain::alerts::Alert;
 use domain::notify::Channel;
 use platform::assets::resource::{self, NothingElse};
 use platform::routes::{route, Access, Function, Route, DELETE, GET, POST, PUT};
@@ -21,6 +23,7 @@ pub const FUNCTION: Function = Function {
 /// `alert.manage`.
 pub fn routes() -> Vec<Route> {
     let manage = Access::needs("channel.manage");
+    let alert = Access::needs("alert.manage");
     let deliveries = Access::needs("channel.manage|alert.manage");
     vec![
         route(GET, "/channels", channels::list, manage.reads()),
@@ -50,6 +53,22 @@ pub fn routes() -> Vec<Route> {
             manage.held(),
         ),
         route(POST, "/channels/{id}/test", channels::test, manage.held()),
+        route(GET, "/alerts", alerts::list, alert.reads()),
+        route(POST, "/alerts", alerts::create, alert.held()),
+        route(GET, "/alerts/{id}", resource::show::<Alert>, alert.reads()),
+        route(
+            PUT,
+            "/alerts/{id}",
+            resource::update::<Alert, alerts::AlertBody>,
+            alert.held(),
+        ),
+        route(
+            DELETE,
+            "/alerts/{id}",
+            resource::delete::<Alert, NothingElse>,
+            alert.held(),
+        ),
+        route(GET, "/alerts/{id}/events", alerts::events, alert.reads()),
         route(GET, "/deliveries", deliveries::list, deliveries.reads()),
         route(
             GET,

@@ -12,6 +12,7 @@
 //! - the same stream's **changes of data sources**: when an item's `data_version` went up,
 //!   the Klips that use it are recomputed and its appended segments compacted ([`data`]).
 
+pub mod alerts;
 pub mod data;
 pub mod deliver;
 pub mod email;

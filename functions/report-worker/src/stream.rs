@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 /// (the worker then looks whether their data changed); removed rate counter items (their
 /// time to live passed: the API key uses they held move to the keys' items); and removed
 /// report runs (their retention passed: their file is deleted); and deliveries that are
-/// `queued`, new or queued again by a retry (their attempt is made).
-pub const FILTER_PATTERNS: [&str; 5] = [
+/// `queued`, new or queued again by a retry (their attempt is made); and changed Klips
+/// or removed Klips (when their value moved, or the Klip went, their alerts are evaluated).
+pub const FILTER_PATTERNS: [&str; 6] = [
     r#"{"eventName":["INSERT"],"dynamodb":{"NewImage":{"entity":{"S":["report_run","datasource_refresh"]},"status":{"S":["queued"]}}}}"#,
     r#"{"eventName":["MODIFY"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"DS#"}]}}}}"#,
     r#"{"eventName":["REMOVE"],"dynamodb":{"Keys":{"pk":{"S":[{"prefix":"RATE#"}]}}}}"#,
     r#"{"eventName":["REMOVE"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"RUN#"}]}}}}"#,
     r#"{"eventName":["INSERT","MODIFY"],"dynamodb":{"NewImage":{"entity":{"S":["delivery"]},"status":{"S":["queued"]}}}}"#,
+    r#"{"eventName":["MODIFY","REMOVE"],"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"KLIP#"}]}}}}"#,
 ];
 
 fn key_text<'a>(record: &'a EventRecord, name: &str) -> Option<&'a str> {
@@ -35,6 +37,18 @@ fn is_queued_delivery(record: &EventRecord) -> bool {
     matches!(record.event_name.as_str(), "INSERT" | "MODIFY")
         && text(record, "entity") == Some(domain::notify::DELIVERY_ENTITY)
         && text(record, "status") == Some(domain::DeliveryStatus::Queued.as_str())
+}
+
+/// A change of a Klip's item whose value moved, or its removal (its alerts are evaluated).
+fn is_klip_value_change(record: &EventRecord) -> bool {
+    is_klip_record(record)
+        && crate::alerts::value_moved(&record.change.old_image, &record.change.new_image)
+}
+
+/// A change or removal of a Klip's item.
+fn is_klip_record(record: &EventRecord) -> bool {
+    matches!(record.event_name.as_str(), "MODIFY" | "REMOVE")
+        && key_text(record, "sk").is_some_and(|sk| sk.starts_with("KLIP#"))
 }
 
 /// A change of a data source's item.
@@ -134,6 +148,7 @@ pub fn passes_filter(record: &EventRecord) -> bool {
         && text(record, "status") == Some(RunStatus::Queued.as_str());
     queued_job
         || is_queued_delivery(record)
+        || is_klip_record(record)
         || is_data_source_change(record)
         || is_counter_removal(record)
         || is_run_removal(record)
@@ -187,6 +202,18 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
                     tracing::error!(error = %e, "a data source's item does not decode; skipped");
                     continue;
                 }
+            }
+        } else if is_klip_record(record) {
+            if !is_klip_value_change(record) {
+                continue;
+            }
+            let company = key_text(record, "pk").and_then(|pk| pk.strip_prefix("C#"));
+            let klip = key_text(record, "sk").and_then(|sk| sk.strip_prefix("KLIP#"));
+            match (company, klip) {
+                (Some(company), Some(klip)) => {
+                    crate::alerts::on_klip_change(state, company, klip).await
+                }
+                _ => continue,
             }
         } else if is_queued_delivery(record) {
             match serde_dynamo::from_item::<_, domain::notify::Delivery>(image) {

@@ -317,37 +317,35 @@ pub fn judge(
         }
         ConditionType::Anomaly => {
             let series = series.ok_or_else(|| format!("Klip '{name}' has no time series"))?;
-            let (holds, reason) = anomaly(series, now)?;
+            let (holds, reason, point) = anomaly(series, now)?;
             judged.holds = holds;
             judged.reason = reason;
-            judged.value = series.points.last().map(|p| p.value).or(current);
+            judged.value = Some(point);
         }
     }
     Ok(judged)
 }
 
 /// Whether the latest complete bucket of the series is an anomaly by the report analysis,
-/// and a sentence saying so (with the method and its parameters).
-pub fn anomaly(series: &KlipSeries, now: DateTime<Utc>) -> Result<(bool, String), String> {
-    let latest = latest_complete(series, now)
+/// a sentence saying so (with the method and its parameters), and the bucket's value.
+pub fn anomaly(series: &KlipSeries, now: DateTime<Utc>) -> Result<(bool, String, f64), String> {
+    let (start, value) = latest_complete(series, now)
         .ok_or_else(|| "the Klip's series has no complete bucket yet".to_owned())?;
-    let date = latest.format("%Y-%m-%d").to_string();
+    let date = start
+        .with_timezone(&series.time_zone.unwrap_or(chrono_tz::UTC))
+        .format("%Y-%m-%d")
+        .to_string();
     let found = insights::all_insights(series, now, &Settings::default())
         .into_iter()
         .find(|i| i.kind == InsightType::Anomaly && i.values.get("date") == Some(&json!(date)));
-    Ok(match found {
-        Some(i) => (
-            true,
-            format!("{} (method: {}; {})", i.text, i.method, params(&i.params)),
+    let reason = match &found {
+        Some(i) => format!("{} (method: {}; {})", i.text, i.method, params(&i.params)),
+        None => format!(
+            "{}: the bucket of {date} is not an anomaly by the report analysis",
+            series.name
         ),
-        None => (
-            false,
-            format!(
-                "{}: the bucket of {date} is not an anomaly by the report analysis",
-                series.name
-            ),
-        ),
-    })
+    };
+    Ok((found.is_some(), reason, value))
 }
 
 fn params(p: &std::collections::BTreeMap<String, Value>) -> String {
@@ -357,8 +355,8 @@ fn params(p: &std::collections::BTreeMap<String, Value>) -> String {
         .join(", ")
 }
 
-/// The start of the latest bucket that has ended by `now` (in the series' zone).
-fn latest_complete(series: &KlipSeries, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// The start and value of the latest bucket that has ended by `now`.
+fn latest_complete(series: &KlipSeries, now: DateTime<Utc>) -> Option<(DateTime<Utc>, f64)> {
     let length = match series.bucket {
         insights::Bucket::Day => Duration::days(1),
         insights::Bucket::Week => Duration::weeks(1),
@@ -370,8 +368,8 @@ fn latest_complete(series: &KlipSeries, now: DateTime<Utc>) -> Option<DateTime<U
         .points
         .iter()
         .rev()
-        .map(|p| p.start)
-        .find(|start| *start + length <= now)
+        .find(|p| p.start + length <= now)
+        .map(|p| (p.start, p.value))
 }
 
 /// What an evaluation does.

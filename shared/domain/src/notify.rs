@@ -506,6 +506,22 @@ pub fn summary(payload: &Value) -> Summary {
                 link: data["file"]["url"].as_str().map(str::to_owned),
             }
         }
+        "alert.firing" | "alert.resolved" => Summary {
+            title: format!(
+                "Alert {}: {}",
+                if kind == "alert.firing" {
+                    "firing"
+                } else {
+                    "resolved"
+                },
+                data["alert"]["name"].as_str().unwrap_or("")
+            ),
+            lines: data["text"]
+                .as_str()
+                .map(|t| vec![t.to_owned()])
+                .unwrap_or_default(),
+            link: None,
+        },
         "channel.test" => Summary {
             title: format!(
                 "Test of channel {}",

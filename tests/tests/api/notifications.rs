@@ -13,28 +13,38 @@ use std::sync::{Arc, Mutex};
 
 /// One request a receiver got.
 #[derive(Clone, Debug)]
-struct Received {
-    headers: HashMap<String, String>,
-    body: String,
+pub(super) struct Received {
+    pub(super) headers: HashMap<String, String>,
+    pub(super) body: String,
 }
 
 /// A real HTTP receiver on 127.0.0.1: it records every request and answers the next of its
 /// scripted answers (status, headers), then 204.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(super) struct Receiver {
+    pub(super) url: String,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn start(answers: Vec<(u16, Vec<(&'static str, String)>)>) -> Receiver {
+    pub(super) async fn start(answers: Vec<(u16, Vec<(&'static str, String)>)>) -> Receiver {
         let got = Arc::new(Mutex::new(Vec::new()));
         let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
         let (g, a) = (got.clone(), answers.clone());
-        let app =
-            axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
-                let (g, a) = (g.clone(), a.clone());
+        // A path of its own: a request meant for an earlier receiver on the same port (a
+        // test that ended) is not counted here.
+        let path = format!("/hook/{}", domain::ids::new_id());
+        let mine = path.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+                let (g, a, mine) = (g.clone(), a.clone(), mine.clone());
                 async move {
+                    if uri.path() != mine {
+                        return axum::response::Response::builder()
+                            .status(404)
+                            .body(axum::body::Body::from("not this receiver"))
+                            .unwrap();
+                    }
                     let headers = headers
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
@@ -47,23 +57,24 @@ impl Receiver {
                     }
                     response.body(axum::body::Body::from("answer")).unwrap()
                 }
-            });
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Receiver { url, got }
     }
 
-    fn count(&self) -> usize {
+    pub(super) fn count(&self) -> usize {
         self.got.lock().unwrap().len()
     }
 
-    fn requests(&self) -> Vec<Received> {
+    pub(super) fn requests(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits (up to 30 s) until it got `n` requests.
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub(super) async fn wait_for(&self, n: usize) -> Vec<Received> {
         for _ in 0..300 {
             if self.count() >= n {
                 return self.requests();
@@ -76,7 +87,7 @@ impl Receiver {
 
 /// An app whose channels may point at loopback receivers (the worker's allow-list is the
 /// same, see the harness).
-async fn app() -> TestApp {
+pub(super) async fn app() -> TestApp {
     TestApp::spawn_with(Options {
         allowed_networks: vec![("127.0.0.1".parse().unwrap(), 32)],
         ..Options::default()
@@ -84,13 +95,13 @@ async fn app() -> TestApp {
     .await
 }
 
-async fn created(app: &TestApp, path: &str, body: Value) -> Value {
+pub(super) async fn created(app: &TestApp, path: &str, body: Value) -> Value {
     let (status, body) = json(app.post(path, body).await).await;
     assert_eq!(status, 201, "{path}: {body}");
     body["data"].clone()
 }
 
-fn id(v: &Value) -> String {
+pub(super) fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
@@ -111,14 +122,14 @@ async fn test_delivery(app: &TestApp, channel: &str) -> Value {
     d
 }
 
-async fn delivery(app: &TestApp, id: &str) -> Value {
+pub(super) async fn delivery(app: &TestApp, id: &str) -> Value {
     let (status, body) = json(app.get(&format!("/deliveries/{id}")).await).await;
     assert_eq!(status, 200, "{body}");
     body["data"].clone()
 }
 
 /// Waits (up to 30 s) until the delivery is in one of `statuses`.
-async fn delivery_in(app: &TestApp, id: &str, statuses: &[&str]) -> Value {
+pub(super) async fn delivery_in(app: &TestApp, id: &str, statuses: &[&str]) -> Value {
     for _ in 0..300 {
         let d = delivery(app, id).await;
         if statuses.contains(&d["status"].as_str().unwrap()) {
@@ -140,7 +151,7 @@ async fn channel(app: &TestApp, id: &str) -> Value {
 
 /// Verifies requests with the reference implementation (`standardwebhooks` from PyPI, run
 /// by `tests/receivers/verify_webhooks.py`): one answer per request, in order.
-fn verified(secret: &str, requests: &[Received]) -> Vec<Result<(), String>> {
+pub(super) fn verified(secret: &str, requests: &[Received]) -> Vec<Result<(), String>> {
     let command = std::env::var("PULSEBOARD_WEBHOOK_VERIFY")
         .expect("PULSEBOARD_WEBHOOK_VERIFY is not set: run the tests with `make test`");
     let mut words = command.split_whitespace();
@@ -176,7 +187,7 @@ fn verified(secret: &str, requests: &[Received]) -> Vec<Result<(), String>> {
     answers
 }
 
-fn at(v: &Value) -> DateTime<Utc> {
+pub(super) fn at(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
 }
 

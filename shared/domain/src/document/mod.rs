@@ -65,7 +65,7 @@ fn local_start(date: &str, tz: Tz) -> Option<DateTime<Utc>> {
 }
 
 /// The analysis input of one Klip and its value.
-fn series_of(
+pub fn series_of(
     klip: &Klip,
     value: &KlipValue,
     previous_groups: &[crate::klip::Group],

@@ -114,3 +114,14 @@ pub const DELIVERY_PREFIX: &str = "DLV#";
 pub fn delivery_day(company: &str, day: &str) -> Key {
     Key::new(format!("DLVDAY#{company}"), format!("D#{day}"))
 }
+/// An event of an alert (its id sorts by time, so an alert's events list in order).
+pub fn alert_event(company: &str, alert: &str, event: &str) -> Key {
+    Key::new(
+        company_pk(company),
+        format!("{}{event}", alert_events_of(alert)),
+    )
+}
+/// The sort-key prefix of an alert's events.
+pub fn alert_events_of(alert: &str) -> String {
+    format!("ALERTEVT#{alert}#")
+}

@@ -35,6 +35,7 @@
 //! its client accounts through `gsi1`. `ttl` only garbage-collects: nothing relies on it.
 
 pub mod accounts;
+pub mod alerts;
 pub mod assets;
 pub mod counters;
 pub mod deliveries;

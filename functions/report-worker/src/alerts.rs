@@ -1,0 +1,225 @@
+//! Evaluating alerts (API.md §6 alerts) when a Klip's value changed: the table's stream
+//! brings every change of a Klip's item; when its `value` moved, the Klip's alerts (read in
+//! one query of the company's alerts) are judged on the new value ([`domain::alerts`]) and
+//! each evaluation is written with the event and the deliveries it makes, conditional on
+//! the alert's revision ([`platform::store::alerts`]): an evaluation that lost to another
+//! reads the alert again and judges once more, so a transition fires once. Never on a read:
+//! reads do not write Klip values.
+
+use crate::generate::Outcome;
+use chrono::{DateTime, Utc};
+use domain::alerts::{self, Alert, AlertEvent, Step};
+use domain::asset::Asset;
+use domain::notify::{Delivery, DeliverySource, Event};
+use domain::records::Klip;
+use domain::DeliveryKind;
+use platform::auth::records::Company;
+use platform::store::{keys, WriteError};
+use platform::{ApiError, AppState};
+use serde_json::json;
+use sha2::Digest;
+
+/// How many times an evaluation that lost a race is judged again.
+const TRIES: usize = 3;
+
+/// Evaluates the alerts on Klip `klip` of `company` (its value changed).
+pub async fn on_klip_change(state: &AppState, company: &str, klip: &str) -> Outcome {
+    match evaluate_klip(state, company, klip).await {
+        Ok(()) => Outcome::Done,
+        Err(ApiError::Unavailable(e)) => Outcome::Retry(e),
+        Err(e) => {
+            tracing::error!(error = %e, klip, "evaluating a Klip's alerts");
+            Outcome::Done
+        }
+    }
+}
+
+async fn evaluate_klip(state: &AppState, company: &str, klip: &str) -> Result<(), ApiError> {
+    let watching: Vec<Alert> = platform::assets::all_of::<Alert>(state, company)
+        .await?
+        .into_iter()
+        .filter(|a| a.klip_id == klip && !a.paused)
+        .collect();
+    for alert in watching {
+        evaluate(state, alert).await?;
+    }
+    Ok(())
+}
+
+/// Judges one alert on its Klip's current value and writes what follows; after a lost race,
+/// reads both again.
+pub async fn evaluate(state: &AppState, mut alert: Alert) -> Result<(), ApiError> {
+    let company = alert.meta.company_id.clone();
+    for _ in 0..TRIES {
+        let now = state.clock.now();
+        let klip: Option<Klip> = state
+            .store
+            .get(keys::asset(Klip::KIND, &company, &alert.klip_id))
+            .await?;
+        let judged = judge(state, &alert, klip.as_ref(), now).await?;
+        let Step::Move {
+            to,
+            deliver,
+            pause,
+            reason,
+        } = alerts::step(&alert, &judged, now)
+        else {
+            return Ok(());
+        };
+        let mut new = alert.clone();
+        new.state = to;
+        new.state_reason = reason;
+        new.last_evaluated_at = Some(now);
+        new.last_value = judged.as_ref().ok().and_then(|j| j.value);
+        new.revision = alert.revision + 1;
+        new.paused = alert.paused || pause;
+        if deliver == Some("alert.firing") {
+            new.last_fired_at = Some(now);
+        }
+        let moved = new.state != alert.state || deliver.is_some();
+        let (event, deliveries) = if moved {
+            made(&alert, &new, klip.as_ref(), &judged, deliver, now)
+        } else {
+            (None, Vec::new())
+        };
+        match state
+            .store
+            .alerts()
+            .record(&alert, &new, event.as_ref(), &deliveries)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Refused(())) => {
+                // Another evaluation (or an edit) came first: judge what is there now.
+                let fresh: Option<Alert> = state
+                    .store
+                    .get(keys::asset(Alert::KIND, &company, &alert.meta.id))
+                    .await?;
+                match fresh {
+                    Some(fresh) if !fresh.paused => alert = fresh,
+                    _ => return Ok(()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The judgement of the alert's condition on the Klip's value (an error: why it cannot be
+/// judged).
+async fn judge(
+    state: &AppState,
+    alert: &Alert,
+    klip: Option<&Klip>,
+    now: DateTime<Utc>,
+) -> Result<Result<alerts::Judged, String>, ApiError> {
+    let Some(klip) = klip else {
+        return Ok(Err(format!(
+            "the Klip it watches ({}) was deleted",
+            alert.klip_id
+        )));
+    };
+    let Some(value) = &klip.value else {
+        return Ok(Err(format!(
+            "Klip '{}' has no computed value yet",
+            klip.meta.name
+        )));
+    };
+    let series = if alert.condition.kind == alerts::ConditionType::Anomaly {
+        let owner: Option<Company> = state
+            .store
+            .get(keys::company(&alert.meta.company_id))
+            .await?;
+        let tz = domain::data::timezone(owner.as_ref().and_then(|c| c.timezone.as_deref()));
+        let currency = owner.as_ref().map_or_else(
+            || domain::analysis::text::DEFAULT_CURRENCY.to_owned(),
+            |c| domain::document::company_currency(&c.properties),
+        );
+        Some(domain::document::series_of(
+            klip,
+            value,
+            &[],
+            None,
+            tz,
+            &currency,
+            now,
+        ))
+    } else {
+        None
+    };
+    Ok(alerts::judge(alert, klip, value, series.as_ref(), now))
+}
+
+/// The event an evaluation records and the deliveries it makes (one per channel).
+fn made(
+    old: &Alert,
+    new: &Alert,
+    klip: Option<&Klip>,
+    judged: &Result<alerts::Judged, String>,
+    deliver: Option<&'static str>,
+    now: DateTime<Utc>,
+) -> (Option<AlertEvent>, Vec<Delivery>) {
+    let reason = match judged {
+        Ok(j) => j.reason.clone(),
+        Err(e) => e.clone(),
+    };
+    let event_id = domain::reports::run_id(
+        now.timestamp_millis(),
+        &hex::encode(sha2::Sha256::digest(format!(
+            "{}/{}",
+            old.meta.id, new.revision
+        ))),
+    );
+    let mut event = AlertEvent {
+        id: event_id.clone(),
+        alert_id: old.meta.id.clone(),
+        company_id: old.meta.company_id.clone(),
+        time: now,
+        from: old.state,
+        to: new.state,
+        value: new.last_value,
+        reason,
+        deliveries: Vec::new(),
+        ttl: Some(now.timestamp() + platform::store::alerts::EVENT_RETENTION_SECS),
+    };
+    let (Some(kind), Some(klip), Ok(judged)) = (deliver, klip, judged) else {
+        return (Some(event), Vec::new());
+    };
+    let mut data = alerts::event_data(new, klip, judged, &event_id);
+    data["state"] = json!({"from": old.state, "to": new.state});
+    let payload = Event::derived(
+        kind,
+        &format!("{}/{}", old.meta.id, new.revision),
+        now,
+        data,
+    );
+    let deliveries: Vec<Delivery> = new
+        .channels
+        .iter()
+        .map(|channel| {
+            Delivery::queued(
+                &payload,
+                &old.meta.company_id,
+                channel,
+                DeliveryKind::Alert,
+                DeliverySource {
+                    alert_id: Some(old.meta.id.clone()),
+                    alert_event_id: Some(event_id.clone()),
+                    ..DeliverySource::default()
+                },
+                now,
+            )
+        })
+        .collect();
+    event.deliveries = deliveries
+        .iter()
+        .map(|d| json!({"channel_id": d.channel_id, "delivery_id": d.id}))
+        .collect();
+    (Some(event), deliveries)
+}
+
+/// Whether a stream record's Klip value moved (the whole `value` attribute differs).
+pub fn value_moved(old: &serde_dynamo::Item, new: &serde_dynamo::Item) -> bool {
+    old.get("value") != new.get("value")
+}
