@@ -280,14 +280,11 @@ pub fn judge(
             judged.holds = if above { v > t } else { v < t };
             let word = if above { "above" } else { "below" };
             judged.reason = format!(
-                "{name} is {} ({}), {} the threshold {}",
+                "{name} is {}, {}{word} the threshold {}",
                 number(v),
-                if judged.holds { "now" } else { "not" },
-                word,
+                if judged.holds { "" } else { "not " },
                 number(t)
-            )
-            .replace("(now), ", "")
-            .replace("(not), ", "not ");
+            );
         }
         ConditionType::ChangePct => {
             let t = threshold.unwrap_or(0.0).abs();
