@@ -174,64 +174,8 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
             continue;
         }
         started = true;
-        let image = record.change.new_image.clone();
-        let outcome = if is_counter_removal(record) {
-            fold_key_uses(state, record).await
-        } else if is_run_removal(record) {
-            delete_run_file(state, record).await
-        } else if is_data_source_change(record) {
-            if !data_changed(record) {
-                continue;
-            }
-            match serde_dynamo::from_item::<_, Datasource>(image) {
-                Ok(ds) => {
-                    // One recompute per data source and batch, however many of its changes
-                    // the batch holds (it reads the source as it is now).
-                    let source = (ds.meta.company_id, ds.meta.id);
-                    let outcome = match done_sources.iter().find(|(s, _)| *s == source) {
-                        Some((_, outcome)) => outcome.clone(),
-                        None => {
-                            let outcome = crate::data::run(state, &source.0, &source.1).await;
-                            done_sources.push((source, outcome.clone()));
-                            outcome
-                        }
-                    };
-                    outcome
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "a data source's item does not decode; skipped");
-                    continue;
-                }
-            }
-        } else if is_klip_record(record) {
-            if !is_klip_value_change(record) {
-                continue;
-            }
-            let company = key_text(record, "pk").and_then(|pk| pk.strip_prefix("C#"));
-            let klip = key_text(record, "sk").and_then(|sk| sk.strip_prefix("KLIP#"));
-            match (company, klip) {
-                (Some(company), Some(klip)) => {
-                    crate::alerts::on_klip_change(state, company, klip).await
-                }
-                _ => continue,
-            }
-        } else if is_queued_delivery(record) {
-            match serde_dynamo::from_item::<_, domain::notify::Delivery>(image) {
-                Ok(d) => crate::deliver::run(state, &d.company_id, &d.id).await,
-                Err(e) => skipped("a queued delivery", e),
-            }
-        } else if text(record, "entity") == Some(REFRESH_ENTITY) {
-            match serde_dynamo::from_item::<_, RefreshJob>(image) {
-                Ok(job) => {
-                    crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await
-                }
-                Err(e) => skipped("a queued refresh", e),
-            }
-        } else {
-            match serde_dynamo::from_item::<_, Run>(image) {
-                Ok(run) => generate::run(state, &run.company_id, &run.report_id, &run.id).await,
-                Err(e) => skipped("a queued run", e),
-            }
+        let Some(outcome) = act(state, record, &mut done_sources).await else {
+            continue;
         };
         match outcome {
             Outcome::Done => {}
@@ -244,4 +188,71 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
         }
     }
     failures
+}
+
+/// What one record asks for, done; `None` for a record with nothing to do.
+async fn act(
+    state: &AppState,
+    record: &EventRecord,
+    done_sources: &mut Vec<((String, String), Outcome)>,
+) -> Option<Outcome> {
+    let image = record.change.new_image.clone();
+    Some(if is_counter_removal(record) {
+        fold_key_uses(state, record).await
+    } else if is_run_removal(record) {
+        delete_run_file(state, record).await
+    } else if is_data_source_change(record) {
+        if !data_changed(record) {
+            return None;
+        }
+        match serde_dynamo::from_item::<_, Datasource>(image) {
+            Ok(ds) => {
+                // One recompute per data source and batch, however many of its changes
+                // the batch holds (it reads the source as it is now).
+                let source = (ds.meta.company_id, ds.meta.id);
+                let outcome = match done_sources.iter().find(|(s, _)| *s == source) {
+                    Some((_, outcome)) => outcome.clone(),
+                    None => {
+                        let outcome = crate::data::run(state, &source.0, &source.1).await;
+                        done_sources.push((source, outcome.clone()));
+                        outcome
+                    }
+                };
+                outcome
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a data source's item does not decode; skipped");
+                return None;
+            }
+        }
+    } else if is_klip_record(record) {
+        if !is_klip_value_change(record) {
+            return None;
+        }
+        let company = key_text(record, "pk").and_then(|pk| pk.strip_prefix("C#"));
+        let klip = key_text(record, "sk").and_then(|sk| sk.strip_prefix("KLIP#"));
+        match (company, klip) {
+            (Some(company), Some(klip)) => {
+                crate::alerts::on_klip_change(state, company, klip).await
+            }
+            _ => return None,
+        }
+    } else if is_queued_delivery(record) {
+        match serde_dynamo::from_item::<_, domain::notify::Delivery>(image) {
+            Ok(d) => crate::deliver::run(state, &d.company_id, &d.id).await,
+            Err(e) => skipped("a queued delivery", e),
+        }
+    } else if text(record, "entity") == Some(REFRESH_ENTITY) {
+        match serde_dynamo::from_item::<_, RefreshJob>(image) {
+            Ok(job) => {
+                crate::refresh::run(state, &job.company_id, &job.datasource_id, &job.id).await
+            }
+            Err(e) => skipped("a queued refresh", e),
+        }
+    } else {
+        match serde_dynamo::from_item::<_, Run>(image) {
+            Ok(run) => generate::run(state, &run.company_id, &run.report_id, &run.id).await,
+            Err(e) => skipped("a queued run", e),
+        }
+    })
 }
