@@ -11,6 +11,7 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::NoParams;
 use platform::paging::{Listed, Listing, SortField};
+use platform::store::deliveries::Shown;
 use platform::{ApiError, ApiResult, AppState};
 use serde::Deserialize;
 
@@ -39,35 +40,60 @@ pub struct DeliveryFilters {
     kind: Option<DeliveryKind>,
 }
 
-/// `GET /deliveries`: newest first unless `sort` says otherwise.
+/// `GET /deliveries`: newest first unless `sort` says otherwise. Newest first without `q`
+/// or `since`, the page is read from the table as it is ordered (only the page and what it
+/// skips, and the total from a count); other orders read the company's deliveries whole
+/// (the retention, 30 days, bounds them).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     list: Listing<DeliveryFilters>,
 ) -> ApiResult<Response> {
     let mut list = list;
-    if list.params.get("sort").is_none() {
+    let newest_first = list.params.get("sort").is_none();
+    if newest_first {
         list.paging.sort = SortField::DateCreated;
         list.paging.descending = true;
     }
     let filters = &list.filters;
-    let all: Vec<ListedDelivery> = state
-        .store
-        .deliveries()
-        .of_company(caller.company_id(), state.clock.now())
-        .await?
-        .into_iter()
-        .filter(|d| {
-            filters
-                .channel_id
-                .as_deref()
-                .is_none_or(|c| d.channel_id == c)
-                && filters.status.is_none_or(|s| d.status == s)
-                && filters.kind.is_none_or(|k| d.kind == k)
-        })
-        .map(ListedDelivery)
-        .collect();
-    let (page, total) = list.paging.apply(all);
+    let shown = Shown {
+        channel_id: filters.channel_id.clone(),
+        status: filters.status,
+        kind: filters.kind,
+    };
+    let now = state.clock.now();
+    let deliveries = state.store.deliveries();
+    let (page, total) = if newest_first && list.paging.q.is_none() && list.paging.since.is_none() {
+        let page = deliveries
+            .page(
+                caller.company_id(),
+                &shown,
+                now,
+                list.paging.offset,
+                list.paging.limit,
+            )
+            .await?;
+        (
+            page.deliveries.into_iter().map(ListedDelivery).collect(),
+            page.total,
+        )
+    } else {
+        let all: Vec<ListedDelivery> = deliveries
+            .of_company(caller.company_id(), now)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                shown
+                    .channel_id
+                    .as_deref()
+                    .is_none_or(|c| d.channel_id == c)
+                    && shown.status.is_none_or(|s| d.status == s)
+                    && shown.kind.is_none_or(|k| d.kind == k)
+            })
+            .map(ListedDelivery)
+            .collect();
+        list.paging.apply(all)
+    };
     let views = page
         .iter()
         .map(|d| serde_json::to_value(d.0.view()))

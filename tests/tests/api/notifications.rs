@@ -919,6 +919,40 @@ async fn deliveries_past_the_daily_budget_fail_with_its_name() {
         1,
         "{failed}"
     );
+    // Pages, newest first, with the total of all.
+    let (_, first) = json(
+        app.get(&format!("/deliveries?limit=2&channel_id={}", id(&ch)))
+            .await,
+    )
+    .await;
+    let listed = first["data"]["deliveries"].as_array().unwrap();
+    assert_eq!(
+        (listed.len(), first["meta"]["total"].as_u64()),
+        (2, Some(3)),
+        "{first}"
+    );
+    assert_eq!(listed[0]["id"], ends[2]["id"], "newest first: {first}");
+    let (_, rest) = json(
+        app.get(&format!(
+            "/deliveries?limit=2&offset=2&channel_id={}",
+            id(&ch)
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(rest["data"]["deliveries"][0]["id"], ends[0]["id"], "{rest}");
+    let (_, oldest) = json(
+        app.get(&format!(
+            "/deliveries?sort=date_created&channel_id={}",
+            id(&ch)
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(
+        oldest["data"]["deliveries"][0]["id"], ends[0]["id"],
+        "{oldest}"
+    );
     expect_error(app.get("/deliveries?status=lost").await, 400, "bad_request").await;
     expect_error(app.get("/deliveries?colour=red").await, 400, "bad_request").await;
 }

@@ -75,6 +75,21 @@ pub struct ChannelOutcome {
     pub disable: Option<String>,
 }
 
+/// What a delivery list keeps: not expired, and the filters given.
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    pub channel_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub kind: Option<domain::DeliveryKind>,
+}
+
+/// A page of deliveries, newest first, and how many there are in all.
+#[derive(Debug)]
+pub struct Page {
+    pub deliveries: Vec<Delivery>,
+    pub total: usize,
+}
+
 impl Deliveries<'_> {
     /// Writes a new delivery; refused when one with its id exists (the same event was
     /// already delivered to the channel).
@@ -89,6 +104,122 @@ impl Deliveries<'_> {
 
     pub async fn get(&self, company: &str, id: &str) -> Result<Option<Delivery>, ApiError> {
         self.0.get(keys::delivery(company, id)).await
+    }
+
+    /// `skip` to `skip + take` of a company's deliveries kept at `now` that `shown` keeps,
+    /// newest first: one `Query` backwards over the company's delivery range (delivery ids
+    /// sort by time) reading the page and what it skips, and a `Select=COUNT` of the same
+    /// range for the total, at the same time.
+    pub async fn page(
+        &self,
+        company: &str,
+        shown: &Shown,
+        now: DateTime<Utc>,
+        skip: usize,
+        take: usize,
+    ) -> Result<Page, ApiError> {
+        let (deliveries, total) = tokio::try_join!(
+            self.read(company, shown, now, skip.saturating_add(take)),
+            self.count(company, shown, now)
+        )?;
+        Ok(Page {
+            deliveries: deliveries.into_iter().skip(skip).take(take).collect(),
+            total,
+        })
+    }
+
+    fn query(
+        &self,
+        company: &str,
+        shown: &Shown,
+        now: DateTime<Utc>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let store = self.0;
+        let mut filter = "(attribute_not_exists(#ttl) OR #ttl > :now)".to_owned();
+        let mut query = store
+            .db
+            .query()
+            .table_name(&store.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":pk", s(keys::company_pk(company)))
+            .expression_attribute_values(":prefix", s(keys::DELIVERY_PREFIX))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .consistent_read(true);
+        if let Some(channel) = &shown.channel_id {
+            filter.push_str(" AND channel_id = :channel");
+            query = query.expression_attribute_values(":channel", s(channel.as_str()));
+        }
+        if let Some(status) = shown.status {
+            filter.push_str(" AND #status = :status");
+            query = query
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()));
+        }
+        if let Some(kind) = shown.kind {
+            filter.push_str(" AND #kind = :kind");
+            query = query
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_values(":kind", s(kind.as_str()));
+        }
+        query.filter_expression(filter)
+    }
+
+    /// The first `wanted` deliveries `shown` keeps, newest first.
+    async fn read(
+        &self,
+        company: &str,
+        shown: &Shown,
+        now: DateTime<Utc>,
+        wanted: usize,
+    ) -> Result<Vec<Delivery>, ApiError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        while out.len() < wanted {
+            // Filters leave items out after the read: read more at a time then.
+            let limit = (wanted - out.len()).max(100);
+            let page = self
+                .query(company, shown, now)
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| super::db_error("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(super::from_item::<Delivery>(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.truncate(wanted);
+        Ok(out)
+    }
+
+    async fn count(
+        &self,
+        company: &str,
+        shown: &Shown,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ApiError> {
+        let mut total = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .query(company, shown, now)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| super::db_error("Query", e))?;
+            total += usize::try_from(page.count).unwrap_or(0);
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total),
+            }
+        }
     }
 
     /// Every delivery of a company kept at `now`, newest first.
