@@ -97,7 +97,15 @@ async fn a_delete_that_loses_to_another_delete_is_409() {
         json!({"name": "C", "type": "email", "email": {"to": ["ops@example.com"]}}),
     )
     .await;
+    let alert = create(
+        &app,
+        "/alerts",
+        json!({"name": "A", "klip_id": klip, "condition": {"type": "above", "value": 1},
+               "channels": [channel]}),
+    )
+    .await;
     for path in [
+        format!("/alerts/{alert}"),
         format!("/channels/{channel}"),
         format!("/reports/{report}"),
         format!("/klips/{klip}"),
@@ -403,6 +411,30 @@ async fn a_write_to_an_asset_saved_meanwhile_is_412() {
     .await;
     let (_, shown) = json(app.get(&c).await).await;
     assert_eq!(shown["data"]["name"], "Raced30", "{shown}");
+
+    // An alert paused while another request renames it: the pause is refused (read it
+    // again), the rename stays.
+    let alert = create(
+        &app,
+        "/alerts",
+        json!({"name": "A", "klip_id": klip, "condition": {"type": "above", "value": 1},
+               "channels": [hook]}),
+    )
+    .await;
+    let a = format!("/alerts/{alert}");
+    lose(
+        &app,
+        &raced,
+        &alert,
+        rename(a.clone(), 40),
+        ("PUT", a.clone(), Some(json!({"paused": true}))),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    let (_, shown) = json(app.get(&a).await).await;
+    assert_eq!(shown["data"]["name"], "Raced40", "{shown}");
+    assert_eq!(shown["data"]["paused"], false, "{shown}");
 }
 
 #[tokio::test]

@@ -465,6 +465,34 @@ async fn create(app: &TestApp, path: &str, body: Value) -> String {
     created["data"]["id"].as_str().unwrap().to_owned()
 }
 
+/// An alert (`A`, above 1) on `klip` notifying `channel`; answers its id.
+async fn alert_on(app: &TestApp, klip: &str, channel: &str, slug: Option<&str>) -> String {
+    let mut body = json!({"name": "A", "klip_id": klip,
+        "condition": {"type": "above", "value": 1}, "channels": [channel]});
+    if let Some(slug) = slug {
+        body["slug"] = json!(slug);
+    }
+    create(app, "/alerts", body).await
+}
+
+/// A Klip, an email channel and an alert on the one notifying the other; answers the
+/// alert's id.
+async fn an_alert(app: &TestApp) -> String {
+    let klip = create(
+        app,
+        "/klips",
+        json!({"name": "K", "type": "number", "query": {"aggregate": "count"}}),
+    )
+    .await;
+    let channel = create(
+        app,
+        "/channels",
+        json!({"name": "C", "type": "email", "email": {"to": ["ops@example.com"]}}),
+    )
+    .await;
+    alert_on(app, &klip, &channel, None).await
+}
+
 /// A request as the admin with a JSON body (if any) and extra headers.
 async fn send(
     app: &TestApp,
@@ -513,6 +541,7 @@ async fn a_stale_if_match_is_412_on_every_route_that_reads_it_and_changes_nothin
         json!({"name": "C", "type": "email", "email": {"to": ["ops@example.com"]}}),
     )
     .await;
+    let alert = alert_on(&app, &klip, &channel, None).await;
     let (status, placed) = json(
         send(
             &app,
@@ -598,6 +627,12 @@ async fn a_stale_if_match_is_412_on_every_route_that_reads_it_and_changes_nothin
             Some(json!({"name": "x"})),
         ),
         ("DELETE", format!("/channels/{channel}"), None),
+        (
+            "PUT",
+            format!("/alerts/{alert}"),
+            Some(json!({"name": "x"})),
+        ),
+        ("DELETE", format!("/alerts/{alert}"), None),
         ("DELETE", format!("/klips/{klip}"), None),
         ("DELETE", format!("/datasources/{source}"), None),
         ("DELETE", format!("/dashboards/{dashboard}"), None),
@@ -617,6 +652,7 @@ async fn a_stale_if_match_is_412_on_every_route_that_reads_it_and_changes_nothin
         format!("/datasources/{source}"),
         format!("/reports/{report}"),
         format!("/channels/{channel}"),
+        format!("/alerts/{alert}"),
     ] {
         let (status, body) = json(app.get(&path).await).await;
         assert_eq!(status, 200, "{path}: {body}");
@@ -656,12 +692,14 @@ async fn if_none_match_with_the_current_etag_is_304_without_a_body() {
         json!({"name": "C", "type": "email", "email": {"to": ["ops@example.com"]}}),
     )
     .await;
+    let alert = alert_on(&app, &klip, &channel, None).await;
     for path in [
         format!("/dashboards/{dashboard}"),
         format!("/dashboards/{dashboard}/layout"),
         format!("/klips/{klip}/schema"),
         format!("/reports/{report}"),
         format!("/channels/{channel}"),
+        format!("/alerts/{alert}"),
     ] {
         let tag = current_etag(&app, &path).await;
         let response = get_if_none_match(&app, &path, &tag).await;
@@ -717,7 +755,17 @@ async fn a_slug_another_asset_has_is_409_on_create_and_update() {
     };
     create(&app, "/channels", mail(Some("mail-a"))).await;
     let channel = create(&app, "/channels", mail(None)).await;
+    alert_on(&app, &klip, &channel, Some("alert-a")).await;
+    let alert = alert_on(&app, &klip, &channel, None).await;
+    let watch = json!({"name": "W", "slug": "alert-a", "klip_id": klip,
+        "condition": {"type": "below", "value": 0}, "channels": [channel]});
     let taken: Vec<(&str, String, Value)> = vec![
+        ("POST", "/alerts".into(), watch),
+        (
+            "PUT",
+            format!("/alerts/{alert}"),
+            json!({"slug": "alert-a"}),
+        ),
         ("POST", "/channels".into(), mail(Some("mail-a"))),
         (
             "PUT",
@@ -879,7 +927,23 @@ async fn reads_and_updates_of_what_exists_answer_200() {
         json!({}),
     )
     .await;
+    let alert = an_alert(&app).await;
     let calls: Vec<(&str, String, Option<Value>, &str, Value)> = vec![
+        (
+            "PUT",
+            format!("/alerts/{alert}"),
+            Some(json!({"name": "A2", "cooldown_minutes": 5})),
+            "cooldown_minutes",
+            json!(5),
+        ),
+        // No change of its Klip's value yet: nothing evaluated, no events.
+        (
+            "GET",
+            format!("/alerts/{alert}/events"),
+            None,
+            "events",
+            json!([]),
+        ),
         (
             "GET",
             format!("/clients/{client}"),
@@ -928,4 +992,26 @@ async fn reads_and_updates_of_what_exists_answer_200() {
         assert_eq!(status, 200, "{method} {path}: {got}");
         assert_eq!(got["data"][field], want, "{method} {path}: {got}");
     }
+    // The alert is listed (by its Klip too), then deleted.
+    for query in ["", "?klip_id="] {
+        let mut path = format!("/alerts{query}");
+        if query.ends_with('=') {
+            let (_, shown) = json(app.get(&format!("/alerts/{alert}")).await).await;
+            path.push_str(shown["data"]["klip_id"].as_str().unwrap());
+        }
+        let (status, listed) = json(app.get(&path).await).await;
+        assert_eq!(status, 200, "{path}: {listed}");
+        assert_eq!(
+            listed["data"]["alerts"][0]["name"], "A2",
+            "{path}: {listed}"
+        );
+        assert_eq!(listed["meta"]["total"], 1, "{path}: {listed}");
+    }
+    let (_, none) = json(app.get(&format!("/alerts?klip_id={alert}")).await).await;
+    assert_eq!(none["meta"]["total"], 0, "{none}");
+    let (status, body) =
+        json(send(&app, "DELETE", &format!("/alerts/{alert}"), &[], None).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["meta"]["success"], true);
+    expect_error(app.get(&format!("/alerts/{alert}")).await, 404, "not_found").await;
 }
