@@ -38,7 +38,7 @@ async fn evaluate_klip(state: &AppState, company: &str, klip: &str) -> Result<()
     let watching: Vec<Alert> = platform::assets::all_of::<Alert>(state, company)
         .await?
         .into_iter()
-        .filter(|a| a.klip_id == klip && !a.paused)
+        .filter(|a| a.klip_id == klip)
         .collect();
     for alert in watching {
         evaluate(state, alert).await?;

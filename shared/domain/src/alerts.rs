@@ -20,56 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// What an alert watches for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConditionType {
-    Above,
-    Below,
-    ChangePct,
-    Anomaly,
-}
-
-/// Which way a `change_pct` counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Up,
-    Down,
-    #[default]
-    Any,
-}
-
-/// How often a firing alert is delivered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Frequency {
-    /// Again after each cooldown while it fires.
-    #[default]
-    EveryTime,
-    /// Once: the alert pauses itself after it fires.
-    FirstTime,
-}
-
-/// Where an alert is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    #[default]
-    Ok,
-    Firing,
-    Error,
-}
-
-impl AlertState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Ok => "ok",
-            AlertState::Firing => "firing",
-            AlertState::Error => "error",
-        }
-    }
-}
+pub use crate::sets::{AlertState, ConditionType, Direction, Frequency};
 
 /// A threshold: a number, or `"target"` (the Klip's `display.target`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -326,12 +277,10 @@ pub fn judge(
 /// Whether the latest complete bucket of the series is an anomaly by the report analysis,
 /// a sentence saying so (with the method and its parameters), and the bucket's value.
 pub fn anomaly(series: &KlipSeries, now: DateTime<Utc>) -> Result<(bool, String, f64), String> {
-    let (start, value) = latest_complete(series, now)
+    let (day, value) = *insights::complete_buckets(series, now)
+        .last()
         .ok_or_else(|| "the Klip's series has no complete bucket yet".to_owned())?;
-    let date = start
-        .with_timezone(&series.time_zone.unwrap_or(chrono_tz::UTC))
-        .format("%Y-%m-%d")
-        .to_string();
+    let date = day.format("%Y-%m-%d").to_string();
     let found = insights::all_insights(series, now, &Settings::default())
         .into_iter()
         .find(|i| i.kind == InsightType::Anomaly && i.values.get("date") == Some(&json!(date)));
@@ -352,23 +301,6 @@ fn params(p: &std::collections::BTreeMap<String, Value>) -> String {
         .join(", ")
 }
 
-/// The start and value of the latest bucket that has ended by `now`.
-fn latest_complete(series: &KlipSeries, now: DateTime<Utc>) -> Option<(DateTime<Utc>, f64)> {
-    let length = match series.bucket {
-        insights::Bucket::Day => Duration::days(1),
-        insights::Bucket::Week => Duration::weeks(1),
-        insights::Bucket::Month => Duration::days(28),
-        insights::Bucket::Quarter => Duration::days(90),
-        insights::Bucket::Year => Duration::days(365),
-    };
-    series
-        .points
-        .iter()
-        .rev()
-        .find(|p| p.start + length <= now)
-        .map(|p| (p.start, p.value))
-}
-
 /// What an evaluation does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -386,7 +318,9 @@ pub enum Step {
 
 /// The state machine (see the module documentation).
 pub fn step(alert: &Alert, judged: &Result<Judged, String>, now: DateTime<Utc>) -> Step {
-    if alert.paused {
+    // A paused alert is not judged, but one that can no longer be (its Klip deleted) shows
+    // why, so that resuming it does not pretend all is well.
+    if alert.paused && (judged.is_ok() || alert.state == AlertState::Error) {
         return Step::Nothing;
     }
     let judged = match judged {

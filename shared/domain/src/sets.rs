@@ -127,6 +127,30 @@ closed_set! {
     pub enum DeliveryKind { Report = "report", Alert = "alert", Test = "test" }
 }
 
+closed_set! {
+    /// What an alert watches for.
+    pub enum ConditionType { Above = "above", Below = "below", ChangePct = "change_pct", Anomaly = "anomaly" }
+}
+
+closed_set! {
+    /// Which way a `change_pct` alert counts.
+    #[derive(Default)]
+    pub enum Direction { Up = "up", Down = "down", #[default] Any = "any" }
+}
+
+closed_set! {
+    /// How often a firing alert is delivered: again after each cooldown, or once (the
+    /// alert pauses itself after it fires).
+    #[derive(Default)]
+    pub enum Frequency { #[default] EveryTime = "every_time", FirstTime = "first_time" }
+}
+
+closed_set! {
+    /// Where an alert is.
+    #[derive(Default)]
+    pub enum AlertState { #[default] Ok = "ok", Firing = "firing", Error = "error" }
+}
+
 impl ReportFormat {
     pub fn media_type(self) -> &'static str {
         match self {

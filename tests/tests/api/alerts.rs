@@ -526,3 +526,44 @@ async fn an_anomaly_alert_agrees_with_the_report_analysis() {
         "{doc}"
     );
 }
+
+#[tokio::test]
+async fn an_evaluation_moves_the_alerts_version_so_an_edit_from_before_it_is_412() {
+    let app = app().await;
+    let (_, k) = klip(&app).await;
+    let (_, channel, _) = hook(&app).await;
+    let a = created(
+        &app,
+        "/alerts",
+        json!({"name": "A", "klip_id": k,
+        "condition": {"type": "above", "value": 1000}, "channels": [channel]}),
+    )
+    .await;
+    let tag = pulseboard_tests::fixtures::current_etag(&app, &format!("/alerts/{}", id(&a))).await;
+    set_value(&app, &k, 5.0, 4.0).await;
+    let judged = alert_when(&app, &id(&a), |a| a["last_value"] == 5.0).await;
+    assert!(
+        judged["version"].as_u64().unwrap() > a["version"].as_u64().unwrap(),
+        "{judged}"
+    );
+    let r = pulseboard_tests::fixtures::put_if_match(
+        &app,
+        &format!("/alerts/{}", id(&a)),
+        &tag,
+        json!({"name": "Renamed"}),
+    )
+    .await;
+    expect_error(r, 412, "precondition_failed").await;
+    // With the current version the edit goes through, and keeps the evaluation's state.
+    let tag = pulseboard_tests::fixtures::current_etag(&app, &format!("/alerts/{}", id(&a))).await;
+    let r = pulseboard_tests::fixtures::put_if_match(
+        &app,
+        &format!("/alerts/{}", id(&a)),
+        &tag,
+        json!({"name": "Renamed"}),
+    )
+    .await;
+    let (status, body) = json(r).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["last_value"], 5.0, "{body}");
+}

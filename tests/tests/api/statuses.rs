@@ -993,7 +993,7 @@ async fn reads_and_updates_of_what_exists_answer_200() {
         assert_eq!(got["data"][field], want, "{method} {path}: {got}");
     }
     // The alert is listed (by its Klip too), then deleted.
-    for query in ["", "?klip_id="] {
+    for query in ["", "?state=ok", "?klip_id="] {
         let mut path = format!("/alerts{query}");
         if query.ends_with('=') {
             let (_, shown) = json(app.get(&format!("/alerts/{alert}")).await).await;
@@ -1008,6 +1008,8 @@ async fn reads_and_updates_of_what_exists_answer_200() {
         assert_eq!(listed["meta"]["total"], 1, "{path}: {listed}");
     }
     let (_, none) = json(app.get(&format!("/alerts?klip_id={alert}")).await).await;
+    assert_eq!(none["meta"]["total"], 0, "{none}");
+    let (_, none) = json(app.get("/alerts?state=firing").await).await;
     assert_eq!(none["meta"]["total"], 0, "{none}");
     let (status, body) =
         json(send(&app, "DELETE", &format!("/alerts/{alert}"), &[], None).await).await;

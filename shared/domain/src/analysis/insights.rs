@@ -658,6 +658,16 @@ impl Clock {
     }
 }
 
+/// The complete buckets of a series at `now` as the analysis sees them (their local dates
+/// and values, oldest first): what an alert judges, so that it and a report agree.
+pub fn complete_buckets(s: &KlipSeries, now: DateTime<Utc>) -> Vec<(NaiveDate, f64)> {
+    Prepared::new(s, now)
+        .obs
+        .iter()
+        .map(|o| (o.date, o.value))
+        .collect()
+}
+
 /// A complete bucket with its local date and ordinal.
 #[derive(Debug, Clone, Copy)]
 struct Obs {

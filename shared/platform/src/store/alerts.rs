@@ -1,8 +1,10 @@
 //! The repository of alert evaluations and events. An alert is an asset (its edits go
-//! through the asset store); an evaluation writes only the alert's state fields, conditional
-//! on the alert's `revision` being the one it read, together with the event it records and
-//! the deliveries it makes: two evaluations of the same change cannot both fire, and an
-//! evaluation never overwrites an edit.
+//! through the asset store, conditional on its `version`); an evaluation writes only the
+//! alert's state fields and moves its `version` on (what the alert shows changed, so its
+//! ETag does), conditional on the `revision` and `version` it read, together with the event
+//! it records and the deliveries it makes: two evaluations of the same change cannot both
+//! fire, an evaluation never overwrites an edit, and an edit made from an alert read before
+//! an evaluation is refused (412) instead of putting back the state it read.
 
 use super::{keys, n, s, t, to_item, Store, WriteError};
 use crate::error::ApiError;
@@ -43,9 +45,16 @@ impl Alerts<'_> {
             &keys::asset(Kind::Alert, &meta.company_id, &meta.id),
             "SET #state = :state, state_reason = :reason, last_value = :value, \
              last_evaluated_at = :evaluated, last_fired_at = :fired, paused = :paused, \
-             revision = :next",
-            Some("attribute_exists(pk) AND (revision = :revision OR (attribute_not_exists(revision) AND :revision = :zero))"),
-            &[("#state", "state")],
+             revision = :next, #meta.#version = :next_version",
+            Some(
+                "attribute_exists(pk) AND #meta.#version = :version AND (revision = :revision \
+                 OR (attribute_not_exists(revision) AND :revision = :zero))",
+            ),
+            &[
+                ("#state", "state"),
+                ("#meta", "meta"),
+                ("#version", "version"),
+            ],
             vec![
                 (":state", s(new.state.as_str())),
                 (
@@ -63,6 +72,8 @@ impl Alerts<'_> {
                 (":paused", AttributeValue::Bool(new.paused)),
                 (":next", n(new.revision)),
                 (":revision", n(old.revision)),
+                (":version", n(old.meta.version)),
+                (":next_version", n(old.meta.version + 1)),
                 (":zero", n(0)),
             ],
         )?;
