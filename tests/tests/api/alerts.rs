@@ -177,7 +177,9 @@ async fn set_value(app: &TestApp, k: &str, current: f64, previous: f64) {
     value.current = Some(current);
     value.previous = Some(previous);
     value.change_pct = Some((current - previous) / previous * 100.0);
-    value.data_version = None;
+    // Newer than any data version the source has: a recompute of the source's data that
+    // lands late (the worker's, after the push in `klip`) cannot put its value back.
+    value.data_version = Some(1_000_000 + value.data_version.unwrap_or(0));
     value.computed_at = Utc::now();
     app.state
         .store
