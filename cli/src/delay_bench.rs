@@ -40,17 +40,17 @@ struct Tally {
 
 /// A snapshot of a [`Tally`], or the difference of two.
 #[derive(Clone, Copy, Debug, Default)]
-struct Counts {
-    calls: f64,
+pub(crate) struct Counts {
+    pub(crate) calls: f64,
     write_calls: f64,
-    read_units: f64,
-    write_units: f64,
+    pub(crate) read_units: f64,
+    pub(crate) write_units: f64,
     s3_tier1: f64,
     s3_tier2: f64,
 }
 
 impl Counts {
-    fn of(proxies: &[&Proxy]) -> Counts {
+    pub(crate) fn of(proxies: &[&Proxy]) -> Counts {
         let mut c = Counts::default();
         for p in proxies {
             let t = &p.tally;
@@ -65,7 +65,7 @@ impl Counts {
     }
 
     /// `self - before`, divided by `n`.
-    fn per(self, before: Counts, n: f64) -> Counts {
+    pub(crate) fn per(self, before: Counts, n: f64) -> Counts {
         Counts {
             calls: (self.calls - before.calls) / n,
             write_calls: (self.write_calls - before.write_calls) / n,
@@ -78,7 +78,7 @@ impl Counts {
 }
 
 /// A delaying HTTP proxy to one upstream.
-struct Proxy {
+pub(crate) struct Proxy {
     delay_us: AtomicU64,
     tally: Tally,
     /// DynamoDB (its calls are asked for their consumed capacity) or S3.
@@ -278,18 +278,23 @@ struct Case {
 
 /// The API under test, called as the bench company's admin (with its API key unless said).
 #[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
     base: String,
-    key: String,
+    pub(crate) key: String,
 }
 
 impl Api {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut r = self
             .http
             .request(method, self.url(path))
@@ -307,13 +312,13 @@ impl Api {
     }
 
     /// `POST path` with `body`; answers the id of what it created.
-    async fn create(&self, path: &str, body: Value) -> Result<String, String> {
+    pub(crate) async fn create(&self, path: &str, body: Value) -> Result<String, String> {
         let made = self.call(Method::POST, path, Some(body)).await?;
         Ok(made["data"]["id"].as_str().unwrap_or_default().to_owned())
     }
 
     /// Replaces the data of the source `id` with `csv`; `what` names the source in the error.
-    async fn seed(&self, id: &str, csv: String, what: &str) -> Result<(), String> {
+    pub(crate) async fn seed(&self, id: &str, csv: String, what: &str) -> Result<(), String> {
         let r = self
             .http
             .put(self.url(&format!("/datasources/{id}/data")))
@@ -430,17 +435,17 @@ impl Api {
 /// What the whole run shares: the delaying proxies in front of DynamoDB Local and the S3
 /// server, the state the API in this process serves (reaching both only through them), the
 /// bench company, and a client of that API.
-struct Rig {
+pub(crate) struct Rig {
     db_proxy: Arc<Proxy>,
     s3_proxy: Arc<Proxy>,
-    state: AppState,
-    made: Bootstrapped,
-    api: Api,
+    pub(crate) state: AppState,
+    pub(crate) made: Bootstrapped,
+    pub(crate) api: Api,
 }
 
 impl Rig {
     /// Starts the proxies, the state behind them, the bench company and the API.
-    async fn start() -> Result<Rig, String> {
+    pub(crate) async fn start() -> Result<Rig, String> {
         let dynamodb = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").map_err(|_| {
             "the round-trip bench needs AWS_ENDPOINT_URL_DYNAMODB (a local DynamoDB)"
         })?;
@@ -471,12 +476,12 @@ impl Rig {
         })
     }
 
-    fn proxies(&self) -> [&Proxy; 2] {
+    pub(crate) fn proxies(&self) -> [&Proxy; 2] {
         [self.db_proxy.as_ref(), self.s3_proxy.as_ref()]
     }
 
     /// Makes every call through either proxy pay `delay_ms`.
-    fn set_delay(&self, delay_ms: u64) {
+    pub(crate) fn set_delay(&self, delay_ms: u64) {
         self.db_proxy
             .delay_us
             .store(delay_ms * 1000, Ordering::SeqCst);

@@ -2,6 +2,7 @@
 //! stream and the scheduler's tick delivered to the report worker (as Lambda does), an
 //! embedded DynamoDB Local and S3 server with `--local`, `bootstrap` and `create-table`.
 
+mod alert_bench;
 mod bench_support;
 mod cold_bench;
 mod cost;
@@ -88,7 +89,7 @@ enum Command {
         /// Seconds of mixed load per source size in the push part (0 skips it).
         #[arg(long, default_value_t = 20)]
         push_seconds: u64,
-        /// Run only these parts (local, report, push, delay, cold); all when not given.
+        /// Run only these parts (local, report, push, delay, alerts, cold); all when not given.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -270,7 +271,7 @@ async fn bootstrap_command(company: NewCompany, options: BootstrapOptions) -> Re
 
 /// `bench`: the parts named in `only` (all when empty), in their order.
 async fn bench_command(requests: usize, push_seconds: u64, only: &[String]) -> Result<(), String> {
-    const PARTS: [&str; 5] = ["local", "report", "push", "delay", "cold"];
+    const PARTS: [&str; 6] = ["local", "report", "push", "delay", "alerts", "cold"];
     if let Some(unknown) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
         return Err(format!(
             "--only {unknown}: the parts are {}",
@@ -289,6 +290,9 @@ async fn bench_command(requests: usize, push_seconds: u64, only: &[String]) -> R
     }
     if part("delay") {
         delay_bench::run().await?;
+    }
+    if part("alerts") {
+        alert_bench::run().await?;
     }
     if part("cold") {
         cold_bench::run().await?;

@@ -13,6 +13,7 @@ use domain::asset::Asset;
 use domain::notify::{Delivery, DeliverySource, Event};
 use domain::records::Klip;
 use domain::DeliveryKind;
+use futures::StreamExt;
 use platform::auth::records::Company;
 use platform::store::{keys, WriteError};
 use platform::{ApiError, AppState};
@@ -35,28 +36,75 @@ pub async fn on_klip_change(state: &AppState, company: &str, klip: &str) -> Outc
 }
 
 async fn evaluate_klip(state: &AppState, company: &str, klip: &str) -> Result<(), ApiError> {
-    let watching: Vec<Alert> = platform::assets::all_of::<Alert>(state, company)
-        .await?
+    let watching = state.store.alerts().watching(company, klip).await?;
+    if watching.is_empty() {
+        return Ok(());
+    }
+    // One read of the Klip (and, for anomaly alerts, of the company) for all its alerts.
+    let seen = Seen {
+        klip: read_klip(state, company, klip).await?,
+        owner: tokio::sync::OnceCell::new(),
+    };
+    // The alerts that will deliver go first: a transition is not kept waiting behind the
+    // evaluations that only record themselves (a Klip may have hundreds).
+    let now = state.clock.now();
+    let mut first = Vec::new();
+    let mut then = Vec::new();
+    for alert in watching.into_iter().filter(|a| a.klip_id == klip) {
+        let judged = judge(state, &alert, seen.klip.as_ref(), &seen.owner, now).await?;
+        match alerts::step(&alert, &judged, now) {
+            Step::Move {
+                deliver: Some(_), ..
+            } => first.push(alert),
+            _ => then.push(alert),
+        }
+    }
+    let evaluations = first
         .into_iter()
-        .filter(|a| a.klip_id == klip)
-        .collect();
-    for alert in watching {
-        evaluate(state, alert).await?;
+        .chain(then)
+        .map(|alert| evaluate_seen(state, alert, &seen));
+    let mut running = futures::stream::iter(evaluations).buffer_unordered(PARALLEL);
+    while let Some(done) = running.next().await {
+        done?;
     }
     Ok(())
 }
 
+/// How many of a Klip's alerts are evaluated at once (each that moves is one transaction).
+const PARALLEL: usize = 16;
+
+/// What the evaluations of one Klip change share: the Klip as read, and its company (read
+/// once, when an anomaly alert needs its time zone and currency).
+struct Seen {
+    klip: Option<Klip>,
+    owner: tokio::sync::OnceCell<Option<Company>>,
+}
+
+async fn read_klip(state: &AppState, company: &str, klip: &str) -> Result<Option<Klip>, ApiError> {
+    state
+        .store
+        .get(keys::asset(Klip::KIND, company, klip))
+        .await
+}
+
 /// Judges one alert on its Klip's current value and writes what follows; after a lost race,
 /// reads both again.
-pub async fn evaluate(state: &AppState, mut alert: Alert) -> Result<(), ApiError> {
+pub async fn evaluate(state: &AppState, alert: Alert) -> Result<(), ApiError> {
+    let seen = Seen {
+        klip: read_klip(state, &alert.meta.company_id, &alert.klip_id).await?,
+        owner: tokio::sync::OnceCell::new(),
+    };
+    evaluate_seen(state, alert, &seen).await
+}
+
+/// [`evaluate`] with the Klip already read (a retry reads it again).
+async fn evaluate_seen(state: &AppState, mut alert: Alert, seen: &Seen) -> Result<(), ApiError> {
     let company = alert.meta.company_id.clone();
+    let mut fresh_klip: Option<Option<Klip>> = None;
     for _ in 0..TRIES {
         let now = state.clock.now();
-        let klip: Option<Klip> = state
-            .store
-            .get(keys::asset(Klip::KIND, &company, &alert.klip_id))
-            .await?;
-        let judged = judge(state, &alert, klip.as_ref(), now).await?;
+        let klip = fresh_klip.as_ref().unwrap_or(&seen.klip).as_ref();
+        let judged = judge(state, &alert, klip, &seen.owner, now).await?;
         let Step::Move {
             to,
             deliver,
@@ -78,7 +126,7 @@ pub async fn evaluate(state: &AppState, mut alert: Alert) -> Result<(), ApiError
         }
         let moved = new.state != alert.state || deliver.is_some();
         let (event, deliveries) = if moved {
-            made(&alert, &new, klip.as_ref(), &judged, deliver, now)
+            made(&alert, &new, klip, &judged, deliver, now)
         } else {
             (None, Vec::new())
         };
@@ -91,13 +139,17 @@ pub async fn evaluate(state: &AppState, mut alert: Alert) -> Result<(), ApiError
             Ok(()) => return Ok(()),
             Err(WriteError::Failed(e)) => return Err(e),
             Err(WriteError::Refused(())) => {
-                // Another evaluation (or an edit) came first: judge what is there now.
+                // Another evaluation (or an edit) came first, or the alert was a stale
+                // copy: judge what is there now.
                 let fresh: Option<Alert> = state
                     .store
                     .get(keys::asset(Alert::KIND, &company, &alert.meta.id))
                     .await?;
                 match fresh {
-                    Some(fresh) if !fresh.paused => alert = fresh,
+                    Some(fresh) if !fresh.paused => {
+                        fresh_klip = Some(read_klip(state, &company, &fresh.klip_id).await?);
+                        alert = fresh;
+                    }
                     _ => return Ok(()),
                 }
             }
@@ -112,6 +164,7 @@ async fn judge(
     state: &AppState,
     alert: &Alert,
     klip: Option<&Klip>,
+    owner: &tokio::sync::OnceCell<Option<Company>>,
     now: DateTime<Utc>,
 ) -> Result<Result<alerts::Judged, String>, ApiError> {
     let Some(klip) = klip else {
@@ -127,9 +180,8 @@ async fn judge(
         )));
     };
     let series = if alert.condition.kind == alerts::ConditionType::Anomaly {
-        let owner: Option<Company> = state
-            .store
-            .get(keys::company(&alert.meta.company_id))
+        let owner = owner
+            .get_or_try_init(|| state.store.get(keys::company(&alert.meta.company_id)))
             .await?;
         let tz = domain::data::timezone(owner.as_ref().and_then(|c| c.timezone.as_deref()));
         let currency = owner.as_ref().map_or_else(

@@ -137,6 +137,9 @@ impl Asset for Alert {
     fn meta_mut(&mut self) -> &mut Meta {
         &mut self.meta
     }
+    fn watched_klip(&self) -> Option<&str> {
+        Some(&self.klip_id)
+    }
 }
 
 /// Checks a condition's shape; the problems as (field, message).

@@ -188,6 +188,11 @@ pub trait Asset: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     fn due_at(&self) -> Option<DateTime<Utc>> {
         None
     }
+    /// The Klip the asset watches (an alert): its changes are evaluated against it, and the
+    /// store indexes it under that Klip so they are found in one query.
+    fn watched_klip(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Checks a slug the caller chose.

@@ -92,6 +92,15 @@ impl Alerts<'_> {
         })
     }
 
+    /// The alerts watching the Klip `klip`: one query of its watchers in the `gsi1` index
+    /// (eventually consistent: an evaluation writes conditional on the revision it read, so
+    /// a stale copy is refused and read again).
+    pub async fn watching(&self, company: &str, klip: &str) -> Result<Vec<Alert>, ApiError> {
+        self.0
+            .query_index(&keys::klip_watchers(company, klip))
+            .await
+    }
+
     /// An alert's events kept at `now`, newest first.
     pub async fn events(
         &self,

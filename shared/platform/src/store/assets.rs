@@ -47,7 +47,8 @@ pub enum AssetRefused {
     Gone,
 }
 
-/// The item of an asset; one due for background work is also in the `gsi1` due index.
+/// The item of an asset; one due for background work is also in the `gsi1` due index, one
+/// that watches a Klip (an alert) in the `gsi1` partition of that Klip's watchers.
 fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, ApiError> {
     let meta = asset.meta();
     let mut item = to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), asset)?;
@@ -57,6 +58,12 @@ fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, ApiError> {
             "gsi1sk".into(),
             super::s(format!("{}#{}#{}", rfc3339(due), meta.company_id, meta.id)),
         );
+    } else if let Some(klip) = asset.watched_klip() {
+        item.insert(
+            "gsi1pk".into(),
+            super::s(keys::klip_watchers(&meta.company_id, klip)),
+        );
+        item.insert("gsi1sk".into(), super::s(meta.id.clone()));
     }
     Ok(item)
 }
@@ -467,5 +474,20 @@ mod due_index_tests {
         .unwrap();
         let item = asset_item(&report).unwrap();
         assert_eq!(item["gsi1sk"].as_s().unwrap(), "2026-12-03T08:00:00Z#c#r");
+    }
+
+    /// An alert is found among its Klip's watchers (one query when the Klip changes).
+    #[test]
+    fn an_alert_is_indexed_under_the_klip_it_watches() {
+        let alert: domain::alerts::Alert = serde_json::from_value(serde_json::json!({
+            "meta": {"id": "a", "company_id": "c", "name": "A", "slug": "a", "version": 1,
+                     "created_by": "u", "date_created": "2026-12-01T00:00:00Z",
+                     "last_updated": "2026-12-01T00:00:00Z"},
+            "klip_id": "k", "condition": {"type": "above", "value": 1}, "channels": ["ch"]
+        }))
+        .unwrap();
+        let item = asset_item(&alert).unwrap();
+        assert_eq!(item["gsi1pk"].as_s().unwrap(), "WATCH#c#k");
+        assert_eq!(item["gsi1sk"].as_s().unwrap(), "a");
     }
 }

@@ -121,6 +121,10 @@ pub fn alert_event(company: &str, alert: &str, event: &str) -> Key {
         format!("{}{event}", alert_events_of(alert)),
     )
 }
+/// The `gsi1` partition of the alerts watching a Klip (`gsi1sk` = the alert's id).
+pub fn klip_watchers(company: &str, klip: &str) -> String {
+    format!("WATCH#{company}#{klip}")
+}
 /// The sort-key prefix of an alert's events.
 pub fn alert_events_of(alert: &str) -> String {
     format!("ALERTEVT#{alert}#")

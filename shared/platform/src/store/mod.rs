@@ -24,6 +24,8 @@
 //! | report run | `C#<company>` | `RUN#<report>#<run>` | `entity = report_run`; run ids sort by time; the stream passes inserted `queued` runs to the worker |
 //! | refresh job | `C#<company>` | `REFRESHJOB#<datasource>#<job>` | `entity = datasource_refresh`; like a run; `ttl` |
 //! | idempotency key | `C#<company>` | `IDEM#<report>#<sha256 of key>` | → the run it queued; `ttl` |
+//! | alert | `C#<company>` | `ALERT#<id>` | an asset; `gsi1pk = WATCH#<company>#<klip>`, `gsi1sk = <id>`: a Klip's alerts in one query |
+//! | alert event | `C#<company>` | `ALERTEVT#<alert>#<event>` | event ids sort by time; `ttl` |
 //! | client account | `C#<client>` | `COMPANY` | a company with `parent_id`; `gsi1pk = PARTNER#<partner>`, `gsi1sk = <created>#<id>` |
 //!
 //! Data source files live in S3 under `<company>/datasources/<id>/<data_id>/` (`raw`,
@@ -663,9 +665,14 @@ impl<'a> Transaction<'a> {
     }
 
     /// Writes all or nothing; `Refused(i)` names the first step whose condition failed.
-    pub async fn commit(self) -> Result<(), WriteError<usize>> {
+    pub async fn commit(mut self) -> Result<(), WriteError<usize>> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
+        if let [only] = self.items.as_mut_slice() {
+            if let Some(update) = only.update.take() {
+                return self.store.update_alone(update).await;
+            }
+        }
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         match self
             .store
@@ -701,6 +708,36 @@ impl<'a> Transaction<'a> {
 }
 
 impl Store {
+    /// A transaction's only step, an update, written as an `UpdateItem`: one item is all or
+    /// nothing on its own, and a transaction would cost twice the write units (an alert's
+    /// evaluation that changes only its state fields is one).
+    async fn update_alone(
+        &self,
+        update: aws_sdk_dynamodb::types::Update,
+    ) -> Result<(), WriteError<usize>> {
+        let sent = self
+            .db
+            .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(WriteError::Refused(0))
+            }
+            Err(e) => Err(WriteError::Failed(db_error("UpdateItem", e))),
+        }
+    }
+
     /// A transaction to build and commit.
     pub fn transaction(&self) -> Transaction<'_> {
         Transaction {
