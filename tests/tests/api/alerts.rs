@@ -569,3 +569,40 @@ async fn an_evaluation_moves_the_alerts_version_so_an_edit_from_before_it_is_412
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["last_value"], 5.0, "{body}");
 }
+
+/// An alert found by the Klip it watches: moved to another Klip, it is judged on that one's
+/// changes and no longer on the first's.
+#[tokio::test]
+async fn an_alert_moved_to_another_klip_is_judged_on_that_klip() {
+    let app = app().await;
+    let (ds_a, k_a) = klip(&app).await;
+    let (ds_b, k_b) = klip(&app).await;
+    let (receiver, channel, _) = hook(&app).await;
+    let a = created(
+        &app,
+        "/alerts",
+        json!({"name": "Moves", "klip_id": k_a,
+        "condition": {"type": "above", "value": 100}, "channels": [channel]}),
+    )
+    .await;
+    let r = app
+        .call(
+            "PUT",
+            &format!("/alerts/{}", id(&a)),
+            app.key(),
+            Some(json!({"klip_id": k_b})),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The first Klip crosses the line: nothing (the alert no longer watches it).
+    push(&app, &ds_a, &[500.0]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let still = alert(&app, &format!("/alerts/{}", id(&a))).await;
+    assert_eq!(still["state"], "ok", "{still}");
+    assert!(still["last_evaluated_at"].is_null(), "{still}");
+    // The second does: it fires.
+    push(&app, &ds_b, &[300.0]).await;
+    let firing = alert_when(&app, &id(&a), |a| a["state"] == "firing").await;
+    assert_eq!(firing["last_value"], 300.0, "{firing}");
+    assert_eq!(receiver.wait_for(1).await.len(), 1);
+}
