@@ -4,7 +4,9 @@
 //! each evaluation is written with the event and the deliveries it makes, conditional on
 //! the alert's revision ([`platform::store::alerts`]): an evaluation that lost to another
 //! reads the alert again and judges once more, so a transition fires once. Never on a read:
-//! reads do not write Klip values.
+//! reads do not write Klip values. A Klip's alerts come from one query of its watchers
+//! (`gsi1`); the ones that will deliver are written first, and their deliveries sent at
+//! once (the stream's record of each then finds it taken).
 
 use crate::generate::Outcome;
 use chrono::{DateTime, Utc};
@@ -136,7 +138,10 @@ async fn evaluate_seen(state: &AppState, mut alert: Alert, seen: &Seen) -> Resul
             .record(&alert, &new, event.as_ref(), &deliveries)
             .await
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                send_now(state, &company, &deliveries).await;
+                return Ok(());
+            }
             Err(WriteError::Failed(e)) => return Err(e),
             Err(WriteError::Refused(())) => {
                 // Another evaluation (or an edit) came first, or the alert was a stale
@@ -156,6 +161,18 @@ async fn evaluate_seen(state: &AppState, mut alert: Alert, seen: &Seen) -> Resul
         }
     }
     Ok(())
+}
+
+/// Sends an evaluation's deliveries at once, not after the rest of the batch (a Klip may
+/// have hundreds of alerts to record first): each attempt claims its delivery, so the
+/// stream's record of it, arriving later, finds it taken and does nothing; an attempt that
+/// could not finish leaves it to the stream or, once its lease ends, to the tick.
+async fn send_now(state: &AppState, company: &str, deliveries: &[Delivery]) {
+    for delivery in deliveries {
+        if let Outcome::Retry(error) = crate::deliver::run(state, company, &delivery.id).await {
+            tracing::warn!(%error, delivery = %delivery.id, "an alert's delivery left to the stream");
+        }
+    }
 }
 
 /// The judgement of the alert's condition on the Klip's value (an error: why it cannot be

@@ -162,6 +162,7 @@ pub fn passes_filter(record: &EventRecord) -> bool {
 pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> Vec<String> {
     let mut failures = Vec::new();
     let mut done_sources: Vec<((String, String), Outcome)> = Vec::new();
+    let mut klips = ChangedKlips::default();
     let mut started = false;
     for record in batch.records.iter().filter(|r| passes_filter(r)) {
         // Out of time: this record and the rest go back to the stream (the first always
@@ -174,6 +175,9 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
             continue;
         }
         started = true;
+        if klips.note(record) {
+            continue;
+        }
         let Some(outcome) = act(state, record, &mut done_sources).await else {
             continue;
         };
@@ -187,7 +191,62 @@ pub async fn handle(state: &AppState, batch: Event, until: Option<Instant>) -> V
             }
         }
     }
+    failures.extend(klips.evaluate(state).await);
     failures
+}
+
+/// How many Klips' alerts a batch evaluates at once.
+const KLIPS_AT_ONCE: usize = 4;
+
+/// The Klips whose value moved (or that went) in a batch, each once with the sequence
+/// numbers of its records: their alerts are evaluated after the batch's other work, several
+/// Klips at once (each evaluation reads the Klip as it is then, so one per batch suffices).
+#[derive(Default)]
+struct ChangedKlips(Vec<((String, String), Vec<String>)>);
+
+impl ChangedKlips {
+    /// Notes the record if it is a Klip's value change (or removal); answers whether it was.
+    fn note(&mut self, record: &EventRecord) -> bool {
+        if !is_klip_record(record) {
+            return false;
+        }
+        let company = key_text(record, "pk").and_then(|pk| pk.strip_prefix("C#"));
+        let klip = key_text(record, "sk").and_then(|sk| sk.strip_prefix("KLIP#"));
+        let (Some(company), Some(klip)) = (company, klip) else {
+            return true;
+        };
+        if !is_klip_value_change(record) {
+            return true;
+        }
+        let key = (company.to_owned(), klip.to_owned());
+        let sequence = record.change.sequence_number.clone();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, sequences)) => sequences.extend(sequence),
+            None => self.0.push((key, sequence.into_iter().collect())),
+        }
+        true
+    }
+
+    /// Evaluates each Klip's alerts; answers the sequence numbers to deliver again.
+    async fn evaluate(self, state: &AppState) -> Vec<String> {
+        use futures::StreamExt;
+        let mut evaluations = Vec::with_capacity(self.0.len());
+        for ((company, klip), _) in &self.0 {
+            evaluations.push(crate::alerts::on_klip_change(state, company, klip));
+        }
+        let outcomes: Vec<Outcome> = futures::stream::iter(evaluations)
+            .buffered(KLIPS_AT_ONCE)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for ((_, sequences), outcome) in self.0.into_iter().zip(outcomes) {
+            if let Outcome::Retry(error) = outcome {
+                tracing::warn!(%error, "a Klip's alerts returned to the stream for a retry");
+                failures.extend(sequences);
+            }
+        }
+        failures
+    }
 }
 
 /// What one record asks for, done; `None` for a record with nothing to do.
@@ -224,18 +283,6 @@ async fn act(
                 tracing::error!(error = %e, "a data source's item does not decode; skipped");
                 return None;
             }
-        }
-    } else if is_klip_record(record) {
-        if !is_klip_value_change(record) {
-            return None;
-        }
-        let company = key_text(record, "pk").and_then(|pk| pk.strip_prefix("C#"));
-        let klip = key_text(record, "sk").and_then(|sk| sk.strip_prefix("KLIP#"));
-        match (company, klip) {
-            (Some(company), Some(klip)) => {
-                crate::alerts::on_klip_change(state, company, klip).await
-            }
-            _ => return None,
         }
     } else if is_queued_delivery(record) {
         match serde_dynamo::from_item::<_, domain::notify::Delivery>(image) {
