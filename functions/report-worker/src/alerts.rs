@@ -46,6 +46,7 @@ async fn evaluate_klip(state: &AppState, company: &str, klip: &str) -> Result<()
     let seen = Seen {
         klip: read_klip(state, company, klip).await?,
         owner: tokio::sync::OnceCell::new(),
+        sent: Default::default(),
     };
     // The alerts that will deliver go first: a transition is not kept waiting behind the
     // evaluations that only record themselves (a Klip may have hundreds).
@@ -80,7 +81,14 @@ const PARALLEL: usize = 16;
 struct Seen {
     klip: Option<Klip>,
     owner: tokio::sync::OnceCell<Option<Company>>,
+    /// Deliveries sent at once so far (at most [`SEND_NOW`]; the stream sends the rest).
+    sent: std::sync::atomic::AtomicUsize,
 }
+
+/// How many deliveries one Klip's evaluations send themselves: each waits for its receiver
+/// (up to 10 s), so a Klip with hundreds of alerts firing together leaves the rest to the
+/// stream's records of them, whose attempts keep to the invocation's time.
+const SEND_NOW: usize = 16;
 
 async fn read_klip(state: &AppState, company: &str, klip: &str) -> Result<Option<Klip>, ApiError> {
     state
@@ -95,6 +103,7 @@ pub async fn evaluate(state: &AppState, alert: Alert) -> Result<(), ApiError> {
     let seen = Seen {
         klip: read_klip(state, &alert.meta.company_id, &alert.klip_id).await?,
         owner: tokio::sync::OnceCell::new(),
+        sent: Default::default(),
     };
     evaluate_seen(state, alert, &seen).await
 }
@@ -139,7 +148,7 @@ async fn evaluate_seen(state: &AppState, mut alert: Alert, seen: &Seen) -> Resul
             .await
         {
             Ok(()) => {
-                send_now(state, &company, &deliveries).await;
+                send_now(state, &company, &deliveries, &seen.sent).await;
                 return Ok(());
             }
             Err(WriteError::Failed(e)) => return Err(e),
@@ -167,8 +176,16 @@ async fn evaluate_seen(state: &AppState, mut alert: Alert, seen: &Seen) -> Resul
 /// have hundreds of alerts to record first): each attempt claims its delivery, so the
 /// stream's record of it, arriving later, finds it taken and does nothing; an attempt that
 /// could not finish leaves it to the stream or, once its lease ends, to the tick.
-async fn send_now(state: &AppState, company: &str, deliveries: &[Delivery]) {
+async fn send_now(
+    state: &AppState,
+    company: &str,
+    deliveries: &[Delivery],
+    sent: &std::sync::atomic::AtomicUsize,
+) {
     for delivery in deliveries {
+        if sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= SEND_NOW {
+            return;
+        }
         if let Outcome::Retry(error) = crate::deliver::run(state, company, &delivery.id).await {
             tracing::warn!(%error, delivery = %delivery.id, "an alert's delivery left to the stream");
         }

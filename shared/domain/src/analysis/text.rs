@@ -247,228 +247,271 @@ fn up_down(x: f64) -> &'static str {
 /// The sentence of an insight of type `kind` from its `values`; see the module docs.
 pub fn render(kind: InsightType, values: &BTreeMap<String, Value>, style: &NumberStyle) -> String {
     let v = Values(values);
+    match kind {
+        InsightType::PeriodOverPeriod => period_over_period(&v, style),
+        InsightType::Trend => trend(&v, style),
+        InsightType::Anomaly => anomaly(&v, style),
+        InsightType::Record => record(&v, style),
+        InsightType::Goal => goal(&v, style),
+        InsightType::Driver => driver(&v, style),
+        InsightType::Concentration => concentration(&v, style),
+        InsightType::Forecast => forecast(&v, style),
+    }
+}
+
+/// The sentence of a `period_over_period` insight.
+fn period_over_period(v: &Values, style: &NumberStyle) -> String {
+    let name = v.name();
+    let period = v.period();
+    let opt = |key: &str| v.num(key);
+    let (Some(current), Some(previous), Some(change), Some(pct)) = (
+        opt("current"),
+        opt("previous"),
+        opt("change"),
+        opt("change_pct"),
+    ) else {
+        return format!("{name}: no comparison.");
+    };
+    let before = v.text("previous_period").unwrap_or("the previous period");
+    let mut s = format!(
+        "{name}: {} in {period}, {} {} ({}) from {} in {before}.",
+        style.value(current),
+        up_down(change),
+        format_pct(pct),
+        style.change(change),
+        style.value(previous)
+    );
+    if let (Some(year_ago), Some(yoy_change), Some(yoy_pct)) = (
+        opt("previous_year"),
+        opt("change_yoy"),
+        opt("change_yoy_pct"),
+    ) {
+        let when = v
+            .text("year_ago_period")
+            .unwrap_or("the same period a year earlier");
+        s.push_str(&format!(
+            " Against {} in {when}: {} {}.",
+            style.value(year_ago),
+            up_down(yoy_change),
+            format_pct(yoy_pct)
+        ));
+    }
+    s
+}
+
+/// The sentence of a `trend` insight.
+fn trend(v: &Values, style: &NumberStyle) -> String {
+    let name = v.name();
+    let bucket = v.bucket();
+    let opt = |key: &str| v.num(key);
+    let (Some(slope), Some(n), Some(total), Some(p)) =
+        (opt("slope"), opt("n"), opt("total_change"), opt("p_value"))
+    else {
+        return format!("{name}: no trend.");
+    };
+    let verb = if slope < 0.0 { "fell" } else { "rose" };
+    let dates = match (v.text("first_date"), v.text("last_date")) {
+        (Some(a), Some(b)) => format!(" ({a} – {b})"),
+        _ => String::new(),
+    };
+    format!(
+        "{name} {verb} by about {} per {bucket} across {}{dates}, {} in all \
+         (Theil–Sen slope; Mann–Kendall {}).",
+        style.value(slope.abs()),
+        count(n, bucket),
+        style.change(total),
+        format_p(p)
+    )
+}
+
+/// The sentence of a `anomaly` insight.
+fn anomaly(v: &Values, style: &NumberStyle) -> String {
+    let name = v.name();
+    let bucket = v.bucket();
+    let opt = |key: &str| v.num(key);
+    let (Some(actual), Some(expected), Some(low), Some(high), Some(z)) = (
+        opt("actual"),
+        opt("expected"),
+        opt("low"),
+        opt("high"),
+        opt("z"),
+    ) else {
+        return format!("{name}: no anomaly.");
+    };
+    let side = if actual < expected { "below" } else { "above" };
+    format!(
+        "{name}: {} {}, {side} the expected {} (usual range {} – {}; robust z = {}).",
+        style.value(actual),
+        when(bucket, v.text("date").unwrap_or("?")),
+        style.value(expected),
+        style.value(low),
+        style.value(high),
+        format_number((z * 10.0).round() / 10.0)
+    )
+}
+
+/// The sentence of a `record` insight.
+fn record(v: &Values, style: &NumberStyle) -> String {
     let name = v.name();
     let period = v.period();
     let bucket = v.bucket();
     let opt = |key: &str| v.num(key);
-    match kind {
-        InsightType::PeriodOverPeriod => {
-            let (Some(current), Some(previous), Some(change), Some(pct)) = (
-                opt("current"),
-                opt("previous"),
-                opt("change"),
-                opt("change_pct"),
-            ) else {
-                return format!("{name}: no comparison.");
-            };
-            let before = v.text("previous_period").unwrap_or("the previous period");
-            let mut s = format!(
-                "{name}: {} in {period}, {} {} ({}) from {} in {before}.",
-                style.value(current),
-                up_down(change),
-                format_pct(pct),
-                style.change(change),
-                style.value(previous)
-            );
-            if let (Some(year_ago), Some(yoy_change), Some(yoy_pct)) = (
-                opt("previous_year"),
-                opt("change_yoy"),
-                opt("change_yoy_pct"),
-            ) {
-                let when = v
-                    .text("year_ago_period")
-                    .unwrap_or("the same period a year earlier");
-                s.push_str(&format!(
-                    " Against {} in {when}: {} {}.",
-                    style.value(year_ago),
-                    up_down(yoy_change),
-                    format_pct(yoy_pct)
-                ));
-            }
-            s
+    let n = opt("n").unwrap_or(0.0);
+    if let (Some(record), Some(kind)) = (opt("value"), v.text("record")) {
+        let word = if kind == "low" { "lowest" } else { "highest" };
+        let mut s = format!(
+            "{name}: {} {} is the {word} of the {} in {period}",
+            style.value(record),
+            when(bucket, v.text("date").unwrap_or("?")),
+            complete(n, bucket),
+        );
+        if let (Some(prev), Some(date)) = (opt("previous_record"), v.text("previous_date")) {
+            s.push_str(&format!(
+                ", past the previous {} of {} {}",
+                if kind == "low" { "low" } else { "high" },
+                style.value(prev),
+                when(bucket, date)
+            ));
         }
-        InsightType::Trend => {
-            let (Some(slope), Some(n), Some(total), Some(p)) =
-                (opt("slope"), opt("n"), opt("total_change"), opt("p_value"))
-            else {
-                return format!("{name}: no trend.");
-            };
-            let verb = if slope < 0.0 { "fell" } else { "rose" };
-            let dates = match (v.text("first_date"), v.text("last_date")) {
-                (Some(a), Some(b)) => format!(" ({a} – {b})"),
-                _ => String::new(),
-            };
-            format!(
-                "{name} {verb} by about {} per {bucket} across {}{dates}, {} in all \
-                 (Theil–Sen slope; Mann–Kendall {}).",
-                style.value(slope.abs()),
-                count(n, bucket),
-                style.change(total),
-                format_p(p)
-            )
-        }
-        InsightType::Anomaly => {
-            let (Some(actual), Some(expected), Some(low), Some(high), Some(z)) = (
-                opt("actual"),
-                opt("expected"),
-                opt("low"),
-                opt("high"),
-                opt("z"),
-            ) else {
-                return format!("{name}: no anomaly.");
-            };
-            let side = if actual < expected { "below" } else { "above" };
-            format!(
-                "{name}: {} {}, {side} the expected {} (usual range {} – {}; robust z = {}).",
-                style.value(actual),
-                when(bucket, v.text("date").unwrap_or("?")),
-                style.value(expected),
-                style.value(low),
-                style.value(high),
-                format_number((z * 10.0).round() / 10.0)
-            )
-        }
-        InsightType::Record => {
-            let n = opt("n").unwrap_or(0.0);
-            if let (Some(record), Some(kind)) = (opt("value"), v.text("record")) {
-                let word = if kind == "low" { "lowest" } else { "highest" };
-                let mut s = format!(
-                    "{name}: {} {} is the {word} of the {} in {period}",
-                    style.value(record),
-                    when(bucket, v.text("date").unwrap_or("?")),
-                    complete(n, bucket),
-                );
-                if let (Some(prev), Some(date)) = (opt("previous_record"), v.text("previous_date"))
-                {
-                    s.push_str(&format!(
-                        ", past the previous {} of {} {}",
-                        if kind == "low" { "low" } else { "high" },
-                        style.value(prev),
-                        when(bucket, date)
-                    ));
-                }
-                s.push('.');
-                return s;
-            }
-            let mut parts = Vec::new();
-            if let (Some(high), Some(date)) = (opt("highest"), v.text("highest_date")) {
-                parts.push(format!(
-                    "highest {} {}",
-                    style.value(high),
-                    when(bucket, date)
-                ));
-            }
-            if let (Some(low), Some(date)) = (opt("lowest"), v.text("lowest_date")) {
-                parts.push(format!(
-                    "lowest {} {}",
-                    style.value(low),
-                    when(bucket, date)
-                ));
-            }
-            format!(
-                "{name} in {period}, across its {}: {}.",
-                complete(n, bucket),
-                parts.join(", ")
-            )
-        }
-        InsightType::Goal => {
-            let (Some(current), Some(target)) = (opt("current"), opt("target")) else {
-                return format!("{name}: no goal.");
-            };
-            let of_target = opt("attainment_pct")
-                .map(|a| format!(", {} of the target {}", format_pct(a), style.value(target)))
-                .unwrap_or_else(|| format!(" against the target {}", style.value(target)));
-            let elapsed = opt("elapsed_pct").unwrap_or(100.0);
-            let status = match v.flag("on_track") {
-                Some(true) => "on track",
-                Some(false) => "behind",
-                None => "",
-            };
-            if elapsed >= 100.0 {
-                return format!(
-                    "{name}: {} for {period}{of_target} ({status}).",
-                    style.value(current)
-                );
-            }
-            let mut s = format!(
-                "{name}: {} with {} of {period} elapsed{of_target}",
-                style.value(current),
-                format_pct(elapsed)
-            );
-            if let Some(pace) = opt("pace") {
-                s.push_str(&format!("; at this pace it ends at {}", style.value(pace)));
-                if let Some(pct) = opt("pace_pct") {
-                    s.push_str(&format!(" ({} of target)", format_pct(pct)));
-                }
-            }
-            s.push_str(&format!(", {status}."));
-            s
-        }
-        InsightType::Driver => {
-            let (Some(group), Some(share), Some(change), Some(total)) = (
-                v.text("group"),
-                opt("share_pct"),
-                opt("group_change"),
-                opt("total_change"),
-            ) else {
-                return format!("{name}: no driver.");
-            };
-            let mut s = format!(
-                "{group} accounts for {} of the change in {name} ({} of {})",
-                format_pct(share),
-                style.change(change),
-                style.change(total)
-            );
-            if let (Some(before), Some(after)) = (opt("group_previous"), opt("group_current")) {
-                s.push_str(&format!(
-                    ": from {} to {}",
-                    style.value(before),
-                    style.value(after)
-                ));
-            }
-            s.push('.');
-            s
-        }
-        InsightType::Concentration => {
-            let (Some(group), Some(share), Some(value), Some(total)) = (
-                v.text("group"),
-                opt("share_pct"),
-                opt("group_value"),
-                opt("total"),
-            ) else {
-                return format!("{name}: no concentration.");
-            };
-            format!(
-                "{group} makes up {} of {name} in {period} ({} of {}).",
-                format_pct(share),
-                style.value(value),
-                style.value(total)
-            )
-        }
-        InsightType::Forecast => {
-            let (Some(forecast), Some(low), Some(high), Some(h)) =
-                (opt("forecast"), opt("lower"), opt("upper"), opt("horizon"))
-            else {
-                return format!("{name}: no forecast.");
-            };
-            let mut s = format!(
-                "{name} is forecast at {} {} (80% interval {} – {}), {} ahead",
-                style.value(forecast),
-                when(bucket, v.text("forecast_date").unwrap_or("?")),
-                style.value(low),
-                style.value(high),
-                count(h, bucket)
-            );
-            if let Some(last) = opt("last_value") {
-                s.push_str(&format!(
-                    " of the last complete one ({})",
-                    style.value(last)
-                ));
-            }
-            s.push_str(" (Holt's linear smoothing).");
-            s
+        s.push('.');
+        return s;
+    }
+    let mut parts = Vec::new();
+    if let (Some(high), Some(date)) = (opt("highest"), v.text("highest_date")) {
+        parts.push(format!(
+            "highest {} {}",
+            style.value(high),
+            when(bucket, date)
+        ));
+    }
+    if let (Some(low), Some(date)) = (opt("lowest"), v.text("lowest_date")) {
+        parts.push(format!(
+            "lowest {} {}",
+            style.value(low),
+            when(bucket, date)
+        ));
+    }
+    format!(
+        "{name} in {period}, across its {}: {}.",
+        complete(n, bucket),
+        parts.join(", ")
+    )
+}
+
+/// The sentence of a `goal` insight.
+fn goal(v: &Values, style: &NumberStyle) -> String {
+    let name = v.name();
+    let period = v.period();
+    let opt = |key: &str| v.num(key);
+    let (Some(current), Some(target)) = (opt("current"), opt("target")) else {
+        return format!("{name}: no goal.");
+    };
+    let of_target = opt("attainment_pct")
+        .map(|a| format!(", {} of the target {}", format_pct(a), style.value(target)))
+        .unwrap_or_else(|| format!(" against the target {}", style.value(target)));
+    let elapsed = opt("elapsed_pct").unwrap_or(100.0);
+    let status = match v.flag("on_track") {
+        Some(true) => "on track",
+        Some(false) => "behind",
+        None => "",
+    };
+    if elapsed >= 100.0 {
+        return format!(
+            "{name}: {} for {period}{of_target} ({status}).",
+            style.value(current)
+        );
+    }
+    let mut s = format!(
+        "{name}: {} with {} of {period} elapsed{of_target}",
+        style.value(current),
+        format_pct(elapsed)
+    );
+    if let Some(pace) = opt("pace") {
+        s.push_str(&format!("; at this pace it ends at {}", style.value(pace)));
+        if let Some(pct) = opt("pace_pct") {
+            s.push_str(&format!(" ({} of target)", format_pct(pct)));
         }
     }
+    s.push_str(&format!(", {status}."));
+    s
+}
+
+/// The sentence of a `driver` insight.
+fn driver(v: &Values, style: &NumberStyle) -> String {
+    let name = v.name();
+    let opt = |key: &str| v.num(key);
+    let (Some(group), Some(share), Some(change), Some(total)) = (
+        v.text("group"),
+        opt("share_pct"),
+        opt("group_change"),
+        opt("total_change"),
+    ) else {
+        return format!("{name}: no driver.");
+    };
+    let mut s = format!(
+        "{group} accounts for {} of the change in {name} ({} of {})",
+        format_pct(share),
+        style.change(change),
+        style.change(total)
+    );
+    if let (Some(before), Some(after)) = (opt("group_previous"), opt("group_current")) {
+        s.push_str(&format!(
+            ": from {} to {}",
+            style.value(before),
+            style.value(after)
+        ));
+    }
+    s.push('.');
+    s
+}
+
+/// The sentence of a `concentration` insight.
+fn concentration(v: &Values, style: &NumberStyle) -> String {
+    let name = v.name();
+    let period = v.period();
+    let opt = |key: &str| v.num(key);
+    let (Some(group), Some(share), Some(value), Some(total)) = (
+        v.text("group"),
+        opt("share_pct"),
+        opt("group_value"),
+        opt("total"),
+    ) else {
+        return format!("{name}: no concentration.");
+    };
+    format!(
+        "{group} makes up {} of {name} in {period} ({} of {}).",
+        format_pct(share),
+        style.value(value),
+        style.value(total)
+    )
+}
+
+/// The sentence of a `forecast` insight.
+fn forecast(v: &Values, style: &NumberStyle) -> String {
+    let name = v.name();
+    let bucket = v.bucket();
+    let opt = |key: &str| v.num(key);
+    let (Some(forecast), Some(low), Some(high), Some(h)) =
+        (opt("forecast"), opt("lower"), opt("upper"), opt("horizon"))
+    else {
+        return format!("{name}: no forecast.");
+    };
+    let mut s = format!(
+        "{name} is forecast at {} {} (80% interval {} – {}), {} ahead",
+        style.value(forecast),
+        when(bucket, v.text("forecast_date").unwrap_or("?")),
+        style.value(low),
+        style.value(high),
+        count(h, bucket)
+    );
+    if let Some(last) = opt("last_value") {
+        s.push_str(&format!(
+            " of the last complete one ({})",
+            style.value(last)
+        ));
+    }
+    s.push_str(" (Holt's linear smoothing).");
+    s
 }
 
 #[cfg(test)]
