@@ -1,12 +1,11 @@
 //! Evaluating alerts (API.md §6 alerts) when a Klip's value changed: the table's stream
-//! brings every change of a Klip's item; when its `value` moved, the Klip's alerts (read in
-//! one query of the company's alerts) are judged on the new value ([`domain::alerts`]) and
+//! brings every change of a Klip's item; when its `value` moved, the Klip's alerts (one
+//! query of its watchers in `gsi1`) are judged on the new value ([`domain::alerts`]) and
 //! each evaluation is written with the event and the deliveries it makes, conditional on
 //! the alert's revision ([`platform::store::alerts`]): an evaluation that lost to another
 //! reads the alert again and judges once more, so a transition fires once. Never on a read:
-//! reads do not write Klip values. A Klip's alerts come from one query of its watchers
-//! (`gsi1`); the ones that will deliver are written first, and their deliveries sent at
-//! once (the stream's record of each then finds it taken).
+//! reads do not write Klip values. The alerts that will deliver are written first, and
+//! their deliveries sent at once (the stream's record of each then finds it taken).
 
 use crate::generate::Outcome;
 use chrono::{DateTime, Utc};
