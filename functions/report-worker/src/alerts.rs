@@ -57,14 +57,14 @@ async fn evaluate_klip(state: &AppState, company: &str, klip: &str) -> Result<()
         match alerts::step(&alert, &judged, now) {
             Step::Move {
                 deliver: Some(_), ..
-            } => first.push(alert),
-            _ => then.push(alert),
+            } => first.push((alert, judged)),
+            _ => then.push((alert, judged)),
         }
     }
     let evaluations = first
         .into_iter()
         .chain(then)
-        .map(|alert| evaluate_seen(state, alert, &seen));
+        .map(|(alert, judged)| evaluate_seen(state, alert, &seen, Some((judged, now))));
     let mut running = futures::stream::iter(evaluations).buffer_unordered(PARALLEL);
     while let Some(done) = running.next().await {
         done?;
@@ -104,17 +104,31 @@ pub async fn evaluate(state: &AppState, alert: Alert) -> Result<(), ApiError> {
         owner: tokio::sync::OnceCell::new(),
         sent: Default::default(),
     };
-    evaluate_seen(state, alert, &seen).await
+    evaluate_seen(state, alert, &seen, None).await
 }
 
-/// [`evaluate`] with the Klip already read (a retry reads it again).
-async fn evaluate_seen(state: &AppState, mut alert: Alert, seen: &Seen) -> Result<(), ApiError> {
+/// What an alert was judged, and when (an anomaly's judgement analyses the Klip's series).
+type Judgement = (Result<alerts::Judged, String>, DateTime<Utc>);
+
+/// [`evaluate`] with the Klip already read and, when given, the alert already judged on it
+/// (a retry reads both again and judges anew).
+async fn evaluate_seen(
+    state: &AppState,
+    mut alert: Alert,
+    seen: &Seen,
+    mut judged_first: Option<Judgement>,
+) -> Result<(), ApiError> {
     let company = alert.meta.company_id.clone();
     let mut fresh_klip: Option<Option<Klip>> = None;
     for _ in 0..TRIES {
-        let now = state.clock.now();
         let klip = fresh_klip.as_ref().unwrap_or(&seen.klip).as_ref();
-        let judged = judge(state, &alert, klip, &seen.owner, now).await?;
+        let (judged, now) = match judged_first.take() {
+            Some(judgement) => judgement,
+            None => {
+                let now = state.clock.now();
+                (judge(state, &alert, klip, &seen.owner, now).await?, now)
+            }
+        };
         let Step::Move {
             to,
             deliver,
