@@ -14,6 +14,7 @@
 //! other failure is permanent: the run ends `failed` with a sentence saying why.
 
 use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
 use domain::document::{self, Cover};
 use domain::klip::Range;
 use domain::records::{Dashboard, Datasource, Klip};
@@ -253,14 +254,7 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         .get(keys::asset(Report::KIND, &company_id, &run.report_id))
         .await?
         .ok_or_else(|| Stop::Fail("the report was deleted".into()))?;
-    let company: Option<Company> = state.store.get(keys::company(&company_id)).await?;
-    // A `currency` Klip that names no currency is in the company's.
-    let currency = company.as_ref().map_or_else(
-        || domain::analysis::text::DEFAULT_CURRENCY.to_owned(),
-        |c| document::company_currency(&c.properties),
-    );
-    let zone_name = company.and_then(|c| c.timezone);
-    let tz = domain::data::timezone(zone_name.as_deref());
+    let (tz, currency) = zone_and_currency(state, &company_id).await?;
     let window: Option<Range> = match &report.window {
         Some(w) => Some(
             Range::parse(w)
@@ -268,58 +262,9 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         ),
         None => None,
     };
-    // Every covered Klip in one BatchGetItem; each data source's rows read once, however
-    // many Klips use it.
     let ids = covered(state, &report).await?;
-    let wanted: Vec<platform::store::Key> = ids
-        .iter()
-        .map(|id| keys::asset(Klip::KIND, &company_id, id))
-        .collect();
-    let mut data_of: HashMap<String, Option<platform::assets::stored::Loaded>> = HashMap::new();
-    let mut found: Vec<Klip> = Vec::new();
-    let mut data_as_of: Option<DateTime<Utc>> = None;
-    for item in state.store.get_many(&wanted).await?.into_iter().flatten() {
-        // A Klip deleted since is left out: the report covers what is left.
-        let klip: Klip = platform::store::from_item(item)?;
-        if let Some(ds_id) = &klip.datasource_id {
-            if !data_of.contains_key(ds_id) {
-                let data = match state
-                    .store
-                    .get::<Datasource>(keys::asset(Datasource::KIND, &company_id, ds_id))
-                    .await?
-                {
-                    Some(ds) => {
-                        if ds.date_last_refresh > data_as_of {
-                            data_as_of = ds.date_last_refresh;
-                        }
-                        Some(platform::assets::stored::load(state, &ds).await?)
-                    }
-                    None => None,
-                };
-                data_of.insert(ds_id.clone(), data);
-            }
-        }
-        found.push(klip);
-    }
-    // Each Klip streams its source's rows from the bytes read once, however many Klips
-    // share them: no source is ever held as parsed rows.
-    let mut klips: Vec<document::Computed> = Vec::with_capacity(found.len());
-    for klip in &found {
-        let data = klip
-            .datasource_id
-            .as_ref()
-            .and_then(|id| data_of.get(id))
-            .and_then(Option::as_ref);
-        let mut failed = None;
-        klips.push(document::compute_streamed(klip, window, tz, now, |each| {
-            if let Some(data) = data {
-                failed = data.each_row(each).err();
-            }
-        }));
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-    }
+    let read = read_klips(state, &company_id, &ids).await?;
+    let klips = compute(&read, window, tz, now)?;
     if klips.is_empty() {
         return Err(Stop::Fail(
             "none of the report's Klips exists any more".into(),
@@ -333,10 +278,110 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         window: report.window.as_deref(),
     };
     let doc = document::build_with_currency(&cover, &klips, tz, &currency, now);
-    let bytes = document::render(&doc, report.format)
+    store_file(state, run, &report, &doc).await?;
+    run.window = Some(doc.window.clone());
+    run.timezone = Some(tz.name().to_owned());
+    run.data_as_of = read.data_as_of;
+    deliveries(state, run, &report, &doc).await
+}
+
+/// The company's time zone and currency (a `currency` Klip that names none is in the
+/// company's).
+async fn zone_and_currency(state: &AppState, company_id: &str) -> Result<(Tz, String), Stop> {
+    let company: Option<Company> = state.store.get(keys::company(company_id)).await?;
+    let currency = company.as_ref().map_or_else(
+        || domain::analysis::text::DEFAULT_CURRENCY.to_owned(),
+        |c| document::company_currency(&c.properties),
+    );
+    let zone_name = company.and_then(|c| c.timezone);
+    Ok((domain::data::timezone(zone_name.as_deref()), currency))
+}
+
+/// The report's Klips as read, each data source's stored rows (read once, however many
+/// Klips use it; `None` when the source was deleted), and the latest refresh among them.
+struct ReadKlips {
+    klips: Vec<Klip>,
+    data_of: HashMap<String, Option<platform::assets::stored::Loaded>>,
+    data_as_of: Option<DateTime<Utc>>,
+}
+
+/// Every covered Klip in one BatchGetItem (a Klip deleted since is left out: the report
+/// covers what is left), and the data of their sources.
+async fn read_klips(state: &AppState, company_id: &str, ids: &[String]) -> Result<ReadKlips, Stop> {
+    let wanted: Vec<platform::store::Key> = ids
+        .iter()
+        .map(|id| keys::asset(Klip::KIND, company_id, id))
+        .collect();
+    let mut read = ReadKlips {
+        klips: Vec::new(),
+        data_of: HashMap::new(),
+        data_as_of: None,
+    };
+    for item in state.store.get_many(&wanted).await?.into_iter().flatten() {
+        let klip: Klip = platform::store::from_item(item)?;
+        if let Some(ds_id) = &klip.datasource_id {
+            if !read.data_of.contains_key(ds_id) {
+                let data = match state
+                    .store
+                    .get::<Datasource>(keys::asset(Datasource::KIND, company_id, ds_id))
+                    .await?
+                {
+                    Some(ds) => {
+                        if ds.date_last_refresh > read.data_as_of {
+                            read.data_as_of = ds.date_last_refresh;
+                        }
+                        Some(platform::assets::stored::load(state, &ds).await?)
+                    }
+                    None => None,
+                };
+                read.data_of.insert(ds_id.clone(), data);
+            }
+        }
+        read.klips.push(klip);
+    }
+    Ok(read)
+}
+
+/// Each Klip computed by streaming its source's rows from the bytes read once, however many
+/// Klips share them: no source is ever held as parsed rows.
+fn compute(
+    read: &ReadKlips,
+    window: Option<Range>,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<Vec<document::Computed>, Stop> {
+    let mut klips: Vec<document::Computed> = Vec::with_capacity(read.klips.len());
+    for klip in &read.klips {
+        let data = klip
+            .datasource_id
+            .as_ref()
+            .and_then(|id| read.data_of.get(id))
+            .and_then(Option::as_ref);
+        let mut failed = None;
+        klips.push(document::compute_streamed(klip, window, tz, now, |each| {
+            if let Some(data) = data {
+                failed = data.each_row(each).err();
+            }
+        }));
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    }
+    Ok(klips)
+}
+
+/// Renders the document in the report's format and stores it as the run's file (one fixed
+/// key per run: a retried generation overwrites its own file).
+async fn store_file(
+    state: &AppState,
+    run: &mut Run,
+    report: &Report,
+    doc: &document::Document,
+) -> Result<(), Stop> {
+    let bytes = document::render(doc, report.format)
         .ok_or_else(|| Stop::Fail(format!("the {} file could not be written", report.format)))?;
     let key = keys::report_file(
-        &company_id,
+        &run.company_id,
         &report.meta.id,
         &run.id,
         report.format.as_str(),
@@ -355,10 +400,7 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
         name: run.file_name(&report.meta.slug, report.format),
     });
     run.file_key = Some(key);
-    run.window = Some(doc.window.clone());
-    run.timezone = Some(tz.name().to_owned());
-    run.data_as_of = data_as_of;
-    deliveries(state, run, &report, &doc).await
+    Ok(())
 }
 
 /// The run's deliveries, when it is to be delivered (see [`crate::report_delivery`]).
