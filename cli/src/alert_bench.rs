@@ -157,7 +157,11 @@ async fn source(
 /// The rows of push `i`: their sum (and maximum and mean) above the probe's threshold in
 /// even pushes, below it in odd ones, and different from every other push's.
 fn rows(i: usize) -> String {
-    let high = if i % 2 == 0 { 2.0 * THRESHOLD } else { 0.0 };
+    let high = if i.is_multiple_of(2) {
+        2.0 * THRESHOLD
+    } else {
+        0.0
+    };
     format!(
         "amount\n{}\n{}\n",
         high + i as f64 + 1.0,
@@ -205,7 +209,7 @@ async fn push(
     let push = sent.elapsed();
     let mut delivered = None;
     if let Some(path) = &source.probe {
-        let expected = if i % 2 == 0 {
+        let expected = if i.is_multiple_of(2) {
             "alert.firing"
         } else {
             "alert.resolved"

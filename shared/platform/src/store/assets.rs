@@ -68,6 +68,40 @@ fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, ApiError> {
     Ok(item)
 }
 
+/// The condition of an append to `ds` (as read): the item is there, points at the same copy,
+/// is not disabled, has room, and its raw file ends where it did.
+fn append_condition(ds: &domain::records::Datasource) -> String {
+    let mut condition = String::from(
+        "attribute_exists(pk) AND #data_id = :data_id AND #disabled = :false AND #data_size <= :room",
+    );
+    condition.push_str(if ds.raw_edge == 0 {
+        " AND (attribute_not_exists(#raw_edge) OR #raw_edge = :edge)"
+    } else {
+        " AND #raw_edge = :edge"
+    });
+    condition
+}
+
+/// Why an append to `ds` (as read) was refused, from the item as it was (`old`).
+fn why_refused(
+    old: &domain::records::Datasource,
+    ds: &domain::records::Datasource,
+    append: &Append<'_>,
+    room: i64,
+) -> AppendRefused {
+    if old.disabled {
+        AppendRefused::Disabled
+    } else if append.if_version.is_some_and(|v| v != old.meta.version) {
+        AppendRefused::VersionChanged
+    } else if old.data_id != ds.data_id || old.raw_edge != ds.raw_edge {
+        AppendRefused::Moved
+    } else if old.data_size as i64 > room {
+        AppendRefused::TooLarge
+    } else {
+        AppendRefused::Moved
+    }
+}
+
 impl Assets<'_> {
     /// The id a slug stands for, if it is claimed.
     pub async fn id_of_slug<A: Asset>(
@@ -244,14 +278,7 @@ impl Assets<'_> {
             return Err(WriteError::Refused(AppendRefused::TooLarge));
         }
         let data_id = ds.data_id.clone().unwrap_or_default();
-        let mut condition = String::from(
-            "attribute_exists(pk) AND #data_id = :data_id AND #disabled = :false AND #data_size <= :room",
-        );
-        condition.push_str(if ds.raw_edge == 0 {
-            " AND (attribute_not_exists(#raw_edge) OR #raw_edge = :edge)"
-        } else {
-            " AND #raw_edge = :edge"
-        });
+        let mut condition = append_condition(ds);
         let mut request = self
             .0
             .db
@@ -328,17 +355,7 @@ impl Assets<'_> {
                     return Err(WriteError::Refused(AppendRefused::Gone));
                 };
                 let old: domain::records::Datasource = super::from_item(old)?;
-                Err(WriteError::Refused(if old.disabled {
-                    AppendRefused::Disabled
-                } else if append.if_version.is_some_and(|v| v != old.meta.version) {
-                    AppendRefused::VersionChanged
-                } else if old.data_id != ds.data_id || old.raw_edge != ds.raw_edge {
-                    AppendRefused::Moved
-                } else if old.data_size as i64 > room {
-                    AppendRefused::TooLarge
-                } else {
-                    AppendRefused::Moved
-                }))
+                Err(WriteError::Refused(why_refused(&old, ds, &append, room)))
             }
         }
     }
