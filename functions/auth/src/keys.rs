@@ -13,6 +13,7 @@ use platform::extract::{JsonBody, NoParams, OptionalJsonBody};
 use platform::paging::Listing;
 use platform::store::counters::KeyUses;
 use platform::store::keys;
+use platform::store::OrApiError;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 
@@ -361,7 +362,11 @@ pub async fn show(
 ) -> ApiResult<Response> {
     let (record, uses) = tokio::try_join!(
         visible_key(&state, &caller, &id),
-        state.store.rate_counters().key_uses(caller.company_id()),
+        state
+            .store
+            .rate_counters()
+            .key_uses(caller.company_id())
+            .api(),
     )?;
     let used = uses.get(&record.id).copied().unwrap_or_default();
     Ok(envelope::ok(view(record, None, state.clock.now(), used)))

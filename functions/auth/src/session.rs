@@ -10,6 +10,7 @@ use platform::cache::KnownLogin;
 use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::store::sessions::NotConsumed;
+use platform::store::OrApiError;
 use platform::store::{keys, WriteError};
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
@@ -109,7 +110,8 @@ pub async fn login(
                             .get::<User>(keys::user(&known.company_id, &known.user_id)),
                         state.store.get::<Company>(keys::company(&known.company_id)),
                     )
-                },
+                }
+                .api(),
                 password::verify(&body.password, &known.password_hash),
             )?;
             match claim {
@@ -223,7 +225,7 @@ async fn consume(state: &AppState, claims: &Claims) -> ApiResult<()> {
         Err(WriteError::Refused(NotConsumed::Unknown)) => {
             Err(ApiError::Unauthorized("invalid refresh token".into()))
         }
-        Err(WriteError::Failed(e)) => Err(e),
+        Err(WriteError::Failed(e)) => Err(e.into()),
     }
 }
 
@@ -246,10 +248,11 @@ pub async fn refresh(
     let tokens = state.store.refresh_tokens();
     let (consumed, family_record, user, added) = tokio::join!(
         consume(&state, &claims),
-        state.store.get::<FamilyRecord>(keys::family(&family)),
+        state.store.get::<FamilyRecord>(keys::family(&family)).api(),
         state
             .store
-            .get::<User>(keys::user(&claims.cid, &claims.sub)),
+            .get::<User>(keys::user(&claims.cid, &claims.sub))
+            .api(),
         tokens.add(&record),
     );
     let checked = check_refresh(&state, &claims, &family, consumed, family_record, user).await;

@@ -103,7 +103,7 @@ async fn find_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<C
 /// deletion change atomically without touching `last_updated`): a count that moved is not
 /// written back stale.
 async fn save(state: &AppState, old: &Company, new: &Company) -> ApiResult<()> {
-    state.store.companies().replace(old, new).await
+    Ok(state.store.companies().replace(old, new).await?)
 }
 
 fn validate(body: &ClientBody, creating: bool) -> ApiResult<()> {

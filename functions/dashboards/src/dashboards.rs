@@ -15,6 +15,7 @@ use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::paging::{Listing, NoFilters};
 use platform::store::keys;
+use platform::store::{OrApiError, StoreError};
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -86,7 +87,7 @@ pub async fn read_klips(
     state: &AppState,
     company: &str,
     ids: &[String],
-) -> ApiResult<HashMap<String, Klip>> {
+) -> Result<HashMap<String, Klip>, StoreError> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -101,7 +102,7 @@ pub async fn read_klips(
         .into_iter()
         .flatten()
         .map(platform::store::from_item::<Klip>)
-        .collect::<ApiResult<Vec<_>>>()?
+        .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .map(|k| (k.meta.id.clone(), k))
         .collect())
@@ -249,11 +250,14 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let favorite_of = |dashboard_id: &str| {
-        state.store.get::<Value>(keys::favorite(
-            caller.company_id(),
-            caller.user_id(),
-            dashboard_id,
-        ))
+        state
+            .store
+            .get::<Value>(keys::favorite(
+                caller.company_id(),
+                caller.user_id(),
+                dashboard_id,
+            ))
+            .api()
     };
     // Addressed by id, the dashboard and the caller's favorite mark are read at once; by
     // slug, the mark needs the id first.
@@ -264,7 +268,7 @@ pub async fn show(
         let (dashboard, favorite, prefetched) = tokio::try_join!(
             find(&state, &caller, &id),
             favorite_of(&id),
-            read_klips(&state, caller.company_id(), &guess)
+            read_klips(&state, caller.company_id(), &guess).api()
         )?;
         (dashboard, favorite.is_some(), prefetched)
     } else {

@@ -324,7 +324,7 @@ async fn append_to(
                 if platform::held::refused() {
                     *kept = false;
                 }
-                return Err(e);
+                return Err(e.into());
             }
             Err(WriteError::Refused(why)) => why,
         };

@@ -123,7 +123,7 @@ pub async fn bulk_refresh(
             Err(WriteError::Refused(())) => {
                 return Err(ApiError::Conflict("refresh job id collision; retry".into()))
             }
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(e.into()),
         }
         let shown = RefreshState {
             status: RunStatus::Queued,

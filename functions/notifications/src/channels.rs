@@ -273,6 +273,6 @@ pub async fn test(
         Err(WriteError::Refused(())) => {
             Err(ApiError::Conflict("delivery id collision; retry".into()))
         }
-        Err(WriteError::Failed(e)) => Err(e),
+        Err(WriteError::Failed(e)) => Err(e.into()),
     }
 }

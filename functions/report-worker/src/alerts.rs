@@ -7,6 +7,7 @@
 //! reads do not write Klip values. The alerts that will deliver are written first, and
 //! their deliveries sent at once (the stream's record of each then finds it taken).
 
+use crate::error::WorkError;
 use crate::generate::Outcome;
 use chrono::{DateTime, Utc};
 use domain::alerts::{self, Alert, AlertEvent, Step};
@@ -17,7 +18,7 @@ use domain::DeliveryKind;
 use futures::StreamExt;
 use platform::auth::records::Company;
 use platform::store::{keys, WriteError};
-use platform::{ApiError, AppState};
+use platform::AppState;
 use serde_json::json;
 use sha2::Digest;
 
@@ -28,15 +29,15 @@ const TRIES: usize = 3;
 pub async fn on_klip_change(state: &AppState, company: &str, klip: &str) -> Outcome {
     match evaluate_klip(state, company, klip).await {
         Ok(()) => Outcome::Done,
-        Err(ApiError::Unavailable(e)) => Outcome::Retry(e),
+        Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
         Err(e) => {
-            tracing::error!(error = %e, klip, "evaluating a Klip's alerts");
+            tracing::error!(error = %e.chain(), klip, "evaluating a Klip's alerts");
             Outcome::Done
         }
     }
 }
 
-async fn evaluate_klip(state: &AppState, company: &str, klip: &str) -> Result<(), ApiError> {
+async fn evaluate_klip(state: &AppState, company: &str, klip: &str) -> Result<(), WorkError> {
     let watching = state.store.alerts().watching(company, klip).await?;
     if watching.is_empty() {
         return Ok(());
@@ -89,16 +90,16 @@ struct Seen {
 /// stream's records of them, whose attempts keep to the invocation's time.
 const SEND_NOW: usize = 16;
 
-async fn read_klip(state: &AppState, company: &str, klip: &str) -> Result<Option<Klip>, ApiError> {
-    state
+async fn read_klip(state: &AppState, company: &str, klip: &str) -> Result<Option<Klip>, WorkError> {
+    Ok(state
         .store
         .get(keys::asset(Klip::KIND, company, klip))
-        .await
+        .await?)
 }
 
 /// Judges one alert on its Klip's current value and writes what follows; after a lost race,
 /// reads both again.
-pub async fn evaluate(state: &AppState, alert: Alert) -> Result<(), ApiError> {
+pub async fn evaluate(state: &AppState, alert: Alert) -> Result<(), WorkError> {
     let seen = Seen {
         klip: read_klip(state, &alert.meta.company_id, &alert.klip_id).await?,
         owner: tokio::sync::OnceCell::new(),
@@ -117,7 +118,7 @@ async fn evaluate_seen(
     mut alert: Alert,
     seen: &Seen,
     mut judged_first: Option<Judgement>,
-) -> Result<(), ApiError> {
+) -> Result<(), WorkError> {
     let company = alert.meta.company_id.clone();
     let mut fresh_klip: Option<Option<Klip>> = None;
     for _ in 0..TRIES {
@@ -164,7 +165,7 @@ async fn evaluate_seen(
                 send_now(state, &company, &deliveries, &seen.sent).await;
                 return Ok(());
             }
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(e.into()),
             Err(WriteError::Refused(())) => {
                 // Another evaluation (or an edit) came first, or the alert was a stale
                 // copy: judge what is there now.
@@ -213,7 +214,7 @@ async fn judge(
     klip: Option<&Klip>,
     owner: &tokio::sync::OnceCell<Option<Company>>,
     now: DateTime<Utc>,
-) -> Result<Result<alerts::Judged, String>, ApiError> {
+) -> Result<Result<alerts::Judged, String>, WorkError> {
     let Some(klip) = klip else {
         return Ok(Err(format!(
             "the Klip it watches ({}) was deleted",

@@ -9,6 +9,7 @@
 //! writes a value older than the stored one, so redelivered or reordered records are
 //! harmless.
 
+use crate::error::WorkError;
 use crate::generate::Outcome;
 use domain::asset::Asset;
 use domain::records::Datasource;
@@ -16,7 +17,8 @@ use platform::assets::ingest::{self, Merge};
 use platform::assets::stored;
 use platform::auth::records::Company;
 use platform::store::keys;
-use platform::{ApiResult, AppState};
+use platform::store::OrApiError;
+use platform::AppState;
 
 /// Recomputes and compacts one data source (as it is now, not as the record showed it).
 pub async fn run(state: &AppState, company: &str, datasource: &str) -> Outcome {
@@ -29,7 +31,7 @@ pub async fn run(state: &AppState, company: &str, datasource: &str) -> Outcome {
     }
 }
 
-async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()> {
+async fn work(state: &AppState, company: &str, datasource: &str) -> Result<(), WorkError> {
     let Some(ds) = state
         .store
         .get::<Datasource>(keys::asset(Datasource::KIND, company, datasource))
@@ -39,7 +41,7 @@ async fn work(state: &AppState, company: &str, datasource: &str) -> ApiResult<()
     };
     let (using, owner, progress) = tokio::try_join!(
         stored::klips_using(state, &ds),
-        state.store.get::<Company>(keys::company(company)),
+        state.store.get::<Company>(keys::company(company)).api(),
         stored::read_progress(state, &ds),
     )?;
     let merge = ingest::plan_merge(&ds);

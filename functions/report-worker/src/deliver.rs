@@ -18,6 +18,7 @@
 //! tick claims it again (the due index holds it at its lease's end), so none stays
 //! `sending`.
 
+use crate::error::WorkError;
 use crate::generate::Outcome;
 use chrono::{DateTime, Duration, Utc};
 use domain::asset::Asset;
@@ -174,7 +175,7 @@ async fn attempt(
     state: &AppState,
     delivery: &mut Delivery,
     now: DateTime<Utc>,
-) -> Result<Tried, platform::ApiError> {
+) -> Result<Tried, WorkError> {
     let company = delivery.company_id.clone();
     let channel: Option<Channel> = state
         .store
@@ -211,7 +212,7 @@ async fn over_budget(
     state: &AppState,
     company: &str,
     now: DateTime<Utc>,
-) -> Result<Option<String>, platform::ApiError> {
+) -> Result<Option<String>, WorkError> {
     let owner: Option<Company> = state.store.get(keys::company(company)).await?;
     let Some(budget) = owner.map_or(
         Some(platform::auth::records::DEFAULT_DELIVERIES_PER_DAY),
@@ -274,7 +275,7 @@ async fn webhook(
     channel: &Channel,
     delivery: &Delivery,
     now: DateTime<Utc>,
-) -> Result<Tried, platform::ApiError> {
+) -> Result<Tried, WorkError> {
     let url = channel.url.as_deref().unwrap_or_default();
     let timestamp = now.timestamp();
     let signature = match notify::signature(
@@ -307,7 +308,7 @@ async fn slack(
     state: &AppState,
     channel: &Channel,
     delivery: &Delivery,
-) -> Result<Tried, platform::ApiError> {
+) -> Result<Tried, WorkError> {
     let payload: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
     let body = notify::slack_message(&payload).to_string();
     let sent = connector::post(

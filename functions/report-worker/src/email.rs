@@ -6,6 +6,7 @@
 //! message SES rejects (an unverified sender, a bad address) fails at once.
 
 use crate::deliver::Tried;
+use crate::error::WorkError;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
 use domain::notify::{self, Channel, Delivery, MimeFile, Verdict};
@@ -28,7 +29,7 @@ pub async fn send(
     state: &AppState,
     channel: &Channel,
     delivery: &Delivery,
-) -> Result<Tried, platform::ApiError> {
+) -> Result<Tried, WorkError> {
     platform::held::outbound().await?;
     let to = channel
         .email
@@ -39,7 +40,7 @@ pub async fn send(
     let message = RawMessage::builder()
         .data(Blob::new(raw))
         .build()
-        .map_err(platform::ApiError::internal)?;
+        .map_err(WorkError::fault)?;
     let sent = tokio::time::timeout(
         platform::connector::TIMEOUT,
         client()
@@ -71,7 +72,7 @@ async fn message(
     state: &AppState,
     to: &[String],
     delivery: &Delivery,
-) -> Result<Vec<u8>, platform::ApiError> {
+) -> Result<Vec<u8>, WorkError> {
     let payload: serde_json::Value = serde_json::from_str(&delivery.payload).unwrap_or_default();
     let mut file = None;
     if let Some(attachment) = &delivery.attachment {

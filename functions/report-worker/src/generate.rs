@@ -13,6 +13,7 @@
 //! lease is released and the caller retries (the stream's redelivery, or the tick). Any
 //! other failure is permanent: the run ends `failed` with a sentence saying why.
 
+use crate::error::WorkError;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use domain::document::{self, Cover};
@@ -22,6 +23,7 @@ use domain::reports::{Report, Run, RunFile};
 use domain::RunStatus;
 use platform::auth::records::Company;
 use platform::store::runs::NotClaimed;
+use platform::store::StoreError;
 use platform::store::{keys, WriteError};
 use platform::{ApiError, AppState};
 use sha2::{Digest, Sha256};
@@ -50,12 +52,25 @@ enum Stop {
     Retry(String),
 }
 
+impl From<WorkError> for Stop {
+    fn from(error: WorkError) -> Self {
+        if error.is_transient() {
+            return Stop::Retry(error.to_string());
+        }
+        tracing::warn!(error = %error.chain(), "a report run failed");
+        Stop::Fail(format!("the report could not be generated: {error}"))
+    }
+}
+
+impl From<StoreError> for Stop {
+    fn from(error: StoreError) -> Self {
+        WorkError::from(error).into()
+    }
+}
+
 impl From<ApiError> for Stop {
     fn from(error: ApiError) -> Self {
-        match error {
-            ApiError::Unavailable(message) => Stop::Retry(message),
-            other => Stop::Fail(format!("the report could not be generated: {other}")),
-        }
+        WorkError::from(error).into()
     }
 }
 

@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod data;
 pub mod deliver;
 pub mod email;
+pub mod error;
 pub mod generate;
 pub mod refresh;
 pub mod report_delivery;
@@ -30,7 +31,7 @@ pub const TICK_INPUT: &str = r#"{"source":"pulseboard.scheduler","tick":true}"#;
 
 /// Handles one invocation: a stream batch (answering the batch item failures) or a tick,
 /// with no limit on its time (the local delivery).
-pub async fn handle(state: &AppState, event: Value) -> Result<Value, String> {
+pub async fn handle(state: &AppState, event: Value) -> Result<Value, error::WorkError> {
     handle_until(state, event, None).await
 }
 
@@ -44,7 +45,7 @@ pub async fn handle_until(
     state: &AppState,
     event: Value,
     until: Option<std::time::Instant>,
-) -> Result<Value, String> {
+) -> Result<Value, error::WorkError> {
     let started = std::time::Instant::now();
     // One metric line per invocation (on Lambda): its kind, duration and failures.
     let measured = |kind: &'static str, failures: usize| {
@@ -60,7 +61,7 @@ pub async fn handle_until(
     };
     if event.get("Records").is_some() {
         let batch: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event)
-            .map_err(|e| format!("not a DynamoDB stream event: {e}"))?;
+            .map_err(|e| error::WorkError::fault(format!("not a DynamoDB stream event: {e}")))?;
         let failures = stream::handle(state, batch, until).await;
         measured("stream", failures.len());
         return Ok(serde_json::json!({
@@ -73,8 +74,10 @@ pub async fn handle_until(
     if event.get("tick").and_then(Value::as_bool) == Some(true) {
         let done = tick::run(state, until).await;
         measured("tick", usize::from(done.is_err()));
-        let done = done.map_err(|e| e.to_string())?;
+        let done = done?;
         return Ok(serde_json::to_value(done).unwrap_or_default());
     }
-    Err("unknown event: expected a DynamoDB stream batch or a scheduler tick".into())
+    Err(error::WorkError::fault(
+        "unknown event: expected a DynamoDB stream batch or a scheduler tick",
+    ))
 }

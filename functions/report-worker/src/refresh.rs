@@ -3,6 +3,7 @@
 //! `refresh.status` following `queued` → `running` → `succeeded` | `failed`. A URL source
 //! fetches its endpoint behind the egress guard; a push source recomputes its Klips.
 
+use crate::error::WorkError;
 use crate::generate::{Outcome, LEASE_SECS, MAX_ATTEMPTS};
 use chrono::Duration;
 use domain::asset::Asset;
@@ -47,16 +48,17 @@ pub async fn run(state: &AppState, company: &str, datasource: &str, job_id: &str
         .await;
     let result = refresh(state, company, datasource).await;
     match result {
-        Err(ApiError::Unavailable(error)) => {
+        Err(e) if e.is_transient() => {
             let _ = refreshes.release(&job, lease, state.clock.now()).await;
-            return Outcome::Retry(error);
+            return Outcome::Retry(e.to_string());
         }
         Ok(None) => job.job.status = RunStatus::Succeeded,
-        Ok(Some(error)) | Err(ApiError::Validation { message: error, .. }) => {
+        Ok(Some(error)) | Err(WorkError::Refused(ApiError::Validation { message: error, .. })) => {
             job.job.status = RunStatus::Failed;
             job.job.error = Some(error);
         }
         Err(other) => {
+            tracing::warn!(error = %other.chain(), datasource, "a refresh failed");
             job.job.status = RunStatus::Failed;
             job.job.error = Some(other.to_string());
         }
@@ -81,7 +83,7 @@ async fn refresh(
     state: &AppState,
     company: &str,
     datasource: &str,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, WorkError> {
     let ds: Datasource = state
         .store
         .get(keys::asset(Datasource::KIND, company, datasource))

@@ -5,13 +5,14 @@
 //! worker. With `only_if_changed`, a run whose values and insights equal the last delivered
 //! run's ([`digest`]) has its deliveries `suppressed`.
 
+use crate::error::WorkError;
 use chrono::{DateTime, Duration, Utc};
 use domain::analysis::insights::Insight;
 use domain::document::Document;
 use domain::notify::{self, Attachment, Delivery, DeliverySource, Event};
 use domain::reports::{Report, Run, RunDelivery};
 use domain::{DeliveryKind, DeliveryStatus};
-use platform::{ApiError, AppState};
+use platform::AppState;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -57,7 +58,7 @@ pub async fn build(
     doc: &Document,
     suppressed: bool,
     now: DateTime<Utc>,
-) -> Result<Vec<Delivery>, ApiError> {
+) -> Result<Vec<Delivery>, WorkError> {
     let (Some(file), Some(key)) = (&run.file, &run.file_key) else {
         return Ok(Vec::new());
     };

@@ -16,6 +16,7 @@
 //! 6. one step of the sweep of orphan data files (`platform::assets::stored::sweep`): files
 //!    an interrupted write stored but never committed are deleted after an hour.
 
+use crate::error::WorkError;
 use crate::generate::{self, Outcome};
 use chrono::{DateTime, Utc};
 use domain::cron::Cron;
@@ -25,7 +26,7 @@ use domain::{RunStatus, RunTrigger};
 use platform::store::runs::{Due, QueueRefused};
 use platform::store::WriteError;
 use platform::time::rfc3339;
-use platform::{ApiError, AppState};
+use platform::AppState;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -51,7 +52,7 @@ pub struct Ticked {
 
 /// One tick (see the module documentation), within the invocation's time when `until` says
 /// when it runs out.
-pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, ApiError> {
+pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, WorkError> {
     let now = state.clock.now();
     let mut done = Ticked::default();
     let mut started = false;
@@ -87,12 +88,12 @@ pub async fn run(state: &AppState, until: Option<Instant>) -> Result<Ticked, Api
             }
             Due::SourceRefresh(ds) => {
                 if let Err(e) = refresh_due(state, ds, now, &mut done).await {
-                    tracing::warn!(error = %e, "a due refresh could not be queued; the next tick retries");
+                    tracing::warn!(error = %e.chain(), "a due refresh could not be queued; the next tick retries");
                 }
             }
             Due::Schedule(report) => {
                 if let Err(e) = schedule(state, report, now, &mut done).await {
-                    tracing::warn!(error = %e, "a due report could not be queued; the next tick retries");
+                    tracing::warn!(error = %e.chain(), "a due report could not be queued; the next tick retries");
                 }
             }
         }
@@ -111,7 +112,7 @@ async fn refresh_due(
     ds: Datasource,
     now: DateTime<Utc>,
     done: &mut Ticked,
-) -> Result<(), ApiError> {
+) -> Result<(), WorkError> {
     let (Some(due), Some(interval)) = (ds.next_refresh_at, ds.refresh_interval) else {
         return Ok(());
     };
@@ -143,7 +144,7 @@ async fn refresh_due(
                     .await?;
             }
             Err(WriteError::Refused(())) => {}
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(e.into()),
         }
     }
     let next = now.max(due) + chrono::Duration::seconds(interval.max(60) as i64);
@@ -166,12 +167,12 @@ async fn schedule(
     report: Report,
     now: DateTime<Utc>,
     done: &mut Ticked,
-) -> Result<(), ApiError> {
+) -> Result<(), WorkError> {
     let (Some(schedule), Some(due)) = (&report.schedule, report.next_run_at) else {
         return Ok(());
     };
     let tz = domain::data::timezone(schedule.timezone.as_deref());
-    let cron = Cron::parse(&schedule.cron).map_err(ApiError::internal)?;
+    let cron = Cron::parse(&schedule.cron).map_err(WorkError::fault)?;
     // Every due time up to now: the latest runs, the others are skipped.
     let mut times = vec![due];
     while let Some(next) = cron.next_after(*times.last().unwrap_or(&due), tz) {
@@ -197,7 +198,7 @@ async fn schedule(
         match runs.queue(&run, None).await {
             Ok(()) => done.skipped += 1,
             Err(WriteError::Refused(_)) => {}
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(e.into()),
         }
     }
     let mut run = Run::queued(
@@ -220,7 +221,7 @@ async fn schedule(
         Ok(()) if run.job.status == RunStatus::Queued => done.queued += 1,
         Ok(()) => done.skipped += 1,
         Err(WriteError::Refused(QueueRefused::Exists | QueueRefused::KeyUsed)) => {}
-        Err(WriteError::Failed(e)) => return Err(e),
+        Err(WriteError::Failed(e)) => return Err(e.into()),
     }
     let next = cron.next_after(now.max(latest), tz);
     runs.advance_schedule(&report.meta.company_id, &report.meta.id, due, next)

@@ -189,7 +189,7 @@ pub async fn generate(
         Err(WriteError::Refused(QueueRefused::Exists)) => {
             Err(ApiError::Conflict("run id collision; retry".into()))
         }
-        Err(WriteError::Failed(e)) => Err(e),
+        Err(WriteError::Failed(e)) => Err(e.into()),
     }
 }
 

@@ -34,10 +34,10 @@ pub struct UserBody {
 }
 
 pub async fn all_users(state: &AppState, company: &str) -> ApiResult<Vec<User>> {
-    state
+    Ok(state
         .store
         .query_prefix(&keys::company_pk(company), "USER#")
-        .await
+        .await?)
 }
 
 /// `self`, or a user of the caller's company; anything else is 404.
@@ -305,7 +305,7 @@ pub async fn create(
                 "email '{email}' is already registered"
             )))
         }
-        Err(WriteError::Failed(e)) => return Err(e),
+        Err(WriteError::Failed(e)) => return Err(e.into()),
     }
     let location = envelope::location("users", &user.id);
     Ok(envelope::created(

@@ -68,7 +68,48 @@ pub enum ApiError {
     Unavailable(String),
     /// 500 `internal_error`: logged with its cause; the client sees only the request id.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(Cause),
+}
+
+/// What went wrong inside: the error that was the fault, with its own causes, so the log
+/// shows the whole chain once (see [`Cause::chain`]); the client sees none of it.
+#[derive(Debug)]
+pub struct Cause(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// A fault with no other cause than what `context` says.
+    pub fn new(context: impl Into<String>) -> Cause {
+        Cause(context.into().into())
+    }
+
+    /// `error`, kept with its causes.
+    pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(Box::new(error))
+    }
+
+    /// The fault and every cause, outermost first, joined by ": ".
+    pub fn chain(&self) -> String {
+        let mut text = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(error) = next {
+            text.push_str(": ");
+            text.push_str(&error.to_string());
+            next = error.source();
+        }
+        text
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Marks a response whose body is already Pulseboard error JSON, so the outer layer leaves
@@ -88,7 +129,7 @@ impl From<Problems> for ApiError {
 
 impl ApiError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        ApiError::Internal(cause.to_string())
+        ApiError::Internal(Cause::new(cause.to_string()))
     }
 
     pub fn validation(details: Vec<FieldError>) -> Self {
@@ -240,7 +281,7 @@ pub struct InternalMarker;
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error");
+            tracing::error!(cause = %cause.chain(), "internal error");
         }
         self.render(None)
     }

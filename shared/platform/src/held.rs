@@ -49,7 +49,22 @@ pub async fn outbound() -> Result<(), ApiError> {
             "a speculative read tried to reach a third party",
         ));
     }
-    admitted().await
+    Ok(admitted().await?)
+}
+
+/// Why a held write may not go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// It was made by a speculative read, which may write nothing (a fault of the route).
+    Speculative,
+    /// Admission decided against the request it was made for.
+    Refused,
+}
+
+impl From<NotAdmitted> for ApiError {
+    fn from(why: NotAdmitted) -> Self {
+        crate::store::StoreError::from(why).into()
+    }
 }
 
 /// Admission's side of a hold: sends the decision once.
@@ -78,20 +93,16 @@ pub async fn within<F: std::future::Future>(
 
 /// Waits until the request is admitted; at once outside a held handler. An error when it
 /// is not (the handler's answer is thrown away then).
-pub async fn admitted() -> Result<(), ApiError> {
+pub async fn admitted() -> Result<(), NotAdmitted> {
     if SPECULATIVE.try_with(|_| ()).is_ok() {
-        return Err(ApiError::internal(
-            "a speculative read tried to write to the database",
-        ));
+        return Err(NotAdmitted::Speculative);
     }
     let Ok(mut rx) = HELD.try_with(Clone::clone) else {
         return Ok(());
     };
     match rx.wait_for(Option::is_some).await.map(|v| *v) {
         Ok(Some(true)) => Ok(()),
-        _ => Err(ApiError::Unauthorized(
-            "the request was not admitted as the caller it was run for".into(),
-        )),
+        _ => Err(NotAdmitted::Refused),
     }
 }
 

@@ -328,7 +328,7 @@ async fn render_errors(response: Response, method: &Method, path: &str, id: &str
     }
     if response.extensions().get::<InternalMarker>().is_some() {
         // Logged where it happened; only the request id is added here.
-        return ApiError::Internal(String::new()).render(Some(id));
+        return ApiError::internal("").render(Some(id));
     }
     if response.extensions().get::<RenderedError>().is_some() {
         return response;
@@ -353,7 +353,7 @@ async fn render_errors(response: Response, method: &Method, path: &str, id: &str
         s if s.is_client_error() => ApiError::BadRequest(format!("bad request ({s})")),
         s => {
             tracing::error!(status = s.as_u16(), "a response without error JSON");
-            ApiError::Internal(format!("unrendered {s}"))
+            ApiError::internal(format!("unrendered {s}"))
         }
     };
     error.render(Some(id))

@@ -346,7 +346,7 @@ impl RateLimiter {
                     counted_second = second;
                     same_second = false;
                 }
-                Err(WriteError::Failed(e)) => return Err(e),
+                Err(WriteError::Failed(e)) => return Err(e.into()),
             }
         }
         Err(ApiError::Unavailable(

@@ -93,10 +93,10 @@ pub async fn all_visible<A: Asset>(state: &AppState, caller: &Caller) -> ApiResu
 
 /// Every asset of the kind in a company (for internal work such as recomputing Klips).
 pub async fn all_of<A: Asset>(state: &AppState, company: &str) -> ApiResult<Vec<A>> {
-    state
+    Ok(state
         .store
         .query_prefix(&keys::company_pk(company), A::KIND.prefix())
-        .await
+        .await?)
 }
 
 /// Stores a new asset with a fresh id, version 1, and a slug unique in its company: the one
@@ -147,7 +147,7 @@ pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
             Err(WriteError::Refused(_)) => {
                 return Err(ApiError::Conflict("id collision; retry".into()))
             }
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(e.into()),
         }
     }
     Err(ApiError::Conflict(format!(

@@ -5,6 +5,7 @@
 use super::Asset;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::store::StoreError;
 use domain::data::Row;
 use domain::klip::{Evaluation, KlipValue, Snapshot};
 use domain::records::{Datasource, Klip};
@@ -54,11 +55,11 @@ pub async fn put_segment(
     raw: Vec<u8>,
 ) -> ApiResult<()> {
     let key = segment_key(company, id, segment, "raw");
-    state
+    Ok(state
         .store
         .files()
         .put(&key, format.media_type(), raw)
-        .await
+        .await?)
 }
 
 /// Deletes one segment written by [`put_segment`] and not committed; a failure is only
@@ -111,7 +112,7 @@ pub async fn store_encoded(
     );
     if let Err(e) = a.and(b) {
         discard(state, ds, &data_id).await;
-        return Err(e);
+        return Err(e.into());
     }
     Ok(data_id)
 }
@@ -376,7 +377,7 @@ pub async fn store_merged(state: &AppState, ds: &Datasource, loaded: Loaded) -> 
         let mut file = files
             .get_reserving(&raw_key(company, id, old), room)
             .await?
-            .ok_or_else(|| ApiError::internal(format!("copy {old} of the data is missing")))?;
+            .ok_or_else(|| StoreError::fault(format!("copy {old} of the data is missing")))?;
         let mut row_count = copy_rows;
         for part in &parts {
             domain::data::splice_onto(ds.format, &mut file, row_count, &part.raw);
@@ -395,7 +396,7 @@ pub async fn store_merged(state: &AppState, ds: &Datasource, loaded: Loaded) -> 
         Ok(()) => Ok(data_id),
         Err(e) => {
             discard(state, ds, &data_id).await;
-            Err(e)
+            Err(e.into())
         }
     }
 }
@@ -464,12 +465,12 @@ pub async fn save_value(state: &AppState, klip: &Klip, value: KlipValue) -> ApiR
     match state.store.assets().set_klip_value(klip, &value).await {
         Ok(()) => Ok(value),
         // The Klip grew meanwhile (annotations): the value no longer fits beside it.
-        Err(ApiError::PayloadTooLarge(_)) if value.error.is_none() => {
+        Err(StoreError::TooLarge(_)) if value.error.is_none() => {
             let failed = too_large(&value, crate::store::MAX_ITEM_BYTES);
             state.store.assets().set_klip_value(klip, &failed).await?;
             Ok(failed)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -813,7 +814,7 @@ async fn save_progress(state: &AppState, ds: &Datasource, progress: &Progress) {
         }
         // Too large to be worth reading back: none, so no stale one is resumed either.
         Ok(_) => files.delete(&key).await,
-        Err(e) => Err(ApiError::internal(e)),
+        Err(e) => Err(StoreError::failed("encoding the progress", e)),
     };
     if let Err(e) = written {
         tracing::warn!(key, error = %e, "saving Klip progress");

@@ -36,12 +36,12 @@ pub async fn record_failed_login(
         .await
     {
         Ok(n) => n as i64,
-        Err(e) => return e,
+        Err(e) => return e.into(),
     };
     if let (true, Some(user)) = (failures >= LOCKOUT_FAILURES, user) {
         let until = now + Duration::seconds(LOCKOUT_WINDOW_SECS);
         if let Err(e) = state.store.users().lock_until(user, until).await {
-            return e;
+            return e.into();
         }
         return ApiError::TooManyAttempts {
             message: "too many failed logins; this user is locked out for 15 minutes".into(),

@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::accounts::KeyRefused;
 use crate::store::keys;
+use crate::store::OrApiError;
 use chrono::{DateTime, Utc};
 use domain::CompanyStatus;
 
@@ -99,7 +100,7 @@ pub async fn verify(
     if let Some(k) = counted_key {
         wanted.push(keys::api_key(&k.company_id, &k.key_id));
     }
-    let (found, used_key) = tokio::try_join!(store.get_many(&wanted), used_key)?;
+    let (found, used_key) = tokio::try_join!(store.get_many(&wanted).api(), used_key)?;
     let mut found = found.into_iter();
     let mut next = || found.next().flatten();
     let user: Option<User> = next().map(crate::store::from_item).transpose()?;

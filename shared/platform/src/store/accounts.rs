@@ -2,10 +2,10 @@
 //! API keys, reset tokens and client companies. Each method names one write and keeps its
 //! condition next to the reason for it.
 
+use super::StoreError;
 use super::{keys, n, s, t, Key, Store, WriteError};
 use crate::auth::apikeys::IssuedKey;
 use crate::auth::records::{ApiKeyRecord, Company, EmailClaim, KeyHashRecord, User};
-use crate::error::ApiError;
 use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -79,7 +79,7 @@ fn admin_count_step(
     tx: &mut super::Transaction<'_>,
     company: &Key,
     delta: i64,
-) -> Result<usize, ApiError> {
+) -> Result<usize, StoreError> {
     if delta < 0 {
         tx.update(
             company,
@@ -223,7 +223,7 @@ impl Users<'_> {
 
     /// Makes sure the company's `admin_count` exists (companies made before it was kept are
     /// counted once, from their users).
-    pub async fn ensure_admin_count(&self, company: &Company) -> Result<(), ApiError> {
+    pub async fn ensure_admin_count(&self, company: &Company) -> Result<(), StoreError> {
         if company.admin_count.is_some() {
             return Ok(());
         }
@@ -245,7 +245,7 @@ impl Users<'_> {
     }
 
     /// A successful login: its time, and the end of any lockout.
-    pub async fn record_login(&self, user: &User, at: DateTime<Utc>) -> Result<(), ApiError> {
+    pub async fn record_login(&self, user: &User, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.0
             .update_if(
                 &keys::user(&user.company_id, &user.id),
@@ -259,7 +259,7 @@ impl Users<'_> {
     }
 
     /// Locks the user out until `until` (RFC 3339).
-    pub async fn lock_until(&self, user: &User, until: DateTime<Utc>) -> Result<(), ApiError> {
+    pub async fn lock_until(&self, user: &User, until: DateTime<Utc>) -> Result<(), StoreError> {
         self.0
             .update_if(
                 &keys::user(&user.company_id, &user.id),
@@ -273,7 +273,7 @@ impl Users<'_> {
     }
 
     /// Ends a lockout.
-    pub async fn unlock(&self, user: &User) -> Result<(), ApiError> {
+    pub async fn unlock(&self, user: &User) -> Result<(), StoreError> {
         self.0
             .update_if(
                 &keys::user(&user.company_id, &user.id),
@@ -380,7 +380,7 @@ impl ApiKeys<'_> {
         day: chrono::NaiveDate,
         count: u64,
         last: Option<DateTime<Utc>>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let key = keys::api_key(company, key_id);
         let marker = format!("folded#{day}");
         let old_marker = format!("folded#{}", day - chrono::Days::new(7));
@@ -421,7 +421,7 @@ impl ApiKeys<'_> {
     }
 
     /// Stores a newly issued key (record and hash entry).
-    pub async fn create(&self, issued: &IssuedKey) -> Result<(), ApiError> {
+    pub async fn create(&self, issued: &IssuedKey) -> Result<(), StoreError> {
         let mut tx = self.0.transaction();
         for item in issued.to_items() {
             tx.create_item(item)?;
@@ -436,7 +436,7 @@ impl ApiKeys<'_> {
         old: &ApiKeyRecord,
         new: &IssuedKey,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let mut tx = self.0.transaction();
         revocation(&mut tx, old, now)?;
         for item in new.to_items() {
@@ -452,7 +452,7 @@ impl ApiKeys<'_> {
         record: &ApiKeyRecord,
         now: DateTime<Utc>,
         conflict: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let mut tx = self.0.transaction();
         revocation(&mut tx, record, now)?;
         tx.commit_or_conflict(conflict).await
@@ -463,7 +463,7 @@ fn revocation(
     tx: &mut super::Transaction<'_>,
     record: &ApiKeyRecord,
     now: DateTime<Utc>,
-) -> Result<usize, ApiError> {
+) -> Result<usize, StoreError> {
     tx.update(
         &keys::api_key(&record.company_id, &record.id),
         "SET revoked_at = :now, last_updated = :now",
@@ -479,7 +479,7 @@ fn revocation(
 const REVISION_CONDITION: &str =
     "(revision = :rev OR (attribute_not_exists(revision) AND last_updated = :seen))";
 
-fn company_item(company: &Company) -> Result<super::Item, ApiError> {
+fn company_item(company: &Company) -> Result<super::Item, StoreError> {
     let mut item = super::to_item(&keys::company(&company.id), company)?;
     if let Some(partner) = &company.parent_id {
         item.insert("gsi1pk".into(), s(keys::partner_index(partner)));
@@ -493,7 +493,7 @@ fn company_item(company: &Company) -> Result<super::Item, ApiError> {
 
 impl Companies<'_> {
     /// Stores a new client account.
-    pub async fn create_client(&self, client: &Company) -> Result<(), ApiError> {
+    pub async fn create_client(&self, client: &Company) -> Result<(), StoreError> {
         self.0
             .create_item(company_item(client)?, "client id collision; retry")
             .await
@@ -502,7 +502,7 @@ impl Companies<'_> {
     /// Replaces a client company unless it changed since it was read; its user and admin
     /// counts are kept by the user transactions, so they must not have moved either (`new`
     /// keeps `old`'s).
-    pub async fn replace(&self, old: &Company, new: &Company) -> Result<(), ApiError> {
+    pub async fn replace(&self, old: &Company, new: &Company) -> Result<(), StoreError> {
         let mut new = new.clone();
         new.user_count = old.user_count;
         new.admin_count = old.admin_count;

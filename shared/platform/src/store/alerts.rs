@@ -6,8 +6,8 @@
 //! fire, an evaluation never overwrites an edit, and an edit made from an alert read before
 //! an evaluation is refused (412) instead of putting back the state it read.
 
+use super::StoreError;
 use super::{keys, n, s, t, to_item, Store, WriteError};
-use crate::error::ApiError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::alerts::{Alert, AlertEvent};
 use domain::asset::Kind;
@@ -95,7 +95,7 @@ impl Alerts<'_> {
     /// The alerts watching the Klip `klip`: one query of its watchers in the `gsi1` index
     /// (eventually consistent: an evaluation writes conditional on the revision it read, so
     /// a stale copy is refused and read again).
-    pub async fn watching(&self, company: &str, klip: &str) -> Result<Vec<Alert>, ApiError> {
+    pub async fn watching(&self, company: &str, klip: &str) -> Result<Vec<Alert>, StoreError> {
         self.0
             .query_index(&keys::klip_watchers(company, klip))
             .await
@@ -107,7 +107,7 @@ impl Alerts<'_> {
         company: &str,
         alert: &str,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<AlertEvent>, ApiError> {
+    ) -> Result<Vec<AlertEvent>, StoreError> {
         let mut all: Vec<AlertEvent> = self
             .0
             .query_prefix(&keys::company_pk(company), &keys::alert_events_of(alert))

@@ -3,8 +3,8 @@
 //! company and kind; saves are conditional on the version read. Also the Klip values
 //! derived from data.
 
+use super::StoreError;
 use super::{keys, n, to_item, Item, Key, Store, WriteError};
-use crate::error::ApiError;
 use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::asset::Asset;
@@ -49,7 +49,7 @@ pub enum AssetRefused {
 
 /// The item of an asset; one due for background work is also in the `gsi1` due index, one
 /// that watches a Klip (an alert) in the `gsi1` partition of that Klip's watchers.
-fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, ApiError> {
+fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, StoreError> {
     let meta = asset.meta();
     let mut item = to_item(&keys::asset(A::KIND, &meta.company_id, &meta.id), asset)?;
     if let Some(due) = asset.due_at() {
@@ -108,7 +108,7 @@ impl Assets<'_> {
         &self,
         company: &str,
         slug: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, StoreError> {
         let claim: Option<SlugClaim> = self.0.get(keys::slug(A::KIND, company, slug)).await?;
         Ok(claim.map(|c| c.id))
     }
@@ -201,7 +201,7 @@ impl Assets<'_> {
     /// from its data, not an edit); nothing happens when the Klip was deleted meanwhile, or
     /// when the stored value comes from a later version of the data (a slower writer never
     /// puts an older value back).
-    pub async fn set_klip_value(&self, klip: &Klip, value: &KlipValue) -> Result<(), ApiError> {
+    pub async fn set_klip_value(&self, klip: &Klip, value: &KlipValue) -> Result<(), StoreError> {
         let item = super::to_attribute("value", value)?;
         let key = keys::asset(Klip::KIND, &klip.meta.company_id, &klip.meta.id);
         match value.data_version {
@@ -370,7 +370,7 @@ impl Assets<'_> {
         ds: &domain::records::Datasource,
         first: usize,
         merged: &domain::records::Segment,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         let end = ds.segments.len();
         if end < first + 2 {
             return Ok(false);
@@ -391,7 +391,7 @@ impl Assets<'_> {
         ds: &domain::records::Datasource,
         new_data_id: &str,
         merged: usize,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         if merged == 0 || merged > ds.segments.len() {
             return Ok(false);
         }
@@ -418,7 +418,7 @@ impl Assets<'_> {
         set: &str,
         names: &[(&str, &str)],
         mut values: Vec<(&str, AttributeValue)>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         let (Some(first), Some(last)) = (ds.segments.get(run.start), ds.segments.get(run.end - 1))
         else {
             return Ok(false);

@@ -1,8 +1,8 @@
 //! The repository of counters: the per-company rate counter items (see
 //! [`crate::ratelimit`] for how they are used).
 
+use super::StoreError;
 use super::{db_error, n, number, Item, Key, Store, WriteError};
-use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -77,7 +77,7 @@ pub fn key_uses_of(item: &Item) -> HashMap<String, KeyUses> {
 impl RateCounters<'_> {
     /// Every key use the company's day counter items still hold (the days not yet folded
     /// into the keys' own items, see `ApiKeys::fold_day`), strongly consistent.
-    pub async fn key_uses(self, company: &str) -> Result<HashMap<String, KeyUses>, ApiError> {
+    pub async fn key_uses(self, company: &str) -> Result<HashMap<String, KeyUses>, StoreError> {
         let store = self.0;
         let mut uses: HashMap<String, KeyUses> = HashMap::new();
         let mut start = None;
@@ -187,7 +187,7 @@ impl RateCounters<'_> {
         key: &Key,
         ttl: i64,
         key_use: Option<&str>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let Some(key_id) = key_use else {
             return self.0.add_to_counter(key, -1, ttl).await.map(|_| ());
         };
@@ -211,7 +211,7 @@ impl RateCounters<'_> {
         key: &Key,
         second: i64,
         key_use: Option<&str>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         let uses = key_use.map(uses_attribute);
         let (expression, names): (&str, Vec<(&str, &str)>) = match &uses {
             Some(uses) => (
@@ -247,7 +247,7 @@ const KEPT_FAILURES: usize = 32;
 impl LoginFailures<'_> {
     /// Records a failed login at `now` (Unix seconds) and answers how many failures of the
     /// email fall in the `window` seconds up to now (a rolling window).
-    pub async fn record(&self, email: &str, now: i64, window: i64) -> Result<usize, ApiError> {
+    pub async fn record(&self, email: &str, now: i64, window: i64) -> Result<usize, StoreError> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
         use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -299,7 +299,7 @@ impl LoginFailures<'_> {
     }
 
     /// Forgets an email's failed logins (an admin unlocked the user).
-    pub async fn forget(&self, email: &str) -> Result<(), ApiError> {
+    pub async fn forget(&self, email: &str) -> Result<(), StoreError> {
         self.0.delete(&super::keys::login_failures(email)).await
     }
 }

@@ -10,8 +10,8 @@
 //! may have died), `queued` [`UNDELIVERED_SECS`] after it was queued (the stream delivers
 //! it at once; the tick is the fallback). Delivered, failed and suppressed ones leave it.
 
+use super::StoreError;
 use super::{db_error, keys, n, s, t, Item, Store, WriteError};
-use crate::error::ApiError;
 use crate::time::rfc3339;
 use chrono::{DateTime, Utc};
 use domain::notify::{Delivery, LastDelivery};
@@ -47,7 +47,7 @@ fn due_at(d: &Delivery) -> Option<DateTime<Utc>> {
 }
 
 /// The item of a delivery, in the due index while it waits.
-pub fn delivery_item(d: &Delivery) -> Result<Item, ApiError> {
+pub fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
     super::jobs::item(
         &keys::delivery(&d.company_id, &d.id),
         d,
@@ -102,7 +102,7 @@ impl Deliveries<'_> {
         })
     }
 
-    pub async fn get(&self, company: &str, id: &str) -> Result<Option<Delivery>, ApiError> {
+    pub async fn get(&self, company: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
         self.0.get(keys::delivery(company, id)).await
     }
 
@@ -117,7 +117,7 @@ impl Deliveries<'_> {
         now: DateTime<Utc>,
         skip: usize,
         take: usize,
-    ) -> Result<Page, ApiError> {
+    ) -> Result<Page, StoreError> {
         let (deliveries, total) = tokio::try_join!(
             self.read(company, shown, now, skip.saturating_add(take)),
             self.count(company, shown, now)
@@ -172,7 +172,7 @@ impl Deliveries<'_> {
         shown: &Shown,
         now: DateTime<Utc>,
         wanted: usize,
-    ) -> Result<Vec<Delivery>, ApiError> {
+    ) -> Result<Vec<Delivery>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         while out.len() < wanted {
@@ -203,7 +203,7 @@ impl Deliveries<'_> {
         company: &str,
         shown: &Shown,
         now: DateTime<Utc>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, StoreError> {
         let mut total = 0;
         let mut start = None;
         loop {
@@ -227,7 +227,7 @@ impl Deliveries<'_> {
         &self,
         company: &str,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Delivery>, ApiError> {
+    ) -> Result<Vec<Delivery>, StoreError> {
         let mut all: Vec<Delivery> = self
             .0
             .query_prefix(&keys::company_pk(company), keys::DELIVERY_PREFIX)
@@ -436,7 +436,7 @@ impl Deliveries<'_> {
                     vec![(":status", s(delivery.status.as_str()))],
                 )?);
             }
-            Ok::<_, ApiError>((tx, run_step))
+            Ok::<_, StoreError>((tx, run_step))
         };
         let (tx, run_step) = attempt(true)?;
         match tx.commit().await {
@@ -452,7 +452,7 @@ impl Deliveries<'_> {
         company: &str,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         let due = now + chrono::Duration::seconds(UNDELIVERED_SECS);
         self.0
             .update_if(
@@ -475,7 +475,7 @@ impl Deliveries<'_> {
 
     /// Counts one delivery on the company's day (`deliveries.perDay`); answers the day's
     /// count with it.
-    pub async fn count_today(&self, company: &str, now: DateTime<Utc>) -> Result<i64, ApiError> {
+    pub async fn count_today(&self, company: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
         // The same day as the API's daily limit: New York's.
         let day = crate::time::NewYorkDay::containing(now).date.to_string();
         let ttl = now.timestamp() + 3 * 86_400;

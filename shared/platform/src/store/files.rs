@@ -2,7 +2,7 @@
 //! reported as the storage being unavailable (503), like the database's.
 
 use super::Store;
-use crate::error::ApiError;
+use super::StoreError;
 
 #[derive(Clone, Copy)]
 pub struct Files<'a>(&'a Store);
@@ -22,16 +22,21 @@ impl Store {
 }
 
 /// Maps an S3 failure like [`super::db_error`] maps DynamoDB's, naming the file storage.
-fn s3_error<E, R>(operation: &str, err: aws_sdk_s3::error::SdkError<E, R>) -> ApiError
+fn s3_error<E, R>(operation: &str, err: aws_sdk_s3::error::SdkError<E, R>) -> StoreError
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     super::service_error("file storage", operation, err)
 }
 
 impl Files<'_> {
-    pub async fn put(&self, key: &str, content_type: &str, body: Vec<u8>) -> Result<(), ApiError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), StoreError> {
         self.0
             .s3
             .put_object()
@@ -46,7 +51,7 @@ impl Files<'_> {
     }
 
     /// The file's bytes, or `None` when there is no such file.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_reserving(key, 0).await
     }
 
@@ -57,7 +62,7 @@ impl Files<'_> {
         &self,
         key: &str,
         extra: usize,
-    ) -> Result<Option<Vec<u8>>, ApiError> {
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         match self
             .0
             .s3
@@ -70,11 +75,14 @@ impl Files<'_> {
             Ok(mut out) => {
                 let size = (out.content_length.unwrap_or(0).max(0) as usize).min(64 << 20);
                 let mut bytes = Vec::with_capacity(size + extra);
-                while let Some(chunk) = out
-                    .body
-                    .try_next()
-                    .await
-                    .map_err(|e| ApiError::Unavailable(format!("reading data: {e}")))?
+                while let Some(chunk) =
+                    out.body
+                        .try_next()
+                        .await
+                        .map_err(|e| StoreError::Unavailable {
+                            message: format!("reading data: {e}"),
+                            source: Some(e.into()),
+                        })?
                 {
                     bytes.extend_from_slice(&chunk);
                 }
@@ -85,7 +93,7 @@ impl Files<'_> {
         }
     }
 
-    pub async fn delete(&self, key: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.0
             .s3
             .delete_object()
@@ -98,7 +106,7 @@ impl Files<'_> {
     }
 
     /// The keys of every file under `prefix` (the first 1,000).
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let listed = self
             .0
             .s3
@@ -123,7 +131,7 @@ impl Files<'_> {
         prefix: &str,
         after: Option<&str>,
         max: i32,
-    ) -> Result<(Vec<Listed>, Option<String>), ApiError> {
+    ) -> Result<(Vec<Listed>, Option<String>), StoreError> {
         let listed = self
             .0
             .s3
@@ -163,9 +171,9 @@ impl Files<'_> {
         key: &str,
         file_name: &str,
         expires_in: std::time::Duration,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, StoreError> {
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
-            .map_err(|e| ApiError::internal(format!("presigning: {e}")))?;
+            .map_err(|e| StoreError::failed("presigning", e))?;
         let request = self
             .0
             .s3

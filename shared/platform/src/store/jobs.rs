@@ -5,8 +5,8 @@
 //! tick also does a job whose stream record never reached the worker (it went to the
 //! failure queue); and an end written only while the lease is still held.
 
+use super::StoreError;
 use super::{db_error, keys, s, t, to_item, Item, Key, Store, WriteError};
-use crate::error::ApiError;
 use crate::time::rfc3339;
 use chrono::{DateTime, Utc};
 use domain::reports::JobState;
@@ -47,7 +47,7 @@ pub(super) fn item<T: Serialize>(
     job: &T,
     due: Option<DateTime<Utc>>,
     due_id: &str,
-) -> Result<Item, ApiError> {
+) -> Result<Item, StoreError> {
     let mut item = to_item(key, job)?;
     if let Some(due) = due {
         item.insert("gsi1pk".into(), s(keys::due_index()));
@@ -153,7 +153,7 @@ pub(super) async fn release(
     due_id: &str,
     held: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
+) -> Result<(), StoreError> {
     store
         .update_if(
             key,
@@ -177,7 +177,7 @@ pub(super) async fn abandon(
     key: &Key,
     error: &str,
     now: DateTime<Utc>,
-) -> Result<bool, ApiError> {
+) -> Result<bool, StoreError> {
     store
         .update_if(
             key,

@@ -41,6 +41,7 @@ pub mod alerts;
 pub mod assets;
 pub mod counters;
 pub mod deliveries;
+mod error;
 pub mod files;
 mod jobs;
 pub mod keys;
@@ -48,9 +49,9 @@ pub mod refreshes;
 pub mod runs;
 pub mod sessions;
 
-use crate::error::ApiError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
+pub use error::{BoxError, OrApiError, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -93,10 +94,10 @@ pub struct Store {
 
 /// Maps an SDK failure to the API's error: throttling, timeouts and an unreachable database
 /// are 503 (the client may retry); anything else is a 500 with the cause logged.
-pub fn db_error<E, R>(operation: &str, err: SdkError<E, R>) -> ApiError
+pub fn db_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     service_error("database", operation, err)
 }
@@ -104,10 +105,10 @@ where
 /// Maps an SDK failure of `service` (the database or the file storage) to the API's error:
 /// throttling, timeouts and an unreachable service are 503 naming it (the client may
 /// retry); anything else is a 500 with the cause logged.
-pub(crate) fn service_error<E, R>(service: &str, operation: &str, err: SdkError<E, R>) -> ApiError
+pub(crate) fn service_error<E, R>(service: &str, operation: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     const RETRYABLE: &[&str] = &[
         "ThrottlingException",
@@ -120,7 +121,10 @@ where
     match &err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
             tracing::warn!(operation, error = ?err, "{service} unreachable");
-            ApiError::Unavailable(format!("the {service} is unavailable; retry shortly"))
+            StoreError::Unavailable {
+                message: format!("the {service} is unavailable; retry shortly"),
+                source: Some(err.into()),
+            }
         }
         SdkError::ServiceError(failure)
             if failure.err().code() == Some("ValidationException")
@@ -131,7 +135,7 @@ where
         {
             // An update that would take an item past 400 KB (whole writes are checked
             // before, see `fits_in_an_item`): the request's data is too large, not our fault.
-            ApiError::PayloadTooLarge(format!(
+            StoreError::TooLarge(format!(
                 "this change would make a stored record larger than the database's 400 KB ({operation})"
             ))
         }
@@ -143,26 +147,26 @@ where
                 code = failure.err().code(),
                 "{service} throttled"
             );
-            ApiError::Unavailable(format!("the {service} is busy; retry shortly"))
+            StoreError::Unavailable {
+                message: format!("the {service} is busy; retry shortly"),
+                source: Some(err.into()),
+            }
         }
-        _ => ApiError::internal(format!(
-            "{operation}: {}",
-            aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-        )),
+        _ => StoreError::failed(format!("{service}: {operation}"), err),
     }
 }
 
-pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, ApiError> {
-    serde_dynamo::from_item(item).map_err(|e| ApiError::internal(format!("decoding item: {e}")))
+pub fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::failed("decoding item", e))
 }
 
 /// The item for `value` stored under `key` (plus any extra attributes such as `gsi1pk`).
 /// A number the database cannot store is a 400 naming where it is (see [`storable`]).
 /// An item over [`MAX_ITEM_BYTES`] is a 413 naming its largest fields (see
 /// [`fits_in_an_item`]).
-pub fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item, ApiError> {
-    let mut item: Item = serde_dynamo::to_item(value)
-        .map_err(|e| ApiError::internal(format!("encoding item: {e}")))?;
+pub fn to_item<T: Serialize>(key: &Key, value: &T) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).map_err(|e| StoreError::failed("encoding item", e))?;
     for (name, attribute) in &item {
         storable(name, attribute)?;
     }
@@ -209,7 +213,7 @@ pub fn attribute_size(value: &AttributeValue) -> usize {
 /// Refuses an item over [`MAX_ITEM_BYTES`] with a 413 that names its largest fields (a map's
 /// largest entry when it holds most of it: `properties.headers`), so the caller knows what
 /// to shorten, before the database refuses it.
-pub fn fits_in_an_item(item: &Item) -> Result<(), ApiError> {
+pub fn fits_in_an_item(item: &Item) -> Result<(), StoreError> {
     let size = item_size(item);
     if size <= MAX_ITEM_BYTES {
         return Ok(());
@@ -224,7 +228,7 @@ pub fn fits_in_an_item(item: &Item) -> Result<(), ApiError> {
         .take(2)
         .map(|(path, bytes)| format!("{path} ({} KB)", bytes.div_ceil(1024)))
         .collect();
-    Err(ApiError::PayloadTooLarge(format!(
+    Err(StoreError::TooLarge(format!(
         "this would be stored as {} KB, over the {} KB one record may hold: {} is the largest; shorten it",
         size.div_ceil(1024),
         MAX_ITEM_BYTES / 1024,
@@ -248,9 +252,9 @@ fn largest_path(name: &str, value: &AttributeValue) -> String {
 
 /// `value` as one attribute stored as `name` (what the 400 names if a number in it cannot be
 /// stored).
-pub fn to_attribute<T: Serialize>(name: &str, value: &T) -> Result<AttributeValue, ApiError> {
+pub fn to_attribute<T: Serialize>(name: &str, value: &T) -> Result<AttributeValue, StoreError> {
     let attribute = serde_dynamo::to_attribute_value(value)
-        .map_err(|e| ApiError::internal(format!("encoding {name}: {e}")))?;
+        .map_err(|e| StoreError::failed(format!("encoding {name}"), e))?;
     storable(name, &attribute)?;
     Ok(attribute)
 }
@@ -260,13 +264,13 @@ pub fn to_attribute<T: Serialize>(name: &str, value: &T) -> Result<AttributeValu
 /// JSON (client properties, a layout's state) and numeric fields can carry one, so every
 /// encoded item is checked before it is written and the request gets a 400 naming the
 /// attribute path instead of a 500.
-pub fn storable(path: &str, value: &AttributeValue) -> Result<(), ApiError> {
+pub fn storable(path: &str, value: &AttributeValue) -> Result<(), StoreError> {
     match unstorable_number(value) {
         None => Ok(()),
-        Some(rest) => Err(ApiError::field(
-            &format!("{path}{rest}"),
+        Some(rest) => Err(StoreError::Unstorable(domain::FieldError::new(
+            format!("{path}{rest}"),
             "numbers must be 0 or of magnitude 1e-130 to 1e125 (the database stores no others)",
-        )),
+        ))),
     }
 }
 
@@ -326,7 +330,7 @@ impl Store {
     pub async fn get<T: DeserializeOwned>(
         &self,
         key: impl std::borrow::Borrow<Key>,
-    ) -> Result<Option<T>, ApiError> {
+    ) -> Result<Option<T>, StoreError> {
         let key = key.borrow();
         let out = self
             .db
@@ -341,7 +345,7 @@ impl Store {
     }
 
     /// Writes `value` under `key`, replacing what was there.
-    pub async fn put<T: Serialize>(&self, key: &Key, value: &T) -> Result<(), ApiError> {
+    pub async fn put<T: Serialize>(&self, key: &Key, value: &T) -> Result<(), StoreError> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
         self.db
@@ -359,7 +363,7 @@ impl Store {
         &self,
         pk: &str,
         prefix: &str,
-    ) -> Result<Vec<T>, ApiError> {
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -394,7 +398,7 @@ impl Store {
 
     /// Atomically adds `delta` to the number `n` of a counter item, setting its `ttl`;
     /// answers the new value.
-    pub async fn add_to_counter(&self, key: &Key, delta: i64, ttl: i64) -> Result<i64, ApiError> {
+    pub async fn add_to_counter(&self, key: &Key, delta: i64, ttl: i64) -> Result<i64, StoreError> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
         let out = self
@@ -529,18 +533,35 @@ pub fn connect_with(sdk: &aws_config::SdkConfig, table: &str, bucket: &str) -> S
 #[derive(Debug)]
 pub enum WriteError<R> {
     Refused(R),
-    Failed(ApiError),
+    Failed(StoreError),
 }
 
-impl<R> From<ApiError> for WriteError<R> {
-    fn from(error: ApiError) -> Self {
+impl<R> From<StoreError> for WriteError<R> {
+    fn from(error: StoreError) -> Self {
         WriteError::Failed(error)
+    }
+}
+
+impl<R> From<crate::held::NotAdmitted> for WriteError<R> {
+    fn from(why: crate::held::NotAdmitted) -> Self {
+        WriteError::Failed(why.into())
     }
 }
 
 impl<R> WriteError<R> {
     /// The API error for a refusal, using `answer`.
-    pub fn into_api(self, answer: impl FnOnce(R) -> ApiError) -> ApiError {
+    pub fn into_api(
+        self,
+        answer: impl FnOnce(R) -> crate::error::ApiError,
+    ) -> crate::error::ApiError {
+        match self {
+            WriteError::Refused(reason) => answer(reason),
+            WriteError::Failed(error) => error.into(),
+        }
+    }
+
+    /// A store error for a refusal, using `answer` (a repository's own conflict).
+    pub fn into_store(self, answer: impl FnOnce(R) -> StoreError) -> StoreError {
         match self {
             WriteError::Refused(reason) => answer(reason),
             WriteError::Failed(error) => error,
@@ -557,32 +578,32 @@ pub struct Transaction<'a> {
 
 impl<'a> Transaction<'a> {
     /// Writes `value` under `key`; the step fails if the item exists.
-    pub fn create<T: Serialize>(&mut self, key: &Key, value: &T) -> Result<usize, ApiError> {
+    pub fn create<T: Serialize>(&mut self, key: &Key, value: &T) -> Result<usize, StoreError> {
         self.create_item(to_item(key, value)?)
     }
 
     /// Writes a whole item (keys included); the step fails if it exists.
-    pub fn create_item(&mut self, item: Item) -> Result<usize, ApiError> {
+    pub fn create_item(&mut self, item: Item) -> Result<usize, StoreError> {
         self.put_item_if(item, "attribute_not_exists(pk)", &[], Vec::new())
     }
 
     /// Deletes `key` (nothing happens when it is absent).
-    pub fn delete(&mut self, key: &Key) -> Result<usize, ApiError> {
+    pub fn delete(&mut self, key: &Key) -> Result<usize, StoreError> {
         self.delete_if(key, None)
     }
 
     /// Deletes `key`; the step fails if it is absent.
-    pub fn delete_existing(&mut self, key: &Key) -> Result<usize, ApiError> {
+    pub fn delete_existing(&mut self, key: &Key) -> Result<usize, StoreError> {
         self.delete_if(key, Some("attribute_exists(pk)"))
     }
 
-    fn delete_if(&mut self, key: &Key, condition: Option<&str>) -> Result<usize, ApiError> {
+    fn delete_if(&mut self, key: &Key, condition: Option<&str>) -> Result<usize, StoreError> {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.store.table)
             .set_key(Some(key.to_item()))
             .set_condition_expression(condition.map(str::to_owned))
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(|e| StoreError::failed("building a request", e))?;
         self.push(
             aws_sdk_dynamodb::types::TransactWriteItem::builder()
                 .delete(delete)
@@ -598,7 +619,7 @@ impl<'a> Transaction<'a> {
         condition: &str,
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, StoreError> {
         let mut builder = aws_sdk_dynamodb::types::Put::builder()
             .table_name(&self.store.table)
             .set_item(Some(item))
@@ -609,7 +630,9 @@ impl<'a> Transaction<'a> {
         for (k, v) in values {
             builder = builder.expression_attribute_values(k, v);
         }
-        let put = builder.build().map_err(ApiError::internal)?;
+        let put = builder
+            .build()
+            .map_err(|e| StoreError::failed("building a request", e))?;
         self.push(
             aws_sdk_dynamodb::types::TransactWriteItem::builder()
                 .put(put)
@@ -624,7 +647,7 @@ impl<'a> Transaction<'a> {
         expression: &str,
         condition: Option<&str>,
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, StoreError> {
         self.update_named(key, expression, condition, &[], values)
     }
 
@@ -636,7 +659,7 @@ impl<'a> Transaction<'a> {
         condition: Option<&str>,
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, StoreError> {
         let mut builder = aws_sdk_dynamodb::types::Update::builder()
             .table_name(&self.store.table)
             .set_key(Some(key.to_item()))
@@ -648,7 +671,9 @@ impl<'a> Transaction<'a> {
         for (k, v) in values {
             builder = builder.expression_attribute_values(k, v);
         }
-        let update = builder.build().map_err(ApiError::internal)?;
+        let update = builder
+            .build()
+            .map_err(|e| StoreError::failed("building a request", e))?;
         self.push(
             aws_sdk_dynamodb::types::TransactWriteItem::builder()
                 .update(update)
@@ -659,7 +684,7 @@ impl<'a> Transaction<'a> {
     fn push(
         &mut self,
         item: aws_sdk_dynamodb::types::TransactWriteItem,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, StoreError> {
         self.items.push(item);
         Ok(self.items.len() - 1)
     }
@@ -700,10 +725,10 @@ impl<'a> Transaction<'a> {
     }
 
     /// Writes all or nothing; any failed condition is 409 with `conflict`.
-    pub async fn commit_or_conflict(self, conflict: &str) -> Result<(), ApiError> {
+    pub async fn commit_or_conflict(self, conflict: &str) -> Result<(), StoreError> {
         self.commit()
             .await
-            .map_err(|e| e.into_api(|_| ApiError::Conflict(conflict.to_owned())))
+            .map_err(|e| e.into_store(|_| StoreError::Conflict(conflict.to_owned())))
     }
 }
 
@@ -752,13 +777,13 @@ impl Store {
         key: &Key,
         value: &T,
         conflict: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         self.create_item(to_item(key, value)?, conflict).await
     }
 
     /// Writes a whole item (keys included) if nothing is there; 409 with `conflict`
     /// otherwise.
-    pub async fn create_item(&self, item: Item, conflict: &str) -> Result<(), ApiError> {
+    pub async fn create_item(&self, item: Item, conflict: &str) -> Result<(), StoreError> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
         let result = self
@@ -775,7 +800,7 @@ impl Store {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Err(ApiError::Conflict(conflict.to_owned()))
+                Err(StoreError::Conflict(conflict.to_owned()))
             }
             Err(e) => Err(db_error("PutItem", e)),
         }
@@ -790,7 +815,7 @@ impl Store {
         condition: &str,
         names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
         let mut request = self
@@ -858,7 +883,7 @@ impl Store {
         }
     }
 
-    pub async fn stream_arn(&self) -> Result<Option<String>, ApiError> {
+    pub async fn stream_arn(&self) -> Result<Option<String>, StoreError> {
         let out = self
             .db
             .describe_table()
@@ -889,7 +914,7 @@ impl Store {
 
     /// One item as stored, all attributes (tests and tools).
     #[cfg(feature = "test-support")]
-    pub async fn raw_item(&self, key: &Key) -> Result<Option<Item>, ApiError> {
+    pub async fn raw_item(&self, key: &Key) -> Result<Option<Item>, StoreError> {
         let out = self
             .db
             .get_item()
@@ -904,7 +929,7 @@ impl Store {
 
     /// Every item of the table (tests: what is stored, e.g. that no secret is).
     #[cfg(feature = "test-support")]
-    pub async fn scan_all(&self) -> Result<Vec<Item>, ApiError> {
+    pub async fn scan_all(&self) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -928,7 +953,7 @@ impl Store {
 impl Store {
     /// Strongly consistent reads of several items in one `BatchGetItem`, in the order of
     /// `keys` (absent items are `None`). Unprocessed keys are asked for again.
-    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, ApiError> {
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Item>>, StoreError> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         /// What one BatchGetItem request may name.
         const BATCH: usize = 100;
@@ -951,7 +976,7 @@ impl Store {
                     .set_keys(Some(std::mem::take(&mut pending)))
                     .consistent_read(true)
                     .build()
-                    .map_err(ApiError::internal)?;
+                    .map_err(|e| StoreError::failed("building a request", e))?;
                 let out = self
                     .db
                     .batch_get_item()
@@ -979,9 +1004,10 @@ impl Store {
             }
         }
         if !pending.is_empty() {
-            return Err(ApiError::Unavailable(
-                "the database is busy; retry shortly".into(),
-            ));
+            return Err(StoreError::Unavailable {
+                message: "the database is busy; retry shortly".into(),
+                source: None,
+            });
         }
         Ok(keys
             .iter()
@@ -990,7 +1016,10 @@ impl Store {
     }
 
     /// Every item of a `gsi1` partition (eventually consistent, as every GSI read).
-    pub async fn query_index<T: DeserializeOwned>(&self, gsi1pk: &str) -> Result<Vec<T>, ApiError> {
+    pub async fn query_index<T: DeserializeOwned>(
+        &self,
+        gsi1pk: &str,
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -1016,7 +1045,7 @@ impl Store {
     }
 
     /// Deletes one item (no error when absent).
-    pub async fn delete(&self, key: &Key) -> Result<(), ApiError> {
+    pub async fn delete(&self, key: &Key) -> Result<(), StoreError> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
         self.db
@@ -1065,9 +1094,7 @@ mod tests {
             .into(),
         );
         match storable("layout", &nested) {
-            Err(ApiError::Validation { details, .. }) => {
-                assert_eq!(details[0].field, "layout.state[1].w")
-            }
+            Err(StoreError::Unstorable(field)) => assert_eq!(field.field, "layout.state[1].w"),
             other => panic!("{other:?}"),
         }
         assert!(storable("s", &AttributeValue::Ns(vec!["1".into(), "1e200".into()])).is_err());

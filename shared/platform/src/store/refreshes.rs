@@ -1,8 +1,8 @@
 //! The repository of data source refresh jobs (see [`super::jobs`] for the lease) and the
 //! refresh state and schedule shown on each data source.
 
+use super::StoreError;
 use super::{jobs, keys, s, t, Store, WriteError};
-use crate::error::ApiError;
 use crate::time::rfc3339;
 use chrono::{DateTime, Utc};
 use domain::asset::{Asset, Kind};
@@ -27,7 +27,7 @@ fn due_id(job: &RefreshJob) -> String {
     format!("{}#{}", job.company_id, job.id)
 }
 
-fn job_item(job: &RefreshJob) -> Result<super::Item, ApiError> {
+fn job_item(job: &RefreshJob) -> Result<super::Item, StoreError> {
     let due = jobs::due_at(&job.job);
     jobs::item(&key_of(job), job, due, &due_id(job))
 }
@@ -49,7 +49,7 @@ impl Refreshes<'_> {
         company: &str,
         datasource: &str,
         job: &str,
-    ) -> Result<Option<RefreshJob>, ApiError> {
+    ) -> Result<Option<RefreshJob>, StoreError> {
         self.0
             .get(keys::refresh_job(company, datasource, job))
             .await
@@ -88,7 +88,7 @@ impl Refreshes<'_> {
         job: &RefreshJob,
         held: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         jobs::release(self.0, &key_of(job), &due_id(job), held, now).await
     }
 
@@ -97,7 +97,7 @@ impl Refreshes<'_> {
         job: &RefreshJob,
         error: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         jobs::abandon(self.0, &key_of(job), error, now).await
     }
 
@@ -107,7 +107,7 @@ impl Refreshes<'_> {
         company: &str,
         datasource: &str,
         state: &RefreshState,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let value = super::to_attribute("refresh", state)?;
         self.0
             .update_if(
@@ -129,7 +129,7 @@ impl Refreshes<'_> {
         datasource: &str,
         due: DateTime<Utc>,
         next: DateTime<Utc>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         self.0
             .update_if(
                 &keys::asset(Kind::Datasource, company, datasource),

@@ -16,8 +16,8 @@
 //! newer one succeeds ([`Runs::keep_latest`]). Reads treat an expired run as gone: the table
 //! removes it within days, not at once.
 
+use super::StoreError;
 use super::{db_error, jobs, keys, n, s, t, Store, WriteError};
-use crate::error::ApiError;
 use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -101,7 +101,7 @@ fn shown_filter(
 }
 
 /// The item of a run; a running or queued one is in the due index (see [`jobs::due_at`]).
-fn run_item(run: &Run) -> Result<super::Item, ApiError> {
+fn run_item(run: &Run) -> Result<super::Item, StoreError> {
     jobs::item(
         &keys::run(&run.company_id, &run.report_id, &run.id),
         run,
@@ -145,7 +145,7 @@ impl Runs<'_> {
         company: &str,
         report: &str,
         hash: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, StoreError> {
         let claim: Option<IdempotencyClaim> =
             self.0.get(keys::idempotency(company, report, hash)).await?;
         Ok(claim.map(|c| c.run_id))
@@ -156,7 +156,7 @@ impl Runs<'_> {
         company: &str,
         report: &str,
         run: &str,
-    ) -> Result<Option<Run>, ApiError> {
+    ) -> Result<Option<Run>, StoreError> {
         self.0.get(keys::run(company, report, run)).await
     }
 
@@ -167,7 +167,7 @@ impl Runs<'_> {
         report: &str,
         run: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Run>, ApiError> {
+    ) -> Result<Option<Run>, StoreError> {
         Ok(self
             .get(company, report, run)
             .await?
@@ -216,7 +216,7 @@ impl Runs<'_> {
         now: DateTime<Utc>,
         skip: usize,
         take: usize,
-    ) -> Result<RunsPage, ApiError> {
+    ) -> Result<RunsPage, StoreError> {
         let wanted = skip.saturating_add(take);
         let mut runs = Vec::new();
         let mut read = 0;
@@ -261,7 +261,7 @@ impl Runs<'_> {
         report: &str,
         status: Option<RunStatus>,
         now: DateTime<Utc>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, StoreError> {
         let mut total = 0;
         let mut start = None;
         loop {
@@ -284,7 +284,7 @@ impl Runs<'_> {
     /// the newest succeeded one: the run it replaces gets its `ttl` (its creation plus the
     /// retention), after the swap, so the kept run never has one. A run that is not the
     /// newest succeeded gets its own `ttl`.
-    pub async fn keep_latest(&self, run: &Run) -> Result<(), ApiError> {
+    pub async fn keep_latest(&self, run: &Run) -> Result<(), StoreError> {
         let key = keys::asset(domain::asset::Kind::Report, &run.company_id, &run.report_id);
         for _ in 0..5 {
             let report: Option<domain::reports::Report> = self.0.get(&key).await?;
@@ -331,14 +331,15 @@ impl Runs<'_> {
                 return Ok(());
             }
         }
-        Err(ApiError::Unavailable(
-            "the report's kept run kept changing; retry".into(),
-        ))
+        Err(StoreError::Unavailable {
+            message: "the report's kept run kept changing; retry".into(),
+            source: None,
+        })
     }
 
     /// Gives the run `run.id` of `run`'s report its `ttl` (its creation plus the retention),
     /// if it still exists.
-    async fn expire(&self, run: &Run) -> Result<(), ApiError> {
+    async fn expire(&self, run: &Run) -> Result<(), StoreError> {
         let created = created_of(&run.id).unwrap_or(run.job.date_created.timestamp());
         self.0
             .update_if(
@@ -353,7 +354,7 @@ impl Runs<'_> {
     }
 
     /// Every run of a report, newest first.
-    pub async fn of_report(&self, company: &str, report: &str) -> Result<Vec<Run>, ApiError> {
+    pub async fn of_report(&self, company: &str, report: &str) -> Result<Vec<Run>, StoreError> {
         let mut runs: Vec<Run> = self
             .0
             .query_prefix(&keys::company_pk(company), &keys::runs_of(report))
@@ -386,7 +387,7 @@ impl Runs<'_> {
     }
 
     /// Records progress while holding the lease (ignored when the lease was lost).
-    pub async fn progress(&self, run: &Run, progress: u8) -> Result<(), ApiError> {
+    pub async fn progress(&self, run: &Run, progress: u8) -> Result<(), StoreError> {
         self.0
             .update_if(
                 &keys::run(&run.company_id, &run.report_id, &run.id),
@@ -439,7 +440,7 @@ impl Runs<'_> {
         company: &str,
         report: &str,
         digest: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         self.0
             .update_if(
                 &keys::asset(domain::asset::Kind::Report, company, report),
@@ -459,7 +460,7 @@ impl Runs<'_> {
         run: &Run,
         held: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         jobs::release(
             self.0,
             &keys::run(&run.company_id, &run.report_id, &run.id),
@@ -476,7 +477,7 @@ impl Runs<'_> {
         run: &Run,
         error: &str,
         now: DateTime<Utc>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         jobs::abandon(
             self.0,
             &keys::run(&run.company_id, &run.report_id, &run.id),
@@ -492,7 +493,7 @@ impl Runs<'_> {
         company: &str,
         report: &str,
         summary: &RunSummary,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let value = super::to_attribute("summary", summary)?;
         self.0
             .update_if(
@@ -514,7 +515,7 @@ impl Runs<'_> {
         report: &str,
         due: DateTime<Utc>,
         next: Option<DateTime<Utc>>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, StoreError> {
         let key = keys::asset(domain::asset::Kind::Report, company, report);
         match next {
             Some(next) => {
@@ -553,7 +554,7 @@ impl Runs<'_> {
     /// it (tests): first `skipped`, an insert none of the stream's filters passes, then
     /// `queued`, a change none passes either.
     #[cfg(feature = "test-support")]
-    pub async fn queue_undelivered(&self, run: &Run) -> Result<(), ApiError> {
+    pub async fn queue_undelivered(&self, run: &Run) -> Result<(), StoreError> {
         let mut skipped = run.clone();
         skipped.job.status = RunStatus::Skipped;
         for item in [run_item(&skipped)?, run_item(run)?] {
@@ -572,7 +573,7 @@ impl Runs<'_> {
     /// Everything due at or before `now` in the due index, decoded (see [`Due`]); eventually
     /// consistent, like every index read. An item that does not decode is logged and left
     /// out: it cannot stop the rest from being done.
-    pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<Due>, ApiError> {
+    pub async fn due(&self, now: DateTime<Utc>) -> Result<Vec<Due>, StoreError> {
         let store = self.0;
         let mut out = Vec::new();
         let mut start = None;
@@ -627,7 +628,7 @@ pub enum Due {
 
 impl Due {
     /// The item as what it is due for.
-    fn of(item: super::Item) -> Result<Due, ApiError> {
+    fn of(item: super::Item) -> Result<Due, StoreError> {
         let text = |name: &str| match item.get(name) {
             Some(AttributeValue::S(s)) => s.clone(),
             _ => String::new(),

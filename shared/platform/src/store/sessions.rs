@@ -1,8 +1,8 @@
 //! The repository of login sessions: refresh tokens (single use) and their families.
 
+use super::StoreError;
 use super::{keys, Store, WriteError};
 use crate::auth::records::{FamilyRecord, RefreshRecord};
-use crate::error::ApiError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub struct RefreshTokens<'a>(&'a Store);
@@ -31,7 +31,7 @@ impl RefreshTokens<'_> {
         &self,
         token: &RefreshRecord,
         family: &FamilyRecord,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), StoreError> {
         let mut tx = self.0.transaction();
         tx.create(&keys::refresh(&token.jti), token)?;
         tx.create(&keys::family(&family.family), family)?;
@@ -39,7 +39,7 @@ impl RefreshTokens<'_> {
     }
 
     /// The next refresh token of a family.
-    pub async fn add(&self, token: &RefreshRecord) -> Result<(), ApiError> {
+    pub async fn add(&self, token: &RefreshRecord) -> Result<(), StoreError> {
         self.0
             .create(&keys::refresh(&token.jti), token, "token collision; retry")
             .await
@@ -84,7 +84,7 @@ impl RefreshTokens<'_> {
     }
 
     /// Revokes one refresh token; answers whether it existed.
-    pub async fn revoke(&self, jti: &str) -> Result<bool, ApiError> {
+    pub async fn revoke(&self, jti: &str) -> Result<bool, StoreError> {
         self.0
             .update_if(
                 &keys::refresh(jti),
@@ -97,7 +97,7 @@ impl RefreshTokens<'_> {
     }
 
     /// Revokes every refresh token of a family (nothing happens when it is unknown).
-    pub async fn revoke_family(&self, family: &str) -> Result<(), ApiError> {
+    pub async fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
         self.0
             .update_if(
                 &keys::family(family),
