@@ -6,13 +6,12 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use platform::auth::apikeys::{self, KeySpec, EXPIRY_CHOICES};
 use platform::auth::permissions::PERMISSIONS;
-use platform::auth::records::{ApiKeyRecord, User};
+use platform::auth::records::ApiKeyRecord;
 use platform::auth::{Caller, CallerUser};
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams, OptionalJsonBody};
 use platform::paging::Listing;
 use platform::store::counters::KeyUses;
-use platform::store::keys;
 use platform::store::OrApiError;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
@@ -107,7 +106,8 @@ async fn target_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<C
     caller.require("user.manage")?;
     state
         .store
-        .get::<User>(&keys::user(caller.company_id(), id))
+        .users()
+        .get(caller.company_id(), id)
         .await?
         .map(CallerUser::of)
         .ok_or_else(|| ApiError::not_found("user", id))
@@ -137,10 +137,7 @@ fn check_not_stronger(caller: &Caller, target: &ApiKeyRecord) -> ApiResult<()> {
 /// A key of the caller's company the caller may see: their own, or any with `user.manage`.
 async fn visible_key(state: &AppState, caller: &Caller, id: &str) -> ApiResult<ApiKeyRecord> {
     let record = if domain::ids::is_id(id) {
-        state
-            .store
-            .get::<ApiKeyRecord>(&keys::api_key(caller.company_id(), id))
-            .await?
+        state.store.api_keys().get(caller.company_id(), id).await?
     } else {
         None
     };
@@ -176,11 +173,8 @@ pub async fn list(
             "status must be active, revoked or expired, not '{bad}'"
         )));
     }
-    let partition = keys::company_pk(&user.company_id);
     let (records, uses) = tokio::try_join!(
-        state
-            .store
-            .query_prefix::<ApiKeyRecord>(&partition, "APIKEY#"),
+        state.store.api_keys().all(&user.company_id),
         state.store.rate_counters().key_uses(&user.company_id),
     )?;
     let mine: Vec<ApiKeyRecord> = records

@@ -6,13 +6,12 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
 use domain::CompanyStatus;
-use platform::assets::{stored, Kind};
+use platform::assets::stored;
 use platform::auth::records::{Company, FEATURES, PLANS, RESOURCES};
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::paging::Listing;
-use platform::store::{keys, Key};
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -89,7 +88,7 @@ fn full_view(c: &Company) -> ClientView<'_> {
 /// A client account of the caller's company; any other id is 404.
 async fn find_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Company> {
     let found = if is_id(id) {
-        state.store.get::<Company>(keys::company(id)).await?
+        state.store.companies().get(id).await?
     } else {
         None
     };
@@ -158,7 +157,8 @@ pub async fn list(
     }
     let clients: Vec<Company> = state
         .store
-        .query_index::<Company>(&keys::partner_index(caller.company_id()))
+        .companies()
+        .clients_of(caller.company_id())
         .await?
         .into_iter()
         .filter(|c| status.is_none_or(|s| c.status.as_str() == s))
@@ -287,55 +287,15 @@ pub async fn delete(
         disabled.last_updated = state.clock.now();
         save(&state, &client, &disabled).await?;
     }
-    let pk = keys::company_pk(&client.id);
-    let items: Vec<serde_json::Map<String, Value>> = state.store.query_prefix(&pk, "").await?;
-    for item in items {
-        let sk = item
-            .get("sk")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if sk == "COMPANY" {
-            continue;
+    let accounts = state.store.companies();
+    for item in accounts.account_items(&client.id).await? {
+        if let Some(datasource) = item.data_source() {
+            stored::forget_files(&state, &client.id, datasource).await?;
         }
-        delete_outside(&state, &client.id, &sk, &item).await?;
-        state.store.delete(&Key::new(pk.clone(), sk)).await?;
+        accounts.delete_account_item(&item).await?;
     }
-    state.store.delete(&keys::company(&client.id)).await?;
+    accounts.delete_company(&client.id).await?;
     Ok(envelope::deleted())
-}
-
-/// Deletes what an item of a client's partition (`sk`) has outside it.
-async fn delete_outside(
-    state: &AppState,
-    company: &str,
-    sk: &str,
-    item: &serde_json::Map<String, Value>,
-) -> ApiResult<()> {
-    let text = |name: &str| item.get(name).and_then(Value::as_str);
-    if sk.starts_with("USER#") {
-        if let Some(email) = text("email") {
-            state.store.delete(&keys::email(email)).await?;
-        }
-    } else if sk.starts_with("APIKEY#") {
-        if let Some(hash) = text("hash") {
-            state.store.delete(&keys::key_hash(hash)).await?;
-        }
-    } else if sk.starts_with(Kind::Dashboard.prefix()) {
-        let links = item.get("published_links").and_then(Value::as_array);
-        for hash in links
-            .into_iter()
-            .flatten()
-            .filter_map(|link| link.get("token_hash").and_then(Value::as_str))
-        {
-            state.store.delete(&keys::published_link(hash)).await?;
-        }
-    } else if let Some(id) = sk.strip_prefix(Kind::Datasource.prefix()) {
-        if domain::ids::is_id(id) {
-            stored::forget_files(state, company, id).await?;
-        }
-    }
-    Ok(())
 }
 
 pub async fn properties(

@@ -9,12 +9,11 @@ use domain::records::{
 };
 use platform::assets::ingest::refresh_source;
 use platform::assets::resource::{self, Edit};
-use platform::assets::{self, check_common, check_if_match, find, ok_with_etag, Asset, Kind, Meta};
+use platform::assets::{self, check_common, check_if_match, find, ok_with_etag, Asset, Meta};
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::paging::{Listing, NoFilters};
-use platform::store::keys;
 use platform::store::{OrApiError, StoreError};
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
@@ -33,28 +32,18 @@ pub struct DashboardBody {
 async fn is_favorite(state: &AppState, caller: &Caller, dashboard: &str) -> ApiResult<bool> {
     Ok(state
         .store
-        .get::<Value>(keys::favorite(
-            caller.company_id(),
-            caller.user_id(),
-            dashboard,
-        ))
-        .await?
-        .is_some())
+        .favorites()
+        .is_marked(caller.company_id(), caller.user_id(), dashboard)
+        .await?)
 }
 
 /// The ids of the caller's favourite dashboards.
 async fn favorites(state: &AppState, caller: &Caller) -> ApiResult<Vec<String>> {
-    let marks: Vec<Value> = state
+    Ok(state
         .store
-        .query_prefix(
-            &keys::company_pk(caller.company_id()),
-            &keys::favorites_prefix(caller.user_id()),
-        )
-        .await?;
-    Ok(marks
-        .iter()
-        .filter_map(|m| m["dashboard_id"].as_str().map(str::to_owned))
-        .collect())
+        .favorites()
+        .of(caller.company_id(), caller.user_id())
+        .await?)
 }
 
 /// The dashboard as the API shows it: its widgets carry their Klips' stored values
@@ -91,18 +80,11 @@ pub async fn read_klips(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let wanted: Vec<platform::store::Key> = ids
-        .iter()
-        .map(|id| keys::asset(Kind::Klip, company, id))
-        .collect();
     Ok(state
         .store
-        .get_many(&wanted)
+        .assets()
+        .many::<Klip>(company, ids)
         .await?
-        .into_iter()
-        .flatten()
-        .map(platform::store::from_item::<Klip>)
-        .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .map(|k| (k.meta.id.clone(), k))
         .collect())
@@ -249,15 +231,13 @@ pub async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let favorite_of = |dashboard_id: &str| {
-        state
-            .store
-            .get::<Value>(keys::favorite(
-                caller.company_id(),
-                caller.user_id(),
-                dashboard_id,
-            ))
-            .api()
+    let favorite_of = |dashboard_id: String| {
+        let (state, caller) = (&state, &caller);
+        async move {
+            let marks = state.store.favorites();
+            let marked = marks.is_marked(caller.company_id(), caller.user_id(), &dashboard_id);
+            Ok::<_, ApiError>(marked.await?)
+        }
     };
     // Addressed by id, the dashboard and the caller's favorite mark are read at once; by
     // slug, the mark needs the id first.
@@ -267,13 +247,13 @@ pub async fn show(
         let guess = remembered_klips(&state, caller.company_id(), &id);
         let (dashboard, favorite, prefetched) = tokio::try_join!(
             find(&state, &caller, &id),
-            favorite_of(&id),
+            favorite_of(id.clone()),
             read_klips(&state, caller.company_id(), &guess).api()
         )?;
-        (dashboard, favorite.is_some(), prefetched)
+        (dashboard, favorite, prefetched)
     } else {
         let dashboard: Dashboard = find(&state, &caller, &id).await?;
-        let favorite = favorite_of(&dashboard.meta.id).await?.is_some();
+        let favorite = favorite_of(dashboard.meta.id.clone()).await?;
         (dashboard, favorite, HashMap::new())
     };
     let body = render_with(
@@ -576,13 +556,10 @@ pub async fn favorite(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
-    let key = keys::favorite(caller.company_id(), caller.user_id(), &dashboard.meta.id);
     state
         .store
-        .put(
-            &key,
-            &json!({"dashboard_id": dashboard.meta.id, "user_id": caller.user_id()}),
-        )
+        .favorites()
+        .mark(caller.company_id(), caller.user_id(), &dashboard.meta.id)
         .await?;
     Ok(envelope::ok(
         json!({"id": dashboard.meta.id, "is_favorite": true}),
@@ -598,11 +575,8 @@ pub async fn unfavorite(
     let dashboard: Dashboard = find(&state, &caller, &id).await?;
     state
         .store
-        .delete(&keys::favorite(
-            caller.company_id(),
-            caller.user_id(),
-            &dashboard.meta.id,
-        ))
+        .favorites()
+        .unmark(caller.company_id(), caller.user_id(), &dashboard.meta.id)
         .await?;
     Ok(envelope::deleted())
 }
@@ -638,7 +612,8 @@ pub async fn refresh(
     for source in &sources {
         let Some(ds) = state
             .store
-            .get::<Datasource>(keys::asset(Kind::Datasource, company, source))
+            .assets()
+            .get::<Datasource>(company, source)
             .await?
         else {
             continue;

@@ -246,11 +246,8 @@ impl OnDelete<Klip> for OffDashboards {
             if let Err(ApiError::PreconditionFailed(_)) = assets::save(state, &old, new).await {
                 if let Some(fresh) = state
                     .store
-                    .get::<Dashboard>(platform::store::keys::asset(
-                        platform::assets::Kind::Dashboard,
-                        &old.meta.company_id,
-                        &old.meta.id,
-                    ))
+                    .assets()
+                    .get::<Dashboard>(&old.meta.company_id, &old.meta.id)
                     .await?
                 {
                     let mut again = fresh.clone();

@@ -6,7 +6,6 @@
 use axum::extract::{Path, State};
 use axum::response::Response;
 use domain::alerts::{self, Alert, AlertState, Condition, Frequency};
-use domain::asset::Kind;
 use domain::notify::Channel;
 use domain::records::Klip;
 use platform::assets::resource::{self, Edit};
@@ -15,7 +14,6 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{nullable, JsonBody, NoParams};
 use platform::paging::{Listed, Listing};
-use platform::store::keys;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
 
@@ -77,10 +75,7 @@ async fn channel_id(state: &AppState, company: &str, given: &str) -> ApiResult<O
     } else {
         return Ok(None);
     };
-    let found: Option<Channel> = state
-        .store
-        .get(keys::asset(Kind::Channel, company, &id))
-        .await?;
+    let found: Option<Channel> = state.store.assets().get::<Channel>(company, &id).await?;
     Ok(found.map(|c| c.meta.id))
 }
 

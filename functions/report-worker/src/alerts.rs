@@ -11,13 +11,12 @@ use crate::error::WorkError;
 use crate::generate::Outcome;
 use chrono::{DateTime, Utc};
 use domain::alerts::{self, Alert, AlertEvent, Step};
-use domain::asset::Asset;
 use domain::notify::{Delivery, DeliverySource, Event};
 use domain::records::Klip;
 use domain::DeliveryKind;
 use futures::StreamExt;
 use platform::auth::records::Company;
-use platform::store::{keys, WriteError};
+use platform::store::WriteError;
 use platform::AppState;
 use serde_json::json;
 use sha2::Digest;
@@ -91,10 +90,7 @@ struct Seen {
 const SEND_NOW: usize = 16;
 
 async fn read_klip(state: &AppState, company: &str, klip: &str) -> Result<Option<Klip>, WorkError> {
-    Ok(state
-        .store
-        .get(keys::asset(Klip::KIND, company, klip))
-        .await?)
+    Ok(state.store.assets().get::<Klip>(company, klip).await?)
 }
 
 /// Judges one alert on its Klip's current value and writes what follows; after a lost race,
@@ -171,7 +167,8 @@ async fn evaluate_seen(
                 // copy: judge what is there now.
                 let fresh: Option<Alert> = state
                     .store
-                    .get(keys::asset(Alert::KIND, &company, &alert.meta.id))
+                    .assets()
+                    .get::<Alert>(&company, &alert.meta.id)
                     .await?;
                 match fresh {
                     Some(fresh) if !fresh.paused => {
@@ -229,7 +226,7 @@ async fn judge(
     };
     let series = if alert.condition.kind == alerts::ConditionType::Anomaly {
         let owner = owner
-            .get_or_try_init(|| state.store.get(keys::company(&alert.meta.company_id)))
+            .get_or_try_init(|| async { state.store.companies().get(&alert.meta.company_id).await })
             .await?;
         let tz = domain::data::timezone(owner.as_ref().and_then(|c| c.timezone.as_deref()));
         let currency = owner.as_ref().map_or_else(

@@ -11,12 +11,9 @@
 
 use crate::error::WorkError;
 use crate::generate::Outcome;
-use domain::asset::Asset;
 use domain::records::Datasource;
 use platform::assets::ingest::{self, Merge};
 use platform::assets::stored;
-use platform::auth::records::Company;
-use platform::store::keys;
 use platform::store::OrApiError;
 use platform::AppState;
 
@@ -34,14 +31,15 @@ pub async fn run(state: &AppState, company: &str, datasource: &str) -> Outcome {
 async fn work(state: &AppState, company: &str, datasource: &str) -> Result<(), WorkError> {
     let Some(ds) = state
         .store
-        .get::<Datasource>(keys::asset(Datasource::KIND, company, datasource))
+        .assets()
+        .get::<Datasource>(company, datasource)
         .await?
     else {
         return Ok(());
     };
     let (using, owner, progress) = tokio::try_join!(
         stored::klips_using(state, &ds),
-        state.store.get::<Company>(keys::company(company)).api(),
+        state.store.companies().get(company).api(),
         stored::read_progress(state, &ds),
     )?;
     let merge = ingest::plan_merge(&ds);

@@ -21,13 +21,12 @@
 use crate::error::WorkError;
 use crate::generate::Outcome;
 use chrono::{DateTime, Duration, Utc};
-use domain::asset::Asset;
 use domain::notify::{self, Attempt, Channel, Delivery, Verdict};
 use domain::{ChannelType, DeliveryStatus};
 use platform::auth::records::Company;
 use platform::connector::{self, NotSent};
 use platform::store::deliveries::ChannelOutcome;
-use platform::store::{keys, WriteError};
+use platform::store::WriteError;
 use platform::AppState;
 use std::time::Instant;
 
@@ -179,7 +178,8 @@ async fn attempt(
     let company = delivery.company_id.clone();
     let channel: Option<Channel> = state
         .store
-        .get(keys::asset(Channel::KIND, &company, &delivery.channel_id))
+        .assets()
+        .get::<Channel>(&company, &delivery.channel_id)
         .await?;
     let Some(channel) = channel else {
         return Ok(Tried::stopped("the channel was deleted".into()));
@@ -213,7 +213,7 @@ async fn over_budget(
     company: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, WorkError> {
-    let owner: Option<Company> = state.store.get(keys::company(company)).await?;
+    let owner: Option<Company> = state.store.companies().get(company).await?;
     let Some(budget) = owner.map_or(
         Some(platform::auth::records::DEFAULT_DELIVERIES_PER_DAY),
         |c| c.deliveries_budget(),

@@ -24,7 +24,7 @@ use domain::RunStatus;
 use platform::auth::records::Company;
 use platform::store::runs::NotClaimed;
 use platform::store::StoreError;
-use platform::store::{keys, WriteError};
+use platform::store::WriteError;
 use platform::{ApiError, AppState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -229,7 +229,8 @@ async fn covered(state: &AppState, report: &Report) -> Result<Vec<String>, Stop>
         Some(id) => {
             let dashboard: Dashboard = state
                 .store
-                .get(keys::asset(Dashboard::KIND, company, id))
+                .assets()
+                .get::<Dashboard>(company, id)
                 .await?
                 .ok_or_else(|| Stop::Fail(format!("dashboard '{id}' no longer exists")))?;
             let mut ids: Vec<String> = Vec::new();
@@ -250,8 +251,6 @@ async fn covered(state: &AppState, report: &Report) -> Result<Vec<String>, Stop>
     }
 }
 
-use domain::asset::Asset;
-
 /// Steps 2 and 3: the file, written; `run` gets its window, zone, data time and file.
 /// The moment a run reports as of: its due time (a scheduled run) or its creation, never
 /// later than `now`.
@@ -266,7 +265,8 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
     let company_id = run.company_id.clone();
     let report: Report = state
         .store
-        .get(keys::asset(Report::KIND, &company_id, &run.report_id))
+        .assets()
+        .get::<Report>(&company_id, &run.report_id)
         .await?
         .ok_or_else(|| Stop::Fail("the report was deleted".into()))?;
     let (tz, currency) = zone_and_currency(state, &company_id).await?;
@@ -303,7 +303,7 @@ async fn generate(state: &AppState, run: &mut Run, now: DateTime<Utc>) -> Result
 /// The company's time zone and currency (a `currency` Klip that names none is in the
 /// company's).
 async fn zone_and_currency(state: &AppState, company_id: &str) -> Result<(Tz, String), Stop> {
-    let company: Option<Company> = state.store.get(keys::company(company_id)).await?;
+    let company: Option<Company> = state.store.companies().get(company_id).await?;
     let currency = company.as_ref().map_or_else(
         || domain::analysis::text::DEFAULT_CURRENCY.to_owned(),
         |c| document::company_currency(&c.properties),
@@ -323,22 +323,18 @@ struct ReadKlips {
 /// Every covered Klip in one BatchGetItem (a Klip deleted since is left out: the report
 /// covers what is left), and the data of their sources.
 async fn read_klips(state: &AppState, company_id: &str, ids: &[String]) -> Result<ReadKlips, Stop> {
-    let wanted: Vec<platform::store::Key> = ids
-        .iter()
-        .map(|id| keys::asset(Klip::KIND, company_id, id))
-        .collect();
     let mut read = ReadKlips {
         klips: Vec::new(),
         data_of: HashMap::new(),
         data_as_of: None,
     };
-    for item in state.store.get_many(&wanted).await?.into_iter().flatten() {
-        let klip: Klip = platform::store::from_item(item)?;
+    for klip in state.store.assets().many::<Klip>(company_id, ids).await? {
         if let Some(ds_id) = &klip.datasource_id {
             if !read.data_of.contains_key(ds_id) {
                 let data = match state
                     .store
-                    .get::<Datasource>(keys::asset(Datasource::KIND, company_id, ds_id))
+                    .assets()
+                    .get::<Datasource>(company_id, ds_id)
                     .await?
                 {
                     Some(ds) => {
@@ -395,7 +391,7 @@ async fn store_file(
 ) -> Result<(), Stop> {
     let bytes = document::render(doc, report.format)
         .ok_or_else(|| Stop::Fail(format!("the {} file could not be written", report.format)))?;
-    let key = keys::report_file(
+    let key = platform::store::files::report_key(
         &run.company_id,
         &report.meta.id,
         &run.id,

@@ -6,14 +6,13 @@
 use crate::error::WorkError;
 use crate::generate::{Outcome, LEASE_SECS, MAX_ATTEMPTS};
 use chrono::Duration;
-use domain::asset::Asset;
 use domain::records::{Datasource, RefreshState};
 use domain::reports::RefreshJob;
 use domain::RunStatus;
 use platform::assets::ingest::{self, refresh_source};
 use platform::auth::records::Company;
 use platform::store::refreshes::NotClaimed;
-use platform::store::{keys, WriteError};
+use platform::store::WriteError;
 use platform::{ApiError, AppState};
 
 fn state_of(job: &RefreshJob) -> RefreshState {
@@ -86,13 +85,14 @@ async fn refresh(
 ) -> Result<Option<String>, WorkError> {
     let ds: Datasource = state
         .store
-        .get(keys::asset(Datasource::KIND, company, datasource))
+        .assets()
+        .get::<Datasource>(company, datasource)
         .await?
         .ok_or_else(|| ApiError::Conflict("the data source was deleted".into()))?;
     if ds.disabled {
         return Ok(Some("the data source is disabled".into()));
     }
-    let owner: Option<Company> = state.store.get(keys::company(company)).await?;
+    let owner: Option<Company> = state.store.companies().get(company).await?;
     let tz = domain::data::timezone(owner.and_then(|c| c.timezone).as_deref());
     match refresh_source(state, tz, ds).await? {
         (_, ingest::Outcome::Succeeded) => Ok(None),

@@ -420,14 +420,7 @@ impl OnDelete<Report> for RemoveRuns {
             if let Some(key) = &run.file_key {
                 state.store.files().delete(key).await?;
             }
-            state
-                .store
-                .delete(&platform::store::keys::run(
-                    &run.company_id,
-                    &run.report_id,
-                    &run.id,
-                ))
-                .await?;
+            state.store.runs().delete(&run).await?;
         }
         Ok(())
     }

@@ -4,44 +4,15 @@
 use crate::users::{all_users, find_user, update_user};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
-use platform::auth::records::{User, UserView};
+use platform::auth::records::{Group, User, UserView};
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
-use platform::paging::{Listed, Listing, NoFilters};
-use platform::store::keys;
+use platform::paging::{Listing, NoFilters};
 use platform::{ApiError, ApiResult, AppState, Problems};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Group {
-    pub id: String,
-    pub company_id: String,
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub external_id: Option<String>,
-    #[serde(with = "domain::time::utc")]
-    pub date_created: DateTime<Utc>,
-    #[serde(with = "domain::time::utc")]
-    pub last_updated: DateTime<Utc>,
-}
-
-impl Listed for Group {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn date_created(&self) -> DateTime<Utc> {
-        self.date_created
-    }
-    fn last_updated(&self) -> DateTime<Utc> {
-        self.last_updated
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +34,8 @@ async fn find_group(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Gr
     }
     state
         .store
-        .get::<Group>(keys::group(caller.company_id(), id))
+        .groups()
+        .get(caller.company_id(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("group", id))
 }
@@ -92,7 +64,8 @@ pub async fn list(
     let external = list.filters.external_id.as_deref();
     let groups: Vec<Group> = state
         .store
-        .query_prefix::<Group>(&keys::company_pk(caller.company_id()), "GROUP#")
+        .groups()
+        .all(caller.company_id())
         .await?
         .into_iter()
         .filter(|g| external.is_none_or(|x| g.external_id.as_deref() == Some(x)))
@@ -132,10 +105,10 @@ pub async fn create(
         date_created: now,
         last_updated: now,
     };
-    let key = keys::group(&group.company_id, &group.id);
     state
         .store
-        .create(&key, &group, "group id collision; retry")
+        .groups()
+        .create(&group, "group id collision; retry")
         .await?;
     Ok(envelope::created(
         &envelope::location("groups", &group.id),
@@ -162,10 +135,7 @@ pub async fn update(
         group.external_id = body.external_id;
     }
     group.last_updated = state.clock.now();
-    state
-        .store
-        .put(&keys::group(&group.company_id, &group.id), &group)
-        .await?;
+    state.store.groups().save(&group).await?;
     Ok(envelope::ok(group))
 }
 
@@ -184,10 +154,7 @@ pub async fn delete(
     {
         set_membership(&state, &user, &group.id, false).await?;
     }
-    state
-        .store
-        .delete(&keys::group(&group.company_id, &group.id))
-        .await?;
+    state.store.groups().delete(&group).await?;
     Ok(envelope::deleted())
 }
 

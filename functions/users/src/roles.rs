@@ -14,7 +14,6 @@ use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{JsonBody, NoParams};
 use platform::paging::{Listed, Listing, NoFilters};
-use platform::store::{keys, to_item};
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +91,8 @@ async fn find_custom(state: &AppState, caller: &Caller, id: &str) -> ApiResult<R
     }
     state
         .store
-        .get::<Role>(keys::role(caller.company_id(), id))
+        .roles()
+        .get(caller.company_id(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("role", id))
 }
@@ -132,10 +132,7 @@ pub async fn list(
     caller: Caller,
     list: Listing<NoFilters>,
 ) -> ApiResult<Response> {
-    let custom: Vec<Role> = state
-        .store
-        .query_prefix(&keys::company_pk(caller.company_id()), "ROLE#")
-        .await?;
+    let custom: Vec<Role> = state.store.roles().all(caller.company_id()).await?;
     let roles: Vec<RoleView> = BUILTIN_ROLES
         .iter()
         .map(|r| builtin_view(r))
@@ -160,7 +157,8 @@ pub async fn show(
     }
     let role: Role = state
         .store
-        .get(keys::role(caller.company_id(), &id))
+        .roles()
+        .get(caller.company_id(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("role", &id))?;
     Ok(envelope::ok(custom_view(&role)))
@@ -186,10 +184,10 @@ pub async fn create(
         date_created: now,
         last_updated: now,
     };
-    let item = to_item(&keys::role(&role.company_id, &role.id), &role)?;
     state
         .store
-        .create_item(item, "role id collision; retry")
+        .roles()
+        .create(&role, "role id collision; retry")
         .await?;
     Ok(envelope::created(
         &envelope::location("roles", &role.id),
@@ -223,10 +221,7 @@ pub async fn update(
         role.permissions = normalized(p);
     }
     role.last_updated = state.clock.now();
-    state
-        .store
-        .put(&keys::role(&role.company_id, &role.id), &role)
-        .await?;
+    state.store.roles().save(&role).await?;
     Ok(envelope::ok(custom_view(&role)))
 }
 
@@ -248,9 +243,6 @@ pub async fn delete(
             "role '{id}' is held by {holders} user(s); take it away from them first"
         )));
     }
-    state
-        .store
-        .delete(&keys::role(&role.company_id, &role.id))
-        .await?;
+    state.store.roles().delete(&role).await?;
     Ok(envelope::deleted())
 }

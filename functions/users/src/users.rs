@@ -2,7 +2,6 @@
 //! admin, one-time reset tokens and unlocking.
 
 use crate::grants;
-use crate::groups::Group;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use domain::ids::{is_id, new_id, ApiKeyHash};
@@ -15,7 +14,7 @@ use platform::envelope;
 use platform::extract::{JsonBody, NoParams, Query};
 use platform::paging::Listing;
 use platform::store::accounts::{NewUserRefused, UserChangeRefused, UserDeleteRefused};
-use platform::store::{keys, WriteError};
+use platform::store::WriteError;
 use platform::time::rfc3339;
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::Deserialize;
@@ -34,10 +33,7 @@ pub struct UserBody {
 }
 
 pub async fn all_users(state: &AppState, company: &str) -> ApiResult<Vec<User>> {
-    Ok(state
-        .store
-        .query_prefix(&keys::company_pk(company), "USER#")
-        .await?)
+    Ok(state.store.users().all(company).await?)
 }
 
 /// `self`, or a user of the caller's company; anything else is 404.
@@ -48,7 +44,8 @@ pub async fn find_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult
         }
         return state
             .store
-            .get::<User>(keys::user(caller.company_id(), caller.user_id()))
+            .users()
+            .get(caller.company_id(), caller.user_id())
             .await?
             .ok_or_else(|| ApiError::not_found("user", id));
     }
@@ -57,7 +54,8 @@ pub async fn find_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult
     }
     state
         .store
-        .get::<User>(keys::user(caller.company_id(), id))
+        .users()
+        .get(caller.company_id(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("user", id))
 }
@@ -102,11 +100,7 @@ async fn view(
     if include.include_groups {
         let mut groups = Vec::new();
         for g in &user.groups {
-            if let Some(group) = state
-                .store
-                .get::<Group>(keys::group(caller.company_id(), g))
-                .await?
-            {
+            if let Some(group) = state.store.groups().get(caller.company_id(), g).await? {
                 groups.push(Membership::Named {
                     id: group.id,
                     name: group.name,
@@ -122,7 +116,7 @@ async fn role_summary(state: &AppState, company: &str, id: &str) -> ApiResult<Me
     let name = match builtin_role(id) {
         Some(_) => id.to_owned(),
         None => {
-            let role: Option<Role> = state.store.get(keys::role(company, id)).await?;
+            let role: Option<Role> = state.store.roles().get(company, id).await?;
             role.map(|r| r.name).unwrap_or_default()
         }
     };
@@ -188,7 +182,8 @@ async fn validate(
                 || (is_id(role)
                     && state
                         .store
-                        .get::<Role>(keys::role(caller.company_id(), role))
+                        .roles()
+                        .get(caller.company_id(), role)
                         .await?
                         .is_some());
             if !exists {
@@ -201,7 +196,8 @@ async fn validate(
             let exists = is_id(group)
                 && state
                     .store
-                    .get::<Group>(keys::group(caller.company_id(), group))
+                    .groups()
+                    .get(caller.company_id(), group)
                     .await?
                     .is_some();
             if !exists {
@@ -286,7 +282,8 @@ pub async fn create(
     let seats = async {
         let company: Option<Company> = state
             .store
-            .get(keys::company(&company_id))
+            .companies()
+            .get(&company_id)
             .await
             .ok()
             .flatten();
@@ -321,7 +318,7 @@ fn is_admin(user: &User) -> bool {
 /// Counts the company's admins once if it predates the count (removing an admin is
 /// conditional on it).
 async fn admin_count_known(state: &AppState, company: &str) -> ApiResult<()> {
-    if let Some(company) = state.store.get::<Company>(keys::company(company)).await? {
+    if let Some(company) = state.store.companies().get(company).await? {
         state.store.users().ensure_admin_count(&company).await?;
     }
     Ok(())
@@ -419,10 +416,7 @@ pub async fn delete(
         })
     })?;
     let now = state.clock.now();
-    let keys_of_user: Vec<ApiKeyRecord> = state
-        .store
-        .query_prefix(&keys::company_pk(&user.company_id), "APIKEY#")
-        .await?;
+    let keys_of_user: Vec<ApiKeyRecord> = state.store.api_keys().all(&user.company_id).await?;
     for key in keys_of_user
         .into_iter()
         .filter(|k| k.user_id == user.id && k.revoked_at.is_none())
@@ -462,7 +456,8 @@ pub async fn reset_password(
     };
     state
         .store
-        .put(&keys::reset_token(&ApiKeyHash::of(&token).0), &record)
+        .reset_tokens()
+        .put(&ApiKeyHash::of(&token).0, &record)
         .await?;
     Ok(envelope::ok(
         json!({"user_id": user.id, "token": token, "expires_at": rfc3339(record.expires_at)}),

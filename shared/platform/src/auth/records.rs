@@ -358,6 +358,23 @@ impl UserView {
     }
 }
 
+/// A group of a company's users: its members are the users whose `groups` hold its id;
+/// share rights name groups.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Group {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(with = "domain::time::utc")]
+    pub date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    pub last_updated: DateTime<Utc>,
+}
+
 /// A one-time password reset token, stored by the SHA-256 of the token.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ResetRecord {
@@ -390,6 +407,7 @@ macro_rules! listed {
 listed!(Company, name);
 listed!(User, email);
 listed!(ApiKeyRecord, name);
+listed!(Group, name);
 
 /// A refresh token as stored: single use, in a family that one login starts.
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -11,13 +11,16 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 /// Users, their email claims and the seats they take.
-pub struct Users<'a>(&'a Store);
+#[derive(Clone, Copy)]
+pub struct Users<'a>(pub(super) &'a Store);
 
 /// API keys: their records and immutable hash entries.
-pub struct ApiKeys<'a>(&'a Store);
+#[derive(Clone, Copy)]
+pub struct ApiKeys<'a>(pub(super) &'a Store);
 
 /// Companies and client accounts.
-pub struct Companies<'a>(&'a Store);
+#[derive(Clone, Copy)]
+pub struct Companies<'a>(pub(super) &'a Store);
 
 impl Store {
     pub fn users(&self) -> Users<'_> {

@@ -12,7 +12,8 @@ use domain::klip::KlipValue;
 use domain::records::Klip;
 use serde::{Deserialize, Serialize};
 
-pub struct Assets<'a>(&'a Store);
+#[derive(Clone, Copy)]
+pub struct Assets<'a>(pub(super) &'a Store);
 
 impl Store {
     pub fn assets(&self) -> Assets<'_> {

@@ -21,6 +21,11 @@ impl Store {
     }
 }
 
+/// Where the file of run `run` of report `report` is kept (`extension`: its format's).
+pub fn report_key(company: &str, report: &str, run: &str, extension: &str) -> String {
+    super::keys::report_file(company, report, run, extension)
+}
+
 /// Maps an S3 failure like [`super::db_error`] maps DynamoDB's, naming the file storage.
 fn s3_error<E, R>(operation: &str, err: aws_sdk_s3::error::SdkError<E, R>) -> StoreError
 where

@@ -45,6 +45,7 @@ mod error;
 pub mod files;
 mod jobs;
 pub mod keys;
+pub mod records;
 pub mod refreshes;
 pub mod runs;
 pub mod sessions;

@@ -25,6 +25,7 @@ use domain::records::Datasource;
 use domain::reports::{RefreshJob, Report, Run, RunSummary, REFRESH_ENTITY, RUN_ENTITY};
 use domain::RunStatus;
 
+#[derive(Clone, Copy)]
 pub struct Runs<'a>(&'a Store);
 
 impl Store {
@@ -111,6 +112,13 @@ fn run_item(run: &Run) -> Result<super::Item, StoreError> {
 }
 
 impl Runs<'_> {
+    /// Deletes the run's item (its file is the caller's to delete first).
+    pub async fn delete(&self, run: &Run) -> Result<(), StoreError> {
+        self.0
+            .delete(&keys::run(&run.company_id, &run.report_id, &run.id))
+            .await
+    }
+
     /// Writes a new queued run (which the stream then delivers to the worker); with an
     /// idempotency key's hash, claims the key for it in the same transaction.
     pub async fn queue(

@@ -5,7 +5,8 @@ use super::{keys, Store, WriteError};
 use crate::auth::records::{FamilyRecord, RefreshRecord};
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub struct RefreshTokens<'a>(&'a Store);
+#[derive(Clone, Copy)]
+pub struct RefreshTokens<'a>(pub(super) &'a Store);
 
 impl Store {
     pub fn refresh_tokens(&self) -> RefreshTokens<'_> {
