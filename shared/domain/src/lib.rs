@@ -17,6 +17,7 @@
 //! - [`error`]: the problems these report ([`FieldError`], [`DataError`]), which the
 //!   platform renders as API errors.
 
+pub mod accounts;
 pub mod alerts;
 pub mod analysis;
 pub mod asset;
