@@ -82,6 +82,8 @@ fn refresh_record(claims: &Claims, family: &str) -> RefreshRecord {
     }
 }
 
+/// `POST /auth/login`: checks the address and password, the user's lockout and the company,
+/// and starts a session: a token pair, with the user and company.
 pub async fn login(
     State(state): State<AppState>,
     _: NoParams,
@@ -94,63 +96,105 @@ pub async fn login(
         password::refuse_unknown(&body.password).await?;
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     }
-    // An address this instance signed in before: its claim is read together with the user
-    // and company it led to, and the password is checked against the hash it had then, all
-    // at once. They count only when the claim still leads there and the hash is unchanged;
-    // otherwise the password is checked again against the stored hash.
-    let (found, checked) = match remembered_claim(&state, &email) {
-        Some(known) => {
-            let ((claim, user, company), matched) = tokio::try_join!(
-                async {
-                    tokio::try_join!(
-                        state.store.get::<EmailClaim>(keys::email(&email)),
-                        state
-                            .store
-                            .get::<User>(keys::user(&known.company_id, &known.user_id)),
-                        state.store.get::<Company>(keys::company(&known.company_id)),
-                    )
-                },
-                password::verify(&body.password, &known.password_hash),
-            )?;
-            match claim {
-                Some(c) if c.company_id == known.company_id && c.user_id == known.user_id => {
-                    let same_hash = user
-                        .as_ref()
-                        .is_some_and(|u| u.password_hash == known.password_hash);
-                    (user.zip(company), same_hash.then_some(matched))
-                }
-                other => {
-                    forget_claim(&state, &email);
-                    match other {
-                        Some(c) => (read_user(&state, &c).await?, None),
-                        None => (None, None),
-                    }
-                }
-            }
-        }
-        None => match state.store.get::<EmailClaim>(keys::email(&email)).await? {
-            Some(c) => (read_user(&state, &c).await?, None),
-            None => (None, None),
-        },
-    };
+    let (found, checked) = find_login(&state, &email, &body.password).await?;
     let Some((user, company)) = found else {
         password::refuse_unknown(&body.password).await?;
         return Err(record_failed_login(&state, &email, None, now).await);
     };
     check_lockout(user.locked_until, now)?;
-    let matched = match checked {
-        Some(matched) => matched,
-        None => password::verify(&body.password, &user.password_hash).await?,
-    };
-    if !matched {
-        return Err(record_failed_login(&state, &email, Some(&user), now).await);
-    }
+    check_password(&state, &email, &body.password, &user, checked, now).await?;
     if company.status == domain::CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
     remember_claim(&state, &email, &company.id, &user.id, &user.password_hash);
+    start_session(&state, user, company, now).await
+}
+
+/// Where a login's address leads: the user and company (none when the address or either is
+/// gone), and whether the password matched when it was checked alongside the read (`None`:
+/// not checked yet).
+type Found = (Option<(User, Company)>, Option<bool>);
+
+/// Reads where the address leads: its claim, then the user and company it names.
+async fn find_login(state: &AppState, email: &str, password: &str) -> ApiResult<Found> {
+    match remembered_claim(state, email) {
+        Some(known) => find_remembered(state, email, password, known).await,
+        None => match state.store.get::<EmailClaim>(keys::email(email)).await? {
+            Some(c) => Ok((read_user(state, &c).await?, None)),
+            None => Ok((None, None)),
+        },
+    }
+}
+
+/// An address this instance signed in before: its claim is read together with the user
+/// and company it led to, and the password is checked against the hash it had then, all
+/// at once. They count only when the claim still leads there and the hash is unchanged;
+/// otherwise the password is checked again against the stored hash.
+async fn find_remembered(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    known: KnownLogin,
+) -> ApiResult<Found> {
+    let ((claim, user, company), matched) = tokio::try_join!(
+        async {
+            tokio::try_join!(
+                state.store.get::<EmailClaim>(keys::email(email)),
+                state
+                    .store
+                    .get::<User>(keys::user(&known.company_id, &known.user_id)),
+                state.store.get::<Company>(keys::company(&known.company_id)),
+            )
+        },
+        password::verify(password, &known.password_hash),
+    )?;
+    match claim {
+        Some(c) if c.company_id == known.company_id && c.user_id == known.user_id => {
+            let same_hash = user
+                .as_ref()
+                .is_some_and(|u| u.password_hash == known.password_hash);
+            Ok((user.zip(company), same_hash.then_some(matched)))
+        }
+        other => {
+            forget_claim(state, email);
+            match other {
+                Some(c) => Ok((read_user(state, &c).await?, None)),
+                None => Ok((None, None)),
+            }
+        }
+    }
+}
+
+/// The password matches the user's (checked now unless it was alongside the read); a
+/// wrong one is recorded as a failed login (401).
+async fn check_password(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    user: &User,
+    checked: Option<bool>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<()> {
+    let matched = match checked {
+        Some(matched) => matched,
+        None => password::verify(password, &user.password_hash).await?,
+    };
+    if !matched {
+        return Err(record_failed_login(state, email, Some(user), now).await);
+    }
+    Ok(())
+}
+
+/// Starts the user's session: a new token family with its first refresh token, and the
+/// login time; answers the tokens with the user and company.
+async fn start_session(
+    state: &AppState,
+    user: User,
+    company: Company,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Response> {
     let family = domain::ids::new_id();
-    let (pair, record) = token_pair(&state, &user.id, user.session_epoch, &company.id, &family)?;
+    let (pair, record) = token_pair(state, &user.id, user.session_epoch, &company.id, &family)?;
     let family_record = FamilyRecord {
         family: family.clone(),
         user_id: user.id.clone(),
