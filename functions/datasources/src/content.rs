@@ -192,7 +192,7 @@ enum Prepared {
     /// Answered without a segment (`None`: the remembered item may not answer).
     Answered(Option<Response>),
     /// Rows to commit as a segment.
-    Ready(Ready),
+    Ready(Box<Ready>),
 }
 
 /// An append's rows, checked against the item they go to.
@@ -208,7 +208,7 @@ struct Ready {
 /// What the append does after the store refused its update.
 enum AfterRefusal {
     /// Updates again, on the item as it is now.
-    Retry(Datasource),
+    Retry(Box<Datasource>),
     /// Answers: the segment was discarded, or the rows committed without it.
     Answer(ApiResult<Option<Response>>),
 }
@@ -362,7 +362,7 @@ impl AppendRequest<'_> {
     /// again).
     async fn append_to(&self, first: ApiResult<Datasource>, speculated: bool) -> Appended {
         let ready = match self.prepare(first, speculated).await {
-            Ok(Prepared::Ready(ready)) => ready,
+            Ok(Prepared::Ready(ready)) => *ready,
             Ok(Prepared::Answered(answer)) => return Appended::not_kept(Ok(answer)),
             Err(e) => return Appended::not_kept(Err(e)),
         };
@@ -397,11 +397,11 @@ impl AppendRequest<'_> {
         if new.row_count() == 0 {
             return Ok(Prepared::Answered(Some(respond(&first)?)));
         }
-        Ok(Prepared::Ready(Ready {
+        Ok(Prepared::Ready(Box::new(Ready {
             ds: first,
             body,
             new,
-        }))
+        })))
     }
 
     /// The segment the rows go in: the one written early when it is under this item's id,
@@ -435,7 +435,7 @@ impl AppendRequest<'_> {
                 Err(refused) => refused,
             };
             ds = match self.after_refusal(refused, ds, &body, &new, &segment).await {
-                Ok(AfterRefusal::Retry(now_there)) => now_there,
+                Ok(AfterRefusal::Retry(now_there)) => *now_there,
                 Ok(AfterRefusal::Answer(answer)) => return Appended::kept(answer),
                 Err(e) => return Appended::kept(Err(e)),
             };
@@ -540,7 +540,7 @@ impl AppendRequest<'_> {
             self.discard(&ds, segment).await;
             return Ok(AfterRefusal::Answer(Err(e)));
         }
-        Ok(AfterRefusal::Retry(ds))
+        Ok(AfterRefusal::Retry(Box::new(ds)))
     }
 
     /// Deletes the uncommitted segment from `ds`'s data.
