@@ -142,113 +142,125 @@ pub const EVENTS: &[(&str, &str, u16)] = &[
 /// Fresh values for every placeholder the saved events use: a key, a refresh token, a Klip
 /// with an annotation, a dashboard holding it, and a published link.
 pub async fn placeholders(app: &TestApp, name: &str) -> Vec<(&'static str, String)> {
-    let key = app
-        .create_key(json!({"name": format!("event {name}")}))
-        .await;
-    let reset: Value = app
-        .post(
-            &format!("/users/{}/reset-password", app.company.user_id),
-            json!({}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let refresh = app.login().await["refresh"].as_str().unwrap().to_owned();
-    let ds: Value = app
-        .post("/datasources", json!({"name": "Event source"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ds_id = ds["data"]["id"].as_str().unwrap().to_owned();
-    let klip = app
-        .post(
+    let created = Created::new(app, name).await;
+    created.placeholders(app)
+}
+
+/// What the placeholders name, as the API answered its creation.
+struct Created {
+    key: Value,
+    reset: Value,
+    refresh: String,
+    ds_id: String,
+    klip_id: String,
+    note: Value,
+    dash_id: String,
+    added: Value,
+    report: Value,
+    link: Value,
+}
+
+impl Created {
+    /// Creates, in this order: a key, a password reset, a login's refresh token, a data
+    /// source, a Klip with an annotation, a dashboard holding it, a report and a published
+    /// link.
+    async fn new(app: &TestApp, name: &str) -> Self {
+        let key = app
+            .create_key(json!({"name": format!("event {name}")}))
+            .await;
+        let reset_path = format!("/users/{}/reset-password", app.company.user_id);
+        let reset = post_json(app, &reset_path, json!({})).await;
+        let refresh = app.login().await["refresh"].as_str().unwrap().to_owned();
+        let ds = post_json(app, "/datasources", json!({"name": "Event source"})).await;
+        let ds_id = data_str(&ds, "id");
+        let klip = post_json(
+            app,
             "/klips",
             json!({"name": "Event Klip", "type": "number", "query": {"aggregate": "count"}}),
         )
         .await;
-    let klip: Value = klip.json().await.unwrap();
-    let klip_id = klip["data"]["id"].as_str().unwrap().to_owned();
-    let note: Value = app
-        .post(
-            &format!("/klips/{klip_id}/annotations"),
+        let klip_id = data_str(&klip, "id");
+        let note_path = format!("/klips/{klip_id}/annotations");
+        let note = post_json(
+            app,
+            &note_path,
             json!({"date": "2026-11-01", "text": "note"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let dash: Value = app
-        .post("/dashboards", json!({"name": "Event dashboard"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let dash_id = dash["data"]["id"].as_str().unwrap().to_owned();
-    let added: Value = app
-        .call(
-            "PUT",
-            &format!("/dashboards/{dash_id}/klip-instances"),
-            app.key(),
-            Some(json!({"klips": [{"klip_id": klip_id}]})),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let report: Value = app
-        .post(
+        .await;
+        let dash = post_json(app, "/dashboards", json!({"name": "Event dashboard"})).await;
+        let dash_id = data_str(&dash, "id");
+        let added = add_klip(app, &dash_id, &klip_id).await;
+        let report = post_json(
+            app,
             "/reports",
             json!({"name": "Event report", "klip_ids": [klip_id], "format": "json"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let link: Value = app
-        .post(&format!("/dashboards/{dash_id}/published-links"), json!({}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    vec![
-        ("{{API_KEY}}", app.key().to_owned()),
-        ("{{EMAIL}}", app.company.email.clone()),
-        ("{{PASSWORD}}", PASSWORD.to_owned()),
-        ("{{REFRESH}}", refresh),
-        ("{{KEY_ID}}", key["id"].as_str().unwrap().to_owned()),
-        ("{{USER_ID}}", app.company.user_id.clone()),
-        (
-            "{{RESET_TOKEN}}",
-            reset["data"]["token"].as_str().unwrap().to_owned(),
-        ),
-        ("{{KLIP_ID}}", klip_id),
-        (
-            "{{ANNOTATION_ID}}",
-            note["data"]["id"].as_str().unwrap().to_owned(),
-        ),
-        ("{{DASHBOARD_ID}}", dash_id),
-        (
-            "{{INSTANCE_ID}}",
-            added["data"]["klip_instances"][0]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        ),
-        (
-            "{{LINK_ID}}",
-            link["data"]["id"].as_str().unwrap().to_owned(),
-        ),
-        (
-            "{{TOKEN}}",
-            link["data"]["token"].as_str().unwrap().to_owned(),
-        ),
-        ("{{DATASOURCE_ID}}", ds_id),
-        ("{{DS_SECRET}}", DS_SECRET.to_owned()),
-        (
-            "{{REPORT_ID}}",
-            report["data"]["id"].as_str().unwrap().to_owned(),
-        ),
-    ]
+        .await;
+        let link_path = format!("/dashboards/{dash_id}/published-links");
+        let link = post_json(app, &link_path, json!({})).await;
+        Created {
+            key,
+            reset,
+            refresh,
+            ds_id,
+            klip_id,
+            note,
+            dash_id,
+            added,
+            report,
+            link,
+        }
+    }
+
+    /// Each placeholder with its value.
+    fn placeholders(self, app: &TestApp) -> Vec<(&'static str, String)> {
+        vec![
+            ("{{API_KEY}}", app.key().to_owned()),
+            ("{{EMAIL}}", app.company.email.clone()),
+            ("{{PASSWORD}}", PASSWORD.to_owned()),
+            ("{{REFRESH}}", self.refresh),
+            ("{{KEY_ID}}", self.key["id"].as_str().unwrap().to_owned()),
+            ("{{USER_ID}}", app.company.user_id.clone()),
+            ("{{RESET_TOKEN}}", data_str(&self.reset, "token")),
+            ("{{KLIP_ID}}", self.klip_id),
+            ("{{ANNOTATION_ID}}", data_str(&self.note, "id")),
+            ("{{DASHBOARD_ID}}", self.dash_id),
+            (
+                "{{INSTANCE_ID}}",
+                self.added["data"]["klip_instances"][0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            ("{{LINK_ID}}", data_str(&self.link, "id")),
+            ("{{TOKEN}}", data_str(&self.link, "token")),
+            ("{{DATASOURCE_ID}}", self.ds_id),
+            ("{{DS_SECRET}}", DS_SECRET.to_owned()),
+            ("{{REPORT_ID}}", data_str(&self.report, "id")),
+        ]
+    }
+}
+
+/// POSTs `body` to `path` with the company's key; answers the response's JSON.
+async fn post_json(app: &TestApp, path: &str, body: Value) -> Value {
+    app.post(path, body).await.json().await.unwrap()
+}
+
+/// Adds the Klip to the dashboard; answers the response's JSON.
+async fn add_klip(app: &TestApp, dash_id: &str, klip_id: &str) -> Value {
+    app.call(
+        "PUT",
+        &format!("/dashboards/{dash_id}/klip-instances"),
+        app.key(),
+        Some(json!({"klips": [{"klip_id": klip_id}]})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap()
+}
+
+/// The string `data.{field}` of an answer.
+fn data_str(answer: &Value, field: &str) -> String {
+    answer["data"][field].as_str().unwrap().to_owned()
 }

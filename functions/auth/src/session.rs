@@ -11,7 +11,7 @@ use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
 use platform::store::sessions::NotConsumed;
 use platform::store::OrApiError;
-use platform::store::{keys, WriteError};
+use platform::store::WriteError;
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +83,8 @@ fn refresh_record(claims: &Claims, family: &str) -> RefreshRecord {
     }
 }
 
+/// `POST /auth/login`: checks the address and password, the user's lockout and the company,
+/// and starts a session: a token pair, with the user and company.
 pub async fn login(
     State(state): State<AppState>,
     _: NoParams,
@@ -95,64 +97,104 @@ pub async fn login(
         password::refuse_unknown(&body.password).await?;
         return Err(ApiError::Unauthorized("invalid email or password".into()));
     }
-    // An address this instance signed in before: its claim is read together with the user
-    // and company it led to, and the password is checked against the hash it had then, all
-    // at once. They count only when the claim still leads there and the hash is unchanged;
-    // otherwise the password is checked again against the stored hash.
-    let (found, checked) = match remembered_claim(&state, &email) {
-        Some(known) => {
-            let ((claim, user, company), matched) = tokio::try_join!(
-                async {
-                    tokio::try_join!(
-                        state.store.get::<EmailClaim>(keys::email(&email)),
-                        state
-                            .store
-                            .get::<User>(keys::user(&known.company_id, &known.user_id)),
-                        state.store.get::<Company>(keys::company(&known.company_id)),
-                    )
-                }
-                .api(),
-                password::verify(&body.password, &known.password_hash),
-            )?;
-            match claim {
-                Some(c) if c.company_id == known.company_id && c.user_id == known.user_id => {
-                    let same_hash = user
-                        .as_ref()
-                        .is_some_and(|u| u.password_hash == known.password_hash);
-                    (user.zip(company), same_hash.then_some(matched))
-                }
-                other => {
-                    forget_claim(&state, &email);
-                    match other {
-                        Some(c) => (read_user(&state, &c).await?, None),
-                        None => (None, None),
-                    }
-                }
-            }
-        }
-        None => match state.store.get::<EmailClaim>(keys::email(&email)).await? {
-            Some(c) => (read_user(&state, &c).await?, None),
-            None => (None, None),
-        },
-    };
+    let (found, checked) = find_login(&state, &email, &body.password).await?;
     let Some((user, company)) = found else {
         password::refuse_unknown(&body.password).await?;
         return Err(record_failed_login(&state, &email, None, now).await);
     };
     check_lockout(user.locked_until, now)?;
-    let matched = match checked {
-        Some(matched) => matched,
-        None => password::verify(&body.password, &user.password_hash).await?,
-    };
-    if !matched {
-        return Err(record_failed_login(&state, &email, Some(&user), now).await);
-    }
+    check_password(&state, &email, &body.password, &user, checked, now).await?;
     if company.status == domain::CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
     remember_claim(&state, &email, &company.id, &user.id, &user.password_hash);
+    start_session(&state, user, company, now).await
+}
+
+/// Where a login's address leads: the user and company (none when the address or either is
+/// gone), and whether the password matched when it was checked alongside the read (`None`:
+/// not checked yet).
+type Found = (Option<(User, Company)>, Option<bool>);
+
+/// Reads where the address leads: its claim, then the user and company it names.
+async fn find_login(state: &AppState, email: &str, password: &str) -> ApiResult<Found> {
+    match remembered_claim(state, email) {
+        Some(known) => find_remembered(state, email, password, known).await,
+        None => match state.store.users().claim(email).await? {
+            Some(c) => Ok((read_user(state, &c).await?, None)),
+            None => Ok((None, None)),
+        },
+    }
+}
+
+/// An address this instance signed in before: its claim is read together with the user
+/// and company it led to, and the password is checked against the hash it had then, all
+/// at once. They count only when the claim still leads there and the hash is unchanged;
+/// otherwise the password is checked again against the stored hash.
+async fn find_remembered(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    known: KnownLogin,
+) -> ApiResult<Found> {
+    let ((claim, user, company), matched) = tokio::try_join!(
+        async {
+            tokio::try_join!(
+                state.store.users().claim(email),
+                state.store.users().get(&known.company_id, &known.user_id),
+                state.store.companies().get(&known.company_id),
+            )
+        }
+        .api(),
+        password::verify(password, &known.password_hash),
+    )?;
+    match claim {
+        Some(c) if c.company_id == known.company_id && c.user_id == known.user_id => {
+            let same_hash = user
+                .as_ref()
+                .is_some_and(|u| u.password_hash == known.password_hash);
+            Ok((user.zip(company), same_hash.then_some(matched)))
+        }
+        other => {
+            forget_claim(state, email);
+            match other {
+                Some(c) => Ok((read_user(state, &c).await?, None)),
+                None => Ok((None, None)),
+            }
+        }
+    }
+}
+
+/// The password matches the user's (checked now unless it was alongside the read); a
+/// wrong one is recorded as a failed login (401).
+async fn check_password(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    user: &User,
+    checked: Option<bool>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<()> {
+    let matched = match checked {
+        Some(matched) => matched,
+        None => password::verify(password, &user.password_hash).await?,
+    };
+    if !matched {
+        return Err(record_failed_login(state, email, Some(user), now).await);
+    }
+    Ok(())
+}
+
+/// Starts the user's session: a new token family with its first refresh token, and the
+/// login time; answers the tokens with the user and company.
+async fn start_session(
+    state: &AppState,
+    user: User,
+    company: Company,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Response> {
     let family = domain::ids::new_id();
-    let (pair, record) = token_pair(&state, &user.id, user.session_epoch, &company.id, &family)?;
+    let (pair, record) = token_pair(state, &user.id, user.session_epoch, &company.id, &family)?;
     let family_record = FamilyRecord {
         family: family.clone(),
         user_id: user.id.clone(),
@@ -180,10 +222,8 @@ pub async fn login(
 /// The user and company an email claim leads to (none when either is gone).
 async fn read_user(state: &AppState, claim: &EmailClaim) -> ApiResult<Option<(User, Company)>> {
     let (user, company) = tokio::try_join!(
-        state
-            .store
-            .get::<User>(keys::user(&claim.company_id, &claim.user_id)),
-        state.store.get::<Company>(keys::company(&claim.company_id)),
+        state.store.users().get(&claim.company_id, &claim.user_id),
+        state.store.companies().get(&claim.company_id),
     )?;
     Ok(user.zip(company))
 }
@@ -248,11 +288,8 @@ pub async fn refresh(
     let tokens = state.store.refresh_tokens();
     let (consumed, family_record, user, added) = tokio::join!(
         consume(&state, &claims),
-        state.store.get::<FamilyRecord>(keys::family(&family)).api(),
-        state
-            .store
-            .get::<User>(keys::user(&claims.cid, &claims.sub))
-            .api(),
+        state.store.refresh_tokens().family(&family).api(),
+        state.store.users().get(&claims.cid, &claims.sub).api(),
         tokens.add(&record),
     );
     let checked = check_refresh(&state, &claims, &family, consumed, family_record, user).await;
@@ -369,14 +406,20 @@ pub async fn reset_password(
     use platform::auth::records::ResetRecord;
     let now = state.clock.now();
     let invalid = || ApiError::Unauthorized("invalid or expired reset token".into());
-    let key = keys::reset_token(&domain::ids::ApiKeyHash::of(&body.token).0);
-    let record: ResetRecord = state.store.get(&key).await?.ok_or_else(invalid)?;
+    let token_hash = domain::ids::ApiKeyHash::of(&body.token).0;
+    let record: ResetRecord = state
+        .store
+        .reset_tokens()
+        .get(&token_hash)
+        .await?
+        .ok_or_else(invalid)?;
     if record.used || record.expires_at <= domain::time::seconds(now) {
         return Err(invalid());
     }
     let user: User = state
         .store
-        .get(keys::user(&record.company_id, &record.user_id))
+        .users()
+        .get(&record.company_id, &record.user_id)
         .await?
         .ok_or_else(invalid)?;
     password::check_policy(&body.password, &user.email)?;
@@ -384,7 +427,7 @@ pub async fn reset_password(
     state
         .store
         .users()
-        .reset_password(&key, &user, &hash, now)
+        .reset_password(&token_hash, &user, &hash, now)
         .await
         .map_err(|e| e.into_api(|()| invalid()))?;
     Ok(envelope::ok(

@@ -17,17 +17,38 @@ pub const FUNCTION: Function = Function {
     routes,
 };
 
-/// Every route of this function, each declared once.
+/// Editing a dashboard: its fields, layout and Klips.
+const EDIT: Access = Access::needs("dashboard.edit");
+
+/// Every route of this function, each declared once: the public view of a published link,
+/// then the dashboards, their Klips, share rights, the caller's own marks and published links.
 pub fn routes() -> Vec<Route> {
-    let edit = Access::needs("dashboard.edit");
-    let publish = Access::needs("dashboard.publish");
+    [
+        public_routes(),
+        dashboard_routes(),
+        klip_instance_routes(),
+        share_rights_routes(),
+        caller_routes(),
+        published_link_routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// A published link's dashboard, shown without credentials.
+fn public_routes() -> Vec<Route> {
+    vec![route(
+        GET,
+        "/public/dashboards/{token}",
+        published::show_public,
+        Access::published_link(published::resolve),
+    )]
+}
+
+/// The dashboards themselves and their layout.
+fn dashboard_routes() -> Vec<Route> {
     vec![
-        route(
-            GET,
-            "/public/dashboards/{token}",
-            published::show_public,
-            Access::published_link(published::resolve),
-        ),
         route(GET, "/dashboards", dashboards::list, Access::read()),
         route(
             POST,
@@ -40,7 +61,7 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/dashboards/{id}",
             resource::update::<Dashboard, DashboardBody>,
-            edit.held(),
+            EDIT.held(),
         ),
         route(
             DELETE,
@@ -58,8 +79,14 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/dashboards/{id}/layout",
             dashboards::put_layout,
-            edit.held(),
+            EDIT.held(),
         ),
+    ]
+}
+
+/// A dashboard's Klips (its Klip instances).
+fn klip_instance_routes() -> Vec<Route> {
+    vec![
         route(
             GET,
             "/dashboards/{id}/klip-instances",
@@ -70,14 +97,20 @@ pub fn routes() -> Vec<Route> {
             PUT,
             "/dashboards/{id}/klip-instances",
             dashboards::add_instances,
-            edit.held(),
+            EDIT.held(),
         ),
         route(
             DELETE,
             "/dashboards/{id}/klip-instances/{instance_id}",
             dashboards::remove_instance,
-            edit.held(),
+            EDIT.held(),
         ),
+    ]
+}
+
+/// Who a dashboard is shared with.
+fn share_rights_routes() -> Vec<Route> {
+    vec![
         route(
             GET,
             "/dashboards/{id}/share-rights",
@@ -90,6 +123,12 @@ pub fn routes() -> Vec<Route> {
             resource::put_share_rights::<Dashboard>,
             Access::needs("dashboard.share").held(),
         ),
+    ]
+}
+
+/// What the caller does to a dashboard they can see: favourites and refresh.
+fn caller_routes() -> Vec<Route> {
+    vec![
         // A favourite is the caller's own mark on what they can see.
         route(
             PUT,
@@ -110,6 +149,13 @@ pub fn routes() -> Vec<Route> {
             dashboards::refresh,
             Access::caller().held(),
         ),
+    ]
+}
+
+/// A dashboard's published links.
+fn published_link_routes() -> Vec<Route> {
+    let publish = Access::needs("dashboard.publish");
+    vec![
         route(
             GET,
             "/dashboards/{id}/published-links",

@@ -11,14 +11,13 @@ use domain::records::LinkTarget as LinkRecord;
 use domain::records::{Dashboard, PublishedLink};
 use platform::admission::LinkOwner;
 use platform::assets::resource::OnDelete;
-use platform::assets::{self, check_if_match, find, Kind};
+use platform::assets::{self, check_if_match, find};
 use platform::auth::records::Company;
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{NoParams, OptionalJsonBody};
 use platform::paging::{Listing, NoFilters};
 use platform::store::assets::Lookup;
-use platform::store::{keys, Key};
 use platform::{ApiError, ApiResult, AppState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -29,14 +28,14 @@ pub struct Unpublish;
 impl OnDelete<Dashboard> for Unpublish {
     async fn after_delete(state: &AppState, dashboard: &Dashboard) -> ApiResult<()> {
         for link in &dashboard.published_links {
-            state.store.delete(&link_key(&link.token_hash)).await?;
+            state
+                .store
+                .published_links()
+                .delete(&link.token_hash)
+                .await?;
         }
         Ok(())
     }
-}
-
-pub fn link_key(token_hash: &str) -> Key {
-    keys::published_link(token_hash)
 }
 
 #[derive(Deserialize, Default)]
@@ -128,7 +127,7 @@ pub async fn create(
         expires_at: link.expires_at,
     };
     // The link and its token's lookup are stored together, or neither.
-    let lookup = Lookup::Create(platform::store::to_item(&link_key(&token_hash), &record)?);
+    let lookup = Lookup::new_link(&token_hash, &record)?;
     let mut dashboard = old.clone();
     dashboard.published_links.push(link.clone());
     assets::save_with(&state, &old, dashboard, Some(lookup)).await?;
@@ -175,7 +174,7 @@ pub async fn revoke(
         .ok_or_else(|| ApiError::not_found("published link", &link_id))?;
     // The link and its token's lookup go together: from this moment the token answers 404;
     // a save that loses to another (412) leaves both, so the token still works.
-    let lookup = Lookup::Delete(link_key(&link.token_hash));
+    let lookup = Lookup::drop_link(&link.token_hash);
     let mut dashboard = old.clone();
     dashboard.published_links.retain(|l| l.id != link_id);
     assets::save_with(&state, &old, dashboard, Some(lookup)).await?;
@@ -220,90 +219,141 @@ pub fn resolve<'a>(
     token: &'a str,
 ) -> futures::future::BoxFuture<'a, ApiResult<LinkOwner>> {
     Box::pin(async move {
-        let not_found = || {
-            ApiError::NotFound(
-                "published dashboard not found (revoked or expired links answer this too)".into(),
-            )
-        };
         let hash = ApiKeyHash::of(token).0;
-        let (record, company, dashboard, prefetched) = match remembered_link(state, &hash) {
-            Some(known) => {
-                let guess = crate::dashboards::remembered_klips(
-                    state,
-                    &known.company_id,
-                    &known.dashboard_id,
-                );
-                let read = tokio::try_join!(
-                    state.store.get::<LinkRecord>(link_key(&hash)),
-                    state.store.get::<Company>(keys::company(&known.company_id)),
-                    state.store.get::<Dashboard>(keys::asset(
-                        Kind::Dashboard,
-                        &known.company_id,
-                        &known.dashboard_id
-                    )),
-                    crate::dashboards::read_klips(state, &known.company_id, &guess),
-                );
-                let (record, company, dashboard, prefetched) =
-                    read.inspect_err(|_| forget_link(state, &hash))?;
-                match record {
-                    // A link's record never changes: the same one leads to the same things.
-                    Some(record) if record == known => (record, company, dashboard, prefetched),
-                    _ => {
-                        forget_link(state, &hash);
-                        return Err(not_found());
-                    }
-                }
-            }
-            None => {
-                let record: LinkRecord = state
-                    .store
-                    .get(link_key(&hash))
-                    .await?
-                    .ok_or_else(not_found)?;
-                let guess = crate::dashboards::remembered_klips(
-                    state,
-                    &record.company_id,
-                    &record.dashboard_id,
-                );
-                let (company, dashboard, prefetched) = tokio::try_join!(
-                    state
-                        .store
-                        .get::<Company>(keys::company(&record.company_id)),
-                    state.store.get::<Dashboard>(keys::asset(
-                        Kind::Dashboard,
-                        &record.company_id,
-                        &record.dashboard_id
-                    )),
-                    crate::dashboards::read_klips(state, &record.company_id, &guess),
-                )?;
-                (record, company, dashboard, prefetched)
-            }
+        let read = match remembered_link(state, &hash) {
+            Some(known) => read_remembered_link(state, &hash, known).await?,
+            None => read_new_link(state, &hash).await?,
         };
-        let now = domain::time::seconds(state.clock.now());
-        if record.expires_at.is_some_and(|e| e <= now) {
-            forget_link(state, &hash);
-            return Err(not_found());
-        }
-        let (Some(company), Some(dashboard)) = (company, dashboard) else {
-            forget_link(state, &hash);
-            return Err(not_found());
-        };
-        if company.status == domain::CompanyStatus::Disabled
-            || !company.feature_enabled("public_dashboards")
-        {
-            forget_link(state, &hash);
-            return Err(not_found());
-        }
-        remember_link(state, &hash, &record);
-        let mut extensions = http::Extensions::new();
-        let zone = company.timezone.clone();
-        let currency = domain::document::company_currency(&company.properties);
-        extensions.insert(PublishedDashboard(dashboard, prefetched, zone, currency));
-        Ok(LinkOwner {
+        let LinkRead {
+            record,
             company,
-            extensions,
-        })
+            dashboard,
+            klips,
+        } = read;
+        let (company, dashboard) = shown(state, &hash, &record, company, dashboard)?;
+        remember_link(state, &hash, &record);
+        Ok(link_owner(company, dashboard, klips))
     })
+}
+
+/// What a published link leads to, as read: its record, the owner company, the dashboard
+/// and the Klips read alongside it.
+struct LinkRead {
+    record: LinkRecord,
+    company: Option<Company>,
+    dashboard: Option<Dashboard>,
+    klips: HashMap<String, domain::records::Klip>,
+}
+
+/// The answer to a token that leads nowhere (any more).
+fn link_not_found() -> ApiError {
+    ApiError::NotFound(
+        "published dashboard not found (revoked or expired links answer this too)".into(),
+    )
+}
+
+/// Reads a remembered link's record together with its company, dashboard and Klips (one
+/// round trip); a failed read, or a record that is gone or changed, forgets it.
+async fn read_remembered_link(
+    state: &AppState,
+    hash: &str,
+    known: LinkRecord,
+) -> ApiResult<LinkRead> {
+    let guess = crate::dashboards::remembered_klips(state, &known.company_id, &known.dashboard_id);
+    let read = tokio::try_join!(
+        state.store.published_links().get(hash),
+        state.store.companies().get(&known.company_id),
+        state
+            .store
+            .assets()
+            .get::<Dashboard>(&known.company_id, &known.dashboard_id),
+        crate::dashboards::read_klips(state, &known.company_id, &guess),
+    );
+    let (record, company, dashboard, klips) = read.inspect_err(|_| forget_link(state, hash))?;
+    match record {
+        // A link's record never changes: the same one leads to the same things.
+        Some(record) if record == known => Ok(LinkRead {
+            record,
+            company,
+            dashboard,
+            klips,
+        }),
+        _ => {
+            forget_link(state, hash);
+            Err(link_not_found())
+        }
+    }
+}
+
+/// Reads a new link's record, then its company, dashboard and Klips (two round trips).
+async fn read_new_link(state: &AppState, hash: &str) -> ApiResult<LinkRead> {
+    let record: LinkRecord = state
+        .store
+        .published_links()
+        .get(hash)
+        .await?
+        .ok_or_else(link_not_found)?;
+    let guess =
+        crate::dashboards::remembered_klips(state, &record.company_id, &record.dashboard_id);
+    let (company, dashboard, klips) = tokio::try_join!(
+        state.store.companies().get(&record.company_id),
+        state
+            .store
+            .assets()
+            .get::<Dashboard>(&record.company_id, &record.dashboard_id),
+        crate::dashboards::read_klips(state, &record.company_id, &guess),
+    )?;
+    Ok(LinkRead {
+        record,
+        company,
+        dashboard,
+        klips,
+    })
+}
+
+/// The company and dashboard a link shows while it is live; an expired link, a company or
+/// dashboard that is gone, or an owner that is disabled or switched `public_dashboards` off
+/// forgets it and answers 404.
+fn shown(
+    state: &AppState,
+    hash: &str,
+    record: &LinkRecord,
+    company: Option<Company>,
+    dashboard: Option<Dashboard>,
+) -> ApiResult<(Company, Dashboard)> {
+    let now = domain::time::seconds(state.clock.now());
+    if record.expires_at.is_some_and(|e| e <= now) {
+        forget_link(state, hash);
+        return Err(link_not_found());
+    }
+    let (Some(company), Some(dashboard)) = (company, dashboard) else {
+        forget_link(state, hash);
+        return Err(link_not_found());
+    };
+    if company.status == domain::CompanyStatus::Disabled
+        || !company.feature_enabled("public_dashboards")
+    {
+        forget_link(state, hash);
+        return Err(link_not_found());
+    }
+    Ok((company, dashboard))
+}
+
+/// The owner company, with the dashboard, its Klips, the owner's time zone and currency for
+/// the handler.
+fn link_owner(
+    company: Company,
+    dashboard: Dashboard,
+    klips: HashMap<String, domain::records::Klip>,
+) -> LinkOwner {
+    let mut extensions = http::Extensions::new();
+    let zone = company.timezone.clone();
+    let currency = domain::document::company_currency(&company.properties);
+    extensions.insert(PublishedDashboard(dashboard, klips, zone, currency));
+    LinkOwner {
+        company,
+        extensions,
+    }
 }
 
 /// `GET /public/dashboards/{token}`: no credentials; admission resolved the link and counted

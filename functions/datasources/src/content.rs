@@ -134,81 +134,83 @@ pub async fn append(
     let body = axum::body::to_bytes(body, MAX_DATA_BYTES)
         .await
         .map_err(|_| too_large());
-    let sent = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let early = match (&body, data::format_of(sent).ok()) {
-        (Ok(bytes), Some(format)) if domain::ids::is_id(&id) && !bytes.is_empty() => {
-            Some((domain::ids::new_id(), format, bytes.clone()))
-        }
-        _ => None,
+    let mut request = AppendRequest {
+        state: &state,
+        caller: &caller,
+        headers: &headers,
+        id: &id,
+        body,
+        written: None,
     };
-    let company = caller.company_id().to_owned();
-    let write_early = async {
-        match &early {
-            Some((segment, format, bytes)) => {
-                let put =
-                    stored::put_segment(&state, &company, &id, segment, *format, bytes.to_vec());
-                put.await.is_ok().then(|| segment.clone())
-            }
-            None => None,
-        }
-    };
-    // `If-Match` compares with the item as it is: always read.
-    let known = if headers.contains_key(header::IF_MATCH) || body.is_err() {
-        None
-    } else {
-        remembered_source(&state, &caller, &id)
-    };
-    let speculated = known.is_some();
-    let read = async {
-        match known {
-            Some(ds) => Ok(ds),
-            None => lookup(&state, &caller, &id).await,
-        }
-    };
-    let (first, written) = tokio::join!(read, write_early);
-    let mut kept = false;
-    let mut answer = append_to(
-        &state,
-        &caller,
-        &headers,
-        &id,
-        first,
-        body.as_ref().map(Clone::clone).map_err(|_| too_large()),
-        written.as_deref(),
-        speculated,
-        &mut kept,
-    )
-    .await;
-    if speculated && !kept && !matches!(answer, Ok(Some(_))) {
-        // What was refused (or answered) on the remembered item may hold no longer: read it.
-        forget_source(&state, &company, &id);
-        let first = lookup(&state, &caller, &id).await;
-        answer = append_to(
-            &state,
-            &caller,
-            &headers,
-            &id,
-            first,
-            body,
-            written.as_deref(),
-            false,
-            &mut kept,
-        )
-        .await;
-    }
-    if let (Some(segment), false) = (&written, kept) {
-        stored::discard_segment(&state, &company, &id, segment).await;
-    }
-    match answer {
-        Ok(Some(response)) => Ok(response),
-        Ok(None) => Err(ApiError::internal("an append answered nothing")),
-        Err(e) => {
-            forget_source(&state, &company, &id);
-            Err(e)
+    let (first, speculated) = request.read_while_writing().await;
+    let appended = request.append_rereading(first, speculated).await;
+    request.discard_early_segment(appended.kept).await;
+    request.respond(appended.answer)
+}
+
+/// One `POST {id}/data` on its way through [`append`]: who appends to which source, with
+/// which headers and body, and the segment written while the item was read.
+struct AppendRequest<'a> {
+    state: &'a AppState,
+    caller: &'a Caller,
+    headers: &'a HeaderMap,
+    /// The id (or slug) the request named.
+    id: &'a str,
+    /// The body as read before the item (its error is the 413).
+    body: ApiResult<axum::body::Bytes>,
+    /// The segment written under the named id while the item was read, when it was.
+    written: Option<String>,
+}
+
+/// What one attempt at an append answered, and whether it kept the segment.
+struct Appended {
+    /// The answer; `Ok(None)`: the remembered item may not answer, read it and try again.
+    answer: ApiResult<Option<Response>>,
+    /// The segment became the append's own: it committed it or may have (the outcome of the
+    /// update is unknown), or it discarded it itself. Otherwise a segment written early is the
+    /// caller's to delete.
+    kept: bool,
+}
+
+impl Appended {
+    /// An answer given before the segment was the append's to keep or discard.
+    fn not_kept(answer: ApiResult<Option<Response>>) -> Self {
+        Appended {
+            answer,
+            kept: false,
         }
     }
+
+    /// An answer given once the segment was the append's to keep or discard.
+    fn kept(answer: ApiResult<Option<Response>>) -> Self {
+        Appended { answer, kept: true }
+    }
+}
+
+/// What [`AppendRequest::prepare`] made of an append.
+enum Prepared {
+    /// Answered without a segment (`None`: the remembered item may not answer).
+    Answered(Option<Response>),
+    /// Rows to commit as a segment.
+    Ready(Box<Ready>),
+}
+
+/// An append's rows, checked against the item they go to.
+struct Ready {
+    /// The item as read.
+    ds: Datasource,
+    /// The body as sent.
+    body: Vec<u8>,
+    /// The body's rows.
+    new: Table,
+}
+
+/// What the append does after the store refused its update.
+enum AfterRefusal {
+    /// Updates again, on the item as it is now.
+    Retry(Box<Datasource>),
+    /// Answers: the segment was discarded, or the rows committed without it.
+    Answer(ApiResult<Option<Response>>),
 }
 
 /// The data source this instance appended to last, as saved then (without its segment
@@ -249,123 +251,302 @@ fn forget_source(state: &AppState, company: &str, id: &str) {
         .remove(&(company.to_owned(), id.to_owned()));
 }
 
-/// [`append`] once the item is read (`first`) and, maybe, the segment written (`written`);
-/// sets `kept` when the append committed that segment or may have (the outcome of the
-/// update is unknown): otherwise it is the caller's to delete. `speculated`: `first` is the
-/// item as this instance remembered it, so only an update it conditioned may answer from it
-/// (None: read the item and try again).
-#[allow(clippy::too_many_arguments)]
-async fn append_to(
-    state: &AppState,
-    caller: &Caller,
-    headers: &HeaderMap,
-    id: &str,
-    first: ApiResult<Datasource>,
-    body: ApiResult<axum::body::Bytes>,
-    written: Option<&str>,
-    speculated: bool,
-    kept: &mut bool,
-) -> ApiResult<Option<Response>> {
-    let first = first?;
-    check_media_type(&first, headers)?;
-    let body = body?.to_vec();
-    let strict = headers.contains_key(header::IF_MATCH);
-    usable(&first)?;
-    check_if_match(headers, &first.meta)?;
-    let new = data::parse(first.format, &body)?;
-    if speculated && (first.row_count == 0 || new.row_count() == 0) {
-        return Ok(None);
+impl AppendRequest<'_> {
+    /// Reads the item (or takes the one this instance remembers) while the segment is written
+    /// under the named id, the two round trips overlapping; answers the item and whether it
+    /// is the remembered one, and keeps the written segment's id.
+    async fn read_while_writing(&mut self) -> (ApiResult<Datasource>, bool) {
+        let early = self.early_segment();
+        let known = self.remembered();
+        let speculated = known.is_some();
+        let (first, written) = tokio::join!(self.read(known), self.write_early(early));
+        self.written = written;
+        (first, speculated)
     }
-    if first.row_count == 0 || first.data_id.is_none() {
-        return append_first_rows(state, caller, headers, first, &body, id)
-            .await
-            .map(Some);
+
+    /// The segment to write before the item is read (a new id, the format sent, the body):
+    /// only for an id, a body that was read and is not empty, and a Content-Type of a format.
+    fn early_segment(&self) -> Option<(String, Format, axum::body::Bytes)> {
+        let sent = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        match (&self.body, data::format_of(sent).ok()) {
+            (Ok(bytes), Some(format)) if domain::ids::is_id(self.id) && !bytes.is_empty() => {
+                Some((domain::ids::new_id(), format, bytes.clone()))
+            }
+            _ => None,
+        }
     }
-    check_appendable(&first, &new)?;
-    if new.row_count() == 0 {
-        return respond(&first).map(Some);
+
+    /// Writes the early segment under the caller's company and the named id; answers its id
+    /// when the write succeeded.
+    async fn write_early(
+        &self,
+        early: Option<(String, Format, axum::body::Bytes)>,
+    ) -> Option<String> {
+        let (segment, format, bytes) = early?;
+        let company = self.caller.company_id();
+        let put = stored::put_segment(
+            self.state,
+            company,
+            self.id,
+            &segment,
+            format,
+            bytes.to_vec(),
+        );
+        put.await.is_ok().then_some(segment)
     }
-    let segment_id = match written {
-        // Written under the id the request named, which is this item's.
-        Some(segment) if first.meta.id == id => segment.to_owned(),
-        _ => stored::store_segment(state, &first, body.clone()).await?,
-    };
-    // From here on the segment is this function's to keep or discard.
-    *kept = true;
-    let segment = Segment {
-        id: segment_id,
-        rows: new.row_count(),
-    };
-    let if_version = if strict {
-        Some(first.meta.version)
-    } else {
-        None
-    };
-    let now = state.clock.now();
-    let mut ds = first;
-    for _ in 0..10 {
-        let (added_bytes, edge_after) = data::appended_size(ds.format, ds.raw_edge, &body);
+
+    /// The item as this instance remembers it (see [`remembered_source`]), unless the
+    /// request needs it read.
+    fn remembered(&self) -> Option<Datasource> {
+        // `If-Match` compares with the item as it is: always read.
+        if self.headers.contains_key(header::IF_MATCH) || self.body.is_err() {
+            return None;
+        }
+        remembered_source(self.state, self.caller, self.id)
+    }
+
+    /// The item: the remembered one, else read.
+    async fn read(&self, known: Option<Datasource>) -> ApiResult<Datasource> {
+        match known {
+            Some(ds) => Ok(ds),
+            None => lookup(self.state, self.caller, self.id).await,
+        }
+    }
+
+    /// The body as read, or its 413.
+    fn body(&self) -> ApiResult<axum::body::Bytes> {
+        self.body
+            .as_ref()
+            .map(Clone::clone)
+            .map_err(|_| too_large())
+    }
+
+    /// Appends on the item read first; when that was the remembered item and the append
+    /// neither kept the segment nor answered, forgets it, reads the item and appends again.
+    async fn append_rereading(&self, first: ApiResult<Datasource>, speculated: bool) -> Appended {
+        let appended = self.append_to(first, speculated).await;
+        if !speculated || appended.kept || matches!(appended.answer, Ok(Some(_))) {
+            return appended;
+        }
+        // What was refused (or answered) on the remembered item may hold no longer: read it.
+        forget_source(self.state, self.caller.company_id(), self.id);
+        let first = lookup(self.state, self.caller, self.id).await;
+        self.append_to(first, false).await
+    }
+
+    /// Deletes the segment written early unless the append kept it.
+    async fn discard_early_segment(&self, kept: bool) {
+        if let (Some(segment), false) = (&self.written, kept) {
+            stored::discard_segment(self.state, self.caller.company_id(), self.id, segment).await;
+        }
+    }
+
+    /// The append's response; after an error this instance no longer remembers the source.
+    fn respond(&self, answer: ApiResult<Option<Response>>) -> ApiResult<Response> {
+        match answer {
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => Err(ApiError::internal("an append answered nothing")),
+            Err(e) => {
+                forget_source(self.state, self.caller.company_id(), self.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`append`] once the item is read (`first`) and, maybe, the segment written
+    /// (`self.written`). `speculated`: `first` is the item as this instance remembered it, so
+    /// only an update it conditioned may answer from it (`Ok(None)`: read the item and try
+    /// again).
+    async fn append_to(&self, first: ApiResult<Datasource>, speculated: bool) -> Appended {
+        let ready = match self.prepare(first, speculated).await {
+            Ok(Prepared::Ready(ready)) => *ready,
+            Ok(Prepared::Answered(answer)) => return Appended::not_kept(Ok(answer)),
+            Err(e) => return Appended::not_kept(Err(e)),
+        };
+        let segment = match self.segment(&ready).await {
+            Ok(segment) => segment,
+            Err(e) => return Appended::not_kept(Err(e)),
+        };
+        // From here on the segment is this function's to keep or discard.
+        self.commit(ready, segment).await
+    }
+
+    /// Checks the rows against the item read first; answers at once what needs no segment
+    /// (no rows, or the source's first rows, committed as a whole copy), else the rows ready
+    /// to commit as one.
+    async fn prepare(&self, first: ApiResult<Datasource>, speculated: bool) -> ApiResult<Prepared> {
+        let first = first?;
+        check_media_type(&first, self.headers)?;
+        let body = self.body()?.to_vec();
+        usable(&first)?;
+        check_if_match(self.headers, &first.meta)?;
+        let new = data::parse(first.format, &body)?;
+        if speculated && (first.row_count == 0 || new.row_count() == 0) {
+            return Ok(Prepared::Answered(None));
+        }
+        if first.row_count == 0 || first.data_id.is_none() {
+            let response =
+                append_first_rows(self.state, self.caller, self.headers, first, &body, self.id)
+                    .await?;
+            return Ok(Prepared::Answered(Some(response)));
+        }
+        check_appendable(&first, &new)?;
+        if new.row_count() == 0 {
+            return Ok(Prepared::Answered(Some(respond(&first)?)));
+        }
+        Ok(Prepared::Ready(Box::new(Ready {
+            ds: first,
+            body,
+            new,
+        })))
+    }
+
+    /// The segment the rows go in: the one written early when it is under this item's id,
+    /// else one stored now.
+    async fn segment(&self, ready: &Ready) -> ApiResult<Segment> {
+        let id = match self.written.as_deref() {
+            // Written under the id the request named, which is this item's.
+            Some(segment) if ready.ds.meta.id == self.id => segment.to_owned(),
+            _ => stored::store_segment(self.state, &ready.ds, ready.body.clone()).await?,
+        };
+        Ok(Segment {
+            id,
+            rows: ready.new.row_count(),
+        })
+    }
+
+    /// Commits the segment with one conditional update of the item, updating again on the
+    /// item as it is now while the data was replaced or re-ended meanwhile (ten updates at
+    /// most, then 409).
+    async fn commit(&self, ready: Ready, segment: Segment) -> Appended {
+        let if_version = if self.headers.contains_key(header::IF_MATCH) {
+            Some(ready.ds.meta.version)
+        } else {
+            None
+        };
+        let now = self.state.clock.now();
+        let Ready { mut ds, body, new } = ready;
+        for _ in 0..10 {
+            let refused = match self.update(&ds, &body, &segment, if_version, now).await {
+                Ok(appended) => return appended,
+                Err(refused) => refused,
+            };
+            ds = match self.after_refusal(refused, ds, &body, &new, &segment).await {
+                Ok(AfterRefusal::Retry(now_there)) => *now_there,
+                Ok(AfterRefusal::Answer(answer)) => return Appended::kept(answer),
+                Err(e) => return Appended::kept(Err(e)),
+            };
+        }
+        self.discard(&ds, &segment).await;
+        Appended::kept(Err(ApiError::Conflict(
+            "the data source is being replaced too often to append to; retry".into(),
+        )))
+    }
+
+    /// One conditional update committing the segment to `ds`: the append's answer when the
+    /// update was taken or failed, else why the store refused it.
+    async fn update(
+        &self,
+        ds: &Datasource,
+        body: &[u8],
+        segment: &Segment,
+        if_version: Option<u64>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Appended, AppendRefused> {
+        let (added_bytes, edge_after) = data::appended_size(ds.format, ds.raw_edge, body);
         let append = Append {
-            segment: &segment,
+            segment,
             added_bytes,
             edge_after,
             if_version,
             now,
             max_bytes: MAX_DATA_BYTES as u64,
         };
-        let refused = match state.store.assets().append_segment(&ds, append).await {
+        match self.state.store.assets().append_segment(ds, append).await {
             Ok(saved) => {
-                remember_source(state, &saved);
-                return respond(&saved).map(Some);
+                remember_source(self.state, &saved);
+                Ok(Appended::kept(respond(&saved).map(Some)))
             }
             Err(WriteError::Failed(e)) => {
                 // Held and refused, the update never left: the segment is the caller's to
                 // delete. Otherwise the outcome is unknown (it may have landed): it stays.
-                if platform::held::refused() {
-                    *kept = false;
-                }
-                return Err(e.into());
+                let kept = !platform::held::refused();
+                Ok(Appended {
+                    answer: Err(e.into()),
+                    kept,
+                })
             }
-            Err(WriteError::Refused(why)) => why,
-        };
-        let answer = match refused {
-            // Replaced or re-ended meanwhile: append to what is there now.
-            AppendRefused::Moved => {
-                ds = lookup(state, caller, id).await?;
-                if ds.row_count == 0 || ds.data_id.is_none() {
-                    // Replaced by a file without rows meanwhile: these are its first rows.
-                    stored::discard_segments(state, &ds, std::slice::from_ref(&segment.id)).await;
-                    return append_first_rows(state, caller, headers, ds, &body, id)
-                        .await
-                        .map(Some);
-                }
-                // The rows were parsed as the item read first said: so must this one.
-                let same = check_media_type(&ds, headers).and_then(|_| usable(&ds));
-                match same.and_then(|_| check_appendable(&ds, &new)) {
-                    Ok(()) => continue,
-                    Err(e) => Err(e),
-                }
-            }
-            AppendRefused::VersionChanged => Err(ApiError::PreconditionFailed(
-                "the data source changed since the version in If-Match".into(),
-            )),
-            AppendRefused::TooLarge => Err(ApiError::PayloadTooLarge(format!(
-                "appending would grow the data past the limit of 5 MiB ({MAX_DATA_BYTES} bytes)"
-            ))),
-            AppendRefused::Disabled => {
-                let ds = lookup(state, caller, id).await?;
-                usable(&ds)
-                    .and_then(|_| Err(ApiError::Conflict("the data source is disabled".into())))
-            }
-            AppendRefused::Gone => Err(ApiError::not_found("datasource", id)),
-        };
-        stored::discard_segments(state, &ds, std::slice::from_ref(&segment.id)).await;
-        return answer;
+            Err(WriteError::Refused(why)) => Err(why),
+        }
     }
-    stored::discard_segments(state, &ds, std::slice::from_ref(&segment.id)).await;
-    Err(ApiError::Conflict(
-        "the data source is being replaced too often to append to; retry".into(),
-    ))
+
+    /// What an update the store refused leads to: after a move, an update on the item as it
+    /// is now (or the rows committed as its first); otherwise the refusal's answer, the
+    /// segment discarded from `ds`. An item that cannot be read again is the error, the
+    /// segment left as it is.
+    async fn after_refusal(
+        &self,
+        refused: AppendRefused,
+        ds: Datasource,
+        body: &[u8],
+        new: &Table,
+        segment: &Segment,
+    ) -> ApiResult<AfterRefusal> {
+        let error = match refused {
+            // Replaced or re-ended meanwhile: append to what is there now.
+            AppendRefused::Moved => return self.after_move(body, new, segment).await,
+            AppendRefused::VersionChanged => ApiError::PreconditionFailed(
+                "the data source changed since the version in If-Match".into(),
+            ),
+            AppendRefused::TooLarge => ApiError::PayloadTooLarge(format!(
+                "appending would grow the data past the limit of 5 MiB ({MAX_DATA_BYTES} bytes)"
+            )),
+            AppendRefused::Disabled => {
+                let now_there = lookup(self.state, self.caller, self.id).await?;
+                match usable(&now_there) {
+                    Err(e) => e,
+                    Ok(()) => ApiError::Conflict("the data source is disabled".into()),
+                }
+            }
+            AppendRefused::Gone => ApiError::not_found("datasource", self.id),
+        };
+        self.discard(&ds, segment).await;
+        Ok(AfterRefusal::Answer(Err(error)))
+    }
+
+    /// After the data was replaced or re-ended meanwhile: the item as it is now, to update
+    /// again when the rows still fit it; replaced by a file without rows, the rows committed
+    /// as its first; otherwise the misfit's error, the segment discarded.
+    async fn after_move(
+        &self,
+        body: &[u8],
+        new: &Table,
+        segment: &Segment,
+    ) -> ApiResult<AfterRefusal> {
+        let ds = lookup(self.state, self.caller, self.id).await?;
+        if ds.row_count == 0 || ds.data_id.is_none() {
+            // Replaced by a file without rows meanwhile: these are its first rows.
+            self.discard(&ds, segment).await;
+            let response =
+                append_first_rows(self.state, self.caller, self.headers, ds, body, self.id).await?;
+            return Ok(AfterRefusal::Answer(Ok(Some(response))));
+        }
+        // The rows were parsed as the item read first said: so must this one.
+        let same = check_media_type(&ds, self.headers).and_then(|_| usable(&ds));
+        if let Err(e) = same.and_then(|_| check_appendable(&ds, new)) {
+            self.discard(&ds, segment).await;
+            return Ok(AfterRefusal::Answer(Err(e)));
+        }
+        Ok(AfterRefusal::Retry(Box::new(ds)))
+    }
+
+    /// Deletes the uncommitted segment from `ds`'s data.
+    async fn discard(&self, ds: &Datasource, segment: &Segment) {
+        stored::discard_segments(self.state, ds, std::slice::from_ref(&segment.id)).await;
+    }
 }
 
 /// The appended rows fit the source: the same columns (for CSV in the same order), and no

@@ -321,73 +321,72 @@ pub async fn download(
 ) -> ApiResult<Response> {
     let report: Report = find(&state, &caller, &id).await?;
     let run = match run_id {
-        Some(run_id) => {
-            let run = find_run(&state, &report, &run_id).await?;
-            match run.job.status {
-                RunStatus::Succeeded => run,
-                RunStatus::Queued | RunStatus::Running => {
-                    return Err(ApiError::NotReady(format!(
-                        "run '{}' is {}; its file is not ready yet",
-                        run.id, run.job.status
-                    )))
-                }
-                RunStatus::Failed | RunStatus::Skipped => {
-                    return Err(ApiError::Conflict(format!(
-                        "run '{}' {} and has no file{}",
-                        run.id,
-                        run.job.status,
-                        run.job
-                            .error
-                            .as_deref()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    )))
-                }
-            }
-        }
-        // The latest succeeded run is the report's kept one (one read); a report whose
-        // runs all succeeded before it had one is looked for among them.
-        None => {
-            let runs = state.store.runs();
-            let (company, report_id) = (&report.meta.company_id, &report.meta.id);
-            let kept = match &report.kept_run {
-                Some(kept) => runs.get(company, report_id, kept).await?,
-                None => None,
-            };
-            let latest = match kept {
-                Some(run) => Some(run),
-                None => runs
-                    .of_report(company, report_id)
-                    .await?
-                    .into_iter()
-                    .find(|r| r.job.status == RunStatus::Succeeded),
-            };
-            latest.ok_or_else(|| {
-                ApiError::NotReady(format!(
-                    "report '{}' has no succeeded run yet; generate it and wait for the run",
-                    report.meta.slug
-                ))
-            })?
-        }
+        Some(run_id) => named_succeeded_run(&state, &report, &run_id).await?,
+        None => latest_succeeded_run(&state, &report).await?,
     };
+    run_file(&state, &run).await
+}
+
+/// The named run when it succeeded; 409 `not_ready` while it is queued or running, 409 when
+/// it failed or was skipped.
+async fn named_succeeded_run(state: &AppState, report: &Report, run_id: &str) -> ApiResult<Run> {
+    let run = find_run(state, report, run_id).await?;
+    match run.job.status {
+        RunStatus::Succeeded => Ok(run),
+        RunStatus::Queued | RunStatus::Running => Err(ApiError::NotReady(format!(
+            "run '{}' is {}; its file is not ready yet",
+            run.id, run.job.status
+        ))),
+        RunStatus::Failed | RunStatus::Skipped => Err(ApiError::Conflict(format!(
+            "run '{}' {} and has no file{}",
+            run.id,
+            run.job.status,
+            run.job
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// The report's latest succeeded run; 409 `not_ready` while there is none.
+async fn latest_succeeded_run(state: &AppState, report: &Report) -> ApiResult<Run> {
+    // The latest succeeded run is the report's kept one (one read); a report whose
+    // runs all succeeded before it had one is looked for among them.
+    let runs = state.store.runs();
+    let (company, report_id) = (&report.meta.company_id, &report.meta.id);
+    let kept = match &report.kept_run {
+        Some(kept) => runs.get(company, report_id, kept).await?,
+        None => None,
+    };
+    let latest = match kept {
+        Some(run) => Some(run),
+        None => runs
+            .of_report(company, report_id)
+            .await?
+            .into_iter()
+            .find(|r| r.job.status == RunStatus::Succeeded),
+    };
+    latest.ok_or_else(|| {
+        ApiError::NotReady(format!(
+            "report '{}' has no succeeded run yet; generate it and wait for the run",
+            report.meta.slug
+        ))
+    })
+}
+
+/// A succeeded run's file: a redirect to a presigned URL when it is too large to answer
+/// inline, else the file itself as an attachment.
+async fn run_file(state: &AppState, run: &Run) -> ApiResult<Response> {
     let (Some(file), Some(key)) = (&run.file, &run.file_key) else {
         return Err(ApiError::internal(format!(
             "succeeded run {} has no file",
             run.id
         )));
     };
-    let disposition = format!("attachment; filename=\"{}\"", file.name);
     if file.size > INLINE_DOWNLOAD_LIMIT {
-        let url = state
-            .store
-            .files()
-            .presigned_get(key, &file.name, PRESIGNED_FOR)
-            .await?;
-        let mut response = StatusCode::FOUND.into_response();
-        if let Ok(v) = HeaderValue::from_str(&url) {
-            response.headers_mut().insert(header::LOCATION, v);
-        }
-        return Ok(response);
+        return presigned_redirect(state, key, file).await;
     }
     let bytes = state
         .store
@@ -395,6 +394,26 @@ pub async fn download(
         .get(key)
         .await?
         .ok_or_else(|| ApiError::internal(format!("the file of run {} is missing", run.id)))?;
+    Ok(attachment(bytes, file))
+}
+
+/// A 302 to a presigned URL of the file.
+async fn presigned_redirect(state: &AppState, key: &str, file: &RunFile) -> ApiResult<Response> {
+    let url = state
+        .store
+        .files()
+        .presigned_get(key, &file.name, PRESIGNED_FOR)
+        .await?;
+    let mut response = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// The file's bytes as an attachment, with its content type.
+fn attachment(bytes: Vec<u8>, file: &RunFile) -> Response {
+    let disposition = format!("attachment; filename=\"{}\"", file.name);
     let mut response = Response::new(Body::from(bytes));
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&file.content_type) {
@@ -403,7 +422,7 @@ pub async fn download(
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(response)
+    response
 }
 
 /// A deleted report's runs and their files go with it.

@@ -4,8 +4,8 @@
 //! features are on, what a built-in role grants). No I/O: the platform reads and writes
 //! them (its store) and decides with them (its admission).
 
-use chrono::{DateTime, Utc};
 use crate::CompanyStatus;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -335,7 +335,6 @@ pub struct ResetRecord {
     pub expires_at: DateTime<Utc>,
     pub ttl: i64,
 }
-
 
 /// A refresh token as stored: single use, in a family that one login starts.
 #[derive(Serialize, Deserialize, Clone, Debug)]

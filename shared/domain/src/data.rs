@@ -349,82 +349,82 @@ fn as_number(text: &str) -> Option<Number> {
         .and_then(Number::from_f64)
 }
 
+/// JSON data's rows, taken one by one into the builder; a row's problem is kept in
+/// `problem` (the deserializer only sees that it stopped).
+struct JsonRows<'a> {
+    table: &'a mut Option<Builder>,
+    problem: &'a mut Option<DataError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonRows<'_> {
+    type Value = ();
+    fn deserialize<D: serde::de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl JsonRows<'_> {
+    fn refuse<E: serde::de::Error>(self, problem: DataError) -> Result<(), E> {
+        *self.problem = Some(problem);
+        Err(E::custom("refused"))
+    }
+    fn not_an_array<E: serde::de::Error>(self) -> Result<(), E> {
+        self.refuse(bad("JSON data must be an array of objects".into()))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonRows<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of objects")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            index += 1;
+            let Value::Object(row) = item else {
+                return self.refuse(bad(format!("row {index}: must be an object")));
+            };
+            if let Err(problem) = check_json_row(self.table, index, &row) {
+                return self.refuse(problem);
+            }
+        }
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.not_an_array()
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_an_array()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_an_array()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_an_array()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_an_array()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_an_array()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.not_an_array()
+    }
+}
+
+/// JSON data: an array of objects, checked as a whole first, then read row by row.
 fn parse_json(bytes: &[u8]) -> DataResult<Table> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+    use serde::de::{DeserializeSeed, IgnoredAny};
 
     // Syntax first, as a whole (nothing is kept): a broken document is `invalid_json`
     // whatever its rows say.
     serde_json::from_slice::<IgnoredAny>(bytes)
         .map_err(|e| DataError::InvalidJson(format!("data is not valid JSON: {e}")))?;
-
-    /// Takes the rows one by one into the builder; a row's problem is kept in `problem`
-    /// (the deserializer only sees that it stopped).
-    struct Rows<'a> {
-        table: &'a mut Option<Builder>,
-        problem: &'a mut Option<DataError>,
-    }
-
-    impl<'de> DeserializeSeed<'de> for Rows<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl Rows<'_> {
-        fn refuse<E: serde::de::Error>(self, problem: DataError) -> Result<(), E> {
-            *self.problem = Some(problem);
-            Err(E::custom("refused"))
-        }
-        fn not_an_array<E: serde::de::Error>(self) -> Result<(), E> {
-            self.refuse(bad("JSON data must be an array of objects".into()))
-        }
-    }
-
-    impl<'de> Visitor<'de> for Rows<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an array of objects")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut index = 0;
-            while let Some(item) = seq.next_element::<Value>()? {
-                index += 1;
-                let Value::Object(row) = item else {
-                    return self.refuse(bad(format!("row {index}: must be an object")));
-                };
-                if let Err(problem) = check_json_row(self.table, index, &row) {
-                    return self.refuse(problem);
-                }
-            }
-            Ok(())
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-            self.not_an_array()
-        }
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-            self.not_an_array()
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-            self.not_an_array()
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-            self.not_an_array()
-        }
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-            self.not_an_array()
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-            self.not_an_array()
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-            self.not_an_array()
-        }
-    }
-
     let (mut table, mut problem) = (None, None);
     let mut reader = serde_json::Deserializer::from_slice(bytes);
-    let read = Rows {
+    let read = JsonRows {
         table: &mut table,
         problem: &mut problem,
     }

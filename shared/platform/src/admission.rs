@@ -320,44 +320,19 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         .await
         .map_err(IntoResponse::into_response)?;
     let client = acting_in(&req).map_err(IntoResponse::into_response)?;
-    let mut admission = Admission::new(
-        state,
-        client.clone().unwrap_or_else(|| claimed.company_id.clone()),
-        now,
-    );
-    if let (Some(key), None) = (&claimed.key, client.as_deref()) {
-        claimed.key_use_on_own_item = !state.limiter.key_fits(&admission.company, &key.key_id, now);
-    }
-    admission.key_use =
-        crate::auth::verify::key_use_counted(&claimed, client.as_deref()).map(str::to_owned);
-    tracing::Span::current().record("company", admission.company.as_str());
-    // The remembered caller depends on the client acted in, too.
-    if let (Some(fingerprint), Some(client)) = (claimed.fingerprint.as_mut(), client.as_deref()) {
-        fingerprint.push('@');
-        fingerprint.push_str(client);
-    }
+    let admission = act_in(state, &mut claimed, client.as_deref(), now);
     // The caller this instance verified last time for the same credential, if any.
     let remembered = claimed
         .fingerprint
         .as_deref()
         .and_then(|f| state.caches.callers.get(f));
-    // Refusing from memory is only for credentials that prove their company by themselves
-    // and held before: a password, a client account or an unproven credential is verified
-    // first, so that a failed login (or a stranger naming a client, or a dead key) learns
-    // nothing of that company's limits.
-    let mut entry = None;
-    if let (true, Some(caller)) = (proves_company(&credential, client.as_deref()), &remembered) {
-        if let Some(refused) = admission.refused_from_memory() {
-            return Err(refused);
-        }
-        // No more of the company's requests counting at once than its per-second limit;
-        // those that waited may find it reached.
-        entry = Some(admission.enter(caller.company.per_second_limit).await);
-        if let Some(refused) = admission.refused_from_memory() {
-            return Err(refused);
-        }
-    }
-
+    let entry = enter_remembered(
+        &admission,
+        &credential,
+        client.as_deref(),
+        remembered.as_ref(),
+    )
+    .await?;
     let checks = verify_and_count(
         &admission,
         &credential,
@@ -365,11 +340,95 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         client.as_deref(),
         remembered.is_some(),
     );
-    let settle = |checked| settle_caller(gate, &admission, &claimed, checked);
+    let (settled, pending) = settle_speculating(
+        gate,
+        &admission,
+        &claimed,
+        checks,
+        remembered,
+        req,
+        next.clone(),
+    )
+    .await;
+    let (caller, counted, headers) = settled?;
+    drop(entry);
+    let response = run_admitted(pending, caller, &counted, next).await;
+    Ok(with_rate_headers(response, &headers))
+}
+
+/// Step 3: the admission that counts the request in the company it acts in; the claimed
+/// key's use and the remembered caller's fingerprint take the client acted in into account.
+fn act_in<'a>(
+    state: &'a AppState,
+    claimed: &mut Claimed,
+    client: Option<&str>,
+    now: DateTime<Utc>,
+) -> Admission<'a> {
+    let mut admission = Admission::new(
+        state,
+        client
+            .map(str::to_owned)
+            .unwrap_or_else(|| claimed.company_id.clone()),
+        now,
+    );
+    if let (Some(key), None) = (&claimed.key, client) {
+        claimed.key_use_on_own_item = !state.limiter.key_fits(&admission.company, &key.key_id, now);
+    }
+    admission.key_use = crate::auth::verify::key_use_counted(claimed, client).map(str::to_owned);
+    tracing::Span::current().record("company", admission.company.as_str());
+    // The remembered caller depends on the client acted in, too.
+    if let (Some(fingerprint), Some(client)) = (claimed.fingerprint.as_mut(), client) {
+        fingerprint.push('@');
+        fingerprint.push_str(client);
+    }
+    admission
+}
+
+/// Step 3's memory: for a remembered caller whose credential proves its company by itself,
+/// refuses a company this instance saw at its per-second limit, and takes the request's
+/// place among the company's requests counting at once (waiting for one).
+async fn enter_remembered<'a>(
+    admission: &Admission<'a>,
+    credential: &Credential,
+    client: Option<&str>,
+    remembered: Option<&Caller>,
+) -> Result<Option<crate::ratelimit::Entry<'a>>, Response> {
+    // Refusing from memory is only for credentials that prove their company by themselves
+    // and held before: a password, a client account or an unproven credential is verified
+    // first, so that a failed login (or a stranger naming a client, or a dead key) learns
+    // nothing of that company's limits.
+    let (true, Some(caller)) = (proves_company(credential, client), remembered) else {
+        return Ok(None);
+    };
+    if let Some(refused) = admission.refused_from_memory() {
+        return Err(refused);
+    }
+    // No more of the company's requests counting at once than its per-second limit;
+    // those that waited may find it reached.
+    let entry = admission.enter(caller.company.per_second_limit).await;
+    if let Some(refused) = admission.refused_from_memory() {
+        return Err(refused);
+    }
+    Ok(Some(entry))
+}
+
+/// Steps 4 to 6 up to the handler (`checks` is step 4), with step 5 alongside for a
+/// remembered caller on a route that speculates: the request settled, and the request or the
+/// handler's answer pending.
+async fn settle_speculating<'a>(
+    gate: &Gate,
+    admission: &Admission<'a>,
+    claimed: &Claimed,
+    checks: impl std::future::Future<Output = Checked<'a>>,
+    remembered: Option<Caller>,
+    req: Request,
+    next: Next,
+) -> (Settled, Pending) {
+    let settle = |checked| settle_caller(gate, admission, claimed, checked);
     let speculation = gate.access.speculation();
-    let (settled, pending) = match remembered {
+    match remembered {
         Some(guess) if speculation == Speculate::Reads => {
-            let speculated = speculate(guess, gate.access.permission(), req, next.clone(), checks);
+            let speculated = speculate(guess, gate.access.permission(), req, next, checks);
             let (checked, pending) = Box::pin(speculated).await;
             (Box::pin(settle(checked)).await, pending)
         }
@@ -379,7 +438,7 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
                 guess,
                 gate.access.permission(),
                 req,
-                next.clone(),
+                next,
                 settled,
             ))
             .await
@@ -388,10 +447,13 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
             Box::pin(async { settle(checks.await).await }).await,
             Pending::Request(req),
         ),
-    };
-    let (caller, counted, headers) = settled?;
-    drop(entry);
-    let response = match pending {
+    }
+}
+
+/// Step 6's end: the handler's answer kept from step 5, or the handler run now with the
+/// admitted caller and the request's usage.
+async fn run_admitted(pending: Pending, caller: Caller, counted: &Counted, next: Next) -> Response {
+    match pending {
         Pending::Speculated {
             response: Some(response),
             ..
@@ -404,11 +466,10 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
             let (per_second, daily) = (caller.company.per_second_limit, caller.company.daily_limit);
             req.extensions_mut().insert(caller);
             req.extensions_mut()
-                .insert(RequestUsage(Usage::new(&counted, per_second, daily)));
+                .insert(RequestUsage(Usage::new(counted, per_second, daily)));
             next.run(req).await
         }
-    };
-    Ok(with_rate_headers(response, &headers))
+    }
 }
 
 /// Step 6 up to the handler: the caller admitted, with the request's counts and rate

@@ -187,76 +187,93 @@ async fn get(
     let configured = header_map(headers)?;
     for hop in 0..=MAX_REDIRECTS {
         let addr = checked_address(&url, allowed).await?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        // A client per hop: the pinned address belongs to this hop's host. No proxy (it would
-        // connect for us, unchecked) and no automatic redirects (they would skip the check).
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .resolve(&host, addr)
-            .timeout(TIMEOUT)
-            .user_agent("Pulseboard-URL-connector/1")
-            .build()
-            .map_err(|e| format!("could not set up the HTTP client: {e}"))?;
+        let client = hop_client(&url, addr)?;
         // The company's headers (often credentials) go only to the origin it configured.
         let headers = if url.origin() == origin {
             configured.clone()
         } else {
             HeaderMap::new()
         };
-        let mut response = client
+        let response = client
             .get(url.clone())
             .headers(headers)
             .send()
             .await
             .map_err(|e| format!("fetching {url} failed: {}", describe(&e)))?;
-        let status = response.status();
-        if status.is_redirection() {
-            let location = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| format!("the endpoint answered {status} without a Location"))?;
-            if hop == MAX_REDIRECTS {
-                return Err(format!(
-                    "the endpoint redirected more than {MAX_REDIRECTS} times"
-                ));
-            }
-            url = url.join(location).map_err(|e| {
-                format!("the endpoint redirected to an invalid URL '{location}': {e}")
-            })?;
+        if response.status().is_redirection() {
+            url = redirected(&response, &url, hop)?;
             continue;
         }
-        if !status.is_success() {
-            return Err(format!("the endpoint answered {status}"));
-        }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_DATA_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| format!("reading the answer failed: {}", describe(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_DATA_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        return Ok((body, content_type));
+        return read_answer(response).await;
     }
     Err(format!(
         "the endpoint redirected more than {MAX_REDIRECTS} times"
     ))
+}
+
+/// The client for one hop to `url`, connecting only to its checked address.
+fn hop_client(url: &Url, addr: SocketAddr) -> Result<reqwest::Client, String> {
+    let host = url.host_str().unwrap_or_default().to_owned();
+    // A client per hop: the pinned address belongs to this hop's host. No proxy (it would
+    // connect for us, unchecked) and no automatic redirects (they would skip the check).
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .resolve(&host, addr)
+        .timeout(TIMEOUT)
+        .user_agent("Pulseboard-URL-connector/1")
+        .build()
+        .map_err(|e| format!("could not set up the HTTP client: {e}"))
+}
+
+/// Where a redirect on hop `hop` leads (its `Location` against `url`); an error without a
+/// `Location`, past the last hop, or to an invalid URL.
+fn redirected(response: &reqwest::Response, url: &Url, hop: usize) -> Result<Url, String> {
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| format!("the endpoint answered {status} without a Location"))?;
+    if hop == MAX_REDIRECTS {
+        return Err(format!(
+            "the endpoint redirected more than {MAX_REDIRECTS} times"
+        ));
+    }
+    url.join(location)
+        .map_err(|e| format!("the endpoint redirected to an invalid URL '{location}': {e}"))
+}
+
+/// A successful answer's body (at most `MAX_DATA_BYTES`, read as it comes) and its content
+/// type; an error for any other status.
+async fn read_answer(mut response: reqwest::Response) -> Result<(Vec<u8>, Option<String>), String> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the endpoint answered {status}"));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_DATA_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the answer failed: {}", describe(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_DATA_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, content_type))
 }
 
 /// What a receiver answered a POST.

@@ -203,97 +203,32 @@ async fn within(deadline: Duration, req: Request, next: Next) -> Response {
     }
 }
 
-async fn edge(mut req: Request, next: Next) -> Response {
+/// The edge around every request: checks its version and callback and rewrites its path, runs
+/// the routes inside the request's span, gives every error its JSON, logs it, wraps JSONP and
+/// adds the edge's headers.
+async fn edge(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let metrics = std::sync::Arc::new(crate::metrics::RequestMetrics::default());
     let id = request_id(&req);
     let caller_path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let mut callback = None;
-    let prepared = (|| {
-        check_date_version(req.headers())?;
-        let asked = jsonp_callback(&method, req.uri().query())?;
-        // Browsers replay cached Basic credentials on a <script> tag from any site: JSONP
-        // with them would hand a company's data to that site. They are not credentials for
-        // such a request: 401, like any other credentials the request cannot use.
-        let basic = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
-        if asked.is_some() && basic {
-            return Err(ApiError::Unauthorized(
-                "Basic credentials cannot be used with JSONP (callback); send an API key or access token in a header".into(),
-            ));
-        }
-        callback = asked;
-        let path = route_path(&caller_path)?;
-        // `callback` stays in the query: every endpoint knows it, and paging links keep it.
-        let query = req.uri().query().map(str::to_owned);
-        let uri = match query.filter(|q| !q.is_empty()) {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        uri.parse::<Uri>()
-            .map_err(|_| ApiError::BadRequest("malformed request path".into()))
-    })();
-    // Every log line of the request carries its id, method and path; admission adds the
-    // route and the company once it knows them.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %method,
-        path = %crate::metrics::loggable_path(&caller_path),
-        route = tracing::field::Empty,
-        company = tracing::field::Empty,
-    );
+    let (callback, prepared) = match checked_callback(&req, &method) {
+        Ok(callback) => (callback, routed_uri(&req, &caller_path)),
+        Err(e) => (None, Err(e)),
+    };
+    let span = request_span(&id, &method, &caller_path);
     #[cfg(feature = "test-support")]
-    let mut routed_path: Option<String> = None;
+    let routed_path = match &prepared {
+        Ok(uri) => Some(uri.path().to_owned()),
+        Err(_) => route_path(&caller_path).ok(),
+    };
     let response = async {
         let response = match prepared {
-            Ok(uri) => {
-                #[cfg(feature = "test-support")]
-                {
-                    routed_path = Some(uri.path().to_owned());
-                }
-                *req.uri_mut() = uri;
-                req.extensions_mut().insert(CallerPath(caller_path.clone()));
-                req.extensions_mut().insert(RequestId(id.clone()));
-                next.run(req).await
-            }
-            Err(e) => {
-                #[cfg(feature = "test-support")]
-                {
-                    routed_path = route_path(&caller_path).ok();
-                }
-                e.render(Some(&id))
-            }
+            Ok(uri) => forward(req, next, uri, &caller_path, &id).await,
+            Err(e) => e.render(Some(&id)),
         };
         let response = render_errors(response, &method, &caller_path, &id).await;
-        // One line per request, inside its span (request id, method, path, route, company).
-        let status = response.status().as_u16();
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let store_calls = metrics
-            .store_calls
-            .load(std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(
-            status,
-            latency_ms = (latency_ms * 10.0).round() / 10.0,
-            store_calls,
-            "request"
-        );
-        let route = metrics.route.get().copied().unwrap_or("(none)");
-        crate::metrics::emit(|function| {
-            crate::metrics::request_emf(
-                function,
-                route,
-                status,
-                latency_ms,
-                store_calls,
-                &id,
-                chrono::Utc::now().timestamp_millis(),
-            )
-        });
+        log_request(&response, started, &metrics, &id);
         response
     };
     let response = crate::metrics::scope(metrics.clone(), response.instrument(span)).await;
@@ -308,8 +243,104 @@ async fn edge(mut req: Request, next: Next) -> Response {
         routed_path.as_deref(),
         response.status().as_u16(),
     );
+    add_edge_headers(&mut response, &id);
+    response
+}
+
+/// Checks the request's date version and its JSONP callback; answers the callback, if any,
+/// or the error to answer.
+fn checked_callback(req: &Request, method: &Method) -> Result<Option<String>, ApiError> {
+    check_date_version(req.headers())?;
+    let asked = jsonp_callback(method, req.uri().query())?;
+    // Browsers replay cached Basic credentials on a <script> tag from any site: JSONP
+    // with them would hand a company's data to that site. They are not credentials for
+    // such a request: 401, like any other credentials the request cannot use.
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
+    if asked.is_some() && basic {
+        return Err(ApiError::Unauthorized(
+            "Basic credentials cannot be used with JSONP (callback); send an API key or access token in a header".into(),
+        ));
+    }
+    Ok(asked)
+}
+
+/// The URI to route: the route's path for the path the caller used, with the query as sent.
+fn routed_uri(req: &Request, caller_path: &str) -> Result<Uri, ApiError> {
+    let path = route_path(caller_path)?;
+    // `callback` stays in the query: every endpoint knows it, and paging links keep it.
+    let query = req.uri().query().map(str::to_owned);
+    let uri = match query.filter(|q| !q.is_empty()) {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    uri.parse::<Uri>()
+        .map_err(|_| ApiError::BadRequest("malformed request path".into()))
+}
+
+/// The request's span: every log line of the request carries its id, method and path;
+/// admission adds the route and the company once it knows them.
+fn request_span(id: &str, method: &Method, caller_path: &str) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        path = %crate::metrics::loggable_path(caller_path),
+        route = tracing::field::Empty,
+        company = tracing::field::Empty,
+    )
+}
+
+/// Runs the routes on the request, at the route's URI, with the path the caller used and
+/// the request id.
+async fn forward(mut req: Request, next: Next, uri: Uri, caller_path: &str, id: &str) -> Response {
+    *req.uri_mut() = uri;
+    req.extensions_mut()
+        .insert(CallerPath(caller_path.to_owned()));
+    req.extensions_mut().insert(RequestId(id.to_owned()));
+    next.run(req).await
+}
+
+/// One line per request, inside its span (request id, method, path, route, company), and
+/// the request's metrics.
+fn log_request(
+    response: &Response,
+    started: std::time::Instant,
+    metrics: &crate::metrics::RequestMetrics,
+    id: &str,
+) {
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let store_calls = metrics
+        .store_calls
+        .load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        status,
+        latency_ms = (latency_ms * 10.0).round() / 10.0,
+        store_calls,
+        "request"
+    );
+    let route = metrics.route.get().copied().unwrap_or("(none)");
+    crate::metrics::emit(|function| {
+        crate::metrics::request_emf(
+            function,
+            route,
+            status,
+            latency_ms,
+            store_calls,
+            id,
+            chrono::Utc::now().timestamp_millis(),
+        )
+    });
+}
+
+/// The headers every answer carries: the request id, the API version and `nosniff`.
+fn add_edge_headers(response: &mut Response, id: &str) {
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert("x-request-id", v);
     }
     headers.insert("x-api-version", HeaderValue::from_static(API_VERSION));
@@ -317,7 +348,6 @@ async fn edge(mut req: Request, next: Next) -> Response {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    response
 }
 
 /// Gives every 4xx/5xx that is not already Pulseboard error JSON the error JSON of its status.

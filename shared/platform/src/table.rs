@@ -1,6 +1,7 @@
 //! The one table (and bucket) definition that `pulseboard create-table` creates. A test reads
 //! `template.yaml` and fails when the two drift apart.
 
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
@@ -54,6 +55,23 @@ pub async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<b
     if db.describe_table().table_name(name).send().await.is_ok() {
         return Ok(false);
     }
+    let request = create_request(db, name, &def)?;
+    if !send_create(request, name).await? {
+        return Ok(false);
+    }
+    enable_ttl(db, name, &def).await?;
+    if def.point_in_time_recovery {
+        enable_point_in_time_recovery(db, name).await?;
+    }
+    Ok(true)
+}
+
+/// The CreateTable request: keys, billing, the stream and the indexes of the definition.
+fn create_request(
+    db: &aws_sdk_dynamodb::Client,
+    name: &str,
+    def: &TableDefinition,
+) -> Result<CreateTableFluentBuilder, String> {
     let mut request = db
         .create_table()
         .table_name(name)
@@ -73,36 +91,50 @@ pub async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<b
         request = request
             .attribute_definitions(attribute(hash)?)
             .attribute_definitions(attribute(range)?)
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(*index)
-                    .key_schema(key(hash, KeyType::Hash)?)
-                    .key_schema(key(range, KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
+            .global_secondary_indexes(index_definition(index, hash, range)?);
     }
+    Ok(request)
+}
+
+/// A global secondary index projecting everything.
+fn index_definition(index: &str, hash: &str, range: &str) -> Result<GlobalSecondaryIndex, String> {
+    GlobalSecondaryIndex::builder()
+        .index_name(index)
+        .key_schema(key(hash, KeyType::Hash)?)
+        .key_schema(key(range, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Sends CreateTable; answers false when another process created the table first.
+async fn send_create(request: CreateTableFluentBuilder, name: &str) -> Result<bool, String> {
     match request.send().await {
-        Ok(_) => {}
+        Ok(_) => Ok(true),
         // Another process (a parallel test binary) created it first.
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) =>
         {
-            return Ok(false)
+            Ok(false)
         }
-        Err(e) => {
-            return Err(format!(
-                "CreateTable {name}: {}",
-                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
-            ))
-        }
+        Err(e) => Err(format!(
+            "CreateTable {name}: {}",
+            aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+        )),
     }
+}
+
+/// Turns on expiry by the definition's TTL attribute.
+async fn enable_ttl(
+    db: &aws_sdk_dynamodb::Client,
+    name: &str,
+    def: &TableDefinition,
+) -> Result<(), String> {
     db.update_time_to_live()
         .table_name(name)
         .time_to_live_specification(
@@ -120,23 +152,29 @@ pub async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<b
                 aws_sdk_dynamodb::error::DisplayErrorContext(&e)
             )
         })?;
-    if def.point_in_time_recovery {
-        let pitr = aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
-            .point_in_time_recovery_enabled(true)
-            .build()
-            .map_err(|e| e.to_string())?;
-        if let Err(e) = db
-            .update_continuous_backups()
-            .table_name(name)
-            .point_in_time_recovery_specification(pitr)
-            .send()
-            .await
-        {
-            // DynamoDB Local does not implement backups; AWS does.
-            tracing::info!(error = %crate::store::short_error(&e), "point-in-time recovery not enabled");
-        }
+    Ok(())
+}
+
+/// Turns on point-in-time recovery where the store implements it (only logged otherwise).
+async fn enable_point_in_time_recovery(
+    db: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), String> {
+    let pitr = aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+        .point_in_time_recovery_enabled(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = db
+        .update_continuous_backups()
+        .table_name(name)
+        .point_in_time_recovery_specification(pitr)
+        .send()
+        .await
+    {
+        // DynamoDB Local does not implement backups; AWS does.
+        tracing::info!(error = %crate::store::short_error(&e), "point-in-time recovery not enabled");
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Creates the bucket if it does not exist; answers whether it created it.

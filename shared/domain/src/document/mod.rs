@@ -509,80 +509,109 @@ pub(crate) fn window_line(window: &str, period: Option<&str>) -> String {
 
 /// One self-contained page: inline CSS and SVG, no external request.
 fn html(document: &Document) -> String {
-    let mut body = String::new();
-    if !document.highlights.is_empty() {
-        body.push_str("<section class=\"highlights\"><h2>Highlights</h2><ul>");
-        for insight in &document.highlights {
-            body.push_str(&format!(
-                "<li class=\"{}\">{}</li>",
-                escape(&format!("{:?}", insight.sentiment).to_lowercase()),
-                escape(&insight.text)
-            ));
-        }
-        body.push_str("</ul></section>");
-    }
+    let mut body = highlights_html(document);
     for s in &document.sections {
-        let st = style(s);
-        let v = &s.value;
-        let (status_class, status_text) = status_word(v.status);
-        body.push_str(&format!(
-            "<section class=\"klip\"><h2>{}</h2>",
-            escape(&s.name)
-        ));
-        if let Some(error) = &v.error {
-            body.push_str(&format!(
-                "<p class=\"error\">Not computed: {}</p></section>",
-                escape(error)
-            ));
-            continue;
-        }
-        body.push_str("<div class=\"kpi\">");
-        body.push_str(&format!(
-            "<span class=\"value\">{}</span>",
-            escape(&v.current.map(|c| st.value(c)).unwrap_or_else(|| "—".into()))
-        ));
-        if let (Some(change), Some(previous)) = (v.change, v.previous) {
-            let pct = v
-                .change_pct
-                .map(|p| format!(" ({})", analysis::text::format_pct(p)))
-                .unwrap_or_default();
-            body.push_str(&format!(
-                "<span class=\"change\">{}{} vs {}</span>",
-                escape(&st.change(change)),
-                escape(&pct),
-                escape(&st.value(previous))
-            ));
-        }
-        if !status_text.is_empty() {
-            body.push_str(&format!(
-                "<span class=\"status {status_class}\">{status_text}{}</span>",
-                s.target
-                    .map(|t| format!(" (target {})", escape(&st.value(t))))
-                    .unwrap_or_default()
-            ));
-        }
-        body.push_str("</div>");
-        if let Some(window) = &s.window {
-            body.push_str(&format!(
-                "<p class=\"window\">{}</p>",
-                escape(&window_line(window, s.period.as_deref()))
-            ));
-        }
-        body.push_str(&line_chart(s));
-        body.push_str(&bar_chart(s));
-        if !s.insights.is_empty() {
-            body.push_str("<h3>What the data shows</h3><ul class=\"insights\">");
-            for insight in &s.insights {
-                body.push_str(&format!(
-                    "<li>{}<br><small>{}</small></li>",
-                    escape(&insight.text),
-                    escape(&insight.method)
-                ));
-            }
-            body.push_str("</ul>");
-        }
-        body.push_str("</section>");
+        body.push_str(&section_html(s));
     }
+    page_html(document, &body)
+}
+
+/// The document's highlights as a list (nothing when it has none).
+fn highlights_html(document: &Document) -> String {
+    let mut html = String::new();
+    if document.highlights.is_empty() {
+        return html;
+    }
+    html.push_str("<section class=\"highlights\"><h2>Highlights</h2><ul>");
+    for insight in &document.highlights {
+        html.push_str(&format!(
+            "<li class=\"{}\">{}</li>",
+            escape(&format!("{:?}", insight.sentiment).to_lowercase()),
+            escape(&insight.text)
+        ));
+    }
+    html.push_str("</ul></section>");
+    html
+}
+
+/// One Klip's section: its figures, window, charts and insights, or why it was not computed.
+fn section_html(s: &Section) -> String {
+    let mut html = format!("<section class=\"klip\"><h2>{}</h2>", escape(&s.name));
+    if let Some(error) = &s.value.error {
+        html.push_str(&format!(
+            "<p class=\"error\">Not computed: {}</p></section>",
+            escape(error)
+        ));
+        return html;
+    }
+    html.push_str(&kpi_html(s));
+    if let Some(window) = &s.window {
+        html.push_str(&format!(
+            "<p class=\"window\">{}</p>",
+            escape(&window_line(window, s.period.as_deref()))
+        ));
+    }
+    html.push_str(&line_chart(s));
+    html.push_str(&bar_chart(s));
+    html.push_str(&insights_html(s));
+    html.push_str("</section>");
+    html
+}
+
+/// A section's figures: the value, its change against the previous period and its status.
+fn kpi_html(s: &Section) -> String {
+    let st = style(s);
+    let v = &s.value;
+    let (status_class, status_text) = status_word(v.status);
+    let mut html = String::from("<div class=\"kpi\">");
+    html.push_str(&format!(
+        "<span class=\"value\">{}</span>",
+        escape(&v.current.map(|c| st.value(c)).unwrap_or_else(|| "—".into()))
+    ));
+    if let (Some(change), Some(previous)) = (v.change, v.previous) {
+        let pct = v
+            .change_pct
+            .map(|p| format!(" ({})", analysis::text::format_pct(p)))
+            .unwrap_or_default();
+        html.push_str(&format!(
+            "<span class=\"change\">{}{} vs {}</span>",
+            escape(&st.change(change)),
+            escape(&pct),
+            escape(&st.value(previous))
+        ));
+    }
+    if !status_text.is_empty() {
+        html.push_str(&format!(
+            "<span class=\"status {status_class}\">{status_text}{}</span>",
+            s.target
+                .map(|t| format!(" (target {})", escape(&st.value(t))))
+                .unwrap_or_default()
+        ));
+    }
+    html.push_str("</div>");
+    html
+}
+
+/// A section's insights as a list, each with its method (nothing when it has none).
+fn insights_html(s: &Section) -> String {
+    let mut html = String::new();
+    if s.insights.is_empty() {
+        return html;
+    }
+    html.push_str("<h3>What the data shows</h3><ul class=\"insights\">");
+    for insight in &s.insights {
+        html.push_str(&format!(
+            "<li>{}<br><small>{}</small></li>",
+            escape(&insight.text),
+            escape(&insight.method)
+        ));
+    }
+    html.push_str("</ul>");
+    html
+}
+
+/// The page around the sections: title, inline CSS, description and when it was generated.
+fn page_html(document: &Document, body: &str) -> String {
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -78,9 +78,43 @@ pub async fn verify(
     client: Option<&str>,
     now: DateTime<Utc>,
 ) -> ApiResult<Caller> {
-    let store = &state.store;
-    // A key whose use the request's counter update records is read with the rest; one
-    // acting in a client account records its use on its own item, alongside.
+    let found = read_claimed(state, claimed, client, now).await?;
+    let user = current_user(found.user, claimed)?;
+    let company = found.company.ok_or_else(|| {
+        ApiError::Unauthorized("the company of these credentials no longer exists".into())
+    })?;
+    let method = authenticate(state, credential, &user, now).await?;
+    if company.status == CompanyStatus::Disabled {
+        return Err(ApiError::Forbidden("client account disabled".into()));
+    }
+    // Custom roles cost one more read, only for users who have them.
+    let roles = custom_roles(state, &company.id, &user.roles).await?;
+    let mut caller = caller_from(&company, user, &roles, found.key.as_ref(), method);
+    if let Some(client_id) = client {
+        act_in_client(&mut caller, client_id, found.client, &company)?;
+    }
+    Ok(caller)
+}
+
+/// What verification reads again of a claimed caller (each `None` when gone).
+struct Found {
+    user: Option<User>,
+    company: Option<Company>,
+    /// With `client_id=`, that client account.
+    client: Option<Company>,
+    /// The API key's record, when the credential is a key.
+    key: Option<ApiKeyRecord>,
+}
+
+/// Reads the user, the company, (with client_id) the client and a key whose use the
+/// request's counter update records in one consistent BatchGetItem; a key acting in a client
+/// account records its use on its own item, alongside. A key that no longer holds is 401.
+async fn read_claimed(
+    state: &AppState,
+    claimed: &Claimed,
+    client: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<Found> {
     let counted_key = key_use_counted(claimed, client).and(claimed.key.as_ref());
     let used_key = async {
         match &claimed.key {
@@ -88,19 +122,8 @@ pub async fn verify(
             _ => Ok(None),
         }
     };
-    // User, company, (with client_id) the client and (see above) the key in one
-    // consistent BatchGetItem.
-    let mut wanted = vec![
-        keys::user(&claimed.company_id, &claimed.user_id),
-        keys::company(&claimed.company_id),
-    ];
-    if let Some(id) = client {
-        wanted.push(keys::company(id));
-    }
-    if let Some(k) = counted_key {
-        wanted.push(keys::api_key(&k.company_id, &k.key_id));
-    }
-    let (found, used_key) = tokio::try_join!(store.get_many(&wanted).api(), used_key)?;
+    let wanted = wanted_items(claimed, client, counted_key);
+    let (found, used_key) = tokio::try_join!(state.store.get_many(&wanted).api(), used_key)?;
     let mut found = found.into_iter();
     let mut next = || found.next().flatten();
     let user: Option<User> = next().map(crate::store::from_item).transpose()?;
@@ -119,6 +142,37 @@ pub async fn verify(
         }
         None => used_key,
     };
+    Ok(Found {
+        user,
+        company,
+        client: client_company,
+        key,
+    })
+}
+
+/// The keys of the BatchGetItem, in the order [`read_claimed`] takes them: user, company,
+/// (with client_id) the client, (when counted) the key.
+fn wanted_items(
+    claimed: &Claimed,
+    client: Option<&str>,
+    counted_key: Option<&KeyHashRecord>,
+) -> Vec<crate::store::Key> {
+    let mut wanted = vec![
+        keys::user(&claimed.company_id, &claimed.user_id),
+        keys::company(&claimed.company_id),
+    ];
+    if let Some(id) = client {
+        wanted.push(keys::company(id));
+    }
+    if let Some(k) = counted_key {
+        wanted.push(keys::api_key(&k.company_id, &k.key_id));
+    }
+    wanted
+}
+
+/// The user, while it exists and is still in the session the credential belongs to (401
+/// otherwise).
+fn current_user(user: Option<User>, claimed: &Claimed) -> ApiResult<User> {
     let user = user.ok_or_else(|| {
         ApiError::Unauthorized("the user of these credentials no longer exists".into())
     })?;
@@ -130,38 +184,48 @@ pub async fn verify(
             "this session has ended (the password changed or the user was locked out); log in again".into(),
         ));
     }
-    let company = company.ok_or_else(|| {
-        ApiError::Unauthorized("the company of these credentials no longer exists".into())
-    })?;
-    let method = match credential {
+    Ok(user)
+}
+
+/// How the caller authenticated; a password is checked here (lockout first, and a wrong
+/// one recorded as a failed login).
+async fn authenticate(
+    state: &AppState,
+    credential: &Credential,
+    user: &User,
+    now: DateTime<Utc>,
+) -> ApiResult<AuthMethod> {
+    Ok(match credential {
         Credential::ApiKey(_) => AuthMethod::ApiKey,
         Credential::Jwt(_) => AuthMethod::Jwt,
         Credential::Basic { email, password } => {
             check_lockout(user.locked_until, now)?;
             if !password::verify(password, &user.password_hash).await? {
-                return Err(record_failed_login(state, email, Some(&user), now).await);
+                return Err(record_failed_login(state, email, Some(user), now).await);
             }
             AuthMethod::Basic
         }
-    };
-    if company.status == CompanyStatus::Disabled {
+    })
+}
+
+/// Makes the caller act inside its company's client account `client_id` (which needs
+/// `client.access`; 404 for another company's, 403 for a disabled one).
+fn act_in_client(
+    caller: &mut Caller,
+    client_id: &str,
+    client_company: Option<Company>,
+    company: &Company,
+) -> ApiResult<()> {
+    caller.require("client.access")?;
+    let client_company = client_company
+        .filter(|c| c.parent_id.as_deref() == Some(company.id.as_str()))
+        .ok_or_else(|| ApiError::not_found("client", client_id))?;
+    if client_company.status == CompanyStatus::Disabled {
         return Err(ApiError::Forbidden("client account disabled".into()));
     }
-    // Custom roles cost one more read, only for users who have them.
-    let roles = custom_roles(state, &company.id, &user.roles).await?;
-    let mut caller = caller_from(&company, user, &roles, key.as_ref(), method);
-    if let Some(client_id) = client {
-        caller.require("client.access")?;
-        let client_company = client_company
-            .filter(|c| c.parent_id.as_deref() == Some(company.id.as_str()))
-            .ok_or_else(|| ApiError::not_found("client", client_id))?;
-        if client_company.status == CompanyStatus::Disabled {
-            return Err(ApiError::Forbidden("client account disabled".into()));
-        }
-        caller.partner = Some(std::mem::replace(
-            &mut caller.company,
-            CompanySummary::of(&client_company),
-        ));
-    }
-    Ok(caller)
+    caller.partner = Some(std::mem::replace(
+        &mut caller.company,
+        CompanySummary::of(&client_company),
+    ));
+    Ok(())
 }

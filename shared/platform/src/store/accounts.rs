@@ -293,14 +293,14 @@ impl Users<'_> {
     /// or nothing; refused when the token was used or expired meanwhile, or the user is gone.
     pub async fn reset_password(
         &self,
-        token: &Key,
+        token_hash: &str,
         user: &User,
         password_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<(), WriteError<()>> {
         let mut tx = self.0.transaction();
         tx.update(
-            token,
+            &keys::reset_token(token_hash),
             "SET used = :t",
             Some("attribute_exists(pk) AND used = :f AND expires_at > :now"),
             vec![
