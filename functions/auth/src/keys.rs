@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use platform::auth::apikeys::{self, KeySpec, EXPIRY_CHOICES};
-use platform::auth::permissions::PERMISSIONS;
+use platform::auth::permissions::Permission;
 use platform::auth::records::ApiKeyRecord;
 use platform::auth::{Caller, CallerUser};
 use platform::envelope;
@@ -34,7 +34,7 @@ struct KeyView {
     name: String,
     description: Option<String>,
     prefix: String,
-    scopes: Option<Vec<String>>,
+    scopes: Option<Vec<Permission>>,
     expires_in_days: Option<u32>,
     #[serde(with = "domain::time::utc::option")]
     expires_at: Option<DateTime<Utc>>,
@@ -128,7 +128,10 @@ fn check_not_stronger(caller: &Caller, target: &ApiKeyRecord) -> ApiResult<()> {
     } else {
         Err(ApiError::Forbidden(format!(
             "a key scoped to [{}] cannot manage key '{}', which can do more",
-            mine.join(", "),
+            mine.iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             target.id
         )))
     }
@@ -199,7 +202,7 @@ pub async fn list(
 fn validate(
     body: &NewKeyBody,
     caller: &Caller,
-    owner: Option<&std::collections::BTreeSet<String>>,
+    owner: Option<&std::collections::BTreeSet<Permission>>,
     default_name: &str,
 ) -> ApiResult<KeyChoice> {
     let mut problems = Problems::new();
@@ -229,22 +232,21 @@ fn validate(
     }
     let scopes = match &body.scopes {
         Some(scopes) => {
+            let mut unique = Vec::new();
             for scope in scopes {
-                if !PERMISSIONS.contains(&scope.as_str()) {
-                    problems.add("scopes", format!("'{scope}' is not a permission name"));
-                } else if !caller.can(scope) {
-                    problems.add(
+                match Permission::parse(scope) {
+                    None => problems.add("scopes", format!("'{scope}' is not a permission name")),
+                    Some(p) if !caller.permissions.contains(&p) => problems.add(
                         "scopes",
                         format!("you do not hold '{scope}', so a key of yours cannot"),
-                    );
-                } else if owner.is_some_and(|held| !held.contains(scope)) {
-                    problems.add(
+                    ),
+                    Some(p) if owner.is_some_and(|held| !held.contains(&p)) => problems.add(
                         "scopes",
                         format!("the key's user does not hold '{scope}', so their key cannot"),
-                    );
+                    ),
+                    Some(p) => unique.push(p),
                 }
             }
-            let mut unique = scopes.clone();
             unique.sort();
             unique.dedup();
             Some(unique)
@@ -265,7 +267,7 @@ struct KeyChoice {
     name: String,
     description: Option<String>,
     expires_in_days: Option<u32>,
-    scopes: Option<Vec<String>>,
+    scopes: Option<Vec<Permission>>,
 }
 
 async fn issue_for(
@@ -328,7 +330,7 @@ pub async fn create_for_user(
             roles
                 .iter()
                 .filter(|r| user.roles.contains(&r.id))
-                .flat_map(|r| r.permissions.iter().cloned()),
+                .flat_map(|r| r.permissions.iter().copied()),
         );
         // A key of a user who holds more than the caller would be a stronger key than the
         // caller's own: nobody acts beyond what they hold.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 struct CompanyView {
     id: String,
     name: String,
-    plan: String,
+    plan: platform::auth::records::Plan,
 }
 
 #[derive(Deserialize)]
@@ -377,7 +377,7 @@ struct Profile<'a> {
     #[serde(flatten)]
     user: UserView,
     #[serde(skip_serializing_if = "Option::is_none")]
-    permissions: Option<&'a std::collections::BTreeSet<String>>,
+    permissions: Option<&'a std::collections::BTreeSet<platform::auth::records::Permission>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     company: Option<&'a platform::auth::CompanySummary>,
 }

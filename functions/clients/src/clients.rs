@@ -7,7 +7,10 @@ use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
 use domain::CompanyStatus;
 use platform::assets::stored;
-use platform::auth::records::{Company, FEATURES, PLANS, RESOURCES};
+use platform::auth::records::{Company, Plan, RESOURCES};
+
+/// The features a client account can have switched off.
+const FEATURES: &[&str] = platform::auth::records::Feature::NAMES;
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
@@ -41,7 +44,7 @@ struct ClientView<'a> {
     /// -1 is unlimited.
     seats: i64,
     external_id: &'a Option<String>,
-    plan: &'a str,
+    plan: Plan,
     parent_id: &'a Option<String>,
     user_count: i64,
     #[serde(with = "domain::time::utc")]
@@ -64,7 +67,7 @@ fn view(c: &Company) -> ClientView<'_> {
         status: c.status,
         seats: c.seats.unwrap_or(-1),
         external_id: &c.external_id,
-        plan: &c.plan,
+        plan: c.plan,
         parent_id: &c.parent_id,
         user_count: c.user_count,
         date_created: c.date_created,
@@ -120,10 +123,10 @@ fn validate(body: &ClientBody, creating: bool) -> ApiResult<()> {
             format!("must be one of {}, not '{status}'", STATUSES.join(", ")),
         );
     }
-    if let Some(plan) = body.plan.as_deref().filter(|p| !PLANS.contains(p)) {
+    if let Some(plan) = body.plan.as_deref().filter(|p| Plan::parse(p).is_none()) {
         problems.add(
             "plan",
-            format!("must be one of {}, not '{plan}'", PLANS.join(", ")),
+            format!("must be one of {}, not '{plan}'", Plan::NAMES.join(", ")),
         );
     }
     if body.seats.is_some_and(|s| s < -1) {
@@ -205,11 +208,11 @@ pub async fn create(
         .and_then(|s| s.parse().ok())
         .unwrap_or(CompanyStatus::Active);
     // A trial client gets the trial plan's limits unless a plan or override says otherwise.
-    let plan = body.plan.unwrap_or_else(|| {
+    let plan = body.plan.as_deref().and_then(Plan::parse).unwrap_or({
         if status == CompanyStatus::Trial {
-            "trial".into()
+            Plan::Trial
         } else {
-            "standard".into()
+            Plan::Standard
         }
     });
     let mut client = Company::new(
@@ -255,7 +258,7 @@ pub async fn update(
     if body.external_id.is_some() {
         client.external_id = body.external_id;
     }
-    if let Some(v) = body.plan {
+    if let Some(v) = body.plan.as_deref().and_then(Plan::parse) {
         client.plan = v;
     }
     client.last_updated = state.clock.now();

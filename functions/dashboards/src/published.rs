@@ -13,6 +13,7 @@ use platform::admission::LinkOwner;
 use platform::assets::resource::OnDelete;
 use platform::assets::{self, check_if_match, find};
 use platform::auth::records::Company;
+use platform::auth::records::Feature;
 use platform::auth::Caller;
 use platform::envelope;
 use platform::extract::{NoParams, OptionalJsonBody};
@@ -331,7 +332,7 @@ fn shown(
         return Err(link_not_found());
     };
     if company.status == domain::CompanyStatus::Disabled
-        || !company.feature_enabled("public_dashboards")
+        || !company.feature_enabled(Feature::PublicDashboards)
     {
         forget_link(state, hash);
         return Err(link_not_found());

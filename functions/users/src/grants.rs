@@ -4,7 +4,7 @@
 //! user who holds a permission it lacks. Otherwise a key scoped to `user.manage` could make
 //! itself an admin, or take over the admin's account with a reset token.
 
-use platform::auth::permissions::permissions_of;
+use platform::auth::permissions::{permissions_of, Permission};
 use platform::auth::{custom_roles, Caller};
 use platform::{ApiError, ApiResult, AppState};
 use std::collections::BTreeSet;
@@ -14,7 +14,7 @@ pub async fn permissions_of_roles(
     state: &AppState,
     company: &str,
     roles: &[String],
-) -> ApiResult<BTreeSet<String>> {
+) -> ApiResult<BTreeSet<Permission>> {
     let mut held = permissions_of(roles);
     for role in custom_roles(state, company, roles).await? {
         held.extend(role.permissions);
@@ -23,7 +23,7 @@ pub async fn permissions_of_roles(
 }
 
 /// 403 naming the first permission in `wanted` that the caller lacks.
-pub fn within_caller(caller: &Caller, wanted: &BTreeSet<String>, what: &str) -> ApiResult<()> {
+pub fn within_caller(caller: &Caller, wanted: &BTreeSet<Permission>, what: &str) -> ApiResult<()> {
     match wanted.iter().find(|p| !caller.permissions.contains(*p)) {
         None => Ok(()),
         Some(p) => Err(ApiError::Forbidden(format!(

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::ids::{is_id, new_id};
-use platform::auth::permissions::{builtin_role, BUILTIN_ROLES, PERMISSIONS};
+use platform::auth::permissions::{builtin_role, Permission, BUILTIN_ROLES, PERMISSIONS};
 use platform::auth::records::Role;
 use platform::auth::Caller;
 use platform::envelope;
@@ -16,6 +16,7 @@ use platform::extract::{JsonBody, NoParams};
 use platform::paging::{Listed, Listing, NoFilters};
 use platform::{ApiError, ApiResult, AppState, Problems};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +33,7 @@ struct RoleView {
     id: String,
     name: String,
     description: Option<String>,
-    permissions: Vec<String>,
+    permissions: Vec<Permission>,
     builtin: bool,
     #[serde(with = "domain::time::utc")]
     date_created: DateTime<Utc>,
@@ -121,10 +122,15 @@ fn validate(body: &RoleBody, creating: bool) -> ApiResult<()> {
     problems.check().map_err(ApiError::from)
 }
 
-fn normalized(mut permissions: Vec<String>) -> Vec<String> {
-    permissions.sort();
-    permissions.dedup();
-    permissions
+/// The permissions named (each checked by [`validate`]), in order, each once.
+fn normalized(names: Vec<String>) -> Vec<Permission> {
+    let held: BTreeSet<Permission> = parsed(&names);
+    held.into_iter().collect()
+}
+
+/// The permissions among `names` (a name that is none was refused by [`validate`]).
+fn parsed(names: &[String]) -> BTreeSet<Permission> {
+    names.iter().filter_map(|p| Permission::parse(p)).collect()
 }
 
 pub async fn list(
@@ -171,8 +177,7 @@ pub async fn create(
     JsonBody(body): JsonBody<RoleBody>,
 ) -> ApiResult<Response> {
     validate(&body, true)?;
-    let wanted: std::collections::BTreeSet<String> =
-        body.permissions.iter().flatten().cloned().collect();
+    let wanted = parsed(body.permissions.as_deref().unwrap_or_default());
     grants::within_caller(&caller, &wanted, "you cannot create this role")?;
     let now = state.clock.now();
     let role = Role {
@@ -206,10 +211,9 @@ pub async fn update(
     validate(&body, false)?;
     // Changing a role changes what its holders may do: the caller must hold what it holds
     // now and what it would hold.
-    let now_held: std::collections::BTreeSet<String> = role.permissions.iter().cloned().collect();
+    let now_held: BTreeSet<Permission> = role.permissions.iter().copied().collect();
     grants::within_caller(&caller, &now_held, "you cannot change this role")?;
-    let wanted: std::collections::BTreeSet<String> =
-        body.permissions.iter().flatten().cloned().collect();
+    let wanted = parsed(body.permissions.as_deref().unwrap_or_default());
     grants::within_caller(&caller, &wanted, "you cannot change this role")?;
     if let Some(name) = body.name {
         role.name = name.trim().to_owned();

@@ -7,17 +7,191 @@
 use crate::CompanyStatus;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Company features a plan or partner can switch off (Klipfolio's names plus ours); every
-/// feature is on unless the company's `features` says otherwise.
-pub const FEATURES: &[&str] = &[
-    "downloadable_reports",
-    "embeds",
-    "public_dashboards",
-    "scheduled_emails",
-    "scheduled_reports",
-];
+/// An enum whose values are the names the API and the stored items use: each value's name
+/// (`as_str`), every value (`ALL`) and name (`NAMES`) in the order declared, the value a name
+/// means (`parse`), and serde as the name. Values order by name, as the names always did.
+macro_rules! named {
+    ($(#[$doc:meta])* $enum:ident { $($(#[$vdoc:meta])* $variant:ident = $name:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $enum { $($(#[$vdoc])* $variant,)* }
+
+        impl $enum {
+            pub const ALL: &'static [$enum] = &[$($enum::$variant,)*];
+            pub const NAMES: &'static [&'static str] = &[$($name,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($enum::$variant => $name,)* }
+            }
+
+            pub fn parse(name: &str) -> Option<$enum> {
+                match name { $($name => Some($enum::$variant),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $enum {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Ord for $enum {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
+            }
+        }
+
+        impl PartialOrd for $enum {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Serialize for $enum {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $enum {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+                $enum::parse(&name).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown {} '{name}': expected one of {}",
+                        stringify!($enum).to_lowercase(),
+                        $enum::NAMES.join(", ")
+                    ))
+                })
+            }
+        }
+    };
+}
+
+named! {
+    /// A company's plan (API.md §3): it sets the daily request quota when the company has no
+    /// override of its own.
+    Plan {
+        Trial = "trial",
+        Standard = "standard",
+        Professional = "professional",
+        Enterprise = "enterprise",
+    }
+}
+
+impl Plan {
+    /// Daily request quota of the plan (API.md §3).
+    pub fn daily_limit(self) -> u64 {
+        match self {
+            Plan::Trial => 1_000,
+            Plan::Standard => 10_000,
+            Plan::Professional => 50_000,
+            Plan::Enterprise => 250_000,
+        }
+    }
+}
+
+named! {
+    /// Company features a plan or partner can switch off (Klipfolio's names plus ours);
+    /// every feature is on unless the company's `features` says otherwise.
+    Feature {
+        DownloadableReports = "downloadable_reports",
+        Embeds = "embeds",
+        PublicDashboards = "public_dashboards",
+        ScheduledEmails = "scheduled_emails",
+        ScheduledReports = "scheduled_reports",
+    }
+}
+
+named! {
+    /// What a caller may do (API.md §6, Klipfolio's names): roles grant them, keys' scopes
+    /// narrow them, routes require them.
+    Permission {
+        UserManage = "user.manage",
+        ClientBuild = "client.build",
+        ClientAccess = "client.access",
+        ClientEdit = "client.edit",
+        ClientShare = "client.share",
+        ClientDelete = "client.delete",
+        AuditRead = "audit.read",
+        ApiKeyManage = "api_key.manage",
+        DashboardBuild = "dashboard.build",
+        DashboardEdit = "dashboard.edit",
+        DashboardDelete = "dashboard.delete",
+        DashboardShare = "dashboard.share",
+        DashboardPublish = "dashboard.publish",
+        KlipBuild = "klip.build",
+        KlipEdit = "klip.edit",
+        KlipDelete = "klip.delete",
+        KlipShare = "klip.share",
+        DatasourceCreate = "datasource.create",
+        DatasourceEdit = "datasource.edit",
+        DatasourceDelete = "datasource.delete",
+        DatasourceRefresh = "datasource.refresh",
+        DatasourceDownload = "datasource.download",
+        DatasourceShare = "datasource.share",
+        ReportBuild = "report.build",
+        ReportEdit = "report.edit",
+        ReportDelete = "report.delete",
+        ReportGenerate = "report.generate",
+        ReportDownload = "report.download",
+        ChannelManage = "channel.manage",
+        AlertManage = "alert.manage",
+    }
+}
+
+named! {
+    /// The roles every company has (custom roles are records: [`Role`]).
+    BuiltinRole {
+        Admin = "admin",
+        Editor = "editor",
+        Viewer = "viewer",
+    }
+}
+
+impl BuiltinRole {
+    /// Whether the role grants `permission`: an admin everything; an editor all but
+    /// managing users, reading the audit log and client accounts; a viewer only downloading
+    /// reports.
+    pub fn grants(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            BuiltinRole::Admin => true,
+            BuiltinRole::Editor => !matches!(
+                permission,
+                UserManage
+                    | AuditRead
+                    | ClientBuild
+                    | ClientAccess
+                    | ClientEdit
+                    | ClientShare
+                    | ClientDelete
+            ),
+            BuiltinRole::Viewer => permission == ReportDownload,
+        }
+    }
+
+    /// Every permission the role grants.
+    pub fn permissions(self) -> BTreeSet<Permission> {
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(|p| self.grants(*p))
+            .collect()
+    }
+}
+
+/// The permissions the built-in roles among `roles` grant together (custom role ids add
+/// nothing here: their permissions are in their records).
+pub fn builtin_permissions(roles: &[String]) -> BTreeSet<Permission> {
+    roles
+        .iter()
+        .filter_map(|r| BuiltinRole::parse(r))
+        .flat_map(BuiltinRole::permissions)
+        .collect()
+}
 
 /// Client-account resources (API.md §6 clients).
 pub const RESOURCES: &[&str] = &[
@@ -35,24 +209,13 @@ pub const DEFAULT_DELIVERIES_PER_DAY: u64 = 1_000;
 /// `reports.scheduledRunsPerDay` when a company has no override: a schedule every minute.
 pub const DEFAULT_SCHEDULED_RUNS_PER_DAY: u64 = 1_440;
 
-/// Daily request quota of a plan (API.md §3).
-pub fn plan_daily_limit(plan: &str) -> u64 {
-    match plan {
-        "trial" => 1_000,
-        "professional" => 50_000,
-        "enterprise" => 250_000,
-        _ => 10_000,
-    }
-}
-
-pub const PLANS: &[&str] = &["trial", "standard", "professional", "enterprise"];
 pub const DEFAULT_PER_SECOND_LIMIT: u64 = 5;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Company {
     pub id: String,
     pub name: String,
-    pub plan: String,
+    pub plan: Plan,
     pub status: CompanyStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
@@ -109,7 +272,7 @@ impl Company {
     pub fn new(
         id: String,
         name: String,
-        plan: String,
+        plan: Plan,
         status: CompanyStatus,
         now: DateTime<Utc>,
     ) -> Self {
@@ -138,21 +301,21 @@ impl Company {
         }
     }
 
-    pub fn feature_enabled(&self, name: &str) -> bool {
-        self.features.get(name).copied().unwrap_or(true)
+    /// Whether `feature` is on (every feature is, unless `features` switches it off).
+    pub fn feature_enabled(&self, feature: Feature) -> bool {
+        self.features.get(feature.as_str()).copied().unwrap_or(true)
     }
 
     /// Every feature with its effective state.
     pub fn effective_features(&self) -> BTreeMap<String, bool> {
-        FEATURES
+        Feature::ALL
             .iter()
-            .map(|f| (f.to_string(), self.feature_enabled(f)))
+            .map(|f| (f.as_str().to_owned(), self.feature_enabled(*f)))
             .collect()
     }
 
     pub fn daily_limit(&self) -> u64 {
-        self.daily_limit
-            .unwrap_or_else(|| plan_daily_limit(&self.plan))
+        self.daily_limit.unwrap_or_else(|| self.plan.daily_limit())
     }
 
     /// `reports.scheduledRunsPerDay` as a budget; `None`: unlimited.
@@ -255,7 +418,7 @@ pub struct ApiKeyRecord {
     pub prefix: String,
     pub hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<Permission>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
     #[serde(
@@ -301,7 +464,7 @@ pub struct Role {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    pub permissions: Vec<String>,
+    pub permissions: Vec<Permission>,
     #[serde(with = "crate::time::utc")]
     pub date_created: DateTime<Utc>,
     #[serde(with = "crate::time::utc")]

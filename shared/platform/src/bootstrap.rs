@@ -3,7 +3,7 @@
 
 use crate::auth::apikeys::{self, KeySpec};
 use crate::auth::password;
-use crate::auth::records::{Company, EmailClaim, User, PLANS};
+use crate::auth::records::{Company, EmailClaim, Plan, User};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::keys;
@@ -29,12 +29,12 @@ pub struct Bootstrapped {
 }
 
 pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstrapped> {
-    if !PLANS.contains(&input.plan.as_str()) {
+    let Some(plan) = Plan::parse(&input.plan) else {
         return Err(ApiError::field(
             "plan",
-            format!("must be one of {}", PLANS.join(", ")),
+            format!("must be one of {}", Plan::NAMES.join(", ")),
         ));
-    }
+    };
     if input.company.trim().is_empty() {
         return Err(ApiError::field("company", "must not be empty"));
     }
@@ -43,12 +43,12 @@ pub async fn bootstrap(state: &AppState, input: NewCompany) -> ApiResult<Bootstr
     }
     password::check_policy(&input.password, &input.email)?;
     let now = state.clock.now();
-    let status = if input.plan == "trial" {
+    let status = if plan == Plan::Trial {
         domain::CompanyStatus::Trial
     } else {
         domain::CompanyStatus::Active
     };
-    let mut company = Company::new(new_id(), input.company, input.plan.clone(), status, now);
+    let mut company = Company::new(new_id(), input.company, plan, status, now);
     company.per_second_limit = input.per_second_limit;
     company.daily_limit = input.daily_limit;
     company.user_count = 1;

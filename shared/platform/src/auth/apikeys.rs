@@ -16,7 +16,7 @@ pub struct KeySpec {
     pub name: String,
     pub description: Option<String>,
     pub expires_in_days: Option<u32>,
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<domain::accounts::Permission>>,
 }
 
 pub struct IssuedKey {
