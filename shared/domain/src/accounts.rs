@@ -9,67 +9,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// An enum whose values are the names the API and the stored items use: each value's name
-/// (`as_str`), every value (`ALL`) and name (`NAMES`) in the order declared, the value a name
-/// means (`parse`), and serde as the name. Values order by name, as the names always did.
-macro_rules! named {
-    ($(#[$doc:meta])* $enum:ident { $($(#[$vdoc:meta])* $variant:ident = $name:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $enum { $($(#[$vdoc])* $variant,)* }
-
-        impl $enum {
-            pub const ALL: &'static [$enum] = &[$($enum::$variant,)*];
-            pub const NAMES: &'static [&'static str] = &[$($name,)*];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($enum::$variant => $name,)* }
-            }
-
-            pub fn parse(name: &str) -> Option<$enum> {
-                match name { $($name => Some($enum::$variant),)* _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $enum {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Ord for $enum {
-            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-                self.as_str().cmp(other.as_str())
-            }
-        }
-
-        impl PartialOrd for $enum {
-            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-                Some(self.cmp(other))
-            }
-        }
-
-        impl Serialize for $enum {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $enum {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
-                $enum::parse(&name).ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "unknown {} '{name}': expected one of {}",
-                        stringify!($enum).to_lowercase(),
-                        $enum::NAMES.join(", ")
-                    ))
-                })
-            }
-        }
-    };
-}
-
 named! {
     /// A company's plan (API.md §3): it sets the daily request quota when the company has no
     /// override of its own.

@@ -81,6 +81,18 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// Whether a user sees the asset: one who may edit assets of its kind (`edits_kind`)
+    /// sees every one in the company; others see what they created and what is shared with
+    /// one of their `groups`.
+    pub fn visible_to(&self, user_id: &str, groups: &[String], edits_kind: bool) -> bool {
+        edits_kind
+            || self.created_by == user_id
+            || self
+                .share_rights
+                .iter()
+                .any(|r| groups.contains(&r.group_id))
+    }
+
     /// A new asset's meta in `company_id`, made by `created_by`; creating it fills id, the
     /// times, slug and version.
     pub fn new(

@@ -208,13 +208,13 @@ pub struct Attachment {
 }
 
 /// What marks a delivery item, so the stream's filter can pass queued ones to the worker.
-pub const DELIVERY_ENTITY: &str = "delivery";
+pub const DELIVERY_ENTITY: &str = crate::reports::JobKind::Delivery.as_str();
 
 /// One event to one channel, sent by the worker in attempts until delivered or failed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
-    /// Always [`DELIVERY_ENTITY`].
-    pub entity: String,
+    /// Always [`crate::reports::JobKind::Delivery`].
+    pub entity: crate::reports::JobKind,
     pub id: String,
     pub company_id: String,
     /// The event's id: the `webhook-id` of every attempt (and of every channel it goes to).
@@ -307,7 +307,7 @@ impl Delivery {
         now: DateTime<Utc>,
     ) -> Self {
         Delivery {
-            entity: DELIVERY_ENTITY.to_owned(),
+            entity: crate::reports::JobKind::Delivery,
             id: delivery_id(&event.id, channel_id, event.timestamp),
             company_id: company_id.to_owned(),
             event_id: event.id.clone(),

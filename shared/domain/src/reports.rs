@@ -189,8 +189,21 @@ pub struct RunWindow {
     pub end: Option<DateTime<Utc>>,
 }
 
+named! {
+    /// The kinds of background job, as their items' `entity` names them: what the stream's
+    /// filter and the due index tell apart.
+    JobKind {
+        /// A report's generation ([`Run`]).
+        Run = "report_run",
+        /// A data source's refresh ([`RefreshJob`]).
+        Refresh = "datasource_refresh",
+        /// A notification's delivery ([`crate::notify::Delivery`]).
+        Delivery = "delivery",
+    }
+}
+
 /// What marks a run item, so the stream's filter can pass only queued runs to the worker.
-pub const RUN_ENTITY: &str = "report_run";
+pub const RUN_ENTITY: &str = JobKind::Run.as_str();
 
 /// What every background job (a report run, a data source refresh) has: where it is, what
 /// queued it, how often a worker claimed it, its times, and its lease and expiry. Stored as
@@ -259,8 +272,8 @@ impl JobState {
 /// One generation of a report.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Run {
-    /// Always [`RUN_ENTITY`].
-    pub entity: String,
+    /// Always [`JobKind::Run`].
+    pub entity: JobKind,
     pub id: String,
     pub report_id: String,
     pub company_id: String,
@@ -313,7 +326,7 @@ impl Run {
         requested_by: Option<String>,
     ) -> Self {
         Run {
-            entity: RUN_ENTITY.to_owned(),
+            entity: JobKind::Run,
             id,
             report_id: report.meta.id.clone(),
             company_id: report.meta.company_id.clone(),
@@ -372,14 +385,14 @@ mod tests {
 }
 
 /// What marks a data source refresh job item (for the stream's filter).
-pub const REFRESH_ENTITY: &str = "datasource_refresh";
+pub const REFRESH_ENTITY: &str = JobKind::Refresh.as_str();
 
 /// One background refresh of a data source: queued by a bulk refresh or by the source's
 /// `refresh_interval`, done by the worker like a report run (claimed with a lease).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RefreshJob {
-    /// Always [`REFRESH_ENTITY`].
-    pub entity: String,
+    /// Always [`JobKind::Refresh`].
+    pub entity: JobKind,
     pub id: String,
     pub company_id: String,
     pub datasource_id: String,
@@ -397,7 +410,7 @@ impl RefreshJob {
         now: DateTime<Utc>,
     ) -> Self {
         RefreshJob {
-            entity: REFRESH_ENTITY.to_owned(),
+            entity: JobKind::Refresh,
             id,
             company_id: company_id.to_owned(),
             datasource_id: datasource_id.to_owned(),

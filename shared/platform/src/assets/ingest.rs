@@ -154,48 +154,7 @@ pub async fn refresh_source(
     }
 }
 
-/// How many appended segments a data source may have before the worker merges some (see
-/// [`plan_merge`]), so a read of the data is at most this many objects plus one.
-pub const COMPACT_AT: usize = 8;
-
-/// What the worker merges of a data source's segments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Merge {
-    /// Nothing: fewer than [`COMPACT_AT`] segments.
-    Nothing,
-    /// Every segment into a new copy ([`compact`]).
-    IntoCopy,
-    /// The segments from this index on into one segment ([`merge_segments`]).
-    Segments(usize),
-}
-
-/// Which segments to merge at [`COMPACT_AT`] segments. Into the copy once they hold half as
-/// many rows as it: the copy (megabytes at a large source) is then rewritten only after the
-/// data grew by half, so each row is copied a bounded number of times, not once every few
-/// appends. Before that, the newest segments merge among themselves, size-tiered: the
-/// longest run at the end that the segment before it outweighs (so a run of small appends
-/// becomes one object and older, larger merges are left alone), or all of them when none
-/// does. The copy is not read.
-pub fn plan_merge(ds: &Datasource) -> Merge {
-    let segments = &ds.segments;
-    if segments.len() < COMPACT_AT {
-        return Merge::Nothing;
-    }
-    let appended: u64 = segments.iter().map(|s| s.rows).sum();
-    let copy_rows = ds.row_count.saturating_sub(appended);
-    if appended.saturating_mul(2) >= copy_rows {
-        return Merge::IntoCopy;
-    }
-    // The smallest `first` (a run of at least two) whose predecessor outweighs the run.
-    let mut after = vec![0u64; segments.len() + 1];
-    for i in (0..segments.len()).rev() {
-        after[i] = after[i + 1] + segments[i].rows;
-    }
-    let first = (1..segments.len() - 1)
-        .find(|&i| segments[i - 1].rows > after[i])
-        .unwrap_or(0);
-    Merge::Segments(first)
-}
+pub use domain::records::{plan_merge, Merge, COMPACT_AT};
 
 /// Merges the segments of `ds` from index `first` on into one (see [`plan_merge`]),
 /// conditional on the item still holding the copy and those segments; answers whether it
@@ -241,47 +200,4 @@ pub async fn compact(state: &AppState, ds: &Datasource, loaded: stored::Loaded) 
         stored::discard(state, ds, old).await;
     }
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{plan_merge, Merge};
-    use domain::records::Datasource;
-    use serde_json::json;
-
-    /// A source with `copy` rows in its copy and segments of these row counts.
-    fn source(copy: u64, segments: &[u64]) -> Datasource {
-        let listed: Vec<_> = segments
-            .iter()
-            .enumerate()
-            .map(|(i, rows)| json!({"id": format!("s{i}"), "rows": rows}))
-            .collect();
-        serde_json::from_value(json!({
-            "meta": {"id": "d", "company_id": "c", "name": "D", "slug": "d", "version": 1,
-                     "created_by": "u", "date_created": "2026-01-01T00:00:00Z", "last_updated": "2026-01-01T00:00:00Z"},
-            "connector": "push", "format": "csv", "data_id": "x",
-            "row_count": copy + segments.iter().sum::<u64>(),
-            "segments": listed,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn segments_merge_among_themselves_until_they_hold_half_the_copy() {
-        assert_eq!(plan_merge(&source(1000, &[20; 7])), Merge::Nothing);
-        // Equal small appends: all of them become one.
-        assert_eq!(plan_merge(&source(1000, &[20; 8])), Merge::Segments(0));
-        // An earlier merge that outweighs the newest run is left alone.
-        assert_eq!(
-            plan_merge(&source(1000, &[160, 20, 20, 20, 20, 20, 20, 20])),
-            Merge::Segments(1)
-        );
-        assert_eq!(
-            plan_merge(&source(10_000, &[160, 140, 120, 100, 80, 20, 20, 20])),
-            Merge::Segments(5)
-        );
-        // Half the copy appended: into the copy.
-        assert_eq!(plan_merge(&source(320, &[20; 8])), Merge::IntoCopy);
-        assert_eq!(plan_merge(&source(1, &[2; 8])), Merge::IntoCopy);
-    }
 }

@@ -44,13 +44,11 @@ impl<A: Asset> crate::paging::Listed for Listable<A> {
 /// (viewers, narrowly scoped keys) see what they created or what is shared with one of
 /// their groups.
 pub fn visible<A: Asset>(caller: &Caller, asset: &A) -> bool {
-    let meta = asset.meta();
-    caller.can(A::KIND.edit_permission())
-        || meta.created_by == caller.user_id()
-        || meta
-            .share_rights
-            .iter()
-            .any(|r| caller.user.groups.contains(&r.group_id))
+    asset.meta().visible_to(
+        caller.user_id(),
+        &caller.user.groups,
+        caller.can(A::KIND.edit_permission()),
+    )
 }
 
 /// The asset named by `id_or_slug` in the caller's company, if the caller may see it;

@@ -22,7 +22,7 @@ use crate::time::rfc3339;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use domain::records::Datasource;
-use domain::reports::{RefreshJob, Report, Run, RunSummary, REFRESH_ENTITY, RUN_ENTITY};
+use domain::reports::{JobKind, RefreshJob, Report, Run, RunSummary};
 use domain::RunStatus;
 
 #[derive(Clone, Copy)]
@@ -642,16 +642,14 @@ impl Due {
             _ => String::new(),
         };
         let (entity, sk) = (text("entity"), text("sk"));
-        Ok(if entity == RUN_ENTITY {
-            Due::Run(super::from_item(item)?)
-        } else if entity == REFRESH_ENTITY {
-            Due::Refresh(super::from_item(item)?)
-        } else if entity == domain::notify::DELIVERY_ENTITY {
-            Due::Delivery(super::from_item(item)?)
-        } else if sk.starts_with(domain::asset::Kind::Datasource.prefix()) {
-            Due::SourceRefresh(super::from_item(item)?)
-        } else {
-            Due::Schedule(super::from_item(item)?)
+        Ok(match JobKind::parse(&entity) {
+            Some(JobKind::Run) => Due::Run(super::from_item(item)?),
+            Some(JobKind::Refresh) => Due::Refresh(super::from_item(item)?),
+            Some(JobKind::Delivery) => Due::Delivery(super::from_item(item)?),
+            None if sk.starts_with(domain::asset::Kind::Datasource.prefix()) => {
+                Due::SourceRefresh(super::from_item(item)?)
+            }
+            None => Due::Schedule(super::from_item(item)?),
         })
     }
 
