@@ -69,6 +69,30 @@ fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, StoreError> {
     Ok(item)
 }
 
+/// Why [`Assets::append_segment`]'s update failed: the database's error, a data source
+/// that is gone, or (its condition failed) what changed since `ds` was read
+/// ([`why_refused`], from the old item the failure carries).
+fn append_refusal(
+    error: aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+    ds: &domain::records::Datasource,
+    append: &Append<'_>,
+    room: i64,
+) -> Result<WriteError<AppendRefused>, StoreError> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    let failed = match error.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item.clone(),
+        _ => return Ok(WriteError::Failed(super::db_error("UpdateItem", error))),
+    };
+    let Some(old) = failed else {
+        return Ok(WriteError::Refused(AppendRefused::Gone));
+    };
+    let old: domain::records::Datasource = super::from_item(old)?;
+    Ok(WriteError::Refused(why_refused(&old, ds, append, room)))
+}
+
 /// The condition of an append to `ds` (as read): the item is there, points at the same copy,
 /// is not disabled, has room, and its raw file ends where it did.
 fn append_condition(ds: &domain::records::Datasource) -> String {
@@ -272,12 +296,32 @@ impl Assets<'_> {
     ) -> Result<domain::records::Datasource, WriteError<AppendRefused>> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
-        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-        let segment = super::to_attribute("segments", append.segment)?;
         let room = append.max_bytes as i64 - append.added_bytes;
         if room < 0 {
             return Err(WriteError::Refused(AppendRefused::TooLarge));
         }
+        let request = self.append_request(ds, &append, room)?;
+        match request.send().await {
+            Ok(out) => Ok(super::from_item(out.attributes.unwrap_or_default())?),
+            Err(e) => Err(append_refusal(e, ds, &append, room)?),
+        }
+    }
+
+    /// The conditional `UpdateItem` of [`Self::append_segment`]: the segment goes at the end
+    /// of the list, the counts, edge, data version, refresh time and meta version move on,
+    /// all while [`append_condition`] (and `If-Match`'s version) holds; the new item comes
+    /// back, or the old one when the condition failed.
+    fn append_request(
+        &self,
+        ds: &domain::records::Datasource,
+        append: &Append<'_>,
+        room: i64,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        StoreError,
+    > {
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let segment = super::to_attribute("segments", append.segment)?;
         let data_id = ds.data_id.clone().unwrap_or_default();
         let mut condition = append_condition(ds);
         let mut request = self
@@ -337,28 +381,7 @@ impl Assets<'_> {
         ] {
             request = request.expression_attribute_values(k, v);
         }
-        match request.condition_expression(condition).send().await {
-            Ok(out) => {
-                let item = out.attributes.unwrap_or_default();
-                Ok(super::from_item(item)?)
-            }
-            Err(e) => {
-                let Some(failed) = e
-                    .as_service_error()
-                    .and_then(|s| match s {
-                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c),
-                        _ => None,
-                    })
-                else {
-                    return Err(WriteError::Failed(super::db_error("UpdateItem", e)));
-                };
-                let Some(old) = failed.item.clone() else {
-                    return Err(WriteError::Refused(AppendRefused::Gone));
-                };
-                let old: domain::records::Datasource = super::from_item(old)?;
-                Err(WriteError::Refused(why_refused(&old, ds, &append, room)))
-            }
-        }
+        Ok(request.condition_expression(condition))
     }
 
     /// Commits a merge of segments: the item's segments from index `first` on (as `ds` lists
