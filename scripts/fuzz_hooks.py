@@ -35,6 +35,11 @@ STATED_RULES = [
     # An empty object key deep inside free JSON (a layout's state): the document states it in
     # words, since a recursive schema breaks the client generators.
     (400, "validation_failed", r"object keys must not be empty, at any depth"),
+    # A date of the calendar's shape that is no day of it (`2026-02-30`, year 0): the pattern
+    # the document gives cannot count a month's days.
+    (400, "validation_failed", r"must be YYYY-MM-DD or RFC 3339"),
+    # Rows appended with other columns than the data source has: a rule about what is stored.
+    (400, "bad_request", r"appended rows must have the columns"),
     # A data push whose body does not parse as the source's format (e.g. no CSV header).
     (400, "bad_request", r"CSV has no header row|not valid CSV|not valid JSON|is empty"),
     # `If-Match` with a version that is not the current one: the point of the header.
