@@ -22,7 +22,7 @@ const MAX_CHANNELS: usize = 20;
 /// The longest cooldown: a week.
 const MAX_COOLDOWN_MINUTES: u32 = 7 * 24 * 60;
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertBody {
     name: Option<String>,

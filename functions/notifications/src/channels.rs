@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 /// The longest channel URL (as for a data source's `endpoint_url`).
 const MAX_URL: usize = 2048;
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelBody {
     name: Option<String>,

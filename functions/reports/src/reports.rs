@@ -33,7 +33,7 @@ pub struct ScheduleBody {
     paused: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportBody {
     name: Option<String>,

@@ -66,6 +66,28 @@ async fn alert_when(app: &TestApp, id: &str, check: impl Fn(&Value) -> bool) -> 
     );
 }
 
+/// Waits (up to 30 s) until the alert's version has stayed the same for a second: every
+/// evaluation the stream still had for it (its Klip's creation, then its change; each reads
+/// the Klip as it is now, so an early one may already judge the latest value) is done.
+async fn settled(app: &TestApp, id: &str) -> Value {
+    let mut last = alert(app, &format!("/alerts/{id}")).await;
+    let mut still = 0;
+    for _ in 0..300 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = alert(app, &format!("/alerts/{id}")).await;
+        if now["version"] == last["version"] {
+            still += 1;
+            if still == 10 {
+                return now;
+            }
+        } else {
+            still = 0;
+        }
+        last = now;
+    }
+    panic!("alert {id} never stopped changing: {last}");
+}
+
 async fn events(app: &TestApp, alert: &str) -> Vec<Value> {
     let (status, body) = json(app.get(&format!("/alerts/{alert}/events")).await).await;
     assert_eq!(status, 200, "{body}");
@@ -543,7 +565,8 @@ async fn an_evaluation_moves_the_alerts_version_so_an_edit_from_before_it_is_412
     .await;
     let tag = pulseboard_tests::fixtures::current_etag(&app, &format!("/alerts/{}", id(&a))).await;
     set_value(&app, &k, 5.0, 4.0).await;
-    let judged = alert_when(&app, &id(&a), |a| a["last_value"] == 5.0).await;
+    alert_when(&app, &id(&a), |a| a["last_value"] == 5.0).await;
+    let judged = settled(&app, &id(&a)).await;
     assert!(
         judged["version"].as_u64().unwrap() > a["version"].as_u64().unwrap(),
         "{judged}"

@@ -861,3 +861,35 @@ async fn a_published_page_is_computed_once_per_change_of_what_it_shows() {
     assert!(second.contains("Sales per day") && !second.contains("Daily sales"));
     assert_eq!(app.state.caches.published_pages.len(), 2);
 }
+
+/// Updates without `If-Match` set no precondition: four at once on one dashboard all land
+/// (each one that lost the race to another applies its body to a fresh read), and the
+/// version counts every one. With a stale `If-Match` the answer is still 412.
+#[tokio::test]
+async fn concurrent_updates_without_if_match_all_land_and_a_stale_if_match_is_412() {
+    let app = TestApp::spawn().await;
+    let d = created(&app, "/dashboards", json!({"name": "Busy"})).await;
+    let path = format!("/dashboards/{}", d["id"].as_str().unwrap());
+    let puts = (0..4).map(|i| {
+        app.call(
+            "PUT",
+            &path,
+            app.key(),
+            Some(json!({"description": format!("edit {i}")})),
+        )
+    });
+    for r in futures::future::join_all(puts).await {
+        let (status, body) = json(r).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, now) = json(app.get(&path).await).await;
+    assert_eq!(now["data"]["version"], 5, "{now}");
+    let r = pulseboard_tests::fixtures::put_if_match(
+        &app,
+        &path,
+        "\"v1-0\"",
+        json!({"description": "stale"}),
+    )
+    .await;
+    expect_error(r, 412, "precondition_failed").await;
+}

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::envelope;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, NoParams};
 use crate::paging::Listing;
 use crate::state::AppState;
@@ -90,7 +90,7 @@ pub async fn show<A: Asset>(
 
 /// An asset's update body (`PUT {id}`, a partial update): how it is checked and applied,
 /// and what the answer shows. The function's business; [`update`] does the rest.
-pub trait Edit<A: Asset>: DeserializeOwned + Send + 'static {
+pub trait Edit<A: Asset>: DeserializeOwned + Clone + Send + 'static {
     /// Checks the body and applies it to `asset`, a copy of the stored one: a 400 naming
     /// every problem (or what resolving a reference answers) leaves the stored one as it is.
     fn apply(
@@ -124,13 +124,29 @@ pub async fn update<A: Asset, B: Edit<A>>(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<B>,
 ) -> ApiResult<Response> {
-    let old: A = find(&state, &caller, &id).await?;
+    // Without `If-Match` the caller set no precondition: a change saved meanwhile (an
+    // alert's evaluation, another edit) is read and the body applied to it again, as the
+    // contract answers 412 only to a stale `If-Match`.
+    let unconditional = !headers.contains_key(axum::http::header::IF_MATCH);
+    let mut old: A = find(&state, &caller, &id).await?;
     check_if_match(&headers, old.meta())?;
-    let mut new = old.clone();
-    body.apply(&state, &caller, &mut new).await?;
-    let saved = save(&state, &old, new).await?;
-    Ok(envelope::ok(B::answer(&state, &caller, &old, saved).await?))
+    for attempt in 1.. {
+        let mut new = old.clone();
+        body.clone().apply(&state, &caller, &mut new).await?;
+        match save(&state, &old, new).await {
+            Ok(saved) => return Ok(envelope::ok(B::answer(&state, &caller, &old, saved).await?)),
+            Err(ApiError::PreconditionFailed(_)) if unconditional && attempt < UPDATE_TRIES => {
+                old = find(&state, &caller, &id).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns by its last attempt")
 }
+
+/// How many times an update without `If-Match` is applied to a fresh read when the asset
+/// changed between its read and its save.
+const UPDATE_TRIES: usize = 4;
 
 /// `DELETE {id}`: removes the asset and its slug (412 unless `If-Match` names its version,
 /// when sent), then what `D` says goes with it.
