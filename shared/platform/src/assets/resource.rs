@@ -114,8 +114,9 @@ pub trait Edit<A: Asset>: DeserializeOwned + Clone + Send + 'static {
 }
 
 /// `PUT {id}`: applies the body `B` to the asset (412 unless `If-Match` names its version,
-/// when sent) and saves it (412 when another writer saved in between, 409 when its new slug
-/// is taken), then answers as `B` says.
+/// when sent) and saves it (409 when its new slug is taken), then answers as `B` says. When
+/// another writer saved in between: with `If-Match`, 412; without, the body is applied to a
+/// fresh read (at most [`UPDATE_TRIES`] times in all, then 412).
 pub async fn update<A: Asset, B: Edit<A>>(
     State(state): State<AppState>,
     caller: Caller,
