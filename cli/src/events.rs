@@ -1,9 +1,11 @@
 //! Local event delivery, the way Lambda does it on AWS: the table's **stream** is read
 //! (`DescribeStream`, `GetShardIterator`, `GetRecords` against DynamoDB Local), each record
 //! (already in the DynamoDB JSON Lambda sends) filtered with the event source mapping's
-//! filter and handed to the report worker in small batches; the batch item
-//! failures it answers are delivered again (a bounded number of times). A **tick** is sent
-//! to the worker every `--tick-seconds`, as the EventBridge schedule does.
+//! filter and handed to its consumer in small batches — the report worker and the audit
+//! recorder, each reading the stream on its own as their two event source mappings do; the
+//! batch item failures a consumer answers are delivered to it again (a bounded number of
+//! times). A **tick** is sent to the worker every `--tick-seconds`, as the EventBridge
+//! schedule does.
 
 use platform::AppState;
 use serde_json::{json, Value};
@@ -15,6 +17,31 @@ pub const BATCH_SIZE: usize = 25;
 /// How many times a failed record is delivered again (the template's
 /// `MaximumRetryAttempts`).
 pub const MAX_RETRIES: u32 = 5;
+
+/// A consumer of the table's stream (an event source mapping of its own on AWS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consumer {
+    ReportWorker,
+    AuditRecorder,
+}
+
+impl Consumer {
+    fn passes(self, record: &aws_lambda_events::event::dynamodb::EventRecord) -> bool {
+        match self {
+            Consumer::ReportWorker => pulseboard_report_worker::stream::passes_filter(record),
+            Consumer::AuditRecorder => pulseboard_audit_recorder::passes_filter(record),
+        }
+    }
+
+    async fn handle(self, state: &AppState, event: Value) -> Result<Value, String> {
+        match self {
+            Consumer::ReportWorker => pulseboard_report_worker::handle(state, event)
+                .await
+                .map_err(|e| e.to_string()),
+            Consumer::AuditRecorder => pulseboard_audit_recorder::handle(state, event).await,
+        }
+    }
+}
 
 /// The DynamoDB Streams API of the local endpoint, spoken as JSON over HTTP: its records
 /// come back in exactly the DynamoDB JSON that Lambda puts in its events. (DynamoDB Local
@@ -97,7 +124,7 @@ struct Pending {
 }
 
 /// The records of a page that pass the event source mapping's filter, as Lambda sends them.
-fn passing_records(page: &RecordsPage, arn: &str) -> Vec<Pending> {
+fn passing_records(page: &RecordsPage, arn: &str, consumer: Consumer) -> Vec<Pending> {
     let mut passing = Vec::new();
     for raw in &page.records {
         let Ok(mut lambda) = serde_json::from_str::<Value>(raw.get()) else {
@@ -110,7 +137,7 @@ fn passing_records(page: &RecordsPage, arn: &str) -> Vec<Pending> {
                 item.values_mut().for_each(normalize);
             }
         }
-        if passes(&lambda) {
+        if passes(&lambda, consumer) {
             passing.push(Pending {
                 sequence: lambda["dynamodb"]["SequenceNumber"]
                     .as_str()
@@ -142,9 +169,9 @@ fn normalize(value: &mut Value) {
 }
 
 /// Whether a Lambda-shaped record passes the event source mapping's filter.
-fn passes(record: &Value) -> bool {
+fn passes(record: &Value, consumer: Consumer) -> bool {
     serde_json::from_value::<aws_lambda_events::event::dynamodb::EventRecord>(record.clone())
-        .is_ok_and(|r| pulseboard_report_worker::stream::passes_filter(&r))
+        .is_ok_and(|r| consumer.passes(&r))
 }
 
 /// The table's stream ARN, asked for again every second until the table answers; `None`
@@ -170,16 +197,18 @@ async fn stream_arn(state: &AppState) -> Option<String> {
 struct Reader {
     streams: Streams,
     arn: String,
+    consumer: Consumer,
     iterators: HashMap<String, String>,
     finished: HashSet<String>,
     last_describe: Option<std::time::Instant>,
 }
 
 impl Reader {
-    fn new(streams: Streams, arn: String) -> Reader {
+    fn new(streams: Streams, arn: String, consumer: Consumer) -> Reader {
         Reader {
             streams,
             arn,
+            consumer,
             iterators: HashMap::new(),
             finished: HashSet::new(),
             last_describe: None,
@@ -249,7 +278,7 @@ impl Reader {
                 .and_then(|text| {
                     let page: RecordsPage =
                         serde_json::from_str(&text).map_err(|e| format!("GetRecords: {e}"))?;
-                    Ok((passing_records(&page, &self.arn), page.next))
+                    Ok((passing_records(&page, &self.arn, self.consumer), page.next))
                 });
             match page {
                 Ok((passing, next)) => {
@@ -276,35 +305,34 @@ impl Reader {
     }
 }
 
-/// Hands `chunk` to the report worker as one invocation; answers the records it failed
-/// that may be delivered again (tried fewer than `MAX_RETRIES` more times).
-async fn deliver(state: &AppState, chunk: &[Pending]) -> Vec<Pending> {
+/// Hands `chunk` to `consumer` as one invocation; answers the records it failed that may be
+/// delivered again (tried fewer than `MAX_RETRIES` more times).
+async fn deliver(state: &AppState, consumer: Consumer, chunk: &[Pending]) -> Vec<Pending> {
     let records: Vec<Value> = chunk
         .iter()
         .filter_map(|p| serde_json::from_str(&p.text).ok())
         .collect();
-    let failed: HashSet<&str> =
-        match pulseboard_report_worker::handle(state, json!({ "Records": records })).await {
-            Ok(answer) => {
-                let named: HashSet<String> = answer["batchItemFailures"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                chunk
-                    .iter()
-                    .filter(|p| named.contains(&p.sequence))
-                    .map(|p| p.sequence.as_str())
-                    .collect()
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the report worker failed a whole batch");
-                chunk.iter().map(|p| p.sequence.as_str()).collect()
-            }
-        };
+    let failed: HashSet<&str> = match consumer.handle(state, json!({ "Records": records })).await {
+        Ok(answer) => {
+            let named: HashSet<String> = answer["batchItemFailures"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            chunk
+                .iter()
+                .filter(|p| named.contains(&p.sequence))
+                .map(|p| p.sequence.as_str())
+                .collect()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, ?consumer, "a stream consumer failed a whole batch");
+            chunk.iter().map(|p| p.sequence.as_str()).collect()
+        }
+    };
     chunk
         .iter()
         .filter(|p| failed.contains(p.sequence.as_str()) && p.tries < MAX_RETRIES)
@@ -316,8 +344,17 @@ async fn deliver(state: &AppState, chunk: &[Pending]) -> Vec<Pending> {
         .collect()
 }
 
-/// Delivers the table's stream to the report worker until the task is dropped.
+/// Delivers the table's stream to the report worker and to the audit recorder (each reading
+/// it on its own) until the task is dropped.
 pub async fn deliver_stream(state: AppState) {
+    tokio::join!(
+        deliver_stream_to(state.clone(), Consumer::ReportWorker),
+        deliver_stream_to(state, Consumer::AuditRecorder)
+    );
+}
+
+/// Delivers the table's stream to `consumer` until the task is dropped.
+pub async fn deliver_stream_to(state: AppState, consumer: Consumer) {
     let Some(streams) = Streams::from_env() else {
         tracing::warn!("no local DynamoDB endpoint: the stream is not delivered");
         return;
@@ -325,14 +362,14 @@ pub async fn deliver_stream(state: AppState) {
     let Some(arn) = stream_arn(&state).await else {
         return;
     };
-    let mut reader = Reader::new(streams, arn);
+    let mut reader = Reader::new(streams, arn, consumer);
     let mut retries: Vec<Pending> = Vec::new();
     loop {
         reader.find_new_shards().await;
         let mut batch: Vec<Pending> = std::mem::take(&mut retries);
         reader.read_pages(&mut batch).await;
         for chunk in batch.chunks(BATCH_SIZE) {
-            retries.extend(deliver(&state, chunk).await);
+            retries.extend(deliver(&state, consumer, chunk).await);
         }
         // As Lambda's poller: every 250 ms while the stream is quiet, straight on while
         // records come (a pass that goes on from the last one is cheap), 1 s before a retry.

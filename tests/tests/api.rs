@@ -6,6 +6,7 @@ mod api {
     mod addressing;
     mod alerts;
     mod api_doc;
+    mod audit;
     mod clients;
     mod credentials;
     mod dashboards;

@@ -203,10 +203,15 @@ async fn start_session(
     };
     // The session and the login time are independent writes: together, one round trip.
     let (tokens, users) = (state.store.refresh_tokens(), state.store.users());
-    tokio::try_join!(
-        tokens.start_family(&record, &family_record),
-        users.record_login(&user, now),
-    )?;
+    // The signed-in user is the author of the login's writes (the audit log's `login`).
+    let actor = platform::audit::user_actor(&user.id, &user.email);
+    platform::audit::acting(actor, async {
+        tokio::try_join!(
+            tokens.start_family(&record, &family_record),
+            users.record_login(&user, now),
+        )
+    })
+    .await?;
     let mut user = user;
     user.date_last_login = Some(now);
     Ok(envelope::ok(serde_json::json!({
@@ -424,12 +429,17 @@ pub async fn reset_password(
         .ok_or_else(invalid)?;
     password::check_policy(&body.password, &user.email)?;
     let hash = password::hash(&body.password).await?;
-    state
-        .store
-        .users()
-        .reset_password(&token_hash, &user, &hash, now)
-        .await
-        .map_err(|e| e.into_api(|()| invalid()))?;
+    // The holder of the user's reset token acts as the user (the audit log's author).
+    let actor = platform::audit::user_actor(&user.id, &user.email);
+    platform::audit::acting(
+        actor,
+        state
+            .store
+            .users()
+            .reset_password(&token_hash, &user, &hash, now),
+    )
+    .await
+    .map_err(|e| e.into_api(|()| invalid()))?;
     Ok(envelope::ok(
         serde_json::json!({"password_reset": true, "user_id": user.id}),
     ))

@@ -1,5 +1,7 @@
-//! The **users** function (API.md §2, §6): a company's users, groups and roles.
+//! The **users** function (API.md §2, §6): a company's users, groups and roles, and its
+//! audit log (`GET /audit-events`).
 
+mod audit;
 mod grants;
 mod groups;
 mod roles;
@@ -54,6 +56,12 @@ pub fn routes() -> Vec<Route> {
         route(GET, "/roles/{id}", roles::show, Access::read()),
         route(PUT, "/roles/{id}", roles::update, manage),
         route(DELETE, "/roles/{id}", roles::delete, manage),
+        route(
+            GET,
+            "/audit-events",
+            audit::list,
+            Access::needs("audit.read").reads(),
+        ),
     ]
 }
 

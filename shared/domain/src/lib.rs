@@ -82,6 +82,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod analysis;
 pub mod asset;
+pub mod audit;
 pub mod cron;
 pub mod data;
 pub mod document;

@@ -64,6 +64,21 @@ pub mod utc {
     }
 }
 
+/// `DateTime<Utc>` as RFC 3339 with milliseconds and `Z` (audit events, where order within
+/// a second matters).
+pub mod utc_millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        super::utc::deserialize(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -464,10 +464,11 @@ async fn run_admitted(pending: Pending, caller: Caller, counted: &Counted, next:
         }
         | Pending::Request(mut req) => {
             let (per_second, daily) = (caller.company.per_second_limit, caller.company.daily_limit);
+            let actor = crate::audit::actor_of(&caller);
             req.extensions_mut().insert(caller);
             req.extensions_mut()
                 .insert(RequestUsage(Usage::new(counted, per_second, daily)));
-            next.run(req).await
+            crate::audit::acting(actor, next.run(req)).await
         }
     }
 }
@@ -565,10 +566,12 @@ async fn hold_writes(
     let mut first = Request::from_parts(parts, Body::from(body));
     first.extensions_mut().insert(guess.clone());
     let (verdict, held) = crate::held::hold();
+    // Its writes go ahead only when the request is admitted as `guess`: their author.
+    let actor = crate::audit::actor_of(&guess);
     let run = Box::pin(crate::held::within(held, async {
         match permission.map(|p| guess.require(p)) {
             Some(Err(e)) => e.into_response(),
-            _ => next.run(first).await,
+            _ => crate::audit::acting(actor, next.run(first)).await,
         }
     }));
     let decide = Box::pin(async {

@@ -210,6 +210,7 @@ async fn edge(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let metrics = std::sync::Arc::new(crate::metrics::RequestMetrics::default());
     let id = request_id(&req);
+    let _ = metrics.request_id.set(id.clone());
     let caller_path = req.uri().path().to_owned();
     let method = req.method().clone();
     let (callback, prepared) = match checked_callback(&req, &method) {

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod admission;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;

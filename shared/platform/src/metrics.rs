@@ -19,6 +19,8 @@ pub struct RequestMetrics {
     pub store_calls: AtomicU32,
     /// The declared route (set by admission).
     pub route: OnceLock<&'static str>,
+    /// The request's id (set by the edge).
+    pub request_id: OnceLock<String>,
 }
 
 tokio::task_local! {
@@ -28,6 +30,14 @@ tokio::task_local! {
 /// Runs `work` as one request whose facts are collected into `metrics`.
 pub async fn scope<F: std::future::Future>(metrics: Arc<RequestMetrics>, work: F) -> F::Output {
     CURRENT.scope(metrics, work).await
+}
+
+/// The id of the request being handled (outside a request: `None`).
+pub fn request_id() -> Option<String> {
+    CURRENT
+        .try_with(|m| m.request_id.get().cloned())
+        .ok()
+        .flatten()
 }
 
 /// Records the current request's route (outside a request: nothing).

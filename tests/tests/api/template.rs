@@ -328,3 +328,31 @@ fn cargo_lambda_watch_routes_every_declared_route_to_its_own_function() {
         assert!(served, "watch router: {path} leads to no route of {binary}");
     }
 }
+
+#[test]
+fn the_audit_recorders_trigger_is_the_one_the_code_expects() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let function = &template["Resources"]["AuditRecorderFunction"];
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"].as_str(),
+        Some("audit-recorder")
+    );
+    let stream = &function["Properties"]["Events"]["Changes"]["Properties"];
+    let patterns: Vec<String> = stream["FilterCriteria"]["Filters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|f| f["Pattern"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        patterns,
+        pulseboard_audit_recorder::filter_patterns(),
+        "the stream filters in template.yaml and the recorder's filters differ"
+    );
+    assert_eq!(
+        stream["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert!(stream["DestinationConfig"]["OnFailure"]["Destination"].is_mapping());
+}

@@ -441,7 +441,7 @@ impl ApiKeys<'_> {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.0.transaction();
-        revocation(&mut tx, old, now)?;
+        revocation(&mut tx, old, now, Some(&new.record.id))?;
         for item in new.to_items() {
             tx.create_item(item)?;
         }
@@ -457,21 +457,32 @@ impl ApiKeys<'_> {
         conflict: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.0.transaction();
-        revocation(&mut tx, record, now)?;
+        revocation(&mut tx, record, now, None)?;
         tx.commit_or_conflict(conflict).await
     }
 }
 
+/// Revokes a key; a rotation names the key that replaces it (`replaced_by`: the audit log
+/// says `key_rotated`).
 fn revocation(
     tx: &mut super::Transaction<'_>,
     record: &ApiKeyRecord,
     now: DateTime<Utc>,
+    replaced_by: Option<&str>,
 ) -> Result<usize, StoreError> {
+    let mut values = vec![(":now", t(now))];
+    let expression = match replaced_by {
+        Some(id) => {
+            values.push((":new", s(id)));
+            "SET revoked_at = :now, last_updated = :now, replaced_by = :new"
+        }
+        None => "SET revoked_at = :now, last_updated = :now",
+    };
     tx.update(
         &keys::api_key(&record.company_id, &record.id),
-        "SET revoked_at = :now, last_updated = :now",
+        expression,
         Some("attribute_exists(pk) AND attribute_not_exists(revoked_at)"),
-        vec![(":now", t(now))],
+        values,
     )
 }
 

@@ -129,3 +129,7 @@ pub fn klip_watchers(company: &str, klip: &str) -> String {
 pub fn alert_events_of(alert: &str) -> String {
     format!("ALERTEVT#{alert}#")
 }
+/// The partition of a company's audit events (sort key: the event's id).
+pub fn audit_pk(company: &str) -> String {
+    format!("AUDIT#{company}")
+}

@@ -39,6 +39,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod assets;
+pub mod audit;
 pub mod counters;
 pub mod deliveries;
 mod error;
@@ -521,6 +522,7 @@ pub fn connect_with(sdk: &aws_config::SdkConfig, table: &str, bucket: &str) -> S
         db: aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(sdk)
                 .interceptor(crate::metrics::CountCalls)
+                .interceptor(crate::audit::Stamp)
                 .build(),
         ),
         s3,
@@ -605,11 +607,26 @@ impl<'a> Transaction<'a> {
             .set_condition_expression(condition.map(str::to_owned))
             .build()
             .map_err(|e| StoreError::failed("building a request", e))?;
-        self.push(
+        let step = self.push(
             aws_sdk_dynamodb::types::TransactWriteItem::builder()
                 .delete(delete)
                 .build(),
-        )
+        )?;
+        // An audited item's delete names its author in a note written with it (see
+        // crate::audit): one more step of the same transaction, no round trip.
+        if let Some(note) = crate::audit::deletion_note(&key.to_item()) {
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(&self.store.table)
+                .set_item(Some(note))
+                .build()
+                .map_err(|e| StoreError::failed("building a request", e))?;
+            self.push(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .put(put)
+                    .build(),
+            )?;
+        }
+        Ok(step)
     }
 
     /// Replaces a whole item only if `condition` holds (repositories only: conditions are
@@ -909,7 +926,11 @@ impl Store {
     /// The same store talking to another DynamoDB endpoint (tests: a database that is down).
     #[cfg(feature = "test-support")]
     pub fn with_dynamodb(mut self, sdk: &aws_config::SdkConfig) -> Self {
-        self.db = aws_sdk_dynamodb::Client::new(sdk);
+        self.db = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(sdk)
+                .interceptor(crate::audit::Stamp)
+                .build(),
+        );
         self
     }
 
@@ -1045,8 +1066,18 @@ impl Store {
         }
     }
 
-    /// Deletes one item (no error when absent).
+    /// Deletes one item (no error when absent). An audited item's delete is a transaction
+    /// with its note (see [`crate::audit`]): still one round trip.
     pub async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        if crate::audit::deletion_note(&key.to_item()).is_some() {
+            let mut tx = self.transaction();
+            tx.delete(key)?;
+            return tx.commit().await.map_err(|e| {
+                e.into_store(|_| {
+                    StoreError::failed("deleting", "an unconditional delete was refused")
+                })
+            });
+        }
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
         self.db
