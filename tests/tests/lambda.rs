@@ -394,3 +394,44 @@ async fn the_worker_takes_a_stream_batch_and_a_tick() {
         .collect();
     assert_eq!(kinds, ["stream", "tick"], "a metric line per invocation");
 }
+
+/// The packaged audit recorder records a saved stream batch (a dashboard created by a user)
+/// as an event of the company's log, once however often the batch comes.
+#[tokio::test]
+async fn the_packaged_audit_recorder_records_a_saved_stream_batch() {
+    let app = TestApp::spawn().await;
+    let dashboard = domain::ids::new_id();
+    let user = domain::ids::new_id();
+    let dir = pulseboard_tests::events::dir().join("audit");
+    let batch = std::fs::read_to_string(dir.join("stream-dashboard-created.json"))
+        .unwrap()
+        .replace("{{COMPANY_ID}}", &app.company.company_id)
+        .replace("{{DASHBOARD_ID}}", &dashboard)
+        .replace("{{USER_ID}}", &user);
+    let mut recorder = Function::start("audit-recorder").await;
+    for _ in 0..2 {
+        let Outcome::Response(answer) =
+            recorder.invoke(serde_json::from_str(&batch).unwrap()).await
+        else {
+            panic!("the recorder failed the stream batch");
+        };
+        assert_eq!(answer, json!({"batchItemFailures": []}));
+    }
+    recorder.stop().await;
+    let (status, body) = json(
+        app.get(&format!("/audit-events?resource_id={dashboard}"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["meta"]["total"], 1, "{body}");
+    let event = &body["data"]["audit_events"][0];
+    assert_eq!(event["action"], "created");
+    assert_eq!(
+        event["actor"],
+        json!({"type": "user", "id": user, "email": "saved@example.test"})
+    );
+    assert_eq!(event["request_id"], "saved-event-request");
+    assert_eq!(event["time"], "2026-12-07T08:00:00.250Z");
+    assert_eq!(event["resource"]["name"], "Saved event");
+}
