@@ -11,6 +11,14 @@ use domain::audit::{Action, AuditEvent, ResourceType};
 
 pub struct AuditEvents<'a>(&'a Store);
 
+/// A filter clause: its text, the attribute names and the value it uses.
+type Clause = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    AttributeValue,
+);
+
 impl Store {
     pub fn audit_events(&self) -> AuditEvents<'_> {
         AuditEvents(self)
@@ -108,7 +116,7 @@ impl AuditEvents<'_> {
             .expression_attribute_values(":to", s(to))
             .expression_attribute_values(":now", n(now.timestamp()))
             .consistent_read(true);
-        let mut clauses: Vec<(&str, &[(&str, &str)], &str, AttributeValue)> = Vec::new();
+        let mut clauses: Vec<Clause> = Vec::new();
         if let Some(actor) = &shown.actor_id {
             clauses.push((
                 "#actor.id = :actor",
