@@ -8,7 +8,8 @@
 //!   removal by the table's time to live, or one without a note, is the system's);
 //! - a sign-in is a user's `date_last_login` moving; a failed sign-in is the failed-login
 //!   record of an email that belongs to a user;
-//! - a client account's own item is recorded in its partner's log (`client`).
+//! - a client account's own item is recorded in its partner's log (`client`), and what a
+//!   partner's people do inside a client account is in both logs.
 //!
 //! Each event's id derives from its stream record and is written only if absent, so a batch
 //! delivered again writes nothing twice. A record whose event could not be written (the
@@ -162,6 +163,7 @@ async fn company_event(
             stamp.actor = platform::audit::user_actor(
                 &draft.resource.id,
                 draft.resource.name.as_deref().unwrap_or(""),
+                &company,
             );
             stamp
         }
@@ -182,7 +184,7 @@ async fn failed_login_event(
         return Ok(None);
     };
     let mut stamp = Stamp::of(json_image(&record.change.new_image).as_ref());
-    stamp.actor = platform::audit::user_actor(&claim.user_id, email);
+    stamp.actor = platform::audit::user_actor(&claim.user_id, email, &claim.company_id);
     let draft = domain::audit::Draft {
         action: Action::LoginFailed,
         resource: Resource {
@@ -221,7 +223,25 @@ pub async fn record(state: &AppState, record: &EventRecord) -> Result<bool, Stor
         request_id: stamp.request_id,
         ttl: Some((time + retention).timestamp()),
     };
-    state.store.audit_events().record(&event).await
+    // A partner's people acting inside a client account: the partner's own log shows
+    // their actions too (the same event, in the partner's partition).
+    let partner = event
+        .actor
+        .company_id
+        .clone()
+        .filter(|actor_company| *actor_company != event.company_id);
+    let events = state.store.audit_events();
+    match partner {
+        Some(partner) => {
+            let copy = AuditEvent {
+                company_id: partner,
+                ..event.clone()
+            };
+            let (new, _) = tokio::try_join!(events.record(&event), events.record(&copy))?;
+            Ok(new)
+        }
+        None => events.record(&event).await,
+    }
 }
 
 /// How many records of a batch are recorded at once.

@@ -204,7 +204,7 @@ async fn start_session(
     // The session and the login time are independent writes: together, one round trip.
     let (tokens, users) = (state.store.refresh_tokens(), state.store.users());
     // The signed-in user is the author of the login's writes (the audit log's `login`).
-    let actor = platform::audit::user_actor(&user.id, &user.email);
+    let actor = platform::audit::user_actor(&user.id, &user.email, &user.company_id);
     platform::audit::acting(actor, async {
         tokio::try_join!(
             tokens.start_family(&record, &family_record),
@@ -430,7 +430,7 @@ pub async fn reset_password(
     password::check_policy(&body.password, &user.email)?;
     let hash = password::hash(&body.password).await?;
     // The holder of the user's reset token acts as the user (the audit log's author).
-    let actor = platform::audit::user_actor(&user.id, &user.email);
+    let actor = platform::audit::user_actor(&user.id, &user.email, &user.company_id);
     platform::audit::acting(
         actor,
         state

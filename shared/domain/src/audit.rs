@@ -74,6 +74,19 @@ pub struct Actor {
     pub kind: ActorType,
     pub id: Option<String>,
     pub email: Option<String>,
+    /// The company the actor belongs to (a partner's, when it acts inside a client account):
+    /// kept with the event, not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<String>,
+}
+
+/// An actor as the API shows it.
+#[derive(Serialize)]
+pub struct ActorView<'a> {
+    #[serde(rename = "type")]
+    pub kind: ActorType,
+    pub id: Option<&'a str>,
+    pub email: Option<&'a str>,
 }
 
 impl Actor {
@@ -82,6 +95,7 @@ impl Actor {
             kind: ActorType::System,
             id: None,
             email: None,
+            company_id: None,
         }
     }
 }
@@ -127,7 +141,7 @@ pub struct AuditEventView<'a> {
     pub id: &'a str,
     #[serde(with = "crate::time::utc_millis")]
     pub time: DateTime<Utc>,
-    pub actor: &'a Actor,
+    pub actor: ActorView<'a>,
     pub action: Action,
     pub resource: &'a Resource,
     pub changes: &'a [FieldChange],
@@ -139,7 +153,11 @@ impl AuditEvent {
         AuditEventView {
             id: &self.id,
             time: self.time,
-            actor: &self.actor,
+            actor: ActorView {
+                kind: self.actor.kind,
+                id: self.actor.id.as_deref(),
+                email: self.actor.email.as_deref(),
+            },
             action: self.action,
             resource: &self.resource,
             changes: &self.changes,

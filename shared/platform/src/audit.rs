@@ -38,22 +38,25 @@ pub fn current_actor() -> Actor {
 
 /// The actor of a caller: its API key (with its user's email) or its user.
 pub fn actor_of(caller: &crate::auth::Caller) -> Actor {
+    let company = &caller.user.company_id;
     match &caller.api_key {
         Some(key) => Actor {
             kind: ActorType::ApiKey,
             id: Some(key.id.clone()),
             email: Some(caller.user.email.clone()),
+            company_id: Some(company.clone()),
         },
-        None => user_actor(&caller.user.id, &caller.user.email),
+        None => user_actor(&caller.user.id, &caller.user.email, company),
     }
 }
 
-/// A user as the actor.
-pub fn user_actor(id: &str, email: &str) -> Actor {
+/// A user of `company` as the actor.
+pub fn user_actor(id: &str, email: &str, company: &str) -> Actor {
     Actor {
         kind: ActorType::User,
         id: Some(id.to_owned()),
         email: Some(email.to_owned()),
+        company_id: Some(company.to_owned()),
     }
 }
 
@@ -69,6 +72,7 @@ fn actor_value(actor: &Actor) -> AttributeValue {
         ),
         ("id".to_owned(), text(&actor.id)),
         ("email".to_owned(), text(&actor.email)),
+        ("company_id".to_owned(), text(&actor.company_id)),
     ]))
 }
 
@@ -271,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_audited_items_are_stamped_with_the_acting_caller() {
-        let actor = user_actor("u1", "a@b.c");
+        let actor = user_actor("u1", "a@b.c", "c");
         acting(actor.clone(), async {
             let mut item = key("C#c", "DASH#d");
             stamp_item(&mut item);

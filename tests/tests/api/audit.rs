@@ -450,7 +450,7 @@ async fn tenants_and_client_accounts_see_only_their_own_events() {
         .contains(&did));
 
     // A client account: its creation is in the partner's log; what happens inside it is in
-    // the client's log only.
+    // the client's log, and what the partner's people do there in the partner's too.
     let (status, client) = json(
         partner
             .post("/clients", json!({"name": "Acme", "status": "active"}))
@@ -459,10 +459,21 @@ async fn tenants_and_client_accounts_see_only_their_own_events() {
     .await;
     assert_eq!(status, 201, "{client}");
     let cid = client["data"]["id"].as_str().unwrap().to_owned();
+    // Room for the polling below (a client has its own, smaller, per-second limit).
+    let limits = json!({"resources": [{"name": "api.requests.perSecond", "value": 1000}]});
+    let r = partner
+        .call(
+            "PUT",
+            &format!("/clients/{cid}/resources"),
+            partner.key(),
+            Some(limits),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
     let body = events_when(
         &partner,
         partner.key(),
-        &format!("?resource_type=client&resource_id={cid}"),
+        &format!("?resource_type=client&resource_id={cid}&action=created"),
         1,
     )
     .await;
@@ -490,15 +501,43 @@ async fn tenants_and_client_accounts_see_only_their_own_events() {
         listed(&body)[0]["actor"]["email"],
         partner.company.email.as_str()
     );
-    let (_, own) = json(
+    // The partner's own log shows its own people's actions inside the client too.
+    let own = events_when(
+        &partner,
+        partner.key(),
+        &format!("?resource_id={inside_id}"),
+        1,
+    )
+    .await;
+    assert_eq!(listed(&own)[0]["id"], listed(&body)[0]["id"]);
+    // A user of the client acting there is in the client's log only.
+    let (_, client_admin) = partner.user_with_key(&["admin"], Some(&cid)).await;
+    let r = partner
+        .call(
+            "POST",
+            "/dashboards",
+            &client_admin,
+            Some(json!({"name": "By the client"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let (_, by_client) = json(r).await;
+    let by_client_id = by_client["data"]["id"].as_str().unwrap().to_owned();
+    events_when(
+        &partner,
+        partner.key(),
+        &format!("?client_id={cid}&resource_id={by_client_id}"),
+        1,
+    )
+    .await;
+    let (_, not_partner) = json(
         partner
-            .get(&format!("/audit-events?resource_id={inside_id}"))
+            .get(&format!("/audit-events?resource_id={by_client_id}"))
             .await,
     )
     .await;
-    assert_eq!(own["meta"]["total"], 0, "{own}");
-    // A user of the client cannot read the partner's log, and a viewer inside it none.
-    let (_, client_admin) = partner.user_with_key(&["admin"], Some(&cid)).await;
+    assert_eq!(not_partner["meta"]["total"], 0, "{not_partner}");
+    // A user of the client reads the client's log, never the partner's.
     let (_, log) = json(
         partner
             .call("GET", "/audit-events?limit=100", &client_admin, None)
