@@ -212,7 +212,7 @@ pub async fn record(state: &AppState, record: &EventRecord) -> Result<bool, Stor
         .at
         .unwrap_or(record.change.approximate_creation_date_time);
     let retention = chrono::Duration::days(domain::audit::RETENTION_DAYS);
-    let event = AuditEvent {
+    let mut event = AuditEvent {
         id: domain::audit::event_id(time, &record.event_id),
         company_id,
         time,
@@ -223,6 +223,7 @@ pub async fn record(state: &AppState, record: &EventRecord) -> Result<bool, Stor
         request_id: stamp.request_id,
         ttl: Some((time + retention).timestamp()),
     };
+    domain::audit::fit_changes(&mut event.changes);
     // A partner's people acting inside a client account: the partner's own log shows
     // their actions too (the same event, in the partner's partition).
     let partner = event

@@ -401,6 +401,32 @@ pub fn changed_fields(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec
         .collect()
 }
 
+/// The most an event's changes may hold (as JSON text): a DynamoDB item holds 400 KB.
+pub const MAX_CHANGES_BYTES: usize = 256 * 1024;
+
+/// What a value too large to keep in an event shows instead.
+pub const TOO_LARGE: &str = "(too large to show)";
+
+/// Keeps an event's changes within [`MAX_CHANGES_BYTES`]: the largest values, one after
+/// another, show [`TOO_LARGE`] instead (the fields still say they changed).
+pub fn fit_changes(changes: &mut [FieldChange]) {
+    let size = |v: &Value| v.to_string().len();
+    let mut total: usize = changes.iter().map(|c| size(&c.from) + size(&c.to)).sum();
+    while total > MAX_CHANGES_BYTES {
+        let Some(largest) = changes
+            .iter_mut()
+            .flat_map(|c| [&mut c.from, &mut c.to])
+            .filter(|v| v.as_str() != Some(TOO_LARGE))
+            .max_by_key(|v| size(v))
+        else {
+            return;
+        };
+        total -= size(largest);
+        *largest = Value::String(TOO_LARGE.to_owned());
+        total += size(largest);
+    }
+}
+
 /// What the change of the audited item `sk` from `old` to `new` says (`None`: nothing an
 /// audit log shows, such as a change of values the system keeps). The images are the
 /// items as plain JSON.
@@ -559,6 +585,27 @@ mod tests {
         );
         let d = describe(ChangeKind::Remove, "USER#u", Some(&old), None).unwrap();
         assert_eq!(d.action, Action::Deleted);
+    }
+
+    #[test]
+    fn changes_too_large_for_an_item_are_cut_largest_first() {
+        let big = "x".repeat(MAX_CHANGES_BYTES);
+        let mut changes = vec![
+            FieldChange {
+                field: "layout".into(),
+                from: json!(big),
+                to: json!("small"),
+            },
+            FieldChange {
+                field: "name".into(),
+                from: json!("a"),
+                to: json!("b"),
+            },
+        ];
+        fit_changes(&mut changes);
+        assert_eq!(changes[0].from, json!(TOO_LARGE));
+        assert_eq!(changes[0].to, json!("small"));
+        assert_eq!(changes[1].to, json!("b"));
     }
 
     #[test]
