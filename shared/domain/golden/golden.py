@@ -17,7 +17,8 @@ import scipy
 import statsmodels
 from scipy import stats
 from scipy.special import erfc
-from statsmodels.tsa.holtwinters import Holt
+from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+from statsmodels.tsa.holtwinters import ExponentialSmoothing, Holt
 
 warnings.simplefilter("ignore")
 
@@ -37,6 +38,12 @@ WEEKLY_SPIKE[16] = 170.0
 # D: growth with noise, for Holt.
 HOLT = [10.0, 12.5, 13.1, 15.8, 16.2, 18.9, 21.4, 21.9, 24.6, 25.3, 28.1, 30.2]
 HOLT_ALPHA, HOLT_BETA, HOLT_H = 0.5, 0.3, 5
+# E: 60 days from a Monday of daily revenue: 500 + 7 a day, +40 on weekdays, -60 on
+# weekends, a fixed wobble ((37 i mod 11) - 5) and one spike (+150 at index 40).
+SEASONAL = [500 + 7 * i + (40 if i % 7 < 5 else -60) + ((i * 37) % 11 - 5) + (150 if i == 40 else 0)
+            for i in range(60)]
+SEASON_M = 7
+HW_ALPHA, HW_BETA, HW_GAMMA, HW_H = 0.3, 0.1, 0.2, 10
 
 
 def p(name, value):
@@ -63,6 +70,39 @@ def holt_known(y, alpha, beta):
     model = Holt(np.asarray(y), initialization_method="known",
                  initial_level=2 * y[0] - y[1], initial_trend=y[1] - y[0])
     return model.fit(smoothing_level=alpha, smoothing_trend=beta, optimized=False)
+
+
+def seasonal_start(y, m):
+    """The starting state of domain::analysis::stats::seasonal_start."""
+    first, second = np.mean(y[:m]), np.mean(y[m:2 * m])
+    trend = (second - first) / m
+    level = first - trend * (m + 1) / 2
+    return level, trend, [y[i - 1] - (level + i * trend) for i in range(1, m + 1)]
+
+
+def holt_winters_known(y, m, alpha, beta, gamma):
+    level, trend, season = seasonal_start(y, m)
+    model = ExponentialSmoothing(np.asarray(y, dtype=float), trend="add", seasonal="add",
+                                 seasonal_periods=m, initialization_method="known",
+                                 initial_level=level, initial_trend=trend, initial_seasonal=season)
+    return model.fit(smoothing_level=alpha, smoothing_trend=beta, smoothing_seasonal=gamma,
+                     optimized=False)
+
+
+def ets_known(y, m, alpha, beta, gamma):
+    """The same model as statsmodels' ETS(A,A,A), whose trend smoothing is alpha * beta. Its
+    forecasts use the last seasonal state s_n for h = m (ExponentialSmoothing's use s_(n-m)
+    there: they differ at h = m, 2m, ...); the Rust code follows ETSModel and the textbook."""
+    import pandas as pd
+    level, trend, season = seasonal_start(y, m)
+    series = pd.Series(np.asarray(y, dtype=float),
+                       index=pd.date_range("2026-01-05", periods=len(y), freq="D"))
+    model = ETSModel(series, error="add", trend="add", seasonal="add", seasonal_periods=m,
+                     initialization_method="known", initial_level=level, initial_trend=trend,
+                     initial_seasonal=season)
+    with model.fix_params({"smoothing_level": alpha, "smoothing_trend": alpha * beta,
+                           "smoothing_seasonal": gamma}):
+        return model.fit(disp=False)
 
 
 def main():
@@ -141,6 +181,34 @@ def main():
     p("best (sse, alpha, beta)", (float(best[0]), best[1], best[2]))
     bfit = holt_known(HOLT, best[1], best[2])
     p("best forecast", [float(v) for v in bfit.forecast(3)])
+
+    print(f"\n## E: additive Holt-Winters, m={SEASON_M}, alpha={HW_ALPHA}, beta={HW_BETA}, gamma={HW_GAMMA}")
+    p("series", SEASONAL)
+    fit = holt_winters_known(SEASONAL, SEASON_M, HW_ALPHA, HW_BETA, HW_GAMMA)
+    p("sse", float(fit.sse))
+    p("level", float(fit.level[-1]))
+    p("trend", float(fit.trend[-1]))
+    p("fittedvalues[:3], [-2:]", ([float(v) for v in fit.fittedvalues[:3]],
+                                  [float(v) for v in fit.fittedvalues[-2:]]))
+    p("ExponentialSmoothing forecast (s_(n-m) at h = m)", [float(v) for v in fit.forecast(HW_H)])
+    ets = ets_known(SEASONAL, SEASON_M, HW_ALPHA, HW_BETA, HW_GAMMA)
+    p("ETSModel sse", float(np.sum(np.asarray(ets.resid) ** 2)))
+    p("ETSModel forecast", [float(v) for v in ets.forecast(HW_H)])
+    pred = ets.get_prediction(start=len(SEASONAL), end=len(SEASONAL) + HW_H - 1)
+    p("ETSModel forecast variance", [float(v) for v in pred.forecast_variance])
+    p(f"ETSModel 80% interval h={HW_H}", np.asarray(pred.pred_int(alpha=0.2))[-1].tolist())
+
+    print("\n## E: Holt-Winters grid 0.05..0.95 step 0.05 for alpha, beta, gamma")
+    best = None
+    for a in grid:
+        for b in grid:
+            for g in grid:
+                sse = holt_winters_known(SEASONAL, SEASON_M, a, b, g).sse
+                if best is None or sse < best[0]:
+                    best = (sse, a, b, g)
+    p("best (sse, alpha, beta, gamma)", (float(best[0]), best[1], best[2], best[3]))
+    bets = ets_known(SEASONAL, SEASON_M, best[1], best[2], best[3])
+    p("best ETSModel forecast", [float(v) for v in bets.forecast(HW_H)])
 
 
 if __name__ == "__main__":

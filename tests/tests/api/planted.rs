@@ -436,3 +436,109 @@ async fn a_report_over_planted_data_names_each_planted_thing_in_json_html_and_pd
         "{after_noise}"
     );
 }
+
+/// Generates a json report over `klips` with no window of its own (each Klip's own range; a
+/// Klip without one covers all its data) and answers the file.
+async fn generated_over_all_data(app: &TestApp, klips: &[String]) -> Value {
+    let id = created(
+        app,
+        "/reports",
+        json!({"name": "All data", "klip_ids": klips, "format": "json"}),
+    )
+    .await;
+    let (status, body) = json(
+        app.post(&format!("/reports/{id}/generate"), json!({}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run = body["data"]["id"].as_str().unwrap().to_owned();
+    for _ in 0..300 {
+        let (_, body) = json(app.get(&format!("/reports/{id}/runs/{run}")).await).await;
+        match body["data"]["status"].as_str().unwrap() {
+            "queued" | "running" => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            "succeeded" => {
+                let r = app.get(&format!("/reports/{id}/download")).await;
+                assert_eq!(r.status(), 200);
+                return serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            }
+            _ => panic!("the run did not succeed: {body}"),
+        }
+    }
+    panic!("the run did not finish within 60 seconds");
+}
+
+/// A daily revenue that rises by 7 a day with a weekday/weekend pattern (+40 on weekdays,
+/// −60 on weekends), ±10 of noise and one spike, beside noise only; both Klips have no range
+/// (all data). The seasonal one is forecast the next 7 days by additive Holt–Winters with a
+/// weekly season (the numbers are the domain's fit over the same complete days, itself
+/// checked against statsmodels), and nothing is said about the noise.
+#[tokio::test]
+async fn an_all_data_report_forecasts_the_weekly_season_seven_days_ahead() {
+    let app = TestApp::spawn().await;
+    let today = Utc::now().with_timezone(&New_York).date_naive();
+    let mut csv = String::from("day,seasonal,noise\n");
+    let (mut a, mut b) = (Noise(0x5EA5_0A11), Noise(0x0DD_BA11));
+    let mut complete = Vec::new();
+    for back in (0..DAYS).rev() {
+        let day = today - Duration::days(back);
+        let i = (DAYS - 1 - back) as f64;
+        let weekend = matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
+        let swing = if weekend { -60.0 } else { 40.0 };
+        let spike = if back == SPIKE_BACK + 20 { 150.0 } else { 0.0 };
+        let seasonal = round1(500.0 + 7.0 * i + swing + 10.0 * a.next() + spike);
+        let noise = round1(500.0 + 20.0 * b.next());
+        csv.push_str(&format!("{day},{seasonal},{noise}\n"));
+        if back > 0 {
+            complete.push(seasonal);
+        }
+    }
+    let ds = source(&app, "Seasonal", csv).await;
+    let klip = |name: &str, column: &str| {
+        json!({"name": name, "type": "line", "datasource_id": ds,
+            "query": {"value": column, "aggregate": "sum", "time_column": "day", "time_bucket": "day"}})
+    };
+    let klips = vec![
+        created(&app, "/klips", klip("Seasonal revenue", "seasonal")).await,
+        created(&app, "/klips", klip("Background noise", "noise")).await,
+    ];
+    let file = generated_over_all_data(&app, &klips).await;
+    let sections = file["sections"].as_array().unwrap();
+    let forecast = insight(&sections[0], "forecast");
+    assert_eq!(forecast["values"]["model"], "holt_winters", "{forecast:#}");
+    assert_eq!(forecast["values"]["season"], "weekly");
+    assert_eq!(forecast["values"]["open_window"], true);
+    assert_eq!(num(forecast, "horizon"), 7.0);
+    assert_eq!(
+        forecast["values"]["forecast_date"],
+        (today + Duration::days(6)).to_string()
+    );
+    let fit = domain::analysis::stats::holt_winters_grid(&complete, 7).expect("a fit");
+    assert_eq!(complete.len(), (DAYS - 1) as usize);
+    let want = fit.forecast(7);
+    assert!(
+        (num(forecast, "forecast") - want).abs() < 1e-6,
+        "{forecast:#} vs {want}"
+    );
+    let (lo, hi) = fit.interval(7, domain::analysis::stats::Z_80);
+    assert!(
+        (num(forecast, "lower") - lo).abs() < 1e-6 && (num(forecast, "upper") - hi).abs() < 1e-6
+    );
+    let text = forecast["text"].as_str().unwrap();
+    assert!(
+        text.contains("7 days ahead") && text.contains("weekly season"),
+        "{text}"
+    );
+    assert!(forecast["method"]
+        .as_str()
+        .unwrap()
+        .contains("Holt–Winters"));
+    // Nothing is said about the noise: no trend, no forecast.
+    let noise = sections[1]["insights"].as_array().unwrap();
+    assert!(
+        noise
+            .iter()
+            .all(|i| i["type"] != "forecast" && i["type"] != "trend"),
+        "{noise:#?}"
+    );
+}

@@ -1278,21 +1278,26 @@ impl<'a> Prepared<'a> {
         ))
     }
 
-    fn forecast(&self, settings: &Settings) -> Option<Insight> {
-        if self.y.len() < settings.min_forecast_points {
-            return None;
-        }
+    /// How many buckets a forecast looks ahead and the bucket it lands on: to the last bucket
+    /// that starts before the window ends, or, for a window with no end ahead (all data),
+    /// [`open_horizon`] buckets.
+    fn forecast_horizon(&self, settings: &Settings) -> Option<(usize, NaiveDate)> {
         let last = self.obs.last()?;
-        // Buckets after the last complete one that start before the window ends.
         let mut horizon = 0;
         let mut date = last.date;
         let mut target_date = None;
-        while horizon < settings.max_forecast_horizon {
+        let open = self.s.window.open_ended;
+        let most = if open {
+            open_horizon(self.s.bucket).min(settings.max_forecast_horizon)
+        } else {
+            settings.max_forecast_horizon
+        };
+        while horizon < most {
             let Some(next) = self.s.bucket.next(date) else {
                 break;
             };
             match self.clock.start(next) {
-                Some(start) if start < self.s.window.end => {
+                Some(start) if open || start < self.s.window.end => {
                     horizon += 1;
                     date = next;
                     target_date = Some(next);
@@ -1300,11 +1305,80 @@ impl<'a> Prepared<'a> {
                 _ => break,
             }
         }
-        let target_date = target_date?;
-        let fit = stats::holt_grid(&self.y)?;
-        let forecast = fit.forecast(horizon);
-        let sd = fit.forecast_variance(horizon).sqrt();
-        let step = forecast - fit.level;
+        Some((horizon, target_date?))
+    }
+
+    /// The season of the series, if it has one: its period `m` (7 for days, 12 for months)
+    /// when it holds at least three seasons of consecutive buckets, the autocorrelation at lag
+    /// `m` of the series less its Theil–Sen line exceeds `2/√n`, and the additive
+    /// Holt–Winters fit's AIC (`m + 4` parameters) is below Holt's (4).
+    fn seasonal(&self, holt: &stats::HoltFit) -> Option<Seasonal> {
+        let m = match self.s.bucket {
+            Bucket::Day => 7,
+            Bucket::Month => 12,
+            _ => return None,
+        };
+        let n = self.y.len();
+        let consecutive = self
+            .x
+            .iter()
+            .enumerate()
+            .all(|(i, x)| *x == self.x[0] + i as f64);
+        if n < 3 * m || !consecutive {
+            return None;
+        }
+        let line = stats::theil_sen(&self.x, &self.y)?;
+        let residuals: Vec<f64> = self
+            .x
+            .iter()
+            .zip(&self.y)
+            .map(|(x, y)| y - line.at(*x))
+            .collect();
+        let acf = stats::autocorrelation(&residuals, m)?;
+        let bound = 2.0 / (n as f64).sqrt();
+        if acf <= bound {
+            return None;
+        }
+        let fit = stats::holt_winters_grid(&self.y, m)?;
+        let aic = stats::aic(fit.sse, fit.fitted.len(), m + 4);
+        let holt_aic = stats::aic(holt.sse, holt.fitted.len(), 4);
+        (aic < holt_aic).then_some(Seasonal {
+            fit,
+            acf,
+            bound,
+            aic,
+            holt_aic,
+        })
+    }
+
+    fn forecast(&self, settings: &Settings) -> Option<Insight> {
+        if self.y.len() < settings.min_forecast_points {
+            return None;
+        }
+        let last = self.obs.last()?;
+        let (horizon, target_date) = self.forecast_horizon(settings)?;
+        let holt = stats::holt_grid(&self.y)?;
+        let seasonal = self.seasonal(&holt);
+        let (forecast, variance, (lower, upper), level, trend) = match &seasonal {
+            Some(s) => (
+                s.fit.forecast(horizon),
+                s.fit.forecast_variance(horizon),
+                s.fit.interval(horizon, stats::Z_80),
+                s.fit.level,
+                s.fit.trend,
+            ),
+            None => (
+                holt.forecast(horizon),
+                holt.forecast_variance(horizon),
+                holt.interval(horizon, stats::Z_80),
+                holt.level,
+                holt.trend,
+            ),
+        };
+        // Said only when the trend's move over the horizon stands out of the interval: the
+        // season's own swing is no news.
+        let sd = variance.sqrt();
+        let step = horizon as f64 * trend;
         let z = if sd > 0.0 {
             step.abs() / sd
         } else if step != 0.0 {
@@ -1315,23 +1389,43 @@ impl<'a> Prepared<'a> {
         if z <= stats::Z_80 || !forecast.is_finite() {
             return None;
         }
-        let (lower, upper) = fit.interval(horizon, stats::Z_80);
         let mut v = self.base_values();
         v.insert("horizon".into(), json!(horizon));
         v.insert("forecast".into(), json!(forecast));
         v.insert("lower".into(), json!(lower));
         v.insert("upper".into(), json!(upper));
         v.insert("last_value".into(), json!(last.value));
-        v.insert("level".into(), json!(fit.level));
-        v.insert("trend_per_bucket".into(), json!(fit.trend));
+        v.insert("level".into(), json!(level));
+        v.insert("trend_per_bucket".into(), json!(trend));
         v.insert("forecast_date".into(), Self::date_text(target_date));
+        v.insert("open_window".into(), json!(self.s.window.open_ended));
         let mut p = self.base_params();
-        p.insert("alpha".into(), json!(fit.alpha));
-        p.insert("beta".into(), json!(fit.beta));
         p.insert("grid".into(), json!("0.05..0.95 step 0.05"));
-        p.insert("sigma2".into(), json!(fit.sigma2()));
         p.insert("interval".into(), json!(0.8));
         p.insert("min_points".into(), json!(settings.min_forecast_points));
+        let method = match &seasonal {
+            Some(s) => {
+                v.insert("model".into(), json!("holt_winters"));
+                v.insert("season".into(), json!(season_name(s.fit.period)));
+                v.insert("season_length".into(), json!(s.fit.period));
+                p.insert("alpha".into(), json!(s.fit.alpha));
+                p.insert("beta".into(), json!(s.fit.beta));
+                p.insert("gamma".into(), json!(s.fit.gamma));
+                p.insert("sigma2".into(), json!(s.fit.sigma2()));
+                p.insert("season_acf".into(), json!(s.acf));
+                p.insert("season_acf_bound".into(), json!(s.bound));
+                p.insert("aic".into(), json!(s.aic));
+                p.insert("holt_aic".into(), json!(s.holt_aic));
+                "additive Holt–Winters (ETS(A,A,A)) with the season found by autocorrelation of the detrended series at the season's lag above 2/√n and a lower AIC than Holt's; α, β and γ by grid search on one-step SSE"
+            }
+            None => {
+                v.insert("model".into(), json!("holt"));
+                p.insert("alpha".into(), json!(holt.alpha));
+                p.insert("beta".into(), json!(holt.beta));
+                p.insert("sigma2".into(), json!(holt.sigma2()));
+                "Holt's linear (double exponential) smoothing, α and β by grid search on one-step SSE"
+            }
+        };
         let significance = if z.is_finite() {
             1.0 - stats::two_sided_p(z)
         } else {
@@ -1340,12 +1434,42 @@ impl<'a> Prepared<'a> {
         Some(self.insight(
             InsightType::Forecast,
             v,
-            "Holt's linear (double exponential) smoothing, α and β by grid search on one-step SSE",
+            method,
             p,
             relative(forecast - last.value, last.value),
             significance,
             Sentiment::of(step, self.s.higher_is_better),
         ))
+    }
+}
+
+/// A season found in a series, with the fit that forecasts it and the test that found it.
+struct Seasonal {
+    fit: stats::SeasonalFit,
+    acf: f64,
+    bound: f64,
+    aic: f64,
+    holt_aic: f64,
+}
+
+/// How many buckets a forecast looks ahead when the window has no end: the next 7 days,
+/// 4 weeks, 3 months, 2 quarters or 1 year.
+pub fn open_horizon(bucket: Bucket) -> usize {
+    match bucket {
+        Bucket::Day => 7,
+        Bucket::Week => 4,
+        Bucket::Month => 3,
+        Bucket::Quarter => 2,
+        Bucket::Year => 1,
+    }
+}
+
+/// A season's name by its length in buckets.
+fn season_name(period: usize) -> &'static str {
+    match period {
+        7 => "weekly",
+        12 => "yearly",
+        _ => "seasonal",
     }
 }
 
@@ -1867,6 +1991,104 @@ mod tests {
         // With every bucket of the window complete there is nothing left to forecast.
         let over = run(&s, "2026-04-02T00:00:00Z");
         assert!(of(&over, InsightType::Forecast).is_empty());
+    }
+
+    /// The golden seasonal series (60 days from Monday 2026-01-05) in a Klip over `window`.
+    fn seasonal_klip(window: Window) -> KlipSeries {
+        let mut s = KlipSeries::new("k", "Revenue", Bucket::Day, window);
+        s.points = crate::analysis::golden::SEASONAL
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Point {
+                start: at("2026-01-05T00:00:00Z") + TimeDelta::days(i as i64),
+                value: *v,
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn a_weekly_season_gets_a_holt_winters_forecast_as_statsmodels_makes_it() {
+        // Q1 2026 (UTC); the 60 days end on March 5, and March 6 has begun.
+        let quarter = Window::new(at("2026-01-01T00:00:00Z"), at("2026-04-01T00:00:00Z"), "Q1");
+        let s = seasonal_klip(quarter);
+        let all = run(&s, "2026-03-06T12:00:00Z");
+        let f = of(&all, InsightType::Forecast)[0];
+        assert_eq!(num(f, "horizon"), 26.0);
+        assert_eq!(f.values["forecast_date"], "2026-03-31");
+        assert_eq!(f.values["model"], "holt_winters");
+        assert_eq!(f.values["season"], "weekly");
+        assert_eq!(f.values["season_length"], 7);
+        let y = crate::analysis::golden::SEASONAL;
+        let fit = stats::holt_winters_grid(&y, 7).expect("fit");
+        // The grid's best point is statsmodels' (golden test), and so is its forecast.
+        assert_eq!(f.params["gamma"], json!(0.05));
+        assert!((num(f, "forecast") - fit.forecast(26)).abs() < 1e-9);
+        let (lo, hi) = fit.interval(26, stats::Z_80);
+        assert!((num(f, "lower") - lo).abs() < 1e-9 && (num(f, "upper") - hi).abs() < 1e-9);
+        let acf = f.params["season_acf"].as_f64().unwrap();
+        assert!(
+            acf > f.params["season_acf_bound"].as_f64().unwrap(),
+            "{acf}"
+        );
+        assert!(f.params["aic"].as_f64().unwrap() < f.params["holt_aic"].as_f64().unwrap());
+        assert!(
+            f.text
+                .contains("additive Holt–Winters with a weekly season"),
+            "{}",
+            f.text
+        );
+        assert!(f.method.contains("ETS(A,A,A)"), "{}", f.method);
+        // Holt's linear method reads the weekly swing as noise: its 80% interval 26 days ahead
+        // is several times as wide.
+        let holt = stats::holt_grid(&y).expect("holt");
+        let (h_lo, h_hi) = holt.interval(26, stats::Z_80);
+        assert!(
+            h_hi - h_lo > 3.0 * (hi - lo),
+            "{} vs {}",
+            h_hi - h_lo,
+            hi - lo
+        );
+    }
+
+    #[test]
+    fn with_more_noise_the_season_is_what_lets_the_forecast_speak() {
+        // The same shape with a ±30 wobble: Holt's interval swallows the rise (the old rule
+        // said nothing); the seasonal model's does not.
+        let quarter = Window::new(at("2026-01-01T00:00:00Z"), at("2026-04-01T00:00:00Z"), "Q1");
+        let mut s = seasonal_klip(quarter);
+        for (i, p) in s.points.iter_mut().enumerate() {
+            p.value += ((i * 7919) % 61) as f64 - 30.0;
+        }
+        let y: Vec<f64> = s.points.iter().map(|p| p.value).collect();
+        let holt = stats::holt_grid(&y).expect("holt");
+        let z = (26.0 * holt.trend).abs() / holt.forecast_variance(26).sqrt();
+        assert!(z <= stats::Z_80, "Holt alone would have spoken: z = {z}");
+        let all = run(&s, "2026-03-06T12:00:00Z");
+        let f = of(&all, InsightType::Forecast)[0];
+        assert_eq!(f.values["model"], "holt_winters");
+        assert_eq!(f.values["season"], "weekly");
+    }
+
+    #[test]
+    fn an_open_window_forecasts_the_next_seven_days() {
+        let now = at("2026-03-06T12:00:00Z");
+        let s = seasonal_klip(Window::all_data(at("2026-01-05T00:00:00Z"), now));
+        let all = run(&s, "2026-03-06T12:00:00Z");
+        let f = of(&all, InsightType::Forecast)[0];
+        assert_eq!(num(f, "horizon"), 7.0);
+        assert_eq!(f.values["forecast_date"], "2026-03-12");
+        assert_eq!(f.values["open_window"], true);
+        // statsmodels' ETSModel at the grid's best point, h = 7 (golden.out, section E).
+        assert!(
+            (num(f, "forecast") - 1004.9215480734771).abs() < 1e-6,
+            "{}",
+            num(f, "forecast")
+        );
+        assert!(f.text.contains("7 days ahead"), "{}", f.text);
+        // Weekly buckets look 4 ahead, monthly 3.
+        assert_eq!(open_horizon(Bucket::Week), 4);
+        assert_eq!(open_horizon(Bucket::Month), 3);
     }
 
     #[test]

@@ -296,6 +296,102 @@ mod golden {
         close(hi, 41.877967048787454, 1e-6, "80% high");
     }
 
+    /// E: 60 days from a Monday: 500 + 7 a day, +40 weekdays, −60 weekends, a wobble, a spike.
+    pub(crate) const SEASONAL: [f64; 60] = [
+        535.0, 546.0, 557.0, 557.0, 568.0, 479.0, 479.0, 590.0, 601.0, 601.0, 612.0, 612.0, 523.0,
+        534.0, 634.0, 645.0, 656.0, 656.0, 667.0, 578.0, 578.0, 689.0, 689.0, 700.0, 711.0, 711.0,
+        622.0, 633.0, 733.0, 744.0, 755.0, 755.0, 766.0, 666.0, 677.0, 788.0, 788.0, 799.0, 810.0,
+        810.0, 871.0, 732.0, 832.0, 843.0, 843.0, 854.0, 865.0, 765.0, 776.0, 887.0, 887.0, 898.0,
+        909.0, 909.0, 820.0, 820.0, 931.0, 942.0, 942.0, 953.0,
+    ];
+
+    #[test]
+    fn holt_winters_with_fixed_parameters_matches_statsmodels() {
+        let fit = stats::holt_winters(&SEASONAL, 7, 0.3, 0.1, 0.2).expect("fit");
+        close(fit.sse, 31814.32752743651, 1e-6, "sse");
+        close(fit.level, 925.11354264583, 1e-6, "level");
+        close(fit.trend, 6.783476190008088, 1e-6, "trend");
+        for (got, want) in fit.fitted[..3]
+            .iter()
+            .zip([535.0, 546.0, 556.9999999999999])
+        {
+            close(*got, want, 1e-6, "fitted");
+        }
+        for (got, want) in fit.fitted[58..]
+            .iter()
+            .zip([943.7508958696017, 951.1982026370513])
+        {
+            close(*got, want, 1e-6, "fitted");
+        }
+        let forecast = [
+            957.3646929583257,
+            885.1757260134029,
+            869.4992203535164,
+            976.8070294400429,
+            983.7877800117838,
+            990.8462665528534,
+            999.583434648582,
+            1004.8490262883821,
+            932.6600593434595,
+            916.9835536835728,
+        ];
+        // statsmodels' ETSModel (ExponentialSmoothing agrees up to h = 6; at h = 7 it uses
+        // s₅₃ instead of the last seasonal state s₆₀: see golden.py).
+        for (h, want) in forecast.iter().enumerate() {
+            close(
+                fit.forecast(h + 1),
+                *want,
+                1e-6,
+                &format!("forecast h={}", h + 1),
+            );
+        }
+        let variance = [
+            530.2387921239416,
+            587.9817965862388,
+            656.7007440455017,
+            737.3500643275532,
+            830.8841872582166,
+            938.2575426633146,
+            1060.4245603686709,
+            1327.7179354783495,
+            1482.3355672616908,
+            1654.6101508227598,
+        ];
+        for (h, want) in variance.iter().enumerate() {
+            close(
+                fit.forecast_variance(h + 1),
+                *want,
+                1e-6,
+                &format!("variance h={}", h + 1),
+            );
+        }
+        let (lo, hi) = fit.interval(10, stats::Z_80);
+        close(lo, 864.8540094810912, 1e-6, "80% low");
+        close(hi, 969.1130978860544, 1e-6, "80% high");
+    }
+
+    #[test]
+    fn holt_winters_grid_picks_statsmodels_best_grid_point() {
+        let fit = stats::holt_winters_grid(&SEASONAL, 7).expect("fit");
+        assert_eq!((fit.alpha, fit.beta, fit.gamma), (0.05, 0.05, 0.05));
+        close(fit.sse, 23929.971838326826, 1e-6, "best sse");
+        let forecast = [
+            964.7741744741987,
+            881.4858313357951,
+            876.7255864397031,
+            983.1293296451814,
+            992.5767143789674,
+            1002.0763828383795,
+            1004.9215480734771,
+            1014.0233665120053,
+            930.7350233736017,
+            925.9747784775097,
+        ];
+        for (h, want) in forecast.iter().enumerate() {
+            close(fit.forecast(h + 1), *want, 1e-6, "best forecast");
+        }
+    }
+
     #[test]
     fn holt_grid_picks_statsmodels_best_grid_point() {
         let fit = holt_grid(&HOLT).expect("fit");

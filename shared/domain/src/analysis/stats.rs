@@ -426,6 +426,172 @@ pub fn holt_grid(y: &[f64]) -> Option<HoltFit> {
     best
 }
 
+/// An additive Holt–Winters fit (ETS(A,A,A)) with fixed `alpha` (level), `beta` (trend) and
+/// `gamma` (season) over a season of `period` steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeasonalFit {
+    pub alpha: f64,
+    pub beta: f64,
+    pub gamma: f64,
+    pub period: usize,
+    /// `ℓₙ`, the level after the last value.
+    pub level: f64,
+    /// `bₙ`, the trend per step after the last value.
+    pub trend: f64,
+    /// The last `period` seasonal states `sₙ₋ₘ₊₁ … sₙ`: `season[(h − 1) mod m]` applies to
+    /// the step `n + h`.
+    pub season: Vec<f64>,
+    /// One-step forecasts `ŷ₁ … ŷₙ` (the first season's come from the starting state).
+    pub fitted: Vec<f64>,
+    /// `Σ (yₜ − ŷₜ)²` over `t = 1..n`.
+    pub sse: f64,
+}
+
+impl SeasonalFit {
+    /// The `h`-step-ahead forecast `ℓₙ + h·bₙ + sₙ₊ₕ₋ₘ₍ₖ₊₁₎` (`k = ⌊(h − 1)/m⌋`).
+    pub fn forecast(&self, h: usize) -> f64 {
+        self.level + h as f64 * self.trend + self.season[(h.max(1) - 1) % self.period]
+    }
+
+    /// `σ²`, the mean squared one-step residual.
+    pub fn sigma2(&self) -> f64 {
+        if self.fitted.is_empty() {
+            0.0
+        } else {
+            self.sse / self.fitted.len() as f64
+        }
+    }
+
+    /// The `h`-step forecast variance `σ²[1 + Σⱼ₌₁..ₕ₋₁ (α(1 + jβ) + γ·[j mod m = 0])²]`
+    /// (Hyndman et al., *Forecasting with Exponential Smoothing*, class 1, ETS(A,A,A)).
+    pub fn forecast_variance(&self, h: usize) -> f64 {
+        let sum: f64 = (1..h)
+            .map(|j| {
+                let seasonal = if j % self.period == 0 {
+                    self.gamma
+                } else {
+                    0.0
+                };
+                let c = self.alpha * (1.0 + j as f64 * self.beta) + seasonal;
+                c * c
+            })
+            .sum();
+        self.sigma2() * (1.0 + sum)
+    }
+
+    /// The `h`-step prediction interval `forecast ± z·√variance`.
+    pub fn interval(&self, h: usize, z: f64) -> (f64, f64) {
+        let f = self.forecast(h);
+        let half = z * self.forecast_variance(h).sqrt();
+        (f - half, f + half)
+    }
+}
+
+/// The starting state of an additive Holt–Winters fit from the first two seasons: the trend
+/// `b₀` is the difference of their means over `m`, the level `ℓ₀` puts the first season's
+/// mean at its middle (`ℓ₀ = mean₁ − b₀(m + 1)/2`), and each seasonal state is the first
+/// season's value less that line (`sᵢ₋ₘ = yᵢ − (ℓ₀ + i·b₀)`, `i = 1..m`). `None` below two
+/// seasons.
+pub fn seasonal_start(y: &[f64], m: usize) -> Option<(f64, f64, Vec<f64>)> {
+    if m < 2 || y.len() < 2 * m {
+        return None;
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (first, second) = (mean(&y[..m]), mean(&y[m..2 * m]));
+    let trend = (second - first) / m as f64;
+    let level = first - trend * (m as f64 + 1.0) / 2.0;
+    let season = (1..=m)
+        .map(|i| y[i - 1] - (level + i as f64 * trend))
+        .collect();
+    Some((level, trend, season))
+}
+
+/// Additive Holt–Winters smoothing of `y` with fixed `alpha`, `beta`, `gamma` (each in
+/// `[0, 1]`) and a season of `m` steps, from [`seasonal_start`]:
+/// `ℓₜ = α(yₜ − sₜ₋ₘ) + (1 − α)(ℓₜ₋₁ + bₜ₋₁)`, `bₜ = β(ℓₜ − ℓₜ₋₁) + (1 − β)bₜ₋₁`,
+/// `sₜ = γ(yₜ − ℓₜ₋₁ − bₜ₋₁) + (1 − γ)sₜ₋ₘ`. This equals statsmodels'
+/// `ExponentialSmoothing(y, trend="add", seasonal="add", seasonal_periods=m,
+/// initialization_method="known", …)` fitted with the same parameters and
+/// `optimized=False`. `None` below two seasons or for parameters outside `[0, 1]`.
+pub fn holt_winters(y: &[f64], m: usize, alpha: f64, beta: f64, gamma: f64) -> Option<SeasonalFit> {
+    if [alpha, beta, gamma]
+        .iter()
+        .any(|p| !(0.0..=1.0).contains(p))
+    {
+        return None;
+    }
+    let (mut level, mut trend, mut season) = seasonal_start(y, m)?;
+    let mut fitted = Vec::with_capacity(y.len());
+    let mut sse = 0.0;
+    for (t, &value) in y.iter().enumerate() {
+        let s = season[t % m];
+        let predicted = level + trend + s;
+        fitted.push(predicted);
+        sse += (value - predicted) * (value - predicted);
+        let new_level = alpha * (value - s) + (1.0 - alpha) * (level + trend);
+        season[t % m] = gamma * (value - level - trend) + (1.0 - gamma) * s;
+        trend = beta * (new_level - level) + (1.0 - beta) * trend;
+        level = new_level;
+    }
+    // In order from the step after the last value.
+    let n = y.len();
+    let season = (0..m).map(|j| season[(n + j) % m]).collect();
+    Some(SeasonalFit {
+        alpha,
+        beta,
+        gamma,
+        period: m,
+        level,
+        trend,
+        season,
+        fitted,
+        sse,
+    })
+}
+
+/// The [`holt_winters`] fit with the smallest one-step SSE over the grid of
+/// [`holt_grid_values`] for `α`, `β` and `γ` (ties keep the smaller `α`, then `β`, then `γ`).
+pub fn holt_winters_grid(y: &[f64], m: usize) -> Option<SeasonalFit> {
+    let mut best: Option<SeasonalFit> = None;
+    for alpha in holt_grid_values() {
+        for beta in holt_grid_values() {
+            for gamma in holt_grid_values() {
+                let Some(fit) = holt_winters(y, m, alpha, beta, gamma) else {
+                    return None;
+                };
+                if best.as_ref().is_none_or(|b| fit.sse < b.sse) {
+                    best = Some(fit);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// The sample autocorrelation of `e` at `lag`: `Σ (eₜ − ē)(eₜ₊ₗ − ē) / Σ (eₜ − ē)²`.
+pub fn autocorrelation(e: &[f64], lag: usize) -> Option<f64> {
+    if lag == 0 || e.len() <= lag {
+        return None;
+    }
+    let mean = e.iter().sum::<f64>() / e.len() as f64;
+    let denominator: f64 = e.iter().map(|v| (v - mean) * (v - mean)).sum();
+    if denominator <= 0.0 {
+        return None;
+    }
+    let numerator: f64 = e
+        .iter()
+        .zip(&e[lag..])
+        .map(|(a, b)| (a - mean) * (b - mean))
+        .sum();
+    Some(numerator / denominator)
+}
+
+/// Akaike's information criterion of a least-squares fit: `n·ln(SSE/n) + 2k`.
+pub fn aic(sse: f64, n: usize, k: usize) -> f64 {
+    let n_f = n as f64;
+    n_f * (sse.max(f64::MIN_POSITIVE) / n_f).ln() + 2.0 * k as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -510,7 +510,12 @@ fn forecast(v: &Values, style: &NumberStyle) -> String {
             style.value(last)
         ));
     }
-    s.push_str(" (Holt's linear smoothing).");
+    match (v.text("model"), v.text("season")) {
+        (Some("holt_winters"), Some(season)) => {
+            s.push_str(&format!(" (additive Holt–Winters with a {season} season)."))
+        }
+        _ => s.push_str(" (Holt's linear smoothing)."),
+    }
     s
 }
 

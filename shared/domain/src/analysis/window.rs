@@ -59,6 +59,10 @@ pub struct Window {
     /// The calendar shape of a preset window (not serialized); `None` for a plain span.
     #[serde(skip)]
     pub calendar: Option<Calendar>,
+    /// Whether the window has no end ahead ("all data": it ends now only because now is
+    /// where the data ends); a forecast then looks a fixed few buckets ahead.
+    #[serde(skip)]
+    pub open_ended: bool,
 }
 
 /// A window's calendar shape: local days `[first, end)` in a zone, and the unit they count.
@@ -84,12 +88,21 @@ pub enum Shape {
 
 impl Window {
     /// A plain span (no calendar shape).
+    /// A window over all the data up to `now`, with no end ahead (see `open_ended`).
+    pub fn all_data(start: DateTime<Utc>, now: DateTime<Utc>) -> Window {
+        Window {
+            open_ended: true,
+            ..Window::new(start, now, "all data")
+        }
+    }
+
     pub fn new(start: DateTime<Utc>, end: DateTime<Utc>, label: impl Into<String>) -> Window {
         Window {
             start,
             end,
             label: label.into(),
             calendar: None,
+            open_ended: false,
         }
     }
 
@@ -106,6 +119,7 @@ impl Window {
                 end,
                 shape,
             }),
+            open_ended: false,
         })
     }
 

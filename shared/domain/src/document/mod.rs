@@ -93,7 +93,7 @@ pub fn series_of(
         .and_then(|name| Window::preset(name, now, tz))
         .unwrap_or_else(|| {
             let start = points.first().map(|p| p.start).unwrap_or(now);
-            Window::new(start, now, "all data")
+            Window::all_data(start, now)
         });
     let mut series = KlipSeries::new(&klip.meta.id, &klip.meta.name, bucket, span);
     series.format = klip.display.format.clone();
