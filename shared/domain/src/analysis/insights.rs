@@ -58,9 +58,15 @@
 //!   by at least 5%.
 //! - [`InsightType::Concentration`]: one group above 50% of the total of non-negative groups.
 //! - [`InsightType::Forecast`]: Holt's linear smoothing, `α, β` by grid search, `h` steps
-//!   ahead to the last bucket that starts before the window's end, with the 80% interval;
-//!   reported when `n ≥ 8`, `h ≥ 1` and the interval excludes the last level `ℓₙ`, i.e.
-//!   `|h·bₙ| > 1.2816·σₕ` (so nothing is said about a flat or noisy series).
+//!   ahead to the last bucket that starts before the window's end (a window with no end
+//!   ahead, all data: the next 7 days, 4 weeks, 3 months, 2 quarters or 1 year), with the
+//!   80% interval. When the series holds a season (daily data: weekly, `m = 7`; monthly:
+//!   yearly, `m = 12`; at least `3m` consecutive buckets, the autocorrelation at lag `m` of
+//!   the series less its Theil–Sen line above `2/√n`, and an AIC below Holt's), additive
+//!   Holt–Winters (ETS(A,A,A), `α, β, γ` by grid search) forecasts instead and the insight
+//!   names the model and the season. Reported when `n ≥ 8`, `h ≥ 1` and the trend's move
+//!   stands out of the interval, `|h·bₙ| > 1.2816·σₕ` (so nothing is said about a flat or
+//!   noisy series, nor about a season's own swing).
 //!
 //! # Score
 //! `score = impact × significance`, both in `[0, 1]`:

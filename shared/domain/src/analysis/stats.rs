@@ -556,9 +556,7 @@ pub fn holt_winters_grid(y: &[f64], m: usize) -> Option<SeasonalFit> {
     for alpha in holt_grid_values() {
         for beta in holt_grid_values() {
             for gamma in holt_grid_values() {
-                let Some(fit) = holt_winters(y, m, alpha, beta, gamma) else {
-                    return None;
-                };
+                let fit = holt_winters(y, m, alpha, beta, gamma)?;
                 if best.as_ref().is_none_or(|b| fit.sse < b.sse) {
                     best = Some(fit);
                 }
