@@ -81,7 +81,7 @@ closed_set! {
 
 closed_set! {
     /// The file a report generates.
-    pub enum ReportFormat { Html = "html", Pdf = "pdf", Csv = "csv", Json = "json" }
+    pub enum ReportFormat { Html = "html", Pdf = "pdf", Csv = "csv", Json = "json", Xlsx = "xlsx" }
 }
 
 closed_set! {
@@ -158,6 +158,9 @@ impl ReportFormat {
             ReportFormat::Pdf => "application/pdf",
             ReportFormat::Csv => "text/csv; charset=utf-8",
             ReportFormat::Json => "application/json",
+            ReportFormat::Xlsx => {
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            }
         }
     }
 }

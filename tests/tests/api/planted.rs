@@ -435,6 +435,53 @@ async fn a_report_over_planted_data_names_each_planted_thing_in_json_html_and_pd
         !after_noise.contains("What the data shows"),
         "{after_noise}"
     );
+
+    // xlsx, read back with an independent reader (calamine): a sheet per Klip with the
+    // json's values, its series as a table and a native chart, and every insight the json
+    // has on the Insights sheet.
+    use calamine::{Data, Reader};
+    let book_bytes = generated(&app, &klips, "xlsx").await;
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(book_bytes.clone()))
+            .expect("it opens");
+    let names = book.sheet_names();
+    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names[0], "Revenue");
+    assert_eq!(names[6], "Insights");
+    for (index, section) in sections.iter().enumerate() {
+        let sheet = book.worksheet_range(&names[index]).expect("a Klip's sheet");
+        assert_eq!(
+            sheet.get_value((0, 1)),
+            Some(&Data::String(section["name"].as_str().unwrap().into()))
+        );
+        let current = section["value"]["current"].as_f64().unwrap();
+        assert_eq!(
+            sheet.get_value((2, 1)),
+            Some(&Data::Float(current)),
+            "{}",
+            section["name"]
+        );
+        let series = section["value"]["series"].as_array().unwrap();
+        for (i, point) in series.iter().enumerate() {
+            let cell = sheet.get_value((10 + i as u32, 1));
+            assert_eq!(
+                cell,
+                Some(&Data::Float(point["y"].as_f64().unwrap())),
+                "{} row {i}",
+                section["name"]
+            );
+        }
+    }
+    let insights = book
+        .worksheet_range("Insights")
+        .expect("the insights sheet");
+    let listed: usize = sections
+        .iter()
+        .map(|s| s["insights"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(insights.height(), listed + 1);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(book_bytes)).expect("a zip");
+    assert!(zip.by_name("xl/charts/chart1.xml").is_ok());
 }
 
 /// Generates a json report over `klips` with no window of its own (each Klip's own range; a

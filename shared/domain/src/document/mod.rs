@@ -13,6 +13,7 @@ use crate::records::Klip;
 use crate::reports::RunWindow;
 use crate::sets::ReportFormat;
 pub mod pdf;
+pub mod xlsx;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -290,6 +291,7 @@ pub fn render(document: &Document, format: ReportFormat) -> Option<Vec<u8>> {
         ReportFormat::Csv => Some(csv(document)),
         ReportFormat::Html => Some(html(document).into_bytes()),
         ReportFormat::Pdf => Some(pdf::render(document)),
+        ReportFormat::Xlsx => xlsx::render(document).ok(),
     }
 }
 
@@ -716,6 +718,124 @@ mod tests {
         assert!(pdf.starts_with(b"%PDF-") && pdf.ends_with(b"%%EOF\n") || pdf.ends_with(b"%%EOF"));
         let text = String::from_utf8_lossy(&pdf);
         assert!(text.contains("/Type /Page") && text.contains("/BaseFont /Helvetica"));
+    }
+
+    /// Every cell of a sheet as calamine reads it.
+    fn sheet(
+        book: &mut calamine::Xlsx<std::io::Cursor<Vec<u8>>>,
+        name: &str,
+    ) -> calamine::Range<calamine::Data> {
+        use calamine::Reader;
+        book.worksheet_range(name).expect("the sheet")
+    }
+
+    #[test]
+    fn an_xlsx_report_reads_back_with_its_numbers_formats_charts_and_text_as_text() {
+        use calamine::{Data, Reader};
+        let money = klip(
+            json!({"value": "n", "aggregate": "sum", "time_column": "day", "time_bucket": "day"}),
+            json!({"format": "currency", "currency": "EUR", "target": 3000}),
+        );
+        let mut by_region = klip(
+            json!({"value": "n", "aggregate": "sum", "group_by": "region"}),
+            json!({}),
+        );
+        by_region.meta.name = "=HYPERLINK(\"http://evil\",\"x\")".into();
+        by_region.meta.id = "fedcba9876543210fedcba9876543210".into();
+        let regions: Vec<serde_json::Map<String, serde_json::Value>> =
+            [("=1+1", 5.0), ("north", 7.5)]
+                .iter()
+                .map(|(r, n)| json!({"region": r, "n": n}).as_object().unwrap().clone())
+                .collect();
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let tz = chrono_tz::America::New_York;
+        let cover = Cover {
+            report_id: "r",
+            title: "t",
+            description: None,
+            window: None,
+        };
+        let doc = build(
+            &cover,
+            &[
+                compute(&money, &rows_with_spike(), None, tz, now),
+                compute(&by_region, &regions, None, tz, now),
+            ],
+            tz,
+            now,
+        );
+        let bytes = render(&doc, ReportFormat::Xlsx).expect("an xlsx");
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.clone())).expect("it opens");
+        assert_eq!(
+            book.sheet_names(),
+            [
+                "Signups <daily>",
+                "=HYPERLINK(\"http   evil\",\"x\")",
+                "Insights"
+            ]
+        );
+        // The first Klip: its value, previous, change, status, then the series as a table.
+        let first = sheet(&mut book, "Signups <daily>");
+        assert_eq!(
+            first.get_value((0, 1)),
+            Some(&Data::String("Signups <daily>".into()))
+        );
+        assert_eq!(first.get_value((2, 1)), Some(&Data::Float(3328.0)));
+        assert_eq!(first.get_value((7, 1)), Some(&Data::Float(3000.0)));
+        assert_eq!(first.get_value((9, 0)), Some(&Data::String("Date".into())));
+        let values: Vec<f64> = (10..40)
+            .map(|r| match first.get_value((r, 1)) {
+                Some(Data::Float(v)) => *v,
+                other => panic!("row {r}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(values.iter().sum::<f64>(), 3328.0);
+        assert_eq!(values[19], 400.0);
+        // Days are native dates (serial numbers with a date format), 2026-11-20 among them.
+        match first.get_value((29, 0)) {
+            Some(Data::DateTime(d)) => assert_eq!(d.as_f64(), 46346.0),
+            other => panic!("{other:?}"),
+        }
+        // The groups Klip: formula-looking text stays text, no cell holds a formula.
+        let second = sheet(&mut book, "=HYPERLINK(\"http   evil\",\"x\")");
+        assert_eq!(
+            second.get_value((0, 1)),
+            Some(&Data::String("=HYPERLINK(\"http://evil\",\"x\")".into()))
+        );
+        let keys: Vec<&Data> = (10..12).filter_map(|r| second.get_value((r, 0))).collect();
+        assert!(keys.contains(&&Data::String("=1+1".into())), "{keys:?}");
+        for name in book.sheet_names() {
+            let formulas = book.worksheet_formula(&name).expect("formulas");
+            assert!(
+                formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+                "{name}"
+            );
+        }
+        // Insights: one row each, with type, sentence, method and numbers.
+        let insights = sheet(&mut book, "Insights");
+        let anomaly_row = (1..insights.height() as u32)
+            .find(|r| insights.get_value((*r, 1)) == Some(&Data::String("anomaly".into())))
+            .expect("the spike's insight");
+        match insights.get_value((anomaly_row, 5)) {
+            Some(Data::String(numbers)) => assert!(numbers.contains("2026-11-20"), "{numbers}"),
+            other => panic!("{other:?}"),
+        }
+        // A native chart per Klip (a line for the series, columns for the groups), and the
+        // euro amounts' format.
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+        let mut part = |name: &str| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut zip.by_name(name).expect(name), &mut text).unwrap();
+            text
+        };
+        assert!(part("xl/charts/chart1.xml").contains("<c:lineChart>"));
+        assert!(part("xl/charts/chart2.xml").contains("<c:barChart>"));
+        assert!(
+            part("xl/styles.xml").contains("&quot;€&quot;#,##0.00"),
+            "{}",
+            part("xl/styles.xml")
+        );
     }
 
     #[test]
