@@ -2098,6 +2098,38 @@ mod tests {
     }
 
     #[test]
+    fn monthly_data_with_a_yearly_season_is_forecast_with_it_over_all_data() {
+        // 48 months from January 2022: +5 a month, a December peak and a summer low.
+        let season = [
+            0.0, -10.0, -5.0, 0.0, 5.0, -30.0, -40.0, -25.0, 0.0, 10.0, 30.0, 80.0,
+        ];
+        let first = at("2022-01-01T00:00:00Z");
+        let now = at("2026-01-15T00:00:00Z");
+        let mut s = KlipSeries::new("k", "Orders", Bucket::Month, Window::all_data(first, now));
+        s.points = (0..48)
+            .map(|i| Point {
+                start: first.checked_add_months(Months::new(i as u32)).unwrap(),
+                value: 1000.0 + 5.0 * i as f64 + season[i % 12] + wobble(i) * 3.0,
+            })
+            .collect();
+        let all = run(&s, "2026-01-15T00:00:00Z");
+        let f = of(&all, InsightType::Forecast)[0];
+        assert_eq!(f.values["model"], "holt_winters");
+        assert_eq!(f.values["season"], "yearly");
+        assert_eq!(f.values["season_length"], 12);
+        assert_eq!(num(f, "horizon"), 3.0);
+        assert_eq!(f.values["forecast_date"], "2026-03-01");
+        let y: Vec<f64> = s.points.iter().map(|p| p.value).collect();
+        let fit = stats::holt_winters_grid(&y, 12).expect("fit");
+        assert!((num(f, "forecast") - fit.forecast(3)).abs() < 1e-9);
+        assert!(
+            f.text.contains("yearly season") && f.text.contains("3 months ahead"),
+            "{}",
+            f.text
+        );
+    }
+
+    #[test]
     fn todays_partial_bucket_is_not_an_anomaly() {
         // 28 steady days, then today (incomplete) at a fraction of a day.
         let mut values: Vec<f64> = (0..28).map(|i| 100.0 + wobble(i)).collect();
