@@ -259,6 +259,8 @@ async fn start_proxy(upstream: &str, dynamodb: bool) -> Result<(Arc<Proxy>, Stri
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Read,
+    /// A read with a credential this instance has not seen (its first request).
+    First,
     Write,
     Session,
 }
@@ -417,6 +419,25 @@ impl Api {
         Box::new(move |_| api.login(&email))
     }
 
+    /// `GET path` with the next of `keys` (API keys) or, with `bearer`, of `tokens` (JWTs):
+    /// a credential this instance has not seen, every round (its first request).
+    fn get_with_fresh(&self, path: &str, credentials: Vec<String>, bearer: bool) -> Request {
+        let (api, url) = (self.clone(), self.url(path));
+        let credentials = std::sync::Mutex::new(credentials);
+        Box::new(move |_| {
+            let credential = credentials
+                .lock()
+                .map(|mut c| c.pop().unwrap_or_default())
+                .unwrap_or_default();
+            let request = api.http.get(&url);
+            if bearer {
+                request.bearer_auth(credential)
+            } else {
+                request.header("kf-api-key", credential)
+            }
+        })
+    }
+
     /// `POST /auth/refresh` with the next of `tokens` (a refresh token is good for one).
     fn refresh_next(&self, tokens: Vec<String>) -> Request {
         let (api, tokens) = (self.clone(), std::sync::Mutex::new(tokens));
@@ -505,6 +526,10 @@ struct Scene {
     access: String,
     /// One refresh token per refresh the bench makes (a refresh token is good for one).
     refresh_tokens: Vec<String>,
+    /// Credentials no request has used yet, one per round: API keys, and JWTs (from the
+    /// logins that made the refresh tokens).
+    fresh_keys: Vec<String>,
+    fresh_tokens: Vec<String>,
     /// Dashboards for the deletes (one per request), a report to generate, and a second
     /// source for the 1,000-row pushes.
     doomed: Vec<String>,
@@ -523,7 +548,8 @@ impl Scene {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let (access, refresh_tokens) = sessions(api, email).await?;
+        let (access, refresh_tokens, fresh_tokens) = sessions(api, email).await?;
+        let fresh_keys = fresh_keys(api).await?;
         let doomed = doomed_dashboards(api).await?;
         let report_id = api
             .create(
@@ -545,6 +571,8 @@ impl Scene {
             key_id,
             access,
             refresh_tokens,
+            fresh_keys,
+            fresh_tokens,
             doomed,
             report_id,
             pushed_id,
@@ -624,19 +652,38 @@ async fn published_dashboard(api: &Api, klip_ids: &[String]) -> Result<(String, 
 
 /// Logins as `email`: one for its JWT, then one per refresh the bench makes; answers the
 /// JWT and the refresh tokens.
-async fn sessions(api: &Api, email: &str) -> Result<(String, Vec<String>), String> {
+async fn sessions(api: &Api, email: &str) -> Result<(String, Vec<String>, Vec<String>), String> {
     let session = api.session(email).await?;
     let access = session["data"]["access"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     let mut refresh_tokens = Vec::new();
+    let mut fresh_tokens = Vec::new();
     for _ in 0..3 * ROUNDS {
         let session = api.session(email).await?;
         let token = session["data"]["refresh"].as_str().unwrap_or_default();
         refresh_tokens.push(token.to_owned());
+        let access = session["data"]["access"].as_str().unwrap_or_default();
+        fresh_tokens.push(access.to_owned());
     }
-    Ok((access, refresh_tokens))
+    Ok((access, refresh_tokens, fresh_tokens))
+}
+
+/// API keys of the admin that no request has used yet, one per round of a case.
+async fn fresh_keys(api: &Api) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    for i in 0..3 * ROUNDS {
+        let made = api
+            .call(
+                Method::POST,
+                "/api-keys",
+                Some(json!({"name": format!("Fresh {i}"), "expires_in_days": 30})),
+            )
+            .await?;
+        keys.push(made["data"]["key"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(keys)
 }
 
 /// A dashboard for each delete the bench makes; answers their ids.
@@ -655,6 +702,30 @@ async fn doomed_dashboards(api: &Api) -> Result<Vec<String>, String> {
 /// the sessions.
 fn cases(api: &Api, mut scene: Scene, made: &Bootstrapped) -> Vec<Case> {
     let mut cases = read_cases(api, &scene, &made.user_id);
+    // A credential's first request on this instance (as on a new Lambda instance): verified
+    // first, then counted while the read runs.
+    let klip = format!("/klips/{}", scene.klip_ids[0]);
+    let fresh = [
+        (
+            "GET /klips/{id} (an API key's first request)",
+            std::mem::take(&mut scene.fresh_keys),
+            false,
+        ),
+        (
+            "GET /klips/{id} (a JWT's first request)",
+            std::mem::take(&mut scene.fresh_tokens),
+            true,
+        ),
+    ];
+    for (name, credentials, bearer) in fresh {
+        cases.push(Case {
+            name,
+            expect: 200,
+            function: "klips",
+            kind: Kind::First,
+            send: api.get_with_fresh(&klip, credentials, bearer),
+        });
+    }
     let refresh_tokens = std::mem::take(&mut scene.refresh_tokens);
     cases.extend(write_cases(api, scene));
     cases.extend(session_cases(api, &made.email, refresh_tokens));
@@ -977,6 +1048,8 @@ impl Bench {
 fn target(delay_ms: u64, kind: Kind) -> Option<(f64, Option<f64>)> {
     match (delay_ms, kind) {
         (20, Kind::Session) => Some((2.3, None)),
+        // Verify, then count alongside the read: two round trips.
+        (20, Kind::First) => Some((2.3, None)),
         (20, _) => Some((1.3, None)),
         (4, Kind::Read) => Some((1.5, Some(3.0))),
         _ => None,

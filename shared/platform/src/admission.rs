@@ -239,27 +239,9 @@ async fn verify_and_count<'a>(
     let state = admission.state;
     let count_after = !proves_company(credential, client) || !remembered;
     if count_after {
-        let caller = match verify(state, credential, claimed, client, admission.now).await {
-            Ok(caller) => caller,
-            Err(error) => {
-                let not_counted = ApiError::internal("not counted: the credential did not hold");
-                return Checked::new(Err(error), Err(not_counted));
-            }
-        };
-        let refused = |caller, response| Checked {
-            refused: Some(response),
-            ..Checked::new(Ok(caller), Err(ApiError::internal("refused from memory")))
-        };
-        if let Some(response) = admission.refused_from_memory() {
-            return refused(caller, response);
-        }
-        let entry = admission.enter(caller.company.per_second_limit).await;
-        if let Some(response) = admission.refused_from_memory() {
-            return refused(caller, response);
-        }
-        Checked {
-            entry: Some(entry),
-            ..Checked::new(Ok(caller), admission.count().await)
+        match verify_first(admission, credential, claimed, client).await {
+            First::Verified(caller, entry) => count_verified(admission, caller, entry).await,
+            First::Stopped(checked) => checked,
         }
     } else {
         let (verified, counted) = tokio::join!(
@@ -267,6 +249,59 @@ async fn verify_and_count<'a>(
             admission.count()
         );
         Checked::new(verified, counted)
+    }
+}
+
+/// What verifying a credential first found.
+enum First<'a> {
+    /// The caller is proven, and the request has its place among the company's requests
+    /// counting: it may be counted now.
+    Verified(Caller, crate::ratelimit::Entry<'a>),
+    /// The credential did not hold, or the company is at its limit this second (refused from
+    /// memory): nothing to count.
+    Stopped(Checked<'a>),
+}
+
+/// Step 4's first half for a credential verified before it is counted: the verification,
+/// then the request's place among the company's requests counting.
+async fn verify_first<'a>(
+    admission: &Admission<'a>,
+    credential: &Credential,
+    claimed: &Claimed,
+    client: Option<&str>,
+) -> First<'a> {
+    let caller = match verify(admission.state, credential, claimed, client, admission.now).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            let not_counted = ApiError::internal("not counted: the credential did not hold");
+            return First::Stopped(Checked::new(Err(error), Err(not_counted)));
+        }
+    };
+    let refused = |caller, response| {
+        First::Stopped(Checked {
+            refused: Some(response),
+            ..Checked::new(Ok(caller), Err(ApiError::internal("refused from memory")))
+        })
+    };
+    if let Some(response) = admission.refused_from_memory() {
+        return refused(caller, response);
+    }
+    let entry = admission.enter(caller.company.per_second_limit).await;
+    if let Some(response) = admission.refused_from_memory() {
+        return refused(caller, response);
+    }
+    First::Verified(caller, entry)
+}
+
+/// Step 4's second half for a caller verified first: the count.
+async fn count_verified<'a>(
+    admission: &Admission<'a>,
+    caller: Caller,
+    entry: crate::ratelimit::Entry<'a>,
+) -> Checked<'a> {
+    Checked {
+        entry: Some(entry),
+        ..Checked::new(Ok(caller), admission.count().await)
     }
 }
 
@@ -333,23 +368,45 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         remembered.as_ref(),
     )
     .await?;
-    let checks = verify_and_count(
-        &admission,
-        &credential,
-        &claimed,
-        client.as_deref(),
-        remembered.is_some(),
-    );
-    let (settled, pending) = settle_speculating(
-        gate,
-        &admission,
-        &claimed,
-        checks,
-        remembered,
-        req,
-        next.clone(),
-    )
-    .await;
+    let (settled, pending) = match remembered {
+        Some(remembered) => {
+            let checks =
+                verify_and_count(&admission, &credential, &claimed, client.as_deref(), true);
+            let speculating = settle_speculating(
+                gate,
+                &admission,
+                &claimed,
+                checks,
+                Some(remembered),
+                req,
+                next.clone(),
+            );
+            Box::pin(speculating).await
+        }
+        // A credential this instance has not seen hold is verified first (it takes nothing of
+        // the company's allowance until it holds); once it does, its request is counted
+        // while the handler runs with it, as a remembered caller's is: a read's answer is
+        // kept only if the count admits it, and writes wait for the count.
+        None => {
+            let first = verify_first(&admission, &credential, &claimed, client.as_deref()).await;
+            // Boxed as a trait object: the two kinds of future in one type.
+            type Checks<'f, 'a> =
+                std::pin::Pin<Box<dyn std::future::Future<Output = Checked<'a>> + Send + 'f>>;
+            let (checks, guess): (Checks<'_, '_>, _) = match first {
+                First::Verified(caller, entry) => {
+                    let guess = caller.clone();
+                    (
+                        Box::pin(count_verified(&admission, caller, entry)),
+                        Some(guess),
+                    )
+                }
+                First::Stopped(checked) => (Box::pin(std::future::ready(checked)), None),
+            };
+            let speculating =
+                settle_speculating(gate, &admission, &claimed, checks, guess, req, next.clone());
+            Box::pin(speculating).await
+        }
+    };
     let (caller, counted, headers) = settled?;
     drop(entry);
     let response = run_admitted(pending, caller, &counted, next).await;
