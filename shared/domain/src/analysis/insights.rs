@@ -1409,29 +1409,7 @@ impl<'a> Prepared<'a> {
         p.insert("grid".into(), json!("0.05..0.95 step 0.05"));
         p.insert("interval".into(), json!(0.8));
         p.insert("min_points".into(), json!(settings.min_forecast_points));
-        let method = match &seasonal {
-            Some(s) => {
-                v.insert("model".into(), json!("holt_winters"));
-                v.insert("season".into(), json!(season_name(s.fit.period)));
-                v.insert("season_length".into(), json!(s.fit.period));
-                p.insert("alpha".into(), json!(s.fit.alpha));
-                p.insert("beta".into(), json!(s.fit.beta));
-                p.insert("gamma".into(), json!(s.fit.gamma));
-                p.insert("sigma2".into(), json!(s.fit.sigma2()));
-                p.insert("season_acf".into(), json!(s.acf));
-                p.insert("season_acf_bound".into(), json!(s.bound));
-                p.insert("aic".into(), json!(s.aic));
-                p.insert("holt_aic".into(), json!(s.holt_aic));
-                "additive Holt–Winters (ETS(A,A,A)) with the season found by autocorrelation of the detrended series at the season's lag above 2/√n and a lower AIC than Holt's; α, β and γ by grid search on one-step SSE"
-            }
-            None => {
-                v.insert("model".into(), json!("holt"));
-                p.insert("alpha".into(), json!(holt.alpha));
-                p.insert("beta".into(), json!(holt.beta));
-                p.insert("sigma2".into(), json!(holt.sigma2()));
-                "Holt's linear (double exponential) smoothing, α and β by grid search on one-step SSE"
-            }
-        };
+        let method = describe_model(seasonal.as_ref(), &holt, &mut v, &mut p);
         let significance = if z.is_finite() {
             1.0 - stats::two_sided_p(z)
         } else {
@@ -1446,6 +1424,39 @@ impl<'a> Prepared<'a> {
             significance,
             Sentiment::of(step, self.s.higher_is_better),
         ))
+    }
+}
+
+/// Names the forecast's model in its values (`model`, and `season`, `season_length` for a
+/// seasonal one) and its parameters in `p`; answers its method.
+fn describe_model(
+    seasonal: Option<&Seasonal>,
+    holt: &stats::HoltFit,
+    v: &mut BTreeMap<String, Value>,
+    p: &mut BTreeMap<String, Value>,
+) -> &'static str {
+    match seasonal {
+        Some(s) => {
+            v.insert("model".into(), json!("holt_winters"));
+            v.insert("season".into(), json!(season_name(s.fit.period)));
+            v.insert("season_length".into(), json!(s.fit.period));
+            p.insert("alpha".into(), json!(s.fit.alpha));
+            p.insert("beta".into(), json!(s.fit.beta));
+            p.insert("gamma".into(), json!(s.fit.gamma));
+            p.insert("sigma2".into(), json!(s.fit.sigma2()));
+            p.insert("season_acf".into(), json!(s.acf));
+            p.insert("season_acf_bound".into(), json!(s.bound));
+            p.insert("aic".into(), json!(s.aic));
+            p.insert("holt_aic".into(), json!(s.holt_aic));
+            "additive Holt–Winters (ETS(A,A,A)) with the season found by autocorrelation of the detrended series at the season's lag above 2/√n and a lower AIC than Holt's; α, β and γ by grid search on one-step SSE"
+        }
+        None => {
+            v.insert("model".into(), json!("holt"));
+            p.insert("alpha".into(), json!(holt.alpha));
+            p.insert("beta".into(), json!(holt.beta));
+            p.insert("sigma2".into(), json!(holt.sigma2()));
+            "Holt's linear (double exponential) smoothing, α and β by grid search on one-step SSE"
+        }
     }
 }
 
