@@ -169,6 +169,10 @@ async fn company_event(
         }
         _ => Stamp::of(new.as_ref()),
     };
+    // The system's own data refreshes are no one's action.
+    if draft.data_only && stamp.actor.kind == domain::audit::ActorType::System {
+        return Ok(None);
+    }
     Ok(Some((company, draft, stamp)))
 }
 
@@ -193,6 +197,7 @@ async fn failed_login_event(
             name: Some(email.to_owned()),
         },
         changes: Vec::new(),
+        data_only: false,
     };
     Ok(Some((claim.company_id, draft, stamp)))
 }

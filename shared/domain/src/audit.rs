@@ -353,6 +353,9 @@ pub struct Draft {
     pub action: Action,
     pub resource: Resource,
     pub changes: Vec<FieldChange>,
+    /// Only a data source's data changed (a push, a replace, a refresh): an event when a
+    /// user or a key did it, not when the system refreshed it.
+    pub data_only: bool,
 }
 
 /// The name an item goes by: its `name`, a user's email.
@@ -459,6 +462,7 @@ pub fn describe(
             action,
             resource: resource.clone(),
             changes,
+            data_only: false,
         })
     };
     let empty = Map::new();
@@ -490,10 +494,24 @@ pub fn describe(
                 return draft(action, changes);
             }
             let changes = changed_fields(old, new);
-            if changes.is_empty() {
-                return None;
+            if !changes.is_empty() {
+                return draft(Action::Updated, changes);
             }
-            draft(Action::Updated, changes)
+            // A data source whose data changed: its row count, never its rows.
+            if kind == ResourceType::Datasource && moved("data_version") {
+                let rows = |image: &Map<String, Value>| image.get("row_count").cloned();
+                return Some(Draft {
+                    action: Action::Updated,
+                    resource,
+                    changes: vec![FieldChange {
+                        field: "row_count".into(),
+                        from: rows(old).unwrap_or(Value::Null),
+                        to: rows(new).unwrap_or(Value::Null),
+                    }],
+                    data_only: true,
+                });
+            }
+            None
         }
     }
 }
@@ -556,6 +574,37 @@ mod tests {
         );
         assert_eq!(
             describe(ChangeKind::Insert, "SLUG#KLIP#k", None, Some(&new)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_data_change_says_its_row_count_never_its_rows() {
+        let old = map(
+            json!({"meta": {"name": "Sales"}, "data_version": 3, "row_count": 10,
+            "segments": [{"id": "s1"}]}),
+        );
+        let new = map(
+            json!({"meta": {"name": "Sales"}, "data_version": 4, "row_count": 30,
+            "segments": [{"id": "s1"}, {"id": "s2"}]}),
+        );
+        let d = describe(ChangeKind::Modify, "DS#d", Some(&old), Some(&new)).unwrap();
+        assert!(d.data_only);
+        assert_eq!(
+            d.changes,
+            [FieldChange {
+                field: "row_count".into(),
+                from: json!(10),
+                to: json!(30)
+            }]
+        );
+        // A compaction (segments merged, the same data) is no event.
+        let compacted = map(
+            json!({"meta": {"name": "Sales"}, "data_version": 4, "row_count": 30,
+            "segments": [{"id": "s3"}]}),
+        );
+        assert_eq!(
+            describe(ChangeKind::Modify, "DS#d", Some(&new), Some(&compacted)),
             None
         );
     }

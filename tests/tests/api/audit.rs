@@ -664,3 +664,57 @@ async fn an_unknown_email_that_fails_to_sign_in_is_nobodys_event() {
     let (_, body) = json(app.get("/audit-events?action=login_failed").await).await;
     assert_eq!(body["meta"]["total"], 0, "{body}");
 }
+
+#[tokio::test]
+async fn a_data_push_says_who_and_the_row_count_never_the_rows() {
+    let app = TestApp::spawn().await;
+    let (status, ds) = json(
+        app.post("/datasources", json!({"name": "Sales", "format": "csv"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{ds}");
+    let id = ds["data"]["id"].as_str().unwrap().to_owned();
+    let push = |method: reqwest::Method, csv: &'static str| {
+        app.http
+            .request(method, app.url(&format!("/datasources/{id}/data")))
+            .header("kf-api-key", app.key())
+            .header("content-type", "text/csv")
+            .body(csv)
+            .send()
+    };
+    let r = push(
+        reqwest::Method::PUT,
+        "day,secret_region,amount\n2026-11-01,rowsecret-north,5\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = push(
+        reqwest::Method::POST,
+        "day,secret_region,amount\n2026-11-02,rowsecret-south,7\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = events_when(
+        &app,
+        app.key(),
+        &format!("?resource_id={id}&action=updated"),
+        2,
+    )
+    .await;
+    let events = listed(&body);
+    assert_eq!(
+        events[0]["changes"],
+        json!([{"field": "row_count", "from": 1, "to": 2}]),
+        "{body}"
+    );
+    assert_eq!(
+        events[1]["changes"],
+        json!([{"field": "row_count", "from": 0, "to": 1}]),
+        "{body}"
+    );
+    assert_eq!(events[0]["actor"]["type"], "api_key");
+    assert!(!body.to_string().contains("rowsecret"), "{body}");
+}
