@@ -457,63 +457,65 @@ pub fn describe(
         id: id.to_owned(),
         name: name_of(kind, image),
     };
-    let draft = |action, changes| {
+    let (action, changes) = match change {
+        ChangeKind::Insert => (Action::Created, changed_fields(&Map::new(), new?)),
+        ChangeKind::Remove => (Action::Deleted, Vec::new()),
+        ChangeKind::Modify => return modified(resource, old?, new?),
+    };
+    Some(Draft {
+        action,
+        resource,
+        changes,
+        data_only: false,
+    })
+}
+
+/// What a change of an audited item from `old` to `new` says (see [`describe`]).
+fn modified(
+    resource: Resource,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> Option<Draft> {
+    let kind = resource.kind;
+    let draft = |action, changes, data_only| {
         Some(Draft {
             action,
-            resource: resource.clone(),
+            resource,
             changes,
-            data_only: false,
+            data_only,
         })
     };
-    let empty = Map::new();
-    match change {
-        ChangeKind::Insert => draft(Action::Created, changed_fields(&empty, new?)),
-        ChangeKind::Remove => draft(Action::Deleted, Vec::new()),
-        ChangeKind::Modify => {
-            let (old, new) = (old?, new?);
-            let moved = |field: &str| old.get(field) != new.get(field) && has(new, field);
-            if kind == ResourceType::User && moved("date_last_login") {
-                return draft(Action::Login, Vec::new());
-            }
-            if kind == ResourceType::ApiKey && moved("revoked_at") && !has(old, "revoked_at") {
-                let action = if has(new, "replaced_by") {
-                    Action::KeyRotated
-                } else {
-                    Action::KeyRevoked
-                };
-                let replaced = new.get("replaced_by").cloned().unwrap_or(Value::Null);
-                let changes = if replaced.is_null() {
-                    Vec::new()
-                } else {
-                    vec![FieldChange {
-                        field: "replaced_by".into(),
-                        from: Value::Null,
-                        to: replaced,
-                    }]
-                };
-                return draft(action, changes);
-            }
-            let changes = changed_fields(old, new);
-            if !changes.is_empty() {
-                return draft(Action::Updated, changes);
-            }
-            // A data source whose data changed: its row count, never its rows.
-            if kind == ResourceType::Datasource && moved("data_version") {
-                let rows = |image: &Map<String, Value>| image.get("row_count").cloned();
-                return Some(Draft {
-                    action: Action::Updated,
-                    resource,
-                    changes: vec![FieldChange {
-                        field: "row_count".into(),
-                        from: rows(old).unwrap_or(Value::Null),
-                        to: rows(new).unwrap_or(Value::Null),
-                    }],
-                    data_only: true,
-                });
-            }
-            None
-        }
+    let moved = |field: &str| old.get(field) != new.get(field) && has(new, field);
+    if kind == ResourceType::User && moved("date_last_login") {
+        return draft(Action::Login, Vec::new(), false);
     }
+    if kind == ResourceType::ApiKey && moved("revoked_at") && !has(old, "revoked_at") {
+        let replaced = new.get("replaced_by").cloned().unwrap_or(Value::Null);
+        if replaced.is_null() {
+            return draft(Action::KeyRevoked, Vec::new(), false);
+        }
+        let change = FieldChange {
+            field: "replaced_by".into(),
+            from: Value::Null,
+            to: replaced,
+        };
+        return draft(Action::KeyRotated, vec![change], false);
+    }
+    let changes = changed_fields(old, new);
+    if !changes.is_empty() {
+        return draft(Action::Updated, changes, false);
+    }
+    // A data source whose data changed: its row count, never its rows.
+    if kind == ResourceType::Datasource && moved("data_version") {
+        let rows = |image: &Map<String, Value>| image.get("row_count").cloned();
+        let change = FieldChange {
+            field: "row_count".into(),
+            from: rows(old).unwrap_or(Value::Null),
+            to: rows(new).unwrap_or(Value::Null),
+        };
+        return draft(Action::Updated, vec![change], true);
+    }
+    None
 }
 
 #[cfg(test)]
