@@ -188,29 +188,7 @@ impl AuditEvents<'_> {
         now: DateTime<Utc>,
         wanted: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        while out.len() < wanted {
-            // Filters leave items out after the read: read more at a time then.
-            let limit = (wanted - out.len()).max(100);
-            let page = self
-                .query(company, shown, now)
-                .scan_index_forward(false)
-                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| db_error("Query", e))?;
-            for item in page.items.unwrap_or_default() {
-                out.push(super::from_item::<AuditEvent>(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
-        out.truncate(wanted);
-        Ok(out)
+        Store::newest_matching(|| self.query(company, shown, now), wanted).await
     }
 
     async fn count(
@@ -219,21 +197,6 @@ impl AuditEvents<'_> {
         shown: &Shown,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut total = 0;
-        let mut start = None;
-        loop {
-            let page = self
-                .query(company, shown, now)
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| db_error("Query", e))?;
-            total += usize::try_from(page.count).unwrap_or(0);
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total),
-            }
-        }
+        Store::count_matching(|| self.query(company, shown, now)).await
     }
 }

@@ -1066,10 +1066,61 @@ impl Store {
         }
     }
 
+    /// How many items the query `query` makes matches (`Select=COUNT`, page after page).
+    pub(crate) async fn count_matching(
+        query: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        let mut start = None;
+        loop {
+            let page = query()
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Query", e))?;
+            total += usize::try_from(page.count).unwrap_or(0);
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    /// The first `wanted` items the query `query` makes matches, read backwards (newest
+    /// first where sort keys begin with the time); its filters leave items out after the
+    /// read, so it reads at least 100 at a time.
+    pub(crate) async fn newest_matching<T: DeserializeOwned>(
+        query: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        wanted: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        while out.len() < wanted {
+            let limit = (wanted - out.len()).max(100);
+            let page = query()
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| db_error("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(from_item::<T>(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.truncate(wanted);
+        Ok(out)
+    }
+
     /// Deletes one item (no error when absent). An audited item's delete is a transaction
     /// with its note (see [`crate::audit`]): still one round trip.
     pub async fn delete(&self, key: &Key) -> Result<(), StoreError> {
-        if crate::audit::deletion_note(&key.to_item()).is_some() {
+        if domain::audit::is_audited_key(&key.pk, &key.sk) {
             let mut tx = self.transaction();
             tx.delete(key)?;
             return tx.commit().await.map_err(|e| {

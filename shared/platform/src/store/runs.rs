@@ -270,22 +270,7 @@ impl Runs<'_> {
         status: Option<RunStatus>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut total = 0;
-        let mut start = None;
-        loop {
-            let out = self
-                .shown_query(company, report, status, now)
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| db_error("Query", e))?;
-            total += usize::try_from(out.count).unwrap_or(0);
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(total),
-            }
-        }
+        Store::count_matching(|| self.shown_query(company, report, status, now)).await
     }
 
     /// Makes `run` (just succeeded, written without a `ttl`) its report's kept run if it is
