@@ -281,20 +281,21 @@ impl TestApp {
     /// Serves this app's routes (same company, same clock) a second time, on a store whose
     /// DynamoDB endpoint is a port where no database listens; answers its base URL.
     pub async fn serve_with_database_down(&self) -> String {
-        let dead = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let sdk = platform::store::sdk_defaults()
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(format!("http://127.0.0.1:{dead}"))
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-            .load()
-            .await;
-        let store = self.state.store.clone().with_dynamodb(&sdk);
-        let down = AppState::new(self.state.config.clone(), store, self.clock.clone());
-        serve(pulseboard_cli::all_routes(down)).await
+        serve(pulseboard_cli::all_routes(
+            self.state_with_database_down().await,
+        ))
+        .await
+    }
+
+    /// This app's state (same company, same clock) on a store whose DynamoDB endpoint is a
+    /// port where no database listens.
+    pub async fn state_with_database_down(&self) -> AppState {
+        let store = self
+            .state
+            .store
+            .clone()
+            .with_dynamodb(&dead_endpoint().await);
+        AppState::new(self.state.config.clone(), store, self.clock.clone())
     }
 
     /// Creates an API key with `body`; answers the created key object (with its secret).
@@ -303,6 +304,22 @@ impl TestApp {
         assert_eq!(response.status(), 201, "{:?}", response.text().await);
         response.json::<Value>().await.unwrap()["data"].clone()
     }
+}
+
+/// An SDK configuration whose endpoint is a loopback port where nothing listens, with no
+/// retries (a database or file storage that is down).
+pub async fn dead_endpoint() -> aws_config::SdkConfig {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    platform::store::sdk_defaults()
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(format!("http://127.0.0.1:{dead}"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .load()
+        .await
 }
 
 /// Status and JSON body.

@@ -620,22 +620,7 @@ async fn a_redelivered_batch_adds_nothing_and_an_unwritable_event_is_retried() {
     assert_eq!(removed.actor, domain::audit::Actor::system());
 
     // A database that is down: every audited record comes back for a retry, none is lost.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sdk = platform::store::sdk_defaults()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{dead}"))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let state = platform::AppState::new(
-        app.state.config.clone(),
-        app.state.store.clone().with_dynamodb(&sdk),
-        app.clock.clone(),
-    );
+    let state = app.state_with_database_down().await;
     let fresh = json!({"Records": [
         record("evt-9", "INSERT", &company, "KLIP#k9", json!({}), json!({"id": {"S": "k9"}, "name": {"S": "K"}})),
         record("evt-10", "INSERT", &company, "RUN#r#1", json!({}), json!({"id": {"S": "1"}})),

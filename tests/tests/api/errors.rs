@@ -353,18 +353,11 @@ async fn a_file_storage_that_is_down_is_503_naming_it_and_keeps_the_data() {
     )
     .await;
     let id = ds["data"]["id"].as_str().unwrap().to_owned();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sdk = platform::store::sdk_defaults()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(format!("http://127.0.0.1:{dead}"))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let store = app.state.store.clone().with_s3(&sdk);
+    let store = app
+        .state
+        .store
+        .clone()
+        .with_s3(&pulseboard_tests::dead_endpoint().await);
     let down = platform::AppState::new(app.state.config.clone(), store, app.clock.clone());
     let base = serve(pulseboard_cli::all_routes(down)).await;
     let response = reqwest::Client::new()

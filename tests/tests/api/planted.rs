@@ -142,16 +142,27 @@ async fn line(app: &TestApp, ds: &str, name: &str, column: &str, display: Value)
     .await
 }
 
-/// Generates the report in `format` and answers its file; with `PULSEBOARD_REPORT_DIR` set
-/// (`scripts/report-images.sh`), also writes it there as `planted.<format>`.
+/// Generates the report in `format` over the planted window and answers its file; with
+/// `PULSEBOARD_REPORT_DIR` set (`scripts/report-images.sh`), also writes it there as
+/// `planted.<format>`.
 async fn generated(app: &TestApp, klips: &[String], format: &str) -> Vec<u8> {
-    let id = created(
-        app,
-        "/reports",
-        json!({"name": format!("Planted {format}"), "klip_ids": klips, "format": format,
-            "window": WINDOW}),
-    )
-    .await;
+    generated_in(app, klips, format, Some(WINDOW)).await
+}
+
+/// Generates the report in `format` over `window` (none: each Klip's own range, all data for
+/// a Klip without one) and answers its file.
+async fn generated_in(
+    app: &TestApp,
+    klips: &[String],
+    format: &str,
+    window: Option<&str>,
+) -> Vec<u8> {
+    let mut body =
+        json!({"name": format!("Planted {format}"), "klip_ids": klips, "format": format});
+    if let Some(window) = window {
+        body["window"] = json!(window);
+    }
+    let id = created(app, "/reports", body).await;
     let (status, body) = json(
         app.post(&format!("/reports/{id}/generate"), json!({}))
             .await,
@@ -164,11 +175,13 @@ async fn generated(app: &TestApp, klips: &[String], format: &str) -> Vec<u8> {
         match body["data"]["status"].as_str().unwrap() {
             "queued" | "running" => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
             "succeeded" => {
-                assert_eq!(body["data"]["window"]["label"], WINDOW, "{body}");
+                if let Some(window) = window {
+                    assert_eq!(body["data"]["window"]["label"], window, "{body}");
+                }
                 let r = app.get(&format!("/reports/{id}/download")).await;
                 assert_eq!(r.status(), 200);
                 let file = r.bytes().await.unwrap().to_vec();
-                if let Ok(dir) = std::env::var("PULSEBOARD_REPORT_DIR") {
+                if let (Ok(dir), Some(_)) = (std::env::var("PULSEBOARD_REPORT_DIR"), window) {
                     let path = std::path::Path::new(&dir).join(format!("planted.{format}"));
                     std::fs::write(&path, &file).expect("the report file written");
                 }
@@ -484,37 +497,6 @@ async fn a_report_over_planted_data_names_each_planted_thing_in_json_html_and_pd
     assert!(zip.by_name("xl/charts/chart1.xml").is_ok());
 }
 
-/// Generates a json report over `klips` with no window of its own (each Klip's own range; a
-/// Klip without one covers all its data) and answers the file.
-async fn generated_over_all_data(app: &TestApp, klips: &[String]) -> Value {
-    let id = created(
-        app,
-        "/reports",
-        json!({"name": "All data", "klip_ids": klips, "format": "json"}),
-    )
-    .await;
-    let (status, body) = json(
-        app.post(&format!("/reports/{id}/generate"), json!({}))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let run = body["data"]["id"].as_str().unwrap().to_owned();
-    for _ in 0..300 {
-        let (_, body) = json(app.get(&format!("/reports/{id}/runs/{run}")).await).await;
-        match body["data"]["status"].as_str().unwrap() {
-            "queued" | "running" => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
-            "succeeded" => {
-                let r = app.get(&format!("/reports/{id}/download")).await;
-                assert_eq!(r.status(), 200);
-                return serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-            }
-            _ => panic!("the run did not succeed: {body}"),
-        }
-    }
-    panic!("the run did not finish within 60 seconds");
-}
-
 /// A daily revenue that rises by 7 a day with a weekday/weekend pattern (+40 on weekdays,
 /// −60 on weekends), ±10 of noise and one spike, beside noise only; both Klips have no range
 /// (all data). The seasonal one is forecast the next 7 days by additive Holt–Winters with a
@@ -549,7 +531,8 @@ async fn an_all_data_report_forecasts_the_weekly_season_seven_days_ahead() {
         created(&app, "/klips", klip("Seasonal revenue", "seasonal")).await,
         created(&app, "/klips", klip("Background noise", "noise")).await,
     ];
-    let file = generated_over_all_data(&app, &klips).await;
+    let file: Value =
+        serde_json::from_slice(&generated_in(&app, &klips, "json", None).await).unwrap();
     let sections = file["sections"].as_array().unwrap();
     let forecast = insight(&sections[0], "forecast");
     assert_eq!(forecast["values"]["model"], "holt_winters", "{forecast:#}");
