@@ -278,6 +278,17 @@ impl TestApp {
         (user, body["data"]["key"].as_str().unwrap().to_owned())
     }
 
+    /// Serves this app's routes (same company, same clock, same store) a second time, as a
+    /// new Lambda instance would: nothing remembered; answers its base URL.
+    pub async fn another_instance(&self) -> String {
+        let state = AppState::new(
+            self.state.config.clone(),
+            self.state.store.clone(),
+            self.clock.clone(),
+        );
+        serve(pulseboard_cli::all_routes(state)).await
+    }
+
     /// Serves this app's routes (same company, same clock) a second time, on a store whose
     /// DynamoDB endpoint is a port where no database listens; answers its base URL.
     pub async fn serve_with_database_down(&self) -> String {

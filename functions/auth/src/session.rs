@@ -5,7 +5,9 @@ use axum::response::Response;
 use axum::Extension;
 use platform::auth::records::{Company, EmailClaim, FamilyRecord, RefreshRecord, User, UserView};
 use platform::auth::tokens::{Claims, TokenKeys, ACCESS_TTL_SECS};
-use platform::auth::{check_lockout, password, record_failed_login, Caller, RequestUsage};
+use platform::auth::{
+    check_lockout, password, record_failed_login, AuthMethod, Caller, CallerSnapshot, RequestUsage,
+};
 use platform::cache::KnownLogin;
 use platform::envelope;
 use platform::extract::{Full, JsonBody, NoParams, Query};
@@ -51,6 +53,7 @@ fn token_pair(
     sep: u64,
     company: &str,
     family: &str,
+    who: Option<CallerSnapshot>,
 ) -> ApiResult<(TokenPair, RefreshRecord)> {
     let now = state.clock.now();
     let mut access = TokenKeys::new_claims(user, company, "access", None, now);
@@ -58,6 +61,8 @@ fn token_pair(
     // Both end when the user's session epoch moves on (a password change, a lockout).
     access.sep = sep;
     refresh.sep = sep;
+    access.who.clone_from(&who);
+    refresh.who = who;
     let record = refresh_record(&refresh, family);
     Ok((
         TokenPair {
@@ -194,7 +199,15 @@ async fn start_session(
     now: chrono::DateTime<chrono::Utc>,
 ) -> ApiResult<Response> {
     let family = domain::ids::new_id();
-    let (pair, record) = token_pair(state, &user.id, user.session_epoch, &company.id, &family)?;
+    let who = snapshot_after_login(&user, &company, now);
+    let (pair, record) = token_pair(
+        state,
+        &user.id,
+        user.session_epoch,
+        &company.id,
+        &family,
+        who,
+    )?;
     let family_record = FamilyRecord {
         family: family.clone(),
         user_id: user.id.clone(),
@@ -222,6 +235,29 @@ async fn start_session(
         "user": UserView::of(&user, now),
         "company": CompanyView { id: company.id, name: company.name, plan: company.plan },
     })))
+}
+
+/// The caller the user will verify as after this login (its time recorded, any lockout
+/// lifted), which the tokens carry as a new instance's guess; none for a user with a custom
+/// role (the role would cost a read here: such a user's first request on an instance
+/// verifies before it reads).
+fn snapshot_after_login(
+    user: &User,
+    company: &Company,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<CallerSnapshot> {
+    if user
+        .roles
+        .iter()
+        .any(|r| platform::auth::permissions::builtin_role(r).is_none())
+    {
+        return None;
+    }
+    let mut user = user.clone();
+    user.date_last_login = Some(now);
+    user.locked_until = None;
+    let caller = platform::auth::caller_from(company, user, &[], None, AuthMethod::Jwt);
+    CallerSnapshot::of(&caller)
 }
 
 /// The user and company an email claim leads to (none when either is gone).
@@ -289,7 +325,14 @@ pub async fn refresh(
     // while the old token is consumed and the family and user are read (one round trip):
     // the new tokens go out only when everything holds, and a record whose tokens never
     // went out is of no use to anyone (it is marked revoked all the same).
-    let (pair, record) = token_pair(&state, &claims.sub, claims.sep, &claims.cid, &family)?;
+    let (pair, record) = token_pair(
+        &state,
+        &claims.sub,
+        claims.sep,
+        &claims.cid,
+        &family,
+        claims.who.clone(),
+    )?;
     let tokens = state.store.refresh_tokens();
     let (consumed, family_record, user, added) = tokio::join!(
         consume(&state, &claims),

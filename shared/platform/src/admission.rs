@@ -14,7 +14,10 @@
 //!    key's hash or a signed token) and this instance verified it before, so admission costs
 //!    one round trip; a password, a client account not yet shown to be the caller's, or a
 //!    credential this instance has not seen hold (new, or just failed) is verified first, so
-//!    nobody can spend a company's allowance by naming it or by sending dead credentials;
+//!    nobody can spend a company's allowance by naming it or by sending dead credentials. A
+//!    signed access token counts as seen when it carries its caller (see
+//!    [`crate::auth::CallerSnapshot`]) and has not failed here: its signature proves the
+//!    company, and its snapshot is the guess of step 5;
 //! 5. **speculate** (routes that opt in, [`Access::read`]): the handler runs alongside step 4
 //!    with the caller this instance verified last time for the same credential. This is
 //!    safe because such handlers write nothing and their answer depends only on the caller
@@ -356,11 +359,7 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
         .map_err(IntoResponse::into_response)?;
     let client = acting_in(&req).map_err(IntoResponse::into_response)?;
     let admission = act_in(state, &mut claimed, client.as_deref(), now);
-    // The caller this instance verified last time for the same credential, if any.
-    let remembered = claimed
-        .fingerprint
-        .as_deref()
-        .and_then(|f| state.caches.callers.get(f));
+    let remembered = remembered(state, &mut claimed, client.as_deref());
     let entry = enter_remembered(
         &admission,
         &credential,
@@ -411,6 +410,20 @@ async fn admit_caller(gate: &Gate, req: Request, next: Next) -> Result<Response,
     drop(entry);
     let response = run_admitted(pending, caller, &counted, next).await;
     Ok(with_rate_headers(response, &headers))
+}
+
+/// The caller this instance verified last time for the same credential, if any; or else a
+/// signed token's snapshot of its caller (acting in its own company), unless this instance
+/// saw the token fail. Either is a guess, checked by verification, and means the credential
+/// itself was shown to hold: a token's signature is checked before this, so a snapshot is
+/// never a stranger's.
+fn remembered(state: &AppState, claimed: &mut Claimed, client: Option<&str>) -> Option<Caller> {
+    let fingerprint = claimed.fingerprint.as_deref()?;
+    if let Some(caller) = state.caches.callers.get(fingerprint) {
+        return Some(caller);
+    }
+    let snapshot = claimed.snapshot.take()?;
+    (client.is_none() && state.caches.failed.get(fingerprint).is_none()).then(|| *snapshot)
 }
 
 /// Step 3: the admission that counts the request in the company it acts in; the claimed
@@ -564,6 +577,7 @@ async fn settle_caller(
     let (per_second, daily) = (caller.company.per_second_limit, caller.company.daily_limit);
     let headers = admission.settle(&counted, per_second, daily).await?;
     if let Some(fingerprint) = &claimed.fingerprint {
+        state.caches.failed.remove(fingerprint);
         state
             .caches
             .callers
@@ -654,6 +668,9 @@ fn forget(state: &AppState, claimed: &Claimed, error: &ApiError) {
         return;
     };
     state.caches.callers.remove(fingerprint);
+    if let ApiError::Unauthorized(_) = error {
+        state.caches.failed.insert(fingerprint.clone(), ());
+    }
     let hash = fingerprint
         .strip_prefix("key:")
         .map(|f| f.split('@').next().unwrap_or(f));

@@ -32,6 +32,10 @@ pub struct Caches {
     /// guess a speculative route runs with. Every request is verified again, and an answer is
     /// kept only when the verified caller is this one, so a stale guess costs a second run.
     pub callers: TtlCache<String, Caller>,
+    /// Credential fingerprints this instance saw fail verification (401): a signed token
+    /// whose session ended is not guessed from its snapshot again, but verified before it
+    /// is counted, like any credential this instance has not seen hold.
+    pub failed: TtlCache<String, ()>,
     /// Published link token hash → where it leads. A link never changes where it leads; a
     /// view reads the link item anyway (with the dashboard, one round trip), so a revoked or
     /// expired link is refused all the same. Admission reads the owner company from it.
@@ -72,6 +76,7 @@ impl Default for Caches {
         Caches {
             key_hashes: TtlCache::new(10_000, FOREVER),
             callers: TtlCache::new(10_000, FOREVER),
+            failed: TtlCache::new(10_000, 60 * MINUTE),
             links: TtlCache::new(10_000, FOREVER),
             logins: TtlCache::new(10_000, 60 * MINUTE),
             appended_sources: TtlCache::new(1_000, FOREVER),

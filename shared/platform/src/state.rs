@@ -46,8 +46,12 @@ impl AppState {
     }
 
     /// Configuration and clients from the environment: the SDK's configuration loaded once,
-    /// the JWT secrets read while the warm-up calls open the connections the first request
-    /// uses (so it does not pay the TLS handshakes).
+    /// then, when the JWT secrets are read from Secrets Manager, that read with the warm-up
+    /// calls alongside, which open the connections the first request uses (so it does not
+    /// pay the TLS handshakes) without costing init a round trip of their own. With the
+    /// secrets in the environment there is no call to ride along, and init makes none: a
+    /// sequential round trip the first request does not need would only make the cold
+    /// start longer.
     ///
     /// Logs how long its two parts took (target [`INIT_LOG_TARGET`], level info): a cold
     /// start's share of each (`make bench` reads them).
@@ -57,7 +61,13 @@ impl AppState {
         let sdk = crate::store::sdk_config().await;
         let store = crate::store::connect_with(&sdk, &config.table_name, &config.bucket_name);
         let configured = started.elapsed();
-        let (secrets, ()) = tokio::join!(config.load_secrets(&sdk), store.warm_up());
+        let reads_secrets = config.jwt_secret_arn.is_some();
+        let warm_up = async {
+            if reads_secrets {
+                store.warm_up().await;
+            }
+        };
+        let (secrets, ()) = tokio::join!(config.load_secrets(&sdk), warm_up);
         secrets?;
         let state = AppState::new(config, store, Arc::new(SystemClock));
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;

@@ -67,7 +67,12 @@ async fn missing_wrong_and_malformed_credentials_are_401() {
         "authentication required",
     )
     .await;
-    let unknown = domain::ids::new_api_key().secret;
+    let unknown = domain::ids::new_api_key(&domain::ids::KeyNames {
+        company_id: app.company.company_id.clone(),
+        user_id: domain::ids::new_id(),
+        key_id: domain::ids::new_id(),
+    })
+    .secret;
     expect_401(
         app.http
             .get(&url)

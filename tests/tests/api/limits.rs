@@ -358,6 +358,47 @@ async fn requests_that_do_not_authenticate_spend_nothing_of_the_company_they_nam
     }
     let (day_after, _) = counters(&victim, &victim.company.company_id).await;
     assert_eq!(day_after, day_before, "refused credentials use no quota");
+    // A key that names the victim's admin key's records (company, user, key) with another
+    // secret: refused as an invalid key, on this instance and on a new one, counting
+    // nothing, and no use of the real key recorded (not even acting in a client, whose
+    // requests record the key's use on its own item).
+    let names = domain::ids::api_key_names(victim.key()).expect("today's keys name records");
+    let forged = domain::ids::new_api_key(&names).secret;
+    assert_ne!(forged, victim.key());
+    assert_eq!(domain::ids::api_key_names(&forged), Some(names.clone()));
+    let fresh = victim.another_instance().await;
+    for base in [victim.base.clone(), fresh] {
+        for path in ["/profile", "/profile?client_id=00000000000000000000000000000000"] {
+            let r = victim
+                .http
+                .get(format!("{base}/api/v1{path}"))
+                .header("kf-api-key", &forged)
+                .send()
+                .await
+                .unwrap();
+            expect_error(r, 401, "unauthorized").await;
+        }
+    }
+    assert_eq!(
+        counters(&victim, &victim.company.company_id).await.0,
+        day_before,
+        "a forged key uses no quota"
+    );
+    let stored = victim
+        .state
+        .store
+        .raw_item(&platform::store::keys::api_key(
+            &names.company_id,
+            &names.key_id,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        platform::store::number(&stored, "usage_count").unwrap_or(0),
+        0,
+        "no use of the real key recorded"
+    );
     // The victim itself is not blocked.
     assert_eq!(victim.get("/profile").await.status(), 200);
 }

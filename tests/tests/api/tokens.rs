@@ -349,3 +349,78 @@ async fn an_address_that_moves_to_another_user_signs_in_that_user() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["user"]["id"], first_id.as_str());
 }
+
+/// An access token carries its caller as of the login: a new instance answers the token's
+/// first read with it while it verifies the token and counts the request (one round trip),
+/// but only ever answers as the caller it verifies now: after a change the token's copy is
+/// outdated and the answer is the changed caller's; after the session ends, a 401 that
+/// counts nothing.
+#[tokio::test]
+async fn a_new_instance_answers_a_token_as_the_caller_verified_now() {
+    let app = TestApp::spawn().await;
+    let access = app.login().await["access"].as_str().unwrap().to_owned();
+    let profile = |base: String| {
+        let (app, access) = (&app, access.clone());
+        async move {
+            json(
+                app.http
+                    .get(format!("{base}/api/v1/profile?full=true"))
+                    .bearer_auth(access)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, here) = profile(app.base.clone()).await;
+    assert_eq!(status, 200, "{here}");
+    let (status, fresh) = profile(app.another_instance().await).await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(fresh["data"], here["data"]);
+    assert_eq!(fresh["data"]["email"], app.company.email.as_str());
+    // The token's caller is exactly the one verification finds, so a new instance keeps the
+    // answer it read with it (nothing read twice).
+    let now = app.state.clock.now();
+    let claims = app.state.tokens.verify(&access, "access", now).unwrap();
+    let guess = claims
+        .who
+        .expect("a login's access token carries its caller")
+        .into_caller(platform::auth::AuthMethod::Jwt);
+    let credential = platform::auth::Credential::Jwt(access.clone());
+    let claimed = platform::auth::credential::claim(&app.state, &credential, now)
+        .await
+        .unwrap();
+    let verified = platform::auth::verify::verify(&app.state, &credential, &claimed, None, now)
+        .await
+        .unwrap();
+    assert_eq!(guess, verified);
+
+    // The user renamed after the login: a new instance answers with the new name.
+    let r = app
+        .call(
+            "PUT",
+            "/users/self",
+            app.key(),
+            Some(json!({"first_name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (status, renamed) = profile(app.another_instance().await).await;
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["data"]["first_name"], "Renamed", "{renamed}");
+
+    // The session ends (the password changes): a new instance refuses the token.
+    let r = app
+        .call(
+            "PUT",
+            "/users/self",
+            app.key(),
+            Some(json!({"password": "another-long-password"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (status, ended) = profile(app.another_instance().await).await;
+    assert_eq!(status, 401, "{ended}");
+    assert_eq!(ended["error"], "unauthorized", "{ended}");
+}

@@ -34,8 +34,12 @@ impl IssuedKey {
 }
 
 pub fn issue(spec: KeySpec, now: DateTime<Utc>) -> ApiResult<IssuedKey> {
-    let generated = new_api_key();
     let id = new_id();
+    let generated = new_api_key(&domain::ids::KeyNames {
+        company_id: spec.company_id.clone(),
+        user_id: spec.user_id.clone(),
+        key_id: id.clone(),
+    });
     let record = ApiKeyRecord {
         id: id.clone(),
         company_id: spec.company_id.clone(),

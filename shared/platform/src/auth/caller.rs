@@ -232,3 +232,137 @@ pub async fn custom_roles(
         .flatten()
         .collect())
 }
+
+/// A caller as an access token carries it (claim `who`), signed with the token: what a
+/// new instance runs a read with while it verifies the token, counts the request and reads,
+/// all at once (see [`crate::admission`]). Only a guess: the answer is kept when the
+/// caller verified now is this very one, so a snapshot outdated by a change since the token
+/// was issued costs a second run, never a wrong answer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallerSnapshot {
+    company: CompanySnapshot,
+    user: UserSnapshot,
+    permissions: Vec<Permission>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct CompanySnapshot {
+    id: String,
+    name: String,
+    plan: Plan,
+    status: domain::CompanyStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent_id: Option<String>,
+    per_second_limit: u64,
+    daily_limit: u64,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    features: std::collections::BTreeMap<String, bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dashboard_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheduled_runs_budget: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct UserSnapshot {
+    id: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+    roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    external_id: Option<String>,
+    #[serde(with = "domain::time::utc")]
+    date_created: DateTime<Utc>,
+    #[serde(with = "domain::time::utc")]
+    last_updated: DateTime<Utc>,
+    #[serde(default, with = "domain::time::utc::option")]
+    date_last_login: Option<DateTime<Utc>>,
+    #[serde(default, with = "domain::time::utc::option")]
+    locked_until: Option<DateTime<Utc>>,
+    session_epoch: u64,
+}
+
+impl CallerSnapshot {
+    /// The snapshot of a caller acting in its own company (`None` for any other: a
+    /// partner acting in a client, or a key's caller).
+    pub fn of(caller: &Caller) -> Option<Self> {
+        if caller.partner.is_some() || caller.api_key.is_some() {
+            return None;
+        }
+        let (c, u) = (&caller.company, &caller.user);
+        Some(CallerSnapshot {
+            company: CompanySnapshot {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                plan: c.plan,
+                status: c.status,
+                parent_id: c.parent_id.clone(),
+                per_second_limit: c.per_second_limit,
+                daily_limit: c.daily_limit,
+                features: c.features.clone(),
+                timezone: c.timezone.clone(),
+                dashboard_limit: c.dashboard_limit,
+                scheduled_runs_budget: c.scheduled_runs_budget,
+            },
+            user: UserSnapshot {
+                id: u.id.clone(),
+                email: u.email.clone(),
+                first_name: u.first_name.clone(),
+                last_name: u.last_name.clone(),
+                roles: u.roles.clone(),
+                groups: u.groups.clone(),
+                external_id: u.external_id.clone(),
+                date_created: u.date_created,
+                last_updated: u.last_updated,
+                date_last_login: u.date_last_login,
+                locked_until: u.locked_until,
+                session_epoch: u.session_epoch,
+            },
+            permissions: caller.permissions.iter().copied().collect(),
+        })
+    }
+
+    /// The caller this snapshot was taken of, authenticated by `method`.
+    pub fn into_caller(self, method: AuthMethod) -> Caller {
+        let (c, u) = (self.company, self.user);
+        Caller {
+            company: CompanySummary {
+                id: c.id.clone(),
+                name: c.name,
+                plan: c.plan,
+                status: c.status,
+                parent_id: c.parent_id,
+                per_second_limit: c.per_second_limit,
+                daily_limit: c.daily_limit,
+                features: c.features,
+                timezone: c.timezone,
+                dashboard_limit: c.dashboard_limit,
+                scheduled_runs_budget: c.scheduled_runs_budget,
+            },
+            partner: None,
+            user: CallerUser {
+                id: u.id,
+                company_id: c.id,
+                email: u.email,
+                first_name: u.first_name,
+                last_name: u.last_name,
+                roles: u.roles,
+                groups: u.groups,
+                external_id: u.external_id,
+                date_created: u.date_created,
+                last_updated: u.last_updated,
+                date_last_login: u.date_last_login,
+                locked_until: u.locked_until,
+                session_epoch: u.session_epoch,
+            },
+            permissions: self.permissions.into_iter().collect(),
+            api_key: None,
+            method,
+        }
+    }
+}

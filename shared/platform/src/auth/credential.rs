@@ -9,7 +9,7 @@ use crate::store::keys;
 use axum::http::{header, HeaderMap};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use domain::ids::{api_key_well_formed, ApiKeyHash};
+use domain::ids::{api_key_names, api_key_well_formed, ApiKeyHash};
 
 /// One credential, as presented.
 #[derive(Clone, Debug)]
@@ -72,14 +72,21 @@ pub struct Claimed {
     pub fingerprint: Option<String>,
     /// A token's session epoch (checked against the user's by verification).
     pub session_epoch: Option<u64>,
+    /// A key's hash as presented: verification compares it with the key record's (a key
+    /// that names its records is claimed from its text alone).
+    pub key_hash: Option<String>,
+    /// A signed token's snapshot of its caller as of the token's issue: the guess a
+    /// speculative route runs with on an instance that has not verified this token yet.
+    pub snapshot: Option<Box<super::Caller>>,
     /// The key's use goes on its own item, not on the company's day counter item, because
     /// that item already holds as many keys as it keeps (set by admission, see
     /// [`crate::ratelimit::RateLimiter::key_fits`]).
     pub key_use_on_own_item: bool,
 }
 
-/// Who `credential` claims to be: a key hash lookup (remembered), a token's signature, or
-/// the email claim of a Basic login. Nothing here proves the caller yet; `verify` does.
+/// Who `credential` claims to be: the records a key names (or, for a key from before keys
+/// named them, its hash's lookup, remembered), a token's signature, or the email claim of
+/// a Basic login. Nothing here proves the caller yet; `verify` does.
 pub async fn claim(
     state: &AppState,
     credential: &Credential,
@@ -91,7 +98,12 @@ pub async fn claim(
                 return Err(ApiError::Unauthorized("invalid API key".into()));
             }
             let hash = ApiKeyHash::of(secret).0;
-            let record = match state.caches.key_hashes.get(&hash) {
+            let named = api_key_names(secret).map(|names| KeyHashRecord {
+                company_id: names.company_id,
+                key_id: names.key_id,
+                user_id: names.user_id,
+            });
+            let record = match named.or_else(|| state.caches.key_hashes.get(&hash)) {
                 Some(r) => r,
                 None => {
                     let r: KeyHashRecord = state
@@ -108,6 +120,8 @@ pub async fn claim(
                 user_id: record.user_id.clone(),
                 fingerprint: Some(format!("key:{hash}")),
                 key: Some(record),
+                key_hash: Some(hash),
+                snapshot: None,
                 session_epoch: None,
                 key_use_on_own_item: false,
             })
@@ -119,6 +133,8 @@ pub async fn claim(
                 user_id: claims.sub,
                 key: None,
                 fingerprint: Some(format!("jwt:{}", claims.jti)),
+                key_hash: None,
+                snapshot: claims.who.map(|who| Box::new(who.into_caller(super::AuthMethod::Jwt))),
                 session_epoch: Some(claims.sep),
                 key_use_on_own_item: false,
             })
@@ -139,6 +155,8 @@ pub async fn claim(
                 user_id: claim.user_id,
                 key: None,
                 fingerprint: None,
+                key_hash: None,
+                snapshot: None,
                 session_epoch: None,
                 key_use_on_own_item: false,
             })

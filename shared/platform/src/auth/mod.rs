@@ -21,8 +21,8 @@ pub mod tokens;
 pub mod verify;
 
 pub use caller::{
-    caller_from, custom_roles, AuthMethod, Caller, CallerUser, CompanySummary, KeySummary,
-    RequestUsage,
+    caller_from, custom_roles, AuthMethod, Caller, CallerSnapshot, CallerUser, CompanySummary,
+    KeySummary, RequestUsage,
 };
 pub use credential::{credential, Credential};
 pub use lockout::{check_lockout, record_failed_login, LOCKOUT_FAILURES, LOCKOUT_WINDOW_SECS};

@@ -1,5 +1,6 @@
 //! JWT access and refresh tokens, HS256 pinned, expiry checked against the injected clock.
 
+use super::caller::CallerSnapshot;
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -26,6 +27,10 @@ pub struct Claims {
     /// moves the epoch on, and every token of an older epoch stops working at once.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sep: u64,
+    /// The caller as of the login (see [`CallerSnapshot`]): a new instance's guess, which
+    /// lets it verify, count and read at once. A refresh carries it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub who: Option<CallerSnapshot>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -146,6 +151,7 @@ impl TokenKeys {
             iat: now.timestamp(),
             exp: now.timestamp() + ttl,
             sep: 0,
+            who: None,
         }
     }
 }

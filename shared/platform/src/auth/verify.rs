@@ -28,10 +28,16 @@ pub fn key_use_counted<'a>(claimed: &'a Claimed, client: Option<&str>) -> Option
     }
 }
 
-/// Why a key read back does not hold; `None` when it does.
-fn key_refusal(record: Option<&ApiKeyRecord>, now: DateTime<Utc>) -> Option<KeyRefused> {
+/// Why a key read back does not hold; `None` when it does. `presented` is the hash of the
+/// key as presented: a key that names its records proves itself only by this hash.
+fn key_refusal(
+    record: Option<&ApiKeyRecord>,
+    presented: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<KeyRefused> {
     match record {
         None => Some(KeyRefused::Unknown),
+        Some(k) if presented.is_some_and(|h| h != k.hash) => Some(KeyRefused::Unknown),
         Some(k) if k.revoked_at.is_some() => Some(KeyRefused::Revoked),
         Some(k)
             if k.expires_at
@@ -59,12 +65,13 @@ fn key_refused(reason: KeyRefused) -> ApiError {
 async fn use_key(
     state: &AppState,
     key: &KeyHashRecord,
+    hash: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<ApiKeyRecord> {
     state
         .store
         .api_keys()
-        .record_use(key, now)
+        .record_use(key, hash, now)
         .await
         .map_err(|e| e.into_api(key_refused))
 }
@@ -118,7 +125,10 @@ async fn read_claimed(
     let counted_key = key_use_counted(claimed, client).and(claimed.key.as_ref());
     let used_key = async {
         match &claimed.key {
-            Some(k) if counted_key.is_none() => use_key(state, k, now).await.map(Some),
+            Some(k) if counted_key.is_none() => {
+                let hash = claimed.key_hash.as_deref().unwrap_or_default();
+                use_key(state, k, hash, now).await.map(Some)
+            }
             _ => Ok(None),
         }
     };
@@ -135,7 +145,8 @@ async fn read_claimed(
     let key = match counted_key {
         Some(_) => {
             let record: Option<ApiKeyRecord> = next().map(crate::store::from_item).transpose()?;
-            if let Some(reason) = key_refusal(record.as_ref(), now) {
+            if let Some(reason) = key_refusal(record.as_ref(), claimed.key_hash.as_deref(), now)
+            {
                 return Err(key_refused(reason));
             }
             record

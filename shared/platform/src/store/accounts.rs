@@ -332,6 +332,7 @@ impl ApiKeys<'_> {
     pub async fn record_use(
         &self,
         key: &KeyHashRecord,
+        hash: &str,
         now: DateTime<Utc>,
     ) -> Result<ApiKeyRecord, WriteError<KeyRefused>> {
         // A held handler writes only once admitted (see crate::held).
@@ -346,8 +347,10 @@ impl ApiKeys<'_> {
             .set_key(Some(keys::api_key(&key.company_id, &key.key_id).to_item()))
             .update_expression("SET last_used_at = :now ADD usage_count :one")
             .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                "attribute_exists(pk) AND #hash = :hash AND attribute_not_exists(revoked_at) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
             )
+            .expression_attribute_names("#hash", "hash")
+            .expression_attribute_values(":hash", s(hash))
             .expression_attribute_values(":now", t(now))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
@@ -361,6 +364,8 @@ impl ApiKeys<'_> {
                     let old: Option<ApiKeyRecord> =
                         failed.item.clone().and_then(|i| super::from_item(i).ok());
                     Err(WriteError::Refused(match old {
+                        // A key naming this record whose secret is not its own.
+                        Some(k) if k.hash != hash => KeyRefused::Unknown,
                         Some(k) if k.revoked_at.is_some() => KeyRefused::Revoked,
                         Some(_) => KeyRefused::Expired,
                         None => KeyRefused::Unknown,
