@@ -199,7 +199,7 @@ async fn start_session(
     now: chrono::DateTime<chrono::Utc>,
 ) -> ApiResult<Response> {
     let family = domain::ids::new_id();
-    let who = snapshot_after_login(&user, &company, now);
+    let who = snapshot_after_login(&user, &company);
     let (pair, record) = token_pair(
         state,
         &user.id,
@@ -237,15 +237,10 @@ async fn start_session(
     })))
 }
 
-/// The caller the user will verify as after this login (its time recorded, any lockout
-/// lifted), which the tokens carry as a new instance's guess; none for a user with a custom
+/// The caller the user will verify as after this login (any lockout lifted), which the tokens carry as a new instance's guess; none for a user with a custom
 /// role (the role would cost a read here: such a user's first request on an instance
 /// verifies before it reads).
-fn snapshot_after_login(
-    user: &User,
-    company: &Company,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<CallerSnapshot> {
+fn snapshot_after_login(user: &User, company: &Company) -> Option<CallerSnapshot> {
     if user
         .roles
         .iter()
@@ -254,7 +249,6 @@ fn snapshot_after_login(
         return None;
     }
     let mut user = user.clone();
-    user.date_last_login = Some(now);
     user.locked_until = None;
     let caller = platform::auth::caller_from(company, user, &[], None, AuthMethod::Jwt);
     CallerSnapshot::of(&caller)
@@ -412,8 +406,18 @@ pub async fn profile(
     caller: Caller,
     Query(Full { full }): Query<Full>,
 ) -> ApiResult<Response> {
+    // The user as stored (read alongside admission: this is a speculative read), for what
+    // the caller does not carry: the time of the latest login, which any login moves.
+    let user = state
+        .store
+        .users()
+        .get(&caller.user.company_id, &caller.user.id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized("the user of these credentials no longer exists".into())
+        })?;
     Ok(envelope::ok(Profile {
-        user: UserView::of_caller(&caller.user, state.clock.now()),
+        user: UserView::of(&user, state.clock.now()),
         permissions: full.then_some(&caller.permissions),
         company: full.then_some(&caller.company),
     }))

@@ -395,6 +395,15 @@ async fn a_new_instance_answers_a_token_as_the_caller_verified_now() {
         .await
         .unwrap();
     assert_eq!(guess, verified);
+    // Another login (another device) moves the user's latest login, which the caller does
+    // not carry: the first token's caller still holds.
+    app.advance(chrono::Duration::seconds(2));
+    app.login().await;
+    let now = app.state.clock.now();
+    let verified = platform::auth::verify::verify(&app.state, &credential, &claimed, None, now)
+        .await
+        .unwrap();
+    assert_eq!(guess, verified);
 
     // The user renamed after the login: a new instance answers with the new name.
     let r = app

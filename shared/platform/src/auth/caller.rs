@@ -89,7 +89,6 @@ pub struct CallerUser {
     pub external_id: Option<String>,
     pub date_created: DateTime<Utc>,
     pub last_updated: DateTime<Utc>,
-    pub date_last_login: Option<DateTime<Utc>>,
     pub locked_until: Option<DateTime<Utc>>,
     pub session_epoch: u64,
 }
@@ -107,7 +106,6 @@ impl CallerUser {
             external_id: user.external_id,
             date_created: user.date_created,
             last_updated: user.last_updated,
-            date_last_login: user.date_last_login,
             locked_until: user.locked_until,
             session_epoch: user.session_epoch,
         }
@@ -281,8 +279,6 @@ struct UserSnapshot {
     #[serde(with = "domain::time::utc")]
     last_updated: DateTime<Utc>,
     #[serde(default, with = "domain::time::utc::option")]
-    date_last_login: Option<DateTime<Utc>>,
-    #[serde(default, with = "domain::time::utc::option")]
     locked_until: Option<DateTime<Utc>>,
     session_epoch: u64,
 }
@@ -319,7 +315,6 @@ impl CallerSnapshot {
                 external_id: u.external_id.clone(),
                 date_created: u.date_created,
                 last_updated: u.last_updated,
-                date_last_login: u.date_last_login,
                 locked_until: u.locked_until,
                 session_epoch: u.session_epoch,
             },
@@ -356,7 +351,6 @@ impl CallerSnapshot {
                 external_id: u.external_id,
                 date_created: u.date_created,
                 last_updated: u.last_updated,
-                date_last_login: u.date_last_login,
                 locked_until: u.locked_until,
                 session_epoch: u.session_epoch,
             },

@@ -36,8 +36,8 @@ pub struct UserView {
 }
 
 impl UserView {
-    /// The view of the caller's own user (the caller carries no password hash).
-    pub fn of_caller(user: &super::CallerUser, now: chrono::DateTime<chrono::Utc>) -> Self {
+    /// The view of a stored user (everything but its password hash and session epoch).
+    pub fn of(user: &User, now: chrono::DateTime<chrono::Utc>) -> Self {
         UserView {
             id: user.id.clone(),
             company_id: user.company_id.clone(),
@@ -52,11 +52,6 @@ impl UserView {
             date_last_login: user.date_last_login,
             is_locked_out: super::check_lockout(user.locked_until, now).is_err(),
         }
-    }
-
-    /// The view of a stored user (everything but its password hash and session epoch).
-    pub fn of(user: &User, now: chrono::DateTime<chrono::Utc>) -> Self {
-        Self::of_caller(&super::CallerUser::of(user.clone()), now)
     }
 }
 
