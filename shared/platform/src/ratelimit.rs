@@ -314,28 +314,49 @@ impl RateLimiter {
         let ttl = day.end.timestamp() + 3 * 86_400;
         let mut counted_second = second;
         let mut same_second = self.last_second(company) == Some(second);
+        let key_use = key_use.map(|id| (id, now));
+        let counters = store.rate_counters();
+        let counted = |counted_second, counts: crate::store::counters::Counts| {
+            self.remember_second(company, counted_second);
+            self.remember_day_keys(company, day.date, counts.keys);
+            Counted {
+                second: counted_second,
+                in_second: counts.in_second,
+                day,
+                today: counts.today,
+            }
+        };
+        if self.last_second(company).is_none() {
+            // This instance has not counted the company yet (a new instance's first request),
+            // so it cannot tell whether the item already counts this second: both guesses go
+            // at once, and at most one holds (see `RateCounters::add`). One round trip where
+            // a wrong guess would cost two; the refused one costs a write unit, once per
+            // company and instance.
+            let marker = domain::ids::new_id();
+            let (adds, starts) = tokio::join!(
+                counters.add(&key, second, true, ttl, key_use, Some(&marker)),
+                counters.add(&key, second, false, ttl, key_use, Some(&marker)),
+            );
+            match (adds, starts) {
+                (Ok(counts), _) | (_, Ok(counts)) => return Ok(counted(second, counts)),
+                (Err(WriteError::Failed(e)), _) | (_, Err(WriteError::Failed(e))) => {
+                    return Err(e.into())
+                }
+                // Another instance (whose clock may run ahead) already counts a later second.
+                (Err(WriteError::Refused(a)), Err(WriteError::Refused(b))) => {
+                    if let Some(s) = a.max(b).filter(|s| *s >= second) {
+                        counted_second = s;
+                        same_second = true;
+                    }
+                }
+            }
+        }
         for _ in 0..3 {
-            match store
-                .rate_counters()
-                .add(
-                    &key,
-                    counted_second,
-                    same_second,
-                    ttl,
-                    key_use.map(|id| (id, now)),
-                )
+            match counters
+                .add(&key, counted_second, same_second, ttl, key_use, None)
                 .await
             {
-                Ok(counts) => {
-                    self.remember_second(company, counted_second);
-                    self.remember_day_keys(company, day.date, counts.keys);
-                    return Ok(Counted {
-                        second: counted_second,
-                        in_second: counts.in_second,
-                        day,
-                        today: counts.today,
-                    });
-                }
+                Ok(counts) => return Ok(counted(counted_second, counts)),
                 // Another instance (whose clock may run ahead) already counts a later
                 // second: count this request in it.
                 Err(WriteError::Refused(Some(s))) if s >= second => {

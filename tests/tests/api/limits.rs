@@ -537,3 +537,37 @@ async fn anonymous_views_of_a_published_link_never_use_up_the_owners_requests() 
         assert_eq!(app.get("/profile").await.status(), 200);
     }
 }
+
+/// A new instance knows nothing of the second the company's counter item counts, so its
+/// first count sends both guesses at once (add to this second, start it): exactly one
+/// holds, whether the item counts an older second or this one already, so the request is
+/// counted once, in one round trip.
+#[tokio::test]
+async fn a_new_instances_first_request_is_counted_once_whatever_second_the_item_counts() {
+    let app = one_still_second(100).await;
+    let get = |base: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(format!("{base}/api/v1/profile"))
+                .header("kf-api-key", app.key())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The item counts an earlier second: the new instance starts this one.
+    assert_eq!(get(app.another_instance().await).await, 200);
+    assert_eq!(counters(&app, &app.company.company_id).await, (2, 1));
+    // The item counts this second already: the next new instance adds to it.
+    assert_eq!(get(app.another_instance().await).await, 200);
+    assert_eq!(counters(&app, &app.company.company_id).await, (3, 2));
+    // Both at once, from two more new instances: each counted once.
+    let (a, b) = tokio::join!(
+        async { get(app.another_instance().await).await },
+        async { get(app.another_instance().await).await }
+    );
+    assert_eq!((a.as_u16(), b.as_u16()), (200, 200));
+    assert_eq!(counters(&app, &app.company.company_id).await, (5, 4));
+}

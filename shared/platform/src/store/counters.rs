@@ -2,7 +2,7 @@
 //! [`crate::ratelimit`] for how they are used).
 
 use super::StoreError;
-use super::{db_error, n, number, Item, Key, Store, WriteError};
+use super::{db_error, n, number, s, Item, Key, Store, WriteError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -109,6 +109,11 @@ impl RateCounters<'_> {
     /// `same_second`, to the second `second` the item already counts; otherwise the item
     /// starts counting `second` (only if it counts an older one). Refused with the second
     /// the item counts when that guess was wrong.
+    ///
+    /// With a `marker` (unique to the request), both guesses may be sent at once and at most
+    /// one holds: the one that starts the second writes the marker (`f`), and the one that
+    /// adds to it holds only while `f` is another request's, so it cannot also count the
+    /// request once the other has started the second for it.
     pub async fn add(
         &self,
         key: &Key,
@@ -116,6 +121,7 @@ impl RateCounters<'_> {
         same_second: bool,
         ttl: i64,
         key_use: Option<(&str, DateTime<Utc>)>,
+        marker: Option<&str>,
     ) -> Result<Counts, WriteError<Option<i64>>> {
         // A held handler writes only once admitted (see crate::held).
         crate::held::admitted().await?;
@@ -146,16 +152,24 @@ impl RateCounters<'_> {
             ),
             None => ("", "", request),
         };
+        let (request, not_marked, set_marker) = match marker {
+            Some(marker) => (
+                request.expression_attribute_values(":f", s(marker)),
+                " AND (attribute_not_exists(f) OR f <> :f)",
+                ", f = :f",
+            ),
+            None => (request, "", ""),
+        };
         let request = if same_second {
             request
                 .update_expression(format!(
                     "ADD n :one, c :one{add_use} SET #ttl = :ttl{set_last}"
                 ))
-                .condition_expression("s = :s")
+                .condition_expression(format!("s = :s{not_marked}"))
         } else {
             request
                 .update_expression(format!(
-                    "SET s = :s, c = :one, #ttl = :ttl{set_last} ADD n :one{add_use}"
+                    "SET s = :s, c = :one, #ttl = :ttl{set_last}{set_marker} ADD n :one{add_use}"
                 ))
                 .condition_expression("attribute_not_exists(s) OR s < :s")
         };
