@@ -423,7 +423,7 @@ fn remembered(state: &AppState, claimed: &mut Claimed, client: Option<&str>) -> 
         return Some(caller);
     }
     let snapshot = claimed.snapshot.take()?;
-    (client.is_none() && state.caches.failed.get(fingerprint).is_none()).then(|| *snapshot)
+    (client.is_none() && state.caches.failed.get(fingerprint).is_none()).then_some(*snapshot)
 }
 
 /// Step 3: the admission that counts the request in the company it acts in; the claimed
