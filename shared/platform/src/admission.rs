@@ -273,7 +273,22 @@ async fn verify_first<'a>(
     claimed: &Claimed,
     client: Option<&str>,
 ) -> First<'a> {
-    let caller = match verify(admission.state, credential, claimed, client, admission.now).await {
+    // A key or token names the company it will count against: while it is verified, a new
+    // instance learns which second that company's counter counts, so that the count after
+    // it makes one write.
+    let learn = async {
+        if proves_company(credential, client) {
+            let state = admission.state;
+            (state.limiter)
+                .learn_second(&state.store, &admission.company, admission.now)
+                .await;
+        }
+    };
+    let (verified, ()) = tokio::join!(
+        verify(admission.state, credential, claimed, client, admission.now),
+        learn
+    );
+    let caller = match verified {
         Ok(caller) => caller,
         Err(error) => {
             let not_counted = ApiError::internal("not counted: the credential did not hold");

@@ -383,6 +383,30 @@ impl RateLimiter {
         }
     }
 
+    /// For an instance that has not counted `company` yet: reads which second the
+    /// company's day item counts (a consistent read, alongside a verification that comes
+    /// before the count anyway), so that the count after it guesses right: one write, not
+    /// both guesses at once (see [`RateLimiter::count`]). Nothing is learnt when the read
+    /// fails; the count then guesses both.
+    pub async fn learn_second(&self, store: &Store, company: &str, now: DateTime<Utc>) {
+        if self.last_second(company).is_some() {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct Counting {
+            s: Option<i64>,
+        }
+        let day = NewYorkDay::containing(now);
+        let key = keys::rate_day(company, &day.date.to_string());
+        if let Ok(found) = store.get::<Counting>(&key).await {
+            // No item, or one that counts no second yet: any second is a new one.
+            let second = found.and_then(|c| c.s).unwrap_or(0);
+            if self.last_second(company).is_none() {
+                self.remember_second(company, second);
+            }
+        }
+    }
+
     fn last_second(&self, company: &str) -> Option<i64> {
         self.seconds.lock().ok()?.get(company).copied()
     }
