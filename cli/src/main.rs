@@ -10,6 +10,7 @@ mod delay_bench;
 mod local;
 mod push_bench;
 mod report_bench;
+mod write_bench;
 
 use clap::{Parser, Subcommand};
 use platform::bootstrap::{bootstrap, NewCompany};
@@ -82,14 +83,16 @@ enum Command {
     },
     /// Measure an authenticated, rate-limited read against one DynamoDB round trip, the
     /// report worker's work for 6 Klips over 100,000 rows, data pushes under a mixed load,
-    /// round trips under an injected delay, and a function's cold start.
+    /// round trips under an injected delay, a write's admission in one round trip or two, and a
+    /// function's cold start.
     Bench {
         #[arg(long, default_value_t = 300)]
         requests: usize,
         /// Seconds of mixed load per source size in the push part (0 skips it).
         #[arg(long, default_value_t = 20)]
         push_seconds: u64,
-        /// Run only these parts (local, report, push, delay, alerts, cold); all when not given.
+        /// Run only these parts (local, report, push, delay, writes, alerts, cold); all when not
+        /// given.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -271,7 +274,9 @@ async fn bootstrap_command(company: NewCompany, options: BootstrapOptions) -> Re
 
 /// `bench`: the parts named in `only` (all when empty), in their order.
 async fn bench_command(requests: usize, push_seconds: u64, only: &[String]) -> Result<(), String> {
-    const PARTS: [&str; 6] = ["local", "report", "push", "delay", "alerts", "cold"];
+    const PARTS: [&str; 7] = [
+        "local", "report", "push", "delay", "writes", "alerts", "cold",
+    ];
     if let Some(unknown) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
         return Err(format!(
             "--only {unknown}: the parts are {}",
@@ -290,6 +295,9 @@ async fn bench_command(requests: usize, push_seconds: u64, only: &[String]) -> R
     }
     if part("delay") {
         delay_bench::run().await?;
+    }
+    if part("writes") {
+        write_bench::run().await?;
     }
     if part("alerts") {
         alert_bench::run().await?;

@@ -368,7 +368,10 @@ async fn requests_that_do_not_authenticate_spend_nothing_of_the_company_they_nam
     assert_eq!(domain::ids::api_key_names(&forged), Some(names.clone()));
     let fresh = victim.another_instance().await;
     for base in [victim.base.clone(), fresh] {
-        for path in ["/profile", "/profile?client_id=00000000000000000000000000000000"] {
+        for path in [
+            "/profile",
+            "/profile?client_id=00000000000000000000000000000000",
+        ] {
             let r = victim
                 .http
                 .get(format!("{base}/api/v1{path}"))
@@ -564,10 +567,9 @@ async fn a_new_instances_first_request_is_counted_once_whatever_second_the_item_
     assert_eq!(get(app.another_instance().await).await, 200);
     assert_eq!(counters(&app, &app.company.company_id).await, (3, 2));
     // Both at once, from two more new instances: each counted once.
-    let (a, b) = tokio::join!(
-        async { get(app.another_instance().await).await },
-        async { get(app.another_instance().await).await }
-    );
+    let (a, b) = tokio::join!(async { get(app.another_instance().await).await }, async {
+        get(app.another_instance().await).await
+    });
     assert_eq!((a.as_u16(), b.as_u16()), (200, 200));
     assert_eq!(counters(&app, &app.company.company_id).await, (5, 4));
 }

@@ -134,7 +134,9 @@ pub async fn claim(
                 key: None,
                 fingerprint: Some(format!("jwt:{}", claims.jti)),
                 key_hash: None,
-                snapshot: claims.who.map(|who| Box::new(who.into_caller(super::AuthMethod::Jwt))),
+                snapshot: claims
+                    .who
+                    .map(|who| Box::new(who.into_caller(super::AuthMethod::Jwt))),
                 session_epoch: Some(claims.sep),
                 key_use_on_own_item: false,
             })

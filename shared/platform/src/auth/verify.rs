@@ -145,8 +145,7 @@ async fn read_claimed(
     let key = match counted_key {
         Some(_) => {
             let record: Option<ApiKeyRecord> = next().map(crate::store::from_item).transpose()?;
-            if let Some(reason) = key_refusal(record.as_ref(), claimed.key_hash.as_deref(), now)
-            {
+            if let Some(reason) = key_refusal(record.as_ref(), claimed.key_hash.as_deref(), now) {
                 return Err(key_refused(reason));
             }
             record
