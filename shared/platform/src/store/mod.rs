@@ -715,6 +715,9 @@ impl<'a> Transaction<'a> {
             if let Some(update) = only.update.take() {
                 return self.store.update_alone(update).await;
             }
+            if let Some(put) = only.put.take() {
+                return self.store.put_alone(put).await;
+            }
         }
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         match self
@@ -778,6 +781,32 @@ impl Store {
                 Err(WriteError::Refused(0))
             }
             Err(e) => Err(WriteError::Failed(db_error("UpdateItem", e))),
+        }
+    }
+
+    /// A transaction's only step, a put, written as a `PutItem` (an asset's update that
+    /// keeps its slug is one): all or nothing on its own, at half a transaction's write
+    /// units.
+    async fn put_alone(&self, put: aws_sdk_dynamodb::types::Put) -> Result<(), WriteError<usize>> {
+        let sent = self
+            .db
+            .put_item()
+            .table_name(put.table_name)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(WriteError::Refused(0))
+            }
+            Err(e) => Err(WriteError::Failed(db_error("PutItem", e))),
         }
     }
 
