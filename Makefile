@@ -78,8 +78,9 @@ package:
 	scripts/package.sh
 
 # Needs `make package` first (CI runs both).
+# The harness serves the API on its test thread too (a debug build): 4 MiB stacks, as for make test.
 lambda-test:
-	scripts/local-stack.sh cargo test -p pulseboard-tests --features lambda --test lambda
+	RUST_MIN_STACK=4194304 scripts/local-stack.sh cargo test -p pulseboard-tests --features lambda --test lambda
 
 # What `sam build` does on a deploying machine, offline: cargo-lambda builds each function
 # named in template.yaml (x86_64 here; the template's Architecture parameter says which).
