@@ -405,30 +405,21 @@ async fn a_new_instance_answers_a_token_as_the_caller_verified_now() {
         .unwrap();
     assert_eq!(guess, verified);
 
+    let change_self = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let r = app.call("PUT", "/users/self", app.key(), Some(body)).await;
+            assert_eq!(r.status(), 200);
+        }
+    };
     // The user renamed after the login: a new instance answers with the new name.
-    let r = app
-        .call(
-            "PUT",
-            "/users/self",
-            app.key(),
-            Some(json!({"first_name": "Renamed"})),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    change_self(json!({"first_name": "Renamed"})).await;
     let (status, renamed) = profile(app.another_instance().await).await;
     assert_eq!(status, 200, "{renamed}");
     assert_eq!(renamed["data"]["first_name"], "Renamed", "{renamed}");
 
     // The session ends (the password changes): a new instance refuses the token.
-    let r = app
-        .call(
-            "PUT",
-            "/users/self",
-            app.key(),
-            Some(json!({"password": "another-long-password"})),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    change_self(json!({"password": "another-long-password"})).await;
     let (status, ended) = profile(app.another_instance().await).await;
     assert_eq!(status, 401, "{ended}");
     assert_eq!(ended["error"], "unauthorized", "{ended}");

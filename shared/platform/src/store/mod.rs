@@ -753,6 +753,28 @@ impl<'a> Transaction<'a> {
     }
 }
 
+/// What a transaction's only step, written alone, answers: refused as step 0 when its
+/// condition failed.
+fn lone_step<O, E, R>(
+    sent: Result<O, SdkError<E, R>>,
+    operation: &str,
+) -> Result<(), WriteError<usize>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match sent {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error().and_then(|e| e.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Err(WriteError::Refused(0))
+        }
+        Err(e) => Err(WriteError::Failed(db_error(operation, e))),
+    }
+}
+
 impl Store {
     /// A transaction's only step, an update, written as an `UpdateItem`: one item is all or
     /// nothing on its own, and a transaction would cost twice the write units (an alert's
@@ -772,16 +794,7 @@ impl Store {
             .set_expression_attribute_values(update.expression_attribute_values)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(WriteError::Refused(0))
-            }
-            Err(e) => Err(WriteError::Failed(db_error("UpdateItem", e))),
-        }
+        lone_step(sent, "UpdateItem")
     }
 
     /// A transaction's only step, a put, written as a `PutItem` (an asset's update that
@@ -798,16 +811,7 @@ impl Store {
             .set_expression_attribute_values(put.expression_attribute_values)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(WriteError::Refused(0))
-            }
-            Err(e) => Err(WriteError::Failed(db_error("PutItem", e))),
-        }
+        lone_step(sent, "PutItem")
     }
 
     /// A transaction to build and commit.
