@@ -41,7 +41,7 @@
 use crate::access::{Access, Speculate};
 pub use crate::access::{LinkOwner, ResolveLink};
 use crate::auth::credential::{claim, credential, Claimed, Credential};
-use crate::auth::verify::verify;
+use crate::auth::verify::{verify, verify_reading};
 use crate::auth::{Caller, RequestUsage};
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::{Counted, RateHeaders, Usage};
@@ -273,23 +273,22 @@ async fn verify_first<'a>(
     claimed: &Claimed,
     client: Option<&str>,
 ) -> First<'a> {
-    // A key or token names the company it will count against: while it is verified, a new
-    // instance learns which second that company's counter counts, so that the count after
-    // it makes one write.
-    let learn = async {
-        if proves_company(credential, client) {
-            let state = admission.state;
-            (state.limiter)
-                .learn_second(&state.store, &admission.company, admission.now)
-                .await;
+    // A key or token names the company it will count against: in the very read that
+    // verifies it, a new instance learns which second that company's counter counts, so
+    // that the count after it makes one write.
+    let (state, company) = (admission.state, admission.company.as_str());
+    let counter = proves_company(credential, client)
+        .then(|| state.limiter.second_to_learn(company, admission.now))
+        .flatten();
+    let learns = counter.is_some();
+    let verified = verify_reading(state, credential, claimed, client, admission.now, counter);
+    let caller = match verified.await {
+        Ok((caller, day_item)) => {
+            if learns {
+                state.limiter.learn_second(company, day_item.as_ref());
+            }
+            caller
         }
-    };
-    let (verified, ()) = tokio::join!(
-        verify(admission.state, credential, claimed, client, admission.now),
-        learn
-    );
-    let caller = match verified {
-        Ok(caller) => caller,
         Err(error) => {
             let not_counted = ApiError::internal("not counted: the credential did not hold");
             return First::Stopped(Checked::new(Err(error), Err(not_counted)));

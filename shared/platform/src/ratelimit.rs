@@ -15,7 +15,7 @@
 //! a burst over the limit costs the limit's writes, not one per request.
 
 use crate::error::ApiError;
-use crate::store::{keys, Store, WriteError};
+use crate::store::{keys, Key, Store, WriteError};
 use crate::time::NewYorkDay;
 use axum::http::{HeaderMap, HeaderValue};
 use chrono::{DateTime, Utc};
@@ -383,27 +383,28 @@ impl RateLimiter {
         }
     }
 
-    /// For an instance that has not counted `company` yet: reads which second the
-    /// company's day item counts (a consistent read, alongside a verification that comes
-    /// before the count anyway), so that the count after it guesses right: one write, not
-    /// both guesses at once (see [`RateLimiter::count`]). Nothing is learnt when the read
-    /// fails; the count then guesses both.
-    pub async fn learn_second(&self, store: &Store, company: &str, now: DateTime<Utc>) {
+    /// For an instance that has not counted `company` yet: the company's day item, to read
+    /// alongside a verification that comes before the count anyway (in its very
+    /// `BatchGetItem`, see [`crate::auth::verify::verify_reading`]) and give to
+    /// [`Self::learn_second`], so that the count after it guesses the second right: one
+    /// write, not both guesses at once (see [`RateLimiter::count`]).
+    pub fn second_to_learn(&self, company: &str, now: DateTime<Utc>) -> Option<Key> {
         if self.last_second(company).is_some() {
-            return;
-        }
-        #[derive(serde::Deserialize)]
-        struct Counting {
-            s: Option<i64>,
+            return None;
         }
         let day = NewYorkDay::containing(now);
-        let key = keys::rate_day(company, &day.date.to_string());
-        if let Ok(found) = store.get::<Counting>(&key).await {
-            // No item, or one that counts no second yet: any second is a new one.
-            let second = found.and_then(|c| c.s).unwrap_or(0);
-            if self.last_second(company).is_none() {
-                self.remember_second(company, second);
-            }
+        Some(keys::rate_day(company, &day.date.to_string()))
+    }
+
+    /// Learns which second `company`'s day item counts from the item as read (`None`: no
+    /// item; nothing is learnt when the read failed, and the count then guesses both).
+    pub fn learn_second(&self, company: &str, day_item: Option<&crate::store::Item>) {
+        // No item, or one that counts no second yet: any second is a new one.
+        let second = day_item
+            .and_then(|item| crate::store::number(item, "s"))
+            .unwrap_or(0);
+        if self.last_second(company).is_none() {
+            self.remember_second(company, second);
         }
     }
 

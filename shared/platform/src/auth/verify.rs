@@ -85,7 +85,22 @@ pub async fn verify(
     client: Option<&str>,
     now: DateTime<Utc>,
 ) -> ApiResult<Caller> {
-    let found = read_claimed(state, claimed, client, now).await?;
+    let (caller, _) = verify_reading(state, credential, claimed, client, now, None).await?;
+    Ok(caller)
+}
+
+/// [`verify`], reading the item `also` in the same `BatchGetItem` (admission reads the
+/// company's rate counter this way: [`crate::ratelimit::RateLimiter::second_to_learn`]);
+/// answers it with the caller (`None` when there is no such item).
+pub async fn verify_reading(
+    state: &AppState,
+    credential: &Credential,
+    claimed: &Claimed,
+    client: Option<&str>,
+    now: DateTime<Utc>,
+    also: Option<crate::store::Key>,
+) -> ApiResult<(Caller, Option<crate::store::Item>)> {
+    let found = read_claimed(state, claimed, client, now, also).await?;
     let user = current_user(found.user, claimed)?;
     let company = found.company.ok_or_else(|| {
         ApiError::Unauthorized("the company of these credentials no longer exists".into())
@@ -100,7 +115,7 @@ pub async fn verify(
     if let Some(client_id) = client {
         act_in_client(&mut caller, client_id, found.client, &company)?;
     }
-    Ok(caller)
+    Ok((caller, found.also))
 }
 
 /// What verification reads again of a claimed caller (each `None` when gone).
@@ -111,16 +126,19 @@ struct Found {
     client: Option<Company>,
     /// The API key's record, when the credential is a key.
     key: Option<ApiKeyRecord>,
+    /// The item read alongside for the caller of [`verify_reading`].
+    also: Option<crate::store::Item>,
 }
 
-/// Reads the user, the company, (with client_id) the client and a key whose use the
-/// request's counter update records in one consistent BatchGetItem; a key acting in a client
+/// Reads the user, the company, (with client_id) the client, a key whose use the request's
+/// counter update records and the item `also` in one consistent BatchGetItem; a key acting in a client
 /// account records its use on its own item, alongside. A key that no longer holds is 401.
 async fn read_claimed(
     state: &AppState,
     claimed: &Claimed,
     client: Option<&str>,
     now: DateTime<Utc>,
+    also: Option<crate::store::Key>,
 ) -> ApiResult<Found> {
     let counted_key = key_use_counted(claimed, client).and(claimed.key.as_ref());
     let used_key = async {
@@ -132,7 +150,9 @@ async fn read_claimed(
             _ => Ok(None),
         }
     };
-    let wanted = wanted_items(claimed, client, counted_key);
+    let mut wanted = wanted_items(claimed, client, counted_key);
+    let reads_also = also.is_some();
+    wanted.extend(also);
     let (found, used_key) = tokio::try_join!(state.store.get_many(&wanted).api(), used_key)?;
     let mut found = found.into_iter();
     let mut next = || found.next().flatten();
@@ -152,11 +172,13 @@ async fn read_claimed(
         }
         None => used_key,
     };
+    let also = if reads_also { next() } else { None };
     Ok(Found {
         user,
         company,
         client: client_company,
         key,
+        also,
     })
 }
 
