@@ -190,16 +190,17 @@ pub async fn list(
     list: Listing<DashboardFilters>,
 ) -> ApiResult<Response> {
     let favorite_filter = list.filters.is_favorite;
-    // The caller's favorites and the dashboards in one round trip.
-    let (favorite_ids, visible) = tokio::try_join!(
+    // The caller's favorites and the dashboards (the page, when the database cuts it) in
+    // one round trip.
+    let (favorite_ids, read) = tokio::try_join!(
         favorites(&state, &caller),
-        assets::all_visible::<Dashboard>(&state, &caller)
+        assets::for_list::<Dashboard, _>(&state, &caller, &list)
     )?;
     let is_favorite = |d: &Dashboard| favorite_ids.contains(&d.meta.id);
     resource::page(
         &list,
         "dashboards",
-        visible,
+        read,
         |d| favorite_filter.is_none_or(|f| is_favorite(d) == f),
         |d| {
             Ok(serde_json::to_value(Listed {
@@ -336,11 +337,15 @@ pub async fn create(
     }
     problems.check()?;
     // `dashboard.combined.total`: how many dashboards the company may have (read with the
-    // caller's company at admission, so no second read).
+    // caller's company at admission), against the kept count (a company made before counts
+    // were kept reads its dashboards).
     if let Some(limit) = caller.company.dashboard_limit {
-        let count = assets::all_of::<Dashboard>(&state, caller.company_id())
-            .await?
-            .len() as i64;
+        let company = caller.company_id();
+        let count = if caller.company.assets_counted {
+            state.store.assets().count::<Dashboard>(company).await? as i64
+        } else {
+            assets::all_of::<Dashboard>(&state, company).await?.len() as i64
+        };
         if count >= limit {
             return Err(ApiError::Forbidden(format!(
                 "dashboard.combined.total limit reached: this company may have {limit} dashboards"

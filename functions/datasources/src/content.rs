@@ -677,6 +677,7 @@ pub async fn show(
         paging,
         filters,
         params,
+        ..
     } = list;
     if let Some(name) = ["q", "sort", "since"]
         .into_iter()

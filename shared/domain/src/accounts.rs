@@ -204,6 +204,12 @@ pub struct Company {
     /// IANA zone for Klip ranges; America/New_York when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Its assets have been counted since it was made (each kind's number kept by the
+    /// transactions that create and delete them) and their ids sort by creation (see
+    /// [`crate::ids::ordered_id`]), so a list in creation order is paged in the database.
+    /// False on companies made before either was true: their lists page in memory.
+    #[serde(default)]
+    pub assets_counted: bool,
 }
 
 impl Company {
@@ -237,6 +243,7 @@ impl Company {
             features: BTreeMap::new(),
             properties: BTreeMap::new(),
             timezone: None,
+            assets_counted: true,
         }
     }
 

@@ -147,6 +147,15 @@ impl Paging {
         Ok(())
     }
 
+    /// Whether the list is in creation order (the default sort, ascending) with nothing
+    /// searched (`q`, `since`): the order in which the database keeps assets.
+    pub fn in_creation_order(&self) -> bool {
+        self.q.is_none()
+            && self.since.is_none()
+            && self.sort == SortField::DateCreated
+            && !self.descending
+    }
+
     /// Cuts the page out of items kept in their own order; answers the page and the total.
     pub fn slice<T>(&self, items: Vec<T>) -> (Vec<T>, usize) {
         let total = items.len();
@@ -249,6 +258,8 @@ pub struct Listing<F> {
     pub paging: Paging,
     pub filters: F,
     pub params: Params,
+    /// Whether any of the list's own filters (`F`'s fields) was given.
+    pub filtered: bool,
 }
 
 /// The filters of a list that has none of its own.
@@ -259,10 +270,14 @@ impl<F: DeserializeOwned> Listing<F> {
     pub fn from_params(params: Params) -> Result<Self, ApiError> {
         let paging = Paging::from_params(&params, field_names::<F>())?;
         let filters = params.read()?;
+        let filtered = field_names::<F>()
+            .iter()
+            .any(|name| params.get(name).is_some());
         Ok(Listing {
             paging,
             filters,
             params,
+            filtered,
         })
     }
 }

@@ -893,3 +893,78 @@ async fn concurrent_updates_without_if_match_all_land_and_a_stale_if_match_is_41
     .await;
     expect_error(r, 412, "precondition_failed").await;
 }
+
+/// The ids of a dashboard list's page as `key` sees it, and its `total`.
+async fn listed(app: &TestApp, key: &str, query: &str) -> (Vec<String>, u64) {
+    let (status, body) = json(
+        app.call("GET", &format!("/dashboards?{query}"), key, None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{query}: {body}");
+    let ids = body["data"]["dashboards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, body["meta"]["total"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn a_list_in_creation_order_is_paged_by_the_database_as_memory_pages_it() {
+    let app = TestApp::spawn().await;
+    let key = app.key().to_owned();
+    // Three made in one frozen instant (same second, same millisecond: the order of their
+    // ids decides), then four a second apart.
+    let start = Utc::now();
+    app.freeze(start);
+    let mut made = Vec::new();
+    for i in 0..7 {
+        if i >= 3 {
+            app.freeze(start + Duration::seconds(i));
+        }
+        let d = created(&app, "/dashboards", json!({"name": format!("Board {i}")})).await;
+        made.push(d["id"].as_str().unwrap().to_owned());
+    }
+    // Ids sort by creation time: those a second apart in the order they were made.
+    assert!(made[3..].windows(2).all(|w| w[0] < w[1]), "{made:?}");
+    assert!(made[..3].iter().all(|early| *early < made[3]), "{made:?}");
+    let doomed = made.remove(4);
+    let gone = delete(&app, &format!("/dashboards/{doomed}")).await;
+    assert_eq!(gone.status(), 200);
+
+    // The admin sees every dashboard: the default order is read page by page from the
+    // database (with the kept count as the total); a favourites filter reads them all and
+    // pages in memory. Both must agree, in either paging style.
+    let company = &app.company.company_id;
+    let counted = app
+        .state
+        .store
+        .assets()
+        .count::<platform::assets::records::Dashboard>(company)
+        .await
+        .unwrap();
+    let (all, total) = listed(&app, &key, "is_favorite=false&limit=100").await;
+    assert_eq!(total as usize, all.len());
+    assert_eq!(counted, total, "the kept count is the number of dashboards");
+    for id in &made {
+        assert!(all.contains(id), "{id} missing from {all:?}");
+    }
+    assert!(!all.contains(&doomed));
+    let mut paged = Vec::new();
+    for offset in (0..all.len() + 2).step_by(2) {
+        let (page, t) = listed(&app, &key, &format!("limit=2&offset={offset}")).await;
+        assert_eq!(t, total, "offset {offset}");
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "the database's pages are memory's order");
+    let (page, t) = listed(&app, &key, "page=2&page_size=3").await;
+    assert_eq!((page.as_slice(), t), (&all[3..6.min(all.len())], total));
+
+    // A viewer sees only what is shared with it: its list is read whole, as before.
+    let (_, viewer_key) = app.user_with_key(&["viewer"], None).await;
+    let (theirs, theirs_total) = listed(&app, &viewer_key, "limit=100").await;
+    assert_eq!(theirs.len() as u64, theirs_total);
+    assert!(theirs.iter().all(|id| !made.contains(id)), "{theirs:?}");
+}

@@ -89,6 +89,42 @@ pub async fn all_visible<A: Asset>(state: &AppState, caller: &Caller) -> ApiResu
     Ok(all.into_iter().filter(|a| visible(caller, a)).collect())
 }
 
+/// What a list read of the assets of a kind: the page itself and the number of them all,
+/// when the database could page them; or every asset the caller may see, to page in memory.
+pub enum ListRead<A> {
+    Page { page: Vec<A>, total: usize },
+    All(Vec<A>),
+}
+
+/// The assets of kind `A` a list shows, read in one round trip. When the list asks for them
+/// in creation order and nothing else (the default), the caller sees every asset of the kind
+/// and the company's assets are counted ([`domain::accounts::Company::assets_counted`]), the
+/// database pages them (their ids sort by creation): the page's assets and those before it,
+/// alongside their count. Otherwise every asset the caller may see, to filter, sort and page
+/// in memory.
+pub async fn for_list<A: Asset, F>(
+    state: &AppState,
+    caller: &Caller,
+    list: &crate::paging::Listing<F>,
+) -> ApiResult<ListRead<A>> {
+    let in_store = caller.company.assets_counted
+        && !list.filtered
+        && list.paging.in_creation_order()
+        && caller.can(A::KIND.edit_permission());
+    if !in_store {
+        return Ok(ListRead::All(all_visible(state, caller).await?));
+    }
+    let (company, assets) = (caller.company_id(), state.store.assets());
+    let paging = &list.paging;
+    let (first, total) = tokio::try_join!(
+        assets.first::<A>(company, paging.offset.saturating_add(paging.limit)),
+        assets.count::<A>(company)
+    )?;
+    let total = (total as usize).max(first.len());
+    let page = first.into_iter().skip(paging.offset).collect();
+    Ok(ListRead::Page { page, total })
+}
+
 /// Every asset of the kind in a company (for internal work such as recomputing Klips).
 pub async fn all_of<A: Asset>(state: &AppState, company: &str) -> ApiResult<Vec<A>> {
     Ok(state
@@ -119,7 +155,9 @@ pub async fn create<A: Asset>(state: &AppState, mut asset: A) -> ApiResult<A> {
     };
     {
         let meta = asset.meta_mut();
-        meta.id = new_id();
+        // Ids that sort by creation: the database keeps a kind's assets in creation order,
+        // so a list in that order pages there (see `for_list`).
+        meta.id = domain::ids::ordered_id(now.timestamp_millis());
         meta.version = 1;
         meta.date_created = now;
         meta.last_updated = now;

@@ -7,8 +7,8 @@
 //! `route(GET, "/klips/{id}", resource::show::<Klip>, ...)`.
 
 use super::{
-    all_visible, check_if_match, check_share_rights, find, ok_with_etag, remove, save, view, Asset,
-    Listable, ShareBody,
+    check_if_match, check_share_rights, find, for_list, ok_with_etag, remove, save, view, Asset,
+    ListRead, Listable, ShareBody,
 };
 use crate::auth::Caller;
 use crate::envelope;
@@ -48,30 +48,34 @@ pub async fn list<A: Asset, F>(
     key: &str,
     keep: impl Fn(&A) -> bool,
 ) -> ApiResult<Response> {
-    let visible = all_visible::<A>(state, caller).await?;
-    page(query, key, visible, keep, |a| view(a))
+    let read = for_list::<A, F>(state, caller, query).await?;
+    page(query, key, read, keep, |a| view(a))
 }
 
-/// The list of `assets` (those the caller may see) that `keep` accepts, sorted and paged as
+/// The list of the assets `read` (see [`for_list`]) that `keep` accepts, sorted and paged as
 /// the query says, each as `show` makes it, under `key`: [`list`] for a function that reads
-/// something else alongside the assets or shows them its own way.
+/// something else alongside the assets or shows them its own way. (A page the database cut
+/// was read for a list without filters: `keep` is the list's filters, so it holds for all.)
 pub fn page<A: Asset, F>(
     query: &Listing<F>,
     key: &str,
-    assets: Vec<A>,
+    read: ListRead<A>,
     keep: impl Fn(&A) -> bool,
     show: impl Fn(&A) -> ApiResult<Value>,
 ) -> ApiResult<Response> {
-    let listed: Vec<Listable<A>> = assets
-        .into_iter()
-        .filter(|a| keep(a))
-        .map(Listable)
-        .collect();
-    let (page, total) = query.paging.apply(listed);
-    let views = page
-        .iter()
-        .map(|a| show(&a.0))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let (page, total) = match read {
+        ListRead::Page { page, total } => (page, total),
+        ListRead::All(assets) => {
+            let listed: Vec<Listable<A>> = assets
+                .into_iter()
+                .filter(|a| keep(a))
+                .map(Listable)
+                .collect();
+            let (page, total) = query.paging.apply(listed);
+            (page.into_iter().map(|a| a.0).collect(), total)
+        }
+    };
+    let views = page.iter().map(show).collect::<ApiResult<Vec<_>>>()?;
     let meta = query.meta(views.len(), total);
     Ok(envelope::list(key, views, meta))
 }

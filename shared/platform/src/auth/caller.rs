@@ -46,6 +46,10 @@ pub struct CompanySummary {
     /// unlimited).
     #[serde(skip)]
     pub scheduled_runs_budget: Option<u64>,
+    /// Its assets are counted and their ids sort by creation (see
+    /// [`domain::accounts::Company::assets_counted`]).
+    #[serde(skip)]
+    pub assets_counted: bool,
 }
 
 impl CompanySummary {
@@ -62,6 +66,7 @@ impl CompanySummary {
             timezone: company.timezone.clone(),
             dashboard_limit: company.dashboard_limit,
             scheduled_runs_budget: company.scheduled_runs_budget(),
+            assets_counted: company.assets_counted,
         }
     }
 }
@@ -261,6 +266,8 @@ struct CompanySnapshot {
     dashboard_limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scheduled_runs_budget: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    assets_counted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -304,6 +311,7 @@ impl CallerSnapshot {
                 timezone: c.timezone.clone(),
                 dashboard_limit: c.dashboard_limit,
                 scheduled_runs_budget: c.scheduled_runs_budget,
+                assets_counted: c.assets_counted,
             },
             user: UserSnapshot {
                 id: u.id.clone(),
@@ -338,6 +346,7 @@ impl CallerSnapshot {
                 timezone: c.timezone,
                 dashboard_limit: c.dashboard_limit,
                 scheduled_runs_budget: c.scheduled_runs_budget,
+                assets_counted: c.assets_counted,
             },
             partner: None,
             user: CallerUser {

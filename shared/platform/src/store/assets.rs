@@ -27,6 +27,12 @@ pub struct SlugClaim {
     pub id: String,
 }
 
+/// What an asset count item holds (see [`keys::asset_count`]).
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
 /// A lookup item changed together with an asset's save ([`Assets::replace_with`]).
 pub enum Lookup {
     /// Create this item; refused when it exists.
@@ -67,6 +73,21 @@ fn asset_item<A: Asset>(asset: &A) -> Result<super::Item, StoreError> {
         item.insert("gsi1sk".into(), super::s(meta.id.clone()));
     }
     Ok(item)
+}
+
+/// The step of an asset's create (`delta` 1) or delete (-1) that keeps its kind's count.
+fn count<A: Asset>(
+    tx: &mut super::Transaction<'_>,
+    company: &str,
+    delta: i64,
+) -> Result<usize, StoreError> {
+    tx.update_named(
+        &keys::asset_count(A::KIND, company),
+        "ADD #n :delta",
+        None,
+        &[("#n", "n")],
+        vec![(":delta", n(delta))],
+    )
 }
 
 /// Why [`Assets::append_segment`]'s update failed: the database's error, a data source
@@ -138,7 +159,7 @@ impl Assets<'_> {
         Ok(claim.map(|c| c.id))
     }
 
-    /// Stores a new asset and its slug claim.
+    /// Stores a new asset and its slug claim, and counts it.
     pub async fn create<A: Asset>(&self, asset: &A) -> Result<(), WriteError<AssetRefused>> {
         let meta = asset.meta();
         let mut tx = self.0.transaction();
@@ -149,6 +170,7 @@ impl Assets<'_> {
                 id: meta.id.clone(),
             },
         )?;
+        count::<A>(&mut tx, &meta.company_id, 1)?;
         tx.commit().await.map_err(|e| match e {
             WriteError::Refused(i) if i == item => WriteError::Refused(AssetRefused::IdTaken),
             WriteError::Refused(_) => WriteError::Refused(AssetRefused::SlugTaken),
@@ -210,12 +232,29 @@ impl Assets<'_> {
         })
     }
 
+    /// How many assets of the kind the company has, as counted by [`Self::create`] and
+    /// [`Self::delete`] (only the whole number when the company's assets were counted since
+    /// it was made: [`domain::accounts::Company::assets_counted`]).
+    pub async fn count<A: Asset>(&self, company: &str) -> Result<u64, StoreError> {
+        let count: Option<Count> = self.0.get(keys::asset_count(A::KIND, company)).await?;
+        Ok(count.map_or(0, |c| c.n.max(0) as u64))
+    }
+
+    /// The first `max` assets of the kind in the order of their ids (their creation order,
+    /// see [`domain::ids::ordered_id`]), read in as few pages of the database as it takes.
+    pub async fn first<A: Asset>(&self, company: &str, max: usize) -> Result<Vec<A>, StoreError> {
+        self.0
+            .query_prefix_first(&keys::company_pk(company), A::KIND.prefix(), max)
+            .await
+    }
+
     /// Deletes the asset and its slug claim; refused when it is already gone.
     pub async fn delete<A: Asset>(&self, asset: &A) -> Result<(), WriteError<AssetRefused>> {
         let meta = asset.meta();
         let mut tx = self.0.transaction();
         tx.delete_existing(&keys::asset(A::KIND, &meta.company_id, &meta.id))?;
         tx.delete(&keys::slug(A::KIND, &meta.company_id, &meta.slug))?;
+        count::<A>(&mut tx, &meta.company_id, -1)?;
         tx.commit().await.map_err(|e| match e {
             WriteError::Refused(_) => WriteError::Refused(AssetRefused::Gone),
             WriteError::Failed(e) => WriteError::Failed(e),

@@ -52,6 +52,11 @@ pub fn partner_index(partner: &str) -> String {
 pub fn asset(kind: domain::asset::Kind, company: &str, id: &str) -> Key {
     Key::new(company_pk(company), format!("{}{id}", kind.prefix()))
 }
+/// How many assets of a kind a company has (`n`), kept by the transactions that create and
+/// delete them (its sort key does not start with the kind's prefix, so it is in no list).
+pub fn asset_count(kind: domain::asset::Kind, company: &str) -> Key {
+    Key::new(company_pk(company), format!("COUNT#{}", kind.prefix()))
+}
 /// The claim of a slug among a company's assets of one kind (value: the id).
 pub fn slug(kind: domain::asset::Kind, company: &str, slug: &str) -> Key {
     Key::new(company_pk(company), format!("SLUG#{}{slug}", kind.prefix()))

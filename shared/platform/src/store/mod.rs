@@ -15,8 +15,9 @@
 //! | custom role | `C#<company>` | `ROLE#<role>` | name, permissions |
 //! | group | `C#<company>` | `GROUP#<group>` | name; members are users whose `groups` hold it |
 //! | reset token | `RESET#<sha256>` | `RESET` | one-time password reset; `ttl` |
-//! | data source / Klip / dashboard | `C#<company>` | `DS#<id>` / `KLIP#<id>` / `DASH#<id>` | `meta` (name, slug, version, share rights) + the record |
+//! | data source / Klip / dashboard | `C#<company>` | `DS#<id>` / `KLIP#<id>` / `DASH#<id>` | `meta` (name, slug, version, share rights) + the record; ids sort by creation (companies made since they do: `assets_counted`), so a list in creation order is a `Query` with a `Limit` |
 //! | slug claim | `C#<company>` | `SLUG#<PREFIX><slug>` | → id; written with the asset, so slugs are unique |
+//! | asset count | `C#<company>` | `COUNT#<PREFIX>` | `n`: the company's assets of the kind, `ADD`ed by the transactions that create and delete them |
 //! | favourite | `C#<company>` | `FAV#<user>#<dashboard>` | one per user and dashboard |
 //! | published link | `PUBLINK#<sha256 of token>` | `PUBLINK` | → company, dashboard, expiry |
 //! | report | `C#<company>` | `REPORT#<id>` | an asset; when scheduled, `gsi1pk = DUE#`, `gsi1sk = <next_run_at>#<company>#<id>` |
@@ -366,9 +367,21 @@ impl Store {
         pk: &str,
         prefix: &str,
     ) -> Result<Vec<T>, StoreError> {
+        self.query_prefix_first(pk, prefix, usize::MAX).await
+    }
+
+    /// [`Self::query_prefix`], stopping after the first `max` items in sort-key order.
+    pub async fn query_prefix_first<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
-        loop {
+        while out.len() < max {
+            // DynamoDB takes a limit of at most 2^31 - 1.
+            let left = i32::try_from(max - out.len()).ok();
             let mut query = self
                 .db
                 .query()
@@ -384,6 +397,7 @@ impl Store {
             };
             let page = query
                 .consistent_read(true)
+                .set_limit(left)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -396,6 +410,7 @@ impl Store {
                 _ => return Ok(out),
             }
         }
+        Ok(out)
     }
 
     /// Atomically adds `delta` to the number `n` of a counter item, setting its `ttl`;
