@@ -492,6 +492,7 @@ fn render_page(
     let tz = domain::data::timezone(zone);
     let document =
         domain::document::build_with_currency(&cover, &computed, tz, currency, state.clock.now());
-    domain::document::render(&document, domain::ReportFormat::Html)
-        .ok_or_else(|| ApiError::internal("the page could not be written"))
+    // The HTML writer itself, not `render`: this function never writes PDF or XLSX, and
+    // naming them here would link their writers into its package.
+    Ok(domain::document::html(&document).into_bytes())
 }

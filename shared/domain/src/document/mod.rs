@@ -510,7 +510,7 @@ pub(crate) fn window_line(window: &str, period: Option<&str>) -> String {
 }
 
 /// One self-contained page: inline CSS and SVG, no external request.
-fn html(document: &Document) -> String {
+pub fn html(document: &Document) -> String {
     let mut body = highlights_html(document);
     for s in &document.sections {
         body.push_str(&section_html(s));

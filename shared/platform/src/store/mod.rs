@@ -120,6 +120,8 @@ where
         "InternalServerError",
         "ServiceUnavailable",
         "TransactionInProgressException",
+        // A single-item write to an item a transaction is changing at that moment.
+        "TransactionConflictException",
     ];
     match &err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
@@ -735,29 +737,45 @@ impl<'a> Transaction<'a> {
             }
         }
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        match self
-            .store
-            .db
-            .transact_write_items()
-            .set_transact_items(Some(self.items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let failed = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                        .cancellation_reasons()
-                        .iter()
-                        .position(|r| r.code() == Some("ConditionalCheckFailed")),
-                    _ => None,
-                };
-                match failed {
-                    Some(index) => Err(WriteError::Refused(index)),
-                    None => Err(WriteError::Failed(db_error("TransactWriteItems", e))),
+        for attempt in 1..=TRANSACTION_TRIES {
+            let sent = self
+                .store
+                .db
+                .transact_write_items()
+                .set_transact_items(Some(self.items.clone()))
+                .send()
+                .await;
+            let e = match sent {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let reasons = match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons()
+                }
+                _ => &[],
+            };
+            match cancelled(reasons) {
+                Cancelled::Refused(index) => return Err(WriteError::Refused(index)),
+                // Another transaction held one of its items (a kept count, say, that every
+                // create of the kind updates): nothing was written, so it is sent again.
+                Cancelled::Conflict if attempt < TRANSACTION_TRIES => {
+                    let pause = rand::random_range(5..=20) * attempt as u64;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                Cancelled::Conflict | Cancelled::Throttled => {
+                    tracing::warn!(attempt, reasons = ?reasons, "transaction cancelled: database busy");
+                    return Err(WriteError::Failed(StoreError::Unavailable {
+                        message: "the database is busy; retry shortly".into(),
+                        source: Some(e.into()),
+                    }));
+                }
+                Cancelled::Other => {
+                    return Err(WriteError::Failed(db_error("TransactWriteItems", e)))
                 }
             }
         }
+        unreachable!("the last try returns")
     }
 
     /// Writes all or nothing; any failed condition is 409 with `conflict`.
@@ -766,6 +784,45 @@ impl<'a> Transaction<'a> {
             .await
             .map_err(|e| e.into_store(|_| StoreError::Conflict(conflict.to_owned())))
     }
+}
+
+/// How many times a transaction is sent while another transaction holds one of its items.
+const TRANSACTION_TRIES: u32 = 4;
+
+/// Why DynamoDB cancelled a transaction, from its reasons (one per step).
+#[derive(Debug, PartialEq, Eq)]
+enum Cancelled {
+    /// This step's condition failed: an answer, not a failure.
+    Refused(usize),
+    /// Another transaction was changing one of its items: sending it again may succeed.
+    Conflict,
+    /// The database throttled one of its items: 503, as for any throttled call.
+    Throttled,
+    /// Anything else (throttling, validation): the database error's own rules.
+    Other,
+}
+
+fn cancelled(reasons: &[aws_sdk_dynamodb::types::CancellationReason]) -> Cancelled {
+    if let Some(index) = reasons
+        .iter()
+        .position(|r| r.code() == Some("ConditionalCheckFailed"))
+    {
+        return Cancelled::Refused(index);
+    }
+    if reasons
+        .iter()
+        .any(|r| r.code() == Some("TransactionConflict"))
+    {
+        return Cancelled::Conflict;
+    }
+    let throttled = ["ThrottlingError", "ProvisionedThroughputExceeded"];
+    if reasons
+        .iter()
+        .any(|r| r.code().is_some_and(|c| throttled.contains(&c)))
+    {
+        return Cancelled::Throttled;
+    }
+    Cancelled::Other
 }
 
 /// What a transaction's only step, written alone, answers: refused as step 0 when its
@@ -1196,6 +1253,38 @@ mod tests {
 
     fn n(text: &str) -> AttributeValue {
         AttributeValue::N(text.into())
+    }
+
+    #[test]
+    fn a_cancelled_transaction_is_a_refusal_a_conflict_to_send_again_or_a_failure() {
+        use aws_sdk_dynamodb::types::CancellationReason;
+        let reason = |code: &str| CancellationReason::builder().code(code).build();
+        let none = || reason("None");
+        assert_eq!(
+            cancelled(&[none(), reason("ConditionalCheckFailed"), none()]),
+            Cancelled::Refused(1)
+        );
+        // A failed condition is the answer even when another step conflicted.
+        assert_eq!(
+            cancelled(&[
+                reason("TransactionConflict"),
+                reason("ConditionalCheckFailed")
+            ]),
+            Cancelled::Refused(1)
+        );
+        assert_eq!(
+            cancelled(&[none(), reason("TransactionConflict")]),
+            Cancelled::Conflict
+        );
+        assert_eq!(
+            cancelled(&[reason("ThrottlingError"), none()]),
+            Cancelled::Throttled
+        );
+        assert_eq!(
+            cancelled(&[none(), reason("ValidationError")]),
+            Cancelled::Other
+        );
+        assert_eq!(cancelled(&[]), Cancelled::Other);
     }
 
     #[test]
