@@ -147,13 +147,12 @@ impl Paging {
         Ok(())
     }
 
-    /// Whether the list is in creation order (the default sort, ascending) with nothing
-    /// searched (`q`, `since`): the order in which the database keeps assets.
-    pub fn in_creation_order(&self) -> bool {
-        self.q.is_none()
-            && self.since.is_none()
-            && self.sort == SortField::DateCreated
-            && !self.descending
+    /// Whether the list is in creation order (`date_created`, the default sort) with nothing
+    /// searched (`q`, `since`), the order in which the database keeps assets: `Some` with
+    /// whether it is descending.
+    pub fn in_creation_order(&self) -> Option<bool> {
+        let plain = self.q.is_none() && self.since.is_none();
+        (plain && self.sort == SortField::DateCreated).then_some(self.descending)
     }
 
     /// Cuts the page out of items kept in their own order; answers the page and the total.
@@ -179,18 +178,16 @@ impl Paging {
             let since = domain::time::seconds(since);
             items.retain(|i| i.last_updated() >= since);
         }
-        items.sort_by(|a, b| {
-            let ord = match self.sort {
-                SortField::Name => a.name().to_lowercase().cmp(&b.name().to_lowercase()),
-                SortField::DateCreated => a.date_created().cmp(&b.date_created()),
-                SortField::LastUpdated => a.last_updated().cmp(&b.last_updated()),
-            };
-            if self.descending {
-                ord.reverse()
-            } else {
-                ord
-            }
+        // Ties keep the items' own order (the database's: by id), and a descending list is
+        // the ascending one reversed, ties too, as the database reads a partition backwards.
+        items.sort_by(|a, b| match self.sort {
+            SortField::Name => a.name().to_lowercase().cmp(&b.name().to_lowercase()),
+            SortField::DateCreated => a.date_created().cmp(&b.date_created()),
+            SortField::LastUpdated => a.last_updated().cmp(&b.last_updated()),
         });
+        if self.descending {
+            items.reverse();
+        }
         let total = items.len();
         let page = items
             .into_iter()
@@ -381,6 +378,31 @@ mod tests {
             assert_eq!(meta["next"], Value::Null, "{query}");
             assert!(meta["previous"].is_string(), "{query}");
         }
+    }
+
+    #[test]
+    fn descending_is_ascending_reversed_ties_included() {
+        // Stored order (the database's: by id) is the tie-break: a, b, c made in second 1.
+        let stored = || vec![Item("a", 1), Item("b", 1), Item("c", 1), Item("d", 2)];
+        let names = |query: &str| {
+            let paging = Paging::from_params(&params(query), &[]).unwrap();
+            let (page, _) = paging.apply(stored());
+            page.iter().map(|i| i.0).collect::<Vec<_>>()
+        };
+        assert_eq!(names("sort=date_created"), ["a", "b", "c", "d"]);
+        assert_eq!(names("sort=-date_created"), ["d", "c", "b", "a"]);
+        assert_eq!(
+            Paging::from_params(&params("sort=-date_created"), &[])
+                .unwrap()
+                .in_creation_order(),
+            Some(true)
+        );
+        assert_eq!(
+            Paging::from_params(&params("q=x"), &[])
+                .unwrap()
+                .in_creation_order(),
+            None
+        );
     }
 
     #[test]

@@ -961,10 +961,81 @@ async fn a_list_in_creation_order_is_paged_by_the_database_as_memory_pages_it() 
     assert_eq!(paged, all, "the database's pages are memory's order");
     let (page, t) = listed(&app, &key, "page=2&page_size=3").await;
     assert_eq!((page.as_slice(), t), (&all[3..6.min(all.len())], total));
+    // Newest first: the database reads the partition backwards, ties included.
+    let (newest, _) = listed(&app, &key, "is_favorite=false&limit=100&sort=-date_created").await;
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(
+        newest, reversed,
+        "newest first is the oldest first reversed"
+    );
+    let mut paged = Vec::new();
+    for offset in (0..all.len() + 2).step_by(3) {
+        let query = format!("limit=3&offset={offset}&sort=-date_created");
+        let (page, t) = listed(&app, &key, &query).await;
+        assert_eq!(t, total, "{query}");
+        paged.extend(page);
+    }
+    assert_eq!(
+        paged, newest,
+        "the database's pages, newest first, are memory's order"
+    );
 
     // A viewer sees only what is shared with it: its list is read whole, as before.
     let (_, viewer_key) = app.user_with_key(&["viewer"], None).await;
     let (theirs, theirs_total) = listed(&app, &viewer_key, "limit=100").await;
     assert_eq!(theirs.len() as u64, theirs_total);
     assert!(theirs.iter().all(|id| !made.contains(id)), "{theirs:?}");
+}
+
+#[tokio::test]
+async fn a_company_made_before_assets_were_counted_pages_its_lists_in_memory() {
+    use platform::assets::records::Dashboard;
+    use platform::store::keys;
+    let app = TestApp::spawn().await;
+    for i in 0..5 {
+        created(&app, "/dashboards", json!({"name": format!("Old {i}")})).await;
+    }
+    // As a company made before: no count of its dashboards, and not marked as counted.
+    let store = &app.state.store;
+    let company_id = &app.company.company_id;
+    let count_key = keys::asset_count(platform::assets::Kind::Dashboard, company_id);
+    store.delete(&count_key).await.unwrap();
+    let mut company: domain::accounts::Company =
+        store.get(keys::company(company_id)).await.unwrap().unwrap();
+    assert!(company.assets_counted, "a new company's assets are counted");
+    company.assets_counted = false;
+    store
+        .put(&keys::company(company_id), &company)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.assets().count::<Dashboard>(company_id).await.unwrap(),
+        0
+    );
+
+    // A new instance (nothing remembered) reads the company as it is now: its list is
+    // read whole, so the total is every dashboard, not what a count would say.
+    let base = app.another_instance().await;
+    let (status, body) = json(
+        app.http
+            .get(format!("{base}/api/v1/dashboards?limit=2"))
+            .header("kf-api-key", app.key())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (all, total) = listed(&app, app.key(), "is_favorite=false&limit=100").await;
+    assert_eq!(body["meta"]["total"].as_u64(), Some(total));
+    assert!(total >= 5, "{total}");
+    assert_eq!(body["meta"]["count"], 2);
+    let page: Vec<&str> = body["data"]["dashboards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [all[0].as_str(), all[1].as_str()]);
 }

@@ -97,7 +97,7 @@ pub enum ListRead<A> {
 }
 
 /// The assets of kind `A` a list shows, read in one round trip. When the list asks for them
-/// in creation order and nothing else (the default), the caller sees every asset of the kind
+/// in creation order (the default, or newest first) and nothing else, the caller sees every asset of the kind
 /// and the company's assets are counted ([`domain::accounts::Company::assets_counted`]), the
 /// database pages them (their ids sort by creation): the page's assets and those before it,
 /// alongside their count. Otherwise every asset the caller may see, to filter, sort and page
@@ -107,17 +107,16 @@ pub async fn for_list<A: Asset, F>(
     caller: &Caller,
     list: &crate::paging::Listing<F>,
 ) -> ApiResult<ListRead<A>> {
-    let in_store = caller.company.assets_counted
-        && !list.filtered
-        && list.paging.in_creation_order()
-        && caller.can(A::KIND.edit_permission());
-    if !in_store {
+    let in_store =
+        caller.company.assets_counted && !list.filtered && caller.can(A::KIND.edit_permission());
+    let Some(descending) = list.paging.in_creation_order().filter(|_| in_store) else {
         return Ok(ListRead::All(all_visible(state, caller).await?));
-    }
+    };
     let (company, assets) = (caller.company_id(), state.store.assets());
     let paging = &list.paging;
+    let wanted = paging.offset.saturating_add(paging.limit);
     let (first, total) = tokio::try_join!(
-        assets.first::<A>(company, paging.offset.saturating_add(paging.limit)),
+        assets.first::<A>(company, wanted, descending),
         assets.count::<A>(company)
     )?;
     let total = (total as usize).max(first.len());

@@ -241,10 +241,17 @@ impl Assets<'_> {
     }
 
     /// The first `max` assets of the kind in the order of their ids (their creation order,
-    /// see [`domain::ids::ordered_id`]), read in as few pages of the database as it takes.
-    pub async fn first<A: Asset>(&self, company: &str, max: usize) -> Result<Vec<A>, StoreError> {
-        self.0
-            .query_prefix_first(&keys::company_pk(company), A::KIND.prefix(), max)
+    /// see [`domain::ids::ordered_id`]; newest first when `descending`), read in as few
+    /// pages of the database as it takes.
+    pub async fn first<A: Asset>(
+        &self,
+        company: &str,
+        max: usize,
+        descending: bool,
+    ) -> Result<Vec<A>, StoreError> {
+        let pk = keys::company_pk(company);
+        (self.0)
+            .query_prefix_first(&pk, A::KIND.prefix(), max, !descending)
             .await
     }
 

@@ -369,15 +369,17 @@ impl Store {
         pk: &str,
         prefix: &str,
     ) -> Result<Vec<T>, StoreError> {
-        self.query_prefix_first(pk, prefix, usize::MAX).await
+        self.query_prefix_first(pk, prefix, usize::MAX, true).await
     }
 
-    /// [`Self::query_prefix`], stopping after the first `max` items in sort-key order.
+    /// [`Self::query_prefix`], stopping after the first `max` items in sort-key order
+    /// (`forward`) or its reverse.
     pub async fn query_prefix_first<T: DeserializeOwned>(
         &self,
         pk: &str,
         prefix: &str,
         max: usize,
+        forward: bool,
     ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
@@ -399,6 +401,7 @@ impl Store {
             };
             let page = query
                 .consistent_read(true)
+                .scan_index_forward(forward)
                 .set_limit(left)
                 .set_exclusive_start_key(start)
                 .send()
