@@ -97,11 +97,11 @@ pub enum ListRead<A> {
 }
 
 /// The assets of kind `A` a list shows, read in one round trip. When the list asks for them
-/// in creation order (the default, or newest first) and nothing else, the caller sees every asset of the kind
-/// and the company's assets are counted ([`domain::accounts::Company::assets_counted`]), the
-/// database pages them (their ids sort by creation): the page's assets and those before it,
-/// alongside their count. Otherwise every asset the caller may see, to filter, sort and page
-/// in memory.
+/// in creation order (the default, or newest first) and nothing else, the caller sees every
+/// asset of the kind and the company's assets are counted
+/// ([`domain::accounts::Company::assets_counted`]), the database pages them (their ids sort
+/// by creation): the page's assets and those before it, alongside their count. Otherwise
+/// every asset the caller may see, to filter, sort and page in memory.
 pub async fn for_list<A: Asset, F>(
     state: &AppState,
     caller: &Caller,

@@ -740,7 +740,9 @@ impl<'a> Transaction<'a> {
             }
         }
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        for attempt in 1..=TRANSACTION_TRIES {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let sent = self
                 .store
                 .db
@@ -778,7 +780,6 @@ impl<'a> Transaction<'a> {
                 }
             }
         }
-        unreachable!("the last try returns")
     }
 
     /// Writes all or nothing; any failed condition is 409 with `conflict`.
@@ -801,7 +802,8 @@ enum Cancelled {
     Conflict,
     /// The database throttled one of its items: 503, as for any throttled call.
     Throttled,
-    /// Anything else (throttling, validation): the database error's own rules.
+    /// Anything else (a validation error, or no cancellation at all): the database error's
+    /// own rules.
     Other,
 }
 
