@@ -141,7 +141,15 @@ pub struct RateLimiter {
     /// company → the day its counter item was last seen on and the keys whose uses it holds
     /// (see [`RateLimiter::key_fits`]).
     day_keys: Mutex<HashMap<String, (chrono::NaiveDate, Vec<String>)>>,
+    /// company → the last second this instance found another instance had counted first (a
+    /// new second's guess refused): while that is recent, a new second's first count sends
+    /// both guesses at once (see [`RateLimiter::count`]).
+    shared: Mutex<HashMap<String, i64>>,
 }
+
+/// How long (seconds) after another instance was seen counting a company first this instance
+/// keeps sending both guesses for a new second of it.
+const SHARED_FOR: i64 = 60;
 
 /// A company's requests counting in one second, as this instance sees them.
 #[derive(Debug, Default)]
@@ -326,29 +334,24 @@ impl RateLimiter {
                 today: counts.today,
             }
         };
-        if self.last_second(company).is_none() {
+        if self.last_second(company).is_none() || (!same_second && self.shared(company, second)) {
             // This instance has not counted the company yet (a new instance's first request),
-            // so it cannot tell whether the item already counts this second: both guesses go
-            // at once, and at most one holds (see `RateCounters::add`). One round trip where
-            // a wrong guess would cost two; the refused one costs a write unit, once per
-            // company and instance.
-            let marker = domain::ids::new_id();
-            let (adds, starts) = tokio::join!(
-                counters.add(&key, second, true, ttl, key_use, Some(&marker)),
-                counters.add(&key, second, false, ttl, key_use, Some(&marker)),
-            );
-            match (adds, starts) {
-                (Ok(counts), _) | (_, Ok(counts)) => return Ok(counted(second, counts)),
-                (Err(WriteError::Failed(e)), _) | (_, Err(WriteError::Failed(e))) => {
-                    return Err(e.into())
-                }
+            // or it is a new second of a company other instances count too, so it cannot tell
+            // whether the item already counts this second: both guesses go at once, and at
+            // most one holds (see `RateCounters::add`). One round trip where a wrong guess
+            // would cost two; the refused one costs a write unit, once per company and
+            // instance, and then once a second while other instances count it first.
+            match self
+                .both_guesses(&key, company, second, ttl, key_use, store)
+                .await?
+            {
+                Ok(counts) => return Ok(counted(second, counts)),
                 // Another instance (whose clock may run ahead) already counts a later second.
-                (Err(WriteError::Refused(a)), Err(WriteError::Refused(b))) => {
-                    if let Some(s) = a.max(b).filter(|s| *s >= second) {
-                        counted_second = s;
-                        same_second = true;
-                    }
+                Err(Some(later)) => {
+                    counted_second = later;
+                    same_second = true;
                 }
+                Err(None) => {}
             }
         }
         for _ in 0..3 {
@@ -357,9 +360,12 @@ impl RateLimiter {
                 .await
             {
                 Ok(counts) => return Ok(counted(counted_second, counts)),
-                // Another instance (whose clock may run ahead) already counts a later
-                // second: count this request in it.
+                // Another instance (whose clock may run ahead) already counts this second or
+                // a later one: count this request in it.
                 Err(WriteError::Refused(Some(s))) if s >= second => {
+                    if !same_second {
+                        self.remember_shared(company, second);
+                    }
                     counted_second = s;
                     same_second = true;
                 }
@@ -373,6 +379,38 @@ impl RateLimiter {
         Err(ApiError::Unavailable(
             "the rate counter is contended; retry shortly".into(),
         ))
+    }
+
+    /// Both guesses for `second` at once (see [`RateLimiter::count`]), with one marker so
+    /// that at most one holds: the counts when one held (noting another instance counted
+    /// the second first when it was the "this second" guess), or, when both were refused,
+    /// the later second the item counts, if any.
+    async fn both_guesses(
+        &self,
+        key: &Key,
+        company: &str,
+        second: i64,
+        ttl: i64,
+        key_use: Option<(&str, DateTime<Utc>)>,
+        store: &Store,
+    ) -> Result<Result<crate::store::counters::Counts, Option<i64>>, ApiError> {
+        let counters = store.rate_counters();
+        let marker = domain::ids::new_id();
+        let (adds, starts) = tokio::join!(
+            counters.add(key, second, true, ttl, key_use, Some(&marker)),
+            counters.add(key, second, false, ttl, key_use, Some(&marker)),
+        );
+        match (adds, starts) {
+            (Ok(counts), _) => {
+                self.remember_shared(company, second);
+                Ok(Ok(counts))
+            }
+            (_, Ok(counts)) => Ok(Ok(counts)),
+            (Err(WriteError::Failed(e)), _) | (_, Err(WriteError::Failed(e))) => Err(e.into()),
+            (Err(WriteError::Refused(a)), Err(WriteError::Refused(b))) => {
+                Ok(Err(a.max(b).filter(|s| *s >= second)))
+            }
+        }
     }
 
     /// Refuses the rest of `second` for `company` from memory.
@@ -405,6 +443,24 @@ impl RateLimiter {
             .unwrap_or(0);
         if self.last_second(company).is_none() {
             self.remember_second(company, second);
+        }
+    }
+
+    /// Whether another instance counted `company` first in a second less than
+    /// [`SHARED_FOR`] before `second`.
+    fn shared(&self, company: &str, second: i64) -> bool {
+        let shared = self.shared.lock().ok();
+        shared
+            .and_then(|s| s.get(company).copied())
+            .is_some_and(|seen| second - seen < SHARED_FOR)
+    }
+
+    fn remember_shared(&self, company: &str, second: i64) {
+        if let Ok(mut shared) = self.shared.lock() {
+            if shared.len() >= 10_000 {
+                shared.clear();
+            }
+            shared.insert(company.to_owned(), second);
         }
     }
 

@@ -573,3 +573,43 @@ async fn a_new_instances_first_request_is_counted_once_whatever_second_the_item_
     assert_eq!((a.as_u16(), b.as_u16()), (200, 200));
     assert_eq!(counters(&app, &app.company.company_id).await, (5, 4));
 }
+
+#[tokio::test]
+async fn warm_instances_taking_turns_count_every_request_once_in_every_second() {
+    let app = one_still_second(100).await;
+    let get = |base: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .http
+                .get(format!("{base}/api/v1/profile"))
+                .header("kf-api-key", app.key())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let (a, b) = (app.base.clone(), app.another_instance().await);
+    let company = app.company.company_id.clone();
+    get(a.clone()).await;
+    get(b.clone()).await;
+    assert_eq!(counters(&app, &company).await, (3, 2));
+    let mut today = 3;
+    for round in 0..4 {
+        app.advance(chrono::Duration::seconds(1));
+        // Either instance may come first in a second (B, once it has seen A count first,
+        // sends both guesses for a new second; A, its one guess): each request once.
+        let (first, second) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        get(first.clone()).await;
+        assert_eq!(
+            counters(&app, &company).await,
+            (today + 1, 1),
+            "round {round}"
+        );
+        get(second.clone()).await;
+        get(second.clone()).await;
+        today += 3;
+        assert_eq!(counters(&app, &company).await, (today, 3), "round {round}");
+    }
+}
