@@ -541,6 +541,17 @@ async fn anonymous_views_of_a_published_link_never_use_up_the_owners_requests() 
     }
 }
 
+/// `GET /profile` with the admin's key on the instance served at `base`; its status.
+async fn profile_on(app: &TestApp, base: String) -> reqwest::StatusCode {
+    app.http
+        .get(format!("{base}/api/v1/profile"))
+        .header("kf-api-key", app.key())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// A new instance knows nothing of the second the company's counter item counts, so its
 /// first count sends both guesses at once (add to this second, start it): exactly one
 /// holds, whether the item counts an older second or this one already, so the request is
@@ -548,18 +559,7 @@ async fn anonymous_views_of_a_published_link_never_use_up_the_owners_requests() 
 #[tokio::test]
 async fn a_new_instances_first_request_is_counted_once_whatever_second_the_item_counts() {
     let app = one_still_second(100).await;
-    let get = |base: String| {
-        let app = &app;
-        async move {
-            app.http
-                .get(format!("{base}/api/v1/profile"))
-                .header("kf-api-key", app.key())
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
+    let get = |base: String| profile_on(&app, base);
     // The item counts an earlier second: the new instance starts this one.
     assert_eq!(get(app.another_instance().await).await, 200);
     assert_eq!(counters(&app, &app.company.company_id).await, (2, 1));
@@ -579,16 +579,7 @@ async fn warm_instances_taking_turns_count_every_request_once_in_every_second() 
     let app = one_still_second(100).await;
     let get = |base: String| {
         let app = &app;
-        async move {
-            let response = app
-                .http
-                .get(format!("{base}/api/v1/profile"))
-                .header("kf-api-key", app.key())
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-        }
+        async move { assert_eq!(profile_on(app, base).await, 200) }
     };
     let (a, b) = (app.base.clone(), app.another_instance().await);
     let company = app.company.company_id.clone();
