@@ -78,7 +78,10 @@ def main() -> None:
         ),
         create_datasource.CreateDatasourceResponse201,
     ).data
-    today = datetime.date.today().isoformat()
+    # The Klip counts New York days (the company's zone); yesterday in UTC is within the
+    # last 7 of them at any hour, while today in UTC is tomorrow there after 19:00 or 20:00.
+    utc_today = datetime.datetime.now(datetime.timezone.utc).date()
+    today = (utc_today - datetime.timedelta(days=1)).isoformat()
     rows = []
     for region, amount in (("EMEA", 120), ("APAC", 80)):
         row = DataRow()

@@ -27,7 +27,9 @@ async function main(): Promise<void> {
     "datasource",
     await api.POST("/datasources", { body: { name: "TS sales", format: "json" } }),
   );
-  const today = new Date().toISOString().slice(0, 10);
+  // The Klip counts New York days (the company's zone): yesterday in UTC is within the last
+  // 7 of them at any hour, while today in UTC is tomorrow there in the evening.
+  const today = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
   must(
     "push",
     await api.PUT("/datasources/{id}/data", {
